@@ -1,0 +1,167 @@
+"""The two interfaces with more than one implementation: stores and executors.
+
+A ``Store`` holds jobs, runs, events, tickers and run output. It is synchronous
+and owned by one thread; async callers go through :class:`hermes_cron_ext.store.AsyncStore`,
+which runs every call on the store's own thread, never on the event loop.
+
+An ``Executor`` starts a supervisor for a claimed run. The supervisor, not the
+executor, owns the run from then on (see ``supervisor.py``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from .models import Event, Job, Page, Run, Ticker
+
+
+class Store(ABC):
+    """Durable state shared by every ticker, supervisor and viewer on one store."""
+
+    url: str
+
+    # -- jobs ---------------------------------------------------------------
+    @abstractmethod
+    def create_job(self, fields: dict) -> tuple[Job, bool]:
+        """Create a job from fields checked by ``jobspec.validate_new``.
+
+        Returns ``(job, created)``; with a known idempotency key, the stored job
+        and False. :raises Conflict: when the name is taken.
+        """
+
+    @abstractmethod
+    def get_job(self, ref: str) -> Job:
+        """A job by id or name. :raises NotFound:"""
+
+    @abstractmethod
+    def list_jobs(self, *, limit: int = 100, cursor: str | None = None,
+                  state: str | None = None, search: str | None = None) -> Page:
+        """Jobs sorted by name, one keyset page."""
+
+    @abstractmethod
+    def update_job(self, ref: str, fields: dict) -> Job:
+        """Replace a job's definition with fields from ``jobspec.validate_changes``."""
+
+    @abstractmethod
+    def delete_job(self, ref: str) -> Job:
+        """Delete a job and its finished runs; running runs finish on their own."""
+
+    @abstractmethod
+    def set_paused(self, ref: str, paused: bool, reason: str | None = None) -> Job:
+        """Pause or resume; resuming clears ``blocked`` and does not catch up."""
+
+    # -- scheduling -----------------------------------------------------------
+    @abstractmethod
+    def next_wakeup(self) -> float | None:
+        """The earliest instant at which something becomes due (indexed)."""
+
+    @abstractmethod
+    def claim_due(self, horizon: float, now: float, owner: str) -> list[Run]:
+        """Claim every slot and pending run due by *horizon*, exactly once across tickers.
+
+        Missed slots are resolved by the job's misfire policy here, and every
+        slot not run is recorded as a ``skipped`` run with its reason.
+        """
+
+    @abstractmethod
+    def fire_reboot_jobs(self, now: float) -> int:
+        """Queue a run of every ``@reboot`` job; returns how many."""
+
+    @abstractmethod
+    def request_run(self, ref: str, trigger: str = "manual") -> Run:
+        """Queue a run now. :raises Conflict: when the overlap policy refuses."""
+
+    # -- runs -------------------------------------------------------------------
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run:
+        """:raises NotFound:"""
+
+    @abstractmethod
+    def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
+                  cursor: str | None = None, status: str | None = None) -> Page:
+        """Runs newest first, one keyset page."""
+
+    @abstractmethod
+    def attach_run(self, run_id: str, pid: int, proc_start: int | None, host: str) -> None:
+        """A supervisor has taken the run (before it waits for its instant)."""
+
+    @abstractmethod
+    def check_start(self, run_id: str) -> str | None:
+        """Why the run must not start now (job gone, paused, overlap), or None."""
+
+    @abstractmethod
+    def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> None:
+        """The payload is running."""
+
+    @abstractmethod
+    def heartbeat_run(self, run_id: str, at: float, phase: str | None, progress: float | None,
+                      output_bytes: int) -> bool:
+        """Record liveness and progress; returns True when a cancel was requested."""
+
+    @abstractmethod
+    def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
+                   reason: str | None = None, at: float | None = None) -> Run:
+        """Record a final status once; later calls leave the first one in place."""
+
+    @abstractmethod
+    def request_cancel(self, run_id: str) -> Run:
+        """Ask the run's supervisor to stop it. :raises Conflict: if it is not active."""
+
+    @abstractmethod
+    def active_runs(self) -> list[Run]:
+        """Every queued or running run (for crash detection)."""
+
+    # -- events and tickers -----------------------------------------------------
+    @abstractmethod
+    def events_since(self, cursor: int, limit: int = 500) -> list[Event]:
+        """Events with ``seq > cursor``, oldest first."""
+
+    @abstractmethod
+    def last_event_seq(self) -> int:
+        """The newest event's seq (0 when none)."""
+
+    @abstractmethod
+    def register_ticker(self, kind: str, host: str, pid: int) -> Ticker:
+        """Add this ticker to the registry that ``status`` reads."""
+
+    @abstractmethod
+    def ticker_heartbeat(self, ticker_id: str, at: float, ticked: bool = False) -> None:
+        """Keep this ticker listed as alive."""
+
+    @abstractmethod
+    def unregister_ticker(self, ticker_id: str) -> None:
+        """Remove a ticker that stops cleanly."""
+
+    @abstractmethod
+    def list_tickers(self) -> list[Ticker]:
+        """Every registered ticker, alive or stale."""
+
+    # -- housekeeping -----------------------------------------------------------
+    @abstractmethod
+    def gc(self, now: float, keep_runs: int = 50, keep_failures: int = 10,
+           max_age: float = 30 * 86400) -> dict:
+        """Prune finished runs, their output and old events by the retention limits."""
+
+    @abstractmethod
+    def stats(self) -> dict:
+        """Counts by state and per-job success rate and durations."""
+
+    @abstractmethod
+    def log_path(self, run_id: str) -> str:
+        """Where the run's output log lives (see ``output.py``)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Executor(ABC):
+    """Starts supervisors for claimed runs."""
+
+    @abstractmethod
+    async def start(self, run: Run) -> None:
+        """Hand *run* to a supervisor that waits for ``run.scheduled_for`` and runs it."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop accepting runs; supervisors already started go on."""

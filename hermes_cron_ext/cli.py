@@ -1,0 +1,632 @@
+"""``hermes-cron``: the command line for operators and scripts.
+
+Every read command takes ``--json``. Errors are one line on stderr and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+
+from . import __version__, output
+from . import schedule as sched
+from .errors import HermesCronError, InvalidInput, NotFound
+from .jobspec import validate_changes, validate_new
+from .models import ACTIVE_STATUSES, iso, parse_iso
+from .store import AsyncStore, open_store, resolve_db
+
+EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
+
+
+class UsageError(InvalidInput):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        raise UsageError(message)
+
+
+# -- formatting -----------------------------------------------------------------
+
+def _local(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _relative(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    delta = ts - time.time()
+    span = abs(delta)
+    if span < 90:
+        text = f"{span:.0f}s"
+    elif span < 5400:
+        text = f"{span / 60:.0f}m"
+    elif span < 2 * 86400:
+        text = f"{span / 3600:.1f}h"
+    else:
+        text = f"{span / 86400:.1f}d"
+    return f"in {text}" if delta >= 0 else f"{text} ago"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _command_text(job) -> str:
+    if job.kind == "python" and job.code:
+        first = job.code.strip().splitlines()[0] if job.code.strip() else ""
+        return f"python: {first[:50]}"
+    if isinstance(job.command, list):
+        return " ".join(job.command)
+    return str(job.command)
+
+
+# -- commands -------------------------------------------------------------------
+
+def _job_fields(args) -> dict:
+    data: dict = {}
+    if getattr(args, "schedule", None):
+        data["schedule"] = args.schedule
+    if getattr(args, "at", None):
+        data["at"] = args.at
+    if args.tz:
+        data["timezone"] = args.tz
+    if args.kind:
+        data["kind"] = args.kind
+    if args.command:
+        data["command"] = args.command[0] if len(args.command) == 1 else args.command
+    if args.code is not None:
+        data["code"] = sys.stdin.read() if args.code == "-" else args.code
+        data.setdefault("kind", "python")
+    for key in ("cwd", "interpreter", "description", "kernel"):
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
+    for key, attr in (("env", "env"), ("secret_env", "secret_env")):
+        pairs = getattr(args, attr) or []
+        if pairs:
+            try:
+                data[key] = dict(p.split("=", 1) for p in pairs)
+            except ValueError:
+                raise InvalidInput(f"--{key.replace('_', '-')} takes NAME=VALUE", field=key)
+    for key in ("timeout", "retries", "retry_delay", "overlap", "misfire", "starting_deadline",
+                "max_failures", "jitter", "notify_url", "ping_url"):
+        value = getattr(args, key, None)
+        if value is not None:
+            data[key] = value
+    return data
+
+
+def cmd_add(args, store) -> int:
+    data = _job_fields(args)
+    data["name"] = args.name
+    data.setdefault("cwd", os.getcwd())
+    if args.disabled:
+        data["enabled"] = False
+    if args.idempotency_key:
+        data["idempotency_key"] = args.idempotency_key
+    if not args.command and args.code is None:
+        raise InvalidInput("give the command after '--', e.g. hermes-cron add NAME "
+                           "'*/5 * * * *' -- python etl.py", field="command")
+    job, created = store.create_job(validate_new(data))
+    if args.json:
+        _print_json(job.to_json())
+    else:
+        verb = "added" if created else "exists (same idempotency key)"
+        print(f"{job.name} {verb}: {job.schedule} ({job.timezone}); "
+              f"next run {_local(job.next_run_at)} ({_relative(job.next_run_at)})")
+        _warn_if_no_ticker(store)
+    return 0
+
+
+def cmd_edit(args, store) -> int:
+    job = store.get_job(args.name)
+    data = _job_fields(args)
+    if args.rename:
+        data["name"] = args.rename
+    if args.enable:
+        data["enabled"] = True
+    if args.disable:
+        data["enabled"] = False
+    if not data:
+        raise InvalidInput("nothing to change: give options such as --schedule or -- COMMAND")
+    job = store.update_job(job.id, validate_changes(job, data))
+    if args.json:
+        _print_json(job.to_json())
+    else:
+        print(f"{job.name} changed: {job.schedule}; next run {_local(job.next_run_at)}")
+    return 0
+
+
+def cmd_list(args, store) -> int:
+    jobs, cursor = [], None
+    while True:
+        page = store.list_jobs(limit=500, cursor=cursor, state=args.state, search=args.search)
+        jobs += page.items
+        cursor = page.cursor
+        if cursor is None:
+            break
+    if args.json:
+        _print_json([j.to_json() for j in jobs])
+        return 0
+    if not jobs:
+        print("no jobs; add one with: hermes-cron add NAME SCHEDULE -- COMMAND")
+        return 0
+    rows = []
+    for j in jobs:
+        last = j.last_run or {}
+        rows.append([j.name, j.display_state, j.schedule, _relative(j.next_run_at),
+                     last.get("status", "-"), _command_text(j)[:40]])
+    print(_table(rows, ["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"]))
+    return 0
+
+
+def cmd_show(args, store) -> int:
+    job = store.get_job(args.name)
+    runs = store.list_runs(job.id, limit=5).items
+    if args.json:
+        _print_json({**job.to_json(), "runs": [r.to_json() for r in runs]})
+        return 0
+    schedule = sched.parse(job.schedule, job.timezone)
+    d = job.to_json()
+    print(f"{job.name}  ({job.id})")
+    print(f"  state      {d['state']}" + (f": {job.state_reason}" if job.state_reason else ""))
+    print(f"  schedule   {job.schedule}  [{job.timezone}]  {sched.describe(schedule)}")
+    print(f"  next run   {_local(job.next_run_at)} ({_relative(job.next_run_at)})")
+    print(f"  kind       {job.kind}: {_command_text(job)}")
+    if job.cwd:
+        print(f"  cwd        {job.cwd}")
+    p = job.policy
+    print(f"  policy     overlap={p.overlap} misfire={p.misfire} retries={p.retries} "
+          f"timeout={p.timeout or '-'} max_failures={p.max_failures}")
+    if runs:
+        print("  recent runs")
+        for r in runs:
+            print(f"    {r.id}  {r.status:<10} {r.trigger:<8} {_local(r.started_at or r.queued_at)}"
+                  f"  {_duration(r.duration)}  exit={r.exit_code if r.exit_code is not None else '-'}")
+    return 0
+
+
+def cmd_rm(args, store) -> int:
+    for name in args.names:
+        job = store.delete_job(name)
+        if not args.json:
+            print(f"{job.name} removed")
+    return 0
+
+
+def cmd_pause(args, store, paused: bool) -> int:
+    out = []
+    for name in args.names:
+        job = store.set_paused(name, paused)
+        out.append(job.to_json())
+        if not args.json:
+            print(f"{job.name} {job.display_state}"
+                  + ("" if paused else f"; next run {_local(job.next_run_at)}"))
+    if args.json:
+        _print_json(out)
+    return 0
+
+
+def _alive_tickers(store) -> list:
+    now = time.time()
+    return [t for t in store.list_tickers() if t.alive(now)]
+
+
+def _warn_if_no_ticker(store) -> None:
+    if not _alive_tickers(store):
+        print("warning: no ticker is alive on this store, so scheduled runs will NOT fire; "
+              "start one with: hermes-cron daemon (or JupyterLab with hermes-cron-ext)",
+              file=sys.stderr)
+
+
+def cmd_run(args, store) -> int:
+    from .executor import spawn_supervisor
+
+    run = store.request_run(args.name)
+    alive = _alive_tickers(store)
+    if not alive and store.dispatch(run.id):  # nobody will pick it up: start it ourselves
+        spawn_supervisor(store.url, run.id)
+    if args.json and not args.follow:
+        _print_json(run.to_json())
+        return 0
+    if not args.follow:
+        print(f"run {run.id} of {args.name} queued")
+        return 0
+    return _follow(store, run.id, sys.stdout.buffer)
+
+
+def cmd_cancel(args, store) -> int:
+    run = store.request_cancel(args.run)
+    if run.host and run.pid and run.status in ACTIVE_STATUSES:
+        from .models import hostname, process_alive
+
+        if run.host == hostname() and process_alive(run.pid, run.proc_start):
+            os.kill(run.pid, signal.SIGTERM)
+    print(f"run {run.id}: cancel requested")
+    return 0
+
+
+def _resolve_run(store, ref: str):
+    try:
+        return store.get_run(ref)
+    except NotFound:
+        pass
+    job = store.get_job(ref)
+    page = store.list_runs(job.id, limit=20)
+    for r in page.items:
+        if r.started_at is not None:
+            return r
+    if page.items:
+        return page.items[0]
+    raise NotFound(f"job {job.name!r} has no runs yet", field="run")
+
+
+def _follow(store, run_id: str, out) -> int:
+    """Print a run's output as it is written, until the run ends."""
+    path = store.log_path(run_id)
+    offset = 0
+    while True:
+        run = store.get_run(run_id)
+        data = output.read(path, offset)
+        if data:
+            out.write(data)
+            out.flush()
+            offset += len(data)
+        if run.status not in ACTIVE_STATUSES:
+            data = output.read(path, offset)
+            if data:
+                out.write(data)
+                out.flush()
+            print(f"\n[{run.status}" + (f", exit code {run.exit_code}" if run.exit_code
+                                        is not None else "") + (f": {run.reason}" if run.reason
+                                                                else "") + "]", file=sys.stderr)
+            return 0 if run.status == "succeeded" else EXIT_ERROR
+        time.sleep(0.1)
+
+
+def cmd_logs(args, store) -> int:
+    run = _resolve_run(store, args.ref)
+    if args.follow:
+        return _follow(store, run.id, sys.stdout.buffer)
+    path = store.log_path(run.id)
+    start = max(0, output.size(path) - args.tail) if args.tail else 0
+    sys.stdout.buffer.write(output.read(path, start))
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_runs(args, store) -> int:
+    page = store.list_runs(args.name, limit=args.limit, cursor=args.cursor, status=args.status)
+    if args.json:
+        _print_json({"runs": [r.to_json() for r in page.items], "cursor": page.cursor})
+        return 0
+    rows = [[r.id, r.status, r.trigger, str(r.attempt), _local(r.scheduled_for),
+             _local(r.started_at), _duration(r.duration),
+             "-" if r.exit_code is None else str(r.exit_code), (r.reason or "")[:50]]
+            for r in page.items]
+    print(_table(rows, ["RUN", "STATUS", "TRIGGER", "TRY", "SCHEDULED", "STARTED", "TOOK",
+                        "EXIT", "REASON"]))
+    if page.cursor:
+        print(f"more: --cursor {page.cursor}")
+    return 0
+
+
+def cmd_next(args, store=None) -> int:
+    schedule = sched.parse(args.schedule, args.tz)
+    start = (datetime.fromtimestamp(parse_iso(args.start, "from"), timezone.utc)
+             if args.start else None)
+    times = sched.preview(schedule, args.count, start)
+    if args.json:
+        _print_json({"schedule": schedule.text, "timezone": schedule.tz,
+                     "description": sched.describe(schedule),
+                     "next": [t.isoformat().replace("+00:00", "Z") for t in times]})
+        return 0
+    print(f"{schedule.text} [{schedule.tz}]: {sched.describe(schedule)}")
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(schedule.tz)
+    for t in times:
+        print(f"  {t.astimezone(zone).isoformat()}")
+    if not times:
+        print("  (never fires again)")
+    return 0
+
+
+def cmd_status(args, store) -> int:
+    now = time.time()
+    tickers = store.list_tickers()
+    alive = [t for t in tickers if t.alive(now)]
+    enabled = store.list_jobs(limit=1, state="scheduled").items
+    stats = store.stats()
+    if args.json:
+        _print_json({"store": store.url, "version": __version__,
+                     "tickers": [t.to_json(now) for t in tickers],
+                     "alive": len(alive), "jobs_by_state": stats["jobs_by_state"],
+                     "warning": None if alive or not enabled else
+                     "no ticker is alive: enabled jobs will not fire"})
+    else:
+        print(f"store    {store.url}")
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(stats["jobs_by_state"].items()))
+        print(f"jobs     {jobs or 'none'}")
+        if tickers:
+            rows = [[t.kind, t.host, str(t.pid), "alive" if t.alive(now) else "STALE",
+                     _local(t.started_at), _relative(t.last_tick_at),
+                     _relative(t.heartbeat_at)] for t in tickers]
+            print(_table(rows, ["TICKER", "HOST", "PID", "STATE", "SINCE", "LAST TICK",
+                                "HEARTBEAT"]))
+    if not alive:
+        msg = ("NO TICKER IS ALIVE: enabled jobs will NOT fire. Start one: hermes-cron daemon, "
+               "a systemd unit (see README), or JupyterLab with hermes-cron-ext.")
+        if not args.json:
+            print(msg, file=sys.stderr)
+        return EXIT_NO_TICKER if enabled else 0
+    return 0
+
+
+def cmd_gc(args, store) -> int:
+    max_age = sched.parse_duration(args.max_age).total_seconds()
+    result = store.gc(time.time(), args.keep_runs, args.keep_failures, max_age)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"removed {result['runs_deleted']} runs and {result['events_deleted']} events")
+    return 0
+
+
+def _write_pidfile(path: str) -> None:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise HermesCronError(f"another daemon holds {path}")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _write_pidfile.fd = fd  # keep the lock for the process's life
+
+
+async def _daemon(args, kind: str) -> int:
+    from .ticker import Ticker
+
+    store = AsyncStore(open_store(args.db))
+    ticker = Ticker(store, kind=kind, lead=args.lead)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await ticker.start()
+    print(f"hermes-cron {kind} ticking on {store.sync.url} (pid {os.getpid()})",
+          file=sys.stderr, flush=True)
+    await stop.wait()
+    await ticker.stop()
+    await store.aclose()
+    print("hermes-cron daemon stopped; runs in flight go on", file=sys.stderr)
+    return 0
+
+
+def cmd_daemon(args, store) -> int:
+    store.close()
+    if args.pidfile:
+        _write_pidfile(args.pidfile)
+    try:
+        return asyncio.run(_daemon(args, "daemon"))
+    finally:
+        if args.pidfile:
+            try:
+                os.unlink(args.pidfile)
+            except OSError:
+                pass
+
+
+async def _tick(args) -> int:
+    from .ticker import Ticker
+
+    store = AsyncStore(open_store(args.db))
+    ticker = Ticker(store, kind="tick", lead=args.lead)
+    await ticker.register()
+    runs = await ticker.tick()
+    await store.ticker_heartbeat(ticker.info.id, time.time(), True)
+    await store.gc(time.time())
+    await ticker.executor.close()
+    await store.aclose()
+    if not args.quiet:
+        print(f"tick: started {len(runs)} run(s)")
+    return 0
+
+
+def cmd_tick(args, store) -> int:
+    store.close()
+    return asyncio.run(_tick(args))
+
+
+# -- parser -----------------------------------------------------------------------
+
+def _job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tz", help="IANA time zone (default: this machine's)")
+    p.add_argument("--kind", choices=["command", "python", "notebook"])
+    p.add_argument("--code", help="inline python code ('-' reads stdin)")
+    p.add_argument("--cwd", help="working directory (default: the current one)")
+    p.add_argument("--interpreter", help="python interpreter for python jobs")
+    p.add_argument("--kernel", help="kernel name for notebook jobs")
+    p.add_argument("--description")
+    p.add_argument("--env", action="append", metavar="NAME=VALUE")
+    p.add_argument("--secret-env", action="append", metavar="NAME=VALUE",
+                   help="write-only variable, never shown")
+    p.add_argument("--timeout", help="per attempt, e.g. 300 or 5m")
+    p.add_argument("--retries", type=int)
+    p.add_argument("--retry-delay", help="first retry delay, doubled each time")
+    p.add_argument("--overlap", choices=["forbid", "allow", "replace", "queue"])
+    p.add_argument("--misfire", choices=["latest", "skip", "all"])
+    p.add_argument("--starting-deadline", help="skip a run that would start later than this")
+    p.add_argument("--max-failures", type=int, help="block the job after N failures in a row")
+    p.add_argument("--jitter", help="random delay up to this long")
+    p.add_argument("--notify-url", help="webhook for failures and recoveries")
+    p.add_argument("--ping-url", help="healthchecks-style ping URL")
+    p.add_argument("--json", action="store_true")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="hermes-cron", description="Durable cron for Jupyter.")
+    parser.add_argument("--db", help="store path or postgresql:// URL "
+                        "(default: $HERMES_CRON_DB, Jupyter config, the Jupyter data dir)")
+    parser.add_argument("--version", action="version", version=f"hermes-cron {__version__}")
+    sub = parser.add_subparsers(dest="cmd", parser_class=Parser, metavar="COMMAND")
+
+    p = sub.add_parser("add", help="add a job: add NAME SCHEDULE [options] -- COMMAND...")
+    p.add_argument("name")
+    p.add_argument("schedule", nargs="?", help="cron expression, @daily, '@every 30s' ...")
+    p.add_argument("--at", help="one-shot ISO 8601 time instead of a schedule")
+    p.add_argument("--disabled", action="store_true")
+    p.add_argument("--idempotency-key")
+    _job_options(p)
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("edit", help="change a job: edit NAME [options] [-- COMMAND...]")
+    p.add_argument("name")
+    p.add_argument("--schedule")
+    p.add_argument("--at")
+    p.add_argument("--rename")
+    p.add_argument("--enable", action="store_true")
+    p.add_argument("--disable", action="store_true")
+    _job_options(p)
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("list", help="list jobs")
+    p.add_argument("--state")
+    p.add_argument("--search")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="one job with its recent runs")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    for name, func, text in (("rm", cmd_rm, "delete jobs"),
+                             ("pause", lambda a, s: cmd_pause(a, s, True), "pause jobs"),
+                             ("resume", lambda a, s: cmd_pause(a, s, False), "resume jobs")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("names", nargs="+", metavar="NAME")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("run", help="run a job now")
+    p.add_argument("name")
+    p.add_argument("-f", "--follow", action="store_true", help="print its output live")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("cancel", help="stop a running run")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("runs", help="a job's runs, newest first")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--status")
+    p.add_argument("--cursor")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("logs", help="a run's output (RUN id, or JOB for its latest run)")
+    p.add_argument("ref", metavar="RUN_OR_JOB")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--tail", type=int, help="only the last N bytes")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("next", help="preview fire times of a schedule")
+    p.add_argument("schedule")
+    p.add_argument("--tz")
+    p.add_argument("--from", dest="start")
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_next, no_store=True)
+
+    p = sub.add_parser("status", help="which tickers are alive")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("gc", help="prune old runs now")
+    p.add_argument("--keep-runs", type=int, default=50)
+    p.add_argument("--keep-failures", type=int, default=10)
+    p.add_argument("--max-age", default="30d")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("daemon", help="tick in the foreground until SIGTERM")
+    p.add_argument("--pidfile")
+    p.add_argument("--lead", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("tick", help="fire what is due now, then exit (systemd timer)")
+    p.add_argument("--lead", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_tick)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, command = argv[:i], argv[i + 1:]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.cmd is None:
+            parser.print_help()
+            return EXIT_USAGE
+        args.command = command
+        if command and args.cmd not in ("add", "edit"):
+            raise UsageError(f"'{args.cmd}' takes no command after '--'")
+        if getattr(args, "no_store", False):
+            return args.func(args)
+        store = open_store(resolve_db(args.db))
+        try:
+            return args.func(args, store)
+        finally:
+            store.close()
+    except UsageError as exc:
+        print(f"hermes-cron: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except HermesCronError as exc:
+        print(f"hermes-cron: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: still one line, with where to look
+        print(f"hermes-cron: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

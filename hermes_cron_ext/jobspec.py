@@ -1,0 +1,253 @@
+"""Validation of job input, shared by every entry point (REST, CLI, magics).
+
+Input is a plain dict (JSON body, CLI options). Unknown fields, wrong types and
+schedules that cannot fire are rejected with a message naming the field; only a
+dict that passed here ever reaches the store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from typing import Any
+
+from . import schedule as sched
+from .errors import InvalidInput
+from .models import JOB_KINDS, MISFIRE_POLICIES, OVERLAP_POLICIES, Policy, parse_iso
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ID_RE = re.compile(r"^[jr]_[0-9a-f]{16}$")
+POLICY_FIELDS = {f.name for f in fields(Policy)}
+JOB_FIELDS = {
+    "name", "kind", "schedule", "at", "timezone", "command", "code", "interpreter", "cwd",
+    "env", "secret_env", "parameters", "kernel", "description", "enabled", "policy",
+    "idempotency_key",
+}
+MAX_TEXT = 1_000_000
+
+
+def _str(data: dict, key: str, *, required: bool = False, max_len: int = 4096) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise InvalidInput(f"{key} is required", field=key)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{key} must be a string", field=key)
+    if len(value) > max_len:
+        raise InvalidInput(f"{key} is longer than {max_len} characters", field=key)
+    return value
+
+
+def _str_map(value: Any, key: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInput(f"{key} must be an object of string values", field=key)
+    for k in value:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+            raise InvalidInput(f"{key}: {k!r} is not a valid variable name", field=key)
+    return dict(value)
+
+
+def validate_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or ID_RE.match(name):
+        raise InvalidInput(
+            "name must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            field="name",
+        )
+    return name
+
+
+def validate_policy(data: dict, base: Policy | None = None) -> Policy:
+    """Merge *data* (policy keys only) over *base* and check every value."""
+    out = Policy(**vars(base)) if base else Policy()
+    for key, value in data.items():
+        if key not in POLICY_FIELDS:
+            raise InvalidInput(f"unknown policy field {key!r}", field=key)
+        if key == "misfire":
+            if value not in MISFIRE_POLICIES:
+                raise InvalidInput(f"misfire must be one of {', '.join(MISFIRE_POLICIES)}",
+                                   field=key)
+        elif key == "overlap":
+            if value not in OVERLAP_POLICIES:
+                raise InvalidInput(f"overlap must be one of {', '.join(OVERLAP_POLICIES)}",
+                                   field=key)
+        elif key == "retry_on_timeout":
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{key} must be true or false", field=key)
+        elif key in ("notify_url", "ping_url"):
+            if value is not None and (
+                not isinstance(value, str) or not re.match(r"^https?://", value)
+            ):
+                raise InvalidInput(f"{key} must be an http(s) URL", field=key)
+        elif key in ("retries", "max_failures", "keep_runs", "keep_failures"):
+            if value is None and key in ("keep_runs", "keep_failures"):
+                pass
+            elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
+                raise InvalidInput(f"{key} must be a whole number from 0 to 10000", field=key)
+        else:  # durations in seconds
+            if value is None and key in ("timeout", "starting_deadline"):
+                pass
+            elif isinstance(value, str):
+                value = sched.parse_duration(value).total_seconds()
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value <= 10 * 365 * 86400
+            ):
+                raise InvalidInput(f"{key} must be a number of seconds", field=key)
+            if value is not None:
+                value = float(value)
+        setattr(out, key, value)
+    if out.timeout is not None and out.timeout <= 0:
+        raise InvalidInput("timeout must be more than 0 seconds", field="timeout")
+    return out
+
+
+def _split(data: dict) -> tuple[dict, dict]:
+    """Separate job fields from policy fields (accepted flat or under ``policy``)."""
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object")
+    job, policy = {}, {}
+    for key, value in data.items():
+        if key in POLICY_FIELDS:
+            policy[key] = value
+        elif key in JOB_FIELDS:
+            job[key] = value
+        else:
+            raise InvalidInput(f"unknown field {key!r}", field=key)
+    nested = job.pop("policy", None)
+    if nested is not None:
+        if not isinstance(nested, dict):
+            raise InvalidInput("policy must be an object", field="policy")
+        policy = {**nested, **policy}
+    return job, policy
+
+
+def _schedule(job: dict, tz: str) -> str:
+    at = job.get("at")
+    text = job.get("schedule")
+    if at is not None and text is not None:
+        raise InvalidInput("give either schedule or at, not both", field="at")
+    if at is not None:
+        if not isinstance(at, str):
+            raise InvalidInput("at must be an ISO 8601 time", field="at")
+        text = f"@at {at}"
+    if text is None:
+        raise InvalidInput("schedule is required (a cron expression, an alias, "
+                           "'@every 30s' or an 'at' time)", field="schedule")
+    if not isinstance(text, str):
+        raise InvalidInput("schedule must be a string", field="schedule")
+    return sched.parse(text, tz).text
+
+
+def _payload(job: dict, kind: str) -> dict:
+    out: dict[str, Any] = {}
+    command = job.get("command")
+    if command is not None:
+        if isinstance(command, list):
+            if not command or not all(isinstance(c, str) for c in command):
+                raise InvalidInput("command must be a string or a non-empty list of strings",
+                                   field="command")
+        elif not isinstance(command, str) or not command.strip():
+            raise InvalidInput("command must be a string or a non-empty list of strings",
+                               field="command")
+        elif len(command) > MAX_TEXT:
+            raise InvalidInput("command is too long", field="command")
+    code = _str(job, "code", max_len=MAX_TEXT)
+    if kind == "command" and not command:
+        raise InvalidInput("a command job needs a command", field="command")
+    if kind == "python" and not (command or code):
+        raise InvalidInput("a python job needs a script path (command) or inline code",
+                           field="code")
+    if kind == "notebook" and not (isinstance(command, str) and command.endswith(".ipynb")):
+        raise InvalidInput("a notebook job needs the path of an .ipynb file as command",
+                           field="command")
+    out["command"] = command
+    out["code"] = code
+    for key in ("interpreter", "cwd", "kernel"):
+        out[key] = _str(job, key)
+    out["description"] = _str(job, "description") or ""
+    params = job.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidInput("parameters must be an object", field="parameters")
+    out["parameters"] = params
+    return out
+
+
+def _env(job: dict, env: dict | None = None, secrets: list | None = None) -> tuple[dict, list]:
+    env = dict(env or {})
+    secrets = list(secrets or [])
+    if "env" in job:
+        new = _str_map(job["env"], "env")
+        env = {k: v for k, v in env.items() if k in secrets} | new
+        secrets = [s for s in secrets if s not in new]
+    if "secret_env" in job:
+        new = _str_map(job["secret_env"], "secret_env")
+        env.update(new)
+        secrets = sorted(set(secrets) | set(new))
+    return env, secrets
+
+
+def validate_new(data: dict, default_tz: str | None = None) -> dict:
+    """Check a create request; return the fields the store needs to create the job."""
+    job, policy = _split(data)
+    name = validate_name(job.get("name"))
+    kind = job.get("kind") or ("python" if job.get("code") else "command")
+    if kind not in JOB_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(JOB_KINDS)}", field="kind")
+    tz_name = job.get("timezone") or default_tz or sched.local_zone()
+    if not isinstance(tz_name, str):
+        raise InvalidInput("timezone must be a string", field="timezone")
+    sched.parse_timezone(tz_name)
+    enabled = job.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise InvalidInput("enabled must be true or false", field="enabled")
+    key = _str(job, "idempotency_key", max_len=200)
+    env, secrets = _env(job)
+    return {
+        "name": name, "kind": kind, "schedule": _schedule(job, tz_name), "timezone": tz_name,
+        **_payload(job, kind), "env": env, "secret_env": secrets,
+        "policy": validate_policy(policy), "enabled": enabled, "idempotency_key": key,
+    }
+
+
+def validate_changes(job_obj, data: dict) -> dict:
+    """Check a PATCH against an existing job; return the full new field set."""
+    job, policy = _split(data)
+    if "idempotency_key" in job:
+        raise InvalidInput("idempotency_key cannot be changed", field="idempotency_key")
+    merged = {
+        "name": job_obj.name, "kind": job_obj.kind, "command": job_obj.command,
+        "code": job_obj.code, "interpreter": job_obj.interpreter, "cwd": job_obj.cwd,
+        "kernel": job_obj.kernel, "description": job_obj.description,
+        "parameters": job_obj.parameters, "timezone": job_obj.timezone,
+    }
+    schedule_given = "schedule" in job or "at" in job
+    merged.update({k: v for k, v in job.items() if k not in ("env", "secret_env")})
+    name = validate_name(merged["name"])
+    kind = merged["kind"]
+    if kind not in JOB_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(JOB_KINDS)}", field="kind")
+    tz_name = merged["timezone"]
+    if not isinstance(tz_name, str):
+        raise InvalidInput("timezone must be a string", field="timezone")
+    sched.parse_timezone(tz_name)
+    if schedule_given:
+        text = _schedule(job, tz_name)
+    else:
+        text = sched.parse(job_obj.schedule, tz_name).text
+    enabled = job.get("enabled", job_obj.enabled)
+    if not isinstance(enabled, bool):
+        raise InvalidInput("enabled must be true or false", field="enabled")
+    env, secrets = _env(job, job_obj.env, job_obj.secret_env)
+    return {
+        "name": name, "kind": kind, "schedule": text, "timezone": tz_name,
+        **_payload(merged, kind), "env": env, "secret_env": secrets,
+        "policy": validate_policy(policy, job_obj.policy), "enabled": enabled,
+    }
+
+
+def parse_at(text: str) -> float:
+    return parse_iso(text, "at")

@@ -1,0 +1,278 @@
+"""The records that flow between the store, the ticker, the supervisor and the viewers.
+
+Instants are floats (Unix seconds, UTC) inside the program and in the store, and
+ISO 8601 strings in UTC at the edges (REST, ``--json``), through :func:`iso`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import InvalidInput
+
+RUN_STATUSES = (
+    "queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost", "skipped",
+)
+ACTIVE_STATUSES = ("queued", "running")
+FINAL_STATUSES = tuple(s for s in RUN_STATUSES if s not in ACTIVE_STATUSES)
+FAILED_STATUSES = ("failed", "timed_out", "lost")
+JOB_STATES = ("scheduled", "running", "paused", "blocked", "disabled")
+JOB_KINDS = ("command", "python", "notebook")
+TRIGGERS = ("schedule", "manual", "catchup", "retry", "reboot")
+MISFIRE_POLICIES = ("latest", "skip", "all")
+OVERLAP_POLICIES = ("forbid", "allow", "replace", "queue")
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float | None) -> str | None:
+    """Render a stored instant as ISO 8601 in UTC with millisecond precision."""
+    if ts is None:
+        return None
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str, field_name: str = "time") -> float:
+    """Parse an ISO 8601 instant (naive means UTC) into Unix seconds."""
+    try:
+        dt = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field_name}: {text!r} is not an ISO 8601 time", field=field_name)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of *pid* in clock ticks since boot (field 22 of /proc/PID/stat).
+
+    A pid plus its start time names one process for good: a reused pid has a
+    different start time, so a dead supervisor is never mistaken for a live one.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # the command name may hold spaces and parens: split after the last ')'
+    fields = data[data.rfind(b")") + 2:].split()
+    return int(fields[19])
+
+
+def process_alive(pid: int | None, start: int | None) -> bool:
+    if not pid:
+        return False
+    current = proc_start_time(pid)
+    if current is None:
+        return False
+    if start is not None and current != start:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
+@dataclass
+class Policy:
+    """How a job behaves when things go wrong (see DESIGN.md, scheduling semantics)."""
+
+    misfire: str = "latest"
+    starting_deadline: float | None = None
+    overlap: str = "forbid"
+    retries: int = 0
+    retry_delay: float = 10.0
+    retry_max_delay: float = 600.0
+    retry_on_timeout: bool = False
+    timeout: float | None = None
+    kill_grace: float = 10.0
+    max_failures: int = 5
+    jitter: float = 0.0
+    notify_url: str | None = None
+    ping_url: str | None = None
+    keep_runs: int | None = None
+    keep_failures: int | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    name: str
+    kind: str
+    schedule: str
+    timezone: str
+    command: str | list[str] | None = None
+    code: str | None = None
+    interpreter: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    kernel: str | None = None
+    description: str = ""
+    policy: Policy = field(default_factory=Policy)
+    state: str = "scheduled"
+    state_reason: str | None = None
+    enabled: bool = True
+    next_run_at: float | None = None
+    last_run: dict | None = None
+    consecutive_failures: int = 0
+    running_count: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    version: int = 1
+    idempotency_key: str | None = None
+
+    @property
+    def display_state(self) -> str:
+        """``running`` while a run is active; otherwise the stored state."""
+        if self.state == "scheduled" and self.running_count > 0:
+            return "running"
+        return self.state
+
+    def spec(self) -> dict:
+        """What a run executes: frozen into the run row when the slot is claimed."""
+        return {
+            "kind": self.kind, "command": self.command, "code": self.code,
+            "interpreter": self.interpreter, "cwd": self.cwd, "env": self.env,
+            "parameters": self.parameters, "kernel": self.kernel,
+            "timeout": self.policy.timeout, "kill_grace": self.policy.kill_grace,
+            "overlap": self.policy.overlap, "job_version": self.version, "job_name": self.name,
+        }
+
+    def to_json(self) -> dict:
+        env = {k: ("********" if k in self.secret_env else v) for k, v in self.env.items()}
+        last = dict(self.last_run) if self.last_run else None
+        if last:
+            for key in ("scheduled_for", "started_at", "finished_at"):
+                last[key] = iso(last.get(key))
+        return {
+            "id": self.id, "name": self.name, "kind": self.kind, "schedule": self.schedule,
+            "timezone": self.timezone, "command": self.command, "code": self.code,
+            "interpreter": self.interpreter, "cwd": self.cwd, "env": env,
+            "secret_env": list(self.secret_env), "parameters": self.parameters,
+            "kernel": self.kernel, "description": self.description,
+            "state": self.display_state, "state_reason": self.state_reason,
+            "enabled": self.enabled, "next_run_at": iso(self.next_run_at), "last_run": last,
+            "consecutive_failures": self.consecutive_failures,
+            "policy": asdict(self.policy), "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at), "version": self.version,
+        }
+
+
+@dataclass
+class Run:
+    id: str
+    job_id: str
+    status: str
+    trigger: str
+    attempt: int = 1
+    scheduled_for: float | None = None
+    fire_at: float | None = None
+    queued_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    heartbeat_at: float | None = None
+    pid: int | None = None
+    proc_start: int | None = None
+    host: str | None = None
+    phase: str | None = None
+    progress: float | None = None
+    reason: str | None = None
+    output_bytes: int = 0
+    cancel_requested: bool = False
+    dispatched_at: float | None = None
+    spec: dict = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else now()
+        return max(0.0, end - self.started_at)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id, "job_id": self.job_id, "job_name": self.spec.get("job_name"),
+            "status": self.status, "trigger": self.trigger, "attempt": self.attempt,
+            "scheduled_for": iso(self.scheduled_for), "queued_at": iso(self.queued_at),
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "duration": self.duration, "exit_code": self.exit_code,
+            "heartbeat_at": iso(self.heartbeat_at), "pid": self.pid, "host": self.host,
+            "phase": self.phase, "progress": self.progress, "reason": self.reason,
+            "output_bytes": self.output_bytes,
+        }
+
+
+@dataclass
+class Event:
+    seq: int
+    at: float
+    type: str
+    job_id: str | None = None
+    run_id: str | None = None
+    data: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "seq": self.seq, "at": iso(self.at), "type": self.type, "job_id": self.job_id,
+            "run_id": self.run_id, "data": self.data,
+        }
+
+
+@dataclass
+class Ticker:
+    id: str
+    kind: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    last_tick_at: float | None = None
+
+    def alive(self, at: float | None = None, stale_after: float | None = None) -> bool:
+        """Heartbeat seen lately: 15 s for a running ticker, 150 s for a once-a-minute tick."""
+        at = now() if at is None else at
+        if stale_after is None:
+            stale_after = 150.0 if self.kind == "tick" else 15.0
+        return at - self.heartbeat_at <= stale_after
+
+    def to_json(self, at: float | None = None, stale_after: float | None = None) -> dict:
+        at = now() if at is None else at
+        return {
+            "id": self.id, "kind": self.kind, "host": self.host, "pid": self.pid,
+            "started_at": iso(self.started_at), "heartbeat_at": iso(self.heartbeat_at),
+            "last_tick_at": iso(self.last_tick_at), "alive": self.alive(at, stale_after),
+        }
+
+
+@dataclass
+class Page:
+    """One keyset page: ``cursor`` fetches the next one; None means this was the last."""
+
+    items: list
+    cursor: str | None = None
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=False)
+
+
+def current_pid() -> int:
+    return os.getpid()

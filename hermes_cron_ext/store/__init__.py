@@ -1,0 +1,92 @@
+"""Finding and opening the store, and its async face.
+
+Where the store lives (DESIGN.md, "Contract"): ``--db`` on the CLI, else
+``HERMES_CRON_DB``, else ``c.HermesCron.db`` in the Jupyter config, else
+``<jupyter data dir>/hermes_cron/hermes-cron.db``. A ``postgresql://`` URL selects
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..abc import Store
+from ..errors import InvalidInput
+from .sqlite import SQLiteStore
+
+__all__ = ["AsyncStore", "SQLiteStore", "Store", "default_db", "open_store", "resolve_db"]
+
+
+def default_db() -> str:
+    from jupyter_core.paths import jupyter_data_dir
+
+    return os.path.join(jupyter_data_dir(), "hermes_cron", "hermes-cron.db")
+
+
+def _db_from_jupyter_config() -> str | None:
+    """``c.HermesCron.db`` from the Jupyter server config files, if any sets it."""
+    try:
+        from jupyter_core.paths import jupyter_config_path
+        from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
+    except ImportError:
+        return None
+    value = None
+    for path in reversed(jupyter_config_path()):  # lowest priority first
+        for fname, loader in (("jupyter_server_config.json", JSONFileConfigLoader),
+                              ("jupyter_server_config.py", PyFileConfigLoader)):
+            if os.path.exists(os.path.join(path, fname)):
+                try:
+                    cfg = loader(fname, path=path).load_config()
+                except Exception:
+                    continue
+                if "HermesCron" in cfg and "db" in cfg.HermesCron:
+                    value = cfg.HermesCron.db
+    return value
+
+
+def resolve_db(db: str | None = None) -> str:
+    return db or os.environ.get("HERMES_CRON_DB") or _db_from_jupyter_config() or default_db()
+
+
+def open_store(db: str | None = None, **kwargs: Any) -> Store:
+    url = resolve_db(db)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise InvalidInput("the PostgreSQL store is not available in this version", field="db")
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///") - 1:]
+    os.makedirs(os.path.dirname(os.path.abspath(os.path.expanduser(url))), exist_ok=True)
+    return SQLiteStore(url, **kwargs)
+
+
+class AsyncStore:
+    """Every Store method as a coroutine that runs on the store's own thread.
+
+    One thread owns the connection, so no database call ever runs on the
+    caller's event loop and calls from one process are serialised in order.
+    """
+
+    def __init__(self, store: Store):
+        self.sync = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-store")
+
+    def __getattr__(self, name: str):
+        method = getattr(self.sync, name)
+        if not callable(method):
+            return method
+
+        @functools.wraps(method)
+        async def call(*args, **kwargs):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._pool, functools.partial(method, *args, **kwargs))
+
+        return call
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self.sync.close)
+        self._pool.shutdown(wait=False)

@@ -1,0 +1,304 @@
+"""One run, from its instant to its final status, in a process of its own.
+
+A supervisor is started (forked warm by ``executor.py``, or spawned) a little
+before the run's instant, in a session of its own, so nothing that happens to
+the ticker that started it reaches the run. It:
+
+1. registers its pid with the run, then sleeps until ``fire_at``;
+2. checks the run may still start (job not paused or deleted, overlap policy);
+3. starts the payload in a new process group, appends stdout and stderr to the
+   run's output log, reads progress from it, heartbeats into the store;
+4. enforces the timeout and cancel requests (TERM the group, KILL after a grace);
+5. records the final status and exit code, whatever happens (``finally``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import sys
+import time
+
+from . import output
+from .models import hostname, proc_start_time
+
+HEARTBEAT_INTERVAL = float(os.environ.get("HERMES_CRON_HEARTBEAT", "2.0"))
+EXIT_DRAIN = 1.0  # after the payload exits, read what its children still write for this long
+
+_PROGRESS = re.compile(rb"::progress::[ \t]*(\d+(?:\.\d+)?)(%|/(\d+(?:\.\d+)?))?[ \t]*([^\r\n]*)")
+_PHASE = re.compile(rb"::phase::[ \t]*([^\r\n]+)")
+_TQDM = re.compile(rb"(?:([^\r\n|]{1,60}?):\s*)?(\d{1,3})%\|")
+
+
+class Progress:
+    """Phase and fraction read from ``::progress::`` / ``::phase::`` lines and tqdm bars."""
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.fraction: float | None = None
+        self._carry = b""
+        self.changed = False
+
+    def feed(self, data: bytes) -> None:
+        text = self._carry + data
+        cut = max(text.rfind(b"\n"), text.rfind(b"\r"))
+        complete, self._carry = (text[:cut + 1], text[cut + 1:][-4096:]) if cut >= 0 else (
+            b"", text[-4096:])
+        for m in _PROGRESS.finditer(complete):
+            value = float(m.group(1))
+            if m.group(3):
+                total = float(m.group(3))
+                value = value / total if total else None
+            else:
+                value = value / 100.0 if m.group(2) == "%" or value > 1 else value
+            self._set(m.group(4).decode(errors="replace").strip() or self.phase, value)
+        for m in _PHASE.finditer(complete):
+            self._set(m.group(1).decode(errors="replace").strip(), self.fraction)
+        bars = list(_TQDM.finditer(complete))
+        if bars:
+            m = bars[-1]
+            desc = m.group(1).decode(errors="replace").strip() if m.group(1) else self.phase
+            self._set(desc, int(m.group(2)) / 100.0)
+
+    def _set(self, phase: str | None, fraction: float | None) -> None:
+        if fraction is not None:
+            fraction = max(0.0, min(1.0, fraction))
+        if (phase, fraction) != (self.phase, self.fraction):
+            self.phase, self.fraction, self.changed = phase, fraction, True
+
+
+def payload_argv(spec: dict, log_path: str) -> list[str]:
+    """The argv a job spec runs (shell line, argv, python script or code, notebook)."""
+    kind, command = spec.get("kind", "command"), spec.get("command")
+    python = spec.get("interpreter") or sys.executable
+    if kind == "command":
+        return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    if kind == "python":
+        if spec.get("code"):
+            return [python, "-u", "-c", spec["code"]]
+        return [python, "-u", *([command] if isinstance(command, str) else command)]
+    if kind == "notebook":
+        return [sys.executable, "-u", "-m", "hermes_cron_ext.notebook", command,
+                "--output", log_path + ".ipynb",
+                "--parameters", json.dumps(spec.get("parameters") or {}),
+                *(["--kernel", spec["kernel"]] if spec.get("kernel") else [])]
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+class Supervisor:
+    def __init__(self, store, run_id: str, heartbeat: float = HEARTBEAT_INTERVAL):
+        self.store = store
+        self.run_id = run_id
+        self.heartbeat = heartbeat
+        self.stop_reason: str | None = None  # "cancelled" or "timed_out"
+        self._progress = Progress()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_reason = self.stop_reason or "cancelled"
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        store, run_id = self.store, self.run_id
+        pid = os.getpid()
+        store.attach_run(run_id, pid, proc_start_time(pid), hostname())
+        run = store.get_run(run_id)
+        while self.stop_reason is None:  # sleep until the instant, precisely
+            left = (run.fire_at or 0) - time.time()
+            if left <= 0:
+                break
+            time.sleep(min(left, 0.5))
+        if self.stop_reason:
+            store.finish_run(run_id, "cancelled", reason="cancelled before it started")
+            return 0
+        why = store.check_start(run_id)
+        if why:
+            store.finish_run(run_id, "skipped", reason=why)
+            return 0
+        return self._execute(run)
+
+    def _execute(self, run) -> int:
+        import subprocess
+
+        spec, store = run.spec, self.store
+        log_path = store.log_path(run.id)
+        env = dict(os.environ)
+        env.update(spec.get("env") or {})
+        env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
+                    "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
+                    "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or "")})
+        env.pop("HERMES_CRON_FORKSERVER", None)
+        cwd = spec.get("cwd") or os.path.expanduser("~")
+        try:
+            argv = payload_argv(spec, log_path)
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=cwd, env=env, process_group=0, close_fds=True)
+        except (OSError, ValueError, TypeError) as exc:
+            started = time.time()
+            store.mark_running(run.id, started, 0)
+            writer = output.OutputWriter(log_path)
+            writer.system(f"[hermes-cron: cannot start the job: {exc}]\n")
+            writer.close()
+            store.finish_run(run.id, "failed", 127, reason=f"cannot start: {exc}")
+            return 0
+        started = time.time()
+        status, exit_code, reason = "failed", None, None
+        writer = output.OutputWriter(log_path)
+        try:
+            store.mark_running(run.id, started, proc.pid)
+            status, exit_code, reason = self._watch(proc, spec, writer)
+        except BaseException as exc:  # never leave the run without a final status
+            reason = f"supervisor error: {exc!r}"
+            self._killpg(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            writer.close()
+            store.heartbeat_run(run.id, time.time(), self._progress.phase,
+                                self._progress.fraction, writer.size)
+            store.finish_run(run.id, status, exit_code, reason)
+        return 0
+
+    @staticmethod
+    def _killpg(pgid: int, sig: int) -> bool:
+        try:
+            os.killpg(pgid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def _watch(self, proc, spec: dict, writer: output.OutputWriter):
+        self._progress = progress = Progress()
+        sel = selectors.DefaultSelector()
+        streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+        for fd in streams:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        pidfd = os.pidfd_open(proc.pid)
+        sel.register(pidfd, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        start = time.monotonic()
+        timeout = spec.get("timeout")
+        grace = float(spec.get("kill_grace") or 10.0)
+        deadline = start + timeout if timeout else None
+        next_beat = start + self.heartbeat
+        last_beat = start
+        kill_at = exited_at = None
+        last_err = b""
+        stopping = None
+        while True:
+            now = time.monotonic()
+            waits = [next_beat, deadline, kill_at,
+                     exited_at + EXIT_DRAIN if exited_at is not None else None]
+            wait = min(w for w in waits if w is not None) - now
+            for key, _ in sel.select(max(0.0, wait)):
+                fd = key.fd
+                if fd in streams:
+                    try:
+                        data = os.read(fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        sel.unregister(fd)
+                        del streams[fd]
+                        continue
+                    writer.write(streams[fd], data)
+                    progress.feed(data)
+                    if streams[fd] == "stderr":
+                        lines = [ln for ln in data.replace(b"\r", b"\n").split(b"\n")
+                                 if ln.strip()]
+                        if lines:
+                            last_err = lines[-1][:200]
+                elif fd == pidfd:
+                    sel.unregister(pidfd)
+                    exited_at = time.monotonic()
+                elif fd == self._wake_r:
+                    os.read(self._wake_r, 64)
+            now = time.monotonic()
+            if stopping is None and self.stop_reason:
+                stopping = self.stop_reason
+            if stopping is None and deadline is not None and now >= deadline:
+                stopping = self.stop_reason = "timed_out"
+            if stopping and kill_at is None:
+                what = (f"timed out after {timeout:g} s" if stopping == "timed_out"
+                        else "cancelled")
+                writer.system(f"\n[hermes-cron: {what}; sending SIGTERM to the process group, "
+                              f"SIGKILL in {grace:g} s]\n")
+                self._killpg(proc.pid, signal.SIGTERM)
+                kill_at = now + grace
+                deadline = None
+            if kill_at is not None and now >= kill_at:
+                if self._killpg(proc.pid, signal.SIGKILL):
+                    writer.system("[hermes-cron: sent SIGKILL to the process group]\n")
+                kill_at = None if exited_at is not None else now + grace
+            if now >= next_beat or (progress.changed and now - last_beat >= 0.5):
+                progress.changed = False
+                cancel = self.store.heartbeat_run(
+                    self.run_id, time.time(), progress.phase, progress.fraction, writer.size)
+                if cancel and not self.stop_reason:
+                    self.stop_reason = "cancelled"
+                    continue
+                last_beat = now
+                next_beat = now + self.heartbeat
+            if exited_at is not None:
+                if stopping:  # take the rest of the group down with the leader
+                    self._killpg(proc.pid, signal.SIGKILL)
+                if not streams or now >= exited_at + EXIT_DRAIN:
+                    break
+        sel.close()
+        os.close(pidfd)
+        rc = proc.wait()
+        for f in (proc.stdout, proc.stderr):
+            f.close()
+        if rc < 0:
+            exit_code, why = 128 - rc, f"killed by {_signal_name(-rc)}"
+        else:
+            exit_code, why = rc, f"exit code {rc}"
+        if stopping == "timed_out":
+            return "timed_out", exit_code, f"timed out after {timeout:g} s"
+        if stopping == "cancelled":
+            return "cancelled", exit_code, "cancelled"
+        if rc == 0:
+            return "succeeded", 0, None
+        detail = last_err.decode(errors="replace").strip()
+        return "failed", exit_code, f"{why}: {detail}" if detail else why
+
+
+def supervise(db: str, run_id: str) -> int:
+    """Entry point for a fresh process or a forked child."""
+    from .store import open_store
+
+    store = open_store(db)
+    try:
+        return Supervisor(store, run_id).run()
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m hermes_cron_ext.supervisor DB RUN_ID", file=sys.stderr)
+        return 2
+    return supervise(argv[0], argv[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

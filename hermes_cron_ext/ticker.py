@@ -1,0 +1,167 @@
+"""The ticker: finds due slots, claims them exactly once, hands them to the executor.
+
+It sleeps until the earliest ``next_run_at`` in the store (an indexed MIN), woken
+early by :meth:`Ticker.wake` when this process changes a job, and at least every
+``poll`` seconds to see changes made by other processes. It claims ``lead``
+seconds ahead, so supervisors are up and waiting when the instant comes.
+
+Besides firing, a ticker keeps its own row in the tickers table alive (so
+``status`` can tell who is ticking), marks runs whose supervisor is gone as
+``lost``, and prunes old runs now and then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from .executor import LocalExecutor
+from .models import Run, hostname, process_alive
+from .store import AsyncStore
+from .supervisor import HEARTBEAT_INTERVAL
+
+log = logging.getLogger("hermes_cron")
+
+TICKER_HEARTBEAT = 5.0
+TICKER_STALE = 3 * TICKER_HEARTBEAT
+NEVER_STARTED = 30.0  # a dispatched run with no supervisor after this long is lost
+
+
+class Ticker:
+    def __init__(self, store: AsyncStore, executor: LocalExecutor | None = None, *,
+                 kind: str = "daemon", lead: float = 2.0, poll: float = 1.0,
+                 reconcile_every: float = HEARTBEAT_INTERVAL, gc_every: float = 3600.0,
+                 clock=time.time):
+        self.store = store
+        self.executor = executor or LocalExecutor(store.sync.url, getattr(
+            store.sync, "logs_dir", None))
+        self.kind = kind
+        self.lead = lead
+        self.poll = poll
+        self.reconcile_every = reconcile_every
+        self.gc_every = gc_every
+        self.clock = clock
+        self.host = hostname()
+        self.info = None
+        self.fired = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._next_beat = self._next_reconcile = self._next_gc = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        """Register, reconcile what a previous ticker left, fire @reboot jobs, then loop."""
+        await self.register()
+        if hasattr(self.executor, "warm_up"):
+            await self.executor.warm_up()
+        self._task = asyncio.create_task(self._loop(), name=f"hermes-cron-{self.kind}-ticker")
+
+    async def register(self) -> None:
+        others = [t for t in await self.store.list_tickers()
+                  if t.alive(self.clock(), TICKER_STALE)]
+        self.info = await self.store.register_ticker(self.kind, self.host, os.getpid())
+        await self.reconcile()
+        if not others:  # the scheduler "boots" when the first ticker starts
+            n = await self.store.fire_reboot_jobs(self.clock())
+            if n:
+                log.info("hermes-cron: queued %d @reboot job(s)", n)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop ticking; supervisors already started go on."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.executor.close()
+        if self.info is not None:
+            await self.store.unregister_ticker(self.info.id)
+            self.info = None
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    # -- one pass -------------------------------------------------------------------
+    async def tick(self, now: float | None = None) -> list[Run]:
+        """Claim what is due by ``now + lead`` and start it."""
+        now = self.clock() if now is None else now
+        runs = await self.store.claim_due(now + self.lead, now, self.info.id if self.info
+                                          else "anonymous")
+        if runs:
+            self.fired += len(runs)
+            await self.executor.start_many(runs)
+        return runs
+
+    async def reconcile(self) -> list[str]:
+        """Mark ``lost`` every active run whose supervisor is gone; returns their ids."""
+        now = self.clock()
+        lost = []
+        for run in await self.store.active_runs():
+            reason = self._lost_reason(run, now)
+            if reason:
+                await self.store.finish_run(run.id, "lost", reason=reason)
+                lost.append(run.id)
+                log.warning("hermes-cron: run %s of job %s lost: %s", run.id, run.job_id, reason)
+        return lost
+
+    def _lost_reason(self, run: Run, now: float) -> str | None:
+        if run.pid is None:
+            if run.dispatched_at is not None and now - max(
+                    run.dispatched_at, run.fire_at or 0) > NEVER_STARTED:
+                return "its supervisor never started"
+            return None
+        if run.host == self.host:
+            if not process_alive(run.pid, run.proc_start):
+                return f"its supervisor (pid {run.pid}) is gone"
+            return None
+        stale = now - (run.heartbeat_at or run.queued_at)
+        if stale > 3 * HEARTBEAT_INTERVAL:
+            return f"no heartbeat for {stale:.0f} s from {run.host}"
+        return None
+
+    async def _housekeeping(self, now: float, ticked: bool) -> None:
+        if now >= self._next_beat or ticked:
+            await self.store.ticker_heartbeat(self.info.id, now, ticked)
+            self._next_beat = now + TICKER_HEARTBEAT
+        if now >= self._next_reconcile:
+            await self.reconcile()
+            self._next_reconcile = now + self.reconcile_every
+        if now >= self._next_gc:
+            if self._next_gc:
+                result = await self.store.gc(now)
+                if result.get("runs_deleted"):
+                    log.info("hermes-cron gc: %s", result)
+            self._next_gc = now + self.gc_every
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                now = self.clock()
+                due = await self.store.next_wakeup()
+                ticked = False
+                if due is not None and due <= now + self.lead:
+                    await self.tick(now)
+                    ticked = True
+                    due = await self.store.next_wakeup()
+                await self._housekeeping(now, ticked)
+                delay = self.poll
+                if due is not None:
+                    delay = min(delay, max(0.0, due - self.lead - self.clock()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bad pass is logged; the loop goes on
+                log.exception("hermes-cron ticker pass failed")
+                delay = self.poll
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
