@@ -92,7 +92,7 @@ def validate_policy(data: dict, base: Policy | None = None) -> Policy:
             if value is None and key in ("timeout", "starting_deadline"):
                 pass
             elif isinstance(value, str):
-                value = sched.parse_duration(value).total_seconds()
+                value = sched.parse_duration(value, field=key).total_seconds()
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 0 <= value <= 10 * 365 * 86400
             ):

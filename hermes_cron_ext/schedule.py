@@ -201,8 +201,8 @@ class Schedule:
                 except CroniterBadDateError:
                     return None
                 instant = found.astimezone(UTC)
-                if instant > bound if prev else instant <= bound:
-                    continue
+                if (prev and instant > bound) or (not prev and instant <= bound):
+                    continue  # croniter can land on the boundary or behind it near DST
                 if self.fixed_hour and _second_pass(instant.astimezone(self._zone)):
                     continue
                 return instant

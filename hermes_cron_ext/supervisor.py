@@ -47,21 +47,22 @@ class Progress:
         cut = max(text.rfind(b"\n"), text.rfind(b"\r"))
         complete, self._carry = (text[:cut + 1], text[cut + 1:][-4096:]) if cut >= 0 else (
             b"", text[-4096:])
-        for m in _PROGRESS.finditer(complete):
-            value = float(m.group(1))
-            if m.group(3):
-                total = float(m.group(3))
-                value = value / total if total else None
+        marks = sorted([*_PROGRESS.finditer(complete), *_PHASE.finditer(complete),
+                        *_TQDM.finditer(complete)], key=lambda m: m.start())
+        for m in marks:  # in the order they were printed
+            if m.re is _PHASE:
+                self._set(m.group(1).decode(errors="replace").strip(), self.fraction)
+            elif m.re is _TQDM:
+                desc = m.group(1).decode(errors="replace").strip() if m.group(1) else None
+                self._set(desc or self.phase, int(m.group(2)) / 100.0)
             else:
-                value = value / 100.0 if m.group(2) == "%" or value > 1 else value
-            self._set(m.group(4).decode(errors="replace").strip() or self.phase, value)
-        for m in _PHASE.finditer(complete):
-            self._set(m.group(1).decode(errors="replace").strip(), self.fraction)
-        bars = list(_TQDM.finditer(complete))
-        if bars:
-            m = bars[-1]
-            desc = m.group(1).decode(errors="replace").strip() if m.group(1) else self.phase
-            self._set(desc, int(m.group(2)) / 100.0)
+                value = float(m.group(1))
+                if m.group(3):
+                    total = float(m.group(3))
+                    value = value / total if total else None
+                else:
+                    value = value / 100.0 if m.group(2) == "%" or value > 1 else value
+                self._set(m.group(4).decode(errors="replace").strip() or self.phase, value)
 
     def _set(self, phase: str | None, fraction: float | None) -> None:
         if fraction is not None:

@@ -438,7 +438,7 @@ def test_prev_fire_agrees_with_next_fire_across_dst(text: str, tz: str, day: str
     parsed = parse(text, tz)
     fires = fires_on_local_day(text, tz, day)
     earlier = parsed.prev_fire(fires[0] - timedelta(seconds=1))
-    for previous, fire in zip([earlier, *fires], fires, strict=True):
+    for previous, fire in itertools.pairwise([earlier, *fires]):
         assert parsed.prev_fire(fire) == fire
         assert parsed.prev_fire(fire - timedelta(seconds=1)) == previous
         assert parsed.next_fire(previous) == fire  # type: ignore[arg-type]

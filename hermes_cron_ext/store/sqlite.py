@@ -77,8 +77,8 @@ MIGRATIONS: dict[int, list[str]] = {
             spec TEXT NOT NULL)""",
         """CREATE UNIQUE INDEX runs_slot ON runs(job_id, scheduled_for, attempt)
             WHERE trigger IN ('schedule', 'catchup', 'retry')""",
-        "CREATE INDEX runs_by_job ON runs(job_id, queued_at DESC, id DESC)",
-        "CREATE INDEX runs_newest ON runs(queued_at DESC, id DESC)",
+        "CREATE INDEX runs_by_job ON runs(job_id, fire_at DESC, id DESC)",
+        "CREATE INDEX runs_newest ON runs(fire_at DESC, id DESC)",
         "CREATE INDEX runs_by_status ON runs(status)",
         """CREATE INDEX runs_pending ON runs(fire_at)
             WHERE status = 'queued' AND dispatched_at IS NULL""",
@@ -536,13 +536,13 @@ class SQLiteStore(Store):
             args.append(status)
         if cursor:
             at, rid = _decode_cursor(cursor, 2)
-            sql += " AND (queued_at < ? OR (queued_at = ? AND id < ?))"
+            sql += " AND (fire_at < ? OR (fire_at = ? AND id < ?))"
             args += [at, at, rid]
-        sql += " ORDER BY queued_at DESC, id DESC LIMIT ?"
+        sql += " ORDER BY fire_at DESC, id DESC LIMIT ?"
         args.append(limit + 1)
         rows = self.db.execute(sql, args).fetchall()
         runs = [_row_run(r) for r in rows[:limit]]
-        nxt = _encode_cursor(runs[-1].queued_at, runs[-1].id) if len(rows) > limit else None
+        nxt = _encode_cursor(runs[-1].fire_at, runs[-1].id) if len(rows) > limit else None
         return Page(runs, nxt)
 
     def attach_run(self, run_id: str, pid: int, proc_start: int | None, host: str) -> None:
@@ -732,7 +732,7 @@ class SQLiteStore(Store):
                       else keep_failures)
             rows = db.execute(
                 "SELECT id, status, queued_at FROM runs WHERE job_id = ? "
-                "ORDER BY queued_at DESC, id DESC", (job_row["id"],)).fetchall()
+                "ORDER BY fire_at DESC, id DESC", (job_row["id"],)).fetchall()
             kept = failures = 0
             for r in rows:
                 if r["status"] in ACTIVE_STATUSES:

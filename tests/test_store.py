@@ -1,0 +1,350 @@
+"""The store contract: jobs, claims, misfire, runs, paging, events, tickers, gc."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
+from hermes_cron_ext.jobspec import validate_changes, validate_new
+from hermes_cron_ext.store import SQLiteStore
+from hermes_cron_ext.store.sqlite import SCHEMA_VERSION
+
+from .conftest import make_job
+
+T0 = 1_800_000_000.0  # FakeClock start, a multiple of 5 minutes
+
+
+def test_create_get_by_id_and_name(store):
+    job = make_job(store, "etl", "*/5 * * * *")
+    assert job.id.startswith("j_")
+    assert store.get_job(job.id).name == "etl"
+    assert store.get_job("etl").id == job.id
+    assert job.next_run_at == T0 + 300
+    assert job.to_json()["next_run_at"] == "2027-01-15T08:05:00.000Z"
+    with pytest.raises(NotFound):
+        store.get_job("nope")
+
+
+def test_duplicate_name_conflicts_and_keeps_first(store):
+    make_job(store, "etl", command="echo one")
+    with pytest.raises(Conflict):
+        make_job(store, "etl", command="echo two")
+    assert store.get_job("etl").command == "echo one"
+
+
+def test_idempotency_key_returns_existing_job(store):
+    data = {"name": "a", "schedule": "@daily", "command": "true", "idempotency_key": "k1"}
+    first, created = store.create_job(validate_new(data))
+    again, created2 = store.create_job(validate_new({**data, "name": "b"}))
+    assert created and not created2
+    assert again.id == first.id
+    assert [j.name for j in store.list_jobs().items] == ["a"]
+
+
+def test_invalid_input_never_stored(store):
+    for bad in ({"name": "x", "schedule": "61 * * * *", "command": "true"},
+                {"name": "x", "schedule": "* * * * *", "timezone": "Europe/Berln",
+                 "command": "true"},
+                {"name": "x", "schedule": "* * * * *", "command": "true", "bogus": 1},
+                {"name": "x y", "schedule": "* * * * *", "command": "true"},
+                {"name": "x", "schedule": "* * * * *"}):
+        with pytest.raises(InvalidInput):
+            store.create_job(validate_new(bad))
+    assert store.list_jobs().items == []
+
+
+def test_list_jobs_keyset_pages(store):
+    for i in range(7):
+        make_job(store, f"job{i:02d}")
+    seen, cursor = [], None
+    while True:
+        page = store.list_jobs(limit=3, cursor=cursor)
+        seen += [j.name for j in page.items]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert seen == [f"job{i:02d}" for i in range(7)]
+    with pytest.raises(InvalidInput):
+        store.list_jobs(cursor="garbage!")
+
+
+def test_update_recomputes_next_run_and_keeps_secrets(store, clock):
+    job, _ = store.create_job(validate_new({
+        "name": "s", "schedule": "0 * * * *", "timezone": "UTC", "command": "true",
+        "secret_env": {"TOKEN": "hunter2"}, "env": {"A": "1"}}))
+    assert job.to_json()["env"] == {"A": "1", "TOKEN": "********"}
+    changed = store.update_job(job.id, validate_changes(job, {"schedule": "*/10 * * * *",
+                                                              "env": {"B": "2"}}))
+    assert changed.next_run_at == T0 + 600
+    assert changed.env == {"TOKEN": "hunter2", "B": "2"}  # secrets survive an env change
+    assert changed.version == 2
+    assert "hunter2" not in str(changed.to_json())
+
+
+def test_claim_fires_each_slot_once(store, clock):
+    make_job(store, "a", "*/5 * * * *")
+    assert store.claim_due(T0 + 100, T0, "t1") == []
+    clock.advance(299)
+    runs = store.claim_due(clock() + 2, clock(), "t1")
+    assert [(r.trigger, r.scheduled_for, r.status) for r in runs] == [
+        ("schedule", T0 + 300, "queued")]
+    assert store.claim_due(clock() + 2, clock(), "t2") == []  # claimed already
+    assert store.get_job("a").next_run_at == T0 + 600
+
+
+def test_two_stores_in_threads_claim_exactly_once(db_path, clock):
+    stores = [SQLiteStore(db_path, clock=clock) for _ in range(4)]
+    for i in range(20):
+        make_job(stores[0], f"j{i}", "* * * * *")
+    claimed: list = []
+    lock = threading.Lock()
+
+    def worker(s):
+        for _ in range(30):
+            runs = s.claim_due(clock() + 120, clock(), "w")
+            with lock:
+                claimed.extend(runs)
+        s.close()
+
+    clock.advance(1)
+    threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    slots = [(r.job_id, r.scheduled_for) for r in claimed]
+    assert len(slots) == len(set(slots)) == 40  # 2 slots each within the 120 s horizon
+
+
+def _history(store, name):
+    return [(r.trigger, r.status, r.scheduled_for) for r in
+            reversed(store.list_runs(name, limit=100).items)]
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("latest", [("schedule", "skipped", 300), ("schedule", "skipped", 600),
+                ("catchup", "queued", 900)]),
+    ("skip", [("schedule", "skipped", 300), ("schedule", "skipped", 600),
+              ("schedule", "skipped", 900)]),
+    ("all", [("catchup", "queued", 300), ("catchup", "queued", 600),
+             ("catchup", "queued", 900)]),
+])
+def test_misfire_after_downtime_across_three_slots(store, clock, policy, expected):
+    make_job(store, "m", "*/5 * * * *", misfire=policy)
+    clock.advance(1000)  # down over 08:05, 08:10, 08:15
+    claimed = store.claim_due(clock() + 2, clock(), "t")
+    got = [(t, s, at - T0) for t, s, at in _history(store, "m")]
+    assert got == expected
+    assert len(claimed) == sum(1 for e in expected if e[1] == "queued")
+    skipped = [r for r in store.list_runs("m").items if r.status == "skipped"]
+    assert all(r.reason.startswith("missed:") for r in skipped)
+    assert store.get_job("m").next_run_at == T0 + 1200
+
+
+def test_starting_deadline_skips_late_catchup(store, clock):
+    make_job(store, "d", "*/5 * * * *", starting_deadline=60)
+    clock.advance(1000)
+    assert store.claim_due(clock() + 2, clock(), "t") == []
+    latest = store.list_runs("d").items[0]
+    assert latest.status == "skipped" and "deadline passed" in latest.reason
+
+
+def test_slightly_late_slot_runs_normally(store, clock):
+    make_job(store, "late", "*/5 * * * *")
+    clock.advance(310)  # 10 s late: within the grace, a normal run
+    (run,) = store.claim_due(clock() + 2, clock(), "t")
+    assert run.trigger == "schedule"
+
+
+def test_one_shot_at_disables_after_firing(store, clock):
+    make_job(store, "once", None, at="2027-01-15T08:01:00Z")
+    clock.advance(59)
+    (run,) = store.claim_due(clock() + 2, clock(), "t")
+    assert run.scheduled_for == T0 + 60
+    job = store.get_job("once")
+    assert job.next_run_at is None and job.state == "disabled"
+
+
+def test_paused_job_is_not_claimed_and_not_caught_up(store, clock):
+    make_job(store, "p", "*/5 * * * *")
+    store.set_paused("p", True)
+    clock.advance(2000)
+    assert store.claim_due(clock() + 2, clock(), "t") == []
+    job = store.set_paused("p", False)
+    assert job.next_run_at == T0 + 2100  # the next slot after now, nothing caught up
+    assert store.list_runs("p").items == []
+
+
+def _run_to_end(store, run, status="succeeded", code=0, reason=None):
+    store.attach_run(run.id, 1, None, "h")
+    store.mark_running(run.id, store.clock(), 2)
+    return store.finish_run(run.id, status, code, reason)
+
+
+def test_run_lifecycle_updates_job_summary_and_events(store, clock):
+    make_job(store, "life", "* * * * *")
+    cursor = store.last_event_seq()
+    run = store.request_run("life")
+    assert run.trigger == "manual" and run.status == "queued"
+    store.attach_run(run.id, 1, None, "h")
+    store.mark_running(run.id, clock(), 2)
+    assert store.get_job("life").display_state == "running"
+    clock.advance(3)
+    done = store.finish_run(run.id, "failed", 3, "exit code 3: boom")
+    assert done.status == "failed" and done.duration == 3
+    job = store.get_job("life")
+    assert job.display_state == "scheduled"
+    assert job.last_run["status"] == "failed" and job.consecutive_failures == 1
+    # a second finish does not overwrite the first
+    assert store.finish_run(run.id, "succeeded", 0).status == "failed"
+    types = [e.type for e in store.events_since(cursor)]
+    assert types == ["run.queued", "run.started", "run.finished"]
+
+
+def test_forbid_overlap_refuses_manual_run(store):
+    make_job(store, "busy", "* * * * *")
+    run = store.request_run("busy")
+    store.attach_run(run.id, 1, None, "h")
+    store.mark_running(run.id, store.clock(), 2)
+    with pytest.raises(Conflict) as err:
+        store.request_run("busy")
+    assert "forbid" in err.value.message
+
+
+def test_check_start_reasons(store, clock):
+    make_job(store, "c", "* * * * *")
+    first = store.request_run("c")
+    store.attach_run(first.id, 1, None, "h")
+    store.mark_running(first.id, clock(), 2)
+    clock.advance(60)
+    (slot,) = store.claim_due(clock() + 2, clock(), "t")
+    assert store.check_start(slot.id).startswith("overlap: run " + first.id)
+    store.set_paused("c", True)
+    assert store.check_start(slot.id) == "job is paused"
+
+
+def test_circuit_breaker_blocks_and_resume_clears(store, clock):
+    make_job(store, "flaky", "* * * * *", max_failures=3)
+    for i in range(3):
+        _run_to_end(store, store.request_run("flaky"), "failed", 1, f"exit code 1: err {i}")
+    job = store.get_job("flaky")
+    assert job.state == "blocked"
+    assert "3 consecutive failures" in job.state_reason and "err 2" in job.state_reason
+    clock.advance(600)
+    assert store.claim_due(clock() + 2, clock(), "t") == []
+    job = store.set_paused("flaky", False)
+    assert job.state == "scheduled" and job.consecutive_failures == 0
+
+
+def test_retry_is_queued_with_backoff(store, clock):
+    make_job(store, "r", "* * * * *", retries=2, retry_delay=10)
+    first = store.request_run("r")
+    _run_to_end(store, first, "failed", 1)
+    retry = store.list_runs("r").items[0]
+    assert (retry.trigger, retry.attempt, retry.status) == ("retry", 2, "queued")
+    assert 8 <= retry.fire_at - clock() <= 12
+    clock.advance(13)
+    claimed = store.claim_due(clock() + 1, clock(), "t")
+    assert [r.id for r in claimed] == [retry.id]
+    _run_to_end(store, claimed[0], "failed", 1)
+    third = store.list_runs("r").items[0]
+    assert third.attempt == 3 and 16 <= third.fire_at - clock() <= 24
+    _run_to_end(store, third, "failed", 1)
+    assert store.list_runs("r").items[0].id == third.id  # no fourth attempt
+    assert store.get_job("r").consecutive_failures == 1  # one failed run after retries
+
+
+def test_timed_out_not_retried_unless_asked(store):
+    make_job(store, "t", "* * * * *", retries=1)
+    _run_to_end(store, store.request_run("t"), "timed_out", 143)
+    assert len(store.list_runs("t").items) == 1
+
+
+def test_runs_keyset_paging_newest_first(store, clock):
+    make_job(store, "pg", "* * * * *", overlap="allow")
+    ids = []
+    for _ in range(12):
+        ids.append(store.request_run("pg").id)
+        clock.advance(1)
+    seen, cursor = [], None
+    while True:
+        page = store.list_runs("pg", limit=5, cursor=cursor)
+        seen += [r.id for r in page.items]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert seen == list(reversed(ids))
+
+
+def test_cancel_before_start(store):
+    make_job(store, "x", "* * * * *")
+    run = store.request_run("x")
+    assert store.request_cancel(run.id).status == "cancelled"
+    with pytest.raises(Conflict):
+        store.request_cancel(run.id)
+
+
+def test_gc_keeps_limits_and_never_active(store, clock):
+    make_job(store, "g", "* * * * *", overlap="allow")
+    statuses = ["succeeded"] * 8 + ["failed"] * 4 + ["succeeded"] * 8
+    for st in statuses:
+        _run_to_end(store, store.request_run("g"), st, 0 if st == "succeeded" else 1)
+        clock.advance(1)
+    active = store.request_run("g")
+    result = store.gc(clock(), keep_runs=5, keep_failures=2)
+    left = store.list_runs("g", limit=100).items
+    assert active.id in [r.id for r in left]
+    finished = [r for r in left if r.status != "queued"]
+    assert [r.status for r in finished] == ["succeeded"] * 5 + ["failed"] * 2
+    assert result["runs_deleted"] == 20 - 7
+
+
+def test_gc_max_age(store, clock):
+    make_job(store, "old", "* * * * *", overlap="allow")
+    _run_to_end(store, store.request_run("old"))
+    clock.advance(31 * 86400)
+    _run_to_end(store, store.request_run("old"))
+    store.gc(clock())
+    assert len(store.list_runs("old").items) == 1
+
+
+def test_tickers_registry(store, clock):
+    t = store.register_ticker("daemon", "host1", 123)
+    assert [x.kind for x in store.list_tickers()] == ["daemon"]
+    assert store.list_tickers()[0].alive(clock())
+    clock.advance(20)
+    assert not store.list_tickers()[0].alive(clock())
+    store.ticker_heartbeat(t.id, clock(), ticked=True)
+    assert store.list_tickers()[0].alive(clock())
+    store.unregister_ticker(t.id)
+    assert store.list_tickers() == []
+
+
+def test_bad_stored_schedule_blocks_only_that_job(store, clock):
+    make_job(store, "good", "* * * * *")
+    make_job(store, "bad", "* * * * *")
+    store.db.execute("UPDATE jobs SET schedule = 'every tuesday-ish' WHERE name = 'bad'")
+    clock.advance(60)
+    runs = store.claim_due(clock() + 2, clock(), "t")
+    assert [r.spec["job_name"] for r in runs] == ["good"]
+    assert store.get_job("bad").state == "blocked"
+
+
+def test_schema_version_and_newer_store_refused(db_path, store):
+    assert store.schema_version() == SCHEMA_VERSION
+    store.db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="upgrade"):
+        SQLiteStore(db_path)
+
+
+def test_delete_keeps_nothing_but_active_runs(store):
+    make_job(store, "del", "* * * * *", overlap="allow")
+    _run_to_end(store, store.request_run("del"))
+    active = store.request_run("del")
+    store.delete_job("del")
+    with pytest.raises(NotFound):
+        store.get_job("del")
+    assert store.get_run(active.id).status == "queued"
+    assert store.check_start(active.id) == "job was deleted"
