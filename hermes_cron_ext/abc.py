@@ -121,8 +121,9 @@ class Store(ABC):
         """The newest event's seq (0 when none)."""
 
     @abstractmethod
-    def register_ticker(self, kind: str, host: str, pid: int) -> Ticker:
-        """Add this ticker to the registry that ``status`` reads."""
+    def register_ticker(self, kind: str, host: str, pid: int,
+                        ticker_id: str | None = None) -> Ticker:
+        """Add this ticker to the registry that ``status`` reads (a given id replaces)."""
 
     @abstractmethod
     def ticker_heartbeat(self, ticker_id: str, at: float, ticked: bool = False) -> None:

@@ -19,7 +19,7 @@ from . import __version__, output
 from . import schedule as sched
 from .errors import HermesCronError, InvalidInput, NotFound
 from .jobspec import validate_changes, validate_new
-from .models import ACTIVE_STATUSES, iso, parse_iso
+from .models import ACTIVE_STATUSES, parse_iso
 from .store import AsyncStore, open_store, resolve_db
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
@@ -206,8 +206,9 @@ def cmd_show(args, store) -> int:
     if runs:
         print("  recent runs")
         for r in runs:
-            print(f"    {r.id}  {r.status:<10} {r.trigger:<8} {_local(r.started_at or r.queued_at)}"
-                  f"  {_duration(r.duration)}  exit={r.exit_code if r.exit_code is not None else '-'}")
+            code = r.exit_code if r.exit_code is not None else "-"
+            print(f"    {r.id}  {r.status:<10} {r.trigger:<8} "
+                  f"{_local(r.started_at or r.fire_at)}  {_duration(r.duration)}  exit={code}")
     return 0
 
 

@@ -61,7 +61,10 @@ class Ticker:
     async def register(self) -> None:
         others = [t for t in await self.store.list_tickers()
                   if t.alive(self.clock(), TICKER_STALE)]
-        self.info = await self.store.register_ticker(self.kind, self.host, os.getpid())
+        # one row per host for one-shot ticks, one per process otherwise
+        ticker_id = f"tick-{self.host}" if self.kind == "tick" else None
+        self.info = await self.store.register_ticker(self.kind, self.host, os.getpid(),
+                                                     ticker_id)
         await self.reconcile()
         if not others:  # the scheduler "boots" when the first ticker starts
             n = await self.store.fire_reboot_jobs(self.clock())

@@ -17,15 +17,24 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator
 
 from .. import schedule as sched
 from ..abc import Store
 from ..errors import Conflict, InvalidInput, NotFound, StoreError
 from ..models import (
-    ACTIVE_STATUSES, FAILED_STATUSES, RUN_STATUSES, Event, Job, Page, Policy, Run, Ticker, iso,
+    ACTIVE_STATUSES,
+    FAILED_STATUSES,
+    RUN_STATUSES,
+    Event,
+    Job,
+    Page,
+    Policy,
+    Run,
+    Ticker,
+    iso,
 )
 
 SCHEMA_VERSION = 1
@@ -686,12 +695,14 @@ class SQLiteStore(Store):
     def last_event_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
-    def register_ticker(self, kind: str, host: str, pid: int) -> Ticker:
+    def register_ticker(self, kind: str, host: str, pid: int,
+                        ticker_id: str | None = None) -> Ticker:
         now = self.clock()
-        ticker = Ticker(new_id("t"), kind, host, pid, now, now)
+        ticker = Ticker(ticker_id or new_id("t"), kind, host, pid, now, now)
         with self._write() as db:
-            db.execute("INSERT INTO tickers (id, kind, host, pid, started_at, heartbeat_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (ticker.id, kind, host, pid, now, now))
+            db.execute("INSERT OR REPLACE INTO tickers (id, kind, host, pid, started_at, "
+                       "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (ticker.id, kind, host, pid, now, now))
             # forget tickers that have been silent for a day
             db.execute("DELETE FROM tickers WHERE heartbeat_at < ?", (now - 86400,))
             self._event(db, "ticker.started", at=now, kind=kind, host=host, pid=pid)

@@ -1,0 +1,585 @@
+"""Core benchmarks of hermes-cron-ext: fire latency, a 1,000-job burst, a daemon over
+100,000 jobs, and run-history pages over 1,000,000 runs.
+
+    python bench/core.py [--quick] [--only latency,burst,jobs,runs] [--out PATH]
+
+Prints a markdown table (figure | goal | measured | pass?) and saves it under
+``bench/results/``. Every figure runs against a store of its own in a temp dir
+under /tmp; every process started (daemon, fork server, supervisors, payloads)
+carries a marker in its environment and is killed by pid at the end, and the
+temp dir is removed. See bench/README.md for the method of each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from hermes_cron_ext.jobspec import validate_new
+from hermes_cron_ext.store import open_store
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: The payload: its first act is to print the wall clock (ns), captured into the run's log.
+DATE = ["/bin/date", "+%s.%N"]
+TAG = "HERMES_BENCH_TAG"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+FIGURES = ("latency", "burst", "jobs", "runs")
+
+
+# -- results ------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    figure: str
+    goal: str
+    measured: str
+    ok: bool | None = None  # None: for information, no goal
+
+
+@dataclass
+class Result:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile, linear between closest ranks."""
+    s = sorted(values)
+    if not s:
+        return math.nan
+    k = (len(s) - 1) * p / 100.0
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
+
+
+def spread(values: list[float]) -> str:
+    """``p50 / p99 / max`` of durations in seconds."""
+    return (f"p50 {ms(pct(values, 50))} / p99 {ms(pct(values, 99))} / "
+            f"max {ms(max(values))}") if values else "no samples"
+
+
+# -- sandbox: a temp store, daemons, and cleanup ------------------------------------
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields 3.. of /proc/PID/stat (after the command name)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2:].split()
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of one process (all its threads), in clock ticks."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = _stat_fields(int(name))
+            if fields and int(fields[1]) == pid:
+                out.append(int(name))
+    return out
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def parse_stamp(path: str) -> list[float]:
+    """The timestamps ``date +%s.%N`` printed into a run's log."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(float(line.strip()))
+        except ValueError:
+            pass
+    return out
+
+
+class Sandbox:
+    """A temp dir with one store; starts daemons on it and leaves nothing behind."""
+
+    def __init__(self, name: str):
+        self.dir = tempfile.mkdtemp(prefix=f"hermes-bench-{name}-", dir="/tmp")
+        self.db = os.path.join(self.dir, "store", "hermes-cron.db")
+        self.marker = f"{TAG}={self.dir}".encode() + b"\0"
+        self.env = {**os.environ, "HERMES_CRON_DB": self.db, TAG: self.dir}
+        self.daemons: list[subprocess.Popen] = []
+        self.killed = 0
+        self.store = open_store(self.db)
+
+    def start_daemon(self, timeout: float = 60.0) -> tuple[subprocess.Popen, float, float]:
+        """Spawn ``hermes-cron daemon``; return it and the seconds until its ticker row
+        appeared and until it printed "ticking on"."""
+        err_path = os.path.join(self.dir, f"daemon-{len(self.daemons)}.err")
+        with open(err_path, "wb") as err:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hermes_cron_ext.cli", "--db", self.db, "daemon"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                env=self.env, cwd=self.dir)
+        self.daemons.append(proc)
+        row = line = None
+        while time.perf_counter() - t0 < timeout:
+            now = time.perf_counter() - t0
+            if row is None and any(t.pid == proc.pid for t in self.store.list_tickers()):
+                row = now
+            if line is None:
+                with open(err_path, "rb") as f:
+                    if b"ticking on" in f.read():
+                        line = now
+            if row is not None and line is not None:
+                return proc, row, line
+            if proc.poll() is not None:
+                with open(err_path, "rb") as f:
+                    raise RuntimeError(f"daemon exited {proc.returncode}: {f.read()!r}")
+            time.sleep(0.005)
+        raise RuntimeError(f"daemon not ready after {timeout:.0f} s")
+
+    @staticmethod
+    def stop_daemon(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def tagged_pids(self) -> list[int]:
+        """Every live process started for this sandbox (the marker is in its environment)."""
+        out = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if self.marker in f.read():
+                        out.append(int(name))
+            except OSError:
+                pass
+        return out
+
+    def wait_quiet(self, timeout: float) -> bool:
+        """Wait until no process of this sandbox is left but the daemons."""
+        daemons = {p.pid for p in self.daemons if p.poll() is None}
+        forks = {c for d in daemons for c in children(d)}
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not set(self.tagged_pids()) - daemons - forks:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def cleanup(self) -> None:
+        for proc in self.daemons:
+            self.stop_daemon(proc)
+        for _ in range(50):
+            pids = self.tagged_pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed += 1
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        self.store.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bulk(db: sqlite3.Connection, sql: str, rows, batch: int = 100_000) -> None:
+    """executemany in transactions of *batch* rows."""
+    chunk: list = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == batch:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(sql, chunk)
+            db.execute("COMMIT")
+            chunk = []
+    if chunk:
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(sql, chunk)
+        db.execute("COMMIT")
+
+
+def rid(rng: random.Random, prefix: str) -> str:
+    """An id shaped like the store's ``new_id``."""
+    return f"{prefix}_{rng.getrandbits(64):016x}"
+
+
+# -- 1. fire latency ----------------------------------------------------------------------
+
+def popen_floor(n: int = 30) -> list[float]:
+    """What fork+exec of the payload costs from a warm Python: ``Popen`` -> date's clock."""
+    out = []
+    for _ in range(n):
+        t0 = time.time()
+        stamp = subprocess.run(DATE, capture_output=True, check=True).stdout
+        out.append(float(stamp) - t0)
+    return out
+
+
+def fig_latency(quick: bool) -> Result:
+    """One ``@every 1s`` command job on an idle daemon: slot instant -> payload's clock."""
+    samples, warmup = (15, 3) if quick else (60, 3)
+    res = Result()
+    sb = Sandbox("latency")
+    try:
+        proc, _, _ = sb.start_daemon()
+        job, _ = sb.store.create_job(validate_new(
+            {"name": "latency", "schedule": "@every 1s", "timezone": "UTC", "command": DATE}))
+        first = math.ceil(time.time()) + warmup
+        last = first + samples - 1
+        time.sleep(max(0.0, last + 1.5 - time.time()))
+        sb.store.set_paused(job.id, True)
+        sb.wait_quiet(15)
+        sb.stop_daemon(proc)
+        runs, cursor = [], None
+        while True:
+            page = sb.store.list_runs(job.id, limit=200, cursor=cursor)
+            runs += page.items
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+        window = [r for r in runs if first <= (r.scheduled_for or 0) <= last]
+        lat, popen, other = [], [], {}
+        for r in window:
+            stamps = parse_stamp(sb.store.log_path(r.id))
+            if r.status == "succeeded" and r.trigger == "schedule" and stamps:
+                lat.append(stamps[0] - r.scheduled_for)
+                popen.append(r.started_at - r.scheduled_for)
+            else:
+                key = f"{r.trigger}/{r.status}"
+                other[key] = other.get(key, 0) + 1
+        ok = (len(lat) == samples and pct(lat, 50) <= 0.005 and pct(lat, 99) <= 0.020)
+        res.rows.append(Row(
+            f"Fire latency, `@every 1s` command job, idle daemon (n={len(lat)} of {samples})",
+            "p50 ≤ 5 ms, p99 ≤ 20 ms", spread(lat), ok))
+        floor = popen_floor()
+        res.notes.append(
+            f"latency: slots {iso(first)} .. +{samples - 1} s after {warmup} s of warm-up; "
+            f"payload `{' '.join(DATE)}` (argv, no shell), latency = its printed clock - "
+            f"`scheduled_for`. Supervisor's `started_at` (Popen returned) - slot: "
+            f"{spread(popen)}. Floor on this machine, `subprocess.run(date)` from a warm "
+            f"Python: p50 {ms(pct(floor, 50))}. Runs in the window that did not yield a "
+            f"sample: {other or 'none'}.")
+    finally:
+        sb.cleanup()
+        if sb.killed:
+            res.notes.append(f"latency: cleanup had to kill {sb.killed} process(es)")
+    return res
+
+
+# -- 2. burst -------------------------------------------------------------------------------
+
+def fig_burst(quick: bool) -> Result:
+    """1,000 ``@at`` jobs on one instant: when each payload started, and exactly once."""
+    n, ahead = 1000, 20
+    res = Result()
+    sb = Sandbox("burst")
+    try:
+        proc, _, _ = sb.start_daemon()
+        instant = math.ceil(time.time()) + ahead
+        t0 = time.perf_counter()
+        for i in range(n):
+            sb.store.create_job(validate_new({
+                "name": f"burst-{i:04d}", "at": iso(instant), "timezone": "UTC",
+                "command": DATE}))
+        create = time.perf_counter() - t0
+        lead_left = instant - time.time()
+        db = sb.store.db
+        deadline = instant + 180
+        time.sleep(max(0.0, instant + 3 - time.time()))
+        while time.time() < deadline:
+            total, active = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(status IN ('queued', 'running')), 0) "
+                "FROM runs").fetchone()
+            if total >= n and not active:
+                break
+            time.sleep(0.5)
+        settled = time.time() - instant
+        sb.wait_quiet(15)
+        sb.stop_daemon(proc)
+        rows = db.execute("SELECT r.id, r.job_id, r.status, r.dispatched_at, r.started_at "
+                          "FROM runs r").fetchall()
+        per_job: dict[str, list] = {}
+        starts, popen, claims, statuses = [], [], [], {}
+        for r in rows:
+            stamps = parse_stamp(sb.store.log_path(r["id"]))
+            per_job.setdefault(r["job_id"], []).extend(stamps)
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+            starts += [s - instant for s in stamps]
+            if r["started_at"]:
+                popen.append(r["started_at"] - instant)
+            if r["dispatched_at"]:
+                claims.append(r["dispatched_at"] - instant)
+        jobs = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        once = sum(1 for stamps in per_job.values() if len(stamps) == 1)
+        all_by = max(starts) if starts else math.inf
+        ok = once == n == jobs == len(rows) == len(starts) and all_by <= 2.5
+        res.rows.append(Row(
+            f"Burst: {n:,} command jobs due at one instant",
+            "all started ≤ 2.5 s; each exactly once",
+            f"all by {all_by:.3f} s / p50 {pct(starts, 50):.3f} s / p99 {pct(starts, 99):.3f} s;"
+            f" ran exactly once: {once}/{n} ({len(starts)} payload starts, {len(rows)} runs)",
+            ok))
+        res.rows.append(Row(f"Burst: create {n:,} jobs (`store.create_job`, one txn each)", "–",
+                            f"{create:.2f} s ({create / n * 1000:.2f} ms/job)"))
+        res.notes.append(
+            f"burst: `@at` instant {iso(instant)}, {lead_left:.1f} s after the last create; "
+            f"payload `{' '.join(DATE)}`; start = its printed clock - instant. Claimed "
+            f"(dispatched_at - instant): {min(claims, default=math.nan):+.2f} .. "
+            f"{max(claims, default=math.nan):+.2f} s; supervisor `started_at` - instant: "
+            f"p50 {pct(popen, 50):.3f} s, max {max(popen, default=math.nan):.3f} s; run "
+            f"statuses {statuses}; all runs final {settled:.1f} s after the instant.")
+    finally:
+        sb.cleanup()
+        if sb.killed:
+            res.notes.append(f"burst: cleanup had to kill {sb.killed} process(es)")
+    return res
+
+
+# -- 3. daemon over 100,000 jobs ---------------------------------------------------------
+
+def load_jobs(store, n: int) -> None:
+    """*n* enabled yearly jobs: one made by ``create_job``, the rest cloned from its row
+    (and its ``job.created`` event), so every row is in the store's own format."""
+    store.create_job(validate_new({"name": "yearly-000000", "schedule": "0 3 1 1 *",
+                                   "timezone": "UTC", "command": ["/bin/true"]}))
+    db = store.db
+    cur = db.execute("SELECT * FROM jobs")
+    cols = [d[0] for d in cur.description]
+    template = dict(zip(cols, cur.fetchone(), strict=True))
+    ecur = db.execute("SELECT * FROM events WHERE type = 'job.created'")
+    ecols = [d[0] for d in ecur.description if d[0] != "seq"]
+    event = dict(zip([d[0] for d in ecur.description], ecur.fetchone(), strict=True))
+    rng = random.Random(1)
+    ids = [(rid(rng, "j"), f"yearly-{i:06d}") for i in range(1, n)]
+    bulk(db, f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+         ([{**template, "id": i, "name": name}[c] for c in cols] for i, name in ids))
+    bulk(db, f"INSERT INTO events ({', '.join(ecols)}) VALUES ({', '.join('?' * len(ecols))})",
+         ([{**event, "job_id": i, "data": json.dumps({"name": name})}[c] for c in ecols]
+          for i, name in ids))
+
+
+def fig_jobs(quick: bool) -> Result:
+    """Daemon start-up and idle CPU with 100,000 enabled jobs, none due."""
+    n, idle = 100_000, (10 if quick else 30)
+    res = Result()
+    sb = Sandbox("jobs")
+    try:
+        t0 = time.perf_counter()
+        load_jobs(sb.store, n)
+        loaded = time.perf_counter() - t0
+        count, due = sb.store.db.execute(
+            "SELECT COUNT(*), MIN(next_run_at) FROM jobs WHERE enabled = 1").fetchone()
+        proc, row, line = sb.start_daemon()
+        time.sleep(3)  # let start-up work finish
+        pids = [proc.pid, *children(proc.pid)]
+        before = [cpu_ticks(p) for p in pids]
+        w0 = time.monotonic()
+        time.sleep(idle)
+        wall = time.monotonic() - w0
+        used = [(cpu_ticks(p) - b) / CLK_TCK for p, b in zip(pids, before, strict=True)]
+        share = sum(used) / wall * 100
+        runs = sb.store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        sb.stop_daemon(proc)
+        res.rows.append(Row(f"Daemon start, {count:,} enabled jobs (spawn -> \"ticking on\")",
+                            "< 3 s", f"{line:.2f} s (ticker row after {row:.2f} s)",
+                            line < 3.0))
+        res.rows.append(Row(f"Daemon idle CPU, {count:,} jobs, over {wall:.0f} s", "< 1 %",
+                            f"{share:.2f} % (daemon {used[0] / wall * 100:.2f} %, fork server "
+                            f"{sum(used[1:]) / wall * 100:.2f} %)", share < 1.0 and runs == 0))
+        res.rows.append(Row(f"Insert {n:,} jobs (clones of a `create_job` row, 100k/txn)", "–",
+                            f"{loaded:.2f} s"))
+        res.notes.append(
+            f"jobs: all `0 3 1 1 *` (next {iso(due)}); processes measured {pids} (daemon + "
+            f"children), utime+stime from /proc/PID/stat at {CLK_TCK} ticks/s; runs fired "
+            f"during the test: {runs}.")
+    finally:
+        sb.cleanup()
+        if sb.killed:
+            res.notes.append(f"jobs: cleanup had to kill {sb.killed} process(es)")
+    return res
+
+
+# -- 4. run history over 1,000,000 runs -------------------------------------------------
+
+RUN_INSERT = (
+    "INSERT INTO runs (id, job_id, status, trigger, attempt, scheduled_for, fire_at, queued_at, "
+    "dispatched_at, started_at, finished_at, exit_code, heartbeat_at, pid, proc_start, host, "
+    "payload_pid, phase, progress, reason, output_bytes, cancel_requested, spec) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def run_rows(jobs: list, n: int, rng: random.Random):
+    """*n* finished runs, oldest first, round-robin over *jobs* every 5 minutes."""
+    specs = [json.dumps(j.spec()) for j in jobs]
+    per_job = n // len(jobs) + 1
+    base = math.floor(time.time() / 300) * 300 - per_job * 300
+    for i in range(n):
+        k = i % len(jobs)
+        slot = base + (i // len(jobs)) * 300
+        queued = slot - 2.0 + k * 0.001
+        start = slot + 0.003
+        fail = rng.random() < 0.05
+        yield (rid(rng, "r"), jobs[k].id, "failed" if fail else "succeeded", "schedule", 1,
+               slot, slot, queued, queued, start, start + 1.25, 1 if fail else 0, start + 1.25,
+               rng.randrange(1000, 4_000_000), rng.randrange(10**6, 10**9), "bench-host",
+               rng.randrange(1000, 4_000_000), None, None,
+               "exit code 1: boom" if fail else None, 120, 0, specs[k])
+
+
+def timed(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def fig_runs(quick: bool) -> Result:
+    """Newest 50 runs of one job, and the next page, with 1,000,000 runs stored."""
+    n, n_jobs, reps = (200_000 if quick else 1_000_000), 10, (300 if quick else 2000)
+    res = Result()
+    sb = Sandbox("runs")
+    try:
+        store = sb.store
+        jobs = [store.create_job(validate_new({
+            "name": f"hist-{k}", "schedule": "*/5 * * * *", "timezone": "UTC",
+            "command": "python etl.py --date today", "cwd": "/srv/etl"}))[0]
+            for k in range(n_jobs)]
+        t0 = time.perf_counter()
+        bulk(store.db, RUN_INSERT, run_rows(jobs, n, random.Random(4)))
+        load = time.perf_counter() - t0
+        size = sum(os.path.getsize(sb.db + s) for s in ("", "-wal") if os.path.exists(sb.db + s))
+        rng = random.Random(5)
+        for _ in range(20):  # warm the page cache and the statement cache
+            store.list_runs(rng.choice(jobs).id, limit=50)
+        first = timed(lambda: store.list_runs(rng.choice(jobs).id, limit=50), reps)
+        cursors = {j.id: store.list_runs(j.id, limit=50).cursor for j in jobs}
+        nxt = timed(lambda: store.list_runs(
+            (j := rng.choice(jobs)).id, limit=50, cursor=cursors[j.id]), reps)
+        walk, cursor, seen = [], None, 0
+        for _ in range(200):  # 200 consecutive pages of one job
+            t1 = time.perf_counter()
+            page = store.list_runs(jobs[0].id, limit=50, cursor=cursor)
+            walk.append(time.perf_counter() - t1)
+            seen += len(page.items)
+            cursor = page.cursor
+        page = store.list_runs(jobs[3].id, limit=50)
+        newest = store.db.execute("SELECT MAX(queued_at) FROM runs WHERE job_id = ?",
+                                  (jobs[3].id,)).fetchone()[0]
+        correct = len(page.items) == 50 and page.items[0].queued_at == newest and all(
+            a.queued_at > b.queued_at for a, b in itertools.pairwise(page.items))
+        plan = "; ".join(r[3] for r in store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE 1=1 AND job_id = ? "
+            "ORDER BY queued_at DESC, id DESC LIMIT 51", (jobs[0].id,)))
+        res.rows.append(Row(f"Newest 50 runs of one job, {n:,} runs stored "
+                            f"(`store.list_runs`, n={reps})", "p50 ≤ 1 ms",
+                            spread(first), pct(first, 50) <= 0.001 and correct))
+        res.rows.append(Row("Next page of 50 via cursor, same store", "–", spread(nxt)))
+        res.rows.append(Row(f"Load {n:,} runs over {n_jobs} jobs (executemany, 100k/txn)", "–",
+                            f"{load:.1f} s ({n / load:,.0f} rows/s), DB {size / 2**20:.0f} MiB"))
+        res.notes.append(
+            f"runs: a walk of 200 consecutive pages of one job ({seen:,} runs): "
+            f"{spread(walk)}; newest page correct: {correct}; query plan: {plan}.")
+    finally:
+        sb.cleanup()
+    return res
+
+
+# -- report -----------------------------------------------------------------------------
+
+def machine() -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"nproc {os.cpu_count()} · Python {platform.python_version()} · SQLite "
+            f"{sqlite3.sqlite_version} · {platform.platform()} · "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · load average {load} at start")
+
+
+def render(results: list[Result], header: str, mode: str) -> str:
+    lines = ["# hermes-cron-ext core benchmark", "", header, "", f"Mode: {mode}", "",
+             "| figure | goal | measured | pass? |", "|---|---|---|---|"]
+    for r in (row for res in results for row in res.rows):
+        ok = "–" if r.ok is None else ("yes" if r.ok else "**NO**")
+        lines.append(f"| {r.figure} | {r.goal} | {r.measured} | {ok} |")
+    notes = [n for res in results for n in res.notes]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer samples, shorter idle window, 200k runs")
+    parser.add_argument("--only", help=f"comma-separated subset of {', '.join(FIGURES)}")
+    parser.add_argument("--out", help="where to save the table (default: "
+                        "bench/results/core-latest.md for a full run, core-partial.md else)")
+    args = parser.parse_args(argv)
+    only = args.only.split(",") if args.only else list(FIGURES)
+    unknown = set(only) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}; known: "
+                     f"{', '.join(FIGURES)}")
+    funcs = {"latency": fig_latency, "burst": fig_burst, "jobs": fig_jobs, "runs": fig_runs}
+    header = machine()
+    results = []
+    for name in FIGURES:
+        if name in only:
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            results.append(funcs[name](args.quick))
+            print(f"[bench] {name} done in {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+    full = not args.quick and len(only) == len(FIGURES)
+    mode = ("full" if full else "partial") + (" --quick" if args.quick else "") + (
+        f" --only {args.only}" if args.only else "")
+    text = render(results, header, mode)
+    print(text)
+    out = args.out or os.path.join(HERE, "results",
+                                   "core-latest.md" if full else "core-partial.md")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+    print(f"[bench] saved {out}", file=sys.stderr)
+    failed = [r for res in results for r in res.rows if r.ok is False]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

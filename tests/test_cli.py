@@ -1,0 +1,216 @@
+"""``hermes-cron`` as an operator uses it: real processes on a real store file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+from hermes_cron_ext.store import SQLiteStore
+
+from .conftest import wait_for
+
+
+def test_add_list_show_json_contract(cli):
+    out = cli("add", "nightly-etl", "0 2 * * *", "--tz", "Europe/Berlin", "--", "python",
+              "etl.py")
+    assert "nightly-etl added" in out.stdout
+    assert "no ticker is alive" in out.stderr  # loud, not silent
+    (job,) = cli.json("list")
+    for key in ("id", "name", "kind", "schedule", "timezone", "command", "state", "enabled",
+                "next_run_at", "last_run"):
+        assert key in job
+    assert job["command"] == ["python", "etl.py"]
+    assert job["timezone"] == "Europe/Berlin" and job["state"] == "scheduled"
+    assert job["next_run_at"].endswith("Z") and job["next_run_at"][11:16] in ("01:00", "00:00")
+    shown = cli.json("show", "nightly-etl")
+    assert shown["id"] == job["id"] and shown["runs"] == []
+    assert "At 02:00 AM" in cli("show", "nightly-etl").stdout
+
+
+def test_errors_are_one_line_and_store_nothing(cli):
+    cases = [
+        (["add", "x", "61 * * * *", "--", "true"], "minute 61 is out of range 0-59"),
+        (["add", "x", "0 0 31 2 *", "--", "true"], "day-of-month 31 never occurs in February"),
+        (["add", "x", "* * * * *", "--tz", "Europe/Berln", "--", "true"],
+         "unknown time zone 'Europe/Berln'"),
+        (["add", "x", "* * * * *"], "give the command after '--'"),
+        (["add", "x", "* * * * * *", "--", "true"], "expected 5 fields"),
+        (["show", "nope"], "no job 'nope'"),
+        (["logs", "nope"], "no job 'nope'"),
+        (["next", "@fortnightly"], "@fortnightly"),
+        (["runs", "x", "--limit", "zz"], "invalid int value"),
+        (["frobnicate"], "invalid choice"),
+    ]
+    for args, message in cases:
+        proc = cli(*args, check=False)
+        assert proc.returncode != 0, args
+        assert message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert cli.json("list") == []
+
+
+def test_next_previews_dst_fire_times(cli):
+    out = cli.json("next", "30 2 * * *", "--tz", "Europe/Berlin", "--from",
+                   "2025-10-25T12:00:00Z", "--count", "3")
+    assert out["next"] == ["2025-10-26T00:30:00Z", "2025-10-27T01:30:00Z",
+                           "2025-10-28T01:30:00Z"]
+    every = cli.json("next", "@every 1h30m", "--from", "2025-01-01T00:00:00Z", "--count", "2")
+    assert every["next"] == ["2025-01-01T01:30:00Z", "2025-01-01T03:00:00Z"]
+
+
+def _runs(cli, name, **kw):
+    return cli.json("runs", name, "--limit", "200", **kw)["runs"]
+
+
+def test_daemon_fires_and_logs_follow_streams_live(cli, tmp_path):
+    cli("add", "ticker", "@every 1s", "--", "sh", "-c",
+        "echo first line; sleep 2; echo second line")
+    cli.daemon()
+    run = wait_for(lambda: next((r for r in _runs(cli, "ticker") if r["status"] == "running"),
+                                None), 15, what="a running run")
+    follow = cli.start("logs", "-f", run["id"])
+    # the first line arrives while the run is still going
+    first = follow.stdout.readline().decode()
+    assert first == "first line\n"
+    assert cli.json("runs", "ticker")["runs"] and _status(cli, run["id"]) == "running"
+    rest = follow.stdout.read().decode()
+    follow.wait(15)
+    assert rest.startswith("second line")
+    assert follow.returncode == 0
+    assert _status(cli, run["id"]) == "succeeded"
+    assert cli("logs", run["id"]).stdout == "first line\nsecond line\n"
+
+
+def _status(cli, run_id):
+    store = SQLiteStore(cli.db)
+    try:
+        return store.get_run(run_id).status
+    finally:
+        store.close()
+
+
+def test_two_daemons_and_ticks_fire_every_slot_exactly_once(cli, tmp_path):
+    ledger = tmp_path / "ledger.txt"
+    for i in range(3):
+        cli("add", f"j{i}", "@every 1s", "--overlap", "allow", "--", "sh", "-c",
+            f'echo "$HERMES_CRON_JOB $HERMES_CRON_SCHEDULED_FOR" >> {ledger}')
+    cli.daemon()
+    cli.daemon()
+    end = time.time() + 8
+    while time.time() < end:  # a systemd timer's ticks racing the two daemons
+        cli("tick", "-q")
+    for proc in cli.procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in cli.procs:
+        proc.wait(10)
+    store = SQLiteStore(cli.db)
+    wait_for(lambda: not store.active_runs(), 15, what="runs to finish")
+    lines = ledger.read_text().splitlines()
+    fired = [tuple(line.split()) for line in lines]
+    assert len(fired) == len(set(fired)), "a slot fired twice"
+    for i in range(3):
+        slots = sorted(float(s) for name, s in fired if name == f"j{i}")
+        assert len(slots) >= 6
+        gaps = {round(b - a) for a, b in zip(slots, slots[1:])}
+        assert gaps == {1}, f"j{i} missed a slot: {gaps}"
+    rows = store.db.execute("SELECT job_id, scheduled_for, COUNT(*) FROM runs "
+                            "WHERE status != 'skipped' GROUP BY 1, 2 HAVING COUNT(*) > 1")
+    assert rows.fetchall() == []
+    store.close()
+
+
+def test_kill9_daemon_runs_finish_and_are_not_rerun(cli, tmp_path):
+    ledger = tmp_path / "ledger.txt"
+    cli("add", "long", "@every 1s", "--overlap", "allow", "--", "sh", "-c",
+        f'sleep 3; echo "$HERMES_CRON_RUN_ID" >> {ledger}; exit 7')
+    daemon = cli.daemon()
+    wait_for(lambda: [r for r in _runs(cli, "long") if r["status"] == "running"], 15,
+             what="runs in flight")
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait()
+    killed_at = time.time()
+    in_flight = [r["id"] for r in _runs(cli, "long") if r["status"] in ("running", "queued")]
+    assert in_flight
+    store = SQLiteStore(cli.db)
+    wait_for(lambda: all(store.get_run(r).status not in ("queued", "running")
+                         for r in in_flight), 20, what="orphaned runs to finish")
+    for run_id in in_flight:
+        run = store.get_run(run_id)
+        assert (run.status, run.exit_code) in (("failed", 7), ("skipped", None),
+                                               ("lost", None)), (run_id, run.status)
+    finished = [r for r in in_flight if store.get_run(r).status == "failed"]
+    assert finished, "no run survived the daemon's kill -9"
+    # restart: nothing that ran is run again
+    cli.daemon()
+    time.sleep(2)
+    ran = ledger.read_text().split()
+    assert len(ran) == len(set(ran))
+    for run_id in finished:
+        assert ran.count(run_id) == 1
+        assert store.get_run(run_id).finished_at > killed_at
+    store.close()
+
+
+def test_pause_resume_rm_bulk(cli):
+    for name in ("a", "b", "c"):
+        cli("add", name, "@hourly", "--", "true")
+    cli("pause", "a", "b")
+    states = {j["name"]: j["state"] for j in cli.json("list")}
+    assert states == {"a": "paused", "b": "paused", "c": "scheduled"}
+    cli("resume", "a", "b")
+    cli("rm", "a", "c")
+    assert [j["name"] for j in cli.json("list")] == ["b"]
+
+
+def test_run_now_without_ticker_and_follow(cli):
+    cli("add", "manual", "@yearly", "--", "sh", "-c", "echo hello from a manual run")
+    proc = cli("run", "manual", "-f")
+    assert "hello from a manual run" in proc.stdout
+    (run,) = _runs(cli, "manual")
+    assert (run["trigger"], run["status"], run["exit_code"]) == ("manual", "succeeded", 0)
+
+
+def test_status_json_and_loud_warning(cli):
+    cli("add", "s", "@hourly", "--", "true")
+    proc = cli("status", check=False)
+    assert proc.returncode == 3 and "NO TICKER IS ALIVE" in proc.stderr
+    daemon = cli.daemon()
+    status = cli.json("status")
+    (ticker,) = [t for t in status["tickers"] if t["alive"]]
+    assert (ticker["kind"], ticker["pid"]) == ("daemon", daemon.pid)
+    assert status["warning"] is None
+
+
+def test_daemon_sigterm_is_clean_and_pidfile(cli, tmp_path):
+    pidfile = tmp_path / "d.pid"
+    proc = cli.start("daemon", "--pidfile", str(pidfile))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 15, what="pidfile")
+    second = cli("daemon", "--pidfile", str(pidfile), check=False)
+    assert second.returncode == 1 and "another daemon holds" in second.stderr
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not pidfile.exists()
+    con = sqlite3.connect(cli.db)
+    assert con.execute("SELECT COUNT(*) FROM tickers").fetchone()[0] == 0
+
+
+def test_gc_command(cli):
+    cli("add", "g", "@yearly", "--overlap", "allow", "--", "true")
+    for _ in range(3):
+        cli("run", "g", "-f")
+    out = json.loads(cli("gc", "--keep-runs", "1", "--keep-failures", "0", "--json").stdout)
+    assert out["runs_deleted"] == 2
+    assert len(_runs(cli, "g")) == 1
+
+
+def test_tick_is_quiet_and_registers(cli):
+    proc = subprocess.run(cli.argv("tick"), capture_output=True, text=True, env=cli.env)
+    assert proc.returncode == 0 and "started 0 run(s)" in proc.stdout
+    cli("tick", "-q")
+    kinds = [t["kind"] for t in cli.json("status")["tickers"]]
+    assert kinds == ["tick"]  # one row per host, however often it ticks
