@@ -215,7 +215,10 @@ class Sandbox:
                     pass
             time.sleep(0.1)
         self.store.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("HERMES_BENCH_KEEP"):
+            print(f"[bench] kept {self.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def bulk(db: sqlite3.Connection, sql: str, rows, batch: int = 100_000) -> None:

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
 from hermes_cron_ext.jobspec import validate_new
 from hermes_cron_ext.store import SQLiteStore
 

@@ -1,0 +1,79 @@
+"""The jupyter-server extension: one store, one ticker, the REST + SSE API.
+
+Configure with ``c.HermesCron.<trait>`` in ``jupyter_server_config.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Unicode
+
+from . import __version__
+from .handlers import routes
+from .service import CronService
+from .store import AsyncStore, open_store, resolve_db
+
+
+class HermesCron(ExtensionApp):
+    name = "hermes_cron_ext"
+    load_other_extensions = True
+
+    db = Unicode(
+        "", config=True,
+        help="Store: a SQLite path or postgresql:// URL. Default: $HERMES_CRON_DB, else "
+             "<jupyter data dir>/hermes_cron/hermes-cron.db.")
+    ticker = Bool(
+        True, config=True,
+        help="Run a ticker inside this server (kind 'server'). Turn off when a "
+             "hermes-cron daemon or systemd timer serves the store.")
+    lead = Float(
+        2.0, config=True,
+        help="Seconds before a slot at which its supervisor is started (it then waits for "
+             "the exact instant).")
+    poll = Float(
+        1.0, config=True,
+        help="Longest sleep of the ticker, which bounds how late it sees jobs changed by "
+             "other processes.")
+    stream_interval = Float(
+        0.02, config=True, help="How often watched output logs are checked for growth (s).")
+    timezone = Unicode(
+        "", config=True, help="Default IANA time zone for new jobs (default: the server's).")
+
+    def initialize_settings(self) -> None:
+        url = resolve_db(self.db or None)
+        self.store = AsyncStore(open_store(url))
+        self.ticker_obj = None
+        if self.ticker:
+            from .ticker import Ticker
+
+            self.ticker_obj = Ticker(self.store, kind="server", lead=self.lead, poll=self.poll)
+        self.service = CronService(self.store, ticker=self.ticker_obj,
+                                   default_tz=self.timezone or None,
+                                   stream_interval=self.stream_interval, log=self.log)
+        self.settings["hermes_cron"] = self.service
+        self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__, url,
+                      "on" if self.ticker else "off")
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(routes())
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        await self.service.start()
+        if self.ticker_obj is not None:
+            await self.ticker_obj.start()
+            self.log.info("hermes-cron: ticking (pid %d)", os.getpid())
+
+    def current_activity(self):
+        return None
+
+    async def stop_extension(self) -> None:
+        """Stop ticking and close streams; detached supervisors keep their runs going."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+        if self.ticker_obj is not None:
+            await self.ticker_obj.stop()
+        await self.service.close()
+        await self.store.aclose()

@@ -1,0 +1,412 @@
+"""REST and Server-Sent-Events handlers under ``{base_url}api/cron/``.
+
+Thin on purpose: parse the request, call ``self.cron`` (a :class:`CronService`),
+serialise. Every verb is ``@web.authenticated`` and ``@authorized`` on the
+``cron`` resource: reads need ``read``; run/pause/resume/cancel/delete need
+``write``; creating a job, or changing what it executes, needs ``execute`` (a
+job runs code as the server's user, like a terminal). Errors are JSON
+``{"error": {"code", "message", "field"?}}`` with the right 4xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from .errors import Conflict, HermesCronError, InvalidInput, NotFound
+from .models import ACTIVE_STATUSES, RUN_STATUSES
+from .service import PAYLOAD_FIELDS, CronService, utf8_boundary
+
+MAX_BODY = 1024 * 1024
+STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+HEARTBEAT = 15.0
+BATCH = 64 * 1024
+ID = r"(?P<ref>[A-Za-z0-9][A-Za-z0-9._-]{0,99})"
+
+
+class CronAPIHandler(APIHandler):
+    auth_resource = "cron"
+
+    @property
+    def cron(self) -> CronService:
+        return self.settings["hermes_cron"]
+
+    # -- errors -------------------------------------------------------------------
+    def send_error(self, status_code: int = 500, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, HermesCronError):
+            status_code = next((s for t, s in STATUS.items() if isinstance(exc, t)), 500)
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, HermesCronError):
+            self.log.info("hermes-cron: %s %s: %s", self.request.method, self.request.path,
+                          value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, HermesCronError) and status_code < 500:
+            error = exc.to_dict()
+        elif isinstance(exc, web.HTTPError) and status_code < 500:
+            error = {"code": {401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                              405: "method_not_allowed", 413: "too_large"}.get(
+                status_code, "bad_request"), "message": exc.log_message or exc.reason
+                or self._reason}
+        else:
+            error = {"code": "internal", "message": "internal error (see the server log)"}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": error}))
+
+    # -- input ----------------------------------------------------------------------
+    def json_body(self) -> dict:
+        if len(self.request.body) > MAX_BODY:
+            raise web.HTTPError(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise InvalidInput("the body is not valid JSON")
+        if not isinstance(body, dict):
+            raise InvalidInput("the body must be a JSON object")
+        return body
+
+    def int_arg(self, name: str, default: int | None, lo: int, hi: int) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidInput(f"{name} must be a whole number", field=name)
+        if not lo <= value <= hi:
+            raise InvalidInput(f"{name} must be between {lo} and {hi}", field=name)
+        return value
+
+    def str_arg(self, name: str, max_len: int = 200) -> str | None:
+        value = self.get_query_argument(name, None)
+        if value is not None and len(value) > max_len:
+            raise InvalidInput(f"{name} is too long", field=name)
+        return value or None
+
+    def reply(self, obj, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(obj))
+
+    async def require(self, action: str) -> None:
+        """An extra permission check beyond the verb's own (``execute`` for payload changes)."""
+        ok = self.authorizer.is_authorized(self, self.current_user, action, self.auth_resource)
+        if asyncio.iscoroutine(ok):
+            ok = await ok
+        if not ok:
+            raise web.HTTPError(403, f"User is not authorized to {action} on resource: cron.")
+
+
+class StatusHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.status())
+
+
+class JobsHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.list_jobs(
+            limit=self.int_arg("limit", 100, 1, 500), cursor=self.str_arg("cursor", 2000),
+            state=self.str_arg("state"), search=self.str_arg("q")))
+
+    @web.authenticated
+    @authorized(action="execute")
+    async def post(self):
+        body = self.json_body()
+        if self.request.headers.get("Idempotency-Key") and "idempotency_key" not in body:
+            body["idempotency_key"] = self.request.headers["Idempotency-Key"]
+        job, created = await self.cron.create_job(body)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + job["id"])
+        self.reply(job, 201 if created else 200)
+
+
+class JobHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron.get_job(ref))
+
+    @web.authenticated
+    @authorized(action="write")
+    async def patch(self, ref: str):
+        body = self.json_body()
+        if PAYLOAD_FIELDS & set(body) or PAYLOAD_FIELDS & set(body.get("policy") or {}):
+            await self.require("execute")
+        self.reply(await self.cron.update_job(ref, body))
+
+    @web.authenticated
+    @authorized(action="write")
+    async def delete(self, ref: str):
+        await self.cron.delete_job(ref)
+        self.set_status(204)
+        self.finish()
+
+
+class JobActionHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized(action="write")
+    async def post(self, ref: str, action: str):
+        if action == "run":
+            self.reply(await self.cron.run_job(ref), 202)
+        else:
+            self.reply(await self.cron.set_paused(ref, action == "pause"))
+
+
+class JobRunsHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str | None = None):
+        status = self.str_arg("status")
+        if status and status not in RUN_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(RUN_STATUSES)}",
+                               field="status")
+        self.reply(await self.cron.list_runs(
+            ref, limit=self.int_arg("limit", 50, 1, 500), cursor=self.str_arg("cursor", 2000),
+            status=status))
+
+
+class RunHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply((await self.cron.get_run(ref)).to_json())
+
+
+class RunCancelHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized(action="write")
+    async def post(self, ref: str):
+        self.reply(await self.cron.cancel_run(ref), 202)
+
+
+class RunLogHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        tail = self.int_arg("tail", None, 0, 1 << 40)
+        offset = self.int_arg("offset", 0, 0, 1 << 40)
+        limit = self.int_arg("limit", None, 0, 64 * 1024 * 1024)
+        data, start, size = await self.cron.read_log(ref, offset, limit, tail)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("X-Log-Offset", str(start))
+        self.set_header("X-Log-Size", str(size))
+        self.finish(data)
+
+
+class StatsHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.stats())
+
+
+class PreviewHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.preview(
+            self.str_arg("schedule", 1000), self.str_arg("tz"),
+            self.int_arg("count", 5, 1, 100), self.str_arg("from")))
+
+
+class OpenAPIHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        path = os.path.join(os.path.dirname(__file__), "openapi.json")
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: open(path, "rb").read())
+        self.set_header("Content-Type", "application/json")
+        self.finish(data)
+
+
+# -- Server-Sent Events ---------------------------------------------------------------
+
+class SSEHandler(CronAPIHandler):
+    """``text/event-stream`` with comment heartbeats; ends when the server stops."""
+
+    def start_stream(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+
+    def event(self, name: str, data, id_: int | str | None = None) -> None:
+        text = f"event: {name}\n"
+        if id_ is not None:
+            text += f"id: {id_}\n"
+        text += f"data: {json.dumps(data)}\n\n"
+        self.write(text)
+
+    def resume_from(self, param: str) -> int | None:
+        header = self.request.headers.get("Last-Event-ID")
+        if header:
+            try:
+                return max(0, int(header))
+            except ValueError:
+                raise InvalidInput("Last-Event-ID must be a number", field="Last-Event-ID")
+        return self.int_arg(param, None, 0, 1 << 62)
+
+
+class RunStreamHandler(SSEHandler):
+    """A run's output, progress and status; resumable by byte offset."""
+
+    async def stream_run(self, run_id: str) -> None:
+        cron = self.cron
+        run = await cron.get_run(run_id)
+        offset = self.resume_from("offset") or 0
+        self.start_stream()
+        cond = cron.logs.watch(run_id, cron.log_path(run_id))
+        try:
+            self.event("status", run.to_json())
+            await self.flush()
+            last_state = (run.status, run.phase, run.progress)
+            last_write = time.monotonic()
+            while not cron.closing:
+                size = await cron.log_size(run_id)
+                while offset < size and not cron.closing:
+                    segs = await cron.read_segments(run_id, offset, min(BATCH, size - offset))
+                    stalled = not segs
+                    for seg_offset, stream, data in segs:
+                        # never split a UTF-8 character, unless the run is over
+                        cut = (len(data) if run.status not in ACTIVE_STATUSES
+                               else utf8_boundary(data))
+                        if cut:
+                            offset = seg_offset + cut
+                            self.event("output", {
+                                "stream": stream, "offset": seg_offset,
+                                "text": data[:cut].decode("utf-8", "replace")}, offset)
+                        if cut < len(data):
+                            stalled = True
+                            break
+                    await self.flush()  # backpressure: a slow client waits here alone
+                    last_write = time.monotonic()
+                    if stalled:
+                        break
+                if run.status not in ACTIVE_STATUSES and offset >= size:
+                    self.event("end", {"status": run.status, "exit_code": run.exit_code,
+                                       "reason": run.reason, "offset": offset})
+                    await self.flush()
+                    return
+                async with cond:
+                    try:
+                        await asyncio.wait_for(cond.wait(), 1.0)
+                    except asyncio.TimeoutError:
+                        pass
+                run = await cron.get_run(run_id)
+                state = (run.status, run.phase, run.progress)
+                if state != last_state:
+                    if state[1:] != last_state[1:]:
+                        self.event("progress", {"phase": run.phase, "progress": run.progress})
+                    if state[0] != last_state[0]:
+                        self.event("status", run.to_json())
+                    last_state = state
+                    await self.flush()
+                    last_write = time.monotonic()
+                elif time.monotonic() - last_write > HEARTBEAT:
+                    self.write(": keep-alive\n\n")
+                    await self.flush()
+                    last_write = time.monotonic()
+        except StreamClosedError:
+            pass
+        finally:
+            cron.logs.unwatch(run_id)
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        await self.stream_run(ref)
+
+
+class JobStreamHandler(RunStreamHandler):
+    """The job's running run, or 404 at once when nothing runs."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        run = await self.cron.active_run(ref)
+        await self.stream_run(run.id)
+
+
+class EventsHandler(SSEHandler):
+    """Every job and run change, from a cursor (``Last-Event-ID`` or ``?cursor=``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        cron = self.cron
+        cursor = self.resume_from("cursor")
+        if cursor is None:
+            cursor = cron.bus.cursor
+        job = self.str_arg("job")
+        self.start_stream()
+        try:
+            self.write(": connected\n\n")
+            await self.flush()
+            last_write = time.monotonic()
+            while not cron.closing:
+                events = await cron.bus.since(cursor)
+                for e in events:
+                    cursor = e.seq
+                    if job and e.job_id != job:
+                        continue
+                    self.event(e.type, e.to_json(), e.seq)
+                if events:
+                    await self.flush()
+                    last_write = time.monotonic()
+                    continue
+                await cron.bus.wait(HEARTBEAT)
+                if time.monotonic() - last_write >= HEARTBEAT:
+                    self.write(": keep-alive\n\n")
+                    await self.flush()
+                    last_write = time.monotonic()
+        except StreamClosedError:
+            pass
+
+
+class UnknownRouteHandler(CronAPIHandler):
+    """A JSON 404 for any other path under the API (clients parse errors one way)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, rest: str):
+        raise NotFound(f"no such API route: {self.request.path}")
+
+    post = patch = delete = put = get
+
+
+def routes() -> list[tuple]:
+    base = "api/cron"
+    return [
+        (rf"{base}/status", StatusHandler),
+        (rf"{base}/jobs", JobsHandler),
+        (rf"{base}/jobs/{ID}", JobHandler),
+        (rf"{base}/jobs/{ID}/(?P<action>run|pause|resume)", JobActionHandler),
+        (rf"{base}/jobs/{ID}/runs", JobRunsHandler),
+        (rf"{base}/jobs/{ID}/stream", JobStreamHandler),
+        (rf"{base}/runs", JobRunsHandler),
+        (rf"{base}/runs/{ID}", RunHandler),
+        (rf"{base}/runs/{ID}/cancel", RunCancelHandler),
+        (rf"{base}/runs/{ID}/log", RunLogHandler),
+        (rf"{base}/runs/{ID}/stream", RunStreamHandler),
+        (rf"{base}/events", EventsHandler),
+        (rf"{base}/stats", StatsHandler),
+        (rf"{base}/preview", PreviewHandler),
+        (rf"{base}/openapi.json", OpenAPIHandler),
+        (rf"{base}/(?P<rest>.*)", UnknownRouteHandler),
+    ]

@@ -1,0 +1,343 @@
+"""What the REST handlers delegate to: one object per server, async, never blocking the loop.
+
+``CronService`` validates input, calls the store through :class:`AsyncStore`
+(the store's own thread), wakes the in-server ticker, and feeds live streams:
+
+- an :class:`EventBus` tails the store's append-only ``events`` table, so changes
+  made by any process (daemon, CLI, supervisors) reach ``/events`` and run
+  streams; changes made here are pushed at once;
+- a :class:`LogWatcher` notices growth of the output logs being watched (one
+  ``stat`` per watched log per interval, off the loop) and wakes their readers.
+
+Each stream reader pulls from the log at its own offset in bounded batches, so a
+slow or vanished client holds one batch of memory and delays nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from . import __version__, output
+from . import schedule as sched
+from .errors import InvalidInput, NotFound
+from .jobspec import validate_changes, validate_new
+from .models import ACTIVE_STATUSES, Event, Run, hostname, parse_iso, process_alive
+from .store import AsyncStore
+
+PAYLOAD_FIELDS = {"command", "code", "interpreter", "cwd", "env", "secret_env", "kind",
+                  "kernel", "parameters"}
+NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
+             "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
+
+
+class EventBus:
+    """Tails the events table; readers wait for ``seq`` beyond their cursor."""
+
+    def __init__(self, store: AsyncStore, interval: float = 0.1, keep: int = 5000):
+        self.store = store
+        self.interval = interval
+        self.recent: deque[Event] = deque(maxlen=keep)
+        self.cursor = 0
+        self._changed = asyncio.Condition()
+        self._poke = asyncio.Event()
+        self.closed = False
+        self._listeners: list = []
+
+    async def start(self) -> None:
+        self.cursor = await self.store.last_event_seq()
+
+    def poke(self) -> None:
+        """Something changed in this process: look now rather than at the next interval."""
+        self._poke.set()
+
+    def add_listener(self, fn) -> None:
+        self._listeners.append(fn)
+
+    async def run(self) -> None:
+        while not self.closed:
+            self._poke.clear()
+            try:
+                events = await self.store.events_since(self.cursor, 1000)
+            except Exception:
+                events = []
+            if events:
+                self.recent.extend(events)
+                self.cursor = events[-1].seq
+                for fn in self._listeners:
+                    fn(events)
+                async with self._changed:
+                    self._changed.notify_all()
+                if len(events) == 1000:
+                    continue
+            try:
+                await asyncio.wait_for(self._poke.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        self.closed = True
+        self._poke.set()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait(self, timeout: float) -> None:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def since(self, cursor: int, limit: int = 500) -> list[Event]:
+        """Events after *cursor*: from memory when it reaches back far enough."""
+        if self.recent and self.recent[0].seq <= cursor + 1:
+            return [e for e in self.recent if e.seq > cursor][:limit]
+        if cursor >= self.cursor:
+            return []
+        return await self.store.events_since(cursor, limit)
+
+
+class LogWatcher:
+    """Wakes the readers of a run's log when it grows or the run changes."""
+
+    def __init__(self, io: ThreadPoolExecutor, interval: float = 0.02):
+        self.io = io
+        self.interval = interval
+        self._watched: dict[str, list] = {}  # run_id -> [path, size, Condition, readers]
+        self._task: asyncio.Task | None = None
+        self.closed = False
+
+    def watch(self, run_id: str, path: str) -> asyncio.Condition:
+        entry = self._watched.get(run_id)
+        if entry is None:
+            entry = self._watched[run_id] = [path, -1, asyncio.Condition(), 0]
+        entry[3] += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="hermes-cron-log-watcher")
+        return entry[2]
+
+    def unwatch(self, run_id: str) -> None:
+        entry = self._watched.get(run_id)
+        if entry is not None:
+            entry[3] -= 1
+            if entry[3] <= 0:
+                del self._watched[run_id]
+
+    async def notify(self, run_id: str) -> None:
+        entry = self._watched.get(run_id)
+        if entry is not None:
+            async with entry[2]:
+                entry[2].notify_all()
+
+    async def close(self) -> None:
+        self.closed = True
+        for entry in list(self._watched.values()):
+            async with entry[2]:
+                entry[2].notify_all()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._watched and not self.closed:
+            items = list(self._watched.items())
+            paths = [entry[0] for _, entry in items]
+            sizes = await loop.run_in_executor(self.io, _sizes, paths)
+            for (_, entry), size in zip(items, sizes):
+                if size != entry[1]:
+                    entry[1] = size
+                    async with entry[2]:
+                        entry[2].notify_all()
+            await asyncio.sleep(self.interval)
+
+
+def _sizes(paths: list[str]) -> list[int]:
+    return [output.size(p) for p in paths]
+
+
+def utf8_boundary(data: bytes) -> int:
+    """Length of the longest prefix of *data* that does not end inside a UTF-8 character."""
+    end = len(data)
+    for back in range(1, min(4, end) + 1):
+        byte = data[end - back]
+        if byte < 0x80:
+            return end
+        if byte >= 0xC0:  # the lead byte of the last character
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return end if back >= need else end - back
+    return end
+
+
+class CronService:
+    def __init__(self, store: AsyncStore, *, ticker=None, default_tz: str | None = None,
+                 stream_interval: float = 0.02, log=None):
+        self.store = store
+        self.ticker = ticker
+        self.default_tz = default_tz
+        self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hermes-io")
+        self.bus = EventBus(store)
+        self.logs = LogWatcher(self.io, stream_interval)
+        self.bus.add_listener(self._on_events)
+        self._bus_task: asyncio.Task | None = None
+        self.closing = False
+        self.log = log
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self._bus_task = asyncio.create_task(self.bus.run(), name="hermes-cron-events")
+
+    async def close(self) -> None:
+        """Wake and end every stream (server shutdown)."""
+        self.closing = True
+        await self.bus.close()
+        await self.logs.close()
+        if self._bus_task is not None:
+            self._bus_task.cancel()
+        self.io.shutdown(wait=False)
+
+    def _on_events(self, events: list[Event]) -> None:
+        for e in events:
+            if e.run_id:
+                asyncio.ensure_future(self.logs.notify(e.run_id))
+
+    def _changed(self) -> None:
+        self.bus.poke()
+        if self.ticker is not None:
+            self.ticker.wake()
+
+    async def _io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
+
+    # -- status ------------------------------------------------------------------
+    async def alive_tickers(self) -> list:
+        now = time.time()
+        return [t for t in await self.store.list_tickers() if t.alive(now)]
+
+    async def status(self) -> dict:
+        now = time.time()
+        tickers = await self.store.list_tickers()
+        alive = [t for t in tickers if t.alive(now)]
+        stats = await self.store.stats()
+        enabled = stats["jobs_by_state"].get("scheduled", 0)
+        return {
+            "version": __version__, "store": self.store.sync.url,
+            "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
+            "ticking": bool(alive), "jobs_by_state": stats["jobs_by_state"],
+            "server_ticker": self.ticker is not None,
+            "warning": None if alive else NO_TICKER + (
+                f"; {enabled} enabled job(s) are waiting" if enabled else ""),
+        }
+
+    # -- jobs ----------------------------------------------------------------------
+    async def list_jobs(self, *, limit: int, cursor: str | None, state: str | None,
+                        search: str | None) -> dict:
+        page = await self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search)
+        return {"jobs": [j.to_json() for j in page.items], "cursor": page.cursor}
+
+    async def create_job(self, body: dict) -> tuple[dict, bool]:
+        fields = validate_new(body, self.default_tz)
+        job, created = await self.store.create_job(fields)
+        self._changed()
+        out = job.to_json()
+        if not await self.alive_tickers():
+            out["warning"] = NO_TICKER
+        return out, created
+
+    async def get_job(self, ref: str) -> dict:
+        return (await self.store.get_job(ref)).to_json()
+
+    async def update_job(self, ref: str, body: dict) -> dict:
+        job = await self.store.get_job(ref)
+        fields = validate_changes(job, body)
+        job = await self.store.update_job(job.id, fields)
+        self._changed()
+        return job.to_json()
+
+    async def delete_job(self, ref: str) -> None:
+        await self.store.delete_job(ref)
+        self._changed()
+
+    async def set_paused(self, ref: str, paused: bool) -> dict:
+        job = await self.store.set_paused(ref, paused)
+        self._changed()
+        return job.to_json()
+
+    async def run_job(self, ref: str) -> dict:
+        run = await self.store.request_run(ref)
+        self._changed()
+        if self.ticker is None and not await self.alive_tickers():
+            # nobody would pick it up: start its supervisor from here
+            from .executor import spawn_supervisor
+
+            if await self.store.dispatch(run.id):
+                await self._io(spawn_supervisor, self.store.sync.url, run.id)
+        return run.to_json()
+
+    # -- runs ----------------------------------------------------------------------
+    async def list_runs(self, ref: str | None, *, limit: int, cursor: str | None,
+                        status: str | None) -> dict:
+        page = await self.store.list_runs(ref, limit=limit, cursor=cursor, status=status)
+        return {"runs": [r.to_json() for r in page.items], "cursor": page.cursor}
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self.store.get_run(run_id)
+
+    async def cancel_run(self, run_id: str) -> dict:
+        run = await self.store.request_cancel(run_id)
+        if run.status in ACTIVE_STATUSES and run.pid and run.host == hostname():
+            def term():
+                if process_alive(run.pid, run.proc_start):
+                    os.kill(run.pid, signal.SIGTERM)
+            await self._io(term)
+        self._changed()
+        return run.to_json()
+
+    async def active_run(self, ref: str) -> Run:
+        job = await self.store.get_job(ref)
+        page = await self.store.list_runs(job.id, limit=10, status="running")
+        if page.items:
+            return page.items[0]
+        raise NotFound(f"job {job.name!r} has no running run", field="job")
+
+    async def read_log(self, run_id: str, offset: int, limit: int | None,
+                       tail: int | None) -> tuple[bytes, int, int]:
+        """``(data, start, size)`` of a run's log."""
+        await self.store.get_run(run_id)
+        path = self.store.sync.log_path(run_id)
+
+        def read():
+            size = output.size(path)
+            start = max(0, size - tail) if tail is not None else offset
+            return output.read(path, start, limit), start, size
+        return await self._io(read)
+
+    async def read_segments(self, run_id: str, offset: int, limit: int):
+        path = self.store.sync.log_path(run_id)
+        return await self._io(output.segments, path, offset, limit)
+
+    def log_path(self, run_id: str) -> str:
+        return self.store.sync.log_path(run_id)
+
+    async def log_size(self, run_id: str) -> int:
+        return await self._io(output.size, self.log_path(run_id))
+
+    # -- other -----------------------------------------------------------------------
+    async def stats(self) -> dict:
+        return await self.store.stats()
+
+    async def preview(self, schedule: str | None, tz: str | None, count: int,
+                      start: str | None) -> dict:
+        if not schedule:
+            raise InvalidInput("schedule is required", field="schedule")
+        parsed = sched.parse(schedule, tz or self.default_tz)
+        begin = (datetime.fromtimestamp(parse_iso(start, "from"), timezone.utc)
+                 if start else None)
+        times = sched.preview(parsed, count, begin)
+        return {"schedule": parsed.text, "timezone": parsed.tz,
+                "description": sched.describe(parsed),
+                "next": [t.isoformat().replace("+00:00", "Z") for t in times]}
