@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
-
 from hermes_cron_ext.jobspec import validate_new
 from hermes_cron_ext.store import SQLiteStore
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 
 class FakeClock:
