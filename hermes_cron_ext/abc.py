@@ -71,6 +71,10 @@ class Store(ABC):
     def request_run(self, ref: str, trigger: str = "manual") -> Run:
         """Queue a run now. :raises Conflict: when the overlap policy refuses."""
 
+    @abstractmethod
+    def dispatch(self, run_id: str) -> bool:
+        """Take a pending run for a caller that starts its supervisor itself."""
+
     # -- runs -------------------------------------------------------------------
     @abstractmethod
     def get_run(self, run_id: str) -> Run:
@@ -90,6 +94,10 @@ class Store(ABC):
         """Why the run must not start now (job gone, paused, overlap), or None."""
 
     @abstractmethod
+    def running_others(self, run_id: str) -> list[Run]:
+        """The other running runs of the same job (overlap ``replace`` and ``queue``)."""
+
+    @abstractmethod
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> None:
         """The payload is running."""
 
@@ -104,7 +112,7 @@ class Store(ABC):
         """Record a final status once; later calls leave the first one in place."""
 
     @abstractmethod
-    def request_cancel(self, run_id: str) -> Run:
+    def request_cancel(self, run_id: str, reason: str | None = None) -> Run:
         """Ask the run's supervisor to stop it. :raises Conflict: if it is not active."""
 
     @abstractmethod
@@ -115,6 +123,10 @@ class Store(ABC):
     @abstractmethod
     def events_since(self, cursor: int, limit: int = 500) -> list[Event]:
         """Events with ``seq > cursor``, oldest first."""
+
+    @abstractmethod
+    def claim_events(self, consumer: str, limit: int = 500) -> list[Event]:
+        """New events for *consumer*, each batch handed to one process only."""
 
     @abstractmethod
     def last_event_seq(self) -> int:

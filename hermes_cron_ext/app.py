@@ -38,6 +38,10 @@ class HermesCron(ExtensionApp):
              "other processes.")
     stream_interval = Float(
         0.02, config=True, help="How often watched output logs are checked for growth (s).")
+    notify_url = Unicode(
+        "", config=True,
+        help="Webhook (JSON POST) for every job's failed, lost, missed, blocked and recovered "
+             "runs, besides each job's own notify_url. Default: $HERMES_CRON_NOTIFY_URL.")
     timezone = Unicode(
         "", config=True, help="Default IANA time zone for new jobs (default: the server's).")
 
@@ -48,7 +52,8 @@ class HermesCron(ExtensionApp):
         if self.ticker:
             from .ticker import Ticker
 
-            self.ticker_obj = Ticker(self.store, kind="server", lead=self.lead, poll=self.poll)
+            self.ticker_obj = Ticker(self.store, kind="server", lead=self.lead, poll=self.poll,
+                                     notify_url=self.notify_url or None)
         self.service = CronService(self.store, ticker=self.ticker_obj,
                                    default_tz=self.timezone or None,
                                    stream_interval=self.stream_interval, log=self.log)

@@ -416,7 +416,7 @@ async def _daemon(args, kind: str) -> int:
     from .ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
-    ticker = Ticker(store, kind=kind, lead=args.lead)
+    ticker = Ticker(store, kind=kind, lead=args.lead, notify_url=args.notify_url)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -452,6 +452,8 @@ async def _tick(args) -> int:
     ticker = Ticker(store, kind="tick", lead=args.lead)
     await ticker.register()
     runs = await ticker.tick()
+    await store.run(ticker.notifier.pump)
+    ticker.notifier.close(wait=True)
     await store.ticker_heartbeat(ticker.info.id, time.time(), True)
     await store.gc(time.time())
     await ticker.executor.close()
@@ -582,6 +584,8 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("daemon", help="tick in the foreground until SIGTERM")
     p.add_argument("--pidfile")
+    p.add_argument("--notify-url", help="webhook for every job's failures and recoveries "
+                   "(default: $HERMES_CRON_NOTIFY_URL)")
     p.add_argument("--lead", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_daemon)
 

@@ -84,6 +84,8 @@ def validate_policy(data: dict, base: Policy | None = None) -> Policy:
             ):
                 raise InvalidInput(f"{key} must be an http(s) URL", field=key)
         elif key in ("retries", "max_failures", "keep_runs", "keep_failures"):
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
             if value is None and key in ("keep_runs", "keep_failures"):
                 pass
             elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
@@ -91,8 +93,13 @@ def validate_policy(data: dict, base: Policy | None = None) -> Policy:
         else:  # durations in seconds
             if value is None and key in ("timeout", "starting_deadline"):
                 pass
-            elif isinstance(value, str):
-                value = sched.parse_duration(value, field=key).total_seconds()
+            elif isinstance(value, str):  # "90", "2.5" or "1h30m"
+                try:
+                    value = float(value)
+                except ValueError:
+                    value = sched.parse_duration(value, field=key).total_seconds()
+                if not 0 <= value <= 10 * 365 * 86400:
+                    raise InvalidInput(f"{key} must be a number of seconds", field=key)
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 0 <= value <= 10 * 365 * 86400
             ):

@@ -23,7 +23,7 @@ import sys
 import time
 
 from . import output
-from .models import hostname, proc_start_time
+from .models import hostname, proc_start_time, process_alive
 
 HEARTBEAT_INTERVAL = float(os.environ.get("HERMES_CRON_HEARTBEAT", "2.0"))
 EXIT_DRAIN = 1.0  # after the payload exits, read what its children still write for this long
@@ -133,7 +133,36 @@ class Supervisor:
         if why:
             store.finish_run(run_id, "skipped", reason=why)
             return 0
+        if run.spec.get("overlap") in ("replace", "queue") and not self._settle_overlap(run):
+            return 0
         return self._execute(run)
+
+    def _settle_overlap(self, run) -> bool:
+        """``replace``: stop the job's running runs first; ``queue``: wait until they end."""
+        store = self.store
+        others = store.running_others(run.id)
+        if not others:
+            return True
+        if run.spec.get("overlap") == "replace":
+            for other in others:
+                store.request_cancel(other.id, reason=f"replaced by run {run.id}")
+                if other.host == hostname() and process_alive(other.pid, other.proc_start):
+                    os.kill(other.pid, signal.SIGTERM)
+            phase = f"replacing run {others[0].id}"
+        else:
+            phase = f"waiting for run {others[0].id}"
+        next_beat = 0.0
+        while store.running_others(run.id):
+            if time.monotonic() >= next_beat:
+                if store.heartbeat_run(run.id, time.time(), phase, None, 0):
+                    self.stop_reason = "cancelled"
+                next_beat = time.monotonic() + self.heartbeat
+            if self.stop_reason:
+                store.finish_run(run.id, "cancelled", reason=f"cancelled while {phase}")
+                return False
+            time.sleep(0.1)
+        store.heartbeat_run(run.id, time.time(), None, None, 0)
+        return True
 
     def _execute(self, run) -> int:
         import subprocess

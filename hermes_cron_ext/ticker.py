@@ -19,6 +19,7 @@ import time
 
 from .executor import LocalExecutor
 from .models import Run, hostname, process_alive
+from .notify import Notifier
 from .store import AsyncStore
 from .supervisor import HEARTBEAT_INTERVAL
 
@@ -33,7 +34,7 @@ class Ticker:
     def __init__(self, store: AsyncStore, executor: LocalExecutor | None = None, *,
                  kind: str = "daemon", lead: float = 2.0, poll: float = 1.0,
                  reconcile_every: float = HEARTBEAT_INTERVAL, gc_every: float = 3600.0,
-                 clock=time.time):
+                 notify_url: str | None = None, clock=time.time):
         self.store = store
         self.executor = executor or LocalExecutor(store.sync.url, getattr(
             store.sync, "logs_dir", None))
@@ -43,6 +44,7 @@ class Ticker:
         self.reconcile_every = reconcile_every
         self.gc_every = gc_every
         self.clock = clock
+        self.notifier = Notifier(store.sync, notify_url)
         self.host = hostname()
         self.info = None
         self.fired = 0
@@ -59,6 +61,7 @@ class Ticker:
         self._task = asyncio.create_task(self._loop(), name=f"hermes-cron-{self.kind}-ticker")
 
     async def register(self) -> None:
+        await self.store.run(self.notifier.pump)  # first call sets the notify cursor
         others = [t for t in await self.store.list_tickers()
                   if t.alive(self.clock(), TICKER_STALE)]
         # one row per host for one-shot ticks, one per process otherwise
@@ -84,6 +87,7 @@ class Ticker:
                 pass
             self._task = None
         await self.executor.close()
+        self.notifier.close()
         if self.info is not None:
             await self.store.unregister_ticker(self.info.id)
             self.info = None
@@ -137,6 +141,10 @@ class Ticker:
         if now >= self._next_reconcile:
             await self.reconcile()
             self._next_reconcile = now + self.reconcile_every
+        try:
+            await self.store.run(self.notifier.pump)
+        except Exception:
+            log.exception("hermes-cron: notifications failed")
         if now >= self._next_gc:
             if self._next_gc:
                 result = await self.store.gc(now)

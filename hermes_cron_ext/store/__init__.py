@@ -86,6 +86,11 @@ class AsyncStore:
 
         return call
 
+    async def run(self, fn, *args):
+        """Run ``fn(*args)`` on the store's thread (for helpers that use the sync store)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self.sync.close)

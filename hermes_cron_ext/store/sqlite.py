@@ -574,13 +574,25 @@ class SQLiteStore(Store):
         if run.trigger != "manual" and job.state in ("paused", "blocked", "disabled"):
             return f"job is {job.state}"
         overlap = run.spec.get("overlap", "forbid")
-        if overlap in ("forbid", "queue"):
-            other = db.execute(
-                "SELECT id FROM runs WHERE job_id = ? AND status = 'running' AND id != ? LIMIT 1",
-                (run.job_id, run_id)).fetchone()
-            if other:
-                return f"overlap: run {other[0]} was still running"
+        other = db.execute(
+            "SELECT id FROM runs WHERE job_id = ? AND status = 'running' AND id != ? LIMIT 1",
+            (run.job_id, run_id)).fetchone()
+        if other and overlap == "forbid":
+            return f"overlap: run {other[0]} was still running"
+        if other and overlap == "queue":
+            waiting = db.execute(
+                "SELECT id FROM runs WHERE job_id = ? AND status = 'queued' AND id != ? "
+                "AND phase LIKE 'waiting%' LIMIT 1", (run.job_id, run_id)).fetchone()
+            if waiting:
+                return f"overlap: run {waiting[0]} is already waiting"
         return None
+
+    def running_others(self, run_id: str) -> list[Run]:
+        """The other running runs of this run's job (overlap ``replace`` / ``queue``)."""
+        rows = self.db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND id != ? AND "
+            "job_id = (SELECT job_id FROM runs WHERE id = ?)", (run_id, run_id)).fetchall()
+        return [_row_run(r) for r in rows]
 
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> None:
         with self._write() as db:
@@ -622,11 +634,16 @@ class SQLiteStore(Store):
             run = _row_run(row)
             if run.status not in ACTIVE_STATUSES:
                 return run
+            if status == "cancelled" and run.reason:
+                reason = run.reason  # why it was cancelled ("replaced by run ...")
             db.execute("UPDATE runs SET status = ?, exit_code = ?, reason = ?, finished_at = ? "
                        "WHERE id = ?", (status, exit_code, reason, at, run_id))
-            self._event(db, f"run.{'lost' if status == 'lost' else 'finished'}", run.job_id,
-                        run_id, at=at, status=status, exit_code=exit_code, reason=reason)
             jrow = db.execute("SELECT * FROM jobs WHERE id = ?", (run.job_id,)).fetchone()
+            recovered = (status == "succeeded" and jrow is not None
+                         and jrow["consecutive_failures"] > 0)
+            self._event(db, f"run.{'lost' if status == 'lost' else 'finished'}", run.job_id,
+                        run_id, at=at, status=status, exit_code=exit_code, reason=reason,
+                        trigger=run.trigger, attempt=run.attempt, recovered=recovered)
             if jrow is not None and status != "skipped":
                 self._after_run(db, _row_job(jrow), run, status, exit_code, reason, at)
             return _row_run(db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
@@ -664,16 +681,18 @@ class SQLiteStore(Store):
                              fire_at=at + delay, attempt=run.attempt + 1, now=at,
                              spec=run.spec)  # a retry runs what the failed attempt ran
 
-    def request_cancel(self, run_id: str) -> Run:
+    def request_cancel(self, run_id: str, reason: str | None = None) -> Run:
         with self._write() as db:
             run = _row_run(db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
                                       (run_id,)).fetchone() or self._missing(run_id))
             if run.status not in ACTIVE_STATUSES:
                 raise Conflict(f"run {run_id} is {run.status}, not running", field="run")
-            db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
-            self._event(db, "run.cancel_requested", run.job_id, run_id)
+            db.execute("UPDATE runs SET cancel_requested = 1, reason = COALESCE(?, reason) "
+                       "WHERE id = ?", (reason, run_id))
+            self._event(db, "run.cancel_requested", run.job_id, run_id, reason=reason)
         if run.status == "queued" and run.pid is None:
-            return self.finish_run(run_id, "cancelled", reason="cancelled before it started")
+            return self.finish_run(run_id, "cancelled",
+                                   reason=reason or "cancelled before it started")
         return self.get_run(run_id)
 
     @staticmethod
@@ -689,6 +708,30 @@ class SQLiteStore(Store):
     def events_since(self, cursor: int, limit: int = 500) -> list[Event]:
         rows = self.db.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                (cursor, limit)).fetchall()
+        return [Event(r["seq"], r["at"], r["type"], r["job_id"], r["run_id"],
+                      json.loads(r["data"])) for r in rows]
+
+    def claim_events(self, consumer: str, limit: int = 500) -> list[Event]:
+        """Events no other process of this *consumer* has taken yet (each batch once).
+
+        The consumer's cursor lives in ``meta`` and moves in the same transaction
+        that reads the batch, so two tickers never both send one notification.
+        A new consumer starts at the newest event: history is not replayed.
+        """
+        key = f"cursor:{consumer}"
+        seen = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if seen is not None and int(seen[0]) >= self.last_event_seq():
+            return []  # nothing new: no write lock taken
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                newest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, str(newest)))
+                return []
+            rows = db.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                              (int(row[0]), limit)).fetchall()
+            if rows:
+                db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(rows[-1]["seq"]), key))
         return [Event(r["seq"], r["at"], r["type"], r["job_id"], r["run_id"],
                       json.loads(r["data"])) for r in rows]
 
