@@ -6,6 +6,7 @@ Configure with ``c.HermesCron.<trait>`` in ``jupyter_server_config.py``.
 from __future__ import annotations
 
 import os
+import time
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Unicode
@@ -38,6 +39,11 @@ class HermesCron(ExtensionApp):
              "other processes.")
     stream_interval = Float(
         0.02, config=True, help="How often watched output logs are checked for growth (s).")
+    handoff = Bool(
+        True, config=True,
+        help="When this server stops while enabled jobs exist and no other ticker is alive, "
+             "start a detached 'hermes-cron daemon --handoff' on the same store so jobs keep "
+             "firing. It exits by itself when a Jupyter server ticks again.")
     notify_url = Unicode(
         "", config=True,
         help="Webhook (JSON POST) for every job's failed, lost, missed, blocked and recovered "
@@ -78,7 +84,28 @@ class HermesCron(ExtensionApp):
         if getattr(self, "_stopped", False):
             return
         self._stopped = True
+        hand_off = False
         if self.ticker_obj is not None:
+            own = self.ticker_obj.info.id if self.ticker_obj.info else None
+            if self.handoff:
+                from . import handoff
+
+                stats = await self.store.stats()
+                hand_off = handoff.needed(await self.store.list_tickers(),
+                                          stats["jobs_by_state"].get("scheduled", 0), own,
+                                          time.time())
             await self.ticker_obj.stop()
+        if hand_off:
+            from . import handoff
+
+            url = self.store.sync.url
+            pid = handoff.start_daemon(url, getattr(self.store.sync, "logs_dir", None))
+            self.log.info(
+                "hermes-cron: enabled jobs keep firing: handed ticking over to a detached "
+                "'hermes-cron daemon --handoff' (pid %d) on %s; it exits by itself when a "
+                "Jupyter server ticks again. Stop it now with: kill %d", pid, url, pid)
+        elif self.ticker_obj is not None and not self.handoff:
+            self.log.warning("hermes-cron: handoff is off; unless another ticker serves %s, "
+                             "enabled jobs will not fire", self.store.sync.url)
         await self.service.close()
         await self.store.aclose()

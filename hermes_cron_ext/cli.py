@@ -413,6 +413,7 @@ def _write_pidfile(path: str) -> None:
 
 
 async def _daemon(args, kind: str) -> int:
+    from . import handoff
     from .ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
@@ -424,19 +425,34 @@ async def _daemon(args, kind: str) -> int:
     await ticker.start()
     print(f"hermes-cron {kind} ticking on {store.sync.url} (pid {os.getpid()})",
           file=sys.stderr, flush=True)
-    await stop.wait()
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if kind == "handoff":
+        waiters.append(asyncio.ensure_future(
+            handoff.wait_until_not_needed(store, ticker.info.id)))
+    done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    why = next(iter(done)).result()
     await ticker.stop()
     await store.aclose()
-    print("hermes-cron daemon stopped; runs in flight go on", file=sys.stderr)
+    print(f"hermes-cron {kind} stopped" + (f": {why}" if isinstance(why, str) else "")
+          + "; runs in flight go on", file=sys.stderr, flush=True)
     return 0
 
 
 def cmd_daemon(args, store) -> int:
+    url = store.url
     store.close()
+    if args.handoff:
+        from . import handoff
+
+        if handoff.take_lock(url) is None:
+            print(f"hermes-cron: a handoff daemon already ticks on {url}", file=sys.stderr)
+            return 0
     if args.pidfile:
         _write_pidfile(args.pidfile)
     try:
-        return asyncio.run(_daemon(args, "daemon"))
+        return asyncio.run(_daemon(args, "handoff" if args.handoff else "daemon"))
     finally:
         if args.pidfile:
             try:
@@ -586,6 +602,9 @@ def build_parser() -> Parser:
     p.add_argument("--pidfile")
     p.add_argument("--notify-url", help="webhook for every job's failures and recoveries "
                    "(default: $HERMES_CRON_NOTIFY_URL)")
+    p.add_argument("--handoff", action="store_true",
+                   help="started by a stopping Jupyter server: exit when a server ticks again "
+                        "or no enabled job is left")
     p.add_argument("--lead", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_daemon)
 

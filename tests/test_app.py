@@ -24,38 +24,57 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+class Server:
     """A real jupyter server with the extension, as a user would start it."""
-    port = _free_port()
-    db = str(tmp_path / "cron.db")
-    env = {**os.environ, "HERMES_CRON_DB": db, "HERMES_CRON_HEARTBEAT": "0.5",
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
-         f"--port={port}", "--IdentityProvider.token=tok", "--allow-root",
-         f"--ServerApp.root_dir={tmp_path}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
-    def call(path, method="GET", body=None):
+    def __init__(self, tmp_path, db: str, *args: str):
+        self.port = _free_port()
+        self.db = db
+        self.env = {**os.environ, "HERMES_CRON_DB": db, "HERMES_CRON_HEARTBEAT": "0.5",
+                    "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
+             f"--port={self.port}", "--IdentityProvider.token=tok", "--allow-root",
+             f"--ServerApp.root_dir={tmp_path}", *args],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+        wait_for(self.ready, 60, 0.2, "the server to answer")
+
+    def call(self, path, method="GET", body=None):
         req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/cron/{path}", method=method,
+            f"http://127.0.0.1:{self.port}/api/cron/{path}", method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": "token tok", "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read() or b"null")
 
-    def ready():
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
         try:
-            return call("status")["ticking"]
+            return self.call("status")["ticking"]
         except OSError:
             return False
-    wait_for(ready, 60, 0.2, "the server to answer")
-    yield proc, call, db
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    proc.stderr.close()
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(15)
+        log = self.proc.stderr.read().decode()
+        self.proc.stderr.close()
+        return log
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path, str(tmp_path / "cron.db"), "--HermesCron.handoff=False")
+    yield srv.proc, srv.call, srv.db
+    srv.kill()
 
 
 def test_sigterm_exits_fast_and_runs_go_on(server, tmp_path):
@@ -78,3 +97,71 @@ def test_sigterm_exits_fast_and_runs_go_on(server, tmp_path):
     assert done.read_text() == "finished\n"
     assert store.list_tickers() == []  # the server's ticker left the registry
     store.close()
+
+
+def _store_status(db: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", "--db", db, "status",
+                           "--json"], capture_output=True, text=True, env=env)
+
+
+def _alive_kinds(db: str) -> list[str]:
+    store = SQLiteStore(db)
+    try:
+        now = time.time()
+        return sorted(t.kind for t in store.list_tickers() if t.alive(now))
+    finally:
+        store.close()
+
+
+def test_handoff_keeps_firing_and_hands_back(tmp_path):
+    db = str(tmp_path / "cron.db")
+    ledger = tmp_path / "ledger"
+    srv = Server(tmp_path, db)
+    handoff_pid = None
+    try:
+        srv.call("jobs", "POST", {"name": "every-second", "schedule": "@every 1s",
+                                  "overlap": "allow",
+                                  "command": f'echo "$HERMES_CRON_SCHEDULED_FOR" >> {ledger}'})
+        time.sleep(3)
+        log = srv.stop()
+        assert "handed ticking over" in log and "kill" in log
+        handoff_pid = int(log.split("handed ticking over")[1].split("(pid ")[1].split(")")[0])
+        wait_for(lambda: _alive_kinds(db) == ["handoff"], 15, what="the handoff daemon")
+        status = json.loads(_store_status(db, srv.env).stdout)
+        assert [t["pid"] for t in status["tickers"] if t["alive"]] == [handoff_pid]
+        time.sleep(3)  # no server: the handoff daemon fires
+        srv = Server(tmp_path, db)
+        wait_for(lambda: not os.path.exists(f"/proc/{handoff_pid}"), 15,
+                 what="the handoff daemon to exit by itself")
+        wait_for(lambda: _alive_kinds(db) == ["server"], 15, what="only the server ticking")
+        time.sleep(2)
+        srv.call("jobs/every-second/pause", "POST", {})  # nothing left to hand off
+        time.sleep(1.5)
+        assert "handed ticking over" not in srv.stop()
+    finally:
+        srv.kill()
+        if handoff_pid and os.path.exists(f"/proc/{handoff_pid}"):
+            os.kill(handoff_pid, signal.SIGKILL)
+    slots = [float(x) for x in ledger.read_text().split()]
+    assert len(slots) == len(set(slots)), "a slot fired twice"
+    slots.sort()
+    gaps = {round(b - a) for a, b in zip(slots, slots[1:])}
+    assert gaps == {1}, f"a slot was missed across a handover: gaps {gaps}"
+    assert len(slots) >= 8
+
+
+def test_handoff_off_means_loud_status(tmp_path):
+    db = str(tmp_path / "cron.db")
+    srv = Server(tmp_path, db, "--HermesCron.handoff=False")
+    try:
+        srv.call("jobs", "POST", {"name": "orphan", "schedule": "@hourly", "command": "true"})
+        log = srv.stop()
+        assert "handoff is off" in log
+    finally:
+        srv.kill()
+    time.sleep(0.5)
+    assert _alive_kinds(db) == []
+    proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", "--db", db, "status"],
+                          capture_output=True, text=True, env=srv.env)
+    assert proc.returncode == 3
+    assert "NO TICKER IS ALIVE: enabled jobs will NOT fire" in proc.stderr

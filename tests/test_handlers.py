@@ -33,7 +33,8 @@ def server_ticker():
 def jp_server_config(cron_db, server_ticker):
     return {
         "ServerApp": {"jpserver_extensions": {"hermes_cron_ext": True}},
-        "HermesCron": {"db": cron_db, "ticker": server_ticker, "lead": 0.5, "poll": 0.2},
+        "HermesCron": {"db": cron_db, "ticker": server_ticker, "lead": 0.5, "poll": 0.2,
+                       "handoff": False},
     }
 
 
