@@ -350,10 +350,12 @@ def fig_burst(quick: bool) -> Result:
                           "proc_start FROM runs").fetchall()
         boot = boot_time()
         per_job: dict[str, list] = {}
+        ran_lost = 0
         starts, popen, claims, forks, statuses = [], [], [], [], {}
         for r in rows:
             stamps = parse_stamp(sb.store.log_path(r["id"]))
             per_job.setdefault(r["job_id"], []).extend(stamps)
+            ran_lost += bool(stamps) and r["status"] == "lost"
             key = r["status"] + (f" ({r['reason'][:60]})" if r["reason"] else "")
             statuses[key] = statuses.get(key, 0) + 1
             starts += [s - instant for s in stamps]
@@ -385,7 +387,8 @@ def fig_burst(quick: bool) -> Result:
             f"supervisors forked (their start time in /proc, 10 ms ticks) - instant: "
             f"{min(forks, default=math.nan):+.2f} .. {max(forks, default=math.nan):+.2f} s "
             f"(p50 {pct(forks, 50):+.2f} s, {len(forks)} recorded); run "
-            f"statuses {statuses}; all runs final {settled:.1f} s after the instant.")
+            f"statuses {statuses}; runs marked lost whose payload did run: {ran_lost}; all "
+            f"runs final {settled:.1f} s after the instant.")
     finally:
         sb.cleanup()
         if sb.killed:
@@ -484,6 +487,20 @@ def run_rows(jobs: list, n: int, rng: random.Random):
                "exit code 1: boom" if fail else None, 120, 0, specs[k])
 
 
+def query_plan(store, call) -> str:
+    """EXPLAIN QUERY PLAN of the runs query that *call* sends (traced on the connection)."""
+    sent: list[str] = []
+    store.db.set_trace_callback(sent.append)
+    try:
+        call()
+    finally:
+        store.db.set_trace_callback(None)
+    sql = next((q for q in sent if " FROM runs " in q), None)
+    if sql is None:
+        return "(no runs query seen)"
+    return "; ".join(r[3] for r in store.db.execute("EXPLAIN QUERY PLAN " + sql))
+
+
 def timed(fn, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -527,9 +544,8 @@ def fig_runs(quick: bool) -> Result:
                                   (jobs[3].id,)).fetchone()[0]
         correct = len(page.items) == 50 and page.items[0].queued_at == newest and all(
             a.queued_at > b.queued_at for a, b in itertools.pairwise(page.items))
-        plan = "; ".join(r[3] for r in store.db.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE 1=1 AND job_id = ? "
-            "ORDER BY queued_at DESC, id DESC LIMIT 51", (jobs[0].id,)))
+        plans = [query_plan(store, lambda c=c: store.list_runs(jobs[0].id, limit=50, cursor=c))
+                 for c in (None, cursors[jobs[0].id])]
         res.rows.append(Row(f"Newest 50 runs of one job, {n:,} runs stored "
                             f"(`store.list_runs`, n={reps})", "p50 ≤ 1 ms",
                             spread(first), pct(first, 50) <= 0.001 and correct))
@@ -538,7 +554,8 @@ def fig_runs(quick: bool) -> Result:
                             f"{load:.1f} s ({n / load:,.0f} rows/s), DB {size / 2**20:.0f} MiB"))
         res.notes.append(
             f"runs: a walk of 200 consecutive pages of one job ({seen:,} runs): "
-            f"{spread(walk)}; newest page correct: {correct}; query plan: {plan}.")
+            f"{spread(walk)}; newest page correct: {correct}; query plan of `list_runs` (traced "
+            f"SQL), first page: {plans[0]}; cursor page: {plans[1]}.")
     finally:
         sb.cleanup()
     return res
@@ -584,10 +601,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in FIGURES:
         if name in only:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            results.append(funcs[name](args.quick))
-            print(f"[bench] {name} done in {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr, flush=True)
+            t0, load0 = time.perf_counter(), os.getloadavg()[0]
+            res = funcs[name](args.quick)
+            took = time.perf_counter() - t0
+            res.notes.append(f"{name}: took {took:.0f} s; 1-min load average {load0:.2f} "
+                             f"before, {os.getloadavg()[0]:.2f} after (2 cores, shared)")
+            results.append(res)
+            print(f"[bench] {name} done in {took:.0f} s", file=sys.stderr, flush=True)
     full = not args.quick and len(only) == len(FIGURES)
     mode = ("full" if full else "partial") + (" --quick" if args.quick else "") + (
         f" --only {args.only}" if args.only else "")

@@ -116,6 +116,14 @@ class Store(ABC):
         """Ask the run's supervisor to stop it. :raises Conflict: if it is not active."""
 
     @abstractmethod
+    def mark_lost(self, run_id: str, reason: str, pid: int | None) -> bool:
+        """Mark lost only if still active under the supervisor pid the caller judged."""
+
+    @abstractmethod
+    def count_due(self, horizon: float) -> int:
+        """How many slots and pending runs fall due by *horizon*."""
+
+    @abstractmethod
     def active_runs(self) -> list[Run]:
         """Every queued or running run (for crash detection)."""
 
@@ -159,9 +167,27 @@ class Store(ABC):
     def stats(self) -> dict:
         """Counts by state and per-job success rate and durations."""
 
+    # -- output (see output.py): byte offsets are stable; readers resume by offset --------
     @abstractmethod
-    def log_path(self, run_id: str) -> str:
-        """Where the run's output log lives (see ``output.py``)."""
+    def output_writer(self, run_id: str):
+        """The supervisor's writer for the run's output (``write``, ``system``, ``close``)."""
+
+    @abstractmethod
+    def read_output(self, run_id: str, offset: int = 0, limit: int | None = None) -> bytes:
+        """Output bytes ``[offset, offset + limit)``."""
+
+    @abstractmethod
+    def output_segments(self, run_id: str, offset: int = 0, limit: int | None = None
+                        ) -> list[tuple[int, str, bytes]]:
+        """Output from *offset* split by stream: ``[(offset, stream, bytes)]``."""
+
+    @abstractmethod
+    def output_size(self, run_id: str) -> int:
+        """How many output bytes the run has so far."""
+
+    @abstractmethod
+    def artifact_path(self, run_id: str) -> str:
+        """Where a notebook run's executed notebook is kept."""
 
     @abstractmethod
     def close(self) -> None:

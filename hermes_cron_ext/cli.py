@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from . import __version__, output
+from . import __version__
 from . import schedule as sched
 from .errors import HermesCronError, InvalidInput, NotFound
 from .jobspec import validate_changes, validate_new
@@ -289,17 +289,16 @@ def _resolve_run(store, ref: str):
 
 def _follow(store, run_id: str, out) -> int:
     """Print a run's output as it is written, until the run ends."""
-    path = store.log_path(run_id)
     offset = 0
     while True:
         run = store.get_run(run_id)
-        data = output.read(path, offset)
+        data = store.read_output(run_id, offset)
         if data:
             out.write(data)
             out.flush()
             offset += len(data)
         if run.status not in ACTIVE_STATUSES:
-            data = output.read(path, offset)
+            data = store.read_output(run_id, offset)
             if data:
                 out.write(data)
                 out.flush()
@@ -314,9 +313,8 @@ def cmd_logs(args, store) -> int:
     run = _resolve_run(store, args.ref)
     if args.follow:
         return _follow(store, run.id, sys.stdout.buffer)
-    path = store.log_path(run.id)
-    start = max(0, output.size(path) - args.tail) if args.tail else 0
-    sys.stdout.buffer.write(output.read(path, start))
+    start = max(0, store.output_size(run.id) - args.tail) if args.tail else 0
+    sys.stdout.buffer.write(store.read_output(run.id, start))
     sys.stdout.buffer.flush()
     return 0
 

@@ -88,7 +88,8 @@ def spawn_supervisor(db: str, run_id: str) -> int:
 
 def serve(db: str, logs_dir: str) -> None:
     """The fork server's loop: one JSON line in, one detached supervisor out."""
-    from .supervisor import supervise  # import once, here, before any fork
+    from . import store  # noqa: F401  (import once, here, before any fork: warm children)
+    from .supervisor import supervise
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the server

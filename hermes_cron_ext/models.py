@@ -198,6 +198,7 @@ class Run:
     output_bytes: int = 0
     cancel_requested: bool = False
     dispatched_at: float | None = None
+    job_name: str | None = None
     spec: dict = field(default_factory=dict)
 
     @property
@@ -209,7 +210,8 @@ class Run:
 
     def to_json(self) -> dict:
         return {
-            "id": self.id, "job_id": self.job_id, "job_name": self.spec.get("job_name"),
+            "id": self.id, "job_id": self.job_id,
+            "job_name": self.job_name or self.spec.get("job_name"),
             "status": self.status, "trigger": self.trigger, "attempt": self.attempt,
             "scheduled_for": iso(self.scheduled_for), "queued_at": iso(self.queued_at),
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),

@@ -23,7 +23,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from . import __version__, output
+from . import __version__
 from . import schedule as sched
 from .errors import InvalidInput, NotFound
 from .jobspec import validate_changes, validate_new
@@ -105,17 +105,18 @@ class EventBus:
 class LogWatcher:
     """Wakes the readers of a run's log when it grows or the run changes."""
 
-    def __init__(self, io: ThreadPoolExecutor, interval: float = 0.02):
+    def __init__(self, store, io: ThreadPoolExecutor, interval: float = 0.02):
+        self.store = store
         self.io = io
         self.interval = interval
-        self._watched: dict[str, list] = {}  # run_id -> [path, size, Condition, readers]
+        self._watched: dict[str, list] = {}  # run_id -> [run_id, size, Condition, readers]
         self._task: asyncio.Task | None = None
         self.closed = False
 
-    def watch(self, run_id: str, path: str) -> asyncio.Condition:
+    def watch(self, run_id: str) -> asyncio.Condition:
         entry = self._watched.get(run_id)
         if entry is None:
-            entry = self._watched[run_id] = [path, -1, asyncio.Condition(), 0]
+            entry = self._watched[run_id] = [run_id, -1, asyncio.Condition(), 0]
         entry[3] += 1
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="hermes-cron-log-watcher")
@@ -127,6 +128,9 @@ class LogWatcher:
             entry[3] -= 1
             if entry[3] <= 0:
                 del self._watched[run_id]
+
+    def _sizes(self, run_ids: list[str]) -> list[int]:
+        return [self.store.output_size(r) for r in run_ids]
 
     async def notify(self, run_id: str) -> None:
         entry = self._watched.get(run_id)
@@ -146,18 +150,14 @@ class LogWatcher:
         loop = asyncio.get_running_loop()
         while self._watched and not self.closed:
             items = list(self._watched.items())
-            paths = [entry[0] for _, entry in items]
-            sizes = await loop.run_in_executor(self.io, _sizes, paths)
+            run_ids = [entry[0] for _, entry in items]
+            sizes = await loop.run_in_executor(self.io, self._sizes, run_ids)
             for (_, entry), size in zip(items, sizes):
                 if size != entry[1]:
                     entry[1] = size
                     async with entry[2]:
                         entry[2].notify_all()
             await asyncio.sleep(self.interval)
-
-
-def _sizes(paths: list[str]) -> list[int]:
-    return [output.size(p) for p in paths]
 
 
 def utf8_boundary(data: bytes) -> int:
@@ -181,7 +181,7 @@ class CronService:
         self.default_tz = default_tz
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hermes-io")
         self.bus = EventBus(store)
-        self.logs = LogWatcher(self.io, stream_interval)
+        self.logs = LogWatcher(store.sync, self.io, stream_interval)
         self.bus.add_listener(self._on_events)
         self._bus_task: asyncio.Task | None = None
         self.closing = False
@@ -308,23 +308,25 @@ class CronService:
                        tail: int | None) -> tuple[bytes, int, int]:
         """``(data, start, size)`` of a run's log."""
         await self.store.get_run(run_id)
-        path = self.store.sync.log_path(run_id)
+        out = self.store.sync
 
         def read():
-            size = output.size(path)
+            size = out.output_size(run_id)
             start = max(0, size - tail) if tail is not None else offset
-            return output.read(path, start, limit), start, size
+            return out.read_output(run_id, start, limit), start, size
         return await self._io(read)
 
     async def read_segments(self, run_id: str, offset: int, limit: int):
-        path = self.store.sync.log_path(run_id)
-        return await self._io(output.segments, path, offset, limit)
+        return await self._io(self.store.sync.output_segments, run_id, offset, limit)
 
-    def log_path(self, run_id: str) -> str:
+    def artifact_path(self, run_id: str) -> str:
+        return self.store.sync.artifact_path(run_id)
+
+    def log_path(self, run_id: str) -> str:  # the SQLite store's file (artifact handler)
         return self.store.sync.log_path(run_id)
 
     async def log_size(self, run_id: str) -> int:
-        return await self._io(output.size, self.log_path(run_id))
+        return await self._io(self.store.sync.output_size, run_id)
 
     # -- other -----------------------------------------------------------------------
     async def stats(self) -> dict:

@@ -71,7 +71,7 @@ class Progress:
             self.phase, self.fraction, self.changed = phase, fraction, True
 
 
-def payload_argv(spec: dict, log_path: str) -> list[str]:
+def payload_argv(spec: dict, artifact: str) -> list[str]:
     """The argv a job spec runs (shell line, argv, python script or code, notebook)."""
     kind, command = spec.get("kind", "command"), spec.get("command")
     python = spec.get("interpreter") or sys.executable
@@ -83,7 +83,7 @@ def payload_argv(spec: dict, log_path: str) -> list[str]:
         return [python, "-u", *([command] if isinstance(command, str) else command)]
     if kind == "notebook":
         return [sys.executable, "-u", "-m", "hermes_cron_ext.notebook", command,
-                "--output", log_path + ".ipynb",
+                "--output", artifact,
                 "--parameters", json.dumps(spec.get("parameters") or {}),
                 *(["--kernel", spec["kernel"]] if spec.get("kernel") else [])]
     raise ValueError(f"unknown job kind {kind!r}")
@@ -168,7 +168,6 @@ class Supervisor:
         import subprocess
 
         spec, store = run.spec, self.store
-        log_path = store.log_path(run.id)
         env = dict(os.environ)
         env.update(spec.get("env") or {})
         env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
@@ -177,21 +176,22 @@ class Supervisor:
         env.pop("HERMES_CRON_FORKSERVER", None)
         cwd = spec.get("cwd") or os.path.expanduser("~")
         try:
-            argv = payload_argv(spec, log_path)
+            argv = payload_argv(spec, store.artifact_path(run.id))
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=cwd, env=env, process_group=0, close_fds=True)
         except (OSError, ValueError, TypeError) as exc:
             started = time.time()
             store.mark_running(run.id, started, 0)
-            writer = output.OutputWriter(log_path)
+            writer = store.output_writer(run.id)
             writer.system(f"[hermes-cron: cannot start the job: {exc}]\n")
             writer.close()
             store.finish_run(run.id, "failed", 127, reason=f"cannot start: {exc}")
             return 0
         started = time.time()
+        time.sleep(0.001)  # let the payload take the CPU first (2 cores): latency, not bookkeeping
         status, exit_code, reason = "failed", None, None
-        writer = output.OutputWriter(log_path)
+        writer = store.output_writer(run.id)
         try:
             store.mark_running(run.id, started, proc.pid)
             status, exit_code, reason = self._watch(proc, spec, writer)

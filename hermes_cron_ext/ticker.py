@@ -27,7 +27,9 @@ log = logging.getLogger("hermes_cron")
 
 TICKER_HEARTBEAT = 5.0
 TICKER_STALE = 3 * TICKER_HEARTBEAT
-NEVER_STARTED = 30.0  # a dispatched run with no supervisor after this long is lost
+NEVER_STARTED = 120.0  # a dispatched run with no supervisor after this long is lost
+MAX_LEAD = 30.0  # a big burst is claimed up to this early, so its supervisors are up in time
+LEAD_PER_RUN = 0.012  # seconds of lead per due run (fork + supervisor start-up, 2 cores)
 
 
 class Ticker:
@@ -97,10 +99,16 @@ class Ticker:
             await self._task
 
     # -- one pass -------------------------------------------------------------------
-    async def tick(self, now: float | None = None) -> list[Run]:
+    async def lead_for(self, now: float) -> float:
+        """The claim lead: ``lead``, longer when many runs fall due together (a burst)."""
+        n = await self.store.count_due(now + MAX_LEAD)
+        return min(MAX_LEAD, max(self.lead, n * LEAD_PER_RUN))
+
+    async def tick(self, now: float | None = None, lead: float | None = None) -> list[Run]:
         """Claim what is due by ``now + lead`` and start it."""
         now = self.clock() if now is None else now
-        runs = await self.store.claim_due(now + self.lead, now, self.info.id if self.info
+        lead = self.lead if lead is None else lead
+        runs = await self.store.claim_due(now + lead, now, self.info.id if self.info
                                           else "anonymous")
         if runs:
             self.fired += len(runs)
@@ -113,8 +121,7 @@ class Ticker:
         lost = []
         for run in await self.store.active_runs():
             reason = self._lost_reason(run, now)
-            if reason:
-                await self.store.finish_run(run.id, "lost", reason=reason)
+            if reason and await self.store.mark_lost(run.id, reason, run.pid):
                 lost.append(run.id)
                 log.warning("hermes-cron: run %s of job %s lost: %s", run.id, run.job_id, reason)
         return lost
@@ -159,14 +166,17 @@ class Ticker:
                 now = self.clock()
                 due = await self.store.next_wakeup()
                 ticked = False
-                if due is not None and due <= now + self.lead:
-                    await self.tick(now)
+                lead = self.lead
+                if due is not None and due <= now + MAX_LEAD:
+                    lead = await self.lead_for(now)
+                if due is not None and due <= now + lead:
+                    await self.tick(now, lead)
                     ticked = True
                     due = await self.store.next_wakeup()
                 await self._housekeeping(now, ticked)
                 delay = self.poll
                 if due is not None:
-                    delay = min(delay, max(0.0, due - self.lead - self.clock()))
+                    delay = min(delay, max(0.0, due - lead - self.clock()))
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bad pass is logged; the loop goes on

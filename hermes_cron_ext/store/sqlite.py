@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from .. import output
 from .. import schedule as sched
 from ..abc import Store
 from ..errors import Conflict, InvalidInput, NotFound, StoreError
@@ -83,6 +84,7 @@ MIGRATIONS: dict[int, list[str]] = {
             reason TEXT,
             output_bytes INTEGER NOT NULL DEFAULT 0,
             cancel_requested INTEGER NOT NULL DEFAULT 0,
+            job_name TEXT,
             spec TEXT NOT NULL)""",
         """CREATE UNIQUE INDEX runs_slot ON runs(job_id, scheduled_for, attempt)
             WHERE trigger IN ('schedule', 'catchup', 'retry')""",
@@ -116,11 +118,15 @@ MISFIRE_GRACE = 30.0
 MISSED_CAP = 100
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
                 "kernel", "description")
-RUN_COLUMNS = (
-    "id, job_id, status, trigger, attempt, scheduled_for, fire_at, queued_at, started_at, "
-    "finished_at, exit_code, heartbeat_at, pid, proc_start, host, phase, progress, reason, "
-    "output_bytes, cancel_requested, dispatched_at, spec"
+RUN_FIELDS = (
+    "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
+    "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",
+    "phase", "progress", "reason", "output_bytes", "cancel_requested", "dispatched_at",
+    "job_name",
 )
+#: lists skip the frozen spec (parsing it per row would dominate a page)
+LIST_COLUMNS = ", ".join(RUN_FIELDS)
+RUN_COLUMNS = LIST_COLUMNS + ", spec"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -173,17 +179,13 @@ def _row_job(row: sqlite3.Row) -> Job:
     )
 
 
-def _row_run(row: sqlite3.Row) -> Run:
-    return Run(
-        id=row["id"], job_id=row["job_id"], status=row["status"], trigger=row["trigger"],
-        attempt=row["attempt"], scheduled_for=row["scheduled_for"], fire_at=row["fire_at"],
-        queued_at=row["queued_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"], exit_code=row["exit_code"],
-        heartbeat_at=row["heartbeat_at"], pid=row["pid"], proc_start=row["proc_start"],
-        host=row["host"], phase=row["phase"], progress=row["progress"], reason=row["reason"],
-        output_bytes=row["output_bytes"], cancel_requested=bool(row["cancel_requested"]),
-        dispatched_at=row["dispatched_at"], spec=json.loads(row["spec"]),
-    )
+def _row_run(row) -> Run:
+    """A Run from a row selected with RUN_COLUMNS or LIST_COLUMNS, by position (fast)."""
+    run = Run(*row[:len(RUN_FIELDS)])
+    run.cancel_requested = bool(run.cancel_requested)
+    if len(row) > len(RUN_FIELDS):
+        run.spec = json.loads(row[len(RUN_FIELDS)])
+    return run
 
 
 class SQLiteStore(Store):
@@ -224,6 +226,13 @@ class SQLiteStore(Store):
             db.execute("COMMIT")
 
     def _migrate(self) -> None:
+        try:  # the common case, read-only: the schema is current
+            row = self.db.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row and int(row[0]) == SCHEMA_VERSION:
+                return
+        except sqlite3.OperationalError:
+            pass  # no meta table yet
         with self._write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -388,6 +397,14 @@ class SQLiteStore(Store):
                             "WHERE status = 'queued' AND dispatched_at IS NULL").fetchone()[0]
         return min((x for x in (a, b) if x is not None), default=None)
 
+    def count_due(self, horizon: float) -> int:
+        """How many slots and pending runs fall due by *horizon* (sizes the ticker's lead)."""
+        a = self.db.execute("SELECT COUNT(*) FROM jobs WHERE enabled = 1 AND "
+                            "state = 'scheduled' AND next_run_at <= ?", (horizon,)).fetchone()[0]
+        b = self.db.execute("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND "
+                            "dispatched_at IS NULL AND fire_at <= ?", (horizon,)).fetchone()[0]
+        return a + b
+
     def _insert_run(self, db, job: Job, *, trigger: str, scheduled_for: float | None,
                     fire_at: float | None, status: str = "queued", reason: str | None = None,
                     attempt: int = 1, dispatched: float | None = None, now: float,
@@ -396,10 +413,10 @@ class SQLiteStore(Store):
         finished = now if status == "skipped" else None
         cur = db.execute(
             "INSERT OR IGNORE INTO runs (id, job_id, status, trigger, attempt, scheduled_for, "
-            "fire_at, queued_at, dispatched_at, finished_at, reason, spec) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "fire_at, queued_at, dispatched_at, finished_at, reason, job_name, spec) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, job.id, status, trigger, attempt, scheduled_for, fire_at, now, dispatched,
-             finished, reason, json.dumps(spec or job.spec())),
+             finished, reason, job.name, json.dumps(spec or job.spec())),
         )
         if cur.rowcount == 0:
             return None  # this slot was recorded already
@@ -533,7 +550,7 @@ class SQLiteStore(Store):
 
     def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
                   cursor: str | None = None, status: str | None = None) -> Page:
-        sql, args = f"SELECT {RUN_COLUMNS} FROM runs WHERE 1=1", []
+        sql, args = f"SELECT {LIST_COLUMNS} FROM runs WHERE 1=1", []
         if job_ref is not None:
             sql += " AND job_id = ?"
             args.append(self._job_row(self.db, job_ref)["id"])
@@ -571,8 +588,8 @@ class SQLiteStore(Store):
         if row is None:
             return "job was deleted"
         job = _row_job(row)
-        if run.trigger != "manual" and job.state in ("paused", "blocked", "disabled"):
-            return f"job is {job.state}"
+        if run.trigger != "manual" and (job.state in ("paused", "blocked") or not job.enabled):
+            return f"job is {job.state if job.enabled else 'disabled'}"
         overlap = run.spec.get("overlap", "forbid")
         other = db.execute(
             "SELECT id FROM runs WHERE job_id = ? AND status = 'running' AND id != ? LIMIT 1",
@@ -590,7 +607,7 @@ class SQLiteStore(Store):
     def running_others(self, run_id: str) -> list[Run]:
         """The other running runs of this run's job (overlap ``replace`` / ``queue``)."""
         rows = self.db.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND id != ? AND "
+            f"SELECT {LIST_COLUMNS} FROM runs WHERE status = 'running' AND id != ? AND "
             "job_id = (SELECT job_id FROM runs WHERE id = ?)", (run_id, run_id)).fetchall()
         return [_row_run(r) for r in rows]
 
@@ -622,6 +639,15 @@ class SQLiteStore(Store):
                 self._event(db, "run.progress", old["job_id"], run_id, at=at, phase=phase,
                             progress=progress)
             return bool(old["cancel_requested"])
+
+    def mark_lost(self, run_id: str, reason: str, pid: int | None) -> bool:
+        """Mark a run lost only if it is still active with the supervisor pid the caller
+        judged (``None``: never attached), so a supervisor that attached meanwhile wins."""
+        with self._write() as db:
+            row = db.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or row[0] not in ACTIVE_STATUSES or row[1] != pid:
+                return False
+        return self.finish_run(run_id, "lost", reason=reason).status == "lost"
 
     def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
                    reason: str | None = None, at: float | None = None) -> Run:
@@ -700,7 +726,7 @@ class SQLiteStore(Store):
         raise NotFound(f"no run {run_id!r}", field="run")
 
     def active_runs(self) -> list[Run]:
-        rows = self.db.execute(f"SELECT {RUN_COLUMNS} FROM runs "
+        rows = self.db.execute(f"SELECT {LIST_COLUMNS} FROM runs "
                                "WHERE status IN ('queued', 'running')").fetchall()
         return [_row_run(r) for r in rows]
 
@@ -848,3 +874,20 @@ class SQLiteStore(Store):
 
     def log_path(self, run_id: str) -> str:
         return os.path.join(self.logs_dir, f"{run_id}.log")
+
+    # output lives in files beside the database; these calls do file I/O, not SQL
+    def output_writer(self, run_id: str) -> output.OutputWriter:
+        return output.OutputWriter(self.log_path(run_id))
+
+    def read_output(self, run_id: str, offset: int = 0, limit: int | None = None) -> bytes:
+        return output.read(self.log_path(run_id), offset, limit)
+
+    def output_segments(self, run_id: str, offset: int = 0, limit: int | None = None
+                        ) -> list[tuple[int, str, bytes]]:
+        return output.segments(self.log_path(run_id), offset, limit)
+
+    def output_size(self, run_id: str) -> int:
+        return output.size(self.log_path(run_id))
+
+    def artifact_path(self, run_id: str) -> str:
+        return self.log_path(run_id) + ".ipynb"

@@ -1,0 +1,849 @@
+"""Notebook widgets: job cards, run history, live output and a health dashboard.
+
+All of them are clients of :mod:`hermes_cron_ext.client` (REST or the local
+store) and hold no scheduling logic. Nothing here blocks the kernel: live output
+is read on a background thread, and a single shared clock thread advances the
+cards' countdowns and refreshes their jobs. Every trait is assigned a fresh
+value (never mutated in place), so each change reaches the front-end.
+
+- :class:`JobCard`: name, schedule in words and in cron, state pip, live
+  countdown, last outcome and duration, buttons (run now, pause/resume, watch,
+  history);
+- :class:`RunHistory`: a paged table of runs and a chart of their durations
+  coloured by outcome (inline SVG, no plotting library);
+- :class:`LiveOutput`: a run's output as a terminal shows it (ANSI colours,
+  ``\\r`` progress bars), following the end until the reader scrolls up, with
+  phase, progress and a badge with the exit status when the run ends;
+- :class:`Dashboard`: every job's health, failing jobs first.
+"""
+
+from __future__ import annotations
+
+import html
+import pathlib
+import threading
+import time
+import weakref
+
+try:
+    import anywidget
+    import ipywidgets as widgets
+    import traitlets
+except ImportError as exc:  # pragma: no cover - the notebook extra is missing
+    raise ImportError(
+        "the hermes-cron widgets need ipywidgets and anywidget: "
+        "pip install 'hermes-cron-ext[notebook]'") from exc
+
+from .client import ConnectionFailed, CronClient, get_client
+from .errors import HermesCronError, NotFound
+from .formatting import (
+    card_state,
+    describe_schedule,
+    format_ago,
+    format_countdown,
+    format_duration,
+    local_time,
+    timestamp,
+)
+from .models import ACTIVE_STATUSES, FAILED_STATUSES, FINAL_STATUSES
+from .terminal import Terminal
+
+__all__ = [
+    "Dashboard",
+    "JobCard",
+    "LiveOutput",
+    "RunHistory",
+    "duration_chart",
+    "job_cards",
+    "job_health",
+]
+
+STATIC = pathlib.Path(__file__).parent / "static"
+STATE_COLOURS = {
+    "scheduled": "#2e7d32", "running": "#1565c0", "paused": "#9e9e9e", "blocked": "#c62828",
+    "failing": "#ef6c00", "disabled": "#bdbdbd", "deleted": "#616161",
+}
+OUTCOME_COLOURS = {
+    "succeeded": "#2e7d32", "failed": "#c62828", "timed_out": "#ad1457", "lost": "#6a1b9a",
+    "cancelled": "#757575", "skipped": "#bdbdbd", "running": "#1565c0", "queued": "#64b5f6",
+}
+OUTCOME_MARKS = {"succeeded": "\u2714", "failed": "\u2718", "timed_out": "\u231b",
+                 "lost": "?", "cancelled": "\u25a0", "skipped": "\u21b7", "running": "\u25b6",
+                 "queued": "\u2026"}
+
+
+# -- formatting ------------------------------------------------------------------------
+
+def _pip(state: str) -> str:
+    colour = STATE_COLOURS.get(state, "#9e9e9e")
+    return (f'<span title="{state}" style="display:inline-block;width:10px;height:10px;'
+            f'border-radius:50%;background:{colour};margin-right:6px"></span>')
+
+
+def _outcome(status: str | None) -> str:
+    if not status:
+        return "-"
+    colour = OUTCOME_COLOURS.get(status, "#757575")
+    mark = OUTCOME_MARKS.get(status, "")
+    return (f'<span style="color:{colour};font-weight:600">{mark} '
+            f'{html.escape(status.replace("_", " "))}</span>')
+
+
+def duration_chart(runs: list[dict], width: int = 560, height: int = 120,
+                   axes: bool = True) -> str:
+    """An SVG bar chart of run durations, oldest on the left, coloured by outcome.
+
+    Runs without a duration (skipped, still queued) are drawn as short ticks so
+    gaps in the history stay visible.
+    """
+    runs = [r for r in runs if r.get("status")]
+    runs = sorted(runs, key=lambda r: (timestamp(r.get("started_at") or r.get("scheduled_for")
+                                           or r.get("queued_at")) or 0.0))
+    left, bottom, top = (44, 18, 8) if axes else (0, 0, 1)
+    plot_w, plot_h = max(1, width - left - 2), max(1, height - bottom - top)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" class="hc-chart">']
+    if not runs:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
+                     f'font-size="12" fill="#888">no runs yet</text></svg>')
+        return "".join(parts)
+    longest = max((r.get("duration") or 0.0) for r in runs) or 1.0
+    slot = plot_w / len(runs)
+    bar_w = max(1.0, min(24.0, slot * 0.8))
+    if axes:
+        base_y = top + plot_h
+        parts.append(f'<line x1="{left}" y1="{base_y}" x2="{width - 2}" y2="{base_y}" '
+                     f'stroke="#bbb"/>')
+        parts.append(f'<text x="{left - 4}" y="{top + 10}" text-anchor="end" font-size="10" '
+                     f'fill="#666">{html.escape(format_duration(longest))}</text>')
+        parts.append(f'<text x="{left - 4}" y="{base_y}" text-anchor="end" font-size="10" '
+                     f'fill="#666">0</text>')
+        first = timestamp(runs[0].get("started_at") or runs[0].get("scheduled_for"))
+        last = timestamp(runs[-1].get("started_at") or runs[-1].get("scheduled_for"))
+        parts.append(f'<text x="{left}" y="{height - 4}" font-size="10" fill="#666">'
+                     f'{html.escape(local_time(first))}</text>')
+        if len(runs) > 1:
+            parts.append(f'<text x="{width - 2}" y="{height - 4}" text-anchor="end" '
+                         f'font-size="10" fill="#666">{html.escape(local_time(last))}</text>')
+    for i, r in enumerate(runs):
+        status = r.get("status")
+        colour = OUTCOME_COLOURS.get(status, "#757575")
+        duration = r.get("duration")
+        h = 2.0 if duration is None else max(2.0, plot_h * duration / longest)
+        x = left + i * slot + (slot - bar_w) / 2
+        y = top + plot_h - h
+        tip = (f"{status} \u00b7 {format_duration(duration)} \u00b7 "
+               f"{local_time(timestamp(r.get('started_at') or r.get('scheduled_for')))}"
+               + (f" \u00b7 exit {r['exit_code']}" if r.get("exit_code") is not None else ""))
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                     f'fill="{colour}" data-status="{status}"><title>{html.escape(tip)}'
+                     f'</title></rect>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def runs_table(runs: list[dict]) -> str:
+    head = ("<tr><th>status</th><th>trigger</th><th>try</th><th>started</th>"
+            "<th>duration</th><th>exit</th><th>run</th><th>reason</th></tr>")
+    rows = []
+    for r in runs:
+        code = "-" if r.get("exit_code") is None else str(r["exit_code"])
+        reason = r.get("reason") or ""
+        rows.append(
+            f"<tr data-run=\"{html.escape(r['id'])}\"><td>{_outcome(r.get('status'))}</td>"
+            f"<td>{html.escape(r.get('trigger') or '')}</td><td>{r.get('attempt', 1)}</td>"
+            f"<td>{html.escape(local_time(timestamp(r.get('started_at'))))}</td>"
+            f"<td>{html.escape(format_duration(r.get('duration')))}</td><td>{code}</td>"
+            f"<td><code>{html.escape(r['id'])}</code></td>"
+            f"<td title=\"{html.escape(reason)}\">{html.escape(reason[:60])}</td></tr>")
+    if not rows:
+        rows.append('<tr><td colspan="8" style="color:#888">no runs yet</td></tr>')
+    return ('<table class="hc-runs" style="border-collapse:collapse;font-size:12px">'
+            f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+# -- the shared clock -------------------------------------------------------------------
+
+class _Clock(threading.Thread):
+    """One daemon thread for every live card: countdowns each second, jobs every few."""
+
+    interval = 1.0
+    refresh_every = 5.0
+
+    def __init__(self) -> None:
+        super().__init__(name="hermes-cron-cards", daemon=True)
+        self.cards: weakref.WeakSet[JobCard] = weakref.WeakSet()
+        self._stop_event = threading.Event()
+        self._last_refresh = time.monotonic()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            cards = [c for c in list(self.cards) if c.live]
+            for card in cards:
+                try:
+                    card.tick()
+                except Exception:  # noqa: BLE001 - one card must not stop the others
+                    pass
+            if time.monotonic() - self._last_refresh >= self.refresh_every:
+                self._last_refresh = time.monotonic()
+                _refresh_cards(cards)
+
+
+def _refresh_cards(cards: list[JobCard]) -> None:
+    """One job listing per client, whatever the number of cards."""
+    by_client: dict[int, list[JobCard]] = {}
+    for card in cards:
+        by_client.setdefault(id(card.client), []).append(card)
+    for group in by_client.values():
+        try:
+            jobs = {j["id"]: j for j in group[0].client.jobs()}
+        except HermesCronError as exc:
+            for card in group:
+                card.error = str(exc)
+            continue
+        for card in group:
+            card.error = ""
+            job = jobs.get(card.job.get("id"))
+            if job is None:
+                card.mark_deleted()
+            elif job != card.job:
+                card.job = job
+
+
+_clock_lock = threading.Lock()
+_clock: _Clock | None = None
+
+
+def _register(card: JobCard) -> None:
+    global _clock
+    with _clock_lock:
+        if _clock is None or not _clock.is_alive():
+            _clock = _Clock()
+            _clock.start()
+        _clock.cards.add(card)
+
+
+def _unregister(card: JobCard) -> None:
+    with _clock_lock:
+        if _clock is not None:
+            _clock.cards.discard(card)
+
+
+# -- job card ---------------------------------------------------------------------------
+
+class JobCard(widgets.VBox):
+    """One job at a glance, with its actions; ``live`` cards update on their own."""
+
+    job = traitlets.Dict()
+    state = traitlets.Unicode("scheduled")
+    countdown = traitlets.Unicode("")
+    seconds_left = traitlets.Float(None, allow_none=True)
+    error = traitlets.Unicode("")
+    message = traitlets.Unicode("")
+
+    def __init__(self, job: dict | str, client: CronClient | None = None, *, clock=time.time,
+                 live: bool = True, **kwargs):
+        self.client = client or get_client()
+        self.clock = clock
+        self.live = live
+        if isinstance(job, str):
+            job = self.client.job(job)
+        self._head = widgets.HTML()
+        self._info = widgets.HTML()
+        self._countdown = widgets.HTML()
+        self._note = widgets.HTML()
+        self.run_button = widgets.Button(description="Run now", icon="play",
+                                         tooltip="start a run now")
+        self.pause_button = widgets.Button(description="Pause", icon="pause")
+        self.watch_button = widgets.Button(description="Watch", icon="eye",
+                                           tooltip="live output of the running or last run")
+        self.history_button = widgets.Button(description="History", icon="list",
+                                             tooltip="runs of this job")
+        for b in (self.run_button, self.pause_button, self.watch_button, self.history_button):
+            b.layout = widgets.Layout(width="auto")
+        self.run_button.on_click(lambda _: self.run_now())
+        self.pause_button.on_click(lambda _: self.toggle_pause())
+        self.watch_button.on_click(lambda _: self.toggle_watch())
+        self.history_button.on_click(lambda _: self.toggle_history())
+        self.detail = widgets.VBox()
+        buttons = widgets.HBox([self.run_button, self.pause_button, self.watch_button,
+                                self.history_button])
+        super().__init__(
+            [self._head, self._info, self._countdown, buttons, self._note, self.detail],
+            layout=widgets.Layout(border="1px solid #ddd", padding="6px 10px",
+                                  margin="4px", width="100%"),
+            **kwargs)
+        self.add_class("hc-card")
+        self.observe(self._on_job, names="job")
+        self.observe(self._on_countdown, names="countdown")
+        self.observe(self._on_note, names=["message", "error"])
+        self.job = job
+        if live:
+            _register(self)
+
+    # -- state --------------------------------------------------------------------------
+    def _on_job(self, change=None) -> None:
+        job = self.job
+        if self.state != "deleted":
+            self.state = card_state(job)
+        self._draw()
+        self.tick()
+
+    def mark_deleted(self) -> None:
+        self.state = "deleted"
+        self.live = False
+        for b in (self.run_button, self.pause_button, self.watch_button, self.history_button):
+            b.disabled = True
+        self._draw()
+        self.countdown = "job deleted"
+
+    def refresh(self) -> None:
+        """Read the job again (the shared clock does this every few seconds)."""
+        try:
+            self.job = self.client.job(self.job["id"])
+            self.error = ""
+        except NotFound:
+            self.mark_deleted()
+        except HermesCronError as exc:
+            self.error = str(exc)
+
+    def tick(self) -> None:
+        """Recompute the countdown from the clock."""
+        job, state = self.job, self.state
+        if state in ("paused", "blocked", "disabled", "deleted"):
+            self.seconds_left = None
+            self.countdown = {"deleted": "job deleted"}.get(state, state)
+            return
+        nxt = timestamp(job.get("next_run_at"))
+        if nxt is None:
+            self.seconds_left = None
+            self.countdown = "no next run"
+            return
+        self.seconds_left = nxt - self.clock()
+        self.countdown = format_countdown(self.seconds_left)
+
+    # -- drawing --------------------------------------------------------------------------
+    def _draw(self) -> None:
+        job, state = self.job, self.state
+        name = html.escape(job.get("name", "?"))
+        kind = html.escape(job.get("kind", ""))
+        self._head.value = (
+            f'<div style="display:flex;align-items:center;gap:4px">{_pip(state)}'
+            f'<b style="font-size:1.1em">{name}</b>'
+            f'<span style="color:#888;margin-left:6px">{kind}</span>'
+            f'<span style="margin-left:auto;color:{STATE_COLOURS.get(state, "#888")}">'
+            f"{html.escape(state)}</span></div>")
+        schedule, tz = job.get("schedule", ""), job.get("timezone")
+        words = html.escape(describe_schedule(schedule, tz))
+        lines = [f"{words} &middot; <code>{html.escape(schedule)}</code> "
+                 f'<span style="color:#888">({html.escape(tz or "")})</span>']
+        last = job.get("last_run")
+        if last:
+            bits = [_outcome(last.get("status"))]
+            if last.get("exit_code") is not None and last.get("status") != "succeeded":
+                bits.append(f"exit {last['exit_code']}")
+            if last.get("duration") is not None:
+                bits.append(f"in {html.escape(format_duration(last['duration']))}")
+            ago = format_ago(timestamp(last.get("finished_at") or last.get("started_at")),
+                             self.clock())
+            if ago:
+                bits.append(ago)
+            lines.append("last run: " + " &middot; ".join(bits))
+            if last.get("reason") and last.get("status") != "succeeded":
+                lines.append(f'<span style="color:#c62828">'
+                             f"{html.escape(str(last['reason'])[:200])}</span>")
+        else:
+            lines.append('<span style="color:#888">no runs yet</span>')
+        if job.get("state_reason") and state in ("blocked", "paused"):
+            lines.append(f'<span style="color:{STATE_COLOURS[state]}">'
+                         f"{html.escape(job['state_reason'])}</span>")
+        self._info.value = "<br>".join(lines)
+        paused = job.get("state") in ("paused", "blocked")
+        self.pause_button.description = "Resume" if paused else "Pause"
+        self.pause_button.icon = "play-circle" if paused else "pause"
+
+    def _on_countdown(self, change=None) -> None:
+        nxt = timestamp(self.job.get("next_run_at"))
+        when = f' <span style="color:#888">({local_time(nxt)})</span>' if (
+            nxt and self.seconds_left is not None) else ""
+        self._countdown.value = f"next run: <b>{html.escape(self.countdown)}</b>{when}"
+
+    def _on_note(self, change=None) -> None:
+        text = self.error or self.message
+        colour = "#c62828" if self.error else "#555"
+        self._note.value = (f'<span style="color:{colour}">{html.escape(text)}</span>'
+                            if text else "")
+
+    # -- actions ---------------------------------------------------------------------------
+    def _act(self, fn):
+        try:
+            result = fn()
+            self.error = ""
+            return result
+        except HermesCronError as exc:
+            self.error = exc.message
+            return None
+
+    def run_now(self) -> dict | None:
+        run = self._act(lambda: self.client.run_now(self.job["id"]))
+        if run is not None:
+            self.message = f"run {run['id']} started"
+            self.watch(run["id"])
+            self.refresh()
+        return run
+
+    def toggle_pause(self) -> None:
+        paused = self.job.get("state") in ("paused", "blocked")
+        job = self._act(lambda: (self.client.resume if paused else self.client.pause)(
+            self.job["id"]))
+        if job is not None:
+            self.job = job
+            self.message = "resumed" if paused else "paused"
+
+    def _shown(self, cls):
+        kids = self.detail.children
+        return kids[0] if kids and isinstance(kids[0], cls) else None
+
+    def _show(self, widget) -> None:
+        for old in self.detail.children:
+            if old is not widget and isinstance(old, LiveOutput):
+                old.stop()
+        self.detail.children = (widget,) if widget is not None else ()
+
+    def watch(self, run_id: str | None = None) -> LiveOutput | None:
+        out = LiveOutput(client=self.client)
+        if run_id:
+            out.follow(run_id)
+        else:
+            out.watch_job(self.job["id"])
+        self._show(out)
+        return out
+
+    def toggle_watch(self) -> LiveOutput | None:
+        if self._shown(LiveOutput) is not None:
+            self._show(None)
+            return None
+        return self.watch()
+
+    def toggle_history(self) -> RunHistory | None:
+        if self._shown(RunHistory) is not None:
+            self._show(None)
+            return None
+        history = self._act(lambda: RunHistory(self.job["id"], client=self.client))
+        if history is not None:
+            self._show(history)
+        return history
+
+    def close(self) -> None:
+        _unregister(self)
+        self.live = False
+        for child in self.detail.children:
+            child.close()
+        super().close()
+
+
+def job_cards(client: CronClient | None = None, **kwargs) -> widgets.Box:
+    """Every job as a card (what ``%cron`` shows)."""
+    client = client or get_client()
+    jobs = client.jobs()
+    status = client.status()
+    head = f"<b>{len(jobs)} job{'s' if len(jobs) != 1 else ''}</b> &middot; " \
+           f"{html.escape(client.where)}"
+    if status.get("warning"):
+        head += f'<br><span style="color:#c62828">{html.escape(status["warning"])}</span>'
+    cards = [JobCard(j, client=client, **kwargs) for j in jobs]
+    box = widgets.VBox([widgets.HTML(head), *cards])
+    box.cards = cards
+    return box
+
+
+# -- run history -------------------------------------------------------------------------
+
+class RunHistory(widgets.VBox):
+    """A job's runs, newest first, a page at a time, over a chart of their durations."""
+
+    runs = traitlets.List()
+    page = traitlets.Int(0)
+    has_next = traitlets.Bool(False)
+
+    def __init__(self, job: str, client: CronClient | None = None, *, page_size: int = 20,
+                 **kwargs):
+        self.client = client or get_client()
+        self.job = self.client.job(job)
+        self.page_size = page_size
+        self._cursors: list[str | None] = [None]  # the cursor of each page seen
+        self._next: str | None = None
+        self._title = widgets.HTML()
+        self.chart = widgets.HTML()
+        self.table = widgets.HTML()
+        self.prev_button = widgets.Button(description="Newer", icon="arrow-left",
+                                          layout=widgets.Layout(width="auto"))
+        self.next_button = widgets.Button(description="Older", icon="arrow-right",
+                                          layout=widgets.Layout(width="auto"))
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
+                                             layout=widgets.Layout(width="auto"))
+        self._page_label = widgets.HTML()
+        self.prev_button.on_click(lambda _: self.prev_page())
+        self.next_button.on_click(lambda _: self.next_page())
+        self.refresh_button.on_click(lambda _: self.refresh())
+        nav = widgets.HBox([self.prev_button, self._page_label, self.next_button,
+                            self.refresh_button])
+        super().__init__([self._title, self.chart, self.table, nav], **kwargs)
+        self.add_class("hc-history")
+        self._load()
+
+    def _load(self) -> None:
+        page = self.client.runs(self.job["id"], limit=self.page_size,
+                                cursor=self._cursors[self.page])
+        self._next = page["cursor"]
+        self.has_next = self._next is not None
+        self.runs = list(page["runs"])
+        self._draw()
+
+    def _draw(self) -> None:
+        runs = self.runs
+        name = html.escape(self.job["name"])
+        done = [r for r in runs if r["status"] in FINAL_STATUSES and r["status"] != "skipped"]
+        ok = sum(1 for r in done if r["status"] == "succeeded")
+        rate = f" &middot; {ok}/{len(done)} succeeded" if done else ""
+        self._title.value = f"<b>Runs of {name}</b>{rate}"
+        self.chart.value = duration_chart(runs)
+        self.table.value = runs_table(runs)
+        self._page_label.value = f"page {self.page + 1}"
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = not self.has_next
+
+    def next_page(self) -> None:
+        if self._next is None:
+            return
+        del self._cursors[self.page + 1:]
+        self._cursors.append(self._next)
+        self.page += 1
+        self._load()
+
+    def prev_page(self) -> None:
+        if self.page == 0:
+            return
+        self.page -= 1
+        self._load()
+
+    def refresh(self) -> None:
+        self._load()
+
+
+# -- live output -------------------------------------------------------------------------
+
+class LiveOutput(anywidget.AnyWidget):
+    """A run's output, followed on a background thread: the kernel stays free."""
+
+    _esm = STATIC / "live_output.js"
+    _css = STATIC / "live_output.css"
+
+    run_id = traitlets.Unicode("").tag(sync=True)
+    job_name = traitlets.Unicode("").tag(sync=True)
+    status = traitlets.Unicode("waiting").tag(sync=True)
+    phase = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    progress = traitlets.Float(None, allow_none=True).tag(sync=True)
+    exit_code = traitlets.Int(None, allow_none=True).tag(sync=True)
+    reason = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    took = traitlets.Unicode("").tag(sync=True)
+    lines = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    dropped = traitlets.Int(0).tag(sync=True)
+    done = traitlets.Bool(False).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    pinned = traitlets.Bool(True).tag(sync=True)  # False while the reader has scrolled up
+    artifact_url = traitlets.Unicode("").tag(sync=True)
+
+    #: a log longer than this is shown from its last bytes only
+    tail_bytes = 512 * 1024
+    #: at most this many trait updates of ``lines`` per second
+    rate = 10.0
+
+    def __init__(self, run_id: str | None = None, *, client: CronClient | None = None,
+                 max_lines: int = 2000, **kwargs):
+        super().__init__(**kwargs)
+        self.client = client or get_client()
+        self.term = Terminal(max_lines=max_lines)
+        self.offset = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream = None
+        self._dirty = False
+        self._last_flush = 0.0
+        self._timer: threading.Timer | None = None
+        if run_id:
+            self.follow(run_id)
+
+    # -- starting and stopping --------------------------------------------------------------
+    @classmethod
+    def for_job(cls, ref: str, client: CronClient | None = None, **kwargs) -> LiveOutput:
+        out = cls(client=client, **kwargs)
+        out.watch_job(ref)
+        return out
+
+    def follow(self, run_id: str) -> LiveOutput:
+        """Follow one run, from the start of its log."""
+        run = self.client.run(run_id)  # NotFound here, in the caller's cell
+        self._start(lambda: self._follow(run))
+        return self
+
+    def watch_job(self, ref: str) -> LiveOutput:
+        """Follow the job's running run; else show its last run; else wait for its first."""
+        job = self.client.job(ref)
+        self.job_name = job["name"]
+        run = self.client.latest_run(job["id"])
+        if run is not None:
+            self._start(lambda: self._follow(run))
+        else:
+            self._start(lambda: self._await_first(job))
+        return self
+
+    def _start(self, target) -> None:
+        self.stop()
+        self._stop.clear()
+        self._finished.clear()
+        self._thread = threading.Thread(target=self._guarded, args=(target,),
+                                        name="hermes-cron-live", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following (the output shown so far stays)."""
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run has ended and its output is shown (scripts, tests)."""
+        return self._finished.wait(timeout)
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+    @property
+    def text(self) -> str:
+        """The output as plain text, as a terminal shows it."""
+        with self._lock:
+            return self.term.text
+
+    # -- the reading thread -----------------------------------------------------------------
+    def _guarded(self, target) -> None:
+        try:
+            target()
+        except HermesCronError as exc:
+            self.error = exc.message
+        except Exception as exc:  # noqa: BLE001 - shown in the widget, not lost in a thread
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._flush(force=True)
+            self._finished.set()
+
+    def _await_first(self, job: dict) -> None:
+        self.status = "waiting"
+        self.phase = f"no run yet; next one {job.get('next_run_at') or 'not scheduled'}"
+        while not self._stop.wait(1.0):
+            run = self.client.latest_run(job["id"])
+            if run is not None:
+                self.phase = None
+                self._follow(run)
+                return
+
+    def _follow(self, run: dict) -> None:
+        self._apply_run(run)
+        self.job_name = run.get("job_name") or self.job_name
+        self.run_id = run["id"]
+        if (run.get("output_bytes") or 0) > self.tail_bytes:
+            _, start, size = self.client.log(run["id"], tail=self.tail_bytes, limit=0)
+            self.offset = start
+            with self._lock:
+                self.term.feed(f"[\u2026 the first {start} bytes are not shown]\n", "system")
+        failures = 0
+        while not self._stop.is_set():
+            self._stream = stream = self.client.stream(run["id"], self.offset)
+            try:
+                for event in stream:
+                    if self._stop.is_set():
+                        return
+                    failures = 0
+                    if self._handle(event):
+                        return
+            except ConnectionFailed as exc:
+                failures += 1
+                if failures > 10:
+                    raise
+                self.error = f"{exc.message}; retrying"
+                self._stop.wait(min(10.0, 0.5 * 2 ** failures))
+                continue
+            finally:
+                self._stream = None
+            if self._stop.is_set():
+                return
+            # the stream ended without an end event (server restarting): pick up again
+            self._stop.wait(0.5)
+
+    def _apply_run(self, run: dict) -> None:
+        self.status = run["status"]
+        self.phase = run.get("phase")
+        self.progress = run.get("progress")
+        self.exit_code = run.get("exit_code")
+        self.reason = run.get("reason")
+        if run.get("duration") is not None and run["status"] not in ACTIVE_STATUSES:
+            self.took = format_duration(run["duration"])
+        url = getattr(self.client, "artifact_url", None)
+        if (url is not None and not self.artifact_url and run["status"] not in ACTIVE_STATUSES
+                and self._is_notebook(run)):
+            self.artifact_url = url(run["id"])
+
+    def _is_notebook(self, run: dict) -> bool:
+        try:
+            return self.client.job(run["job_id"]).get("kind") == "notebook"
+        except HermesCronError:
+            return False
+
+    def _handle(self, event: dict) -> bool:
+        """Apply one stream event; True when the run is over."""
+        kind, data = event["event"], event["data"]
+        if kind == "output":
+            with self._lock:
+                self.term.feed(data["text"], data["stream"])
+                self.offset = event["id"] if event.get("id") is not None else (
+                    data["offset"] + len(data["text"].encode()))
+                self._dirty = True
+            self._flush()
+            if self.error:
+                self.error = ""
+        elif kind == "progress":
+            self.phase = data.get("phase")
+            self.progress = data.get("progress")
+        elif kind == "status":
+            self._apply_run(data)
+        elif kind == "end":
+            self._flush(force=True)
+            try:  # the final record: duration, reason
+                self._apply_run(self.client.run(self.run_id))
+            except HermesCronError:
+                self.status = data["status"]
+                self.exit_code = data.get("exit_code")
+                self.reason = data.get("reason")
+            if self.status == "succeeded":
+                self.progress = 1.0 if self.progress is not None else None
+            self.done = True
+            return True
+        return False
+
+    def _flush(self, force: bool = False) -> None:
+        """Push the screen to ``lines``, at most ``rate`` times a second."""
+        with self._lock:
+            if not self._dirty:
+                return
+            now = time.monotonic()
+            wait = 1.0 / self.rate - (now - self._last_flush)
+            if wait > 0 and not force:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._flush_later)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._dirty = False
+            self._last_flush = now
+            lines = self.term.html_lines()
+            dropped = self.term.dropped
+        self.dropped = dropped
+        self.lines = lines
+
+    def _flush_later(self) -> None:
+        with self._lock:
+            self._timer = None
+        self._flush(force=True)
+
+
+# -- dashboard ------------------------------------------------------------------------------
+
+def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]:
+    """Every job with its success rate, durations and recent runs; failing jobs first."""
+    client = client or get_client()
+    stats = {s["job_id"]: s for s in client.stats()["jobs"]}
+    rows = []
+    for job in client.jobs():
+        s = stats.get(job["id"], {})
+        runs = client.runs(job["id"], limit=recent)["runs"]
+        state = card_state(job)
+        last = job.get("last_run") or {}
+        failing = state in ("blocked", "failing") or last.get("status") in FAILED_STATUSES
+        rows.append({
+            "id": job["id"], "name": job["name"], "state": state, "failing": failing,
+            "schedule": job["schedule"], "timezone": job["timezone"],
+            "succeeded": s.get("succeeded", 0), "failed": s.get("failed", 0),
+            "success_rate": s.get("success_rate"),
+            "mean_duration": s.get("mean_duration"), "max_duration": s.get("max_duration"),
+            "last_status": last.get("status"), "last_finished_at": last.get("finished_at"),
+            "consecutive_failures": job.get("consecutive_failures", 0),
+            "next_run_at": job.get("next_run_at"), "runs": runs,
+        })
+    rows.sort(key=lambda r: (not r["failing"], -(r["consecutive_failures"] or 0),
+                             r["success_rate"] if r["success_rate"] is not None else 2.0,
+                             r["name"]))
+    return rows
+
+
+def _rate_bar(rate: float | None) -> str:
+    if rate is None:
+        return '<span style="color:#888">-</span>'
+    colour = "#2e7d32" if rate >= 0.95 else "#ef6c00" if rate >= 0.7 else "#c62828"
+    return (f'<svg width="80" height="10"><rect width="80" height="10" fill="#eee"/>'
+            f'<rect width="{80 * rate:.1f}" height="10" fill="{colour}"/></svg> '
+            f"{rate * 100:.0f}%")
+
+
+def dashboard_html(rows: list[dict], stats: dict) -> str:
+    by_state = stats.get("jobs_by_state", {})
+    by_status = stats.get("runs_by_status", {})
+    summary = " ".join(f"{_pip(s)}{n} {html.escape(s)}" for s, n in sorted(by_state.items()))
+    runs = " &middot; ".join(f"{n} {html.escape(s)}" for s, n in sorted(by_status.items()))
+    failing = sum(1 for r in rows if r["failing"])
+    out = [f'<div class="hc-dashboard"><div><b>{len(rows)} jobs</b> &middot; {summary}</div>',
+           f"<div>runs: {runs or 'none yet'}</div>"]
+    if failing:
+        out.append(f'<div style="color:#c62828"><b>{failing} failing</b> (listed first)</div>')
+    out.append('<table style="border-collapse:collapse;font-size:12px;margin-top:6px">'
+               "<thead><tr><th></th><th>job</th><th>success</th><th>runs ok/failed</th>"
+               "<th>mean</th><th>max</th><th>durations over time</th><th>last run</th>"
+               "</tr></thead><tbody>")
+    for r in rows:
+        out.append(
+            f'<tr data-job="{html.escape(r["name"])}"><td>{_pip(r["state"])}</td>'
+            f'<td><b>{html.escape(r["name"])}</b><br><code>{html.escape(r["schedule"])}</code>'
+            f"</td><td>{_rate_bar(r['success_rate'])}</td>"
+            f"<td>{r['succeeded']} / {r['failed']}</td>"
+            f"<td>{html.escape(format_duration(r['mean_duration']))}</td>"
+            f"<td>{html.escape(format_duration(r['max_duration']))}</td>"
+            f"<td>{duration_chart(r['runs'], width=200, height=28, axes=False)}</td>"
+            f"<td>{_outcome(r['last_status'])}</td></tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+class Dashboard(widgets.VBox):
+    """Health of every job (``/stats`` plus recent runs), failing jobs first."""
+
+    rows = traitlets.List()
+
+    def __init__(self, client: CronClient | None = None, **kwargs):
+        self.client = client or get_client()
+        self.view = widgets.HTML()
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
+                                             layout=widgets.Layout(width="auto"))
+        self.refresh_button.on_click(lambda _: self.refresh())
+        super().__init__([self.refresh_button, self.view], **kwargs)
+        self.refresh()
+
+    def refresh(self) -> None:
+        rows = job_health(self.client)
+        self.view.value = dashboard_html(rows, self.client.stats())
+        self.rows = rows
