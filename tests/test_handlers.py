@@ -14,7 +14,8 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from hermes_cron_ext.handlers import routes
-from hermes_cron_ext.store import SQLiteStore
+
+from .conftest import _kill_supervisors
 
 HERE = os.path.dirname(__file__)
 
@@ -46,14 +47,7 @@ def cron(jp_serverapp, jp_asyncio_loop, monkeypatch):
     jp_asyncio_loop.run_until_complete(app._start_jupyter_server_extension(jp_serverapp))
     yield app
     jp_asyncio_loop.run_until_complete(app.stop_extension())
-    store = SQLiteStore(app.store.sync.path)
-    for run in store.active_runs():  # leave no payload behind
-        if run.pid:
-            try:
-                os.kill(run.pid, 9)
-            except ProcessLookupError:
-                pass
-    store.close()
+    _kill_supervisors(app.store.sync.path)  # leave no supervisor or payload behind
 
 
 async def api(jp_fetch, *path, method="GET", body=None, expect=None, **kw):
@@ -314,3 +308,18 @@ async def test_openapi_document_matches_routes(cron, jp_fetch):
                         if k.__module__ == handler.__module__):
                     served.add((p, method))
     assert documented == served
+
+
+async def test_shutdown_wakes_and_closes_every_stream(cron, jp_fetch, sse_url, jp_auth_header):
+    await api(jp_fetch, "jobs", method="POST", expect=201,
+              body={"name": "endless", "schedule": "@yearly", "command": "sleep 30"})
+    run = await api(jp_fetch, "jobs", "endless", "run", method="POST", body="", expect=202)
+    events = SSE(sse_url("events"), jp_auth_header).start()
+    output = SSE(sse_url(f"runs/{run['id']}/stream"), jp_auth_header).start()
+    await output.wait_for(lambda e: e["event"] == "status")
+    await asyncio.sleep(0.2)
+    assert not events.done.done() and not output.done.done()
+    started = time.monotonic()
+    await cron.stop_extension()
+    await asyncio.wait_for(asyncio.gather(events.done, output.done), 5)
+    assert time.monotonic() - started < 2.0
