@@ -16,7 +16,8 @@ from .conftest import wait_for
 from .test_app import _free_port
 
 schemathesis = pytest.importorskip("schemathesis")
-SPEC = os.path.join(os.path.dirname(__file__), "..", "hermes_cron_ext", "openapi.json")
+SPEC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "hermes_cron_ext",
+                                    "openapi.json"))
 
 
 def test_generated_requests_never_get_a_server_error(tmp_path):
@@ -49,7 +50,7 @@ def test_generated_requests_never_get_a_server_error(tmp_path):
              "content_type_conformance,response_schema_conformance",
              "--max-examples", "15", "--seed", "7", "-w", "1",
              "--exclude-path-regex", "(stream|events|/run$)"],
-            capture_output=True, text=True, timeout=300)
+            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its cache goes there
         summary = proc.stdout[-3000:]
         assert proc.returncode == 0, summary
         assert "generated" in summary and " 0 " not in summary.split("generated")[0][-8:]
