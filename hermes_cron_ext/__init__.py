@@ -13,3 +13,10 @@ def _jupyter_server_extension_points() -> list[dict]:
 
 def _jupyter_labextension_paths() -> list[dict]:
     return [{"src": "labextension", "dest": "hermes-cron-ext"}]
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext hermes_cron_ext``: registers the ``%cron`` and ``%%cron`` magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

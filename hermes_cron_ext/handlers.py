@@ -209,6 +209,34 @@ class RunLogHandler(CronAPIHandler):
         self.finish(data)
 
 
+class RunArtifactHandler(CronAPIHandler):
+    """The executed notebook of a notebook run (404 when the run has none)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        run = await self.cron.get_run(ref)
+        store = self.cron.store
+        if hasattr(store.sync, "read_artifact"):  # kept in the store: on the store's thread
+            data = await store.read_artifact(run.id)
+        else:
+            path = store.sync.artifact_path(run.id)
+
+            def read() -> bytes | None:
+                try:
+                    with open(path, "rb") as f:
+                        return f.read()
+                except FileNotFoundError:
+                    return None
+            data = await asyncio.get_running_loop().run_in_executor(None, read)
+        if data is None:
+            raise NotFound(f"run {run.id} has no executed notebook", field="run")
+        name = f"{run.spec.get('job_name') or run.job_id}-{run.id}.ipynb"
+        self.set_header("Content-Type", "application/x-ipynb+json")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.finish(data)
+
+
 class StatsHandler(CronAPIHandler):
     @web.authenticated
     @authorized
@@ -271,7 +299,7 @@ class RunStreamHandler(SSEHandler):
         run = await cron.get_run(run_id)
         offset = self.resume_from("offset") or 0
         self.start_stream()
-        cond = cron.logs.watch(run_id, cron.log_path(run_id))
+        cond = cron.logs.watch(run_id)
         try:
             self.event("status", run.to_json())
             await self.flush()
@@ -404,6 +432,7 @@ def routes() -> list[tuple]:
         (rf"{base}/runs/{ID}/cancel", RunCancelHandler),
         (rf"{base}/runs/{ID}/log", RunLogHandler),
         (rf"{base}/runs/{ID}/stream", RunStreamHandler),
+        (rf"{base}/runs/{ID}/artifact", RunArtifactHandler),
         (rf"{base}/events", EventsHandler),
         (rf"{base}/stats", StatsHandler),
         (rf"{base}/preview", PreviewHandler),

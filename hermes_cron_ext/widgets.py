@@ -271,7 +271,7 @@ class JobCard(widgets.VBox):
         super().__init__(
             [self._head, self._info, self._countdown, buttons, self._note, self.detail],
             layout=widgets.Layout(border="1px solid #ddd", padding="6px 10px",
-                                  margin="4px", width="100%"),
+                                  margin="4px 0"),
             **kwargs)
         self.add_class("hc-card")
         self.observe(self._on_job, names="job")
@@ -565,7 +565,7 @@ class LiveOutput(anywidget.AnyWidget):
         self.client = client or get_client()
         self.term = Terminal(max_lines=max_lines)
         self.offset = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the screen, and publishing it in order
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
@@ -625,6 +625,13 @@ class LiveOutput(anywidget.AnyWidget):
     def close(self) -> None:
         self.stop()
         super().close()
+
+    def __repr__(self) -> str:  # what a front-end without widgets shows
+        what = f"run {self.run_id}" if self.run_id else "no run yet"
+        job = f" of {self.job_name}" if self.job_name else ""
+        code = f", exit code {self.exit_code}" if self.done and self.exit_code is not None \
+            else ""
+        return f"LiveOutput({what}{job}: {self.status}{code})"
 
     @property
     def text(self) -> str:
@@ -739,7 +746,7 @@ class LiveOutput(anywidget.AnyWidget):
 
     def _flush(self, force: bool = False) -> None:
         """Push the screen to ``lines``, at most ``rate`` times a second."""
-        with self._lock:
+        with self._lock:  # held while assigning, so an older screen never lands last
             if not self._dirty:
                 return
             now = time.monotonic()
@@ -752,10 +759,8 @@ class LiveOutput(anywidget.AnyWidget):
                 return
             self._dirty = False
             self._last_flush = now
-            lines = self.term.html_lines()
-            dropped = self.term.dropped
-        self.dropped = dropped
-        self.lines = lines
+            self.dropped = self.term.dropped
+            self.lines = self.term.html_lines()
 
     def _flush_later(self) -> None:
         with self._lock:

@@ -1,0 +1,85 @@
+"""Plain-text formatting shared by the magics and the widgets (no widget imports)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from . import schedule as sched
+from .errors import HermesCronError
+from .models import FAILED_STATUSES, parse_iso
+
+__all__ = ["card_state", "describe_schedule", "format_ago", "format_countdown",
+           "format_duration", "local_time", "timestamp"]
+
+
+def timestamp(value: str | float | None) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return parse_iso(value)
+
+
+def local_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_countdown(seconds: float) -> str:
+    """``in 4m 05s``; whole seconds, so it changes every second while it runs."""
+    if seconds <= 0.5:
+        return "due now"
+    s = int(round(seconds))
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"in {days}d {hours:02d}h {minutes:02d}m"
+    if hours:
+        return f"in {hours}h {minutes:02d}m {s:02d}s"
+    if minutes:
+        return f"in {minutes}m {s:02d}s"
+    return f"in {s}s"
+
+
+def format_ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return ""
+    span = max(0.0, now - ts)
+    if span < 60:
+        return f"{span:.0f} s ago"
+    if span < 3600:
+        return f"{span / 60:.0f} min ago"
+    if span < 2 * 86400:
+        return f"{span / 3600:.1f} h ago"
+    return f"{span / 86400:.0f} days ago"
+
+
+def card_state(job: dict) -> str:
+    """The pip: the job's state, or ``failing`` when it is scheduled but its last run failed."""
+    state = job.get("state", "scheduled")
+    last = job.get("last_run") or {}
+    if state == "scheduled" and (last.get("status") in FAILED_STATUSES
+                                 or job.get("consecutive_failures")):
+        return "failing"
+    return state
+
+
+def describe_schedule(text: str, tz: str | None) -> str:
+    try:
+        return sched.describe(sched.parse(text, tz))
+    except HermesCronError:
+        return text

@@ -1,0 +1,552 @@
+"""``%cron`` and ``%%cron``: the scheduler from a notebook.
+
+Load with ``%load_ext hermes_cron_ext``. Then::
+
+    %cron                                     every job, as cards
+    %cron add NAME "SCHEDULE" [options] -- COMMAND
+    %cron edit NAME [--schedule S] [options] [-- COMMAND]
+    %cron rm|pause|resume NAME...
+    %cron run NAME [--watch]                  run now (and show its live output)
+    %cron runs NAME                           run history: table and duration chart
+    %cron logs NAME|RUN [--tail BYTES]        a run's output, printed
+    %cron watch NAME|RUN                      live output of the running (or last) run
+    %cron status [NAME]                       tickers and store, or one job in detail
+    %cron cancel NAME|RUN                     stop a running run
+    %cron next "SCHEDULE" [--tz ZONE]         preview fire times
+    %cron artifact NAME|RUN [PATH]            save a notebook run's executed notebook
+    %cron connect [URL [TOKEN] | --local [DB]]
+    %%cron NAME "SCHEDULE" [options] [--run]  the cell body becomes a python job
+
+Bad input (a bad schedule, an unknown job, a missing ``--``, an unknown verb)
+is one line, IPython's ``UsageError``, never a traceback. The magics are clients
+of :mod:`hermes_cron_ext.client`: the kernel's Jupyter server when it runs the
+extension, else the local store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+import time
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
+
+from . import client as cron_client
+from .errors import HermesCronError, NotFound
+from .models import ACTIVE_STATUSES, parse_iso
+
+VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
+         "cancel", "next", "artifact", "connect", "help")
+USAGE = __doc__.split("Load with ``%load_ext hermes_cron_ext``. Then::", 1)[1].split(
+    "Bad input", 1)[0].rstrip()
+_DASHES = re.compile(r"(?<!\S)--(?!\S)")
+
+
+class _HelpShown(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports in one line and never exits the kernel."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status=0, message=None):
+        if message:
+            print(message, file=sys.stderr)
+        raise _HelpShown()
+
+
+def split_command(line: str) -> tuple[str, str | None]:
+    """``(options, command)`` around the first ``--`` that is not inside quotes."""
+    for m in _DASHES.finditer(line):
+        head = line[:m.start()]
+        try:
+            shlex.split(head)
+        except ValueError:  # the "--" sits inside a quoted string
+            continue
+        return head, line[m.end():].strip()
+    return line, None
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the arguments: {exc}") from None
+
+
+def _job_options(p: argparse.ArgumentParser, kind: bool = True) -> None:
+    p.add_argument("--tz", help="IANA time zone (default: this machine's)")
+    if kind:
+        p.add_argument("--kind", choices=["command", "python", "notebook"],
+                       help="what COMMAND is: a shell line (default), a python script, "
+                            "a notebook path")
+    p.add_argument("--cwd", help="working directory (default: the notebook's)")
+    p.add_argument("--interpreter", help="python interpreter for python jobs")
+    p.add_argument("--kernel", help="kernel for notebook jobs")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="notebook parameter (VALUE is read as JSON when it can be)")
+    p.add_argument("--env", action="append", metavar="NAME=VALUE")
+    p.add_argument("--secret-env", action="append", metavar="NAME=VALUE")
+    p.add_argument("--description")
+    p.add_argument("--timeout", help="per attempt: 300, 5m")
+    p.add_argument("--retries")
+    p.add_argument("--retry-delay")
+    p.add_argument("--overlap", choices=["forbid", "allow", "replace", "queue"])
+    p.add_argument("--misfire", choices=["latest", "skip", "all"])
+    p.add_argument("--starting-deadline")
+    p.add_argument("--max-failures")
+    p.add_argument("--jitter")
+    p.add_argument("--notify-url")
+    p.add_argument("--ping-url")
+
+
+def _parsers() -> dict[str, _Parser]:
+    out: dict[str, _Parser] = {}
+
+    p = out["add"] = _Parser(prog="%cron add", usage='%cron add NAME "SCHEDULE" [options] -- '
+                             "COMMAND")
+    p.add_argument("name")
+    p.add_argument("schedule", nargs="?")
+    p.add_argument("--at", help="one-shot ISO 8601 time instead of a schedule")
+    p.add_argument("--disabled", action="store_true")
+    p.add_argument("--replace", action="store_true", help="change the job if it exists")
+    _job_options(p)
+
+    p = out["cell"] = _Parser(prog="%%cron", usage='%%cron NAME "SCHEDULE" [options] [--run]')
+    p.add_argument("name")
+    p.add_argument("schedule", nargs="?")
+    p.add_argument("--at")
+    p.add_argument("--disabled", action="store_true")
+    p.add_argument("--run", action="store_true", help="also run it now")
+    _job_options(p, kind=False)
+
+    p = out["edit"] = _Parser(prog="%cron edit", usage="%cron edit NAME [options] [-- COMMAND]")
+    p.add_argument("name")
+    p.add_argument("--schedule")
+    p.add_argument("--at")
+    p.add_argument("--rename")
+    p.add_argument("--enable", action="store_true")
+    p.add_argument("--disable", action="store_true")
+    _job_options(p)
+
+    for verb in ("rm", "pause", "resume"):
+        p = out[verb] = _Parser(prog=f"%cron {verb}", usage=f"%cron {verb} NAME...")
+        p.add_argument("names", nargs="+")
+    p = out["run"] = _Parser(prog="%cron run", usage="%cron run NAME [--watch]")
+    p.add_argument("name")
+    p.add_argument("--watch", action="store_true", help="show the run's live output")
+    p = out["runs"] = _Parser(prog="%cron runs", usage="%cron runs NAME [--limit N]")
+    p.add_argument("name")
+    p.add_argument("--limit", type=int, default=20)
+    p = out["logs"] = _Parser(prog="%cron logs", usage="%cron logs NAME|RUN [--tail BYTES]")
+    p.add_argument("ref")
+    p.add_argument("--tail", type=int)
+    for verb in ("watch", "cancel"):
+        p = out[verb] = _Parser(prog=f"%cron {verb}", usage=f"%cron {verb} NAME|RUN")
+        p.add_argument("ref")
+    p = out["status"] = _Parser(prog="%cron status", usage="%cron status [NAME]")
+    p.add_argument("name", nargs="?")
+    p = out["next"] = _Parser(prog="%cron next", usage='%cron next "SCHEDULE" [--tz ZONE] '
+                              "[--count N]")
+    p.add_argument("schedule")
+    p.add_argument("--tz")
+    p.add_argument("--count", type=int, default=5)
+    p = out["artifact"] = _Parser(prog="%cron artifact", usage="%cron artifact NAME|RUN [PATH]")
+    p.add_argument("ref")
+    p.add_argument("path", nargs="?")
+    p = out["connect"] = _Parser(prog="%cron connect",
+                                 usage="%cron connect [URL [TOKEN]] | --local [DB]")
+    p.add_argument("url", nargs="?")
+    p.add_argument("token", nargs="?")
+    p.add_argument("--local", action="store_true", help="use a store file directly")
+    return out
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    out = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} takes NAME=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _params(values: list[str] | None) -> dict:
+    out = {}
+    for key, value in _pairs(values, "--param").items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def job_fields(args) -> dict:
+    """The REST/``jobspec`` fields for the options given."""
+    data: dict = {}
+    if getattr(args, "schedule", None):
+        data["schedule"] = args.schedule
+    if getattr(args, "at", None):
+        data["at"] = args.at
+    if args.tz:
+        data["timezone"] = args.tz
+    if getattr(args, "kind", None):
+        data["kind"] = args.kind
+    for key in ("cwd", "interpreter", "kernel", "description"):
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
+    if args.env:
+        data["env"] = _pairs(args.env, "--env")
+    if args.secret_env:
+        data["secret_env"] = _pairs(args.secret_env, "--secret-env")
+    if args.param:
+        data["parameters"] = _params(args.param)
+    for key in ("timeout", "retries", "retry_delay", "overlap", "misfire", "starting_deadline",
+                "max_failures", "jitter", "notify_url", "ping_url"):
+        value = getattr(args, key, None)
+        if value is not None:
+            data[key] = value
+    return data
+
+
+def _command(kind: str | None, command: str) -> str | list[str]:
+    if kind == "python":
+        return _split(command)
+    if kind == "notebook":
+        path = _split(command)
+        if len(path) != 1:
+            raise UsageError("a notebook job takes one .ipynb path after '--' "
+                             "(parameters go in -p NAME=VALUE)")
+        return os.path.abspath(os.path.expanduser(path[0]))
+    return command
+
+
+# -- text -------------------------------------------------------------------------------
+
+def _local(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _when(iso_time: str | None) -> str:
+    from .formatting import format_countdown
+
+    if not iso_time:
+        return "none"
+    ts = parse_iso(iso_time)
+    return f"{_local(ts)} ({format_countdown(ts - time.time())})"
+
+
+def _job_line(verb: str, job: dict) -> str:
+    from .formatting import describe_schedule
+
+    words = describe_schedule(job["schedule"], job["timezone"])
+    return (f"{verb} {job['name']}: {job['schedule']} ({job['timezone']}), {words}; "
+            f"next run {_when(job.get('next_run_at'))}")
+
+
+def _command_text(job: dict) -> str:
+    if job.get("kind") == "python" and job.get("code"):
+        lines = job["code"].strip().splitlines()
+        return f"python code, {len(lines)} line{'s' if len(lines) != 1 else ''}: " + (
+            lines[0][:60] if lines else "")
+    command = job.get("command")
+    return shlex.join(command) if isinstance(command, list) else str(command)
+
+
+@magics_class
+class CronMagics(Magics):
+    """``%cron`` / ``%%cron``; see the module docstring."""
+
+    def __init__(self, shell=None):
+        super().__init__(shell)
+        self.parsers = _parsers()
+
+    @property
+    def client(self) -> cron_client.CronClient:
+        return cron_client.get_client()
+
+    @line_cell_magic
+    def cron(self, line: str = "", cell: str | None = None):
+        """Schedule and watch jobs: ``%cron help`` lists the commands."""
+        try:
+            if cell is not None:
+                self.cell_job(line, cell)
+            else:
+                self.dispatch(line)
+        except _HelpShown:
+            pass
+        except cron_client.ConnectionFailed as exc:
+            cron_client.set_client(None)  # the next %cron looks for the server again
+            raise UsageError(f"{exc.message} (%cron connect to choose another)") from None
+        except HermesCronError as exc:
+            raise UsageError(exc.message) from None
+        except TimeoutError as exc:
+            raise UsageError(str(exc)) from None
+        except ImportError as exc:
+            raise UsageError(f"{exc}") from None
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def dispatch(self, line: str) -> None:
+        head, command = split_command(line)
+        words = _split(head)
+        if not words:
+            if command is not None:
+                raise UsageError('missing the verb: %cron add NAME "SCHEDULE" -- COMMAND')
+            return self.show_cards()
+        verb, rest = words[0], words[1:]
+        if verb in ("-h", "--help"):
+            verb = "help"
+        if verb not in VERBS:
+            raise UsageError(f"unknown command {verb!r}: use one of {', '.join(VERBS)} "
+                             "(%cron help)")
+        if command is not None and verb not in ("add", "edit"):
+            raise UsageError(f"%cron {verb} takes no '-- COMMAND'")
+        if verb == "help":
+            print("%cron commands:" + USAGE)
+            return None
+        if verb == "add" and command is None:
+            raise UsageError("missing '--' before the command: "
+                             '%cron add NAME "SCHEDULE" [options] -- COMMAND')
+        args = self.parsers[verb].parse_args(rest)
+        return getattr(self, f"do_{verb}")(args, command) if verb in ("add", "edit") else \
+            getattr(self, f"do_{verb}")(args)
+
+    # -- verbs --------------------------------------------------------------------------------
+    def show_cards(self) -> None:
+        jobs = self.client.jobs()
+        if not jobs:
+            print(f'no jobs yet ({self.client.where}); add one with: '
+                  '%cron add NAME "SCHEDULE" -- COMMAND')
+            return
+        from .widgets import job_cards
+
+        display(job_cards(self.client))
+
+    def do_add(self, args, command: str | None) -> None:
+        if command is None:
+            raise UsageError("missing '--' before the command: "
+                             '%cron add NAME "SCHEDULE" [options] -- COMMAND')
+        if not command:
+            raise UsageError("give the command after '--': "
+                             '%cron add NAME "SCHEDULE" -- python etl.py')
+        if not args.schedule and not args.at:
+            raise UsageError('missing the schedule: %cron add NAME "SCHEDULE" -- COMMAND '
+                             '(a cron expression, @daily, "@every 30s", or --at TIME)')
+        data = job_fields(args)
+        data["name"] = args.name
+        data["command"] = _command(args.kind, command)
+        data.setdefault("cwd", os.getcwd())
+        if args.disabled:
+            data["enabled"] = False
+        self._save(args.name, data, args.replace)
+
+    def _save(self, name: str, data: dict, replace: bool) -> dict:
+        client = self.client
+        exists = False
+        if replace:
+            try:
+                client.job(name)
+                exists = True
+            except NotFound:
+                pass
+        if exists:
+            changes = {k: v for k, v in data.items() if k != "name"}
+            if data.get("kind") == "python" and "code" in data:
+                changes["command"] = data.get("command")
+            job = client.edit(name, changes)
+            print(_job_line("updated", job))
+        else:
+            job = client.add(data)
+            print(_job_line("added", job))
+        if job.get("warning"):
+            print(f"warning: {job['warning']}", file=sys.stderr)
+        return job
+
+    def do_edit(self, args, command: str | None) -> None:
+        job = self.client.job(args.name)
+        data = job_fields(args)
+        if args.rename:
+            data["name"] = args.rename
+        if args.enable and args.disable:
+            raise UsageError("give --enable or --disable, not both")
+        if args.enable:
+            data["enabled"] = True
+        if args.disable:
+            data["enabled"] = False
+        if command is not None:
+            if not command:
+                raise UsageError("give the new command after '--'")
+            kind = data.get("kind") or job["kind"]
+            data["command"] = _command(kind, command)
+            if kind == "python":
+                data["code"] = None
+        if not data:
+            raise UsageError("nothing to change: give options such as --schedule, or "
+                             "-- COMMAND")
+        print(_job_line("changed", self.client.edit(job["id"], data)))
+
+    def do_rm(self, args) -> None:
+        for name in args.names:
+            self.client.remove(name)
+            print(f"{name} removed")
+
+    def do_pause(self, args) -> None:
+        for name in args.names:
+            job = self.client.pause(name)
+            print(f"{job['name']} {job['state']}")
+
+    def do_resume(self, args) -> None:
+        for name in args.names:
+            job = self.client.resume(name)
+            print(f"{job['name']} {job['state']}; next run {_when(job.get('next_run_at'))}")
+
+    def do_run(self, args) -> None:
+        run = self.client.run_now(args.name)
+        print(f"run {run['id']} of {args.name} started")
+        if args.watch:
+            from .widgets import LiveOutput
+
+            display(LiveOutput(run["id"], client=self.client))
+
+    def do_runs(self, args) -> None:
+        if args.limit < 1 or args.limit > 500:
+            raise UsageError("--limit must be between 1 and 500")
+        from .widgets import RunHistory
+
+        display(RunHistory(args.name, client=self.client, page_size=args.limit))
+
+    def do_logs(self, args) -> None:
+        run = self.client.resolve_run(args.ref)
+        text = self.client.text(run["id"], tail=args.tail)
+        sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+        if run["status"] in ACTIVE_STATUSES:
+            print(f"(run {run['id']} is still {run['status']}: %cron watch "
+                  f"{run.get('job_name') or args.ref} follows it)", file=sys.stderr)
+
+    def do_watch(self, args) -> None:
+        from .widgets import LiveOutput
+
+        if args.ref.startswith("r_"):
+            try:
+                display(LiveOutput(args.ref, client=self.client))
+                return
+            except NotFound:
+                pass
+        display(LiveOutput.for_job(args.ref, client=self.client))
+
+    def do_cancel(self, args) -> None:
+        run = self.client.resolve_run(args.ref)
+        if run["status"] not in ACTIVE_STATUSES:
+            raise UsageError(f"{args.ref} has no running run (its last run {run['id']} "
+                             f"{run['status']})")
+        run = self.client.cancel(run["id"])
+        print(f"run {run['id']}: cancel requested")
+
+    def do_status(self, args) -> None:
+        client = self.client
+        if args.name:
+            return self._job_status(args.name)
+        status = client.status()
+        print(f"connected  {client.where}")
+        if client.kind == "server":
+            print(f"store      {status.get('store')}")
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(status.get("jobs_by_state", {}).items()))
+        print(f"jobs       {jobs or 'none'}")
+        alive = [t for t in status.get("tickers", []) if t.get("alive")]
+        for t in alive:
+            print(f"ticker     {t['kind']} on {t['host']} (pid {t['pid']}), "
+                  f"last heartbeat {t['heartbeat_at']}")
+        if status.get("warning"):
+            print(f"warning: {status['warning']}", file=sys.stderr)
+
+    def _job_status(self, name: str) -> None:
+        from .formatting import describe_schedule, format_duration
+
+        job = self.client.job(name)
+        state = job["state"] + (f": {job['state_reason']}" if job.get("state_reason") else "")
+        print(f"{job['name']} ({job['id']}) {state}")
+        print(f"  schedule  {job['schedule']} [{job['timezone']}]  "
+              f"{describe_schedule(job['schedule'], job['timezone'])}")
+        print(f"  next run  {_when(job.get('next_run_at'))}")
+        last = job.get("last_run")
+        if last:
+            code = "" if last.get("exit_code") is None else f" · exit {last['exit_code']}"
+            print(f"  last run  {last['status']}{code} · "
+                  f"{format_duration(last.get('duration'))} · {last.get('started_at') or '-'}")
+        else:
+            print("  last run  none yet")
+        print(f"  {job['kind']:<8}  {_command_text(job)}")
+        p = job.get("policy") or {}
+        print(f"  policy    overlap={p.get('overlap')} misfire={p.get('misfire')} "
+              f"retries={p.get('retries')} timeout={p.get('timeout') or '-'} "
+              f"max_failures={p.get('max_failures')}")
+
+    def do_next(self, args) -> None:
+        if not 1 <= args.count <= 100:
+            raise UsageError("--count must be between 1 and 100")
+        preview = self.client.preview(args.schedule, args.tz, args.count)
+        print(f"{preview['schedule']} [{preview['timezone']}]: {preview['description']}")
+        for t in preview["next"]:
+            print(f"  {_local(parse_iso(t))}")
+        if not preview["next"]:
+            print("  (never fires again)")
+
+    def do_artifact(self, args) -> None:
+        run = self.client.resolve_run(args.ref)
+        data = self.client.artifact(run["id"])
+        path = args.path or f"{run.get('job_name') or 'run'}-{run['id']}.ipynb"
+        with open(path, "wb") as f:
+            f.write(data)
+        print(f"saved the executed notebook of run {run['id']} to {path}")
+
+    def do_connect(self, args) -> None:
+        if args.local:
+            client = cron_client.connect(local=True, db=args.url or None)
+        elif args.url:
+            client = cron_client.connect(args.url, args.token)
+        else:
+            client = cron_client.connect()
+        print(f"hermes-cron: using {client.where}")
+
+    # -- %%cron ---------------------------------------------------------------------------------
+    def cell_job(self, line: str, cell: str) -> None:
+        head, command = split_command(line)
+        if command is not None:
+            raise UsageError("%%cron takes no '-- COMMAND': the cell body is the job")
+        args = self.parsers["cell"].parse_args(_split(head))
+        if not args.schedule and not args.at:
+            raise UsageError('missing the schedule: %%cron NAME "SCHEDULE" [options]')
+        if not cell.strip():
+            raise UsageError("the cell is empty: its body is the code the job runs")
+        try:
+            compile(cell, f"<%%cron {args.name}>", "exec")
+        except SyntaxError as exc:
+            raise UsageError(f"the cell does not compile: line {exc.lineno}: {exc.msg}") \
+                from None
+        data = job_fields(args)
+        data.update({"name": args.name, "kind": "python", "code": cell})
+        data.setdefault("cwd", os.getcwd())
+        data.setdefault("interpreter", sys.executable)
+        if args.disabled:
+            data["enabled"] = False
+        self._save(args.name, data, replace=True)
+        if args.run:
+            self.do_run(argparse.Namespace(name=args.name, watch=True))
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(CronMagics)

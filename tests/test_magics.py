@@ -1,0 +1,247 @@
+"""``%cron`` / ``%%cron`` through IPython's own shell, on a real store with real runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from hermes_cron_ext import client as cron_client
+from hermes_cron_ext.store import SQLiteStore
+
+from .conftest import wait_for
+
+pytest_plugins = ("tests.notebook_fixtures",)
+
+
+@pytest.fixture
+def ip(local_env):
+    shell = InteractiveShell.instance()
+    if "hermes_cron_ext" not in shell.extension_manager.loaded:
+        shell.run_line_magic("load_ext", "hermes_cron_ext")
+    return shell
+
+
+@pytest.fixture
+def db(local_env):
+    s = SQLiteStore(local_env)
+    yield s
+    s.close()
+
+
+class Cell:
+    def __init__(self, shell, capsys):
+        self.shell, self.capsys = shell, capsys
+
+    def __call__(self, source: str):
+        result = self.shell.run_cell(source)
+        out, err = self.capsys.readouterr()
+        return result, out, err
+
+    def ok(self, source: str) -> str:
+        result, out, err = self(source)
+        assert result.success, (source, out, err)
+        assert "Traceback" not in out + err
+        return out
+
+    def fails(self, source: str, *words: str) -> str:
+        """Bad input: the cell fails with exactly one line, no traceback."""
+        result, out, err = self(source)
+        assert not result.success, (source, out, err)
+        assert isinstance(result.error_in_exec, UsageError), result.error_in_exec
+        lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("UsageError: "), lines
+        assert "Traceback" not in lines[0]
+        for word in words:
+            assert word in lines[0], (word, lines[0])
+        return lines[0]
+
+
+@pytest.fixture
+def cell(ip, capsys):
+    return Cell(ip, capsys)
+
+
+def test_load_ext_registers_line_and_cell_magic(ip):
+    magics = ip.magics_manager.magics
+    assert "cron" in magics["line"] and "cron" in magics["cell"]
+
+
+def test_add_edit_pause_resume_rm(cell, db):
+    assert "no jobs yet" in cell.ok("%cron")
+    out = cell.ok('%cron add nightly-etl "0 2 * * *" --tz Europe/Paris --timeout 5m '
+                  '--env MODE=prod -- python etl.py > out.txt')
+    assert out.startswith("added nightly-etl: 0 2 * * * (Europe/Paris), At 02:00 AM; next run ")
+    job = db.get_job("nightly-etl")
+    assert job.command == "python etl.py > out.txt"  # verbatim: the shell sees redirections
+    assert (job.kind, job.timezone, job.cwd) == ("command", "Europe/Paris", os.getcwd())
+    assert job.env == {"MODE": "prod"} and job.policy.timeout == 300
+    cell.ok('%cron add once --at 2099-01-01T10:00:00Z -- echo "-- not a separator"')
+    assert db.get_job("once").command == 'echo "-- not a separator"'
+    assert db.get_job("once").schedule.startswith("@at 2099-01-01T10:00:00")
+    cell.ok('%cron add script "@hourly" --kind python -- job.py --day "2 Jan"')
+    assert db.get_job("script").command == ["job.py", "--day", "2 Jan"]
+    cell.ok('%cron add report "@daily" --kind notebook -p n=3 -p title=Sales -p flag=true '
+            "-- reports/sales.ipynb")
+    nb_job = db.get_job("report")
+    assert nb_job.parameters == {"n": 3, "title": "Sales", "flag": True}
+    assert nb_job.command == os.path.abspath("reports/sales.ipynb")
+
+    out = cell.ok('%cron edit nightly-etl --schedule "30 3 * * *" --retries 2 -- python etl2.py')
+    assert out.startswith("changed nightly-etl: 30 3 * * *")
+    job = db.get_job("nightly-etl")
+    assert (job.schedule, job.command, job.policy.retries) == ("30 3 * * *", "python etl2.py", 2)
+    cell.ok("%cron edit nightly-etl --rename etl")
+    assert db.get_job("etl").id == job.id
+    cell.ok('%cron add etl "@hourly" --replace -- echo replaced')
+    assert db.get_job("etl").command == "echo replaced"
+
+    assert cell.ok("%cron pause etl once").splitlines() == ["etl paused", "once paused"]
+    assert db.get_job("etl").state == "paused"
+    assert cell.ok("%cron resume etl").startswith("etl scheduled; next run ")
+    assert db.get_job("etl").state == "scheduled"
+    assert cell.ok("%cron rm etl once") == "etl removed\nonce removed\n"
+    assert [j.name for j in db.list_jobs().items] == ["report", "script"]
+
+
+def test_cards_status_next_help(cell, db):
+    cell.ok('%cron add tick "@every 1h" -- echo tick')
+    out = cell.ok("%cron")
+    assert "JobCard" in out or "VBox" in out  # the cards widget (text repr outside a browser)
+    out = cell.ok("%cron status tick")
+    assert out.splitlines()[0].startswith("tick (j_") and "scheduled" in out
+    assert "every hour" in out and "last run  none yet" in out and "echo tick" in out
+    result, out, err = cell("%cron status")
+    assert result.success and f"store {db.path}" in out
+    assert "no ticker is alive" in err  # says loudly that nothing will fire
+    out = cell.ok('%cron next "0 9 * * mon" --tz UTC --count 3')
+    assert out.splitlines()[0] == "0 9 * * mon [UTC]: At 09:00 AM, only on Monday"
+    assert len(out.splitlines()) == 4
+    out = cell.ok("%cron help")
+    for verb in ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch",
+                 "status", "%%cron"):
+        assert verb in out
+
+
+def test_run_logs_runs_watch_for_a_real_run(cell, db):
+    code = "import sys; print('hello \\033[32mgreen\\033[0m'); print('oops', file=sys.stderr)"
+    cell.ok(f'%cron add greet "@yearly" --kind python -- -c "{code}"')
+    out = cell.ok("%cron run greet")
+    run_id = out.split()[1]
+    assert out == f"run {run_id} of greet started\n"
+    wait_for(lambda: db.get_run(run_id).status == "succeeded", 30, what="the run")
+    out = cell.ok("%cron logs greet")
+    assert "hello \x1b[32mgreen\x1b[0m" in out and "oops" in out
+    assert cell.ok(f"%cron logs {run_id} --tail 5") == "oops\n"
+    assert "RunHistory" in cell.ok("%cron runs greet --limit 5")
+    assert "LiveOutput" in cell.ok("%cron watch greet")
+    assert "LiveOutput" in cell.ok(f"%cron watch {run_id}")
+    out = cell.ok("%cron run greet --watch")
+    assert "LiveOutput" in out
+    wait_for(lambda: db.get_job("greet").last_run["status"] == "succeeded"
+             and db.get_job("greet").running_count == 0, 30, what="second run")
+    assert db.list_runs("greet").items[0].trigger == "manual"
+    assert "last run  succeeded · exit 0 · " in cell.ok("%cron status greet")
+
+
+def test_cancel_and_overlap_refusal(cell, db):
+    cell.ok('%cron add slow "@yearly" -- echo started; sleep 30')
+    run_id = cell.ok("%cron run slow").split()[1]
+    wait_for(lambda: db.get_run(run_id).status == "running", 30, what="running")
+    cell.fails("%cron run slow", "overlap policy is forbid")
+    assert cell.ok("%cron cancel slow") == f"run {run_id}: cancel requested\n"
+    wait_for(lambda: db.get_run(run_id).status == "cancelled", 30, what="cancelled")
+    cell.fails("%cron cancel slow", "has no running run")
+
+
+def test_cell_magic_freezes_the_body(cell, db):
+    body = "import os\nprint('from the cell', os.environ['HERMES_CRON_JOB'])\n"
+    out = cell.ok(f'%%cron frozen "*/10 * * * *" --tz UTC --timeout 60\n{body}')
+    assert out.startswith("added frozen: */10 * * * * (UTC)")
+    job = db.get_job("frozen")
+    assert (job.kind, job.code, job.command) == ("python", body, None)
+    assert job.interpreter == sys.executable and job.policy.timeout == 60
+    # running the cell again changes the job instead of failing
+    out = cell.ok(f'%%cron frozen "@hourly" --run\n{body}print("v2")\n')
+    assert out.startswith("updated frozen: @hourly") and "LiveOutput" in out
+    assert db.get_job("frozen").code.endswith('print("v2")\n')
+    wait_for(lambda: (db.get_job("frozen").last_run or {}).get("status") == "succeeded", 30,
+             what="the cell job to run")
+    assert cell.ok("%cron logs frozen") == "from the cell frozen\nv2\n"
+
+
+def test_bad_input_is_one_clear_line(cell, db):
+    cell.ok('%cron add known "@daily" -- true')
+    cell.fails('%cron add x "61 * * * *" -- true', "minute 61 is out of range 0-59")
+    cell.fails('%cron add x "0 0 31 2 *" -- true', "never occurs in February")
+    cell.fails('%cron add x "@daily" --tz Mars/Olympus -- true', "unknown time zone")
+    cell.fails('%cron add x "@daily" python etl.py', "missing '--'")
+    cell.fails('%cron add x "@daily" --', "give the command after '--'")
+    cell.fails("%cron add x -- true", "missing the schedule")
+    cell.fails('%cron add known "@daily" -- true', "already exists")
+    cell.fails('%cron add "bad name!" "@daily" -- true', "name must be")
+    cell.fails('%cron add x "@daily --tz UTC -- true', "No closing quotation")
+    cell.fails('%cron add x "@daily" --bogus 1 -- true', "unrecognized arguments: --bogus")
+    cell.fails('%cron add x "@daily" --env NOEQUALS -- true', "--env takes NAME=VALUE")
+    cell.fails('%cron add x "@daily" --retries many -- true', "retries")
+    cell.fails("%cron frobnicate known", "unknown command 'frobnicate'")
+    cell.fails("%cron pause -- true", "takes no '-- COMMAND'")
+    for verb in ("edit nosuch --schedule @daily", "rm nosuch", "pause nosuch", "resume nosuch",
+                 "run nosuch", "runs nosuch", "logs nosuch", "watch nosuch",
+                 "status nosuch", "cancel nosuch", "artifact nosuch"):
+        cell.fails(f"%cron {verb}", "no job 'nosuch'")
+    cell.fails("%cron logs known", "has no runs yet")
+    cell.fails("%cron edit known", "nothing to change")
+    cell.fails('%cron edit known --schedule "* * *"', "expected 5 fields")
+    cell.fails("%cron rm", "the following arguments are required: names")
+    cell.fails('%cron next "every day"', "expected 5 fields")
+    cell.fails('%%cron c1 "@daily"\nprint("unclosed"\n', "does not compile: line 1")
+    cell.fails('%%cron c1 "@daily"\n\n', "the cell is empty")
+    cell.fails('%%cron c1 "@daily" -- echo\nprint(1)\n', "takes no '-- COMMAND'")
+    cell.fails('%%cron c1\nprint(1)\n', "missing the schedule")
+    cell.fails('%%cron c1 "@fortnightly"\nprint(1)\n', "unknown alias '@fortnightly'")
+    cell.fails("%cron connect http://127.0.0.1:9/ tok", "cannot reach")
+    assert [j.name for j in db.list_jobs().items] == ["known"]  # nothing half-made
+
+
+def test_artifact_of_a_run_without_one(cell, db):
+    cell.ok('%cron add plain "@yearly" -- echo hi')
+    run_id = cell.ok("%cron run plain").split()[1]
+    wait_for(lambda: db.get_run(run_id).status == "succeeded", 30, what="the run")
+    cell.fails("%cron artifact plain", "has no executed notebook")
+
+
+def test_connect_local_store(cell, tmp_path, db):
+    other = str(tmp_path / "other" / "cron.db")
+    out = cell.ok(f"%cron connect --local {other}")
+    assert out == f"hermes-cron: using store {other}\n"
+    cell.ok('%cron add elsewhere "@daily" -- true')
+    assert db.list_jobs().items == []
+    assert cron_client.get_client().where == f"store {other}"
+    cell.ok("%cron connect")  # discover again: HERMES_CRON_URL=local, the test's store
+    assert cron_client.get_client().where == f"store {db.path}"
+
+
+def test_notebook_job_and_its_artifact(cell, db, tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    params = nbformat.v4.new_code_cell("x = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print('x is', x)")]
+    nbformat.write(nb, str(tmp_path / "p.ipynb"))
+    cell.ok(f'%cron add nbjob "@yearly" --kind notebook -p x=5 -- {tmp_path / "p.ipynb"}')
+    run_id = cell.ok("%cron run nbjob").split()[1]
+    wait_for(lambda: db.get_run(run_id).status == "succeeded", 60, what="the notebook run")
+    saved = tmp_path / "executed.ipynb"
+    assert cell.ok(f"%cron artifact nbjob {saved}") == (
+        f"saved the executed notebook of run {run_id} to {saved}\n")
+    executed = nbformat.read(str(saved), as_version=4)
+    assert executed.cells[1].source == "# Parameters\nx = 5\n"
+    assert executed.cells[2].outputs[0]["text"] == "x is 5\n"

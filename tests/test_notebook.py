@@ -1,0 +1,170 @@
+"""Notebook jobs: a real supervisor runs ``hermes_cron_ext.notebook`` with nbclient."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from hermes_cron_ext.client import RestClient
+from hermes_cron_ext.errors import NotFound
+from hermes_cron_ext.models import process_alive
+from hermes_cron_ext.notebook import INJECTED_TAG, inject_parameters, parameters_source
+
+from .conftest import make_job, wait_for
+from .notebook_support import settle, supervise
+
+pytest_plugins = ("tests.notebook_fixtures",)
+
+
+def write_notebook(path, *cells, parameters: str | None = "n = 1\ngreeting = 'hello'\n"):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells.append(nbformat.v4.new_markdown_cell("# a report"))
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in cells]
+    nbformat.write(nb, str(path))
+    return str(path)
+
+
+REPORT = (
+    "import time\nfor i in range(n):\n    print(greeting, i, flush=True)\n    time.sleep(0.2)",
+    "import sys\nprint('a warning', file=sys.stderr)",
+    "n * 7",
+)
+
+
+def test_notebook_job_with_parameters_runs_through_a_supervisor(real_store, tmp_path):
+    path = write_notebook(tmp_path / "report.ipynb", *REPORT)
+    make_job(real_store, "report", "@yearly", kind="notebook", command=path,
+             parameters={"n": 3, "greeting": "hi"})
+    run = real_store.request_run("report")
+    settle(supervise(real_store.path, run.id), 120)
+    done = real_store.get_run(run.id)
+    assert (done.status, done.exit_code) == ("succeeded", 0), done.reason
+    assert done.progress == 1.0 and done.phase == "done"  # reached n of n
+
+    # progress went cell by cell, and was reported while the run went on
+    seen = [e.data["progress"] for e in real_store.events_since(0)
+            if e.run_id == run.id and e.type == "run.progress"]
+    assert seen[-1] == 1.0 and any(0 < p < 1 for p in seen if p is not None)
+    log = real_store.read_output(run.id).decode()
+    assert [ln for ln in log.splitlines() if ln.startswith("::progress::")] == [
+        "::progress:: 0/5 cell 1 of 5", "::progress:: 1/5 cell 2 of 5",
+        "::progress:: 2/5 cell 3 of 5", "::progress:: 3/5 cell 4 of 5",
+        "::progress:: 4/5 cell 5 of 5", "::progress:: 5/5 done"]
+    assert "hi 0\nhi 1\nhi 2\n" in log and "21\n" in log  # cell output streamed
+    streams = {data.decode().strip(): stream
+               for _, stream, data in real_store.output_segments(run.id)}
+    assert streams.get("a warning") == "stderr"
+
+    # the artifact: the executed notebook, parameters injected after the tagged cell
+    nb = nbformat.read(real_store.artifact_path(run.id), as_version=4)
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert tags.index([INJECTED_TAG]) == tags.index(["parameters"]) + 1
+    injected = nb.cells[tags.index([INJECTED_TAG])]
+    assert injected.source == "# Parameters\nn = 3\ngreeting = 'hi'\n"
+    loop = nb.cells[tags.index([INJECTED_TAG]) + 1]
+    assert "".join(o.get("text", "") for o in loop.outputs) == "hi 0\nhi 1\nhi 2\n"
+    assert nb.cells[-1].outputs[0]["data"]["text/plain"] == "21"
+    assert nb.metadata["hermes_cron"]["status"] == "succeeded"
+    assert nb.metadata["hermes_cron"]["run_id"] == run.id
+    assert nb.metadata["hermes_cron"]["parameters"] == {"n": 3, "greeting": "hi"}
+
+
+def test_failing_cell_fails_the_run_and_keeps_the_artifact(real_store, tmp_path):
+    path = write_notebook(tmp_path / "broken.ipynb", "x = 1", "1 / 0", "print('never')",
+                          parameters=None)
+    make_job(real_store, "broken", "@yearly", kind="notebook", command=path)
+    run = real_store.request_run("broken")
+    settle(supervise(real_store.path, run.id), 120)
+    done = real_store.get_run(run.id)
+    assert (done.status, done.exit_code) == ("failed", 1)
+    assert done.reason == ("exit code 1: notebook failed in cell 2 of 3: ZeroDivisionError: "
+                           "division by zero")
+    nb = nbformat.read(real_store.artifact_path(run.id), as_version=4)
+    assert nb.cells[2].outputs[0]["ename"] == "ZeroDivisionError"
+    assert nb.cells[3].outputs == [] and nb.metadata["hermes_cron"]["status"] == "failed"
+    assert "ZeroDivisionError" in real_store.read_output(run.id).decode()
+
+
+def test_bad_input_exits_2_with_a_clear_message(tmp_path):
+    path = write_notebook(tmp_path / "k.ipynb", "1")
+    cases = [
+        (["--kernel", "no-such-kernel"], "kernel 'no-such-kernel' is not installed here"),
+        (["--parameters", "[1]"], "--parameters must be a JSON object"),
+        (["--parameters", '{"not a name": 1}'], "is not a valid Python name"),
+    ]
+    for extra, message in cases:
+        proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.notebook", path,
+                               "--output", str(tmp_path / "o.ipynb"), *extra],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.notebook",
+                           str(tmp_path / "missing.ipynb")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "cannot read notebook" in proc.stderr
+
+
+def test_parameters_are_injected_the_papermill_way():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os"), nbformat.v4.new_code_cell("a = 1")]
+    assert inject_parameters(nb, {}) is None and len(nb.cells) == 2
+    assert inject_parameters(nb, {"a": 2}) == 0  # no tagged cell: at the top
+    assert nb.cells[0].source == "# Parameters\na = 2\n"
+    nb.cells[2].metadata["tags"] = ["parameters"]
+    # an injected cell from an earlier run is replaced, not stacked
+    assert inject_parameters(nb, {"a": 3, "flag": True, "names": ["x"], "none": None}) == 0
+    assert [c.source for c in nb.cells].count("a = 1") == 1 and len(nb.cells) == 3
+    assert nb.cells[0].source == "# Parameters\na = 3\nflag = True\nnames = ['x']\nnone = None\n"
+    assert parameters_source({"s": "it's"}) == "# Parameters\ns = \"it's\"\n"
+
+
+def test_artifact_downloads_through_the_api(cron_server, tmp_path):
+    server = cron_server
+    path = write_notebook(tmp_path / "api.ipynb", "print(greeting * n)")
+    api = RestClient(server.url, server.token)
+    api.add({"name": "nbjob", "schedule": "@yearly", "kind": "notebook", "command": path,
+             "parameters": {"n": 2, "greeting": "ab"}})
+    api.add({"name": "shjob", "schedule": "@yearly", "command": "echo plain"})
+    run = api.run_now("nbjob")
+    plain = api.run_now("shjob")
+    done = api.wait(run["id"], timeout=120)
+    assert done["status"] == "succeeded" and done["progress"] == 1.0
+    nb = nbformat.reads(api.artifact(run["id"]).decode(), as_version=4)
+    printed = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream"]
+    assert printed[0].text == "abab\n"
+    assert api.text(run["id"]).endswith("abab\n::progress:: 3/3 done\n")
+    assert api.wait(plain["id"])["status"] == "succeeded"
+    with pytest.raises(NotFound, match="has no executed notebook"):
+        api.artifact(plain["id"])
+    with pytest.raises(NotFound, match="no run"):
+        api.artifact("r_0000000000000000")
+    api.remove("nbjob")
+    api.remove("shjob")
+
+
+def test_timeout_stops_the_kernel_and_keeps_what_ran(real_store, tmp_path):
+    path = write_notebook(tmp_path / "slow.ipynb",
+                          "import os\nprint('kernel', os.getpid(), flush=True)",
+                          "import time\ntime.sleep(120)", parameters=None)
+    make_job(real_store, "slow-nb", "@yearly", kind="notebook", command=path, timeout=6,
+             kill_grace=10)
+    run = real_store.request_run("slow-nb")
+    settle(supervise(real_store.path, run.id), 120)
+    done = real_store.get_run(run.id)
+    log = real_store.read_output(run.id).decode()
+    assert done.status == "timed_out" and done.exit_code == 143, log  # it stopped on TERM
+    log = real_store.read_output(run.id).decode()
+    assert "notebook stopped by SIGTERM; the kernel was shut down" in log
+    kernel_pid = int(log.split("kernel ", 1)[1].split()[0])
+    wait_for(lambda: not process_alive(kernel_pid, None), 10, what="the kernel to be gone")
+    nb = nbformat.read(real_store.artifact_path(run.id), as_version=4)
+    assert nb.metadata["hermes_cron"]["status"] == "cancelled"
+    assert nb.cells[1].outputs[0]["text"].startswith("kernel ")

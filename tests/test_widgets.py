@@ -1,0 +1,323 @@
+"""Widgets without a browser: their traits and state, on a real store with real runs."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+from hermes_cron_ext.client import LocalClient
+from hermes_cron_ext.store import SQLiteStore
+from hermes_cron_ext.terminal import Terminal, to_html
+from hermes_cron_ext.widgets import (
+    Dashboard,
+    JobCard,
+    LiveOutput,
+    RunHistory,
+    duration_chart,
+    job_health,
+)
+
+from .conftest import FakeClock, make_job, wait_for
+from .notebook_support import settle, supervise
+
+pytest_plugins = ("tests.notebook_fixtures",)
+
+
+@pytest.fixture
+def cron(local_env):
+    c = LocalClient(local_env)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def clocked(local_env):
+    """The same store with a clock the test moves, to write history at chosen instants."""
+    clock = FakeClock(time.time() - 3600)
+    s = SQLiteStore(local_env, clock=clock)
+    yield s, clock
+    s.close()
+
+
+def history(store, clock, name: str, outcomes: list[tuple[str, float]]) -> None:
+    """Runs of *name* that ended as given: ``[(status, duration)]``, oldest first."""
+    for status, took in outcomes:
+        run = store.request_run(name)
+        store.mark_running(run.id, clock(), 0)
+        clock.advance(took)
+        store.finish_run(run.id, status, 0 if status == "succeeded" else 1,
+                         None if status == "succeeded" else "exit code 1: boom")
+        clock.advance(60)
+
+
+# -- the terminal -------------------------------------------------------------------------
+
+def test_terminal_renders_colours_and_carriage_returns():
+    t = Terminal()
+    t.feed("plain \x1b[1;31mbold red\x1b[0m back\n")
+    t.feed("train  10%|#         |\rtrain  50%|#####     |\rtrain 100%|##########|\n")
+    t.feed("warning: careful\n", "stderr")
+    t.feed("\x1b[38;5;208morange\x1b[39m \x1b[48;2;0;0;255mblue bg\x1b[0m\n")
+    t.feed("abc\bX\n")
+    t.feed("xxxxxxxx\r\x1b[Kshort\n")
+    t.feed("bar 1\nbar 2\n\x1b[2Abar 1 done\n\n")  # nested bars climb back up
+    t.feed("no newline yet")
+    assert t.lines == ["plain bold red back", "train 100%|##########|", "warning: careful",
+                       "orange blue bg", "abX", "short", "bar 1 done", "bar 2",
+                       "no newline yet"]
+    html_lines = t.html_lines()
+    assert html_lines[0] == 'plain <span class="ansi-red-fg ansi-bold">bold red</span> back'
+    assert html_lines[2] == '<span class="hc-stderr">warning: careful</span>'
+    assert 'style="color: #ff8700"' in html_lines[3]
+    assert 'style="background-color: #0000ff"' in html_lines[3]
+    assert to_html("<script>&") == "&lt;script&gt;&amp;"
+
+
+def test_terminal_keeps_the_last_lines_and_counts_the_rest():
+    t = Terminal(max_lines=100)
+    t.feed("".join(f"line {i}\n" for i in range(1000)))
+    lines = t.lines
+    assert lines[-1] == "line 999" and len(lines) <= 100 + 40
+    assert t.dropped + len(lines) == 1000
+
+
+# -- job card ---------------------------------------------------------------------------------
+
+def test_card_countdown_advances_with_the_clock(cron):
+    job = cron.add({"name": "hourly", "schedule": "0 * * * *", "timezone": "UTC",
+                    "command": "true"})
+    due = job["next_run_at"]
+    from hermes_cron_ext.models import parse_iso
+
+    clock = FakeClock(parse_iso(due) - 125)
+    card = JobCard(job, client=cron, clock=clock, live=False)
+    assert card.countdown == "in 2m 05s" and card.seconds_left == pytest.approx(125)
+    clock.advance(1)
+    card.tick()
+    assert card.countdown == "in 2m 04s"
+    clock.advance(124)
+    card.tick()
+    assert card.countdown == "due now"
+    assert "next run: <b>due now</b>" in card._countdown.value
+    assert card.state == "scheduled"
+    assert "Every hour" in card._info.value and "<code>0 * * * *</code>" in card._info.value
+
+
+def test_live_card_counts_down_on_its_own(cron):
+    job = cron.add({"name": "later", "schedule": "@every 1h", "command": "true"})
+    card = JobCard(job, client=cron)
+    first = (card.countdown, card.seconds_left)
+    wait_for(lambda: card.countdown != first[0], 5, what="the countdown to move")
+    assert card.seconds_left < first[1]
+    card.close()
+
+
+def test_card_buttons_act_on_the_store(cron, local_env):
+    store = SQLiteStore(local_env)
+    cron.add({"name": "act", "schedule": "@yearly", "kind": "python",
+              "code": "print('ran from the card')"})
+    card = JobCard("act", client=cron, live=False)
+    assert card.pause_button.description == "Pause"
+    card.pause_button.click()
+    assert store.get_job("act").state == "paused"
+    assert card.state == "paused" and card.countdown == "paused"
+    assert card.pause_button.description == "Resume"
+    card.pause_button.click()
+    assert store.get_job("act").state == "scheduled" and card.state == "scheduled"
+
+    card.run_button.click()  # a real run, started by the card
+    runs = store.list_runs("act").items
+    assert len(runs) == 1 and runs[0].trigger == "manual"
+    live = card.detail.children[0]
+    assert isinstance(live, LiveOutput) and live.run_id == runs[0].id
+    assert live.wait(30)
+    assert live.status == "succeeded" and live.text == "ran from the card"
+    card.refresh()
+    assert "succeeded" in card._info.value
+
+    card.history_button.click()
+    shown = card.detail.children[0]
+    assert isinstance(shown, RunHistory) and [r["id"] for r in shown.runs] == [runs[0].id]
+    card.history_button.click()
+    assert card.detail.children == ()
+    card.watch_button.click()
+    watching = card.detail.children[0]
+    assert isinstance(watching, LiveOutput) and watching.wait(10)
+    assert watching.run_id == runs[0].id and "ran from the card" in watching.text
+
+    store.delete_job("act")
+    card.refresh()
+    assert card.state == "deleted" and card.run_button.disabled
+    store.close()
+
+
+def test_card_state_pip_failing_and_blocked(cron, clocked):
+    store, clock = clocked
+    make_job(store, "flaky", "@daily", max_failures=2)
+    history(store, clock, "flaky", [("succeeded", 1.0), ("failed", 0.5)])
+    card = JobCard("flaky", client=cron, live=False)
+    assert card.state == "failing"
+    assert "exit 1" in card._info.value and "boom" in card._info.value
+    history(store, clock, "flaky", [("failed", 0.5)])
+    card.refresh()
+    assert card.state == "blocked" and card.countdown == "blocked"
+    assert "2 consecutive failures" in card._info.value
+    assert card.pause_button.description == "Resume"
+    card.pause_button.click()  # resuming clears the circuit breaker
+    assert store.get_job("flaky").state == "scheduled"
+
+
+# -- run history ---------------------------------------------------------------------------------
+
+def test_run_history_pages_and_charts(cron, clocked):
+    store, clock = clocked
+    make_job(store, "busy", "@daily")
+    outcomes = [("succeeded", 1.0 + i) if i % 4 else ("failed", 0.5) for i in range(25)]
+    history(store, clock, "busy", outcomes)
+    h = RunHistory("busy", client=cron, page_size=10)
+    first = [r["id"] for r in h.runs]
+    assert len(first) == 10 and h.page == 0 and h.prev_button.disabled
+    assert not h.next_button.disabled
+    svg = h.chart.value
+    assert svg.startswith("<svg") and svg.count("<rect") == 10
+    assert {"succeeded", "failed"} <= set(re.findall(r'data-status="(\w+)"', svg))
+    assert "#c62828" in svg and "#2e7d32" in svg  # coloured by outcome
+    assert h.table.value.count("<tr data-run=") == 10 and "exit code 1: boom" in h.table.value
+    h.next_button.click()
+    second = [r["id"] for r in h.runs]
+    assert h.page == 1 and not set(first) & set(second) and len(second) == 10
+    h.next_button.click()
+    assert h.page == 2 and len(h.runs) == 5 and h.next_button.disabled
+    h.prev_button.click()
+    assert [r["id"] for r in h.runs] == second
+    every = first + second + [r["id"] for r in cron.runs("busy", limit=100)["runs"][20:]]
+    assert len(set(every)) == 25
+    # newest first in the table, oldest on the left of the chart
+    starts = [r["started_at"] for r in h.runs]
+    assert starts == sorted(starts, reverse=True)
+
+
+def test_duration_chart_without_runs():
+    assert "no runs yet" in duration_chart([])
+
+
+# -- live output -----------------------------------------------------------------------------------
+
+PAYLOAD = r"""
+import sys, time
+print("\033[32mgreen start\033[0m", flush=True)
+for i in range(6):
+    print(f"line {i}", flush=True)
+    time.sleep(0.25)
+for p in range(0, 101, 25):
+    sys.stdout.write(f"\rdownload {p:3d}%"); sys.stdout.flush(); time.sleep(0.1)
+print()
+print("careful", file=sys.stderr, flush=True)
+time.sleep(0.2)  # two pipes: let the supervisor read stderr before the next stdout line
+print("::progress:: 1/2 halfway", flush=True)
+time.sleep(0.6)
+print("bye")
+"""
+
+
+def test_live_output_follows_a_real_run_without_blocking(cron, local_env):
+    store = SQLiteStore(local_env)
+    make_job(store, "live", "@yearly", kind="python", code=PAYLOAD, command=None)
+    run = store.request_run("live")
+    proc = supervise(store.path, run.id)
+    out = LiveOutput(run.id, client=cron)
+    updates = []
+    out.observe(lambda change: updates.append(change["new"]), names="lines")
+
+    # the test goes on doing its own work while the widget fills in
+    seen_while_running, spins = [], 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not out.done:
+        spins += 1
+        status = store.get_run(run.id).status
+        if status == "running" and any("line 1" in ln for ln in out.lines):
+            seen_while_running.append(list(out.lines))
+        time.sleep(0.02)
+    assert out.wait(30)
+    settle(proc)
+    assert seen_while_running, "no output reached the widget while the run was going"
+    assert spins > 20  # the caller was never blocked
+    assert len(updates) >= 2 and all(isinstance(u, list) for u in updates)
+    assert updates[0] is not updates[-1]  # fresh lists, so every change syncs
+
+    assert (out.status, out.exit_code, out.done) == ("succeeded", 0, True)
+    assert out.run_id == run.id and out.job_name == "live"
+    assert out.took and out.progress == 1.0 and out.phase == "halfway"
+    text = out.text
+    assert text.splitlines() == ["green start", *[f"line {i}" for i in range(6)],
+                                 "download 100%", "careful", "::progress:: 1/2 halfway", "bye"]
+    assert '<span class="ansi-green-fg">green start</span>' in out.lines
+    assert '<span class="hc-stderr">careful</span>' in out.lines
+    assert out.offset == store.get_run(run.id).output_bytes
+    store.close()
+
+
+def test_live_output_of_a_finished_run_stays_readable(cron, local_env):
+    store = SQLiteStore(local_env)
+    make_job(store, "done", "@yearly", command="echo one; echo two >&2; exit 3")
+    run = store.request_run("done")
+    settle(supervise(store.path, run.id))
+    out = LiveOutput.for_job("done", client=cron)
+    assert out.wait(10)
+    assert (out.status, out.exit_code, out.done) == ("failed", 3, True)
+    assert out.text == "one\ntwo" and out.reason == "exit code 3: two"
+    store.close()
+
+
+def test_live_output_waits_for_the_first_run(cron, local_env):
+    store = SQLiteStore(local_env)
+    make_job(store, "fresh", "@yearly", command="echo first ever")
+    out = LiveOutput.for_job("fresh", client=cron)
+    time.sleep(0.3)
+    assert out.status == "waiting" and not out.done
+    run = store.request_run("fresh")
+    proc = supervise(store.path, run.id)
+    assert out.wait(30)
+    settle(proc)
+    assert out.run_id == run.id and out.text == "first ever" and out.status == "succeeded"
+    store.close()
+
+
+def test_live_output_stop_leaves_what_was_shown(cron, local_env):
+    store = SQLiteStore(local_env)
+    make_job(store, "endless", "@yearly", command="echo begun; sleep 30")
+    run = store.request_run("endless")
+    proc = supervise(store.path, run.id)
+    out = LiveOutput(run.id, client=cron)
+    wait_for(lambda: out.text == "begun", 20, what="first line")
+    started = time.monotonic()
+    out.stop()
+    assert time.monotonic() - started < 2 and not out.done
+    assert out.text == "begun" and threading.active_count() >= 1
+    store.request_cancel(run.id)
+    settle(proc)
+    store.close()
+
+
+# -- dashboard ------------------------------------------------------------------------------------
+
+def test_dashboard_lists_failing_jobs_first(cron, clocked):
+    store, clock = clocked
+    for name in ("alpha", "beta", "gamma"):
+        make_job(store, name, "@daily")
+    history(store, clock, "alpha", [("succeeded", 2.0)] * 4)
+    history(store, clock, "beta", [("succeeded", 1.0), ("failed", 3.0), ("failed", 1.0)])
+    history(store, clock, "gamma", [("failed", 1.0), ("succeeded", 1.0)] * 2)
+    rows = job_health(cron)
+    assert [r["name"] for r in rows] == ["beta", "gamma", "alpha"]  # worst first
+    beta = rows[0]
+    assert beta["failing"] and beta["state"] == "failing"
+    assert beta["success_rate"] == pytest.approx(1 / 3) and beta["max_duration"] == 3.0
+    board = Dashboard(cron)
+    page = board.view.value
+    assert page.index('data-job="beta"') < page.index('data-job="alpha"')
+    assert "1 failing" in page and "33%" in page and "100%" in page
+    assert [r["name"] for r in board.rows] == ["beta", "gamma", "alpha"]

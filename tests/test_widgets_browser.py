@@ -1,0 +1,223 @@
+"""The live output widget in a real JupyterLab, through Debian's Chromium and Playwright.
+
+A notebook runs ``%load_ext hermes_cron_ext`` and ``%cron run NAME --watch`` in a
+kernel started by ``jupyter lab``; the kernel finds that server by itself
+(``JPY_PARENT_PID``). The widget must show lines while the run is going, stay
+pinned to the bottom, stop following when the reader scrolls up, and end with a
+badge. Screenshots go to ``tests/artifacts/live-output-*.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from .conftest import _kill_supervisors, wait_for
+from .notebook_support import _free_port
+
+CHROMIUM = os.environ.get("HERMES_CRON_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TOKEN = "widget-test-token"
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)",
+                allow_module_level=True)
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("jupyterlab")
+
+SCRIPT = textwrap.dedent("""\
+    import sys, time
+    print("\\x1b[32mstarting\\x1b[0m", flush=True)
+    for i in range(1, 6):
+        sys.stdout.write(f"\\rdownload {i * 20}%")
+        sys.stdout.flush()
+        time.sleep(0.1)
+    print(flush=True)
+    for i in range(1, 61):
+        print(f"line {i}", flush=True)
+        time.sleep(0.12)
+    print("careful", file=sys.stderr, flush=True)
+""")
+
+
+@pytest.fixture
+def jp_asyncio_loop():
+    """pytest-jupyter's autouse loop fixture would close Playwright's running loop: not here."""
+    yield None
+
+
+@pytest.fixture
+def jp_server_cleanup():
+    """No in-process ServerApp in this module (jupyter lab runs as a subprocess)."""
+    yield
+
+
+@pytest.fixture
+def lab(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    db = str(tmp_path / "store" / "cron.db")
+    port = _free_port()
+    env = {**os.environ, "HERMES_CRON_DB": db, "HERMES_CRON_HEARTBEAT": "0.5",
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    for name in ("HERMES_CRON_URL", "HERMES_CRON_TOKEN", "JPY_PARENT_PID"):
+        env.pop(name, None)
+    labconfig = tmp_path / "config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (root / "job.py").write_text(SCRIPT)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        "%load_ext hermes_cron_ext",
+        f'%cron add slow "@yearly" -- {sys.executable} -u job.py',
+        "%cron run slow --watch",
+        'print("the kernel is free")',
+    )]
+    nbformat.write(nb, str(root / "watch.ipynb"))
+    log = open(tmp_path / "lab.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={TOKEN}", "--allow-root",
+         f"--ServerApp.root_dir={root}",
+         "--HermesCron.handoff=False"],  # no daemon left behind when it stops
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(root), start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path: str):
+        req = urllib.request.Request(f"{base}/api/cron/{path}",
+                                     headers={"Authorization": f"token {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError((tmp_path / "lab.log").read_text(errors="replace")[-3000:])
+        try:
+            return call("status")["ticking"]
+        except (OSError, ValueError):
+            return False
+    try:
+        wait_for(ready, 120, 0.25, "jupyter lab to answer")
+        yield base, call
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+        _kill_supervisors(db)
+
+
+@pytest.fixture
+def page():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-features=Translate,MediaRouter"])
+        context = chromium.new_context(viewport={"width": 1300, "height": 1000})
+        pg = context.new_page()
+        pg.errors = []
+        pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
+        yield pg
+        context.close()
+        chromium.close()
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+def test_live_output_widget_streams_and_stays_pinned(lab, page):
+    base, call = lab
+    page.goto(f"{base}/lab/tree/watch.ipynb?token={TOKEN}", wait_until="domcontentloaded")
+    page.locator(".jp-Notebook").wait_for(timeout=60_000)
+    select = page.locator(".jp-Dialog button", has_text="Select")
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").or_(select).first \
+        .wait_for(timeout=60_000)
+    if select.is_visible():  # JupyterLab asks which kernel when none was started yet
+        select.click()
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
+    first = page.locator(".jp-Cell .jp-InputPrompt").first
+    for _ in range(5):  # a freshly opened notebook may ignore the first command
+        page.locator(".jp-Cell").first.click()
+        page.keyboard.press("Escape")
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:
+            wait_for(lambda: "[" in first.inner_text() and first.inner_text() != "[ ]:", 5,
+                     what="the cells to start")
+            break
+        except AssertionError:
+            continue
+
+    widget = page.locator(".hc-live")
+    term = widget.locator(".hc-term")
+    try:
+        term.locator(".hc-line", has_text="line 3").wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "live-output-failed.png"))
+        raise
+    run_id = widget.locator(".hc-live-title").inner_text().split(" \u00b7 ")[1]
+    assert call(f"runs/{run_id}")["status"] == "running"  # live, not a replay
+    assert widget.locator(".hc-badge").inner_text() == "running"
+    # the kernel ran the next cell while the run was going
+    page.locator(".jp-OutputArea-output", has_text="the kernel is free").wait_for()
+    assert call(f"runs/{run_id}")["status"] == "running"
+
+    def geometry():
+        return term.evaluate("el => [el.scrollTop, el.clientHeight, el.scrollHeight]")
+
+    # once the output overflows, the view stays at the bottom as lines arrive
+    wait_for(lambda: geometry()[2] > geometry()[1] + 100, 30, what="the output to overflow")
+    for _ in range(3):
+        before = term.locator(".hc-line").count()
+        wait_for(lambda n=before: term.locator(".hc-line").count() > n, 10,
+                 what="more lines")
+        top, height, full = geometry()
+        assert top + height >= full - 4, (top, height, full)
+    page.screenshot(path=str(ARTIFACTS / "live-output-running.png"))
+
+    # the reader scrolls up: following stops, and new lines do not pull the view down
+    term.hover()
+    page.mouse.wheel(0, -300)
+    widget.locator(".hc-follow").wait_for()
+    held = geometry()[0]
+    before = term.locator(".hc-line").count()
+    wait_for(lambda: term.locator(".hc-line").count() > before + 2, 10, what="more lines")
+    assert abs(geometry()[0] - held) < 2
+    page.screenshot(path=str(ARTIFACTS / "live-output-scrolled-up.png"))
+    widget.locator(".hc-follow").click()
+    top, height, full = geometry()
+    assert top + height >= full - 4 and widget.locator(".hc-follow").is_hidden()
+
+    badge = widget.locator(".hc-badge-ok")
+    badge.wait_for(timeout=60_000)
+    assert badge.inner_text().startswith("succeeded \u00b7 exit 0 \u00b7 ")
+    text = term.inner_text()
+    assert "download 100%" in text and "download 20%" not in text
+    assert text.rstrip().endswith("line 60\ncareful")
+    assert term.locator(".ansi-green-fg", has_text="starting").count() == 1
+    assert term.locator(".hc-stderr", has_text="careful").count() == 1
+    top, height, full = geometry()
+    assert top + height >= full - 4  # ended pinned to the bottom
+    page.screenshot(path=str(ARTIFACTS / "live-output-done.png"))
+    assert not [e for e in page.errors if "hc-" in e or "hermes" in e.lower()], page.errors
