@@ -1,0 +1,442 @@
+"""Plumbing for ``run.py``: the scratch venv, the two servers, HTTP clients, cleanup.
+
+Nothing here measures anything; ``run.py`` holds the figures.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOKEN = "tok"
+AUTH = {"Authorization": f"token {TOKEN}"}
+TAG = "HERMES_COMPARE_TAG"
+JS_SPEC = os.environ.get("HERMES_COMPARE_JS_SPEC", "jupyter-scheduler==2.12.1")
+VENV = os.environ.get("HERMES_COMPARE_VENV", os.path.join(HERE, ".venv"))
+
+
+def log(msg: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- statistics and formatting ---------------------------------------------------------
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile, linear between closest ranks (nan when empty)."""
+    s = sorted(values)
+    if not s:
+        return math.nan
+    k = (len(s) - 1) * p / 100.0
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def dur(seconds: float) -> str:
+    """A duration for the table: ms below 1 s, s above; signed."""
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
+    a = abs(seconds)
+    if a < 0.01:
+        return f"{seconds * 1000:.2f} ms"
+    if a < 1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def iso_ts(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+class Client:
+    """One keep-alive connection, as a browser tab or a script holds."""
+
+    def __init__(self, port: int, timeout: float = 30.0):
+        self.port = port
+        self.timeout = timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: dict | None = None
+                ) -> tuple[int, bytes, float]:
+        """``(status, body, seconds from sending to the last body byte)``."""
+        headers = dict(AUTH)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                       timeout=self.timeout)
+            try:
+                t0 = time.perf_counter()
+                self.conn.request(method, path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+                return resp.status, raw, time.perf_counter() - t0
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, body: dict | None = None,
+             expect: tuple[int, ...] = (200,)):
+        status, raw, _ = self.request(method, path, body)
+        if status not in expect:
+            raise RuntimeError(f"{method} {path} -> {status}: {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Prober:
+    """GET *path* every *interval* on a connection of its own, from a thread, until stopped."""
+
+    def __init__(self, port: int, path: str = "/api/status", interval: float = 0.02):
+        self.client = Client(port)
+        self.path = path
+        self.interval = interval
+        self.samples: list[float] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, _, took = self.client.request("GET", self.path)
+                if status == 200:
+                    self.samples.append(took)
+                else:
+                    self.errors += 1
+            except (OSError, http.client.HTTPException):
+                self.errors += 1
+            self._stop.wait(self.interval)
+
+    def start(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        self.client.close()
+        return self.samples
+
+
+# -- the scratch virtual environment ------------------------------------------------------
+
+def venv_python() -> str:
+    return os.path.join(VENV, "bin", "python")
+
+
+def installed_version() -> str | None:
+    """jupyter_scheduler's version in the venv, or None when the venv is not usable."""
+    if not os.path.exists(venv_python()):
+        return None
+    proc = subprocess.run(
+        [venv_python(), "-c", "import ipykernel, jupyter_server, jupyter_scheduler as j; "
+                              "print(j.__version__)"],
+        capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def ensure_venv() -> tuple[str, float]:
+    """Create (or reuse) the venv with jupyter-scheduler; ``(version, seconds spent)``."""
+    t0 = time.time()
+    version = installed_version()
+    wanted = JS_SPEC.partition("==")[2]
+    if version and (not wanted or version == wanted):
+        log(f"reusing {VENV} (jupyter-scheduler {version})")
+        return version, 0.0
+    log(f"creating {VENV} with {JS_SPEC} (about 2 min on a fresh machine)")
+    shutil.rmtree(VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    subprocess.run([venv_python(), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    JS_SPEC, "ipykernel"], check=True)
+    version = installed_version()
+    if not version:
+        raise RuntimeError(f"{VENV}: jupyter_scheduler does not import after the install")
+    return version, time.time() - t0
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+class Server:
+    """One ``jupyter server`` on 127.0.0.1 in a directory of its own."""
+
+    label = "server"
+
+    def __init__(self, root: str, env: dict[str, str]):
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self.env = {**env, "JUPYTER_RUNTIME_DIR": os.path.join(root, "runtime"),
+                    "JUPYTER_DATA_DIR": os.path.join(root, "data"),
+                    "JUPYTER_CONFIG_DIR": os.path.join(root, "config"),
+                    "IPYTHONDIR": os.path.join(root, "ipython")}
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(root, "server.log")
+        self.started_at = 0.0
+        self.api = None  # a Client once ready
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready_path(self) -> str:
+        raise NotImplementedError
+
+    def ready_check(self, body: bytes) -> bool:
+        return True
+
+    def launch(self) -> None:
+        """Start the process (returns at once; ``wait_ready`` waits for it)."""
+        self.port = self.port or free_port()
+        base = [f"--port={self.port}", "--no-browser", "--ip=127.0.0.1", "--allow-root",
+                f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={self.root}",
+                "--ServerApp.port_retries=0"]
+        with open(self.log_path, "ab") as out:
+            self.started_at = time.time()
+            self.proc = subprocess.Popen(
+                self.argv() + base, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env=self.env, cwd=self.root, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Seconds from launch until the ready path answers as expected."""
+        client = Client(self.port, timeout=5.0)
+        try:
+            while time.time() - self.started_at < timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.label} exited {self.proc.returncode}: "
+                                       f"{self.log_tail()}")
+                try:
+                    status, raw, _ = client.request("GET", self.ready_path())
+                    if status == 200 and self.ready_check(raw):
+                        self.api = Client(self.port)
+                        return time.time() - self.started_at
+                except OSError:
+                    pass
+                time.sleep(0.2)
+        finally:
+            client.close()
+        raise RuntimeError(f"{self.label} not ready after {timeout:.0f} s: {self.log_tail()}")
+
+    def kill9(self) -> None:
+        """SIGKILL the server process only (not its process group)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log_tail(self, n: int = 1500) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def log_problems(self) -> list[str]:
+        """Tracebacks and 5xx lines in the server log."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return []
+        return [ln.strip()[:200] for ln in lines
+                if "Traceback" in ln or " 500 " in ln or "[E " in ln]
+
+
+def wait_all(servers: list[Server]) -> dict[str, float]:
+    """Wait for servers launched together, each timed on its own; ``label -> seconds``."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        futures = {s.label: pool.submit(s.wait_ready) for s in servers}
+        return {label: f.result() for label, f in futures.items()}
+
+
+class Ours(Server):
+    """hermes-cron-ext: this interpreter's jupyter_server with our extension."""
+
+    label = "hermes-cron-ext"
+
+    def __init__(self, root: str, env: dict[str, str]):
+        super().__init__(root, env)
+        self.db = os.path.join(root, "store", "hermes-cron.db")
+        os.makedirs(os.path.dirname(self.db), exist_ok=True)
+        self.env["HERMES_CRON_DB"] = self.db
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "jupyter_server", "--HermesCron.handoff=False"]
+
+    def ready_path(self) -> str:
+        return "/api/cron/status"
+
+    def ready_check(self, body: bytes) -> bool:
+        return bool(json.loads(body).get("ticking"))
+
+
+class Theirs(Server):
+    """jupyter-scheduler: the scratch venv's ``jupyter server``."""
+
+    label = "jupyter-scheduler"
+
+    def __init__(self, root: str, env: dict[str, str]):
+        super().__init__(root, env)
+        self.db = os.path.join(root, "scheduler.sqlite")
+
+    def argv(self) -> list[str]:
+        return [os.path.join(VENV, "bin", "jupyter"), "server",
+                f"--SchedulerApp.db_url=sqlite:///{self.db}"]
+
+    def ready_path(self) -> str:
+        return "/scheduler/runtime_environments"
+
+    def ready_check(self, body: bytes) -> bool:
+        return bool(json.loads(body))
+
+
+# -- the sandbox: temp dirs, tagged processes, cleanup ----------------------------------------
+
+class Sandbox:
+    """A temp dir for both servers; every process started carries ``TAG=<dir>`` in its
+    environment (servers pass it on to supervisors, payloads, spawned children, kernels),
+    so cleanup finds and kills leftovers by pid."""
+
+    def __init__(self, keep: bool = False):
+        self.dir = tempfile.mkdtemp(prefix="hermes-compare-", dir="/tmp")
+        self.keep = keep
+        self.marker = f"{TAG}={self.dir}".encode() + b"\0"
+        env = {**os.environ, TAG: self.dir, "PYTHONUNBUFFERED": "1"}
+        env.pop("HERMES_CRON_DB", None)
+        self.ours = Ours(os.path.join(self.dir, "ours"), env)
+        self.theirs = Theirs(os.path.join(self.dir, "theirs"), env)
+        self.helpers: list[subprocess.Popen] = []
+        self.killed: list[str] = []
+
+    def tagged_pids(self) -> list[int]:
+        out = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if self.marker in f.read():
+                        out.append(int(name))
+            except OSError:
+                pass
+        return out
+
+    def cleanup(self) -> None:
+        for proc in self.helpers:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        for server in (self.ours, self.theirs):
+            server.stop()
+        for _ in range(50):
+            pids = self.tagged_pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        what = f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(what.strip())
+                except (ProcessLookupError, FileNotFoundError):
+                    pass
+            time.sleep(0.1)
+        if self.keep:
+            log(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- seeding rows straight into a store -----------------------------------------------------
+
+def clone_rows(db: str, table: str, template: dict, rows: list[dict]) -> None:
+    """Insert copies of *template* (a full row) with each dict of *rows* laid over it,
+    in one transaction. Columns come from the template, so the schema is the store's own."""
+    cols = list(template)
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    conn = sqlite3.connect(db, timeout=30.0)
+    try:
+        with conn:
+            conn.executemany(sql, ([{**template, **r}[c] for c in cols] for r in rows))
+    finally:
+        conn.close()
+
+
+def fetch_row(db: str, sql: str, args: tuple = ()) -> dict:
+    conn = sqlite3.connect(db, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute(sql, args).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise RuntimeError(f"{db}: no row for {sql} {args}")
+    return dict(row)
+
+
+def notebook(source: str) -> dict:
+    """A one-cell nbformat 4.5 notebook on the python3 kernel."""
+    return {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
+                   "outputs": [], "source": source}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
+def write_notebook(path: str, source: str) -> None:
+    with open(path, "w") as f:
+        json.dump(notebook(source), f)
