@@ -97,9 +97,10 @@ class CronAPIHandler(APIHandler):
         return value or None
 
     def reply(self, obj, status: int = 200) -> None:
+        """Send *obj* as JSON; a ``str`` is JSON text already serialised off the loop."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(obj))
+        self.finish(obj if isinstance(obj, str) else json.dumps(obj))
 
     async def require(self, action: str) -> None:
         """An extra permission check beyond the verb's own (``execute`` for payload changes)."""

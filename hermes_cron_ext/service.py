@@ -11,11 +11,16 @@
 
 Each stream reader pulls from the log at its own offset in bounded batches, so a
 slow or vanished client holds one batch of memory and delays nobody else.
+
+On a store that can LISTEN (PostgreSQL), NOTIFY wakes the bus and the watched logs
+at once, on every host; polling then only backs it up (events once a second, each
+watched log ten times a second).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -173,6 +178,11 @@ def utf8_boundary(data: bytes) -> int:
     return end
 
 
+def _page_json(key: str, page) -> str:
+    """A page as JSON text, built off the event loop (a 500-run page costs ~40 ms)."""
+    return json.dumps({key: [item.to_json() for item in page.items], "cursor": page.cursor})
+
+
 class CronService:
     def __init__(self, store: AsyncStore, *, ticker=None, default_tz: str | None = None,
                  stream_interval: float = 0.02, log=None):
@@ -184,16 +194,42 @@ class CronService:
         self.logs = LogWatcher(store.sync, self.io, stream_interval)
         self.bus.add_listener(self._on_events)
         self._bus_task: asyncio.Task | None = None
+        self._unlisten = None
         self.closing = False
         self.log = log
 
     async def start(self) -> None:
         await self.bus.start()
         self._bus_task = asyncio.create_task(self.bus.run(), name="hermes-cron-events")
+        self._listen()
+
+    def _listen(self) -> None:
+        """Wake on NOTIFY (stores that can LISTEN): events poke the bus, output the log."""
+        listen = getattr(self.store.sync, "listen", None)
+        if listen is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_notify(kind: str, arg: str) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._on_notify, kind, arg)
+        self._unlisten = listen(on_notify)
+        # polls back NOTIFY up: a reader busy when its log grew catches up within 0.1 s
+        self.bus.interval = max(self.bus.interval, 1.0)
+        self.logs.interval = max(self.logs.interval, 0.1)
+
+    def _on_notify(self, kind: str, arg: str) -> None:
+        if kind == "output":
+            asyncio.ensure_future(self.logs.notify(arg))
+        else:
+            self.bus.poke()
 
     async def close(self) -> None:
         """Wake and end every stream (server shutdown)."""
         self.closing = True
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         await self.bus.close()
         await self.logs.close()
         if self._bus_task is not None:
@@ -235,9 +271,9 @@ class CronService:
 
     # -- jobs ----------------------------------------------------------------------
     async def list_jobs(self, *, limit: int, cursor: str | None, state: str | None,
-                        search: str | None) -> dict:
+                        search: str | None) -> str:
         page = await self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search)
-        return {"jobs": [j.to_json() for j in page.items], "cursor": page.cursor}
+        return await self._io(_page_json, "jobs", page)
 
     async def create_job(self, body: dict) -> tuple[dict, bool]:
         fields = validate_new(body, self.default_tz)
@@ -280,9 +316,9 @@ class CronService:
 
     # -- runs ----------------------------------------------------------------------
     async def list_runs(self, ref: str | None, *, limit: int, cursor: str | None,
-                        status: str | None) -> dict:
+                        status: str | None) -> str:
         page = await self.store.list_runs(ref, limit=limit, cursor=cursor, status=status)
-        return {"runs": [r.to_json() for r in page.items], "cursor": page.cursor}
+        return await self._io(_page_json, "runs", page)
 
     async def get_run(self, run_id: str) -> Run:
         return await self.store.get_run(run_id)
