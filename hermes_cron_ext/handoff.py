@@ -68,8 +68,12 @@ def start_daemon(url: str, log_dir: str | None = None) -> int:
 
 
 async def wait_until_not_needed(store, own_id: str) -> str:
-    """Return (with the reason) once a Jupyter server ticks again or no enabled job is left."""
+    """Return (with the reason) once a Jupyter server ticks again, no enabled job is left,
+    or the store itself was deleted."""
+    path = getattr(store.sync, "path", None)  # a SQLite file
     while True:
+        if path and not os.path.exists(path):
+            return "its store file is gone"
         now = time.time()
         tickers = await store.list_tickers()
         if any(t.kind == "server" and t.id != own_id and t.alive(now) for t in tickers):
