@@ -67,7 +67,7 @@ class ConnectionFailed(HermesCronError):
 
 
 def _utf8_boundary(data: bytes) -> int:
-    from .service import utf8_boundary
+    from .streams import utf8_boundary
 
     return utf8_boundary(data)
 

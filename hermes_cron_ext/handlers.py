@@ -21,13 +21,13 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .errors import Conflict, HermesCronError, InvalidInput, NotFound
-from .models import ACTIVE_STATUSES, RUN_STATUSES
-from .service import PAYLOAD_FIELDS, CronService, utf8_boundary
+from .models import RUN_STATUSES
+from .service import PAYLOAD_FIELDS, CronService
+from .streams import sse_frame
 
 MAX_BODY = 1024 * 1024
 STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
 HEARTBEAT = 15.0
-BATCH = 64 * 1024
 ID = r"(?P<ref>[A-Za-z0-9][A-Za-z0-9._-]{0,99})"
 
 
@@ -276,11 +276,7 @@ class SSEHandler(CronAPIHandler):
         self.set_header("X-Accel-Buffering", "no")
 
     def event(self, name: str, data, id_: int | str | None = None) -> None:
-        text = f"event: {name}\n"
-        if id_ is not None:
-            text += f"id: {id_}\n"
-        text += f"data: {json.dumps(data)}\n\n"
-        self.write(text)
+        self.write(sse_frame(name, data, id_))
 
     def resume_from(self, param: str) -> int | None:
         header = self.request.headers.get("Last-Event-ID")
@@ -297,64 +293,52 @@ class RunStreamHandler(SSEHandler):
 
     async def stream_run(self, run_id: str) -> None:
         cron = self.cron
-        run = await cron.get_run(run_id)
+        run = await cron.get_run(run_id)  # 404 before any byte is sent
         offset = self.resume_from("offset") or 0
         self.start_stream()
-        cond = cron.logs.watch(run_id)
+        feed = cron.feeds.watch(run_id)
         try:
             self.event("status", run.to_json())
             await self.flush()
-            last_state = (run.status, run.phase, run.progress)
+            last = (run.status, run.phase, run.progress)
             last_write = time.monotonic()
             while not cron.closing:
-                size = await cron.log_size(run_id)
-                while offset < size and not cron.closing:
-                    segs = await cron.read_segments(run_id, offset, min(BATCH, size - offset))
-                    stalled = not segs
-                    for seg_offset, stream, data in segs:
-                        # never split a UTF-8 character, unless the run is over
-                        cut = (len(data) if run.status not in ACTIVE_STATUSES
-                               else utf8_boundary(data))
-                        if cut:
-                            offset = seg_offset + cut
-                            self.event("output", {
-                                "stream": stream, "offset": seg_offset,
-                                "text": data[:cut].decode("utf-8", "replace")}, offset)
-                        if cut < len(data):
-                            stalled = True
-                            break
+                run = feed.run or run
+                taken = feed.take(offset)
+                if taken is None:  # behind the shared frames: read on our own
+                    taken = await cron.feeds.read_behind(feed, offset)
+                data, offset = taken
+                state = (run.status, run.phase, run.progress)
+                if state[1:] != last[1:]:
+                    self.event("progress", {"phase": run.phase, "progress": run.progress})
+                if data:
+                    self.write(data)
+                if state[0] != last[0]:
+                    self.event("status", run.to_json())
+                if data or state != last:
+                    last = state
                     await self.flush()  # backpressure: a slow client waits here alone
                     last_write = time.monotonic()
-                    if stalled:
-                        break
-                if run.status not in ACTIVE_STATUSES and offset >= size:
+                if feed.done and offset >= feed.read_to:
                     self.event("end", {"status": run.status, "exit_code": run.exit_code,
                                        "reason": run.reason, "offset": offset})
                     await self.flush()
                     return
-                async with cond:
+                if data and feed.take(offset) != (b"", offset):
+                    continue  # more is ready (a reader catching up)
+                async with feed.cond:
                     try:
-                        await asyncio.wait_for(cond.wait(), 1.0)
+                        await asyncio.wait_for(feed.cond.wait(), HEARTBEAT)
                     except asyncio.TimeoutError:
                         pass
-                run = await cron.get_run(run_id)
-                state = (run.status, run.phase, run.progress)
-                if state != last_state:
-                    if state[1:] != last_state[1:]:
-                        self.event("progress", {"phase": run.phase, "progress": run.progress})
-                    if state[0] != last_state[0]:
-                        self.event("status", run.to_json())
-                    last_state = state
-                    await self.flush()
-                    last_write = time.monotonic()
-                elif time.monotonic() - last_write > HEARTBEAT:
+                if time.monotonic() - last_write >= HEARTBEAT:
                     self.write(": keep-alive\n\n")
                     await self.flush()
                     last_write = time.monotonic()
         except StreamClosedError:
             pass
         finally:
-            cron.logs.unwatch(run_id)
+            cron.feeds.unwatch(feed)
 
     @web.authenticated
     @authorized

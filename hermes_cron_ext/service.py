@@ -6,11 +6,9 @@
 - an :class:`EventBus` tails the store's append-only ``events`` table, so changes
   made by any process (daemon, CLI, supervisors) reach ``/events`` and run
   streams; changes made here are pushed at once;
-- a :class:`LogWatcher` notices growth of the output logs being watched (one
-  ``stat`` per watched log per interval, off the loop) and wakes their readers.
-
-Each stream reader pulls from the log at its own offset in bounded batches, so a
-slow or vanished client holds one batch of memory and delays nobody else.
+- :class:`~hermes_cron_ext.streams.Feeds` reads each watched run's new output
+  once, off the loop, and shares it as ready-made SSE frames with every viewer
+  (see ``streams.py``).
 
 On a store that can LISTEN (PostgreSQL), NOTIFY wakes the bus and the watched logs
 at once, on every host; polling then only backs it up (events once a second, each
@@ -34,6 +32,7 @@ from .errors import InvalidInput, NotFound
 from .jobspec import validate_changes, validate_new
 from .models import ACTIVE_STATUSES, Event, Run, hostname, parse_iso, process_alive
 from .store import AsyncStore
+from .streams import Feeds
 
 PAYLOAD_FIELDS = {"command", "code", "interpreter", "cwd", "env", "secret_env", "kind",
                   "kernel", "parameters"}
@@ -107,77 +106,6 @@ class EventBus:
         return await self.store.events_since(cursor, limit)
 
 
-class LogWatcher:
-    """Wakes the readers of a run's log when it grows or the run changes."""
-
-    def __init__(self, store, io: ThreadPoolExecutor, interval: float = 0.02):
-        self.store = store
-        self.io = io
-        self.interval = interval
-        self._watched: dict[str, list] = {}  # run_id -> [run_id, size, Condition, readers]
-        self._task: asyncio.Task | None = None
-        self.closed = False
-
-    def watch(self, run_id: str) -> asyncio.Condition:
-        entry = self._watched.get(run_id)
-        if entry is None:
-            entry = self._watched[run_id] = [run_id, -1, asyncio.Condition(), 0]
-        entry[3] += 1
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._loop(), name="hermes-cron-log-watcher")
-        return entry[2]
-
-    def unwatch(self, run_id: str) -> None:
-        entry = self._watched.get(run_id)
-        if entry is not None:
-            entry[3] -= 1
-            if entry[3] <= 0:
-                del self._watched[run_id]
-
-    def _sizes(self, run_ids: list[str]) -> list[int]:
-        return [self.store.output_size(r) for r in run_ids]
-
-    async def notify(self, run_id: str) -> None:
-        entry = self._watched.get(run_id)
-        if entry is not None:
-            async with entry[2]:
-                entry[2].notify_all()
-
-    async def close(self) -> None:
-        self.closed = True
-        for entry in list(self._watched.values()):
-            async with entry[2]:
-                entry[2].notify_all()
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._watched and not self.closed:
-            items = list(self._watched.items())
-            run_ids = [entry[0] for _, entry in items]
-            sizes = await loop.run_in_executor(self.io, self._sizes, run_ids)
-            for (_, entry), size in zip(items, sizes):
-                if size != entry[1]:
-                    entry[1] = size
-                    async with entry[2]:
-                        entry[2].notify_all()
-            await asyncio.sleep(self.interval)
-
-
-def utf8_boundary(data: bytes) -> int:
-    """Length of the longest prefix of *data* that does not end inside a UTF-8 character."""
-    end = len(data)
-    for back in range(1, min(4, end) + 1):
-        byte = data[end - back]
-        if byte < 0x80:
-            return end
-        if byte >= 0xC0:  # the lead byte of the last character
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return end if back >= need else end - back
-    return end
-
-
 def _page_json(key: str, page) -> str:
     """A page as JSON text, built off the event loop (a 500-run page costs ~40 ms)."""
     return json.dumps({key: [item.to_json() for item in page.items], "cursor": page.cursor})
@@ -191,7 +119,7 @@ class CronService:
         self.default_tz = default_tz
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hermes-io")
         self.bus = EventBus(store)
-        self.logs = LogWatcher(store.sync, self.io, stream_interval)
+        self.feeds = Feeds(store.sync, self.io, stream_interval)
         self.bus.add_listener(self._on_events)
         self._bus_task: asyncio.Task | None = None
         self._unlisten = None
@@ -216,11 +144,11 @@ class CronService:
         self._unlisten = listen(on_notify)
         # polls back NOTIFY up: a reader busy when its log grew catches up within 0.1 s
         self.bus.interval = max(self.bus.interval, 1.0)
-        self.logs.interval = max(self.logs.interval, 0.1)
+        self.feeds.interval = max(self.feeds.interval, 0.1)
 
     def _on_notify(self, kind: str, arg: str) -> None:
         if kind == "output":
-            asyncio.ensure_future(self.logs.notify(arg))
+            self.feeds.poke()
         else:
             self.bus.poke()
 
@@ -231,7 +159,7 @@ class CronService:
             self._unlisten()
             self._unlisten = None
         await self.bus.close()
-        await self.logs.close()
+        await self.feeds.close()
         if self._bus_task is not None:
             self._bus_task.cancel()
         self.io.shutdown(wait=False)
@@ -239,7 +167,7 @@ class CronService:
     def _on_events(self, events: list[Event]) -> None:
         for e in events:
             if e.run_id:
-                asyncio.ensure_future(self.logs.notify(e.run_id))
+                self.feeds.changed(e.run_id)
 
     def _changed(self) -> None:
         self.bus.poke()

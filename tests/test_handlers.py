@@ -323,3 +323,29 @@ async def test_shutdown_wakes_and_closes_every_stream(cron, jp_fetch, sse_url, j
     await cron.stop_extension()
     await asyncio.wait_for(asyncio.gather(events.done, output.done), 5)
     assert time.monotonic() - started < 2.0
+
+
+async def test_many_viewers_share_output_and_resume_anywhere(cron, jp_fetch, sse_url,
+                                                             jp_auth_header):
+    code = ("import time\nfor i in range(40):\n    print(f'line {i:02d} ✓', flush=True)\n"
+            "    time.sleep(0.03)\n")
+    await api(jp_fetch, "jobs", method="POST", expect=201,
+              body={"name": "chatty", "schedule": "@yearly", "kind": "python", "code": code})
+    run = await api(jp_fetch, "jobs", "chatty", "run", method="POST", body="", expect=202)
+    viewers = [SSE(sse_url(f"runs/{run['id']}/stream"), jp_auth_header).start()
+               for _ in range(20)]
+    for viewer in viewers:
+        await viewer.wait_for(lambda e: e["event"] == "end", 30)
+    log = (await jp_fetch("api", "cron", "runs", run["id"], "log")).body
+    expected = "".join(f"line {i:02d} ✓\n" for i in range(40))
+    assert log.decode() == expected
+    for viewer in viewers:  # every viewer saw every byte once, in order
+        assert "".join(e["data"]["text"] for e in viewer.of("output")) == expected
+        ids = [int(e["id"]) for e in viewer.of("output")]
+        assert ids == sorted(ids) and ids[-1] == len(log)
+    for offset in (0, 1, 12, len(log) // 2 + 1, len(log) - 1):
+        while log[offset] & 0xC0 == 0x80:  # start on a character
+            offset += 1
+        again = SSE(sse_url(f"runs/{run['id']}/stream?offset={offset}"), jp_auth_header).start()
+        await again.wait_for(lambda e: e["event"] == "end")
+        assert "".join(e["data"]["text"] for e in again.of("output")) == log[offset:].decode()

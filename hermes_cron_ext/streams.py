@@ -1,0 +1,226 @@
+"""Live output for many viewers: each run's new output is read once and shared.
+
+A :class:`RunFeed` per watched run holds a small ring of ready-to-send SSE
+``output`` frames (``id`` = the byte offset after the frame). One polling task
+(:class:`Feeds`) checks every watched run's output size each ``interval``, reads
+what is new once (off the event loop), encodes it once and wakes the readers.
+A reader at the live edge just writes the shared bytes; a reader that is behind
+(a resume, a slow client that fell off the ring) reads the store itself, in
+bounded batches, until it catches up. So a hundred viewers cost one read and one
+``json.dumps`` per chunk, and a slow or vanished viewer holds at most one batch.
+
+Run status and progress come from the event bus: a ``run.*`` event marks the feed
+stale and the next poll refreshes its cached :class:`~hermes_cron_ext.models.Run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from .models import ACTIVE_STATUSES, Run
+
+BATCH = 256 * 1024  # most bytes read for one feed or reader at a time
+RING_BYTES = 1024 * 1024  # frames kept per run for readers at the live edge
+
+
+def utf8_boundary(data: bytes) -> int:
+    """Length of the longest prefix of *data* that does not end inside a UTF-8 character."""
+    end = len(data)
+    for back in range(1, min(4, end) + 1):
+        byte = data[end - back]
+        if byte < 0x80:
+            return end
+        if byte >= 0xC0:  # the lead byte of the last character
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return end if back >= need else end - back
+    return end
+
+
+def sse_frame(name: str, data, id_: int | str | None = None) -> bytes:
+    head = f"event: {name}\n" + (f"id: {id_}\n" if id_ is not None else "")
+    return (head + f"data: {json.dumps(data)}\n\n").encode()
+
+
+def output_frames(segments: list[tuple[int, str, bytes]], final: bool
+                  ) -> list[tuple[int, int, bytes]]:
+    """``(start, end, frame)`` per segment; never splits a character unless *final*."""
+    out = []
+    for start, stream, data in segments:
+        cut = len(data) if final else utf8_boundary(data)
+        if cut:
+            end = start + cut
+            out.append((start, end, sse_frame("output", {
+                "stream": stream, "offset": start,
+                "text": data[:cut].decode("utf-8", "replace")}, end)))
+        if cut < len(data):
+            break
+    return out
+
+
+class RunFeed:
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.cond = asyncio.Condition()
+        self.readers = 0
+        self.frames: deque[tuple[int, int, bytes]] = deque()
+        self.ring_bytes = 0
+        self.read_to: int | None = None  # output up to here is in frames (or was)
+        self.run: Run | None = None
+        self.size = 0  # output size at the last poll
+        self.stale = True  # the cached run needs a refresh
+
+    @property
+    def done(self) -> bool:
+        """The run is over and every byte of its output is in frames."""
+        return self.final and self.read_to is not None and self.read_to >= self.size
+
+    @property
+    def final(self) -> bool:
+        return self.run is not None and self.run.status not in ACTIVE_STATUSES
+
+    def _next_start(self, offset: int) -> int | None:
+        for start, _, _ in self.frames:
+            if start >= offset:
+                return start
+        return self.read_to
+
+    def take(self, offset: int) -> tuple[bytes, int] | None:
+        """Shared frames from *offset* on, or None when the reader must read the store."""
+        if self.read_to is None or offset >= self.read_to:
+            return b"", offset
+        if not self.frames or offset != self._next_start(offset):
+            return None
+        parts = []
+        for start, end, frame in self.frames:
+            if start >= offset:
+                parts.append(frame)
+                offset = end
+        return b"".join(parts), offset
+
+    def catch_up_target(self, offset: int) -> int:
+        """Where a reader that is behind should stop reading on its own."""
+        target = self._next_start(offset + 1)
+        return target if target is not None else offset
+
+    def add(self, frames: list[tuple[int, int, bytes]], read_to: int) -> None:
+        for item in frames:
+            self.frames.append(item)
+            self.ring_bytes += len(item[2])
+        self.read_to = read_to
+        while self.ring_bytes > RING_BYTES and len(self.frames) > 1:
+            self.ring_bytes -= len(self.frames.popleft()[2])
+
+
+class Feeds:
+    """Every watched run's feed, refreshed by one polling task."""
+
+    def __init__(self, store, io: ThreadPoolExecutor, interval: float = 0.02):
+        self.store = store  # the synchronous store; called on the io pool only
+        self.io = io
+        self.interval = interval
+        self._feeds: dict[str, RunFeed] = {}
+        self._task: asyncio.Task | None = None
+        self._poke = asyncio.Event()
+        self.closed = False
+
+    def poke(self) -> None:
+        """Output grew somewhere (a NOTIFY): poll now rather than at the next interval."""
+        self._poke.set()
+
+    def watch(self, run_id: str) -> RunFeed:
+        feed = self._feeds.get(run_id)
+        if feed is None:
+            feed = self._feeds[run_id] = RunFeed(run_id)
+        feed.readers += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="hermes-cron-feeds")
+        return feed
+
+    def unwatch(self, feed: RunFeed) -> None:
+        feed.readers -= 1
+        if feed.readers <= 0 and self._feeds.get(feed.run_id) is feed:
+            del self._feeds[feed.run_id]
+
+    def changed(self, run_id: str) -> None:
+        """A run event arrived (from the event bus): refresh the run at the next poll."""
+        feed = self._feeds.get(run_id)
+        if feed is not None:
+            feed.stale = True
+
+    async def close(self) -> None:
+        self.closed = True
+        for feed in list(self._feeds.values()):
+            async with feed.cond:
+                feed.cond.notify_all()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def read_behind(self, feed: RunFeed, offset: int) -> tuple[bytes, int]:
+        """Frames for a reader that is behind the ring, read from the store by itself."""
+        target = feed.catch_up_target(offset)
+        if target <= offset:
+            return b"", offset
+        final = feed.final
+
+        def read():
+            segs = self.store.output_segments(feed.run_id, offset, min(BATCH, target - offset))
+            return output_frames(segs, final or offset + BATCH >= target)
+        frames = await asyncio.get_running_loop().run_in_executor(self.io, read)
+        if not frames:
+            return b"", offset
+        return b"".join(f for _, _, f in frames), frames[-1][1]
+
+    def _poll(self, feeds: list[RunFeed], refresh: set[str]) -> list[tuple]:
+        """On the io pool: each feed's refreshed run (if asked), new frames, and size.
+
+        The run is read before the size, so once it is final every byte is counted."""
+        out = []
+        for feed in feeds:
+            run = (self.store.get_run(feed.run_id)
+                   if feed.run_id in refresh or feed.run is None else feed.run)
+            size = self.store.output_size(feed.run_id)
+            start = feed.read_to
+            if start is None:  # a new feed starts at the end, on a character boundary
+                tail = b"" if run.status not in ACTIVE_STATUSES else None
+                if tail is None:
+                    tail = self.store.read_output(feed.run_id, max(0, size - 4), 4)
+                start = size - (len(tail) - utf8_boundary(tail))
+            frames = []
+            if size > start:
+                segs = self.store.output_segments(feed.run_id, start, min(BATCH, size - start))
+                frames = output_frames(segs, run.status not in ACTIVE_STATUSES)
+            out.append((feed, run, frames, frames[-1][1] if frames else start, size))
+        return out
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._feeds and not self.closed:
+            feeds = list(self._feeds.values())
+            refresh = {f.run_id for f in feeds if f.stale}
+            for feed in feeds:
+                feed.stale = False  # an event during this poll marks it again
+            try:
+                results = await loop.run_in_executor(self.io, self._poll, feeds, refresh)
+            except Exception:
+                results = []
+                for feed in feeds:
+                    feed.stale = True
+            for feed, run, frames, read_to, size in results:
+                old = feed.run
+                woke = bool(frames) or feed.read_to is None or old is None or (
+                    run.status, run.phase, run.progress) != (old.status, old.phase,
+                                                             old.progress)
+                feed.run = run
+                feed.size = size
+                feed.add(frames, read_to)
+                if woke:
+                    async with feed.cond:
+                        feed.cond.notify_all()
+            try:
+                await asyncio.wait_for(self._poke.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._poke.clear()
