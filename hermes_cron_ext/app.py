@@ -38,7 +38,7 @@ class HermesCron(ExtensionApp):
         help="Longest sleep of the ticker, which bounds how late it sees jobs changed by "
              "other processes.")
     stream_interval = Float(
-        0.02, config=True, help="How often watched output logs are checked for growth (s).")
+        0.01, config=True, help="How often watched output logs are checked for growth (s).")
     handoff = Bool(
         True, config=True,
         help="When this server stops while enabled jobs exist and no other ticker is alive, "
@@ -50,6 +50,12 @@ class HermesCron(ExtensionApp):
              "runs, besides each job's own notify_url. Default: $HERMES_CRON_NOTIFY_URL.")
     timezone = Unicode(
         "", config=True, help="Default IANA time zone for new jobs (default: the server's).")
+    executor = Unicode(
+        "", config=True,
+        help="Where this server's ticker runs jobs: '' or 'local' (a supervisor process per "
+             "run on this machine), or 'dask://HOST:PORT' (a task per run on that Dask "
+             "cluster; needs hermes-cron-ext[dask] and a store every worker reaches, e.g. "
+             "PostgreSQL).")
 
     def initialize_settings(self) -> None:
         url = resolve_db(self.db or None)
@@ -58,7 +64,8 @@ class HermesCron(ExtensionApp):
         if self.ticker:
             from .ticker import Ticker
 
-            self.ticker_obj = Ticker(self.store, kind="server", lead=self.lead, poll=self.poll,
+            self.ticker_obj = Ticker(self.store, self.executor or None, kind="server",
+                                     lead=self.lead, poll=self.poll,
                                      notify_url=self.notify_url or None)
         self.service = CronService(self.store, ticker=self.ticker_obj,
                                    default_tz=self.timezone or None,

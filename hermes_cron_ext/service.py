@@ -113,7 +113,7 @@ def _page_json(key: str, page) -> str:
 
 class CronService:
     def __init__(self, store: AsyncStore, *, ticker=None, default_tz: str | None = None,
-                 stream_interval: float = 0.02, log=None):
+                 stream_interval: float = 0.01, log=None):
         self.store = store
         self.ticker = ticker
         self.default_tz = default_tz

@@ -117,7 +117,7 @@ class RunFeed:
 class Feeds:
     """Every watched run's feed, refreshed by one polling task."""
 
-    def __init__(self, store, io: ThreadPoolExecutor, interval: float = 0.02):
+    def __init__(self, store, io: ThreadPoolExecutor, interval: float = 0.01):
         self.store = store  # the synchronous store; called on the io pool only
         self.io = io
         self.interval = interval
