@@ -1,0 +1,287 @@
+/**
+ * The REST client for `{base_url}api/cron/` (see hermes_cron_ext/openapi.json).
+ *
+ * Every request goes through JupyterLab's ServerConnection, so it carries the
+ * same auth (token header or cookie + XSRF) as the rest of Lab.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export type RunStatus =
+  | 'queued'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'timed_out'
+  | 'cancelled'
+  | 'lost'
+  | 'skipped';
+
+export type JobState = 'scheduled' | 'running' | 'paused' | 'blocked' | 'disabled';
+
+export const ACTIVE: RunStatus[] = ['queued', 'running'];
+export const FAILED: RunStatus[] = ['failed', 'timed_out', 'lost'];
+
+export interface IPolicy {
+  misfire: string;
+  starting_deadline: number | null;
+  overlap: string;
+  retries: number;
+  retry_delay: number;
+  retry_max_delay: number;
+  retry_on_timeout: boolean;
+  timeout: number | null;
+  kill_grace: number;
+  max_failures: number;
+  jitter: number;
+  notify_url: string | null;
+  ping_url: string | null;
+  keep_runs: number | null;
+  keep_failures: number | null;
+}
+
+export interface ILastRun {
+  id: string;
+  status: RunStatus;
+  exit_code?: number | null;
+  started_at?: string | null;
+  finished_at?: string | null;
+  scheduled_for?: string | null;
+  [key: string]: unknown;
+}
+
+export interface IJob {
+  id: string;
+  name: string;
+  kind: 'command' | 'python' | 'notebook';
+  schedule: string;
+  timezone: string;
+  command: string | string[] | null;
+  code: string | null;
+  interpreter: string | null;
+  cwd: string | null;
+  env: { [key: string]: string };
+  secret_env: string[];
+  parameters: { [key: string]: unknown };
+  kernel: string | null;
+  description: string;
+  state: JobState;
+  state_reason: string | null;
+  enabled: boolean;
+  next_run_at: string | null;
+  last_run: ILastRun | null;
+  consecutive_failures: number;
+  policy: IPolicy;
+  created_at: string;
+  updated_at: string;
+  version: number;
+  warning?: string;
+}
+
+export interface IRun {
+  id: string;
+  job_id: string;
+  job_name: string | null;
+  status: RunStatus;
+  trigger: string;
+  attempt: number;
+  scheduled_for: string | null;
+  queued_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  duration: number | null;
+  exit_code: number | null;
+  heartbeat_at: string | null;
+  pid: number | null;
+  host: string | null;
+  phase: string | null;
+  progress: number | null;
+  reason: string | null;
+  output_bytes: number;
+}
+
+export interface ITicker {
+  id: string;
+  kind: string;
+  host: string;
+  pid: number;
+  started_at: string;
+  heartbeat_at: string;
+  last_tick_at: string | null;
+  alive: boolean;
+}
+
+export interface IStatus {
+  version: string;
+  store: string;
+  tickers: ITicker[];
+  alive: number;
+  ticking: boolean;
+  jobs_by_state: { [state: string]: number };
+  server_ticker: boolean;
+  warning: string | null;
+}
+
+export interface IPreview {
+  schedule: string;
+  timezone: string;
+  description: string;
+  next: string[];
+}
+
+export interface ICronEvent {
+  seq: number;
+  at: string;
+  type: string;
+  job_id: string | null;
+  run_id: string | null;
+  data: { [key: string]: unknown };
+}
+
+export interface IPage<T> {
+  items: T[];
+  cursor: string | null;
+}
+
+/** A JSON error from the API: `{"error": {"code", "message", "field"?}}`. */
+export class CronError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field: string | null = null
+  ) {
+    super(message);
+  }
+}
+
+/** The path part of an API URL, below `{base_url}api/cron/`. */
+export function apiUrl(
+  path: string,
+  query: { [key: string]: string | number | null | undefined } = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): string {
+  const params: { [key: string]: string } = {};
+  for (const [k, v] of Object.entries(query)) {
+    if (v !== null && v !== undefined && v !== '') {
+      params[k] = String(v);
+    }
+  }
+  const search = URLExt.objectToQueryString(params);
+  return URLExt.join(settings.baseUrl, 'api', 'cron', path) + search;
+}
+
+export class CronAPI {
+  readonly settings = ServerConnection.makeSettings();
+
+  url(path: string, query: { [key: string]: string | number | null | undefined } = {}): string {
+    return apiUrl(path, query, this.settings);
+  }
+
+  async request<T>(
+    method: string,
+    path: string,
+    options: { query?: { [key: string]: string | number | null | undefined }; body?: unknown } = {}
+  ): Promise<T> {
+    const init: RequestInit = { method };
+    if (options.body !== undefined) {
+      init.body = JSON.stringify(options.body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(
+        this.url(path, options.query),
+        init,
+        this.settings
+      );
+    } catch (err) {
+      throw new CronError(0, 'network', `cannot reach the Jupyter server: ${err}`);
+    }
+    const text = await response.text();
+    let data: any = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    if (!response.ok) {
+      const error = data && typeof data === 'object' ? data.error : null;
+      if (error && typeof error === 'object') {
+        throw new CronError(response.status, error.code, error.message, error.field ?? null);
+      }
+      const message =
+        (data && typeof data === 'object' && data.message) ||
+        `${response.status} ${response.statusText}`;
+      throw new CronError(response.status, 'http', message);
+    }
+    return data as T;
+  }
+
+  status(): Promise<IStatus> {
+    return this.request('GET', 'status');
+  }
+
+  async listJobs(options: { q?: string; limit?: number; cursor?: string | null } = {}): Promise<
+    IPage<IJob>
+  > {
+    const page = await this.request<{ jobs: IJob[]; cursor: string | null }>('GET', 'jobs', {
+      query: { q: options.q, limit: options.limit ?? 50, cursor: options.cursor }
+    });
+    return { items: page.jobs, cursor: page.cursor };
+  }
+
+  getJob(ref: string): Promise<IJob> {
+    return this.request('GET', `jobs/${encodeURIComponent(ref)}`);
+  }
+
+  createJob(body: { [key: string]: unknown }): Promise<IJob> {
+    return this.request('POST', 'jobs', { body });
+  }
+
+  updateJob(ref: string, body: { [key: string]: unknown }): Promise<IJob> {
+    return this.request('PATCH', `jobs/${encodeURIComponent(ref)}`, { body });
+  }
+
+  deleteJob(ref: string): Promise<void> {
+    return this.request('DELETE', `jobs/${encodeURIComponent(ref)}`);
+  }
+
+  runNow(ref: string): Promise<IRun> {
+    return this.request('POST', `jobs/${encodeURIComponent(ref)}/run`);
+  }
+
+  pause(ref: string): Promise<IJob> {
+    return this.request('POST', `jobs/${encodeURIComponent(ref)}/pause`);
+  }
+
+  resume(ref: string): Promise<IJob> {
+    return this.request('POST', `jobs/${encodeURIComponent(ref)}/resume`);
+  }
+
+  async listRuns(
+    ref: string,
+    options: { limit?: number; cursor?: string | null } = {}
+  ): Promise<IPage<IRun>> {
+    const page = await this.request<{ runs: IRun[]; cursor: string | null }>(
+      'GET',
+      `jobs/${encodeURIComponent(ref)}/runs`,
+      { query: { limit: options.limit ?? 20, cursor: options.cursor } }
+    );
+    return { items: page.runs, cursor: page.cursor };
+  }
+
+  getRun(id: string): Promise<IRun> {
+    return this.request('GET', `runs/${encodeURIComponent(id)}`);
+  }
+
+  cancelRun(id: string): Promise<IRun> {
+    return this.request('POST', `runs/${encodeURIComponent(id)}/cancel`);
+  }
+
+  preview(schedule: string, tz?: string | null, count = 5): Promise<IPreview> {
+    return this.request('GET', 'preview', { query: { schedule, tz, count } });
+  }
+}

@@ -1,0 +1,470 @@
+/**
+ * The live output of one run, as a terminal would show it.
+ *
+ * - `/runs/{id}/stream` is read over SSE from the last byte offset seen, so a
+ *   dropped connection resumes without losing or repeating output; a finished
+ *   run replays and ends.
+ * - ANSI colours (ansi_up, class based, themed in style/base.css); stderr is
+ *   marked; a bare carriage return rewrites the current line the way Jupyter's
+ *   own outputs do, so tqdm bars update in place instead of piling up.
+ * - Auto-scroll follows the end until the user scrolls up, and resumes when
+ *   they scroll back down (or press "Jump to latest").
+ * - A header with the run's status, phase and progress, and a
+ *   Completed / Failed badge when the `end` event arrives.
+ */
+import { Widget } from '@lumino/widgets';
+import { AnsiUp } from 'ansi_up';
+
+import { CronAPI, IRun, RunStatus } from './api';
+import { duration, formatTime, STATUS_LABEL } from './format';
+import { SSEStream } from './sse';
+
+/** Committed lines kept in the DOM; older ones are dropped (the full log stays on the server). */
+const MAX_LINES = 5000;
+
+/** A progress marker line of the supervisor's protocol (shown as the header's bar instead). */
+const MARKER = /^\s*::(progress|phase)::/;
+
+interface ISegment {
+  stream: string;
+  text: string;
+}
+
+type AnsiState = { [key: string]: unknown };
+const ANSI_STATE = ['fg', 'bg', 'bold', 'faint', 'italic', 'underline'];
+
+function newAnsi(): AnsiUp {
+  const a = new AnsiUp();
+  a.use_classes = true;
+  a.escape_html = true;
+  return a;
+}
+
+function saveState(a: AnsiUp): AnsiState {
+  const src = a as unknown as AnsiState;
+  const out: AnsiState = {};
+  for (const k of ANSI_STATE) {
+    out[k] = src[k];
+  }
+  return out;
+}
+
+function withState(state: AnsiState): AnsiUp {
+  const a = newAnsi();
+  Object.assign(a as unknown as AnsiState, state);
+  return a;
+}
+
+export function badgeFor(status: string): { label: string; tone: string } {
+  switch (status) {
+    case 'succeeded':
+      return { label: 'Completed', tone: 'ok' };
+    case 'failed':
+      return { label: 'Failed', tone: 'bad' };
+    case 'timed_out':
+      return { label: 'Timed out', tone: 'bad' };
+    case 'lost':
+      return { label: 'Lost', tone: 'bad' };
+    case 'cancelled':
+      return { label: 'Cancelled', tone: 'muted' };
+    case 'skipped':
+      return { label: 'Skipped', tone: 'muted' };
+    case 'running':
+      return { label: 'Running', tone: 'run' };
+    default:
+      return { label: STATUS_LABEL[status] ?? status, tone: 'muted' };
+  }
+}
+
+/**
+ * Terminal-ish text sink: committed lines plus one live line that a bare `\r`
+ * rewrites. Pure DOM, no network: the widget below feeds it.
+ */
+export class TerminalText {
+  readonly node: HTMLPreElement;
+  private _ansi = newAnsi();
+  private _lineState: AnsiState = saveState(this._ansi);
+  private _line: ISegment[] = [];
+  private _lineNode: HTMLDivElement;
+  private _crPending = false;
+  private _count = 0;
+  private _dropped = 0;
+  private _droppedNode: HTMLDivElement | null = null;
+
+  constructor() {
+    this.node = document.createElement('pre');
+    this.node.className = 'jp-HermesCron-terminal';
+    this._lineNode = this._newLine();
+  }
+
+  get lineCount(): number {
+    return this._count;
+  }
+
+  clear(): void {
+    this.node.textContent = '';
+    this._ansi = newAnsi();
+    this._lineState = saveState(this._ansi);
+    this._line = [];
+    this._crPending = false;
+    this._count = 0;
+    this._dropped = 0;
+    this._droppedNode = null;
+    this._lineNode = this._newLine();
+  }
+
+  write(text: string, stream = 'stdout'): void {
+    // \r\n and \n end a line; a bare \r goes back to the start of the line
+    const pieces = text.split(/(\r\n|\n|\r)/);
+    let dirty = false;
+    for (const piece of pieces) {
+      if (piece === '\n' || piece === '\r\n') {
+        this._commit();
+        dirty = false;
+      } else if (piece === '\r') {
+        this._crPending = true;
+      } else if (piece) {
+        if (this._crPending) {
+          this._line = [];
+          this._crPending = false;
+        }
+        const last = this._line[this._line.length - 1];
+        if (last && last.stream === stream) {
+          last.text += piece;
+        } else {
+          this._line.push({ stream, text: piece });
+        }
+        dirty = true;
+      }
+    }
+    if (dirty) {
+      this._render(this._lineNode, withState(this._lineState));
+    }
+  }
+
+  private _newLine(): HTMLDivElement {
+    const div = document.createElement('div');
+    div.className = 'jp-HermesCron-line';
+    this.node.appendChild(div);
+    return div;
+  }
+
+  private _render(node: HTMLElement, ansi: AnsiUp): void {
+    let html = '';
+    for (const seg of this._line) {
+      const body = ansi.ansi_to_html(seg.text);
+      html += seg.stream === 'stderr' ? `<span class="jp-HermesCron-stderr">${body}</span>` : body;
+    }
+    node.innerHTML = html;
+  }
+
+  private _commit(): void {
+    // render with the persistent ANSI state so colours carry over to the next line
+    this._render(this._lineNode, this._ansi);
+    if (MARKER.test(this._line.map(seg => seg.text).join(''))) {
+      // ::progress:: / ::phase:: lines feed the progress bar above; the text stays in the log
+      this._lineNode.classList.add('jp-HermesCron-marker');
+    }
+    this._lineState = saveState(this._ansi);
+    this._line = [];
+    this._crPending = false;
+    this._count++;
+    this._lineNode = this._newLine();
+    this._trim();
+  }
+
+  private _trim(): void {
+    const excess = this._count - MAX_LINES;
+    if (excess <= 0) {
+      return;
+    }
+    if (!this._droppedNode) {
+      this._droppedNode = document.createElement('div');
+      this._droppedNode.className = 'jp-HermesCron-dropped';
+      this.node.insertBefore(this._droppedNode, this.node.firstChild);
+    }
+    for (let i = 0; i < excess; i++) {
+      const first = this._droppedNode.nextSibling;
+      if (first && first !== this._lineNode) {
+        this.node.removeChild(first);
+        this._count--;
+        this._dropped++;
+      }
+    }
+    this._droppedNode.textContent =
+      `… ${this._dropped} earlier line(s) not shown here ` + '(the full log is kept on the server)';
+  }
+}
+
+/** The live-output pane of one run. */
+export class RunOutput extends Widget {
+  private _stream: SSEStream | null = null;
+  private _term = new TerminalText();
+  private _scroller: HTMLDivElement;
+  private _follow = true;
+  private _jump: HTMLButtonElement;
+  private _title: HTMLSpanElement;
+  private _badge: HTMLSpanElement;
+  private _meta: HTMLDivElement;
+  private _phase: HTMLSpanElement;
+  private _bar: HTMLDivElement;
+  private _barFill: HTMLDivElement;
+  private _conn: HTMLSpanElement;
+  private _cancel: HTMLButtonElement;
+  private _run: IRun | null = null;
+  private _offset = 0;
+  private _ended = false;
+  runId: string;
+
+  constructor(
+    private readonly api: CronAPI,
+    runId: string,
+    options: { jobName?: string | null; onOpenInTab?: (runId: string) => void; compact?: boolean } = {}
+  ) {
+    super();
+    this.runId = runId;
+    this.addClass('jp-HermesCron-output');
+    if (options.compact) {
+      this.addClass('jp-mod-compact');
+    }
+    this.node.dataset.runId = runId;
+    this.node.dataset.status = 'connecting';
+
+    const header = document.createElement('div');
+    header.className = 'jp-HermesCron-outputHeader';
+    this._title = document.createElement('span');
+    this._title.className = 'jp-HermesCron-outputTitle';
+    this._title.textContent = `${options.jobName ?? 'Run'} · ${runId}`;
+    this._badge = document.createElement('span');
+    this._badge.className = 'jp-HermesCron-badge';
+    this._badge.dataset.tone = 'muted';
+    this._badge.textContent = 'Connecting';
+    this._conn = document.createElement('span');
+    this._conn.className = 'jp-HermesCron-conn';
+    const actions = document.createElement('span');
+    actions.className = 'jp-HermesCron-outputActions';
+    this._cancel = document.createElement('button');
+    this._cancel.className = 'jp-HermesCron-linkButton';
+    this._cancel.textContent = 'Stop';
+    this._cancel.title = 'Cancel this run (TERM, then KILL after the grace period)';
+    this._cancel.hidden = true;
+    this._cancel.onclick = () => {
+      this._cancel.disabled = true;
+      this.api.cancelRun(this.runId).catch(err => {
+        this._conn.textContent = String(err.message ?? err);
+        this._cancel.disabled = false;
+      });
+    };
+    actions.appendChild(this._cancel);
+    if (options.onOpenInTab) {
+      const open = document.createElement('button');
+      open.className = 'jp-HermesCron-linkButton';
+      open.textContent = 'Open in tab';
+      open.title = 'Open this output in the main area';
+      open.onclick = () => options.onOpenInTab?.(this.runId);
+      actions.appendChild(open);
+    }
+    header.append(this._badge, this._title, this._conn, actions);
+
+    this._meta = document.createElement('div');
+    this._meta.className = 'jp-HermesCron-outputMeta';
+    const progress = document.createElement('div');
+    progress.className = 'jp-HermesCron-progress';
+    this._phase = document.createElement('span');
+    this._phase.className = 'jp-HermesCron-phase';
+    this._bar = document.createElement('div');
+    this._bar.className = 'jp-HermesCron-bar';
+    this._bar.hidden = true;
+    this._barFill = document.createElement('div');
+    this._barFill.className = 'jp-HermesCron-barFill';
+    this._bar.appendChild(this._barFill);
+    progress.append(this._bar, this._phase);
+
+    this._scroller = document.createElement('div');
+    this._scroller.className = 'jp-HermesCron-scroller jp-RenderedText';
+    this._scroller.appendChild(this._term.node);
+    this._scroller.addEventListener('scroll', () => this._onScroll(), { passive: true });
+
+    this._jump = document.createElement('button');
+    this._jump.className = 'jp-HermesCron-jump jp-mod-styled';
+    this._jump.textContent = 'Jump to latest ↓';
+    this._jump.hidden = true;
+    this._jump.onclick = () => {
+      this._follow = true;
+      this._jump.hidden = true;
+      this.node.dataset.follow = 'true';
+      this._scrollToEnd();
+    };
+
+    const body = document.createElement('div');
+    body.className = 'jp-HermesCron-outputBody';
+    body.append(this._scroller, this._jump);
+    this.node.append(header, this._meta, progress, body);
+    this._connect();
+  }
+
+  get status(): string {
+    return this.node.dataset.status ?? '';
+  }
+
+  get following(): boolean {
+    return this._follow;
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._stream?.close();
+    this._stream = null;
+    super.dispose();
+  }
+
+  private _connect(): void {
+    this._stream = new SSEStream({
+      url: this.api.url(`runs/${encodeURIComponent(this.runId)}/stream`),
+      settings: this.api.settings,
+      lastEventId: this._offset ? String(this._offset) : null,
+      onOpen: () => {
+        this._conn.textContent = '';
+      },
+      onMessage: msg => this._onMessage(msg.event, msg.data, msg.id),
+      onError: (err, willRetry, status) => {
+        if (this._ended) {
+          return;
+        }
+        if (willRetry) {
+          this._conn.textContent = 'reconnecting…';
+        } else {
+          this._conn.textContent =
+            status === 404 ? 'this run no longer exists' : `stream failed (${status ?? err})`;
+          this.node.dataset.status = 'error';
+        }
+      }
+    });
+  }
+
+  private _onMessage(event: string, raw: string, id: string | null): void {
+    let data: any;
+    try {
+      data = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    switch (event) {
+      case 'output': {
+        const end = id !== null ? Number(id) : NaN;
+        if (!isNaN(end) && end <= this._offset) {
+          return; // already shown (a resumed stream never repeats, but be safe)
+        }
+        this._term.write(String(data.text ?? ''), String(data.stream ?? 'stdout'));
+        if (!isNaN(end)) {
+          this._offset = end;
+        }
+        this.node.dataset.offset = String(this._offset);
+        this._afterWrite();
+        break;
+      }
+      case 'status':
+        this._setRun(data as IRun);
+        break;
+      case 'progress':
+        this._setProgress(data.phase ?? null, data.progress ?? null);
+        break;
+      case 'end':
+        this._end(data.status, data.exit_code ?? null, data.reason ?? null);
+        break;
+    }
+  }
+
+  private _setRun(run: IRun): void {
+    this._run = run;
+    if (!this._ended) {
+      this._setStatus(run.status);
+    }
+    this._setProgress(run.phase, run.progress);
+    this._renderMeta();
+  }
+
+  private _renderMeta(extra?: string): void {
+    const run = this._run;
+    if (!run) {
+      return;
+    }
+    const bits = [
+      `trigger ${run.trigger}`,
+      run.attempt > 1 ? `attempt ${run.attempt}` : '',
+      run.started_at ? `started ${formatTime(run.started_at)}` : `queued ${formatTime(run.queued_at)}`,
+      run.finished_at ? `took ${duration(run.duration)}` : '',
+      run.exit_code !== null && run.exit_code !== undefined ? `exit ${run.exit_code}` : '',
+      run.host && run.pid ? `pid ${run.pid} on ${run.host}` : '',
+      extra ?? '',
+      this.hasClass('jp-mod-compact') ? run.id : ''
+    ].filter(Boolean);
+    this._meta.textContent = bits.join(' · ');
+    if (run.job_name) {
+      this._title.textContent = `${run.job_name} · ${run.id}`;
+    }
+  }
+
+  private _setStatus(status: RunStatus | string): void {
+    const { label, tone } = badgeFor(status);
+    this._badge.textContent = label;
+    this._badge.dataset.tone = tone;
+    this.node.dataset.status = status;
+    this._cancel.hidden = !(status === 'running' || status === 'queued') || this._ended;
+  }
+
+  private _setProgress(phase: string | null, progress: number | null): void {
+    this._phase.textContent = phase ?? '';
+    if (progress === null || progress === undefined) {
+      this._bar.hidden = true;
+    } else {
+      this._bar.hidden = false;
+      const pct = Math.max(0, Math.min(1, progress)) * 100;
+      this._barFill.style.width = `${pct}%`;
+      this._bar.title = `${pct.toFixed(0)}%`;
+    }
+  }
+
+  private _end(status: string, exitCode: number | null, reason: string | null): void {
+    this._ended = true;
+    this._stream?.close();
+    this._stream = null;
+    this._setStatus(status);
+    this._cancel.hidden = true;
+    this._conn.textContent = '';
+    if (this._run) {
+      this._run = { ...this._run, status: status as RunStatus, exit_code: exitCode, reason };
+    }
+    this._renderMeta(reason ? reason : undefined);
+    if (status === 'succeeded') {
+      this._setProgress(this._phase.textContent || null, this._bar.hidden ? null : 1);
+    }
+    this.node.dataset.ended = 'true';
+  }
+
+  private _afterWrite(): void {
+    if (this._follow) {
+      this._scrollToEnd();
+    }
+  }
+
+  private _scrollToEnd(): void {
+    this._scroller.scrollTop = this._scroller.scrollHeight;
+  }
+
+  private _onScroll(): void {
+    const s = this._scroller;
+    const atEnd = s.scrollTop + s.clientHeight >= s.scrollHeight - 4;
+    this._follow = atEnd;
+    this._jump.hidden = atEnd;
+    this.node.dataset.follow = atEnd ? 'true' : 'false';
+  }
+
+  protected onAfterShow(): void {
+    if (this._follow) {
+      this._scrollToEnd();
+    }
+  }
+}

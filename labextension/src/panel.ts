@@ -1,0 +1,848 @@
+/**
+ * The "Cron" side panel: the jobs list (master) over the selected job (detail).
+ *
+ * - The list shows a state pip, the name, the schedule in words, a live
+ *   next-run countdown and the last outcome; it renders at most one page of 50
+ *   and says "50+" with a "load more" and a server-side search for big fleets.
+ * - The detail shows the schedule with its next 5 fire times, the policies,
+ *   the actions (run now, pause/resume, edit, delete), a live output pane for
+ *   the running (or picked) run and the run history, newest first, paged.
+ * - Every update comes from the `/events` feed of {@link CronModel}.
+ */
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
+import {
+  addIcon,
+  deleteIcon,
+  editIcon,
+  LabIcon,
+  pauseIcon,
+  refreshIcon,
+  runIcon
+} from '@jupyterlab/ui-components';
+import { Panel, SplitPanel, Widget } from '@lumino/widgets';
+
+import { ACTIVE, CronError, FAILED, ICronEvent, IJob, IRun, IStatus } from './api';
+import { h } from './dom';
+import { ago, countdown, describeSchedule, duration, formatTime, seconds, STATUS_LABEL } from './format';
+import { CronModel } from './model';
+import { badgeFor, RunOutput } from './output';
+
+export const PAGE = 50;
+
+export interface IPanelOptions {
+  model: CronModel;
+  openForm: (job?: IJob | null) => void;
+  openRunInTab: (runId: string, jobName?: string | null) => void;
+}
+
+function iconButton(
+  icon: LabIcon,
+  label: string,
+  action: string,
+  onclick: () => void,
+  title?: string
+): HTMLButtonElement {
+  const button = h('button', {
+    class: 'jp-HermesCron-action',
+    'data-action': action,
+    title: title ?? label,
+    type: 'button'
+  });
+  button.append(icon.element({ tag: 'span', className: 'jp-HermesCron-actionIcon' }), h('span', {}, label));
+  button.onclick = onclick;
+  return button;
+}
+
+function outcome(job: IJob): { symbol: string; tone: string; title: string } {
+  const last = job.last_run;
+  if (!last) {
+    return { symbol: '·', tone: 'muted', title: 'never ran' };
+  }
+  const when = last.finished_at ?? last.started_at ?? last.scheduled_for;
+  const label = STATUS_LABEL[last.status] ?? last.status;
+  const title = `last run: ${label}${last.exit_code !== null && last.exit_code !== undefined ? ` (exit ${last.exit_code})` : ''}${when ? `, ${ago(when as string)}` : ''}`;
+  if (last.status === 'succeeded') {
+    return { symbol: '✓', tone: 'ok', title };
+  }
+  if (FAILED.includes(last.status)) {
+    return { symbol: '✗', tone: 'bad', title };
+  }
+  if (ACTIVE.includes(last.status)) {
+    return { symbol: '▶', tone: 'run', title };
+  }
+  return { symbol: '–', tone: 'muted', title };
+}
+
+function commandText(job: IJob): string {
+  if (job.kind === 'python' && job.code) {
+    const first = job.code.split('\n').find(l => l.trim()) ?? '';
+    return `python (inline): ${first}${job.code.includes('\n') ? ' …' : ''}`;
+  }
+  if (Array.isArray(job.command)) {
+    return job.command.join(' ');
+  }
+  return job.command ?? '';
+}
+
+/** The master list. */
+class JobList extends Widget {
+  private _list: HTMLUListElement;
+  private _footer: HTMLDivElement;
+  private _empty: HTMLDivElement;
+  onSelect: (job: IJob) => void = () => undefined;
+  onMore: () => void = () => undefined;
+
+  constructor() {
+    super();
+    this.addClass('jp-HermesCron-listBox');
+    this._list = h('ul', { class: 'jp-HermesCron-list', role: 'listbox', 'aria-label': 'Cron jobs' });
+    this._empty = h('div', { class: 'jp-HermesCron-empty' });
+    this._footer = h('div', { class: 'jp-HermesCron-listFooter' });
+    this.node.append(this._list, this._empty, this._footer);
+  }
+
+  render(jobs: IJob[], selected: string | null, more: boolean, filter: string, loading: boolean): void {
+    const frag = document.createDocumentFragment();
+    for (const job of jobs) {
+      frag.appendChild(this._item(job, job.id === selected));
+    }
+    this._list.replaceChildren(frag);
+    this._empty.hidden = jobs.length > 0 || loading;
+    this._empty.textContent = filter
+      ? `No job matches “${filter}”.`
+      : 'No cron jobs yet. Create one with “New job”, %cron add in a notebook, or hermes-cron add.';
+    this._footer.replaceChildren();
+    this._footer.hidden = !more;
+    if (more) {
+      const button = h('button', { class: 'jp-HermesCron-linkButton', 'data-action': 'more', type: 'button' }, 'Show 50 more');
+      button.onclick = () => this.onMore();
+      this._footer.append(
+        h('span', { class: 'jp-HermesCron-more' }, `${jobs.length}+`),
+        ` Showing the first ${jobs.length}: refine the filter to find a job, or `,
+        button
+      );
+    }
+    this.tick();
+  }
+
+  /** Refresh the countdowns in place (once a second, while visible). */
+  tick(): void {
+    const now = Date.now();
+    for (const el of Array.from(this._list.querySelectorAll<HTMLElement>('[data-next]'))) {
+      const text = countdown(el.dataset.next || null, now);
+      if (el.textContent !== text) {
+        el.textContent = text;
+      }
+    }
+  }
+
+  private _item(job: IJob, selected: boolean): HTMLLIElement {
+    const out = outcome(job);
+    const next = job.state === 'paused' || job.state === 'blocked' || job.state === 'disabled' ? null : job.next_run_at;
+    const item = h(
+      'li',
+      {
+        class: `jp-HermesCron-job${selected ? ' jp-mod-selected' : ''}`,
+        role: 'option',
+        'aria-selected': selected ? 'true' : 'false',
+        'data-job-id': job.id,
+        'data-name': job.name,
+        'data-state': job.state,
+        tabindex: '0',
+        title: `${job.name}: ${job.state}${job.state_reason ? ` (${job.state_reason})` : ''}\n${job.schedule} (${job.timezone})`
+      },
+      h('span', { class: 'jp-HermesCron-pip', 'data-state': job.state, title: job.state }),
+      h(
+        'span',
+        { class: 'jp-HermesCron-jobMain' },
+        h('span', { class: 'jp-HermesCron-jobName' }, job.name),
+        h('span', { class: 'jp-HermesCron-jobSchedule' }, describeSchedule(job.schedule))
+      ),
+      h(
+        'span',
+        { class: 'jp-HermesCron-jobSide' },
+        h(
+          'span',
+          { class: 'jp-HermesCron-countdown', 'data-next': next ?? '', title: next ? formatTime(next) : '' },
+          next ? '' : job.state === 'running' ? 'running' : job.state
+        ),
+        h('span', { class: 'jp-HermesCron-outcome', 'data-tone': out.tone, title: out.title }, out.symbol)
+      )
+    );
+    item.onclick = () => this.onSelect(job);
+    item.onkeydown = (ev: KeyboardEvent) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        this.onSelect(job);
+      } else if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
+        ev.preventDefault();
+        const sib = (ev.key === 'ArrowDown' ? item.nextElementSibling : item.previousElementSibling) as HTMLElement | null;
+        sib?.focus();
+        sib?.click();
+      }
+    };
+    return item;
+  }
+}
+
+/** The detail of the selected job. */
+class JobDetail extends Panel {
+  private _info = new Widget();
+  private _outputBox = new Panel();
+  private _history = new Widget();
+  private _more = new Widget();
+  private _output: RunOutput | null = null;
+  private _job: IJob | null = null;
+  private _runs: IRun[] = [];
+  private _runsCursor: string | null = null;
+  private _runsSeq = 0;
+  private _previewSeq = 0;
+  private _nextTimes: HTMLElement;
+  private _pinnedRun = false;
+
+  constructor(private readonly opts: IPanelOptions & { onDeleted: () => void }) {
+    super();
+    this.addClass('jp-HermesCron-detail');
+    this._info.addClass('jp-HermesCron-info');
+    this._outputBox.addClass('jp-HermesCron-outputBox');
+    this._history.addClass('jp-HermesCron-history');
+    this.addWidget(this._info);
+    this.addWidget(this._outputBox);
+    this._more.addClass('jp-HermesCron-moreFacts');
+    this.addWidget(this._history);
+    this.addWidget(this._more);
+    this._nextTimes = h('ol', { class: 'jp-HermesCron-nextTimes', 'data-role': 'next-times' });
+    this.showJob(null);
+  }
+
+  get job(): IJob | null {
+    return this._job;
+  }
+
+  get output(): RunOutput | null {
+    return this._output;
+  }
+
+  private get api() {
+    return this.opts.model.api;
+  }
+
+  /** Show *job* (a new selection resets the run history and the output pane). */
+  showJob(job: IJob | null, fresh = true): void {
+    const changed = fresh || !job || this._job?.id !== job.id;
+    const scheduleChanged = !this._job || !job || this._job.schedule !== job.schedule || this._job.timezone !== job.timezone;
+    this._job = job;
+    this.node.dataset.jobId = job?.id ?? '';
+    if (!job) {
+      this._info.node.replaceChildren(
+        h('div', { class: 'jp-HermesCron-empty' }, 'Select a job to see its schedule, runs and live output.')
+      );
+      this._history.node.replaceChildren();
+      this._more.node.replaceChildren();
+      this._setOutput(null);
+      return;
+    }
+    this._renderInfo(job);
+    if (changed || scheduleChanged) {
+      void this._loadPreview(job);
+    }
+    if (changed) {
+      this._pinnedRun = false;
+      this._setOutput(null);
+      this._runs = [];
+      this._runsCursor = null;
+      void this.loadRuns(true);
+    }
+    this._maybeFollowActive(job.last_run?.id ?? null, job.last_run?.status ?? null);
+  }
+
+  /** A run event for the shown job: refresh the history, follow a new active run. */
+  onRunEvent(event: ICronEvent): void {
+    if (!this._job || event.job_id !== this._job.id) {
+      return;
+    }
+    if (event.type === 'run.progress') {
+      return; // the output pane has its own stream
+    }
+    void this.loadRuns(true);
+    if ((event.type === 'run.started' || event.type === 'run.queued') && event.run_id) {
+      this._maybeFollowActive(event.run_id, event.type === 'run.started' ? 'running' : 'queued');
+    }
+  }
+
+  /** Open *runId* in the pane (a user's pick stays until they pick another). */
+  openRun(runId: string, pinned = true): void {
+    this._pinnedRun = pinned;
+    if (this._output?.runId === runId) {
+      return;
+    }
+    this._setOutput(runId);
+    this._markSelectedRun();
+  }
+
+  private _maybeFollowActive(runId: string | null, status: string | null): void {
+    if (!runId || !status || !ACTIVE.includes(status as any)) {
+      return;
+    }
+    const current = this._output;
+    const busy = current && !current.node.dataset.ended && current.status !== 'error';
+    if (current?.runId === runId || (this._pinnedRun && busy)) {
+      return;
+    }
+    this._pinnedRun = false;
+    this._setOutput(runId);
+    this._markSelectedRun();
+  }
+
+  private _setOutput(runId: string | null): void {
+    if (this._output) {
+      this._output.dispose();
+      this._output = null;
+    }
+    this._outputBox.node.hidden = !runId;
+    if (!runId) {
+      return;
+    }
+    this._output = new RunOutput(this.api, runId, {
+      jobName: this._job?.name,
+      compact: true,
+      onOpenInTab: id => this.opts.openRunInTab(id, this._job?.name)
+    });
+    this._outputBox.addWidget(this._output);
+    const node = this._outputBox.node;
+    window.requestAnimationFrame(() => node.scrollIntoView?.({ block: 'nearest' }));
+  }
+
+  private _renderInfo(job: IJob): void {
+    const paused = job.state === 'paused' || job.state === 'blocked';
+    const actions = h(
+      'div',
+      { class: 'jp-HermesCron-actions' },
+      iconButton(runIcon, 'Run now', 'run', () => void this._act('run'), 'Start a run now (obeys the overlap policy)'),
+      paused
+        ? iconButton(runIcon, 'Resume', 'resume', () => void this._act('resume'), 'Resume firing on schedule')
+        : iconButton(pauseIcon, 'Pause', 'pause', () => void this._act('pause'), 'Stop firing until resumed (missed slots are not caught up)'),
+      iconButton(editIcon, 'Edit', 'edit', () => this.opts.openForm(job)),
+      iconButton(deleteIcon, 'Delete', 'delete', () => void this._delete())
+    );
+    const next =
+      job.next_run_at && !paused && job.state !== 'disabled'
+        ? h('span', { class: 'jp-HermesCron-countdown', 'data-next': job.next_run_at }, countdown(job.next_run_at))
+        : h('span', { class: 'jp-HermesCron-muted' }, paused ? 'paused' : job.state === 'disabled' ? 'disabled' : 'no next run');
+    const last = job.last_run;
+    const p = job.policy;
+    const policies = [
+      `overlap: ${p.overlap}`,
+      `missed: ${p.misfire}`,
+      `retries: ${p.retries}`,
+      `timeout: ${seconds(p.timeout)}`,
+      `pause after ${p.max_failures} failures`
+    ];
+    if (p.starting_deadline) {
+      policies.push(`deadline: ${seconds(p.starting_deadline)}`);
+    }
+    if (p.jitter) {
+      policies.push(`jitter: ${seconds(p.jitter)}`);
+    }
+    const lastBadge = last ? badgeFor(last.status) : null;
+    this._info.node.replaceChildren(
+      h(
+        'div',
+        { class: 'jp-HermesCron-detailHead' },
+        h('span', { class: 'jp-HermesCron-pip', 'data-state': job.state }),
+        h('span', { class: 'jp-HermesCron-detailName', 'data-role': 'job-name' }, job.name),
+        h('span', { class: 'jp-HermesCron-stateLabel', 'data-role': 'job-state', 'data-state': job.state }, job.state)
+      ),
+      job.state_reason ? h('div', { class: 'jp-HermesCron-reason', 'data-role': 'state-reason' }, job.state_reason) : '',
+      job.description ? h('div', { class: 'jp-HermesCron-description' }, job.description) : '',
+      actions,
+      h(
+        'dl',
+        { class: 'jp-HermesCron-facts' },
+        h('dt', {}, 'Schedule'),
+        h(
+          'dd',
+          {},
+          h('code', { class: 'jp-HermesCron-mono' }, job.schedule),
+          ' ',
+          h('span', { class: 'jp-HermesCron-muted' }, `(${job.timezone})`),
+          h('div', { class: 'jp-HermesCron-words', 'data-role': 'schedule-words' }, describeSchedule(job.schedule))
+        ),
+        h('dt', {}, 'Next run'),
+        h('dd', {}, next, this._nextTimes),
+        h('dt', {}, 'Last run'),
+        h(
+          'dd',
+          {},
+          last && lastBadge
+            ? h(
+                'span',
+                {},
+                h('span', { class: 'jp-HermesCron-badge', 'data-tone': lastBadge.tone }, lastBadge.label),
+                ' ',
+                h('span', { class: 'jp-HermesCron-muted' }, ago((last.finished_at ?? last.started_at ?? last.scheduled_for) as string)),
+                last.exit_code !== null && last.exit_code !== undefined ? ` · exit ${last.exit_code}` : ''
+              )
+            : h('span', { class: 'jp-HermesCron-muted' }, 'never')
+        ),
+      )
+    );
+    this._more.node.replaceChildren(
+      h(
+        'dl',
+        { class: 'jp-HermesCron-facts' },
+        h('dt', {}, job.kind === 'notebook' ? 'Notebook' : job.kind === 'python' ? 'Python' : 'Command'),
+        h('dd', {}, h('code', { class: 'jp-HermesCron-mono jp-HermesCron-command' }, commandText(job))),
+        job.cwd ? h('dt', {}, 'Directory') : null,
+        job.cwd ? h('dd', {}, h('code', { class: 'jp-HermesCron-mono' }, job.cwd)) : null,
+        h('dt', {}, 'Policies'),
+        h('dd', { class: 'jp-HermesCron-policyList' }, policies.join(' · '))
+      )
+    );
+  }
+
+  private async _loadPreview(job: IJob): Promise<void> {
+    const seq = ++this._previewSeq;
+    this._nextTimes.replaceChildren();
+    try {
+      const preview = await this.api.preview(job.schedule, job.timezone, 5);
+      if (seq !== this._previewSeq) {
+        return;
+      }
+      this._nextTimes.replaceChildren(
+        ...preview.next.map(t => h('li', { title: t }, formatTime(t)))
+      );
+    } catch (err: any) {
+      if (seq === this._previewSeq) {
+        this._nextTimes.replaceChildren(h('li', { class: 'jp-HermesCron-error' }, err?.message ?? String(err)));
+      }
+    }
+  }
+
+  async loadRuns(reset: boolean): Promise<void> {
+    const job = this._job;
+    if (!job) {
+      return;
+    }
+    const seq = ++this._runsSeq;
+    try {
+      const limit = reset ? Math.max(10, Math.min(200, this._runs.length || 10)) : 10;
+      const page = await this.api.listRuns(job.id, { limit, cursor: reset ? null : this._runsCursor });
+      if (seq !== this._runsSeq || this._job?.id !== job.id) {
+        return;
+      }
+      this._runs = reset ? page.items : [...this._runs, ...page.items];
+      this._runsCursor = page.cursor;
+      this._renderHistory();
+    } catch (err: any) {
+      if (seq === this._runsSeq && !(err instanceof CronError && err.status === 404)) {
+        this._history.node.replaceChildren(h('div', { class: 'jp-HermesCron-error' }, `runs: ${err?.message ?? err}`));
+      }
+    }
+  }
+
+  private _renderHistory(): void {
+    const rows = this._runs.map(run => {
+      const b = badgeFor(run.status);
+      const tr = h(
+        'tr',
+        {
+          class: 'jp-HermesCron-run',
+          'data-run-id': run.id,
+          'data-status': run.status,
+          tabindex: '0',
+          title: `${run.id}${run.reason ? `: ${run.reason}` : ''}\nclick to show its output`
+        },
+        h('td', {}, h('span', { class: 'jp-HermesCron-badge', 'data-tone': b.tone }, b.label)),
+        h('td', {}, run.trigger),
+        h('td', { title: run.started_at ?? run.scheduled_for ?? '' }, formatTime(run.started_at ?? run.scheduled_for ?? run.queued_at)),
+        h('td', { class: 'jp-HermesCron-num' }, run.status === 'skipped' ? '—' : duration(run.duration)),
+        h('td', { class: 'jp-HermesCron-num' }, run.exit_code === null || run.exit_code === undefined ? '' : String(run.exit_code))
+      );
+      tr.onclick = () => this.openRun(run.id);
+      tr.onkeydown = (ev: KeyboardEvent) => {
+        if (ev.key === 'Enter') {
+          this.openRun(run.id);
+        }
+      };
+      return tr;
+    });
+    const table = h(
+      'table',
+      { class: 'jp-HermesCron-runs' },
+      h(
+        'thead',
+        {},
+        h('tr', {}, h('th', {}, 'Status'), h('th', {}, 'Trigger'), h('th', {}, 'Started'), h('th', {}, 'Took'), h('th', {}, 'Exit'))
+      ),
+      h('tbody', {}, ...rows)
+    );
+    const more = this._runsCursor
+      ? h('button', { class: 'jp-HermesCron-linkButton', 'data-action': 'more-runs', type: 'button', onclick: () => void this.loadRuns(false) }, 'Older runs…')
+      : null;
+    this._history.node.replaceChildren(
+      h('div', { class: 'jp-HermesCron-sectionTitle' }, 'Runs'),
+      this._runs.length ? table : h('div', { class: 'jp-HermesCron-muted' }, 'No runs yet.'),
+      more ?? ''
+    );
+    this._markSelectedRun();
+  }
+
+  private _markSelectedRun(): void {
+    const id = this._output?.runId;
+    for (const tr of Array.from(this._history.node.querySelectorAll<HTMLElement>('tr[data-run-id]'))) {
+      tr.classList.toggle('jp-mod-selected', tr.dataset.runId === id);
+    }
+  }
+
+  private async _act(action: 'run' | 'pause' | 'resume'): Promise<void> {
+    const job = this._job;
+    if (!job) {
+      return;
+    }
+    const button = this._info.node.querySelector<HTMLButtonElement>(`[data-action="${action}"]`);
+    if (button) {
+      button.disabled = true;
+    }
+    try {
+      if (action === 'run') {
+        const run = await this.api.runNow(job.id);
+        this.openRun(run.id, false);
+        void this.loadRuns(true);
+      } else {
+        const updated = action === 'pause' ? await this.api.pause(job.id) : await this.api.resume(job.id);
+        if (this._job?.id === updated.id) {
+          this.showJob(updated, false);
+        }
+      }
+    } catch (err: any) {
+      Notification.error(`${job.name}: ${err?.message ?? err}`, { autoClose: 8000 });
+    } finally {
+      if (button) {
+        button.disabled = false;
+      }
+    }
+  }
+
+  private async _delete(): Promise<void> {
+    const job = this._job;
+    if (!job) {
+      return;
+    }
+    const result = await showDialog({
+      title: 'Delete cron job?',
+      body: `Delete “${job.name}” and its run history? A run in progress is not stopped.`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      await this.api.deleteJob(job.id);
+      this.opts.onDeleted();
+    } catch (err: any) {
+      Notification.error(`${job.name}: ${err?.message ?? err}`, { autoClose: 8000 });
+    }
+  }
+}
+
+export class CronPanel extends Panel {
+  private _jobs: IJob[] = [];
+  private _more = false;
+  private _selected: string | null = null;
+  private _filter = '';
+  private _loading = true;
+  private _loadSeq = 0;
+  private _reloadTimer: number | null = null;
+  private _jobTimers = new Map<string, number>();
+  private _tick: number | null = null;
+  private _badge: HTMLSpanElement;
+  private _banner: HTMLDivElement;
+  private _conn: HTMLDivElement;
+  private _filterInput: HTMLInputElement;
+  private _list = new JobList();
+  private _detail: JobDetail;
+  private _split = new SplitPanel({ orientation: 'vertical', spacing: 4 });
+
+  constructor(private readonly opts: IPanelOptions) {
+    super();
+    this.id = 'hermes-cron-panel';
+    this.addClass('jp-HermesCron-panel');
+    this.title.caption = 'Cron jobs';
+
+    const head = new Widget();
+    head.addClass('jp-HermesCron-head');
+    this._badge = h('span', { class: 'jp-HermesCron-count', 'data-role': 'count', title: 'jobs' }, '0');
+    const newButton = iconButton(addIcon, 'New job', 'new', () => this.opts.openForm(null), 'Create a cron job');
+    const refresh = h('button', { class: 'jp-HermesCron-iconOnly', title: 'Reload', type: 'button', 'data-action': 'refresh' });
+    refresh.append(refreshIcon.element({ tag: 'span' }));
+    refresh.onclick = () => {
+      void this.reload();
+      void this.opts.model.refreshStatus();
+    };
+    this._banner = h('div', { class: 'jp-HermesCron-banner', 'data-role': 'ticker-banner', role: 'alert' });
+    this._banner.hidden = true;
+    this._conn = h('div', { class: 'jp-HermesCron-connBanner', 'data-role': 'conn-banner' });
+    this._conn.hidden = true;
+    this._filterInput = h('input', {
+      class: 'jp-mod-styled jp-HermesCron-filter',
+      type: 'search',
+      placeholder: 'Filter jobs (name, schedule, command)',
+      'aria-label': 'Filter jobs'
+    });
+    let filterTimer: number | null = null;
+    this._filterInput.addEventListener('input', () => {
+      if (filterTimer !== null) {
+        window.clearTimeout(filterTimer);
+      }
+      filterTimer = window.setTimeout(() => {
+        filterTimer = null;
+        this._filter = this._filterInput.value.trim();
+        void this.reload();
+      }, 200);
+    });
+    head.node.append(
+      h(
+        'div',
+        { class: 'jp-HermesCron-titleRow' },
+        h('span', { class: 'jp-HermesCron-title' }, 'Cron'),
+        this._badge,
+        h('span', { class: 'jp-HermesCron-spacer' }),
+        newButton,
+        refresh
+      ),
+      this._banner,
+      this._conn,
+      this._filterInput
+    );
+
+    this._list.onSelect = job => this.select(job.id);
+    this._list.onMore = () => void this.reload(this._jobs.length + PAGE);
+    this._detail = new JobDetail({ ...opts, onDeleted: () => this._onDeleted() });
+    this._split.addClass('jp-HermesCron-split');
+    this._split.addWidget(this._list);
+    this._split.addWidget(this._detail);
+    this._split.setRelativeSizes([0.4, 0.6]);
+    this.addWidget(head);
+    this.addWidget(this._split);
+
+    const model = opts.model;
+    model.statusChanged.connect(this._onStatus, this);
+    model.event.connect(this._onEvent, this);
+    model.connection.connect((_, c) => {
+      this._conn.hidden = c.connected;
+      this._conn.textContent = c.connected ? '' : 'Live updates disconnected: reconnecting…';
+      if (c.connected) {
+        void this.reload(); // catch up: also covers anything missed while away
+      }
+    }, this);
+    model.start();
+    this._onStatus(model, model.status);
+    void this.reload();
+  }
+
+  get detail(): JobDetail {
+    return this._detail;
+  }
+
+  get selected(): string | null {
+    return this._selected;
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._stopTick();
+    this.opts.model.statusChanged.disconnect(this._onStatus, this);
+    this.opts.model.event.disconnect(this._onEvent, this);
+    super.dispose();
+  }
+
+  protected onAfterShow(): void {
+    this._startTick();
+  }
+
+  protected onAfterAttach(): void {
+    if (this.isVisible) {
+      this._startTick();
+    }
+  }
+
+  protected onBeforeHide(): void {
+    this._stopTick();
+  }
+
+  protected onBeforeDetach(): void {
+    this._stopTick();
+  }
+
+  private _startTick(): void {
+    if (this._tick === null) {
+      this._tick = window.setInterval(() => {
+        this._list.tick();
+        const now = Date.now();
+        for (const el of Array.from(this._detail.node.querySelectorAll<HTMLElement>('.jp-HermesCron-info [data-next]'))) {
+          el.textContent = countdown(el.dataset.next || null, now);
+        }
+      }, 1000);
+    }
+  }
+
+  private _stopTick(): void {
+    if (this._tick !== null) {
+      window.clearInterval(this._tick);
+      this._tick = null;
+    }
+  }
+
+  /** Select a job by id or name (a name also works in the API). */
+  async select(ref: string | null): Promise<void> {
+    if (!ref) {
+      this._selected = null;
+      this._detail.showJob(null);
+      this._render();
+      return;
+    }
+    let job = this._jobs.find(j => j.id === ref || j.name === ref) ?? null;
+    if (!job) {
+      try {
+        job = await this.opts.model.api.getJob(ref);
+      } catch {
+        return;
+      }
+    }
+    const fresh = this._selected !== job.id;
+    this._selected = job.id;
+    this._render();
+    this._detail.showJob(job, fresh);
+  }
+
+  /** Show a job that was just saved (created or edited). */
+  showSaved(job: IJob): void {
+    const i = this._jobs.findIndex(j => j.id === job.id);
+    if (i >= 0) {
+      this._jobs[i] = job;
+    }
+    void this.select(job.id);
+    this.reloadSoon();
+  }
+
+  reloadSoon(): void {
+    if (this._reloadTimer !== null) {
+      return;
+    }
+    this._reloadTimer = window.setTimeout(() => {
+      this._reloadTimer = null;
+      void this.reload();
+    }, 150);
+  }
+
+  /** (Re)load the first *count* jobs matching the filter. */
+  async reload(count?: number): Promise<void> {
+    const seq = ++this._loadSeq;
+    const limit = Math.min(500, Math.max(PAGE, count ?? this._jobs.length));
+    try {
+      const page = await this.opts.model.api.listJobs({ q: this._filter || undefined, limit });
+      if (seq !== this._loadSeq) {
+        return;
+      }
+      this._jobs = page.items;
+      this._more = page.cursor !== null;
+      this._loading = false;
+      this._render();
+      if (this._selected) {
+        const job = this._jobs.find(j => j.id === this._selected);
+        if (job) {
+          this._detail.showJob(job, false);
+        } else if (!this._filter) {
+          // not in the loaded pages: it may still exist further down
+          this._refreshJob(this._selected);
+        }
+      }
+    } catch (err: any) {
+      if (seq === this._loadSeq) {
+        this._loading = false;
+        this._conn.hidden = false;
+        this._conn.textContent = `Cannot list jobs: ${err?.message ?? err}`;
+      }
+    }
+  }
+
+  private _render(): void {
+    this._list.render(this._jobs, this._selected, this._more, this._filter, this._loading);
+    this.node.dataset.loaded = this._loading ? 'false' : 'true';
+  }
+
+  private _onStatus(_: CronModel, status: IStatus | null): void {
+    const error = this.opts.model.statusError;
+    if (status) {
+      const total = Object.values(status.jobs_by_state).reduce((a, b) => a + b, 0);
+      this._badge.textContent = String(total);
+      this._badge.title = Object.entries(status.jobs_by_state)
+        .map(([s, n]) => `${n} ${s}`)
+        .join(', ') || 'no jobs';
+    }
+    const warning = error ?? (status && !status.ticking ? status.warning ?? 'No ticker is alive: scheduled runs will not fire.' : null);
+    this._banner.hidden = !warning;
+    this._banner.textContent = warning ? `⚠ ${warning}` : '';
+    this.node.dataset.ticking = status ? String(status.ticking) : 'unknown';
+  }
+
+  private _onEvent(_: CronModel, event: ICronEvent): void {
+    const t = event.type;
+    if (t === 'job.created' || t === 'job.deleted') {
+      if (t === 'job.deleted' && event.job_id === this._selected) {
+        this._onDeleted();
+      }
+      this.reloadSoon();
+      return;
+    }
+    const id = event.job_id;
+    const shown = id ? this._jobs.find(j => j.id === id) : undefined;
+    if (t === 'job.updated' && shown && event.data?.name && event.data.name !== shown.name) {
+      this.reloadSoon(); // renamed: its place in the (name-ordered) list changed
+    }
+    // only jobs on screen are fetched again: a burst of runs across a big fleet costs nothing
+    if (id && (shown || id === this._selected) && (t.startsWith('job.') || (t.startsWith('run.') && t !== 'run.progress'))) {
+      this._refreshJob(id);
+    }
+    if (t.startsWith('run.')) {
+      this._detail.onRunEvent(event);
+    }
+  }
+
+  /** Fetch one job again (coalesced: a burst of events means one request). */
+  private _refreshJob(id: string): void {
+    if (this._jobTimers.has(id)) {
+      return;
+    }
+    this._jobTimers.set(
+      id,
+      window.setTimeout(async () => {
+        this._jobTimers.delete(id);
+        try {
+          const job = await this.opts.model.api.getJob(id);
+          const i = this._jobs.findIndex(j => j.id === id);
+          if (i >= 0) {
+            this._jobs[i] = job;
+            this._render();
+          }
+          if (this._selected === id) {
+            this._detail.showJob(job, false);
+          }
+        } catch (err) {
+          if (err instanceof CronError && err.status === 404) {
+            this.reloadSoon();
+          }
+        }
+      }, 100)
+    );
+  }
+
+  private _onDeleted(): void {
+    this._selected = null;
+    this._detail.showJob(null);
+    this.reloadSoon();
+  }
+}

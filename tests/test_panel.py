@@ -1,0 +1,557 @@
+"""The JupyterLab side panel in a real browser.
+
+A real ``jupyter lab`` (the extension installed as ``pip install`` installs it)
+with its own store, driven through Debian's Chromium by Playwright. Screenshots
+go to ``tests/artifacts/``; ``docs/panel.png`` (the README picture) is refreshed
+when ``HERMES_CRON_DOCS_SHOT=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import _kill_supervisors, wait_for
+
+CHROMIUM = os.environ.get("HERMES_CRON_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+TOKEN = "panel-test-token"
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/run does)",
+                allow_module_level=True)
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("jupyterlab")
+
+
+def _labextension_installed() -> bool:
+    from jupyter_core.paths import jupyter_path
+
+    return any(os.path.exists(os.path.join(p, "hermes-cron-ext", "package.json"))
+               for p in jupyter_path("labextensions"))
+
+
+if not _labextension_installed():
+    pytest.fail("the hermes-cron-ext labextension is not installed: run `pip install -e .` "
+                "(it builds labextension/ with node) before these tests", pytrace=False)
+
+
+@pytest.fixture
+def jp_asyncio_loop():
+    """pytest-jupyter's autouse loop fixture would close Playwright's running loop: not here."""
+    yield None
+
+
+@pytest.fixture
+def jp_server_cleanup():
+    """No in-process ServerApp in this module (jupyter lab runs as a subprocess)."""
+    yield
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """``jupyter lab`` on 127.0.0.1 with a temp store, root dir and settings."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.root = tmp / "root"
+        self.root.mkdir()
+        self.db = str(tmp / "store" / "hermes-cron.db")
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "HERMES_CRON_DB": self.db,
+            "HERMES_CRON_HEARTBEAT": "0.5",
+            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+        }
+        # no "get notified about Jupyter news?" toast over the screenshots
+        labconfig = tmp / "config" / "labconfig"
+        labconfig.mkdir(parents=True)
+        (labconfig / "page_config.json").write_text(json.dumps(
+            {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        self.env = env
+        self.log = open(tmp / "lab.log", "ab")
+        self.start()
+
+    def start(self) -> None:
+        # the server extension is enabled by etc/jupyter in sys.prefix, as installed
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+             f"--port={self.port}", f"--IdentityProvider.token={TOKEN}", "--allow-root",
+             f"--ServerApp.root_dir={self.root}"],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(self.root),
+            start_new_session=True)
+        try:
+            wait_for(self._ready, 90, 0.25, "jupyter lab to answer")
+        except BaseException:
+            self._kill()
+            raise AssertionError(f"jupyter lab did not start:\n{self.log_text()[-3000:]}")
+
+    def restart(self) -> None:
+        """Stop the server (runs go on: their supervisors are detached) and start it again."""
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(30)
+        self.start()
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"jupyter lab exited:\n{self.log_text()[-3000:]}")
+        try:
+            return self.call("status")["ticking"]
+        except (OSError, ValueError):
+            return False
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (self.tmp / "lab.log").read_text(errors="replace")
+
+    def call(self, path: str, method: str = "GET", body=None, **query):
+        url = f"{self.base}/api/cron/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        req = urllib.request.Request(
+            url, method=method, data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def error(self, path: str, **query) -> dict:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            self.call(path, **query)
+        return json.loads(info.value.read())["error"]
+
+    def create(self, name: str, schedule: str, command: str, **extra) -> dict:
+        return self.call("jobs", "POST", {"name": name, "schedule": schedule,
+                                          "command": command, "timezone": "UTC", **extra})
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def stop(self) -> None:
+        self._kill()
+        self.log.close()
+        _kill_supervisors(self.db)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    server = Lab(tmp_path_factory.mktemp("lab"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic",
+                  "--disable-features=Translate,MediaRouter"])
+        yield chromium
+        chromium.close()
+    # leave a fresh, idle event loop for the modules that run after this one
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+@pytest.fixture(scope="module")
+def page(lab, browser):
+    """One Lab page for the module, with the Cron panel open."""
+    # three jobs exist before the page loads: the panel must list them
+    lab.create("rest-alpha", "*/5 * * * *", "echo alpha")
+    lab.create("rest-beta", "@daily", "echo beta", description="made over REST")
+    lab.create("rest-gamma", "@every 90s", "echo gamma")
+    (lab.root / "report.ipynb").write_text(json.dumps(
+        {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                  device_scale_factor=1)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(f"{lab.base}/lab?token={TOKEN}", wait_until="domcontentloaded")
+    pg.locator('li[data-id="hermes-cron-panel"]').click(timeout=60_000)
+    pg.locator(".jp-HermesCron-panel[data-loaded='true']").wait_for(timeout=20_000)
+    # a wider side bar, as a user would drag it
+    handle = pg.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    pg.mouse.move(box["x"] + box["width"] / 2, box["y"] + 300)
+    pg.mouse.down()
+    pg.mouse.move(box["x"] + 160, box["y"] + 300, steps=5)
+    pg.mouse.up()
+    pg.errors = errors
+    yield pg
+    shot(pg, "final")
+    context.close()
+    assert not [e for e in errors if "hermes" in e.lower()], errors
+
+
+def shot(pg, name: str) -> None:
+    pg.screenshot(path=str(ARTIFACTS / f"panel-{name}.png"))
+
+
+def job_item(pg, name: str):
+    return pg.locator(f'.jp-HermesCron-job[data-name="{name}"]')
+
+
+def select(pg, name: str):
+    job_item(pg, name).click()
+    pg.locator(".jp-HermesCron-detail [data-role='job-name']", has_text=name).wait_for()
+    return pg.locator(".jp-HermesCron-detail")
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+def test_panel_lists_jobs_created_over_rest(lab, page):
+    for name in ("rest-alpha", "rest-beta", "rest-gamma"):
+        job_item(page, name).wait_for()
+    alpha = job_item(page, "rest-alpha")
+    assert "Every 5 minutes" in alpha.inner_text()
+    assert re.search(r"in \d+", alpha.locator(".jp-HermesCron-countdown").inner_text())
+    assert page.locator("[data-role='count']").inner_text() == "3"
+    # the in-server ticker is alive: no loud banner, a quiet status bar item
+    assert page.locator("[data-role='ticker-banner']").is_hidden()
+    assert page.locator(".jp-HermesCron-status").get_attribute("data-state") == "ok"
+
+    # a job created while the page is open arrives through /events, with no reload
+    lab.create("rest-delta", "0 3 * * 1-5", "echo delta")
+    job_item(page, "rest-delta").wait_for(timeout=10_000)
+    wait_for(lambda: page.locator("[data-role='count']").inner_text() == "4", 10,
+             what="the count badge to reach 4")
+
+    # the detail: schedule in words, the next 5 fire times from /preview, policies
+    detail = select(page, "rest-beta")
+    expected = lab.call("preview", schedule="@daily", tz="UTC", count=5)
+    times = detail.locator("[data-role='next-times'] li")
+    times.nth(4).wait_for()
+    assert times.count() == 5
+    assert [times.nth(i).get_attribute("title") for i in range(5)] == expected["next"]
+    assert detail.locator("[data-role='schedule-words']").inner_text() == "At 00:00"
+    assert "overlap: forbid" in detail.inner_text()
+    assert "made over REST" in detail.inner_text()
+
+    # the filter searches the server
+    page.fill(".jp-HermesCron-filter", "gamma")
+    wait_for(lambda: page.locator(".jp-HermesCron-job").count() == 1, 10, what="filtering")
+    job_item(page, "rest-gamma").wait_for()
+    shot(page, "filter")
+    page.fill(".jp-HermesCron-filter", "")
+    wait_for(lambda: page.locator(".jp-HermesCron-job").count() == 4, 10, what="unfiltering")
+    shot(page, "list")
+
+
+def test_schedule_a_notebook_from_the_file_browser(lab, page):
+    page.locator('li[data-id="filebrowser"]').click()
+    item = page.locator(".jp-DirListing-item", has_text="report.ipynb")
+    item.click(button="right")
+    page.locator(".lm-Menu-item", has_text="Schedule…").click()
+    form = page.locator(".jp-HermesCron-form")
+    form.wait_for()
+    assert form.locator("[data-field='kind']").input_value() == "notebook"
+    assert form.locator("[data-field='command']").input_value() == "report.ipynb"
+    assert form.locator("[data-field='name']").input_value() == "report"
+    assert form.locator("[data-field='cwd']").input_value() == str(lab.root)
+    assert form.locator("[data-row='kernel']").is_visible()
+    form.locator("button", has_text="Cancel").click()
+    form.wait_for(state="detached")
+    page.locator(".jp-HermesCron-panel").wait_for()
+
+
+def test_create_job_through_form(lab, page):
+    # "New Cron Job…" from the command palette
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("New Cron Job")
+    page.keyboard.press("Enter")
+    form = page.locator(".jp-HermesCron-form")
+    form.wait_for()
+    form.locator("[data-field='name']").fill("form-made")
+    form.locator("[data-field='command']").fill("echo made by the form")
+
+    # a bad schedule: the server's own message, next to the field, live and on submit
+    bad = "61 * * * *"
+    message = lab.error("preview", schedule=bad, tz="UTC")["message"]
+    form.locator("[data-field='schedule']").fill(bad)
+    form.locator("[data-field='timezone']").fill("UTC")
+    error = form.locator("[data-error-for='schedule']")
+    error.wait_for()
+    assert error.inner_text() == message
+    form.locator("[data-role='save']").click()
+    page.locator("[data-role='form-error']", has_text=message).wait_for()
+    shot(page, "form-error")
+    with pytest.raises(urllib.error.HTTPError):
+        lab.call("jobs/form-made")
+
+    # a good one: the preview lists the next 5 fire times
+    form.locator("[data-field='schedule']").fill("*/10 * * * *")
+    preview = form.locator("[data-role='preview'][data-state='ok']")
+    preview.wait_for()
+    assert preview.locator("li").count() == 5
+    assert error.is_hidden()
+    shot(page, "form")
+    form.locator("[data-role='save']").click()
+    form.wait_for(state="detached")
+
+    job = lab.call("jobs/form-made")
+    assert job["schedule"] == "*/10 * * * *" and job["command"] == "echo made by the form"
+    assert job["timezone"] == "UTC"
+    job_item(page, "form-made").wait_for()
+    detail = page.locator(".jp-HermesCron-detail")
+    detail.locator("[data-role='job-name']", has_text="form-made").wait_for()
+
+    # edit: the form comes back filled in; a change is PATCHed and shows at once
+    detail.locator("[data-action='edit']").click()
+    form.wait_for()
+    assert form.locator("[data-field='schedule']").input_value() == "*/10 * * * *"
+    assert form.locator("[data-field='command']").input_value() == "echo made by the form"
+    form.locator("[data-field='schedule']").fill("@every 2m")
+    form.locator("[data-field='timeout']").fill("90")
+    form.locator("[data-role='save']").click()
+    form.wait_for(state="detached")
+    job = lab.call("jobs/form-made")
+    assert job["schedule"] == "@every 2m" and job["policy"]["timeout"] == 90
+    detail.locator("[data-role='schedule-words']", has_text="Every 2m").wait_for()
+    assert "timeout: 1m 30s" in detail.inner_text()
+
+
+SCRIPT = textwrap.dedent("""\
+    import sys, time
+    print("\\x1b[32mhello in green\\x1b[0m: nightly ETL starting", flush=True)
+    for i in range(1, 21):  # a tqdm-style bar, redrawn in place with \\r
+        bar = "█" * i + " " * (20 - i)
+        sys.stdout.write(f"\\rextract: {i * 5:3d}%|{bar}| {i}/20")
+        sys.stdout.flush()
+        time.sleep(0.04)
+    print(flush=True)
+    for i in range(1, 11):
+        print(f"::progress:: {i}/10 transform", flush=True)
+        print(f"line {i}: batch {i} (\\x1b[1m{i * 1000}\\x1b[0m rows)", flush=True)
+        time.sleep(0.4)
+    print("\\x1b[33ma warning on stderr\\x1b[0m", file=sys.stderr, flush=True)
+    print("\\x1b[32mdone\\x1b[0m", flush=True)
+""")
+
+
+def test_run_now_streams_output_live(lab, page):
+    script = lab.root / "job.py"
+    script.write_text(SCRIPT)
+    lab.create("live-run", "@yearly", f"{sys.executable} -u {script}",
+               description="prints for ~5 s")
+    job_item(page, "live-run").wait_for()
+    detail = select(page, "live-run")
+    detail.locator("[data-action='run']").click()
+
+    output = page.locator(".jp-HermesCron-outputBox .jp-HermesCron-output")
+    terminal = output.locator(".jp-HermesCron-terminal")
+    terminal.locator(".jp-HermesCron-line", has_text="line 2").wait_for(timeout=20_000)
+    # still running: the line arrived live, not as a replay of a finished log
+    run_id = output.get_attribute("data-run-id")
+    assert lab.call(f"runs/{run_id}")["status"] == "running"
+    assert output.get_attribute("data-ended") is None
+    assert output.get_attribute("data-status") == "running"
+    assert "line 10" not in terminal.inner_text()
+    # the supervisor's progress (from ::progress:: lines) shows in the pane's header
+    output.locator(".jp-HermesCron-phase", has_text="transform").wait_for(timeout=10_000)
+    assert output.locator(".jp-HermesCron-bar").is_visible()
+    shot(page, "live")
+
+    # the user scrolls up: following pauses until "Jump to latest"
+    scroller = page.locator(".jp-HermesCron-outputBox .jp-HermesCron-scroller")
+    scroller.evaluate("el => { el.style.height = '60px'; el.scrollTop = el.scrollHeight; }")
+    scroller.hover()
+    page.mouse.wheel(0, -400)
+    page.locator(".jp-HermesCron-outputBox .jp-HermesCron-jump").wait_for()
+    assert output.get_attribute("data-follow") == "false"
+    lines = terminal.locator(".jp-HermesCron-line").count()
+    wait_for(lambda: terminal.locator(".jp-HermesCron-line").count() > lines, 10,
+             what="more output")
+    assert scroller.evaluate("el => el.scrollTop") == 0  # it did not jump back down
+
+    output.locator(".jp-HermesCron-badge", has_text="Completed").wait_for(timeout=30_000)
+    assert output.get_attribute("data-status") == "succeeded"
+    text = terminal.inner_text()
+    # a carriage-return progress bar ends as one line, as in a terminal
+    assert text.count("extract:") == 1 and "extract: 100%|" + "█" * 20 + "| 20/20" in text
+    assert text.index("hello in green") < text.index("line 1") < text.index("done")
+    assert terminal.locator(".ansi-green-fg", has_text="hello in green").count() == 1
+    assert terminal.locator(".jp-HermesCron-stderr", has_text="a warning on stderr").count() == 1
+    page.locator(".jp-HermesCron-outputBox .jp-HermesCron-jump").click()
+    page.locator(".jp-HermesCron-outputBox .jp-HermesCron-output[data-follow='true']").wait_for()
+    scroller.evaluate("el => { el.style.height = ''; }")
+
+    # the history shows the run; the job's last outcome is a tick
+    row = detail.locator(f"tr[data-run-id='{run_id}']")
+    row.locator(".jp-HermesCron-badge", has_text="Completed").wait_for(timeout=10_000)
+    assert "manual" in row.inner_text()
+    assert row.locator("td").nth(4).inner_text() == "0"
+    job_item(page, "live-run").locator(".jp-HermesCron-outcome[data-tone='ok']").wait_for()
+    shot(page, "run-done")
+
+    # back to this job later: a click on the finished run replays its output in the pane
+    select(page, "rest-beta")
+    detail = select(page, "live-run")
+    assert page.locator(".jp-HermesCron-outputBox").is_hidden()
+    detail.locator(f"tr[data-run-id='{run_id}']").click()
+    output = page.locator(".jp-HermesCron-outputBox .jp-HermesCron-output[data-ended='true']")
+    output.wait_for(timeout=10_000)
+    assert "line 10" in output.locator(".jp-HermesCron-terminal").inner_text()
+    # and "Open in tab" shows it in the main area
+    output.locator("button", has_text="Open in tab").click()
+    tab = page.locator(f".jp-MainAreaWidget .jp-HermesCron-output[data-run-id='{run_id}']")
+    tab.locator(".jp-HermesCron-badge", has_text="Completed").wait_for(timeout=10_000)
+    assert "| 20/20" in tab.locator(".jp-HermesCron-terminal").inner_text()
+    shot(page, "run-tab")
+    if os.environ.get("HERMES_CRON_DOCS_SHOT") == "1":
+        detail.evaluate("el => { el.scrollTop = 0; }")
+        (ROOT / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "docs" / "panel.png"))
+
+
+def test_output_survives_a_server_restart(lab, page):
+    """The stream drops with the server; the pane reconnects from its offset: no loss, no repeat."""
+    script = lab.root / "slow.py"
+    script.write_text(textwrap.dedent("""\
+        import time
+        for i in range(1, 31):
+            print(f"tick {i:02d}", flush=True)
+            time.sleep(0.25)
+    """))
+    lab.create("survivor", "@yearly", f"{sys.executable} -u {script}")
+    job_item(page, "survivor").wait_for()
+    detail = select(page, "survivor")
+    detail.locator("[data-action='run']").click()
+    output = page.locator(".jp-HermesCron-outputBox .jp-HermesCron-output")
+    terminal = output.locator(".jp-HermesCron-terminal")
+    terminal.locator(".jp-HermesCron-line", has_text="tick 03").wait_for(timeout=20_000)
+    lab.restart()
+    output.locator(".jp-HermesCron-badge", has_text="Completed").wait_for(timeout=30_000)
+    lines = [ln for ln in terminal.inner_text().splitlines() if ln.strip()]
+    assert lines == [f"tick {i:02d}" for i in range(1, 31)]
+    shot(page, "after-restart")
+    # Lab's own "Server Connection Error" dialog from the restart
+    lost = page.locator(".jp-Dialog", has_text="Server Connection Error")
+    if lost.count():
+        lost.locator("button", has_text="Close").click()
+        lost.wait_for(state="detached")
+
+
+def test_pause_resume_and_delete(lab, page):
+    detail = select(page, "rest-alpha")
+    state = detail.locator("[data-role='job-state']")
+    detail.locator("[data-action='pause']").click()
+    detail.locator("[data-role='job-state'][data-state='paused']").wait_for()
+    assert lab.call("jobs/rest-alpha")["state"] == "paused"
+    job_item(page, "rest-alpha").locator(".jp-HermesCron-pip[data-state='paused']").wait_for()
+    shot(page, "paused")
+
+    detail.locator("[data-action='resume']").click()
+    detail.locator("[data-role='job-state'][data-state='scheduled']").wait_for()
+    assert state.inner_text() == "scheduled"
+    assert lab.call("jobs/rest-alpha")["state"] == "scheduled"
+
+    # a change made elsewhere (the CLI, a notebook) shows up through /events
+    lab.call("jobs/rest-alpha/pause", "POST")
+    job_item(page, "rest-alpha").locator(".jp-HermesCron-pip[data-state='paused']").wait_for()
+    lab.call("jobs/rest-alpha/resume", "POST")
+
+    detail.locator("[data-action='delete']").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for()
+    assert "rest-alpha" in dialog.inner_text()
+    shot(page, "delete-confirm")
+    dialog.locator("button", has_text="Delete").click()
+    job_item(page, "rest-alpha").wait_for(state="detached", timeout=10_000)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        lab.call("jobs/rest-alpha")
+    assert info.value.code == 404
+
+
+def test_no_ticker_banner(lab, page):
+    """A ticker that dies without a word: the panel and the status bar say so loudly."""
+    banner = page.locator("[data-role='ticker-banner']")
+    db = sqlite3.connect(lab.db, timeout=10)
+    try:
+        for _ in range(5):
+            # age every ticker's heartbeat; the live one beats again within 5 s, so
+            # look at once and retry if it won the race
+            with db:
+                db.execute("UPDATE tickers SET heartbeat_at = heartbeat_at - 3600")
+            page.locator("[data-action='refresh']").click()
+            try:
+                banner.wait_for(timeout=2_000)
+                break
+            except playwright_sync.TimeoutError:
+                continue
+    finally:
+        db.close()
+    assert banner.is_visible()
+    assert "no ticker is alive" in banner.inner_text().lower()
+    assert page.locator(".jp-HermesCron-status").get_attribute("data-state") == "no-ticker"
+    shot(page, "no-ticker")
+
+
+def test_large_fleet_is_capped_at_50(lab, page):
+    for i in range(60):
+        lab.create(f"fleet-{i:03d}", "*/15 * * * *", "true")
+    page.fill(".jp-HermesCron-filter", "fleet-")
+    footer = page.locator(".jp-HermesCron-listFooter")
+    footer.wait_for(timeout=10_000)
+    assert page.locator(".jp-HermesCron-job").count() == 50
+    assert "50+" in footer.inner_text()
+    shot(page, "fleet")
+    footer.locator("[data-action='more']").click()
+    wait_for(lambda: page.locator(".jp-HermesCron-job").count() == 60, 10, what="60 jobs")
+    assert footer.is_hidden()
+    # a search reaches the jobs beyond the first page
+    page.fill(".jp-HermesCron-filter", "fleet-059")
+    wait_for(lambda: page.locator(".jp-HermesCron-job").count() == 1, 10, what="the search")
+    page.fill(".jp-HermesCron-filter", "")
+
+
+def test_dark_theme(page):
+    page.locator(".lm-MenuBar-item", has_text="Settings").click()
+    page.locator(".lm-Menu-item").filter(has_text=re.compile(r"^Theme$")).hover()
+    page.get_by_role("menuitem", name="JupyterLab Dark", exact=True).click()
+    page.locator("body[data-jp-theme-light='false']").wait_for(state="attached", timeout=10_000)
+    page.fill(".jp-HermesCron-filter", "live-run")
+    wait_for(lambda: page.locator(".jp-HermesCron-job").count() <= 1, 10, what="the filter")
+    if job_item(page, "live-run").count():  # after test_run_now_streams_output_live
+        select(page, "live-run")
+        page.locator(".jp-HermesCron-run").first.click()
+        page.locator(".jp-HermesCron-outputBox .jp-HermesCron-output[data-ended='true']").wait_for()
+    shot(page, "dark")
+    bg = page.locator(".jp-HermesCron-panel").evaluate(
+        "el => getComputedStyle(el).backgroundColor")
+    r, g, b = (int(x) for x in re.findall(r"\d+", bg)[:3])
+    assert r + g + b < 200, bg  # the panel follows the theme
