@@ -192,7 +192,7 @@ class Supervisor:
                     "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
                     "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or "")})
         env.pop("HERMES_CRON_FORKSERVER", None)
-        cwd = spec.get("cwd") or os.path.expanduser("~")
+        cwd = os.path.expanduser(spec.get("cwd") or "~")  # JupyterLab reports "~/..." roots
         try:
             argv = payload_argv(spec, store.artifact_path(run.id))
             proc = subprocess.Popen(
