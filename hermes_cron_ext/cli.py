@@ -415,7 +415,7 @@ async def _daemon(args, kind: str) -> int:
     from .ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
-    ticker = Ticker(store, kind=kind, lead=args.lead, notify_url=args.notify_url)
+    ticker = Ticker(store, args.executor, kind=kind, lead=args.lead, notify_url=args.notify_url)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -463,7 +463,7 @@ async def _tick(args) -> int:
     from .ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
-    ticker = Ticker(store, kind="tick", lead=args.lead)
+    ticker = Ticker(store, args.executor, kind="tick", lead=args.lead)
     await ticker.register()
     runs = await ticker.tick()
     await store.run(ticker.notifier.pump)
@@ -480,6 +480,28 @@ async def _tick(args) -> int:
 def cmd_tick(args, store) -> int:
     store.close()
     return asyncio.run(_tick(args))
+
+
+def cmd_migrate(args, store) -> int:
+    """Copy this store (jobs, runs, events, output) into an empty one, counts checked."""
+    from .store.migrate import copy_store
+
+    target = open_store(args.to)
+    try:
+        counts = copy_store(store, target, force=args.force, progress=None if args.json else (
+            lambda msg: print(msg, file=sys.stderr, flush=True)))
+    finally:
+        target.close()
+    if args.json:
+        _print_json(counts)
+    else:
+        print(f"migrated {store.url} -> {counts['target']}")
+        rows = [[what, str(n), str(counts["copied"][what]), "ok"]
+                for what, n in counts["source"].items()]
+        print(_table(rows, ["WHAT", "SOURCE", "TARGET", "CHECK"]))
+        print(f"next: point every Jupyter server, daemon and CLI at it, e.g. "
+              f"HERMES_CRON_DB='{args.to}'; the old store is left as it was")
+    return 0
 
 
 # -- parser -----------------------------------------------------------------------
@@ -604,12 +626,26 @@ def build_parser() -> Parser:
                    help="started by a stopping Jupyter server: exit when a server ticks again "
                         "or no enabled job is left")
     p.add_argument("--lead", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument("--executor", default=os.environ.get("HERMES_CRON_EXECUTOR") or None,
+                   help="where runs execute: 'local' (default) or dask://HOST:PORT "
+                        "(default: $HERMES_CRON_EXECUTOR)")
     p.set_defaults(func=cmd_daemon)
 
     p = sub.add_parser("tick", help="fire what is due now, then exit (systemd timer)")
     p.add_argument("--lead", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--executor", default=os.environ.get("HERMES_CRON_EXECUTOR") or None,
+                   help="where runs execute: 'local' (default) or dask://HOST:PORT")
     p.set_defaults(func=cmd_tick)
+
+    p = sub.add_parser("migrate", help="copy this store into an empty PostgreSQL store: "
+                                       "migrate --to postgresql://...")
+    p.add_argument("--to", required=True, metavar="URL",
+                   help="the target store (postgresql://USER@HOST/DB); it must be empty")
+    p.add_argument("--force", action="store_true",
+                   help="copy even while tickers are alive or runs are active")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_migrate)
     return parser
 
 

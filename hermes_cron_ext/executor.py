@@ -88,8 +88,10 @@ def spawn_supervisor(db: str, run_id: str) -> int:
 
 def serve(db: str, logs_dir: str) -> None:
     """The fork server's loop: one JSON line in, one detached supervisor out."""
-    from . import store  # noqa: F401  (import once, here, before any fork: warm children)
+    from .store import preload
     from .supervisor import supervise
+
+    preload(db)  # import the store (and its driver) once, here, before any fork: warm children
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the server

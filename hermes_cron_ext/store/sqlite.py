@@ -1,202 +1,44 @@
 """The embedded store: one SQLite file in WAL mode, plus one output log per run beside it.
 
-Every write that decides something (claiming a slot, starting, finishing) runs in
-a ``BEGIN IMMEDIATE`` transaction, so any number of tickers and supervisors in
-any number of processes agree. Lists are keyset pages over indexes; the job row
-carries a summary of its last run so no list ever groups over runs.
+The logic is :class:`~hermes_cron_ext.store.sql.SQLStore`'s; this module gives it a
+connection per thread and write transactions that take the database lock up front
+(``BEGIN IMMEDIATE``), so any number of tickers and supervisors in any number of
+processes agree without row locks. Output logs are files under ``logs/`` beside
+the database (``output.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import json
 import os
-import random
-import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 
 from .. import output
-from .. import schedule as sched
-from ..abc import Store
-from ..errors import Conflict, InvalidInput, NotFound, StoreError
-from ..models import (
-    ACTIVE_STATUSES,
-    FAILED_STATUSES,
-    RUN_STATUSES,
-    Event,
-    Job,
-    Page,
-    Policy,
-    Run,
-    Ticker,
-    iso,
+from .sql import (  # noqa: F401  (re-exported: the names this module has always had)
+    LIST_COLUMNS,
+    MIGRATIONS,
+    MISFIRE_GRACE,
+    MISSED_CAP,
+    PAYLOAD_KEYS,
+    RUN_COLUMNS,
+    RUN_FIELDS,
+    SCHEMA_VERSION,
+    SQLStore,
+    new_id,
 )
 
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        """CREATE TABLE jobs (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            schedule TEXT NOT NULL,
-            timezone TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            policy TEXT NOT NULL,
-            state TEXT NOT NULL,
-            state_reason TEXT,
-            enabled INTEGER NOT NULL,
-            next_run_at REAL,
-            last_run TEXT,
-            consecutive_failures INTEGER NOT NULL DEFAULT 0,
-            running_count INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            version INTEGER NOT NULL DEFAULT 1,
-            idempotency_key TEXT UNIQUE)""",
-        "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND state = 'scheduled'",
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            job_id TEXT NOT NULL,
-            status TEXT NOT NULL,
-            trigger TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            scheduled_for REAL,
-            fire_at REAL,
-            queued_at REAL NOT NULL,
-            dispatched_at REAL,
-            started_at REAL,
-            finished_at REAL,
-            exit_code INTEGER,
-            heartbeat_at REAL,
-            pid INTEGER,
-            proc_start INTEGER,
-            host TEXT,
-            payload_pid INTEGER,
-            phase TEXT,
-            progress REAL,
-            reason TEXT,
-            output_bytes INTEGER NOT NULL DEFAULT 0,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            job_name TEXT,
-            spec TEXT NOT NULL)""",
-        """CREATE UNIQUE INDEX runs_slot ON runs(job_id, scheduled_for, attempt)
-            WHERE trigger IN ('schedule', 'catchup', 'retry')""",
-        "CREATE INDEX runs_by_job ON runs(job_id, fire_at DESC, id DESC)",
-        "CREATE INDEX runs_newest ON runs(fire_at DESC, id DESC)",
-        "CREATE INDEX runs_by_status ON runs(status)",
-        """CREATE INDEX runs_pending ON runs(fire_at)
-            WHERE status = 'queued' AND dispatched_at IS NULL""",
-        """CREATE TABLE events (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            type TEXT NOT NULL,
-            job_id TEXT,
-            run_id TEXT,
-            data TEXT NOT NULL)""",
-        "CREATE INDEX events_by_run ON events(run_id)",
-        """CREATE TABLE tickers (
-            id TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            host TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            started_at REAL NOT NULL,
-            heartbeat_at REAL NOT NULL,
-            last_tick_at REAL)""",
-    ],
-}
 
-#: A slot claimed later than this after its instant counts as missed (misfire policy).
-MISFIRE_GRACE = 30.0
-#: At most this many missed slots are enumerated and recorded one row each.
-MISSED_CAP = 100
-PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
-                "kernel", "description")
-RUN_FIELDS = (
-    "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
-    "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",
-    "phase", "progress", "reason", "output_bytes", "cancel_requested", "dispatched_at",
-    "job_name",
-)
-#: lists skip the frozen spec (parsing it per row would dominate a page)
-LIST_COLUMNS = ", ".join(RUN_FIELDS)
-RUN_COLUMNS = LIST_COLUMNS + ", spec"
+class SQLiteStore(SQLStore):
+    _integrity_errors = (sqlite3.IntegrityError,)
+    _missing_table_errors = (sqlite3.OperationalError,)
 
-
-@functools.lru_cache(maxsize=4096)
-def _schedule(text: str, tz: str) -> sched.Schedule:
-    """Parsed schedules are immutable: parse each (text, zone) once per process."""
-    return sched.parse(text, tz)
-
-
-def _next(schedule: sched.Schedule, ts: float) -> float | None:
-    dt = schedule.next_fire(datetime.fromtimestamp(ts, timezone.utc))
-    return dt.timestamp() if dt is not None else None
-
-
-def _prev(schedule: sched.Schedule, ts: float) -> float | None:
-    dt = schedule.prev_fire(datetime.fromtimestamp(ts, timezone.utc))
-    return dt.timestamp() if dt is not None else None
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(8)}"
-
-
-def _encode_cursor(*parts) -> str:
-    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, n: int) -> list:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = json.loads(raw)
-        if not isinstance(parts, list) or len(parts) != n:
-            raise ValueError
-        return parts
-    except (ValueError, TypeError):
-        raise InvalidInput("cursor is not one this server handed out", field="cursor")
-
-
-def _row_job(row: sqlite3.Row) -> Job:
-    payload = json.loads(row["payload"])
-    return Job(
-        id=row["id"], name=row["name"], kind=row["kind"], schedule=row["schedule"],
-        timezone=row["timezone"], **{k: payload.get(k) for k in PAYLOAD_KEYS if k in payload},
-        policy=Policy(**json.loads(row["policy"])), state=row["state"],
-        state_reason=row["state_reason"], enabled=bool(row["enabled"]),
-        next_run_at=row["next_run_at"],
-        last_run=json.loads(row["last_run"]) if row["last_run"] else None,
-        consecutive_failures=row["consecutive_failures"], running_count=row["running_count"],
-        created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
-        idempotency_key=row["idempotency_key"],
-    )
-
-
-def _row_run(row) -> Run:
-    """A Run from a row selected with RUN_COLUMNS or LIST_COLUMNS, by position (fast)."""
-    run = Run(*row[:len(RUN_FIELDS)])
-    run.cancel_requested = bool(run.cancel_requested)
-    if len(row) > len(RUN_FIELDS):
-        run.spec = json.loads(row[len(RUN_FIELDS)])
-    return run
-
-
-class SQLiteStore(Store):
     def __init__(self, path: str, *, clock=time.time):
         self.path = os.path.abspath(os.path.expanduser(path))
-        self.url = self.path
-        self.clock = clock
         self.logs_dir = os.path.join(os.path.dirname(self.path), "logs")
         os.makedirs(self.logs_dir, exist_ok=True)
-        self._local = threading.local()
-        self._migrate()
+        super().__init__(self.path, clock=clock)
 
     # -- plumbing -------------------------------------------------------------
     @property
@@ -213,7 +55,7 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the database lock up front (no upgrade deadlocks)."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
@@ -225,622 +67,17 @@ class SQLiteStore(Store):
         else:
             db.execute("COMMIT")
 
-    def _migrate(self) -> None:
-        try:  # the common case, read-only: the schema is current
-            row = self.db.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row and int(row[0]) == SCHEMA_VERSION:
-                return
-        except sqlite3.OperationalError:
-            pass  # no meta table yet
-        with self._write() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self.path} has schema version {version}; this hermes-cron "
-                    f"knows up to {SCHEMA_VERSION}: upgrade hermes-cron-ext"
-                )
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                for stmt in MIGRATIONS[v]:
-                    db.execute(stmt)
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-
-    def schema_version(self) -> int:
-        return int(self.db.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
-
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
 
-    def _event(self, db, type_: str, job_id=None, run_id=None, at=None, **data) -> None:
-        db.execute(
-            "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)",
-            (at if at is not None else self.clock(), type_, job_id, run_id, json.dumps(data)),
-        )
+    # -- output: files beside the database; these calls do file I/O, not SQL ----------
+    def log_path(self, run_id: str) -> str:
+        return os.path.join(self.logs_dir, f"{run_id}.log")
 
-    def _job_row(self, db, ref: str) -> sqlite3.Row:
-        row = db.execute("SELECT * FROM jobs WHERE id = ?", (ref,)).fetchone()
-        if row is None:
-            row = db.execute("SELECT * FROM jobs WHERE name = ?", (ref,)).fetchone()
-        if row is None:
-            raise NotFound(f"no job {ref!r}", field="job")
-        return row
-
-    # -- jobs -------------------------------------------------------------------
-    def create_job(self, fields: dict) -> tuple[Job, bool]:
-        now = self.clock()
-        with self._write() as db:
-            key = fields.get("idempotency_key")
-            if key:
-                row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
-                if row is not None:
-                    return _row_job(row), False
-            if db.execute("SELECT 1 FROM jobs WHERE name = ?", (fields["name"],)).fetchone():
-                raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
-            job_id = new_id("j")
-            schedule = _schedule(fields["schedule"], fields["timezone"])
-            nxt = _next(schedule, now)
-            state = "scheduled" if fields["enabled"] else "disabled"
-            db.execute(
-                "INSERT INTO jobs (id, name, kind, schedule, timezone, payload, policy, state, "
-                "enabled, next_run_at, created_at, updated_at, idempotency_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, fields["name"], fields["kind"], schedule.text, fields["timezone"],
-                 json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
-                 json.dumps(vars(fields["policy"])), state, int(fields["enabled"]), nxt,
-                 now, now, key),
-            )
-            self._event(db, "job.created", job_id, at=now, name=fields["name"])
-            return _row_job(self._job_row(db, job_id)), True
-
-    def get_job(self, ref: str) -> Job:
-        return _row_job(self._job_row(self.db, ref))
-
-    def list_jobs(self, *, limit: int = 100, cursor: str | None = None,
-                  state: str | None = None, search: str | None = None) -> Page:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
-        if cursor:
-            (after,) = _decode_cursor(cursor, 1)
-            sql += " AND name > ?"
-            args.append(after)
-        if state == "running":
-            sql += " AND state = 'scheduled' AND running_count > 0"
-        elif state:
-            sql += " AND state = ?"
-            args.append(state)
-        if search:
-            sql += " AND (name LIKE ? OR schedule LIKE ? OR payload LIKE ?)"
-            args += [f"%{search}%"] * 3
-        sql += " ORDER BY name LIMIT ?"
-        args.append(limit + 1)
-        rows = self.db.execute(sql, args).fetchall()
-        jobs = [_row_job(r) for r in rows[:limit]]
-        return Page(jobs, _encode_cursor(jobs[-1].name) if len(rows) > limit else None)
-
-    def update_job(self, ref: str, fields: dict) -> Job:
-        now = self.clock()
-        with self._write() as db:
-            row = self._job_row(db, ref)
-            job_id = row["id"]
-            clash = db.execute("SELECT 1 FROM jobs WHERE name = ? AND id != ?",
-                               (fields["name"], job_id)).fetchone()
-            if clash:
-                raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
-            schedule = _schedule(fields["schedule"], fields["timezone"])
-            timing_changed = (schedule.text, fields["timezone"]) != (
-                row["schedule"], row["timezone"])
-            nxt = _next(schedule, now) if timing_changed else row["next_run_at"]
-            state, reason = row["state"], row["state_reason"]
-            if not fields["enabled"]:
-                state, reason = "disabled", None
-            elif state == "disabled":
-                state, reason = "scheduled", None
-                nxt = _next(schedule, now)
-            db.execute(
-                "UPDATE jobs SET name = ?, kind = ?, schedule = ?, timezone = ?, payload = ?, "
-                "policy = ?, enabled = ?, state = ?, state_reason = ?, next_run_at = ?, "
-                "updated_at = ?, version = version + 1 WHERE id = ?",
-                (fields["name"], fields["kind"], schedule.text, fields["timezone"],
-                 json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
-                 json.dumps(vars(fields["policy"])), int(fields["enabled"]), state, reason, nxt,
-                 now, job_id),
-            )
-            self._event(db, "job.updated", job_id, at=now, name=fields["name"])
-            return _row_job(self._job_row(db, job_id))
-
-    def delete_job(self, ref: str) -> Job:
-        with self._write() as db:
-            job = _row_job(self._job_row(db, ref))
-            finished = [r[0] for r in db.execute(
-                "SELECT id FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
-                (job.id,))]
-            db.execute("DELETE FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
-                       (job.id,))
-            db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
-            self._event(db, "job.deleted", job.id, name=job.name)
-        self._remove_logs(finished)
-        return job
-
-    def set_paused(self, ref: str, paused: bool, reason: str | None = None) -> Job:
-        now = self.clock()
-        with self._write() as db:
-            row = self._job_row(db, ref)
-            if paused:
-                if row["state"] in ("paused", "blocked"):
-                    return _row_job(row)
-                db.execute("UPDATE jobs SET state = 'paused', state_reason = ?, updated_at = ? "
-                           "WHERE id = ?", (reason or "paused by user", now, row["id"]))
-                self._event(db, "job.paused", row["id"], at=now, reason=reason)
-            else:
-                schedule = _schedule(row["schedule"], row["timezone"])
-                state = "scheduled" if row["enabled"] else "disabled"
-                db.execute(
-                    "UPDATE jobs SET state = ?, state_reason = NULL, consecutive_failures = 0, "
-                    "next_run_at = ?, updated_at = ? WHERE id = ?",
-                    (state, _next(schedule, now), now, row["id"]))
-                self._event(db, "job.resumed", row["id"], at=now, was=row["state"])
-            return _row_job(self._job_row(db, row["id"]))
-
-    # -- scheduling -----------------------------------------------------------
-    def next_wakeup(self) -> float | None:
-        a = self.db.execute("SELECT MIN(next_run_at) FROM jobs "
-                            "WHERE enabled = 1 AND state = 'scheduled'").fetchone()[0]
-        b = self.db.execute("SELECT MIN(fire_at) FROM runs "
-                            "WHERE status = 'queued' AND dispatched_at IS NULL").fetchone()[0]
-        return min((x for x in (a, b) if x is not None), default=None)
-
-    def count_due(self, horizon: float) -> int:
-        """How many slots and pending runs fall due by *horizon* (sizes the ticker's lead)."""
-        a = self.db.execute("SELECT COUNT(*) FROM jobs WHERE enabled = 1 AND "
-                            "state = 'scheduled' AND next_run_at <= ?", (horizon,)).fetchone()[0]
-        b = self.db.execute("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND "
-                            "dispatched_at IS NULL AND fire_at <= ?", (horizon,)).fetchone()[0]
-        return a + b
-
-    def _insert_run(self, db, job: Job, *, trigger: str, scheduled_for: float | None,
-                    fire_at: float | None, status: str = "queued", reason: str | None = None,
-                    attempt: int = 1, dispatched: float | None = None, now: float,
-                    spec: dict | None = None) -> Run | None:
-        run_id = new_id("r")
-        finished = now if status == "skipped" else None
-        cur = db.execute(
-            "INSERT OR IGNORE INTO runs (id, job_id, status, trigger, attempt, scheduled_for, "
-            "fire_at, queued_at, dispatched_at, finished_at, reason, job_name, spec) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, job.id, status, trigger, attempt, scheduled_for, fire_at, now, dispatched,
-             finished, reason, job.name, json.dumps(spec or job.spec())),
-        )
-        if cur.rowcount == 0:
-            return None  # this slot was recorded already
-        self._event(db, "run.skipped" if status == "skipped" else "run.queued", job.id, run_id,
-                    at=now, trigger=trigger, scheduled_for=iso(scheduled_for), reason=reason)
-        return _row_run(db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
-                                   (run_id,)).fetchone())
-
-    def _slots(self, job: Job, schedule, slot: float, now: float) -> tuple[list[tuple], float]:
-        """Decide what happens to a due slot: ``[(slot, trigger, status, reason)], next``."""
-        following = _next(schedule, slot)
-        if now - slot <= MISFIRE_GRACE and (following is None or following > now):
-            return [(slot, "schedule", "queued", None)], following
-        missed = [slot]
-        t = following
-        while t is not None and t <= now and len(missed) < MISSED_CAP:
-            missed.append(t)
-            t = _next(schedule, t)
-        more = t is not None and t <= now
-        if more:  # far more slots than we list: jump to the latest one
-            latest = _prev(schedule, now)
-            if latest is not None and latest > missed[-1]:
-                missed.append(latest)
-        nxt = _next(schedule, now)
-        why = f"missed: no ticker ran at {iso(missed[0])}"
-        if len(missed) > 1:
-            why = (f"missed: no ticker ran from {iso(missed[0])} to {iso(missed[-1])}"
-                   + (" (older slots not listed)" if more else ""))
-        policy = job.policy
-        out = []
-        if policy.misfire == "all":
-            for s in missed:
-                out.append((s, "catchup", "queued", None))
-        elif policy.misfire == "skip":
-            for s in missed:
-                out.append((s, "schedule", "skipped", why + "; misfire policy is skip"))
-        else:
-            for s in missed[:-1]:
-                out.append((s, "schedule", "skipped", why + "; only the latest slot runs"))
-            out.append((missed[-1], "catchup", "queued", None))
-        deadline = policy.starting_deadline
-        if deadline is not None:
-            out = [
-                (s, trig, "skipped", f"deadline passed: {now - s:.0f} s late, starting "
-                                     f"deadline is {deadline:.0f} s")
-                if status == "queued" and now - s > deadline else (s, trig, status, reason)
-                for s, trig, status, reason in out
-            ]
-        return out, nxt
-
-    def claim_due(self, horizon: float, now: float, owner: str) -> list[Run]:
-        claimed: list[Run] = []
-        with self._write() as db:
-            rows = db.execute(
-                "SELECT * FROM jobs WHERE enabled = 1 AND state = 'scheduled' "
-                "AND next_run_at <= ? ORDER BY next_run_at LIMIT 2000", (horizon,)).fetchall()
-            for row in rows:
-                job = _row_job(row)
-                slot = row["next_run_at"]
-                try:
-                    schedule = _schedule(job.schedule, job.timezone)
-                    plan, nxt = self._slots(job, schedule, slot, now)
-                except Exception as exc:  # one bad row must not stop the others
-                    db.execute("UPDATE jobs SET state = 'blocked', state_reason = ? WHERE id = ?",
-                               (f"schedule cannot be computed: {exc}", job.id))
-                    self._event(db, "job.blocked", job.id, at=now, reason=str(exc))
-                    continue
-                state = "scheduled" if nxt is not None else "disabled"
-                cur = db.execute(
-                    "UPDATE jobs SET next_run_at = ?, state = ?, state_reason = ? "
-                    "WHERE id = ? AND next_run_at = ?",
-                    (nxt, state, None if nxt is not None else "no more fire times",
-                     job.id, slot))
-                if cur.rowcount != 1:
-                    continue  # another ticker took it
-                for s, trigger, status, reason in plan:
-                    fire_at = s + (random.uniform(0, job.policy.jitter)
-                                   if job.policy.jitter else 0.0)
-                    run = self._insert_run(
-                        db, job, trigger=trigger, scheduled_for=s, fire_at=fire_at,
-                        status=status, reason=reason, now=now,
-                        dispatched=now if status == "queued" else None)
-                    if run is not None and status == "queued":
-                        claimed.append(run)
-            pending = db.execute(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' "
-                "AND dispatched_at IS NULL AND fire_at <= ? ORDER BY fire_at LIMIT 2000",
-                (horizon,)).fetchall()
-            for row in pending:
-                db.execute("UPDATE runs SET dispatched_at = ? WHERE id = ?", (now, row["id"]))
-                claimed.append(_row_run(row))
-        return claimed
-
-    def fire_reboot_jobs(self, now: float) -> int:
-        with self._write() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE enabled = 1 AND state = 'scheduled' "
-                              "AND schedule = '@reboot'").fetchall()
-            for row in rows:
-                self._insert_run(db, _row_job(row), trigger="reboot", scheduled_for=now,
-                                 fire_at=now, now=now)
-        return len(rows)
-
-    def request_run(self, ref: str, trigger: str = "manual") -> Run:
-        now = self.clock()
-        with self._write() as db:
-            job = _row_job(self._job_row(db, ref))
-            if job.policy.overlap == "forbid" and job.running_count > 0:
-                active = db.execute("SELECT id FROM runs WHERE job_id = ? AND status = 'running'",
-                                    (job.id,)).fetchone()
-                raise Conflict(
-                    f"job {job.name!r} is running (run {active[0] if active else '?'}) and its "
-                    "overlap policy is forbid", field="overlap")
-            return self._insert_run(db, job, trigger=trigger, scheduled_for=now, fire_at=now,
-                                    now=now)
-
-    def dispatch(self, run_id: str) -> bool:
-        """Take a pending run for a one-off caller (``hermes-cron run`` with no ticker)."""
-        with self._write() as db:
-            cur = db.execute("UPDATE runs SET dispatched_at = ? WHERE id = ? AND "
-                             "status = 'queued' AND dispatched_at IS NULL",
-                             (self.clock(), run_id))
-            return cur.rowcount == 1
-
-    # -- runs ---------------------------------------------------------------------
-    def get_run(self, run_id: str) -> Run:
-        row = self.db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
-                              (run_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no run {run_id!r}", field="run")
-        return _row_run(row)
-
-    def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
-                  cursor: str | None = None, status: str | None = None) -> Page:
-        sql, args = f"SELECT {LIST_COLUMNS} FROM runs WHERE 1=1", []
-        if job_ref is not None:
-            sql += " AND job_id = ?"
-            args.append(self._job_row(self.db, job_ref)["id"])
-        if status:
-            if status not in RUN_STATUSES:
-                raise InvalidInput(f"status must be one of {', '.join(RUN_STATUSES)}",
-                                   field="status")
-            sql += " AND status = ?"
-            args.append(status)
-        if cursor:
-            at, rid = _decode_cursor(cursor, 2)
-            sql += " AND (fire_at < ? OR (fire_at = ? AND id < ?))"
-            args += [at, at, rid]
-        sql += " ORDER BY fire_at DESC, id DESC LIMIT ?"
-        args.append(limit + 1)
-        rows = self.db.execute(sql, args).fetchall()
-        runs = [_row_run(r) for r in rows[:limit]]
-        nxt = _encode_cursor(runs[-1].fire_at, runs[-1].id) if len(rows) > limit else None
-        return Page(runs, nxt)
-
-    def attach_run(self, run_id: str, pid: int, proc_start: int | None, host: str) -> None:
-        with self._write() as db:
-            db.execute("UPDATE runs SET pid = ?, proc_start = ?, host = ?, heartbeat_at = ? "
-                       "WHERE id = ? AND status = 'queued'",
-                       (pid, proc_start, host, self.clock(), run_id))
-
-    def check_start(self, run_id: str) -> str | None:
-        db = self.db
-        run = self.get_run(run_id)
-        if run.status != "queued":
-            return f"run is {run.status}"
-        if run.cancel_requested:
-            return "cancelled before it started"
-        row = db.execute("SELECT * FROM jobs WHERE id = ?", (run.job_id,)).fetchone()
-        if row is None:
-            return "job was deleted"
-        job = _row_job(row)
-        if run.trigger != "manual" and (job.state in ("paused", "blocked") or not job.enabled):
-            return f"job is {job.state if job.enabled else 'disabled'}"
-        overlap = run.spec.get("overlap", "forbid")
-        other = db.execute(
-            "SELECT id FROM runs WHERE job_id = ? AND status = 'running' AND id != ? LIMIT 1",
-            (run.job_id, run_id)).fetchone()
-        if other and overlap == "forbid":
-            return f"overlap: run {other[0]} was still running"
-        if other and overlap == "queue":
-            waiting = db.execute(
-                "SELECT id FROM runs WHERE job_id = ? AND status = 'queued' AND id != ? "
-                "AND phase LIKE 'waiting%' LIMIT 1", (run.job_id, run_id)).fetchone()
-            if waiting:
-                return f"overlap: run {waiting[0]} is already waiting"
-        return None
-
-    def running_others(self, run_id: str) -> list[Run]:
-        """The other running runs of this run's job (overlap ``replace`` / ``queue``)."""
-        rows = self.db.execute(
-            f"SELECT {LIST_COLUMNS} FROM runs WHERE status = 'running' AND id != ? AND "
-            "job_id = (SELECT job_id FROM runs WHERE id = ?)", (run_id, run_id)).fetchall()
-        return [_row_run(r) for r in rows]
-
-    def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> None:
-        with self._write() as db:
-            row = db.execute("SELECT job_id, status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row["status"] != "queued":
-                return
-            db.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, "
-                       "payload_pid = ? WHERE id = ?",
-                       (started_at, started_at, payload_pid, run_id))
-            summary = {"id": run_id, "status": "running", "started_at": started_at,
-                       "finished_at": None, "exit_code": None, "duration": None}
-            db.execute("UPDATE jobs SET running_count = running_count + 1, last_run = ? "
-                       "WHERE id = ?", (json.dumps(summary), row["job_id"]))
-            self._event(db, "run.started", row["job_id"], run_id, at=started_at)
-
-    def heartbeat_run(self, run_id: str, at: float, phase: str | None, progress: float | None,
-                      output_bytes: int) -> bool:
-        with self._write() as db:
-            old = db.execute("SELECT job_id, phase, progress, cancel_requested FROM runs "
-                             "WHERE id = ?", (run_id,)).fetchone()
-            if old is None:
-                return True
-            db.execute("UPDATE runs SET heartbeat_at = ?, phase = ?, progress = ?, "
-                       "output_bytes = ? WHERE id = ?",
-                       (at, phase, progress, output_bytes, run_id))
-            if (phase, progress) != (old["phase"], old["progress"]):
-                self._event(db, "run.progress", old["job_id"], run_id, at=at, phase=phase,
-                            progress=progress)
-            return bool(old["cancel_requested"])
-
-    def mark_lost(self, run_id: str, reason: str, pid: int | None) -> bool:
-        """Mark a run lost only if it is still active with the supervisor pid the caller
-        judged (``None``: never attached), so a supervisor that attached meanwhile wins."""
-        with self._write() as db:
-            row = db.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row[0] not in ACTIVE_STATUSES or row[1] != pid:
-                return False
-        return self.finish_run(run_id, "lost", reason=reason).status == "lost"
-
-    def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
-                   reason: str | None = None, at: float | None = None) -> Run:
-        at = self.clock() if at is None else at
-        with self._write() as db:
-            row = db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
-                             (run_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no run {run_id!r}", field="run")
-            run = _row_run(row)
-            if run.status not in ACTIVE_STATUSES:
-                return run
-            if status == "cancelled" and run.reason:
-                reason = run.reason  # why it was cancelled ("replaced by run ...")
-            db.execute("UPDATE runs SET status = ?, exit_code = ?, reason = ?, finished_at = ? "
-                       "WHERE id = ?", (status, exit_code, reason, at, run_id))
-            jrow = db.execute("SELECT * FROM jobs WHERE id = ?", (run.job_id,)).fetchone()
-            recovered = (status == "succeeded" and jrow is not None
-                         and jrow["consecutive_failures"] > 0)
-            self._event(db, f"run.{'lost' if status == 'lost' else 'finished'}", run.job_id,
-                        run_id, at=at, status=status, exit_code=exit_code, reason=reason,
-                        trigger=run.trigger, attempt=run.attempt, recovered=recovered)
-            if jrow is not None and status != "skipped":
-                self._after_run(db, _row_job(jrow), run, status, exit_code, reason, at)
-            return _row_run(db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
-                                       (run_id,)).fetchone())
-
-    def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at) -> None:
-        """Update the job's summary, schedule a retry, trip the circuit breaker."""
-        policy = job.policy
-        failed = status in FAILED_STATUSES
-        retry = failed and run.attempt <= policy.retries and (
-            status != "timed_out" or policy.retry_on_timeout)
-        running = job.running_count - (1 if run.status == "running" else 0)
-        summary = {"id": run.id, "status": status, "started_at": run.started_at,
-                   "finished_at": at, "exit_code": exit_code,
-                   "duration": (at - run.started_at) if run.started_at else None,
-                   "reason": reason, "trigger": run.trigger, "attempt": run.attempt}
-        failures = job.consecutive_failures
-        if status == "succeeded":
-            failures = 0
-        elif failed and not retry:
-            failures += 1
-        state, state_reason = job.state, job.state_reason
-        if failed and not retry and failures >= policy.max_failures > 0 and state == "scheduled":
-            state = "blocked"
-            state_reason = (f"{failures} consecutive failures; last: "
-                            f"{reason or f'exit code {exit_code}'}")
-            self._event(db, "job.blocked", job.id, run.id, at=at, reason=state_reason)
-        db.execute("UPDATE jobs SET running_count = ?, last_run = ?, consecutive_failures = ?, "
-                   "state = ?, state_reason = ? WHERE id = ?",
-                   (max(0, running), json.dumps(summary), failures, state, state_reason, job.id))
-        if retry:
-            delay = min(policy.retry_max_delay, policy.retry_delay * 2 ** (run.attempt - 1))
-            delay *= random.uniform(0.8, 1.2)
-            self._insert_run(db, job, trigger="retry", scheduled_for=run.scheduled_for,
-                             fire_at=at + delay, attempt=run.attempt + 1, now=at,
-                             spec=run.spec)  # a retry runs what the failed attempt ran
-
-    def request_cancel(self, run_id: str, reason: str | None = None) -> Run:
-        with self._write() as db:
-            run = _row_run(db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
-                                      (run_id,)).fetchone() or self._missing(run_id))
-            if run.status not in ACTIVE_STATUSES:
-                raise Conflict(f"run {run_id} is {run.status}, not running", field="run")
-            db.execute("UPDATE runs SET cancel_requested = 1, reason = COALESCE(?, reason) "
-                       "WHERE id = ?", (reason, run_id))
-            self._event(db, "run.cancel_requested", run.job_id, run_id, reason=reason)
-        if run.status == "queued" and run.pid is None:
-            return self.finish_run(run_id, "cancelled",
-                                   reason=reason or "cancelled before it started")
-        return self.get_run(run_id)
-
-    @staticmethod
-    def _missing(run_id: str):
-        raise NotFound(f"no run {run_id!r}", field="run")
-
-    def active_runs(self) -> list[Run]:
-        rows = self.db.execute(f"SELECT {LIST_COLUMNS} FROM runs "
-                               "WHERE status IN ('queued', 'running')").fetchall()
-        return [_row_run(r) for r in rows]
-
-    # -- events and tickers -----------------------------------------------------
-    def events_since(self, cursor: int, limit: int = 500) -> list[Event]:
-        rows = self.db.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                               (cursor, limit)).fetchall()
-        return [Event(r["seq"], r["at"], r["type"], r["job_id"], r["run_id"],
-                      json.loads(r["data"])) for r in rows]
-
-    def claim_events(self, consumer: str, limit: int = 500) -> list[Event]:
-        """Events no other process of this *consumer* has taken yet (each batch once).
-
-        The consumer's cursor lives in ``meta`` and moves in the same transaction
-        that reads the batch, so two tickers never both send one notification.
-        A new consumer starts at the newest event: history is not replayed.
-        """
-        key = f"cursor:{consumer}"
-        seen = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if seen is not None and int(seen[0]) >= self.last_event_seq():
-            return []  # nothing new: no write lock taken
-        with self._write() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                newest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-                db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, str(newest)))
-                return []
-            rows = db.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                              (int(row[0]), limit)).fetchall()
-            if rows:
-                db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(rows[-1]["seq"]), key))
-        return [Event(r["seq"], r["at"], r["type"], r["job_id"], r["run_id"],
-                      json.loads(r["data"])) for r in rows]
-
-    def last_event_seq(self) -> int:
-        return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-
-    def register_ticker(self, kind: str, host: str, pid: int,
-                        ticker_id: str | None = None) -> Ticker:
-        now = self.clock()
-        ticker = Ticker(ticker_id or new_id("t"), kind, host, pid, now, now)
-        with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO tickers (id, kind, host, pid, started_at, "
-                       "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (ticker.id, kind, host, pid, now, now))
-            # forget tickers that have been silent for a day
-            db.execute("DELETE FROM tickers WHERE heartbeat_at < ?", (now - 86400,))
-            self._event(db, "ticker.started", at=now, kind=kind, host=host, pid=pid)
-        return ticker
-
-    def ticker_heartbeat(self, ticker_id: str, at: float, ticked: bool = False) -> None:
-        with self._write() as db:
-            if ticked:
-                db.execute("UPDATE tickers SET heartbeat_at = ?, last_tick_at = ? WHERE id = ?",
-                           (at, at, ticker_id))
-            else:
-                db.execute("UPDATE tickers SET heartbeat_at = ? WHERE id = ?", (at, ticker_id))
-
-    def unregister_ticker(self, ticker_id: str) -> None:
-        with self._write() as db:
-            row = db.execute("SELECT * FROM tickers WHERE id = ?", (ticker_id,)).fetchone()
-            db.execute("DELETE FROM tickers WHERE id = ?", (ticker_id,))
-            if row is not None:
-                self._event(db, "ticker.stopped", kind=row["kind"], host=row["host"],
-                            pid=row["pid"])
-
-    def list_tickers(self) -> list[Ticker]:
-        rows = self.db.execute("SELECT * FROM tickers ORDER BY started_at").fetchall()
-        return [Ticker(r["id"], r["kind"], r["host"], r["pid"], r["started_at"],
-                       r["heartbeat_at"], r["last_tick_at"]) for r in rows]
-
-    # -- housekeeping -----------------------------------------------------------
-    def gc(self, now: float, keep_runs: int = 50, keep_failures: int = 10,
-           max_age: float = 30 * 86400) -> dict:
-        """Keep per job the newest *keep_runs* runs plus the newest *keep_failures*
-        failures, none older than *max_age*; never an active run."""
-        doomed: list[str] = []
-        db = self.db
-        for job_row in db.execute("SELECT id, policy FROM jobs").fetchall():
-            policy = json.loads(job_row["policy"])
-            k_runs = policy.get("keep_runs") if policy.get("keep_runs") is not None else keep_runs
-            k_fail = (policy.get("keep_failures") if policy.get("keep_failures") is not None
-                      else keep_failures)
-            rows = db.execute(
-                "SELECT id, status, queued_at FROM runs WHERE job_id = ? "
-                "ORDER BY fire_at DESC, id DESC", (job_row["id"],)).fetchall()
-            kept = failures = 0
-            for r in rows:
-                if r["status"] in ACTIVE_STATUSES:
-                    continue
-                young = now - r["queued_at"] <= max_age
-                if young and kept < k_runs:
-                    kept += 1
-                    if r["status"] in FAILED_STATUSES:
-                        failures += 1
-                elif young and r["status"] in FAILED_STATUSES and failures < k_fail:
-                    failures += 1
-                else:
-                    doomed.append(r["id"])
-        orphans = [r[0] for r in db.execute(
-            "SELECT id FROM runs WHERE job_id NOT IN (SELECT id FROM jobs) "
-            "AND status NOT IN ('queued', 'running')")]
-        doomed += orphans
-        with self._write() as db:
-            for i in range(0, len(doomed), 500):
-                chunk = doomed[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
-                db.execute(f"DELETE FROM events WHERE run_id IN ({marks})", chunk)
-            ev = db.execute("DELETE FROM events WHERE at < ?", (now - max_age,)).rowcount
-        self._remove_logs(doomed)
-        return {"runs_deleted": len(doomed), "events_deleted": ev}
-
-    def _remove_logs(self, run_ids: list[str]) -> None:
+    def _forget_output(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
             base = self.log_path(run_id)
             for suffix in ("", ".idx", ".ipynb"):
@@ -849,33 +86,8 @@ class SQLiteStore(Store):
                 except FileNotFoundError:
                     pass
 
-    def stats(self) -> dict:
-        db = self.db
-        jobs = {r[0]: r[1] for r in db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
-        runs = {r[0]: r[1] for r in db.execute(
-            "SELECT status, COUNT(*) FROM runs GROUP BY status")}
-        per_job = []
-        for r in db.execute(
-            "SELECT j.id, j.name, "
-            "SUM(r.status = 'succeeded'), SUM(r.status IN ('failed', 'timed_out', 'lost')), "
-            "AVG(CASE WHEN r.finished_at IS NOT NULL AND r.started_at IS NOT NULL "
-            "    THEN r.finished_at - r.started_at END), "
-            "MAX(CASE WHEN r.finished_at IS NOT NULL AND r.started_at IS NOT NULL "
-            "    THEN r.finished_at - r.started_at END) "
-            "FROM jobs j LEFT JOIN runs r ON r.job_id = j.id GROUP BY j.id ORDER BY j.name"
-        ):
-            ok, bad = r[2] or 0, r[3] or 0
-            per_job.append({
-                "job_id": r[0], "name": r[1], "succeeded": ok, "failed": bad,
-                "success_rate": (ok / (ok + bad)) if ok + bad else None,
-                "mean_duration": r[4], "max_duration": r[5],
-            })
-        return {"jobs_by_state": jobs, "runs_by_status": runs, "jobs": per_job}
+    _remove_logs = _forget_output
 
-    def log_path(self, run_id: str) -> str:
-        return os.path.join(self.logs_dir, f"{run_id}.log")
-
-    # output lives in files beside the database; these calls do file I/O, not SQL
     def output_writer(self, run_id: str) -> output.OutputWriter:
         return output.OutputWriter(self.log_path(run_id))
 
@@ -891,3 +103,22 @@ class SQLiteStore(Store):
 
     def artifact_path(self, run_id: str) -> str:
         return self.log_path(run_id) + ".ipynb"
+
+    def import_output(self, run_id: str, segments: list[tuple[int, str, bytes]]) -> int:
+        """Write a copied log as it was: same bytes, same offsets, same stream switches."""
+        path = self.log_path(run_id)
+        size = output.size(path)
+        writer = output.OutputWriter(path, max_bytes=1 << 62, tail_bytes=0)
+        try:
+            for offset, stream, data in segments:
+                if offset != size:
+                    raise ValueError(f"output of {run_id} is not contiguous at {offset}")
+                writer._append(output.STREAMS.get(stream, 1), data)
+                size += len(data)
+        finally:
+            writer.close()
+        return size
+
+    def import_artifact(self, run_id: str, data: bytes) -> None:
+        with open(self.artifact_path(run_id), "wb") as f:
+            f.write(data)

@@ -1,0 +1,114 @@
+"""``hermes-cron migrate --to postgresql://...``: a SQLite store moved into PostgreSQL,
+jobs, runs, events and output, with the counts checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hermes_cron_ext.store import SQLiteStore, open_store
+
+from .conftest import make_job
+
+pytestmark = pytest.mark.postgres
+pytest.importorskip("psycopg")
+
+
+def migrate(db: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", "--db", db, "migrate",
+                           *args], capture_output=True, text=True, timeout=120)
+
+
+def _fill(store: SQLiteStore) -> tuple[dict, str]:
+    """Jobs, finished runs with output (stdout, stderr, system lines), a notebook artifact,
+    a failure and a skipped slot, and a notification cursor."""
+    make_job(store, "etl", "*/5 * * * *", retries=1, env={"A": "1"},
+             secret_env={"TOKEN": "s3cret"})
+    make_job(store, "report", "@daily", kind="python", code="print('hi')", command=None)
+    make_job(store, "paused", "@hourly")
+    store.set_paused("paused", True)
+    store.claim_events("notify")  # a consumer cursor, as the webhook notifier keeps one
+    outputs = {}
+    for name, status, code in (("etl", "succeeded", 0), ("etl", "failed", 2),
+                               ("report", "succeeded", 0)):
+        run = store.request_run(name)
+        store.attach_run(run.id, 1234, None, "old-host")
+        store.mark_running(run.id, store.clock(), 1235)
+        w = store.output_writer(run.id)
+        w.write("stdout", f"{name} says hello\n".encode())
+        w.write("stderr", "caf\u00e9 warning\n".encode())
+        w.system("[hermes-cron: a line of its own]\n")
+        w.write("stdout", b"\x1b[32mgreen\x1b[0m done\n")
+        w.close()
+        store.heartbeat_run(run.id, store.clock(), "done", 1.0, w.size)
+        store.finish_run(run.id, status, code, None if code == 0 else "exit code 2: boom")
+        outputs[run.id] = store.read_output(run.id)
+    with open(store.artifact_path(run.id), "wb") as f:
+        f.write(b'{"cells": [], "nbformat": 4}')
+    return outputs, run.id
+
+
+def test_migrate_moves_everything_and_checks_the_counts(tmp_path, pg_url):
+    db = str(tmp_path / "old" / "hermes-cron.db")
+    (tmp_path / "old").mkdir()
+    src = SQLiteStore(db)
+    outputs, notebook_run = _fill(src)
+    events = src.events_since(0, 10_000)
+    jobs = [j.to_json() for j in src.list_jobs().items]
+    runs = src.list_runs(limit=100).items
+    cursor = int(src.db.execute("SELECT value FROM meta WHERE key = 'cursor:notify'")
+                 .fetchone()[0])
+    src.close()
+
+    done = migrate(db, "--to", pg_url)
+    assert done.returncode == 0, done.stderr
+    assert "migrated" in done.stdout and "CHECK" in done.stdout
+    table = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[2:]
+             if line and line.split()[0] in ("jobs", "runs", "events", "output_bytes")}
+    assert len(runs) == 4  # three finished and the failed one's retry, waiting
+    assert table["jobs"][:2] == ["3", "3"] and table["runs"][:2] == ["4", "4"]
+    assert table["events"][0] == table["events"][1] == str(len(events))
+    assert int(table["output_bytes"][0]) == sum(len(o) for o in outputs.values())
+
+    pg = open_store(pg_url)
+    try:
+        assert [j.to_json() for j in pg.list_jobs().items] == jobs
+        assert pg.get_job("etl").env == {"A": "1", "TOKEN": "s3cret"}  # secrets kept
+        assert pg.list_runs(limit=100).items == runs  # every field, the frozen spec too
+        assert pg.events_since(0, 10_000) == events  # same seq: client cursors stay valid
+        for run_id, data in outputs.items():
+            assert pg.read_output(run_id) == data
+            sqlite = SQLiteStore(db)
+            assert pg.output_segments(run_id) == sqlite.output_segments(run_id)
+            sqlite.close()
+        assert pg.read_artifact(notebook_run) == b'{"cells": [], "nbformat": 4}'
+        # the notifier's cursor came along: it goes on with what it had not sent yet
+        assert pg.claim_events("notify", 10_000) == [e for e in events if e.seq > cursor]
+        # the store goes on where the old one stopped
+        make_job(pg, "new-on-pg")
+        assert pg.last_event_seq() == events[-1].seq + 1
+        assert pg.get_job("paused").state == "paused"
+    finally:
+        pg.close()
+
+    again = migrate(db, "--to", pg_url, "--json")
+    assert again.returncode == 1 and "is not empty" in again.stderr
+
+
+def test_migrate_refuses_a_store_in_use(tmp_path, pg_url):
+    db = str(tmp_path / "busy" / "hermes-cron.db")
+    (tmp_path / "busy").mkdir()
+    src = SQLiteStore(db)
+    make_job(src, "job")
+    src.register_ticker("daemon", "host", 1)
+    src.close()
+    busy = migrate(db, "--to", pg_url)
+    assert busy.returncode == 1 and "in use" in busy.stderr and "--force" in busy.stderr
+    forced = migrate(db, "--to", pg_url, "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    counts = json.loads(forced.stdout)
+    assert counts["source"] == counts["copied"]
+    assert counts["copied"]["jobs"] == 1
