@@ -187,7 +187,11 @@ class Store(ABC):
 
     @abstractmethod
     def artifact_path(self, run_id: str) -> str:
-        """Where a notebook run's executed notebook is kept."""
+        """Where a notebook run's payload writes its executed notebook (a local file)."""
+
+    @abstractmethod
+    def read_artifact(self, run_id: str) -> bytes | None:
+        """A notebook run's executed notebook, from any host, or None when it has none."""
 
     @abstractmethod
     def close(self) -> None:
