@@ -20,6 +20,11 @@ class Store(ABC):
 
     url: str
 
+    @property
+    def display_url(self) -> str:
+        """The URL safe to print (without a password)."""
+        return self.url
+
     # -- jobs ---------------------------------------------------------------
     @abstractmethod
     def create_job(self, fields: dict) -> tuple[Job, bool]:
@@ -165,7 +170,11 @@ class Store(ABC):
 
     @abstractmethod
     def stats(self) -> dict:
-        """Counts by state and per-job success rate and durations."""
+        """Counts by state and per-job success rate and durations (reads every run)."""
+
+    @abstractmethod
+    def jobs_by_state(self) -> dict[str, int]:
+        """Job counts by state: cheap at any number of runs (status checks poll it)."""
 
     # -- output (see output.py): byte offsets are stable; readers resume by offset --------
     @abstractmethod

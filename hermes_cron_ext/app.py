@@ -59,20 +59,22 @@ class HermesCron(ExtensionApp):
 
     def initialize_settings(self) -> None:
         url = resolve_db(self.db or None)
-        self.store = AsyncStore(open_store(url))
+        # API calls share four store threads; the ticker has one of its own, so no burst
+        # of requests (or one slow statistics query) ever delays a job's start
+        self.store = AsyncStore(open_store(url), threads=4)
         self.ticker_obj = None
         if self.ticker:
             from .ticker import Ticker
 
-            self.ticker_obj = Ticker(self.store, self.executor or None, kind="server",
+            self.ticker_obj = Ticker(self.store.lane(), self.executor or None, kind="server",
                                      lead=self.lead, poll=self.poll,
                                      notify_url=self.notify_url or None)
         self.service = CronService(self.store, ticker=self.ticker_obj,
                                    default_tz=self.timezone or None,
                                    stream_interval=self.stream_interval, log=self.log)
         self.settings["hermes_cron"] = self.service
-        self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__, url,
-                      "on" if self.ticker else "off")
+        self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__,
+                      self.store.sync.display_url, "on" if self.ticker else "off")
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
@@ -97,22 +99,24 @@ class HermesCron(ExtensionApp):
             if self.handoff:
                 from . import handoff
 
-                stats = await self.store.stats()
+                by_state = await self.store.jobs_by_state()
                 hand_off = handoff.needed(await self.store.list_tickers(),
-                                          stats["jobs_by_state"].get("scheduled", 0), own,
+                                          by_state.get("scheduled", 0), own,
                                           time.time())
             await self.ticker_obj.stop()
+            await self.ticker_obj.store.aclose()
         if hand_off:
             from . import handoff
 
-            url = self.store.sync.url
-            pid = handoff.start_daemon(url, getattr(self.store.sync, "logs_dir", None))
+            pid = handoff.start_daemon(self.store.sync.url,
+                                       getattr(self.store.sync, "logs_dir", None))
             self.log.info(
                 "hermes-cron: enabled jobs keep firing: handed ticking over to a detached "
                 "'hermes-cron daemon --handoff' (pid %d) on %s; it exits by itself when a "
-                "Jupyter server ticks again. Stop it now with: kill %d", pid, url, pid)
+                "Jupyter server ticks again. Stop it now with: kill %d", pid,
+                self.store.sync.display_url, pid)
         elif self.ticker_obj is not None and not self.handoff:
             self.log.warning("hermes-cron: handoff is off; unless another ticker serves %s, "
-                             "enabled jobs will not fire", self.store.sync.url)
+                             "enabled jobs will not fire", self.store.sync.display_url)
         await self.service.close()
         await self.store.aclose()

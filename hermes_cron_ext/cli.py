@@ -361,16 +361,16 @@ def cmd_status(args, store) -> int:
     tickers = store.list_tickers()
     alive = [t for t in tickers if t.alive(now)]
     enabled = store.list_jobs(limit=1, state="scheduled").items
-    stats = store.stats()
+    by_state = store.jobs_by_state()
     if args.json:
-        _print_json({"store": store.url, "version": __version__,
+        _print_json({"store": store.display_url, "version": __version__,
                      "tickers": [t.to_json(now) for t in tickers],
-                     "alive": len(alive), "jobs_by_state": stats["jobs_by_state"],
+                     "alive": len(alive), "jobs_by_state": by_state,
                      "warning": None if alive or not enabled else
                      "no ticker is alive: enabled jobs will not fire"})
     else:
-        print(f"store    {store.url}")
-        jobs = ", ".join(f"{n} {s}" for s, n in sorted(stats["jobs_by_state"].items()))
+        print(f"store    {store.display_url}")
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()))
         print(f"jobs     {jobs or 'none'}")
         if tickers:
             rows = [[t.kind, t.host, str(t.pid), "alive" if t.alive(now) else "STALE",
@@ -421,7 +421,7 @@ async def _daemon(args, kind: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     await ticker.start()
-    print(f"hermes-cron {kind} ticking on {store.sync.url} (pid {os.getpid()})",
+    print(f"hermes-cron {kind} ticking on {store.sync.display_url} (pid {os.getpid()})",
           file=sys.stderr, flush=True)
     waiters = [asyncio.ensure_future(stop.wait())]
     if kind == "handoff":
@@ -495,7 +495,7 @@ def cmd_migrate(args, store) -> int:
     if args.json:
         _print_json(counts)
     else:
-        print(f"migrated {store.url} -> {counts['target']}")
+        print(f"migrated {store.display_url} -> {counts['target']}")
         rows = [[what, str(n), str(counts["copied"][what]), "ok"]
                 for what, n in counts["source"].items()]
         print(_table(rows, ["WHAT", "SOURCE", "TARGET", "CHECK"]))

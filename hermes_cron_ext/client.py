@@ -278,7 +278,7 @@ class LocalClient(CronClient):
         from .store import open_store
 
         self.store = open_store(db)
-        self.where = f"store {self.store.url}"
+        self.where = f"store {self.store.display_url}"
         self.poll = poll
 
     def close(self) -> None:
@@ -373,12 +373,12 @@ class LocalClient(CronClient):
         now = time.time()
         tickers = self.store.list_tickers()
         alive = [t for t in tickers if t.alive(now)]
-        stats = self.store.stats()
-        enabled = stats["jobs_by_state"].get("scheduled", 0)
+        by_state = self.store.jobs_by_state()
+        enabled = by_state.get("scheduled", 0)
         return {
-            "version": __version__, "store": self.store.url,
+            "version": __version__, "store": self.store.display_url,
             "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
-            "ticking": bool(alive), "jobs_by_state": stats["jobs_by_state"],
+            "ticking": bool(alive), "jobs_by_state": by_state,
             "server_ticker": False,
             "warning": None if alive else NO_TICKER + (
                 f"; {enabled} enabled job(s) are waiting" if enabled else ""),

@@ -78,7 +78,6 @@ async def wait_until_not_needed(store, own_id: str) -> str:
         tickers = await store.list_tickers()
         if any(t.kind == "server" and t.id != own_id and t.alive(now) for t in tickers):
             return "a Jupyter server is ticking again"
-        stats = await store.stats()
-        if not stats["jobs_by_state"].get("scheduled"):
+        if not (await store.jobs_by_state()).get("scheduled"):
             return "no enabled job is left"
         await asyncio.sleep(CHECK_EVERY)

@@ -186,12 +186,12 @@ class CronService:
         now = time.time()
         tickers = await self.store.list_tickers()
         alive = [t for t in tickers if t.alive(now)]
-        stats = await self.store.stats()
-        enabled = stats["jobs_by_state"].get("scheduled", 0)
+        by_state = await self.store.jobs_by_state()
+        enabled = by_state.get("scheduled", 0)
         return {
-            "version": __version__, "store": self.store.sync.url,
+            "version": __version__, "store": self.store.sync.display_url,
             "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
-            "ticking": bool(alive), "jobs_by_state": stats["jobs_by_state"],
+            "ticking": bool(alive), "jobs_by_state": by_state,
             "server_ticker": self.ticker is not None,
             "warning": None if alive else NO_TICKER + (
                 f"; {enabled} enabled job(s) are waiting" if enabled else ""),

@@ -282,6 +282,58 @@ def test_runs_keyset_paging_newest_first(store, clock):
     assert seen == list(reversed(ids))
 
 
+def test_runs_pages_break_ties_on_one_instant(store):
+    """Runs fired at the same instant (a burst) page without a loss or a repeat."""
+    make_job(store, "tie", "* * * * *", overlap="allow")
+    ids = [store.request_run("tie").id for _ in range(11)]  # the fake clock stands still
+    seen, cursor = [], None
+    while True:
+        page = store.list_runs("tie", limit=4, cursor=cursor)
+        seen += [r.id for r in page.items]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+
+
+def test_list_jobs_search_takes_wildcards_literally(store):
+    for name in ("a_b", "axb", "Report"):
+        make_job(store, name)
+    make_job(store, "secretive", env={"MODE": "fast"}, secret_env={"TOKEN": "hunter2"})
+    make_job(store, "disk-full", command="check-disk --above 90%")
+    make_job(store, "disk-big", command="check-disk --above 9000")
+
+    def found(text):
+        return [j.name for j in store.list_jobs(search=text).items]
+
+    assert found("_") == ["a_b"]
+    assert found("%") == ["disk-full"]
+    assert found("0%") == ["disk-full"]
+    assert found("A_B") == ["a_b"]  # case-insensitive on both stores
+    assert found("report") == ["Report"]
+    assert found("hunter2") == found("fast") == found("secret_env") == []  # never env
+    assert found("\\") == []
+
+
+def test_jobs_by_state_counts_without_reading_runs(store):
+    make_job(store, "on")
+    make_job(store, "off")
+    store.set_paused("off", True)
+    store.request_run("on")
+    assert store.jobs_by_state() == {"scheduled": 1, "paused": 1}
+    assert store.stats()["jobs_by_state"] == store.jobs_by_state()
+
+
+def test_close_closes_every_threads_connection_and_store_reopens(store):
+    make_job(store, "threads")
+    names = []
+    worker = threading.Thread(target=lambda: names.append(store.get_job("threads").name))
+    worker.start()
+    worker.join()
+    store.close()
+    assert store.get_job("threads").name == "threads" and names == ["threads"]
+
+
 def test_cancel_before_start(store):
     make_job(store, "x", "* * * * *")
     run = store.request_run("x")

@@ -82,15 +82,23 @@ def open_store(db: str | None = None, **kwargs: Any) -> Store:
 
 
 class AsyncStore:
-    """Every Store method as a coroutine that runs on the store's own thread.
+    """Every Store method as a coroutine that runs on one of the store's own threads.
 
-    One thread owns the connection, so no database call ever runs on the
-    caller's event loop and calls from one process are serialised in order.
+    No database call ever runs on the caller's event loop. Each thread has its own
+    connection (SQLite in WAL mode and PostgreSQL both read concurrently), so one slow
+    call (a statistics query over a million runs) does not hold up the others.
+    ``lane()`` gives a caller that must never wait behind API traffic (the in-server
+    ticker) threads of its own on the same store.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, threads: int = 1, *, owner: bool = True):
         self.sync = store
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-store")
+        self._owner = owner
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hermes-store")
+
+    def lane(self, threads: int = 1) -> AsyncStore:
+        """The same store behind threads of its own; closing it leaves the store open."""
+        return AsyncStore(self.sync, threads, owner=False)
 
     def __getattr__(self, name: str):
         method = getattr(self.sync, name)
@@ -106,11 +114,12 @@ class AsyncStore:
         return call
 
     async def run(self, fn, *args):
-        """Run ``fn(*args)`` on the store's thread (for helpers that use the sync store)."""
+        """Run ``fn(*args)`` on a store thread (for helpers that use the sync store)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, self.sync.close)
+        if self._owner:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._pool, self.sync.close)
         self._pool.shutdown(wait=False)

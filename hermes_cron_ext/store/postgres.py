@@ -242,6 +242,13 @@ class PostgresStore(SQLStore):
             raise StoreError(f"cannot reach the PostgreSQL store {redact(url)}: "
                              f"{str(exc).strip()}") from exc
 
+    def _payload_field(self, key: str) -> str:
+        return f"(payload::json ->> '{key}')"
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url)
+
     # -- connections ------------------------------------------------------------
     def _connect(self) -> Connection:
         with self.slots.hold():  # a new connection is a new server process: costly too

@@ -145,6 +145,10 @@ TABLES = ("jobs", "runs", "events", "tickers", "meta")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
 
 
+#: payload fields that ``list_jobs(search=...)`` looks in, besides name and schedule
+SEARCHED = ("command", "code", "description")
+
+
 @functools.lru_cache(maxsize=4096)
 def _schedule(text: str, tz: str) -> sched.Schedule:
     """Parsed schedules are immutable: parse each (text, zone) once per process."""
@@ -243,6 +247,10 @@ class SQLStore(Store):
     def _transaction(self, durable: bool) -> Iterator:
         raise NotImplementedError
         yield
+
+    def _payload_field(self, key: str) -> str:
+        """SQL for one text field of the JSON ``payload`` column."""
+        return f"json_extract(payload, '$.{key}')"
 
     def _ddl(self, stmt: str) -> str:
         return stmt
@@ -379,9 +387,12 @@ class SQLStore(Store):
             sql += " AND state = ?"
             args.append(state)
         if search:
-            like = self._like
-            sql += f" AND (name {like} ? OR schedule {like} ? OR payload {like} ?)"
-            args += [f"%{search}%"] * 3
+            # what a user sees of a job, never the rest of the payload (env values)
+            fields = ["name", "schedule"] + [self._payload_field(k) for k in SEARCHED]
+            sql += " AND (" + " OR ".join(
+                f"{f} {self._like} ? ESCAPE '!'" for f in fields) + ")"
+            escaped = search.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            args += [f"%{escaped}%"] * len(fields)
         sql += " ORDER BY name LIMIT ?"
         args.append(limit + 1)
         rows = self.db.execute(sql, args).fetchall()
@@ -639,8 +650,8 @@ class SQLStore(Store):
             args.append(status)
         if cursor:
             at, rid = _decode_cursor(cursor, 2)
-            sql += " AND (fire_at < ? OR (fire_at = ? AND id < ?))"
-            args += [at, at, rid]
+            sql += " AND (fire_at, id) < (?, ?)"
+            args += [at, rid]
         sql += " ORDER BY fire_at DESC, id DESC LIMIT ?"
         args.append(limit + 1)
         rows = self.db.execute(sql, args).fetchall()
@@ -923,10 +934,13 @@ class SQLStore(Store):
         self._forget_output(doomed)
         return {"runs_deleted": len(doomed), "events_deleted": ev}
 
+    def jobs_by_state(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()}
+
     def stats(self) -> dict:
         db = self.db
-        jobs = {r[0]: r[1] for r in db.execute(
-            "SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()}
+        jobs = self.jobs_by_state()
         runs = {r[0]: r[1] for r in db.execute(
             "SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()}
         per_job = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,8 @@ class SQLiteStore(SQLStore):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.logs_dir = os.path.join(os.path.dirname(self.path), "logs")
         os.makedirs(self.logs_dir, exist_ok=True)
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         super().__init__(self.path, clock=clock)
 
     # -- plumbing -------------------------------------------------------------
@@ -46,12 +49,17 @@ class SQLiteStore(SQLStore):
         """One connection per thread: sqlite3 connections must not cross threads."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            # check_same_thread=False only so that close() can close every thread's
+            # connection; each is still used by its own thread alone
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
             self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
         return conn
 
     @contextmanager
@@ -68,10 +76,12 @@ class SQLiteStore(SQLStore):
             db.execute("COMMIT")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (threads that go on open a new one)."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
     # -- output: files beside the database; these calls do file I/O, not SQL ----------
     def log_path(self, run_id: str) -> str:
