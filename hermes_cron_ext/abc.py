@@ -214,6 +214,11 @@ class Executor(ABC):
     async def start(self, run: Run) -> None:
         """Hand *run* to a supervisor that waits for ``run.scheduled_for`` and runs it."""
 
+    async def start_many(self, runs: list[Run]) -> None:
+        """Start a claimed batch (executors that can, start it in one go)."""
+        for run in runs:
+            await self.start(run)
+
     @abstractmethod
     async def close(self) -> None:
         """Stop accepting runs; supervisors already started go on."""

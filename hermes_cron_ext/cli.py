@@ -103,7 +103,7 @@ def _job_fields(args) -> dict:
     if args.code is not None:
         data["code"] = sys.stdin.read() if args.code == "-" else args.code
         data.setdefault("kind", "python")
-    for key in ("cwd", "interpreter", "description", "kernel"):
+    for key in ("cwd", "interpreter", "description", "kernel", "executor"):
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
     for key, attr in (("env", "env"), ("secret_env", "secret_env")):
@@ -200,6 +200,8 @@ def cmd_show(args, store) -> int:
     print(f"  kind       {job.kind}: {_command_text(job)}")
     if job.cwd:
         print(f"  cwd        {job.cwd}")
+    if job.executor:
+        print(f"  executor   {job.executor}")
     p = job.policy
     print(f"  policy     overlap={p.overlap} misfire={p.misfire} retries={p.retries} "
           f"timeout={p.timeout or '-'} max_failures={p.max_failures}")
@@ -470,7 +472,7 @@ async def _tick(args) -> int:
     ticker.notifier.close(wait=True)
     await store.ticker_heartbeat(ticker.info.id, time.time(), True)
     await store.gc(time.time())
-    await ticker.executor.close()
+    await ticker.close_executors()
     await store.aclose()
     if not args.quiet:
         print(f"tick: started {len(runs)} run(s)")
@@ -514,6 +516,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interpreter", help="python interpreter for python jobs")
     p.add_argument("--kernel", help="kernel name for notebook jobs")
     p.add_argument("--description")
+    p.add_argument("--executor", help="where runs execute: 'local' or dask://HOST:PORT "
+                                      "(default: the ticker's)")
     p.add_argument("--env", action="append", metavar="NAME=VALUE")
     p.add_argument("--secret-env", action="append", metavar="NAME=VALUE",
                    help="write-only variable, never shown")

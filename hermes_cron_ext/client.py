@@ -40,7 +40,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
-from . import __version__, output
+from . import output
 from . import schedule as sched
 from .errors import Conflict, HermesCronError, InvalidInput, NotFound
 from .models import ACTIVE_STATUSES, FINAL_STATUSES, parse_iso
@@ -56,8 +56,6 @@ __all__ = [
     "set_client",
 ]
 
-NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
-             "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
 
 
 class ConnectionFailed(HermesCronError):
@@ -257,18 +255,6 @@ class _LocalStream(RunStream):
             last = state
 
 
-def read_artifact(store, run_id: str) -> bytes | None:
-    """A run's executed notebook from *store*, or None (call it on the store's thread)."""
-    reader = getattr(store, "read_artifact", None)  # stores that keep it off the disk
-    if reader is not None:
-        return reader(run_id)
-    try:
-        with open(store.artifact_path(run_id), "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
 class LocalClient(CronClient):
     """Straight on the store: for kernels and scripts with no server running the extension."""
 
@@ -302,6 +288,7 @@ class LocalClient(CronClient):
 
     def add(self, spec: dict) -> dict:
         from .jobspec import validate_new
+        from .service import NO_TICKER
 
         job, _ = self.store.create_job(validate_new(spec))
         out = job.to_json()
@@ -361,7 +348,7 @@ class LocalClient(CronClient):
 
     def artifact(self, run_id: str) -> bytes:
         self.store.get_run(run_id)
-        data = read_artifact(self.store, run_id)
+        data = self.store.read_artifact(run_id)
         if data is None:
             raise NotFound(f"run {run_id} has no executed notebook", field="run")
         return data
@@ -370,19 +357,9 @@ class LocalClient(CronClient):
         return self.store.stats()
 
     def status(self) -> dict:
-        now = time.time()
-        tickers = self.store.list_tickers()
-        alive = [t for t in tickers if t.alive(now)]
-        by_state = self.store.jobs_by_state()
-        enabled = by_state.get("scheduled", 0)
-        return {
-            "version": __version__, "store": self.store.display_url,
-            "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
-            "ticking": bool(alive), "jobs_by_state": by_state,
-            "server_ticker": False,
-            "warning": None if alive else NO_TICKER + (
-                f"; {enabled} enabled job(s) are waiting" if enabled else ""),
-        }
+        from .service import status_report
+
+        return status_report(self.store)
 
     def preview(self, schedule: str, tz: str | None = None, count: int = 5,
                 start: str | None = None) -> dict:

@@ -21,9 +21,9 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .errors import Conflict, HermesCronError, InvalidInput, NotFound
-from .models import RUN_STATUSES
+from .models import ACTIVE_STATUSES, RUN_STATUSES
 from .service import PAYLOAD_FIELDS, CronService
-from .streams import sse_frame
+from .streams import gap_frame, sse_frame
 
 MAX_BODY = 1024 * 1024
 STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
@@ -217,19 +217,7 @@ class RunArtifactHandler(CronAPIHandler):
     @authorized
     async def get(self, ref: str):
         run = await self.cron.get_run(ref)
-        store = self.cron.store
-        if hasattr(store.sync, "read_artifact"):  # kept in the store: on the store's thread
-            data = await store.read_artifact(run.id)
-        else:
-            path = store.sync.artifact_path(run.id)
-
-            def read() -> bytes | None:
-                try:
-                    with open(path, "rb") as f:
-                        return f.read()
-                except FileNotFoundError:
-                    return None
-            data = await asyncio.get_running_loop().run_in_executor(None, read)
+        data = await self.cron.store.read_artifact(run.id)  # any host's, on a store thread
         if data is None:
             raise NotFound(f"run {run.id} has no executed notebook", field="run")
         name = f"{run.spec.get('job_name') or run.job_id}-{run.id}.ipynb"
@@ -289,12 +277,20 @@ class SSEHandler(CronAPIHandler):
 
 
 class RunStreamHandler(SSEHandler):
-    """A run's output, progress and status; resumable by byte offset."""
+    """A run's output, progress and status; resumable by byte offset.
+
+    A viewer of an active run keeps up with it: when it falls far behind (a flood of
+    output), it skips ahead with a ``gap`` event (see streams.py). ``?lossless=1``
+    asks for every byte instead, at the reader's own pace."""
 
     async def stream_run(self, run_id: str) -> None:
         cron = self.cron
         run = await cron.get_run(run_id)  # 404 before any byte is sent
         offset = self.resume_from("offset") or 0
+        lossless = self.get_argument("lossless", "0")
+        if lossless not in ("0", "1", "true", "false"):
+            raise InvalidInput("lossless must be 1 or 0", field="lossless")
+        live = run.status in ACTIVE_STATUSES and lossless in ("0", "false")
         self.start_stream()
         feed = cron.feeds.watch(run_id)
         try:
@@ -304,7 +300,11 @@ class RunStreamHandler(SSEHandler):
             last_write = time.monotonic()
             while not cron.closing:
                 run = feed.run or run
-                taken = feed.take(offset)
+                skip = feed.skip_to(offset) if live else None
+                if skip is not None:
+                    self.write(gap_frame(offset, skip)[2])
+                    offset = skip
+                taken = feed.take(offset, live)
                 if taken is None:  # behind the shared frames: read on our own
                     taken = await cron.feeds.read_behind(feed, offset)
                 data, offset = taken
@@ -315,7 +315,7 @@ class RunStreamHandler(SSEHandler):
                     self.write(data)
                 if state[0] != last[0]:
                     self.event("status", run.to_json())
-                if data or state != last:
+                if data or skip is not None or state != last:
                     last = state
                     await self.flush()  # backpressure: a slow client waits here alone
                     last_write = time.monotonic()
@@ -324,7 +324,7 @@ class RunStreamHandler(SSEHandler):
                                        "reason": run.reason, "offset": offset})
                     await self.flush()
                     return
-                if data and feed.take(offset) != (b"", offset):
+                if data and offset < (feed.read_to or 0):
                     continue  # more is ready (a reader catching up)
                 async with feed.cond:
                     try:

@@ -17,11 +17,12 @@ from .models import JOB_KINDS, MISFIRE_POLICIES, OVERLAP_POLICIES, Policy, parse
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ID_RE = re.compile(r"^[jr]_[0-9a-f]{16}$")
+EXECUTOR_RE = re.compile(r"^(?:local|(?:dask|dask\+tls|tcp|tls)://[^\s/]+:\d{1,5}/?)$")
 POLICY_FIELDS = {f.name for f in fields(Policy)}
 JOB_FIELDS = {
     "name", "kind", "schedule", "at", "timezone", "command", "code", "interpreter", "cwd",
-    "env", "secret_env", "parameters", "kernel", "description", "enabled", "policy",
-    "idempotency_key",
+    "env", "secret_env", "parameters", "kernel", "description", "executor", "enabled",
+    "policy", "idempotency_key",
 }
 MAX_TEXT = 1_000_000
 
@@ -176,11 +177,22 @@ def _payload(job: dict, kind: str) -> dict:
     for key in ("interpreter", "cwd", "kernel"):
         out[key] = _str(job, key)
     out["description"] = _str(job, "description") or ""
+    out["executor"] = validate_executor(job.get("executor"))
     params = job.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be an object", field="parameters")
     out["parameters"] = params
     return out
+
+
+def validate_executor(value: Any) -> str | None:
+    """Where a job's runs execute: None (or "") for the ticker's own executor."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not EXECUTOR_RE.match(value):
+        raise InvalidInput("executor must be 'local' or a Dask scheduler address "
+                           "dask://HOST:PORT", field="executor")
+    return value
 
 
 def _env(job: dict, env: dict | None = None, secrets: list | None = None) -> tuple[dict, list]:
@@ -229,7 +241,8 @@ def validate_changes(job_obj, data: dict) -> dict:
         "name": job_obj.name, "kind": job_obj.kind, "command": job_obj.command,
         "code": job_obj.code, "interpreter": job_obj.interpreter, "cwd": job_obj.cwd,
         "kernel": job_obj.kernel, "description": job_obj.description,
-        "parameters": job_obj.parameters, "timezone": job_obj.timezone,
+        "executor": job_obj.executor, "parameters": job_obj.parameters,
+        "timezone": job_obj.timezone,
     }
     schedule_given = "schedule" in job or "at" in job
     merged.update({k: v for k, v in job.items() if k not in ("env", "secret_env")})

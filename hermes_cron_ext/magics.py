@@ -97,6 +97,7 @@ def _job_options(p: argparse.ArgumentParser, kind: bool = True) -> None:
     p.add_argument("--env", action="append", metavar="NAME=VALUE")
     p.add_argument("--secret-env", action="append", metavar="NAME=VALUE")
     p.add_argument("--description")
+    p.add_argument("--executor", help="where runs execute: 'local' or dask://HOST:PORT")
     p.add_argument("--timeout", help="per attempt: 300, 5m")
     p.add_argument("--retries")
     p.add_argument("--retry-delay")
@@ -202,7 +203,7 @@ def job_fields(args) -> dict:
         data["timezone"] = args.tz
     if getattr(args, "kind", None):
         data["kind"] = args.kind
-    for key in ("cwd", "interpreter", "kernel", "description"):
+    for key in ("cwd", "interpreter", "kernel", "description", "executor"):
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
     if args.env:

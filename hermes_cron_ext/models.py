@@ -125,6 +125,8 @@ class Job:
     parameters: dict[str, Any] = field(default_factory=dict)
     kernel: str | None = None
     description: str = ""
+    #: where runs execute: None for the ticker's executor, "local", or "dask://HOST:PORT"
+    executor: str | None = None
     policy: Policy = field(default_factory=Policy)
     state: str = "scheduled"
     state_reason: str | None = None
@@ -150,7 +152,7 @@ class Job:
         return {
             "kind": self.kind, "command": self.command, "code": self.code,
             "interpreter": self.interpreter, "cwd": self.cwd, "env": self.env,
-            "parameters": self.parameters, "kernel": self.kernel,
+            "parameters": self.parameters, "kernel": self.kernel, "executor": self.executor,
             "timeout": self.policy.timeout, "kill_grace": self.policy.kill_grace,
             "overlap": self.policy.overlap, "job_version": self.version, "job_name": self.name,
         }
@@ -166,7 +168,7 @@ class Job:
             "timezone": self.timezone, "command": self.command, "code": self.code,
             "interpreter": self.interpreter, "cwd": self.cwd, "env": env,
             "secret_env": list(self.secret_env), "parameters": self.parameters,
-            "kernel": self.kernel, "description": self.description,
+            "kernel": self.kernel, "description": self.description, "executor": self.executor,
             "state": self.display_state, "state_reason": self.state_reason,
             "enabled": self.enabled, "next_run_at": iso(self.next_run_at), "last_run": last,
             "consecutive_failures": self.consecutive_failures,

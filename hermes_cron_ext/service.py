@@ -40,6 +40,24 @@ NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire unt
              "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
 
 
+def status_report(store, server_ticker: bool = False) -> dict:
+    """Who is ticking on *store* and how many jobs wait (sync: one trip to a store thread).
+
+    Never reads the runs: it is polled, and cheap at any history size."""
+    now = time.time()
+    tickers = store.list_tickers()
+    alive = [t for t in tickers if t.alive(now)]
+    by_state = store.jobs_by_state()
+    enabled = by_state.get("scheduled", 0)
+    return {
+        "version": __version__, "store": store.display_url,
+        "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
+        "ticking": bool(alive), "jobs_by_state": by_state, "server_ticker": server_ticker,
+        "warning": None if alive else NO_TICKER + (
+            f"; {enabled} enabled job(s) are waiting" if enabled else ""),
+    }
+
+
 class EventBus:
     """Tails the events table; readers wait for ``seq`` beyond their cursor."""
 
@@ -183,25 +201,15 @@ class CronService:
         return [t for t in await self.store.list_tickers() if t.alive(now)]
 
     async def status(self) -> dict:
-        now = time.time()
-        tickers = await self.store.list_tickers()
-        alive = [t for t in tickers if t.alive(now)]
-        by_state = await self.store.jobs_by_state()
-        enabled = by_state.get("scheduled", 0)
-        return {
-            "version": __version__, "store": self.store.sync.display_url,
-            "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
-            "ticking": bool(alive), "jobs_by_state": by_state,
-            "server_ticker": self.ticker is not None,
-            "warning": None if alive else NO_TICKER + (
-                f"; {enabled} enabled job(s) are waiting" if enabled else ""),
-        }
+        return await self.store.run(status_report, self.store.sync, self.ticker is not None)
 
     # -- jobs ----------------------------------------------------------------------
     async def list_jobs(self, *, limit: int, cursor: str | None, state: str | None,
                         search: str | None) -> str:
-        page = await self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search)
-        return await self._io(_page_json, "jobs", page)
+        def page() -> str:  # one trip to a store thread: query and JSON together
+            return _page_json("jobs", self.store.sync.list_jobs(
+                limit=limit, cursor=cursor, state=state, search=search))
+        return await self.store.run(page)
 
     async def create_job(self, body: dict) -> tuple[dict, bool]:
         fields = validate_new(body, self.default_tz)
@@ -245,8 +253,10 @@ class CronService:
     # -- runs ----------------------------------------------------------------------
     async def list_runs(self, ref: str | None, *, limit: int, cursor: str | None,
                         status: str | None) -> str:
-        page = await self.store.list_runs(ref, limit=limit, cursor=cursor, status=status)
-        return await self._io(_page_json, "runs", page)
+        def page() -> str:
+            return _page_json("runs", self.store.sync.list_runs(
+                ref, limit=limit, cursor=cursor, status=status))
+        return await self.store.run(page)
 
     async def get_run(self, run_id: str) -> Run:
         return await self.store.get_run(run_id)
@@ -282,12 +292,6 @@ class CronService:
 
     async def read_segments(self, run_id: str, offset: int, limit: int):
         return await self._io(self.store.sync.output_segments, run_id, offset, limit)
-
-    def artifact_path(self, run_id: str) -> str:
-        return self.store.sync.artifact_path(run_id)
-
-    def log_path(self, run_id: str) -> str:  # the SQLite store's file (artifact handler)
-        return self.store.sync.log_path(run_id)
 
     async def log_size(self, run_id: str) -> int:
         return await self._io(self.store.sync.output_size, run_id)

@@ -9,6 +9,15 @@ A reader at the live edge just writes the shared bytes; a reader that is behind
 bounded batches, until it catches up. So a hundred viewers cost one read and one
 ``json.dumps`` per chunk, and a slow or vanished viewer holds at most one batch.
 
+Live viewers keep up rather than fall behind (a runaway payload can print far more
+than a hundred sockets carry). While a run is active, the feed never lags the log by
+more than a batch, and a live reader never by more than ``LIVE_BEHIND`` bytes: each
+skips ahead to a line start near the end and says so with a ``gap`` event (``from``,
+``to``, ``bytes``; its ``id`` is the offset after the gap, so resuming still works).
+Nothing is lost from the log: ``GET /runs/{id}/log`` has every byte, and a stream
+opened with ``?lossless=1`` (or on a finished run) replays every byte at its reader's
+pace instead.
+
 Run status and progress come from the event bus: a ``run.*`` event marks the feed
 stale and the next poll refreshes its cached :class:`~hermes_cron_ext.models.Run`.
 """
@@ -22,8 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .models import ACTIVE_STATUSES, Run
 
-BATCH = 256 * 1024  # most bytes read for one feed or reader at a time
+BATCH = 128 * 1024  # most bytes read for one feed or reader at a time
 RING_BYTES = 1024 * 1024  # frames kept per run for readers at the live edge
+TAKE_BYTES = 128 * 1024  # most shared frame bytes one reader takes at a time
+LIVE_BEHIND = 256 * 1024  # a live reader further behind the feed than this skips ahead
+LIVE_KEEP = 32 * 1024  # ... to about this far behind it (the recent lines stay shown)
 
 
 def utf8_boundary(data: bytes) -> int:
@@ -44,9 +56,16 @@ def sse_frame(name: str, data, id_: int | str | None = None) -> bytes:
     return (head + f"data: {json.dumps(data)}\n\n").encode()
 
 
+def gap_frame(start: int, end: int) -> tuple[int, int, bytes, bool]:
+    """The ring entry (and SSE event) for output a live view skipped."""
+    return start, end, sse_frame("gap", {"from": start, "to": end, "bytes": end - start},
+                                 end), True
+
+
 def output_frames(segments: list[tuple[int, str, bytes]], final: bool
-                  ) -> list[tuple[int, int, bytes]]:
-    """``(start, end, frame)`` per segment; never splits a character unless *final*."""
+                  ) -> list[tuple[int, int, bytes, bool]]:
+    """``(start, end, frame, is_gap)`` per segment; never splits a character unless
+    *final*."""
     out = []
     for start, stream, data in segments:
         cut = len(data) if final else utf8_boundary(data)
@@ -54,7 +73,7 @@ def output_frames(segments: list[tuple[int, str, bytes]], final: bool
             end = start + cut
             out.append((start, end, sse_frame("output", {
                 "stream": stream, "offset": start,
-                "text": data[:cut].decode("utf-8", "replace")}, end)))
+                "text": data[:cut].decode("utf-8", "replace")}, end), False))
         if cut < len(data):
             break
     return out
@@ -65,7 +84,7 @@ class RunFeed:
         self.run_id = run_id
         self.cond = asyncio.Condition()
         self.readers = 0
-        self.frames: deque[tuple[int, int, bytes]] = deque()
+        self.frames: deque[tuple[int, int, bytes, bool]] = deque()
         self.ring_bytes = 0
         self.read_to: int | None = None  # output up to here is in frames (or was)
         self.run: Run | None = None
@@ -82,30 +101,50 @@ class RunFeed:
         return self.run is not None and self.run.status not in ACTIVE_STATUSES
 
     def _next_start(self, offset: int) -> int | None:
-        for start, _, _ in self.frames:
+        for start, _, _, _ in self.frames:
             if start >= offset:
                 return start
         return self.read_to
 
-    def take(self, offset: int) -> tuple[bytes, int] | None:
-        """Shared frames from *offset* on, or None when the reader must read the store."""
+    def take(self, offset: int, live: bool) -> tuple[bytes, int] | None:
+        """Shared frames from *offset* on (at most about ``TAKE_BYTES``), or None when the
+        reader must read the store (it is behind the ring, or lossless at a gap)."""
         if self.read_to is None or offset >= self.read_to:
             return b"", offset
         if not self.frames or offset != self._next_start(offset):
             return None
-        parts = []
-        for start, end, frame in self.frames:
-            if start >= offset:
-                parts.append(frame)
-                offset = end
-        return b"".join(parts), offset
+        parts, size = [], 0
+        for start, end, frame, gap in self.frames:
+            if start < offset:
+                continue
+            if gap and not live:
+                break
+            parts.append(frame)
+            offset, size = end, size + len(frame)
+            if size >= TAKE_BYTES:
+                break
+        return (b"".join(parts), offset) if parts else None
+
+    def skip_to(self, offset: int) -> int | None:
+        """Where a live reader at *offset* jumps to keep up, or None when it need not:
+        it is more than ``LIVE_BEHIND`` behind, or inside a gap the feed skipped."""
+        if self.read_to is None or offset >= self.read_to:
+            return None
+        if self.read_to - offset > LIVE_BEHIND:
+            keep = self.read_to - LIVE_KEEP
+            return next((start for start, _, _, gap in self.frames
+                         if start >= keep and start > offset and not gap), self.read_to)
+        for start, end, _, gap in self.frames:
+            if gap and start <= offset < end:
+                return end
+        return None
 
     def catch_up_target(self, offset: int) -> int:
         """Where a reader that is behind should stop reading on its own."""
         target = self._next_start(offset + 1)
         return target if target is not None else offset
 
-    def add(self, frames: list[tuple[int, int, bytes]], read_to: int) -> None:
+    def add(self, frames: list[tuple[int, int, bytes, bool]], read_to: int) -> None:
         for item in frames:
             self.frames.append(item)
             self.ring_bytes += len(item[2])
@@ -171,7 +210,7 @@ class Feeds:
         frames = await asyncio.get_running_loop().run_in_executor(self.io, read)
         if not frames:
             return b"", offset
-        return b"".join(f for _, _, f in frames), frames[-1][1]
+        return b"".join(f[2] for f in frames), frames[-1][1]
 
     def _poll(self, feeds: list[RunFeed], refresh: set[str]) -> list[tuple]:
         """On the io pool: each feed's refreshed run (if asked), new frames, and size.
@@ -189,9 +228,18 @@ class Feeds:
                     tail = self.store.read_output(feed.run_id, max(0, size - 4), 4)
                 start = size - (len(tail) - utf8_boundary(tail))
             frames = []
+            if run.status in ACTIVE_STATUSES and size - start > BATCH:
+                # a flood: skip to a line start one batch before the end (live views
+                # keep up; the log keeps every byte)
+                skip = size - BATCH
+                head = self.store.read_output(feed.run_id, skip, 4096)
+                newline = head.find(b"\n")
+                skip += newline + 1 if newline >= 0 else 0
+                frames.append(gap_frame(start, skip))
+                start = skip
             if size > start:
                 segs = self.store.output_segments(feed.run_id, start, min(BATCH, size - start))
-                frames = output_frames(segs, run.status not in ACTIVE_STATUSES)
+                frames += output_frames(segs, run.status not in ACTIVE_STATUSES)
             out.append((feed, run, frames, frames[-1][1] if frames else start, size))
         return out
 

@@ -57,13 +57,34 @@ def make_executor(spec: Executor | str | None, store: AsyncStore) -> Executor:
                        field="executor")
 
 
+class Unavailable(Executor):
+    """Stands for an executor a job names that this ticker cannot make: its runs fail
+    at once with the reason, instead of waiting to be found lost."""
+
+    def __init__(self, spec: str, reason: str, store: AsyncStore):
+        self.spec, self.reason, self.store = spec, reason, store
+
+    async def start(self, run: Run) -> None:
+        await self.store.finish_run(run.id, "failed", None,
+                                    reason=f"executor {self.spec}: {self.reason}")
+
+    async def close(self) -> None:
+        pass
+
+
 class Ticker:
     def __init__(self, store: AsyncStore, executor: Executor | str | None = None, *,
                  kind: str = "daemon", lead: float = 2.0, poll: float = 1.0,
                  reconcile_every: float = HEARTBEAT_INTERVAL, gc_every: float = 3600.0,
                  notify_url: str | None = None, clock=time.time):
         self.store = store
-        self.executor = make_executor(executor, store)
+        self.executor = make_executor(executor, store)  # for jobs that name none
+        #: executors jobs name ("local", "dask://..."), made on first use
+        self.executors: dict[str, Executor] = {}
+        if isinstance(self.executor, LocalExecutor):
+            self.executors["local"] = self.executor
+        if isinstance(executor, str) and executor:
+            self.executors[executor] = self.executor
         self.kind = kind
         self.lead = lead
         self.poll = poll
@@ -132,7 +153,7 @@ class Ticker:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        await self.executor.close()
+        await self.close_executors()
         self.notifier.close()
         if self.info is not None:
             await self.store.unregister_ticker(self.info.id)
@@ -157,8 +178,36 @@ class Ticker:
                                           else "anonymous")
         if runs:
             self.fired += len(runs)
-            await self.executor.start_many(runs)
+            batches: dict[Executor, list[Run]] = {}
+            for run in runs:
+                batches.setdefault(self.executor_for(run), []).append(run)
+            failed = None
+            for executor, batch in batches.items():
+                try:
+                    await executor.start_many(batch)
+                except Exception as exc:  # one unreachable cluster must not stall the rest
+                    failed = exc
+            if failed is not None:
+                raise failed
         return runs
+
+    async def close_executors(self) -> None:
+        """Stop handing out runs; supervisors already started go on."""
+        for executor in {self.executor, *self.executors.values()}:
+            await executor.close()
+
+    def executor_for(self, run: Run) -> Executor:
+        """The executor the run's job names, else this ticker's."""
+        spec = run.spec.get("executor") if run.spec else None
+        if not spec:
+            return self.executor
+        if spec not in self.executors:
+            try:
+                self.executors[spec] = make_executor(spec, self.store)
+            except InvalidInput as exc:  # e.g. no dask.distributed on this host
+                log.error("hermes-cron: runs of job %s cannot start: %s", run.job_id, exc)
+                self.executors[spec] = Unavailable(spec, str(exc), self.store)
+        return self.executors[spec]
 
     async def reconcile(self) -> list[str]:
         """Mark ``lost`` every active run whose supervisor is gone; returns their ids."""

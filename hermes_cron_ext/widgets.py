@@ -725,6 +725,13 @@ class LiveOutput(anywidget.AnyWidget):
             self._flush()
             if self.error:
                 self.error = ""
+        elif kind == "gap":  # the live view fell behind a flood and skipped ahead
+            with self._lock:
+                self.term.feed(f"[\u2026 {data['bytes']:,} bytes skipped to keep up; "
+                               f"hermes-cron logs {self.run_id} has every byte]\n", "system")
+                self.offset = data["to"]
+                self._dirty = True
+            self._flush()
         elif kind == "progress":
             self.phase = data.get("phase")
             self.progress = data.get("progress")

@@ -178,3 +178,44 @@ async def test_killing_the_worker_marks_the_run_lost_within_three_heartbeats(
         assert (retry.trigger, retry.attempt, retry.status) == ("retry", 2, "queued")
     finally:
         store.close()
+
+
+async def test_each_job_can_name_its_executor(pg_url, dask_scheduler, dask_worker):
+    """A ticker whose own executor is local sends the job that names the cluster to a
+    worker, and keeps the rest (and jobs naming "local") on this machine."""
+    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.store import AsyncStore
+    from hermes_cron_ext.ticker import Ticker
+
+    store = AsyncStore(open_store(pg_url))
+    ticker = Ticker(store, None, lead=0.5, poll=0.2)
+    address = dask_scheduler.replace("tcp://", "dask://")
+    try:
+        await ticker.start()
+        runs = {}
+        for name, executor in (("on-cluster", address), ("here", "local"), ("default", None)):
+            await store.create_job(validate_new({
+                "name": name, "schedule": "@yearly", "timezone": "UTC",
+                "command": "sleep 2", "executor": executor}))
+            runs[name] = (await store.request_run(name)).id
+        ticker.wake()
+        parents = {}
+        deadline = time.monotonic() + 60
+        while len(parents) < 3 and time.monotonic() < deadline:
+            for name, run_id in runs.items():
+                run = await store.get_run(run_id)
+                if run.status == "running" and name not in parents:
+                    parents[name] = _parent(run.pid)
+            await asyncio.sleep(0.05)
+        assert set(parents) == set(runs), f"not all runs started: {parents}"
+        assert parents["on-cluster"] == dask_worker.pid
+        assert parents["here"] != dask_worker.pid and parents["default"] != dask_worker.pid
+        assert len(ticker.executors) == 2  # "local" is the ticker's own; one Dask client
+    finally:
+        await ticker.stop()
+        for run_id in runs.values():
+            run = await store.get_run(run_id)
+            for pid in (run.pid,):
+                if pid and process_alive(pid, None):
+                    os.kill(pid, signal.SIGKILL)
+        await store.aclose()

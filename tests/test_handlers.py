@@ -349,3 +349,51 @@ async def test_many_viewers_share_output_and_resume_anywhere(cron, jp_fetch, sse
         again = SSE(sse_url(f"runs/{run['id']}/stream?offset={offset}"), jp_auth_header).start()
         await again.wait_for(lambda e: e["event"] == "end")
         assert "".join(e["data"]["text"] for e in again.of("output")) == log[offset:].decode()
+
+
+async def test_live_viewers_keep_up_with_a_flood_and_lossless_ones_get_every_byte(
+        cron, jp_fetch, sse_url, jp_auth_header):
+    """A payload printing megabytes at once: a live view skips ahead with a ``gap``
+    event (offsets stay contiguous, the skipped bytes are counted), a ``?lossless=1``
+    view and a view of the finished run get every byte of the log."""
+    code = ("import sys, time\nline = 'x' * 99 + '\\n'\n"
+            "for i in range(30000):\n    sys.stdout.write(f'{i:06d} ' + line)\n"
+            "sys.stdout.flush()\ntime.sleep(1.5)\nprint('the end')\n")
+    await api(jp_fetch, "jobs", method="POST", expect=201,
+              body={"name": "flood", "schedule": "@yearly", "kind": "python", "code": code})
+    run = await api(jp_fetch, "jobs", "flood", "run", method="POST", body="", expect=202)
+    live = SSE(sse_url(f"runs/{run['id']}/stream"), jp_auth_header).start()
+    lossless = SSE(sse_url(f"runs/{run['id']}/stream?lossless=1"), jp_auth_header).start()
+    await live.wait_for(lambda e: e["event"] == "status" and e["data"]["status"] == "running",
+                        30)
+    for viewer in (live, lossless):
+        await viewer.wait_for(lambda e: e["event"] == "end", 60)
+    log = (await jp_fetch("api", "cron", "runs", run["id"], "log")).body
+    assert len(log) > 3_000_000 and log.endswith(b"the end\n")
+
+    gaps = live.of("gap")
+    assert gaps, "the live view never skipped ahead"
+    at, shown = 0, 0
+    for e in live.events:  # every byte is either shown (equal to the log) or counted
+        if e["event"] == "output":
+            assert e["data"]["offset"] == at
+            text = e["data"]["text"].encode()
+            assert log[at:at + len(text)] == text
+            at, shown = at + len(text), shown + len(text)
+        elif e["event"] == "gap":
+            assert e["data"]["from"] == at and e["data"]["bytes"] > 0
+            at = e["data"]["to"]
+            assert int(e["id"]) == at and log[at - 1:at] == b"\n"  # skips to a line start
+    assert at == len(log) and shown < len(log) // 2
+    assert live.of("output")[-1]["data"]["text"].endswith("the end\n")
+
+    assert not lossless.of("gap")
+    assert "".join(e["data"]["text"] for e in lossless.of("output")).encode() == log
+    replay = SSE(sse_url(f"runs/{run['id']}/stream"), jp_auth_header).start()
+    await replay.wait_for(lambda e: e["event"] == "end", 30)
+    assert not replay.of("gap")
+    assert "".join(e["data"]["text"] for e in replay.of("output")).encode() == log
+
+    bad = await jp_fetch("api", "cron", "runs", run["id"], "stream",
+                         params={"lossless": "maybe"}, raise_error=False)
+    assert bad.code == 400 and json.loads(bad.body)["error"]["field"] == "lossless"

@@ -130,7 +130,7 @@ MISFIRE_GRACE = 30.0
 #: At most this many missed slots are enumerated and recorded one row each.
 MISSED_CAP = 100
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
-                "kernel", "description")
+                "kernel", "description", "executor")
 RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
     "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",

@@ -153,7 +153,10 @@ export class TerminalText {
     let html = '';
     for (const seg of this._line) {
       const body = ansi.ansi_to_html(seg.text);
-      html += seg.stream === 'stderr' ? `<span class="jp-HermesCron-stderr">${body}</span>` : body;
+      html +=
+        seg.stream === 'stderr' || seg.stream === 'system'
+          ? `<span class="jp-HermesCron-${seg.stream}">${body}</span>`
+          : body;
     }
     node.innerHTML = html;
   }
@@ -362,6 +365,21 @@ export class RunOutput extends Widget {
           this._offset = end;
         }
         this.node.dataset.offset = String(this._offset);
+        this._afterWrite();
+        break;
+      }
+      case 'gap': {
+        // the live view fell too far behind a flood of output and skipped ahead
+        const kib = Math.max(1, Math.round(Number(data.bytes) / 1024));
+        this._term.write(
+          `[… ${kib.toLocaleString()} KiB skipped to keep up; the run's log has every byte]\n`,
+          'system'
+        );
+        const to = Number(data.to);
+        if (!isNaN(to)) {
+          this._offset = to;
+          this.node.dataset.offset = String(to);
+        }
         this._afterWrite();
         break;
       }
