@@ -326,11 +326,8 @@ class RunStreamHandler(SSEHandler):
                     return
                 if data and offset < (feed.read_to or 0):
                     continue  # more is ready (a reader catching up)
-                async with feed.cond:
-                    try:
-                        await asyncio.wait_for(feed.cond.wait(), HEARTBEAT)
-                    except asyncio.TimeoutError:
-                        pass
+                # shared by every reader of the run; never cancelled by one's timeout
+                await asyncio.wait((feed.changed(),), timeout=HEARTBEAT)
                 if time.monotonic() - last_write >= HEARTBEAT:
                     self.write(": keep-alive\n\n")
                     await self.flush()

@@ -7,6 +7,7 @@ ISO 8601 strings in UTC at the edges (REST, ``--json``), through :func:`iso`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -33,12 +34,29 @@ def now() -> float:
     return time.time()
 
 
+_ISO_SECONDS: dict[int, str] = {}  # "YYYY-MM-DDTHH:MM:SS" by Unix second
+
+
 def iso(ts: float | None) -> str | None:
-    """Render a stored instant as ISO 8601 in UTC with millisecond precision."""
+    """Render a stored instant as ISO 8601 in UTC with millisecond precision.
+
+    Exactly ``datetime.fromtimestamp(ts, utc).isoformat(timespec="milliseconds")``
+    (microseconds rounded as it does, then cut), at half the cost: a page of 500 runs
+    renders 2,500 of these."""
     if ts is None:
         return None
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    frac, whole = math.modf(ts)
+    sec, us = int(whole), round(frac * 1e6)
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    elif us < 0:
+        sec, us = sec - 1, us + 1_000_000
+    head = _ISO_SECONDS.get(sec)
+    if head is None:
+        if len(_ISO_SECONDS) > 8192:
+            _ISO_SECONDS.clear()
+        head = _ISO_SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{head}.{us // 1000:03d}Z"
 
 
 def parse_iso(text: str, field_name: str = "time") -> float:

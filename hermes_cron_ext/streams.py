@@ -25,8 +25,8 @@ stale and the next poll refreshes its cached :class:`~hermes_cron_ext.models.Run
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from .models import ACTIVE_STATUSES, Run
@@ -80,16 +80,22 @@ def output_frames(segments: list[tuple[int, str, bytes]], final: bool
 
 
 class RunFeed:
+    """One watched run: its cached state and a ring of ready frames, contiguous by
+    offset (``start`` of each = ``end`` of the one before), found by bisection so that
+    a hundred readers cost a hundred lookups, not a hundred scans of the ring."""
+
     def __init__(self, run_id: str):
         self.run_id = run_id
-        self.cond = asyncio.Condition()
         self.readers = 0
-        self.frames: deque[tuple[int, int, bytes, bool]] = deque()
+        self._frames: list[tuple[int, int, bytes, bool]] = []  # from index _head on
+        self._starts: list[int] = []
+        self._head = 0
         self.ring_bytes = 0
         self.read_to: int | None = None  # output up to here is in frames (or was)
         self.run: Run | None = None
         self.size = 0  # output size at the last poll
         self.stale = True  # the cached run needs a refresh
+        self._changed = asyncio.get_running_loop().create_future()
 
     @property
     def done(self) -> bool:
@@ -100,23 +106,35 @@ class RunFeed:
     def final(self) -> bool:
         return self.run is not None and self.run.status not in ACTIVE_STATUSES
 
+    # -- waking readers: one shared future, replaced at each change --------------------
+    def changed(self) -> asyncio.Future:
+        """Resolves at the feed's next change (output, run state, shutdown)."""
+        return self._changed
+
+    def notify(self) -> None:
+        fut, self._changed = self._changed, asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+
+    # -- the ring ------------------------------------------------------------------
+    def _index(self, offset: int) -> int:
+        """Index of the first frame that starts at or after *offset*."""
+        return bisect.bisect_left(self._starts, offset, self._head)
+
     def _next_start(self, offset: int) -> int | None:
-        for start, _, _, _ in self.frames:
-            if start >= offset:
-                return start
-        return self.read_to
+        i = self._index(offset)
+        return self._starts[i] if i < len(self._starts) else self.read_to
 
     def take(self, offset: int, live: bool) -> tuple[bytes, int] | None:
         """Shared frames from *offset* on (at most about ``TAKE_BYTES``), or None when the
         reader must read the store (it is behind the ring, or lossless at a gap)."""
         if self.read_to is None or offset >= self.read_to:
             return b"", offset
-        if not self.frames or offset != self._next_start(offset):
+        i = self._index(offset)
+        if i == len(self._starts) or self._starts[i] != offset:
             return None
         parts, size = [], 0
-        for start, end, frame, gap in self.frames:
-            if start < offset:
-                continue
+        for k in range(i, len(self._frames)):
+            _, end, frame, gap = self._frames[k]
             if gap and not live:
                 break
             parts.append(frame)
@@ -131,11 +149,20 @@ class RunFeed:
         if self.read_to is None or offset >= self.read_to:
             return None
         if self.read_to - offset > LIVE_BEHIND:
-            keep = self.read_to - LIVE_KEEP
-            return next((start for start, _, _, gap in self.frames
-                         if start >= keep and start > offset and not gap), self.read_to)
-        for start, end, _, gap in self.frames:
-            if gap and start <= offset < end:
+            # the newest frames, back to LIVE_KEEP bytes (at least one, never a gap)
+            target = self.read_to
+            for k in range(len(self._frames) - 1, self._head - 1, -1):
+                start, _, _, gap = self._frames[k]
+                if gap or start <= offset:
+                    break
+                target = start
+                if self.read_to - start >= LIVE_KEEP:
+                    break
+            return target
+        k = bisect.bisect_right(self._starts, offset, self._head) - 1
+        if k >= self._head:
+            _, end, _, gap = self._frames[k]
+            if gap and offset < end:
                 return end
         return None
 
@@ -146,11 +173,16 @@ class RunFeed:
 
     def add(self, frames: list[tuple[int, int, bytes, bool]], read_to: int) -> None:
         for item in frames:
-            self.frames.append(item)
+            self._frames.append(item)
+            self._starts.append(item[0])
             self.ring_bytes += len(item[2])
         self.read_to = read_to
-        while self.ring_bytes > RING_BYTES and len(self.frames) > 1:
-            self.ring_bytes -= len(self.frames.popleft()[2])
+        while self.ring_bytes > RING_BYTES and len(self._frames) - self._head > 1:
+            self.ring_bytes -= len(self._frames[self._head][2])
+            self._head += 1
+        if self._head > 256 and self._head * 2 > len(self._frames):
+            del self._frames[:self._head], self._starts[:self._head]
+            self._head = 0
 
 
 class Feeds:
@@ -192,8 +224,7 @@ class Feeds:
     async def close(self) -> None:
         self.closed = True
         for feed in list(self._feeds.values()):
-            async with feed.cond:
-                feed.cond.notify_all()
+            feed.notify()
         if self._task is not None:
             self._task.cancel()
 
@@ -265,8 +296,7 @@ class Feeds:
                 feed.size = size
                 feed.add(frames, read_to)
                 if woke:
-                    async with feed.cond:
-                        feed.cond.notify_all()
+                    feed.notify()
             try:
                 await asyncio.wait_for(self._poke.wait(), self.interval)
             except asyncio.TimeoutError:
