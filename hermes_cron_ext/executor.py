@@ -7,6 +7,9 @@ run on request. Each forked supervisor calls ``setsid`` at once, so it outlives
 the fork server and the ticker (a ``kill -9`` of either leaves runs going), and
 the fork server ignores SIGCHLD so the kernel reaps its children.
 
+On PostgreSQL the fork server also forks a relay (``store/postgres.py``), so its
+supervisors share one warm connection instead of opening a server process each.
+
 The ticker hands runs over ``lead`` seconds before their instant; supervisors
 wait for the instant themselves, so the fire latency is a timer wake-up plus one
 ``fork+exec`` of the payload.
@@ -88,10 +91,11 @@ def spawn_supervisor(db: str, run_id: str) -> int:
 
 def serve(db: str, logs_dir: str) -> None:
     """The fork server's loop: one JSON line in, one detached supervisor out."""
-    from .store import preload
+    from .store import is_postgres, preload
     from .supervisor import supervise
 
     preload(db)  # import the store (and its driver) once, here, before any fork: warm children
+    relay = relay_pid = None
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the server
@@ -101,6 +105,10 @@ def serve(db: str, logs_dir: str) -> None:
             run_id = json.loads(line)["run_id"]
         except (ValueError, KeyError):
             continue
+        if is_postgres(db) and not _alive(relay_pid):  # (re)start the supervisors' relay
+            from .store.postgres import start_relay
+
+            relay, relay_pid = start_relay(db, err_path)
         if os.fork() == 0:
             code = 1
             try:
@@ -112,13 +120,23 @@ def serve(db: str, logs_dir: str) -> None:
                 os.dup2(null, 0)
                 os.dup2(null, 1)
                 os.dup2(err, 2)
-                code = supervise(db, run_id)
+                code = supervise(db, run_id, relay)
             except BaseException:
                 import traceback
 
                 traceback.print_exc()
             finally:
                 os._exit(code)
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):  # gone (reaped), or its pid reused
+        return False
 
 
 if __name__ == "__main__":

@@ -329,11 +329,17 @@ class Supervisor:
         return "failed", exit_code, f"{why}: {detail}" if detail else why
 
 
-def supervise(db: str, run_id: str) -> int:
-    """Entry point for a fresh process or a forked child."""
+def supervise(db: str, run_id: str, relay: str | None = None) -> int:
+    """Entry point for a fresh process or a forked child; *relay* is the socket of the
+    fork server's PostgreSQL relay, used instead of a connection of our own."""
     from .store import open_store
 
-    store = open_store(db)
+    if relay:
+        from .store.postgres import RelayClient
+
+        store = RelayClient(db, relay)
+    else:
+        store = open_store(db)
     try:
         return Supervisor(store, run_id).run()
     finally:

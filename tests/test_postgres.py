@@ -325,3 +325,82 @@ def test_three_tickers_in_three_processes_fire_every_slot_exactly_once(pg, pg_ur
                             "GROUP BY trigger, status").fetchall()
     assert [tuple(r) for r in rows] == [("schedule", "queued", len(expected))]
     print(f"slots claimed per ticker: {[len(per) for per in claims]}")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except (OSError, NotADirectoryError):
+            continue
+        if int(data[data.rfind(b")") + 2:].split()[1]) == pid:
+            out.append(int(name))
+    return out
+
+
+def _supervisor_connections(store) -> int:
+    """Server connections of hermes-cron processes other than the test's own."""
+    return store.db.execute(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+        "application_name = 'hermes-cron' AND pid != pg_backend_pid()").fetchone()[0]
+
+
+def _due_runs(store, n: int, command: str) -> list:
+    for i in range(n):
+        make_job(store, f"relayed-{i:02d}", "@yearly", command=command)
+    return [store.request_run(f"relayed-{i:02d}") for i in range(n)]
+
+
+async def test_forked_supervisors_share_one_connection_through_the_relay(pg, pg_url):
+    """30 runs at once through the real fork server: each runs once with its output,
+    while the server sees one connection for all their supervisors (the relay)."""
+    from hermes_cron_ext.executor import LocalExecutor
+
+    store = pg()
+    runs = _due_runs(store, 30, "echo hi; sleep 2")
+    executor = LocalExecutor(pg_url)
+    await executor.start_many(runs)
+    try:
+        most_running = most_conns = 0
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            states = [store.get_run(r.id).status for r in runs]
+            most_running = max(most_running, states.count("running"))
+            most_conns = max(most_conns, _supervisor_connections(store))
+            if all(s == "succeeded" for s in states):
+                break
+            time.sleep(0.05)
+    finally:
+        await executor.close()
+    assert [store.get_run(r.id).status for r in runs] == ["succeeded"] * 30
+    assert all(store.read_output(r.id) == b"hi\n" for r in runs)
+    assert most_running >= 10, "the runs did not overlap; nothing was measured"
+    assert most_conns == 1, f"{most_conns} connections for {most_running} running supervisors"
+
+
+async def test_runs_carry_on_when_their_relay_is_killed(pg, pg_url):
+    """Kill -9 the relay while its supervisors run: they connect on their own and every
+    run still ends with its status, exit code and whole output."""
+    from hermes_cron_ext.executor import LocalExecutor
+
+    store = pg()
+    runs = _due_runs(store, 5, "echo before; sleep 1.5; echo after; exit 4")
+    executor = LocalExecutor(pg_url)
+    await executor.start_many(runs)
+    try:
+        wait_for(lambda: all(store.get_run(r.id).status == "running" for r in runs), 30,
+                 what="all runs running")
+        forks = _children(executor._proc.pid)
+        relay = [pid for pid in forks if not _children(pid)]  # supervisors have a payload
+        assert len(relay) == 1, forks
+        os.kill(relay[0], 9)
+        wait_for(lambda: all(store.get_run(r.id).status == "failed" for r in runs), 30,
+                 what="all runs finished")
+    finally:
+        await executor.close()
+    for r in runs:
+        done = store.get_run(r.id)
+        assert (done.exit_code, done.reason) == (4, "exit code 4")
+        assert store.read_output(r.id) == b"before\nafter\n"
