@@ -11,7 +11,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -190,7 +190,7 @@ class Job:
             "state": self.display_state, "state_reason": self.state_reason,
             "enabled": self.enabled, "next_run_at": iso(self.next_run_at), "last_run": last,
             "consecutive_failures": self.consecutive_failures,
-            "policy": asdict(self.policy), "created_at": iso(self.created_at),
+            "policy": dict(vars(self.policy)), "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at), "version": self.version,
         }
 

@@ -34,7 +34,7 @@ from .models import ACTIVE_STATUSES, Run
 BATCH = 128 * 1024  # most bytes read for one feed or reader at a time
 RING_BYTES = 1024 * 1024  # frames kept per run for readers at the live edge
 TAKE_BYTES = 128 * 1024  # most shared frame bytes one reader takes at a time
-LIVE_BEHIND = 256 * 1024  # a live reader further behind the feed than this skips ahead
+LIVE_BEHIND = 128 * 1024  # a live reader further behind the feed than this skips ahead
 LIVE_KEEP = 32 * 1024  # ... to about this far behind it (the recent lines stay shown)
 
 
@@ -260,9 +260,9 @@ class Feeds:
                 start = size - (len(tail) - utf8_boundary(tail))
             frames = []
             if run.status in ACTIVE_STATUSES and size - start > BATCH:
-                # a flood: skip to a line start one batch before the end (live views
-                # keep up; the log keeps every byte)
-                skip = size - BATCH
+                # a flood: skip to a line start just before the end (live views keep
+                # up; the log keeps every byte)
+                skip = size - LIVE_KEEP
                 head = self.store.read_output(feed.run_id, skip, 4096)
                 newline = head.find(b"\n")
                 skip += newline + 1 if newline >= 0 else 0
