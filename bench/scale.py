@@ -1,7 +1,7 @@
 """Scale-out benchmarks of hermes-cron-ext: fire latency and a 1,000-job burst on a
 PostgreSQL store served by three tickers (three ``hermes-cron daemon`` processes).
 
-    python bench/scale.py [--quick] [--only latency,burst] [--out PATH] [--pg URL]
+    python bench/scale.py [--quick] [--only latency,burst] [--jobs N] [--out PATH] [--pg URL]
 
 The method is bench/core.py's (same payload, same measures, same sandbox and cleanup;
 its helpers are imported, not copied), with three daemons instead of one and a real
@@ -145,10 +145,10 @@ def fig_latency(server: PostgresServer, quick: bool) -> Result:
 
 # -- 2. burst, three tickers ------------------------------------------------------------
 
-def fig_burst(server: PostgresServer, quick: bool) -> Result:
-    """1,000 jobs on one instant, three daemons: when each payload started, that each ran
+def fig_burst(server: PostgresServer, quick: bool, n: int = 1000) -> Result:
+    """*n* jobs on one instant, three daemons: when each payload started, that each ran
     exactly once, and how the three tickers shared the claims."""
-    n, ahead = 1000, 30
+    ahead = 30
     res = Result()
     sb = PGSandbox("burst", server)
     try:
@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer latency samples")
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(FIGURES)}")
+    parser.add_argument("--jobs", type=int, default=1000,
+                        help="burst size (a smaller one for quick iterations; not the goal)")
     parser.add_argument("--out", help="where to save the table (default: "
                         "bench/results/scale-latest.md for a full run, scale-partial.md else)")
     parser.add_argument("--pg", help="an existing PostgreSQL server URL (a database is "
@@ -270,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                                       PG_SETTINGS)
     try:
         header = machine(server)
-        funcs = {"latency": fig_latency, "burst": fig_burst}
+        funcs = {"latency": fig_latency,
+                 "burst": lambda srv, quick: fig_burst(srv, quick, args.jobs)}
         results = []
         for name in FIGURES:
             if name in only:
@@ -284,9 +287,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] {name} done in {took:.0f} s", file=sys.stderr, flush=True)
     finally:
         server.stop()
-    full = not args.quick and len(only) == len(FIGURES)
+    full = not args.quick and len(only) == len(FIGURES) and args.jobs == 1000
     mode = ("full" if full else "partial") + (" --quick" if args.quick else "") + (
-        f" --only {args.only}" if args.only else "")
+        f" --only {args.only}" if args.only else "") + (
+        f" --jobs {args.jobs}" if args.jobs != 1000 else "")
     text = core.render(results, header, mode).replace(
         "# hermes-cron-ext core benchmark", "# hermes-cron-ext scale-out benchmark "
         f"(PostgreSQL, {TICKERS} tickers)")

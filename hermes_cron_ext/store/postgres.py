@@ -701,10 +701,10 @@ class Relay:
     def serve(self) -> None:
         store = PostgresStore(self.url)
         store.group_flushes = True
-        sel = selectors.DefaultSelector()
+        self.sel = sel = selectors.DefaultSelector()
         self.listener.setblocking(False)
         sel.register(self.listener, selectors.EVENT_READ)
-        buffers: dict[socket.socket, bytearray] = {}
+        self.buffers = buffers = {}  # client -> bytes received, not yet a whole call
         queue: list[tuple[int, int, socket.socket, tuple]] = []  # (urgency, seq, client, call)
         held: list[tuple[socket.socket, tuple]] = []  # replies waiting for the disk
         seq = 0
@@ -712,7 +712,7 @@ class Relay:
             while True:
                 for key, _ in sel.select(0 if queue else 1.0):
                     if key.fileobj is self.listener:
-                        self._accept(sel, buffers)
+                        self._accept()
                         continue
                     client = key.fileobj
                     try:
@@ -720,9 +720,7 @@ class Relay:
                     except OSError:
                         data = b""
                     if not data:
-                        sel.unregister(client)
-                        client.close()
-                        del buffers[client]
+                        self._drop(client)
                         continue
                     buf = buffers[client]
                     buf += data
@@ -765,7 +763,7 @@ class Relay:
                 pass
             store.close()
 
-    def _accept(self, sel, buffers) -> None:
+    def _accept(self) -> None:
         while True:
             try:
                 client, _ = self.listener.accept()
@@ -777,8 +775,14 @@ class Relay:
                 client.close()
                 continue
             client.settimeout(5.0)  # a reply that cannot be sent drops that client only
-            sel.register(client, selectors.EVENT_READ)
-            buffers[client] = bytearray()
+            self.sel.register(client, selectors.EVENT_READ)
+            self.buffers[client] = bytearray()
+
+    def _drop(self, client: socket.socket) -> None:
+        """Forget a client (its supervisor sees the relay gone and connects itself)."""
+        if self.buffers.pop(client, None) is not None:
+            self.sel.unregister(client)
+            client.close()
 
     def _checks(self, store: PostgresStore, checks: list) -> list[tuple]:
         """Replies to many start checks, from one query when it can."""
@@ -804,12 +808,13 @@ class Relay:
             log.exception("hermes-cron: relayed %s failed", method)
             return "error", ("StoreError", f"{type(exc).__name__}: {exc}", None)
 
-    @staticmethod
-    def _reply(client: socket.socket, reply: tuple) -> None:
+    def _reply(self, client: socket.socket, reply: tuple) -> None:
+        if client not in self.buffers:
+            return  # gone while its call waited
         try:
             _send(client, reply)
         except OSError:
-            client.close()  # its supervisor sees the relay gone and reconnects directly
+            self._drop(client)
 
 
 class RelayClient:
