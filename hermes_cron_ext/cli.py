@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from . import __version__
 from . import schedule as sched
 from .errors import HermesCronError, InvalidInput, NotFound
-from .jobspec import validate_changes, validate_new
+from .jobspec import fields_from_options, validate_changes, validate_new
 from .models import ACTIVE_STATUSES, parse_iso
 from .store import AsyncStore, open_store, resolve_db
 
@@ -89,35 +89,12 @@ def _command_text(job) -> str:
 # -- commands -------------------------------------------------------------------
 
 def _job_fields(args) -> dict:
-    data: dict = {}
-    if getattr(args, "schedule", None):
-        data["schedule"] = args.schedule
-    if getattr(args, "at", None):
-        data["at"] = args.at
-    if args.tz:
-        data["timezone"] = args.tz
-    if args.kind:
-        data["kind"] = args.kind
+    data = fields_from_options(args)
     if args.command:
         data["command"] = args.command[0] if len(args.command) == 1 else args.command
     if args.code is not None:
         data["code"] = sys.stdin.read() if args.code == "-" else args.code
         data.setdefault("kind", "python")
-    for key in ("cwd", "interpreter", "description", "kernel", "executor"):
-        if getattr(args, key, None) is not None:
-            data[key] = getattr(args, key)
-    for key, attr in (("env", "env"), ("secret_env", "secret_env")):
-        pairs = getattr(args, attr) or []
-        if pairs:
-            try:
-                data[key] = dict(p.split("=", 1) for p in pairs)
-            except ValueError:
-                raise InvalidInput(f"--{key.replace('_', '-')} takes NAME=VALUE", field=key)
-    for key in ("timeout", "retries", "retry_delay", "overlap", "misfire", "starting_deadline",
-                "max_failures", "jitter", "notify_url", "ping_url"):
-        value = getattr(args, key, None)
-        if value is not None:
-            data[key] = value
     return data
 
 

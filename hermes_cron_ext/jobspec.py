@@ -269,5 +269,44 @@ def validate_changes(job_obj, data: dict) -> dict:
     }
 
 
+# -- command-line options (``hermes-cron add/edit`` and ``%cron add/edit``) ----------------
+
+#: options that map to the job field of the same name as they are
+OPTION_FIELDS = ("cwd", "interpreter", "kernel", "description", "executor", "timeout",
+                 "retries", "retry_delay", "overlap", "misfire", "starting_deadline",
+                 "max_failures", "jitter", "notify_url", "ping_url")
+
+
+def name_values(items: list[str] | None, option: str, field: str) -> dict[str, str]:
+    """``NAME=VALUE`` options (``--env``, ``--param``) as a dict."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"{option} takes NAME=VALUE, got {item!r}", field=field)
+        out[name] = value
+    return out
+
+
+def fields_from_options(args) -> dict:
+    """The job fields for the command-line options given (argparse namespace); what
+    runs (command, code, parameters) is each front end's own."""
+    data: dict = {}
+    for key in ("schedule", "at"):
+        if getattr(args, key, None):
+            data[key] = getattr(args, key)
+    if getattr(args, "tz", None):
+        data["timezone"] = args.tz
+    if getattr(args, "kind", None):
+        data["kind"] = args.kind
+    for key in OPTION_FIELDS:
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
+    for key in ("env", "secret_env"):
+        if getattr(args, key, None):
+            data[key] = name_values(getattr(args, key), "--" + key.replace("_", "-"), key)
+    return data
+
+
 def parse_at(text: str) -> float:
     return parse_iso(text, "at")

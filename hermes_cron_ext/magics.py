@@ -39,6 +39,7 @@ from IPython.display import display
 
 from . import client as cron_client
 from .errors import HermesCronError, NotFound
+from .jobspec import fields_from_options, name_values
 from .models import ACTIVE_STATUSES, parse_iso
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
@@ -172,19 +173,9 @@ def _parsers() -> dict[str, _Parser]:
     return out
 
 
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    out = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{option} takes NAME=VALUE, got {item!r}")
-        out[key] = value
-    return out
-
-
 def _params(values: list[str] | None) -> dict:
     out = {}
-    for key, value in _pairs(values, "--param").items():
+    for key, value in name_values(values, "--param", "parameters").items():
         try:
             out[key] = json.loads(value)
         except ValueError:
@@ -194,29 +185,9 @@ def _params(values: list[str] | None) -> dict:
 
 def job_fields(args) -> dict:
     """The REST/``jobspec`` fields for the options given."""
-    data: dict = {}
-    if getattr(args, "schedule", None):
-        data["schedule"] = args.schedule
-    if getattr(args, "at", None):
-        data["at"] = args.at
-    if args.tz:
-        data["timezone"] = args.tz
-    if getattr(args, "kind", None):
-        data["kind"] = args.kind
-    for key in ("cwd", "interpreter", "kernel", "description", "executor"):
-        if getattr(args, key, None) is not None:
-            data[key] = getattr(args, key)
-    if args.env:
-        data["env"] = _pairs(args.env, "--env")
-    if args.secret_env:
-        data["secret_env"] = _pairs(args.secret_env, "--secret-env")
+    data = fields_from_options(args)
     if args.param:
         data["parameters"] = _params(args.param)
-    for key in ("timeout", "retries", "retry_delay", "overlap", "misfire", "starting_deadline",
-                "max_failures", "jitter", "notify_url", "ping_url"):
-        value = getattr(args, key, None)
-        if value is not None:
-            data[key] = value
     return data
 
 
