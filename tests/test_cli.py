@@ -9,6 +9,8 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
+
 from hermes_cron_ext.store import SQLiteStore
 
 from .conftest import wait_for
@@ -214,3 +216,20 @@ def test_tick_is_quiet_and_registers(cli):
     cli("tick", "-q")
     kinds = [t["kind"] for t in cli.json("status")["tickers"]]
     assert kinds == ["tick"]  # one row per host, however often it ticks
+
+
+@pytest.mark.postgres
+def test_status_never_shows_the_store_password(pg_url, tmp_path):
+    import psycopg
+
+    from hermes_cron_ext.store.embedded import as_url
+
+    from .conftest import CLI
+
+    info = psycopg.conninfo.conninfo_to_dict(pg_url)
+    info["password"] = secret = info.get("password") or "s3cret-Pw"  # trust auth ignores it
+    cli = CLI(as_url(psycopg.conninfo.make_conninfo(**info)), str(tmp_path))
+    for args in (("status", "--json"), ("status",)):
+        proc = cli(*args, check=False)
+        assert secret not in proc.stdout + proc.stderr
+        assert "***" in proc.stdout
