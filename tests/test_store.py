@@ -229,6 +229,27 @@ def test_check_start_reasons(store, clock):
     assert store.check_start(slot.id) == "job is paused"
 
 
+def test_check_starts_answers_a_batch_as_one_by_one(store, clock):
+    make_job(store, "busy", "@yearly")  # overlap forbid
+    make_job(store, "free", "@yearly", overlap="allow")
+    make_job(store, "gone", "@yearly")
+    running = store.request_run("busy")
+    store.attach_run(running.id, 1, None, "h")
+    store.mark_running(running.id, clock(), 2)
+    waiting = store.request_run("free")
+    cancelled = store.request_run("free")
+    store.request_cancel(cancelled.id)
+    orphan = store.request_run("gone")
+    store.delete_job("gone")
+    ids = [running.id, waiting.id, cancelled.id, orphan.id]
+    batch = store.check_starts(ids)
+    assert batch == {rid: store.check_start(rid) for rid in ids}
+    assert batch[waiting.id] is None and batch[running.id] == "run is running"
+    assert batch[orphan.id] == "job was deleted"
+    with pytest.raises(NotFound):
+        store.check_starts([waiting.id, "r_0000000000000000"])
+
+
 def test_circuit_breaker_blocks_and_resume_clears(store, clock):
     make_job(store, "flaky", "* * * * *", max_failures=3)
     for i in range(3):

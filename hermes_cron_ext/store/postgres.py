@@ -414,19 +414,6 @@ class PostgresStore(SQLStore):
                 backoff = min(backoff * 2, 5.0)
 
     # -- start checks in bulk (the relay) ------------------------------------------------
-    def check_starts(self, run_ids: list[str]) -> dict[str, str | None]:
-        """``check_start`` for many runs: one query picks the runs plainly clear to start
-        (queued, not cancelled, job there and not paused, blocked or disabled unless run
-        by hand, no other run of the job running); each of the rest gets ``check_start``
-        itself, which says why not (or settles the overlap cases)."""
-        clear = {row[0] for row in self.db.execute(
-            "SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = ANY(?) "
-            "AND r.status = 'queued' AND r.cancel_requested = 0 AND (r.trigger = 'manual' "
-            "OR (j.enabled = 1 AND j.state NOT IN ('paused', 'blocked'))) AND NOT EXISTS "
-            "(SELECT 1 FROM runs o WHERE o.job_id = r.job_id AND o.status = 'running' "
-            "AND o.id != r.id)", (list(run_ids),)).fetchall()}
-        return {rid: None if rid in clear else self.check_start(rid) for rid in run_ids}
-
     # -- output: chunks in the database ------------------------------------------------
     def log_path(self, run_id: str) -> str:
         """The local spool file name of the run (its artifact is this + ``.ipynb``)."""

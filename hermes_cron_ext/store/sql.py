@@ -666,17 +666,33 @@ class SQLStore(Store):
                        (pid, proc_start, host, self.clock(), run_id))
 
     def check_start(self, run_id: str) -> str | None:
-        """One query (a burst runs a thousand of these at one instant)."""
-        db = self.db
-        row = db.execute(
-            "SELECT r.status, r.cancel_requested, r.trigger, r.spec, r.job_id, j.state, "
-            "j.enabled, (SELECT o.id FROM runs o WHERE o.job_id = r.job_id AND "
-            "o.status = 'running' AND o.id != r.id LIMIT 1) "
-            "FROM runs r LEFT JOIN jobs j ON j.id = r.job_id WHERE r.id = ?",
-            (run_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no run {run_id!r}", field="run")
-        status, cancel, trigger, spec, job_id, state, enabled, other = tuple(row)
+        """Why the run must not start now, or None: one query."""
+        return self.check_starts([run_id])[run_id]
+
+    def check_starts(self, run_ids: list[str]) -> dict[str, str | None]:
+        """``check_start`` for many runs in one query (a burst's supervisors ask at one
+        instant; PostgreSQL's relay asks for all that wait together).
+
+        :raises NotFound: when a run does not exist."""
+        db, out = self.db, {}
+        for k in range(0, len(run_ids), 500):
+            chunk = run_ids[k:k + 500]
+            rows = db.execute(
+                "SELECT r.id, r.status, r.cancel_requested, r.trigger, r.spec, r.job_id, "
+                "j.state, j.enabled, (SELECT o.id FROM runs o WHERE o.job_id = r.job_id AND "
+                "o.status = 'running' AND o.id != r.id LIMIT 1) "
+                "FROM runs r LEFT JOIN jobs j ON j.id = r.job_id "
+                f"WHERE r.id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            for row in rows:
+                out[row[0]] = self._start_refusal(db, *tuple(row))
+        for run_id in run_ids:
+            if run_id not in out:
+                raise NotFound(f"no run {run_id!r}", field="run")
+        return out
+
+    @staticmethod
+    def _start_refusal(db, run_id, status, cancel, trigger, spec, job_id, state, enabled,
+                       other) -> str | None:
         if status != "queued":
             return f"run is {status}"
         if cancel:
@@ -685,10 +701,12 @@ class SQLStore(Store):
             return "job was deleted"
         if trigger != "manual" and (state in ("paused", "blocked") or not enabled):
             return f"job is {state if enabled else 'disabled'}"
+        if other is None:
+            return None
         overlap = json.loads(spec).get("overlap", "forbid")
-        if other and overlap == "forbid":
+        if overlap == "forbid":
             return f"overlap: run {other} was still running"
-        if other and overlap == "queue":
+        if overlap == "queue":
             waiting = db.execute(
                 "SELECT id FROM runs WHERE job_id = ? AND status = 'queued' AND id != ? "
                 "AND phase LIKE 'waiting%' LIMIT 1", (job_id, run_id)).fetchone()
