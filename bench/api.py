@@ -41,106 +41,15 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN = "tok"
-AUTH = {"Authorization": f"token {TOKEN}"}
+sys.path.insert(0, HERE)
+from common import TOKEN, Client, Result, Row, mib, pct, spread  # noqa: E402
+
 TAG = "HERMES_BENCH_TAG"
 NEVER = "0 3 1 1 *"  # a schedule that does not fire during the bench
 FIGURES = (1, 2, 3, 4)
-
-
-# -- results ------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    figure: str
-    goal: str
-    measured: str
-    ok: bool | None = None  # None: for information, no goal
-
-
-@dataclass
-class Result:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def pct(values: list[float], p: float) -> float:
-    """The p-th percentile, linear between closest ranks."""
-    s = sorted(values)
-    if not s:
-        return math.nan
-    k = (len(s) - 1) * p / 100.0
-    lo = math.floor(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def ms(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "n/a"
-    return f"{seconds * 1000:.2f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
-
-
-def spread(values: list[float]) -> str:
-    """``p50 / p99 / max`` of durations in seconds, and the sample count."""
-    if not values:
-        return "no samples"
-    return (f"p50 {ms(pct(values, 50))} / p99 {ms(pct(values, 99))} / "
-            f"max {ms(max(values))} (n={len(values):,})")
-
-
-def mib(n: float) -> str:
-    return f"{n / 1048576:.1f} MiB"
-
-
-# -- HTTP ---------------------------------------------------------------------------
-
-class Client:
-    """One keep-alive connection (what a browser tab or a script holds)."""
-
-    def __init__(self, port: int, timeout: float = 30.0):
-        self.port = port
-        self.timeout = timeout
-        self.conn: http.client.HTTPConnection | None = None
-
-    def request(self, method: str, path: str, body: dict | None = None
-                ) -> tuple[int, bytes, float]:
-        """``(status, body, seconds)``: seconds from sending to the last body byte."""
-        headers = dict(AUTH)
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
-                                                       timeout=self.timeout)
-            try:
-                t0 = time.perf_counter()
-                self.conn.request(method, path, body=data, headers=headers)
-                resp = self.conn.getresponse()
-                raw = resp.read()
-                return resp.status, raw, time.perf_counter() - t0
-            except (OSError, http.client.HTTPException):
-                self.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def json(self, method: str, path: str, body: dict | None = None, expect=(200,)):
-        status, raw, _ = self.request(method, path, body)
-        if status not in expect:
-            raise RuntimeError(f"{method} {path} -> {status}: {raw[:300]!r}")
-        return json.loads(raw) if raw else None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
 
 
 def free_port() -> int:

@@ -26,55 +26,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from hermes_cron_ext.jobspec import validate_new
 from hermes_cron_ext.store import open_store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import Result, Row, ms, pct, spread  # noqa: E402,F401  (scale.py uses them)
+
 #: The payload: its first act is to print the wall clock (ns), captured into the run's log.
 DATE = ["/bin/date", "+%s.%N"]
 TAG = "HERMES_BENCH_TAG"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FIGURES = ("latency", "burst", "jobs", "runs")
-
-
-# -- results ------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    figure: str
-    goal: str
-    measured: str
-    ok: bool | None = None  # None: for information, no goal
-
-
-@dataclass
-class Result:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def pct(values: list[float], p: float) -> float:
-    """The p-th percentile, linear between closest ranks."""
-    s = sorted(values)
-    if not s:
-        return math.nan
-    k = (len(s) - 1) * p / 100.0
-    lo = math.floor(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
-
-
-def spread(values: list[float]) -> str:
-    """``p50 / p99 / max`` of durations in seconds."""
-    return (f"p50 {ms(pct(values, 50))} / p99 {ms(pct(values, 99))} / "
-            f"max {ms(max(values))}") if values else "no samples"
 
 
 # -- sandbox: a temp store, daemons, and cleanup ------------------------------------

@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN = "tok"
-AUTH = {"Authorization": f"token {TOKEN}"}
+sys.path.insert(0, os.path.dirname(HERE))  # bench/
+from common import TOKEN, Client, pct  # noqa: E402,F401  (run.py takes them from here)
+
 TAG = "HERMES_COMPARE_TAG"
 JS_SPEC = os.environ.get("HERMES_COMPARE_JS_SPEC", "jupyter-scheduler==2.12.1")
 VENV = os.environ.get("HERMES_COMPARE_VENV", os.path.join(HERE, ".venv"))
@@ -34,17 +35,6 @@ def log(msg: str) -> None:
 
 
 # -- statistics and formatting ---------------------------------------------------------
-
-def pct(values: list[float], p: float) -> float:
-    """The p-th percentile, linear between closest ranks (nan when empty)."""
-    s = sorted(values)
-    if not s:
-        return math.nan
-    k = (len(s) - 1) * p / 100.0
-    lo = math.floor(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
 
 def dur(seconds: float) -> str:
     """A duration for the table: ms below 1 s, s above; signed."""
@@ -70,51 +60,6 @@ def loadavg() -> str:
 
 
 # -- HTTP ---------------------------------------------------------------------------------
-
-class Client:
-    """One keep-alive connection, as a browser tab or a script holds."""
-
-    def __init__(self, port: int, timeout: float = 30.0):
-        self.port = port
-        self.timeout = timeout
-        self.conn: http.client.HTTPConnection | None = None
-
-    def request(self, method: str, path: str, body: dict | None = None
-                ) -> tuple[int, bytes, float]:
-        """``(status, body, seconds from sending to the last body byte)``."""
-        headers = dict(AUTH)
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
-                                                       timeout=self.timeout)
-            try:
-                t0 = time.perf_counter()
-                self.conn.request(method, path, body=data, headers=headers)
-                resp = self.conn.getresponse()
-                raw = resp.read()
-                return resp.status, raw, time.perf_counter() - t0
-            except (OSError, http.client.HTTPException):
-                self.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def json(self, method: str, path: str, body: dict | None = None,
-             expect: tuple[int, ...] = (200,)):
-        status, raw, _ = self.request(method, path, body)
-        if status not in expect:
-            raise RuntimeError(f"{method} {path} -> {status}: {raw[:300]!r}")
-        return json.loads(raw) if raw else None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
 
 def free_port() -> int:
     with socket.socket() as s:

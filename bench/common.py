@@ -1,0 +1,101 @@
+"""What every benchmark script here shares: result rows, percentiles, and a keep-alive
+HTTP client (standard library only: the comparison harness imports it too)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+TOKEN = "tok"  # every bench server runs with this token
+
+
+@dataclass
+class Row:
+    figure: str
+    goal: str
+    measured: str
+    ok: bool | None = None  # None: for information, no goal
+
+
+@dataclass
+class Result:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile, linear between closest ranks (nan when empty)."""
+    s = sorted(values)
+    if not s:
+        return math.nan
+    k = (len(s) - 1) * p / 100.0
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def ms(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "n/a"
+    return f"{seconds * 1000:.2f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
+
+
+def spread(values: list[float]) -> str:
+    """``p50 / p99 / max`` of durations in seconds, and the sample count."""
+    if not values:
+        return "no samples"
+    return (f"p50 {ms(pct(values, 50))} / p99 {ms(pct(values, 99))} / "
+            f"max {ms(max(values))} (n={len(values):,})")
+
+
+def mib(n: float) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+class Client:
+    """One keep-alive connection with the bench token (what a browser tab holds)."""
+
+    def __init__(self, port: int, timeout: float = 30.0, token: str = TOKEN):
+        self.port = port
+        self.timeout = timeout
+        self.auth = {"Authorization": f"token {token}"}
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: dict | None = None
+                ) -> tuple[int, bytes, float]:
+        """``(status, body, seconds)``: seconds from sending to the last body byte."""
+        headers = dict(self.auth)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):  # once more on a fresh connection if the old one broke
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                       timeout=self.timeout)
+            try:
+                t0 = time.perf_counter()
+                self.conn.request(method, path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+                return resp.status, raw, time.perf_counter() - t0
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, body: dict | None = None,
+             expect: tuple[int, ...] = (200,)):
+        status, raw, _ = self.request(method, path, body)
+        if status not in expect:
+            raise RuntimeError(f"{method} {path} -> {status}: {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
