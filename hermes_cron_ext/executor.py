@@ -106,7 +106,7 @@ def serve(db: str, logs_dir: str) -> None:
         except (ValueError, KeyError):
             continue
         if is_postgres(db) and not _alive(relay_pid):  # (re)start the supervisors' relay
-            from .store.postgres import start_relay
+            from .store.relay import start_relay
 
             relay, relay_pid = start_relay(db, err_path)
         if os.fork() == 0:

@@ -335,7 +335,7 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
     from .store import open_store
 
     if relay:
-        from .store.postgres import RelayClient
+        from .store.relay import RelayClient
 
         store = RelayClient(db, relay)
     else:
