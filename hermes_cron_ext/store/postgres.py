@@ -408,7 +408,6 @@ class PostgresStore(SQLStore):
                 self._listen_stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    # -- start checks in bulk (the relay) ------------------------------------------------
     # -- output: chunks in the database ------------------------------------------------
     def log_path(self, run_id: str) -> str:
         """The local spool file name of the run (its artifact is this + ``.ipynb``)."""

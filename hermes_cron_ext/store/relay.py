@@ -26,7 +26,7 @@ import psycopg
 
 from .. import errors
 from ..errors import HermesCronError, StoreError
-from .postgres import PGOutputWriter, PostgresStore, _spool_dir
+from .postgres import PostgresStore, _spool_dir
 
 log = logging.getLogger("hermes_cron")
 
@@ -281,17 +281,10 @@ class RelayClient:
             return lambda *args: self._call(name, *args)
         return getattr(self._store(), name)
 
-    # what the supervisor needs locally (no connection)
-    def log_path(self, run_id: str) -> str:
-        return os.path.join(self.logs_dir, f"{run_id}.log")
-
-    def artifact_path(self, run_id: str) -> str:
-        os.makedirs(self.logs_dir, exist_ok=True)
-        return self.log_path(run_id) + ".ipynb"
-
-    def output_writer(self, run_id: str) -> PGOutputWriter:
-        return PGOutputWriter(self, run_id)
-
+    # what the supervisor needs locally (no connection): the store's own, on logs_dir
+    log_path = PostgresStore.log_path
+    artifact_path = PostgresStore.artifact_path
+    output_writer = PostgresStore.output_writer
     _save_artifact = PostgresStore._save_artifact
 
     def _close_socket(self) -> None:
