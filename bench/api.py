@@ -45,7 +45,18 @@ from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import TOKEN, Client, Result, Row, mib, pct, spread  # noqa: E402
+from common import (  # noqa: E402
+    TOKEN,
+    Client,
+    Result,
+    Row,
+    log_problems,
+    log_tail,
+    mib,
+    pct,
+    spread,
+    tagged_pids,
+)
 
 TAG = "HERMES_BENCH_TAG"
 NEVER = "0 3 1 1 *"  # a schedule that does not fire during the bench
@@ -144,21 +155,10 @@ class Sandbox:
             db.close()
 
     def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
     def log_problems(self) -> list[str]:
-        """Tracebacks and 5xx lines the server logged (each one is a bug)."""
-        try:
-            with open(self.log_path, errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return []
-        return [ln.strip() for ln in lines
-                if "Traceback" in ln or " 500 " in ln or "[E " in ln][:10]
+        return log_problems(self.log_path)
 
     def stop_server(self) -> None:
         proc = self.server
@@ -206,18 +206,7 @@ class Sandbox:
 
     # -- cleanup ----------------------------------------------------------------------
     def tagged_pids(self) -> list[int]:
-        """Every live process started for this sandbox (the marker is in its environment)."""
-        out = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if self.marker in f.read():
-                        out.append(int(name))
-            except OSError:
-                pass
-        return out
+        return tagged_pids(self.marker)
 
     def cancel_active(self, client: Client, timeout: float = 20.0) -> None:
         """Cancel every queued or running run through the API and wait for them to end."""

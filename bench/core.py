@@ -33,7 +33,7 @@ from hermes_cron_ext.store import open_store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import Result, Row, ms, pct, spread  # noqa: E402,F401  (scale.py uses them)
+from common import Result, Row, ms, pct, spread, stop, tagged_pids  # noqa: E402,F401  (scale.py uses them)
 
 #: The payload: its first act is to print the wall clock (ns), captured into the run's log.
 DATE = ["/bin/date", "+%s.%N"]
@@ -138,27 +138,10 @@ class Sandbox:
 
     @staticmethod
     def stop_daemon(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, 15.0)
 
     def tagged_pids(self) -> list[int]:
-        """Every live process started for this sandbox (the marker is in its environment)."""
-        out = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if self.marker in f.read():
-                        out.append(int(name))
-            except OSError:
-                pass
-        return out
+        return tagged_pids(self.marker)
 
     def wait_quiet(self, timeout: float) -> bool:
         """Wait until no process of this sandbox is left but the daemons."""
@@ -278,6 +261,34 @@ def fig_latency(quick: bool) -> Result:
 
 # -- 2. burst -------------------------------------------------------------------------------
 
+def due_at_once(store, n: int, ahead: float) -> tuple[float, str, float, float]:
+    """Create *n* command jobs due at the next whole minute at least *ahead* seconds
+    away (one yearly slot each); ``(instant, schedule, seconds the creates took, lead
+    left)``."""
+    instant = math.ceil((time.time() + ahead) / 60) * 60
+    when = datetime.fromtimestamp(instant, timezone.utc)
+    yearly = f"{when.minute} {when.hour} {when.day} {when.month} *"
+    t0 = time.perf_counter()
+    for i in range(n):
+        store.create_job(validate_new({
+            "name": f"burst-{i:04d}", "schedule": yearly, "timezone": "UTC",
+            "command": DATE}))
+    return instant, yearly, time.perf_counter() - t0, instant - time.time()
+
+
+def wait_settled(db, n: int, instant: float, limit: float = 180.0) -> float:
+    """Wait until *n* runs exist and none is active; seconds from *instant*."""
+    time.sleep(max(0.0, instant + 3 - time.time()))
+    while time.time() < instant + limit:
+        total, active = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('queued', 'running') "
+            "THEN 1 ELSE 0 END), 0) FROM runs").fetchone()
+        if total >= n and not active:
+            break
+        time.sleep(0.5)
+    return time.time() - instant
+
+
 def fig_burst(quick: bool) -> Result:
     """1,000 jobs on one instant: when each payload started, and that each ran exactly once.
 
@@ -288,27 +299,9 @@ def fig_burst(quick: bool) -> Result:
     sb = Sandbox("burst")
     try:
         proc, _, _ = sb.start_daemon()
-        instant = math.ceil((time.time() + ahead) / 60) * 60
-        when = datetime.fromtimestamp(instant, timezone.utc)
-        yearly = f"{when.minute} {when.hour} {when.day} {when.month} *"
-        t0 = time.perf_counter()
-        for i in range(n):
-            sb.store.create_job(validate_new({
-                "name": f"burst-{i:04d}", "schedule": yearly, "timezone": "UTC",
-                "command": DATE}))
-        create = time.perf_counter() - t0
-        lead_left = instant - time.time()
+        instant, yearly, create, lead_left = due_at_once(sb.store, n, ahead)
         db = sb.store.db
-        deadline = instant + 180
-        time.sleep(max(0.0, instant + 3 - time.time()))
-        while time.time() < deadline:
-            total, active = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(status IN ('queued', 'running')), 0) "
-                "FROM runs").fetchone()
-            if total >= n and not active:
-                break
-            time.sleep(0.5)
-        settled = time.time() - instant
+        settled = wait_settled(db, n, instant)
         sb.wait_quiet(15)
         sb.stop_daemon(proc)
         rows = db.execute("SELECT id, job_id, status, reason, dispatched_at, started_at, "

@@ -153,27 +153,9 @@ def fig_burst(server: PostgresServer, quick: bool, n: int = 1000) -> Result:
     sb = PGSandbox("burst", server)
     try:
         procs = sb.start_tickers()
-        instant = math.ceil((time.time() + ahead) / 60) * 60
-        when = datetime.fromtimestamp(instant, timezone.utc)
-        yearly = f"{when.minute} {when.hour} {when.day} {when.month} *"
-        t0 = time.perf_counter()
-        for i in range(n):
-            sb.store.create_job(validate_new({
-                "name": f"burst-{i:04d}", "schedule": yearly, "timezone": "UTC",
-                "command": DATE}))
-        create = time.perf_counter() - t0
-        lead_left = instant - time.time()
+        instant, yearly, create, lead_left = core.due_at_once(sb.store, n, ahead)
         db = sb.store.db
-        deadline = instant + 180
-        time.sleep(max(0.0, instant + 3 - time.time()))
-        while time.time() < deadline:
-            total, active = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('queued', 'running') "
-                "THEN 1 ELSE 0 END), 0) FROM runs").fetchone()
-            if total >= n and not active:
-                break
-            time.sleep(0.5)
-        settled = time.time() - instant
+        settled = core.wait_settled(db, n, instant)
         sb.wait_quiet(15)
         tickers = {t.id: t.pid for t in sb.store.list_tickers()}
         for proc in procs:

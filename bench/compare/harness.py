@@ -23,7 +23,7 @@ from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/
-from common import TOKEN, Client, pct  # noqa: E402,F401  (run.py takes them from here)
+from common import TOKEN, Client, log_problems, log_tail, pct, stop, tagged_pids  # noqa: E402,F401
 
 TAG = "HERMES_COMPARE_TAG"
 JS_SPEC = os.environ.get("HERMES_COMPARE_JS_SPEC", "jupyter-scheduler==2.12.1")
@@ -212,31 +212,14 @@ class Server:
         if self.api is not None:
             self.api.close()
             self.api = None
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.proc is not None:
+            stop(self.proc, grace)
 
-    def log_tail(self, n: int = 1500) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+    def log_tail(self, n: int = 2000) -> str:
+        return log_tail(self.log_path, n)
 
     def log_problems(self) -> list[str]:
-        """Tracebacks and 5xx lines in the server log."""
-        try:
-            with open(self.log_path, errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return []
-        return [ln.strip()[:200] for ln in lines
-                if "Traceback" in ln or " 500 " in ln or "[E " in ln]
+        return log_problems(self.log_path)
 
 
 def wait_all(servers: list[Server]) -> dict[str, float]:
@@ -306,17 +289,7 @@ class Sandbox:
         self.killed: list[str] = []
 
     def tagged_pids(self) -> list[int]:
-        out = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if self.marker in f.read():
-                        out.append(int(name))
-            except OSError:
-                pass
-        return out
+        return tagged_pids(self.marker)
 
     def cleanup(self) -> None:
         for proc in self.helpers:
