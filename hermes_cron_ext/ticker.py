@@ -33,6 +33,9 @@ log = logging.getLogger("hermes_cron")
 TICKER_HEARTBEAT = 5.0
 TICKER_STALE = 3 * TICKER_HEARTBEAT
 NEVER_STARTED = 120.0  # a dispatched run with no supervisor after this long is lost
+#: ... or after this long when every ticker alive started after it was dispatched (the
+#: one that dispatched it is gone, and its fork server with it)
+ORPHANED = 10.0
 MAX_LEAD = 30.0  # a big burst is claimed up to this early, so its supervisors are up in time
 LEAD_PER_RUN = 0.012  # seconds of lead per due run (fork + supervisor start-up, 2 cores)
 #: Events (from any process, via LISTEN) that can make something due sooner.
@@ -213,18 +216,26 @@ class Ticker:
         """Mark ``lost`` every active run whose supervisor is gone; returns their ids."""
         now = self.clock()
         lost = []
+        alive = [t for t in await self.store.list_tickers() if t.alive(now, TICKER_STALE)]
+        oldest = min((t.started_at for t in alive), default=now)
         for run in await self.store.active_runs():
-            reason = self._lost_reason(run, now)
+            reason = self._lost_reason(run, now, oldest)
             if reason and await self.store.mark_lost(run.id, reason, run.pid):
                 lost.append(run.id)
                 log.warning("hermes-cron: run %s of job %s lost: %s", run.id, run.job_id, reason)
         return lost
 
-    def _lost_reason(self, run: Run, now: float) -> str | None:
+    def _lost_reason(self, run: Run, now: float, oldest_ticker: float) -> str | None:
+        """Why *run* is lost, or None. *oldest_ticker*: when the longest-running live
+        ticker started."""
         if run.pid is None:
-            if run.dispatched_at is not None and now - max(
-                    run.dispatched_at, run.fire_at or 0) > NEVER_STARTED:
+            if run.dispatched_at is None:
+                return None
+            waited = now - max(run.dispatched_at, run.fire_at or 0)
+            if waited > NEVER_STARTED:
                 return "its supervisor never started"
+            if waited > ORPHANED and run.dispatched_at < oldest_ticker:
+                return "the ticker that dispatched it is gone; its supervisor never started"
             return None
         if run.host == self.host:
             if not process_alive(run.pid, run.proc_start):
