@@ -553,6 +553,8 @@ export class CronPanel extends Panel {
   private _filter = '';
   private _loading = true;
   private _loadSeq = 0;
+  /** How many jobs the list shows: grows with "Show 50 more", back to a page on a new filter. */
+  private _wanted = PAGE;
   private _reloadTimer: number | null = null;
   private _jobTimers = new Map<string, number>();
   private _tick: number | null = null;
@@ -598,6 +600,7 @@ export class CronPanel extends Panel {
       filterTimer = window.setTimeout(() => {
         filterTimer = null;
         this._filter = this._filterInput.value.trim();
+        this._wanted = PAGE;
         void this.reload();
       }, 200);
     });
@@ -617,7 +620,11 @@ export class CronPanel extends Panel {
     );
 
     this._list.onSelect = job => this.select(job.id);
-    this._list.onMore = () => void this.reload(this._jobs.length + PAGE);
+    this._list.onMore = () => {
+      // kept as state, so a reload an event starts meanwhile asks for as many
+      this._wanted = this._jobs.length + PAGE;
+      void this.reload();
+    };
     this._detail = new JobDetail({ ...opts, onDeleted: () => this._onDeleted() });
     this._split.addClass('jp-HermesCron-split');
     this._split.addWidget(this._list);
@@ -738,10 +745,10 @@ export class CronPanel extends Panel {
     }, 150);
   }
 
-  /** (Re)load the first *count* jobs matching the filter. */
-  async reload(count?: number): Promise<void> {
+  /** (Re)load the first jobs matching the filter: as many as shown, or asked for. */
+  async reload(): Promise<void> {
     const seq = ++this._loadSeq;
-    const limit = Math.min(500, Math.max(PAGE, count ?? this._jobs.length));
+    const limit = Math.min(500, Math.max(this._wanted, this._jobs.length));
     try {
       const page = await this.opts.model.api.listJobs({ q: this._filter || undefined, limit });
       if (seq !== this._loadSeq) {
