@@ -525,9 +525,14 @@ def test_large_fleet_is_capped_at_50(lab, page):
     for i in range(60):
         lab.create(f"fleet-{i:03d}", "*/15 * * * *", "true")
     page.fill(".jp-HermesCron-filter", "fleet-")
+    jobs = page.locator(".jp-HermesCron-job")
+    # the filter applies after a short pause in typing: wait for the filtered list
+    wait_for(lambda: jobs.count() == 50 and all(
+        n.startswith("fleet-") for n in jobs.evaluate_all("els => els.map(e => e.dataset.name)")),
+        10, what="the filtered list")
     footer = page.locator(".jp-HermesCron-listFooter")
     footer.wait_for(timeout=10_000)
-    assert page.locator(".jp-HermesCron-job").count() == 50
+    assert jobs.count() == 50
     assert "50+" in footer.inner_text()
     shot(page, "fleet")
     footer.locator("[data-action='more']").click()
