@@ -102,7 +102,8 @@ class Lab:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
              f"--port={self.port}", f"--IdentityProvider.token={TOKEN}", "--allow-root",
-             f"--ServerApp.root_dir={self.root}"],
+             f"--ServerApp.root_dir={self.root}",
+             "--HermesCron.handoff=False"],  # no daemon left behind when it stops
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(self.root),
             start_new_session=True)
         try:
