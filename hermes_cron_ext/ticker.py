@@ -100,6 +100,7 @@ class Ticker:
         self.fired = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._unlisten = None
         self._next_beat = self._next_reconcile = self._next_gc = 0.0
 
@@ -110,6 +111,7 @@ class Ticker:
         if hasattr(self.executor, "warm_up"):
             await self.executor.warm_up()
         self._listen()
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name=f"hermes-cron-{self.kind}-ticker")
 
     def _listen(self) -> None:
@@ -150,7 +152,11 @@ class Ticker:
             self._unlisten()
             self._unlisten = None
         if self._task is not None:
+            # the flag too: on Python < 3.12 a cancel that lands as asyncio.wait_for's
+            # wait ends can be swallowed, and the loop would go on for ever
+            self._stopping = True
             self._task.cancel()
+            self.wake()
             try:
                 await self._task
             except asyncio.CancelledError:
@@ -265,7 +271,7 @@ class Ticker:
             self._next_gc = now + self.gc_every
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 now = self.clock()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -48,12 +49,15 @@ def start_server(tmp_path, db: str, ticker: bool = True) -> Server:
     url = f"http://127.0.0.1:{port}/"
 
     def ready():
+        """The API answers, and (when it has one) the server's ticker has registered:
+        the routes may answer a moment before the extension's ticker is up."""
         if proc.poll() is not None:
             raise AssertionError("the jupyter server exited")
         try:
             req = urllib.request.Request(url + "api/cron/status",
                                          headers={"Authorization": "token tok"})
-            return urllib.request.urlopen(req, timeout=5).status == 200
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status == 200 and (json.load(resp)["ticking"] or not ticker)
         except OSError:
             return False
     wait_for(ready, 90, 0.2, "the jupyter server to answer")
