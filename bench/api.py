@@ -50,10 +50,12 @@ from common import (  # noqa: E402
     Client,
     Result,
     Row,
+    kill_tagged,
     log_problems,
     log_tail,
     mib,
     pct,
+    save,
     spread,
     tagged_pids,
 )
@@ -238,19 +240,7 @@ class Sandbox:
             if proc.stdout is not None:
                 proc.stdout.close()
         self.stop_server()
-        for _ in range(50):
-            pids = self.tagged_pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        what = f.read().replace(b"\0", b" ").decode(errors="replace")[:80]
-                    os.kill(pid, signal.SIGKILL)
-                    self.killed.append(what.strip())
-                except (ProcessLookupError, FileNotFoundError):
-                    pass
-            time.sleep(0.1)
+        self.killed += kill_tagged(self.marker)
         if self.keep:
             print(f"[bench] kept {self.dir}", file=sys.stderr)
         else:
@@ -1120,9 +1110,7 @@ def main(argv: list[str] | None = None) -> int:
         result.notes += part.notes
     text = table(result, header)
     print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    save(text, args.out)
     return 0 if all(r.ok is not False for r in result.rows) else 1
 
 

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -150,3 +151,31 @@ def log_problems(path: str) -> list[str]:
         return []
     return [ln.strip()[:200] for ln in lines
             if "Traceback" in ln or " 500 " in ln or "[E " in ln][:10]
+
+
+def kill_tagged(marker: bytes) -> list[str]:
+    """SIGKILL what is still running with *marker* after a clean stop (what a server or
+    daemon left behind), until nothing is; the command lines of what was killed."""
+    killed = []
+    for _ in range(50):
+        pids = tagged_pids(marker)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    what = f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(what.strip())
+            except (ProcessLookupError, FileNotFoundError):
+                pass
+        time.sleep(0.1)
+    return killed
+
+
+def save(text: str, path: str) -> None:
+    """Write a results table (and say where, on stderr)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"[bench] saved {path}", file=sys.stderr)

@@ -20,7 +20,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from hermes_cron_ext.store import open_store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import Result, Row, ms, pct, spread, stop, tagged_pids  # noqa: E402,F401  (scale.py uses them)
+from common import Result, Row, kill_tagged, ms, pct, save, spread, stop, tagged_pids  # noqa: E402,F401  (scale.py uses them)
 
 #: The payload: its first act is to print the wall clock (ns), captured into the run's log.
 DATE = ["/bin/date", "+%s.%N"]
@@ -157,17 +156,7 @@ class Sandbox:
     def cleanup(self) -> None:
         for proc in self.daemons:
             self.stop_daemon(proc)
-        for _ in range(50):
-            pids = self.tagged_pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    self.killed += 1
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        self.killed += len(kill_tagged(self.marker))
         self.store.close()
         if os.environ.get("HERMES_BENCH_KEEP"):
             print(f"[bench] kept {self.dir}", file=sys.stderr)
@@ -571,12 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         f" --only {args.only}" if args.only else "")
     text = render(results, header, mode)
     print(text)
-    out = args.out or os.path.join(HERE, "results",
-                                   "core-latest.md" if full else "core-partial.md")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        f.write(text)
-    print(f"[bench] saved {out}", file=sys.stderr)
+    save(text, args.out or os.path.join(
+        HERE, "results", "core-latest.md" if full else "core-partial.md"))
     failed = [r for res in results for r in res.rows if r.ok is False]
     return 1 if failed else 0
 

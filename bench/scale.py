@@ -277,12 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         "# hermes-cron-ext core benchmark", "# hermes-cron-ext scale-out benchmark "
         f"(PostgreSQL, {TICKERS} tickers)")
     print(text)
-    out = args.out or os.path.join(HERE, "results",
-                                   "scale-latest.md" if full else "scale-partial.md")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        f.write(text)
-    print(f"[bench] saved {out}", file=sys.stderr)
+    core.save(text, args.out or os.path.join(
+        HERE, "results", "scale-latest.md" if full else "scale-partial.md"))
     failed = [r for res in results for r in res.rows if r.ok is False]
     return 1 if failed else 0
 

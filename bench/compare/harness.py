@@ -23,7 +23,7 @@ from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/
-from common import TOKEN, Client, log_problems, log_tail, pct, stop, tagged_pids  # noqa: E402,F401
+from common import TOKEN, Client, kill_tagged, log_problems, log_tail, pct, stop, tagged_pids  # noqa: E402,F401
 
 TAG = "HERMES_COMPARE_TAG"
 JS_SPEC = os.environ.get("HERMES_COMPARE_JS_SPEC", "jupyter-scheduler==2.12.1")
@@ -298,19 +298,7 @@ class Sandbox:
             proc.wait()
         for server in (self.ours, self.theirs):
             server.stop()
-        for _ in range(50):
-            pids = self.tagged_pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        what = f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
-                    os.kill(pid, signal.SIGKILL)
-                    self.killed.append(what.strip())
-                except (ProcessLookupError, FileNotFoundError):
-                    pass
-            time.sleep(0.1)
+        self.killed += kill_tagged(self.marker)
         if self.keep:
             log(f"kept {self.dir}")
         else:
