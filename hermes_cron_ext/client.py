@@ -363,6 +363,9 @@ class LocalClient(CronClient):
 
     def preview(self, schedule: str, tz: str | None = None, count: int = 5,
                 start: str | None = None) -> dict:
+        # as the REST route: 0 or a negative count is a mistake, not "never fires again"
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+            raise InvalidInput("count must be between 1 and 100", field="count")
         parsed = sched.parse(schedule, tz)
         begin = (datetime.fromtimestamp(parse_iso(start, "from"), timezone.utc)
                  if start else None)

@@ -15,14 +15,22 @@ value (never mutated in place), so each change reaches the front-end.
   ``\\r`` progress bars), following the end until the reader scrolls up, with
   phase, progress and a badge with the exit status when the run ends;
 - :class:`Dashboard`: every job's health, failing jobs first.
+
+Each widget also carries a readable ``text/plain`` and ``text/html`` of what it
+shows beside its widget view (:class:`_Static`), so a notebook saved, converted
+(nbconvert), shown on GitHub or mailed shows real tables instead of a widget's
+Python repr. A :class:`LiveOutput` that is displayed replaces its own display
+when its run ends, so the saved notebook keeps the run's outcome and output.
 """
 
 from __future__ import annotations
 
 import html
 import pathlib
+import re
 import threading
 import time
+import uuid
 import weakref
 
 try:
@@ -51,6 +59,7 @@ from .terminal import Terminal
 __all__ = [
     "Dashboard",
     "JobCard",
+    "JobCards",
     "LiveOutput",
     "RunHistory",
     "duration_chart",
@@ -162,6 +171,129 @@ def runs_table(runs: list[dict]) -> str:
             f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+# -- what a front-end without widgets shows ------------------------------------------------
+
+class _Static:
+    """A readable ``text/plain`` and ``text/html`` beside the widget view.
+
+    ipywidgets and anywidget put only ``repr(widget)`` beside the view; a saved or
+    converted notebook (nbconvert, GitHub, a mailed report) then shows
+    ``VBox(children=(HTML(value=...``. Front-ends with the widget manager still
+    pick the widget view (it ranks first); the others get these.
+    """
+
+    def plain_text(self) -> str:  # pragma: no cover - every widget here overrides it
+        raise NotImplementedError
+
+    def static_html(self) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:  # a closed widget
+            return None
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        try:
+            fallback = {"text/plain": self.plain_text(), "text/html": self.static_html()}
+        except Exception as exc:  # noqa: BLE001 - the fallback must never break the display
+            fallback = {"text/plain": f"{type(self).__name__} ({type(exc).__name__}: {exc})"}
+        return {**data, **fallback}, metadata
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, a rule under the header."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def html_table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """A table of cells already in HTML (escape text before passing it)."""
+    head = "".join(f'<th style="text-align:left;padding:2px 8px">{h}</th>' for h in headers)
+    body = "".join("<tr>" + "".join(f'<td style="padding:2px 8px">{c}</td>' for c in r)
+                   + "</tr>" for r in rows)
+    return (f'<table class="{cls}" style="border-collapse:collapse;font-size:12px">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+#: job states in which a job does not fire on its schedule: no countdown for them
+IDLE_STATES = ("paused", "blocked", "disabled", "deleted")
+
+
+def next_run_text(job: dict, state: str, now: float) -> str:
+    """``in 4m 05s (2026-01-02 03:04:05)``, or the state when the job does not fire."""
+    if state in IDLE_STATES:
+        return {"deleted": "job deleted"}.get(state, state)
+    nxt = timestamp(job.get("next_run_at"))
+    if nxt is None:
+        return "no next run"
+    return f"{format_countdown(nxt - now)} ({local_time(nxt)})"
+
+
+def last_run_text(job: dict, now: float) -> str:
+    last = job.get("last_run")
+    if not last:
+        return "none yet"
+    bits = [str(last.get("status", "?")).replace("_", " ")]
+    if last.get("exit_code") is not None and last.get("status") != "succeeded":
+        bits.append(f"exit {last['exit_code']}")
+    if last.get("duration") is not None:
+        bits.append(f"in {format_duration(last['duration'])}")
+    ago = format_ago(timestamp(last.get("finished_at") or last.get("started_at")), now)
+    if ago:
+        bits.append(ago)
+    return ", ".join(bits)
+
+
+JOB_COLUMNS = ["job", "kind", "state", "schedule", "next run", "last run"]
+
+
+def _job_cells(job: dict, state: str, now: float) -> list[str]:
+    schedule = f"{job.get('schedule', '')} [{job.get('timezone') or ''}]"
+    words = describe_schedule(job.get("schedule", ""), job.get("timezone"))
+    if words and words != job.get("schedule"):
+        schedule += f" {words}"
+    return [job.get("name", "?"), job.get("kind", ""), state, schedule,
+            next_run_text(job, state, now), last_run_text(job, now)]
+
+
+def _job_html_cells(job: dict, state: str, now: float) -> list[str]:
+    cells = [html.escape(c) for c in _job_cells(job, state, now)]
+    cells[0] = f"<b>{cells[0]}</b>"
+    cells[2] = f"{_pip(state)}{cells[2]}"
+    last = job.get("last_run")
+    if last:
+        cells[5] = _outcome(last.get("status")) + html.escape(
+            last_run_text(job, now)[len(str(last.get("status", "?"))):])
+    return cells
+
+
+def runs_text(runs: list[dict]) -> str:
+    if not runs:
+        return "no runs yet"
+    rows = []
+    for r in runs:
+        rows.append([str(r.get("status", "")).replace("_", " "), r.get("trigger") or "",
+                     str(r.get("attempt", 1)), local_time(timestamp(r.get("started_at"))),
+                     format_duration(r.get("duration")),
+                     "-" if r.get("exit_code") is None else str(r["exit_code"]), r["id"],
+                     (r.get("reason") or "")[:60]])
+    return text_table(["status", "trigger", "try", "started", "duration", "exit", "run",
+                       "reason"], rows)
+
+
+def progress_text(progress: float | None, phase: str | None, width: int = 20) -> str:
+    """``[########------------]  40% phase`` (a text progress bar)."""
+    if progress is None:
+        return phase or ""
+    done = max(0, min(width, round(progress * width)))
+    bar = f"[{'#' * done}{'-' * (width - done)}] {progress * 100:3.0f}%"
+    return f"{bar} {phase}" if phase else bar
+
+
 # -- the shared clock -------------------------------------------------------------------
 
 class _Clock(threading.Thread):
@@ -211,6 +343,8 @@ def _refresh_cards(cards: list[JobCard]) -> None:
 
 
 _clock_lock = threading.Lock()
+#: every LiveOutput that has not been closed (``LiveOutput.wait_all``)
+_following: weakref.WeakSet[LiveOutput] = weakref.WeakSet()
 _clock: _Clock | None = None
 
 
@@ -231,7 +365,7 @@ def _unregister(card: JobCard) -> None:
 
 # -- job card ---------------------------------------------------------------------------
 
-class JobCard(widgets.VBox):
+class JobCard(_Static, widgets.VBox):
     """One job at a glance, with its actions; ``live`` cards update on their own."""
 
     job = traitlets.Dict()
@@ -310,7 +444,7 @@ class JobCard(widgets.VBox):
     def tick(self) -> None:
         """Recompute the countdown from the clock."""
         job, state = self.job, self.state
-        if state in ("paused", "blocked", "disabled", "deleted"):
+        if state in IDLE_STATES:  # it does not fire: no countdown to a next run
             self.seconds_left = None
             self.countdown = {"deleted": "job deleted"}.get(state, state)
             return
@@ -363,10 +497,27 @@ class JobCard(widgets.VBox):
         self.pause_button.icon = "play-circle" if paused else "pause"
 
     def _on_countdown(self, change=None) -> None:
+        state = self.state
+        if state in IDLE_STATES:
+            until = {"paused": "no runs until resumed", "blocked": "no runs until resumed",
+                     "disabled": "no runs until enabled"}.get(state)
+            self._countdown.value = (
+                f'<b style="color:{STATE_COLOURS.get(state, "#888")}">'
+                f"{html.escape(self.countdown)}</b>"
+                + (f' <span style="color:#888">&middot; {until}</span>' if until else ""))
+            return
         nxt = timestamp(self.job.get("next_run_at"))
         when = f' <span style="color:#888">({local_time(nxt)})</span>' if (
             nxt and self.seconds_left is not None) else ""
         self._countdown.value = f"next run: <b>{html.escape(self.countdown)}</b>{when}"
+
+    # -- without widgets ---------------------------------------------------------------
+    def plain_text(self) -> str:
+        return text_table(JOB_COLUMNS, [_job_cells(self.job, self.state, self.clock())])
+
+    def static_html(self) -> str:
+        return html_table(JOB_COLUMNS, [_job_html_cells(self.job, self.state, self.clock())],
+                          "hc-cards")
 
     def _on_note(self, change=None) -> None:
         text = self.error or self.message
@@ -442,24 +593,47 @@ class JobCard(widgets.VBox):
         super().close()
 
 
-def job_cards(client: CronClient | None = None, **kwargs) -> widgets.Box:
+class JobCards(_Static, widgets.VBox):
+    """Every job as a card, under a line with the count, the store and any warning."""
+
+    def __init__(self, client: CronClient | None = None, **card_kwargs):
+        self.client = client or get_client()
+        jobs = self.client.jobs()
+        self.warning = self.client.status().get("warning") or ""
+        self.where = self.client.where
+        self.cards = [JobCard(j, client=self.client, **card_kwargs) for j in jobs]
+        head = f"<b>{html.escape(self._count())}</b> &middot; {html.escape(self.where)}"
+        if self.warning:
+            head += f'<br><span style="color:#c62828">{html.escape(self.warning)}</span>'
+        super().__init__([widgets.HTML(head), *self.cards])
+
+    def _count(self) -> str:
+        n = len(self.cards)
+        return f"{n} job{'s' if n != 1 else ''}"
+
+    def plain_text(self) -> str:
+        head = f"{self._count()} \u00b7 {self.where}"
+        if self.warning:
+            head += f"\nwarning: {self.warning}"
+        rows = [_job_cells(c.job, c.state, c.clock()) for c in self.cards]
+        return f"{head}\n{text_table(JOB_COLUMNS, rows)}" if rows else head
+
+    def static_html(self) -> str:
+        head = f"<div><b>{html.escape(self._count())}</b> &middot; {html.escape(self.where)}"
+        if self.warning:
+            head += f'<br><span style="color:#c62828">{html.escape(self.warning)}</span>'
+        rows = [_job_html_cells(c.job, c.state, c.clock()) for c in self.cards]
+        return head + "</div>" + (html_table(JOB_COLUMNS, rows, "hc-cards") if rows else "")
+
+
+def job_cards(client: CronClient | None = None, **kwargs) -> JobCards:
     """Every job as a card (what ``%cron`` shows)."""
-    client = client or get_client()
-    jobs = client.jobs()
-    status = client.status()
-    head = f"<b>{len(jobs)} job{'s' if len(jobs) != 1 else ''}</b> &middot; " \
-           f"{html.escape(client.where)}"
-    if status.get("warning"):
-        head += f'<br><span style="color:#c62828">{html.escape(status["warning"])}</span>'
-    cards = [JobCard(j, client=client, **kwargs) for j in jobs]
-    box = widgets.VBox([widgets.HTML(head), *cards])
-    box.cards = cards
-    return box
+    return JobCards(client, **kwargs)
 
 
 # -- run history -------------------------------------------------------------------------
 
-class RunHistory(widgets.VBox):
+class RunHistory(_Static, widgets.VBox):
     """A job's runs, newest first, a page at a time, over a chart of their durations."""
 
     runs = traitlets.List()
@@ -500,13 +674,17 @@ class RunHistory(widgets.VBox):
         self.runs = list(page["runs"])
         self._draw()
 
+    def _rate(self) -> str:
+        done = [r for r in self.runs
+                if r["status"] in FINAL_STATUSES and r["status"] != "skipped"]
+        ok = sum(1 for r in done if r["status"] == "succeeded")
+        return f"{ok}/{len(done)} succeeded" if done else ""
+
     def _draw(self) -> None:
         runs = self.runs
         name = html.escape(self.job["name"])
-        done = [r for r in runs if r["status"] in FINAL_STATUSES and r["status"] != "skipped"]
-        ok = sum(1 for r in done if r["status"] == "succeeded")
-        rate = f" &middot; {ok}/{len(done)} succeeded" if done else ""
-        self._title.value = f"<b>Runs of {name}</b>{rate}"
+        rate = self._rate()
+        self._title.value = f"<b>Runs of {name}</b>" + (f" &middot; {rate}" if rate else "")
         self.chart.value = duration_chart(runs)
         self.table.value = runs_table(runs)
         self._page_label.value = f"page {self.page + 1}"
@@ -530,11 +708,37 @@ class RunHistory(widgets.VBox):
     def refresh(self) -> None:
         self._load()
 
+    def _heading(self) -> str:
+        rate = self._rate()
+        more = f", page {self.page + 1}" + (", older runs on the next" if self.has_next else "")
+        return f"Runs of {self.job['name']}" + (f" \u00b7 {rate}" if rate else "") + (
+            more if self.page or self.has_next else "")
+
+    def plain_text(self) -> str:
+        return f"{self._heading()}\n{runs_text(self.runs)}"
+
+    def static_html(self) -> str:
+        return (f'<div class="hc-history"><b>{html.escape(self._heading())}</b>'
+                f"<div>{duration_chart(self.runs)}</div>{runs_table(self.runs)}</div>")
+
 
 # -- live output -------------------------------------------------------------------------
 
-class LiveOutput(anywidget.AnyWidget):
-    """A run's output, followed on a background thread: the kernel stays free."""
+#: the supervisor's progress protocol: these lines feed the bar, they are not shown
+MARKER = re.compile(r"^\s*::(?:progress|phase)::")
+#: lines of output a static copy (text/plain, text/html) keeps: the last ones
+STATIC_LINES = 200
+
+
+class LiveOutput(_Static, anywidget.AnyWidget):
+    """A run's output, followed on a background thread: the kernel stays free.
+
+    ``::progress::`` / ``::phase::`` lines of the output are not shown: they are
+    the phase and progress bar in the header. Displayed in a kernel, it replaces
+    its display when the run ends (``update_display``), so a notebook saved or
+    executed headless keeps the outcome and the output rather than the state it
+    had when the cell ran.
+    """
 
     _esm = STATIC / "live_output.js"
     _css = STATIC / "live_output.css"
@@ -573,6 +777,9 @@ class LiveOutput(anywidget.AnyWidget):
         self._dirty = False
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
+        self._display_id: str | None = None
+        self._display_lock = threading.Lock()
+        _following.add(self)
         if run_id:
             self.follow(run_id)
 
@@ -586,8 +793,15 @@ class LiveOutput(anywidget.AnyWidget):
     def follow(self, run_id: str) -> LiveOutput:
         """Follow one run, from the start of its log."""
         run = self.client.run(run_id)  # NotFound here, in the caller's cell
-        self._start(lambda: self._follow(run))
+        self._show_run(run)
+        self._start(lambda: self._follow(run), run)
         return self
+
+    def _show_run(self, run: dict) -> None:
+        """Which run this is, set before the widget is first shown (not by the thread)."""
+        self.run_id = run["id"]
+        self.job_name = run.get("job_name") or self.job_name
+        self.status = run["status"]
 
     def watch_job(self, ref: str) -> LiveOutput:
         """Follow the job's running run; else show its last run; else wait for its first."""
@@ -595,15 +809,22 @@ class LiveOutput(anywidget.AnyWidget):
         self.job_name = job["name"]
         run = self.client.latest_run(job["id"])
         if run is not None:
-            self._start(lambda: self._follow(run))
+            self._show_run(run)
+            self._start(lambda: self._follow(run), run)
         else:
             self._start(lambda: self._await_first(job))
         return self
 
-    def _start(self, target) -> None:
+    def _start(self, target, run: dict | None = None) -> None:
         self.stop()
         self._stop.clear()
         self._finished.clear()
+        if run is not None and run["status"] in FINAL_STATUSES:
+            # a run that has ended is read at once, here: the widget is complete when it is
+            # first shown (a saved notebook keeps it whole), with no thread to wait for
+            self._thread = None
+            self._guarded(target)
+            return
         self._thread = threading.Thread(target=self._guarded, args=(target,),
                                         name="hermes-cron-live", daemon=True)
         self._thread.start()
@@ -622,22 +843,136 @@ class LiveOutput(anywidget.AnyWidget):
         """Block until the run has ended and its output is shown (scripts, tests)."""
         return self._finished.wait(timeout)
 
+    @classmethod
+    def wait_all(cls, timeout: float | None = 60.0) -> bool:
+        """Block until every live output still following a run has ended.
+
+        For notebooks executed headless (nbclient, papermill, a notebook job): a
+        last cell ``LiveOutput.wait_all()`` lets the runs being watched end, and
+        their displays be replaced by the outcome, before the kernel stops.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for out in list(_following):
+            thread = out._thread
+            if thread is None or not thread.is_alive():
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not out._finished.wait(left):
+                return False
+        return True
+
     def close(self) -> None:
         self.stop()
+        _following.discard(self)
         super().close()
 
-    def __repr__(self) -> str:  # what a front-end without widgets shows
+    def __repr__(self) -> str:
+        return f"LiveOutput({self.headline()})"
+
+    def headline(self) -> str:
+        """``run r_1 of etl: failed · exit 3 · 1.20 s``"""
         what = f"run {self.run_id}" if self.run_id else "no run yet"
         job = f" of {self.job_name}" if self.job_name else ""
-        code = f", exit code {self.exit_code}" if self.done and self.exit_code is not None \
-            else ""
-        return f"LiveOutput({what}{job}: {self.status}{code})"
+        status = {"waiting": "waiting for a run"}.get(self.status,
+                                                       self.status.replace("_", " "))
+        bits = [status]
+        if self.exit_code is not None and self.status not in ACTIVE_STATUSES:
+            bits.append(f"exit {self.exit_code}")
+        if self.took:
+            bits.append(self.took)
+        return f"{what}{job}: " + " \u00b7 ".join(bits)
+
+    def _screen(self) -> tuple[list[str], list[str]]:
+        """``(html_lines, text_lines)`` shown: the output without the progress markers."""
+        with self._lock:
+            texts, htmls = self.term.lines, self.term.html_lines()
+        keep = [i for i, t in enumerate(texts) if not MARKER.match(t)]
+        if len(keep) == len(texts):
+            return htmls, texts
+        return [htmls[i] for i in keep], [texts[i] for i in keep]
 
     @property
     def text(self) -> str:
-        """The output as plain text, as a terminal shows it."""
-        with self._lock:
-            return self.term.text
+        """The output as plain text, as a terminal shows it (without progress markers)."""
+        return "\n".join(self._screen()[1])
+
+    # -- without widgets ------------------------------------------------------------------
+    def _static_parts(self) -> tuple[list[str], str, list[str], list[str]]:
+        html_lines, text_lines = self._screen()
+        cut = len(text_lines) - STATIC_LINES
+        notes = []
+        if self.dropped or cut > 0:
+            notes.append(f"[\u2026 {self.dropped + max(0, cut)} earlier lines not shown: "
+                         f"%cron logs {self.run_id or self.job_name} prints them all]")
+        if cut > 0:
+            html_lines, text_lines = html_lines[cut:], text_lines[cut:]
+        bar = progress_text(self.progress, self.phase) if not self.done or (
+            self.progress is not None) else ""
+        return notes, bar, html_lines, text_lines
+
+    def plain_text(self) -> str:
+        notes, bar, _, text_lines = self._static_parts()
+        head = [self.headline()]
+        if bar:
+            head.append(bar)
+        if self.reason and self.status != "succeeded":
+            head.append(f"reason: {self.reason}")
+        if self.error:
+            head.append(f"error: {self.error}")
+        return "\n".join(head + notes + text_lines)
+
+    def static_html(self) -> str:
+        notes, bar, html_lines, _ = self._static_parts()
+        colour = OUTCOME_COLOURS.get(self.status, "#757575")
+        out = [f'<div class="hc-live-static"><div><span style="color:{colour};'
+               f'font-weight:600">{html.escape(self.headline())}</span></div>']
+        if self.progress is not None:
+            out.append(f'<div><progress max="1" value="{self.progress:.3f}"></progress> '
+                       f"{self.progress * 100:.0f}% {html.escape(self.phase or '')}</div>")
+        elif self.phase:
+            out.append(f"<div>{html.escape(self.phase)}</div>")
+        if self.reason and self.status != "succeeded":
+            out.append(f'<div style="color:#c62828">{html.escape(self.reason)}</div>')
+        if self.error:
+            out.append(f'<div style="color:#c62828">{html.escape(self.error)}</div>')
+        body = "\n".join([*(f'<i>{html.escape(n)}</i>' for n in notes), *html_lines])
+        out.append(f'<pre class="hc-term" style="max-height:360px;overflow:auto">{body}</pre>'
+                   "</div>")
+        return "".join(out)
+
+    # -- its display in a notebook ----------------------------------------------------------
+    def _ipython_display_(self) -> None:
+        """Shown with a display id, so that the end of the run can replace it."""
+        from IPython.display import display
+
+        with self._display_lock:  # so the end's update cannot land before this display
+            if self._display_id is None:
+                self._display_id = f"hermes-cron-live-{uuid.uuid4().hex}"
+            bundle = self._repr_mimebundle_()
+            if bundle is None:
+                return
+            data, metadata = bundle
+            display(data, metadata=metadata, raw=True, display_id=self._display_id)
+
+    def _update_display(self) -> None:
+        """Replace this widget's displays with its final state (a kernel only: a terminal
+        IPython would print it again)."""
+        if self._display_id is None:
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import update_display
+        except ImportError:  # pragma: no cover
+            return
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return
+        with self._display_lock:
+            bundle = self._repr_mimebundle_()
+            if bundle is None:
+                return
+            data, metadata = bundle
+            update_display(data, metadata=metadata, raw=True, display_id=self._display_id)
 
     # -- the reading thread -----------------------------------------------------------------
     def _guarded(self, target) -> None:
@@ -649,6 +984,11 @@ class LiveOutput(anywidget.AnyWidget):
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self._flush(force=True)
+            if self.done or self.error:
+                try:
+                    self._update_display()
+                except Exception:  # noqa: BLE001 - the widget itself is up to date
+                    pass
             self._finished.set()
 
     def _await_first(self, job: dict) -> None:
@@ -767,7 +1107,7 @@ class LiveOutput(anywidget.AnyWidget):
             self._dirty = False
             self._last_flush = now
             self.dropped = self.term.dropped
-            self.lines = self.term.html_lines()
+            self.lines = self._screen()[0]
 
     def _flush_later(self) -> None:
         with self._lock:
@@ -841,7 +1181,7 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
     return "".join(out)
 
 
-class Dashboard(widgets.VBox):
+class Dashboard(_Static, widgets.VBox):
     """Health of every job (``/stats`` plus recent runs), failing jobs first."""
 
     rows = traitlets.List()
@@ -857,5 +1197,23 @@ class Dashboard(widgets.VBox):
 
     def refresh(self) -> None:
         rows = job_health(self.client)
-        self.view.value = dashboard_html(rows, self.client.stats())
+        self.stats = self.client.stats()
+        self.view.value = dashboard_html(rows, self.stats)
         self.rows = rows
+
+    def plain_text(self) -> str:
+        rows = self.rows
+        failing = sum(1 for r in rows if r["failing"])
+        head = f"{len(rows)} jobs" + (f" \u00b7 {failing} failing (listed first)"
+                                       if failing else "")
+        table = text_table(
+            ["", "job", "state", "success", "runs ok/failed", "mean", "max", "last run"],
+            [["!" if r["failing"] else "", r["name"], r["state"],
+              "-" if r["success_rate"] is None else f"{r['success_rate'] * 100:.0f}%",
+              f"{r['succeeded']} / {r['failed']}", format_duration(r["mean_duration"]),
+              format_duration(r["max_duration"]),
+              (r["last_status"] or "-").replace("_", " ")] for r in rows])
+        return f"{head}\n{table}"
+
+    def static_html(self) -> str:
+        return self.view.value

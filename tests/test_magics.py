@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
@@ -110,8 +111,21 @@ def test_add_edit_pause_resume_rm(cell, db):
 
 def test_cards_status_next_help(cell, db):
     cell.ok('%cron add tick "@every 1h" -- echo tick')
-    out = cell.ok("%cron")
-    assert "JobCard" in out or "VBox" in out  # the cards widget (text repr outside a browser)
+    cell.ok('%cron add resting "@daily" -- echo rest')
+    cell.ok("%cron pause resting")
+    # the cards; outside a browser, their text: a table, a paused job without a countdown
+    lines = cell.ok("%cron").splitlines()
+    assert lines[0] == f"2 jobs \u00b7 store {db.path}"
+    assert lines[1].startswith("warning: no ticker is alive")
+    assert lines[2].split() == ["job", "kind", "state", "schedule", "next", "run", "last",
+                                "run"]
+    tick = next(ln for ln in lines if ln.startswith("tick "))
+    resting = next(ln for ln in lines if ln.startswith("resting "))
+    assert re.search(r"^tick +command +scheduled +@every 1h \[\S+\] every hour +"
+                     r"in (\d+h )?(\d+m )?\d+s \(.+\) +none yet$", tick), tick
+    assert re.search(r"^resting +command +paused +@daily \[\S+\] .+ +paused +none yet$",
+                     resting), resting
+    assert " in " not in resting and "due now" not in resting
     out = cell.ok("%cron status tick")
     assert out.splitlines()[0].startswith("tick (j_") and "scheduled" in out
     assert "every hour" in out and "last run  none yet" in out and "echo tick" in out
@@ -137,11 +151,19 @@ def test_run_logs_runs_watch_for_a_real_run(cell, db):
     out = cell.ok("%cron logs greet")
     assert "hello \x1b[32mgreen\x1b[0m" in out and "oops" in out
     assert cell.ok(f"%cron logs {run_id} --tail 5") == "oops\n"
-    assert "RunHistory" in cell.ok("%cron runs greet --limit 5")
-    assert "LiveOutput" in cell.ok("%cron watch greet")
-    assert "LiveOutput" in cell.ok(f"%cron watch {run_id}")
-    out = cell.ok("%cron run greet --watch")
-    assert "LiveOutput" in out
+    history = cell.ok("%cron runs greet --limit 5").splitlines()
+    assert history[0] == "Runs of greet \u00b7 1/1 succeeded"
+    assert history[1].split()[:3] == ["status", "trigger", "try"]
+    assert history[3].split()[:3] == ["succeeded", "manual", "1"] and run_id in history[3]
+    for ref in ("greet", run_id):  # a finished run is shown whole, output and outcome
+        watched = cell.ok(f"%cron watch {ref}").splitlines()
+        assert watched[0].startswith(f"run {run_id} of greet: succeeded \u00b7 exit 0 \u00b7 ")
+        assert watched[1:] == ["hello green", "oops"]
+    out = cell.ok("%cron run greet --watch").splitlines()
+    second = out[0].split()[1]
+    assert out[0] == f"run {second} of greet started" and second != run_id
+    # the live output follows the run it started, from the moment it is shown
+    assert re.match(rf"run {second} of greet: (queued|running)", out[1]), out
     wait_for(lambda: db.get_job("greet").last_run["status"] == "succeeded"
              and db.get_job("greet").running_count == 0, 30, what="second run")
     assert db.list_runs("greet").items[0].trigger == "manual"
@@ -167,7 +189,9 @@ def test_cell_magic_freezes_the_body(cell, db):
     assert job.interpreter == sys.executable and job.policy.timeout == 60
     # running the cell again changes the job instead of failing
     out = cell.ok(f'%%cron frozen "@hourly" --run\n{body}print("v2")\n')
-    assert out.startswith("updated frozen: @hourly") and "LiveOutput" in out
+    assert out.startswith("updated frozen: @hourly")
+    assert re.search(r"^run (r_\w+) of frozen started\nrun \1 of frozen: (queued|running)",
+                     out, re.M), out
     assert db.get_job("frozen").code.endswith('print("v2")\n')
     wait_for(lambda: (db.get_job("frozen").last_run or {}).get("status") == "succeeded", 30,
              what="the cell job to run")
@@ -199,6 +223,10 @@ def test_bad_input_is_one_clear_line(cell, db):
     cell.fails('%cron edit known --schedule "* * *"', "expected 5 fields")
     cell.fails("%cron rm", "the following arguments are required: names")
     cell.fails('%cron next "every day"', "expected 5 fields")
+    for count in ("0", "-1", "=-5", "101"):  # a mistake, not "never fires again"
+        sep = "" if count.startswith("=") else " "
+        cell.fails(f'%cron next "@daily" --count{sep}{count}', "--count must be between 1")
+    cell.fails('%cron next "@daily" --count many', "invalid int value: 'many'")
     cell.fails('%%cron c1 "@daily"\nprint("unclosed"\n', "does not compile: line 1")
     cell.fails('%%cron c1 "@daily"\n\n', "the cell is empty")
     cell.fails('%%cron c1 "@daily" -- echo\nprint(1)\n', "takes no '-- COMMAND'")

@@ -474,6 +474,15 @@ def test_pause_resume_and_delete(lab, page):
     detail.locator("[data-role='job-state'][data-state='paused']").wait_for()
     assert lab.call("jobs/rest-alpha")["state"] == "paused"
     job_item(page, "rest-alpha").locator(".jp-HermesCron-pip[data-state='paused']").wait_for()
+    # a paused job shows "paused", never a countdown, in the list and in the detail; the
+    # countdowns tick once a second: wait past a few ticks, which must leave the word alone
+    countdown = job_item(page, "rest-alpha").locator(".jp-HermesCron-countdown")
+    page.wait_for_timeout(2500)
+    assert countdown.inner_text() == "paused"
+    next_run = detail.locator("[data-role='next-run']")
+    assert next_run.inner_text() == "paused"
+    assert not re.search(r"\bin \d|due now|overdue", next_run.inner_text())
+    assert "once resumed" in detail.locator("[data-role='next-times-caption']").inner_text()
     shot(page, "paused")
 
     detail.locator("[data-action='resume']").click()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import pytest
@@ -233,13 +232,15 @@ def test_live_output_follows_a_real_run_without_blocking(cron, local_env):
     out.observe(lambda change: updates.append(change["new"]), names="lines")
 
     # the test goes on doing its own work while the widget fills in
-    seen_while_running, spins = [], 0
+    seen_while_running, progress_seen, spins = [], set(), 0
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not out.done:
         spins += 1
         status = store.get_run(run.id).status
         if status == "running" and any("line 1" in ln for ln in out.lines):
             seen_while_running.append(list(out.lines))
+        if not out.done:
+            progress_seen.add((out.progress, out.phase))
         time.sleep(0.02)
     assert out.wait(30)
     settle(proc)
@@ -251,9 +252,15 @@ def test_live_output_follows_a_real_run_without_blocking(cron, local_env):
     assert (out.status, out.exit_code, out.done) == ("succeeded", 0, True)
     assert out.run_id == run.id and out.job_name == "live"
     assert out.took and out.progress == 1.0 and out.phase == "halfway"
+    # the ::progress:: line is the bar in the header (half way, while it ran), not a line
+    assert (0.5, "halfway") in progress_seen
     text = out.text
     assert text.splitlines() == ["green start", *[f"line {i}" for i in range(6)],
-                                 "download 100%", "careful", "::progress:: 1/2 halfway", "bye"]
+                                 "download 100%", "careful", "bye"]
+    assert not [ln for ln in out.lines if "::progress::" in ln]
+    assert "::progress::" not in out.plain_text() and "::progress::" not in out.static_html()
+    # the log itself keeps every byte, the marker included
+    assert "::progress:: 1/2 halfway\n" in cron.text(run.id)
     assert '<span class="ansi-green-fg">green start</span>' in out.lines
     assert '<span class="hc-stderr">careful</span>' in out.lines
     assert out.offset == store.get_run(run.id).output_bytes
@@ -288,15 +295,21 @@ def test_live_output_waits_for_the_first_run(cron, local_env):
 
 def test_live_output_stop_leaves_what_was_shown(cron, local_env):
     store = SQLiteStore(local_env)
-    make_job(store, "endless", "@yearly", command="echo begun; sleep 30")
+    make_job(store, "endless", "@yearly",
+             command="echo begun; sleep 1; echo later; sleep 30")
     run = store.request_run("endless")
     proc = supervise(store.path, run.id)
     out = LiveOutput(run.id, client=cron)
     wait_for(lambda: out.text == "begun", 20, what="first line")
+    reader = out._thread
     started = time.monotonic()
     out.stop()
     assert time.monotonic() - started < 2 and not out.done
-    assert out.text == "begun" and threading.active_count() >= 1
+    assert not reader.is_alive()  # no reading thread left behind
+    # the run goes on writing; the stopped widget keeps what it showed and reads no more
+    wait_for(lambda: b"later" in store.read_output(run.id), 20, what="more output")
+    time.sleep(0.5)
+    assert out.text == "begun" and out.status == "running" and not out.done
     store.request_cancel(run.id)
     settle(proc)
     store.close()

@@ -129,7 +129,10 @@ class JobList extends Widget {
   tick(): void {
     const now = Date.now();
     for (const el of Array.from(this._list.querySelectorAll<HTMLElement>('[data-next]'))) {
-      const text = countdown(el.dataset.next || null, now);
+      if (!el.dataset.next) {
+        continue;
+      }
+      const text = countdown(el.dataset.next, now);
       if (el.textContent !== text) {
         el.textContent = text;
       }
@@ -163,7 +166,9 @@ class JobList extends Widget {
         { class: 'jp-HermesCron-jobSide' },
         h(
           'span',
-          { class: 'jp-HermesCron-countdown', 'data-next': next ?? '', title: next ? formatTime(next) : '' },
+          // only a job with a next run gets data-next: the one-second tick rewrites those, and
+          // would blank the state word ("paused") of the others
+          { class: 'jp-HermesCron-countdown', 'data-next': next ?? undefined, title: next ? formatTime(next) : '' },
           next ? '' : job.state === 'running' ? 'running' : job.state
         ),
         h('span', { class: 'jp-HermesCron-outcome', 'data-tone': out.tone, title: out.title }, out.symbol)
@@ -327,8 +332,21 @@ class JobDetail extends Panel {
     );
     const next =
       job.next_run_at && !paused && job.state !== 'disabled'
-        ? h('span', { class: 'jp-HermesCron-countdown', 'data-next': job.next_run_at }, countdown(job.next_run_at))
-        : h('span', { class: 'jp-HermesCron-muted' }, paused ? 'paused' : job.state === 'disabled' ? 'disabled' : 'no next run');
+        ? h('span', { class: 'jp-HermesCron-countdown', 'data-role': 'next-run', 'data-next': job.next_run_at }, countdown(job.next_run_at))
+        : h(
+            'span',
+            { class: 'jp-HermesCron-muted', 'data-role': 'next-run' },
+            paused ? job.state : job.state === 'disabled' ? 'disabled' : 'no next run'
+          );
+    // the fire times below are what the schedule says; a job that does not fire now is told
+    const caption =
+      paused || job.state === 'disabled'
+        ? h(
+            'div',
+            { class: 'jp-HermesCron-muted', 'data-role': 'next-times-caption' },
+            job.state === 'disabled' ? 'Fire times once enabled:' : 'Fire times once resumed:'
+          )
+        : '';
     const last = job.last_run;
     const p = job.policy;
     const policies = [
@@ -369,7 +387,7 @@ class JobDetail extends Panel {
           h('div', { class: 'jp-HermesCron-words', 'data-role': 'schedule-words' }, describeSchedule(job.schedule))
         ),
         h('dt', {}, 'Next run'),
-        h('dd', {}, next, this._nextTimes),
+        h('dd', {}, next, caption, this._nextTimes),
         h('dt', {}, 'Last run'),
         h(
           'dd',
@@ -690,7 +708,10 @@ export class CronPanel extends Panel {
         this._list.tick();
         const now = Date.now();
         for (const el of Array.from(this._detail.node.querySelectorAll<HTMLElement>('.jp-HermesCron-info [data-next]'))) {
-          el.textContent = countdown(el.dataset.next || null, now);
+          if (!el.dataset.next) {
+            continue;
+          }
+          el.textContent = countdown(el.dataset.next, now);
         }
       }, 1000);
     }
