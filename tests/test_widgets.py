@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -124,6 +125,13 @@ def test_card_buttons_act_on_the_store(cron, local_env):
     assert store.get_job("act").state == "paused"
     assert card.state == "paused" and card.countdown == "paused"
     assert card.pause_button.description == "Resume"
+    # paused: the card says so instead of counting down to a run that will not happen
+    assert store.get_job("act").next_run_at is not None  # the schedule still has one
+    assert "next run" not in card._countdown.value
+    assert html.unescape(re.sub("<[^>]+>", "", card._countdown.value)) == (
+        "paused \u00b7 no runs until resumed")
+    cols = re.split(r"\s{2,}", card.plain_text().splitlines()[2])  # the text fallback
+    assert (cols[0], cols[2], cols[4]) == ("act", "paused", "paused")  # state, next run
     card.pause_button.click()
     assert store.get_job("act").state == "scheduled" and card.state == "scheduled"
 

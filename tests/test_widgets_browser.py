@@ -44,6 +44,8 @@ SCRIPT = textwrap.dedent("""\
         time.sleep(0.1)
     print(flush=True)
     for i in range(1, 61):
+        if i % 20 == 1:
+            print(f"::progress:: {i // 20}/3 part {i // 20 + 1}", flush=True)
         print(f"line {i}", flush=True)
         time.sleep(0.12)
     print("careful", file=sys.stderr, flush=True)
@@ -114,7 +116,7 @@ def lab(tmp_path):
             return False
     try:
         wait_for(ready, 120, 0.25, "jupyter lab to answer")
-        yield base, call
+        yield base, call, root
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -147,7 +149,7 @@ def page():
 
 
 def test_live_output_widget_streams_and_stays_pinned(lab, page):
-    base, call = lab
+    base, call, root = lab
     page.goto(f"{base}/lab/tree/watch.ipynb?token={TOKEN}", wait_until="domcontentloaded")
     page.locator(".jp-Notebook").wait_for(timeout=60_000)
     select = page.locator(".jp-Dialog button", has_text="Select")
@@ -182,6 +184,12 @@ def test_live_output_widget_streams_and_stays_pinned(lab, page):
     # the kernel ran the next cell while the run was going
     page.locator(".jp-OutputArea-output", has_text="the kernel is free").wait_for()
     assert call(f"runs/{run_id}")["status"] == "running"
+    # ::progress:: lines are the header's phase and bar, not lines of the output
+    widget.locator(".hc-live-phase", has_text="part 2").wait_for(timeout=30_000)
+    bar = widget.locator(".hc-live-progress")
+    assert bar.is_visible() and 0.3 <= float(bar.evaluate("el => el.value")) <= 0.7
+    assert widget.locator(".hc-live-percent").inner_text() == "33%"
+    assert "::progress::" not in term.inner_text()
 
     def geometry():
         return term.evaluate("el => [el.scrollTop, el.clientHeight, el.scrollHeight]")
@@ -213,6 +221,9 @@ def test_live_output_widget_streams_and_stays_pinned(lab, page):
     badge.wait_for(timeout=60_000)
     assert badge.inner_text().startswith("succeeded \u00b7 exit 0 \u00b7 ")
     text = term.inner_text()
+    assert "::progress::" not in text
+    assert widget.locator(".hc-live-phase").inner_text() == "part 3"
+    assert widget.locator(".hc-live-percent").inner_text() == "100%"  # kept full, as the panel
     assert "download 100%" in text and "download 20%" not in text
     assert text.rstrip().endswith("line 60\ncareful")
     assert term.locator(".ansi-green-fg", has_text="starting").count() == 1
@@ -220,4 +231,21 @@ def test_live_output_widget_streams_and_stays_pinned(lab, page):
     top, height, full = geometry()
     assert top + height >= full - 4  # ended pinned to the bottom
     page.screenshot(path=str(ARTIFACTS / "live-output-done.png"))
+
+    # the display was replaced when the run ended: the saved notebook keeps the outcome
+    # and the output as text and HTML (nbconvert, GitHub), not the state at the start
+    page.locator(".jp-Notebook").click()
+    page.keyboard.press("Control+s")
+
+    def saved():
+        nb = nbformat.read(str(root / "watch.ipynb"), as_version=4)
+        cell = next(c for c in nb.cells if c.source == "%cron run slow --watch")
+        return next((o.data for o in cell.outputs if "text/plain" in o.get("data", {})
+                     and "line 60" in o.data["text/plain"]), None)
+    data = wait_for(saved, 20, what="the saved notebook")
+    plain = data["text/plain"].splitlines()
+    assert plain[0].startswith(f"run {run_id} of slow: succeeded \u00b7 exit 0")
+    assert plain[1].startswith("[####################] 100% part 3")
+    assert plain[-2:] == ["line 60", "careful"] and "::progress::" not in data["text/plain"]
+    assert "line 60" in data["text/html"] and "application/vnd.jupyter.widget-view+json" in data
     assert not [e for e in page.errors if "hc-" in e or "hermes" in e.lower()], page.errors

@@ -1,6 +1,8 @@
 // LiveOutput: a run's output as a terminal shows it, following the end while the
-// reader is at the bottom. Lines arrive already rendered (HTML, escaped by Python);
-// this file only lays them out, keeps the scroll position and draws the header.
+// reader is at the bottom. Lines arrive already rendered (HTML, escaped by Python,
+// without the ::progress:: / ::phase:: marker lines); this file only lays them out,
+// keeps the scroll position and draws the header: badge, phase and progress bar, as
+// the side panel's output pane does.
 
 const BADGES = {
   succeeded: ["ok", "succeeded"],
@@ -13,6 +15,10 @@ const BADGES = {
   queued: ["live", "queued"],
   waiting: ["muted", "waiting for a run"],
 };
+
+// where the reader had scrolled, per model: a view made again (the display replaced
+// when the run ends, a notebook re-rendered) opens where the last one was
+const scrolled = new WeakMap();
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -28,10 +34,11 @@ function render({ model, el: root }) {
   const phase = el("span", "hc-live-phase");
   const bar = el("progress", "hc-live-progress");
   bar.max = 1;
+  const percent = el("span", "hc-live-percent");
   const badge = el("span", "hc-badge");
   const link = el("a", "hc-live-artifact", "executed notebook");
   link.target = "_blank";
-  header.append(badge, title, phase, bar, link);
+  header.append(badge, title, bar, percent, phase, link);
 
   const term = el("pre", "hc-term");
   const cut = el("div", "hc-cut");
@@ -39,7 +46,7 @@ function render({ model, el: root }) {
   const error = el("div", "hc-live-error");
   root.append(header, error, term, follow);
 
-  let pinned = true;
+  let pinned = model.get("pinned") !== false;
   let shown = []; // the line strings now in the DOM, one <div> each
 
   const atBottom = () => term.scrollHeight - term.scrollTop - term.clientHeight < 4;
@@ -98,12 +105,15 @@ function render({ model, el: root }) {
     const progress = model.get("progress");
     const ph = model.get("phase");
     phase.textContent = ph || "";
-    if (progress === null || progress === undefined || model.get("done")) {
+    // the bar stays once the run has ended (full when it succeeded), as in the panel
+    if (progress === null || progress === undefined) {
       bar.style.display = "none";
+      percent.textContent = "";
     } else {
       bar.style.display = "";
-      bar.value = progress;
-      bar.title = `${Math.round(progress * 100)}%`;
+      bar.value = Math.max(0, Math.min(1, progress));
+      percent.textContent = `${Math.round(bar.value * 100)}%`;
+      bar.title = percent.textContent;
     }
     const url = model.get("artifact_url");
     link.style.display = url && model.get("done") ? "" : "none";
@@ -115,26 +125,42 @@ function render({ model, el: root }) {
     badge.title = reason || "";
   }
 
-  term.addEventListener("scroll", () => setPinned(atBottom()));
+  term.addEventListener("scroll", () => {
+    if (!term.clientHeight) return; // not laid out (detached, hidden): nothing to learn
+    scrolled.set(model, term.scrollTop);
+    setPinned(atBottom());
+  });
+  // the view is drawn before it is in the page, where scrollHeight is still 0: place it
+  // once it has a size (and again if it changes while following)
+  const place = () => {
+    if (pinned) term.scrollTop = term.scrollHeight;
+    else if (scrolled.has(model)) term.scrollTop = scrolled.get(model);
+  };
+  const sized = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(place);
+  if (sized) sized.observe(term);
+  requestAnimationFrame(place);
   follow.addEventListener("click", () => {
     term.scrollTop = term.scrollHeight;
     setPinned(true);
   });
-  follow.style.display = "none";
+  follow.style.display = pinned ? "none" : "";
 
   const onLines = () => drawLines();
   const onHeader = () => drawHeader();
   model.on("change:lines", onLines);
   model.on("change:dropped", onLines);
-  for (const name of ["status", "phase", "progress", "exit_code", "done", "job_name",
-                      "run_id", "error", "took", "artifact_url", "reason"]) {
+  const headerTraits = ["status", "phase", "progress", "exit_code", "done", "job_name",
+                        "run_id", "error", "took", "artifact_url", "reason"];
+  for (const name of headerTraits) {
     model.on(`change:${name}`, onHeader);
   }
   drawHeader();
   drawLines();
   return () => {
+    if (sized) sized.disconnect();
     model.off("change:lines", onLines);
     model.off("change:dropped", onLines);
+    for (const name of headerTraits) model.off(`change:${name}`, onHeader);
   };
 }
 
