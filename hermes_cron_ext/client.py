@@ -178,8 +178,11 @@ class CronClient(ABC):
         if ref.startswith("r_"):
             try:
                 return self.run(ref)
-            except NotFound:
-                pass
+            except NotFound as no_run:
+                try:  # a job may be named like a run id; if none is, say "no run"
+                    self.job(ref)
+                except NotFound:
+                    raise no_run from None
         run = self.latest_run(ref)
         if run is None:
             job = self.job(ref)

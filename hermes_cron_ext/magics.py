@@ -416,8 +416,11 @@ class CronMagics(Magics):
             try:
                 display(LiveOutput(args.ref, client=self.client))
                 return
-            except NotFound:
-                pass
+            except NotFound as no_run:
+                try:  # a job may be named like a run id; if none is, say "no run"
+                    self.client.job(args.ref)
+                except NotFound:
+                    raise no_run from None
         display(LiveOutput.for_job(args.ref, client=self.client))
 
     def do_cancel(self, args) -> None:

@@ -100,6 +100,8 @@ def test_both_backends_answer_alike(both):
             c.add({"name": "bad", "schedule": "61 * * * *", "command": "x"})
         with pytest.raises(Conflict, match="already exists"):
             c.add({"name": "via-rest", **spec})
+        with pytest.raises(NotFound, match="no run 'r_nope'"):
+            c.resolve_run("r_nope")
         for count in (0, -3):  # a mistake, not a schedule that "never fires again"
             with pytest.raises(InvalidInput, match="count must be between 1 and 100"):
                 c.preview("@daily", "UTC", count)

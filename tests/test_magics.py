@@ -218,6 +218,8 @@ def test_bad_input_is_one_clear_line(cell, db):
                  "run nosuch", "runs nosuch", "logs nosuch", "watch nosuch",
                  "status nosuch", "cancel nosuch", "artifact nosuch"):
         cell.fails(f"%cron {verb}", "no job 'nosuch'")
+    for verb in ("logs", "watch", "cancel", "artifact"):
+        cell.fails(f"%cron {verb} r_nonexistent", "no run 'r_nonexistent'")
     cell.fails("%cron logs known", "has no runs yet")
     cell.fails("%cron edit known", "nothing to change")
     cell.fails('%cron edit known --schedule "* * *"', "expected 5 fields")
