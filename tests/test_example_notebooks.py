@@ -8,6 +8,7 @@ extension (``HERMES_CRON_URL`` and ``HERMES_CRON_TOKEN``), with no cell error.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import nbformat
@@ -71,6 +72,10 @@ def test_quickstart(target, tmp_path):
     run_out = outputs(nb, "%cron run quickstart-hello")
     assert run_out[0].text.startswith("run r_")
     assert "application/vnd.jupyter.widget-view+json" in run_out[1].data  # the live output
+    # replaced when the run ended: a saved or converted notebook shows how it went
+    watched = run_out[1].data["text/plain"].splitlines()
+    assert watched[0].startswith(f"{run_out[0].text.split(' started')[0]}: succeeded")
+    assert "working 5/5" in watched and "all done" in watched
     result = outputs(nb, "from hermes_cron_ext.client import get_client")
     where = result[0].text.strip()
     assert where == client.where
@@ -80,6 +85,10 @@ def test_quickstart(target, tmp_path):
     assert "working 1/5" not in text  # the carriage-return bar shows as a terminal shows it
     history = outputs(nb, "%cron runs quickstart-hello")[0].data
     assert "application/vnd.jupyter.widget-view+json" in history
+    assert re.match(r"Runs of quickstart-hello \u00b7 (\d+)/\1 succeeded\n", history["text/plain"])
+    cards = next(c.outputs for c in nb.cells if c.cell_type == "code" and c.source == "%cron")
+    assert "quickstart-cell" in cards[0].data["text/plain"] and "<table" in cards[0].data[
+        "text/html"]
     assert stdout(nb, "%cron rm").splitlines() == ["quickstart-hello removed",
                                                    "quickstart-cell removed"]
     assert not {"quickstart-hello", "quickstart-cell"} & {j["name"] for j in client.jobs()}
