@@ -91,8 +91,9 @@ class Store(ABC):
         """Runs newest first, one keyset page."""
 
     @abstractmethod
-    def attach_run(self, run_id: str, pid: int, proc_start: int | None, host: str) -> None:
-        """A supervisor has taken the run (before it waits for its instant)."""
+    def attach_run(self, run_id: str, pid: int, proc_start: int | None, host: str) -> bool:
+        """A supervisor takes the run (before it waits for its instant); False when the
+        run is no longer queued or another supervisor has it (it was marked lost)."""
 
     @abstractmethod
     def check_start(self, run_id: str) -> str | None:
@@ -103,8 +104,8 @@ class Store(ABC):
         """The other running runs of the same job (overlap ``replace`` and ``queue``)."""
 
     @abstractmethod
-    def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> None:
-        """The payload is running."""
+    def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
+        """The payload is running; False when the run was no longer queued."""
 
     @abstractmethod
     def heartbeat_run(self, run_id: str, at: float, phase: str | None, progress: float | None,

@@ -137,7 +137,11 @@ class Supervisor:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         store, run_id = self.store, self.run_id
         pid = os.getpid()
-        store.attach_run(run_id, pid, proc_start_time(pid), hostname())
+        if not store.attach_run(run_id, pid, proc_start_time(pid), hostname()):
+            # marked lost (or cancelled) before this supervisor came up: never run it
+            print(f"hermes-cron: run {run_id} was no longer queued when its supervisor "
+                  "started; not running it", file=sys.stderr)
+            return 0
         run = store.get_run(run_id)
         while self.stop_reason is None:  # sleep until the instant, precisely
             left = (run.fire_at or 0) - time.time()
@@ -211,7 +215,10 @@ class Supervisor:
         status, exit_code, reason = "failed", None, None
         writer = store.output_writer(run.id)
         try:
-            store.mark_running(run.id, started, proc.pid)
+            if not store.mark_running(run.id, started, proc.pid):  # ended meanwhile
+                self._killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return 0
             status, exit_code, reason = self._watch(proc, spec, writer)
         except BaseException as exc:  # never leave the run without a final status
             reason = f"supervisor error: {exc!r}"

@@ -11,9 +11,11 @@ started once per session; every test gets a fresh database.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +28,30 @@ from hermes_cron_ext.jobspec import validate_new
 from hermes_cron_ext.store import SQLiteStore, open_store
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+#: The user's own data dir, where a store opened with no path (and a PostgreSQL store's
+#: logs) would land. Tests write only under temp dirs: every process the suite starts
+#: inherits a temp JUPYTER_DATA_DIR, and ``_users_data_dir_untouched`` checks the real one.
+_REAL_DATA = os.path.join(os.path.expanduser("~"), ".local", "share", "jupyter", "hermes_cron")
+if "JUPYTER_DATA_DIR" not in os.environ:
+    os.environ["JUPYTER_DATA_DIR"] = tempfile.mkdtemp(prefix="hermes-cron-test-data-")
+    atexit.register(shutil.rmtree, os.environ["JUPYTER_DATA_DIR"], True)
+
+
+def _listing(path: str) -> set[str]:
+    try:
+        return set(os.listdir(path))
+    except OSError:
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _users_data_dir_untouched():
+    """Fail the session if a test wrote into the user's real hermes_cron data dir."""
+    before = _listing(_REAL_DATA)
+    yield
+    new = sorted(_listing(_REAL_DATA) - before)
+    assert not new, f"tests wrote into the user's data dir {_REAL_DATA}: {new[:5]}"
 
 BACKENDS = ("sqlite", "postgres")
 

@@ -425,3 +425,23 @@ def test_delete_keeps_nothing_but_active_runs(store):
         store.get_job("del")
     assert store.get_run(active.id).status == "queued"
     assert store.check_start(active.id) == "job was deleted"
+
+
+def test_a_run_marked_lost_can_no_longer_be_taken_by_a_supervisor(store):
+    """The fence: ``mark_lost`` (judged with no supervisor) and ``attach_run`` both ask
+    for a queued run with none; whichever commits first wins, so a lost run never runs."""
+    make_job(store, "fence", "@yearly")
+    late = store.request_run("fence")
+    assert store.mark_lost(late.id, "its supervisor never started", None)
+    assert store.attach_run(late.id, 41, None, "h") is False  # the late supervisor stops
+    assert store.mark_running(late.id, store.clock(), 42) is False
+    assert store.get_run(late.id).status == "lost"
+
+    store.finish_run(late.id, "lost")  # no-op: the first final status stays
+    early = store.request_run("fence")
+    assert store.attach_run(early.id, 43, None, "h") is True
+    # a reconcile that read the run before the supervisor attached judged pid None
+    assert store.mark_lost(early.id, "its supervisor never started", None) is False
+    assert store.attach_run(early.id, 44, None, "h") is False  # one supervisor per run
+    assert store.mark_running(early.id, store.clock(), 45) is True
+    assert store.get_run(early.id).status == "running"

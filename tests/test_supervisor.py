@@ -145,3 +145,17 @@ def test_output_capped_keeps_head_and_tail(real_store, monkeypatch):
     assert b"bytes cut here]" in data
     assert len(data) <= output.DEFAULT_MAX_BYTES + 1024
     assert b"line 00899999\n" in data and b"line 00700000\n" not in data
+
+
+def test_a_supervisor_late_for_a_lost_run_never_runs_its_payload(real_store, tmp_path):
+    """Under overload a supervisor may come up after its run was marked lost: the run
+    stays lost and its payload does not run."""
+    marker = tmp_path / "ran"
+    make_job(real_store, "late", "@yearly", command=f"touch {marker}")
+    run = real_store.request_run("late")
+    assert real_store.mark_lost(run.id, "its supervisor never started", None)
+    proc = supervise(real_store, run)
+    assert proc.wait(30) == 0
+    time.sleep(0.2)
+    assert not marker.exists()
+    assert real_store.get_run(run.id).status == "lost"

@@ -659,11 +659,15 @@ class SQLStore(Store):
         nxt = _encode_cursor(runs[-1].fire_at, runs[-1].id) if len(rows) > limit else None
         return Page(runs, nxt)
 
-    def attach_run(self, run_id: str, pid: int, proc_start: int | None, host: str) -> None:
+    def attach_run(self, run_id: str, pid: int, proc_start: int | None, host: str) -> bool:
+        """Take the run for the supervisor *pid*: the fence against ``mark_lost``. Only one
+        of the two wins (both ask for a queued run with no supervisor); a supervisor whose
+        run was marked lost first gets False and must not run it."""
         with self._write(durable=False) as db:
-            db.execute("UPDATE runs SET pid = ?, proc_start = ?, host = ?, heartbeat_at = ? "
-                       "WHERE id = ? AND status = 'queued'",
-                       (pid, proc_start, host, self.clock(), run_id))
+            cur = db.execute("UPDATE runs SET pid = ?, proc_start = ?, host = ?, "
+                             "heartbeat_at = ? WHERE id = ? AND status = 'queued' "
+                             "AND pid IS NULL", (pid, proc_start, host, self.clock(), run_id))
+            return cur.rowcount == 1
 
     def check_start(self, run_id: str) -> str | None:
         """Why the run must not start now, or None: one query."""
@@ -721,12 +725,13 @@ class SQLStore(Store):
             "job_id = (SELECT job_id FROM runs WHERE id = ?)", (run_id, run_id)).fetchall()
         return [_row_run(r) for r in rows]
 
-    def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> None:
+    def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
+        """False when the run is no longer queued (cancelled, lost): the caller stops."""
         with self._write(durable=False) as db:
             row = db.execute(f"SELECT job_id, status FROM runs WHERE id = ?{self._lock}",
                              (run_id,)).fetchone()
             if row is None or row["status"] != "queued":
-                return
+                return False
             db.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, "
                        "payload_pid = ? WHERE id = ?",
                        (started_at, started_at, payload_pid, run_id))
@@ -735,6 +740,7 @@ class SQLStore(Store):
             db.execute("UPDATE jobs SET running_count = running_count + 1, last_run = ? "
                        "WHERE id = ?", (json.dumps(summary), row["job_id"]))
             self._event(db, "run.started", row["job_id"], run_id, at=started_at)
+            return True
 
     def heartbeat_run(self, run_id: str, at: float, phase: str | None, progress: float | None,
                       output_bytes: int) -> bool:
@@ -753,12 +759,16 @@ class SQLStore(Store):
 
     def mark_lost(self, run_id: str, reason: str, pid: int | None) -> bool:
         """Mark a run lost only if it is still active with the supervisor pid the caller
-        judged (``None``: never attached), so a supervisor that attached meanwhile wins."""
+        judged (``None``: never attached), so a supervisor that attached meanwhile wins.
+
+        The check and the write are one transaction, and ``attach_run`` takes only a run
+        with no supervisor: a run marked lost is certain never to run."""
         with self._write() as db:
-            row = db.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row[0] not in ACTIVE_STATUSES or row[1] != pid:
+            row = self._run_row(db, run_id, lock=True)
+            if row is None or row["status"] not in ACTIVE_STATUSES or row["pid"] != pid:
                 return False
-        return self.finish_run(run_id, "lost", reason=reason).status == "lost"
+            return self._finish(db, _row_run(row), "lost", None, reason,
+                                self.clock()).status == "lost"
 
     def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
                    reason: str | None = None, at: float | None = None) -> Run:
@@ -767,23 +777,28 @@ class SQLStore(Store):
             row = self._run_row(db, run_id, lock=True)
             if row is None:
                 raise NotFound(f"no run {run_id!r}", field="run")
-            run = _row_run(row)
-            if run.status not in ACTIVE_STATUSES:
-                return run
-            if status == "cancelled" and run.reason:
-                reason = run.reason  # why it was cancelled ("replaced by run ...")
-            db.execute("UPDATE runs SET status = ?, exit_code = ?, reason = ?, finished_at = ? "
-                       "WHERE id = ?", (status, exit_code, reason, at, run_id))
-            jrow = db.execute(f"SELECT * FROM jobs WHERE id = ?{self._lock}",
-                              (run.job_id,)).fetchone()
-            recovered = (status == "succeeded" and jrow is not None
-                         and jrow["consecutive_failures"] > 0)
-            self._event(db, f"run.{'lost' if status == 'lost' else 'finished'}", run.job_id,
-                        run_id, at=at, status=status, exit_code=exit_code, reason=reason,
-                        trigger=run.trigger, attempt=run.attempt, recovered=recovered)
-            if jrow is not None and status != "skipped":
-                self._after_run(db, _row_job(jrow), run, status, exit_code, reason, at)
-            return _row_run(self._run_row(db, run_id))
+            return self._finish(db, _row_run(row), status, exit_code, reason, at)
+
+    def _finish(self, db, run: Run, status: str, exit_code: int | None, reason: str | None,
+                at: float) -> Run:
+        """``finish_run`` inside the caller's transaction, the run's row locked."""
+        run_id = run.id
+        if run.status not in ACTIVE_STATUSES:
+            return run
+        if status == "cancelled" and run.reason:
+            reason = run.reason  # why it was cancelled ("replaced by run ...")
+        db.execute("UPDATE runs SET status = ?, exit_code = ?, reason = ?, finished_at = ? "
+                   "WHERE id = ?", (status, exit_code, reason, at, run_id))
+        jrow = db.execute(f"SELECT * FROM jobs WHERE id = ?{self._lock}",
+                          (run.job_id,)).fetchone()
+        recovered = (status == "succeeded" and jrow is not None
+                     and jrow["consecutive_failures"] > 0)
+        self._event(db, f"run.{'lost' if status == 'lost' else 'finished'}", run.job_id,
+                    run_id, at=at, status=status, exit_code=exit_code, reason=reason,
+                    trigger=run.trigger, attempt=run.attempt, recovered=recovered)
+        if jrow is not None and status != "skipped":
+            self._after_run(db, _row_job(jrow), run, status, exit_code, reason, at)
+        return _row_run(self._run_row(db, run_id))
 
     def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at) -> None:
         """Update the job's summary, schedule a retry, trip the circuit breaker."""
