@@ -56,3 +56,29 @@ async def test_run_waits_the_long_grace_while_an_older_ticker_lives(store, clock
         await _reconcile(store, clock)
         assert store.get_run(run.id).status == status
     assert store.get_run(run.id).reason == "its supervisor never started"
+
+
+async def test_a_one_shot_job_runs_its_payload_once(real_store, tmp_path):
+    """``--at``: a real ticker and supervisor run the payload at the instant, once, and
+    the job then says it has no more fire times."""
+    import asyncio
+    import time
+    from datetime import datetime, timezone
+
+    marker = tmp_path / "ran"
+    at = datetime.fromtimestamp(time.time() + 1.5, timezone.utc).isoformat(timespec="seconds")
+    make_job(real_store, "once", f"@at {at}", command=f"echo ran >> {marker}")
+    ticker = Ticker(AsyncStore(real_store), None, lead=0.5, poll=0.2)
+    await ticker.start()
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            runs = real_store.list_runs("once").items
+            if runs and runs[0].status not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await ticker.stop()
+    assert [r.status for r in runs] == ["succeeded"]
+    assert marker.read_text() == "ran\n"
+    assert real_store.get_job("once").next_run_at is None
