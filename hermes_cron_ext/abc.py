@@ -104,6 +104,11 @@ class Store(ABC):
         """The other running runs of the same job (overlap ``replace`` and ``queue``)."""
 
     @abstractmethod
+    def catchup_ahead(self, run_id: str) -> str | None:
+        """The run a catch-up waits for (a running run of its job, or an earlier
+        catch-up still queued), so missed slots run one after another; or None."""
+
+    @abstractmethod
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
         """The payload is running; False when the run was no longer queued."""
 

@@ -151,6 +151,9 @@ class Supervisor:
         if self.stop_reason:
             store.finish_run(run_id, "cancelled", reason="cancelled before it started")
             return 0
+        if (run.trigger == "catchup" and run.spec.get("overlap", "forbid") != "allow"
+                and not self._wait_turn(run)):
+            return 0
         why = store.check_start(run_id)
         if why:
             store.finish_run(run_id, "skipped", reason=why)
@@ -158,6 +161,28 @@ class Supervisor:
         if run.spec.get("overlap") in ("replace", "queue") and not self._settle_overlap(run):
             return 0
         return self._execute(run)
+
+    def _wait_turn(self, run) -> bool:
+        """Catch-ups of missed slots (``misfire: all``) are claimed together but run one
+        after another, oldest first, unless the job allows overlap."""
+        return self._wait_while(run, lambda: self.store.catchup_ahead(run.id),
+                                "catch-up: after run {}")
+
+    def _wait_while(self, run, blocker, phase: str) -> bool:
+        """Heartbeat with *phase* while ``blocker()`` names a run; False if cancelled."""
+        store, next_beat = self.store, 0.0
+        while (other := blocker()) is not None:
+            if time.monotonic() >= next_beat:
+                if store.heartbeat_run(run.id, time.time(), phase.format(other), None, 0):
+                    self.stop_reason = "cancelled"
+                next_beat = time.monotonic() + self.heartbeat
+            if self.stop_reason:
+                store.finish_run(run.id, "cancelled",
+                                 reason=f"cancelled while {phase.format(other)}")
+                return False
+            time.sleep(0.1)
+        store.heartbeat_run(run.id, time.time(), None, None, 0)
+        return True
 
     def _settle_overlap(self, run) -> bool:
         """``replace``: stop the job's running runs first; ``queue``: wait until they end."""
@@ -173,18 +198,8 @@ class Supervisor:
             phase = f"replacing run {others[0].id}"
         else:
             phase = f"waiting for run {others[0].id}"
-        next_beat = 0.0
-        while store.running_others(run.id):
-            if time.monotonic() >= next_beat:
-                if store.heartbeat_run(run.id, time.time(), phase, None, 0):
-                    self.stop_reason = "cancelled"
-                next_beat = time.monotonic() + self.heartbeat
-            if self.stop_reason:
-                store.finish_run(run.id, "cancelled", reason=f"cancelled while {phase}")
-                return False
-            time.sleep(0.1)
-        store.heartbeat_run(run.id, time.time(), None, None, 0)
-        return True
+        return self._wait_while(
+            run, lambda: next((o.id for o in store.running_others(run.id)), None), phase)
 
     def _execute(self, run) -> int:
         import subprocess

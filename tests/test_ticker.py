@@ -1,5 +1,6 @@
-"""The ticker's reconcile rules on a real store and a fake clock: when a run that was
-handed out but never taken by a supervisor is called lost."""
+"""The ticker on a real store: its reconcile rules on a fake clock (when a run that was
+handed out but never taken by a supervisor is called lost), and with real supervisors
+what users see after downtime (catch-ups) and when they pause a job at its slot."""
 
 from __future__ import annotations
 
@@ -82,3 +83,76 @@ async def test_a_one_shot_job_runs_its_payload_once(real_store, tmp_path):
     assert [r.status for r in runs] == ["succeeded"]
     assert marker.read_text() == "ran\n"
     assert real_store.get_job("once").next_run_at is None
+
+
+async def _until(predicate, timeout: float, what: str):
+    import asyncio
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("overlap", ["forbid", "queue", "allow"])
+async def test_misfire_all_runs_every_missed_slot_once_in_order(open_test_store, overlap):
+    """After downtime, ``misfire: all`` claims the missed slots together; each runs
+    exactly once, and one after another unless the job allows overlap."""
+    import time
+
+    from .conftest import FakeClock
+
+    down = FakeClock(time.time() - 4 * 60 - 30)  # the job was made 4.5 min ago
+    make_job(open_test_store(clock=down), "catch", "* * * * *", command="sleep 0.6",
+             misfire="all", overlap=overlap)
+    store = open_test_store()
+    ticker = Ticker(AsyncStore(store), None, lead=0.5, poll=0.2)
+    await ticker.start()
+    try:
+        def caught_up():
+            runs = [r for r in store.list_runs("catch").items if r.trigger == "catchup"]
+            return runs if len(runs) >= 4 and all(
+                r.status not in ("queued", "running") for r in runs) else None
+        runs = await _until(caught_up, 60, "the catch-ups to end")
+    finally:
+        await ticker.stop()
+    runs.sort(key=lambda r: r.scheduled_for)
+    assert [r.status for r in runs] == ["succeeded"] * len(runs), [
+        (r.status, r.reason) for r in runs]
+    assert len({r.scheduled_for for r in runs}) == len(runs)  # one run per slot
+    spans = [(r.started_at, r.finished_at) for r in runs]
+    overlapped = any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    if overlap == "allow":
+        assert overlapped  # claimed together, started together
+    else:
+        assert not overlapped, spans
+        assert [r.started_at for r in runs] == sorted(r.started_at for r in runs)
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite", "postgres"], indirect=True)
+async def test_pausing_just_before_a_slot_skips_its_run(real_store):
+    """A run already handed to its supervisor when the job is paused is ``skipped``
+    (job is paused), on both stores: never ``lost``, never run."""
+    import time
+
+    make_job(real_store, "p", "@every 4s", command="true")
+    ticker = Ticker(AsyncStore(real_store), None, lead=3.0, poll=0.2)
+    await ticker.start()
+    try:
+        def waiting():  # claimed, its supervisor up and waiting for the instant
+            for r in real_store.list_runs("p").items:
+                if r.status == "queued" and r.pid and r.fire_at - time.time() > 0.5:
+                    return r
+            return None
+        run = await _until(waiting, 30, "a supervisor waiting for its slot")
+        real_store.set_paused("p", True)
+        done = await _until(lambda: (r := real_store.get_run(run.id)).status not in (
+            "queued", "running") and r, 30, "the run to end")
+    finally:
+        await ticker.stop()
+    assert (done.status, done.reason) == ("skipped", "job is paused")

@@ -32,7 +32,7 @@ log = logging.getLogger("hermes_cron")
 
 #: The store calls a supervisor makes on its common path (all of them safe to repeat, so
 #: a call the relay may have done before it died is simply made again without it).
-RELAYED = frozenset({"attach_run", "get_run", "check_start", "running_others",
+RELAYED = frozenset({"attach_run", "get_run", "check_start", "running_others", "catchup_ahead",
                      "mark_running", "heartbeat_run", "finish_run", "output_size",
                      "_append_chunk", "import_artifact"})
 #: Answered first (lowest first): what stands between a run's instant and its payload.
@@ -215,11 +215,11 @@ class Relay:
 
     @staticmethod
     def _call(store: PostgresStore, call: tuple) -> tuple:
-        method, args = call
+        method, args, kwargs = call
         if method not in RELAYED:
             return "error", ("StoreError", f"{method} is not relayed", None)
         try:
-            return "ok", getattr(store, method)(*args)
+            return "ok", getattr(store, method)(*args, **kwargs)
         except HermesCronError as exc:
             return "error", (type(exc).__name__, exc.message, exc.field)
         except psycopg.Error as exc:
@@ -253,14 +253,14 @@ class RelayClient:
             self._direct = PostgresStore(self.url, logs_dir=self.logs_dir)
         return self._direct
 
-    def _call(self, method: str, *args):
+    def _call(self, method: str, *args, **kwargs):
         if self._direct is None:
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                     self._sock.settimeout(RELAY_TIMEOUT)
                     self._sock.connect(self.path)
-                _send(self._sock, (method, args))
+                _send(self._sock, (method, args, kwargs))
                 kind, value = pickle.loads(_recv_exact(
                     self._sock, _FRAME.unpack(_recv_exact(self._sock, 4))[0]))
             except OSError as exc:
@@ -274,11 +274,11 @@ class RelayClient:
                 if name == "OperationalError":  # as a direct call would raise it
                     raise psycopg.OperationalError(message)
                 raise getattr(errors, name, StoreError)(message, field=field)
-        return getattr(self._store(), method)(*args)
+        return getattr(self._store(), method)(*args, **kwargs)
 
     def __getattr__(self, name: str):
         if name in RELAYED:
-            return lambda *args: self._call(name, *args)
+            return lambda *args, **kwargs: self._call(name, *args, **kwargs)
         return getattr(self._store(), name)
 
     # what the supervisor needs locally (no connection): the store's own, on logs_dir

@@ -725,6 +725,17 @@ class SQLStore(Store):
             "job_id = (SELECT job_id FROM runs WHERE id = ?)", (run_id, run_id)).fetchall()
         return [_row_run(r) for r in rows]
 
+    def catchup_ahead(self, run_id: str) -> str | None:
+        """The run a catch-up must wait for: one of its job's runs that is running, else
+        the earliest of its job's catch-ups still queued for an earlier slot; or None."""
+        row = self.db.execute(
+            "SELECT o.id FROM runs r JOIN runs o ON o.job_id = r.job_id AND o.id != r.id "
+            "WHERE r.id = ? AND (o.status = 'running' OR (o.status = 'queued' AND "
+            "o.trigger = 'catchup' AND o.scheduled_for < r.scheduled_for)) "
+            "ORDER BY o.status = 'running' DESC, o.scheduled_for LIMIT 1",
+            (run_id,)).fetchone()
+        return row[0] if row else None
+
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
         """False when the run is no longer queued (cancelled, lost): the caller stops."""
         with self._write(durable=False) as db:
