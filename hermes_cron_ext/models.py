@@ -267,12 +267,20 @@ class Ticker:
     started_at: float
     heartbeat_at: float
     last_tick_at: float | None = None
+    proc_start: int | None = None  # see proc_start_time: pid + start name one process
 
     def alive(self, at: float | None = None, stale_after: float | None = None) -> bool:
-        """Heartbeat seen lately: 15 s for a running ticker, 150 s for a once-a-minute tick."""
+        """Heartbeat seen lately: 15 s for a running ticker, 150 s for a once-a-minute tick.
+
+        A ticker process of this host that is gone is dead at once (a server stopped a
+        second ago must not keep its handoff from starting for 15 s); a one-shot ``tick``
+        exits after each tick by design, so its heartbeat alone counts."""
         at = now() if at is None else at
         if stale_after is None:
             stale_after = 150.0 if self.kind == "tick" else 15.0
+        if (self.kind != "tick" and self.proc_start is not None and self.host == hostname()
+                and not process_alive(self.pid, self.proc_start)):
+            return False
         return at - self.heartbeat_at <= stale_after
 
     def to_json(self, at: float | None = None, stale_after: float | None = None) -> dict:

@@ -399,6 +399,28 @@ def test_tickers_registry(store, clock):
     assert store.list_tickers() == []
 
 
+def test_a_ticker_whose_process_is_gone_is_dead_at_once(store, clock):
+    """A server stopped a second ago: its row's heartbeat is fresh, but its process on
+    this host is gone (pid + start time), so a handoff need not wait 15 s for it."""
+    import subprocess
+    import sys
+
+    from hermes_cron_ext.models import hostname
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store.register_ticker("server", hostname(), proc.pid)
+        store.register_ticker("tick", hostname(), proc.pid)  # one-shot: exits by design
+        assert [t.alive(clock()) for t in store.list_tickers()] == [True, True]
+    finally:
+        proc.kill()
+        proc.wait()
+    by_kind = {t.kind: t for t in store.list_tickers()}
+    server, tick = by_kind["server"], by_kind["tick"]
+    assert not server.alive(clock()) and server.heartbeat_at == clock()
+    assert tick.alive(clock())  # its heartbeat alone counts
+
+
 def test_bad_stored_schedule_blocks_only_that_job(store, clock):
     make_job(store, "good", "* * * * *")
     make_job(store, "bad", "* * * * *")

@@ -47,10 +47,12 @@ from ..models import (
     Policy,
     Run,
     Ticker,
+    hostname,
     iso,
+    proc_start_time,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -123,6 +125,8 @@ MIGRATIONS: dict[int, list[str]] = {
             heartbeat_at REAL NOT NULL,
             last_tick_at REAL)""",
     ],
+    # a ticker's process start time: its row is known dead the moment its process is
+    2: ["ALTER TABLE tickers ADD COLUMN proc_start INTEGER"],
 }
 
 #: A slot claimed later than this after its instant counts as missed (misfire policy).
@@ -902,14 +906,15 @@ class SQLStore(Store):
     def register_ticker(self, kind: str, host: str, pid: int,
                         ticker_id: str | None = None) -> Ticker:
         now = self.clock()
-        ticker = Ticker(ticker_id or new_id("t"), kind, host, pid, now, now)
+        start = proc_start_time(pid) if host == hostname() else None
+        ticker = Ticker(ticker_id or new_id("t"), kind, host, pid, now, now, proc_start=start)
         with self._write() as db:
-            db.execute("INSERT INTO tickers (id, kind, host, pid, started_at, heartbeat_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            db.execute("INSERT INTO tickers (id, kind, host, pid, started_at, heartbeat_at, "
+                       "proc_start) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                        "kind = excluded.kind, host = excluded.host, pid = excluded.pid, "
                        "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
-                       "last_tick_at = NULL",
-                       (ticker.id, kind, host, pid, now, now))
+                       "proc_start = excluded.proc_start, last_tick_at = NULL",
+                       (ticker.id, kind, host, pid, now, now, start))
             # forget tickers that have been silent for a day
             db.execute("DELETE FROM tickers WHERE heartbeat_at < ?", (now - 86400,))
             self._event(db, "ticker.started", at=now, kind=kind, host=host, pid=pid)
@@ -934,7 +939,7 @@ class SQLStore(Store):
     def list_tickers(self) -> list[Ticker]:
         rows = self.db.execute("SELECT * FROM tickers ORDER BY started_at").fetchall()
         return [Ticker(r["id"], r["kind"], r["host"], r["pid"], r["started_at"],
-                       r["heartbeat_at"], r["last_tick_at"]) for r in rows]
+                       r["heartbeat_at"], r["last_tick_at"], r["proc_start"]) for r in rows]
 
     # -- housekeeping -----------------------------------------------------------
     def gc(self, now: float, keep_runs: int = 50, keep_failures: int = 10,
