@@ -104,6 +104,10 @@ class Store(ABC):
         """The other running runs of the same job (overlap ``replace`` and ``queue``)."""
 
     @abstractmethod
+    def run_secrets(self, run_id: str) -> dict[str, str]:
+        """The secret env values the run's spec names, read from its job at start."""
+
+    @abstractmethod
     def catchup_ahead(self, run_id: str) -> str | None:
         """The run a catch-up waits for (a running run of its job, or an earlier
         catch-up still queued), so missed slots run one after another; or None."""

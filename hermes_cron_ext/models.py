@@ -166,10 +166,16 @@ class Job:
         return self.state
 
     def spec(self) -> dict:
-        """What a run executes: frozen into the run row when the slot is claimed."""
+        """What a run executes: frozen into the run row when the slot is claimed.
+
+        Secret values stay with the job alone: the spec names them (``secret_env``) and
+        the supervisor reads them from the job as the payload starts (``run_secrets``),
+        so run rows, run JSON and copies of the history never hold them."""
+        env = {k: v for k, v in self.env.items() if k not in self.secret_env}
         return {
             "kind": self.kind, "command": self.command, "code": self.code,
-            "interpreter": self.interpreter, "cwd": self.cwd, "env": self.env,
+            "interpreter": self.interpreter, "cwd": self.cwd, "env": env,
+            "secret_env": [k for k in self.secret_env if k in self.env],
             "parameters": self.parameters, "kernel": self.kernel, "executor": self.executor,
             "timeout": self.policy.timeout, "kill_grace": self.policy.kill_grace,
             "overlap": self.policy.overlap, "job_version": self.version, "job_name": self.name,

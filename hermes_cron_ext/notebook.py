@@ -79,7 +79,9 @@ def _write(nb, path: str) -> None:
     import nbformat
 
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    # 0600 like the run's log: outputs may show what the job's secrets unlocked
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
+              encoding="utf-8") as f:
         nbformat.write(nb, f)
     os.replace(tmp, path)
 

@@ -207,6 +207,8 @@ class Supervisor:
         spec, store = run.spec, self.store
         env = dict(os.environ)
         env.update(spec.get("env") or {})
+        if spec.get("secret_env"):
+            env.update(store.run_secrets(run.id))
         env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
                     "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
                     "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or "")})

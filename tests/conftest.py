@@ -161,8 +161,7 @@ def store_url(store_backend, db_path, request):
     """Where this test's store lives: a SQLite path or a PostgreSQL URL."""
     if store_backend == "postgres":
         return request.getfixturevalue("pg_url")
-    os.makedirs(os.path.dirname(db_path), exist_ok=True)
-    return db_path
+    return db_path  # its folder is made by the store, as for a user (0700)
 
 
 @pytest.fixture

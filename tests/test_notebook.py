@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -66,6 +67,7 @@ def test_notebook_job_with_parameters_runs_through_a_supervisor(real_store, tmp_
 
     # the artifact: the executed notebook, parameters injected after the tagged cell
     nb = nbformat.read(real_store.artifact_path(run.id), as_version=4)
+    assert os.stat(real_store.artifact_path(run.id)).st_mode & 0o777 == 0o600  # owner only
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert tags.index([INJECTED_TAG]) == tags.index(["parameters"]) + 1
     injected = nb.cells[tags.index([INJECTED_TAG])]

@@ -380,6 +380,28 @@ async def test_forked_supervisors_share_one_connection_through_the_relay(pg, pg_
     assert most_conns == 1, f"{most_conns} connections for {most_running} running supervisors"
 
 
+async def test_a_relayed_supervisor_reads_the_jobs_secret_at_start(pg, pg_url):
+    """Through the relay too, a secret reaches the payload from the job, not the run."""
+    from hermes_cron_ext.executor import LocalExecutor
+
+    store = pg()
+    make_job(store, "secret", "@yearly", command="echo token=$TOKEN",
+             secret_env={"TOKEN": "pg-s3cr3t"})
+    run = store.request_run("secret")
+    executor = LocalExecutor(pg_url)
+    await executor.start_many([run])
+    try:
+        deadline = time.time() + 30
+        while store.get_run(run.id).status in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        await executor.close()
+    assert store.get_run(run.id).status == "succeeded"
+    assert store.read_output(run.id) == b"token=pg-s3cr3t\n"
+    raw = store.db.execute("SELECT spec FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
+    assert "pg-s3cr3t" not in raw
+
+
 async def test_runs_carry_on_when_their_relay_is_killed(pg, pg_url):
     """Kill -9 the relay while its supervisors run: they connect on their own and every
     run still ends with its status, exit code and whole output."""

@@ -159,3 +159,24 @@ def test_a_supervisor_late_for_a_lost_run_never_runs_its_payload(real_store, tmp
     time.sleep(0.2)
     assert not marker.exists()
     assert real_store.get_run(run.id).status == "lost"
+
+
+def test_secrets_reach_the_payload_but_no_run_row_and_the_store_is_private(real_store):
+    """A secret env value is read from the job when the payload starts: the run's spec
+    (in the store, in the run JSON, in a retry) names it only. The store's folder is
+    the owner's alone and its files (database, WAL, logs) are 0600."""
+    run = run_job(real_store, "secret", command="echo token=$TOKEN", env={"PLAIN": "x"},
+                  secret_env={"TOKEN": "s3cr3t"})
+    assert run.status == "succeeded"
+    assert "token=s3cr3t" in output.read(real_store.log_path(run.id)).decode()
+    assert run.spec["secret_env"] == ["TOKEN"] and run.spec["env"] == {"PLAIN": "x"}
+    raw = real_store.db.execute("SELECT spec FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
+    assert "s3cr3t" not in raw and "s3cr3t" not in str(run.to_json())
+
+    folder = os.path.dirname(real_store.path)
+    assert os.stat(folder).st_mode & 0o777 == 0o700
+    files = [os.path.join(folder, f) for f in os.listdir(folder)] + [
+        os.path.join(real_store.logs_dir, f) for f in os.listdir(real_store.logs_dir)]
+    assert real_store.path + "-wal" in files
+    modes = {f: oct(os.stat(f).st_mode & 0o777) for f in files}
+    assert modes == {f: ("0o700" if os.path.isdir(f) else "0o600") for f in files}

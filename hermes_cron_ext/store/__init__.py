@@ -77,7 +77,9 @@ def open_store(db: str | None = None, **kwargs: Any) -> Store:
         return PostgresStore(url, **kwargs)
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1:]
-    os.makedirs(os.path.dirname(os.path.abspath(os.path.expanduser(url))), exist_ok=True)
+    # a folder we make is the owner's alone (it holds job payloads, env values and logs)
+    os.makedirs(os.path.dirname(os.path.abspath(os.path.expanduser(url))), mode=0o700,
+                exist_ok=True)
     return SQLiteStore(url, **kwargs)
 
 

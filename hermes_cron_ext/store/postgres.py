@@ -239,7 +239,7 @@ class PostgresStore(SQLStore):
         self._listen_stop = threading.Event()
         self._listen_lock = threading.Lock()
         self.logs_dir = logs_dir or _spool_dir(url)
-        os.makedirs(self.logs_dir, exist_ok=True)
+        os.makedirs(self.logs_dir, mode=0o700, exist_ok=True)
         digest = hashlib.sha1(redact(url).encode()).hexdigest()[:12]
         self.slots = HostSlots(digest, int(os.environ.get("HERMES_CRON_PG_SLOTS")
                                            or max(8, 4 * (os.cpu_count() or 1))))
@@ -414,7 +414,7 @@ class PostgresStore(SQLStore):
         return os.path.join(self.logs_dir, f"{run_id}.log")
 
     def artifact_path(self, run_id: str) -> str:
-        os.makedirs(self.logs_dir, exist_ok=True)
+        os.makedirs(self.logs_dir, mode=0o700, exist_ok=True)
         return self.log_path(run_id) + ".ipynb"
 
     def output_writer(self, run_id: str) -> PGOutputWriter:

@@ -729,6 +729,18 @@ class SQLStore(Store):
             "job_id = (SELECT job_id FROM runs WHERE id = ?)", (run_id, run_id)).fetchall()
         return [_row_run(r) for r in rows]
 
+    def run_secrets(self, run_id: str) -> dict[str, str]:
+        """The values of the secrets the run's spec names, read from its job now (run rows
+        never hold them); a secret the job no longer has is left out."""
+        row = self.db.execute(
+            "SELECT r.spec, j.payload FROM runs r JOIN jobs j ON j.id = r.job_id "
+            "WHERE r.id = ?", (run_id,)).fetchone()
+        if row is None:
+            return {}
+        names = json.loads(row[0]).get("secret_env") or []
+        env = json.loads(row[1]).get("env") or {}
+        return {k: env[k] for k in names if k in env}
+
     def catchup_ahead(self, run_id: str) -> str | None:
         """The run a catch-up must wait for: one of its job's runs that is running, else
         the earliest of its job's catch-ups still queued for an earlier slot; or None."""

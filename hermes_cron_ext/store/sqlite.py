@@ -38,7 +38,10 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: str, *, clock=time.time):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.logs_dir = os.path.join(os.path.dirname(self.path), "logs")
-        os.makedirs(self.logs_dir, exist_ok=True)
+        os.makedirs(self.logs_dir, mode=0o700, exist_ok=True)
+        # created 0600 before SQLite opens it: its -wal and -shm files take the same mode
+        if not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         super().__init__(self.path, clock=clock)
@@ -130,5 +133,6 @@ class SQLiteStore(SQLStore):
         return size
 
     def import_artifact(self, run_id: str, data: bytes) -> None:
-        with open(self.artifact_path(run_id), "wb") as f:
+        path = self.artifact_path(run_id)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
