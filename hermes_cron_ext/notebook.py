@@ -240,12 +240,18 @@ def _check_kernel(name: str) -> None:
                        "set the job's kernel") from None
 
 
+#: The parameters as a JSON object when ``--parameters`` is not given (the supervisor's
+#: way: an environment is readable by its owner alone, a command line by every user).
+PARAMETERS_ENV = "HERMES_CRON_PARAMETERS"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hermes_cron_ext.notebook",
                                      description="Run a notebook as a hermes-cron job.")
     parser.add_argument("path", help="the .ipynb to run")
     parser.add_argument("--output", help="where to save the executed notebook")
-    parser.add_argument("--parameters", default="{}", help="a JSON object of parameters")
+    parser.add_argument("--parameters", default=os.environ.pop(PARAMETERS_ENV, "{}"),
+                        help=f"a JSON object of parameters (default: ${PARAMETERS_ENV})")
     parser.add_argument("--kernel", help="kernel name (default: the notebook's, else python3)")
     args = parser.parse_args(argv)
     # nbformat -> jsonschema imports rfc3987_syntax when it is installed, which builds

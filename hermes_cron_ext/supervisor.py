@@ -100,9 +100,10 @@ def payload_argv(spec: dict, artifact: str) -> list[str]:
             return [python, "-u", "-c", spec["code"]]
         return [python, "-u", *([command] if isinstance(command, str) else command)]
     if kind == "notebook":
+        # parameters go in the environment (PARAMETERS_ENV), not on a command line any
+        # local user can read with ps
         return [sys.executable, "-u", "-m", "hermes_cron_ext.notebook", command,
                 "--output", artifact,
-                "--parameters", json.dumps(spec.get("parameters") or {}),
                 *(["--kernel", spec["kernel"]] if spec.get("kernel") else [])]
     raise ValueError(f"unknown job kind {kind!r}")
 
@@ -209,6 +210,10 @@ class Supervisor:
         env.update(spec.get("env") or {})
         if spec.get("secret_env"):
             env.update(store.run_secrets(run.id))
+        if spec.get("kind") == "notebook":
+            from .notebook import PARAMETERS_ENV
+
+            env[PARAMETERS_ENV] = json.dumps(spec.get("parameters") or {})
         env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
                     "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
                     "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or "")})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -78,6 +79,39 @@ def test_notebook_job_with_parameters_runs_through_a_supervisor(real_store, tmp_
     assert nb.metadata["hermes_cron"]["status"] == "succeeded"
     assert nb.metadata["hermes_cron"]["run_id"] == run.id
     assert nb.metadata["hermes_cron"]["parameters"] == {"n": 3, "greeting": "hi"}
+
+
+def _cmdlines_with(text: bytes) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read()
+        except OSError:
+            continue
+        if text in line:
+            found.append(line.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def test_parameters_never_appear_on_a_command_line(real_store, tmp_path):
+    """Any local user can read every process's command line (ps): a notebook's
+    parameters reach it through the environment instead."""
+    path = write_notebook(tmp_path / "p.ipynb", "import time\nprint(token)\ntime.sleep(3)",
+                          parameters="token = 'default'\n")
+    make_job(real_store, "params", "@yearly", kind="notebook", command=path,
+             parameters={"token": "xyzzy-param-7"})
+    run = real_store.request_run("params")
+    proc = supervise(real_store.path, run.id)
+    seen: list[str] = []
+    while proc.poll() is None:
+        seen += _cmdlines_with(b"xyzzy-param-7")
+        time.sleep(0.05)
+    settle(proc)
+    done = real_store.get_run(run.id)
+    assert done.status == "succeeded", done.reason
+    assert "xyzzy-param-7" in real_store.read_output(run.id).decode()  # it did get there
+    assert seen == []
 
 
 def test_failing_cell_fails_the_run_and_keeps_the_artifact(real_store, tmp_path):
