@@ -10,9 +10,10 @@ import sys
 import time
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, List, Unicode
 
 from . import __version__
+from .executor import AllowedExecutors, restrict_executors
 from .handlers import routes
 from .service import CronService
 from .store import AsyncStore, open_store, resolve_db
@@ -57,6 +58,12 @@ class HermesCron(ExtensionApp):
              "run on this machine), or 'dask://HOST:PORT' (a task per run on that Dask "
              "cluster; needs hermes-cron-ext[dask] and a store every worker reaches, e.g. "
              "PostgreSQL).")
+    executors = List(
+        Unicode(), ["local"], config=True,
+        help="The executors a job may name in its 'executor' field ('local', "
+             "'dask://HOST:PORT'); the API refuses any other (400) and the ticker records "
+             "a run of a job naming another failed instead of contacting it. The default "
+             "executor (c.HermesCron.executor) is always allowed. Default: local only.")
 
     switch_interval = Float(
         0.001, config=True,
@@ -73,15 +80,18 @@ class HermesCron(ExtensionApp):
         # of requests (or one slow statistics query) ever delays a job's start
         self.store = AsyncStore(open_store(url), threads=4)
         self.ticker_obj = None
+        allowed = AllowedExecutors([*self.executors, self.executor or "local"])
         if self.ticker:
             from .ticker import Ticker
 
             self.ticker_obj = Ticker(self.store.lane(), self.executor or None, kind="server",
                                      lead=self.lead, poll=self.poll,
                                      notify_url=self.notify_url or None)
+            restrict_executors(self.ticker_obj, allowed)
         self.service = CronService(self.store, ticker=self.ticker_obj,
                                    default_tz=self.timezone or None,
-                                   stream_interval=self.stream_interval, log=self.log)
+                                   stream_interval=self.stream_interval, log=self.log,
+                                   executors=allowed)
         self.settings["hermes_cron"] = self.service
         self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__,
                       self.store.sync.display_url, "on" if self.ticker else "off")
@@ -118,6 +128,10 @@ class HermesCron(ExtensionApp):
         if hand_off:
             from . import handoff
 
+            # the daemon takes over this server's executors: its default first, then the
+            # rest of the allow-list (handoff.start_daemon passes the environment on)
+            os.environ["HERMES_CRON_EXECUTOR"] = ",".join(dict.fromkeys(
+                [self.executor or "local", *self.executors]))
             pid = handoff.start_daemon(self.store.sync.url,
                                        getattr(self.store.sync, "logs_dir", None))
             self.log.info(

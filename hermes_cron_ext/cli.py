@@ -391,10 +391,14 @@ def _write_pidfile(path: str) -> None:
 
 async def _daemon(args, kind: str) -> int:
     from . import handoff
+    from .executor import AllowedExecutors, executor_specs, restrict_executors
     from .ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
-    ticker = Ticker(store, args.executor, kind=kind, lead=args.lead, notify_url=args.notify_url)
+    specs = executor_specs(args.executor)  # the first is the default; all may be named
+    ticker = Ticker(store, specs[0] if specs else None, kind=kind, lead=args.lead,
+                    notify_url=args.notify_url)
+    restrict_executors(ticker, AllowedExecutors(["local", *specs]))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -439,10 +443,13 @@ def cmd_daemon(args, store) -> int:
 
 
 async def _tick(args) -> int:
+    from .executor import AllowedExecutors, executor_specs, restrict_executors
     from .ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
-    ticker = Ticker(store, args.executor, kind="tick", lead=args.lead)
+    specs = executor_specs(args.executor)
+    ticker = Ticker(store, specs[0] if specs else None, kind="tick", lead=args.lead)
+    restrict_executors(ticker, AllowedExecutors(["local", *specs]))
     await ticker.register()
     runs = await ticker.tick()
     await store.run(ticker.notifier.pump)
@@ -607,16 +614,20 @@ def build_parser() -> Parser:
                    help="started by a stopping Jupyter server: exit when a server ticks again "
                         "or no enabled job is left")
     p.add_argument("--lead", type=float, default=2.0, help=argparse.SUPPRESS)
-    p.add_argument("--executor", default=os.environ.get("HERMES_CRON_EXECUTOR") or None,
-                   help="where runs execute: 'local' (default) or dask://HOST:PORT "
-                        "(default: $HERMES_CRON_EXECUTOR)")
+    p.add_argument("--executor", action="append", metavar="URL",
+                   help="an executor jobs may name: 'local' (always allowed) or "
+                        "dask://HOST:PORT; repeat for several. The first is where jobs that "
+                        "name none run (default: local). A job naming another is recorded "
+                        "failed, never sent there (default: $HERMES_CRON_EXECUTOR, "
+                        "comma-separated)")
     p.set_defaults(func=cmd_daemon)
 
     p = sub.add_parser("tick", help="fire what is due now, then exit (systemd timer)")
     p.add_argument("--lead", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--executor", default=os.environ.get("HERMES_CRON_EXECUTOR") or None,
-                   help="where runs execute: 'local' (default) or dask://HOST:PORT")
+    p.add_argument("--executor", action="append", metavar="URL",
+                   help="an executor jobs may name, as for daemon (repeatable; default: "
+                        "$HERMES_CRON_EXECUTOR)")
     p.set_defaults(func=cmd_tick)
 
     p = sub.add_parser("migrate", help="copy this store into an empty PostgreSQL store: "

@@ -30,6 +30,92 @@ from .models import Run
 
 log = logging.getLogger("hermes_cron")
 
+#: Scheme spellings of one Dask scheduler address (``dask://h:p`` is ``tcp://h:p``).
+_SCHEMES = (("dask+tls://", "tls://"), ("dask://", "tcp://"), ("tcp://", "tcp://"),
+            ("tls://", "tls://"))
+
+
+# -- the operator's allow-list of executors ---------------------------------------------
+#
+# A job may name where its runs execute (``executor``), but only among the executors the
+# operator configured: ``c.HermesCron.executors`` for a Jupyter server's ticker,
+# ``hermes-cron daemon --executor URL`` (repeatable) for a daemon. The REST API refuses
+# any other at create and edit (400), and a ticker that meets one anyway (a job stored
+# before the list changed, or written to the store directly) records the run failed
+# without connecting anywhere.
+
+def normalize_executor(spec: str | None) -> str:
+    """One spelling per executor: ``local``, or ``tcp://HOST:PORT`` / ``tls://HOST:PORT``."""
+    if not spec or spec == "local":
+        return "local"
+    for prefix, scheme in _SCHEMES:
+        if spec.startswith(prefix):
+            return scheme + spec[len(prefix):].rstrip("/")
+    return spec
+
+
+def executor_specs(given: list[str] | str | None) -> list[str]:
+    """The executors given on a command line (``--executor``, repeatable), else in
+    ``$HERMES_CRON_EXECUTOR`` (comma-separated); empty for the local executor only."""
+    if isinstance(given, str):
+        given = [given]
+    if not given:
+        given = os.environ.get("HERMES_CRON_EXECUTOR", "").split(",")
+    return [s.strip() for s in given if s and s.strip()]
+
+
+class AllowedExecutors:
+    """The executors jobs may name on one server or daemon."""
+
+    def __init__(self, specs):
+        self.specs = list(dict.fromkeys(s or "local" for s in specs)) or ["local"]
+        self._norm = {normalize_executor(s) for s in self.specs}
+
+    def __contains__(self, spec: str | None) -> bool:
+        return normalize_executor(spec) in self._norm
+
+    def describe(self) -> str:
+        return ", ".join(self.specs)
+
+    def refusal(self, spec: str) -> str:
+        return (f"executor {spec!r} is not one the operator allows here; allowed: "
+                f"{self.describe()} (c.HermesCron.executors, or hermes-cron daemon "
+                f"--executor URL)")
+
+
+class Refused(Executor):
+    """Stands for an executor a job names that is not on the allow-list: its runs are
+    recorded failed with the reason at once; nothing is contacted."""
+
+    def __init__(self, spec: str, reason: str, store):
+        self.spec, self.reason, self.store = spec, reason, store
+
+    async def start(self, run: Run) -> None:
+        log.error("hermes-cron: run %s of job %s not started: %s", run.id, run.job_id,
+                  self.reason)
+        await self.store.finish_run(run.id, "failed", None, reason=self.reason)
+
+    async def close(self) -> None:
+        pass
+
+
+def restrict_executors(ticker, allowed: AllowedExecutors) -> None:
+    """Let *ticker* start runs only on executors in *allowed*; a run whose job names
+    another is recorded failed (:class:`Refused`) instead of being sent there."""
+    choose = ticker.executor_for
+    refused: dict[str, Refused] = {}
+
+    def executor_for(run: Run) -> Executor:
+        spec = run.spec.get("executor") if run.spec else None
+        if not spec or spec in allowed:
+            return choose(run)
+        if spec not in refused:
+            refused[spec] = Refused(spec, allowed.refusal(spec), ticker.store)
+        return refused[spec]
+
+    ticker.allowed_executors = allowed
+    ticker.executor_for = executor_for
+
 
 class LocalExecutor(Executor):
     def __init__(self, db: str, logs_dir: str | None = None):

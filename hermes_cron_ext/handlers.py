@@ -3,8 +3,9 @@
 Thin on purpose: parse the request, call ``self.cron`` (a :class:`CronService`),
 serialise. Every verb is ``@web.authenticated`` and ``@authorized`` on the
 ``cron`` resource: reads need ``read``; run/pause/resume/cancel/delete need
-``write``; creating a job, or changing what it executes, needs ``execute`` (a
-job runs code as the server's user, like a terminal). Errors are JSON
+``write``; creating a job, or changing what it executes, where, with what, or where
+it sends data, needs ``execute`` (a job runs code as the server's user, like a
+terminal; the field list is ``service.FIELD_PERMISSIONS``). Errors are JSON
 ``{"error": {"code", "message", "field"?}}`` with the right 4xx.
 """
 
@@ -22,11 +23,11 @@ from tornado.iostream import StreamClosedError
 
 from .errors import Conflict, HermesCronError, InvalidInput, NotFound
 from .models import ACTIVE_STATUSES, RUN_STATUSES
-from .service import PAYLOAD_FIELDS, CronService
+from .service import CronService, Forbidden
 from .streams import gap_frame, sse_frame
 
 MAX_BODY = 1024 * 1024
-STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+STATUS = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}
 HEARTBEAT = 15.0
 ID = r"(?P<ref>[A-Za-z0-9][A-Za-z0-9._-]{0,99})"
 
@@ -102,13 +103,12 @@ class CronAPIHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(obj if isinstance(obj, str) else json.dumps(obj))
 
-    async def require(self, action: str) -> None:
-        """An extra permission check beyond the verb's own (``execute`` for payload changes)."""
+    async def allowed(self, action: str) -> bool:
+        """An extra permission check beyond the verb's own (``execute`` for some changes)."""
         ok = self.authorizer.is_authorized(self, self.current_user, action, self.auth_resource)
         if asyncio.iscoroutine(ok):
             ok = await ok
-        if not ok:
-            raise web.HTTPError(403, f"User is not authorized to {action} on resource: cron.")
+        return bool(ok)
 
 
 class StatusHandler(CronAPIHandler):
@@ -146,10 +146,11 @@ class JobHandler(CronAPIHandler):
     @web.authenticated
     @authorized(action="write")
     async def patch(self, ref: str):
+        # which fields need execute: service.FIELD_PERMISSIONS (checked against the
+        # stored job, so re-sending an unchanged command needs only write)
         body = self.json_body()
-        if PAYLOAD_FIELDS & set(body) or PAYLOAD_FIELDS & set(body.get("policy") or {}):
-            await self.require("execute")
-        self.reply(await self.cron.update_job(ref, body))
+        self.reply(await self.cron.update_job(ref, body,
+                                              may_execute=await self.allowed("execute")))
 
     @web.authenticated
     @authorized(action="write")

@@ -28,14 +28,73 @@ from datetime import datetime, timezone
 
 from . import __version__
 from . import schedule as sched
-from .errors import InvalidInput, NotFound
+from .errors import HermesCronError, InvalidInput, NotFound
+from .executor import AllowedExecutors
 from .jobspec import validate_changes, validate_new
 from .models import ACTIVE_STATUSES, Event, Run, hostname, parse_iso, process_alive
 from .store import AsyncStore
 from .streams import Feeds
 
-PAYLOAD_FIELDS = {"command", "code", "interpreter", "cwd", "env", "secret_env", "kind",
-                  "kernel", "parameters"}
+#: The permission on Jupyter's ``cron`` resource that setting each job field needs: the
+#: one declaration of it. ``write`` lets a user decide *when* and *how often* a job runs
+#: and what is kept; ``execute`` is needed to decide *what* runs, *where*, *with what*
+#: (code, interpreter, working directory, environment, notebook and its parameters, the
+#: executor) and *where data is sent* (webhook and ping URLs). Creating a job always needs
+#: ``execute``; a change needs it when it changes a field marked so. A field missing here
+#: needs ``execute`` (fail closed); tests check every job and policy field is listed.
+FIELD_PERMISSIONS: dict[str, str] = {
+    # what runs, where, with what
+    "kind": "execute", "command": "execute", "code": "execute", "interpreter": "execute",
+    "cwd": "execute", "env": "execute", "secret_env": "execute", "kernel": "execute",
+    "parameters": "execute", "executor": "execute",
+    # where data goes
+    "notify_url": "execute", "ping_url": "execute",
+    # when, how often, what is kept
+    "name": "write", "schedule": "write", "at": "write", "timezone": "write",
+    "description": "write", "enabled": "write", "idempotency_key": "write",
+    "policy": "write",  # its fields are listed one by one below
+    "misfire": "write", "starting_deadline": "write", "overlap": "write",
+    "retries": "write", "retry_delay": "write", "retry_max_delay": "write",
+    "retry_on_timeout": "write", "timeout": "write", "kill_grace": "write",
+    "max_failures": "write", "jitter": "write", "keep_runs": "write",
+    "keep_failures": "write",
+}
+#: the fields whose change needs ``execute``
+EXECUTE_FIELDS = frozenset(k for k, v in FIELD_PERMISSIONS.items() if v == "execute")
+
+
+def permission_for(field: str) -> str:
+    return FIELD_PERMISSIONS.get(field, "execute")
+
+
+class Forbidden(HermesCronError):
+    """The user lacks the permission a change needs (403)."""
+
+    code = "forbidden"
+
+
+def execute_changes(job, fields: dict) -> list[str]:
+    """The fields of a validated change (``jobspec.validate_changes``) that need
+    ``execute`` and whose value differs from *job*'s (re-sending a value unchanged, as
+    the panel's edit form does, needs only ``write``)."""
+    def env_parts(env: dict, secrets: list) -> dict:  # secret values live in env
+        return {"env": {k: v for k, v in env.items() if k not in secrets},
+                "secret_env": {k: v for k, v in env.items() if k in secrets}}
+    old = env_parts(job.env, job.secret_env)
+    new = env_parts(fields.get("env") or {}, fields.get("secret_env") or [])
+    changed = []
+    for key, value in fields.items():
+        if key in new:
+            if new[key] != old[key]:
+                changed.append(key)
+        elif key == "policy":
+            for name in vars(value):
+                if (permission_for(name) == "execute"
+                        and getattr(value, name) != getattr(job.policy, name, None)):
+                    changed.append(name)
+        elif permission_for(key) == "execute" and value != getattr(job, key, None):
+            changed.append(key)
+    return changed
 NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
              "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
 
@@ -159,8 +218,10 @@ class RunsJSON:
 
 class CronService:
     def __init__(self, store: AsyncStore, *, ticker=None, default_tz: str | None = None,
-                 stream_interval: float = 0.01, log=None):
+                 stream_interval: float = 0.01, log=None, executors=None):
         self.store = store
+        #: the executors a job may name (:class:`~hermes_cron_ext.executor.AllowedExecutors`)
+        self.executors = executors or AllowedExecutors(["local"])
         self.runs_json = RunsJSON()
         self.ticker = ticker
         self.default_tz = default_tz
@@ -240,8 +301,13 @@ class CronService:
                 limit=limit, cursor=cursor, state=state, search=search))
         return await self.store.run(page)
 
+    def _check_executor(self, spec: str | None) -> None:
+        if spec and spec not in self.executors:
+            raise InvalidInput(self.executors.refusal(spec), field="executor")
+
     async def create_job(self, body: dict) -> tuple[dict, bool]:
         fields = validate_new(body, self.default_tz)
+        self._check_executor(fields["executor"])
         job, created = await self.store.create_job(fields)
         self._changed()
         out = job.to_json()
@@ -252,9 +318,19 @@ class CronService:
     async def get_job(self, ref: str) -> dict:
         return (await self.store.get_job(ref)).to_json()
 
-    async def update_job(self, ref: str, body: dict) -> dict:
+    async def update_job(self, ref: str, body: dict, *, may_execute: bool = True) -> dict:
+        """Apply a change; without *may_execute* (the user lacks ``execute``), a change
+        to a field that needs it is refused with :class:`Forbidden`."""
         job = await self.store.get_job(ref)
         fields = validate_changes(job, body)
+        if not may_execute:
+            denied = execute_changes(job, fields)
+            if denied:
+                raise Forbidden(f"changing {', '.join(denied)} needs the execute permission "
+                                f"on cron (write lets you change when a job runs, not what, "
+                                f"where or where it sends data)", field=denied[0])
+        if fields["executor"] != job.executor:
+            self._check_executor(fields["executor"])
         job = await self.store.update_job(job.id, fields)
         self._changed()
         return job.to_json()

@@ -165,3 +165,34 @@ def test_handoff_off_means_loud_status(tmp_path):
                           capture_output=True, text=True, env=srv.env)
     assert proc.returncode == 3
     assert "NO TICKER IS ALIVE: enabled jobs will NOT fire" in proc.stderr
+
+
+def test_tick_and_daemon_start_runs_only_on_executors_given(cli):
+    """``--executor`` (repeatable) is the daemon's and tick's allow-list: a job naming
+    another executor has its run recorded failed, and nothing connects there."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    try:
+        cli("add", "far", "@yearly", "--executor", f"dask://127.0.0.1:{port}", "--", "true")
+        cli("add", "near", "@yearly", "--executor", "local", "--", "true")
+        store = SQLiteStore(cli.db)
+        far, near = store.request_run("far"), store.request_run("near")
+        out = cli("tick", "--executor", "dask://127.0.0.1:1", "--executor",
+                  "dask://127.0.0.1:2").stdout
+        assert "started 2 run(s)" in out
+        done = wait_for(lambda: (r := store.get_run(far.id)).status == "failed" and r, 20,
+                        what="the refused run to be recorded")
+        assert done.reason == (
+            f"executor 'dask://127.0.0.1:{port}' is not one the operator allows here; "
+            "allowed: local, dask://127.0.0.1:1, dask://127.0.0.1:2 (c.HermesCron.executors, "
+            "or hermes-cron daemon --executor URL)")
+        wait_for(lambda: store.get_run(near.id).status == "succeeded", 20,
+                 what="the local run to succeed")
+        with pytest.raises(BlockingIOError):  # nobody ever connected to it
+            listener.accept()
+        store.close()
+    finally:
+        listener.close()

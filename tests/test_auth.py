@@ -93,3 +93,59 @@ async def test_read_write_execute_split(cron, jp_fetch):  # noqa: F811
     await api(jp_fetch, "jobs", expect=403)
     await api(jp_fetch, "status", expect=403)
     assert json.dumps(await api(jp_fetch, "events", expect=403))
+
+
+#: a new value for each field whose change needs execute (service.FIELD_PERMISSIONS)
+EXECUTE_CHANGES = {
+    "kind": {"kind": "python"}, "command": {"command": "echo changed"},
+    "code": {"code": "print(1)"}, "interpreter": {"interpreter": "/bin/sh"},
+    "cwd": {"cwd": "/"}, "env": {"env": {"X": "1"}},
+    "secret_env": {"secret_env": {"TOKEN": "s3cret"}}, "kernel": {"kernel": "python3"},
+    "parameters": {"parameters": {"a": 1}}, "executor": {"executor": "dask://127.0.0.1:8786"},
+    "notify_url": {"notify_url": "https://hooks.example.com/x"},
+    "ping_url": {"policy": {"ping_url": "https://hc-ping.example.com/abc"}},
+}
+
+
+def test_every_job_field_has_its_permission_declared():
+    from hermes_cron_ext.jobspec import JOB_FIELDS, POLICY_FIELDS
+    from hermes_cron_ext.service import EXECUTE_FIELDS, FIELD_PERMISSIONS
+
+    assert set(FIELD_PERMISSIONS) == JOB_FIELDS | POLICY_FIELDS
+    assert set(FIELD_PERMISSIONS.values()) == {"write", "execute"}
+    assert EXECUTE_FIELDS == set(EXECUTE_CHANGES)
+
+
+async def test_write_only_user_cannot_choose_what_where_or_where_data_goes(
+        cron, jp_fetch):  # noqa: F811
+    base = {"name": "w", "schedule": "@yearly", "command": "echo hi"}
+    await api(jp_fetch, "jobs", method="POST", body=base, expect=201)
+    before = await api(jp_fetch, "jobs", "w")
+    ALLOWED.discard("execute")  # an operator with write: when, not what/where
+    for field, change in EXECUTE_CHANGES.items():
+        err = await api(jp_fetch, "jobs", "w", method="PATCH", body=change, expect=403)
+        assert err["error"]["code"] == "forbidden", field
+        assert field in err["error"]["message"] and err["error"]["field"] == field, err
+        err = await api(jp_fetch, "jobs", method="POST", expect=403,
+                        body={**base, "name": f"new-{field.replace('_', '-')}", **change})
+        assert err["error"]["code"] == "forbidden", field
+    # a change mixing a write field with an execute one changes nothing
+    await api(jp_fetch, "jobs", "w", method="PATCH", expect=403,
+              body={"schedule": "@daily", "executor": "dask://127.0.0.1:8786"})
+    assert await api(jp_fetch, "jobs", "w") == before
+    assert (await api(jp_fetch, "jobs"))["jobs"] == [before]
+
+    # what write may change, alone or together, re-sending unchanged execute fields
+    # as the panel's edit form does
+    changed = await api(jp_fetch, "jobs", "w", method="PATCH", body={
+        "schedule": "@daily", "description": "nightly", "timezone": "UTC",
+        "enabled": False, "name": "w2", "command": "echo hi", "kind": "command",
+        "env": {}, "cwd": None, "policy": {"retries": 2, "timeout": 60, "overlap": "queue",
+                                           "notify_url": None}})
+    assert (changed["schedule"], changed["description"], changed["name"]) == (
+        "@daily", "nightly", "w2")
+    assert changed["command"] == "echo hi" and changed["executor"] is None
+    ALLOWED.add("execute")
+    changed = await api(jp_fetch, "jobs", "w2", method="PATCH", body={
+        "command": "echo changed", "policy": {"notify_url": "https://hooks.example.com/x"}})
+    assert changed["command"] == "echo changed"

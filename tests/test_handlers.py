@@ -31,11 +31,17 @@ def server_ticker():
 
 
 @pytest.fixture
-def jp_server_config(cron_db, server_ticker):
+def hermes_config():
+    """More ``c.HermesCron`` settings for one test (parametrize it)."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(cron_db, server_ticker, hermes_config):
     return {
         "ServerApp": {"jpserver_extensions": {"hermes_cron_ext": True}},
         "HermesCron": {"db": cron_db, "ticker": server_ticker, "lead": 0.5, "poll": 0.2,
-                       "handoff": False},
+                       "handoff": False, **hermes_config},
     }
 
 
@@ -161,10 +167,18 @@ async def test_job_fires_and_output_streams_live_with_resume(cron, jp_fetch, sse
         {"Last-Event-ID": resume_at})
     await again.wait_for(lambda e: e["event"] == "end")
     rest = "".join(e["data"]["text"] for e in again.of("output"))
-    assert whole == "first\noops\n"[:int(resume_at)] + rest
+    # ... what follows the byte offset it resumed from, no byte lost or repeated
+    assert 0 < int(resume_at) < len(whole.encode())
+    assert rest.encode() == whole.encode()[int(resume_at):]
+    # the log's tail is its last bytes, and says where they start
+    size = len(whole.encode())
     log = await jp_fetch("api", "cron", "runs", run["id"], "log", params={"tail": 5})
-    assert log.body.decode() == "\ncafé"[-5:] or log.body == "café".encode()[-5:]
-    assert int(log.headers["X-Log-Size"]) == len(whole.encode())
+    assert log.body == "café".encode() and len(log.body) == 5
+    assert int(log.headers["X-Log-Size"]) == size
+    assert int(log.headers["X-Log-Offset"]) == size - 5
+    part = await jp_fetch("api", "cron", "runs", run["id"], "log",
+                          params={"offset": 6, "limit": 4})
+    assert part.body == b"oops" and int(part.headers["X-Log-Offset"]) == 6
 
 
 async def test_job_stream_404_at_once_when_idle(cron, jp_fetch):
@@ -282,6 +296,10 @@ async def test_bad_input_is_4xx_and_changes_nothing(cron, jp_fetch):
     await api(jp_fetch, "jobs", method="GET", params={"limit": "0"}, expect=400)
     await api(jp_fetch, "jobs", method="GET", params={"cursor": "!!"}, expect=400)
     await api(jp_fetch, "preview", params={"schedule": "0 0 31 2 *"}, expect=400)
+    for count in ("0", "-1", "-100", "1.5", "x", "101"):
+        err = await api(jp_fetch, "preview", params={"schedule": "@daily", "count": count},
+                        expect=400)
+        assert err["error"]["field"] == "count", (count, err)
     assert await api(jp_fetch, "jobs") == before
 
 
@@ -397,3 +415,60 @@ async def test_live_viewers_keep_up_with_a_flood_and_lossless_ones_get_every_byt
     bad = await jp_fetch("api", "cron", "runs", run["id"], "stream",
                          params={"lossless": "maybe"}, raise_error=False)
     assert bad.code == 400 and json.loads(bad.body)["error"]["field"] == "lossless"
+
+
+@pytest.mark.parametrize("hermes_config", [{"executors": ["local", "dask://10.1.2.3:8786"]}])
+async def test_jobs_name_only_executors_the_operator_allows(cron, jp_fetch):
+    base = {"name": "x", "schedule": "@yearly", "command": "true"}
+    for bad in ("dask://127.0.0.1:8786", "tls://10.1.2.3:8786", "dask://10.1.2.3:8787"):
+        err = await api(jp_fetch, "jobs", method="POST", body={**base, "executor": bad},
+                        expect=400)
+        assert err["error"]["field"] == "executor"
+        assert bad in err["error"]["message"]
+        assert "allowed: local, dask://10.1.2.3:8786" in err["error"]["message"]
+    assert (await api(jp_fetch, "jobs"))["jobs"] == []
+    # the same scheduler however it is spelled
+    for i, good in enumerate(("dask://10.1.2.3:8786", "tcp://10.1.2.3:8786/", "local")):
+        job = await api(jp_fetch, "jobs", method="POST", expect=201,
+                        body={**base, "name": f"x{i}", "executor": good})
+        assert job["executor"] == good
+    err = await api(jp_fetch, "jobs", "x2", method="PATCH", expect=400,
+                    body={"executor": "dask://evil.example.com:8786"})
+    assert "allowed: local, dask://10.1.2.3:8786" in err["error"]["message"]
+    assert (await api(jp_fetch, "jobs", "x2"))["executor"] == "local"
+    changed = await api(jp_fetch, "jobs", "x2", method="PATCH",
+                        body={"executor": "dask://10.1.2.3:8786"})
+    assert changed["executor"] == "dask://10.1.2.3:8786"
+
+
+async def test_ticker_refuses_a_stored_job_naming_an_executor_not_allowed(cron, jp_fetch):
+    """A job stored with an executor the operator never allowed (an older server, the
+    store written directly): its run fails with the reason, nothing is contacted."""
+    from hermes_cron_ext.jobspec import validate_new
+
+    listener = __import__("socket").socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    try:
+        await cron.store.create_job(validate_new({
+            "name": "elsewhere", "schedule": "@yearly", "command": "echo ran",
+            "executor": f"dask://127.0.0.1:{port}"}))
+        # a write user may still edit its schedule: the stored executor is not re-checked
+        await api(jp_fetch, "jobs", "elsewhere", method="PATCH", body={"schedule": "@daily"})
+        run = await api(jp_fetch, "jobs", "elsewhere", "run", method="POST", body="",
+                        expect=202)
+        for _ in range(200):
+            run = await api(jp_fetch, "runs", run["id"])
+            if run["status"] not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.05)
+        assert run["status"] == "failed", run
+        assert f"executor 'dask://127.0.0.1:{port}' is not one the operator allows" \
+            in run["reason"] and "allowed: local" in run["reason"]
+        assert run["pid"] is None
+        with pytest.raises(BlockingIOError):  # nobody ever connected to it
+            listener.accept()
+    finally:
+        listener.close()
