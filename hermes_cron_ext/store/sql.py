@@ -36,6 +36,8 @@ from datetime import datetime, timezone
 
 from .. import schedule as sched
 from ..abc import Store
+from ..domain import policy as rules
+from ..domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F401  (re-exported)
 from ..errors import Conflict, InvalidInput, NotFound, StoreError
 from ..models import (
     ACTIVE_STATUSES,
@@ -129,10 +131,6 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE tickers ADD COLUMN proc_start INTEGER"],
 }
 
-#: A slot claimed later than this after its instant counts as missed (misfire policy).
-MISFIRE_GRACE = 30.0
-#: At most this many missed slots are enumerated and recorded one row each.
-MISSED_CAP = 100
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
                 "kernel", "description", "executor")
 RUN_FIELDS = (
@@ -515,45 +513,8 @@ class SQLStore(Store):
 
     def _slots(self, job: Job, schedule, slot: float, now: float) -> tuple[list[tuple], float]:
         """Decide what happens to a due slot: ``[(slot, trigger, status, reason)], next``."""
-        following = _next(schedule, slot)
-        if now - slot <= MISFIRE_GRACE and (following is None or following > now):
-            return [(slot, "schedule", "queued", None)], following
-        missed = [slot]
-        t = following
-        while t is not None and t <= now and len(missed) < MISSED_CAP:
-            missed.append(t)
-            t = _next(schedule, t)
-        more = t is not None and t <= now
-        if more:  # far more slots than we list: jump to the latest one
-            latest = _prev(schedule, now)
-            if latest is not None and latest > missed[-1]:
-                missed.append(latest)
-        nxt = _next(schedule, now)
-        why = f"missed: no ticker ran at {iso(missed[0])}"
-        if len(missed) > 1:
-            why = (f"missed: no ticker ran from {iso(missed[0])} to {iso(missed[-1])}"
-                   + (" (older slots not listed)" if more else ""))
-        policy = job.policy
-        out = []
-        if policy.misfire == "all":
-            for s in missed:
-                out.append((s, "catchup", "queued", None))
-        elif policy.misfire == "skip":
-            for s in missed:
-                out.append((s, "schedule", "skipped", why + "; misfire policy is skip"))
-        else:
-            for s in missed[:-1]:
-                out.append((s, "schedule", "skipped", why + "; only the latest slot runs"))
-            out.append((missed[-1], "catchup", "queued", None))
-        deadline = policy.starting_deadline
-        if deadline is not None:
-            out = [
-                (s, trig, "skipped", f"deadline passed: {now - s:.0f} s late, starting "
-                                     f"deadline is {deadline:.0f} s")
-                if status == "queued" and now - s > deadline else (s, trig, status, reason)
-                for s, trig, status, reason in out
-            ]
-        return out, nxt
+        return rules.plan_slot(job.policy, slot, now, lambda t: _next(schedule, t),
+                               lambda t: _prev(schedule, t))
 
     def claim_due(self, horizon: float, now: float, owner: str) -> list[Run]:
         """Claim due slots: rows locked (others' locked rows passed over), then each slot
@@ -701,26 +662,15 @@ class SQLStore(Store):
     @staticmethod
     def _start_refusal(db, run_id, status, cancel, trigger, spec, job_id, state, enabled,
                        other) -> str | None:
-        if status != "queued":
-            return f"run is {status}"
-        if cancel:
-            return "cancelled before it started"
-        if state is None:
-            return "job was deleted"
-        if trigger != "manual" and (state in ("paused", "blocked") or not enabled):
-            return f"job is {state if enabled else 'disabled'}"
-        if other is None:
-            return None
-        overlap = json.loads(spec).get("overlap", "forbid")
-        if overlap == "forbid":
-            return f"overlap: run {other} was still running"
-        if overlap == "queue":
-            waiting = db.execute(
+        def waiting() -> str | None:
+            row = db.execute(
                 "SELECT id FROM runs WHERE job_id = ? AND status = 'queued' AND id != ? "
                 "AND phase LIKE 'waiting%' LIMIT 1", (job_id, run_id)).fetchone()
-            if waiting:
-                return f"overlap: run {waiting[0]} is already waiting"
-        return None
+            return row[0] if row else None
+        return rules.start_refusal(
+            status=status, cancel_requested=bool(cancel), trigger=trigger, job_state=state,
+            job_enabled=bool(enabled), overlap=json.loads(spec).get("overlap", "forbid"),
+            other_running=other, waiting=waiting)
 
     def running_others(self, run_id: str) -> list[Run]:
         """The other running runs of this run's job (overlap ``replace`` / ``queue``)."""
@@ -828,35 +778,27 @@ class SQLStore(Store):
         return _row_run(self._run_row(db, run_id))
 
     def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at) -> None:
-        """Update the job's summary, schedule a retry, trip the circuit breaker."""
-        policy = job.policy
-        failed = status in FAILED_STATUSES
-        retry = failed and run.attempt <= policy.retries and (
-            status != "timed_out" or policy.retry_on_timeout)
+        """Update the job's summary; schedule a retry and trip the circuit breaker as the
+        policy (domain/policy.after_run) says."""
+        outcome = rules.after_run(
+            job.policy, status=status, attempt=run.attempt, exit_code=exit_code,
+            reason=reason, failures=job.consecutive_failures, state=job.state,
+            state_reason=job.state_reason)
         running = job.running_count - (1 if run.status == "running" else 0)
         summary = {"id": run.id, "status": status, "started_at": run.started_at,
                    "finished_at": at, "exit_code": exit_code,
                    "duration": (at - run.started_at) if run.started_at else None,
                    "reason": reason, "trigger": run.trigger, "attempt": run.attempt}
-        failures = job.consecutive_failures
-        if status == "succeeded":
-            failures = 0
-        elif failed and not retry:
-            failures += 1
-        state, state_reason = job.state, job.state_reason
-        if failed and not retry and failures >= policy.max_failures > 0 and state == "scheduled":
-            state = "blocked"
-            state_reason = (f"{failures} consecutive failures; last: "
-                            f"{reason or f'exit code {exit_code}'}")
-            self._event(db, "job.blocked", job.id, run.id, at=at, reason=state_reason)
+        if outcome.tripped:
+            self._event(db, "job.blocked", job.id, run.id, at=at, reason=outcome.state_reason)
         db.execute("UPDATE jobs SET running_count = ?, last_run = ?, consecutive_failures = ?, "
                    "state = ?, state_reason = ? WHERE id = ?",
-                   (max(0, running), json.dumps(summary), failures, state, state_reason, job.id))
-        if retry:
-            delay = min(policy.retry_max_delay, policy.retry_delay * 2 ** (run.attempt - 1))
-            delay *= random.uniform(0.8, 1.2)
+                   (max(0, running), json.dumps(summary), outcome.consecutive_failures,
+                    outcome.state, outcome.state_reason, job.id))
+        if outcome.retry:
             self._insert_run(db, job, trigger="retry", scheduled_for=run.scheduled_for,
-                             fire_at=at + delay, attempt=run.attempt + 1, now=at,
+                             fire_at=at + rules.retry_delay(job.policy, run.attempt),
+                             attempt=run.attempt + 1, now=at,
                              spec=run.spec)  # a retry runs what the failed attempt ran
 
     def request_cancel(self, run_id: str, reason: str | None = None) -> Run:

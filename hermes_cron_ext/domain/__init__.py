@@ -1,0 +1,1 @@
+"""The domain: what scheduling means, free of storage and processes (pure functions)."""

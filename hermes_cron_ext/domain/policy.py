@@ -1,0 +1,150 @@
+"""Scheduling policy as pure functions of (job policy, run, now).
+
+What happens to a slot claimed late (misfire, starting deadline), whether a run may
+start (pause, overlap, cancel), and what a finished run means for its job (retry with
+backoff, the circuit breaker). No SQL, no clock and no I/O here: a store reads the
+rows, asks these functions, and writes their answer in the same transaction. So each
+rule is tested with plain numbers (tests/test_domain_policy.py), and a second store
+cannot get one subtly different.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+from ..models import FAILED_STATUSES, Policy
+
+#: A slot claimed later than this after its instant counts as missed (misfire policy).
+MISFIRE_GRACE = 30.0
+#: At most this many missed slots are enumerated and recorded one row each.
+MISSED_CAP = 100
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+class SlotDecision(NamedTuple):
+    """One run row to record for a claimed slot."""
+
+    slot: float
+    trigger: str  # "schedule" or "catchup"
+    status: str  # "queued" or "skipped"
+    reason: str | None
+
+
+def plan_slot(policy: Policy, slot: float, now: float,
+              next_after: Callable[[float], float | None],
+              latest_by: Callable[[float], float | None]) -> tuple[list[SlotDecision],
+                                                                    float | None]:
+    """The runs to record when a job's slot *slot* is claimed at *now*, and its next
+    slot after *now*. *next_after(t)*: the job's first slot after t; *latest_by(t)*:
+    its last slot at or before t.
+
+    On time (within MISFIRE_GRACE, no later slot passed): one queued run. Late: every
+    missed slot up to *now* is listed (at most MISSED_CAP, then the latest), and the
+    misfire policy picks what runs: ``all`` each one (as catch-ups), ``skip`` none,
+    ``latest`` (default) only the last. A starting deadline skips what is later than
+    it. Nothing is dropped silently: a skipped slot is a row with its reason."""
+    following = next_after(slot)
+    if now - slot <= MISFIRE_GRACE and (following is None or following > now):
+        return [SlotDecision(slot, "schedule", "queued", None)], following
+    missed = [slot]
+    t = following
+    while t is not None and t <= now and len(missed) < MISSED_CAP:
+        missed.append(t)
+        t = next_after(t)
+    more = t is not None and t <= now
+    if more:  # far more slots than we list: jump to the latest one
+        latest = latest_by(now)
+        if latest is not None and latest > missed[-1]:
+            missed.append(latest)
+    why = f"missed: no ticker ran at {_iso(missed[0])}"
+    if len(missed) > 1:
+        why = (f"missed: no ticker ran from {_iso(missed[0])} to {_iso(missed[-1])}"
+               + (" (older slots not listed)" if more else ""))
+    if policy.misfire == "all":
+        out = [SlotDecision(s, "catchup", "queued", None) for s in missed]
+    elif policy.misfire == "skip":
+        out = [SlotDecision(s, "schedule", "skipped", why + "; misfire policy is skip")
+               for s in missed]
+    else:
+        out = [SlotDecision(s, "schedule", "skipped", why + "; only the latest slot runs")
+               for s in missed[:-1]]
+        out.append(SlotDecision(missed[-1], "catchup", "queued", None))
+    deadline = policy.starting_deadline
+    if deadline is not None:
+        out = [d._replace(status="skipped", reason=f"deadline passed: {now - d.slot:.0f} s "
+                          f"late, starting deadline is {deadline:.0f} s")
+               if d.status == "queued" and now - d.slot > deadline else d for d in out]
+    return out, next_after(now)
+
+
+def start_refusal(*, status: str, cancel_requested: bool, trigger: str,
+                  job_state: str | None, job_enabled: bool, overlap: str,
+                  other_running: str | None,
+                  waiting: Callable[[], str | None]) -> str | None:
+    """Why a run must not start now, or None. *other_running*: a running run of the
+    same job; *waiting()*: another run of the job already waiting its turn (asked only
+    when it matters: overlap ``queue`` with a run running)."""
+    if status != "queued":
+        return f"run is {status}"
+    if cancel_requested:
+        return "cancelled before it started"
+    if job_state is None:
+        return "job was deleted"
+    if trigger != "manual" and (job_state in ("paused", "blocked") or not job_enabled):
+        return f"job is {job_state if job_enabled else 'disabled'}"
+    if other_running is None:
+        return None
+    if overlap == "forbid":
+        return f"overlap: run {other_running} was still running"
+    if overlap == "queue":
+        ahead = waiting()
+        if ahead:
+            return f"overlap: run {ahead} is already waiting"
+    return None
+
+
+def retry_delay(policy: Policy, attempt: int,
+                uniform: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds before attempt ``attempt + 1``: exponential from ``retry_delay``, capped at
+    ``retry_max_delay``, with +-20 % jitter so failed runs of many jobs spread out."""
+    delay = min(policy.retry_max_delay, policy.retry_delay * 2 ** (attempt - 1))
+    return delay * uniform(0.8, 1.2)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished run means for its job."""
+
+    consecutive_failures: int
+    state: str
+    state_reason: str | None
+    tripped: bool  # the circuit breaker blocked the job just now
+    retry: bool  # another attempt follows (see retry_delay)
+
+
+def after_run(policy: Policy, *, status: str, attempt: int, exit_code: int | None,
+              reason: str | None, failures: int, state: str,
+              state_reason: str | None) -> Outcome:
+    """Retry and circuit breaker. A failure is counted once its retries are spent; a
+    success resets the count; ``max_failures`` in a row blocks a scheduled job (0: never)."""
+    failed = status in FAILED_STATUSES
+    retry = failed and attempt <= policy.retries and (
+        status != "timed_out" or policy.retry_on_timeout)
+    if status == "succeeded":
+        failures = 0
+    elif failed and not retry:
+        failures += 1
+    tripped = (failed and not retry and failures >= policy.max_failures > 0
+               and state == "scheduled")
+    if tripped:
+        state = "blocked"
+        state_reason = (f"{failures} consecutive failures; last: "
+                        f"{reason or f'exit code {exit_code}'}")
+    return Outcome(failures, state, state_reason, tripped, retry)
