@@ -19,7 +19,13 @@ worker died; the re-run sees the run taken and does nothing, so a payload never
 runs twice.
 
 The store must be one every worker reaches: PostgreSQL, or a SQLite file when the
-workers share the ticker's machine.
+workers share the ticker's machine. Its credentials never travel to the cluster: a task
+carries the run id and the store's URL *without* its password. A worker opens the store
+from its own configuration (``HERMES_CRON_DB`` in the worker's environment, or
+``c.HermesCron.db`` in its Jupyter config); only a store URL that holds no secret (a
+SQLite path, a PostgreSQL URL without a password: peer, ``.pgpass`` or certificate auth)
+is used as sent when the worker has none. A scheduler or worker a job can reach
+therefore never learns the store's password.
 """
 
 from __future__ import annotations
@@ -79,7 +85,9 @@ class DaskExecutor(Executor):
 
     def __init__(self, address: str, db: str, store=None, *, connect_timeout: float = 10.0):
         self.address = scheduler_address(address)
-        self.db = db
+        # what a task may carry about the store: never its password (module docstring)
+        self.store_name = display_url(db)
+        self.public_db = db if not holds_secret(db) else None
         self.store = store  # AsyncStore: runs that cannot be handed over are marked lost
         self.connect_timeout = connect_timeout
         self._client = None
@@ -118,8 +126,8 @@ class DaskExecutor(Executor):
                 await self._lost(run.id, str(exc))
             raise
         for run in runs:
-            future = client.submit(run_on_worker, self.db, run.id, key=f"hermes-cron-{run.id}",
-                                   pure=False, retries=0)
+            future = client.submit(run_on_worker, run.id, self.store_name, self.public_db,
+                                   key=f"hermes-cron-{run.id}", pure=False, retries=0)
             fire_and_forget(future)  # the scheduler keeps it if this ticker goes away
             task = asyncio.ensure_future(self._watch(run.id, future))
             self._watchers.add(task)
@@ -158,22 +166,80 @@ class DaskExecutor(Executor):
 
 # -- on the worker ----------------------------------------------------------------------
 
+def holds_secret(db: str) -> bool:
+    """Whether the store URL *db* carries a password."""
+    from .store import is_postgres
+
+    if not is_postgres(db):
+        return False
+    import psycopg
+
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(db)
+    except psycopg.ProgrammingError:
+        return True  # unreadable: assume the worst
+    return any(info.get(k) for k in ("password", "sslpassword"))
+
+
+def display_url(db: str) -> str:
+    """*db* without its password."""
+    if not holds_secret(db):
+        return db
+    from .store.postgres import redact
+
+    return redact(db)
+
+
 def _die_with_parent() -> None:
     """Ask the kernel for WORKER_DIED when the worker thread that started us dies."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(WORKER_DIED), 0, 0, 0)
 
 
-def run_on_worker(db: str, run_id: str) -> int | str:
+class StoreNotConfigured(HermesCronError):
+    """The worker cannot open the run's store with its own configuration."""
+
+    code = "store_not_configured"
+
+
+def worker_db(store_name: str, public_db: str | None) -> str:
+    """The store URL this worker uses: its own configuration, else the URL sent when it
+    holds no secret."""
+    from .store import _db_from_jupyter_config
+
+    own = os.environ.get("HERMES_CRON_DB") or _db_from_jupyter_config()
+    if own:
+        return own
+    if public_db:
+        return public_db
+    raise StoreNotConfigured(
+        f"Dask worker {hostname()} has no store configured: set HERMES_CRON_DB in the "
+        f"worker's environment to {store_name} with its password (a store's password is "
+        f"never sent to a cluster)")
+
+
+def run_on_worker(run_id: str, store_name: str, public_db: str | None = None) -> int | str:
     """The Dask task of one run: its supervisor, as a child of this worker, to the end.
+
+    *store_name* is the store's URL without its password (for messages); *public_db*
+    the URL itself when it holds no secret, else None: the worker's own configuration
+    says how to open the store (see the module docstring).
 
     Returns the supervisor's exit status, or why nothing was started (the run was
     taken already: Dask re-ran the task after its first worker died).
     """
+    from .errors import NotFound
     from .store import open_store
 
+    db = worker_db(store_name, public_db)
     store = open_store(db)
     try:
-        run = store.get_run(run_id)
+        try:
+            run = store.get_run(run_id)
+        except NotFound:
+            raise StoreNotConfigured(
+                f"run {run_id} is not in Dask worker {hostname()}'s store "
+                f"{store.display_url}; it belongs to {store_name} (set HERMES_CRON_DB in "
+                f"the worker's environment)") from None
         if run.status != "queued" or run.pid is not None:
             return (f"not started: run {run_id} is {run.status}"
                     + (f", taken by pid {run.pid} on {run.host}" if run.pid else ""))
@@ -181,10 +247,11 @@ def run_on_worker(db: str, run_id: str) -> int | str:
         err_path = os.path.join(err_dir, "supervisors.err") if err_dir else os.devnull
         if err_dir:
             os.makedirs(err_dir, exist_ok=True)
-        env = {**os.environ, "HERMES_CRON_PARENT": str(os.getpid())}
+        # the store URL goes by the environment, never on a command line
+        env = {**os.environ, "HERMES_CRON_PARENT": str(os.getpid()), "HERMES_CRON_DB": db}
         with open(err_path, "ab") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hermes_cron_ext.executor_dask", db, run_id],
+                [sys.executable, "-m", "hermes_cron_ext.executor_dask", run_id],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
                 start_new_session=True)
         code = proc.wait()
@@ -248,7 +315,8 @@ def supervise(db: str, run_id: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        print("usage: python -m hermes_cron_ext.executor_dask DB RUN_ID", file=sys.stderr)
+    if len(sys.argv) != 2 or not os.environ.get("HERMES_CRON_DB"):
+        print("usage: HERMES_CRON_DB=URL python -m hermes_cron_ext.executor_dask RUN_ID",
+              file=sys.stderr)
         sys.exit(2)
-    sys.exit(supervise(sys.argv[1], sys.argv[2]))
+    sys.exit(supervise(os.environ["HERMES_CRON_DB"], sys.argv[1]))

@@ -219,3 +219,129 @@ async def test_each_job_can_name_its_executor(pg_url, dask_scheduler, dask_worke
                 if pid and process_alive(pid, None):
                     os.kill(pid, signal.SIGKILL)
         await store.aclose()
+
+
+SECRET = "s3cret-not-for-dask"
+
+
+@pytest.fixture
+def secret_url(pg_url):
+    """The test database's URL with a password (the embedded server trusts local
+    connections, so any password connects: only where it travels matters here)."""
+    import psycopg
+
+    from hermes_cron_ext.store.embedded import as_url
+
+    info = psycopg.conninfo.conninfo_to_dict(pg_url)
+    return as_url(psycopg.conninfo.make_conninfo(**info, password=SECRET))
+
+
+@pytest.fixture
+def start_worker(dask_scheduler):
+    procs = []
+
+    def start(env: dict) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", dask_scheduler,
+             "--nthreads", "2", "--no-nanny", "--no-dashboard"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(proc)
+        _started(proc, "Registered to")
+        return proc
+    yield start
+    for proc in procs:
+        _stop(proc)
+
+
+async def _scheduler_tasks(address: str) -> bytes:
+    """Every hermes-cron task the scheduler holds, pickled as it holds it."""
+    import pickle
+
+    from distributed import Client
+
+    def dump(dask_scheduler):
+        return pickle.dumps([(str(key), ts.run_spec) for key, ts in
+                             dask_scheduler.tasks.items() if "hermes-cron-" in str(key)])
+    async with Client(address, asynchronous=True) as client:
+        return await client.run_on_scheduler(dump)
+
+
+async def test_the_store_password_never_reaches_the_cluster(
+        secret_url, dask_scheduler, start_worker, monkeypatch):
+    """The worker reads the store's URL from its own environment; the task, as
+    submitted and as the scheduler holds it, carries no password."""
+    import pickle
+
+    import distributed
+
+    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.store import AsyncStore
+    from hermes_cron_ext.ticker import Ticker
+
+    submitted = []
+    real_submit = distributed.Client.submit
+
+    def spy(self, fn, *args, **kwargs):
+        submitted.append(pickle.dumps((fn, args, kwargs)))
+        return real_submit(self, fn, *args, **kwargs)
+    monkeypatch.setattr(distributed.Client, "submit", spy)
+    worker = start_worker({**ENV, "HERMES_CRON_DB": secret_url})
+    store = AsyncStore(open_store(secret_url))
+    ticker = Ticker(store, dask_scheduler.replace("tcp://", "dask://"), lead=0.5, poll=0.2)
+    run_id = None
+    try:
+        await ticker.start()
+        await store.create_job(validate_new({
+            "name": "secretless", "schedule": "@yearly", "timezone": "UTC",
+            "command": "sleep 1; echo done"}))
+        run_id = (await store.request_run("secretless")).id
+        ticker.wake()
+        deadline = time.monotonic() + 60
+        while (run := await store.get_run(run_id)).status in ("queued",) and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert run.status == "running", run
+        held = await _scheduler_tasks(dask_scheduler)  # the task runs while its run does
+        assert run_id.encode() in held  # (the dump shows the task's arguments)
+        assert SECRET.encode() not in held
+        assert len(submitted) == 1 and run_id.encode() in submitted[0]
+        assert SECRET.encode() not in submitted[0]
+        assert _parent(run.pid) == worker.pid  # ... and it ran on the worker
+        while (run := await store.get_run(run_id)).status == "running" and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert run.status == "succeeded", run
+        assert (await store.run(store.sync.read_output, run_id, 0, None)) == b"done\n"
+    finally:
+        await ticker.stop()
+        await store.aclose()
+
+
+async def test_a_worker_without_the_store_configured_says_so(secret_url, dask_scheduler,
+                                                             start_worker):
+    """No password sent, none configured on the worker: the run is recorded lost with
+    what to set, and the message holds no password either."""
+    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.store import AsyncStore
+    from hermes_cron_ext.ticker import Ticker
+
+    start_worker({k: v for k, v in ENV.items() if k != "HERMES_CRON_DB"})
+    store = AsyncStore(open_store(secret_url))
+    ticker = Ticker(store, dask_scheduler.replace("tcp://", "dask://"), lead=0.5, poll=0.2)
+    try:
+        await ticker.start()
+        await store.create_job(validate_new({
+            "name": "unconfigured", "schedule": "@yearly", "timezone": "UTC",
+            "command": "echo never"}))
+        run_id = (await store.request_run("unconfigured")).id
+        ticker.wake()
+        deadline = time.monotonic() + 60
+        while (run := await store.get_run(run_id)).status == "queued" and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert run.status == "lost", run
+        assert "has no store configured: set HERMES_CRON_DB" in run.reason
+        assert "password=***" in run.reason and SECRET not in run.reason
+    finally:
+        await ticker.stop()
+        await store.aclose()
