@@ -50,6 +50,12 @@ class HermesCron(ExtensionApp):
         "", config=True,
         help="Webhook (JSON POST) for every job's failed, lost, missed, blocked and recovered "
              "runs, besides each job's own notify_url. Default: $HERMES_CRON_NOTIFY_URL.")
+    allow_private_urls = Bool(
+        False, config=True,
+        help="Let jobs' own notify_url and ping_url reach hosts on loopback, private, "
+             "link-local and other non-public addresses. Off: such URLs are refused at "
+             "create and edit (400) and at delivery (where the host then resolves). The "
+             "operator's own notify_url is never restricted.")
     timezone = Unicode(
         "", config=True, help="Default IANA time zone for new jobs (default: the server's).")
     executor = Unicode(
@@ -88,10 +94,12 @@ class HermesCron(ExtensionApp):
                                      lead=self.lead, poll=self.poll,
                                      notify_url=self.notify_url or None)
             restrict_executors(self.ticker_obj, allowed)
+            self.ticker_obj.notifier.allow_private_urls = self.allow_private_urls
         self.service = CronService(self.store, ticker=self.ticker_obj,
                                    default_tz=self.timezone or None,
                                    stream_interval=self.stream_interval, log=self.log,
-                                   executors=allowed)
+                                   executors=allowed,
+                                   allow_private_urls=self.allow_private_urls)
         self.settings["hermes_cron"] = self.service
         self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__,
                       self.store.sync.display_url, "on" if self.ticker else "off")
@@ -132,6 +140,8 @@ class HermesCron(ExtensionApp):
             # rest of the allow-list (handoff.start_daemon passes the environment on)
             os.environ["HERMES_CRON_EXECUTOR"] = ",".join(dict.fromkeys(
                 [self.executor or "local", *self.executors]))
+            os.environ["HERMES_CRON_ALLOW_PRIVATE_URLS"] = "1" if self.allow_private_urls \
+                else "0"
             pid = handoff.start_daemon(self.store.sync.url,
                                        getattr(self.store.sync, "logs_dir", None))
             self.log.info(

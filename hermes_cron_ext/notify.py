@@ -5,18 +5,31 @@ They are derived from the store's events, which tickers claim in batches
 (``Store.claim_events("notify")``): with any number of tickers on one store,
 each notification goes out once. Delivery runs on a small thread pool with a few
 retries; a failure is logged and never touches a run.
+
+A job's own ``notify_url`` and ``ping_url`` go only to public addresses: a host on
+loopback, link-local, private or other non-global ranges is refused (server-side
+request forgery: a job must not make the scheduler post run details to
+``169.254.169.254`` or an internal service) unless the operator allows it
+(``c.HermesCron.allow_private_urls``; ``HERMES_CRON_ALLOW_PRIVATE_URLS=1`` for a
+daemon). The API checks at create and edit (:func:`check_url`); delivery checks again
+the address it actually connects to (DNS can change), and each redirect. The
+operator's own webhook (``c.HermesCron.notify_url``, ``--notify-url``) may go anywhere.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import logging
 import os
+import socket
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
-from .errors import NotFound
+from .errors import InvalidInput, NotFound
 from .models import Event, iso
 
 log = logging.getLogger("hermes_cron")
@@ -55,11 +68,104 @@ def ping_suffix(event: Event) -> str | None:
     return None
 
 
+# -- where a job may send data ----------------------------------------------------------
+
+def private_address(ip: str) -> bool:
+    """Whether *ip* is not a public (global unicast) address: loopback, private,
+    link-local, shared, reserved, unspecified or multicast, also IPv4-mapped."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return not addr.is_global or addr.is_multicast
+
+
+def check_url(url: str, field: str, *, allow_private: bool = False,
+              resolve: bool = True) -> None:
+    """Refuse (:class:`InvalidInput` naming *field*) a URL a job may not send to: not
+    http(s), no host, or (unless *allow_private*) a host that is, or resolves to, a
+    non-public address. A name that does not resolve now passes: delivery checks again."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"{field} is not a valid URL: {exc}", field=field) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"{field} must be an http(s) URL with a host", field=field)
+    if allow_private:
+        return
+    host = parts.hostname
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        addresses = []
+        if resolve:
+            try:
+                addresses = [info[4][0] for info in socket.getaddrinfo(
+                    host, port or (443 if parts.scheme == "https" else 80),
+                    proto=socket.IPPROTO_TCP)]
+            except (OSError, UnicodeError):
+                addresses = []
+    bad = next((a for a in addresses if private_address(a)), None)
+    if bad is not None:
+        raise InvalidInput(
+            f"{field}: {host} is a {'' if bad == host else f'name for {bad}, a '}"
+            f"loopback, private or link-local address; a job may send only to public "
+            f"hosts unless the operator sets c.HermesCron.allow_private_urls", field=field)
+
+
+class PrivateAddress(OSError):
+    """A delivery that would connect to a non-public address."""
+
+
+def _check_peer(sock, host: str) -> None:
+    peer = sock.getpeername()[0]
+    if private_address(peer):
+        sock.close()
+        raise PrivateAddress(f"{host} is at {peer}, not a public address: refused "
+                             f"(c.HermesCron.allow_private_urls)")
+
+
+class _PublicHTTPConnection(http.client.HTTPConnection):
+    def connect(self):
+        super().connect()
+        _check_peer(self.sock, self.host)
+
+
+class _PublicHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        _check_peer(self.sock, self.host)
+
+
+class _PublicHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_PublicHTTPConnection, req)
+
+
+class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_PublicHTTPSConnection, req, context=self._context)
+
+
+def _public_opener() -> urllib.request.OpenerDirector:
+    """urllib that connects to public addresses only (redirects included); no proxy,
+    since a proxy would hide where the request goes."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _PublicHTTPHandler,
+                                       _PublicHTTPSHandler)
+
+
 class Notifier:
     def __init__(self, store, default_url: str | None = None, *, attempts: int = 3,
-                 backoff: float = 1.0, timeout: float = 5.0):
+                 backoff: float = 1.0, timeout: float = 5.0,
+                 allow_private_urls: bool | None = None):
         self.store = store
         self.default_url = default_url or os.environ.get("HERMES_CRON_NOTIFY_URL") or None
+        if allow_private_urls is None:  # a daemon's setting (the server sets it itself)
+            allow_private_urls = os.environ.get("HERMES_CRON_ALLOW_PRIVATE_URLS",
+                                                "1") not in ("0", "false", "no", "")
+        #: whether jobs' own URLs may reach non-public addresses
+        self.allow_private_urls = allow_private_urls
+        self._public = _public_opener()
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
@@ -67,9 +173,10 @@ class Notifier:
         self.sent = 0
         self.failed = 0
 
-    def messages(self, events: list[Event]) -> list[tuple[str, dict | None]]:
-        """``(url, json body or None for a bare ping)`` for each notification due."""
-        out: list[tuple[str, dict | None]] = []
+    def messages(self, events: list[Event]) -> list[tuple[str, dict | None, bool]]:
+        """``(url, json body or None for a bare ping, whether the URL is a job's own)``
+        for each notification due."""
+        out: list[tuple[str, dict | None, bool]] = []
         jobs: dict = {}
         for event in events:
             kind, suffix = classify(event), ping_suffix(event)
@@ -90,34 +197,50 @@ class Notifier:
                     "reason": event.data.get("reason") or (job.state_reason if job else None),
                     "scheduled_for": event.data.get("scheduled_for"),
                 }
-                for url in {u for u in (policy.notify_url if policy else None,
-                                        self.default_url) if u}:
-                    out.append((url, body))
+                if self.default_url:
+                    out.append((self.default_url, body, False))
+                own = policy.notify_url if policy else None
+                if own and own != self.default_url:
+                    out.append((own, body, True))
             if suffix is not None and policy and policy.ping_url:
-                out.append((policy.ping_url.rstrip("/") + suffix, None))
+                out.append((policy.ping_url.rstrip("/") + suffix, None, True))
         return out
 
     def pump(self) -> int:
         """Claim new events and queue their notifications; returns how many were queued."""
         events = self.store.claim_events("notify")
         messages = self.messages(events) if events else []
-        for url, body in messages:
-            self._pool.submit(self._deliver, url, body)
+        for url, body, job_url in messages:
+            self._pool.submit(self._deliver, url, body, job_url)
         return len(messages)
 
-    def _deliver(self, url: str, body: dict | None) -> bool:
+    def _deliver(self, url: str, body: dict | None, job_url: bool = False) -> bool:
         data = json.dumps(body).encode() if body is not None else None
+        guarded = job_url and not self.allow_private_urls
+        if guarded:
+            try:  # the literal or resolved host, then the connected peer (DNS can change)
+                check_url(url, "notify_url" if body is not None else "ping_url")
+            except InvalidInput as exc:
+                log.warning("hermes-cron: notification to %s not sent: %s", url, exc.message)
+                self.failed += 1
+                return False
+        urlopen = self._public.open if guarded else urllib.request.urlopen
         for attempt in range(1, self.attempts + 1):
             req = urllib.request.Request(
                 url, data=data, method="POST" if data is not None else "GET",
                 headers={"Content-Type": "application/json",
                          "User-Agent": "hermes-cron-ext"})
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with urlopen(req, timeout=self.timeout) as resp:
                     if resp.status < 400:
                         self.sent += 1
                         return True
             except Exception as exc:  # any network error: log, retry, never raise
+                refused = getattr(exc, "reason", exc)  # urllib wraps it in a URLError
+                if isinstance(refused, PrivateAddress):
+                    log.warning("hermes-cron: notification to %s not sent: %s", url, refused)
+                    self.failed += 1
+                    return False
                 log.warning("hermes-cron: notification to %s failed (attempt %d/%d): %s",
                             url, attempt, self.attempts, exc)
             time.sleep(self.backoff * 2 ** (attempt - 1))

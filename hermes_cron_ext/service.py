@@ -18,6 +18,7 @@ watched log ten times a second).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from .errors import HermesCronError, InvalidInput, NotFound
 from .executor import AllowedExecutors
 from .jobspec import validate_changes, validate_new
 from .models import ACTIVE_STATUSES, Event, Run, hostname, parse_iso, process_alive
+from .notify import check_url
 from .store import AsyncStore
 from .streams import Feeds
 
@@ -218,8 +220,11 @@ class RunsJSON:
 
 class CronService:
     def __init__(self, store: AsyncStore, *, ticker=None, default_tz: str | None = None,
-                 stream_interval: float = 0.01, log=None, executors=None):
+                 stream_interval: float = 0.01, log=None, executors=None,
+                 allow_private_urls: bool = False):
         self.store = store
+        #: whether jobs' notify_url / ping_url may name non-public hosts (notify.py)
+        self.allow_private_urls = allow_private_urls
         #: the executors a job may name (:class:`~hermes_cron_ext.executor.AllowedExecutors`)
         self.executors = executors or AllowedExecutors(["local"])
         self.runs_json = RunsJSON()
@@ -305,9 +310,19 @@ class CronService:
         if spec and spec not in self.executors:
             raise InvalidInput(self.executors.refusal(spec), field="executor")
 
+    async def _check_urls(self, policy, before=None) -> None:
+        """A job's webhook and ping URLs: public hosts only (notify.check_url; resolving a
+        name takes a DNS lookup, off the loop). Unchanged URLs are not checked again."""
+        for field in ("notify_url", "ping_url"):
+            url = getattr(policy, field)
+            if url and url != (getattr(before, field) if before is not None else None):
+                await self._io(functools.partial(
+                    check_url, url, field, allow_private=self.allow_private_urls))
+
     async def create_job(self, body: dict) -> tuple[dict, bool]:
         fields = validate_new(body, self.default_tz)
         self._check_executor(fields["executor"])
+        await self._check_urls(fields["policy"])
         job, created = await self.store.create_job(fields)
         self._changed()
         out = job.to_json()
@@ -331,6 +346,7 @@ class CronService:
                                 f"where or where it sends data)", field=denied[0])
         if fields["executor"] != job.executor:
             self._check_executor(fields["executor"])
+        await self._check_urls(fields["policy"], job.policy)
         job = await self.store.update_job(job.id, fields)
         self._changed()
         return job.to_json()
