@@ -18,6 +18,12 @@ The supervisor starts this as the payload of a ``kind: notebook`` run
 5. exits 0 when every cell ran, 1 on a cell error (the error is printed to
    stderr), 2 on bad input (unreadable notebook, bad parameters, unknown kernel),
    and 143 when stopped by SIGTERM (timeout or cancel).
+
+Warm start: with ``HERMES_CRON_GO_FD`` set (the supervisor does so, in the lead before
+the slot), it starts the kernel and waits; a byte on that pipe at the instant runs the
+first cell at once, end of file instead means "do not run" (skipped, cancelled) and
+the kernel is shut down. End of file while the cells run means the supervisor died:
+the run stops and the kernel is shut down, so no kernel outlives its run.
 """
 
 from __future__ import annotations
@@ -35,10 +41,16 @@ from typing import Any
 
 EXIT_CELL_ERROR, EXIT_BAD_INPUT, EXIT_TERMINATED = 1, 2, 143
 INJECTED_TAG = "injected-parameters"
+#: The read end of the supervisor's "go" pipe (see the module docstring).
+GO_FD_ENV = "HERMES_CRON_GO_FD"
 
 
 class BadInput(Exception):
     """The notebook, its parameters or its kernel cannot be used: exit 2."""
+
+
+class NotStarted(Exception):
+    """The supervisor closed the go pipe before the instant: run nothing."""
 
 
 def parameters_source(params: dict[str, Any]) -> str:
@@ -91,7 +103,8 @@ def _out(stream, text: str) -> None:
     stream.flush()
 
 
-def _make_client(nb, kernel: str, cwd: str, output_path: str | None, ipc_dir: str):
+def _make_client(nb, kernel: str, cwd: str, output_path: str | None, ipc_dir: str,
+                 on_start=None):
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
@@ -146,7 +159,7 @@ def _make_client(nb, kernel: str, cwd: str, output_path: str | None, ipc_dir: st
     client = StreamingClient(
         nb, km=km, kernel_name=kernel, timeout=None, startup_timeout=120,
         resources={"metadata": {"path": cwd}}, on_cell_execute=before,
-        on_cell_executed=after)
+        on_cell_executed=after, on_notebook_start=on_start)
     client.current_cell = 0
     return client, total
 
@@ -174,14 +187,21 @@ async def run_notebook(path: str, output_path: str | None, params: dict[str, Any
     # the kernel's own stdout/stderr carry its logs only (cell output comes over
     # iopub, fd-level writes included); keep them aside and show them if it dies
     kernel_log = open(os.path.join(ipc_dir, "kernel.log"), "w+b")
-    client, total = _make_client(nb, kernel, cwd, output_path, ipc_dir)
-    status, code = "failed", EXIT_CELL_ERROR
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    stopped = []
+    stopped: list[str] = []
+    go = _go_pipe(loop, lambda: on_term("its supervisor is gone"))
 
-    def on_term():
-        stopped.append(True)
+    async def wait_go(**_):
+        if go is not None and not await go:
+            raise NotStarted
+        meta["started_at"] = _now()
+
+    client, total = _make_client(nb, kernel, cwd, output_path, ipc_dir, wait_go)
+    status, code = "failed", EXIT_CELL_ERROR
+
+    def on_term(why: str = "SIGTERM"):
+        stopped.append(why)
         task.cancel()  # nbclient then shuts the kernel down on its way out
 
     def take_sigterm(**_):
@@ -196,13 +216,14 @@ async def run_notebook(path: str, output_path: str | None, params: dict[str, Any
     except CellExecutionError as exc:
         where = f"cell {client.current_cell} of {total}" if client.current_cell else "a cell"
         _out(sys.stderr, f"notebook failed in {where}: {exc.ename}: {exc.evalue}\n")
+    except NotStarted:
+        status, code = "not started", 0
+        await _shutdown(client)
     except (DeadKernelError, RuntimeError, asyncio.CancelledError) as exc:
         if stopped:  # nbclient reports our cancellation as a dead kernel
             status, code = "cancelled", EXIT_TERMINATED
-            km = client.km
-            if km is not None and km.has_kernel:  # stopped while the kernel was starting
-                await km.shutdown_kernel(now=True)
-            _out(sys.stderr, "notebook stopped by SIGTERM; the kernel was shut down\n")
+            await _shutdown(client)  # stopped while the kernel was starting or waiting
+            _out(sys.stderr, f"notebook stopped by {stopped[0]}; the kernel was shut down\n")
         elif isinstance(exc, asyncio.CancelledError):
             raise
         else:
@@ -216,11 +237,42 @@ async def run_notebook(path: str, output_path: str | None, params: dict[str, Any
         except RuntimeError:
             pass
         meta.update({"finished_at": _now(), "status": status})
-        if output_path:
+        if output_path and status != "not started":
             _write(nb, output_path)
         kernel_log.close()
         shutil.rmtree(ipc_dir, ignore_errors=True)
     return code
+
+
+def _go_pipe(loop, on_gone) -> asyncio.Future | None:
+    """Follow the supervisor's go pipe (``GO_FD_ENV``): the future is True on "go",
+    False on end of file before it; end of file after it calls *on_gone*."""
+    fd_text = os.environ.pop(GO_FD_ENV, None)
+    if not fd_text:
+        return None
+    fd, go = int(fd_text), loop.create_future()
+
+    def readable():
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            data = b""
+        if data and not go.done():
+            go.set_result(True)
+        elif not data:
+            loop.remove_reader(fd)
+            if not go.done():
+                go.set_result(False)
+            else:
+                on_gone()
+    loop.add_reader(fd, readable)
+    return go
+
+
+async def _shutdown(client) -> None:
+    km = client.km
+    if km is not None and km.has_kernel:
+        await km.shutdown_kernel(now=True)
 
 
 def _now() -> str:

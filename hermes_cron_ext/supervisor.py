@@ -115,6 +115,37 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
+class Payload:
+    """A started payload process; *go_w*: the write end of a warm notebook's go pipe."""
+
+    def __init__(self, proc, go_w: int | None = None):
+        self.proc, self.go_w = proc, go_w
+        self.warm = go_w is not None
+
+    def go(self) -> None:
+        """Run now. The pipe stays open: its end of file later tells the runner that
+        its supervisor is gone."""
+        try:
+            os.write(self.go_w, b"g")
+        except OSError:  # the runner has already exited (bad input): _watch reports it
+            pass
+
+    def close(self) -> None:
+        if self.go_w is not None:
+            os.close(self.go_w)
+            self.go_w = None
+
+    def abort(self, grace: float = 30.0) -> None:
+        """Never run it: end of file on the go pipe makes the runner shut its kernel
+        down and exit; killed if it has not after *grace* seconds."""
+        self.close()
+        try:
+            self.proc.wait(grace)
+        except Exception:
+            Supervisor._killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
 class Supervisor:
     def __init__(self, store, run_id: str, heartbeat: float = HEARTBEAT_INTERVAL):
         self.store = store
@@ -144,6 +175,23 @@ class Supervisor:
                   "started; not running it", file=sys.stderr)
             return 0
         run = store.get_run(run_id)
+        # a notebook's kernel starts now, in the lead before the slot, and waits for "go"
+        warm = self._spawn(run, warm=True) if run.spec.get("kind") == "notebook" else None
+        try:
+            if not self._ready_to_start(run):
+                if isinstance(warm, Payload):
+                    warm.abort()
+                return 0
+        except BaseException:
+            if isinstance(warm, Payload):
+                warm.abort()
+            raise
+        return self._execute(run, warm)
+
+    def _ready_to_start(self, run) -> bool:
+        """Wait for the instant, then for the run's turn; False (the run recorded as
+        cancelled or skipped) when it must not start."""
+        store, run_id = self.store, run.id
         while self.stop_reason is None:  # sleep until the instant, precisely
             left = (run.fire_at or 0) - time.time()
             if left <= 0:
@@ -151,17 +199,17 @@ class Supervisor:
             time.sleep(min(left, 0.5))
         if self.stop_reason:
             store.finish_run(run_id, "cancelled", reason="cancelled before it started")
-            return 0
+            return False
         if (run.trigger == "catchup" and run.spec.get("overlap", "forbid") != "allow"
                 and not self._wait_turn(run)):
-            return 0
+            return False
         why = store.check_start(run_id)
         if why:
             store.finish_run(run_id, "skipped", reason=why)
-            return 0
+            return False
         if run.spec.get("overlap") in ("replace", "queue") and not self._settle_overlap(run):
-            return 0
-        return self._execute(run)
+            return False
+        return True
 
     def _wait_turn(self, run) -> bool:
         """Catch-ups of missed slots (``misfire: all``) are claimed together but run one
@@ -202,7 +250,9 @@ class Supervisor:
         return self._wait_while(
             run, lambda: next((o.id for o in store.running_others(run.id)), None), phase)
 
-    def _execute(self, run) -> int:
+    def _spawn(self, run, warm: bool = False) -> Payload | Exception:
+        """Start the payload; *warm*: a notebook runner that starts its kernel and waits
+        for :meth:`Payload.go`. An exception returned says why it cannot start."""
         import subprocess
 
         spec, store = run.spec, self.store
@@ -219,26 +269,53 @@ class Supervisor:
                     "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or "")})
         env.pop("HERMES_CRON_FORKSERVER", None)
         cwd = os.path.expanduser(spec.get("cwd") or "~")  # JupyterLab reports "~/..." roots
+        go_r = go_w = None
         try:
             argv = payload_argv(spec, store.artifact_path(run.id))
+            if warm:
+                from .notebook import GO_FD_ENV
+
+                go_r, go_w = os.pipe()
+                env[GO_FD_ENV] = str(go_r)
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=cwd, env=env, process_group=0, close_fds=True)
+                cwd=cwd, env=env, process_group=0, close_fds=True,
+                pass_fds=(go_r,) if warm else ())
         except (OSError, ValueError, TypeError) as exc:
+            if go_w is not None:
+                os.close(go_w)
+            return exc
+        finally:
+            if go_r is not None:
+                os.close(go_r)
+        return Payload(proc, go_w)
+
+    def _execute(self, run, payload: Payload | Exception | None = None) -> int:
+        spec, store = run.spec, self.store
+        if payload is None:
+            payload = self._spawn(run)
+        if isinstance(payload, Exception):
             started = time.time()
             store.mark_running(run.id, started, 0)
             writer = store.output_writer(run.id)
-            writer.system(f"[hermes-cron: cannot start the job: {exc}]\n")
+            writer.system(f"[hermes-cron: cannot start the job: {payload}]\n")
             writer.close()
-            store.finish_run(run.id, "failed", 127, reason=f"cannot start: {exc}")
+            store.finish_run(run.id, "failed", 127, reason=f"cannot start: {payload}")
             return 0
+        proc = payload.proc
         started = time.time()
-        time.sleep(0.001)  # let the payload take the CPU first (2 cores): latency, not bookkeeping
+        if payload.warm:  # the run is taken first, then its first cell runs
+            if not store.mark_running(run.id, started, proc.pid):
+                payload.abort()
+                return 0
+            payload.go()
+        else:
+            time.sleep(0.001)  # let the payload take the CPU first (2 cores): latency first
         status, exit_code, reason = "failed", None, None
         writer = store.output_writer(run.id)
         try:
-            if not store.mark_running(run.id, started, proc.pid):  # ended meanwhile
-                self._killpg(proc.pid, signal.SIGKILL)
+            if not payload.warm and not store.mark_running(run.id, started, proc.pid):
+                self._killpg(proc.pid, signal.SIGKILL)  # ended meanwhile
                 proc.wait()
                 return 0
             status, exit_code, reason = self._watch(proc, spec, writer)
@@ -247,6 +324,7 @@ class Supervisor:
             self._killpg(proc.pid, signal.SIGKILL)
             raise
         finally:
+            payload.close()
             writer.close()
             store.heartbeat_run(run.id, time.time(), self._progress.phase,
                                 self._progress.fraction, writer.size)

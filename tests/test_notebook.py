@@ -204,3 +204,75 @@ def test_timeout_stops_the_kernel_and_keeps_what_ran(real_store, tmp_path):
     nb = nbformat.read(real_store.artifact_path(run.id), as_version=4)
     assert nb.metadata["hermes_cron"]["status"] == "cancelled"
     assert nb.cells[1].outputs[0]["text"].startswith("kernel ")
+
+
+# -- warm starts: the kernel starts in the lead before the slot ------------------------
+
+def _run_processes(run_id: str) -> list[int]:
+    """Every live process started for *run_id* (runner, kernel): they carry its id."""
+    marker = f"HERMES_CRON_RUN_ID={run_id}\0".encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker in f.read() and process_alive(int(pid), None):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def _due_in(store, name: str, seconds: float):
+    """A run of *name* whose instant is *seconds* away (as a ticker hands it out ahead)."""
+    run = store.request_run(name)
+    store.db.execute("UPDATE runs SET fire_at = ?, scheduled_for = ? WHERE id = ?",
+                     (time.time() + seconds, time.time() + seconds, run.id))
+    return store.get_run(run.id)
+
+
+KERNEL_STARTED = (
+    "import os, time\n"
+    "boot = time.time() - float(open('/proc/uptime').read().split()[0])\n"
+    "ticks = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])\n"
+    "print('first cell', time.time(), 'kernel started', boot + ticks / os.sysconf('SC_CLK_TCK'))")
+
+
+def test_the_kernel_is_ready_before_the_instant_and_the_first_cell_runs_at_it(
+        real_store, tmp_path):
+    path = write_notebook(tmp_path / "warm.ipynb", KERNEL_STARTED, parameters=None)
+    make_job(real_store, "warm", "@yearly", kind="notebook", command=path)
+    run = _due_in(real_store, "warm", 4.0)
+    settle(supervise(real_store.path, run.id), 60)
+    done = real_store.get_run(run.id)
+    assert done.status == "succeeded", done.reason
+    words = real_store.read_output(run.id).decode().split("first cell ", 1)[1].split()
+    first_cell, kernel_started = float(words[0]), float(words[3])
+    assert kernel_started < run.fire_at <= first_cell  # warm before, cells not before
+    assert done.started_at >= run.fire_at
+
+
+def test_a_run_cancelled_while_its_kernel_waits_leaves_no_kernel(real_store, tmp_path):
+    path = write_notebook(tmp_path / "never.ipynb", "print('ran')", parameters=None)
+    make_job(real_store, "never", "@yearly", kind="notebook", command=path)
+    run = _due_in(real_store, "never", 30.0)
+    sup = supervise(real_store.path, run.id)
+    wait_for(lambda: len(_run_processes(run.id)) >= 2, 30, what="runner and kernel")
+    sup.send_signal(15)  # what a cancel does to a local supervisor
+    settle(sup, 30)
+    wait_for(lambda: _run_processes(run.id) == [], 15, what="no process of the run left")
+    done = real_store.get_run(run.id)
+    assert (done.status, done.reason) == ("cancelled", "cancelled before it started")
+    assert b"ran" not in real_store.read_output(run.id)
+    assert not os.path.exists(real_store.artifact_path(run.id))
+
+
+def test_a_killed_supervisor_leaves_no_kernel(real_store, tmp_path):
+    path = write_notebook(tmp_path / "long.ipynb", "import time\nprint('up', flush=True)\n"
+                          "time.sleep(120)", parameters=None)
+    make_job(real_store, "long", "@yearly", kind="notebook", command=path)
+    run = real_store.request_run("long")
+    sup = supervise(real_store.path, run.id)
+    wait_for(lambda: b"up" in real_store.read_output(run.id), 60, what="the cell to run")
+    sup.kill()
+    sup.wait()
+    wait_for(lambda: _run_processes(run.id) == [], 20, what="runner and kernel gone")
