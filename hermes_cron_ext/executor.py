@@ -30,6 +30,9 @@ from .models import Run
 
 log = logging.getLogger("hermes_cron")
 
+#: how the fork server gets its store URL (its environment, not its command line)
+FORK_SERVER_DB = "HERMES_CRON_FORK_SERVER_DB"
+
 #: Scheme spellings of one Dask scheduler address (``dask://h:p`` is ``tcp://h:p``).
 _SCHEMES = (("dask+tls://", "tls://"), ("dask://", "tcp://"), ("tcp://", "tcp://"),
             ("tls://", "tls://"))
@@ -130,10 +133,12 @@ class LocalExecutor(Executor):
                 if self._proc is not None:
                     log.warning("hermes-cron fork server exited (%s); starting a new one",
                                 self._proc.returncode)
+                # the store URL (a PostgreSQL password) by environment, never on the
+                # command line every local user can read (ps)
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "hermes_cron_ext.executor", self.db,
-                    self.logs_dir or "", stdin=asyncio.subprocess.PIPE,
-                    start_new_session=True)
+                    sys.executable, "-m", "hermes_cron_ext.executor", self.logs_dir or "",
+                    stdin=asyncio.subprocess.PIPE, start_new_session=True,
+                    env={**os.environ, FORK_SERVER_DB: self.db})
             return self._proc
 
     async def warm_up(self) -> None:
@@ -226,4 +231,5 @@ def _alive(pid: int | None) -> bool:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "")
+    # taken out of the environment at once: supervisors and payloads never inherit it
+    serve(os.environ.pop(FORK_SERVER_DB), sys.argv[1] if len(sys.argv) > 1 else "")

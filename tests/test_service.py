@@ -33,3 +33,32 @@ def test_history_pages_from_kept_json_equal_fresh_ones(store, clock):
     assert second != first and by_id[runs[4].id]["status"] == "failed"
     assert by_id[runs[5].id]["phase"] == "epoch 2"
     assert check()["cursor"] is not None
+
+
+SECRET = "s3cret-not-on-cmdline"
+
+
+async def test_fork_server_command_line_holds_no_store_password(pg_url):
+    """``ps`` shows every local user each process's command line: the fork server gets
+    the store URL (with its password) by environment, and its supervisors and payloads
+    do not inherit it."""
+    import os
+
+    import psycopg
+
+    from hermes_cron_ext.executor import FORK_SERVER_DB, LocalExecutor
+    from hermes_cron_ext.store.embedded import as_url
+
+    info = psycopg.conninfo.conninfo_to_dict(pg_url)
+    url = as_url(psycopg.conninfo.make_conninfo(**info, password=SECRET))
+    executor = LocalExecutor(url)
+    try:
+        await executor.warm_up()
+        pid = executor._proc.pid
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        assert b"hermes_cron_ext.executor" in cmdline
+        assert SECRET.encode() not in cmdline and b"postgresql" not in cmdline
+    finally:
+        await executor.close()
+    assert FORK_SERVER_DB not in os.environ
