@@ -6,6 +6,7 @@ Configure with ``c.HermesCron.<trait>`` in ``jupyter_server_config.py``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -112,6 +113,16 @@ class HermesCron(ExtensionApp):
         if self.ticker_obj is not None:
             await self.ticker_obj.start()
             self.log.info("hermes-cron: ticking (pid %d)", os.getpid())
+        self._stop_on_sigint(serverapp)
+
+    @staticmethod
+    def _stop_on_sigint(serverapp) -> None:
+        """Stop cleanly on SIGINT when jupyter_server left it unhandled. It handles SIGINT
+        only when stdin is a terminal; a spawned server (JupyterHub's spawners, the idle
+        culler: both send SIGINT) would die of KeyboardInterrupt without stop_extension,
+        so no handoff daemon would keep its jobs firing. Treat it as SIGTERM."""
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, serverapp._signal_stop)
 
     def current_activity(self):
         return None

@@ -36,8 +36,8 @@ class Server:
             [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
              f"--port={self.port}", "--IdentityProvider.token=tok", "--allow-root",
              f"--ServerApp.root_dir={tmp_path}", *args],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True)
+            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, start_new_session=True)  # as a spawner starts it: no tty
         wait_for(self.ready, 60, 0.2, "the server to answer")
 
     def call(self, path, method="GET", body=None):
@@ -56,8 +56,8 @@ class Server:
         except OSError:
             return False
 
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        self.proc.send_signal(sig)
         self.proc.wait(15)
         log = self.proc.stderr.read().decode()
         self.proc.stderr.close()
@@ -148,6 +148,40 @@ def test_handoff_keeps_firing_and_hands_back(tmp_path):
     gaps = {round(b - a) for a, b in zip(slots, slots[1:])}
     assert gaps == {1}, f"a slot was missed across a handover: gaps {gaps}"
     assert len(slots) >= 8
+
+
+def test_sigint_from_a_spawner_hands_off_and_jobs_keep_firing(tmp_path):
+    """JupyterHub and its idle culler stop a user server with SIGINT, with no terminal on
+    its stdin: the jobs keep firing through the handoff within one period, each slot
+    once, and the server's ticker row is gone at once."""
+    db = str(tmp_path / "cron.db")
+    ledger = tmp_path / "ledger"
+    srv = Server(tmp_path, db)
+    handoff_pid = None
+    try:
+        srv.call("jobs", "POST", {"name": "every-2s", "schedule": "@every 2s",
+                                  "command": f'echo "$HERMES_CRON_SCHEDULED_FOR" >> {ledger}'})
+        time.sleep(3)
+        log = srv.stop(signal.SIGINT)
+        stopped = time.time()
+        assert srv.proc.returncode == 0, log[-2000:]
+        assert "handed ticking over" in log, log[-2000:]
+        handoff_pid = int(log.split("handed ticking over")[1].split("(pid ")[1].split(")")[0])
+        store = SQLiteStore(db)
+        try:
+            assert [t.kind for t in store.list_tickers() if t.alive()] in ([], ["handoff"])
+        finally:
+            store.close()
+        wait_for(lambda: any(float(x) > stopped for x in ledger.read_text().split()), 2 + 8,
+                 what="a slot after the stop fired by the handoff daemon")
+    finally:
+        srv.kill()
+        if handoff_pid and os.path.exists(f"/proc/{handoff_pid}"):
+            os.kill(handoff_pid, signal.SIGTERM)
+            wait_for(lambda: not os.path.exists(f"/proc/{handoff_pid}"), 15,
+                     what="the handoff daemon to stop")
+    slots = [float(x) for x in ledger.read_text().split()]
+    assert len(slots) == len(set(slots)), "a slot fired twice"
 
 
 def test_handoff_off_means_loud_status(tmp_path):
