@@ -97,6 +97,8 @@ def execute_changes(job, fields: dict) -> list[str]:
         elif permission_for(key) == "execute" and value != getattr(job, key, None):
             changed.append(key)
     return changed
+
+
 NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
              "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
 
