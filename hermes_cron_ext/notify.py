@@ -3,8 +3,10 @@ healthchecks-style pings on start, success and failure.
 
 They are derived from the store's events, which tickers claim in batches
 (``Store.claim_events("notify")``): with any number of tickers on one store,
-each notification goes out once. Delivery runs on a small thread pool with a few
-retries; a failure is logged and never touches a run.
+each notification goes out once. Delivery is off the ticker's path, one queue per
+destination URL with its own thread (in order for that URL, a few retries with
+backoff), so a dead or slow endpoint delays only its own messages, never another
+job's webhook or ping; a failure is logged and never touches a run.
 
 A job's own ``notify_url`` and ``ping_url`` go only to public addresses: a host on
 loopback, link-local, private or other non-global ranges is refused (server-side
@@ -18,15 +20,16 @@ operator's own webhook (``c.HermesCron.notify_url``, ``--notify-url``) may go an
 
 from __future__ import annotations
 
+import collections
 import http.client
 import ipaddress
 import json
 import logging
 import os
 import socket
+import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from .errors import InvalidInput, NotFound
@@ -169,7 +172,11 @@ class Notifier:
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hermes-notify")
+        #: destination -> messages waiting; a thread drains each while it has some
+        self._queues: dict[str, collections.deque] = {}
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._closed = False
         self.sent = 0
         self.failed = 0
 
@@ -211,8 +218,43 @@ class Notifier:
         events = self.store.claim_events("notify")
         messages = self.messages(events) if events else []
         for url, body, job_url in messages:
-            self._pool.submit(self._deliver, url, body, job_url)
+            self.submit(url, body, job_url)
         return len(messages)
+
+    def submit(self, url: str, body: dict | None, job_url: bool = False) -> None:
+        """Queue one delivery behind the others to the same destination (a ping's
+        ``/start`` and ``/fail`` count as its URL: they stay in order)."""
+        key = url.removesuffix("/start").removesuffix("/fail")
+        with self._lock:
+            if self._closed:
+                return
+            queue = self._queues.get(key)
+            fresh = queue is None
+            if fresh:
+                queue = self._queues[key] = collections.deque()
+            queue.append((url, body, job_url))
+            if fresh:
+                thread = threading.Thread(target=self._drain, args=(key,), daemon=True,
+                                          name="hermes-notify")
+                self._threads.add(thread)
+        if fresh:
+            thread.start()
+
+    def _drain(self, key: str) -> None:
+        try:
+            while True:
+                with self._lock:
+                    queue = self._queues[key]
+                    if not queue:
+                        del self._queues[key]
+                        return
+                    url, body, job_url = queue[0]
+                self._deliver(url, body, job_url)
+                with self._lock:
+                    queue.popleft()
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def _deliver(self, url: str, body: dict | None, job_url: bool = False) -> bool:
         data = json.dumps(body).encode() if body is not None else None
@@ -248,4 +290,10 @@ class Notifier:
         return False
 
     def close(self, wait: bool = False) -> None:
-        self._pool.shutdown(wait=wait)
+        """Take no more; *wait*: until what is queued has been tried."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                thread.join()
