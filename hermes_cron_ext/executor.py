@@ -173,10 +173,14 @@ class LocalExecutor(Executor):
 
 def spawn_supervisor(db: str, run_id: str) -> int:
     """Start one supervisor without a fork server (one-off ``hermes-cron run``)."""
+    from .supervisor import SUPERVISE_DB_ENV
+
+    # the store URL (a PostgreSQL password, maybe) in the environment, not on the
+    # command line every local user can read; the supervisor takes it out again
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hermes_cron_ext.supervisor", db, run_id],
+        [sys.executable, "-m", "hermes_cron_ext.supervisor", run_id],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        env={**os.environ, SUPERVISE_DB_ENV: db}, start_new_session=True)
     return proc.pid
 
 

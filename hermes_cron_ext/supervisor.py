@@ -453,10 +453,19 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
         store.close()
 
 
+#: Where ``python -m hermes_cron_ext.supervisor RUN_ID`` finds its store (not on the
+#: command line, which every local user can read); taken out of the environment at once.
+SUPERVISE_DB_ENV = "HERMES_CRON_SUPERVISE_DB"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    db = os.environ.pop(SUPERVISE_DB_ENV, None)
+    if len(argv) == 1 and db:
+        return supervise(db, argv[0])
     if len(argv) != 2:
-        print("usage: python -m hermes_cron_ext.supervisor DB RUN_ID", file=sys.stderr)
+        print("usage: python -m hermes_cron_ext.supervisor [DB] RUN_ID (DB: else "
+              f"${SUPERVISE_DB_ENV})", file=sys.stderr)
         return 2
     return supervise(argv[0], argv[1])
 

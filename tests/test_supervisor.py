@@ -180,3 +180,22 @@ def test_secrets_reach_the_payload_but_no_run_row_and_the_store_is_private(real_
     assert real_store.path + "-wal" in files
     modes = {f: oct(os.stat(f).st_mode & 0o777) for f in files}
     assert modes == {f: ("0o700" if os.path.isdir(f) else "0o600") for f in files}
+
+
+def test_a_one_off_supervisor_has_no_store_url_on_its_command_line(real_store):
+    """``hermes-cron run`` with no ticker spawns a supervisor: the store URL (for
+    PostgreSQL, with its password) must not be readable by every user through ps."""
+    from hermes_cron_ext.executor import spawn_supervisor
+
+    make_job(real_store, "one-off", "@yearly", command="sleep 1")
+    run = real_store.request_run("one-off")
+    assert real_store.dispatch(run.id)
+    pid = spawn_supervisor(real_store.path, run.id)
+
+    def cmdline():  # empty or the parent's until the child has exec'd
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            line = f.read()
+        return line if b"hermes_cron_ext.supervisor" in line else None
+    line = wait_for(cmdline, 10, 0.001, "the supervisor's exec")
+    assert run.id.encode() in line and real_store.path.encode() not in line
+    wait_for(lambda: real_store.get_run(run.id).status == "succeeded", 30, what="the run")
