@@ -231,6 +231,12 @@ async def test_idempotency_key_header(cron, jp_fetch):
     two = await api(jp_fetch, "jobs", method="POST", body=body, expect=200,
                     headers={"Idempotency-Key": "abc"})
     assert one["id"] == two["id"]
+    # the same key with another body is a client bug, not a retry: 409 naming the key
+    err = await api(jp_fetch, "jobs", method="POST", expect=409,
+                    body={**body, "command": "rm -rf ~/data"},
+                    headers={"Idempotency-Key": "abc"})
+    assert "idempotency key 'abc'" in err["error"]["message"]
+    assert err["error"]["field"] == "idempotency_key"
 
 
 async def test_run_now_pause_resume_cancel_delete(cron, jp_fetch):

@@ -38,12 +38,14 @@ def test_duplicate_name_conflicts_and_keeps_first(store):
     assert store.get_job("etl").command == "echo one"
 
 
-def test_idempotency_key_returns_existing_job(store):
+def test_idempotency_key_returns_existing_job_for_the_same_request_only(store):
     data = {"name": "a", "schedule": "@daily", "command": "true", "idempotency_key": "k1"}
     first, created = store.create_job(validate_new(data))
-    again, created2 = store.create_job(validate_new({**data, "name": "b"}))
+    again, created2 = store.create_job(validate_new(data))  # a retried request
     assert created and not created2
     assert again.id == first.id
+    with pytest.raises(Conflict, match="idempotency key 'k1' was used for a different"):
+        store.create_job(validate_new({**data, "name": "b"}))
     assert [j.name for j in store.list_jobs().items] == ["a"]
 
 

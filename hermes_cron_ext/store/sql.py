@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import random
 import secrets
@@ -54,7 +55,7 @@ from ..models import (
     proc_start_time,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -129,6 +130,8 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # a ticker's process start time: its row is known dead the moment its process is
     2: ["ALTER TABLE tickers ADD COLUMN proc_start INTEGER"],
+    # what was asked with an idempotency key: a replay with another body is refused
+    3: ["ALTER TABLE jobs ADD COLUMN idempotency_hash TEXT"],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -165,6 +168,13 @@ def _next(schedule: sched.Schedule, ts: float) -> float | None:
 def _prev(schedule: sched.Schedule, ts: float) -> float | None:
     dt = schedule.prev_fire(datetime.fromtimestamp(ts, timezone.utc))
     return dt.timestamp() if dt is not None else None
+
+
+def _request_hash(fields: dict) -> str:
+    """A digest of a validated create request, its idempotency key aside."""
+    text = json.dumps({k: v for k, v in fields.items() if k != "idempotency_key"},
+                      sort_keys=True, default=vars)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def new_id(prefix: str) -> str:
@@ -351,9 +361,15 @@ class SQLStore(Store):
         now = self.clock()
         with self._write() as db:
             key = fields.get("idempotency_key")
+            asked = _request_hash(fields) if key else None
             if key:
                 row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
                 if row is not None:
+                    if row["idempotency_hash"] not in (None, asked):
+                        raise Conflict(
+                            f"idempotency key {key!r} was used for a different job request "
+                            f"(job {row['name']!r}); use a new key for a new job",
+                            field="idempotency_key")
                     return _row_job(row), False
             if db.execute("SELECT 1 FROM jobs WHERE name = ?", (fields["name"],)).fetchone():
                 raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
@@ -363,12 +379,12 @@ class SQLStore(Store):
             state = "scheduled" if fields["enabled"] else "disabled"
             db.execute(
                 "INSERT INTO jobs (id, name, kind, schedule, timezone, payload, policy, state, "
-                "enabled, next_run_at, created_at, updated_at, idempotency_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "enabled, next_run_at, created_at, updated_at, idempotency_key, "
+                "idempotency_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, fields["name"], fields["kind"], schedule.text, fields["timezone"],
                  json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
                  json.dumps(vars(fields["policy"])), state, int(fields["enabled"]), nxt,
-                 now, now, key),
+                 now, now, key, asked),
             )
             self._event(db, "job.created", job_id, at=now, name=fields["name"])
             return _row_job(self._job_row(db, job_id)), True
