@@ -107,6 +107,7 @@ class JobList extends Widget {
       frag.appendChild(this._item(job, job.id === selected));
     }
     this._list.replaceChildren(frag);
+    this.node.dataset.filter = filter; // the filter these jobs match (typing applies it after a pause)
     this._empty.hidden = jobs.length > 0 || loading;
     this._empty.textContent = filter
       ? `No job matches “${filter}”.`
