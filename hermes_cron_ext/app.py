@@ -14,8 +14,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, List, Unicode
 
 from . import __version__
+from .errors import HermesCronError
 from .executor import AllowedExecutors, restrict_executors
-from .handlers import routes
+from .handlers import routes, unavailable_routes
 from .service import CronService
 from .store import AsyncStore, open_store, resolve_db
 
@@ -83,9 +84,16 @@ class HermesCron(ExtensionApp):
         if self.switch_interval > 0:
             sys.setswitchinterval(self.switch_interval)
         url = resolve_db(self.db or None)
+        self.unavailable = None
+        try:
+            opened = open_store(url)
+        except HermesCronError as exc:  # corrupt file, unreachable server: say so, loudly
+            self.unavailable = exc.message
+            self.log.error("hermes-cron: the scheduler is off: %s", exc.message)
+            return
         # API calls share four store threads; the ticker has one of its own, so no burst
         # of requests (or one slow statistics query) ever delays a job's start
-        self.store = AsyncStore(open_store(url), threads=4)
+        self.store = AsyncStore(opened, threads=4)
         self.ticker_obj = None
         allowed = AllowedExecutors([*self.executors, self.executor or "local"])
         if self.ticker:
@@ -106,9 +114,14 @@ class HermesCron(ExtensionApp):
                       self.store.sync.display_url, "on" if self.ticker else "off")
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(routes())
+        if self.unavailable:
+            self.handlers.extend(unavailable_routes(self.unavailable))
+        else:
+            self.handlers.extend(routes())
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
+        if self.unavailable:
+            return
         await self.service.start()
         if self.ticker_obj is not None:
             await self.ticker_obj.start()
@@ -129,7 +142,7 @@ class HermesCron(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Stop ticking and close streams; detached supervisors keep their runs going."""
-        if getattr(self, "_stopped", False):
+        if getattr(self, "_stopped", False) or getattr(self, "unavailable", None):
             return
         self._stopped = True
         hand_off = False

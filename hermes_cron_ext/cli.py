@@ -335,6 +335,17 @@ def cmd_next(args, store=None) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    """Open the store's file without the store (which refuses a broken one) and run
+    SQLite's quick_check; PostgreSQL: whether it opens."""
+    from .store import doctor
+
+    ok, lines = doctor(resolve_db(args.db))
+    for line in lines:
+        print(line)
+    return 0 if ok else EXIT_ERROR
+
+
 def cmd_status(args, store) -> int:
     now = time.time()
     tickers = store.list_tickers()
@@ -598,6 +609,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("status", help="which tickers are alive")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("doctor", help="check the store file (SQLite's quick_check)")
+    p.set_defaults(func=cmd_doctor, no_store=True)
 
     p = sub.add_parser("gc", help="prune old runs now")
     p.add_argument("--keep-runs", type=int, default=50)

@@ -401,6 +401,28 @@ class UnknownRouteHandler(CronAPIHandler):
     post = patch = delete = put = get
 
 
+class UnavailableHandler(CronAPIHandler):
+    """Every route while the store cannot be opened: 503 with the reason (which names
+    the store's file), instead of the extension vanishing into HTML 404s."""
+
+    def initialize(self, reason: str) -> None:
+        self.reason = reason
+
+    @web.authenticated
+    @authorized
+    async def get(self, *_):
+        self.set_status(503)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": {"code": "store_unavailable",
+                                          "message": self.reason}}))
+
+    post = patch = delete = put = get
+
+
+def unavailable_routes(reason: str) -> list[tuple]:
+    return [(r"api/cron(?:/.*)?", UnavailableHandler, {"reason": reason})]
+
+
 def routes() -> list[tuple]:
     base = "api/cron"
     return [

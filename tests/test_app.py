@@ -27,7 +27,7 @@ def _free_port() -> int:
 class Server:
     """A real jupyter server with the extension, as a user would start it."""
 
-    def __init__(self, tmp_path, db: str, *args: str):
+    def __init__(self, tmp_path, db: str, *args: str, wait: bool = True):
         self.port = _free_port()
         self.db = db
         self.env = {**os.environ, "HERMES_CRON_DB": db, "HERMES_CRON_HEARTBEAT": "0.5",
@@ -38,7 +38,8 @@ class Server:
              f"--ServerApp.root_dir={tmp_path}", *args],
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, start_new_session=True)  # as a spawner starts it: no tty
-        wait_for(self.ready, 60, 0.2, "the server to answer")
+        if wait:
+            wait_for(self.ready, 60, 0.2, "the server to answer")
 
     def call(self, path, method="GET", body=None):
         req = urllib.request.Request(
@@ -182,6 +183,43 @@ def test_sigint_from_a_spawner_hands_off_and_jobs_keep_firing(tmp_path):
                      what="the handoff daemon to stop")
     slots = [float(x) for x in ledger.read_text().split()]
     assert len(slots) == len(set(slots)), "a slot fired twice"
+
+
+def test_a_corrupt_store_answers_503_naming_the_file_and_stops_at_once(tmp_path):
+    """A broken store file must not make the API vanish (Jupyter's HTML 404s) nor hang
+    the shutdown: every route answers 503 with the reason and the file."""
+    import urllib.error
+
+    db = tmp_path / "store" / "cron.db"
+    db.parent.mkdir()
+    db.write_bytes(b"this is not a database" * 400)
+    srv = Server(tmp_path, str(db), wait=False)
+    try:
+        def answer():
+            if srv.proc.poll() is not None:
+                raise AssertionError(srv.proc.stderr.read().decode()[-2000:])
+            try:
+                srv.call("status")
+            except urllib.error.HTTPError as err:
+                return err.code, json.loads(err.read())
+            except OSError:
+                return None
+            raise AssertionError("a corrupt store answered 200")
+        code, body = wait_for(answer, 60, 0.2, "the server to answer")
+        assert code == 503 and body["error"]["code"] == "store_unavailable"
+        assert str(db) in body["error"]["message"]
+        assert "not a usable database" in body["error"]["message"]
+        try:
+            srv.call("jobs", "POST", {"name": "x", "schedule": "@daily", "command": "true"})
+        except urllib.error.HTTPError as err:
+            assert err.code == 503
+        started = time.monotonic()
+        log = srv.stop()
+        assert time.monotonic() - started < 5, "the shutdown hung"
+        assert "the scheduler is off" in log and "Traceback" not in log
+        assert db.read_bytes() == b"this is not a database" * 400  # left as it was
+    finally:
+        srv.kill()
 
 
 def test_handoff_off_means_loud_status(tmp_path):

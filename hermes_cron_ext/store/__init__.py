@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..abc import Store
-from ..errors import InvalidInput
-from .sqlite import SQLiteStore
+from ..errors import HermesCronError, InvalidInput
+from .sqlite import SCHEMA_VERSION, SQLiteStore
 
-__all__ = ["AsyncStore", "SQLiteStore", "Store", "default_db", "is_postgres", "open_store",
-           "preload", "resolve_db"]
+__all__ = ["AsyncStore", "SQLiteStore", "Store", "default_db", "doctor", "is_postgres",
+           "open_store", "preload", "resolve_db"]
 
 
 def default_db() -> str:
@@ -65,6 +66,36 @@ def preload(db: str | None = None) -> None:
             from . import postgres  # noqa: F401
         except ImportError:
             pass
+
+
+def doctor(db: str) -> tuple[bool, list[str]]:
+    """Check a store without trusting it: ``(healthy, what to tell the user)``. SQLite's
+    file is opened read-only and given ``PRAGMA quick_check``; PostgreSQL is opened."""
+    if is_postgres(db):
+        try:
+            store = open_store(db)
+        except HermesCronError as exc:
+            return False, [exc.message]
+        store.close()
+        from .postgres import redact
+
+        return True, [f"{redact(db)}: ok (schema {SCHEMA_VERSION})"]
+    if db.startswith("sqlite:///"):
+        db = db[len("sqlite:///") - 1:]
+    path = os.path.abspath(os.path.expanduser(db))
+    if not os.path.exists(path):
+        return False, [f"{path}: no such store"]
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            found = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return False, [f"{path}: not a usable SQLite database: {exc}"]
+    if found == ["ok"]:
+        return True, [f"{path}: ok (SQLite quick_check)"]
+    return False, [f"{path}: SQLite quick_check found problems:"] + [f"  {p}" for p in found]
 
 
 def open_store(db: str | None = None, **kwargs: Any) -> Store:

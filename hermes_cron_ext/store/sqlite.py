@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .. import output
+from ..errors import StoreError
 from .sql import (  # noqa: F401  (re-exported: the names this module has always had)
     LIST_COLUMNS,
     MIGRATIONS,
@@ -44,7 +45,16 @@ class SQLiteStore(SQLStore):
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
-        super().__init__(self.path, clock=clock)
+        try:
+            super().__init__(self.path, clock=clock)
+        except sqlite3.DatabaseError as exc:  # corrupt, not SQLite, unreadable, disk full
+            self.close()
+            raise StoreError(f"store {self.path} is not a usable database: {exc} "
+                             f"(check it with: hermes-cron --db {self.path} doctor)") from exc
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: ``["ok"]`` or the problems it found."""
+        return [row[0] for row in self.db.execute("PRAGMA quick_check").fetchall()]
 
     # -- plumbing -------------------------------------------------------------
     @property
