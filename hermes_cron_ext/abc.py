@@ -61,7 +61,8 @@ class Store(ABC):
         """The earliest instant at which something becomes due (indexed)."""
 
     @abstractmethod
-    def claim_due(self, horizon: float, now: float, owner: str) -> list[Run]:
+    def claim_due(self, horizon: float, now: float, owner: str,
+                  cause: str | None = None) -> list[Run]:
         """Claim every slot and pending run due by *horizon*, exactly once across tickers.
 
         Missed slots are resolved by the job's misfire policy here, and every

@@ -39,15 +39,23 @@ class OutputWriter:
         self._tail_len = 0
         self.cut = 0  # bytes dropped from the middle
         self.cutting = False
+        #: the first write that failed (disk full, ...): nothing more is written, and the
+        #: supervisor ends the run failed with it
+        self.error: OSError | None = None
 
     def _append(self, stream: int, data: bytes) -> None:
-        if stream != self._stream:
-            os.write(self._idx, _IDX.pack(self.size, stream))
-            self._stream = stream
-        while data:
-            n = os.write(self._log, data)
-            self.size += n
-            data = data[n:]
+        if self.error is not None:
+            return
+        try:
+            if stream != self._stream:
+                os.write(self._idx, _IDX.pack(self.size, stream))
+                self._stream = stream
+            while data:
+                n = os.write(self._log, data)
+                self.size += n
+                data = data[n:]
+        except OSError as exc:
+            self.error = exc
 
     def write(self, stream: str, data: bytes) -> None:
         if not data:

@@ -32,7 +32,7 @@ from . import schedule as sched
 from .errors import HermesCronError, InvalidInput, NotFound
 from .executor import AllowedExecutors
 from .jobspec import validate_changes, validate_new
-from .models import ACTIVE_STATUSES, Event, Run, hostname, parse_iso, process_alive
+from .models import ACTIVE_STATUSES, Event, Run, hostname, iso, parse_iso, process_alive
 from .notify import check_url
 from .store import AsyncStore
 from .streams import Feeds
@@ -298,7 +298,15 @@ class CronService:
         return [t for t in await self.store.list_tickers() if t.alive(now)]
 
     async def status(self) -> dict:
-        return await self.store.run(status_report, self.store.sync, self.ticker is not None)
+        report = await self.store.run(status_report, self.store.sync, self.ticker is not None)
+        fault = self.ticker.fault if self.ticker is not None else None
+        report["ticker_fault"] = None if fault is None else {
+            "since": iso(fault["since"]), "error": fault["error"]}
+        if fault is not None:  # alive, but not firing: say why
+            report["warning"] = (f"this server's ticker cannot write to the store since "
+                                 f"{iso(fault['since'])}: {fault['error']}; jobs do not "
+                                 "fire until it can")
+        return report
 
     # -- jobs ----------------------------------------------------------------------
     async def list_jobs(self, *, limit: int, cursor: str | None, state: str | None,

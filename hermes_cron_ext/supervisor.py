@@ -115,6 +115,39 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
+def _complain(text: str) -> None:
+    """A line to the supervisor's stderr (the fork server's supervisors.err), which may
+    sit on the very disk that is full: never let telling fail the run."""
+    try:
+        print(f"hermes-cron supervisor {os.getpid()}: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def patiently(call, *args, limit: float):
+    """``call(*args)``, tried again while the store cannot write (disk full, database
+    locked or unreachable) for up to *limit* seconds, so a passing fault does not lose
+    the run's record. Refusals (not found, conflict, bad input) are not retried."""
+    from .errors import HermesCronError, StoreError
+
+    deadline, pause = time.monotonic() + limit, 0.2
+    while True:
+        try:
+            return call(*args)
+        except HermesCronError as exc:
+            if not isinstance(exc, StoreError) or time.monotonic() >= deadline:
+                raise
+            fault = exc
+        except Exception as exc:  # sqlite3 / psycopg OperationalError, OSError
+            if time.monotonic() >= deadline:
+                raise
+            fault = exc
+        _complain(f"{getattr(call, '__name__', 'store call')} failed ({fault}); "
+                  f"trying again in {pause:g} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
 class Payload:
     """A started payload process; *go_w*: the write end of a warm notebook's go pipe."""
 
@@ -169,7 +202,8 @@ class Supervisor:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         store, run_id = self.store, self.run_id
         pid = os.getpid()
-        if not store.attach_run(run_id, pid, proc_start_time(pid), hostname()):
+        if not patiently(store.attach_run, run_id, pid, proc_start_time(pid), hostname(),
+                         limit=60):
             # marked lost (or cancelled) before this supervisor came up: never run it
             print(f"hermes-cron: run {run_id} was no longer queued when its supervisor "
                   "started; not running it", file=sys.stderr)
@@ -305,7 +339,7 @@ class Supervisor:
         proc = payload.proc
         started = time.time()
         if payload.warm:  # the run is taken first, then its first cell runs
-            if not store.mark_running(run.id, started, proc.pid):
+            if not patiently(store.mark_running, run.id, started, proc.pid, limit=60):
                 payload.abort()
                 return 0
             payload.go()
@@ -314,7 +348,8 @@ class Supervisor:
         status, exit_code, reason = "failed", None, None
         writer = store.output_writer(run.id)
         try:
-            if not payload.warm and not store.mark_running(run.id, started, proc.pid):
+            if not payload.warm and not patiently(store.mark_running, run.id, started,
+                                                  proc.pid, limit=60):
                 self._killpg(proc.pid, signal.SIGKILL)  # ended meanwhile
                 proc.wait()
                 return 0
@@ -326,9 +361,13 @@ class Supervisor:
         finally:
             payload.close()
             writer.close()
-            store.heartbeat_run(run.id, time.time(), self._progress.phase,
-                                self._progress.fraction, writer.size)
-            store.finish_run(run.id, status, exit_code, reason)
+            try:
+                store.heartbeat_run(run.id, time.time(), self._progress.phase,
+                                    self._progress.fraction, writer.size)
+            except Exception as exc:
+                _complain(f"last heartbeat not recorded: {exc}")
+            # the final status matters most: keep trying while the store cannot write
+            patiently(store.finish_run, run.id, status, exit_code, reason, limit=600)
         return 0
 
     @staticmethod
@@ -375,6 +414,8 @@ class Supervisor:
                         del streams[fd]
                         continue
                     writer.write(streams[fd], data)
+                    if writer.error is not None and stopping is None:
+                        self.stop_reason = stopping = "write_failed"
                     progress.feed(data)
                     if streams[fd] == "stderr":
                         lines = [ln for ln in data.replace(b"\r", b"\n").split(b"\n")
@@ -392,7 +433,8 @@ class Supervisor:
             if stopping is None and deadline is not None and now >= deadline:
                 stopping = self.stop_reason = "timed_out"
             if stopping and kill_at is None:
-                what = (f"timed out after {timeout:g} s" if stopping == "timed_out"
+                what = ("cannot write the run's output" if stopping == "write_failed"
+                        else f"timed out after {timeout:g} s" if stopping == "timed_out"
                         else "cancelled")
                 writer.system(f"\n[hermes-cron: {what}; sending SIGTERM to the process group, "
                               f"SIGKILL in {grace:g} s]\n")
@@ -405,8 +447,13 @@ class Supervisor:
                 kill_at = None if exited_at is not None else now + grace
             if now >= next_beat or (progress.changed and now - last_beat >= 0.5):
                 progress.changed = False
-                cancel = self.store.heartbeat_run(
-                    self.run_id, time.time(), progress.phase, progress.fraction, writer.size)
+                try:
+                    cancel = self.store.heartbeat_run(
+                        self.run_id, time.time(), progress.phase, progress.fraction,
+                        writer.size)
+                except Exception as exc:  # a missed beat is no reason to stop the run
+                    _complain(f"heartbeat not recorded: {exc}")
+                    cancel = False
                 if cancel and not self.stop_reason:
                     self.stop_reason = "cancelled"
                     continue
@@ -430,6 +477,10 @@ class Supervisor:
             return "timed_out", exit_code, f"timed out after {timeout:g} s"
         if stopping == "cancelled":
             return "cancelled", exit_code, "cancelled"
+        if stopping == "write_failed":
+            err = writer.error
+            return "failed", exit_code, (f"cannot write the run's output: "
+                                         f"{err.strerror or err} ({writer.path})")
         if rc == 0:
             return "succeeded", 0, None
         detail = last_err.decode(errors="replace").strip()

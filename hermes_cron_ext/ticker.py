@@ -23,7 +23,7 @@ import time
 from .abc import Executor
 from .errors import InvalidInput
 from .executor import LocalExecutor
-from .models import Run, hostname, process_alive
+from .models import Run, hostname, iso, process_alive
 from .notify import Notifier
 from .store import AsyncStore
 from .supervisor import HEARTBEAT_INTERVAL
@@ -98,6 +98,9 @@ class Ticker:
         self.host = hostname()
         self.info = None
         self.fired = 0
+        #: why ticker passes fail now ({"since", "error"}), or None
+        self.fault: dict | None = None
+        self._failed_pass = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -165,7 +168,11 @@ class Ticker:
         await self.close_executors()
         self.notifier.close()
         if self.info is not None:
-            await self.store.unregister_ticker(self.info.id)
+            try:
+                await self.store.unregister_ticker(self.info.id)
+            except Exception as exc:  # disk full, database gone: its row goes stale
+                log.warning("hermes-cron: could not remove this ticker's row (%s); it will "
+                            "show as stale", exc)
             self.info = None
 
     async def wait(self) -> None:
@@ -183,8 +190,12 @@ class Ticker:
         """Claim what is due by ``now + lead`` and start it."""
         now = self.clock() if now is None else now
         lead = self.lead if lead is None else lead
+        cause = None
+        if self.fault is not None:  # slots missed while we could not write were not ours
+            cause = (f"the ticker ({self.kind}, pid {os.getpid()}) could not write to the "
+                     f"store since {iso(self.fault['since'])}: {self.fault['error']}")
         runs = await self.store.claim_due(now + lead, now, self.info.id if self.info
-                                          else "anonymous")
+                                          else "anonymous", cause)
         if runs:
             self.fired += len(runs)
             batches: dict[Executor, list[Run]] = {}
@@ -261,8 +272,8 @@ class Ticker:
             self._next_reconcile = now + self.reconcile_every
         try:
             await self.store.run(self.notifier.pump)
-        except Exception:
-            log.exception("hermes-cron: notifications failed")
+        except Exception as exc:  # told once, as a ticker fault (the store cannot write)
+            self._record_fault(exc)
         if now >= self._next_gc:
             if self._next_gc:
                 result = await self.store.gc(now)
@@ -270,9 +281,23 @@ class Ticker:
                     log.info("hermes-cron gc: %s", result)
             self._next_gc = now + self.gc_every
 
+    def _record_fault(self, exc: Exception) -> None:
+        """Remember why passes fail (disk full, database gone), for ``status`` and for the
+        reason of slots missed meanwhile; log it once, not on every pass."""
+        error = str(exc) or type(exc).__name__
+        self._failed_pass = True
+        if self.fault is None:
+            self.fault = {"since": self.clock(), "error": error}
+            log.error("hermes-cron: ticker pass failed; trying again every second",
+                      exc_info=exc)
+        elif self.fault["error"] != error:
+            self.fault["error"] = error
+            log.error("hermes-cron: ticker pass still failing: %s", error)
+
     async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            self._failed_pass = False
             try:
                 now = self.clock()
                 due = await self.store.next_wakeup()
@@ -288,11 +313,16 @@ class Ticker:
                 delay = self.poll
                 if due is not None:
                     delay = min(delay, max(0.0, due - lead - self.clock()))
+                if self.fault is not None and not self._failed_pass:
+                    log.warning("hermes-cron: the ticker writes to the store again (it could "
+                                "not since %s: %s)", iso(self.fault["since"]),
+                                self.fault["error"])
+                    self.fault = None
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bad pass is logged; the loop goes on
-                log.exception("hermes-cron ticker pass failed")
-                delay = self.poll
+            except Exception as exc:  # a bad pass is told; the loop goes on
+                self._record_fault(exc)
+                delay = min(self.poll, 1.0)
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except asyncio.TimeoutError:

@@ -152,3 +152,12 @@ def test_retry_delay_grows_and_stays_under_its_cap(delay, cap, attempt, u):
     got = retry_delay(policy, attempt, lambda a, b: u)
     assert got == pytest.approx(min(cap, delay * 2 ** (attempt - 1)) * u)
     assert got <= cap * 1.2
+
+
+def test_a_ticker_that_knows_why_it_is_late_says_so_instead_of_no_ticker_ran():
+    """Slots missed while the ticker could not write (disk full) are not blamed on a
+    missing ticker."""
+    cause = "the ticker (daemon, pid 7) could not write to the store since ...: disk full"
+    runs, _ = plan_slot(Policy(), T0, T0 + 270, *every(60.0), cause=cause)
+    skipped = [d.reason for d in runs if d.status == "skipped"]
+    assert skipped and all(cause in r and "no ticker ran" not in r for r in skipped)

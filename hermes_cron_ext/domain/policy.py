@@ -39,11 +39,12 @@ class SlotDecision(NamedTuple):
 
 def plan_slot(policy: Policy, slot: float, now: float,
               next_after: Callable[[float], float | None],
-              latest_by: Callable[[float], float | None]) -> tuple[list[SlotDecision],
-                                                                    float | None]:
+              latest_by: Callable[[float], float | None],
+              cause: str | None = None) -> tuple[list[SlotDecision], float | None]:
     """The runs to record when a job's slot *slot* is claimed at *now*, and its next
     slot after *now*. *next_after(t)*: the job's first slot after t; *latest_by(t)*:
-    its last slot at or before t.
+    its last slot at or before t; *cause*: why the claim is late when the claiming
+    ticker knows (it could not write to the store), else "no ticker ran" is assumed.
 
     On time (within MISFIRE_GRACE, no later slot passed): one queued run. Late: every
     missed slot up to *now* is listed (at most MISSED_CAP, then the latest), and the
@@ -67,6 +68,9 @@ def plan_slot(policy: Policy, slot: float, now: float,
     if len(missed) > 1:
         why = (f"missed: no ticker ran from {_iso(missed[0])} to {_iso(missed[-1])}"
                + (" (older slots not listed)" if more else ""))
+    if cause:
+        why = f"missed ({_iso(missed[0])}" + (
+            f" to {_iso(missed[-1])}" if len(missed) > 1 else "") + f"): {cause}"
     if policy.misfire == "all":
         out = [SlotDecision(s, "catchup", "queued", None) for s in missed]
     elif policy.misfire == "skip":

@@ -527,12 +527,14 @@ class SQLStore(Store):
                    dispatched_at=_real(dispatched), job_name=job.name,
                    spec=json.loads(spec_text))
 
-    def _slots(self, job: Job, schedule, slot: float, now: float) -> tuple[list[tuple], float]:
+    def _slots(self, job: Job, schedule, slot: float, now: float,
+               cause: str | None = None) -> tuple[list[tuple], float]:
         """Decide what happens to a due slot: ``[(slot, trigger, status, reason)], next``."""
         return rules.plan_slot(job.policy, slot, now, lambda t: _next(schedule, t),
-                               lambda t: _prev(schedule, t))
+                               lambda t: _prev(schedule, t), cause)
 
-    def claim_due(self, horizon: float, now: float, owner: str) -> list[Run]:
+    def claim_due(self, horizon: float, now: float, owner: str,
+                  cause: str | None = None) -> list[Run]:
         """Claim due slots: rows locked (others' locked rows passed over), then each slot
         taken by a compare-and-set of ``next_run_at``, so a slot is claimed once."""
         claimed: list[Run] = []
@@ -546,7 +548,7 @@ class SQLStore(Store):
                 slot = row["next_run_at"]
                 try:
                     schedule = _schedule(job.schedule, job.timezone)
-                    plan, nxt = self._slots(job, schedule, slot, now)
+                    plan, nxt = self._slots(job, schedule, slot, now, cause)
                 except Exception as exc:  # one bad row must not stop the others
                     db.execute("UPDATE jobs SET state = 'blocked', state_reason = ? WHERE id = ?",
                                (f"schedule cannot be computed: {exc}", job.id))
