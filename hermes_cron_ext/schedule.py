@@ -2,23 +2,29 @@
 
 Four kinds of schedule text are understood:
 
-* a 5-field cron expression (croniter syntax: names, ranges, steps, ``L``, ``W``, ``#``;
-  ``?`` is accepted and means ``*``; ``5L`` means "last Friday", as in Quartz),
-  or an alias such as ``@daily``;
+* a 5-field cron expression with Debian (Vixie) cron's meaning, evaluated by
+  `cronsim <https://github.com/cuu508/cronsim>`_: names, ranges (``5-5`` is only 5),
+  steps on ranges, and day-of-month / day-of-week combined as cron does (OR when
+  both are restricted, AND when either starts with ``*``, ``*/2`` included); plus
+  the extensions cronsim shares with healthchecks.io: ``L`` and ``LW`` in
+  day-of-month, ``5L`` (last Friday) and ``5#3`` (third Friday) in day-of-week, lists
+  mixing them; and Quartz's ``15W`` (the weekday nearest the 15th) in day-of-month.
+  ``?`` means ``*``. ``R`` and ``H`` (random / hashed values) are refused. Or an
+  alias such as ``@daily``;
 * ``@reboot``: fires when a ticker starts, so it has no next fire time;
 * ``@every 1h30m``: slots at ``epoch + k * duration`` in UTC, so tickers agree without state;
 * ``@at 2026-11-22T10:00``: one instant (a naive time is read in the schedule's zone).
 
 Cron runs in the schedule's time zone and handles daylight saving like Debian cron(8):
-a job with a fixed hour runs once on a fall-back day (the repeated hour does not run it
-again) and a slot skipped by spring-forward runs at the first instant after the jump;
-jobs whose hour field is ``*`` (or ``*/1``) follow real time (25 or 23 runs a day).
+a job whose minute and hour are both fixed runs once on a fall-back day and, when
+spring-forward skips its time, at the first instant after the jump; a job whose minute
+or hour field starts with ``*`` (``* 2 * * *``, ``0 */2 * * *``) follows real time.
+docs/ARCHITECTURE.md says why cronsim and not croniter.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -26,8 +32,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
-from cron_descriptor import get_description
-from croniter import CroniterBadDateError, CroniterError, croniter
+from cronsim import CronSim, CronSimError
+from cronsim.explain import Expression
 
 from .errors import InvalidSchedule
 
@@ -82,9 +88,10 @@ _MONTHS = (
 _MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February may have 29
 _DAY_NUMBERS = {d: str(i) for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
 _DURATION = re.compile(r"(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?")
-_LAST_WEEKDAY = re.compile(r"\b([0-7]|[a-z]{3})L\b", re.IGNORECASE)
+_NAMED_LAST = re.compile(r"\b(sun|mon|tue|wed|thu|fri|sat)L\b", re.IGNORECASE)
+_LAST_FIRST = re.compile(r"\bL([0-7])\b", re.IGNORECASE)
+_NEAREST_WEEKDAY = re.compile(r"^([1-9]|[12]\d|3[01])W$", re.IGNORECASE)
 _UNITS = (("d", "day", 86400), ("h", "hour", 3600), ("m", "minute", 60), ("s", "second", 1))
-_MAX_SKIPS = 1000  # candidates dropped by the DST guard in one call (at most ~60 in practice)
 
 
 def local_zone() -> str:
@@ -130,6 +137,37 @@ def _format_duration(delta: timedelta, words: bool = False) -> str:
     return (" " if words else "").join(parts)
 
 
+class _Cron(CronSim):
+    """cronsim, plus Quartz's ``nW`` in day-of-month: the weekday (Mon-Fri) nearest day n
+    of the same month. Such a field is given to cronsim as a restricted placeholder, so
+    the day-of-month / day-of-week rule stays cron's; ``match_dom`` then decides."""
+
+    def __init__(self, expr: str, dt: datetime, reverse: bool = False,
+                 nearest: tuple[int, ...] = (), plain_dom: bool = True):
+        super().__init__(expr, dt, reverse)
+        self.nearest, self.plain_dom = nearest, plain_dom
+
+    def match_dom(self, d) -> bool:
+        if self.plain_dom and super().match_dom(d):
+            return True
+        return any(d.day == _nearest_weekday(n, d.year, d.month) for n in self.nearest)
+
+
+def _nearest_weekday(n: int, year: int, month: int) -> int | None:
+    """Quartz's ``nW``: day n if a weekday, else the nearest weekday in the same month
+    (Saturday -> Friday, Sunday -> Monday, never crossing the month); None if the month
+    has no day n."""
+    last = (datetime(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    if n > last:
+        return None
+    wd = datetime(year, month, n).weekday()
+    if wd == 5:
+        return n - 1 if n > 1 else n + 2
+    if wd == 6:
+        return n + 1 if n < last else n - 2
+    return n
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A parsed schedule; build it with :func:`parse`. Immutable and safe to share."""
@@ -137,29 +175,34 @@ class Schedule:
     text: str  # normalised text, what is stored and shown
     tz: str  # IANA zone name
     kind: str  # "cron", "every", "at" or "reboot"
-    expr: str = ""  # the expression given to croniter (aliases expanded)
+    expr: str = ""  # the cron expression as written (aliases expanded, ``?`` as ``*``)
     every: timedelta | None = None
     at: datetime | None = None  # UTC
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
-    _cron: croniter | None = field(init=False, repr=False, compare=False)
-    _lock: threading.Lock = field(init=False, repr=False, compare=False)
+    #: what cronsim is given: ``expr`` with ``nW`` days as a placeholder, the W days
+    _sim: tuple[str, tuple[int, ...], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # croniter takes ~0.5 ms to parse; build it once and reuse it under a lock.
-        zone = parse_timezone(self.tz)
-        cron = croniter(self.expr, datetime.now(zone)) if self.kind == "cron" else None
-        object.__setattr__(self, "_zone", zone)
-        object.__setattr__(self, "_cron", cron)
-        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_zone", parse_timezone(self.tz))
+        object.__setattr__(self, "_sim", _for_cronsim(self.expr) if self.kind == "cron"
+                           else ("", (), True))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle/copy as the text and zone, since the cached croniter and lock cannot be."""
+        """Pickle/copy as the text and zone."""
         return (parse, (self.text, self.tz))
 
     @property
     def fixed_hour(self) -> bool:
-        """True when the hour field is not a wildcard: such jobs must not repeat on fall-back."""
-        return self.kind == "cron" and self.expr.split()[1] not in ("*", "*/1")
+        """True for a fixed-time job in Debian's sense (minute and hour fields do not
+        start with ``*``): it runs once on a fall-back day."""
+        if self.kind != "cron":
+            return False
+        minute, hour = self.expr.split()[:2]
+        return not minute.startswith("*") and not hour.startswith("*")
+
+    def _iter(self, start: datetime, reverse: bool) -> _Cron:
+        expr, nearest, plain = self._sim
+        return _Cron(expr, start.astimezone(self._zone), reverse, nearest, plain)
 
     def next_fire(self, after: datetime) -> datetime | None:
         """First fire instant strictly after ``after`` (UTC), or None if it never fires again."""
@@ -172,7 +215,7 @@ class Schedule:
             return self.at if self.at > after else None
         if self.kind == "reboot":
             return None
-        return self._cron_step(after, after.astimezone(self._zone), prev=False)
+        return self._walk(self._iter(after, False), lambda t: t > after)
 
     def prev_fire(self, at_or_before: datetime) -> datetime | None:
         """Latest fire instant <= the argument (UTC): the slot to run after downtime."""
@@ -185,28 +228,36 @@ class Schedule:
             return self.at if self.at <= at_or_before else None
         if self.kind == "reboot":
             return None
-        # croniter's get_prev is strictly before its start; cron fires on whole minutes,
-        # so starting one second past the truncated instant makes the search inclusive.
+        # cronsim's reverse walk is strictly before its start; cron fires on whole
+        # minutes, so starting one second past the truncated instant makes it inclusive
         start = at_or_before.replace(microsecond=0) + timedelta(seconds=1)
-        return self._cron_step(at_or_before, start.astimezone(self._zone), prev=True)
+        return self._walk(self._iter(start, True), lambda t: t <= at_or_before)
 
-    def _cron_step(self, bound: datetime, start: datetime, prev: bool) -> datetime | None:
-        """Walk croniter from ``start``, dropping fall-back repeats of fixed-hour jobs."""
-        assert self._cron is not None
-        with self._lock:
-            self._cron.set_current(start, force=True)
-            for _ in range(_MAX_SKIPS):
-                try:
-                    found = self._cron.get_prev(datetime) if prev else self._cron.get_next(datetime)
-                except CroniterBadDateError:
-                    return None
-                instant = found.astimezone(UTC)
-                if (prev and instant > bound) or (not prev and instant <= bound):
-                    continue  # croniter can land on the boundary or behind it near DST
-                if self.fixed_hour and _second_pass(instant.astimezone(self._zone)):
-                    continue
-                return instant
+    @staticmethod
+    def _walk(sim: _Cron, wanted) -> datetime | None:
+        """The first instant of *sim* that is *wanted*. cronsim walks a fixed-time job
+        in local wall time, so from inside a repeated hour it can name an instant on the
+        wrong side of the start (the first pass of 02:30, already gone): skip those."""
+        try:
+            for _ in range(4):
+                instant = next(sim).astimezone(UTC)
+                if wanted(instant):
+                    return instant
+        except (StopIteration, CronSimError):  # past the year 9999
+            pass
         return None
+
+
+def _for_cronsim(expr: str) -> tuple[str, tuple[int, ...], bool]:
+    """``(expression for cronsim, W days, whether day-of-month has plain items)``."""
+    fields = expr.split()
+    items = fields[2].split(",")
+    nearest = tuple(int(m[1]) for i in items if (m := _NEAREST_WEEKDAY.match(i)))
+    if not nearest:
+        return expr, (), True
+    plain = [i for i in items if not _NEAREST_WEEKDAY.match(i)]
+    fields[2] = ",".join(plain) if plain else "1"  # restricted, as the W field is
+    return " ".join(fields), nearest, bool(plain)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -271,44 +322,63 @@ def _parse_at(rest: str, zone: ZoneInfo) -> datetime:
 
 
 def _parse_cron(text: str, tz: str) -> Schedule:
-    """Check fields for friendly messages, then let croniter parse and prove it can fire."""
+    """Check each field with a message naming it, then prove the expression can fire."""
     fields = text.split()
     if len(fields) != 5:
         raise InvalidSchedule(
             f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}",
             field="schedule",
         )
+    fields = [f.replace("?", "*") if i in (2, 4) else f for i, f in enumerate(fields)]
+    fields[4] = _NAMED_LAST.sub(lambda m: _DAY_NUMBERS[m[1].lower()] + "L", fields[4])
+    fields[4] = _LAST_FIRST.sub(lambda m: m[1] + "L", fields[4])  # croniter's L6 is 6L
     for value, (name, low, high) in zip(fields, _FIELDS, strict=True):
+        if re.search(r"(?<![a-z])[rh](?![a-z])", value, re.IGNORECASE):
+            raise InvalidSchedule(
+                f"{name} '{value}': random or hashed values (R, H) are not supported; "
+                "write the value (every ticker must agree on it)", field="schedule")
         for number in re.findall(r"(?<![/#\d])\d+", value):
             if not low <= int(number) <= high:
                 raise InvalidSchedule(
                     f"{name} {number} is out of range {low}-{high}", field="schedule"
                 )
-    # croniter spells "last Friday" as L5; accept the common 5L / friL too.
-    fields[4] = _LAST_WEEKDAY.sub(lambda m: "L" + _DAY_NUMBERS.get(m[1].lower(), m[1]), fields[4])
     expr = " ".join(fields)
+    schedule = Schedule(text, tz, "cron", expr=expr)
     try:
-        schedule = Schedule(text, tz, "cron", expr=expr)
-    except CroniterError as exc:
-        message = f"invalid cron expression '{text}': {exc}"
-        raise InvalidSchedule(message, field="schedule") from None
-    assert schedule._cron is not None
-    try:  # croniter only notices impossible dates (31 February) when asked for one
-        schedule._cron.get_next(datetime, start_time=datetime(2024, 1, 1, tzinfo=UTC))
-    except CroniterBadDateError:
-        raise InvalidSchedule(_never_message(schedule._cron, text), field="schedule") from None
+        schedule._iter(datetime(2024, 1, 1, tzinfo=UTC), False)
+    except CronSimError:
+        for i, (name, _, _) in enumerate(_FIELDS):  # which field cronsim refuses, alone
+            alone = ["*"] * 5
+            alone[i] = fields[i]
+            try:
+                CronSim(_for_cronsim(" ".join(alone))[0], datetime(2024, 1, 1, tzinfo=UTC))
+            except CronSimError:
+                raise InvalidSchedule(f"{name} '{fields[i]}' is not valid: {_HINTS[i]}",
+                                      field="schedule") from None
+        raise InvalidSchedule(_never_message(fields, text), field="schedule") from None
+    if schedule.next_fire(datetime(2024, 1, 1, tzinfo=UTC)) is None:
+        raise InvalidSchedule(_never_message(fields, text), field="schedule")
     return schedule
 
 
-def _never_message(cron: croniter, text: str) -> str:
+_HINTS = (
+    "use 0-59, lists (1,5), ranges (1-5), steps (*/15, 10-50/5)",
+    "use 0-23, lists, ranges, steps",
+    "use 1-31, lists, ranges, steps, L (last day), LW (last weekday), 15W (weekday "
+    "nearest the 15th)",
+    "use 1-12 or jan-dec, lists, ranges, steps",
+    "use 0-7 or sun-sat, lists, ranges, steps, 5L (last Friday), 5#3 (third Friday)",
+)
+
+
+def _never_message(fields: list[str], text: str) -> str:
     """Explain why an expression never fires; usually a day that no listed month has."""
-    _, _, days, months, weekdays = cron.expanded[:5]
-    numbers = [d for d in days if isinstance(d, int)]
-    if numbers and weekdays == ["*"]:
-        months = range(1, 13) if months == ["*"] else months
-        first = min(numbers)
+    days = [int(d) for d in re.findall(r"(?<![/#\d])\d+", fields[2])]
+    if days and fields[4] == "*":
+        months = CronSim(f"0 0 1 {fields[3]} *", datetime(2024, 1, 1, tzinfo=UTC)).months
+        first = min(days)
         if all(first > _MONTH_DAYS[m - 1] for m in months):
-            names = " or ".join(_MONTHS[m - 1] for m in months)
+            names = " or ".join(_MONTHS[m - 1] for m in sorted(months))
             return f"day-of-month {first} never occurs in {names}"
     return f"cron expression '{text}' never fires"
 
@@ -335,8 +405,41 @@ def describe(schedule: Schedule) -> str:
         return "once at " + schedule.at.astimezone(schedule._zone).strftime("%Y-%m-%d %H:%M:%S %Z")
     if schedule.kind == "reboot":
         return "when a ticker starts"
-    source = schedule.text if schedule.text not in ALIASES else schedule.expr
+    return _explain(schedule.expr)
+
+
+class _Words(Expression):
+    """cronsim's words for an expression, with the day rule spelled out: OR when both
+    day fields are restricted, AND when either starts with ``*``."""
+
+    def translate_date(self, allow_every_day: bool) -> str:
+        if self.day.star or self.dow.star:
+            return super().translate_date(allow_every_day)
+        parts = [str(self.day), "AND" if self.day_and else "OR", str(self.dow)]
+        if not self.month.star:
+            parts.append(str(self.month))
+        return " ".join(parts)
+
+
+def _explain(expr: str) -> str:
     try:
-        return get_description(source)
-    except Exception:  # noqa: BLE001 - cron-descriptor rejects some croniter syntax
-        return f"cron schedule '{schedule.text}'"
+        fields = expr.split()
+        items = fields[2].split(",")
+        nearest = [i[:-1] for i in items if _NEAREST_WEEKDAY.match(i)]
+        if not nearest:
+            return _Words(expr.upper().split()).explain()
+        # cronsim has no words for W: the time and the other fields from it, W days ours
+        plain = [i for i in items if not _NEAREST_WEEKDAY.match(i)]
+        fields[2] = ",".join(plain) if plain else "*"
+        words = _Words(" ".join(fields).upper().split())
+        time, _ = words.translate_time()
+        days = ([str(words.day)] if plain else []) + [
+            f"on the weekday nearest day {n} of the month" for n in nearest]
+        text = f"{time} {' or '.join(days)}"
+        if not words.dow.star:
+            text += f" {'AND' if fields[4].startswith('*') else 'OR'} {words.dow}"
+        if not words.month.star:
+            text += f" {words.month}"
+        return text[0].upper() + text[1:]
+    except Exception:  # noqa: BLE001 - words are a help, never a failure
+        return f"cron schedule '{expr}'"

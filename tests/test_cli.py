@@ -30,7 +30,7 @@ def test_add_list_show_json_contract(cli):
     assert job["next_run_at"].endswith("Z") and job["next_run_at"][11:16] in ("01:00", "00:00")
     shown = cli.json("show", "nightly-etl")
     assert shown["id"] == job["id"] and shown["runs"] == []
-    assert "At 02:00 AM" in cli("show", "nightly-etl").stdout
+    assert "At 02:00 every day" in cli("show", "nightly-etl").stdout
 
 
 def test_errors_are_one_line_and_store_nothing(cli):

@@ -76,7 +76,7 @@ def test_add_edit_pause_resume_rm(cell, db):
     assert "no jobs yet" in cell.ok("%cron")
     out = cell.ok('%cron add nightly-etl "0 2 * * *" --tz Europe/Paris --timeout 5m '
                   '--env MODE=prod -- python etl.py > out.txt')
-    assert out.startswith("added nightly-etl: 0 2 * * * (Europe/Paris), At 02:00 AM; next run ")
+    assert out.startswith("added nightly-etl: 0 2 * * * (Europe/Paris), At 02:00 every day; next run ")
     job = db.get_job("nightly-etl")
     assert job.command == "python etl.py > out.txt"  # verbatim: the shell sees redirections
     assert (job.kind, job.timezone, job.cwd) == ("command", "Europe/Paris", os.getcwd())
@@ -133,7 +133,7 @@ def test_cards_status_next_help(cell, db):
     assert result.success and f"store {db.path}" in out
     assert "no ticker is alive" in err  # says loudly that nothing will fire
     out = cell.ok('%cron next "0 9 * * mon" --tz UTC --count 3')
-    assert out.splitlines()[0] == "0 9 * * mon [UTC]: At 09:00 AM, only on Monday"
+    assert out.splitlines()[0] == "0 9 * * mon [UTC]: At 09:00 on Monday"
     assert len(out.splitlines()) == 4
     out = cell.ok("%cron help")
     for verb in ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch",

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import itertools
 import pickle
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -164,12 +165,20 @@ def test_unknown_alias_lists_known_aliases() -> None:
         assert alias in info.value.message
 
 
-@pytest.mark.parametrize(
-    "text", ["*/0 * * * *", "0 0 * * 5#6", "0 0 LW * *", "H * * * *", "a b c d e", "0 0 L-2 * *"]
-)
-def test_syntax_croniter_rejects(text: str) -> None:
-    with pytest.raises(InvalidSchedule, match=r"invalid cron expression '.*': ") as info:
+@pytest.mark.parametrize(("text", "message"), [
+    ("*/0 * * * *", "minute '*/0' is not valid"),
+    ("0 0 * * 5#6", "day-of-week '5#6' is not valid"),
+    ("H * * * *", "minute 'H': random or hashed values (R, H) are not supported"),
+    ("R/15 * * * *", "minute 'R/15': random or hashed values (R, H) are not supported"),
+    ("a b c d e", "minute 'a' is not valid"),
+    ("0 0 L-2 * *", "day-of-month 'L-2' is not valid"),
+    ("0 0 * * foo", "day-of-week 'foo' is not valid"),
+])
+def test_bad_fields_are_named_with_their_value(text: str, message: str) -> None:
+    """Not croniter's "[0 0 * foo *] is not acceptable": the field and the value."""
+    with pytest.raises(InvalidSchedule) as info:
         parse(text, "UTC")
+    assert info.value.message.startswith(message), info.value.message
     assert info.value.field == "schedule"
 
 
@@ -352,11 +361,14 @@ def test_concurrent_callers_share_the_cached_parser() -> None:
             utc(2025, 11, 1, 12),  # 02:30 is not repeated
             [utc(2025, 11, 2, 7, 30), utc(2025, 11, 3, 7, 30)],
         ),
+        # a minute field starting with * makes a wildcard job in Debian's sense: it
+        # follows real time, so the repeated 02:xx runs twice (issue 20)
         (
             "*/30 2 * * *",
             "Europe/Berlin",
             utc(2025, 10, 25, 12),
-            [utc(2025, 10, 26, 0), utc(2025, 10, 26, 0, 30), utc(2025, 10, 27, 1)],
+            [utc(2025, 10, 26, 0), utc(2025, 10, 26, 0, 30), utc(2025, 10, 26, 1),
+             utc(2025, 10, 26, 1, 30), utc(2025, 10, 27, 1)],
         ),
         # Spring forward: the skipped 02:30 runs at 03:00 local, once.
         (
@@ -377,11 +389,11 @@ def test_concurrent_callers_share_the_cached_parser() -> None:
             utc(2025, 3, 8, 12),  # 01:30 EST still exists
             [utc(2025, 3, 9, 6, 30), utc(2025, 3, 10, 5, 30)],
         ),
-        (
+        (  # wildcard job: the skipped 02:xx simply does not happen
             "*/30 2 * * *",
             "Europe/Berlin",
             utc(2025, 3, 29, 12),
-            [utc(2025, 3, 30, 1), utc(2025, 3, 31, 0), utc(2025, 3, 31, 0, 30)],
+            [utc(2025, 3, 31, 0), utc(2025, 3, 31, 0, 30)],
         ),
     ],
 )
@@ -403,8 +415,9 @@ def test_dst_fixed_hour(text: str, tz: str, start: datetime, expected: list[date
         ("0 */1 * * *", "Europe/Berlin", "2025-10-26", 25),
         ("*/15 * * * *", "Europe/Berlin", "2025-10-26", 100),
         ("*/15 * * * *", "America/New_York", "2025-03-09", 92),
-        ("*/30 2 * * *", "Europe/Berlin", "2025-03-30", 1),
-        ("*/30 2 * * *", "Europe/Berlin", "2025-10-26", 2),
+        ("*/30 2 * * *", "Europe/Berlin", "2025-03-30", 0),  # wildcard: real time
+        ("*/30 2 * * *", "Europe/Berlin", "2025-10-26", 4),
+        ("0 */2 * * *", "Europe/Berlin", "2025-10-26", 13),
     ],
 )
 def test_dst_runs_per_local_day(text: str, tz: str, day: str, count: int) -> None:
@@ -562,9 +575,12 @@ def test_preview_default_start_is_now() -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("30 2 * * *", "At 02:30 AM"),
-        ("@daily", "At 12:00 AM"),
-        ("0 0 * * 5L", "At 12:00 AM, on the last Friday of the month"),
+        ("30 2 * * *", "At 02:30 every day"),
+        ("@daily", "At 00:00 every day"),
+        ("0 0 * * 5L", "At 00:00 on the last Friday of the month"),
+        ("0 9 1 * 5#3", "At 09:00 on the first day of month OR on the third Friday of the month"),
+        ("0 16 */2 * sat", "At 16:00 on every second day of month AND on Saturday"),
+        ("0 9 15W * *", "At 09:00 on the weekday nearest day 15 of the month"),
         ("@every 30s", "every 30 seconds"),
         ("@every 1m", "every minute"),
         ("@every 1h30m", "every 1 hour 30 minutes"),
@@ -579,3 +595,61 @@ def test_describe(text: str, words: str) -> None:
 
 def test_schedule_type_exported() -> None:
     assert isinstance(parse("@hourly", "UTC"), Schedule)
+
+
+def _readme_schedule_examples() -> list[str]:
+    """Every schedule written in the README's Schedules table (and its prose)."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("## Schedules"):text.index("Policies per job")]
+    found = []
+    for code in re.findall(r"`([^`]+)`", section):
+        if code.isupper() or "DURATION" in code:  # a form's name, not an example
+            continue
+        if code.startswith("--at "):
+            found.append("@at " + code[5:])
+        elif code.startswith("@") and " " in code and not code.startswith(("@every", "@at")):
+            found += code.split()  # "@hourly @daily ..."
+        elif code.startswith("@") or len(code.split()) == 5:
+            found.append(code)
+    return found
+
+
+def test_every_readme_schedule_example_parses_and_means_what_the_readme_says() -> None:
+    examples = _readme_schedule_examples()
+    assert len(examples) >= 20, examples
+    refused = {"0 0 30 2 *"}  # the README's example of what is refused
+    for text in examples:
+        if text in refused:
+            with pytest.raises(InvalidSchedule):
+                parse(text, "Europe/Berlin")
+            continue
+        schedule = parse(text, "Europe/Berlin")
+        if schedule.kind in ("cron", "every"):
+            assert preview(schedule, 2, utc(2026, 1, 1)), text
+    # the day rule the README promises, in the words next and the panel show
+    assert " OR " in describe(parse("0 9 1 * 5#3", "UTC"))
+    assert " AND " in describe(parse("0 16 */2 * sat", "UTC"))
+    assert preview(parse("5-5 * * * *", "UTC"), 2, utc(2026, 1, 1)) == [
+        utc(2026, 1, 1, 0, 5), utc(2026, 1, 1, 1, 5)]
+    assert [d.day for d in preview(parse("0 9 15W * *", "UTC"), 3, utc(2026, 2, 1))] == [
+        16, 16, 15]  # Sun 15 Feb -> Mon 16; Sun 15 Mar -> Mon 16; Wed 15 Apr
+
+
+@pytest.mark.parametrize(("text", "start", "expected"), [
+    # the issue's examples, ours -> Debian before the change; now Debian's
+    ("* * * * 5-5", utc(2026, 1, 1), utc(2026, 1, 2)),  # Thursday -> the Friday
+    ("0 9 * * mon-mon", utc(2026, 1, 1), utc(2026, 1, 5, 9)),
+    ("0 16 */2 * sat", utc(2026, 1, 1), utc(2026, 1, 3, 16)),  # 3rd: odd day, Saturday
+    ("0 9 1 * 5#3", utc(2026, 1, 2), utc(2026, 1, 16, 9)),  # OR: the 3rd Friday
+    ("0 0 15 * fri#2", utc(2026, 1, 1), utc(2026, 1, 9)),
+    ("0 9 LW * *", utc(2026, 1, 1), utc(2026, 1, 30, 9)),  # Sat 31st -> Fri 30th
+    ("0 0 * * 5,6#3", utc(2026, 1, 3), utc(2026, 1, 9)),  # plain Friday kept
+    ("0 0 * * *,sat#3", utc(2026, 1, 3, 1), utc(2026, 1, 4)),
+    ("0 0 * * 5,L6", utc(2026, 1, 24, 1), utc(2026, 1, 30)),  # Friday, or the last Sat
+    ("0 9 15W * mon", utc(2026, 2, 10), utc(2026, 2, 16, 9)),  # OR with Monday
+    ("32 * */11 * 0-2/3", utc(2026, 1, 1), utc(2026, 2, 1, 0, 32)),  # AND: 1/12/23 + Sunday
+])
+def test_issue_regressions_follow_debian(text: str, start: datetime, expected: datetime) -> None:
+    assert parse(text, "UTC").next_fire(start) == expected

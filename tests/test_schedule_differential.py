@@ -1,0 +1,194 @@
+"""Differential test: our next/previous fire times against cronsim, the reference for
+Debian (Vixie) cron's meaning, on 20,000+ seeded random cases in six zones, with starts
+on and around every DST transition of 2019-2030 and around 29 February.
+
+Our evaluator runs cronsim (docs/ARCHITECTURE.md says why) inside a wrapper of its own:
+zones and UTC, "strictly after" and "at or before", the ``?``, ``friL`` and ``nW``
+extensions, the skip of a fixed-time job's second pass through a repeated hour. That
+wrapper is what this test holds to the reference. ``nW`` (not Debian, not cronsim) has
+its own tests in test_schedule.py.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from cronsim import CronSim
+
+from hermes_cron_ext.errors import InvalidSchedule
+from hermes_cron_ext.schedule import parse
+
+UTC = timezone.utc
+ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+         "America/Santiago", "Asia/Beirut")  # Lord Howe: 30-minute shift; Santiago and
+#                                               Beirut: transitions at midnight
+SEED = 20261203
+CASES = 20_000
+DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+               "dec")
+
+
+def _transitions(zone: str) -> list[datetime]:
+    """Every UTC instant (to the minute) where *zone*'s offset changes, 2019-2030."""
+    tz = ZoneInfo(zone)
+    out, t = [], datetime(2019, 1, 1, tzinfo=UTC)
+    step = timedelta(days=1)
+    while t.year < 2031:
+        nxt = t + step
+        if t.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            lo, hi = t, nxt
+            while hi - lo > timedelta(minutes=1):
+                mid = lo + (hi - lo) / 2
+                mid = mid.replace(second=0, microsecond=0)
+                if mid == lo:
+                    break
+                if lo.astimezone(tz).utcoffset() == mid.astimezone(tz).utcoffset():
+                    lo = mid
+                else:
+                    hi = mid
+            out.append(hi)
+        t = nxt
+    return out
+
+
+def _value(rng: random.Random, low: int, high: int, names=None) -> str:
+    v = rng.randint(low, high)
+    if names is not None and rng.random() < 0.3:
+        return names[v - low] if len(names) == high - low + 1 else names[v % len(names)]
+    return str(v)
+
+
+def _item(rng: random.Random, low: int, high: int, names=None) -> str:
+    form = rng.random()
+    if form < 0.35:
+        return _value(rng, low, high, names)
+    a, b = sorted(rng.randint(low, high) for _ in range(2))
+    if form < 0.55:
+        return f"{a}-{b}"  # equal ends included: 5-5 is only 5
+    if form < 0.75:
+        return f"{a}-{b}/{rng.randint(1, max(1, high - low))}"
+    return f"*/{rng.randint(1, max(1, (high - low) // 2 + 1))}"
+
+
+def _field(rng: random.Random, low: int, high: int, names=None, star: float = 0.4) -> str:
+    if rng.random() < star:
+        return "*"
+    return ",".join(_item(rng, low, high, names) for _ in range(rng.choice((1, 1, 1, 2, 3))))
+
+
+def _dom(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.08:
+        return "L"
+    if r < 0.13:
+        return "LW"
+    if r < 0.18:
+        return f"{rng.randint(1, 28)},L"
+    return _field(rng, 1, 31, star=0.45)
+
+
+def _dow(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.08:
+        return f"{rng.randint(0, 6)}L"
+    if r < 0.16:
+        return f"{rng.choice(DOW_NAMES)}#{rng.randint(1, 5)}"
+    if r < 0.22:  # plain days mixed with # and L
+        return rng.choice((f"{rng.randint(0, 6)},{rng.randint(0, 6)}#{rng.randint(1, 4)}",
+                           f"*,sat#{rng.randint(1, 4)}", f"{rng.randint(0, 6)},6L"))
+    return _field(rng, 0, 7, DOW_NAMES + ("sun",), star=0.5)
+
+
+def _expression(rng: random.Random) -> str:
+    minute = rng.choice(("0", "30", "*/15", "*", _field(rng, 0, 59, star=0.2)))
+    hour = rng.choice(("2", "1,2,3", "*/2", "*", "0", _field(rng, 0, 23, star=0.3)))
+    return " ".join((minute, hour, _dom(rng), _field(rng, 1, 12, MONTH_NAMES, star=0.7),
+                     _dow(rng)))
+
+
+def _cases():
+    rng = random.Random(SEED)
+    starts: list[datetime] = []
+    for zone in ZONES:
+        for t in _transitions(zone):
+            starts += [t + timedelta(minutes=m) for m in (-125, -61, -31, -1, 0, 1, 29, 59)]
+    for year in (2020, 2024, 2028):
+        base = datetime(year, 2, 28, 12, tzinfo=UTC)
+        starts += [base + timedelta(hours=h) for h in range(0, 48, 7)]
+    cases = []
+    while len(cases) < CASES:
+        expr = _expression(rng)
+        try:
+            next(CronSim(expr, datetime(2024, 1, 1, tzinfo=UTC)))
+        except Exception:  # noqa: BLE001 - never fires (31 February): we refuse it too
+            with pytest.raises(InvalidSchedule):
+                parse(expr, "UTC")
+            continue
+        start = rng.choice(starts) + timedelta(seconds=rng.choice((0, 0, 0, 17)))
+        cases.append((expr, rng.choice(ZONES), start))
+    return cases
+
+
+def _reference_next(expr: str, zone: str, start: datetime) -> datetime:
+    """cronsim's first fire strictly after *start*. (From inside a repeated hour cronsim
+    may first name the already-gone first pass of a fixed time: not after the start.)"""
+    sim = CronSim(expr, start.astimezone(ZoneInfo(zone)))
+    while True:
+        t = next(sim).astimezone(UTC)
+        if t > start:
+            return t
+
+
+def _reference_prev(expr: str, zone: str, start: datetime) -> datetime:
+    """cronsim's last fire at or before *start*."""
+    begin = start.replace(microsecond=0) + timedelta(seconds=1)
+    sim = CronSim(expr, begin.astimezone(ZoneInfo(zone)), reverse=True)
+    while True:
+        t = next(sim).astimezone(UTC)
+        if t <= start:
+            return t
+
+
+def test_next_and_previous_fire_agree_with_cronsim_on_20000_cases():
+    disagree = []
+    for expr, zone, start in _cases():
+        schedule = parse(expr, zone)
+        got, want = schedule.next_fire(start), _reference_next(expr, zone, start)
+        if got != want:
+            disagree.append(("next", expr, zone, start.isoformat(), got, want))
+        got, want = schedule.prev_fire(start), _reference_prev(expr, zone, start)
+        if got != want:
+            disagree.append(("prev", expr, zone, start.isoformat(), got, want))
+    assert disagree == [], f"{len(disagree)} disagreements, e.g. {disagree[:5]}"
+
+
+#: Expressions from cronsim's and croniter's own test suites whose meaning Debian cron
+#: defines (croniter-only syntax such as seconds fields, ``L-2`` or ``R`` left out).
+PEER_SUITE = (
+    "* * * * *", "*/5 * * * *", "0 * * * *", "0 0 * * *", "0 0 1 * *", "0 0 1 1 *",
+    "0 0 * * 0", "0 0 * * 7", "0 0 * * 1-5", "0 9-17 * * 1-5", "*/15 9-17 * * mon-fri",
+    "0 0 L * *", "0 0 LW * *", "0 0 * * 5L", "0 0 * * 5#3", "0 0 * * fri#2",
+    "0 0 1,15 * *", "0 0 1-7 * 1", "0 0 */2 * *", "0 0 */2 * sat", "0 16 */2 * sat",
+    "0 9 1 * 5#3", "0 0 15 * fri#2", "* * * * 5-5", "0 9 * * mon-mon", "5-5 * * * *",
+    "0 0 29 2 *", "0 0 29 2 1", "0 0 30 1-12/2 *", "0 0 31 * *", "0 12 * jan-mar *",
+    "0 0 * * 5,6#3", "0 0 * * *,sat#3", "0 0 * * 5,L6", "1-59/2 * * * *",
+    "0 0-23/3 * * *", "30 2 * * *", "* 2 * * *", "*/15 2 * * *", "0 */2 * * *",
+    "0 0 1-10/3 * *", "0 0 * feb sun", "0 0 13 * 5", "59 23 31 12 *", "0 0 1 1 1",
+)
+
+
+@pytest.mark.parametrize("expr", PEER_SUITE)
+def test_expressions_from_peer_suites_agree_with_cronsim(expr):
+    cases = [(zone, datetime(y, m, d, 12, tzinfo=UTC)) for zone in ZONES
+             for y, m, d in ((2024, 2, 27), (2025, 3, 29), (2025, 10, 25), (2026, 12, 31))]
+    for zone, start in cases:
+        schedule = parse(expr, zone)  # its expr: croniter's spellings (L6) as cronsim's
+        t = start
+        for _ in range(12):  # a dozen fires in a row from each start
+            got, want = schedule.next_fire(t), _reference_next(schedule.expr, zone, t)
+            assert got == want, (expr, zone, t, got, want)
+            t = got
