@@ -76,7 +76,8 @@ def test_add_edit_pause_resume_rm(cell, db):
     assert "no jobs yet" in cell.ok("%cron")
     out = cell.ok('%cron add nightly-etl "0 2 * * *" --tz Europe/Paris --timeout 5m '
                   '--env MODE=prod -- python etl.py > out.txt')
-    assert out.startswith("added nightly-etl: 0 2 * * * (Europe/Paris), At 02:00 every day; next run ")
+    assert out.startswith(
+        "added nightly-etl: 0 2 * * * (Europe/Paris), At 02:00 every day; next run ")
     job = db.get_job("nightly-etl")
     assert job.command == "python etl.py > out.txt"  # verbatim: the shell sees redirections
     assert (job.kind, job.timezone, job.cwd) == ("command", "Europe/Paris", os.getcwd())
