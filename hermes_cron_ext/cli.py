@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -18,9 +19,10 @@ from datetime import datetime, timezone
 from . import __version__
 from . import schedule as sched
 from .errors import HermesCronError, InvalidInput, NotFound
-from .jobspec import fields_from_options, validate_changes, validate_new
+from .jobspec import add_policy_options, fields_from_options, validate_changes, validate_new
 from .models import ACTIVE_STATUSES, parse_iso
 from .store import AsyncStore, open_store, resolve_db
+from .supervisor import Progress
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
 
@@ -121,6 +123,10 @@ def cmd_add(args, store) -> int:
 
 
 def cmd_edit(args, store) -> int:
+    if args.new_schedule is not None:
+        if args.schedule is not None:
+            raise UsageError("give the schedule once: as SCHEDULE or --schedule")
+        args.schedule = args.new_schedule
     job = store.get_job(args.name)
     data = _job_fields(args)
     if args.rename:
@@ -147,8 +153,8 @@ def cmd_list(args, store) -> int:
         cursor = page.cursor
         if cursor is None:
             break
-    if args.json:
-        _print_json([j.to_json() for j in jobs])
+    if args.json:  # the shape of every list: the REST API's, and runs --json
+        _print_json({"jobs": [j.to_json() for j in jobs], "cursor": None})
         return 0
     if not jobs:
         print("no jobs; add one with: hermes-cron add NAME SCHEDULE -- COMMAND")
@@ -156,7 +162,9 @@ def cmd_list(args, store) -> int:
     rows = []
     for j in jobs:
         last = j.last_run or {}
-        rows.append([j.name, j.display_state, j.schedule, _relative(j.next_run_at),
+        waiting = j.display_state in ("paused", "blocked", "disabled")  # no countdown
+        rows.append([j.name, j.display_state, j.schedule,
+                     "-" if waiting else _relative(j.next_run_at),
                      last.get("status", "-"), _command_text(j)[:40]])
     print(_table(rows, ["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"]))
     return 0
@@ -237,7 +245,7 @@ def cmd_run(args, store) -> int:
     if not args.follow:
         print(f"run {run.id} of {args.name} queued")
         return 0
-    return _follow(store, run.id, sys.stdout.buffer)
+    return _follow(store, run.id, _output(args))
 
 
 def cmd_cancel(args, store) -> int:
@@ -252,10 +260,15 @@ def cmd_cancel(args, store) -> int:
 
 
 def _resolve_run(store, ref: str):
+    """A run by id, or a job's latest run; a run id that names nothing says "no run"."""
     try:
         return store.get_run(ref)
-    except NotFound:
-        pass
+    except NotFound as no_run:
+        if ref.startswith("r_"):
+            try:
+                store.get_job(ref)  # a job may be named like a run id
+            except NotFound:
+                raise no_run from None
     job = store.get_job(ref)
     page = store.list_runs(job.id, limit=20)
     for r in page.items:
@@ -264,6 +277,79 @@ def _resolve_run(store, ref: str):
     if page.items:
         return page.items[0]
     raise NotFound(f"job {job.name!r} has no runs yet", field="run")
+
+
+class _Output:
+    """A run's output as a terminal user or a pipe wants it. ``::progress::`` and
+    ``::phase::`` marker lines are never printed raw: on a terminal they become a bar
+    on stderr that redraws itself; piped they are left out. Piped output also loses
+    its ANSI escapes unless ``--color`` is given."""
+
+    def __init__(self, out, tty: bool, color: bool):
+        self.out, self.tty, self.keep_ansi = out, tty, tty or color
+        self.progress = Progress()
+        self._carry = b""
+        self._bar = False
+
+    def write(self, data: bytes) -> None:
+        text = self._carry + data
+        cut = text.rfind(b"\n") + 1
+        complete, self._carry = text[:cut], text[cut:]
+        if len(self._carry) > 65536 or not _maybe_marker(self._carry):
+            complete, self._carry = text, b""  # only a possible marker line waits
+        self._emit(complete)
+
+    def flush(self) -> None:
+        self._emit(self._carry)
+        self._carry = b""
+        self._clear_bar()
+        self.out.flush()
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        if b"::" in data:
+            self.progress.feed(data if data.endswith(b"\n") else data + b"\n")
+            data = _MARKER_LINE.sub(b"", data)
+        if not self.keep_ansi:
+            data = _ANSI.sub(b"", data)
+        if data:
+            self._clear_bar()
+            self.out.write(data)
+            self.out.flush()
+        if self.tty and self.progress.changed:
+            self.progress.changed = False
+            self._draw_bar()
+
+    def _draw_bar(self) -> None:
+        fraction, phase = self.progress.fraction, self.progress.phase or ""
+        if fraction is None:
+            line = f"[{phase}]"
+        else:
+            done = int(fraction * 30)
+            line = f"[{'#' * done}{'.' * (30 - done)}] {fraction * 100:3.0f}% {phase}"
+        sys.stderr.write("\r\x1b[K" + line[:120])
+        sys.stderr.flush()
+        self._bar = True
+
+    def _clear_bar(self) -> None:
+        if self._bar:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self._bar = False
+
+
+def _maybe_marker(part: bytes) -> bool:
+    """Whether an unfinished line may still become a marker line."""
+    return any(m.startswith(part[:len(m)]) for m in (b"::progress::", b"::phase::"))
+
+
+_MARKER_LINE = re.compile(rb"^::(?:progress|phase)::[^\n]*(?:\n|$)", re.MULTILINE)
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def _output(args) -> _Output:
+    return _Output(sys.stdout.buffer, sys.stdout.isatty(), getattr(args, "color", False))
 
 
 def _follow(store, run_id: str, out) -> int:
@@ -280,7 +366,7 @@ def _follow(store, run_id: str, out) -> int:
             data = store.read_output(run_id, offset)
             if data:
                 out.write(data)
-                out.flush()
+            out.flush()
             print(f"\n[{run.status}" + (f", exit code {run.exit_code}" if run.exit_code
                                         is not None else "") + (f": {run.reason}" if run.reason
                                                                 else "") + "]", file=sys.stderr)
@@ -290,11 +376,17 @@ def _follow(store, run_id: str, out) -> int:
 
 def cmd_logs(args, store) -> int:
     run = _resolve_run(store, args.ref)
-    if args.follow:
-        return _follow(store, run.id, sys.stdout.buffer)
     start = max(0, store.output_size(run.id) - args.tail) if args.tail else 0
-    sys.stdout.buffer.write(store.read_output(run.id, start))
-    sys.stdout.buffer.flush()
+    if args.json:  # the run and its output, as text, for scripts
+        data = store.read_output(run.id, start)
+        _print_json({"run": run.to_json(), "offset": start,
+                     "output": data.decode("utf-8", "replace")})
+        return 0
+    out = _output(args)
+    if args.follow:
+        return _follow(store, run.id, out)
+    out.write(store.read_output(run.id, start))
+    out.flush()
     return 0
 
 
@@ -315,6 +407,8 @@ def cmd_runs(args, store) -> int:
 
 
 def cmd_next(args, store=None) -> int:
+    if args.count < 1:
+        raise UsageError(f"--count must be 1 or more, not {args.count}")
     schedule = sched.parse(args.schedule, args.tz)
     start = (datetime.fromtimestamp(parse_iso(args.start, "from"), timezone.utc)
              if args.start else None)
@@ -516,16 +610,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", action="append", metavar="NAME=VALUE")
     p.add_argument("--secret-env", action="append", metavar="NAME=VALUE",
                    help="write-only variable, never shown")
-    p.add_argument("--timeout", help="per attempt, e.g. 300 or 5m")
-    p.add_argument("--retries", type=int)
-    p.add_argument("--retry-delay", help="first retry delay, doubled each time")
-    p.add_argument("--overlap", choices=["forbid", "allow", "replace", "queue"])
-    p.add_argument("--misfire", choices=["latest", "skip", "all"])
-    p.add_argument("--starting-deadline", help="skip a run that would start later than this")
-    p.add_argument("--max-failures", type=int, help="block the job after N failures in a row")
-    p.add_argument("--jitter", help="random delay up to this long")
-    p.add_argument("--notify-url", help="webhook for failures and recoveries")
-    p.add_argument("--ping-url", help="healthchecks-style ping URL")
+    add_policy_options(p)  # every policy, from its one declaration (jobspec)
     p.add_argument("--json", action="store_true")
 
 
@@ -545,8 +630,11 @@ def build_parser() -> Parser:
     _job_options(p)
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("edit", help="change a job: edit NAME [options] [-- COMMAND...]")
+    p = sub.add_parser("edit", help="change a job: edit NAME [SCHEDULE] [options] "
+                       "[-- COMMAND...]")
     p.add_argument("name")
+    p.add_argument("new_schedule", nargs="?", metavar="SCHEDULE",
+                   help="the new schedule (or --schedule)")
     p.add_argument("--schedule")
     p.add_argument("--at")
     p.add_argument("--rename")
@@ -596,6 +684,8 @@ def build_parser() -> Parser:
     p.add_argument("ref", metavar="RUN_OR_JOB")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int, help="only the last N bytes")
+    p.add_argument("--color", action="store_true", help="keep ANSI colours when piped")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("next", help="preview fire times of a schedule")

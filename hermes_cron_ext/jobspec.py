@@ -7,8 +7,11 @@ dict that passed here ever reaches the store.
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from dataclasses import fields
+from datetime import datetime, timezone
 from typing import Any
 
 from . import schedule as sched
@@ -25,6 +28,8 @@ JOB_FIELDS = {
     "policy", "idempotency_key",
 }
 MAX_TEXT = 1_000_000
+#: an --at time this far in the past is a mistake, not a clock skew
+AT_GRACE = 60.0
 
 
 def _str(data: dict, key: str, *, required: bool = False, max_len: int = 4096) -> str | None:
@@ -141,13 +146,21 @@ def _schedule(job: dict, tz: str) -> str:
     if at is not None:
         if not isinstance(at, str):
             raise InvalidInput("at must be an ISO 8601 time", field="at")
+        if at.strip().lower() == "now":  # asked for explicitly: once, as soon as possible
+            at = datetime.fromtimestamp(math.ceil(time.time()) + 1, timezone.utc).isoformat()
         text = f"@at {at}"
     if text is None:
         raise InvalidInput("schedule is required (a cron expression, an alias, "
                            "'@every 30s' or an 'at' time)", field="schedule")
     if not isinstance(text, str):
         raise InvalidInput("schedule must be a string", field="schedule")
-    return sched.parse(text, tz).text
+    parsed = sched.parse(text, tz)
+    if parsed.kind == "at" and parsed.at.timestamp() < time.time() - AT_GRACE:
+        # it would be stored 'scheduled' with no next run, for ever
+        raise InvalidInput(
+            f"at {parsed.at.isoformat()} is in the past: give a future time, or 'now' to "
+            "run it once as soon as possible", field="at" if at is not None else "schedule")
+    return parsed.text
 
 
 def _payload(job: dict, kind: str) -> dict:
@@ -271,10 +284,40 @@ def validate_changes(job_obj, data: dict) -> dict:
 
 # -- command-line options (``hermes-cron add/edit`` and ``%cron add/edit``) ----------------
 
+#: Every policy, as the command-line option of the same name (``--kill-grace`` for
+#: ``kill_grace``) that the CLI and ``%cron`` both offer: ``(field, help, choices)``.
+#: One declaration, checked against the Policy fields by tests/test_jobspec.py, so a
+#: new policy cannot be missing from a front.
+POLICY_OPTIONS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("timeout", "per attempt, e.g. 300 or 5m (default: none)", None),
+    ("kill_grace", "after SIGTERM, SIGKILL this much later (default 10s)", None),
+    ("retries", "retries after a failure (default 0)", None),
+    ("retry_delay", "first retry delay, doubled each time (default 10s)", None),
+    ("retry_max_delay", "cap on the retry delay (default 10m)", None),
+    ("retry_on_timeout", "retry a timed-out run too: true or false (default false)",
+     ("true", "false")),
+    ("overlap", "a slot due while the job runs (default forbid)", OVERLAP_POLICIES),
+    ("misfire", "missed slots after downtime (default latest)", MISFIRE_POLICIES),
+    ("starting_deadline", "skip a run that would start later than this", None),
+    ("max_failures", "block the job after N failures in a row (default 5, 0: never)", None),
+    ("jitter", "random delay up to this long (default 0)", None),
+    ("notify_url", "webhook for failures and recoveries", None),
+    ("ping_url", "healthchecks-style ping URL", None),
+    ("keep_runs", "runs kept per job (default 50)", None),
+    ("keep_failures", "failed runs kept besides (default 10)", None),
+)
+
+
+def add_policy_options(parser) -> None:
+    """The policy options on an argparse parser (the CLI's and the magics')."""
+    for name, help_text, choices in POLICY_OPTIONS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, choices=choices,
+                            help=help_text)
+
+
 #: options that map to the job field of the same name as they are
-OPTION_FIELDS = ("cwd", "interpreter", "kernel", "description", "executor", "timeout",
-                 "retries", "retry_delay", "overlap", "misfire", "starting_deadline",
-                 "max_failures", "jitter", "notify_url", "ping_url")
+OPTION_FIELDS = ("cwd", "interpreter", "kernel", "description", "executor",
+                 *(name for name, _, _ in POLICY_OPTIONS))
 
 
 def name_values(items: list[str] | None, option: str, field: str) -> dict[str, str]:
@@ -302,6 +345,8 @@ def fields_from_options(args) -> dict:
     for key in OPTION_FIELDS:
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
+    if "retry_on_timeout" in data:
+        data["retry_on_timeout"] = data["retry_on_timeout"] == "true"
     for key in ("env", "secret_env"):
         if getattr(args, key, None):
             data[key] = name_values(getattr(args, key), "--" + key.replace("_", "-"), key)

@@ -39,7 +39,7 @@ from IPython.display import display
 
 from . import client as cron_client
 from .errors import HermesCronError, NotFound
-from .jobspec import fields_from_options, name_values
+from .jobspec import add_policy_options, fields_from_options, name_values
 from .models import ACTIVE_STATUSES, parse_iso
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
@@ -99,16 +99,7 @@ def _job_options(p: argparse.ArgumentParser, kind: bool = True) -> None:
     p.add_argument("--secret-env", action="append", metavar="NAME=VALUE")
     p.add_argument("--description")
     p.add_argument("--executor", help="where runs execute: 'local' or dask://HOST:PORT")
-    p.add_argument("--timeout", help="per attempt: 300, 5m")
-    p.add_argument("--retries")
-    p.add_argument("--retry-delay")
-    p.add_argument("--overlap", choices=["forbid", "allow", "replace", "queue"])
-    p.add_argument("--misfire", choices=["latest", "skip", "all"])
-    p.add_argument("--starting-deadline")
-    p.add_argument("--max-failures")
-    p.add_argument("--jitter")
-    p.add_argument("--notify-url")
-    p.add_argument("--ping-url")
+    add_policy_options(p)  # every policy, from its one declaration (jobspec)
 
 
 def _parsers() -> dict[str, _Parser]:

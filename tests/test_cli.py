@@ -21,7 +21,7 @@ def test_add_list_show_json_contract(cli):
               "etl.py")
     assert "nightly-etl added" in out.stdout
     assert "no ticker is alive" in out.stderr  # loud, not silent
-    (job,) = cli.json("list")
+    (job,) = cli.json("list")["jobs"]
     for key in ("id", "name", "kind", "schedule", "timezone", "command", "state", "enabled",
                 "next_run_at", "last_run"):
         assert key in job
@@ -53,7 +53,7 @@ def test_errors_are_one_line_and_store_nothing(cli):
         assert message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert cli.json("list") == []
+    assert cli.json("list") == {"jobs": [], "cursor": None}
 
 
 def test_next_previews_dst_fire_times(cli):
@@ -162,11 +162,11 @@ def test_pause_resume_rm_bulk(cli):
     for name in ("a", "b", "c"):
         cli("add", name, "@hourly", "--", "true")
     cli("pause", "a", "b")
-    states = {j["name"]: j["state"] for j in cli.json("list")}
+    states = {j["name"]: j["state"] for j in cli.json("list")["jobs"]}
     assert states == {"a": "paused", "b": "paused", "c": "scheduled"}
     cli("resume", "a", "b")
     cli("rm", "a", "c")
-    assert [j["name"] for j in cli.json("list")] == ["b"]
+    assert [j["name"] for j in cli.json("list")["jobs"]] == ["b"]
 
 
 def test_run_now_without_ticker_and_follow(cli):

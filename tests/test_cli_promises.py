@@ -1,0 +1,192 @@
+"""The README's CLI promises, each run as a user would: the real ``hermes-cron``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pty
+import re
+import select
+import shlex
+import signal
+import sys
+import time
+
+import pytest
+
+from hermes_cron_ext.jobspec import POLICY_FIELDS, POLICY_OPTIONS
+
+from .conftest import CLI, wait_for
+
+README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+
+
+@pytest.fixture
+def cli(tmp_path):
+    return CLI(str(tmp_path / "store" / "cron.db"), str(tmp_path))
+
+
+def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
+    assert {name for name, _, _ in POLICY_OPTIONS} == POLICY_FIELDS
+    values = {"timeout": "5m", "kill_grace": "3s", "retries": "2", "retry_delay": "7s",
+              "retry_max_delay": "1m", "retry_on_timeout": "true", "overlap": "queue",
+              "misfire": "all", "starting_deadline": "2m", "max_failures": "9",
+              "jitter": "1s", "notify_url": "https://example.org/hook",
+              "ping_url": "https://hc.example.org/x", "keep_runs": "7", "keep_failures": "3"}
+    assert set(values) == POLICY_FIELDS
+    options = [a for k, v in values.items() for a in ("--" + k.replace("_", "-"), v)]
+    cli("add", "all", "@daily", *options, "--", "true")
+    policy = cli.json("show", "all")["policy"]
+    assert policy == {"timeout": 300.0, "kill_grace": 3.0, "retries": 2, "retry_delay": 7.0,
+                      "retry_max_delay": 60.0, "retry_on_timeout": True, "overlap": "queue",
+                      "misfire": "all", "starting_deadline": 120.0, "max_failures": 9,
+                      "jitter": 1.0, "notify_url": "https://example.org/hook",
+                      "ping_url": "https://hc.example.org/x", "keep_runs": 7,
+                      "keep_failures": 3}
+    cli("edit", "all", "--kill-grace", "9s", "--keep-runs", "70", "--retry-on-timeout", "false")
+    policy = cli.json("show", "all")["policy"]
+    assert (policy["kill_grace"], policy["keep_runs"], policy["retry_on_timeout"]) == (
+        9.0, 70, False)
+    # the magics derive theirs from the same declaration
+    from hermes_cron_ext.magics import _parsers
+
+    parsed = _parsers()["add"].parse_args(["x", "@daily", *options])
+    assert all(getattr(parsed, k) == v for k, v in values.items())
+
+
+def test_edit_takes_the_schedule_as_a_positional_argument(cli):
+    cli("add", "etl", "0 2 * * *", "--", "true")
+    cli("edit", "etl", "0 3 * * *")
+    assert cli.json("show", "etl")["schedule"] == "0 3 * * *"
+    twice = cli("edit", "etl", "0 4 * * *", "--schedule", "0 5 * * *", check=False)
+    assert twice.returncode == 2 and "give the schedule once" in twice.stderr
+
+
+def test_read_commands_take_json_and_lists_have_one_shape(cli):
+    cli("add", "a", "@yearly", "--", "echo hi")
+    listed = cli.json("list")
+    assert set(listed) == {"jobs", "cursor"} and listed["jobs"][0]["name"] == "a"
+    cli("run", "a", "-f")
+    runs = cli.json("runs", "a")
+    assert set(runs) == {"runs", "cursor"} and runs["runs"][0]["status"] == "succeeded"
+    logs = cli.json("logs", "a")
+    assert logs["output"] == "hi\n" and logs["run"]["id"] == runs["runs"][0]["id"]
+    assert cli.json("next", "@daily", "--count", "1")["next"]
+    assert "tickers" in json.loads(cli("status", "--json", check=False).stdout)
+
+
+def test_a_run_id_that_names_nothing_says_no_run(cli):
+    cli("add", "a", "@yearly", "--", "true")
+    out = cli("logs", "r_nonexistent", check=False)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == ["hermes-cron: error: no run 'r_nonexistent'"]
+
+
+PROGRESS_JOB = ("sh", "-c", r'printf "\033[31mred\033[0m\n"; echo "::progress:: 1/2 half"; '
+                r'echo plain; echo "::phase:: writing"; echo "::progress:: 2/2 done"')
+
+
+def test_piped_output_has_no_markers_and_no_ansi_unless_asked(cli):
+    cli("add", "p", "@yearly", "--", *PROGRESS_JOB)
+    followed = cli("run", "p", "-f")
+    assert followed.stdout == "red\nplain\n"
+    assert cli("logs", "p").stdout == "red\nplain\n"
+    assert cli("logs", "p", "--color").stdout == "\x1b[31mred\x1b[0m\nplain\n"
+
+
+def test_on_a_terminal_progress_lines_become_a_bar(cli):
+    cli("add", "p", "@yearly", "--", *PROGRESS_JOB)
+    cli("run", "p", "-f")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: hermes-cron with a terminal on stdout and stderr
+        os.chdir(cli.cwd)
+        os.execve(sys.executable, [sys.executable, "-m", "hermes_cron_ext.cli", "logs", "p"],
+                  cli.env)
+    out = b""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert "::progress::" not in text and "::phase::" not in text
+    assert "\r\x1b[K[##############################] 100% done" in text  # drawn, redrawable
+    assert "\x1b[31mred\x1b[0m" in text  # colours kept on a terminal
+
+
+def test_a_paused_job_shows_no_countdown(cli):
+    cli("add", "a", "*/5 * * * *", "--", "true")
+    assert re.search(r"\bin \d", cli("list").stdout)
+    cli("pause", "a")
+    row = cli("list").stdout.splitlines()[1].split()
+    assert row[:2] == ["a", "paused"] and row[7] == "-"  # NAME STATE SCHEDULE(5) NEXT
+
+
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_next_count_below_one_is_a_usage_error(cli, count):
+    out = cli("next", "@daily", "--count", count, check=False)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"hermes-cron: --count must be 1 or more, not {count}"
+
+
+def test_at_in_the_past_is_refused_and_now_runs_once(cli):
+    past = cli("add", "late", "--at", "2020-01-01T00:00", "--", "true", check=False)
+    assert past.returncode == 1 and "is in the past" in past.stderr
+    assert cli.json("list")["jobs"] == []  # nothing stored
+    cli("add", "soon", "--at", "now", "--", "echo ran")
+    daemon = cli.start("daemon")
+    try:
+        wait_for(lambda: [r["status"] for r in cli.json("runs", "soon")["runs"]]
+                 == ["succeeded"], 30, what="the --at now run")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(15)
+
+
+def _readme_cli_lines() -> list[str]:
+    block = README[README.index("## CLI"):README.index("## REST API")]
+    block = block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
+    lines = []
+    for raw in block.splitlines():
+        for part in raw.split(";"):
+            part = part.split("  #")[0].strip()
+            if part.startswith("hermes-cron"):
+                lines.append(part)
+    return lines
+
+
+def test_every_cli_line_in_the_readme_runs(cli, tmp_path):
+    """Each command of the README's CLI block, in order, against a fresh store: what a
+    user would paste. Placeholders get real values; the daemon runs for a moment."""
+    (tmp_path / "etl.py").write_text("print('etl ran')\n")
+    lines = _readme_cli_lines()
+    assert len(lines) >= 18, lines
+    for setup in ("a", "b", "c"):
+        cli("add", setup, "@daily", "--", "true")
+    for line in lines:
+        argv = shlex.split(line)[1:]
+        if argv[0] == "daemon":
+            proc = cli.start("daemon", "--pidfile", str(tmp_path / "d.pid"))
+            wait_for(lambda: (tmp_path / "d.pid").exists(), 30, what="the pidfile")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+            continue
+        if argv[0] == "cancel":
+            cli("add", "long", "@yearly", "--", "sleep 30")
+            run_id = cli("run", "long").stdout.split()[1]
+            argv = ["cancel", run_id]
+        if argv[:2] == ["logs", "-f"]:
+            argv = ["logs", "nightly-etl"]  # its run is over: -f would return at once too
+        out = cli(*argv, check=False)
+        allowed = {0, 3} if argv[0] == "status" else {0}
+        assert out.returncode in allowed, (line, out.returncode, out.stderr)
+        if argv[:2] == ["run", "nightly-etl"]:
+            assert "etl ran" in out.stdout
