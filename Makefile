@@ -1,20 +1,40 @@
 # The two set-up commands (see README): `make demo` and `make test`.
+# Both use a project-local virtual environment (.venv), made with $(PYTHON) (>= 3.11):
+# nothing is installed into the system's or pyenv's Python.
 PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8888
+ARGS ?=
 
-.PHONY: install test demo lint bench
+.PHONY: venv install test frontdoor demo lint bench clean-venv
 
-install:
-	$(PYTHON) -m pip install -q -e ".[test]"
+$(PY):
+	$(PYTHON) -c 'import sys; sys.exit("hermes-cron-ext needs Python >= 3.11, not " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+venv: $(PY)
+
+install: $(PY)
+	$(PY) -m pip install -q -e ".[test]"
 
 test: install
-	$(PYTHON) -m pytest -q
+	$(PY) -m pytest -q
 
-lint:
-	$(PYTHON) -m ruff check .
+# clones the repo and runs `make demo` as a new user would (slow: a venv per clone)
+frontdoor: install
+	$(PY) -m pytest -q -m frontdoor tests/test_frontdoor.py
 
-demo:
-	$(PYTHON) -m pip install -q -e ".[lab]"
-	scripts/demo.sh
+lint: install
+	$(PY) -m ruff check .
 
-bench:
-	$(PYTHON) bench/core.py
+demo: $(PY)
+	$(PY) -m pip install -q -e ".[lab]"
+	PY=$(PY) PORT=$(PORT) scripts/demo.sh $(ARGS)
+
+bench: install
+	$(PY) bench/core.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -1018,7 +1018,7 @@ async def _sse_main(cfg: dict) -> dict:
     tasks = [asyncio.create_task(c.run()) for c in clients]
     try:
         await asyncio.wait_for(ready.wait(), 60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     ok = sum(1 for c in clients if c.out["status"] == 200 and not c.out["errors"])
     print(json.dumps({"ready": ok, "at": time.time()}), flush=True)
@@ -1067,7 +1067,7 @@ def environment() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"nproc {os.cpu_count()} · Python {platform.python_version()} · SQLite "
             f"{sqlite3.sqlite_version} · {platform.platform()} · "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · load average {load} at start")
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · load average {load} at start")
 
 
 def table(result: Result, header: str) -> str:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hermes_cron_ext.jobspec import validate_new
 from hermes_cron_ext.store import open_store
@@ -76,7 +76,7 @@ def boot_time() -> float:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def parse_stamp(path: str) -> list[float]:
@@ -306,7 +306,7 @@ def due_at_once(store, n: int, ahead: float) -> tuple[float, str, float, float]:
     away (one yearly slot each); ``(instant, schedule, seconds the creates took, lead
     left)``."""
     instant = math.ceil((time.time() + ahead) / 60) * 60
-    when = datetime.fromtimestamp(instant, timezone.utc)
+    when = datetime.fromtimestamp(instant, UTC)
     yearly = f"{when.minute} {when.hour} {when.day} {when.month} *"
     t0 = time.perf_counter()
     for i in range(n):
@@ -594,7 +594,7 @@ def machine() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"nproc {os.cpu_count()} · Python {platform.python_version()} · SQLite "
             f"{sqlite3.sqlite_version} · {platform.platform()} · "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · load average {load} at start")
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · load average {load} at start")
 
 
 def render(results: list[Result], header: str, mode: str) -> str:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -226,7 +226,7 @@ def machine(server: PostgresServer) -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"nproc {os.cpu_count()} · Python {platform.python_version()} · PostgreSQL "
             f"{version} ({', '.join(f'{k}={v}' for k, v in conf.items())}) · "
-            f"{platform.platform()} · {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · "
+            f"{platform.platform()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
             f"load average {load} at start")
 
 

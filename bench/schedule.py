@@ -17,7 +17,7 @@ import os
 import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -46,7 +46,7 @@ def _baseline():
 def per_call(module, n: int = 20_000) -> float:
     """Microseconds per next_fire on parsed schedules, walking forward."""
     schedules = [module.parse(e, z) for e in EXPRS for z in ZONES]
-    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
     start = time.perf_counter()
     for i in range(n):
         nxt = schedules[i % len(schedules)].next_fire(t)
@@ -59,7 +59,7 @@ def many_jobs(module, jobs: int) -> float:
     rng = random.Random(7)
     texts = [(f"{rng.randrange(60)} {rng.randrange(24)} * * {rng.randrange(7)}",
               rng.choice(ZONES)) for _ in range(jobs)]
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     start = time.perf_counter()
     for text, zone in texts:
         module.parse(text, zone).next_fire(now)

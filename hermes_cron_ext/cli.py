@@ -14,13 +14,13 @@ import re
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import __version__
 from . import schedule as sched
 from .errors import HermesCronError, InvalidInput, NotFound
 from .jobspec import add_policy_options, fields_from_options, validate_changes, validate_new
-from .models import ACTIVE_STATUSES, parse_iso
+from .models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
 from .store import AsyncStore, open_store, resolve_db
 from .supervisor import Progress
 
@@ -410,7 +410,7 @@ def cmd_next(args, store=None) -> int:
     if args.count < 1:
         raise UsageError(f"--count must be 1 or more, not {args.count}")
     schedule = sched.parse(args.schedule, args.tz)
-    start = (datetime.fromtimestamp(parse_iso(args.start, "from"), timezone.utc)
+    start = (datetime.fromtimestamp(parse_iso(args.start, "from"), UTC)
              if args.start else None)
     times = sched.preview(schedule, args.count, start)
     if args.json:
@@ -526,7 +526,60 @@ async def _daemon(args, kind: str) -> int:
     return 0
 
 
+def _local_daemons(store) -> list:
+    """The daemons (hand-started and handoff) ticking on this store from this host."""
+    now = time.time()
+    return [t for t in store.list_tickers() if t.kind in ("daemon", "handoff")
+            and t.host == hostname() and t.alive(now)]
+
+
+def cmd_daemon_status(args, store) -> int:
+    daemons = _local_daemons(store)
+    if args.json:
+        _print_json({"store": store.display_url,
+                     "daemons": [t.to_json() for t in daemons]})
+        return 0 if daemons else EXIT_NO_TICKER
+    if not daemons:
+        print(f"no daemon ticks on {store.display_url} from this host")
+        return EXIT_NO_TICKER
+    rows = [[t.kind, str(t.pid), _local(t.started_at), _relative(t.heartbeat_at)]
+            for t in daemons]
+    print(_table(rows, ["KIND", "PID", "SINCE", "HEARTBEAT"]))
+    print("stop with: hermes-cron daemon stop")
+    return 0
+
+
+def cmd_daemon_stop(args, store, timeout: float = 20.0) -> int:
+    """SIGTERM every daemon of this store on this host and wait until each is gone."""
+    daemons = _local_daemons(store)
+    if not daemons:
+        print(f"no daemon ticks on {store.display_url} from this host")
+        return 0
+    for t in daemons:
+        try:
+            os.kill(t.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    left = daemons
+    while left and time.time() < deadline:
+        time.sleep(0.1)
+        left = [t for t in left if process_alive(t.pid, t.proc_start)]
+    for t in daemons:
+        state = "still running" if t in left else "stopped"
+        print(f"{t.kind} daemon pid {t.pid}: {state}")
+    if left:
+        print(f"hermes-cron: {len(left)} daemon(s) did not stop within {timeout:.0f} s",
+              file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
 def cmd_daemon(args, store) -> int:
+    if args.action == "status":
+        return cmd_daemon_status(args, store)
+    if args.action == "stop":
+        return cmd_daemon_stop(args, store)
     url = store.url
     store.close()
     if args.handoff:
@@ -710,7 +763,11 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_gc)
 
-    p = sub.add_parser("daemon", help="tick in the foreground until SIGTERM")
+    p = sub.add_parser("daemon", help="tick in the foreground until SIGTERM; 'daemon status' "
+                       "and 'daemon stop' list and stop this host's daemons of the store "
+                       "(handoff ones too)")
+    p.add_argument("action", nargs="?", choices=["run", "status", "stop"], default="run")
+    p.add_argument("--json", action="store_true")
     p.add_argument("--pidfile")
     p.add_argument("--notify-url", help="webhook for every job's failures and recoveries "
                    "(default: $HERMES_CRON_NOTIFY_URL)")

@@ -38,7 +38,7 @@ import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import output
 from . import schedule as sched
@@ -370,7 +370,7 @@ class LocalClient(CronClient):
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
             raise InvalidInput("count must be between 1 and 100", field="count")
         parsed = sched.parse(schedule, tz)
-        begin = (datetime.fromtimestamp(parse_iso(start, "from"), timezone.utc)
+        begin = (datetime.fromtimestamp(parse_iso(start, "from"), UTC)
                  if start else None)
         times = sched.preview(parsed, count, begin)
         return {"schedule": parsed.text, "timezone": parsed.tz,

@@ -167,7 +167,7 @@ class LocalExecutor(Executor):
         proc.stdin.close()
         try:
             await asyncio.wait_for(proc.wait(), 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
 
 

@@ -76,7 +76,7 @@ def map_dask_errors(address: str) -> Iterator[None]:
     """Cluster errors at the edge: unreachable or timed out -> ExecutorUnavailable."""
     try:
         yield
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise ExecutorUnavailable(f"Dask scheduler {address} unreachable: {exc}") from exc
 
 

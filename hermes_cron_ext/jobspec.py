@@ -11,7 +11,7 @@ import math
 import re
 import time
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import schedule as sched
@@ -147,7 +147,7 @@ def _schedule(job: dict, tz: str) -> str:
         if not isinstance(at, str):
             raise InvalidInput("at must be an ISO 8601 time", field="at")
         if at.strip().lower() == "now":  # asked for explicitly: once, as soon as possible
-            at = datetime.fromtimestamp(math.ceil(time.time()) + 1, timezone.utc).isoformat()
+            at = datetime.fromtimestamp(math.ceil(time.time()) + 1, UTC).isoformat()
         text = f"@at {at}"
     if text is None:
         raise InvalidInput("schedule is required (a cron expression, an alias, "

@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidInput
@@ -66,7 +66,7 @@ def parse_iso(text: str, field_name: str = "time") -> float:
     except ValueError:
         raise InvalidInput(f"{field_name}: {text!r} is not an ISO 8601 time", field=field_name)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 

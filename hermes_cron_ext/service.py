@@ -25,7 +25,7 @@ import signal
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import __version__
 from . import schedule as sched
@@ -116,6 +116,7 @@ def status_report(store, server_ticker: bool = False) -> dict:
         "version": __version__, "store": store.display_url,
         "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
         "ticking": bool(alive), "jobs_by_state": by_state, "server_ticker": server_ticker,
+        "ticker_fault": None,  # the server's own ticker's, when it cannot write (service)
         "warning": None if alive else NO_TICKER + (
             f"; {enabled} enabled job(s) are waiting" if enabled else ""),
     }
@@ -162,7 +163,7 @@ class EventBus:
                     continue
             try:
                 await asyncio.wait_for(self._poke.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def close(self) -> None:
@@ -175,7 +176,7 @@ class EventBus:
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def since(self, cursor: int, limit: int = 500) -> list[Event]:
@@ -436,7 +437,7 @@ class CronService:
         if not schedule:
             raise InvalidInput("schedule is required", field="schedule")
         parsed = sched.parse(schedule, tz or self.default_tz)
-        begin = (datetime.fromtimestamp(parse_iso(start, "from"), timezone.utc)
+        begin = (datetime.fromtimestamp(parse_iso(start, "from"), UTC)
                  if start else None)
         times = sched.preview(parsed, count, begin)
         return {"schedule": parsed.text, "timezone": parsed.tz,

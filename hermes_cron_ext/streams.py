@@ -299,6 +299,6 @@ class Feeds:
                     feed.notify()
             try:
                 await asyncio.wait_for(self._poke.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._poke.clear()

@@ -325,5 +325,5 @@ class Ticker:
                 delay = min(self.poll, 1.0)
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

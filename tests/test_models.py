@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hermes_cron_ext.models import iso, parse_iso
 
@@ -14,7 +14,7 @@ def test_iso_matches_datetime_to_the_millisecond():
                 1_800_000_000.9999996, 951_782_400.0]  # ... and 2000-02-29
     instants += [rng.uniform(0, 4e9) for _ in range(20_000)]
     for ts in instants:
-        want = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(
+        want = datetime.fromtimestamp(ts, tz=UTC).isoformat(
             timespec="milliseconds").replace("+00:00", "Z")
         assert iso(ts) == want, ts
     assert iso(None) is None

@@ -12,7 +12,7 @@ its own tests in test_schedule.py.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,7 +21,7 @@ from cronsim import CronSim
 from hermes_cron_ext.errors import InvalidSchedule
 from hermes_cron_ext.schedule import parse
 
-UTC = timezone.utc
+UTC = UTC
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
          "America/Santiago", "Asia/Beirut")  # Lord Howe: 30-minute shift; Santiago and
 #                                               Beirut: transitions at midnight

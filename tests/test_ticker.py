@@ -5,6 +5,7 @@ what users see after downtime (catch-ups) and when they pause a job at its slot.
 from __future__ import annotations
 
 import os
+from datetime import UTC
 
 import pytest
 
@@ -64,10 +65,10 @@ async def test_a_one_shot_job_runs_its_payload_once(real_store, tmp_path):
     the job then says it has no more fire times."""
     import asyncio
     import time
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     marker = tmp_path / "ran"
-    at = datetime.fromtimestamp(time.time() + 1.5, timezone.utc).isoformat(timespec="seconds")
+    at = datetime.fromtimestamp(time.time() + 1.5, UTC).isoformat(timespec="seconds")
     make_job(real_store, "once", f"@at {at}", command=f"echo ran >> {marker}")
     ticker = Ticker(AsyncStore(real_store), None, lead=0.5, poll=0.2)
     await ticker.start()

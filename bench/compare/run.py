@@ -36,7 +36,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,7 +121,7 @@ def slot_of(t: float) -> float:
 
 
 def hhmm(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
 
 
 class Bench:
@@ -628,7 +628,7 @@ def main() -> int:
             bench.note(f"{label} server log: {len(lines)} error line(s), first: {lines[0]}")
     elapsed = time.time() - t0
     head = (f"# hermes-cron-ext {ours_version} vs jupyter-scheduler {version}\n\n"
-            f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; total "
+            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; total "
             f"{elapsed / 60:.1f} min (venv install {install_s:.0f} s)\n"
             f"- machine: {machine()}; load average {load_before} before, {loadavg()} after "
             "(2 shared cores: other work ran concurrently)\n"

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import schedule as sched
 from ..abc import Store
@@ -161,12 +161,12 @@ def _schedule(text: str, tz: str) -> sched.Schedule:
 
 
 def _next(schedule: sched.Schedule, ts: float) -> float | None:
-    dt = schedule.next_fire(datetime.fromtimestamp(ts, timezone.utc))
+    dt = schedule.next_fire(datetime.fromtimestamp(ts, UTC))
     return dt.timestamp() if dt is not None else None
 
 
 def _prev(schedule: sched.Schedule, ts: float) -> float | None:
-    dt = schedule.prev_fire(datetime.fromtimestamp(ts, timezone.utc))
+    dt = schedule.prev_fire(datetime.fromtimestamp(ts, UTC))
     return dt.timestamp() if dt is not None else None
 
 
