@@ -11,7 +11,10 @@ its own tests in test_schedule.py.
 
 from __future__ import annotations
 
+import json
+import pathlib
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -192,3 +195,57 @@ def test_expressions_from_peer_suites_agree_with_cronsim(expr):
             got, want = schedule.next_fire(t), _reference_next(schedule.expr, zone, t)
             assert got == want, (expr, zone, t, got, want)
             t = got
+
+
+PEERS = json.loads((pathlib.Path(__file__).parent / "data" /
+                    "peer_cron_expressions.json").read_text())
+#: cronsim accepts it, but no day ever matches (day 1 AND the 4th Monday): we refuse it
+#: when it is saved ("never fires") instead of storing a job that can never run
+NEVER_FIRES = {"1 1 */100 * MON#4"}
+
+
+def _agree_from_starts(expr: str) -> None:
+    for zone in ("UTC", "Europe/Berlin", "Australia/Lord_Howe"):
+        schedule = parse(expr, zone)
+        for start in (datetime(2024, 2, 27, 12, tzinfo=UTC), datetime(2025, 10, 25, 12,
+                                                                     tzinfo=UTC)):
+            t = start
+            for _ in range(6):
+                got, want = schedule.next_fire(t), _reference_next(schedule.expr, zone, t)
+                assert got == want, (expr, zone, t, got, want)
+                t = got
+
+
+@pytest.mark.parametrize("source", ["cronsim", "croniter"])
+def test_every_expression_of_the_peer_test_suites(source):
+    """Each 5-field expression of cronsim's and croniter's test files: where the
+    reference accepts it, we agree on its fires; where it refuses it, we refuse it too,
+    unless it is one of our documented spellings (``?``, ``friL``, croniter's ``L5``),
+    whose normal form the reference accepts and agrees on."""
+    accepted_by_us_only = []
+    for expr in PEERS[source]:
+        try:
+            CronSim(expr, datetime(2024, 1, 1, tzinfo=UTC))
+            reference = True
+        except Exception:  # noqa: BLE001 - the reference refuses it
+            reference = False
+        try:
+            parse(expr, "UTC")
+            ours = True
+        except InvalidSchedule as exc:
+            ours, why = False, exc.message
+        if expr in NEVER_FIRES:
+            assert reference and not ours and "never fires" in why
+            with pytest.raises(Exception):  # noqa: B017 - cronsim finds no fire either
+                next(CronSim(expr, datetime(2024, 1, 1, tzinfo=UTC)))
+        elif reference:
+            assert ours, (expr, why)
+            _agree_from_starts(expr)
+        elif ours:
+            normal = parse(expr, "UTC").expr
+            CronSim(normal, datetime(2024, 1, 1, tzinfo=UTC))  # a spelling of a Debian form
+            _agree_from_starts(expr)
+            accepted_by_us_only.append(expr)
+    assert len(PEERS[source]) > 50
+    assert all(re.search(r"\?|L[0-7]|[a-z]L", e, re.IGNORECASE)
+               for e in accepted_by_us_only), accepted_by_us_only
