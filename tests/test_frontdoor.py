@@ -129,8 +129,9 @@ def test_make_demo_from_a_fresh_clone(tmp_path, node):
         log.seek(0)
         text = log.read()
         assert "will NOT fire" not in text  # no false alarm right before the ticking server
-        if node == "without node":
-            assert "the side panel is not built (no node here)" in text
+        built = "the side panel is not built (no node here)" not in text
+        assert built == (node == "with node"), text[-3000:]
+        if not built:
             assert "Traceback" not in text
 
         def fired():
