@@ -57,9 +57,12 @@ def start_daemon(url: str, log_dir: str | None = None) -> int:
     if log_dir:
         err = open(os.path.join(log_dir, "handoff.log"), "ab")
     try:
+        # the store URL (maybe with a PostgreSQL password) by environment: a command
+        # line is readable by every local user
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hermes_cron_ext.cli", "--db", url, "daemon", "--handoff"],
+            [sys.executable, "-m", "hermes_cron_ext.cli", "daemon", "--handoff"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            env={**os.environ, "HERMES_CRON_DB": url},
             start_new_session=True, cwd=os.path.expanduser("~"))
     finally:
         if err is not subprocess.DEVNULL:

@@ -168,6 +168,8 @@ def test_sigint_from_a_spawner_hands_off_and_jobs_keep_firing(tmp_path):
         assert srv.proc.returncode == 0, log[-2000:]
         assert "handed ticking over" in log, log[-2000:]
         handoff_pid = int(log.split("handed ticking over")[1].split("(pid ")[1].split(")")[0])
+        with open(f"/proc/{handoff_pid}/cmdline", "rb") as f:  # no store URL for ps to show
+            assert db.encode() not in f.read()
         store = SQLiteStore(db)
         try:
             assert [t.kind for t in store.list_tickers() if t.alive()] in ([], ["handoff"])

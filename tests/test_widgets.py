@@ -103,7 +103,8 @@ def test_card_countdown_advances_with_the_clock(cron):
     assert card.countdown == "due now"
     assert "next run: <b>due now</b>" in card._countdown.value
     assert card.state == "scheduled"
-    assert "Every hour" in card._info.value and "<code>0 * * * *</code>" in card._info.value
+    assert "At the start of every hour" in card._info.value
+    assert "<code>0 * * * *</code>" in card._info.value
 
 
 def test_live_card_counts_down_on_its_own(cron):

@@ -522,6 +522,9 @@ class PGOutputWriter(output.OutputWriter):
     sent with the next one, so a short outage costs latency, not output.
     """
 
+    #: never set: a refused write is kept and sent again (see above), not a failure
+    error: OSError | None = None
+
     def __init__(self, store: PostgresStore, run_id: str,
                  max_bytes: int = output.DEFAULT_MAX_BYTES,
                  tail_bytes: int = output.DEFAULT_TAIL_BYTES):
