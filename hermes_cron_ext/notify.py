@@ -289,11 +289,19 @@ class Notifier:
         self.failed += 1
         return False
 
-    def close(self, wait: bool = False) -> None:
-        """Take no more; *wait*: until what is queued has been tried."""
+    def close(self, wait: bool | float = False) -> int:
+        """Take no more; *wait*: until what is queued has been tried (seconds at most,
+        when a number). Returns how many messages were left untried."""
         with self._lock:
             self._closed = True
             threads = list(self._threads)
         if wait:
+            deadline = None if wait is True else time.monotonic() + float(wait)
             for thread in threads:
-                thread.join()
+                thread.join(None if deadline is None else max(0.0, deadline -
+                                                              time.monotonic()))
+        with self._lock:
+            left = sum(len(q) for q in self._queues.values())
+        if left:
+            log.warning("hermes-cron: %d notification(s) not sent before stopping", left)
+        return left

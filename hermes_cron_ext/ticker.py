@@ -31,6 +31,7 @@ from .supervisor import HEARTBEAT_INTERVAL
 log = logging.getLogger("hermes_cron")
 
 TICKER_HEARTBEAT = 5.0
+NOTIFY_DRAIN = 5.0  # seconds a stopping ticker gives its claimed notifications
 TICKER_STALE = 3 * TICKER_HEARTBEAT
 NEVER_STARTED = 120.0  # a dispatched run with no supervisor after this long is lost
 #: ... or after this long when every ticker alive started after it was dispatched (the
@@ -166,7 +167,9 @@ class Ticker:
                 pass
             self._task = None
         await self.close_executors()
-        self.notifier.close()
+        # what was claimed is sent before this process goes (a few seconds at most, off
+        # the loop): the next ticker would not send it again
+        await asyncio.to_thread(self.notifier.close, NOTIFY_DRAIN)
         if self.info is not None:
             try:
                 await self.store.unregister_ticker(self.info.id)

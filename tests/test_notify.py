@@ -62,3 +62,26 @@ def test_a_dead_webhook_does_not_delay_another_jobs_notifications():
         notifier.close()
         receiver.close()
         dead.close()
+
+
+def test_a_stopping_ticker_sends_what_it_claimed_within_a_bound():
+    """Claimed notifications are the stopping ticker's alone: it tries them before it
+    goes (the next ticker would not), but a dead endpoint cannot hold the stop up."""
+    receiver = _Receiver()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(4)
+    try:
+        notifier = Notifier(None, allow_private_urls=True, attempts=1, timeout=2.0)
+        notifier.submit(f"{receiver.url}/run-failed", {"event": "failed"}, True)
+        assert notifier.close(wait=5.0) == 0
+        assert [p for p, _ in receiver.got] == ["/run-failed"]
+
+        stuck = Notifier(None, allow_private_urls=True, attempts=3, timeout=3.0)
+        stuck.submit(f"http://127.0.0.1:{dead.getsockname()[1]}/x", {"n": 1}, True)
+        started = time.monotonic()
+        assert stuck.close(wait=0.5) == 1  # told, not waited for
+        assert time.monotonic() - started < 1.5
+    finally:
+        receiver.close()
+        dead.close()
