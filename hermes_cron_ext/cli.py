@@ -657,6 +657,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cwd", help="working directory (default: the current one)")
     p.add_argument("--interpreter", help="python interpreter for python jobs")
     p.add_argument("--kernel", help="kernel name for notebook jobs")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="notebook parameter (VALUE is read as JSON when it can be)")
     p.add_argument("--description")
     p.add_argument("--executor", help="where runs execute: 'local' or dask://HOST:PORT "
                                       "(default: the ticker's)")

@@ -7,6 +7,7 @@ dict that passed here ever reaches the store.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -331,6 +332,17 @@ def name_values(items: list[str] | None, option: str, field: str) -> dict[str, s
     return out
 
 
+def parameter_values(items: list[str] | None) -> dict:
+    """``-p NAME=VALUE`` notebook parameters; VALUE is read as JSON when it can be."""
+    out: dict = {}
+    for key, value in name_values(items, "--param", "parameters").items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def fields_from_options(args) -> dict:
     """The job fields for the command-line options given (argparse namespace); what
     runs (command, code, parameters) is each front end's own."""
@@ -350,6 +362,8 @@ def fields_from_options(args) -> dict:
     for key in ("env", "secret_env"):
         if getattr(args, key, None):
             data[key] = name_values(getattr(args, key), "--" + key.replace("_", "-"), key)
+    if getattr(args, "param", None):
+        data["parameters"] = parameter_values(args.param)
     return data
 
 

@@ -26,7 +26,6 @@ extension, else the local store.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -39,7 +38,7 @@ from IPython.display import display
 
 from . import client as cron_client
 from .errors import HermesCronError, NotFound
-from .jobspec import add_policy_options, fields_from_options, name_values
+from .jobspec import add_policy_options, fields_from_options, parameter_values
 from .models import ACTIVE_STATUSES, parse_iso
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
@@ -164,21 +163,11 @@ def _parsers() -> dict[str, _Parser]:
     return out
 
 
-def _params(values: list[str] | None) -> dict:
-    out = {}
-    for key, value in name_values(values, "--param", "parameters").items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 def job_fields(args) -> dict:
     """The REST/``jobspec`` fields for the options given."""
     data = fields_from_options(args)
     if args.param:
-        data["parameters"] = _params(args.param)
+        data["parameters"] = parameter_values(args.param)
     return data
 
 

@@ -8,7 +8,7 @@ import pytest
 from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from .test_handlers import api, cron, cron_db, server_ticker  # noqa: F401 (fixtures)
+from ..test_handlers import api, cron, cron_db, server_ticker  # noqa: F401 (fixtures)
 
 ALLOWED: set[str] = {"read", "write", "execute"}
 
@@ -149,3 +149,63 @@ async def test_write_only_user_cannot_choose_what_where_or_where_data_goes(
     changed = await api(jp_fetch, "jobs", "w2", method="PATCH", body={
         "command": "echo changed", "policy": {"notify_url": "https://hooks.example.com/x"}})
     assert changed["command"] == "echo changed"
+
+
+#: The permission each route x method needs: one table, and the test below holds the
+#: server to it for every role (none, read only, write only, execute only).
+ROUTE_PERMISSION = {
+    ("GET", "status"): "read", ("GET", "jobs"): "read", ("POST", "jobs"): "execute",
+    ("GET", "jobs/a"): "read", ("PATCH", "jobs/a"): "write", ("DELETE", "jobs/a"): "write",
+    ("POST", "jobs/a/run"): "write", ("POST", "jobs/a/pause"): "write",
+    ("POST", "jobs/a/resume"): "write", ("GET", "jobs/a/runs"): "read",
+    ("GET", "jobs/a/stream"): "read", ("GET", "runs"): "read", ("GET", "runs/r1"): "read",
+    ("POST", "runs/r1/cancel"): "write", ("GET", "runs/r1/log"): "read",
+    ("GET", "runs/r1/stream"): "read", ("GET", "events"): "read", ("GET", "stats"): "read",
+    ("GET", "preview"): "read", ("GET", "openapi.json"): "read",
+}
+
+
+def test_the_matrix_covers_every_route():
+    assert set(ROUTE_PERMISSION) == set(EVERY_ROUTE)
+
+
+async def _status(port: int, base: str, auth: dict, method: str, path: str) -> int:
+    """The HTTP status a route answers with: read from the status line, so a live
+    stream (events, a run's output) counts as answered without being read to its end."""
+    seen: list[int] = []
+
+    def header(line: str) -> None:
+        if line.startswith("HTTP/") and not seen:
+            seen.append(int(line.split()[1]))
+    body = None
+    if method == "PATCH":
+        body = json.dumps({"schedule": "@daily"})
+    elif path == "jobs" and method == "POST":
+        body = json.dumps({"name": "m", "schedule": "@yearly", "command": "true"})
+    elif method == "POST":
+        body = ""
+    query = "?schedule=%40daily" if path == "preview" else ""
+    req = HTTPRequest(f"http://127.0.0.1:{port}{base}api/cron/{path}{query}", method=method,
+                      body=body, headers=auth, header_callback=header, request_timeout=3,
+                      allow_nonstandard_methods=True)
+    try:
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+    except Exception:  # noqa: BLE001 - a stream that stays open: its status line counts
+        return seen[0] if seen else 599
+    return seen[0] if seen else resp.code
+
+
+@pytest.mark.parametrize("role", ["none", "read", "write", "execute"])
+async def test_route_method_permission_matrix(cron, jp_fetch, jp_http_port,  # noqa: F811
+                                              jp_base_url, jp_auth_header, role):
+    """Each route answers 403 to a role without its permission, and anything but 403
+    to the role with it (404 for the job 'a' or run 'r1' that do not exist is fine)."""
+    ALLOWED.clear()
+    if role != "none":
+        ALLOWED.add(role)
+    for (method, path), needed in ROUTE_PERMISSION.items():
+        code = await _status(jp_http_port, jp_base_url, jp_auth_header, method, path)
+        if role == needed:
+            assert code not in (403, 599), (role, method, path, code)
+        else:
+            assert code == 403, (role, method, path, code)

@@ -1,0 +1,1 @@
+"""Security: authorization matrix, secrets, command lines (issue 21)."""
