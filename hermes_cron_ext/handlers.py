@@ -75,6 +75,8 @@ class CronAPIHandler(APIHandler):
             body = json.loads(self.request.body or b"{}")
         except ValueError:
             raise InvalidInput("the body is not valid JSON")
+        except RecursionError:
+            raise InvalidInput("the body is nested too deeply") from None
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object")
         return body

@@ -43,7 +43,15 @@ def _str(data: dict, key: str, *, required: bool = False, max_len: int = 4096) -
         raise InvalidInput(f"{key} must be a string", field=key)
     if len(value) > max_len:
         raise InvalidInput(f"{key} is longer than {max_len} characters", field=key)
+    _no_nul(value, key)
     return value
+
+
+def _no_nul(value: str, key: str) -> None:
+    """A NUL cannot reach a process (argv, environment, paths): refuse it when saved,
+    not when the run fails to start."""
+    if "\x00" in value:
+        raise InvalidInput(f"{key} must not contain a NUL character", field=key)
 
 
 def _str_map(value: Any, key: str) -> dict[str, str]:
@@ -53,9 +61,10 @@ def _str_map(value: Any, key: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise InvalidInput(f"{key} must be an object of string values", field=key)
-    for k in value:
+    for k, v in value.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
             raise InvalidInput(f"{key}: {k!r} is not a valid variable name", field=key)
+        _no_nul(v, key)
     return dict(value)
 
 
@@ -177,6 +186,8 @@ def _payload(job: dict, kind: str) -> dict:
                                field="command")
         elif len(command) > MAX_TEXT:
             raise InvalidInput("command is too long", field="command")
+        for part in command if isinstance(command, list) else [command]:
+            _no_nul(part, "command")
     code = _str(job, "code", max_len=MAX_TEXT)
     if kind == "command" and not command:
         raise InvalidInput("a command job needs a command", field="command")
