@@ -281,6 +281,28 @@ def _kill_supervisors(db_path: str) -> None:
         s.close()
 
 
+def processes_with(marker: bytes, where: str = "environ") -> dict[int, str]:
+    """Live processes but this one whose ``environ`` (or ``cmdline``) holds *marker*:
+    pid -> command line. What a test started carries a marker in its environment."""
+    from hermes_cron_ext.models import process_alive
+
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/{where}", "rb") as f:
+                if marker not in f.read():
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if process_alive(int(pid), None):
+            found[int(pid)] = line
+    return found
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import wait_for
+from .conftest import processes_with, wait_for
 
 pytestmark = [pytest.mark.frontdoor, pytest.mark.timeout(1800)]
 
@@ -73,22 +73,6 @@ def _get(url: str, token: str):
     req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.status, resp.read()
-
-
-def _processes_with(marker: bytes) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker not in f.read():
-                    continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                found.append(f"{pid}: " + f.read().replace(b"\0", b" ").decode()[:120])
-        except OSError:
-            pass
-    return found
 
 
 @pytest.mark.parametrize("node", ["with node", "without node"])
@@ -150,8 +134,8 @@ def test_make_demo_from_a_fresh_clone(tmp_path, node):
             text = log.read()
             log.close()
     assert "demo stopped: demo-heartbeat paused, no daemon left ticking" in text, text[-3000:]
-    wait_for(lambda: _processes_with(marker) == [], 30, 0.5,
-             f"nothing of the demo left running: {_processes_with(marker)}")
+    wait_for(lambda: processes_with(marker) == {}, 30, 0.5,
+             f"nothing of the demo left running: {processes_with(marker)}")
 
 
 def test_a_built_wheel_gives_the_panel_without_node(tmp_path):

@@ -15,7 +15,7 @@ from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.models import process_alive
 from hermes_cron_ext.notebook import INJECTED_TAG, inject_parameters, parameters_source
 
-from .conftest import make_job, wait_for
+from .conftest import make_job, processes_with, wait_for
 from .notebook_support import settle, supervise
 
 pytest_plugins = ("tests.notebook_fixtures",)
@@ -81,19 +81,6 @@ def test_notebook_job_with_parameters_runs_through_a_supervisor(real_store, tmp_
     assert nb.metadata["hermes_cron"]["parameters"] == {"n": 3, "greeting": "hi"}
 
 
-def _cmdlines_with(text: bytes) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                line = f.read()
-        except OSError:
-            continue
-        if text in line:
-            found.append(line.replace(b"\0", b" ").decode(errors="replace"))
-    return found
-
-
 def test_parameters_never_appear_on_a_command_line(real_store, tmp_path):
     """Any local user can read every process's command line (ps): a notebook's
     parameters reach it through the environment instead."""
@@ -105,7 +92,7 @@ def test_parameters_never_appear_on_a_command_line(real_store, tmp_path):
     proc = supervise(real_store.path, run.id)
     seen: list[str] = []
     while proc.poll() is None:
-        seen += _cmdlines_with(b"xyzzy-param-7")
+        seen += list(processes_with(b"xyzzy-param-7", "cmdline").values())
         time.sleep(0.05)
     settle(proc)
     done = real_store.get_run(run.id)
@@ -210,16 +197,7 @@ def test_timeout_stops_the_kernel_and_keeps_what_ran(real_store, tmp_path):
 
 def _run_processes(run_id: str) -> list[int]:
     """Every live process started for *run_id* (runner, kernel): they carry its id."""
-    marker = f"HERMES_CRON_RUN_ID={run_id}\0".encode()
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker in f.read() and process_alive(int(pid), None):
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
+    return list(processes_with(f"HERMES_CRON_RUN_ID={run_id}\0".encode()))
 
 
 def _due_in(store, name: str, seconds: float):

@@ -5,7 +5,6 @@ supervisors, a notebook runner and its kernel, and a one-off ``run``."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,23 +12,7 @@ import uuid
 
 import nbformat
 
-from ..conftest import CLI, wait_for
-
-
-def _cmdlines(marker: bytes) -> dict[int, str]:
-    out = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker not in f.read():
-                    continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                out[int(pid)] = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            pass
-    return out
+from ..conftest import CLI, processes_with, wait_for
 
 
 def test_no_process_shows_the_store_or_a_parameter_on_its_command_line(tmp_path):
@@ -61,7 +44,7 @@ def test_no_process_shows_the_store_or_a_parameter_on_its_command_line(tmp_path)
         one_off = cli.start("run", "cmd", "-f")
 
         def watch():
-            seen.update(_cmdlines(mark.encode()))
+            seen.update(processes_with(mark.encode()))
             runs = cli.json("runs", "nb")["runs"]
             return runs and runs[0]["status"] == "succeeded"
         wait_for(watch, 90, 0.05, "the notebook run")
