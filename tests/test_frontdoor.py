@@ -121,7 +121,7 @@ def test_make_demo_from_a_fresh_clone(tmp_path, node):
         def fired():
             runs = json.loads(_get(f"{base}/api/cron/jobs/demo-heartbeat/runs", token)[1])
             return [r for r in runs["runs"] if r["status"] == "succeeded"]
-        wait_for(fired, 75, 1.0, "the demo job to fire and succeed")
+        wait_for(fired, 70, 1.0, "the demo job to fire and succeed within 70 s")
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
         try:
