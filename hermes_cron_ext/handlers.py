@@ -134,9 +134,27 @@ class JobsHandler(CronAPIHandler):
         body = self.json_body()
         if self.request.headers.get("Idempotency-Key") and "idempotency_key" not in body:
             body["idempotency_key"] = self.request.headers["Idempotency-Key"]
-        job, created = await self.cron.create_job(body)
+        key = body.get("idempotency_key")
+        if isinstance(key, str):  # one user's key is not another's
+            body["idempotency_key"] = f"{self.idempotency_scope()}/{key}"
+        try:
+            job, created = await self.cron.create_job(body)
+        except Conflict as exc:
+            if exc.field == "idempotency_key":  # name the key as the user gave it
+                raise Conflict(exc.message.replace(body["idempotency_key"], key),
+                               field="idempotency_key") from None
+            raise
         self.set_header("Location", self.request.path.rstrip("/") + "/" + job["id"])
         self.reply(job, 201 if created else 200)
+
+
+    def idempotency_scope(self) -> str:
+        """Whose keys these are: the user's name, or "token" for the server's own token
+        (jupyter_server makes up a new anonymous user for each such request, so its name
+        would defeat retries; whoever holds that token is the server's owner)."""
+        if self.token_authenticated:
+            return "token"
+        return "user:" + getattr(self.current_user, "username", "anonymous")
 
 
 class JobHandler(CronAPIHandler):

@@ -248,7 +248,7 @@ def validate_new(data: dict, default_tz: str | None = None) -> dict:
     enabled = job.get("enabled", True)
     if not isinstance(enabled, bool):
         raise InvalidInput("enabled must be true or false", field="enabled")
-    key = _str(job, "idempotency_key", max_len=200)
+    key = _str(job, "idempotency_key", max_len=400)  # the API adds its scope
     env, secrets = _env(job)
     return {
         "name": name, "kind": kind, "schedule": _schedule(job, tz_name), "timezone": tz_name,
