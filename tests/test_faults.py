@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -76,3 +77,45 @@ def test_a_full_disk_fails_the_run_with_the_real_reason_and_loses_nothing(small_
         daemon.stderr.close()
     assert "internal error" not in err, err[-3000:]
     assert err.count("Traceback") <= 1, err[-3000:]  # told once, not on every pass
+
+
+def test_a_read_only_store_folder_is_told_and_loses_nothing(small_disk, tmp_path):
+    """A store whose file system turned read-only (a failing disk, a wrong mount): the
+    CLI says so in one line, the server's API answers 503 with the reason, nothing is
+    changed, and once the folder is writable again every job is there."""
+    from .test_app import Server
+
+    db = small_disk / "store" / "cron.db"
+    env = {**os.environ, "HERMES_CRON_DB": str(db)}
+    assert hermes(env, "add", "kept", "@daily", "--", "true").returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        listed = hermes(env, "list")
+        assert listed.returncode == 1 and "Traceback" not in listed.stderr
+        assert listed.stderr.strip().splitlines() == [
+            f"hermes-cron: error: store {db} cannot be written (unable to open database "
+            f"file): its folder {db.parent} must be writable (SQLite keeps its -wal and "
+            "-shm files there, and runs' logs go to logs/); nothing in it was changed"]
+        elsewhere = hermes({**env, "HERMES_CRON_DB": str(small_disk / "new" / "c.db")},
+                           "list")
+        assert elsewhere.returncode == 1 and "cannot make the store folder" in \
+            elsewhere.stderr and "Read-only file system" in elsewhere.stderr
+        srv = Server(tmp_path, str(db), wait=False)
+        try:
+            import urllib.error
+
+            def answer():
+                try:
+                    srv.call("status")
+                except urllib.error.HTTPError as err:
+                    return err.code, json.loads(err.read())
+                except OSError:
+                    return None
+            code, body = wait_for(answer, 60, 0.2, "the server")
+            assert code == 503 and "must be writable" in body["error"]["message"]
+        finally:
+            srv.kill()
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert [j["name"] for j in json.loads(hermes(env, "list", "--json").stdout)["jobs"]] == [
+        "kept"]

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..abc import Store
-from ..errors import HermesCronError, InvalidInput
+from ..errors import HermesCronError, InvalidInput, StoreError
 from .sqlite import SCHEMA_VERSION, SQLiteStore
 
 __all__ = ["AsyncStore", "SQLiteStore", "Store", "default_db", "doctor", "is_postgres",
@@ -109,8 +109,12 @@ def open_store(db: str | None = None, **kwargs: Any) -> Store:
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1:]
     # a folder we make is the owner's alone (it holds job payloads, env values and logs)
-    os.makedirs(os.path.dirname(os.path.abspath(os.path.expanduser(url))), mode=0o700,
-                exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(url)))
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot make the store folder {folder}: "
+                         f"{exc.strerror or exc}") from exc
     return SQLiteStore(url, **kwargs)
 
 

@@ -39,18 +39,30 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: str, *, clock=time.time):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.logs_dir = os.path.join(os.path.dirname(self.path), "logs")
-        os.makedirs(self.logs_dir, mode=0o700, exist_ok=True)
-        # created 0600 before SQLite opens it: its -wal and -shm files take the same mode
-        if not os.path.exists(self.path):
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            os.makedirs(self.logs_dir, mode=0o700, exist_ok=True)
+            # created 0600 before SQLite opens it: its -wal and -shm files take the mode
+            if not os.path.exists(self.path):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StoreError(self._unwritable(exc.strerror or str(exc))) from exc
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         try:
             super().__init__(self.path, clock=clock)
         except sqlite3.DatabaseError as exc:  # corrupt, not SQLite, unreadable, disk full
             self.close()
+            folder = os.path.dirname(self.path)
+            if not os.access(folder, os.W_OK) or not os.access(self.path, os.W_OK):
+                raise StoreError(self._unwritable(str(exc))) from exc
             raise StoreError(f"store {self.path} is not a usable database: {exc} "
                              f"(check it with: hermes-cron --db {self.path} doctor)") from exc
+
+    def _unwritable(self, why: str) -> str:
+        folder = os.path.dirname(self.path)
+        return (f"store {self.path} cannot be written ({why}): its folder {folder} must be "
+                "writable (SQLite keeps its -wal and -shm files there, and runs' logs go "
+                "to logs/); nothing in it was changed")
 
     def quick_check(self) -> list[str]:
         """SQLite's ``PRAGMA quick_check``: ``["ok"]`` or the problems it found."""
