@@ -359,8 +359,7 @@ def _follow(store, run_id: str, out) -> int:
         run = store.get_run(run_id)
         data = store.read_output(run_id, offset)
         if data:
-            out.write(data)
-            out.flush()
+            out.write(data)  # shown at once; only a marker line still being written waits
             offset += len(data)
         if run.status not in ACTIVE_STATUSES:
             data = store.read_output(run_id, offset)

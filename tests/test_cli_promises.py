@@ -190,3 +190,18 @@ def test_every_cli_line_in_the_readme_runs(cli, tmp_path):
         assert out.returncode in allowed, (line, out.returncode, out.stderr)
         if argv[:2] == ["run", "nightly-etl"]:
             assert "etl ran" in out.stdout
+
+
+def test_a_marker_line_split_across_reads_is_never_printed():
+    """Output arrives in pieces: a marker line cut in two must not leak its tail."""
+    import io
+
+    from hermes_cron_ext.cli import _Output
+
+    sink = io.BytesIO()
+    out = _Output(sink, tty=False, color=False)
+    for chunk in (b"a\n::progr", b"ess:: 1/2 ha", b"lf\nb\n", b"tail without newline"):
+        out.write(chunk)
+    out.flush()
+    assert sink.getvalue() == b"a\nb\ntail without newline"
+    assert (out.progress.fraction, out.progress.phase) == (0.5, "half")
