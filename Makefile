@@ -1,6 +1,8 @@
 # The two set-up commands (see README): `make demo` and `make test`.
 # Both use a project-local virtual environment (.venv), made with $(PYTHON) (>= 3.11):
 # nothing is installed into the system's or pyenv's Python.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -30,7 +32,8 @@ lint: install
 	$(PY) -m ruff check .
 
 demo: $(PY)
-	$(PY) -m pip install -q -e ".[lab]"
+	@echo "make demo: installing hermes-cron-ext with JupyterLab into $(VENV) (the first time takes a few minutes)"
+	$(PY) -m pip install -e ".[lab]" | { grep -v "^Requirement already satisfied" || true; }
 	PY=$(PY) PORT=$(PORT) scripts/demo.sh $(ARGS)
 
 bench: install
