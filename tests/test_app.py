@@ -49,6 +49,21 @@ class Server:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read() or b"null")
 
+    def refusal(self, path: str = "status"):
+        """``(status, JSON body)`` of the error *path* answers with; None while the server
+        is not up yet. A server that answers 200 fails the test."""
+        import urllib.error
+
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+        try:
+            self.call(path)
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+        except OSError:
+            return None
+        raise AssertionError(f"{path} answered 200")
+
     def ready(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
@@ -197,17 +212,7 @@ def test_a_corrupt_store_answers_503_naming_the_file_and_stops_at_once(tmp_path)
     db.write_bytes(b"this is not a database" * 400)
     srv = Server(tmp_path, str(db), wait=False)
     try:
-        def answer():
-            if srv.proc.poll() is not None:
-                raise AssertionError(srv.proc.stderr.read().decode()[-2000:])
-            try:
-                srv.call("status")
-            except urllib.error.HTTPError as err:
-                return err.code, json.loads(err.read())
-            except OSError:
-                return None
-            raise AssertionError("a corrupt store answered 200")
-        code, body = wait_for(answer, 60, 0.2, "the server to answer")
+        code, body = wait_for(srv.refusal, 60, 0.2, "the server to answer")
         assert code == 503 and body["error"]["code"] == "store_unavailable"
         assert str(db) in body["error"]["message"]
         assert "not a usable database" in body["error"]["message"]

@@ -102,16 +102,7 @@ def test_a_read_only_store_folder_is_told_and_loses_nothing(small_disk, tmp_path
             elsewhere.stderr and "Read-only file system" in elsewhere.stderr
         srv = Server(tmp_path, str(db), wait=False)
         try:
-            import urllib.error
-
-            def answer():
-                try:
-                    srv.call("status")
-                except urllib.error.HTTPError as err:
-                    return err.code, json.loads(err.read())
-                except OSError:
-                    return None
-            code, body = wait_for(answer, 60, 0.2, "the server")
+            code, body = wait_for(srv.refusal, 60, 0.2, "the server")
             assert code == 503 and "must be writable" in body["error"]["message"]
         finally:
             srv.kill()
