@@ -250,7 +250,7 @@ class Sandbox:
 def create_jobs(db: str, specs: list[dict]) -> dict[str, str]:
     """Create jobs the way every entry point does (validated, one store transaction each);
     returns name -> id."""
-    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.domain.jobspec import validate_new
     from hermes_cron_ext.store import open_store
 
     store = open_store(db)
@@ -749,7 +749,7 @@ def fig_flood(box: Sandbox, ids: dict, quick: bool) -> Result:
     ``max_bytes - tail_bytes``). Past it the supervisor keeps only the last
     ``tail_bytes`` in its memory and appends them when the run ends, so those bytes
     reach clients at the end by design; that is reported as the cap behaviour."""
-    from hermes_cron_ext.output import DEFAULT_MAX_BYTES, DEFAULT_TAIL_BYTES
+    from hermes_cron_ext.store.output import DEFAULT_MAX_BYTES, DEFAULT_TAIL_BYTES
 
     res = Result()
     n, total = 100, flood_bytes(quick)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
-from hermes_cron_ext.jobspec import validate_new
+from hermes_cron_ext.domain.jobspec import validate_new
 from hermes_cron_ext.store import open_store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -114,7 +114,7 @@ class Sandbox:
         with open(err_path, "wb") as err:
             t0 = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hermes_cron_ext.cli", "--db", self.db, "daemon"],
+                [sys.executable, "-m", "hermes_cron_ext", "--db", self.db, "daemon"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                 env=self.env, cwd=self.dir)
         self.daemons.append(proc)

@@ -30,7 +30,7 @@ sys.path.insert(0, HERE)
 import core  # noqa: E402  (bench/core.py: the method and its helpers)
 from core import DATE, TAG, Result, Row, iso, pct, spread  # noqa: E402
 
-from hermes_cron_ext.jobspec import validate_new  # noqa: E402
+from hermes_cron_ext.domain.jobspec import validate_new  # noqa: E402
 from hermes_cron_ext.store import open_store  # noqa: E402
 from hermes_cron_ext.store.embedded import PostgresServer  # noqa: E402
 

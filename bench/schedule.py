@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from hermes_cron_ext import schedule as after  # noqa: E402
+from hermes_cron_ext.domain import schedule as after  # noqa: E402
 
 #: forms both evaluators accept (the old one refused "0 9 1 * 5#3", one of its bugs)
 EXPRS = ("*/5 * * * *", "0 2 * * *", "30 9 * * mon-fri", "0 0 1 * *", "15 */4 * * *",

@@ -4,9 +4,34 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+#: The public Python API, imported on first use (``hermes-cron`` and supervisors
+#: import this package and should not pay for ipywidgets or jupyter_server).
+_PUBLIC = {
+    "connect": "hermes_cron_ext.ops.client",
+    "get_client": "hermes_cron_ext.ops.client",
+    "set_client": "hermes_cron_ext.ops.client",
+    "CronClient": "hermes_cron_ext.ops.client",
+    "LiveOutput": "hermes_cron_ext.frontends.widgets",
+    "RunHistory": "hermes_cron_ext.frontends.widgets",
+    "job_cards": "hermes_cron_ext.frontends.widgets",
+    "Dashboard": "hermes_cron_ext.frontends.widgets",
+    "job_health": "hermes_cron_ext.frontends.widgets",
+}
+__all__ = ["__version__", "load_ipython_extension", "widgets", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name == "widgets":
+        return importlib.import_module("hermes_cron_ext.frontends.widgets")
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'hermes_cron_ext' has no attribute {name!r}")
+
 
 def _jupyter_server_extension_points() -> list[dict]:
-    from .app import HermesCron
+    from hermes_cron_ext.server.app import HermesCron
 
     return [{"module": "hermes_cron_ext", "app": HermesCron}]
 
@@ -17,6 +42,6 @@ def _jupyter_labextension_paths() -> list[dict]:
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext hermes_cron_ext``: registers the ``%cron`` and ``%%cron`` magics."""
-    from .magics import load_ipython_extension as load
+    from hermes_cron_ext.frontends.magics import load_ipython_extension as load
 
     load(ipython)

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
 PORT="${PORT:-8888}"
 export HERMES_CRON_DB="${HERMES_CRON_DB:-$HOME/.local/share/jupyter/hermes_cron/demo.db}"
-CRON=("$PY" -m hermes_cron_ext.cli)
+CRON=("$PY" -m hermes_cron_ext)
 
 # the demo job: every minute, ten progress steps, a coloured last line
 "${CRON[@]}" add demo-heartbeat "@every 1m" --idempotency-key demo-heartbeat \

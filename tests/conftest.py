@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from hermes_cron_ext.jobspec import validate_new
+from hermes_cron_ext.domain.jobspec import validate_new
 from hermes_cron_ext.store import SQLiteStore, open_store
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
@@ -204,7 +204,7 @@ class CLI:
         self.procs: list[subprocess.Popen] = []
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "hermes_cron_ext.cli", *args]
+        return [sys.executable, "-m", "hermes_cron_ext", *args]
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60):
         proc = subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env,
@@ -284,7 +284,7 @@ def _kill_supervisors(db_path: str) -> None:
 def processes_with(marker: bytes, where: str = "environ") -> dict[int, str]:
     """Live processes but this one whose ``environ`` (or ``cmdline``) holds *marker*:
     pid -> command line. What a test started carries a marker in its environment."""
-    from hermes_cron_ext.models import process_alive
+    from hermes_cron_ext.domain.models import process_alive
 
     found = {}
     for pid in os.listdir("/proc"):

@@ -78,8 +78,8 @@ def stop_server(server: Server) -> None:
 def supervise(db: str, run_id: str) -> subprocess.Popen:
     """A supervisor for one run, as the executor starts it."""
     env = {**os.environ, "HERMES_CRON_HEARTBEAT": HEARTBEAT}
-    return subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.supervisor", db, run_id],
-                            env=env, start_new_session=True)
+    argv = [sys.executable, "-m", "hermes_cron_ext.runtime.supervisor", db, run_id]
+    return subprocess.Popen(argv, env=env, start_new_session=True)
 
 
 def settle(proc: subprocess.Popen, timeout: float = 60) -> None:

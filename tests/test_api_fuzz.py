@@ -16,7 +16,7 @@ from .conftest import wait_for
 from .test_app import _free_port
 
 schemathesis = pytest.importorskip("schemathesis")
-SPEC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "hermes_cron_ext",
+SPEC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "hermes_cron_ext", "server",
                                     "openapi.json"))
 
 

@@ -116,7 +116,7 @@ def test_sigterm_exits_fast_and_runs_go_on(server, tmp_path):
 
 
 def _store_status(db: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", "--db", db, "status",
+    return subprocess.run([sys.executable, "-m", "hermes_cron_ext", "--db", db, "status",
                            "--json"], capture_output=True, text=True, env=env)
 
 
@@ -240,7 +240,7 @@ def test_handoff_off_means_loud_status(tmp_path):
         srv.kill()
     time.sleep(0.5)
     assert _alive_kinds(db) == []
-    proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", "--db", db, "status"],
+    proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext", "--db", db, "status"],
                           capture_output=True, text=True, env=srv.env)
     assert proc.returncode == 3
     assert "NO TICKER IS ALIVE: enabled jobs will NOT fire" in proc.stderr

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from hermes_cron_ext.jobspec import POLICY_FIELDS, POLICY_OPTIONS
+from hermes_cron_ext.domain.jobspec import POLICY_FIELDS, POLICY_OPTIONS
 
 from .conftest import CLI, wait_for
 
@@ -49,7 +49,7 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
     assert (policy["kill_grace"], policy["keep_runs"], policy["retry_on_timeout"]) == (
         9.0, 70, False)
     # the magics derive theirs from the same declaration
-    from hermes_cron_ext.magics import _parsers
+    from hermes_cron_ext.frontends.magics import _parsers
 
     parsed = _parsers()["add"].parse_args(["x", "@daily", *options])
     assert all(getattr(parsed, k) == v for k, v in values.items())
@@ -101,7 +101,7 @@ def test_on_a_terminal_progress_lines_become_a_bar(cli):
     pid, fd = pty.fork()
     if pid == 0:  # the child: hermes-cron with a terminal on stdout and stderr
         os.chdir(cli.cwd)
-        os.execve(sys.executable, [sys.executable, "-m", "hermes_cron_ext.cli", "logs", "p"],
+        os.execve(sys.executable, [sys.executable, "-m", "hermes_cron_ext", "logs", "p"],
                   cli.env)
     out = b""
     deadline = time.time() + 30
@@ -196,7 +196,7 @@ def test_a_marker_line_split_across_reads_is_never_printed():
     """Output arrives in pieces: a marker line cut in two must not leak its tail."""
     import io
 
-    from hermes_cron_ext.cli import _Output
+    from hermes_cron_ext.frontends.cli import _Output
 
     sink = io.BytesIO()
     out = _Output(sink, tty=False, color=False)

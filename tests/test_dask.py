@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from hermes_cron_ext.models import process_alive
+from hermes_cron_ext.domain.models import process_alive
 from hermes_cron_ext.store import open_store
 
 from .test_handlers import SSE, api
@@ -183,9 +183,9 @@ async def test_killing_the_worker_marks_the_run_lost_within_three_heartbeats(
 async def test_each_job_can_name_its_executor(pg_url, dask_scheduler, dask_worker):
     """A ticker whose own executor is local sends the job that names the cluster to a
     worker, and keeps the rest (and jobs naming "local") on this machine."""
-    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.domain.jobspec import validate_new
+    from hermes_cron_ext.runtime.ticker import Ticker
     from hermes_cron_ext.store import AsyncStore
-    from hermes_cron_ext.ticker import Ticker
 
     store = AsyncStore(open_store(pg_url))
     ticker = Ticker(store, None, lead=0.5, poll=0.2)
@@ -274,9 +274,9 @@ async def test_the_store_password_never_reaches_the_cluster(
 
     import distributed
 
-    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.domain.jobspec import validate_new
+    from hermes_cron_ext.runtime.ticker import Ticker
     from hermes_cron_ext.store import AsyncStore
-    from hermes_cron_ext.ticker import Ticker
 
     submitted = []
     real_submit = distributed.Client.submit
@@ -321,9 +321,9 @@ async def test_a_worker_without_the_store_configured_says_so(secret_url, dask_sc
                                                              start_worker):
     """No password sent, none configured on the worker: the run is recorded lost with
     what to set, and the message holds no password either."""
-    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.domain.jobspec import validate_new
+    from hermes_cron_ext.runtime.ticker import Ticker
     from hermes_cron_ext.store import AsyncStore
-    from hermes_cron_ext.ticker import Ticker
 
     start_worker({k: v for k, v in ENV.items() if k != "HERMES_CRON_DB"})
     store = AsyncStore(open_store(secret_url))

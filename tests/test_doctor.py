@@ -8,7 +8,7 @@ import sys
 
 
 def hermes(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", *args],
+    return subprocess.run([sys.executable, "-m", "hermes_cron_ext", *args],
                           capture_output=True, text=True, timeout=60)
 
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hermes_cron_ext.domain.models import Policy
 from hermes_cron_ext.domain.policy import (
     MISFIRE_GRACE,
     MISSED_CAP,
@@ -14,7 +15,6 @@ from hermes_cron_ext.domain.policy import (
     retry_delay,
     start_refusal,
 )
-from hermes_cron_ext.models import Policy
 
 T0 = 1_800_000_000.0  # a whole minute
 

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from hermes_cron_ext.client import CronClient, LocalClient, RestClient
+from hermes_cron_ext.ops.client import CronClient, LocalClient, RestClient
 
 from .notebook_support import HEARTBEAT
 
@@ -76,7 +76,7 @@ def test_quickstart(target, tmp_path):
     watched = run_out[1].data["text/plain"].splitlines()
     assert watched[0].startswith(f"{run_out[0].text.split(' started')[0]}: succeeded")
     assert "working 5/5" in watched and "all done" in watched
-    result = outputs(nb, "from hermes_cron_ext.client import get_client")
+    result = outputs(nb, "from hermes_cron_ext import LiveOutput, get_client")
     where = result[0].text.strip()
     assert where == client.where
     assert result[-1].data["text/plain"] == "('succeeded', 0)"

@@ -33,7 +33,7 @@ def small_disk(tmp_path):
 
 
 def hermes(env, *args):
-    return subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "hermes_cron_ext", *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -45,7 +45,7 @@ def test_a_full_disk_fails_the_run_with_the_real_reason_and_loses_nothing(small_
     assert hermes(env, "add", "other", "@every 2s", "--", "echo", "hi").returncode == 0
     filler = small_disk / "filler"  # what the operator deletes to recover
     filler.write_bytes(b"\0" * (2 << 20))
-    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.cli", "daemon"],
+    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext", "daemon"],
                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, start_new_session=True)
     store = SQLiteStore(str(db))

@@ -13,7 +13,7 @@ import time
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from hermes_cron_ext.handlers import routes
+from hermes_cron_ext.server.handlers import routes
 
 from .conftest import _kill_supervisors
 
@@ -199,7 +199,7 @@ async def test_daemon_run_shows_on_events(cron, jp_fetch, sse_url, jp_auth_heade
     assert "no ticker is alive" in job["warning"]
     events = SSE(sse_url("events"), jp_auth_header).start()
     env = {**os.environ, "HERMES_CRON_DB": cron_db}
-    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.cli", "daemon"], env=env,
+    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext", "daemon"], env=env,
                               stderr=subprocess.DEVNULL)
     try:
         started = await events.wait_for(lambda e: e["event"] == "run.started", 30)
@@ -450,7 +450,7 @@ async def test_jobs_name_only_executors_the_operator_allows(cron, jp_fetch):
 async def test_ticker_refuses_a_stored_job_naming_an_executor_not_allowed(cron, jp_fetch):
     """A job stored with an executor the operator never allowed (an older server, the
     store written directly): its run fails with the reason, nothing is contacted."""
-    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.domain.jobspec import validate_new
 
     listener = __import__("socket").socket()
     listener.bind(("127.0.0.1", 0))
@@ -521,7 +521,7 @@ async def test_operator_may_allow_private_urls(cron, jp_fetch):
 async def test_a_stored_private_url_is_refused_at_delivery(cron, jp_fetch):
     """A job whose webhook points inside (stored before, or its name now resolves
     there) gets no delivery; the operator's own webhook on the same host still does."""
-    from hermes_cron_ext.jobspec import validate_new
+    from hermes_cron_ext.domain.jobspec import validate_new
 
     from .test_policies import Receiver
 
@@ -553,7 +553,7 @@ def test_delivery_checks_the_address_it_connects_to():
     import urllib.error
     import urllib.request
 
-    from hermes_cron_ext.notify import Notifier, PrivateAddress
+    from hermes_cron_ext.runtime.notify import Notifier, PrivateAddress
 
     from .test_policies import Receiver
 

@@ -112,7 +112,7 @@ c.SimpleLocalProcessSpawner.home_dir_template = "{tmp_path}/home/{{username}}"
                  "the hub to report the server stopped")
         stopped = time.time()
         daemons = json.loads(subprocess.run(
-            [sys.executable, "-m", "hermes_cron_ext.cli", "daemon", "status", "--json"],
+            [sys.executable, "-m", "hermes_cron_ext", "daemon", "status", "--json"],
             env=cron_env, capture_output=True, text=True).stdout)["daemons"]
         assert [d["kind"] for d in daemons] == ["handoff"], daemons
         wait_for(lambda: any(float(x) > stopped for x in ledger.read_text().split()), 10, 0.3,
@@ -123,7 +123,7 @@ c.SimpleLocalProcessSpawner.home_dir_template = "{tmp_path}/home/{{username}}"
             hub.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(hub.pid, signal.SIGKILL)
-        stop = subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", "daemon", "stop"],
+        stop = subprocess.run([sys.executable, "-m", "hermes_cron_ext", "daemon", "stop"],
                               env=cron_env, capture_output=True, text=True)
     assert stop.returncode == 0, stop.stderr
     slots = [float(x) for x in ledger.read_text().split()]

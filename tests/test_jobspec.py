@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from hermes_cron_ext.domain.jobspec import validate_changes, validate_new
+from hermes_cron_ext.domain.models import Job
 from hermes_cron_ext.errors import InvalidInput
-from hermes_cron_ext.jobspec import validate_changes, validate_new
-from hermes_cron_ext.models import Job
 
 BASE = {"name": "j", "schedule": "@hourly", "timezone": "UTC", "command": "true"}
 

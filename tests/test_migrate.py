@@ -18,7 +18,7 @@ pytest.importorskip("psycopg")
 
 
 def migrate(db: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", "--db", db, "migrate",
+    return subprocess.run([sys.executable, "-m", "hermes_cron_ext", "--db", db, "migrate",
                            *args], capture_output=True, text=True, timeout=120)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from hermes_cron_ext.models import iso, parse_iso
+from hermes_cron_ext.domain.models import iso, parse_iso
 
 
 def test_iso_matches_datetime_to_the_millisecond():

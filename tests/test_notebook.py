@@ -1,4 +1,4 @@
-"""Notebook jobs: a real supervisor runs ``hermes_cron_ext.notebook`` with nbclient."""
+"""Notebook jobs: a real supervisor runs ``hermes_cron_ext.runtime.notebook`` with nbclient."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 import nbformat
 import pytest
 
-from hermes_cron_ext.client import RestClient
+from hermes_cron_ext.domain.models import process_alive
 from hermes_cron_ext.errors import NotFound
-from hermes_cron_ext.models import process_alive
-from hermes_cron_ext.notebook import INJECTED_TAG, inject_parameters, parameters_source
+from hermes_cron_ext.ops.client import RestClient
+from hermes_cron_ext.runtime.notebook import INJECTED_TAG, inject_parameters, parameters_source
 
 from .conftest import make_job, processes_with, wait_for
 from .notebook_support import settle, supervise
@@ -125,11 +125,11 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
         (["--parameters", '{"not a name": 1}'], "is not a valid Python name"),
     ]
     for extra, message in cases:
-        proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.notebook", path,
+        proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.runtime.notebook", path,
                                "--output", str(tmp_path / "o.ipynb"), *extra],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.notebook",
+    proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.runtime.notebook",
                            str(tmp_path / "missing.ipynb")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "cannot read notebook" in proc.stderr

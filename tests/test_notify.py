@@ -7,7 +7,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from hermes_cron_ext.notify import Notifier
+from hermes_cron_ext.runtime.notify import Notifier
 
 from .conftest import wait_for
 

@@ -21,7 +21,7 @@ ENV = {**os.environ, "HERMES_CRON_HEARTBEAT": "0.5"}
 
 
 def supervise(store, run_id) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.supervisor", store.path,
+    return subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.runtime.supervisor", store.path,
                              run_id], env=ENV, start_new_session=True)
 
 

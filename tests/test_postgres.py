@@ -16,10 +16,9 @@ import time
 
 import pytest
 
-from hermes_cron_ext import output
-from hermes_cron_ext.abc import Executor
 from hermes_cron_ext.errors import StoreError
-from hermes_cron_ext.store import AsyncStore, open_store
+from hermes_cron_ext.runtime.executor import Executor
+from hermes_cron_ext.store import AsyncStore, open_store, output
 
 from .conftest import FakeClock, make_job, wait_for
 
@@ -100,7 +99,7 @@ def test_listen_hears_other_processes_events_and_output(pg, pg_url):
     stop = store.listen(lambda kind, arg: heard.append((kind, arg)))
     wait_for(lambda: ("resync", "") in heard, 10, what="LISTEN connected")
     code = textwrap.dedent(f"""
-        from hermes_cron_ext.jobspec import validate_new
+        from hermes_cron_ext.domain.jobspec import validate_new
         from hermes_cron_ext.store import open_store
         s = open_store({pg_url!r})
         s.create_job(validate_new({{"name": "elsewhere", "schedule": "@daily",
@@ -137,7 +136,7 @@ class Recorder(Executor):
 
 
 async def test_ticker_wakes_at_once_when_another_host_adds_a_job(pg_url):
-    from hermes_cron_ext.ticker import Ticker
+    from hermes_cron_ext.runtime.ticker import Ticker
 
     store = AsyncStore(open_store(pg_url))
     recorder = Recorder()
@@ -211,7 +210,7 @@ def test_real_supervisor_writes_live_output_to_postgres(pg, pg_url):
     make_job(store, "sup", "@yearly",
              command="echo out; echo err >&2; sleep 1; echo more; exit 3", timeout=30)
     run = store.request_run("sup")
-    proc = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.supervisor", pg_url,
+    proc = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.runtime.supervisor", pg_url,
                              run.id], env=ENV, start_new_session=True)
     try:
         # the first line is readable while the payload still runs
@@ -233,12 +232,12 @@ def test_daemon_and_cli_on_postgres(pg, pg_url, tmp_path):
     env = {**ENV, "HERMES_CRON_DB": pg_url}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "hermes_cron_ext.cli", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "hermes_cron_ext", *args], env=env,
                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
 
     added = cli("add", "pgjob", "@every 1s", "--json", "--", "echo from-postgres")
     assert added.returncode == 0, added.stderr
-    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.cli", "daemon"],
+    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext", "daemon"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store = pg()
     try:
@@ -258,9 +257,9 @@ def test_daemon_and_cli_on_postgres(pg, pg_url, tmp_path):
 
 TICKER = textwrap.dedent("""
     import asyncio, json, sys
-    from hermes_cron_ext.abc import Executor
+    from hermes_cron_ext.runtime.executor import Executor
     from hermes_cron_ext.store import AsyncStore, open_store
-    from hermes_cron_ext.ticker import Ticker
+    from hermes_cron_ext.runtime.ticker import Ticker
 
     class Recorder(Executor):
         async def start(self, run): pass
@@ -356,7 +355,7 @@ def _due_runs(store, n: int, command: str) -> list:
 async def test_forked_supervisors_share_one_connection_through_the_relay(pg, pg_url):
     """30 runs at once through the real fork server: each runs once with its output,
     while the server sees one connection for all their supervisors (the relay)."""
-    from hermes_cron_ext.executor import LocalExecutor
+    from hermes_cron_ext.runtime.executor import LocalExecutor
 
     store = pg()
     runs = _due_runs(store, 30, "echo hi; sleep 2")
@@ -382,7 +381,7 @@ async def test_forked_supervisors_share_one_connection_through_the_relay(pg, pg_
 
 async def test_a_relayed_supervisor_reads_the_jobs_secret_at_start(pg, pg_url):
     """Through the relay too, a secret reaches the payload from the job, not the run."""
-    from hermes_cron_ext.executor import LocalExecutor
+    from hermes_cron_ext.runtime.executor import LocalExecutor
 
     store = pg()
     make_job(store, "secret", "@yearly", command="echo token=$TOKEN",
@@ -405,7 +404,7 @@ async def test_a_relayed_supervisor_reads_the_jobs_secret_at_start(pg, pg_url):
 async def test_runs_carry_on_when_their_relay_is_killed(pg, pg_url):
     """Kill -9 the relay while its supervisors run: they connect on their own and every
     run still ends with its status, exit code and whole output."""
-    from hermes_cron_ext.executor import LocalExecutor
+    from hermes_cron_ext.runtime.executor import LocalExecutor
 
     store = pg()
     runs = _due_runs(store, 5, "echo before; sleep 1.5; echo after; exit 4")

@@ -1,4 +1,4 @@
-"""Tests for hermes_cron_ext.schedule: parsing, validation messages, fire times, DST."""
+"""Tests for hermes_cron_ext.domain.schedule: parsing, validation messages, fire times, DST."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hermes_cron_ext import schedule as schedule_module
-from hermes_cron_ext.errors import InvalidSchedule
-from hermes_cron_ext.schedule import (
+from hermes_cron_ext.domain import schedule as schedule_module
+from hermes_cron_ext.domain.schedule import (
     ALIASES,
     Schedule,
     describe,
@@ -25,6 +24,7 @@ from hermes_cron_ext.schedule import (
     parse_timezone,
     preview,
 )
+from hermes_cron_ext.errors import InvalidSchedule
 
 UTC = UTC
 

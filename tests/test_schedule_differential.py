@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from cronsim import CronSim
 
+from hermes_cron_ext.domain.schedule import parse
 from hermes_cron_ext.errors import InvalidSchedule
-from hermes_cron_ext.schedule import parse
 
 UTC = UTC
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hermes_cron_ext.service import RunsJSON, _page_json
+from hermes_cron_ext.server.service import RunsJSON, _page_json
 
 from .conftest import make_job
 
@@ -46,7 +46,7 @@ async def test_fork_server_command_line_holds_no_store_password(pg_url):
 
     import psycopg
 
-    from hermes_cron_ext.executor import FORK_SERVER_DB, LocalExecutor
+    from hermes_cron_ext.runtime.executor import FORK_SERVER_DB, LocalExecutor
     from hermes_cron_ext.store.embedded import as_url
 
     info = psycopg.conninfo.conninfo_to_dict(pg_url)
@@ -57,7 +57,7 @@ async def test_fork_server_command_line_holds_no_store_password(pg_url):
         pid = executor._proc.pid
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
-        assert b"hermes_cron_ext.executor" in cmdline
+        assert b"hermes_cron_ext.runtime.executor" in cmdline
         assert SECRET.encode() not in cmdline and b"postgresql" not in cmdline
     finally:
         await executor.close()

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
+from hermes_cron_ext.domain.jobspec import validate_changes, validate_new
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
-from hermes_cron_ext.jobspec import validate_changes, validate_new
 from hermes_cron_ext.store.sql import SCHEMA_VERSION
 
 from .conftest import BACKENDS, make_job
@@ -407,7 +407,7 @@ def test_a_ticker_whose_process_is_gone_is_dead_at_once(store, clock):
     import subprocess
     import sys
 
-    from hermes_cron_ext.models import hostname
+    from hermes_cron_ext.domain.models import hostname
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from hermes_cron_ext import output
-from hermes_cron_ext.supervisor import Progress
+from hermes_cron_ext.runtime.supervisor import Progress
+from hermes_cron_ext.store import output
 
 from .conftest import make_job, wait_for
 
@@ -17,7 +17,7 @@ ENV = {**os.environ, "HERMES_CRON_HEARTBEAT": "0.3"}
 
 
 def supervise(store, run) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.supervisor", store.path,
+    return subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.runtime.supervisor", store.path,
                              run.id], env=ENV, start_new_session=True)
 
 
@@ -185,7 +185,7 @@ def test_secrets_reach_the_payload_but_no_run_row_and_the_store_is_private(real_
 def test_a_one_off_supervisor_has_no_store_url_on_its_command_line(real_store):
     """``hermes-cron run`` with no ticker spawns a supervisor: the store URL (for
     PostgreSQL, with its password) must not be readable by every user through ps."""
-    from hermes_cron_ext.executor import spawn_supervisor
+    from hermes_cron_ext.runtime.executor import spawn_supervisor
 
     make_job(real_store, "one-off", "@yearly", command="sleep 1")
     run = real_store.request_run("one-off")
@@ -195,7 +195,7 @@ def test_a_one_off_supervisor_has_no_store_url_on_its_command_line(real_store):
     def cmdline():  # empty or the parent's until the child has exec'd
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             line = f.read()
-        return line if b"hermes_cron_ext.supervisor" in line else None
+        return line if b"hermes_cron_ext.runtime.supervisor" in line else None
     line = wait_for(cmdline, 10, 0.001, "the supervisor's exec")
     assert run.id.encode() in line and real_store.path.encode() not in line
     wait_for(lambda: real_store.get_run(run.id).status == "succeeded", 30, what="the run")

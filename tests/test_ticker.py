@@ -9,8 +9,8 @@ from datetime import UTC
 
 import pytest
 
+from hermes_cron_ext.runtime.ticker import NEVER_STARTED, ORPHANED, Ticker
 from hermes_cron_ext.store import AsyncStore
-from hermes_cron_ext.ticker import NEVER_STARTED, ORPHANED, Ticker
 
 from .conftest import make_job
 

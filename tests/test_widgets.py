@@ -8,10 +8,8 @@ import time
 
 import pytest
 
-from hermes_cron_ext.client import LocalClient
-from hermes_cron_ext.store import SQLiteStore
-from hermes_cron_ext.terminal import Terminal, to_html
-from hermes_cron_ext.widgets import (
+from hermes_cron_ext.frontends.terminal import Terminal, to_html
+from hermes_cron_ext.frontends.widgets import (
     Dashboard,
     JobCard,
     LiveOutput,
@@ -19,6 +17,8 @@ from hermes_cron_ext.widgets import (
     duration_chart,
     job_health,
 )
+from hermes_cron_ext.ops.client import LocalClient
+from hermes_cron_ext.store import SQLiteStore
 
 from .conftest import FakeClock, make_job, wait_for
 from .notebook_support import settle, supervise
@@ -90,7 +90,7 @@ def test_card_countdown_advances_with_the_clock(cron):
     job = cron.add({"name": "hourly", "schedule": "0 * * * *", "timezone": "UTC",
                     "command": "true"})
     due = job["next_run_at"]
-    from hermes_cron_ext.models import parse_iso
+    from hermes_cron_ext.domain.models import parse_iso
 
     clock = FakeClock(parse_iso(due) - 125)
     card = JobCard(job, client=cron, clock=clock, live=False)

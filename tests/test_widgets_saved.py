@@ -30,7 +30,7 @@ CELLS = [
     '%cron add saved-paused "@daily" -- true',
     "%cron pause saved-paused",
     "%cron run saved-ok --watch",
-    "from hermes_cron_ext.widgets import Dashboard, LiveOutput\n"
+    "from hermes_cron_ext.frontends.widgets import Dashboard, LiveOutput\n"
     "assert LiveOutput.wait_all(60)",
     "%cron",
     "%cron runs saved-ok",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from ..models import FAILED_STATUSES, Policy
+from hermes_cron_ext.domain.models import FAILED_STATUSES, Policy
 
 #: A slot claimed later than this after its instant counts as missed (misfire policy).
 MISFIRE_GRACE = 30.0

@@ -15,9 +15,9 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..abc import Store
-from ..errors import HermesCronError, InvalidInput, StoreError
-from .sqlite import SCHEMA_VERSION, SQLiteStore
+from hermes_cron_ext.errors import HermesCronError, InvalidInput, StoreError
+from hermes_cron_ext.store.base import Store
+from hermes_cron_ext.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 __all__ = ["AsyncStore", "SQLiteStore", "Store", "default_db", "doctor", "is_postgres",
            "open_store", "preload", "resolve_db"]
@@ -63,7 +63,7 @@ def preload(db: str | None = None) -> None:
     psycopg alone costs a supervisor ~130 ms of CPU)."""
     if db and is_postgres(db):
         try:
-            from . import postgres  # noqa: F401
+            from hermes_cron_ext.store import postgres  # noqa: F401
         except ImportError:
             pass
 
@@ -77,7 +77,7 @@ def doctor(db: str) -> tuple[bool, list[str]]:
         except HermesCronError as exc:
             return False, [exc.message]
         store.close()
-        from .postgres import redact
+        from hermes_cron_ext.store.postgres import redact
 
         return True, [f"{redact(db)}: ok (schema {SCHEMA_VERSION})"]
     if db.startswith("sqlite:///"):
@@ -102,7 +102,7 @@ def open_store(db: str | None = None, **kwargs: Any) -> Store:
     url = resolve_db(db)
     if is_postgres(url):
         try:
-            from .postgres import PostgresStore
+            from hermes_cron_ext.store.postgres import PostgresStore
         except ImportError as exc:
             raise InvalidInput(str(exc), field="db") from exc
         return PostgresStore(url, **kwargs)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import Conflict, StoreError
-from ..models import ACTIVE_STATUSES
-from .sql import SQLStore
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES
+from hermes_cron_ext.errors import Conflict, StoreError
+from hermes_cron_ext.store.sql import SQLStore
 
 #: copied in this order; tickers are not copied
 COPIED = ("jobs", "runs", "events", "meta")
@@ -111,7 +111,7 @@ def copy_store(source: SQLStore, target: SQLStore, *, force: bool = False,
 
 def _show(store: SQLStore) -> str:
     try:
-        from .postgres import redact
+        from hermes_cron_ext.store.postgres import redact
     except ImportError:
         return store.url
     return redact(store.url) if store.url.startswith(("postgres://", "postgresql://")) \

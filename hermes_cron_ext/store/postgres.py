@@ -20,7 +20,7 @@ The logic is :class:`~hermes_cron_ext.store.sql.SQLStore`'s; what is particular 
   LISTENs and calls back at once: tickers wake (``Ticker.wake``), the server's
   event bus and log watcher wake their streams, on every host.
 - **Output in the database**: ``run_output(run_id, pos, stream, data)`` chunks, capped
-  as :class:`~hermes_cron_ext.output.OutputWriter` caps files (head, then the tail
+  as :class:`~hermes_cron_ext.store.output.OutputWriter` caps files (head, then the tail
   when the run ends, with a "bytes cut" line); each chunk NOTIFYs. A notebook run's
   executed ``.ipynb`` is written to a local spool file (``artifact_path``) by the
   payload and copied into ``run_artifacts`` when the run's output is closed;
@@ -54,9 +54,9 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError("the PostgreSQL store needs psycopg 3: "
                       "pip install 'hermes-cron-ext[postgres]'") from exc
 
-from .. import output
-from ..errors import StoreError
-from .sql import SQLStore
+from hermes_cron_ext.errors import StoreError
+from hermes_cron_ext.store import output
+from hermes_cron_ext.store.sql import SQLStore
 
 log = logging.getLogger("hermes_cron")
 

@@ -24,9 +24,9 @@ import tempfile
 
 import psycopg
 
-from .. import errors
-from ..errors import HermesCronError, StoreError
-from .postgres import PostgresStore, _spool_dir
+from hermes_cron_ext import errors
+from hermes_cron_ext.errors import HermesCronError, StoreError
+from hermes_cron_ext.store.postgres import PostgresStore, _spool_dir
 
 log = logging.getLogger("hermes_cron")
 

@@ -35,12 +35,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from .. import schedule as sched
-from ..abc import Store
-from ..domain import policy as rules
-from ..domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F401  (re-exported)
-from ..errors import Conflict, InvalidInput, NotFound, StoreError
-from ..models import (
+from hermes_cron_ext.domain import policy as rules
+from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
     FAILED_STATUSES,
     RUN_STATUSES,
@@ -54,6 +51,9 @@ from ..models import (
     iso,
     proc_start_time,
 )
+from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F401  (re-exported)
+from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
+from hermes_cron_ext.store.base import Store
 
 SCHEMA_VERSION = 3
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.

@@ -16,9 +16,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .. import output
-from ..errors import StoreError
-from .sql import (  # noqa: F401  (re-exported: the names this module has always had)
+from hermes_cron_ext.errors import StoreError
+from hermes_cron_ext.store import output
+from hermes_cron_ext.store.sql import (  # noqa: F401  (re-exported: the names this module has always had)
     LIST_COLUMNS,
     MIGRATIONS,
     MISFIRE_GRACE,

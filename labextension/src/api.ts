@@ -1,5 +1,5 @@
 /**
- * The REST client for `{base_url}api/cron/` (see hermes_cron_ext/openapi.json).
+ * The REST client for `{base_url}api/cron/` (see hermes_cron_ext/server/openapi.json).
  *
  * Every request goes through JupyterLab's ServerConnection, so it carries the
  * same auth (token header or cookie + XSRF) as the rest of Lab.

@@ -32,7 +32,7 @@ def test_no_process_shows_the_store_or_a_parameter_on_its_command_line(tmp_path)
         str(path))
     cli("add", "cmd", "@yearly", "--", "sleep 4")
     env = {k: v for k, v in cli.env.items()}
-    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.cli", "daemon"],
+    daemon = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext", "daemon"],
                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     seen: dict[int, str] = {}
@@ -53,11 +53,10 @@ def test_no_process_shows_the_store_or_a_parameter_on_its_command_line(tmp_path)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(15)
     kinds = " ".join(seen.values())
-    assert "hermes_cron_ext.cli daemon" in kinds and "hermes_cron_ext.notebook" in kinds
+    assert "hermes_cron_ext daemon" in kinds and "hermes_cron_ext.runtime.notebook" in kinds
     assert "ipykernel" in kinds  # the kernel was seen too
     leaks = {pid: line for pid, line in seen.items() if "param-s3cret" in line}
     assert leaks == {}
     ours = {pid: line for pid, line in seen.items()
-            if "hermes_cron_ext.cli" in line or "hermes_cron_ext.executor" in line
-            or "hermes_cron_ext.supervisor" in line}
+            if "hermes_cron_ext" in line}
     assert ours and not [line for line in ours.values() if db in line], ours

@@ -32,8 +32,8 @@ import time
 import urllib.request
 from urllib.parse import urlsplit
 
-from .errors import InvalidInput, NotFound
-from .models import Event, iso
+from hermes_cron_ext.domain.models import Event, iso
+from hermes_cron_ext.errors import InvalidInput, NotFound
 
 log = logging.getLogger("hermes_cron")
 

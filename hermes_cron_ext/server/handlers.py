@@ -21,10 +21,10 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .errors import Conflict, HermesCronError, InvalidInput, NotFound
-from .models import ACTIVE_STATUSES, RUN_STATUSES
-from .service import CronService, Forbidden
-from .streams import gap_frame, sse_frame
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, RUN_STATUSES
+from hermes_cron_ext.errors import Conflict, HermesCronError, InvalidInput, NotFound
+from hermes_cron_ext.server.service import CronService, Forbidden
+from hermes_cron_ext.server.streams import gap_frame, sse_frame
 
 MAX_BODY = 1024 * 1024
 STATUS = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}

@@ -6,7 +6,7 @@
 - an :class:`EventBus` tails the store's append-only ``events`` table, so changes
   made by any process (daemon, CLI, supervisors) reach ``/events`` and run
   streams; changes made here are pushed at once;
-- :class:`~hermes_cron_ext.streams.Feeds` reads each watched run's new output
+- :class:`~hermes_cron_ext.server.streams.Feeds` reads each watched run's new output
   once, off the loop, and shares it as ready-made SSE frames with every viewer
   (see ``streams.py``).
 
@@ -23,19 +23,28 @@ import json
 import os
 import signal
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from . import __version__
-from . import schedule as sched
-from .errors import HermesCronError, InvalidInput, NotFound
-from .executor import AllowedExecutors
-from .jobspec import validate_changes, validate_new
-from .models import ACTIVE_STATUSES, Event, Run, hostname, iso, parse_iso, process_alive
-from .notify import check_url
-from .store import AsyncStore
-from .streams import Feeds
+from hermes_cron_ext import __version__
+from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.jobspec import validate_changes, validate_new
+from hermes_cron_ext.domain.models import (
+    ACTIVE_STATUSES,
+    Event,
+    Run,
+    hostname,
+    iso,
+    parse_iso,
+    process_alive,
+)
+from hermes_cron_ext.errors import HermesCronError, InvalidInput, NotFound
+from hermes_cron_ext.events import EventBroker, broker_for
+from hermes_cron_ext.events.bus import EventBus
+from hermes_cron_ext.runtime.executor import AllowedExecutors
+from hermes_cron_ext.runtime.notify import check_url
+from hermes_cron_ext.server.streams import Feeds
+from hermes_cron_ext.store import AsyncStore
 
 #: The permission on Jupyter's ``cron`` resource that setting each job field needs: the
 #: one declaration of it. ``write`` lets a user decide *when* and *how often* a job runs
@@ -122,72 +131,6 @@ def status_report(store, server_ticker: bool = False) -> dict:
     }
 
 
-class EventBus:
-    """Tails the events table; readers wait for ``seq`` beyond their cursor."""
-
-    def __init__(self, store: AsyncStore, interval: float = 0.1, keep: int = 5000):
-        self.store = store
-        self.interval = interval
-        self.recent: deque[Event] = deque(maxlen=keep)
-        self.cursor = 0
-        self._changed = asyncio.Condition()
-        self._poke = asyncio.Event()
-        self.closed = False
-        self._listeners: list = []
-
-    async def start(self) -> None:
-        self.cursor = await self.store.last_event_seq()
-
-    def poke(self) -> None:
-        """Something changed in this process: look now rather than at the next interval."""
-        self._poke.set()
-
-    def add_listener(self, fn) -> None:
-        self._listeners.append(fn)
-
-    async def run(self) -> None:
-        while not self.closed:
-            self._poke.clear()
-            try:
-                events = await self.store.events_since(self.cursor, 1000)
-            except Exception:
-                events = []
-            if events:
-                self.recent.extend(events)
-                self.cursor = events[-1].seq
-                for fn in self._listeners:
-                    fn(events)
-                async with self._changed:
-                    self._changed.notify_all()
-                if len(events) == 1000:
-                    continue
-            try:
-                await asyncio.wait_for(self._poke.wait(), self.interval)
-            except TimeoutError:
-                pass
-
-    async def close(self) -> None:
-        self.closed = True
-        self._poke.set()
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait(self, timeout: float) -> None:
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
-
-    async def since(self, cursor: int, limit: int = 500) -> list[Event]:
-        """Events after *cursor*: from memory when it reaches back far enough."""
-        if self.recent and self.recent[0].seq <= cursor + 1:
-            return [e for e in self.recent if e.seq > cursor][:limit]
-        if cursor >= self.cursor:
-            return []
-        return await self.store.events_since(cursor, limit)
-
-
 def _page_json(key: str, page) -> str:
     """A page as JSON text, built off the event loop (a 500-run page costs ~40 ms)."""
     return json.dumps({key: [item.to_json() for item in page.items], "cursor": page.cursor})
@@ -224,11 +167,13 @@ class RunsJSON:
 class CronService:
     def __init__(self, store: AsyncStore, *, ticker=None, default_tz: str | None = None,
                  stream_interval: float = 0.01, log=None, executors=None,
-                 allow_private_urls: bool = False):
+                 allow_private_urls: bool = False, broker: EventBroker | None = None):
         self.store = store
+        #: how changes are told: ours to the in-server ticker, others' to the bus and feeds
+        self.broker = broker or broker_for(store.sync)
         #: whether jobs' notify_url / ping_url may name non-public hosts (notify.py)
         self.allow_private_urls = allow_private_urls
-        #: the executors a job may name (:class:`~hermes_cron_ext.executor.AllowedExecutors`)
+        #: the executors a job may name (``runtime.executor.AllowedExecutors``)
         self.executors = executors or AllowedExecutors(["local"])
         self.runs_json = RunsJSON()
         self.ticker = ticker
@@ -248,19 +193,16 @@ class CronService:
         self._listen()
 
     def _listen(self) -> None:
-        """Wake on NOTIFY (stores that can LISTEN): events poke the bus, output the log."""
-        listen = getattr(self.store.sync, "listen", None)
-        if listen is None:
-            return
+        """Wake on the broker's notices: events poke the bus, output the log's feed."""
         loop = asyncio.get_running_loop()
 
         def on_notify(kind: str, arg: str) -> None:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(self._on_notify, kind, arg)
-        self._unlisten = listen(on_notify)
-        # polls back NOTIFY up: a reader busy when its log grew catches up within 0.1 s
-        self.bus.interval = max(self.bus.interval, 1.0)
-        self.feeds.interval = max(self.feeds.interval, 0.1)
+        self._unlisten = self.broker.subscribe(on_notify)
+        if self.broker.remote:  # polls only back the notices up (a busy reader catches up)
+            self.bus.interval = max(self.bus.interval, self.broker.poll_events)
+            self.feeds.interval = max(self.feeds.interval, self.broker.poll_output)
 
     def _on_notify(self, kind: str, arg: str) -> None:
         if kind == "output":
@@ -286,9 +228,8 @@ class CronService:
                 self.feeds.changed(e.run_id)
 
     def _changed(self) -> None:
-        self.bus.poke()
-        if self.ticker is not None:
-            self.ticker.wake()
+        """This process changed the store: the bus and the in-server ticker look now."""
+        self.broker.publish("changed")
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
@@ -376,7 +317,7 @@ class CronService:
         self._changed()
         if self.ticker is None and not await self.alive_tickers():
             # nobody would pick it up: start its supervisor from here
-            from .executor import spawn_supervisor
+            from hermes_cron_ext.runtime.executor import spawn_supervisor
 
             if await self.store.dispatch(run.id):
                 await self._io(spawn_supervisor, self.store.sync.url, run.id)

@@ -22,8 +22,8 @@ import signal
 import sys
 import time
 
-from . import output
-from .models import hostname, proc_start_time, process_alive
+from hermes_cron_ext.domain.models import hostname, proc_start_time, process_alive
+from hermes_cron_ext.store import output
 
 HEARTBEAT_INTERVAL = float(os.environ.get("HERMES_CRON_HEARTBEAT", "2.0"))
 EXIT_DRAIN = 1.0  # after the payload exits, read what its children still write for this long
@@ -102,7 +102,7 @@ def payload_argv(spec: dict, artifact: str) -> list[str]:
     if kind == "notebook":
         # parameters go in the environment (PARAMETERS_ENV), not on a command line any
         # local user can read with ps
-        return [sys.executable, "-u", "-m", "hermes_cron_ext.notebook", command,
+        return [sys.executable, "-u", "-m", "hermes_cron_ext.runtime.notebook", command,
                 "--output", artifact,
                 *(["--kernel", spec["kernel"]] if spec.get("kernel") else [])]
     raise ValueError(f"unknown job kind {kind!r}")
@@ -128,7 +128,7 @@ def patiently(call, *args, limit: float):
     """``call(*args)``, tried again while the store cannot write (disk full, database
     locked or unreachable) for up to *limit* seconds, so a passing fault does not lose
     the run's record. Refusals (not found, conflict, bad input) are not retried."""
-    from .errors import HermesCronError, StoreError
+    from hermes_cron_ext.errors import HermesCronError, StoreError
 
     deadline, pause = time.monotonic() + limit, 0.2
     while True:
@@ -295,7 +295,7 @@ class Supervisor:
         if spec.get("secret_env"):
             env.update(store.run_secrets(run.id))
         if spec.get("kind") == "notebook":
-            from .notebook import PARAMETERS_ENV
+            from hermes_cron_ext.runtime.notebook import PARAMETERS_ENV
 
             env[PARAMETERS_ENV] = json.dumps(spec.get("parameters") or {})
         env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
@@ -307,7 +307,7 @@ class Supervisor:
         try:
             argv = payload_argv(spec, store.artifact_path(run.id))
             if warm:
-                from .notebook import GO_FD_ENV
+                from hermes_cron_ext.runtime.notebook import GO_FD_ENV
 
                 go_r, go_w = os.pipe()
                 env[GO_FD_ENV] = str(go_r)
@@ -490,10 +490,10 @@ class Supervisor:
 def supervise(db: str, run_id: str, relay: str | None = None) -> int:
     """Entry point for a fresh process or a forked child; *relay* is the socket of the
     fork server's PostgreSQL relay, used instead of a connection of our own."""
-    from .store import open_store
+    from hermes_cron_ext.store import open_store
 
     if relay:
-        from .store.relay import RelayClient
+        from hermes_cron_ext.store.relay import RelayClient
 
         store = RelayClient(db, relay)
     else:
@@ -504,7 +504,7 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
         store.close()
 
 
-#: Where ``python -m hermes_cron_ext.supervisor RUN_ID`` finds its store (not on the
+#: Where ``python -m hermes_cron_ext.runtime.supervisor RUN_ID`` finds its store (not on the
 #: command line, which every local user can read); taken out of the environment at once.
 SUPERVISE_DB_ENV = "HERMES_CRON_SUPERVISE_DB"
 
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) == 1 and db:
         return supervise(db, argv[0])
     if len(argv) != 2:
-        print("usage: python -m hermes_cron_ext.supervisor [DB] RUN_ID (DB: else "
+        print("usage: python -m hermes_cron_ext.runtime.supervisor [DB] RUN_ID (DB: else "
               f"${SUPERVISE_DB_ENV})", file=sys.stderr)
         return 2
     return supervise(argv[0], argv[1])

@@ -35,7 +35,7 @@ import tzlocal
 from cronsim import CronSim, CronSimError
 from cronsim.explain import Expression
 
-from .errors import InvalidSchedule
+from hermes_cron_ext.errors import InvalidSchedule
 
 __all__ = [
     "ALIASES",

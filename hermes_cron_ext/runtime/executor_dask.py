@@ -5,7 +5,7 @@ or ``hermes-cron daemon --executor dask://HOST:PORT``.
 The supervisor contract is the local one, on a worker: each run is one Dask task,
 :func:`run_on_worker`, which starts the run's supervisor as a child process of the
 worker and waits for it. The supervisor (:class:`WorkerSupervisor`, the local
-:class:`~hermes_cron_ext.supervisor.Supervisor` plus one rule) attaches its own pid
+:class:`~hermes_cron_ext.runtime.supervisor.Supervisor` plus one rule) attaches its own pid
 and host to the run, waits for the instant, runs the payload in its own process
 group, heartbeats, enforces the timeout, writes output to the store (PostgreSQL:
 every Jupyter server streams it live) and records the exit code.
@@ -40,10 +40,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from .abc import Executor
-from .errors import HermesCronError, InvalidInput
-from .models import ACTIVE_STATUSES, Run, hostname
-from .supervisor import Supervisor
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, Run, hostname
+from hermes_cron_ext.errors import HermesCronError, InvalidInput
+from hermes_cron_ext.runtime.executor import Executor
+from hermes_cron_ext.runtime.supervisor import Supervisor
 
 log = logging.getLogger("hermes_cron")
 
@@ -168,7 +168,7 @@ class DaskExecutor(Executor):
 
 def holds_secret(db: str) -> bool:
     """Whether the store URL *db* carries a password."""
-    from .store import is_postgres
+    from hermes_cron_ext.store import is_postgres
 
     if not is_postgres(db):
         return False
@@ -185,7 +185,7 @@ def display_url(db: str) -> str:
     """*db* without its password."""
     if not holds_secret(db):
         return db
-    from .store.postgres import redact
+    from hermes_cron_ext.store.postgres import redact
 
     return redact(db)
 
@@ -204,7 +204,7 @@ class StoreNotConfigured(HermesCronError):
 def worker_db(store_name: str, public_db: str | None) -> str:
     """The store URL this worker uses: its own configuration, else the URL sent when it
     holds no secret."""
-    from .store import _db_from_jupyter_config
+    from hermes_cron_ext.store import _db_from_jupyter_config
 
     own = os.environ.get("HERMES_CRON_DB") or _db_from_jupyter_config()
     if own:
@@ -227,8 +227,8 @@ def run_on_worker(run_id: str, store_name: str, public_db: str | None = None) ->
     Returns the supervisor's exit status, or why nothing was started (the run was
     taken already: Dask re-ran the task after its first worker died).
     """
-    from .errors import NotFound
-    from .store import open_store
+    from hermes_cron_ext.errors import NotFound
+    from hermes_cron_ext.store import open_store
 
     db = worker_db(store_name, public_db)
     store = open_store(db)
@@ -243,7 +243,7 @@ def run_on_worker(run_id: str, store_name: str, public_db: str | None = None) ->
         if run.status != "queued" or run.pid is not None:
             return (f"not started: run {run_id} is {run.status}"
                     + (f", taken by pid {run.pid} on {run.host}" if run.pid else ""))
-        err_dir = getattr(store, "logs_dir", None)
+        err_dir = store.logs_dir
         err_path = os.path.join(err_dir, "supervisors.err") if err_dir else os.devnull
         if err_dir:
             os.makedirs(err_dir, exist_ok=True)
@@ -251,7 +251,7 @@ def run_on_worker(run_id: str, store_name: str, public_db: str | None = None) ->
         env = {**os.environ, "HERMES_CRON_PARENT": str(os.getpid()), "HERMES_CRON_DB": db}
         with open(err_path, "ab") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hermes_cron_ext.executor_dask", run_id],
+                [sys.executable, "-m", "hermes_cron_ext.runtime.executor_dask", run_id],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
                 start_new_session=True)
         code = proc.wait()
@@ -304,7 +304,7 @@ class WorkerSupervisor(Supervisor):
 
 
 def supervise(db: str, run_id: str) -> int:
-    from .store import open_store
+    from hermes_cron_ext.store import open_store
 
     parent = os.environ.get("HERMES_CRON_PARENT")
     store = open_store(db)
@@ -316,7 +316,7 @@ def supervise(db: str, run_id: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not os.environ.get("HERMES_CRON_DB"):
-        print("usage: HERMES_CRON_DB=URL python -m hermes_cron_ext.executor_dask RUN_ID",
+        print("usage: HERMES_CRON_DB=URL python -m hermes_cron_ext.runtime.executor_dask RUN_ID",
               file=sys.stderr)
         sys.exit(2)
     sys.exit(supervise(os.environ["HERMES_CRON_DB"], sys.argv[1]))

@@ -24,11 +24,28 @@ import os
 import signal
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 
-from .abc import Executor
-from .models import Run
+from hermes_cron_ext.domain.models import Run
 
 log = logging.getLogger("hermes_cron")
+
+
+class Executor(ABC):
+    """Starts supervisors for claimed runs."""
+
+    @abstractmethod
+    async def start(self, run: Run) -> None:
+        """Hand *run* to a supervisor that waits for ``run.scheduled_for`` and runs it."""
+
+    async def start_many(self, runs: list[Run]) -> None:
+        """Start a claimed batch (executors that can, start it in one go)."""
+        for run in runs:
+            await self.start(run)
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop accepting runs; supervisors already started go on."""
 
 #: how the fork server gets its store URL (its environment, not its command line)
 FORK_SERVER_DB = "HERMES_CRON_FORK_SERVER_DB"
@@ -136,7 +153,7 @@ class LocalExecutor(Executor):
                 # the store URL (a PostgreSQL password) by environment, never on the
                 # command line every local user can read (ps)
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "hermes_cron_ext.executor", self.logs_dir or "",
+                    sys.executable, "-m", "hermes_cron_ext.runtime.executor", self.logs_dir or "",
                     stdin=asyncio.subprocess.PIPE, start_new_session=True,
                     env={**os.environ, FORK_SERVER_DB: self.db})
             return self._proc
@@ -173,12 +190,12 @@ class LocalExecutor(Executor):
 
 def spawn_supervisor(db: str, run_id: str) -> int:
     """Start one supervisor without a fork server (one-off ``hermes-cron run``)."""
-    from .supervisor import SUPERVISE_DB_ENV
+    from hermes_cron_ext.runtime.supervisor import SUPERVISE_DB_ENV
 
     # the store URL (a PostgreSQL password, maybe) in the environment, not on the
     # command line every local user can read; the supervisor takes it out again
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hermes_cron_ext.supervisor", run_id],
+        [sys.executable, "-m", "hermes_cron_ext.runtime.supervisor", run_id],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, SUPERVISE_DB_ENV: db}, start_new_session=True)
     return proc.pid
@@ -186,8 +203,8 @@ def spawn_supervisor(db: str, run_id: str) -> int:
 
 def serve(db: str, logs_dir: str) -> None:
     """The fork server's loop: one JSON line in, one detached supervisor out."""
-    from .store import is_postgres, preload
-    from .supervisor import supervise
+    from hermes_cron_ext.runtime.supervisor import supervise
+    from hermes_cron_ext.store import is_postgres, preload
 
     preload(db)  # import the store (and its driver) once, here, before any fork: warm children
     relay = relay_pid = None
@@ -201,7 +218,7 @@ def serve(db: str, logs_dir: str) -> None:
         except (ValueError, KeyError):
             continue
         if is_postgres(db) and not _alive(relay_pid):  # (re)start the supervisors' relay
-            from .store.relay import start_relay
+            from hermes_cron_ext.store.relay import start_relay
 
             relay, relay_pid = start_relay(db, err_path)
         if os.fork() == 0:

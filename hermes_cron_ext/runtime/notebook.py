@@ -1,4 +1,4 @@
-"""Run a notebook job: ``python -m hermes_cron_ext.notebook PATH --output OUT.ipynb ...``.
+"""Run a notebook job: ``python -m hermes_cron_ext.runtime.notebook PATH --output OUT.ipynb ...``.
 
 The supervisor starts this as the payload of a ``kind: notebook`` run
 (``supervisor.payload_argv``). It
@@ -276,7 +276,7 @@ async def _shutdown(client) -> None:
 
 
 def _now() -> str:
-    from .models import iso
+    from hermes_cron_ext.domain.models import iso
 
     return iso(time.time())
 
@@ -298,7 +298,7 @@ PARAMETERS_ENV = "HERMES_CRON_PARAMETERS"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hermes_cron_ext.notebook",
+    parser = argparse.ArgumentParser(prog="python -m hermes_cron_ext.runtime.notebook",
                                      description="Run a notebook as a hermes-cron job.")
     parser.add_argument("path", help="the .ipynb to run")
     parser.add_argument("--output", help="where to save the executed notebook")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import InvalidInput
+from hermes_cron_ext.errors import InvalidInput
 
 RUN_STATUSES = (
     "queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost", "skipped",

@@ -40,10 +40,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from . import output
-from . import schedule as sched
-from .errors import Conflict, HermesCronError, InvalidInput, NotFound
-from .models import ACTIVE_STATUSES, FINAL_STATUSES, parse_iso
+from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FINAL_STATUSES, parse_iso
+from hermes_cron_ext.errors import Conflict, HermesCronError, InvalidInput, NotFound
+from hermes_cron_ext.store import output
 
 __all__ = [
     "ConnectionFailed",
@@ -65,7 +65,7 @@ class ConnectionFailed(HermesCronError):
 
 
 def _utf8_boundary(data: bytes) -> int:
-    from .streams import utf8_boundary
+    from hermes_cron_ext.server.streams import utf8_boundary
 
     return utf8_boundary(data)
 
@@ -264,7 +264,7 @@ class LocalClient(CronClient):
     kind = "local"
 
     def __init__(self, db: str | None = None, *, poll: float = 0.1):
-        from .store import open_store
+        from hermes_cron_ext.store import open_store
 
         self.store = open_store(db)
         self.where = f"store {self.store.display_url}"
@@ -290,8 +290,8 @@ class LocalClient(CronClient):
         return self.store.get_job(ref).to_json()
 
     def add(self, spec: dict) -> dict:
-        from .jobspec import validate_new
-        from .service import NO_TICKER
+        from hermes_cron_ext.domain.jobspec import validate_new
+        from hermes_cron_ext.server.service import NO_TICKER
 
         job, _ = self.store.create_job(validate_new(spec))
         out = job.to_json()
@@ -300,7 +300,7 @@ class LocalClient(CronClient):
         return out
 
     def edit(self, ref: str, changes: dict) -> dict:
-        from .jobspec import validate_changes
+        from hermes_cron_ext.domain.jobspec import validate_changes
 
         job = self.store.get_job(ref)
         return self.store.update_job(job.id, validate_changes(job, changes)).to_json()
@@ -318,7 +318,7 @@ class LocalClient(CronClient):
         run = self.store.request_run(ref)
         if not self._alive_tickers() and self.store.dispatch(run.id):
             # nobody would pick it up: start its supervisor from here, as the CLI does
-            from .executor import spawn_supervisor
+            from hermes_cron_ext.runtime.executor import spawn_supervisor
 
             spawn_supervisor(self.store.url, run.id)
         return run.to_json()
@@ -331,7 +331,7 @@ class LocalClient(CronClient):
         return self.store.get_run(run_id).to_json()
 
     def cancel(self, run_id: str) -> dict:
-        from .models import hostname, process_alive
+        from hermes_cron_ext.domain.models import hostname, process_alive
 
         run = self.store.request_cancel(run_id)
         if (run.status in ACTIVE_STATUSES and run.pid and run.host == hostname()
@@ -360,7 +360,7 @@ class LocalClient(CronClient):
         return self.store.stats()
 
     def status(self) -> dict:
-        from .service import status_report
+        from hermes_cron_ext.server.service import status_report
 
         return status_report(self.store)
 

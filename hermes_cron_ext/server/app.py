@@ -13,12 +13,13 @@ import time
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, List, Unicode
 
-from . import __version__
-from .errors import HermesCronError
-from .executor import AllowedExecutors, restrict_executors
-from .handlers import routes, unavailable_routes
-from .service import CronService
-from .store import AsyncStore, open_store, resolve_db
+from hermes_cron_ext import __version__
+from hermes_cron_ext.errors import HermesCronError
+from hermes_cron_ext.events import broker_for
+from hermes_cron_ext.runtime.executor import AllowedExecutors, restrict_executors
+from hermes_cron_ext.server.handlers import routes, unavailable_routes
+from hermes_cron_ext.server.service import CronService
+from hermes_cron_ext.store import AsyncStore, open_store, resolve_db
 
 
 class HermesCron(ExtensionApp):
@@ -95,20 +96,22 @@ class HermesCron(ExtensionApp):
         # of requests (or one slow statistics query) ever delays a job's start
         self.store = AsyncStore(opened, threads=4)
         self.ticker_obj = None
+        broker = broker_for(opened)  # one for the API and the ticker: a change wakes it
         allowed = AllowedExecutors([*self.executors, self.executor or "local"])
         if self.ticker:
-            from .ticker import Ticker
+            from hermes_cron_ext.runtime.ticker import Ticker
 
             self.ticker_obj = Ticker(self.store.lane(), self.executor or None, kind="server",
                                      lead=self.lead, poll=self.poll,
-                                     notify_url=self.notify_url or None)
+                                     notify_url=self.notify_url or None, broker=broker)
             restrict_executors(self.ticker_obj, allowed)
             self.ticker_obj.notifier.allow_private_urls = self.allow_private_urls
         self.service = CronService(self.store, ticker=self.ticker_obj,
                                    default_tz=self.timezone or None,
                                    stream_interval=self.stream_interval, log=self.log,
                                    executors=allowed,
-                                   allow_private_urls=self.allow_private_urls)
+                                   allow_private_urls=self.allow_private_urls,
+                                   broker=broker)
         self.settings["hermes_cron"] = self.service
         self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__,
                       self.store.sync.display_url, "on" if self.ticker else "off")
@@ -149,7 +152,7 @@ class HermesCron(ExtensionApp):
         if self.ticker_obj is not None:
             own = self.ticker_obj.info.id if self.ticker_obj.info else None
             if self.handoff:
-                from . import handoff
+                from hermes_cron_ext.runtime import handoff
 
                 by_state = await self.store.jobs_by_state()
                 hand_off = handoff.needed(await self.store.list_tickers(),
@@ -158,7 +161,7 @@ class HermesCron(ExtensionApp):
             await self.ticker_obj.stop()
             await self.ticker_obj.store.aclose()
         if hand_off:
-            from . import handoff
+            from hermes_cron_ext.runtime import handoff
 
             # the daemon takes over this server's executors: its default first, then the
             # rest of the allow-list (handoff.start_daemon passes the environment on)
@@ -167,7 +170,7 @@ class HermesCron(ExtensionApp):
             os.environ["HERMES_CRON_ALLOW_PRIVATE_URLS"] = "1" if self.allow_private_urls \
                 else "0"
             pid = handoff.start_daemon(self.store.sync.url,
-                                       getattr(self.store.sync, "logs_dir", None))
+                                       self.store.sync.logs_dir)
             self.log.info(
                 "hermes-cron: enabled jobs keep firing: handed ticking over to a detached "
                 "'hermes-cron daemon --handoff' (pid %d) on %s; it exits by itself when a "

@@ -19,7 +19,7 @@ opened with ``?lossless=1`` (or on a finished run) replays every byte at its rea
 pace instead.
 
 Run status and progress come from the event bus: a ``run.*`` event marks the feed
-stale and the next poll refreshes its cached :class:`~hermes_cron_ext.models.Run`.
+stale and the next poll refreshes its cached :class:`~hermes_cron_ext.domain.models.Run`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import bisect
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from .models import ACTIVE_STATUSES, Run
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, Run
 
 BATCH = 128 * 1024  # most bytes read for one feed or reader at a time
 RING_BYTES = 1024 * 1024  # frames kept per run for readers at the live edge

@@ -16,13 +16,18 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from . import __version__
-from . import schedule as sched
-from .errors import HermesCronError, InvalidInput, NotFound
-from .jobspec import add_policy_options, fields_from_options, validate_changes, validate_new
-from .models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
-from .store import AsyncStore, open_store, resolve_db
-from .supervisor import Progress
+from hermes_cron_ext import __version__
+from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.jobspec import (
+    add_policy_options,
+    fields_from_options,
+    validate_changes,
+    validate_new,
+)
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
+from hermes_cron_ext.errors import HermesCronError, InvalidInput, NotFound
+from hermes_cron_ext.runtime.supervisor import Progress
+from hermes_cron_ext.store import AsyncStore, open_store, resolve_db
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
 
@@ -233,7 +238,7 @@ def _warn_if_no_ticker(store) -> None:
 
 
 def cmd_run(args, store) -> int:
-    from .executor import spawn_supervisor
+    from hermes_cron_ext.runtime.executor import spawn_supervisor
 
     run = store.request_run(args.name)
     alive = _alive_tickers(store)
@@ -251,7 +256,7 @@ def cmd_run(args, store) -> int:
 def cmd_cancel(args, store) -> int:
     run = store.request_cancel(args.run)
     if run.host and run.pid and run.status in ACTIVE_STATUSES:
-        from .models import hostname, process_alive
+        from hermes_cron_ext.domain.models import hostname, process_alive
 
         if run.host == hostname() and process_alive(run.pid, run.proc_start):
             os.kill(run.pid, signal.SIGTERM)
@@ -431,7 +436,7 @@ def cmd_next(args, store=None) -> int:
 def cmd_doctor(args) -> int:
     """Open the store's file without the store (which refuses a broken one) and run
     SQLite's quick_check; PostgreSQL: whether it opens."""
-    from .store import doctor
+    from hermes_cron_ext.store import doctor
 
     ok, lines = doctor(resolve_db(args.db))
     for line in lines:
@@ -494,9 +499,13 @@ def _write_pidfile(path: str) -> None:
 
 
 async def _daemon(args, kind: str) -> int:
-    from . import handoff
-    from .executor import AllowedExecutors, executor_specs, restrict_executors
-    from .ticker import Ticker
+    from hermes_cron_ext.runtime import handoff
+    from hermes_cron_ext.runtime.executor import (
+        AllowedExecutors,
+        executor_specs,
+        restrict_executors,
+    )
+    from hermes_cron_ext.runtime.ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
     specs = executor_specs(args.executor)  # the first is the default; all may be named
@@ -507,6 +516,8 @@ async def _daemon(args, kind: str) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    if args.pidfile:  # written once SIGTERM stops it cleanly: a supervisor may signal at once
+        _write_pidfile(args.pidfile)
     await ticker.start()
     print(f"hermes-cron {kind} ticking on {store.sync.display_url} (pid {os.getpid()})",
           file=sys.stderr, flush=True)
@@ -582,13 +593,11 @@ def cmd_daemon(args, store) -> int:
     url = store.url
     store.close()
     if args.handoff:
-        from . import handoff
+        from hermes_cron_ext.runtime import handoff
 
         if handoff.take_lock(url) is None:
             print(f"hermes-cron: a handoff daemon already ticks on {url}", file=sys.stderr)
             return 0
-    if args.pidfile:
-        _write_pidfile(args.pidfile)
     try:
         return asyncio.run(_daemon(args, "handoff" if args.handoff else "daemon"))
     finally:
@@ -600,8 +609,12 @@ def cmd_daemon(args, store) -> int:
 
 
 async def _tick(args) -> int:
-    from .executor import AllowedExecutors, executor_specs, restrict_executors
-    from .ticker import Ticker
+    from hermes_cron_ext.runtime.executor import (
+        AllowedExecutors,
+        executor_specs,
+        restrict_executors,
+    )
+    from hermes_cron_ext.runtime.ticker import Ticker
 
     store = AsyncStore(open_store(args.db))
     specs = executor_specs(args.executor)
@@ -627,7 +640,7 @@ def cmd_tick(args, store) -> int:
 
 def cmd_migrate(args, store) -> int:
     """Copy this store (jobs, runs, events, output) into an empty one, counts checked."""
-    from .store.migrate import copy_store
+    from hermes_cron_ext.store.migrate import copy_store
 
     target = open_store(args.to)
     try:

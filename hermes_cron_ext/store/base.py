@@ -1,24 +1,27 @@
-"""The two interfaces with more than one implementation: stores and executors.
+"""The store interface: SQLite and PostgreSQL implement it.
 
 A ``Store`` holds jobs, runs, events, tickers and run output. It is synchronous
 and owned by one thread; async callers go through :class:`hermes_cron_ext.store.AsyncStore`,
 which runs every call on the store's own thread, never on the event loop.
-
-An ``Executor`` starts a supervisor for a claimed run. The supervisor, not the
-executor, owns the run from then on (see ``supervisor.py``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from .models import Event, Job, Page, Run, Ticker
+from hermes_cron_ext.domain.models import Event, Job, Page, Run, Ticker
 
 
 class Store(ABC):
     """Durable state shared by every ticker, supervisor and viewer on one store."""
 
     url: str
+    #: the SQLite file, or None for a database server
+    path: str | None = None
+    #: where this host keeps run output logs and supervisor errors (None: nowhere local)
+    logs_dir: str | None = None
+    #: seconds of claim lead per due run: how long handing one run over costs here
+    lead_per_run: float = 0.012
 
     @property
     def display_url(self) -> str:
@@ -216,20 +219,3 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
-
-
-class Executor(ABC):
-    """Starts supervisors for claimed runs."""
-
-    @abstractmethod
-    async def start(self, run: Run) -> None:
-        """Hand *run* to a supervisor that waits for ``run.scheduled_for`` and runs it."""
-
-    async def start_many(self, runs: list[Run]) -> None:
-        """Start a claimed batch (executors that can, start it in one go)."""
-        for run in runs:
-            await self.start(run)
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Stop accepting runs; supervisors already started go on."""

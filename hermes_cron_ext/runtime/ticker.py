@@ -20,13 +20,13 @@ import logging
 import os
 import time
 
-from .abc import Executor
-from .errors import InvalidInput
-from .executor import LocalExecutor
-from .models import Run, hostname, iso, process_alive
-from .notify import Notifier
-from .store import AsyncStore
-from .supervisor import HEARTBEAT_INTERVAL
+from hermes_cron_ext.domain.models import Run, hostname, iso, process_alive
+from hermes_cron_ext.errors import InvalidInput
+from hermes_cron_ext.events import EventBroker, broker_for
+from hermes_cron_ext.runtime.executor import Executor, LocalExecutor
+from hermes_cron_ext.runtime.notify import Notifier
+from hermes_cron_ext.runtime.supervisor import HEARTBEAT_INTERVAL
+from hermes_cron_ext.store import AsyncStore
 
 log = logging.getLogger("hermes_cron")
 
@@ -38,7 +38,6 @@ NEVER_STARTED = 120.0  # a dispatched run with no supervisor after this long is 
 #: one that dispatched it is gone, and its fork server with it)
 ORPHANED = 10.0
 MAX_LEAD = 30.0  # a big burst is claimed up to this early, so its supervisors are up in time
-LEAD_PER_RUN = 0.012  # seconds of lead per due run (fork + supervisor start-up, 2 cores)
 #: Events (from any process, via LISTEN) that can make something due sooner.
 WAKE_EVENTS = frozenset({"job.created", "job.updated", "job.resumed", "run.queued"})
 
@@ -49,10 +48,10 @@ def make_executor(spec: Executor | str | None, store: AsyncStore) -> Executor:
     if isinstance(spec, Executor):
         return spec
     if not spec or spec == "local":
-        return LocalExecutor(store.sync.url, getattr(store.sync, "logs_dir", None))
+        return LocalExecutor(store.sync.url, store.sync.logs_dir)
     if spec.startswith(("dask://", "dask+tls://", "tcp://", "tls://")):
         try:
-            from .executor_dask import DaskExecutor
+            from hermes_cron_ext.runtime.executor_dask import DaskExecutor
         except ImportError as exc:
             raise InvalidInput(f"the Dask executor needs dask.distributed: pip install "
                                f"'hermes-cron-ext[dask]' ({exc})", field="executor") from exc
@@ -80,8 +79,11 @@ class Ticker:
     def __init__(self, store: AsyncStore, executor: Executor | str | None = None, *,
                  kind: str = "daemon", lead: float = 2.0, poll: float = 1.0,
                  reconcile_every: float = HEARTBEAT_INTERVAL, gc_every: float = 3600.0,
-                 notify_url: str | None = None, clock=time.time):
+                 notify_url: str | None = None, clock=time.time,
+                 broker: EventBroker | None = None):
         self.store = store
+        #: wakes this ticker when another process (or this server's API) changes a job
+        self.broker = broker or broker_for(store.sync)
         self.executor = make_executor(executor, store)  # for jobs that name none
         #: executors jobs name ("local", "dask://..."), made on first use
         self.executors: dict[str, Executor] = {}
@@ -119,19 +121,17 @@ class Ticker:
         self._task = asyncio.create_task(self._loop(), name=f"hermes-cron-{self.kind}-ticker")
 
     def _listen(self) -> None:
-        """Wake on NOTIFY from other processes and hosts (stores that can LISTEN)."""
-        listen = getattr(self.store.sync, "listen", None)
-        if listen is None:
-            return
+        """Wake on the broker's notices: this process's changes, and on PostgreSQL every
+        host's (NOTIFY)."""
         loop = asyncio.get_running_loop()
 
         def on_notify(kind: str, arg: str) -> None:
             if kind == "output" or loop.is_closed():
                 return
             types = arg.split(" ", 1)[1].split(",") if kind == "event" and " " in arg else []
-            if kind == "resync" or WAKE_EVENTS.intersection(types):
+            if kind in ("resync", "changed") or WAKE_EVENTS.intersection(types):
                 loop.call_soon_threadsafe(self.wake)
-        self._unlisten = listen(on_notify)
+        self._unlisten = self.broker.subscribe(on_notify)
 
     async def register(self) -> None:
         await self.store.run(self.notifier.pump)  # first call sets the notify cursor
@@ -186,8 +186,7 @@ class Ticker:
     async def lead_for(self, now: float) -> float:
         """The claim lead: ``lead``, longer when many runs fall due together (a burst)."""
         n = await self.store.count_due(now + MAX_LEAD)
-        per_run = getattr(self.store.sync, "lead_per_run", LEAD_PER_RUN)
-        return min(MAX_LEAD, max(self.lead, n * per_run))
+        return min(MAX_LEAD, max(self.lead, n * self.store.sync.lead_per_run))
 
     async def tick(self, now: float | None = None, lead: float | None = None) -> list[Run]:
         """Claim what is due by ``now + lead`` and start it."""

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from .models import Ticker
+from hermes_cron_ext.domain.models import Ticker
 
 CHECK_EVERY = 0.5
 
@@ -60,7 +60,7 @@ def start_daemon(url: str, log_dir: str | None = None) -> int:
         # the store URL (maybe with a PostgreSQL password) by environment: a command
         # line is readable by every local user
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hermes_cron_ext.cli", "daemon", "--handoff"],
+            [sys.executable, "-m", "hermes_cron_ext", "daemon", "--handoff"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             env={**os.environ, "HERMES_CRON_DB": url},
             start_new_session=True, cwd=os.path.expanduser("~"))
@@ -73,7 +73,7 @@ def start_daemon(url: str, log_dir: str | None = None) -> int:
 async def wait_until_not_needed(store, own_id: str) -> str:
     """Return (with the reason) once a Jupyter server ticks again, no enabled job is left,
     or the store itself was deleted."""
-    path = getattr(store.sync, "path", None)  # a SQLite file
+    path = store.sync.path  # a SQLite file
     while True:
         if path and not os.path.exists(path):
             return "its store file is gone"

@@ -15,9 +15,15 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from . import schedule as sched
-from .errors import InvalidInput
-from .models import JOB_KINDS, MISFIRE_POLICIES, OVERLAP_POLICIES, Policy, parse_iso
+from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.models import (
+    JOB_KINDS,
+    MISFIRE_POLICIES,
+    OVERLAP_POLICIES,
+    Policy,
+    parse_iso,
+)
+from hermes_cron_ext.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ID_RE = re.compile(r"^[jr]_[0-9a-f]{16}$")

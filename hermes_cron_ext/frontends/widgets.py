@@ -1,6 +1,6 @@
 """Notebook widgets: job cards, run history, live output and a health dashboard.
 
-All of them are clients of :mod:`hermes_cron_ext.client` (REST or the local
+All of them are clients of :mod:`hermes_cron_ext.ops.client` (REST or the local
 store) and hold no scheduling logic. Nothing here blocks the kernel: live output
 is read on a background thread, and a single shared clock thread advances the
 cards' countdowns and refreshes their jobs. Every trait is assigned a fresh
@@ -42,9 +42,9 @@ except ImportError as exc:  # pragma: no cover - the notebook extra is missing
         "the hermes-cron widgets need ipywidgets and anywidget: "
         "pip install 'hermes-cron-ext[notebook]'") from exc
 
-from .client import ConnectionFailed, CronClient, get_client
-from .errors import HermesCronError, NotFound
-from .formatting import (
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, FINAL_STATUSES
+from hermes_cron_ext.errors import HermesCronError, NotFound
+from hermes_cron_ext.frontends.render import (
     card_state,
     describe_schedule,
     format_ago,
@@ -53,8 +53,8 @@ from .formatting import (
     local_time,
     timestamp,
 )
-from .models import ACTIVE_STATUSES, FAILED_STATUSES, FINAL_STATUSES
-from .terminal import Terminal
+from hermes_cron_ext.frontends.terminal import Terminal
+from hermes_cron_ext.ops.client import ConnectionFailed, CronClient, get_client
 
 __all__ = [
     "Dashboard",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from . import schedule as sched
-from .errors import HermesCronError
-from .models import FAILED_STATUSES, parse_iso
+from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.models import FAILED_STATUSES, parse_iso
+from hermes_cron_ext.errors import HermesCronError
 
 __all__ = ["card_state", "describe_schedule", "format_ago", "format_countdown",
            "format_duration", "local_time", "timestamp"]

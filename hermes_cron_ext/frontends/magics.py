@@ -19,7 +19,7 @@ Load with ``%load_ext hermes_cron_ext``. Then::
 
 Bad input (a bad schedule, an unknown job, a missing ``--``, an unknown verb)
 is one line, IPython's ``UsageError``, never a traceback. The magics are clients
-of :mod:`hermes_cron_ext.client`: the kernel's Jupyter server when it runs the
+of :mod:`hermes_cron_ext.ops.client`: the kernel's Jupyter server when it runs the
 extension, else the local store.
 """
 
@@ -36,10 +36,10 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
-from . import client as cron_client
-from .errors import HermesCronError, NotFound
-from .jobspec import add_policy_options, fields_from_options, parameter_values
-from .models import ACTIVE_STATUSES, parse_iso
+from hermes_cron_ext.domain.jobspec import add_policy_options, fields_from_options, parameter_values
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, parse_iso
+from hermes_cron_ext.errors import HermesCronError, NotFound
+from hermes_cron_ext.ops import client as cron_client
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
          "cancel", "next", "artifact", "connect", "help")
@@ -194,7 +194,7 @@ def _local(ts: float | None) -> str:
 
 
 def _when(iso_time: str | None) -> str:
-    from .formatting import format_countdown
+    from hermes_cron_ext.frontends.render import format_countdown
 
     if not iso_time:
         return "none"
@@ -203,7 +203,7 @@ def _when(iso_time: str | None) -> str:
 
 
 def _job_line(verb: str, job: dict) -> str:
-    from .formatting import describe_schedule
+    from hermes_cron_ext.frontends.render import describe_schedule
 
     words = describe_schedule(job["schedule"], job["timezone"])
     return (f"{verb} {job['name']}: {job['schedule']} ({job['timezone']}), {words}; "
@@ -284,7 +284,7 @@ class CronMagics(Magics):
             print(f'no jobs yet ({self.client.where}); add one with: '
                   '%cron add NAME "SCHEDULE" -- COMMAND')
             return
-        from .widgets import job_cards
+        from hermes_cron_ext.frontends.widgets import job_cards
 
         display(job_cards(self.client))
 
@@ -370,14 +370,14 @@ class CronMagics(Magics):
         run = self.client.run_now(args.name)
         print(f"run {run['id']} of {args.name} started")
         if args.watch:
-            from .widgets import LiveOutput
+            from hermes_cron_ext.frontends.widgets import LiveOutput
 
             display(LiveOutput(run["id"], client=self.client))
 
     def do_runs(self, args) -> None:
         if args.limit < 1 or args.limit > 500:
             raise UsageError("--limit must be between 1 and 500")
-        from .widgets import RunHistory
+        from hermes_cron_ext.frontends.widgets import RunHistory
 
         display(RunHistory(args.name, client=self.client, page_size=args.limit))
 
@@ -390,7 +390,7 @@ class CronMagics(Magics):
                   f"{run.get('job_name') or args.ref} follows it)", file=sys.stderr)
 
     def do_watch(self, args) -> None:
-        from .widgets import LiveOutput
+        from hermes_cron_ext.frontends.widgets import LiveOutput
 
         if args.ref.startswith("r_"):
             try:
@@ -429,7 +429,7 @@ class CronMagics(Magics):
             print(f"warning: {status['warning']}", file=sys.stderr)
 
     def _job_status(self, name: str) -> None:
-        from .formatting import describe_schedule, format_duration
+        from hermes_cron_ext.frontends.render import describe_schedule, format_duration
 
         job = self.client.job(name)
         state = job["state"] + (f": {job['state_reason']}" if job.get("state_reason") else "")
