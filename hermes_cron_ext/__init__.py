@@ -7,10 +7,10 @@ __version__ = "0.1.0"
 #: The public Python API, imported on first use (``hermes-cron`` and supervisors
 #: import this package and should not pay for ipywidgets or jupyter_server).
 _PUBLIC = {
-    "connect": "hermes_cron_ext.ops.client",
-    "get_client": "hermes_cron_ext.ops.client",
-    "set_client": "hermes_cron_ext.ops.client",
-    "CronClient": "hermes_cron_ext.ops.client",
+    "connect": "hermes_cron_ext.ops",
+    "get_client": "hermes_cron_ext.ops",
+    "set_client": "hermes_cron_ext.ops",
+    "CronClient": "hermes_cron_ext.ops",
     "LiveOutput": "hermes_cron_ext.frontends.widgets",
     "RunHistory": "hermes_cron_ext.frontends.widgets",
     "job_cards": "hermes_cron_ext.frontends.widgets",

@@ -5,6 +5,7 @@
      │    └── InvalidSchedule             a schedule or time zone that cannot fire
      ├── NotFound (LookupError)           unknown job or run: 404
      ├── Conflict                         refused by state or policy: 409
+     ├── Forbidden                        the user lacks a permission the change needs: 403
      └── StoreError                       the store is unusable (bad schema version, ...)
 
 Each carries a short ``code`` and, for input errors, the ``field`` at fault, so
@@ -49,3 +50,9 @@ class Conflict(HermesCronError):
 
 class StoreError(HermesCronError):
     code = "store_error"
+
+
+class Forbidden(HermesCronError):
+    """The user lacks the permission a change needs (403)."""
+
+    code = "forbidden"

@@ -26,7 +26,7 @@ def cron_server(tmp_path_factory):
 @pytest.fixture
 def local_env(db_path, monkeypatch):
     """This process (and the supervisors it spawns) on the test's own store, no server."""
-    from hermes_cron_ext.ops import client
+    from hermes_cron_ext import ops as client
 
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
     monkeypatch.setenv("HERMES_CRON_DB", db_path)

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from hermes_cron_ext import ops as cron_client
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound
 from hermes_cron_ext.frontends.widgets import LiveOutput
-from hermes_cron_ext.ops import client as cron_client
-from hermes_cron_ext.ops.client import ConnectionFailed, LocalClient, RestClient, discover
+from hermes_cron_ext.ops import ConnectionFailed, LocalClient, RestClient, discover
 
 pytest_plugins = ("tests.notebook_fixtures",)
 

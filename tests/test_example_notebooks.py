@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from hermes_cron_ext.ops.client import CronClient, LocalClient, RestClient
+from hermes_cron_ext.ops import CronClient, LocalClient, RestClient
 
 from .notebook_support import HEARTBEAT
 

@@ -91,53 +91,8 @@ def violations() -> list[str]:
     return bad
 
 
-#: Imports the redesign has not removed yet (issue 16): this list only shrinks.
-DEBT = {
-    "hermes_cron_ext.frontends.cli imports "
-    "hermes_cron_ext.runtime (frontends -> runtime)",
-    "hermes_cron_ext.frontends.cli imports "
-    "hermes_cron_ext.runtime.executor (frontends -> runtime)",
-    "hermes_cron_ext.frontends.cli imports "
-    "hermes_cron_ext.runtime.handoff (frontends -> runtime)",
-    "hermes_cron_ext.frontends.cli imports "
-    "hermes_cron_ext.runtime.supervisor (frontends -> runtime)",
-    "hermes_cron_ext.frontends.cli imports "
-    "hermes_cron_ext.runtime.ticker (frontends -> runtime)",
-    "hermes_cron_ext.frontends.cli imports "
-    "hermes_cron_ext.store (frontends -> store)",
-    "hermes_cron_ext.frontends.cli imports "
-    "hermes_cron_ext.store.migrate (frontends -> store)",
-    "hermes_cron_ext.ops.client imports "
-    "hermes_cron_ext.server.service (ops -> server)",
-    "hermes_cron_ext.ops.client imports "
-    "hermes_cron_ext.server.streams (ops -> server)",
-    "hermes_cron_ext.server.app imports "
-    "hermes_cron_ext.events (server -> events)",
-    "hermes_cron_ext.server.app imports "
-    "hermes_cron_ext.runtime (server -> runtime)",
-    "hermes_cron_ext.server.app imports "
-    "hermes_cron_ext.runtime.executor (server -> runtime)",
-    "hermes_cron_ext.server.app imports "
-    "hermes_cron_ext.runtime.handoff (server -> runtime)",
-    "hermes_cron_ext.server.app imports "
-    "hermes_cron_ext.runtime.ticker (server -> runtime)",
-    "hermes_cron_ext.server.app imports "
-    "hermes_cron_ext.store (server -> store)",
-    "hermes_cron_ext.server.service imports "
-    "hermes_cron_ext.events (server -> events)",
-    "hermes_cron_ext.server.service imports "
-    "hermes_cron_ext.events.bus (server -> events)",
-    "hermes_cron_ext.server.service imports "
-    "hermes_cron_ext.runtime.executor (server -> runtime)",
-    "hermes_cron_ext.server.service imports "
-    "hermes_cron_ext.runtime.notify (server -> runtime)",
-    "hermes_cron_ext.server.service imports "
-    "hermes_cron_ext.store (server -> store)",
-}
-
-
 def test_every_module_respects_the_layers():
-    assert sorted(set(violations()) - DEBT) == []
+    assert violations() == []
 
 
 def test_a_forbidden_import_is_caught(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from hermes_cron_ext.ops import client as cron_client
+from hermes_cron_ext import ops as cron_client
 from hermes_cron_ext.store import SQLiteStore
 
 from .conftest import wait_for

@@ -12,7 +12,7 @@ import pytest
 
 from hermes_cron_ext.domain.models import process_alive
 from hermes_cron_ext.errors import NotFound
-from hermes_cron_ext.ops.client import RestClient
+from hermes_cron_ext.ops import RestClient
 from hermes_cron_ext.runtime.notebook import INJECTED_TAG, inject_parameters, parameters_source
 
 from .conftest import make_job, processes_with, wait_for

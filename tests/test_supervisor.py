@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from hermes_cron_ext.runtime.supervisor import Progress
+from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.store import output
 
 from .conftest import make_job, wait_for

@@ -17,7 +17,7 @@ from hermes_cron_ext.frontends.widgets import (
     duration_chart,
     job_health,
 )
-from hermes_cron_ext.ops.client import LocalClient
+from hermes_cron_ext.ops import LocalClient
 from hermes_cron_ext.store import SQLiteStore
 
 from .conftest import FakeClock, make_job, wait_for

@@ -386,3 +386,59 @@ def fields_from_options(args) -> dict:
 
 def parse_at(text: str) -> float:
     return parse_iso(text, "at")
+
+
+#: The permission on Jupyter's ``cron`` resource that setting each job field needs: the
+#: one declaration of it. ``write`` lets a user decide *when* and *how often* a job runs
+#: and what is kept; ``execute`` is needed to decide *what* runs, *where*, *with what*
+#: (code, interpreter, working directory, environment, notebook and its parameters, the
+#: executor) and *where data is sent* (webhook and ping URLs). Creating a job always needs
+#: ``execute``; a change needs it when it changes a field marked so. A field missing here
+#: needs ``execute`` (fail closed); tests check every job and policy field is listed.
+FIELD_PERMISSIONS: dict[str, str] = {
+    # what runs, where, with what
+    "kind": "execute", "command": "execute", "code": "execute", "interpreter": "execute",
+    "cwd": "execute", "env": "execute", "secret_env": "execute", "kernel": "execute",
+    "parameters": "execute", "executor": "execute",
+    # where data goes
+    "notify_url": "execute", "ping_url": "execute",
+    # when, how often, what is kept
+    "name": "write", "schedule": "write", "at": "write", "timezone": "write",
+    "description": "write", "enabled": "write", "idempotency_key": "write",
+    "policy": "write",  # its fields are listed one by one below
+    "misfire": "write", "starting_deadline": "write", "overlap": "write",
+    "retries": "write", "retry_delay": "write", "retry_max_delay": "write",
+    "retry_on_timeout": "write", "timeout": "write", "kill_grace": "write",
+    "max_failures": "write", "jitter": "write", "keep_runs": "write",
+    "keep_failures": "write",
+}
+#: the fields whose change needs ``execute``
+EXECUTE_FIELDS = frozenset(k for k, v in FIELD_PERMISSIONS.items() if v == "execute")
+
+
+def permission_for(field: str) -> str:
+    return FIELD_PERMISSIONS.get(field, "execute")
+
+
+def execute_changes(job, fields: dict) -> list[str]:
+    """The fields of a validated change (``jobspec.validate_changes``) that need
+    ``execute`` and whose value differs from *job*'s (re-sending a value unchanged, as
+    the panel's edit form does, needs only ``write``)."""
+    def env_parts(env: dict, secrets: list) -> dict:  # secret values live in env
+        return {"env": {k: v for k, v in env.items() if k not in secrets},
+                "secret_env": {k: v for k, v in env.items() if k in secrets}}
+    old = env_parts(job.env, job.secret_env)
+    new = env_parts(fields.get("env") or {}, fields.get("secret_env") or [])
+    changed = []
+    for key, value in fields.items():
+        if key in new:
+            if new[key] != old[key]:
+                changed.append(key)
+        elif key == "policy":
+            for name in vars(value):
+                if (permission_for(name) == "execute"
+                        and getattr(value, name) != getattr(job.policy, name, None)):
+                    changed.append(name)
+        elif permission_for(key) == "execute" and value != getattr(job, key, None):
+            changed.append(key)
+    return changed

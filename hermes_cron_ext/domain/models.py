@@ -293,6 +293,7 @@ class Ticker:
         at = now() if at is None else at
         return {
             "id": self.id, "kind": self.kind, "host": self.host, "pid": self.pid,
+            "proc_start": self.proc_start,
             "started_at": iso(self.started_at), "heartbeat_at": iso(self.heartbeat_at),
             "last_tick_at": iso(self.last_tick_at), "alive": self.alive(at, stale_after),
         }

@@ -18,16 +18,11 @@ from datetime import UTC, datetime
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
-from hermes_cron_ext.domain.jobspec import (
-    add_policy_options,
-    fields_from_options,
-    validate_changes,
-    validate_new,
-)
+from hermes_cron_ext.domain.jobspec import add_policy_options, fields_from_options
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
-from hermes_cron_ext.errors import HermesCronError, InvalidInput, NotFound
-from hermes_cron_ext.runtime.supervisor import Progress
-from hermes_cron_ext.store import AsyncStore, open_store, resolve_db
+from hermes_cron_ext.domain.progress import Progress
+from hermes_cron_ext.errors import HermesCronError, InvalidInput
+from hermes_cron_ext.ops import Operations, host
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
 
@@ -43,13 +38,20 @@ class Parser(argparse.ArgumentParser):
 
 # -- formatting -----------------------------------------------------------------
 
-def _local(ts: float | None) -> str:
+def _ts(value: float | str | None) -> float | None:
+    """A time as the store keeps it (epoch seconds) from the API's ISO text."""
+    return parse_iso(value) if isinstance(value, str) else value
+
+
+def _local(ts: float | str | None) -> str:
+    ts = _ts(ts)
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _relative(ts: float | None) -> str:
+def _relative(ts: float | str | None) -> str:
+    ts = _ts(ts)
     if ts is None:
         return "-"
     delta = ts - time.time()
@@ -84,13 +86,14 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
 
 
-def _command_text(job) -> str:
-    if job.kind == "python" and job.code:
-        first = job.code.strip().splitlines()[0] if job.code.strip() else ""
+def _command_text(job: dict) -> str:
+    if job["kind"] == "python" and job.get("code"):
+        code = job["code"].strip()
+        first = code.splitlines()[0] if code else ""
         return f"python: {first[:50]}"
-    if isinstance(job.command, list):
-        return " ".join(job.command)
-    return str(job.command)
+    if isinstance(job["command"], list):
+        return " ".join(job["command"])
+    return str(job["command"])
 
 
 # -- commands -------------------------------------------------------------------
@@ -105,7 +108,7 @@ def _job_fields(args) -> dict:
     return data
 
 
-def cmd_add(args, store) -> int:
+def cmd_add(args, ops: Operations) -> int:
     data = _job_fields(args)
     data["name"] = args.name
     data.setdefault("cwd", os.getcwd())
@@ -116,23 +119,24 @@ def cmd_add(args, store) -> int:
     if not args.command and args.code is None:
         raise InvalidInput("give the command after '--', e.g. hermes-cron add NAME "
                            "'*/5 * * * *' -- python etl.py", field="command")
-    job, created = store.create_job(validate_new(data))
+    job, created = ops.create(data)
+    warning = job.pop("warning", None)
     if args.json:
-        _print_json(job.to_json())
+        _print_json(job)
     else:
         verb = "added" if created else "exists (same idempotency key)"
-        print(f"{job.name} {verb}: {job.schedule} ({job.timezone}); "
-              f"next run {_local(job.next_run_at)} ({_relative(job.next_run_at)})")
-        _warn_if_no_ticker(store)
+        print(f"{job['name']} {verb}: {job['schedule']} ({job['timezone']}); "
+              f"next run {_local(job['next_run_at'])} ({_relative(job['next_run_at'])})")
+        if warning:
+            _warn_no_ticker()
     return 0
 
 
-def cmd_edit(args, store) -> int:
+def cmd_edit(args, ops: Operations) -> int:
     if args.new_schedule is not None:
         if args.schedule is not None:
             raise UsageError("give the schedule once: as SCHEDULE or --schedule")
         args.schedule = args.new_schedule
-    job = store.get_job(args.name)
     data = _job_fields(args)
     if args.rename:
         data["name"] = args.rename
@@ -142,146 +146,105 @@ def cmd_edit(args, store) -> int:
         data["enabled"] = False
     if not data:
         raise InvalidInput("nothing to change: give options such as --schedule or -- COMMAND")
-    job = store.update_job(job.id, validate_changes(job, data))
+    job = ops.edit(args.name, data)
     if args.json:
-        _print_json(job.to_json())
+        _print_json(job)
     else:
-        print(f"{job.name} changed: {job.schedule}; next run {_local(job.next_run_at)}")
+        print(f"{job['name']} changed: {job['schedule']}; next run {_local(job['next_run_at'])}")
     return 0
 
 
-def cmd_list(args, store) -> int:
-    jobs, cursor = [], None
-    while True:
-        page = store.list_jobs(limit=500, cursor=cursor, state=args.state, search=args.search)
-        jobs += page.items
-        cursor = page.cursor
-        if cursor is None:
-            break
+def cmd_list(args, ops: Operations) -> int:
+    jobs = ops.jobs(state=args.state, search=args.search)
     if args.json:  # the shape of every list: the REST API's, and runs --json
-        _print_json({"jobs": [j.to_json() for j in jobs], "cursor": None})
+        _print_json({"jobs": jobs, "cursor": None})
         return 0
     if not jobs:
         print("no jobs; add one with: hermes-cron add NAME SCHEDULE -- COMMAND")
         return 0
     rows = []
     for j in jobs:
-        last = j.last_run or {}
-        waiting = j.display_state in ("paused", "blocked", "disabled")  # no countdown
-        rows.append([j.name, j.display_state, j.schedule,
-                     "-" if waiting else _relative(j.next_run_at),
+        last = j["last_run"] or {}
+        waiting = j["state"] in ("paused", "blocked", "disabled")  # no countdown
+        rows.append([j["name"], j["state"], j["schedule"],
+                     "-" if waiting else _relative(j["next_run_at"]),
                      last.get("status", "-"), _command_text(j)[:40]])
     print(_table(rows, ["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"]))
     return 0
 
 
-def cmd_show(args, store) -> int:
-    job = store.get_job(args.name)
-    runs = store.list_runs(job.id, limit=5).items
+def cmd_show(args, ops: Operations) -> int:
+    job = ops.job(args.name)
+    runs = ops.runs(job["id"], limit=5)["runs"]
     if args.json:
-        _print_json({**job.to_json(), "runs": [r.to_json() for r in runs]})
+        _print_json({**job, "runs": runs})
         return 0
-    schedule = sched.parse(job.schedule, job.timezone)
-    d = job.to_json()
-    print(f"{job.name}  ({job.id})")
-    print(f"  state      {d['state']}" + (f": {job.state_reason}" if job.state_reason else ""))
-    print(f"  schedule   {job.schedule}  [{job.timezone}]  {sched.describe(schedule)}")
-    print(f"  next run   {_local(job.next_run_at)} ({_relative(job.next_run_at)})")
-    print(f"  kind       {job.kind}: {_command_text(job)}")
-    if job.cwd:
-        print(f"  cwd        {job.cwd}")
-    if job.executor:
-        print(f"  executor   {job.executor}")
-    p = job.policy
-    print(f"  policy     overlap={p.overlap} misfire={p.misfire} retries={p.retries} "
-          f"timeout={p.timeout or '-'} max_failures={p.max_failures}")
+    schedule = sched.parse(job["schedule"], job["timezone"])
+    print(f"{job['name']}  ({job['id']})")
+    reason = job["state_reason"]
+    print(f"  state      {job['state']}" + (f": {reason}" if reason else ""))
+    print(f"  schedule   {job['schedule']}  [{job['timezone']}]  {sched.describe(schedule)}")
+    print(f"  next run   {_local(job['next_run_at'])} ({_relative(job['next_run_at'])})")
+    print(f"  kind       {job['kind']}: {_command_text(job)}")
+    if job["cwd"]:
+        print(f"  cwd        {job['cwd']}")
+    if job["executor"]:
+        print(f"  executor   {job['executor']}")
+    p = job["policy"]
+    print(f"  policy     overlap={p['overlap']} misfire={p['misfire']} retries={p['retries']} "
+          f"timeout={p['timeout'] or '-'} max_failures={p['max_failures']}")
     if runs:
         print("  recent runs")
         for r in runs:
-            code = r.exit_code if r.exit_code is not None else "-"
-            print(f"    {r.id}  {r.status:<10} {r.trigger:<8} "
-                  f"{_local(r.started_at or r.fire_at)}  {_duration(r.duration)}  exit={code}")
+            code = r["exit_code"] if r["exit_code"] is not None else "-"
+            print(f"    {r['id']}  {r['status']:<10} {r['trigger']:<8} "
+                  f"{_local(r['started_at'] or r['scheduled_for'])}  "
+                  f"{_duration(r['duration'])}  exit={code}")
     return 0
 
 
-def cmd_rm(args, store) -> int:
+def cmd_rm(args, ops: Operations) -> int:
     for name in args.names:
-        job = store.delete_job(name)
+        job = ops.remove(name)
         if not args.json:
-            print(f"{job.name} removed")
+            print(f"{job['name']} removed")
     return 0
 
 
-def cmd_pause(args, store, paused: bool) -> int:
+def cmd_pause(args, ops: Operations, paused: bool) -> int:
     out = []
     for name in args.names:
-        job = store.set_paused(name, paused)
-        out.append(job.to_json())
+        job = ops.pause(name) if paused else ops.resume(name)
+        out.append(job)
         if not args.json:
-            print(f"{job.name} {job.display_state}"
-                  + ("" if paused else f"; next run {_local(job.next_run_at)}"))
+            print(f"{job['name']} {job['state']}"
+                  + ("" if paused else f"; next run {_local(job['next_run_at'])}"))
     if args.json:
         _print_json(out)
     return 0
 
 
-def _alive_tickers(store) -> list:
-    now = time.time()
-    return [t for t in store.list_tickers() if t.alive(now)]
-
-
-def _warn_if_no_ticker(store) -> None:
-    if not _alive_tickers(store):
+def _warn_no_ticker() -> None:
         print("warning: no ticker is alive on this store, so scheduled runs will NOT fire; "
               "start one with: hermes-cron daemon (or JupyterLab with hermes-cron-ext)",
               file=sys.stderr)
 
 
-def cmd_run(args, store) -> int:
-    from hermes_cron_ext.runtime.executor import spawn_supervisor
-
-    run = store.request_run(args.name)
-    alive = _alive_tickers(store)
-    if not alive and store.dispatch(run.id):  # nobody will pick it up: start it ourselves
-        spawn_supervisor(store.url, run.id)
+def cmd_run(args, ops: Operations) -> int:
+    run = ops.run_now(args.name)  # with no ticker alive, its supervisor starts from here
     if args.json and not args.follow:
-        _print_json(run.to_json())
+        _print_json(run)
         return 0
     if not args.follow:
-        print(f"run {run.id} of {args.name} queued")
+        print(f"run {run['id']} of {args.name} queued")
         return 0
-    return _follow(store, run.id, _output(args))
+    return _follow(ops, run["id"], _output(args))
 
 
-def cmd_cancel(args, store) -> int:
-    run = store.request_cancel(args.run)
-    if run.host and run.pid and run.status in ACTIVE_STATUSES:
-        from hermes_cron_ext.domain.models import hostname, process_alive
-
-        if run.host == hostname() and process_alive(run.pid, run.proc_start):
-            os.kill(run.pid, signal.SIGTERM)
-    print(f"run {run.id}: cancel requested")
+def cmd_cancel(args, ops: Operations) -> int:
+    run = ops.cancel(args.run)
+    print(f"run {run['id']}: cancel requested")
     return 0
-
-
-def _resolve_run(store, ref: str):
-    """A run by id, or a job's latest run; a run id that names nothing says "no run"."""
-    try:
-        return store.get_run(ref)
-    except NotFound as no_run:
-        if ref.startswith("r_"):
-            try:
-                store.get_job(ref)  # a job may be named like a run id
-            except NotFound:
-                raise no_run from None
-    job = store.get_job(ref)
-    page = store.list_runs(job.id, limit=20)
-    for r in page.items:
-        if r.started_at is not None:
-            return r
-    if page.items:
-        return page.items[0]
-    raise NotFound(f"job {job.name!r} has no runs yet", field="run")
 
 
 class _Output:
@@ -357,60 +320,58 @@ def _output(args) -> _Output:
     return _Output(sys.stdout.buffer, sys.stdout.isatty(), getattr(args, "color", False))
 
 
-def _follow(store, run_id: str, out) -> int:
+def _follow(ops: Operations, run_id: str, out) -> int:
     """Print a run's output as it is written, until the run ends."""
     offset = 0
     while True:
-        run = store.get_run(run_id)
-        data = store.read_output(run_id, offset)
+        run = ops.run(run_id)
+        data, _, _ = ops.log(run_id, offset)
         if data:
             out.write(data)  # shown at once; only a marker line still being written waits
             offset += len(data)
-        if run.status not in ACTIVE_STATUSES:
-            data = store.read_output(run_id, offset)
+        if run["status"] not in ACTIVE_STATUSES:
+            data, _, _ = ops.log(run_id, offset)
             if data:
                 out.write(data)
             out.flush()
-            print(f"\n[{run.status}" + (f", exit code {run.exit_code}" if run.exit_code
-                                        is not None else "") + (f": {run.reason}" if run.reason
-                                                                else "") + "]", file=sys.stderr)
-            return 0 if run.status == "succeeded" else EXIT_ERROR
+            code, reason = run["exit_code"], run["reason"]
+            print(f"\n[{run['status']}" + (f", exit code {code}" if code is not None else "")
+                  + (f": {reason}" if reason else "") + "]", file=sys.stderr)
+            return 0 if run["status"] == "succeeded" else EXIT_ERROR
         time.sleep(0.1)
 
 
-def cmd_logs(args, store) -> int:
-    run = _resolve_run(store, args.ref)
-    start = max(0, store.output_size(run.id) - args.tail) if args.tail else 0
+def cmd_logs(args, ops: Operations) -> int:
+    run = ops.resolve_run(args.ref)
+    data, start, _ = ops.log(run["id"], tail=args.tail or None)
     if args.json:  # the run and its output, as text, for scripts
-        data = store.read_output(run.id, start)
-        _print_json({"run": run.to_json(), "offset": start,
-                     "output": data.decode("utf-8", "replace")})
+        _print_json({"run": run, "offset": start, "output": data.decode("utf-8", "replace")})
         return 0
     out = _output(args)
     if args.follow:
-        return _follow(store, run.id, out)
-    out.write(store.read_output(run.id, start))
+        return _follow(ops, run["id"], out)
+    out.write(data)
     out.flush()
     return 0
 
 
-def cmd_runs(args, store) -> int:
-    page = store.list_runs(args.name, limit=args.limit, cursor=args.cursor, status=args.status)
+def cmd_runs(args, ops: Operations) -> int:
+    page = ops.runs(args.name, limit=args.limit, cursor=args.cursor, status=args.status)
     if args.json:
-        _print_json({"runs": [r.to_json() for r in page.items], "cursor": page.cursor})
+        _print_json(page)
         return 0
-    rows = [[r.id, r.status, r.trigger, str(r.attempt), _local(r.scheduled_for),
-             _local(r.started_at), _duration(r.duration),
-             "-" if r.exit_code is None else str(r.exit_code), (r.reason or "")[:50]]
-            for r in page.items]
+    rows = [[r["id"], r["status"], r["trigger"], str(r["attempt"]), _local(r["scheduled_for"]),
+             _local(r["started_at"]), _duration(r["duration"]),
+             "-" if r["exit_code"] is None else str(r["exit_code"]), (r["reason"] or "")[:50]]
+            for r in page["runs"]]
     print(_table(rows, ["RUN", "STATUS", "TRIGGER", "TRY", "SCHEDULED", "STARTED", "TOOK",
                         "EXIT", "REASON"]))
-    if page.cursor:
-        print(f"more: --cursor {page.cursor}")
+    if page["cursor"]:
+        print(f"more: --cursor {page['cursor']}")
     return 0
 
 
-def cmd_next(args, store=None) -> int:
+def cmd_next(args) -> int:
     if args.count < 1:
         raise UsageError(f"--count must be 1 or more, not {args.count}")
     schedule = sched.parse(args.schedule, args.tz)
@@ -436,34 +397,30 @@ def cmd_next(args, store=None) -> int:
 def cmd_doctor(args) -> int:
     """Open the store's file without the store (which refuses a broken one) and run
     SQLite's quick_check; PostgreSQL: whether it opens."""
-    from hermes_cron_ext.store import doctor
-
-    ok, lines = doctor(resolve_db(args.db))
+    ok, lines = host.doctor(args.db)
     for line in lines:
         print(line)
     return 0 if ok else EXIT_ERROR
 
 
-def cmd_status(args, store) -> int:
-    now = time.time()
-    tickers = store.list_tickers()
-    alive = [t for t in tickers if t.alive(now)]
-    enabled = store.list_jobs(limit=1, state="scheduled").items
-    by_state = store.jobs_by_state()
+def cmd_status(args, ops: Operations) -> int:
+    report = ops.status()
+    tickers, by_state = report["tickers"], report["jobs_by_state"]
+    alive = report["alive"]
+    enabled = by_state.get("scheduled", 0)
     if args.json:
-        _print_json({"store": store.display_url, "version": __version__,
-                     "tickers": [t.to_json(now) for t in tickers],
-                     "alive": len(alive), "jobs_by_state": by_state,
+        _print_json({"store": report["store"], "version": __version__,
+                     "tickers": tickers, "alive": alive, "jobs_by_state": by_state,
                      "warning": None if alive or not enabled else
                      "no ticker is alive: enabled jobs will not fire"})
     else:
-        print(f"store    {store.display_url}")
+        print(f"store    {report['store']}")
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()))
         print(f"jobs     {jobs or 'none'}")
         if tickers:
-            rows = [[t.kind, t.host, str(t.pid), "alive" if t.alive(now) else "STALE",
-                     _local(t.started_at), _relative(t.last_tick_at),
-                     _relative(t.heartbeat_at)] for t in tickers]
+            rows = [[t["kind"], t["host"], str(t["pid"]), "alive" if t["alive"] else "STALE",
+                     _local(t["started_at"]), _relative(t["last_tick_at"]),
+                     _relative(t["heartbeat_at"])] for t in tickers]
             print(_table(rows, ["TICKER", "HOST", "PID", "STATE", "SINCE", "LAST TICK",
                                 "HEARTBEAT"]))
     if not alive:
@@ -475,9 +432,9 @@ def cmd_status(args, store) -> int:
     return 0
 
 
-def cmd_gc(args, store) -> int:
+def cmd_gc(args, ops: Operations) -> int:
     max_age = sched.parse_duration(args.max_age).total_seconds()
-    result = store.gc(time.time(), args.keep_runs, args.keep_failures, max_age)
+    result = ops.gc(args.keep_runs, args.keep_failures, max_age)
     if args.json:
         _print_json(result)
     else:
@@ -498,86 +455,46 @@ def _write_pidfile(path: str) -> None:
     _write_pidfile.fd = fd  # keep the lock for the process's life
 
 
-async def _daemon(args, kind: str) -> int:
-    from hermes_cron_ext.runtime import handoff
-    from hermes_cron_ext.runtime.executor import (
-        AllowedExecutors,
-        executor_specs,
-        restrict_executors,
-    )
-    from hermes_cron_ext.runtime.ticker import Ticker
-
-    store = AsyncStore(open_store(args.db))
-    specs = executor_specs(args.executor)  # the first is the default; all may be named
-    ticker = Ticker(store, specs[0] if specs else None, kind=kind, lead=args.lead,
-                    notify_url=args.notify_url)
-    restrict_executors(ticker, AllowedExecutors(["local", *specs]))
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    if args.pidfile:  # written once SIGTERM stops it cleanly: a supervisor may signal at once
-        _write_pidfile(args.pidfile)
-    await ticker.start()
-    print(f"hermes-cron {kind} ticking on {store.sync.display_url} (pid {os.getpid()})",
-          file=sys.stderr, flush=True)
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if kind == "handoff":
-        waiters.append(asyncio.ensure_future(
-            handoff.wait_until_not_needed(store, ticker.info.id)))
-    done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    why = next(iter(done)).result()
-    await ticker.stop()
-    await store.aclose()
-    print(f"hermes-cron {kind} stopped" + (f": {why}" if isinstance(why, str) else "")
-          + "; runs in flight go on", file=sys.stderr, flush=True)
-    return 0
-
-
-def _local_daemons(store) -> list:
+def _local_daemons(ops: Operations) -> list[dict]:
     """The daemons (hand-started and handoff) ticking on this store from this host."""
-    now = time.time()
-    return [t for t in store.list_tickers() if t.kind in ("daemon", "handoff")
-            and t.host == hostname() and t.alive(now)]
+    return [t for t in ops.status()["tickers"] if t["kind"] in ("daemon", "handoff")
+            and t["host"] == hostname() and t["alive"]]
 
 
-def cmd_daemon_status(args, store) -> int:
-    daemons = _local_daemons(store)
+def cmd_daemon_status(args, ops: Operations) -> int:
+    daemons = _local_daemons(ops)
     if args.json:
-        _print_json({"store": store.display_url,
-                     "daemons": [t.to_json() for t in daemons]})
+        _print_json({"store": ops.store.display_url, "daemons": daemons})
         return 0 if daemons else EXIT_NO_TICKER
     if not daemons:
-        print(f"no daemon ticks on {store.display_url} from this host")
+        print(f"no daemon ticks on {ops.store.display_url} from this host")
         return EXIT_NO_TICKER
-    rows = [[t.kind, str(t.pid), _local(t.started_at), _relative(t.heartbeat_at)]
+    rows = [[t["kind"], str(t["pid"]), _local(t["started_at"]), _relative(t["heartbeat_at"])]
             for t in daemons]
     print(_table(rows, ["KIND", "PID", "SINCE", "HEARTBEAT"]))
     print("stop with: hermes-cron daemon stop")
     return 0
 
 
-def cmd_daemon_stop(args, store, timeout: float = 20.0) -> int:
+def cmd_daemon_stop(args, ops: Operations, timeout: float = 20.0) -> int:
     """SIGTERM every daemon of this store on this host and wait until each is gone."""
-    daemons = _local_daemons(store)
+    daemons = _local_daemons(ops)
     if not daemons:
-        print(f"no daemon ticks on {store.display_url} from this host")
+        print(f"no daemon ticks on {ops.store.display_url} from this host")
         return 0
     for t in daemons:
         try:
-            os.kill(t.pid, signal.SIGTERM)
+            os.kill(t["pid"], signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.time() + timeout
     left = daemons
     while left and time.time() < deadline:
         time.sleep(0.1)
-        left = [t for t in left if process_alive(t.pid, t.proc_start)]
+        left = [t for t in left if process_alive(t["pid"], t.get("proc_start"))]
     for t in daemons:
         state = "still running" if t in left else "stopped"
-        print(f"{t.kind} daemon pid {t.pid}: {state}")
+        print(f"{t['kind']} daemon pid {t['pid']}: {state}")
     if left:
         print(f"hermes-cron: {len(left)} daemon(s) did not stop within {timeout:.0f} s",
               file=sys.stderr)
@@ -585,21 +502,25 @@ def cmd_daemon_stop(args, store, timeout: float = 20.0) -> int:
     return 0
 
 
-def cmd_daemon(args, store) -> int:
+def cmd_daemon(args, ops: Operations) -> int:
     if args.action == "status":
-        return cmd_daemon_status(args, store)
+        return cmd_daemon_status(args, ops)
     if args.action == "stop":
-        return cmd_daemon_stop(args, store)
-    url = store.url
-    store.close()
-    if args.handoff:
-        from hermes_cron_ext.runtime import handoff
+        return cmd_daemon_stop(args, ops)
+    url = ops.store.display_url
+    ops.close()
+    if args.handoff and not host.take_handoff_lock(args.db):
+        print(f"hermes-cron: a handoff daemon already ticks on {url}", file=sys.stderr)
+        return 0
 
-        if handoff.take_lock(url) is None:
-            print(f"hermes-cron: a handoff daemon already ticks on {url}", file=sys.stderr)
-            return 0
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
     try:
-        return asyncio.run(_daemon(args, "handoff" if args.handoff else "daemon"))
+        return asyncio.run(host.serve(
+            args.db, kind="handoff" if args.handoff else "daemon", executors=args.executor,
+            lead=args.lead, notify_url=args.notify_url, say=say,
+            # written once SIGTERM stops it cleanly: a supervisor may signal at once
+            on_signals=(lambda: _write_pidfile(args.pidfile)) if args.pidfile else None))
     finally:
         if args.pidfile:
             try:
@@ -608,50 +529,22 @@ def cmd_daemon(args, store) -> int:
                 pass
 
 
-async def _tick(args) -> int:
-    from hermes_cron_ext.runtime.executor import (
-        AllowedExecutors,
-        executor_specs,
-        restrict_executors,
-    )
-    from hermes_cron_ext.runtime.ticker import Ticker
-
-    store = AsyncStore(open_store(args.db))
-    specs = executor_specs(args.executor)
-    ticker = Ticker(store, specs[0] if specs else None, kind="tick", lead=args.lead)
-    restrict_executors(ticker, AllowedExecutors(["local", *specs]))
-    await ticker.register()
-    runs = await ticker.tick()
-    await store.run(ticker.notifier.pump)
-    ticker.notifier.close(wait=True)
-    await store.ticker_heartbeat(ticker.info.id, time.time(), True)
-    await store.gc(time.time())
-    await ticker.close_executors()
-    await store.aclose()
+def cmd_tick(args, ops: Operations) -> int:
+    ops.close()
+    started = asyncio.run(host.tick_once(args.db, executors=args.executor, lead=args.lead))
     if not args.quiet:
-        print(f"tick: started {len(runs)} run(s)")
+        print(f"tick: started {started} run(s)")
     return 0
 
 
-def cmd_tick(args, store) -> int:
-    store.close()
-    return asyncio.run(_tick(args))
-
-
-def cmd_migrate(args, store) -> int:
+def cmd_migrate(args, ops: Operations) -> int:
     """Copy this store (jobs, runs, events, output) into an empty one, counts checked."""
-    from hermes_cron_ext.store.migrate import copy_store
-
-    target = open_store(args.to)
-    try:
-        counts = copy_store(store, target, force=args.force, progress=None if args.json else (
-            lambda msg: print(msg, file=sys.stderr, flush=True)))
-    finally:
-        target.close()
+    counts = host.migrate(ops.store, args.to, force=args.force, progress=None if args.json else (
+        lambda msg: print(msg, file=sys.stderr, flush=True)))
     if args.json:
         _print_json(counts)
     else:
-        print(f"migrated {store.display_url} -> {counts['target']}")
+        print(f"migrated {ops.store.display_url} -> {counts['target']}")
         rows = [[what, str(n), str(counts["copied"][what]), "ok"]
                 for what, n in counts["source"].items()]
         print(_table(rows, ["WHAT", "SOURCE", "TARGET", "CHECK"]))
@@ -833,11 +726,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"'{args.cmd}' takes no command after '--'")
         if getattr(args, "no_store", False):
             return args.func(args)
-        store = open_store(resolve_db(args.db))
+        ops = Operations(args.db)  # the store: --db, $HERMES_CRON_DB, the config, default
         try:
-            return args.func(args, store)
+            return args.func(args, ops)
         finally:
-            store.close()
+            ops.close()
     except UsageError as exc:
         print(f"hermes-cron: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

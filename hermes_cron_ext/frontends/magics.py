@@ -19,7 +19,7 @@ Load with ``%load_ext hermes_cron_ext``. Then::
 
 Bad input (a bad schedule, an unknown job, a missing ``--``, an unknown verb)
 is one line, IPython's ``UsageError``, never a traceback. The magics are clients
-of :mod:`hermes_cron_ext.ops.client`: the kernel's Jupyter server when it runs the
+of :mod:`hermes_cron_ext.ops`: the kernel's Jupyter server when it runs the
 extension, else the local store.
 """
 
@@ -36,10 +36,10 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
+from hermes_cron_ext import ops as cron_client
 from hermes_cron_ext.domain.jobspec import add_policy_options, fields_from_options, parameter_values
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, parse_iso
 from hermes_cron_ext.errors import HermesCronError, NotFound
-from hermes_cron_ext.ops import client as cron_client
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
          "cancel", "next", "artifact", "connect", "help")

@@ -1,6 +1,6 @@
 """Notebook widgets: job cards, run history, live output and a health dashboard.
 
-All of them are clients of :mod:`hermes_cron_ext.ops.client` (REST or the local
+All of them are clients of :mod:`hermes_cron_ext.ops` (REST or the local
 store) and hold no scheduling logic. Nothing here blocks the kernel: live output
 is read on a background thread, and a single shared clock thread advances the
 cards' countdowns and refreshes their jobs. Every trait is assigned a fresh
@@ -54,7 +54,7 @@ from hermes_cron_ext.frontends.render import (
     timestamp,
 )
 from hermes_cron_ext.frontends.terminal import Terminal
-from hermes_cron_ext.ops.client import ConnectionFailed, CronClient, get_client
+from hermes_cron_ext.ops import ConnectionFailed, CronClient, get_client
 
 __all__ = [
     "Dashboard",

@@ -8,18 +8,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, List, Unicode
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.errors import HermesCronError
-from hermes_cron_ext.events import broker_for
-from hermes_cron_ext.runtime.executor import AllowedExecutors, restrict_executors
+from hermes_cron_ext.ops.host import Host
 from hermes_cron_ext.server.handlers import routes, unavailable_routes
 from hermes_cron_ext.server.service import CronService
-from hermes_cron_ext.store import AsyncStore, open_store, resolve_db
 
 
 class HermesCron(ExtensionApp):
@@ -84,34 +81,21 @@ class HermesCron(ExtensionApp):
     def initialize_settings(self) -> None:
         if self.switch_interval > 0:
             sys.setswitchinterval(self.switch_interval)
-        url = resolve_db(self.db or None)
         self.unavailable = None
         try:
-            opened = open_store(url)
+            self.host = Host.open(
+                self.db or None, kind="server", ticker=self.ticker, executor=self.executor,
+                executors=list(self.executors), lead=self.lead, poll=self.poll,
+                notify_url=self.notify_url or None, allow_private_urls=self.allow_private_urls,
+                default_tz=self.timezone or None)
         except HermesCronError as exc:  # corrupt file, unreachable server: say so, loudly
             self.unavailable = exc.message
             self.log.error("hermes-cron: the scheduler is off: %s", exc.message)
             return
-        # API calls share four store threads; the ticker has one of its own, so no burst
-        # of requests (or one slow statistics query) ever delays a job's start
-        self.store = AsyncStore(opened, threads=4)
-        self.ticker_obj = None
-        broker = broker_for(opened)  # one for the API and the ticker: a change wakes it
-        allowed = AllowedExecutors([*self.executors, self.executor or "local"])
-        if self.ticker:
-            from hermes_cron_ext.runtime.ticker import Ticker
-
-            self.ticker_obj = Ticker(self.store.lane(), self.executor or None, kind="server",
-                                     lead=self.lead, poll=self.poll,
-                                     notify_url=self.notify_url or None, broker=broker)
-            restrict_executors(self.ticker_obj, allowed)
-            self.ticker_obj.notifier.allow_private_urls = self.allow_private_urls
-        self.service = CronService(self.store, ticker=self.ticker_obj,
-                                   default_tz=self.timezone or None,
-                                   stream_interval=self.stream_interval, log=self.log,
-                                   executors=allowed,
-                                   allow_private_urls=self.allow_private_urls,
-                                   broker=broker)
+        self.store = self.host.store
+        self.ticker_obj = self.host.ticker
+        self.service = CronService(self.host, stream_interval=self.stream_interval,
+                                   log=self.log)
         self.settings["hermes_cron"] = self.service
         self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__,
                       self.store.sync.display_url, "on" if self.ticker else "off")
@@ -125,9 +109,8 @@ class HermesCron(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if self.unavailable:
             return
-        await self.service.start()
+        await self.service.start()  # the host's ticker too
         if self.ticker_obj is not None:
-            await self.ticker_obj.start()
             self.log.info("hermes-cron: ticking (pid %d)", os.getpid())
         self._stop_on_sigint(serverapp)
 
@@ -148,36 +131,15 @@ class HermesCron(ExtensionApp):
         if getattr(self, "_stopped", False) or getattr(self, "unavailable", None):
             return
         self._stopped = True
-        hand_off = False
-        if self.ticker_obj is not None:
-            own = self.ticker_obj.info.id if self.ticker_obj.info else None
-            if self.handoff:
-                from hermes_cron_ext.runtime import handoff
-
-                by_state = await self.store.jobs_by_state()
-                hand_off = handoff.needed(await self.store.list_tickers(),
-                                          by_state.get("scheduled", 0), own,
-                                          time.time())
-            await self.ticker_obj.stop()
-            await self.ticker_obj.store.aclose()
-        if hand_off:
-            from hermes_cron_ext.runtime import handoff
-
-            # the daemon takes over this server's executors: its default first, then the
-            # rest of the allow-list (handoff.start_daemon passes the environment on)
-            os.environ["HERMES_CRON_EXECUTOR"] = ",".join(dict.fromkeys(
-                [self.executor or "local", *self.executors]))
-            os.environ["HERMES_CRON_ALLOW_PRIVATE_URLS"] = "1" if self.allow_private_urls \
-                else "0"
-            pid = handoff.start_daemon(self.store.sync.url,
-                                       self.store.sync.logs_dir)
+        await self.service.close()
+        pid = await self.host.stop(handoff=self.handoff)
+        if pid is not None:
             self.log.info(
                 "hermes-cron: enabled jobs keep firing: handed ticking over to a detached "
                 "'hermes-cron daemon --handoff' (pid %d) on %s; it exits by itself when a "
                 "Jupyter server ticks again. Stop it now with: kill %d", pid,
-                self.store.sync.display_url, pid)
+                self.host.display_url, pid)
         elif self.ticker_obj is not None and not self.handoff:
             self.log.warning("hermes-cron: handoff is off; unless another ticker serves %s, "
-                             "enabled jobs will not fire", self.store.sync.display_url)
-        await self.service.close()
-        await self.store.aclose()
+                             "enabled jobs will not fire", self.host.display_url)
+

@@ -5,7 +5,7 @@ serialise. Every verb is ``@web.authenticated`` and ``@authorized`` on the
 ``cron`` resource: reads need ``read``; run/pause/resume/cancel/delete need
 ``write``; creating a job, or changing what it executes, where, with what, or where
 it sends data, needs ``execute`` (a job runs code as the server's user, like a
-terminal; the field list is ``service.FIELD_PERMISSIONS``). Errors are JSON
+terminal; the field list is ``jobspec.FIELD_PERMISSIONS``). Errors are JSON
 ``{"error": {"code", "message", "field"?}}`` with the right 4xx.
 """
 
@@ -22,8 +22,14 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, RUN_STATUSES
-from hermes_cron_ext.errors import Conflict, HermesCronError, InvalidInput, NotFound
-from hermes_cron_ext.server.service import CronService, Forbidden
+from hermes_cron_ext.errors import (
+    Conflict,
+    Forbidden,
+    HermesCronError,
+    InvalidInput,
+    NotFound,
+)
+from hermes_cron_ext.server.service import CronService
 from hermes_cron_ext.server.streams import gap_frame, sse_frame
 
 MAX_BODY = 1024 * 1024
@@ -166,7 +172,7 @@ class JobHandler(CronAPIHandler):
     @web.authenticated
     @authorized(action="write")
     async def patch(self, ref: str):
-        # which fields need execute: service.FIELD_PERMISSIONS (checked against the
+        # which fields need execute: jobspec.FIELD_PERMISSIONS (checked against the
         # stored job, so re-sending an unchanged command needs only write)
         body = self.json_body()
         self.reply(await self.cron.update_job(ref, body,
@@ -238,9 +244,7 @@ class RunArtifactHandler(CronAPIHandler):
     @authorized
     async def get(self, ref: str):
         run = await self.cron.get_run(ref)
-        data = await self.cron.store.read_artifact(run.id)  # any host's, on a store thread
-        if data is None:
-            raise NotFound(f"run {run.id} has no executed notebook", field="run")
+        data = await self.cron.read_artifact(run.id)  # any host's; 404 when it has none
         name = f"{run.spec.get('job_name') or run.job_id}-{run.id}.ipynb"
         self.set_header("Content-Type", "application/x-ipynb+json")
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
@@ -371,7 +375,7 @@ class JobStreamHandler(RunStreamHandler):
     @authorized
     async def get(self, ref: str):
         run = await self.cron.active_run(ref)
-        await self.stream_run(run.id)
+        await self.stream_run(run["id"])
 
 
 class EventsHandler(SSEHandler):

@@ -30,25 +30,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, Run
+from hermes_cron_ext.domain.text import utf8_boundary
 
 BATCH = 128 * 1024  # most bytes read for one feed or reader at a time
 RING_BYTES = 1024 * 1024  # frames kept per run for readers at the live edge
 TAKE_BYTES = 128 * 1024  # most shared frame bytes one reader takes at a time
 LIVE_BEHIND = 128 * 1024  # a live reader further behind the feed than this skips ahead
 LIVE_KEEP = 32 * 1024  # ... to about this far behind it (the recent lines stay shown)
-
-
-def utf8_boundary(data: bytes) -> int:
-    """Length of the longest prefix of *data* that does not end inside a UTF-8 character."""
-    end = len(data)
-    for back in range(1, min(4, end) + 1):
-        byte = data[end - back]
-        if byte < 0x80:
-            return end
-        if byte >= 0xC0:  # the lead byte of the last character
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return end if back >= need else end - back
-    return end
 
 
 def sse_frame(name: str, data, id_: int | str | None = None) -> bytes:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import struct
 
+from hermes_cron_ext.domain.text import render_text  # noqa: F401 - where readers look for it
+
 STREAMS = {"stdout": 1, "stderr": 2, "system": 3}
 STREAM_NAMES = {v: k for k, v in STREAMS.items()}
 _IDX = struct.Struct("<QB")
@@ -150,24 +152,3 @@ def segments(path: str, offset: int = 0, limit: int | None = None
         pos, current = o, s
     out.append((pos, STREAM_NAMES.get(current, "stdout"), data[pos - offset:]))
     return out
-
-
-def render_text(data: str) -> str:
-    """Apply carriage returns and backspaces the way a terminal would (tqdm bars)."""
-    lines: list[str] = []
-    for raw in data.split("\n"):
-        line: list[str] = []
-        col = 0
-        for ch in raw:
-            if ch == "\r":
-                col = 0
-            elif ch == "\b":
-                col = max(0, col - 1)
-            else:
-                if col < len(line):
-                    line[col] = ch
-                else:
-                    line.append(ch)
-                col += 1
-        lines.append("".join(line))
-    return "\n".join(lines)

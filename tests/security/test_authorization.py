@@ -108,8 +108,12 @@ EXECUTE_CHANGES = {
 
 
 def test_every_job_field_has_its_permission_declared():
-    from hermes_cron_ext.domain.jobspec import JOB_FIELDS, POLICY_FIELDS
-    from hermes_cron_ext.server.service import EXECUTE_FIELDS, FIELD_PERMISSIONS
+    from hermes_cron_ext.domain.jobspec import (
+        EXECUTE_FIELDS,
+        FIELD_PERMISSIONS,
+        JOB_FIELDS,
+        POLICY_FIELDS,
+    )
 
     assert set(FIELD_PERMISSIONS) == JOB_FIELDS | POLICY_FIELDS
     assert set(FIELD_PERMISSIONS.values()) == {"write", "execute"}

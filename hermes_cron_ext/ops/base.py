@@ -1,0 +1,168 @@
+"""The operations every front uses, as an interface: :class:`CronClient`.
+
+Two implementations answer the same calls with the same JSON shapes (the REST
+API's): :class:`~hermes_cron_ext.ops.local.Operations` on a store (the CLI, the
+server's service, kernels with no server) and
+:class:`~hermes_cron_ext.ops.rest.RestClient` over ``/api/cron``. The tests run
+one suite against both, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from hermes_cron_ext.domain.models import FINAL_STATUSES
+from hermes_cron_ext.domain.text import render_text
+from hermes_cron_ext.errors import HermesCronError, NotFound
+
+
+class ConnectionFailed(HermesCronError):
+    """The server could not be reached, or answered something that is not our API."""
+
+    code = "connection_failed"
+
+
+class RunStream:
+    """Events of one run, as the SSE route sends them: ``{"event", "data", "id"}``.
+
+    Iterate it (blocking, so do it on a thread); :meth:`close` from any thread
+    ends the iteration.
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __iter__(self) -> Iterator[dict]:  # pragma: no cover - overridden
+        return iter(())
+
+
+class CronClient(ABC):
+    """What the magics and widgets need; both backends implement it."""
+
+    kind: str  # "server" or "local"
+    where: str  # human-readable: "server http://..." or "store /path"
+
+    # -- jobs -----------------------------------------------------------------------
+    @abstractmethod
+    def jobs(self, state: str | None = None, search: str | None = None) -> list[dict]:
+        """Every job (all pages), sorted by name."""
+
+    @abstractmethod
+    def job(self, ref: str) -> dict:
+        """One job by name or id. :raises NotFound:"""
+
+    @abstractmethod
+    def add(self, spec: dict) -> dict:
+        """Create a job (validated as the REST API does); may carry a ``warning``."""
+
+    @abstractmethod
+    def edit(self, ref: str, changes: dict) -> dict:
+        """Change a job (PATCH semantics)."""
+
+    @abstractmethod
+    def remove(self, ref: str) -> None:
+        """Delete a job and its finished runs."""
+
+    @abstractmethod
+    def pause(self, ref: str) -> dict: ...
+
+    @abstractmethod
+    def resume(self, ref: str) -> dict: ...
+
+    @abstractmethod
+    def run_now(self, ref: str) -> dict:
+        """Queue a manual run; :raises Conflict: when the overlap policy refuses."""
+
+    # -- runs -----------------------------------------------------------------------
+    @abstractmethod
+    def runs(self, ref: str | None = None, *, limit: int = 50, cursor: str | None = None,
+             status: str | None = None) -> dict:
+        """``{"runs": [...], "cursor": next-or-None}``, newest first."""
+
+    @abstractmethod
+    def run(self, run_id: str) -> dict: ...
+
+    @abstractmethod
+    def cancel(self, run_id: str) -> dict: ...
+
+    @abstractmethod
+    def log(self, run_id: str, offset: int = 0, limit: int | None = None,
+            tail: int | None = None) -> tuple[bytes, int, int]:
+        """``(data, start, size)``: bytes from ``start`` and the log's size."""
+
+    @abstractmethod
+    def stream(self, run_id: str, offset: int = 0) -> RunStream:
+        """Follow a run from byte ``offset``: replays, then streams, then ends."""
+
+    @abstractmethod
+    def artifact(self, run_id: str) -> bytes:
+        """The executed notebook of a notebook run. :raises NotFound:"""
+
+    # -- other ----------------------------------------------------------------------
+    @abstractmethod
+    def stats(self) -> dict: ...
+
+    @abstractmethod
+    def status(self) -> dict: ...
+
+    @abstractmethod
+    def preview(self, schedule: str, tz: str | None = None, count: int = 5) -> dict: ...
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
+        """Release what the backend holds (the local store's connection)."""
+
+    # -- helpers on top ---------------------------------------------------------------
+    def latest_run(self, ref: str) -> dict | None:
+        """The run a user means by a job's name: its running run; else one asked for by
+        hand and waiting to start (the oldest first: it goes first); else its newest run
+        that started; else its newest. A run queued ahead of its slot is not it (the
+        ticker hands runs over before their instant, with nothing to show yet)."""
+        page = self.runs(ref, limit=20)["runs"]
+        running = [r for r in page if r["status"] == "running"]
+        if running:
+            return running[-1]
+        asked = [r for r in page if r["status"] == "queued" and r["trigger"] != "schedule"]
+        if asked:
+            return asked[-1]
+        started = [r for r in page if r["started_at"] is not None]
+        return (started or page or [None])[0]
+
+    def resolve_run(self, ref: str) -> dict:
+        """A run by id, or a job's latest run by the job's name or id."""
+        if ref.startswith("r_"):
+            try:
+                return self.run(ref)
+            except NotFound as no_run:
+                try:  # a job may be named like a run id; if none is, say "no run"
+                    self.job(ref)
+                except NotFound:
+                    raise no_run from None
+        run = self.latest_run(ref)
+        if run is None:
+            job = self.job(ref)
+            raise NotFound(f"job {job['name']!r} has no runs yet", field="run")
+        return run
+
+    def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.2) -> dict:
+        """Block until the run is over (scripts and tests; the widgets never block)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if run["status"] in FINAL_STATUSES:
+                return run
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} is still {run['status']} after {timeout:g} s")
+            time.sleep(poll)
+
+    def text(self, run_id: str, tail: int | None = None) -> str:
+        """A run's output as a terminal shows it (carriage returns applied)."""
+        data, _, _ = self.log(run_id, tail=tail)
+        return render_text(data.decode("utf-8", "replace"))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.where}>"

@@ -1,0 +1,336 @@
+"""The one operations layer: every front's create, edit, run now, cancel, preview...
+
+:class:`Operations` is synchronous and works on a store. The CLI and kernels with
+no server use it directly (it is the local client); the server's
+:class:`~hermes_cron_ext.server.service.CronService` runs the same methods on a
+store thread (its async face); :class:`~hermes_cron_ext.ops.rest.RestClient`
+answers the same calls over HTTP. So a rule (validation, who may change what, the
+overlap check of a manual run, starting a supervisor when no ticker is alive)
+is written once, here.
+
+Answers are the REST API's JSON shapes (``Job.to_json()``, ``Run.to_json()``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from hermes_cron_ext import __version__
+from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.jobspec import execute_changes, validate_changes, validate_new
+from hermes_cron_ext.domain.models import (
+    ACTIVE_STATUSES,
+    Page,
+    Run,
+    hostname,
+    parse_iso,
+    process_alive,
+)
+from hermes_cron_ext.domain.text import utf8_boundary
+from hermes_cron_ext.errors import Forbidden, InvalidInput, NotFound
+from hermes_cron_ext.events import EventBroker
+from hermes_cron_ext.ops.base import CronClient, RunStream
+from hermes_cron_ext.runtime.executor import AllowedExecutors, spawn_supervisor
+from hermes_cron_ext.runtime.notify import check_url
+from hermes_cron_ext.store import open_store
+from hermes_cron_ext.store.base import Store
+
+NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
+             "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
+
+
+def status_report(store: Store, server_ticker: bool = False) -> dict:
+    """Who is ticking on *store* and how many jobs wait.
+
+    Never reads the runs: it is polled, and cheap at any history size."""
+    now = time.time()
+    tickers = store.list_tickers()
+    alive = [t for t in tickers if t.alive(now)]
+    by_state = store.jobs_by_state()
+    enabled = by_state.get("scheduled", 0)
+    return {
+        "version": __version__, "store": store.display_url,
+        "tickers": [t.to_json(now) for t in tickers], "alive": len(alive),
+        "ticking": bool(alive), "jobs_by_state": by_state, "server_ticker": server_ticker,
+        "ticker_fault": None,  # the in-process ticker's, when it cannot write
+        "warning": None if alive else NO_TICKER + (
+            f"; {enabled} enabled job(s) are waiting" if enabled else ""),
+    }
+
+
+class _LocalStream(RunStream):
+    def __init__(self, client: Operations, run_id: str, offset: int, interval: float):
+        super().__init__()
+        self.client, self.run_id, self.offset, self.interval = client, run_id, offset, interval
+
+    def __iter__(self) -> Iterator[dict]:
+        store = self.client.store
+        run = store.get_run(self.run_id)
+        offset = self.offset
+        yield {"event": "status", "data": run.to_json(), "id": None}
+        last = (run.status, run.phase, run.progress)
+        while not self.closed:
+            size = store.output_size(self.run_id)
+            over = run.status not in ACTIVE_STATUSES
+            while offset < size and not self.closed:
+                segs = store.output_segments(self.run_id, offset, min(64 * 1024, size - offset))
+                if not segs:
+                    break
+                stalled = False
+                for seg_offset, stream, data in segs:
+                    cut = len(data) if over else utf8_boundary(data)
+                    if cut:
+                        offset = seg_offset + cut
+                        yield {"event": "output", "id": offset, "data": {
+                            "stream": stream, "offset": seg_offset,
+                            "text": data[:cut].decode("utf-8", "replace")}}
+                    if cut < len(data):
+                        stalled = True
+                        break
+                if stalled:
+                    break
+            if over and offset >= size:
+                yield {"event": "end", "id": None, "data": {
+                    "status": run.status, "exit_code": run.exit_code, "reason": run.reason,
+                    "offset": offset}}
+                return
+            time.sleep(self.interval)
+            run = store.get_run(self.run_id)
+            state = (run.status, run.phase, run.progress)
+            if state[1:] != last[1:]:
+                yield {"event": "progress", "id": None,
+                       "data": {"phase": run.phase, "progress": run.progress}}
+            if state[0] != last[0]:
+                yield {"event": "status", "id": None, "data": run.to_json()}
+            last = state
+
+
+class Operations(CronClient):
+    """The operations on one store (see the module docstring).
+
+    The options say who is asking and what this process may decide:
+
+    - *default_tz*: the zone of a job created without one (else the machine's);
+    - *executors*: the executors a job may name (None: any; the server passes its
+      operator's allow-list);
+    - *allow_private_urls*: whether webhook and ping URLs may name non-public hosts
+      (a user of the store file may; the server asks its operator);
+    - *ticker*: the ticker running in this process, if any (a manual run is then left
+      to it, and its fault is part of :meth:`status`);
+    - *broker*: told of every change this process makes (it wakes that ticker and the
+      server's streams).
+    """
+
+    kind = "local"
+
+    def __init__(self, store: Store | str | None = None, *, default_tz: str | None = None,
+                 executors: AllowedExecutors | None = None, allow_private_urls: bool = True,
+                 ticker=None, broker: EventBroker | None = None, poll: float = 0.1):
+        self.owns_store = not isinstance(store, Store)
+        self.store: Store = open_store(store) if self.owns_store else store
+        self.where = f"store {self.store.display_url}"
+        self.default_tz = default_tz
+        self.executors = executors
+        self.allow_private_urls = allow_private_urls
+        self.ticker = ticker
+        self.broker = broker
+        self.poll = poll
+
+    def close(self) -> None:
+        if self.owns_store:
+            self.store.close()
+
+    def _changed(self) -> None:
+        if self.broker is not None:
+            self.broker.publish("changed")
+
+    def alive_tickers(self) -> list:
+        now = time.time()
+        return [t for t in self.store.list_tickers() if t.alive(now)]
+
+    # -- jobs -------------------------------------------------------------------------
+    def jobs_page(self, *, limit: int = 100, cursor: str | None = None,
+                  state: str | None = None, search: str | None = None) -> dict:
+        page = self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search)
+        return {"jobs": [j.to_json() for j in page.items], "cursor": page.cursor}
+
+    def jobs(self, state=None, search=None) -> list[dict]:
+        out, cursor = [], None
+        while True:
+            page = self.jobs_page(limit=500, cursor=cursor, state=state, search=search)
+            out += page["jobs"]
+            cursor = page["cursor"]
+            if cursor is None:
+                return out
+
+    def job(self, ref: str) -> dict:
+        return self.store.get_job(ref).to_json()
+
+    def _check_executor(self, spec: str | None) -> None:
+        if spec and self.executors is not None and spec not in self.executors:
+            raise InvalidInput(self.executors.refusal(spec), field="executor")
+
+    def _check_urls(self, policy, before=None) -> None:
+        """Webhook and ping URLs: public hosts only, unless allowed (``notify.check_url``;
+        a name is resolved). Unchanged URLs are not checked again."""
+        for field in ("notify_url", "ping_url"):
+            url = getattr(policy, field)
+            if url and url != (getattr(before, field) if before is not None else None):
+                check_url(url, field, allow_private=self.allow_private_urls)
+
+    def create(self, spec: dict) -> tuple[dict, bool]:
+        """Create a job; ``(job, created)``: a known idempotency key gives the stored
+        job and False. The job carries a ``warning`` when no ticker would fire it."""
+        fields = validate_new(spec, self.default_tz)
+        self._check_executor(fields["executor"])
+        self._check_urls(fields["policy"])
+        job, created = self.store.create_job(fields)
+        self._changed()
+        out = job.to_json()
+        if self.ticker is None and not self.alive_tickers():
+            out["warning"] = NO_TICKER
+        return out, created
+
+    def add(self, spec: dict) -> dict:
+        return self.create(spec)[0]
+
+    def edit(self, ref: str, changes: dict, *, may_execute: bool = True) -> dict:
+        """Apply a change (PATCH semantics); without *may_execute* (the user lacks
+        ``execute``), a change to a field that needs it is :class:`Forbidden`."""
+        job = self.store.get_job(ref)
+        fields = validate_changes(job, changes)
+        if not may_execute:
+            denied = execute_changes(job, fields)
+            if denied:
+                raise Forbidden(f"changing {', '.join(denied)} needs the execute permission "
+                                f"on cron (write lets you change when a job runs, not what, "
+                                f"where or where it sends data)", field=denied[0])
+        if fields["executor"] != job.executor:
+            self._check_executor(fields["executor"])
+        self._check_urls(fields["policy"], job.policy)
+        job = self.store.update_job(job.id, fields)
+        self._changed()
+        return job.to_json()
+
+    def remove(self, ref: str) -> dict:
+        job = self.store.delete_job(ref)
+        self._changed()
+        return job.to_json()
+
+    def pause(self, ref: str) -> dict:
+        return self._set_paused(ref, True)
+
+    def resume(self, ref: str) -> dict:
+        return self._set_paused(ref, False)
+
+    def _set_paused(self, ref: str, paused: bool) -> dict:
+        job = self.store.set_paused(ref, paused)
+        self._changed()
+        return job.to_json()
+
+    def run_now(self, ref: str) -> dict:
+        """Queue a manual run (:class:`Conflict` when the overlap policy refuses). With
+        no ticker alive to pick it up, its supervisor is started from here."""
+        run = self.store.request_run(ref)
+        self._changed()
+        if self.ticker is None and not self.alive_tickers() and self.store.dispatch(run.id):
+            spawn_supervisor(self.store.url, run.id)
+        return run.to_json()
+
+    # -- runs ---------------------------------------------------------------------------
+    def runs_page(self, ref: str | None = None, *, limit: int = 50,
+                  cursor: str | None = None, status: str | None = None) -> Page:
+        """A page of runs as models (the server renders them with a cache)."""
+        return self.store.list_runs(ref, limit=limit, cursor=cursor, status=status)
+
+    def runs(self, ref=None, *, limit=50, cursor=None, status=None) -> dict:
+        page = self.runs_page(ref, limit=limit, cursor=cursor, status=status)
+        return {"runs": [r.to_json() for r in page.items], "cursor": page.cursor}
+
+    def get_run(self, run_id: str) -> Run:
+        return self.store.get_run(run_id)
+
+    def run(self, run_id: str) -> dict:
+        return self.store.get_run(run_id).to_json()
+
+    def active_run(self, ref: str) -> dict:
+        """The job's running run. :raises NotFound: when none runs."""
+        job = self.store.get_job(ref)
+        page = self.store.list_runs(job.id, limit=10, status="running")
+        if page.items:
+            return page.items[0].to_json()
+        raise NotFound(f"job {job.name!r} has no running run", field="job")
+
+    def cancel(self, run_id: str) -> dict:
+        """Ask the run to stop: recorded at once; its supervisor, when it runs on this
+        host, is told now (elsewhere it sees the request at its next heartbeat)."""
+        run = self.store.request_cancel(run_id)
+        if (run.status in ACTIVE_STATUSES and run.pid and run.host == hostname()
+                and process_alive(run.pid, run.proc_start)):
+            os.kill(run.pid, signal.SIGTERM)
+        self._changed()
+        return run.to_json()
+
+    def log(self, run_id, offset=0, limit=None, tail=None) -> tuple[bytes, int, int]:
+        self.store.get_run(run_id)
+        size = self.store.output_size(run_id)
+        start = max(0, size - tail) if tail is not None else offset
+        return self.store.read_output(run_id, start, limit), start, size
+
+    def segments(self, run_id: str, offset: int = 0, limit: int | None = None):
+        """Output from *offset* split by stream: ``[(offset, stream, bytes)]``."""
+        return self.store.output_segments(run_id, offset, limit)
+
+    def log_size(self, run_id: str) -> int:
+        return self.store.output_size(run_id)
+
+    def stream(self, run_id: str, offset: int = 0) -> RunStream:
+        self.store.get_run(run_id)  # NotFound now, not on the reading thread
+        return _LocalStream(self, run_id, offset, self.poll)
+
+    def artifact(self, run_id: str) -> bytes:
+        self.store.get_run(run_id)
+        data = self.store.read_artifact(run_id)
+        if data is None:
+            raise NotFound(f"run {run_id} has no executed notebook", field="run")
+        return data
+
+    # -- other ------------------------------------------------------------------------
+    def stats(self) -> dict:
+        return self.store.stats()
+
+    def status(self) -> dict:
+        report = status_report(self.store, self.ticker is not None)
+        fault = self.ticker.fault if self.ticker is not None else None
+        if fault is not None:
+            report["ticker_fault"] = fault
+        return report
+
+    def gc(self, keep_runs: int = 50, keep_failures: int = 10,
+           max_age: float = 30 * 86400) -> dict:
+        """Prune finished runs by the retention limits (the tickers also do, hourly)."""
+        return self.store.gc(time.time(), keep_runs, keep_failures, max_age)
+
+    def preview(self, schedule: str | None, tz: str | None = None, count: int = 5,
+                start: str | None = None) -> dict:
+        """The next *count* fire times of a schedule, and what it means in words."""
+        if not schedule:
+            raise InvalidInput("schedule is required", field="schedule")
+        # 0 or a negative count is a mistake, not "never fires again"
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+            raise InvalidInput("count must be between 1 and 100", field="count")
+        parsed = sched.parse(schedule, tz or self.default_tz)
+        begin = (datetime.fromtimestamp(parse_iso(start, "from"), UTC)
+                 if start else None)
+        times = sched.preview(parsed, count, begin)
+        return {"schedule": parsed.text, "timezone": parsed.tz,
+                "description": sched.describe(parsed),
+                "next": [t.isoformat().replace("+00:00", "Z") for t in times]}
+
+
+#: kernels and scripts with no server call it the local client
+LocalClient = Operations

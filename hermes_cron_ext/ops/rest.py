@@ -1,0 +1,224 @@
+"""The ``/api/cron`` routes of a Jupyter server, behind the same calls as the local
+operations (:class:`~hermes_cron_ext.ops.base.CronClient`)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+from hermes_cron_ext.errors import Conflict, HermesCronError, InvalidInput, NotFound
+from hermes_cron_ext.ops.base import ConnectionFailed, CronClient, RunStream
+
+_ERRORS = {400: InvalidInput, 404: NotFound, 409: Conflict}
+
+
+def _api_base(url: str) -> str:
+    """``http://host:port/base/`` from a server URL or a URL of the API itself."""
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    for suffix in ("/api/cron", "/lab", "/tree"):
+        if path.endswith(suffix):
+            path = path[:-len(suffix)]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path + "/", "", ""))
+
+
+class _SSEStream(RunStream):
+    def __init__(self, client: RestClient, run_id: str, offset: int):
+        super().__init__()
+        self.client, self.run_id, self.offset = client, run_id, offset
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        super().close()
+        conn = self._conn
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __iter__(self) -> Iterator[dict]:
+        c = self.client
+        parts = urllib.parse.urlsplit(c.base)
+        path = f"{parts.path}api/cron/runs/{urllib.parse.quote(self.run_id)}/stream"
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443,
+                                               timeout=c.timeout + 30, context=c.ssl_context)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80,
+                                              timeout=c.timeout + 30)
+        self._conn = conn
+        try:
+            headers = {**c.headers(), "Accept": "text/event-stream"}
+            if self.offset:
+                headers["Last-Event-ID"] = str(self.offset)
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+            except OSError as exc:
+                if self.closed:
+                    return
+                raise ConnectionFailed(f"cannot reach {c.base}: {exc}") from exc
+            if resp.status != 200:
+                c.raise_for(resp.status, resp.read())
+            event: dict = {"event": "message", "data": "", "id": None}
+            while not self.closed:
+                try:
+                    raw = resp.readline()
+                except (OSError, ValueError):
+                    if self.closed:
+                        return
+                    raise ConnectionFailed(f"the stream from {c.base} broke off")
+                if not raw:
+                    return  # the server ended the stream
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line:
+                    if event["data"]:
+                        event["data"] = json.loads(event["data"])
+                        if event["id"] is not None:
+                            event["id"] = int(event["id"])
+                        yield event
+                    event = {"event": "message", "data": "", "id": None}
+                elif line.startswith(":"):
+                    continue
+                else:
+                    key, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if key == "data":
+                        event["data"] += value
+                    elif key in ("event", "id"):
+                        event[key] = value
+        finally:
+            conn.close()
+
+
+class RestClient(CronClient):
+    """The ``/api/cron`` routes of a Jupyter server, with its token."""
+
+    kind = "server"
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0,
+                 verify: bool = True):
+        self.base = _api_base(url)
+        self.token = token or None
+        self.timeout = timeout
+        self.where = f"server {self.base}"
+        self.ssl_context = None if verify else ssl._create_unverified_context()
+
+    def headers(self) -> dict:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+    @staticmethod
+    def raise_for(status: int, body: bytes):
+        try:
+            error = json.loads(body or b"{}").get("error") or {}
+        except (ValueError, AttributeError):
+            error = {}
+        message = error.get("message") or f"HTTP {status}"
+        if status in (401, 403):
+            raise HermesCronError(f"the server refused: {message}", code="forbidden")
+        cls = _ERRORS.get(status, HermesCronError)
+        raise cls(message, field=error.get("field"))
+
+    def request(self, method: str, path: str, body=None, query: dict | None = None,
+                raw: bool = False):
+        url = self.base + "api/cron/" + path
+        query = {k: v for k, v in (query or {}).items() if v is not None}
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = json.dumps(body).encode() if body is not None else (
+            b"" if method == "POST" else None)
+        req = urllib.request.Request(url, data=data, method=method, headers={
+            **self.headers(), "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout,
+                                        context=self.ssl_context) as resp:
+                payload = resp.read()
+                if raw:
+                    return payload, resp.headers
+                return json.loads(payload) if payload else None
+        except urllib.error.HTTPError as err:
+            self.raise_for(err.code, err.read())
+        except (OSError, http.client.HTTPException) as exc:
+            raise ConnectionFailed(f"cannot reach {self.base}: {exc}") from exc
+
+    @staticmethod
+    def _q(ref: str) -> str:
+        return urllib.parse.quote(ref, safe="")
+
+    def jobs(self, state=None, search=None) -> list[dict]:
+        out, cursor = [], None
+        while True:
+            page = self.request("GET", "jobs", query={"limit": 500, "cursor": cursor,
+                                                      "state": state, "q": search})
+            out += page["jobs"]
+            cursor = page["cursor"]
+            if cursor is None:
+                return out
+
+    def job(self, ref):
+        return self.request("GET", f"jobs/{self._q(ref)}")
+
+    def add(self, spec):
+        return self.request("POST", "jobs", spec)
+
+    def edit(self, ref, changes):
+        return self.request("PATCH", f"jobs/{self._q(ref)}", changes)
+
+    def remove(self, ref):
+        self.request("DELETE", f"jobs/{self._q(ref)}")
+
+    def pause(self, ref):
+        return self.request("POST", f"jobs/{self._q(ref)}/pause")
+
+    def resume(self, ref):
+        return self.request("POST", f"jobs/{self._q(ref)}/resume")
+
+    def run_now(self, ref):
+        return self.request("POST", f"jobs/{self._q(ref)}/run")
+
+    def runs(self, ref=None, *, limit=50, cursor=None, status=None):
+        path = f"jobs/{self._q(ref)}/runs" if ref else "runs"
+        return self.request("GET", path, query={"limit": limit, "cursor": cursor,
+                                                "status": status})
+
+    def run(self, run_id):
+        return self.request("GET", f"runs/{self._q(run_id)}")
+
+    def cancel(self, run_id):
+        return self.request("POST", f"runs/{self._q(run_id)}/cancel")
+
+    def log(self, run_id, offset=0, limit=None, tail=None):
+        data, headers = self.request("GET", f"runs/{self._q(run_id)}/log", raw=True, query={
+            "offset": offset if tail is None else None, "limit": limit, "tail": tail})
+        return data, int(headers.get("X-Log-Offset", offset)), int(
+            headers.get("X-Log-Size", len(data)))
+
+    def stream(self, run_id, offset=0):
+        return _SSEStream(self, run_id, offset)
+
+    def artifact(self, run_id):
+        return self.request("GET", f"runs/{self._q(run_id)}/artifact", raw=True)[0]
+
+    def stats(self):
+        return self.request("GET", "stats")
+
+    def status(self):
+        return self.request("GET", "status")
+
+    def preview(self, schedule, tz=None, count=5, start=None):
+        return self.request("GET", "preview", query={"schedule": schedule, "tz": tz,
+                                                     "count": count, "from": start})
+
+    def artifact_url(self, run_id: str) -> str:
+        """Where a browser logged in to this server downloads the executed notebook."""
+        return f"{self.base}api/cron/runs/{self._q(run_id)}/artifact"
