@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from hermes_cron_ext.domain.jobspec import POLICY_FIELDS, POLICY_OPTIONS
+from hermes_cron_ext.domain.options import OPTIONS, POLICY_FIELDS
 
 from .conftest import CLI, wait_for
 
@@ -28,7 +28,7 @@ def cli(tmp_path):
 
 
 def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
-    assert {name for name, _, _ in POLICY_OPTIONS} == POLICY_FIELDS
+    assert {o.name for o in OPTIONS if o.policy and o.flag} == POLICY_FIELDS
     values = {"timeout": "5m", "kill_grace": "3s", "retries": "2", "retry_delay": "7s",
               "retry_max_delay": "1m", "retry_on_timeout": "true", "overlap": "queue",
               "misfire": "all", "starting_deadline": "2m", "max_failures": "9",

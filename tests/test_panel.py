@@ -345,6 +345,30 @@ def test_create_job_through_form(lab, page):
     detail.locator("[data-role='schedule-words']", has_text="Every 2m").wait_for()
     assert "timeout: 1m 30s" in detail.inner_text()
 
+    # every other option the schema marks for the form gets a row built from
+    # GET /api/cron/options (a new option needs no panel change), filled in and saved
+    from hermes_cron_ext.domain.options import OPTIONS
+
+    detail.locator("[data-action='edit']").click()
+    form.wait_for()
+    more = form.locator("[data-role='more-options']")
+    more.locator("[data-field='jitter']").wait_for()
+    built = set(more.locator("[data-field]").evaluate_all(
+        "els => els.map(e => e.dataset.field)"))
+    laid_out = set(form.locator("[data-field]").evaluate_all(
+        "els => els.map(e => e.dataset.field)")) - built
+    assert built == {o.name for o in OPTIONS if o.form} - laid_out
+    assert {"retry_delay", "jitter", "keep_runs", "notify_url"} <= built
+    assert more.locator("[data-field='retry_delay']").input_value() == "10"  # the job's
+    more.locator("[data-field='jitter']").fill("5s")
+    more.locator("[data-field='keep_runs']").fill("7")
+    more.locator("[data-field='retry_on_timeout']").check()
+    form.locator("[data-role='save']").click()
+    form.wait_for(state="detached")
+    policy = lab.call("jobs/form-made")["policy"]
+    assert (policy["jitter"], policy["keep_runs"], policy["retry_on_timeout"]) == (5.0, 7, True)
+    assert policy["timeout"] == 90  # untouched fields stay as they were
+
 
 SCRIPT = textwrap.dedent("""\
     import sys, time

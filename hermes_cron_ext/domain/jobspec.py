@@ -1,5 +1,8 @@
 """Validation of job input, shared by every entry point (REST, CLI, magics).
 
+Which fields exist, and who may set them, is declared in ``options.py``; here is
+what each value must be.
+
 Input is a plain dict (JSON body, CLI options). Unknown fields, wrong types and
 schedules that cannot fire are rejected with a message naming the field; only a
 dict that passed here ever reaches the store.
@@ -7,11 +10,9 @@ dict that passed here ever reaches the store.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,17 +24,18 @@ from hermes_cron_ext.domain.models import (
     Policy,
     parse_iso,
 )
+from hermes_cron_ext.domain.options import (  # noqa: F401 - the fields are declared there
+    EXECUTE_FIELDS,
+    FIELD_PERMISSIONS,
+    JOB_FIELDS,
+    POLICY_FIELDS,
+    permission_for,
+)
 from hermes_cron_ext.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ID_RE = re.compile(r"^[jr]_[0-9a-f]{16}$")
 EXECUTOR_RE = re.compile(r"^(?:local|(?:dask|dask\+tls|tcp|tls)://[^\s/]+:\d{1,5}/?)$")
-POLICY_FIELDS = {f.name for f in fields(Policy)}
-JOB_FIELDS = {
-    "name", "kind", "schedule", "at", "timezone", "command", "code", "interpreter", "cwd",
-    "env", "secret_env", "parameters", "kernel", "description", "executor", "enabled",
-    "policy", "idempotency_key",
-}
 MAX_TEXT = 1_000_000
 #: an --at time this far in the past is a mistake, not a clock skew
 AT_GRACE = 60.0
@@ -300,124 +302,8 @@ def validate_changes(job_obj, data: dict) -> dict:
     }
 
 
-# -- command-line options (``hermes-cron add/edit`` and ``%cron add/edit``) ----------------
-
-#: Every policy, as the command-line option of the same name (``--kill-grace`` for
-#: ``kill_grace``) that the CLI and ``%cron`` both offer: ``(field, help, choices)``.
-#: One declaration, checked against the Policy fields by tests/test_jobspec.py, so a
-#: new policy cannot be missing from a front.
-POLICY_OPTIONS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
-    ("timeout", "per attempt, e.g. 300 or 5m (default: none)", None),
-    ("kill_grace", "after SIGTERM, SIGKILL this much later (default 10s)", None),
-    ("retries", "retries after a failure (default 0)", None),
-    ("retry_delay", "first retry delay, doubled each time (default 10s)", None),
-    ("retry_max_delay", "cap on the retry delay (default 10m)", None),
-    ("retry_on_timeout", "retry a timed-out run too: true or false (default false)",
-     ("true", "false")),
-    ("overlap", "a slot due while the job runs (default forbid)", OVERLAP_POLICIES),
-    ("misfire", "missed slots after downtime (default latest)", MISFIRE_POLICIES),
-    ("starting_deadline", "skip a run that would start later than this", None),
-    ("max_failures", "block the job after N failures in a row (default 5, 0: never)", None),
-    ("jitter", "random delay up to this long (default 0)", None),
-    ("notify_url", "webhook for failures and recoveries", None),
-    ("ping_url", "healthchecks-style ping URL", None),
-    ("keep_runs", "runs kept per job (default 50)", None),
-    ("keep_failures", "failed runs kept besides (default 10)", None),
-)
-
-
-def add_policy_options(parser) -> None:
-    """The policy options on an argparse parser (the CLI's and the magics')."""
-    for name, help_text, choices in POLICY_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, choices=choices,
-                            help=help_text)
-
-
-#: options that map to the job field of the same name as they are
-OPTION_FIELDS = ("cwd", "interpreter", "kernel", "description", "executor",
-                 *(name for name, _, _ in POLICY_OPTIONS))
-
-
-def name_values(items: list[str] | None, option: str, field: str) -> dict[str, str]:
-    """``NAME=VALUE`` options (``--env``, ``--param``) as a dict."""
-    out = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise InvalidInput(f"{option} takes NAME=VALUE, got {item!r}", field=field)
-        out[name] = value
-    return out
-
-
-def parameter_values(items: list[str] | None) -> dict:
-    """``-p NAME=VALUE`` notebook parameters; VALUE is read as JSON when it can be."""
-    out: dict = {}
-    for key, value in name_values(items, "--param", "parameters").items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
-def fields_from_options(args) -> dict:
-    """The job fields for the command-line options given (argparse namespace); what
-    runs (command, code, parameters) is each front end's own."""
-    data: dict = {}
-    for key in ("schedule", "at"):
-        if getattr(args, key, None):
-            data[key] = getattr(args, key)
-    if getattr(args, "tz", None):
-        data["timezone"] = args.tz
-    if getattr(args, "kind", None):
-        data["kind"] = args.kind
-    for key in OPTION_FIELDS:
-        if getattr(args, key, None) is not None:
-            data[key] = getattr(args, key)
-    if "retry_on_timeout" in data:
-        data["retry_on_timeout"] = data["retry_on_timeout"] == "true"
-    for key in ("env", "secret_env"):
-        if getattr(args, key, None):
-            data[key] = name_values(getattr(args, key), "--" + key.replace("_", "-"), key)
-    if getattr(args, "param", None):
-        data["parameters"] = parameter_values(args.param)
-    return data
-
-
 def parse_at(text: str) -> float:
     return parse_iso(text, "at")
-
-
-#: The permission on Jupyter's ``cron`` resource that setting each job field needs: the
-#: one declaration of it. ``write`` lets a user decide *when* and *how often* a job runs
-#: and what is kept; ``execute`` is needed to decide *what* runs, *where*, *with what*
-#: (code, interpreter, working directory, environment, notebook and its parameters, the
-#: executor) and *where data is sent* (webhook and ping URLs). Creating a job always needs
-#: ``execute``; a change needs it when it changes a field marked so. A field missing here
-#: needs ``execute`` (fail closed); tests check every job and policy field is listed.
-FIELD_PERMISSIONS: dict[str, str] = {
-    # what runs, where, with what
-    "kind": "execute", "command": "execute", "code": "execute", "interpreter": "execute",
-    "cwd": "execute", "env": "execute", "secret_env": "execute", "kernel": "execute",
-    "parameters": "execute", "executor": "execute",
-    # where data goes
-    "notify_url": "execute", "ping_url": "execute",
-    # when, how often, what is kept
-    "name": "write", "schedule": "write", "at": "write", "timezone": "write",
-    "description": "write", "enabled": "write", "idempotency_key": "write",
-    "policy": "write",  # its fields are listed one by one below
-    "misfire": "write", "starting_deadline": "write", "overlap": "write",
-    "retries": "write", "retry_delay": "write", "retry_max_delay": "write",
-    "retry_on_timeout": "write", "timeout": "write", "kill_grace": "write",
-    "max_failures": "write", "jitter": "write", "keep_runs": "write",
-    "keep_failures": "write",
-}
-#: the fields whose change needs ``execute``
-EXECUTE_FIELDS = frozenset(k for k, v in FIELD_PERMISSIONS.items() if v == "execute")
-
-
-def permission_for(field: str) -> str:
-    return FIELD_PERMISSIONS.get(field, "execute")
 
 
 def execute_changes(job, fields: dict) -> list[str]:

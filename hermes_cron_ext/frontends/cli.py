@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
-from hermes_cron_ext.domain.jobspec import add_policy_options, fields_from_options
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
+from hermes_cron_ext.domain.options import add_options, fields_from_options
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import HermesCronError, InvalidInput
 from hermes_cron_ext.ops import Operations, host
@@ -114,8 +114,6 @@ def cmd_add(args, ops: Operations) -> int:
     data.setdefault("cwd", os.getcwd())
     if args.disabled:
         data["enabled"] = False
-    if args.idempotency_key:
-        data["idempotency_key"] = args.idempotency_key
     if not args.command and args.code is None:
         raise InvalidInput("give the command after '--', e.g. hermes-cron add NAME "
                            "'*/5 * * * *' -- python etl.py", field="command")
@@ -556,21 +554,7 @@ def cmd_migrate(args, ops: Operations) -> int:
 # -- parser -----------------------------------------------------------------------
 
 def _job_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tz", help="IANA time zone (default: this machine's)")
-    p.add_argument("--kind", choices=["command", "python", "notebook"])
-    p.add_argument("--code", help="inline python code ('-' reads stdin)")
-    p.add_argument("--cwd", help="working directory (default: the current one)")
-    p.add_argument("--interpreter", help="python interpreter for python jobs")
-    p.add_argument("--kernel", help="kernel name for notebook jobs")
-    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                   help="notebook parameter (VALUE is read as JSON when it can be)")
-    p.add_argument("--description")
-    p.add_argument("--executor", help="where runs execute: 'local' or dask://HOST:PORT "
-                                      "(default: the ticker's)")
-    p.add_argument("--env", action="append", metavar="NAME=VALUE")
-    p.add_argument("--secret-env", action="append", metavar="NAME=VALUE",
-                   help="write-only variable, never shown")
-    add_policy_options(p)  # every policy, from its one declaration (jobspec)
+    add_options(p)  # every job option with a flag, from its one declaration (options.py)
     p.add_argument("--json", action="store_true")
 
 
@@ -584,9 +568,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("add", help="add a job: add NAME SCHEDULE [options] -- COMMAND...")
     p.add_argument("name")
     p.add_argument("schedule", nargs="?", help="cron expression, @daily, '@every 30s' ...")
-    p.add_argument("--at", help="one-shot ISO 8601 time instead of a schedule")
     p.add_argument("--disabled", action="store_true")
-    p.add_argument("--idempotency-key")
     _job_options(p)
     p.set_defaults(func=cmd_add)
 
@@ -596,7 +578,6 @@ def build_parser() -> Parser:
     p.add_argument("new_schedule", nargs="?", metavar="SCHEDULE",
                    help="the new schedule (or --schedule)")
     p.add_argument("--schedule")
-    p.add_argument("--at")
     p.add_argument("--rename")
     p.add_argument("--enable", action="store_true")
     p.add_argument("--disable", action="store_true")

@@ -37,8 +37,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 from hermes_cron_ext import ops as cron_client
-from hermes_cron_ext.domain.jobspec import add_policy_options, fields_from_options, parameter_values
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, parse_iso
+from hermes_cron_ext.domain.options import add_options, fields_from_options
 from hermes_cron_ext.errors import HermesCronError, NotFound
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
@@ -84,21 +84,9 @@ def _split(text: str) -> list[str]:
 
 
 def _job_options(p: argparse.ArgumentParser, kind: bool = True) -> None:
-    p.add_argument("--tz", help="IANA time zone (default: this machine's)")
-    if kind:
-        p.add_argument("--kind", choices=["command", "python", "notebook"],
-                       help="what COMMAND is: a shell line (default), a python script, "
-                            "a notebook path")
-    p.add_argument("--cwd", help="working directory (default: the notebook's)")
-    p.add_argument("--interpreter", help="python interpreter for python jobs")
-    p.add_argument("--kernel", help="kernel for notebook jobs")
-    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                   help="notebook parameter (VALUE is read as JSON when it can be)")
-    p.add_argument("--env", action="append", metavar="NAME=VALUE")
-    p.add_argument("--secret-env", action="append", metavar="NAME=VALUE")
-    p.add_argument("--description")
-    p.add_argument("--executor", help="where runs execute: 'local' or dask://HOST:PORT")
-    add_policy_options(p)  # every policy, from its one declaration (jobspec)
+    """Every job option with a flag, from its one declaration (options.py); a ``%%cron``
+    cell is the code, so it takes no --kind or --code."""
+    add_options(p, exclude=() if kind else ("kind", "code"))
 
 
 def _parsers() -> dict[str, _Parser]:
@@ -108,7 +96,6 @@ def _parsers() -> dict[str, _Parser]:
                              "COMMAND")
     p.add_argument("name")
     p.add_argument("schedule", nargs="?")
-    p.add_argument("--at", help="one-shot ISO 8601 time instead of a schedule")
     p.add_argument("--disabled", action="store_true")
     p.add_argument("--replace", action="store_true", help="change the job if it exists")
     _job_options(p)
@@ -116,7 +103,6 @@ def _parsers() -> dict[str, _Parser]:
     p = out["cell"] = _Parser(prog="%%cron", usage='%%cron NAME "SCHEDULE" [options] [--run]')
     p.add_argument("name")
     p.add_argument("schedule", nargs="?")
-    p.add_argument("--at")
     p.add_argument("--disabled", action="store_true")
     p.add_argument("--run", action="store_true", help="also run it now")
     _job_options(p, kind=False)
@@ -124,7 +110,6 @@ def _parsers() -> dict[str, _Parser]:
     p = out["edit"] = _Parser(prog="%cron edit", usage="%cron edit NAME [options] [-- COMMAND]")
     p.add_argument("name")
     p.add_argument("--schedule")
-    p.add_argument("--at")
     p.add_argument("--rename")
     p.add_argument("--enable", action="store_true")
     p.add_argument("--disable", action="store_true")
@@ -165,10 +150,7 @@ def _parsers() -> dict[str, _Parser]:
 
 def job_fields(args) -> dict:
     """The REST/``jobspec`` fields for the options given."""
-    data = fields_from_options(args)
-    if args.param:
-        data["parameters"] = parameter_values(args.param)
-    return data
+    return fields_from_options(args)
 
 
 def _command(kind: str | None, command: str) -> str | list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 
 from jupyter_server.auth.decorator import authorized
@@ -29,6 +28,7 @@ from hermes_cron_ext.errors import (
     InvalidInput,
     NotFound,
 )
+from hermes_cron_ext.server import openapi
 from hermes_cron_ext.server.service import CronService
 from hermes_cron_ext.server.streams import gap_frame, sse_frame
 
@@ -268,14 +268,24 @@ class PreviewHandler(CronAPIHandler):
 
 
 class OpenAPIHandler(CronAPIHandler):
+    """The OpenAPI document; its job bodies come from the options schema."""
+
     @web.authenticated
     @authorized
     async def get(self):
-        path = os.path.join(os.path.dirname(__file__), "openapi.json")
-        data = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: open(path, "rb").read())
+        data = await asyncio.get_running_loop().run_in_executor(None, openapi.document)
         self.set_header("Content-Type", "application/json")
         self.finish(data)
+
+
+class OptionsHandler(CronAPIHandler):
+    """The job options schema (``domain/options.py``): what the panel's form shows."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(openapi.options_json())
 
 
 # -- Server-Sent Events ---------------------------------------------------------------
@@ -466,5 +476,6 @@ def routes() -> list[tuple]:
         (rf"{base}/stats", StatsHandler),
         (rf"{base}/preview", PreviewHandler),
         (rf"{base}/openapi.json", OpenAPIHandler),
+        (rf"{base}/options", OptionsHandler),
         (rf"{base}/(?P<rest>.*)", UnknownRouteHandler),
     ]

@@ -284,4 +284,22 @@ export class CronAPI {
   preview(schedule: string, tz?: string | null, count = 5): Promise<IPreview> {
     return this.request('GET', 'preview', { query: { schedule, tz, count } });
   }
+
+  /** The job options schema (`hermes_cron_ext/domain/options.py`). */
+  async options(): Promise<IOption[]> {
+    const answer = await this.request<{ options: IOption[] }>('GET', 'options');
+    return answer.options;
+  }
+}
+
+/** One job option, as the server declares it (`GET /api/cron/options`). */
+export interface IOption {
+  name: string;
+  schema: { type?: string | string[]; enum?: string[] };
+  help: string;
+  permission: 'write' | 'execute';
+  default: unknown;
+  policy: boolean;
+  flag: string | null;
+  form: boolean;
 }

@@ -6,7 +6,7 @@
 import { PageConfig } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
-import { CronAPI, CronError, IJob } from './api';
+import { CronAPI, CronError, IJob, IOption } from './api';
 import { describeSchedule, formatTime } from './format';
 
 export interface IFormPreset {
@@ -84,6 +84,8 @@ export class JobForm extends Widget {
   private _fields: { [name: string]: HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement } =
     {};
   private _rows: { [name: string]: HTMLElement } = {};
+  /** Options the form does not lay out itself, built from the server's schema. */
+  private _more: IOption[] = [];
   private _errors: { [name: string]: HTMLElement } = {};
   private _formError: HTMLDivElement;
   private _preview: HTMLDivElement;
@@ -262,7 +264,8 @@ export class JobForm extends Widget {
         this._row('misfire', 'Missed runs', misfire),
         this._row('retries', 'Retries', retries),
         this._row('timeout', 'Timeout', timeout),
-        this._row('max_failures', 'Pause after failures', maxFailures)
+        this._row('max_failures', 'Pause after failures', maxFailures),
+        this._moreBox
       ),
       this._row('enabled', 'Enabled', el('label', { class: 'jp-HermesCron-check' }, enabled, ' fire on schedule'))
     );
@@ -281,6 +284,70 @@ export class JobForm extends Widget {
     tz.addEventListener('change', () => this._schedulePreview(0));
     this._updateKind();
     this._schedulePreview(0);
+    void this._moreOptions();
+  }
+
+  private _moreBox = el('div', { class: 'jp-HermesCron-more', 'data-role': 'more-options' });
+
+  /** A row for every option the schema marks `form` that this form does not lay out:
+   * a new option appears here with no change to the panel. */
+  private async _moreOptions(): Promise<void> {
+    let all: IOption[];
+    try {
+      all = await this.options.api.options();
+    } catch {
+      return; // an older server: the laid-out fields are all there is
+    }
+    if (this.isDisposed) {
+      return;
+    }
+    const current = (name: string, policy: boolean): unknown => {
+      const job = this._job as unknown as { [key: string]: unknown } | null;
+      if (!job) {
+        return undefined;
+      }
+      return policy ? (job.policy as { [key: string]: unknown })[name] : job[name];
+    };
+    for (const option of all) {
+      if (!option.form || option.name in this._fields || option.name in this._rows) {
+        continue;
+      }
+      this._more.push(option);
+      const value = current(option.name, option.policy);
+      const label = option.name.replace(/_/g, ' ').replace(/^./, c => c.toUpperCase());
+      let control: HTMLInputElement | HTMLSelectElement;
+      if (option.schema.type === 'boolean') {
+        control = el('input', { type: 'checkbox', 'data-field': option.name, name: option.name });
+        (control as HTMLInputElement).checked = (value ?? option.default) === true;
+        this._fields[option.name] = control;
+      } else if (option.schema.enum) {
+        control = this._select(option.name, option.schema.enum.map(v => [v, v]));
+        control.value = String(value ?? option.default ?? '');
+      } else {
+        const shown = value === null || value === undefined ? '' : String(value);
+        const hint = option.default === null || option.default === undefined ? 'none' : String(option.default);
+        control = this._input(option.name, 'text', shown, hint);
+      }
+      control.title = option.help;
+      this._moreBox.append(this._row(option.name, label, control));
+    }
+  }
+
+  /** The value of a schema-built field for the body, or undefined to leave it out. */
+  private _moreValue(option: IOption): unknown {
+    const field = this._fields[option.name];
+    if (option.schema.type === 'boolean') {
+      return (field as HTMLInputElement).checked;
+    }
+    const text = field.value.trim();
+    const types = ([] as string[]).concat(option.schema.type ?? []);
+    if (text === '') {
+      return this._job && types.includes('null') ? null : undefined;
+    }
+    if ((types.includes('number') || types.includes('integer')) && Number.isFinite(Number(text))) {
+      return Number(text);
+    }
+    return text; // durations such as "10m" are read by the server
   }
 
   get job(): IJob | null {
@@ -516,6 +583,12 @@ export class JobForm extends Widget {
     }
     const timeout = value('timeout');
     policy.timeout = timeout === '' ? null : Number.isFinite(Number(timeout)) ? Number(timeout) : timeout;
+    for (const option of this._more) {
+      const v = this._moreValue(option);
+      if (v !== undefined) {
+        (option.policy ? policy : out)[option.name] = v;
+      }
+    }
     out.policy = policy;
     if (!this._job) {
       // not for PATCH: unknown to the server there, and nulls mean "unset" only on create

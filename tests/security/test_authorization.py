@@ -44,7 +44,7 @@ EVERY_ROUTE = [
     ("POST", "jobs/a/resume"), ("GET", "jobs/a/runs"), ("GET", "jobs/a/stream"), ("GET", "runs"),
     ("GET", "runs/r1"), ("POST", "runs/r1/cancel"), ("GET", "runs/r1/log"),
     ("GET", "runs/r1/stream"), ("GET", "events"), ("GET", "stats"), ("GET", "preview"),
-    ("GET", "openapi.json"),
+    ("GET", "openapi.json"), ("GET", "options"), ("GET", "runs/r1/artifact"),
 ]
 
 
@@ -95,7 +95,7 @@ async def test_read_write_execute_split(cron, jp_fetch):  # noqa: F811
     assert json.dumps(await api(jp_fetch, "events", expect=403))
 
 
-#: a new value for each field whose change needs execute (service.FIELD_PERMISSIONS)
+#: a new value for each field whose change needs execute (options.FIELD_PERMISSIONS)
 EXECUTE_CHANGES = {
     "kind": {"kind": "python"}, "command": {"command": "echo changed"},
     "code": {"code": "print(1)"}, "interpreter": {"interpreter": "/bin/sh"},
@@ -108,7 +108,7 @@ EXECUTE_CHANGES = {
 
 
 def test_every_job_field_has_its_permission_declared():
-    from hermes_cron_ext.domain.jobspec import (
+    from hermes_cron_ext.domain.options import (
         EXECUTE_FIELDS,
         FIELD_PERMISSIONS,
         JOB_FIELDS,
@@ -165,7 +165,8 @@ ROUTE_PERMISSION = {
     ("GET", "jobs/a/stream"): "read", ("GET", "runs"): "read", ("GET", "runs/r1"): "read",
     ("POST", "runs/r1/cancel"): "write", ("GET", "runs/r1/log"): "read",
     ("GET", "runs/r1/stream"): "read", ("GET", "events"): "read", ("GET", "stats"): "read",
-    ("GET", "preview"): "read", ("GET", "openapi.json"): "read",
+    ("GET", "preview"): "read", ("GET", "openapi.json"): "read", ("GET", "options"): "read",
+    ("GET", "runs/r1/artifact"): "read",
 }
 
 

@@ -1,0 +1,129 @@
+"""One options schema, every front: the CLI, the magics, the REST validation, the
+OpenAPI document and the panel's form each take exactly the options it declares."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import re
+
+import pytest
+
+from hermes_cron_ext.domain import options
+from hermes_cron_ext.domain.jobspec import validate_new
+from hermes_cron_ext.domain.models import Policy
+from hermes_cron_ext.errors import InvalidInput
+from hermes_cron_ext.frontends.cli import build_parser
+from hermes_cron_ext.frontends.magics import _parsers
+from hermes_cron_ext.server import openapi
+
+NAMES = {o.name for o in options.OPTIONS}
+FLAGGED = {o.name for o in options.OPTIONS if o.flag}
+#: how the command-line fronts take the options without a flag
+SPELLED = {"name": "name", "schedule": "schedule", "enabled": "disabled", "command": None}
+
+
+def dests(parser: argparse.ArgumentParser) -> set[str]:
+    return {a.dest for a in parser._actions}
+
+
+def test_every_option_is_a_flag_or_says_how_it_is_spelled():
+    for o in options.OPTIONS:
+        assert o.flag or o.spelled, o.name
+        assert o.permission in ("write", "execute"), o.name
+        assert o.help, o.name
+    assert NAMES - FLAGGED == set(SPELLED)
+
+
+def test_the_policies_are_the_policy_model():
+    assert options.POLICY_FIELDS == {f.name for f in dataclasses.fields(Policy)}
+    defaults = Policy()
+    for o in options.OPTIONS:
+        if o.policy:
+            assert getattr(defaults, o.name) == o.default, o.name
+
+
+def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["add", "edit"])
+def test_the_cli_takes_every_option(command):
+    got = dests(subparser(build_parser(), command))
+    assert FLAGGED <= got
+    assert {"name", "schedule" if command == "add" else "new_schedule"} <= got
+
+
+@pytest.mark.parametrize("command", ["add", "edit", "cell"])
+def test_the_magics_take_every_option(command):
+    got = dests(_parsers()[command])
+    # a %%cron cell is the code itself: it has no --kind or --code
+    expected = FLAGGED - ({"kind", "code"} if command == "cell" else set())
+    assert expected <= got
+    assert not ({"kind", "code"} & got) if command == "cell" else True
+
+
+def test_cli_and_magics_spell_each_option_the_same():
+    cli = {a.dest: a.option_strings for a in subparser(build_parser(), "add")._actions}
+    magics = {a.dest: a.option_strings for a in _parsers()["add"]._actions}
+    for name in FLAGGED:
+        assert cli[name] == magics[name], name
+
+
+def test_a_flag_reads_back_as_the_field():
+    parser = argparse.ArgumentParser()
+    options.add_options(parser)
+    args = parser.parse_args(["--tz", "UTC", "--retries", "2", "--retry-on-timeout", "true",
+                              "--env", "A=1", "-p", "n=3", "--secret-env", "S=x",
+                              "--idempotency-key", "k1"])
+    assert options.fields_from_options(args) == {
+        "timezone": "UTC", "retries": "2", "retry_on_timeout": True, "env": {"A": "1"},
+        "parameters": {"n": 3}, "secret_env": {"S": "x"}, "idempotency_key": "k1"}
+
+
+def test_rest_accepts_exactly_the_options():
+    assert options.JOB_FIELDS | options.POLICY_FIELDS == NAMES | {"policy"}
+    base = {"name": "j", "schedule": "@daily", "command": "true"}
+    validate_new(base)
+    with pytest.raises(InvalidInput) as err:
+        validate_new({**base, "not_an_option": 1})
+    assert err.value.field == "not_an_option"
+
+
+def test_the_openapi_document_is_generated_from_the_options():
+    doc = json.loads(openapi.document())
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["JobInput"]["properties"]) == NAMES | {"policy"}
+    assert set(schemas["JobChange"]["properties"]) == NAMES - {"idempotency_key"} | {"policy"}
+    assert set(schemas["JobInput"]["properties"]["policy"]["properties"]) == \
+        options.POLICY_FIELDS
+    for o in options.OPTIONS:
+        assert schemas["JobInput"]["properties"][o.name] == o.schema
+
+
+def test_every_field_permission_comes_from_the_options():
+    assert {k for k, v in options.FIELD_PERMISSIONS.items() if v == "execute"} == {
+        o.name for o in options.OPTIONS if o.permission == "execute"}
+    assert options.permission_for("no-such-field") == "execute"  # fail closed
+
+
+FORM = pathlib.Path(__file__).resolve().parents[2] / "labextension" / "src" / "form.ts"
+
+
+def test_the_panel_form_shows_every_form_option():
+    """The form lays out some options itself and builds a row for every other option the
+    schema marks ``form`` from ``GET /api/cron/options``; it must not invent fields."""
+    source = FORM.read_text()
+    laid_out = set(re.findall(r"this\._row\('([a-z_]+)'", source))
+    form = {o.name for o in options.OPTIONS if o.form}
+    assert laid_out <= form, laid_out - form
+    assert "api.options()" in source  # the rest come from the schema
+
+
+def test_options_json_lists_the_schema():
+    listed = json.loads(options_json := openapi.options_json())["options"]
+    assert [o["name"] for o in listed] == [o.name for o in options.OPTIONS]
+    assert options_json.startswith(b"{")
