@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from .conftest import _kill_supervisors
-from .notebook_support import HEARTBEAT, start_server, stop_server
+from tests.conftest import _kill_supervisors
+from tests.notebook_support import HEARTBEAT, start_server, stop_server
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 
-from .conftest import _kill_supervisors, wait_for
+from tests.conftest import _kill_supervisors, wait_for
 
 HEARTBEAT = "0.3"
 

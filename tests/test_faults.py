@@ -13,8 +13,7 @@ import time
 import pytest
 
 from hermes_cron_ext.store import SQLiteStore
-
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -83,7 +82,7 @@ def test_a_read_only_store_folder_is_told_and_loses_nothing(small_disk, tmp_path
     """A store whose file system turned read-only (a failing disk, a wrong mount): the
     CLI says so in one line, the server's API answers 503 with the reason, nothing is
     changed, and once the folder is writable again every job is there."""
-    from .test_app import Server
+    from tests.server.test_app import Server
 
     db = small_disk / "store" / "cron.db"
     env = {**os.environ, "HERMES_CRON_DB": str(db)}

@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import processes_with, wait_for
+from tests.conftest import processes_with, wait_for
 
 pytestmark = [pytest.mark.frontdoor, pytest.mark.timeout(1800)]
 

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 pytest.importorskip("jupyterhub")
 pytestmark = pytest.mark.timeout(300)

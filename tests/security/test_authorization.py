@@ -8,7 +8,7 @@ import pytest
 from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from ..test_handlers import api, cron, cron_db, server_ticker  # noqa: F401 (fixtures)
+from tests.server.test_handlers import api, cron, cron_db, server_ticker  # noqa: F401 (fixtures)
 
 ALLOWED: set[str] = {"read", "write", "execute"}
 

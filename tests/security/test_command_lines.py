@@ -12,7 +12,7 @@ import uuid
 
 import nbformat
 
-from ..conftest import CLI, processes_with, wait_for
+from tests.conftest import CLI, processes_with, wait_for
 
 
 def test_no_process_shows_the_store_or_a_parameter_on_its_command_line(tmp_path):

@@ -1,5 +1,5 @@
 """Deep, overflowing and malformed input: a clear 4xx every time, never a 500, and
-nothing stored changes (schemathesis, tests/test_api_fuzz.py, stays inside the
+nothing stored changes (schemathesis, tests/server/test_api_fuzz.py, stays inside the
 schema; these go outside it on purpose)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ..test_handlers import (  # noqa: F401 (fixtures)
+from tests.server.test_handlers import (  # noqa: F401 (fixtures)
     api,
     cron,
     cron_db,

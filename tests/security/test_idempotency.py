@@ -1,5 +1,5 @@
 """Idempotency keys are each user's own: a replay answers only its sender, a different
-body under the same key is a 409 (tests/test_handlers.py covers the token case)."""
+body under the same key is a 409 (tests/server/test_handlers.py covers the token case)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
 
-from ..test_handlers import cron, cron_db, server_ticker  # noqa: F401 (fixtures)
+from tests.server.test_handlers import cron, cron_db, server_ticker  # noqa: F401 (fixtures)
 
 
 class HeaderIdentity(IdentityProvider):

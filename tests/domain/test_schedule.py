@@ -601,7 +601,7 @@ def _readme_schedule_examples() -> list[str]:
     """Every schedule written in the README's Schedules table (and its prose)."""
     import pathlib
 
-    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = text[text.index("## Schedules"):text.index("Policies per job")]
     found = []
     for code in re.findall(r"`([^`]+)`", section):

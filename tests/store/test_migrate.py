@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from hermes_cron_ext.store import SQLiteStore, open_store
-
-from .conftest import make_job
+from tests.conftest import make_job
 
 pytestmark = pytest.mark.postgres
 pytest.importorskip("psycopg")

@@ -14,9 +14,8 @@ from hermes_cron_ext.domain.models import process_alive
 from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.ops import RestClient
 from hermes_cron_ext.runtime.notebook import INJECTED_TAG, inject_parameters, parameters_source
-
-from .conftest import make_job, processes_with, wait_for
-from .notebook_support import settle, supervise
+from tests.conftest import make_job, processes_with, wait_for
+from tests.notebook_support import settle, supervise
 
 pytest_plugins = ("tests.notebook_fixtures",)
 

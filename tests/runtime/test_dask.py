@@ -16,8 +16,7 @@ import pytest
 
 from hermes_cron_ext.domain.models import process_alive
 from hermes_cron_ext.store import open_store
-
-from .test_handlers import SSE, api
+from tests.server.test_handlers import SSE, api
 
 pytestmark = [pytest.mark.dask, pytest.mark.postgres]
 pytest.importorskip("distributed")

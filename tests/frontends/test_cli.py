@@ -12,8 +12,7 @@ import time
 import pytest
 
 from hermes_cron_ext.store import SQLiteStore
-
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 
 def test_add_list_show_json_contract(cli):
@@ -223,8 +222,7 @@ def test_status_never_shows_the_store_password(pg_url, tmp_path):
     import psycopg
 
     from hermes_cron_ext.store.embedded import as_url
-
-    from .conftest import CLI
+    from tests.conftest import CLI
 
     info = psycopg.conninfo.conninfo_to_dict(pg_url)
     info["password"] = secret = info.get("password") or "s3cret-Pw"  # trust auth ignores it

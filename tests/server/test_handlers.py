@@ -14,8 +14,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from hermes_cron_ext.server.handlers import routes
-
-from .conftest import _kill_supervisors
+from tests.conftest import _kill_supervisors
 
 HERE = os.path.dirname(__file__)
 
@@ -522,8 +521,7 @@ async def test_a_stored_private_url_is_refused_at_delivery(cron, jp_fetch):
     """A job whose webhook points inside (stored before, or its name now resolves
     there) gets no delivery; the operator's own webhook on the same host still does."""
     from hermes_cron_ext.domain.jobspec import validate_new
-
-    from .test_policies import Receiver
+    from tests.runtime.test_policies import Receiver
 
     receiver = Receiver()
     try:
@@ -554,8 +552,7 @@ def test_delivery_checks_the_address_it_connects_to():
     import urllib.request
 
     from hermes_cron_ext.runtime.notify import Notifier, PrivateAddress
-
-    from .test_policies import Receiver
+    from tests.runtime.test_policies import Receiver
 
     receiver = Receiver()
     try:

@@ -16,10 +16,9 @@ import time
 import pytest
 
 from hermes_cron_ext.domain.options import OPTIONS, POLICY_FIELDS
+from tests.conftest import CLI, wait_for
 
-from .conftest import CLI, wait_for
-
-README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+README = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import _kill_supervisors, wait_for
+from tests.conftest import _kill_supervisors, wait_for
 
 CHROMIUM = os.environ.get("HERMES_CRON_CHROMIUM", "/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 TOKEN = "panel-test-token"
 

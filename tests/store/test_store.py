@@ -12,8 +12,7 @@ import pytest
 from hermes_cron_ext.domain.jobspec import validate_changes, validate_new
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.store.sql import SCHEMA_VERSION
-
-from .conftest import BACKENDS, make_job
+from tests.conftest import BACKENDS, make_job
 
 pytestmark = pytest.mark.parametrize("store_backend", BACKENDS, indirect=True)
 

@@ -10,8 +10,7 @@ import time
 
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.store import output
-
-from .conftest import make_job, wait_for
+from tests.conftest import make_job, wait_for
 
 ENV = {**os.environ, "HERMES_CRON_HEARTBEAT": "0.3"}
 

@@ -8,8 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from hermes_cron_ext.runtime.notify import Notifier
-
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 
 class _Receiver:

@@ -19,8 +19,7 @@ import pytest
 from hermes_cron_ext.errors import StoreError
 from hermes_cron_ext.runtime.executor import Executor
 from hermes_cron_ext.store import AsyncStore, open_store, output
-
-from .conftest import FakeClock, make_job, wait_for
+from tests.conftest import FakeClock, make_job, wait_for
 
 pytestmark = pytest.mark.postgres
 pytest.importorskip("psycopg")

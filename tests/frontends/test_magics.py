@@ -12,8 +12,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from hermes_cron_ext import ops as cron_client
 from hermes_cron_ext.store import SQLiteStore
-
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 pytest_plugins = ("tests.notebook_fixtures",)
 

@@ -14,8 +14,7 @@ import urllib.request
 import pytest
 
 from hermes_cron_ext.store import SQLiteStore
-
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 
 def _free_port() -> int:

@@ -197,7 +197,7 @@ def test_expressions_from_peer_suites_agree_with_cronsim(expr):
             t = got
 
 
-PEERS = json.loads((pathlib.Path(__file__).parent / "data" /
+PEERS = json.loads((pathlib.Path(__file__).resolve().parents[1] / "data" /
                     "peer_cron_expressions.json").read_text())
 #: cronsim accepts it, but no day ever matches (day 1 AND the 4th Monday): we refuse it
 #: when it is saved ("never fires") instead of storing a job that can never run

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 from hermes_cron_ext.server.service import RunsJSON, _page_json
-
-from .conftest import make_job
+from tests.conftest import make_job
 
 
 def test_history_pages_from_kept_json_equal_fresh_ones(store, clock):

@@ -19,9 +19,8 @@ from hermes_cron_ext.frontends.widgets import (
 )
 from hermes_cron_ext.ops import LocalClient
 from hermes_cron_ext.store import SQLiteStore
-
-from .conftest import FakeClock, make_job, wait_for
-from .notebook_support import settle, supervise
+from tests.conftest import FakeClock, make_job, wait_for
+from tests.notebook_support import settle, supervise
 
 pytest_plugins = ("tests.notebook_fixtures",)
 

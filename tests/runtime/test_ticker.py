@@ -11,8 +11,7 @@ import pytest
 
 from hermes_cron_ext.runtime.ticker import NEVER_STARTED, ORPHANED, Ticker
 from hermes_cron_ext.store import AsyncStore
-
-from .conftest import make_job
+from tests.conftest import make_job
 
 
 @pytest.fixture
@@ -106,7 +105,7 @@ async def test_misfire_all_runs_every_missed_slot_once_in_order(open_test_store,
     exactly once, and one after another unless the job allows overlap."""
     import time
 
-    from .conftest import FakeClock
+    from tests.conftest import FakeClock
 
     down = FakeClock(time.time() - 4 * 60 - 30)  # the job was made 4.5 min ago
     make_job(open_test_store(clock=down), "catch", "* * * * *", command="sleep 0.6",

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import _kill_supervisors
-from .notebook_support import HEARTBEAT
+from tests.conftest import _kill_supervisors
+from tests.notebook_support import HEARTBEAT
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 REPRS = ("VBox(", "HBox(", "HTML(value", "JobCard(", "RunHistory(", "Dashboard(",

@@ -16,12 +16,11 @@ import pytest
 from nbclient import NotebookClient
 
 from hermes_cron_ext.ops import CronClient, LocalClient, RestClient
-
-from .notebook_support import HEARTBEAT
+from tests.notebook_support import HEARTBEAT
 
 pytest_plugins = ("tests.notebook_fixtures",)
 
-NOTEBOOKS = os.path.join(os.path.dirname(__file__), "..", "notebooks")
+NOTEBOOKS = os.path.join(os.path.dirname(__file__), "..", "..", "notebooks")
 
 
 @pytest.fixture(params=["local", "server"])

@@ -14,8 +14,7 @@ import time
 import pytest
 
 from hermes_cron_ext.store import SQLiteStore
-
-from .conftest import make_job, wait_for
+from tests.conftest import make_job, wait_for
 
 ENV = {**os.environ, "HERMES_CRON_HEARTBEAT": "0.5"}
 

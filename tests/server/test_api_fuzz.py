@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from .conftest import wait_for
-from .test_app import _free_port
+from tests.conftest import wait_for
+from tests.server.test_app import _free_port
 
 schemathesis = pytest.importorskip("schemathesis")
 

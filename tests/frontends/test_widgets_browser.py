@@ -22,11 +22,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from .conftest import _kill_supervisors, wait_for
-from .notebook_support import _free_port
+from tests.conftest import _kill_supervisors, wait_for
+from tests.notebook_support import _free_port
 
 CHROMIUM = os.environ.get("HERMES_CRON_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TOKEN = "widget-test-token"
 
 if not os.path.exists(CHROMIUM):
