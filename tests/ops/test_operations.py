@@ -1,0 +1,79 @@
+"""The operations, run once through each implementation: ``Operations`` on the store
+and ``RestClient`` through a real Jupyter server. Same calls, same answers, same
+errors, so the fronts built on either cannot differ."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound
+from hermes_cron_ext.ops import LocalClient, RestClient
+
+pytest_plugins = ("tests.notebook_fixtures",)
+
+
+@pytest.fixture(params=["local", "rest"])
+def ops(request, cron_server):
+    client = (LocalClient(cron_server.db) if request.param == "local"
+              else RestClient(cron_server.url, cron_server.token))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def name(ops):
+    job = f"ops-{uuid.uuid4().hex[:8]}"
+    yield job
+    try:
+        ops.remove(job)
+    except NotFound:
+        pass
+
+
+def test_create_edit_pause_resume(ops, name):
+    job = ops.add({"name": name, "schedule": "@yearly", "timezone": "UTC",
+                   "command": "echo hi", "retries": "2"})
+    assert job["name"] == name and job["policy"]["retries"] == 2
+    assert ops.edit(name, {"schedule": "@monthly"})["schedule"] == "@monthly"
+    assert ops.pause(name)["state"] == "paused"
+    assert ops.resume(name)["state"] == "scheduled"
+    assert name in {j["name"] for j in ops.jobs(search=name)}
+
+
+def test_bad_input_names_the_field_and_keeps_what_is_stored(ops, name):
+    ops.add({"name": name, "schedule": "@yearly", "command": "true"})
+    with pytest.raises(InvalidInput) as err:
+        ops.edit(name, {"schedule": "61 * * * *"})
+    assert err.value.field == "schedule" and "61" in err.value.message
+    with pytest.raises(InvalidInput) as err:
+        ops.add({"name": f"{name}-x", "schedule": "@daily", "command": "true", "bogus": 1})
+    assert err.value.field == "bogus"
+    with pytest.raises(Conflict):
+        ops.add({"name": name, "schedule": "@daily", "command": "true"})
+    assert ops.job(name)["schedule"] == "@yearly"
+    with pytest.raises(NotFound):
+        ops.job(f"{name}-missing")
+
+
+def test_run_now_then_the_name_means_that_run(ops, name):
+    ops.add({"name": name, "schedule": "@yearly", "command": "echo ran-by-ops"})
+    run = ops.run_now(name)
+    done = ops.wait(run["id"], timeout=60)
+    assert done["status"] == "succeeded" and done["trigger"] == "manual"
+    assert ops.resolve_run(name)["id"] == run["id"]
+    assert ops.text(run["id"]).strip() == "ran-by-ops"
+    assert [r["id"] for r in ops.runs(name)["runs"]] == [run["id"]]
+    with pytest.raises(NotFound) as err:
+        ops.resolve_run("r_0000000000000000")
+    assert err.value.field == "run"
+
+
+def test_preview_and_its_limits(ops):
+    got = ops.preview("0 9 * * 1-5", "UTC", 3, "2026-12-04T00:00:00Z")
+    assert got["next"] == ["2026-12-04T09:00:00Z", "2026-12-07T09:00:00Z",
+                           "2026-12-08T09:00:00Z"]
+    with pytest.raises(InvalidInput) as err:
+        ops.preview("@daily", "UTC", 0)
+    assert err.value.field == "count"
