@@ -297,8 +297,6 @@ def test_render_text_leaves_ansi_colours_for_the_renderer():
 _CSI = re.compile(r"\x1b\[[0-9;?]*[@-~]")
 
 
-@pytest.mark.xfail(strict=True, reason="render_text counts ANSI escape characters as "
-                   "columns, so a \\r redraw over a coloured line leaves stray text")
 @pytest.mark.parametrize(("raw", "visible"), [
     ("\x1b[33mworking...\x1b[0m\rdone      \n", "done      \n"),
     ("\x1b[31mred\x1b[0m\rX", "Xed"),
