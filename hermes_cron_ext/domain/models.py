@@ -13,21 +13,75 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from hermes_cron_ext.errors import InvalidInput
 
-RUN_STATUSES = (
-    "queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost", "skipped",
-)
-ACTIVE_STATUSES = ("queued", "running")
+
+class RunStatus(StrEnum):
+    """Where a run is; the first two are active, the rest final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    SKIPPED = "skipped"
+
+
+class JobState(StrEnum):
+    """What ``state`` says of a job (``display_state``)."""
+
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    BLOCKED = "blocked"
+    DISABLED = "disabled"
+
+
+class JobKind(StrEnum):
+    COMMAND = "command"
+    PYTHON = "python"
+    NOTEBOOK = "notebook"
+
+
+class Trigger(StrEnum):
+    """Why a run exists."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    CATCHUP = "catchup"
+    RETRY = "retry"
+    REBOOT = "reboot"
+
+
+class Misfire(StrEnum):
+    LATEST = "latest"
+    SKIP = "skip"
+    ALL = "all"
+
+
+class Overlap(StrEnum):
+    FORBID = "forbid"
+    ALLOW = "allow"
+    REPLACE = "replace"
+    QUEUE = "queue"
+
+
+# The same as plain strings (what the stores write and the API sends), for membership
+# tests and messages. StrEnum members compare equal to them.
+RUN_STATUSES = tuple(s.value for s in RunStatus)
+ACTIVE_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 FINAL_STATUSES = tuple(s for s in RUN_STATUSES if s not in ACTIVE_STATUSES)
-FAILED_STATUSES = ("failed", "timed_out", "lost")
-JOB_STATES = ("scheduled", "running", "paused", "blocked", "disabled")
-JOB_KINDS = ("command", "python", "notebook")
-TRIGGERS = ("schedule", "manual", "catchup", "retry", "reboot")
-MISFIRE_POLICIES = ("latest", "skip", "all")
-OVERLAP_POLICIES = ("forbid", "allow", "replace", "queue")
+FAILED_STATUSES = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value, RunStatus.LOST.value)
+JOB_STATES = tuple(s.value for s in JobState)
+JOB_KINDS = tuple(k.value for k in JobKind)
+TRIGGERS = tuple(t.value for t in Trigger)
+MISFIRE_POLICIES = tuple(m.value for m in Misfire)
+OVERLAP_POLICIES = tuple(o.value for o in Overlap)
 
 
 def now() -> float:
@@ -225,6 +279,8 @@ class Run:
     cancel_requested: bool = False
     dispatched_at: float | None = None
     job_name: str | None = None
+    #: the payload's process group (its supervisor starts it in a group of its own)
+    payload_pid: int | None = None
     spec: dict = field(default_factory=dict)
 
     @property

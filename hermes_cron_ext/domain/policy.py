@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from hermes_cron_ext.domain.models import FAILED_STATUSES, Policy
+from hermes_cron_ext.domain.models import (
+    FAILED_STATUSES,
+    JobState,
+    Misfire,
+    Overlap,
+    Policy,
+    RunStatus,
+    Trigger,
+)
 
 #: A slot claimed later than this after its instant counts as missed (misfire policy).
 MISFIRE_GRACE = 30.0
@@ -32,8 +40,8 @@ class SlotDecision(NamedTuple):
     """One run row to record for a claimed slot."""
 
     slot: float
-    trigger: str  # "schedule" or "catchup"
-    status: str  # "queued" or "skipped"
+    trigger: Trigger  # SCHEDULE or CATCHUP
+    status: RunStatus  # QUEUED or SKIPPED
     reason: str | None
 
 
@@ -53,7 +61,7 @@ def plan_slot(policy: Policy, slot: float, now: float,
     it. Nothing is dropped silently: a skipped slot is a row with its reason."""
     following = next_after(slot)
     if now - slot <= MISFIRE_GRACE and (following is None or following > now):
-        return [SlotDecision(slot, "schedule", "queued", None)], following
+        return [SlotDecision(slot, Trigger.SCHEDULE, RunStatus.QUEUED, None)], following
     missed = [slot]
     t = following
     while t is not None and t <= now and len(missed) < MISSED_CAP:
@@ -71,20 +79,22 @@ def plan_slot(policy: Policy, slot: float, now: float,
     if cause:
         why = f"missed ({_iso(missed[0])}" + (
             f" to {_iso(missed[-1])}" if len(missed) > 1 else "") + f"): {cause}"
-    if policy.misfire == "all":
-        out = [SlotDecision(s, "catchup", "queued", None) for s in missed]
-    elif policy.misfire == "skip":
-        out = [SlotDecision(s, "schedule", "skipped", why + "; misfire policy is skip")
+    if policy.misfire == Misfire.ALL:
+        out = [SlotDecision(s, Trigger.CATCHUP, RunStatus.QUEUED, None) for s in missed]
+    elif policy.misfire == Misfire.SKIP:
+        out = [SlotDecision(s, Trigger.SCHEDULE, RunStatus.SKIPPED,
+                            why + "; misfire policy is skip")
                for s in missed]
     else:
-        out = [SlotDecision(s, "schedule", "skipped", why + "; only the latest slot runs")
+        out = [SlotDecision(s, Trigger.SCHEDULE, RunStatus.SKIPPED,
+                            why + "; only the latest slot runs")
                for s in missed[:-1]]
-        out.append(SlotDecision(missed[-1], "catchup", "queued", None))
+        out.append(SlotDecision(missed[-1], Trigger.CATCHUP, RunStatus.QUEUED, None))
     deadline = policy.starting_deadline
     if deadline is not None:
-        out = [d._replace(status="skipped", reason=f"deadline passed: {now - d.slot:.0f} s "
+        out = [d._replace(status=RunStatus.SKIPPED, reason=f"deadline passed: {now - d.slot:.0f} s "
                           f"late, starting deadline is {deadline:.0f} s")
-               if d.status == "queued" and now - d.slot > deadline else d for d in out]
+               if d.status == RunStatus.QUEUED and now - d.slot > deadline else d for d in out]
     return out, next_after(now)
 
 
@@ -95,19 +105,20 @@ def start_refusal(*, status: str, cancel_requested: bool, trigger: str,
     """Why a run must not start now, or None. *other_running*: a running run of the
     same job; *waiting()*: another run of the job already waiting its turn (asked only
     when it matters: overlap ``queue`` with a run running)."""
-    if status != "queued":
+    if status != RunStatus.QUEUED:
         return f"run is {status}"
     if cancel_requested:
         return "cancelled before it started"
     if job_state is None:
         return "job was deleted"
-    if trigger != "manual" and (job_state in ("paused", "blocked") or not job_enabled):
+    held = job_state in (JobState.PAUSED, JobState.BLOCKED) or not job_enabled
+    if trigger != Trigger.MANUAL and held:
         return f"job is {job_state if job_enabled else 'disabled'}"
     if other_running is None:
         return None
-    if overlap == "forbid":
+    if overlap == Overlap.FORBID:
         return f"overlap: run {other_running} was still running"
-    if overlap == "queue":
+    if overlap == Overlap.QUEUE:
         ahead = waiting()
         if ahead:
             return f"overlap: run {ahead} is already waiting"
@@ -140,15 +151,15 @@ def after_run(policy: Policy, *, status: str, attempt: int, exit_code: int | Non
     success resets the count; ``max_failures`` in a row blocks a scheduled job (0: never)."""
     failed = status in FAILED_STATUSES
     retry = failed and attempt <= policy.retries and (
-        status != "timed_out" or policy.retry_on_timeout)
-    if status == "succeeded":
+        status != RunStatus.TIMED_OUT or policy.retry_on_timeout)
+    if status == RunStatus.SUCCEEDED:
         failures = 0
     elif failed and not retry:
         failures += 1
     tripped = (failed and not retry and failures >= policy.max_failures > 0
-               and state == "scheduled")
+               and state == JobState.SCHEDULED)
     if tripped:
-        state = "blocked"
+        state = JobState.BLOCKED.value
         state_reason = (f"{failures} consecutive failures; last: "
                         f"{reason or f'exit code {exit_code}'}")
     return Outcome(failures, state, state_reason, tripped, retry)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 
 from hermes_cron_ext.domain.models import Run, hostname, iso, process_alive
@@ -73,6 +74,33 @@ class Unavailable(Executor):
 
     async def close(self) -> None:
         pass
+
+
+def stop_orphaned_payload(run: Run) -> bool:
+    """SIGKILL the process group of *run*'s payload if it still runs without its
+    supervisor. Only processes of that group that carry the run's id in their environment
+    count, so a reused group id is never hit. True when something was stopped."""
+    marker = f"HERMES_CRON_RUN_ID={run.id}".encode()
+    found = False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != run.payload_pid:
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                found = marker in f.read().split(b"\0")
+        except OSError:
+            continue
+        if found:
+            break
+    if not found:
+        return False
+    try:
+        os.killpg(run.payload_pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 class Ticker:
@@ -239,6 +267,10 @@ class Ticker:
         oldest = min((t.started_at for t in alive), default=now)
         for run in await self.store.active_runs():
             reason = self._lost_reason(run, now, oldest)
+            if reason and run.host == self.host and run.payload_pid:
+                # its payload may outlive it: stop it, so a retry never runs beside it
+                if await asyncio.to_thread(stop_orphaned_payload, run):
+                    reason += f"; its payload (process group {run.payload_pid}) was stopped"
             if reason and await self.store.mark_lost(run.id, reason, run.pid):
                 lost.append(run.id)
                 log.warning("hermes-cron: run %s of job %s lost: %s", run.id, run.job_id, reason)

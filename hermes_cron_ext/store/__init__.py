@@ -15,6 +15,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from hermes_cron_ext.domain.models import Event, Job, Run, Ticker
 from hermes_cron_ext.errors import HermesCronError, InvalidInput, StoreError
 from hermes_cron_ext.store.base import Store
 from hermes_cron_ext.store.sqlite import SCHEMA_VERSION, SQLiteStore
@@ -119,7 +120,7 @@ def open_store(db: str | None = None, **kwargs: Any) -> Store:
 
 
 class AsyncStore:
-    """Every Store method as a coroutine that runs on one of the store's own threads.
+    """The store's methods the engine awaits, each run on one of the store's own threads.
 
     No database call ever runs on the caller's event loop. Each thread has its own
     connection (SQLite in WAL mode and PostgreSQL both read concurrently), so one slow
@@ -137,23 +138,69 @@ class AsyncStore:
         """The same store behind threads of its own; closing it leaves the store open."""
         return AsyncStore(self.sync, threads, owner=False)
 
-    def __getattr__(self, name: str):
-        method = getattr(self.sync, name)
-        if not callable(method):
-            return method
-
-        @functools.wraps(method)
-        async def call(*args, **kwargs):
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._pool, functools.partial(method, *args, **kwargs))
-
-        return call
-
-    async def run(self, fn, *args):
-        """Run ``fn(*args)`` on a store thread (for helpers that use the sync store)."""
+    async def run(self, fn, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` on a store thread (helpers that use the sync store)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    # -- what the ticker and the host await (anything else goes through ``run``) -------
+    async def next_wakeup(self) -> float | None:
+        return await self.run(self.sync.next_wakeup)
+
+    async def count_due(self, horizon: float) -> int:
+        return await self.run(self.sync.count_due, horizon)
+
+    async def claim_due(self, horizon: float, now: float, owner: str,
+                        cause: str | None = None) -> list[Run]:
+        return await self.run(self.sync.claim_due, horizon, now, owner, cause)
+
+    async def fire_reboot_jobs(self, now: float) -> int:
+        return await self.run(self.sync.fire_reboot_jobs, now)
+
+    async def create_job(self, fields: dict) -> tuple[Job, bool]:
+        return await self.run(self.sync.create_job, fields)
+
+    async def request_run(self, ref: str, trigger: str = "manual") -> Run:
+        return await self.run(self.sync.request_run, ref, trigger)
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self.run(self.sync.get_run, run_id)
+
+    async def active_runs(self) -> list[Run]:
+        return await self.run(self.sync.active_runs)
+
+    async def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
+                         reason: str | None = None, at: float | None = None) -> Run:
+        return await self.run(self.sync.finish_run, run_id, status, exit_code, reason, at)
+
+    async def mark_lost(self, run_id: str, reason: str, pid: int | None) -> bool:
+        return await self.run(self.sync.mark_lost, run_id, reason, pid)
+
+    async def events_since(self, cursor: int, limit: int = 500) -> list[Event]:
+        return await self.run(self.sync.events_since, cursor, limit)
+
+    async def last_event_seq(self) -> int:
+        return await self.run(self.sync.last_event_seq)
+
+    async def register_ticker(self, kind: str, host: str, pid: int,
+                              ticker_id: str | None = None) -> Ticker:
+        return await self.run(self.sync.register_ticker, kind, host, pid, ticker_id)
+
+    async def ticker_heartbeat(self, ticker_id: str, at: float, ticked: bool = False) -> None:
+        await self.run(self.sync.ticker_heartbeat, ticker_id, at, ticked)
+
+    async def unregister_ticker(self, ticker_id: str) -> None:
+        await self.run(self.sync.unregister_ticker, ticker_id)
+
+    async def list_tickers(self) -> list[Ticker]:
+        return await self.run(self.sync.list_tickers)
+
+    async def jobs_by_state(self) -> dict[str, int]:
+        return await self.run(self.sync.jobs_by_state)
+
+    async def gc(self, now: float, keep_runs: int = 50, keep_failures: int = 10,
+                 max_age: float = 30 * 86400) -> dict:
+        return await self.run(self.sync.gc, now, keep_runs, keep_failures, max_age)
 
     async def aclose(self) -> None:
         if self._owner:

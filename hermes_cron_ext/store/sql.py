@@ -140,7 +140,7 @@ RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
     "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",
     "phase", "progress", "reason", "output_bytes", "cancel_requested", "dispatched_at",
-    "job_name",
+    "job_name", "payload_pid",
 )
 #: lists skip the frozen spec (parsing it per row would dominate a page)
 LIST_COLUMNS = ", ".join(RUN_FIELDS)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from hermes_cron_ext.store import SQLiteStore
-from tests.conftest import make_job, wait_for
+from tests.conftest import make_job, processes_with, wait_for
 
 ENV = {**os.environ, "HERMES_CRON_HEARTBEAT": "0.5"}
 
@@ -84,13 +84,15 @@ def test_kill9_supervisor_marks_lost_then_one_retry(cli):
                     what="lost")
     assert time.time() - killed <= 3 * 0.5 + 1.0  # three heartbeat intervals, plus polling
     assert "supervisor" in lost.reason and "gone" in lost.reason
+    # its payload (sleep 3) would still run beside the retry: it is stopped, and says so
+    assert "its payload (process group" in lost.reason and "was stopped" in lost.reason
+    assert processes_with(f"HERMES_CRON_RUN_ID={run.id}".encode()) == {}
     retry = wait_for(lambda: next((r for r in store.list_runs("victim").items
                                    if r.trigger == "retry" and r.status == "succeeded"), None),
                      30, what="the retry to succeed")
     assert retry.attempt == 2
     time.sleep(1)
     assert len(store.list_runs("victim").items) == 2  # exactly one retry
-    # the orphaned payload of the killed supervisor is still ours to clean up
     store.close()
 
 
