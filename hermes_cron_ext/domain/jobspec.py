@@ -107,6 +107,8 @@ def validate_policy(data: dict, base: Policy | None = None) -> Policy:
                 not isinstance(value, str) or not re.match(r"^https?://", value)
             ):
                 raise InvalidInput(f"{key} must be an http(s) URL", field=key)
+        elif key == "max_output":
+            value = None if value is None else parse_size(value, key)
         elif key in ("retries", "max_failures", "keep_runs", "keep_failures"):
             if isinstance(value, str) and value.isdigit():
                 value = int(value)
@@ -134,6 +136,23 @@ def validate_policy(data: dict, base: Policy | None = None) -> Policy:
     if out.timeout is not None and out.timeout <= 0:
         raise InvalidInput("timeout must be more than 0 seconds", field="timeout")
     return out
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any, key: str) -> int:
+    """A number of bytes: ``1048576``, ``"500k"``, ``"50M"``, ``"1G"`` (powers of 1024),
+    from 4 KiB to 1 GiB."""
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if not m:
+            raise InvalidInput(f"{key} must be a size such as 500k or 50M", field=key)
+        value = float(m.group(1)) * 1024 ** " kmg".index(m.group(2).lower() or " ")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            4096 <= value <= 1 << 30):
+        raise InvalidInput(f"{key} must be from 4k to 1G", field=key)
+    return int(value)
 
 
 def _split(data: dict) -> tuple[dict, dict]:

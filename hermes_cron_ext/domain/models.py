@@ -179,6 +179,7 @@ class Policy:
     ping_url: str | None = None
     keep_runs: int | None = None
     keep_failures: int | None = None
+    max_output: int | None = None
 
 
 @dataclass
@@ -232,7 +233,8 @@ class Job:
             "secret_env": [k for k in self.secret_env if k in self.env],
             "parameters": self.parameters, "kernel": self.kernel, "executor": self.executor,
             "timeout": self.policy.timeout, "kill_grace": self.policy.kill_grace,
-            "overlap": self.policy.overlap, "job_version": self.version, "job_name": self.name,
+            "overlap": self.policy.overlap, "max_output": self.policy.max_output,
+            "job_version": self.version, "job_name": self.name,
         }
 
     def to_json(self) -> dict:

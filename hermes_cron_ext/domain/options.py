@@ -161,6 +161,10 @@ OPTIONS: tuple[Option, ...] = (
            policy=True, flag="--keep-runs", form=True),
     Option("keep_failures", _COUNT_OR_NONE, "failed runs kept besides (default 10)", "write",
            policy=True, flag="--keep-failures", form=True),
+    Option("max_output", {"type": ["integer", "null"], "minimum": 4096,
+                          "maximum": 1 << 30},
+           "output kept per run, its head and tail, e.g. 500k or 50M (default 10M)",
+           "write", policy=True, flag="--max-output", form=True),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

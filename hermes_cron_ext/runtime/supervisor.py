@@ -270,7 +270,7 @@ class Supervisor:
         if isinstance(payload, Exception):
             started = time.time()
             store.mark_running(run.id, started, 0)
-            writer = store.output_writer(run.id)
+            writer = store.output_writer(run.id, spec.get("max_output"))
             writer.system(f"[hermes-cron: cannot start the job: {payload}]\n")
             writer.close()
             store.finish_run(run.id, "failed", 127, reason=f"cannot start: {payload}")
@@ -285,7 +285,7 @@ class Supervisor:
         else:
             time.sleep(0.001)  # let the payload take the CPU first (2 cores): latency first
         status, exit_code, reason = "failed", None, None
-        writer = store.output_writer(run.id)
+        writer = store.output_writer(run.id, spec.get("max_output"))
         try:
             if not payload.warm and not patiently(store.mark_running, run.id, started,
                                                   proc.pid, limit=60):

@@ -192,8 +192,9 @@ class Store(ABC):
 
     # -- output (see output.py): byte offsets are stable; readers resume by offset --------
     @abstractmethod
-    def output_writer(self, run_id: str):
-        """The supervisor's writer for the run's output (``write``, ``system``, ``close``)."""
+    def output_writer(self, run_id: str, max_bytes: int | None = None):
+        """The supervisor's writer for the run's output (``write``, ``system``, ``close``),
+        keeping at most *max_bytes* (head and tail; default ``output.DEFAULT_MAX_BYTES``)."""
 
     @abstractmethod
     def read_output(self, run_id: str, offset: int = 0, limit: int | None = None) -> bytes:

@@ -25,6 +25,14 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_TAIL_BYTES = 2 * 1024 * 1024
 
 
+def cap(max_bytes: int | None) -> tuple[int, int]:
+    """``(max_bytes, tail_bytes)`` for a run's output limit (None: the defaults). The
+    tail kept is a fifth of a limit under the default, so the head keeps the rest."""
+    if not max_bytes or max_bytes >= DEFAULT_MAX_BYTES:
+        return max_bytes or DEFAULT_MAX_BYTES, DEFAULT_TAIL_BYTES
+    return max_bytes, max_bytes // 5
+
+
 class OutputWriter:
     """Used by the supervisor only: one writer per run."""
 

@@ -417,8 +417,8 @@ class PostgresStore(SQLStore):
         os.makedirs(self.logs_dir, mode=0o700, exist_ok=True)
         return self.log_path(run_id) + ".ipynb"
 
-    def output_writer(self, run_id: str) -> PGOutputWriter:
-        return PGOutputWriter(self, run_id)
+    def output_writer(self, run_id: str, max_bytes: int | None = None) -> PGOutputWriter:
+        return PGOutputWriter(self, run_id, *output.cap(max_bytes))
 
     def output_size(self, run_id: str) -> int:
         row = self.db.execute("SELECT pos + octet_length(data) FROM run_output WHERE run_id = ? "

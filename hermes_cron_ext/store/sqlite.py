@@ -123,8 +123,8 @@ class SQLiteStore(SQLStore):
 
     _remove_logs = _forget_output
 
-    def output_writer(self, run_id: str) -> output.OutputWriter:
-        return output.OutputWriter(self.log_path(run_id))
+    def output_writer(self, run_id: str, max_bytes: int | None = None) -> output.OutputWriter:
+        return output.OutputWriter(self.log_path(run_id), *output.cap(max_bytes))
 
     def read_output(self, run_id: str, offset: int = 0, limit: int | None = None) -> bytes:
         return output.read(self.log_path(run_id), offset, limit)

@@ -32,7 +32,8 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
               "retry_max_delay": "1m", "retry_on_timeout": "true", "overlap": "queue",
               "misfire": "all", "starting_deadline": "2m", "max_failures": "9",
               "jitter": "1s", "notify_url": "https://example.org/hook",
-              "ping_url": "https://hc.example.org/x", "keep_runs": "7", "keep_failures": "3"}
+              "ping_url": "https://hc.example.org/x", "keep_runs": "7", "keep_failures": "3",
+              "max_output": "500k"}
     assert set(values) == POLICY_FIELDS
     options = [a for k, v in values.items() for a in ("--" + k.replace("_", "-"), v)]
     cli("add", "all", "@daily", *options, "--", "true")
@@ -42,7 +43,7 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
                       "misfire": "all", "starting_deadline": 120.0, "max_failures": 9,
                       "jitter": 1.0, "notify_url": "https://example.org/hook",
                       "ping_url": "https://hc.example.org/x", "keep_runs": 7,
-                      "keep_failures": 3}
+                      "keep_failures": 3, "max_output": 512000}
     cli("edit", "all", "--kill-grace", "9s", "--keep-runs", "70", "--retry-on-timeout", "false")
     policy = cli.json("show", "all")["policy"]
     assert (policy["kill_grace"], policy["keep_runs"], policy["retry_on_timeout"]) == (

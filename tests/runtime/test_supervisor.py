@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,6 +145,25 @@ def test_output_capped_keeps_head_and_tail(real_store, monkeypatch):
     assert b"bytes cut here]" in data
     assert len(data) <= output.DEFAULT_MAX_BYTES + 1024
     assert b"line 00899999\n" in data and b"line 00700000\n" not in data
+
+
+def test_a_jobs_max_output_caps_its_runs(real_store):
+    """The ``max_output`` policy (set like any option: --max-output 16k) caps each run's
+    log at that size, head and tail kept, and says how much was cut."""
+    code = ("import sys\nsys.stdout.write('HEAD\\n')\n"
+            "for i in range(20000): sys.stdout.write(f'line {i:08d}\\n')\n"
+            "sys.stdout.write('TAIL\\n')\n")
+    make_job(real_store, "capped", "@yearly", kind="python", code=code, command=None,
+             max_output="16k")
+    run = real_store.request_run("capped")
+    supervise(real_store, run).wait(60)
+    data = real_store.read_output(run.id)
+    assert real_store.get_run(run.id).status == "succeeded"
+    assert data.startswith(b"HEAD\n") and data.endswith(b"TAIL\n")
+    notes = re.findall(rb"\n?\[hermes-cron: [^\n]*\]\n", data)
+    cut = int(re.search(rb"\[hermes-cron: (\d+) bytes cut here\]", data).group(1))
+    kept = len(data) - sum(len(n) for n in notes)
+    assert kept <= 16 * 1024 and kept + cut == 5 + 20000 * 14 + 5  # every byte accounted for
 
 
 def test_a_supervisor_late_for_a_lost_run_never_runs_its_payload(real_store, tmp_path):
