@@ -191,7 +191,12 @@ def _schedule(job: dict, tz: str) -> str:
                            "'@every 30s' or an 'at' time)", field="schedule")
     if not isinstance(text, str):
         raise InvalidInput("schedule must be a string", field="schedule")
-    parsed = sched.parse(text, tz)
+    try:
+        parsed = sched.parse(text, tz)
+    except InvalidInput as exc:
+        if at is None:
+            raise
+        raise InvalidInput(exc.message, field="at") from None  # name what the user gave
     if parsed.kind == "at" and parsed.at.timestamp() < time.time() - AT_GRACE:
         # it would be stored 'scheduled' with no next run, for ever
         raise InvalidInput(

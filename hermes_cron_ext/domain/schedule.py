@@ -112,6 +112,10 @@ def parse_timezone(name: str) -> ZoneInfo:
         raise InvalidSchedule(f"unknown time zone '{name}'", field="timezone") from None
 
 
+#: the longest duration anything takes (an ``@every`` of more would never fire anyway)
+MAX_DURATION = 100 * 366 * 86400
+
+
 def parse_duration(text: str, *, field: str = "duration") -> timedelta:
     """Read "30s", "1h30m", "2d": whole seconds only, because tickers work to the second."""
     match = _DURATION.fullmatch(text.strip().lower())
@@ -124,6 +128,8 @@ def parse_duration(text: str, *, field: str = "duration") -> timedelta:
     seconds = sum(int(n) * unit[2] for n, unit in zip(match.groups(), _UNITS, strict=True) if n)
     if seconds < 1:
         raise InvalidSchedule(f"duration '{text}' must be at least 1 second", field=field)
+    if seconds > MAX_DURATION:
+        raise InvalidSchedule(f"duration '{text}' is longer than 100 years", field=field)
     return timedelta(seconds=seconds)
 
 
@@ -205,8 +211,14 @@ class Schedule:
         return _Cron(expr, start.astimezone(self._zone), reverse, nearest, plain)
 
     def next_fire(self, after: datetime) -> datetime | None:
-        """First fire instant strictly after ``after`` (UTC), or None if it never fires again."""
-        after = _aware(after)
+        """First fire instant strictly after ``after`` (UTC), or None if it never fires again
+        (also when the next one is past the year 9999, the last a datetime holds)."""
+        try:
+            return self._next_fire(_aware(after))
+        except OverflowError:
+            return None
+
+    def _next_fire(self, after: datetime) -> datetime | None:
         if self.kind == "every":
             assert self.every is not None
             return EPOCH + ((after - EPOCH) // self.every + 1) * self.every
@@ -311,6 +323,11 @@ def _parse_at(rest: str, zone: ZoneInfo) -> datetime:
         raise InvalidSchedule(
             f"invalid @at time '{rest}': use ISO 8601, {example}", field="schedule"
         ) from None
+    try:
+        moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        raise InvalidSchedule(f"@at time '{rest}' is out of range (after the year 9999 in "
+                              "UTC)", field="schedule") from None
     if moment.tzinfo is None:
         local = moment.replace(tzinfo=zone)
         if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != moment:

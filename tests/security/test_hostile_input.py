@@ -53,6 +53,9 @@ BODIES = [
     ("bad timezone", {**JOB, "name": "t1", "timezone": "../../etc/passwd"}),
     ("lone surrogate", '{"name": "\\udc80", "schedule": "@yearly", "command": "true"}'),
     ("not JSON", b"\xff\xfe{"),
+    ("interval past any date", {**JOB, "name": "e1", "schedule": "@every 100000000h"}),
+    ("at past the year 9999", {"name": "e2", "at": "9999-12-31T23:59",
+                               "timezone": "Etc/GMT+12", "command": "true"}),
 ]
 
 
@@ -75,3 +78,17 @@ async def test_hostile_queries_get_a_4xx_or_an_answer(cron, jp_fetch, query):  #
     for path in (("jobs",), ("runs",)):
         code = await _code(jp_fetch, *path, params=query)
         assert code < 500, (path, query, code)
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ({"schedule": "@every 100000000h"}, "schedule"),
+    ({"schedule": "@at 9999-12-31T23:59", "tz": "Etc/GMT+12"}, "schedule"),
+    ({"schedule": "0 * * * *", "from": "9999-12-31T23:00:00Z"}, None),  # never fires again
+])
+async def test_previews_past_the_last_date_are_answered(cron, jp_fetch, query, field):  # noqa: F811
+    resp = await jp_fetch("api", "cron", "preview", params=query, raise_error=False)
+    body = json.loads(resp.body)
+    if field is None:
+        assert resp.code == 200 and body["next"] == []
+    else:
+        assert resp.code == 400 and body["error"]["field"] == field

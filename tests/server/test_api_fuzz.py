@@ -1,4 +1,5 @@
-"""Schemathesis against a live server: generated requests from our OpenAPI document.
+"""Schemathesis against a live server: generated requests from our OpenAPI document,
+every third with a hostile value (``fuzz_hooks.py``: deep, overflowing, NUL).
 
 Run with the in-server ticker off and "run now" excluded, so generated jobs are
 stored but never executed.
@@ -16,6 +17,7 @@ from tests.conftest import wait_for
 from tests.server.test_app import _free_port
 
 schemathesis = pytest.importorskip("schemathesis")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_generated_requests_never_get_a_server_error(tmp_path):
@@ -53,8 +55,11 @@ def test_generated_requests_never_get_a_server_error(tmp_path):
              "content_type_conformance,response_schema_conformance",
              "--max-examples", "15", "--seed", "7", "-w", "1",
              "--exclude-path-regex", "(stream|events|/run$)"],
-            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its cache goes there
-        summary = proc.stdout[-3000:]
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,  # its cache goes there
+            # hostile values (deep, overflowing, NUL) in every third generated request
+            env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.server.fuzz_hooks",
+                 "PYTHONPATH": ROOT})
+        summary = proc.stdout[-3000:] + proc.stderr[-3000:]
         assert proc.returncode == 0, summary
         assert "generated" in summary and " 0 " not in summary.split("generated")[0][-8:]
     finally:
