@@ -56,6 +56,7 @@ class Trigger(StrEnum):
     CATCHUP = "catchup"
     RETRY = "retry"
     REBOOT = "reboot"
+    BACKFILL = "backfill"
 
 
 class Misfire(StrEnum):
@@ -283,6 +284,8 @@ class Run:
     job_name: str | None = None
     #: the payload's process group (its supervisor starts it in a group of its own)
     payload_pid: int | None = None
+    #: the backfill this run belongs to (``b_...``), if any
+    backfill_id: str | None = None
     spec: dict = field(default_factory=dict)
 
     @property
@@ -302,7 +305,9 @@ class Run:
             "duration": self.duration, "exit_code": self.exit_code,
             "heartbeat_at": iso(self.heartbeat_at), "pid": self.pid, "host": self.host,
             "phase": self.phase, "progress": self.progress, "reason": self.reason,
-            "output_bytes": self.output_bytes,
+            "output_bytes": self.output_bytes, "backfill_id": self.backfill_id,
+            # the slot a run stands for: its payload gets it as HERMES_CRON_LOGICAL_TIME
+            "logical_time": iso(self.scheduled_for),
         }
 
 

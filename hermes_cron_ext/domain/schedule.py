@@ -35,7 +35,7 @@ import tzlocal
 from cronsim import CronSim, CronSimError
 from cronsim.explain import Expression
 
-from hermes_cron_ext.errors import InvalidSchedule
+from hermes_cron_ext.errors import InvalidInput, InvalidSchedule
 
 __all__ = [
     "ALIASES",
@@ -398,6 +398,48 @@ def _never_message(fields: list[str], text: str) -> str:
             names = " or ".join(_MONTHS[m - 1] for m in sorted(months))
             return f"day-of-month {first} never occurs in {names}"
     return f"cron expression '{text}' never fires"
+
+
+#: the most slots one backfill takes
+MAX_BACKFILL = 10_000
+
+
+def backfill_slots(text: str, tz: str, start: str, end: str) -> list[float]:
+    """The slots of schedule *text* from *start* to *end*, both included (ISO 8601 times,
+    or dates: ``2026-11-01`` is that day's midnight in *tz*, and as *end* the day's last
+    instant). :raises InvalidInput: naming ``from`` or ``to``."""
+    schedule = parse(text, tz)
+    zone = parse_timezone(tz)
+    if schedule.kind not in ("cron", "every"):
+        raise InvalidInput(f"a {schedule.kind} schedule has no slots to backfill",
+                           field="schedule")
+
+    def instant(value: str, field: str, last: bool) -> datetime:
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+                day = datetime.fromisoformat(value.strip()).replace(tzinfo=zone)
+                return day + timedelta(days=1, microseconds=-1) if last else day
+            moment = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", value.strip()))
+        except (ValueError, OverflowError):
+            raise InvalidInput(f"{field} must be an ISO 8601 time or a date, not "
+                               f"{value!r}", field=field) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    begin, finish = instant(start, "from", False), instant(end, "to", True)
+    if finish < begin:
+        raise InvalidInput("to is before from", field="to")
+    # a backfill runs past slots; the schedule runs the rest
+    finish = min(finish, datetime.now(UTC))
+    out: list[float] = []
+    at = schedule.next_fire(begin - timedelta(microseconds=1))
+    while at is not None and at <= finish:
+        out.append(at.timestamp())
+        if len(out) > MAX_BACKFILL:
+            raise InvalidInput(f"more than {MAX_BACKFILL} slots: backfill a shorter range",
+                               field="to")
+        at = schedule.next_fire(at)
+    if not out:
+        raise InvalidInput("no past slot of the schedule falls in that range", field="from")
+    return out
 
 
 def preview(schedule: Schedule, count: int = 5, start: datetime | None = None) -> list[datetime]:

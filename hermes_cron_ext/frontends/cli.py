@@ -240,9 +240,73 @@ def cmd_run(args, ops: Operations) -> int:
 
 
 def cmd_cancel(args, ops: Operations) -> int:
+    if args.run.startswith("b_"):
+        backfill = ops.cancel_backfill(args.run)
+        state = backfill["state"]
+        print(f"backfill {backfill['id']}: "
+              f"{state if state == 'cancelled' else state + ', nothing left to cancel'}; "
+              f"{_backfill_counts(backfill)}")
+        return 0
     run = ops.cancel(args.run)
     print(f"run {run['id']}: cancel requested")
     return 0
+
+
+def _backfill_counts(b: dict) -> str:
+    runs = b.get("runs") or {}
+    done = sum(n for s, n in runs.items() if s not in ACTIVE_STATUSES)
+    parts = [f"{n} {s}" for s, n in sorted(runs.items())]
+    return f"{done}/{b['slots']} slots done" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def cmd_backfill(args, ops: Operations) -> int:
+    """Queue the slots, then (unless --no-wait) show progress until the backfill ends;
+    Ctrl-C cancels it as a whole."""
+    b = ops.backfill(args.name, args.start, args.end, max_parallel=args.max_parallel,
+                     dry_run=args.dry_run)
+    if args.dry_run:
+        if args.json:
+            _print_json(b)
+        else:
+            print(f"{args.name}: {b['slots']} slot(s) would run, {b['max_parallel']} at a time")
+            for t in b["next"]:
+                print(f"  {t}")
+        return 0
+    warning = b.pop("warning", None)
+    if warning:
+        _warn_no_ticker()
+    if args.no_wait or args.json:
+        if args.json:
+            _print_json(b)
+        else:
+            print(f"backfill {b['id']} of {args.name}: {b['slots']} slot(s) queued, "
+                  f"{b['max_parallel']} at a time; cancel with: hermes-cron cancel {b['id']}")
+        return 0
+    print(f"backfill {b['id']} of {args.name}: {b['slots']} slot(s), {b['max_parallel']} at a "
+          f"time (Ctrl-C cancels it)", file=sys.stderr)
+    tty = sys.stderr.isatty()
+    try:
+        while b["state"] == "running":
+            if tty:
+                done = sum(n for s, n in b["runs"].items() if s not in ACTIVE_STATUSES)
+                width = 30
+                filled = int(width * done / max(1, b["slots"]))
+                sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] "
+                                 f"{_backfill_counts(b)}")
+                sys.stderr.flush()
+            time.sleep(0.5)
+            b = ops.get_backfill(b["id"])
+    except KeyboardInterrupt:
+        b = ops.cancel_backfill(b["id"])
+        if tty:
+            sys.stderr.write("\r\x1b[K")
+        print(f"backfill {b['id']}: cancelled; {_backfill_counts(b)}")
+        return 130
+    if tty:
+        sys.stderr.write("\r\x1b[K")
+    print(f"backfill {b['id']}: {b['state']}; {_backfill_counts(b)}")
+    failed = sum(n for s, n in b["runs"].items() if s not in ("succeeded", "skipped"))
+    return EXIT_ERROR if failed or b["state"] != "done" else 0
 
 
 class _Output:
@@ -609,9 +673,24 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("cancel", help="stop a running run")
+    p = sub.add_parser("cancel", help="stop a running run, or a whole backfill (b_...)")
     p.add_argument("run")
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("backfill", help="run a job once per past slot: backfill NAME "
+                                        "--from DATE --to DATE")
+    p.add_argument("name")
+    p.add_argument("--from", dest="start", required=True, metavar="DATE",
+                   help="first slot: ISO 8601 time or a date (that day's midnight)")
+    p.add_argument("--to", dest="end", required=True, metavar="DATE",
+                   help="last slot: ISO 8601 time or a date (through that day)")
+    p.add_argument("--max-parallel", type=int, default=1, metavar="N",
+                   help="runs at once (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="list the slots, run nothing")
+    p.add_argument("--no-wait", action="store_true",
+                   help="queue it and return (default: show its progress until done)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("runs", help="a job's runs, newest first")
     p.add_argument("name", nargs="?")

@@ -11,7 +11,9 @@ Load with ``%load_ext hermes_cron_ext``. Then::
     %cron logs NAME|RUN [--tail BYTES]        a run's output, printed
     %cron watch NAME|RUN                      live output of the running (or last) run
     %cron status [NAME]                       tickers and store, or one job in detail
-    %cron cancel NAME|RUN                     stop a running run
+    %cron cancel NAME|RUN|BACKFILL            stop a running run, or a whole backfill
+    %cron backfill NAME --from DATE --to DATE [--max-parallel N] [--dry-run]
+                                              run NAME once per past slot in that range
     %cron next "SCHEDULE" [--tz ZONE]         preview fire times
     %cron artifact NAME|RUN [PATH]            save a notebook run's executed notebook
     %cron connect [URL [TOKEN] | --local [DB]]
@@ -42,7 +44,7 @@ from hermes_cron_ext.domain.options import add_options, fields_from_options
 from hermes_cron_ext.errors import HermesCronError, NotFound
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
-         "cancel", "next", "artifact", "connect", "help")
+         "cancel", "backfill", "next", "artifact", "connect", "help")
 USAGE = __doc__.split("Load with ``%load_ext hermes_cron_ext``. Then::", 1)[1].split(
     "Bad input", 1)[0].rstrip()
 _DASHES = re.compile(r"(?<!\S)--(?!\S)")
@@ -118,6 +120,14 @@ def _parsers() -> dict[str, _Parser]:
     for verb in ("rm", "pause", "resume"):
         p = out[verb] = _Parser(prog=f"%cron {verb}", usage=f"%cron {verb} NAME...")
         p.add_argument("names", nargs="+")
+    p = out["backfill"] = _Parser(prog="%cron backfill",
+                                  usage="%cron backfill NAME --from DATE --to DATE "
+                                        "[--max-parallel N] [--dry-run]")
+    p.add_argument("name")
+    p.add_argument("--from", dest="start", required=True)
+    p.add_argument("--to", dest="end", required=True)
+    p.add_argument("--max-parallel", type=int, default=1)
+    p.add_argument("--dry-run", action="store_true")
     p = out["run"] = _Parser(prog="%cron run", usage="%cron run NAME [--watch]")
     p.add_argument("name")
     p.add_argument("--watch", action="store_true", help="show the run's live output")
@@ -385,7 +395,27 @@ class CronMagics(Magics):
                     raise no_run from None
         display(LiveOutput.for_job(args.ref, client=self.client))
 
+    def do_backfill(self, args) -> None:
+        b = self.client.backfill(args.name, args.start, args.end,
+                                 max_parallel=args.max_parallel, dry_run=args.dry_run)
+        if args.dry_run:
+            print(f"{args.name}: {b['slots']} slot(s) would run, {b['max_parallel']} at a time: "
+                  + ", ".join(b["next"][:5]) + (" ..." if b["slots"] > 5 else ""))
+            return
+        print(f"backfill {b['id']} of {args.name}: {b['slots']} slot(s), "
+              f"{b['max_parallel']} at a time; stop it with %cron cancel {b['id']}")
+        if b.get("warning"):
+            print(f"warning: {b['warning']}")
+        if b["slots"]:
+            from hermes_cron_ext.frontends.widgets import RunHistory
+
+            display(RunHistory(args.name, client=self.client, page_size=min(50, b["slots"])))
+
     def do_cancel(self, args) -> None:
+        if args.ref.startswith("b_"):
+            b = self.client.cancel_backfill(args.ref)
+            print(f"backfill {b['id']}: {b['state']}")
+            return
         run = self.client.resolve_run(args.ref)
         if run["status"] not in ACTIVE_STATUSES:
             raise UsageError(f"{args.ref} has no running run (its last run {run['id']} "

@@ -78,6 +78,18 @@ class CronClient(ABC):
     def run_now(self, ref: str) -> dict:
         """Queue a manual run; :raises Conflict: when the overlap policy refuses."""
 
+    @abstractmethod
+    def backfill(self, ref: str, start: str, end: str, *, max_parallel: int = 1,
+                 dry_run: bool = False) -> dict:
+        """Run the job once per past slot from *start* to *end*, *max_parallel* at a time
+        (trigger ``backfill``); its progress, or with *dry_run* the slots it would run."""
+
+    @abstractmethod
+    def get_backfill(self, backfill_id: str) -> dict: ...
+
+    @abstractmethod
+    def cancel_backfill(self, backfill_id: str) -> dict: ...
+
     # -- runs -----------------------------------------------------------------------
     @abstractmethod
     def runs(self, ref: str | None = None, *, limit: int = 50, cursor: str | None = None,

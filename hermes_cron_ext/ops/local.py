@@ -27,9 +27,11 @@ from hermes_cron_ext.domain.models import (
     Page,
     Run,
     hostname,
+    iso,
     parse_iso,
     process_alive,
 )
+from hermes_cron_ext.domain.schedule import backfill_slots
 from hermes_cron_ext.domain.text import utf8_boundary
 from hermes_cron_ext.errors import Forbidden, InvalidInput, NotFound
 from hermes_cron_ext.events import EventBroker
@@ -240,6 +242,34 @@ class Operations(CronClient):
         if self.ticker is None and not self.alive_tickers() and self.store.dispatch(run.id):
             spawn_supervisor(self.store.url, run.id)
         return run.to_json()
+
+    # -- backfills ---------------------------------------------------------------------
+    def backfill(self, ref: str, start: str, end: str, *, max_parallel: int = 1,
+                 dry_run: bool = False) -> dict:
+        """Run *ref* once for each of its schedule's slots from *start* to *end*
+        (inclusive, ISO 8601 or a date), *max_parallel* at a time, each told its slot
+        (``HERMES_CRON_LOGICAL_TIME``). With *dry_run*, only the slots it would run."""
+        job = self.store.get_job(ref)
+        slots = backfill_slots(job.schedule, job.timezone, start, end)
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or not (
+                1 <= max_parallel <= 100):
+            raise InvalidInput("max_parallel must be from 1 to 100", field="max_parallel")
+        if dry_run:
+            return {"id": None, "job_id": job.id, "state": "dry-run", "slots": len(slots),
+                    "next": [iso(s) for s in slots], "max_parallel": max_parallel}
+        out = self.store.create_backfill(job.id, slots, max_parallel)
+        self._changed()
+        if self.ticker is None and not self.alive_tickers():
+            out["warning"] = NO_TICKER
+        return out
+
+    def get_backfill(self, backfill_id: str) -> dict:
+        return self.store.get_backfill(backfill_id)
+
+    def cancel_backfill(self, backfill_id: str) -> dict:
+        out = self.store.cancel_backfill(backfill_id)
+        self._changed()
+        return out
 
     # -- runs ---------------------------------------------------------------------------
     def runs_page(self, ref: str | None = None, *, limit: int = 50,

@@ -186,6 +186,16 @@ class RestClient(CronClient):
     def run_now(self, ref):
         return self.request("POST", f"jobs/{self._q(ref)}/run")
 
+    def backfill(self, ref, start, end, *, max_parallel=1, dry_run=False):
+        return self.request("POST", f"jobs/{self._q(ref)}/backfill", {
+            "from": start, "to": end, "max_parallel": max_parallel, "dry_run": dry_run})
+
+    def get_backfill(self, backfill_id):
+        return self.request("GET", f"backfills/{self._q(backfill_id)}")
+
+    def cancel_backfill(self, backfill_id):
+        return self.request("POST", f"backfills/{self._q(backfill_id)}/cancel")
+
     def runs(self, ref=None, *, limit=50, cursor=None, status=None):
         path = f"jobs/{self._q(ref)}/runs" if ref else "runs"
         return self.request("GET", path, query={"limit": limit, "cursor": cursor,

@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 
-from hermes_cron_ext.domain.models import hostname, proc_start_time, process_alive
+from hermes_cron_ext.domain.models import hostname, iso, proc_start_time, process_alive
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.store import output
 
@@ -236,10 +236,15 @@ class Supervisor:
         if spec.get("kind") == "notebook":
             from hermes_cron_ext.runtime.notebook import PARAMETERS_ENV
 
-            env[PARAMETERS_ENV] = json.dumps(spec.get("parameters") or {})
+            parameters = dict(spec.get("parameters") or {})
+            if spec.get("logical_time"):  # a backfilled slot: the notebook is told which
+                parameters.setdefault("logical_time", spec["logical_time"])
+            env[PARAMETERS_ENV] = json.dumps(parameters)
         env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
                     "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
-                    "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or "")})
+                    "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or ""),
+                    # the slot this run stands for, as ISO 8601 UTC (a backfill's past slot)
+                    "HERMES_CRON_LOGICAL_TIME": iso(run.scheduled_for) or ""})
         env.pop("HERMES_CRON_FORKSERVER", None)
         cwd = os.path.expanduser(spec.get("cwd") or "~")  # JupyterLab reports "~/..." roots
         go_r = go_w = None

@@ -196,6 +196,31 @@ class JobActionHandler(CronAPIHandler):
             self.reply(await self.cron.set_paused(ref, action == "pause"))
 
 
+class JobBackfillHandler(CronAPIHandler):
+    """Run a job once per past slot in a range (``{"from", "to", "max_parallel",
+    "dry_run"}``): 201 with the backfill's progress, 200 for a dry run."""
+
+    @web.authenticated
+    @authorized(action="write")
+    async def post(self, ref: str):
+        out = await self.cron.backfill(ref, self.json_body())
+        self.reply(out, 200 if out["state"] == "dry-run" else 201)
+
+
+class BackfillHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron.get_backfill(ref))
+
+
+class BackfillCancelHandler(CronAPIHandler):
+    @web.authenticated
+    @authorized(action="write")
+    async def post(self, ref: str):
+        self.reply(await self.cron.cancel_backfill(ref), 202)
+
+
 class JobRunsHandler(CronAPIHandler):
     @web.authenticated
     @authorized
@@ -467,6 +492,9 @@ def routes() -> list[tuple]:
         (rf"{base}/jobs/{ID}/runs", JobRunsHandler),
         (rf"{base}/jobs/{ID}/stream", JobStreamHandler),
         (rf"{base}/runs", JobRunsHandler),
+        (rf"{base}/jobs/{ID}/backfill", JobBackfillHandler),
+        (rf"{base}/backfills/{ID}", BackfillHandler),
+        (rf"{base}/backfills/{ID}/cancel", BackfillCancelHandler),
         (rf"{base}/runs/{ID}", RunHandler),
         (rf"{base}/runs/{ID}/cancel", RunCancelHandler),
         (rf"{base}/runs/{ID}/log", RunLogHandler),

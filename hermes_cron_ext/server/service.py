@@ -25,6 +25,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
+from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.ops.host import Host
 from hermes_cron_ext.server.streams import Feeds
 
@@ -145,6 +146,26 @@ class CronService:
 
     async def run_job(self, ref: str) -> dict:
         return await self._ops(self.ops.run_now, ref)
+
+    async def backfill(self, ref: str, body: dict) -> dict:
+        unknown = set(body) - {"from", "to", "max_parallel", "dry_run"}
+        if unknown:
+            field = sorted(unknown)[0]
+            raise InvalidInput(f"unknown field {field!r}", field=field)
+        for key in ("from", "to"):
+            if not isinstance(body.get(key), str):
+                raise InvalidInput(f"{key} is required: an ISO 8601 time or a date", field=key)
+        dry = body.get("dry_run", False)
+        if not isinstance(dry, bool):
+            raise InvalidInput("dry_run must be true or false", field="dry_run")
+        return await self._ops(self.ops.backfill, ref, body["from"], body["to"],
+                               max_parallel=body.get("max_parallel", 1), dry_run=dry)
+
+    async def get_backfill(self, backfill_id: str) -> dict:
+        return await self._ops(self.ops.get_backfill, backfill_id)
+
+    async def cancel_backfill(self, backfill_id: str) -> dict:
+        return await self._ops(self.ops.cancel_backfill, backfill_id)
 
     # -- runs ---------------------------------------------------------------------------
     async def list_runs(self, ref: str | None, *, limit: int, cursor: str | None,

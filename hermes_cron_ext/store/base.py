@@ -81,6 +81,19 @@ class Store(ABC):
         """Queue a run now. :raises Conflict: when the overlap policy refuses."""
 
     @abstractmethod
+    def create_backfill(self, ref: str, slots: list[float], max_parallel: int) -> dict:
+        """Run the job once per past slot, *max_parallel* at a time; returns its progress
+        (see :meth:`get_backfill`). Slots already run (or running) are left out."""
+
+    @abstractmethod
+    def get_backfill(self, backfill_id: str) -> dict:
+        """A backfill's state and its runs counted by status. :raises NotFound:"""
+
+    @abstractmethod
+    def cancel_backfill(self, backfill_id: str) -> dict:
+        """No further slot starts; waiting runs end cancelled, running ones are asked to."""
+
+    @abstractmethod
     def dispatch(self, run_id: str) -> bool:
         """Take a pending run for a caller that starts its supervisor itself."""
 

@@ -55,7 +55,7 @@ from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F40
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -132,6 +132,18 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE tickers ADD COLUMN proc_start INTEGER"],
     # what was asked with an idempotency key: a replay with another body is refused
     3: ["ALTER TABLE jobs ADD COLUMN idempotency_hash TEXT"],
+    # backfills: a job's past slots run as a whole, a few at a time (ops.backfill)
+    4: ["ALTER TABLE runs ADD COLUMN backfill_id TEXT",
+        "CREATE INDEX runs_by_backfill ON runs(backfill_id) WHERE backfill_id IS NOT NULL",
+        """CREATE TABLE backfills (
+            id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            slots TEXT NOT NULL,
+            next_slot INTEGER NOT NULL,
+            max_parallel INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL)"""],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -140,7 +152,7 @@ RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
     "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",
     "phase", "progress", "reason", "output_bytes", "cancel_requested", "dispatched_at",
-    "job_name", "payload_pid",
+    "job_name", "payload_pid", "backfill_id",
 )
 #: lists skip the frozen spec (parsing it per row would dominate a page)
 LIST_COLUMNS = ", ".join(RUN_FIELDS)
@@ -506,16 +518,17 @@ class SQLStore(Store):
     def _insert_run(self, db, job: Job, *, trigger: str, scheduled_for: float | None,
                     fire_at: float | None, status: str = "queued", reason: str | None = None,
                     attempt: int = 1, dispatched: float | None = None, now: float,
-                    spec: dict | None = None) -> Run | None:
+                    spec: dict | None = None, backfill_id: str | None = None) -> Run | None:
         run_id = new_id("r")
         finished = now if status == "skipped" else None
         spec_text = json.dumps(spec or job.spec())
         cur = db.execute(
             "INSERT INTO runs (id, job_id, status, trigger, attempt, scheduled_for, "
-            "fire_at, queued_at, dispatched_at, finished_at, reason, job_name, spec) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "fire_at, queued_at, dispatched_at, finished_at, reason, job_name, spec, "
+            "backfill_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (run_id, job.id, status, trigger, attempt, scheduled_for, fire_at, now, dispatched,
-             finished, reason, job.name, spec_text),
+             finished, reason, job.name, spec_text, backfill_id),
         )
         if cur.rowcount == 0:
             return None  # this slot was recorded already
@@ -525,7 +538,7 @@ class SQLStore(Store):
         return Run(run_id, job.id, status, trigger, attempt, _real(scheduled_for),
                    _real(fire_at), float(now), finished_at=_real(finished), reason=reason,
                    dispatched_at=_real(dispatched), job_name=job.name,
-                   spec=json.loads(spec_text))
+                   backfill_id=backfill_id, spec=json.loads(spec_text))
 
     def _slots(self, job: Job, schedule, slot: float, now: float,
                cause: str | None = None) -> tuple[list[tuple], float]:
@@ -604,6 +617,96 @@ class SQLStore(Store):
             return self._insert_run(db, job, trigger=trigger, scheduled_for=now, fire_at=now,
                                     now=now)
 
+    # -- backfills: past slots as a whole, a few at a time ------------------------------
+    def create_backfill(self, ref: str, slots: list[float], max_parallel: int) -> dict:
+        """Queue a run of *ref* for each slot (trigger ``backfill``), *max_parallel* at a
+        time: the first ones now, each next one as one ends (in that run's transaction,
+        so any number of tickers start each slot once). Slots that already have a run
+        that succeeded, runs or waits are left out: running the same backfill again
+        resumes it."""
+        now = self.clock()
+        with self._write() as db:
+            job = _row_job(self._job_row(db, ref, lock=True))
+            done = {r[0] for r in db.execute(
+                "SELECT scheduled_for FROM runs WHERE job_id = ? AND status IN "
+                "('queued', 'running', 'succeeded') AND trigger IN "
+                "('schedule', 'catchup', 'retry', 'backfill')", (job.id,)).fetchall()}
+            todo = [s for s in slots if s not in done]
+            backfill_id = new_id("b")
+            db.execute("INSERT INTO backfills (id, job_id, slots, next_slot, max_parallel, "
+                       "state, created_at) VALUES (?, ?, ?, 0, ?, 'running', ?)",
+                       (backfill_id, job.id, json.dumps(todo), max_parallel, now))
+            self._event(db, "backfill.created", job.id, None, at=now, backfill=backfill_id,
+                        slots=len(todo), skipped=len(slots) - len(todo))
+            self._backfill_next(db, backfill_id, now)
+        return self.get_backfill(backfill_id)
+
+    def _backfill_next(self, db, backfill_id: str, now: float) -> None:
+        """Start the backfill's next slots while fewer than its limit run; mark it done
+        when every slot has run."""
+        row = db.execute(f"SELECT * FROM backfills WHERE id = ?{self._lock}",
+                         (backfill_id,)).fetchone()
+        if row is None or row["state"] != "running":
+            return
+        slots, nxt = json.loads(row["slots"]), row["next_slot"]
+        active = db.execute("SELECT COUNT(*) FROM runs WHERE backfill_id = ? AND status IN "
+                            "('queued', 'running')", (backfill_id,)).fetchone()[0]
+        jrow = db.execute("SELECT * FROM jobs WHERE id = ?", (row["job_id"],)).fetchone()
+        while jrow is not None and nxt < len(slots) and active < row["max_parallel"]:
+            job = _row_job(jrow)
+            slot = slots[nxt]
+            spec = {**job.spec(), "backfill": backfill_id, "logical_time": iso(slot)}
+            self._insert_run(db, job, trigger="backfill", scheduled_for=slot, fire_at=now,
+                             now=now, spec=spec, backfill_id=backfill_id)
+            nxt, active = nxt + 1, active + 1
+        state = "done" if (nxt >= len(slots) and active == 0) or jrow is None else "running"
+        db.execute("UPDATE backfills SET next_slot = ?, state = ?, finished_at = ? "
+                   "WHERE id = ?", (nxt, state, now if state == "done" else None, backfill_id))
+        if state == "done":
+            self._event(db, "backfill.finished", row["job_id"], None, at=now,
+                        backfill=backfill_id)
+
+    def get_backfill(self, backfill_id: str) -> dict:
+        """A backfill's progress: slots, how many runs are in each status, its state."""
+        row = self.db.execute("SELECT * FROM backfills WHERE id = ?",
+                              (backfill_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no backfill {backfill_id!r}", field="backfill")
+        counts = dict(self.db.execute(
+            "SELECT status, COUNT(*) FROM runs WHERE backfill_id = ? GROUP BY status",
+            (backfill_id,)).fetchall())
+        slots = json.loads(row["slots"])
+        return {"id": row["id"], "job_id": row["job_id"], "state": row["state"],
+                "slots": len(slots), "started": row["next_slot"],
+                "max_parallel": row["max_parallel"], "runs": counts,
+                "from": iso(slots[0]) if slots else None,
+                "to": iso(slots[-1]) if slots else None,
+                "created_at": iso(row["created_at"]), "finished_at": iso(row["finished_at"])}
+
+    def cancel_backfill(self, backfill_id: str) -> dict:
+        """Stop a backfill as a whole: no further slot starts; its waiting runs end
+        ``cancelled`` and its running ones are asked to stop."""
+        now = self.clock()
+        with self._write() as db:
+            row = db.execute(f"SELECT * FROM backfills WHERE id = ?{self._lock}",
+                             (backfill_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no backfill {backfill_id!r}", field="backfill")
+            if row["state"] == "running":
+                db.execute("UPDATE backfills SET state = 'cancelled', finished_at = ? "
+                           "WHERE id = ?", (now, backfill_id))
+                self._event(db, "backfill.cancelled", row["job_id"], None, at=now,
+                            backfill=backfill_id)
+            for r in db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE backfill_id = ? AND "
+                                "status IN ('queued', 'running')", (backfill_id,)).fetchall():
+                run = _row_run(r)
+                if run.status == "queued" and run.pid is None:
+                    self._finish(db, run, "cancelled", None, "backfill cancelled", now)
+                else:
+                    db.execute("UPDATE runs SET cancel_requested = 1, reason = COALESCE("
+                               "reason, 'backfill cancelled') WHERE id = ?", (run.id,))
+        return self.get_backfill(backfill_id)
+
     def dispatch(self, run_id: str) -> bool:
         """Take a pending run for a one-off caller (``hermes-cron run`` with no ticker)."""
         with self._write() as db:
@@ -667,7 +770,8 @@ class SQLStore(Store):
             rows = db.execute(
                 "SELECT r.id, r.status, r.cancel_requested, r.trigger, r.spec, r.job_id, "
                 "j.state, j.enabled, (SELECT o.id FROM runs o WHERE o.job_id = r.job_id AND "
-                "o.status = 'running' AND o.id != r.id LIMIT 1) "
+                "o.status = 'running' AND o.id != r.id AND "  # a backfill's limit is its own
+                "COALESCE(o.backfill_id, '') != COALESCE(r.backfill_id, '-') LIMIT 1) "
                 "FROM runs r LEFT JOIN jobs j ON j.id = r.job_id "
                 f"WHERE r.id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
             for row in rows:
@@ -793,6 +897,8 @@ class SQLStore(Store):
                     trigger=run.trigger, attempt=run.attempt, recovered=recovered)
         if jrow is not None and status != "skipped":
             self._after_run(db, _row_job(jrow), run, status, exit_code, reason, at)
+        if run.backfill_id:
+            self._backfill_next(db, run.backfill_id, at)
         return _row_run(self._run_row(db, run_id))
 
     def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at) -> None:

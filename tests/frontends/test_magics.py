@@ -275,3 +275,14 @@ def test_notebook_job_and_its_artifact(cell, db, tmp_path):
     executed = nbformat.read(str(saved), as_version=4)
     assert executed.cells[1].source == "# Parameters\nx = 5\n"
     assert executed.cells[2].outputs[0]["text"] == "x is 5\n"
+
+
+def test_backfill_from_a_notebook(cell, db):
+    cell.ok('%cron add nightly "0 6 * * *" --tz UTC -- echo $HERMES_CRON_LOGICAL_TIME')
+    out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --dry-run")
+    assert out.startswith("nightly: 3 slot(s) would run, 1 at a time: 2026-11-01T06:00")
+    cell.fails("%cron backfill nightly --from 2026-11-03 --to 2026-11-01", "to is before from")
+    out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --max-parallel 2")
+    backfill_id = re.match(r"backfill (b_\w+) of nightly: 3 slot\(s\), 2 at a time", out)[1]
+    assert cell.ok(f"%cron cancel {backfill_id}") == f"backfill {backfill_id}: cancelled\n"
+    assert {r.trigger for r in db.list_runs("nightly").items} <= {"backfill"}

@@ -77,3 +77,16 @@ def test_preview_and_its_limits(ops):
     with pytest.raises(InvalidInput) as err:
         ops.preview("@daily", "UTC", 0)
     assert err.value.field == "count"
+
+
+def test_backfill_dry_run_and_errors_alike(ops, name):
+    ops.add({"name": name, "schedule": "0 6 * * *", "timezone": "UTC", "command": "true"})
+    got = ops.backfill(name, "2026-11-01", "2026-11-03", max_parallel=2, dry_run=True)
+    assert got["next"] == ["2026-11-01T06:00:00.000Z", "2026-11-02T06:00:00.000Z",
+                           "2026-11-03T06:00:00.000Z"]
+    assert (got["state"], got["max_parallel"]) == ("dry-run", 2)
+    with pytest.raises(InvalidInput) as err:
+        ops.backfill(name, "2026-11-03", "2026-11-01")
+    assert err.value.field == "to"
+    with pytest.raises(NotFound):
+        ops.get_backfill("b_0000000000000000")

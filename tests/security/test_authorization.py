@@ -45,6 +45,7 @@ EVERY_ROUTE = [
     ("GET", "runs/r1"), ("POST", "runs/r1/cancel"), ("GET", "runs/r1/log"),
     ("GET", "runs/r1/stream"), ("GET", "events"), ("GET", "stats"), ("GET", "preview"),
     ("GET", "openapi.json"), ("GET", "options"), ("GET", "runs/r1/artifact"),
+    ("POST", "jobs/a/backfill"), ("GET", "backfills/b1"), ("POST", "backfills/b1/cancel"),
 ]
 
 
@@ -166,7 +167,8 @@ ROUTE_PERMISSION = {
     ("POST", "runs/r1/cancel"): "write", ("GET", "runs/r1/log"): "read",
     ("GET", "runs/r1/stream"): "read", ("GET", "events"): "read", ("GET", "stats"): "read",
     ("GET", "preview"): "read", ("GET", "openapi.json"): "read", ("GET", "options"): "read",
-    ("GET", "runs/r1/artifact"): "read",
+    ("GET", "runs/r1/artifact"): "read", ("POST", "jobs/a/backfill"): "write",
+    ("GET", "backfills/b1"): "read", ("POST", "backfills/b1/cancel"): "write",
 }
 
 

@@ -468,3 +468,31 @@ def test_a_run_marked_lost_can_no_longer_be_taken_by_a_supervisor(store):
     assert store.attach_run(early.id, 44, None, "h") is False  # one supervisor per run
     assert store.mark_running(early.id, store.clock(), 45) is True
     assert store.get_run(early.id).status == "running"
+
+
+def test_a_backfill_runs_its_slots_a_few_at_a_time(store, clock):
+    job = make_job(store, "bf", "@daily")
+    slots = [1_700_000_000.0 + 86400 * i for i in range(5)]
+    b = store.create_backfill(job.id, slots, 2)
+    assert (b["slots"], b["started"], b["state"], b["runs"]) == (5, 2, "running", {"queued": 2})
+    seen = []
+    while (active := [r for r in store.active_runs() if r.backfill_id == b["id"]]):
+        assert len(active) <= 2 and {r.trigger for r in active} == {"backfill"}
+        run = active[0]
+        seen.append(run.scheduled_for)
+        assert store.attach_run(run.id, 1, None, "h")
+        store.finish_run(run.id, "succeeded", 0)  # the next slot is queued in this commit
+    assert sorted(seen) == slots
+    done = store.get_backfill(b["id"])
+    assert (done["state"], done["runs"]) == ("done", {"succeeded": 5})
+    assert store.create_backfill(job.id, slots, 2)["slots"] == 0  # every slot has run
+
+
+def test_a_cancelled_backfill_starts_nothing_more(store, clock):
+    job = make_job(store, "bf2", "@daily")
+    b = store.create_backfill(job.id, [1_700_000_000.0 + 86400 * i for i in range(4)], 1)
+    out = store.cancel_backfill(b["id"])
+    assert (out["state"], out["runs"]) == ("cancelled", {"cancelled": 1})
+    assert [r for r in store.active_runs() if r.backfill_id == b["id"]] == []
+    with pytest.raises(NotFound):
+        store.get_backfill("b_0000000000000000")

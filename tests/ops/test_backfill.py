@@ -1,0 +1,130 @@
+"""Backfill: a job's past slots run as a whole, a few at a time, each told its slot,
+with a real daemon (its ticker and supervisors) on a real store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hermes_cron_ext.errors import InvalidInput
+from hermes_cron_ext.ops import Operations
+from tests.conftest import wait_for
+
+DAYS = [datetime(2026, 11, d, tzinfo=UTC) for d in range(1, 31)]
+
+
+def ledger_job(cli, name: str, ledger, sleep: float) -> None:
+    """A job whose runs write their logical time, start and end to *ledger*."""
+    cli("add", name, "@daily", "--tz", "UTC", "--", "sh", "-c",
+        f'echo "$HERMES_CRON_LOGICAL_TIME $(date +%s.%N) start" >> {ledger}; sleep {sleep}; '
+        f'echo "$HERMES_CRON_LOGICAL_TIME $(date +%s.%N) end" >> {ledger}')
+
+
+def most_at_once(lines: list[str]) -> int:
+    marks = sorted((float(t), 1 if what == "start" else -1)
+                   for _, t, what in (line.split() for line in lines))
+    now = peak = 0
+    for _, step in marks:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def test_thirty_daily_slots_four_at_a_time(cli, tmp_path):
+    ledger = tmp_path / "ledger"
+    ledger_job(cli, "nightly", ledger, 0.3)
+    cli.daemon()
+    ops = Operations(cli.db)
+    try:
+        dry = ops.backfill("nightly", "2026-11-01", "2026-11-30", max_parallel=4,
+                           dry_run=True)
+        assert dry["next"] == [d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                               for d in DAYS]
+        b = ops.backfill("nightly", "2026-11-01", "2026-11-30", max_parallel=4)
+        assert (b["slots"], b["state"]) == (30, "running")
+        done = wait_for(lambda: (x := ops.get_backfill(b["id"]))["state"] == "done" and x,
+                        90, 0.2, "the backfill to end")
+        assert done["runs"] == {"succeeded": 30}
+        runs = ops.runs("nightly", limit=100)["runs"]
+        assert {r["trigger"] for r in runs} == {"backfill"} and len(runs) == 30
+        assert sorted(r["logical_time"] for r in runs) == dry["next"]
+        assert {r["backfill_id"] for r in runs} == {b["id"]}
+        lines = ledger.read_text().splitlines()
+        told = sorted({line.split()[0] for line in lines})
+        assert told == dry["next"]  # each payload was told its own slot, once
+        assert len(lines) == 60
+        assert most_at_once(lines) <= 4
+        # again: every slot has run, so nothing more is queued (it resumes, never repeats)
+        again = ops.backfill("nightly", "2026-11-01", "2026-11-30", max_parallel=4)
+        assert (again["slots"], again["state"]) == (0, "done")
+    finally:
+        ops.close()
+
+
+def test_cancel_stops_the_rest(cli, tmp_path):
+    ledger = tmp_path / "ledger"
+    ledger_job(cli, "slow", ledger, 2)
+    cli.daemon()
+    ops = Operations(cli.db)
+    try:
+        b = ops.backfill("slow", "2026-11-01", "2026-11-30", max_parallel=2)
+        wait_for(lambda: ops.get_backfill(b["id"])["runs"].get("running", 0) == 2, 30,
+                 what="two runs running")
+        cancelled = ops.cancel_backfill(b["id"])
+        assert cancelled["state"] == "cancelled"
+        final = wait_for(lambda: (x := ops.get_backfill(b["id"]))["runs"].get("running", 0)
+                         + x["runs"].get("queued", 0) == 0 and x, 30, what="nothing active")
+        assert sum(final["runs"].values()) == 2 and final["runs"] == {"cancelled": 2}
+        started = [line for line in ledger.read_text().splitlines() if line.endswith("start")]
+        assert len(started) == 2  # no slot started after the cancel
+    finally:
+        ops.close()
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (("2026-11-30", "2026-11-01"), "to"),
+    (("yesterday", "2026-11-01"), "from"),
+    (("2026-11-01", "2026-11-02", 0), "max_parallel"),
+    (("2026-11-01T00:30", "2026-11-01T00:40"), "from"),  # no daily slot in it
+])
+def test_bad_ranges_name_the_field(cli, args, field):
+    cli("add", "d", "@daily", "--tz", "UTC", "--", "true")
+    ops = Operations(cli.db)
+    try:
+        start, end, *rest = args
+        with pytest.raises(InvalidInput) as err:
+            ops.backfill("d", start, end, max_parallel=rest[0] if rest else 1)
+        assert err.value.field == field
+        assert ops.runs("d")["runs"] == []
+    finally:
+        ops.close()
+
+
+def test_future_slots_are_left_to_the_schedule(cli):
+    cli("add", "h", "@hourly", "--tz", "UTC", "--", "true")
+    ops = Operations(cli.db)
+    try:
+        now = datetime.now(UTC)
+        got = ops.backfill("h", (now - timedelta(hours=3)).isoformat(),
+                           (now + timedelta(days=2)).isoformat(), dry_run=True)
+        assert 2 <= got["slots"] <= 3
+        assert all(datetime.fromisoformat(t.replace("Z", "+00:00")) <= now
+                   for t in got["next"])
+    finally:
+        ops.close()
+
+
+def test_the_cli_shows_progress_and_cancels_by_id(cli, tmp_path):
+    ledger = tmp_path / "ledger"
+    ledger_job(cli, "c", ledger, 0)
+    cli.daemon()
+    out = cli("backfill", "c", "--from", "2026-11-01", "--to", "2026-11-03",
+              "--max-parallel", "3")
+    assert "done; 3/3 slots done (3 succeeded)" in out.stdout
+    cli("edit", "c", "--", "sleep", "5")
+    queued = cli.json("backfill", "c", "--from", "2026-10-01", "--to", "2026-10-05",
+                      "--no-wait")
+    assert (queued["slots"], queued["max_parallel"]) == (5, 1)
+    cancel = cli("cancel", queued["id"])
+    assert cancel.stdout.startswith(f"backfill {queued['id']}: cancelled; ")
