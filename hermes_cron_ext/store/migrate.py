@@ -66,7 +66,8 @@ def copy_store(source: SQLStore, target: SQLStore, *, force: bool = False,
             tables[table] = (cols, rows)
     run_ids = [r[0] for r in tables["runs"][1]]
     expected = {"jobs": len(tables["jobs"][1]), "runs": len(run_ids),
-                "events": len(tables["events"][1]), "cursors": len(tables["meta"][1])}
+                "events": len(tables["events"][1]), "cursors": len(tables["meta"][1]),
+                "backfills": len(tables["backfills"][1])}
     say(f"copying {expected['jobs']} jobs, {expected['runs']} runs, "
         f"{expected['events']} events into {_show(target)}")
     with target._write() as db:
@@ -93,6 +94,7 @@ def copy_store(source: SQLStore, target: SQLStore, *, force: bool = False,
         "jobs": _count(target, "jobs"), "runs": _count(target, "runs"),
         "events": _count(target, "events"),
         "cursors": _count(target, "meta") - 1,
+        "backfills": _count(target, "backfills"),
         "output_bytes": sum(target.output_size(r) for r in run_ids),
         "artifacts": sum(target.read_artifact(r) is not None for r in run_ids),
     }

@@ -158,7 +158,7 @@ RUN_FIELDS = (
 LIST_COLUMNS = ", ".join(RUN_FIELDS)
 RUN_COLUMNS = LIST_COLUMNS + ", spec"
 #: the tables a store holds, in the order a copy inserts them (``migrate.py``)
-TABLES = ("jobs", "runs", "events", "tickers", "meta")
+TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
 
 
