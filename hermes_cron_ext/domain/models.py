@@ -286,6 +286,8 @@ class Run:
     payload_pid: int | None = None
     #: the backfill this run belongs to (``b_...``), if any
     backfill_id: str | None = None
+    #: parameters given when the run was asked for (over the job's own), if any
+    parameters: dict | None = None
     spec: dict = field(default_factory=dict)
 
     @property
@@ -306,6 +308,7 @@ class Run:
             "heartbeat_at": iso(self.heartbeat_at), "pid": self.pid, "host": self.host,
             "phase": self.phase, "progress": self.progress, "reason": self.reason,
             "output_bytes": self.output_bytes, "backfill_id": self.backfill_id,
+            "parameters": self.parameters,
             # the slot a run stands for: its payload gets it as HERMES_CRON_LOGICAL_TIME
             "logical_time": iso(self.scheduled_for),
         }

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
-from hermes_cron_ext.domain.options import add_options, fields_from_options
+from hermes_cron_ext.domain.options import add_options, fields_from_options, parameter_values
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import HermesCronError, InvalidInput
+from hermes_cron_ext.frontends.render import trigger_text
 from hermes_cron_ext.ops import Operations, host
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
@@ -229,7 +230,8 @@ def _warn_no_ticker() -> None:
 
 
 def cmd_run(args, ops: Operations) -> int:
-    run = ops.run_now(args.name)  # with no ticker alive, its supervisor starts from here
+    # with no ticker alive, its supervisor starts from here
+    run = ops.run_now(args.name, parameter_values(args.param) or None)
     if args.json and not args.follow:
         _print_json(run)
         return 0
@@ -422,7 +424,7 @@ def cmd_runs(args, ops: Operations) -> int:
     if args.json:
         _print_json(page)
         return 0
-    rows = [[r["id"], r["status"], r["trigger"], str(r["attempt"]), _local(r["scheduled_for"]),
+    rows = [[r["id"], r["status"], trigger_text(r), str(r["attempt"]), _local(r["scheduled_for"]),
              _local(r["started_at"]), _duration(r["duration"]),
              "-" if r["exit_code"] is None else str(r["exit_code"]), (r["reason"] or "")[:50]]
             for r in page["runs"]]
@@ -667,8 +669,11 @@ def build_parser() -> Parser:
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("run", help="run a job now")
+    p = sub.add_parser("run", help="run a job now: run NAME [-p NAME=VALUE ...]")
     p.add_argument("name")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="a parameter for this run alone (VALUE read as JSON when it can be); "
+                        "a notebook's are checked against its parameters cell")
     p.add_argument("-f", "--follow", action="store_true", help="print its output live")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)

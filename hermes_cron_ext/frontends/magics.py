@@ -6,7 +6,7 @@ Load with ``%load_ext hermes_cron_ext``. Then::
     %cron add NAME "SCHEDULE" [options] -- COMMAND
     %cron edit NAME [--schedule S] [options] [-- COMMAND]
     %cron rm|pause|resume NAME...
-    %cron run NAME [--watch]                  run now (and show its live output)
+    %cron run NAME [-p NAME=VALUE] [--watch]  run now (and show its live output)
     %cron runs NAME                           run history: table and duration chart
     %cron logs NAME|RUN [--tail BYTES]        a run's output, printed
     %cron watch NAME|RUN                      live output of the running (or last) run
@@ -40,7 +40,7 @@ from IPython.display import display
 
 from hermes_cron_ext import ops as cron_client
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, parse_iso
-from hermes_cron_ext.domain.options import add_options, fields_from_options
+from hermes_cron_ext.domain.options import add_options, fields_from_options, parameter_values
 from hermes_cron_ext.errors import HermesCronError, NotFound
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
@@ -128,8 +128,9 @@ def _parsers() -> dict[str, _Parser]:
     p.add_argument("--to", dest="end", required=True)
     p.add_argument("--max-parallel", type=int, default=1)
     p.add_argument("--dry-run", action="store_true")
-    p = out["run"] = _Parser(prog="%cron run", usage="%cron run NAME [--watch]")
+    p = out["run"] = _Parser(prog="%cron run", usage="%cron run NAME [-p NAME=VALUE] [--watch]")
     p.add_argument("name")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
     p.add_argument("--watch", action="store_true", help="show the run's live output")
     p = out["runs"] = _Parser(prog="%cron runs", usage="%cron runs NAME [--limit N]")
     p.add_argument("name")
@@ -359,7 +360,7 @@ class CronMagics(Magics):
             print(f"{job['name']} {job['state']}; next run {_when(job.get('next_run_at'))}")
 
     def do_run(self, args) -> None:
-        run = self.client.run_now(args.name)
+        run = self.client.run_now(args.name, parameter_values(getattr(args, "param", None)) or None)
         print(f"run {run['id']} of {args.name} started")
         if args.watch:
             from hermes_cron_ext.frontends.widgets import LiveOutput

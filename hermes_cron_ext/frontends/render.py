@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from hermes_cron_ext.domain import schedule as sched
@@ -83,3 +84,13 @@ def describe_schedule(text: str, tz: str | None) -> str:
         return sched.describe(sched.parse(text, tz))
     except HermesCronError:
         return text
+
+
+def trigger_text(run: dict) -> str:
+    """A run's trigger, with the parameters it was given (``manual n=7``), if any."""
+    given = run.get("parameters") or {}
+    text = run.get("trigger") or ""
+    if given:
+        text += " " + ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                                for k, v in given.items())
+    return text[:80]

@@ -52,6 +52,7 @@ from hermes_cron_ext.frontends.render import (
     format_duration,
     local_time,
     timestamp,
+    trigger_text,
 )
 from hermes_cron_ext.frontends.terminal import Terminal
 from hermes_cron_ext.ops import ConnectionFailed, CronClient, get_client
@@ -160,7 +161,7 @@ def runs_table(runs: list[dict]) -> str:
         reason = r.get("reason") or ""
         rows.append(
             f"<tr data-run=\"{html.escape(r['id'])}\"><td>{_outcome(r.get('status'))}</td>"
-            f"<td>{html.escape(r.get('trigger') or '')}</td><td>{r.get('attempt', 1)}</td>"
+            f"<td>{html.escape(trigger_text(r))}</td><td>{r.get('attempt', 1)}</td>"
             f"<td>{html.escape(local_time(timestamp(r.get('started_at'))))}</td>"
             f"<td>{html.escape(format_duration(r.get('duration')))}</td><td>{code}</td>"
             f"<td><code>{html.escape(r['id'])}</code></td>"
@@ -276,7 +277,7 @@ def runs_text(runs: list[dict]) -> str:
         return "no runs yet"
     rows = []
     for r in runs:
-        rows.append([str(r.get("status", "")).replace("_", " "), r.get("trigger") or "",
+        rows.append([str(r.get("status", "")).replace("_", " "), trigger_text(r),
                      str(r.get("attempt", 1)), local_time(timestamp(r.get("started_at"))),
                      format_duration(r.get("duration")),
                      "-" if r.get("exit_code") is None else str(r["exit_code"]), r["id"],

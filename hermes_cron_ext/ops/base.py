@@ -75,8 +75,15 @@ class CronClient(ABC):
     def resume(self, ref: str) -> dict: ...
 
     @abstractmethod
-    def run_now(self, ref: str) -> dict:
-        """Queue a manual run; :raises Conflict: when the overlap policy refuses."""
+    def run_now(self, ref: str, parameters: dict | None = None) -> dict:
+        """Queue a manual run, with *parameters* over the job's own for this run alone;
+        :raises Conflict: when the overlap policy refuses; :raises InvalidInput: naming a
+        parameter of the wrong type."""
+
+    @abstractmethod
+    def job_parameters(self, ref: str) -> list[dict]:
+        """What a run may be given: ``[{"name", "type", "default"}]`` (a notebook's from
+        its ``parameters`` cell)."""
 
     @abstractmethod
     def backfill(self, ref: str, start: str, end: str, *, max_parallel: int = 1,

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from hermes_cron_ext import __version__
+from hermes_cron_ext.domain import parameters as params
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.jobspec import execute_changes, validate_changes, validate_new
 from hermes_cron_ext.domain.models import (
@@ -234,10 +235,44 @@ class Operations(CronClient):
         self._changed()
         return job.to_json()
 
-    def run_now(self, ref: str) -> dict:
+    def job_parameters(self, ref: str) -> list[dict]:
+        """The parameters a run of the job may be given: ``[{"name", "type", "default"}]``.
+        A notebook job's come from its ``parameters`` cell (the job's own values as the
+        defaults); other jobs' from the job's ``parameters``."""
+        job = self.store.get_job(ref)
+        own = dict(job.parameters or {})
+        declared: list[dict] = []
+        if job.kind == "notebook" and isinstance(job.command, str):
+            path = os.path.join(os.path.expanduser(job.cwd or "~"),
+                                os.path.expanduser(job.command))
+            try:
+                with open(path, encoding="utf-8") as f:
+                    declared = params.declared(f.read())
+            except OSError as exc:
+                raise NotFound(f"cannot read the notebook {path}: {exc.strerror}",
+                               field="command") from None
+        names = {p["name"] for p in declared}
+        out = [{**p, "default": own.get(p["name"], p["default"])} for p in declared]
+        out += [{"name": k, "type": params.type_of(v), "default": v}
+                for k, v in own.items() if k not in names]
+        return out
+
+    def run_now(self, ref: str, parameters: dict | None = None, *,
+                may_execute: bool = True) -> dict:
         """Queue a manual run (:class:`Conflict` when the overlap policy refuses). With
-        no ticker alive to pick it up, its supervisor is started from here."""
-        run = self.store.request_run(ref)
+        no ticker alive to pick it up, its supervisor is started from here.
+
+        *parameters* go over the job's own for this run alone, checked against what the
+        job declares (:meth:`job_parameters`); giving them changes what runs, so it needs
+        ``execute`` (without *may_execute*: :class:`Forbidden`)."""
+        if parameters:
+            if not may_execute:
+                raise Forbidden("running with parameters needs the execute permission on "
+                                "cron (they change what the job runs)", field="parameters")
+            parameters = params.check(parameters, self.job_parameters(ref))
+        elif parameters is not None and not isinstance(parameters, dict):
+            raise InvalidInput("parameters must be an object", field="parameters")
+        run = self.store.request_run(ref, parameters=parameters or None)
         self._changed()
         if self.ticker is None and not self.alive_tickers() and self.store.dispatch(run.id):
             spawn_supervisor(self.store.url, run.id)

@@ -183,8 +183,12 @@ class RestClient(CronClient):
     def resume(self, ref):
         return self.request("POST", f"jobs/{self._q(ref)}/resume")
 
-    def run_now(self, ref):
-        return self.request("POST", f"jobs/{self._q(ref)}/run")
+    def run_now(self, ref, parameters=None):
+        body = {"parameters": parameters} if parameters else None
+        return self.request("POST", f"jobs/{self._q(ref)}/run", body)
+
+    def job_parameters(self, ref):
+        return self.request("GET", f"jobs/{self._q(ref)}/parameters")["parameters"]
 
     def backfill(self, ref, start, end, *, max_parallel=1, dry_run=False):
         return self.request("POST", f"jobs/{self._q(ref)}/backfill", {

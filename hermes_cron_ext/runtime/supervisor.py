@@ -233,13 +233,18 @@ class Supervisor:
         env.update(spec.get("env") or {})
         if spec.get("secret_env"):
             env.update(store.run_secrets(run.id))
-        if spec.get("kind") == "notebook":
-            from hermes_cron_ext.runtime.notebook import PARAMETERS_ENV
+        from hermes_cron_ext.runtime.notebook import PARAMETERS_ENV
 
-            parameters = dict(spec.get("parameters") or {})
+        parameters = dict(spec.get("parameters") or {})
+        if spec.get("kind") == "notebook":
             if spec.get("logical_time"):  # a backfilled slot: the notebook is told which
                 parameters.setdefault("logical_time", spec["logical_time"])
             env[PARAMETERS_ENV] = json.dumps(parameters)
+        elif parameters:  # a script reads them as JSON, or one by one
+            env[PARAMETERS_ENV] = json.dumps(parameters)
+            for key, value in parameters.items():
+                env[f"HERMES_CRON_PARAM_{key}"] = value if isinstance(value, str) \
+                    else json.dumps(value)
         env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
                     "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
                     "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or ""),

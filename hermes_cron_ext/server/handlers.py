@@ -190,10 +190,22 @@ class JobActionHandler(CronAPIHandler):
     @web.authenticated
     @authorized(action="write")
     async def post(self, ref: str, action: str):
-        if action == "run":
-            self.reply(await self.cron.run_job(ref), 202)
+        if action == "run":  # parameters, if given, need execute (they change what runs)
+            body = self.json_body() if self.request.body.strip() else {}
+            self.reply(await self.cron.run_job(
+                ref, body, may_execute=not body.get("parameters")
+                or await self.allowed("execute")), 202)
         else:
             self.reply(await self.cron.set_paused(ref, action == "pause"))
+
+
+class JobParametersHandler(CronAPIHandler):
+    """What a run of the job may be given (a notebook's ``parameters`` cell, typed)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron.job_parameters(ref))
 
 
 class JobBackfillHandler(CronAPIHandler):
@@ -493,6 +505,7 @@ def routes() -> list[tuple]:
         (rf"{base}/jobs/{ID}/stream", JobStreamHandler),
         (rf"{base}/runs", JobRunsHandler),
         (rf"{base}/jobs/{ID}/backfill", JobBackfillHandler),
+        (rf"{base}/jobs/{ID}/parameters", JobParametersHandler),
         (rf"{base}/backfills/{ID}", BackfillHandler),
         (rf"{base}/backfills/{ID}/cancel", BackfillCancelHandler),
         (rf"{base}/runs/{ID}", RunHandler),

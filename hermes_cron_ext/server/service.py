@@ -144,8 +144,18 @@ class CronService:
     async def set_paused(self, ref: str, paused: bool) -> dict:
         return await self._ops(self.ops.pause if paused else self.ops.resume, ref)
 
-    async def run_job(self, ref: str) -> dict:
-        return await self._ops(self.ops.run_now, ref)
+    async def run_job(self, ref: str, body: dict | None = None, *,
+                      may_execute: bool = True) -> dict:
+        body = body or {}
+        unknown = set(body) - {"parameters"}
+        if unknown:
+            field = sorted(unknown)[0]
+            raise InvalidInput(f"unknown field {field!r}", field=field)
+        return await self._ops(self.ops.run_now, ref, body.get("parameters"),
+                               may_execute=may_execute)
+
+    async def job_parameters(self, ref: str) -> dict:
+        return {"parameters": await self._ops(self.ops.job_parameters, ref)}
 
     async def backfill(self, ref: str, body: dict) -> dict:
         unknown = set(body) - {"from", "to", "max_parallel", "dry_run"}

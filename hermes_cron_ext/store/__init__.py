@@ -160,8 +160,9 @@ class AsyncStore:
     async def create_job(self, fields: dict) -> tuple[Job, bool]:
         return await self.run(self.sync.create_job, fields)
 
-    async def request_run(self, ref: str, trigger: str = "manual") -> Run:
-        return await self.run(self.sync.request_run, ref, trigger)
+    async def request_run(self, ref: str, trigger: str = "manual",
+                          parameters: dict | None = None) -> Run:
+        return await self.run(self.sync.request_run, ref, trigger, parameters)
 
     async def get_run(self, run_id: str) -> Run:
         return await self.run(self.sync.get_run, run_id)

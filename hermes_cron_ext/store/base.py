@@ -77,7 +77,8 @@ class Store(ABC):
         """Queue a run of every ``@reboot`` job; returns how many."""
 
     @abstractmethod
-    def request_run(self, ref: str, trigger: str = "manual") -> Run:
+    def request_run(self, ref: str, trigger: str = "manual",
+                    parameters: dict | None = None) -> Run:
         """Queue a run now. :raises Conflict: when the overlap policy refuses."""
 
     @abstractmethod

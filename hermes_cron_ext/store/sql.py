@@ -55,7 +55,7 @@ from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F40
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -144,6 +144,8 @@ MIGRATIONS: dict[int, list[str]] = {
             state TEXT NOT NULL,
             created_at REAL NOT NULL,
             finished_at REAL)"""],
+    # parameters given at trigger time (run NAME -p k=v), shown with the run
+    5: ["ALTER TABLE runs ADD COLUMN parameters TEXT"],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -152,7 +154,7 @@ RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
     "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",
     "phase", "progress", "reason", "output_bytes", "cancel_requested", "dispatched_at",
-    "job_name", "payload_pid", "backfill_id",
+    "job_name", "payload_pid", "backfill_id", "parameters",
 )
 #: lists skip the frozen spec (parsing it per row would dominate a page)
 LIST_COLUMNS = ", ".join(RUN_FIELDS)
@@ -227,6 +229,8 @@ def _row_run(row) -> Run:
     """A Run from a row selected with RUN_COLUMNS or LIST_COLUMNS, by position (fast)."""
     run = Run(*row[:len(RUN_FIELDS)])
     run.cancel_requested = bool(run.cancel_requested)
+    if run.parameters is not None:
+        run.parameters = json.loads(run.parameters)
     if len(row) > len(RUN_FIELDS):
         run.spec = json.loads(row[len(RUN_FIELDS)])
     return run
@@ -518,17 +522,19 @@ class SQLStore(Store):
     def _insert_run(self, db, job: Job, *, trigger: str, scheduled_for: float | None,
                     fire_at: float | None, status: str = "queued", reason: str | None = None,
                     attempt: int = 1, dispatched: float | None = None, now: float,
-                    spec: dict | None = None, backfill_id: str | None = None) -> Run | None:
+                    spec: dict | None = None, backfill_id: str | None = None,
+                    parameters: dict | None = None) -> Run | None:
         run_id = new_id("r")
         finished = now if status == "skipped" else None
         spec_text = json.dumps(spec or job.spec())
         cur = db.execute(
             "INSERT INTO runs (id, job_id, status, trigger, attempt, scheduled_for, "
             "fire_at, queued_at, dispatched_at, finished_at, reason, job_name, spec, "
-            "backfill_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "backfill_id, parameters) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (run_id, job.id, status, trigger, attempt, scheduled_for, fire_at, now, dispatched,
-             finished, reason, job.name, spec_text, backfill_id),
+             finished, reason, job.name, spec_text, backfill_id,
+             json.dumps(parameters) if parameters else None),
         )
         if cur.rowcount == 0:
             return None  # this slot was recorded already
@@ -538,7 +544,8 @@ class SQLStore(Store):
         return Run(run_id, job.id, status, trigger, attempt, _real(scheduled_for),
                    _real(fire_at), float(now), finished_at=_real(finished), reason=reason,
                    dispatched_at=_real(dispatched), job_name=job.name,
-                   backfill_id=backfill_id, spec=json.loads(spec_text))
+                   backfill_id=backfill_id, parameters=parameters or None,
+                   spec=json.loads(spec_text))
 
     def _slots(self, job: Job, schedule, slot: float, now: float,
                cause: str | None = None) -> tuple[list[tuple], float]:
@@ -604,7 +611,9 @@ class SQLStore(Store):
                                  fire_at=now, now=now)
         return len(rows)
 
-    def request_run(self, ref: str, trigger: str = "manual") -> Run:
+    def request_run(self, ref: str, trigger: str = "manual",
+                    parameters: dict | None = None) -> Run:
+        """Queue a run now; *parameters* (checked by the caller) go over the job's own."""
         now = self.clock()
         with self._write() as db:
             job = _row_job(self._job_row(db, ref, lock=True))
@@ -614,8 +623,11 @@ class SQLStore(Store):
                 raise Conflict(
                     f"job {job.name!r} is running (run {active[0] if active else '?'}) and its "
                     "overlap policy is forbid", field="overlap")
+            spec = job.spec()
+            if parameters:
+                spec["parameters"] = {**(spec.get("parameters") or {}), **parameters}
             return self._insert_run(db, job, trigger=trigger, scheduled_for=now, fire_at=now,
-                                    now=now)
+                                    now=now, spec=spec, parameters=parameters)
 
     # -- backfills: past slots as a whole, a few at a time ------------------------------
     def create_backfill(self, ref: str, slots: list[float], max_parallel: int) -> dict:
@@ -922,7 +934,7 @@ class SQLStore(Store):
         if outcome.retry:
             self._insert_run(db, job, trigger="retry", scheduled_for=run.scheduled_for,
                              fire_at=at + rules.retry_delay(job.policy, run.attempt),
-                             attempt=run.attempt + 1, now=at,
+                             attempt=run.attempt + 1, now=at, parameters=run.parameters,
                              spec=run.spec)  # a retry runs what the failed attempt ran
 
     def request_cancel(self, run_id: str, reason: str | None = None) -> Run:

@@ -231,3 +231,13 @@ def test_status_never_shows_the_store_password(pg_url, tmp_path):
         proc = cli(*args, check=False)
         assert secret not in proc.stdout + proc.stderr
         assert "***" in proc.stdout
+
+
+def test_run_with_parameters(cli):
+    cli("add", "p", "@yearly", "--param", "n=1", "--", 'echo "n=$HERMES_CRON_PARAM_n"')
+    out = cli("run", "p", "-p", "n=7", "-f")
+    assert out.stdout.strip() == "n=7"
+    assert _runs(cli, "p")[0]["parameters"] == {"n": 7}
+    bad = cli("run", "p", "-p", "n=seven", check=False)
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        'hermes-cron: error: parameter n must be a whole number, not "seven"')

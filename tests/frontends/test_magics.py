@@ -286,3 +286,12 @@ def test_backfill_from_a_notebook(cell, db):
     backfill_id = re.match(r"backfill (b_\w+) of nightly: 3 slot\(s\), 2 at a time", out)[1]
     assert cell.ok(f"%cron cancel {backfill_id}") == f"backfill {backfill_id}: cancelled\n"
     assert {r.trigger for r in db.list_runs("nightly").items} <= {"backfill"}
+
+
+def test_run_with_parameters_from_a_notebook(cell, db):
+    cell.ok('%cron add pm "@yearly" --param n=1 -- echo n=$HERMES_CRON_PARAM_n')
+    cell.fails("%cron run pm -p n=three", "parameter n must be a whole number")
+    run_id = cell.ok("%cron run pm -p n=3").split()[1]
+    wait_for(lambda: db.get_run(run_id).status == "succeeded", 30, what="the run")
+    assert cell.ok("%cron logs pm") == "n=3\n"
+    assert db.get_run(run_id).parameters == {"n": 3}

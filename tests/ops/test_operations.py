@@ -90,3 +90,21 @@ def test_backfill_dry_run_and_errors_alike(ops, name):
     assert err.value.field == "to"
     with pytest.raises(NotFound):
         ops.get_backfill("b_0000000000000000")
+
+
+def test_a_run_takes_parameters_of_the_declared_types(ops, name):
+    ops.add({"name": name, "schedule": "@yearly", "command":
+             'echo "n=$HERMES_CRON_PARAM_n all=$HERMES_CRON_PARAMETERS"',
+             "parameters": {"n": 1, "label": "x"}})
+    assert ops.job_parameters(name) == [{"name": "n", "type": "int", "default": 1},
+                                        {"name": "label", "type": "str", "default": "x"}]
+    for bad, field in (({"n": "five"}, "parameters.n"), ({"typo": 1}, "parameters.typo")):
+        with pytest.raises(InvalidInput) as err:
+            ops.run_now(name, bad)
+        assert err.value.field == field
+    run = ops.run_now(name, {"n": 5})
+    assert run["parameters"] == {"n": 5}
+    done = ops.wait(run["id"], timeout=60)
+    assert done["status"] == "succeeded" and done["parameters"] == {"n": 5}
+    assert ops.text(run["id"]).strip() == 'n=5 all={"n": 5, "label": "x"}'
+    assert ops.runs(name)["runs"][0]["parameters"] == {"n": 5}

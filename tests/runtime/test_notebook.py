@@ -253,3 +253,31 @@ def test_a_killed_supervisor_leaves_no_kernel(real_store, tmp_path):
     sup.kill()
     sup.wait()
     wait_for(lambda: _run_processes(run.id) == [], 20, what="runner and kernel gone")
+
+
+def test_a_run_given_parameters_injects_them_and_keeps_them_with_the_run(real_store, tmp_path):
+    """``run NAME -p n=2``: the notebook's declared parameters are typed from its cell,
+    a value of the wrong type is refused naming it, and the run's own values go over
+    the job's, are injected, and stay with the run (its history shows them)."""
+    from hermes_cron_ext.errors import InvalidInput
+    from hermes_cron_ext.ops import Operations
+
+    path = write_notebook(tmp_path / "report.ipynb", *REPORT)
+    make_job(real_store, "report", "@yearly", kind="notebook", command=path,
+             parameters={"greeting": "hi"})
+    ops = Operations(real_store)
+    assert ops.job_parameters("report") == [
+        {"name": "n", "type": "int", "default": 1},
+        {"name": "greeting", "type": "str", "default": "hi"}]
+    with pytest.raises(InvalidInput) as err:
+        ops.run_now("report", {"n": "two"})
+    assert err.value.field == "parameters.n"
+    assert real_store.list_runs("report").items == []
+    run = real_store.request_run("report", parameters={"n": 2})
+    settle(supervise(real_store.path, run.id), 120)
+    done = real_store.get_run(run.id)
+    assert done.status == "succeeded" and done.parameters == {"n": 2}
+    assert real_store.list_runs("report").items[0].to_json()["parameters"] == {"n": 2}
+    assert "hi 0\nhi 1\n" in real_store.read_output(run.id).decode()
+    nb = nbformat.read(real_store.artifact_path(run.id), as_version=4)
+    assert nb.metadata["hermes_cron"]["parameters"] == {"n": 2, "greeting": "hi"}

@@ -46,6 +46,7 @@ EVERY_ROUTE = [
     ("GET", "runs/r1/stream"), ("GET", "events"), ("GET", "stats"), ("GET", "preview"),
     ("GET", "openapi.json"), ("GET", "options"), ("GET", "runs/r1/artifact"),
     ("POST", "jobs/a/backfill"), ("GET", "backfills/b1"), ("POST", "backfills/b1/cancel"),
+    ("GET", "jobs/a/parameters"),
 ]
 
 
@@ -134,6 +135,11 @@ async def test_write_only_user_cannot_choose_what_where_or_where_data_goes(
         err = await api(jp_fetch, "jobs", method="POST", expect=403,
                         body={**base, "name": f"new-{field.replace('_', '-')}", **change})
         assert err["error"]["code"] == "forbidden", field
+    # running it is write; running it with parameters (they change what runs) is execute
+    err = await api(jp_fetch, "jobs", "w", "run", method="POST", expect=403,
+                    body={"parameters": {"n": 1}})
+    assert err["error"]["field"] == "parameters"
+    assert (await api(jp_fetch, "runs"))["runs"] == []
     # a change mixing a write field with an execute one changes nothing
     await api(jp_fetch, "jobs", "w", method="PATCH", expect=403,
               body={"schedule": "@daily", "executor": "dask://127.0.0.1:8786"})
@@ -169,6 +175,7 @@ ROUTE_PERMISSION = {
     ("GET", "preview"): "read", ("GET", "openapi.json"): "read", ("GET", "options"): "read",
     ("GET", "runs/r1/artifact"): "read", ("POST", "jobs/a/backfill"): "write",
     ("GET", "backfills/b1"): "read", ("POST", "backfills/b1/cancel"): "write",
+    ("GET", "jobs/a/parameters"): "read",
 }
 
 
