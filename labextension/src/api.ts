@@ -98,6 +98,16 @@ export interface IRun {
   progress: number | null;
   reason: string | null;
   output_bytes: number;
+  /** Parameters given when the run was asked for (over the job's own). */
+  parameters?: { [key: string]: unknown } | null;
+  backfill_id?: string | null;
+}
+
+/** What a run of a job may be given (a notebook's parameters cell, typed). */
+export interface IParameter {
+  name: string;
+  type: 'int' | 'float' | 'bool' | 'str' | 'list' | 'dict' | 'date' | 'any';
+  default: unknown;
 }
 
 export interface ITicker {
@@ -249,8 +259,13 @@ export class CronAPI {
     return this.request('DELETE', `jobs/${encodeURIComponent(ref)}`);
   }
 
-  runNow(ref: string): Promise<IRun> {
-    return this.request('POST', `jobs/${encodeURIComponent(ref)}/run`);
+  runNow(ref: string, parameters?: { [key: string]: unknown }): Promise<IRun> {
+    return this.request('POST', `jobs/${encodeURIComponent(ref)}/run`, parameters ? { body: { parameters } } : {});
+  }
+
+  async jobParameters(ref: string): Promise<IParameter[]> {
+    const answer = await this.request<{ parameters: IParameter[] }>('GET', `jobs/${encodeURIComponent(ref)}/parameters`);
+    return answer.parameters;
   }
 
   pause(ref: string): Promise<IJob> {

@@ -21,7 +21,7 @@ import {
 } from '@jupyterlab/ui-components';
 import { Panel, SplitPanel, Widget } from '@lumino/widgets';
 
-import { ACTIVE, CronError, FAILED, ICronEvent, IJob, IRun, IStatus } from './api';
+import { ACTIVE, CronError, FAILED, ICronEvent, IJob, IParameter, IRun, IStatus } from './api';
 import { h } from './dom';
 import { ago, countdown, describeSchedule, duration, formatTime, seconds, STATUS_LABEL } from './format';
 import { CronModel } from './model';
@@ -33,6 +33,13 @@ export interface IPanelOptions {
   model: CronModel;
   openForm: (job?: IJob | null) => void;
   openRunInTab: (runId: string, jobName?: string | null) => void;
+}
+
+/** A run's trigger, with the parameters it was given (``manual n=7``). */
+function triggerText(run: IRun): string {
+  const given = run.parameters ?? {};
+  const parts = Object.entries(given).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return parts.length ? `${run.trigger} ${parts.join(', ')}` : run.trigger;
 }
 
 function iconButton(
@@ -325,6 +332,9 @@ class JobDetail extends Panel {
       'div',
       { class: 'jp-HermesCron-actions' },
       iconButton(runIcon, 'Run now', 'run', () => void this._act('run'), 'Start a run now (obeys the overlap policy)'),
+      job.kind === 'notebook' || Object.keys(job.parameters ?? {}).length
+        ? iconButton(runIcon, 'Run with…', 'run-with', () => void this._runWithParameters(), 'Run now with parameters for this run alone')
+        : '',
       paused
         ? iconButton(runIcon, 'Resume', 'resume', () => void this._act('resume'), 'Resume firing on schedule')
         : iconButton(pauseIcon, 'Pause', 'pause', () => void this._act('pause'), 'Stop firing until resumed (missed slots are not caught up)'),
@@ -473,7 +483,7 @@ class JobDetail extends Panel {
           title: `${run.id}${run.reason ? `: ${run.reason}` : ''}\nclick to show its output`
         },
         h('td', {}, h('span', { class: 'jp-HermesCron-badge', 'data-tone': b.tone }, b.label)),
-        h('td', {}, run.trigger),
+        h('td', { 'data-role': 'trigger' }, triggerText(run)),
         h('td', { title: run.started_at ?? run.scheduled_for ?? '' }, formatTime(run.started_at ?? run.scheduled_for ?? run.queued_at)),
         h('td', { class: 'jp-HermesCron-num' }, run.status === 'skipped' ? '—' : duration(run.duration)),
         h('td', { class: 'jp-HermesCron-num' }, run.exit_code === null || run.exit_code === undefined ? '' : String(run.exit_code))
@@ -540,6 +550,77 @@ class JobDetail extends Panel {
       if (button) {
         button.disabled = false;
       }
+    }
+  }
+
+  /** A form built from what the job declares (a notebook's parameters cell, typed); the
+   * server checks the values again and names the one that is wrong. */
+  private async _runWithParameters(): Promise<void> {
+    const job = this._job;
+    if (!job) {
+      return;
+    }
+    let declared: IParameter[];
+    try {
+      declared = await this.api.jobParameters(job.id);
+    } catch (err: any) {
+      Notification.error(`${job.name}: ${err?.message ?? err}`, { autoClose: 8000 });
+      return;
+    }
+    const body = new Widget();
+    body.addClass('jp-HermesCron-paramsForm');
+    const inputs: { [name: string]: HTMLInputElement } = {};
+    for (const p of declared) {
+      const shown = p.default === null || p.default === undefined ? '' : typeof p.default === 'string' ? p.default : JSON.stringify(p.default);
+      const input = h('input', {
+        'data-param': p.name,
+        'data-type': p.type,
+        class: 'jp-mod-styled',
+        type: p.type === 'bool' ? 'checkbox' : p.type === 'int' || p.type === 'float' ? 'number' : p.type === 'date' ? 'date' : 'text',
+        ...(p.type === 'float' ? { step: 'any' } : {})
+      }) as HTMLInputElement;
+      if (p.type === 'bool') {
+        input.checked = p.default === true;
+      } else {
+        input.value = shown;
+      }
+      inputs[p.name] = input;
+      body.node.appendChild(h('label', { class: 'jp-HermesCron-row' }, h('span', {}, `${p.name} (${p.type})`), input));
+    }
+    if (!declared.length) {
+      body.node.appendChild(h('div', { class: 'jp-HermesCron-muted' }, 'This job declares no parameters.'));
+    }
+    const result = await showDialog({
+      title: `Run ${job.name} with parameters`,
+      body,
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    const values: { [key: string]: unknown } = {};
+    for (const p of declared) {
+      const input = inputs[p.name];
+      if (p.type === 'bool') {
+        values[p.name] = input.checked;
+      } else if (p.type === 'int' || p.type === 'float') {
+        values[p.name] = input.value === '' ? null : Number(input.value);
+      } else if (p.type === 'list' || p.type === 'dict' || p.type === 'any') {
+        try {
+          values[p.name] = input.value === '' ? null : JSON.parse(input.value);
+        } catch {
+          values[p.name] = input.value; // not JSON: the server says what it must be
+        }
+      } else {
+        values[p.name] = input.value;
+      }
+    }
+    try {
+      const run = await this.api.runNow(job.id, values);
+      this.openRun(run.id, false);
+      void this.loadRuns(true);
+    } catch (err: any) {
+      Notification.error(`${job.name}: ${err?.message ?? err}`, { autoClose: 8000 });
     }
   }
 

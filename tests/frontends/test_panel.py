@@ -145,6 +145,11 @@ class Lab:
             self.call(path, **query)
         return json.loads(info.value.read())["error"]
 
+    def error_post(self, path: str, body) -> dict:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            self.call(path, "POST", body)
+        return json.loads(info.value.read())["error"]
+
     def create(self, name: str, schedule: str, command: str, **extra) -> dict:
         return self.call("jobs", "POST", {"name": name, "schedule": schedule,
                                           "command": command, "timezone": "UTC", **extra})
@@ -595,3 +600,47 @@ def test_dark_theme(page):
         "el => getComputedStyle(el).backgroundColor")
     r, g, b = (int(x) for x in re.findall(r"\d+", bg)[:3])
     assert r + g + b < 200, bg  # the panel follows the theme
+
+
+def test_run_a_notebook_with_parameters_from_its_form(lab, page):
+    """The form is built from the notebook's parameters cell (typed), the server checks
+    the values (a wrong one is named), and the run's history shows what it was given."""
+    cells = [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": None,
+         "outputs": [], "source": "n = 2\nlabel = 'plain'\nloud = False\n"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": "print(label.upper() if loud else label, n * 10)"},
+    ]
+    (lab.root / "params.ipynb").write_text(json.dumps({
+        "cells": cells, "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}}}))
+    lab.create("params-nb", "@yearly", str(lab.root / "params.ipynb"), kind="notebook")
+    page.fill(".jp-HermesCron-filter", "params-nb")  # other tests leave many jobs
+    detail = select(page, "params-nb")
+    detail.locator("[data-action='run-with']").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("[data-param='n']").wait_for()
+    assert dialog.locator("[data-param='n']").get_attribute("type") == "number"
+    assert dialog.locator("[data-param='n']").input_value() == "2"
+    assert dialog.locator("[data-param='loud']").get_attribute("type") == "checkbox"
+    dialog.locator("[data-param='n']").fill("7")
+    dialog.locator("[data-param='label']").fill("given")
+    dialog.locator("[data-param='loud']").check()
+    shot(page, "run-with-parameters")
+    dialog.locator("button", has_text="Run").click()
+    row = detail.locator("tr.jp-HermesCron-run").first
+    row.locator("[data-role='trigger']", has_text="manual n=7, label=given, loud=true").wait_for()
+    runs = lab.call("jobs/params-nb/runs")["runs"]
+    assert runs[0]["parameters"] == {"n": 7, "label": "given", "loud": True}
+    done = wait_for(lambda: (r := lab.call(f"runs/{runs[0]['id']}"))["status"] not in (
+        "queued", "running") and r, 90, 0.1, "the run to end")
+    assert done["status"] == "succeeded", done
+    log = urllib.request.urlopen(urllib.request.Request(
+        f"{lab.base}/api/cron/runs/{runs[0]['id']}/log",
+        headers={"Authorization": f"token {TOKEN}"}), timeout=15).read().decode()
+    assert "GIVEN 70" in log
+    # a value of the wrong type is refused by the server, which names it
+    err = lab.error_post("jobs/params-nb/run", {"parameters": {"n": "seven"}})
+    assert err["field"] == "parameters.n"
+    page.fill(".jp-HermesCron-filter", "")
