@@ -239,6 +239,31 @@ def _payload(job: dict, kind: str) -> dict:
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be an object", field="parameters")
     out["parameters"] = params
+    out["after"] = validate_after(job.get("after"))
+    return out
+
+
+def validate_after(value: Any) -> list[dict]:
+    """``after``: upstream jobs by name or id, each with when it triggers (default
+    ``success``). Whether they exist, and that no cycle forms, the operations check."""
+    from hermes_cron_ext.domain.options import UPSTREAM_ON
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput("after must be a list of {job, on}", field="after")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            item = {"job": item}
+        if not isinstance(item, dict) or not isinstance(item.get("job"), str) or set(
+                item) - {"job", "on"}:
+            raise InvalidInput("after must be a list of {job, on}", field="after")
+        on = item.get("on", "success")
+        if on not in UPSTREAM_ON:
+            raise InvalidInput(f"after: on must be one of {', '.join(UPSTREAM_ON)}",
+                               field="after")
+        out.append({"job": item["job"], "on": on})
     return out
 
 
@@ -299,7 +324,7 @@ def validate_changes(job_obj, data: dict) -> dict:
         "code": job_obj.code, "interpreter": job_obj.interpreter, "cwd": job_obj.cwd,
         "kernel": job_obj.kernel, "description": job_obj.description,
         "executor": job_obj.executor, "parameters": job_obj.parameters,
-        "timezone": job_obj.timezone,
+        "timezone": job_obj.timezone, "after": job_obj.after,
     }
     schedule_given = "schedule" in job or "at" in job
     merged.update({k: v for k, v in job.items() if k not in ("env", "secret_env")})

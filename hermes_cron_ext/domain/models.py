@@ -57,6 +57,7 @@ class Trigger(StrEnum):
     RETRY = "retry"
     REBOOT = "reboot"
     BACKFILL = "backfill"
+    UPSTREAM = "upstream"
 
 
 class Misfire(StrEnum):
@@ -201,6 +202,8 @@ class Job:
     description: str = ""
     #: where runs execute: None for the ticker's executor, "local", or "dask://HOST:PORT"
     executor: str | None = None
+    #: the jobs whose runs trigger this one: ``[{"job": JOB_ID, "on": "success"}]``
+    after: list[dict] | None = None
     policy: Policy = field(default_factory=Policy)
     state: str = "scheduled"
     state_reason: str | None = None
@@ -250,6 +253,7 @@ class Job:
             "interpreter": self.interpreter, "cwd": self.cwd, "env": env,
             "secret_env": list(self.secret_env), "parameters": self.parameters,
             "kernel": self.kernel, "description": self.description, "executor": self.executor,
+            "after": self.after or [],
             "state": self.display_state, "state_reason": self.state_reason,
             "enabled": self.enabled, "next_run_at": iso(self.next_run_at), "last_run": last,
             "consecutive_failures": self.consecutive_failures,
@@ -308,7 +312,7 @@ class Run:
             "heartbeat_at": iso(self.heartbeat_at), "pid": self.pid, "host": self.host,
             "phase": self.phase, "progress": self.progress, "reason": self.reason,
             "output_bytes": self.output_bytes, "backfill_id": self.backfill_id,
-            "parameters": self.parameters,
+            "parameters": self.parameters, "upstream": self.spec.get("upstream"),
             # the slot a run stands for: its payload gets it as HERMES_CRON_LOGICAL_TIME
             "logical_time": iso(self.scheduled_for),
         }

@@ -31,6 +31,10 @@ from typing import Any
 from hermes_cron_ext.domain.models import JOB_KINDS, MISFIRE_POLICIES, OVERLAP_POLICIES
 from hermes_cron_ext.errors import InvalidInput
 
+#: when an upstream run triggers: it succeeded, it failed (for good: no retry follows),
+#: or either
+UPSTREAM_ON = ("success", "failure", "completion")
+
 #: a non-negative number of seconds, or a duration text ("90", "1h30m") on the command line
 _SECONDS = {"type": "number", "minimum": 0}
 _SECONDS_OR_NONE = {"type": ["number", "null"], "minimum": 0}
@@ -119,6 +123,13 @@ OPTIONS: tuple[Option, ...] = (
                                        "dask://HOST:PORT; null or empty: the ticker's executor"},
            "where runs execute: 'local' or dask://HOST:PORT (default: the ticker's)",
            "execute", flag="--executor"),
+    Option("after", {"type": "array", "items": {
+               "type": "object", "required": ["job"], "additionalProperties": False,
+               "properties": {"job": {"type": "string"},
+                              "on": {"type": "string", "enum": list(UPSTREAM_ON)}}}},
+           "run after another job's run ends: JOB or JOB:failure or JOB:completion "
+           "(repeatable; with several, after all of them for the same slot)", "write",
+           flag="--after", pairs=True),
     Option("enabled", {"type": "boolean"}, "fire on schedule (default true)", "write", True,
            spelled="add --disabled; edit --enable / --disable", form=True),
     Option("idempotency_key", {"type": "string", "maxLength": 200},
@@ -244,6 +255,10 @@ def fields_from_options(args) -> dict:
             continue
         if o.name == "parameters":
             value = parameter_values(value)
+        elif o.name == "after":  # JOB or JOB:on
+            value = [dict(zip(("job", "on"), item.rsplit(":", 1), strict=False))
+                     if item.rsplit(":", 1)[-1] in UPSTREAM_ON else {"job": item}
+                     for item in value]
         elif o.pairs:
             value = name_values(value, o.flag, o.name)
         elif o.schema.get("type") == "boolean":

@@ -163,3 +163,18 @@ def after_run(policy: Policy, *, status: str, attempt: int, exit_code: int | Non
         state_reason = (f"{failures} consecutive failures; last: "
                         f"{reason or f'exit code {exit_code}'}")
     return Outcome(failures, state, state_reason, tripped, retry)
+
+
+def upstream_outcome(status: str) -> str | None:
+    """What an ended run means to the jobs after it: ``success``, ``failure``, or None
+    (cancelled or skipped: nothing follows)."""
+    if status == RunStatus.SUCCEEDED:
+        return "success"
+    if status in FAILED_STATUSES:
+        return "failure"
+    return None
+
+
+def upstream_matches(outcome: str | None, on: str) -> bool:
+    """Whether an upstream run that ended with *outcome* triggers an ``after`` entry."""
+    return outcome is not None and on in (outcome, "completion")

@@ -185,10 +185,53 @@ class Operations(CronClient):
             if url and url != (getattr(before, field) if before is not None else None):
                 check_url(url, field, allow_private=self.allow_private_urls)
 
+    def _all_jobs(self) -> list:
+        out, cursor = [], None
+        while True:
+            page = self.store.list_jobs(limit=500, cursor=cursor)
+            out += page.items
+            cursor = page.cursor
+            if cursor is None:
+                return out
+
+    def _resolve_after(self, after: list[dict], job_id: str | None, name: str) -> list[dict]:
+        """Upstream jobs by id (given by name or id): each must exist, and the pipeline
+        must not run in a circle. :raises InvalidInput: naming ``after``."""
+        if not after:
+            return []
+        jobs = self._all_jobs()
+        by_ref = {j.id: j for j in jobs} | {j.name: j for j in jobs}
+        out = []
+        for item in after:
+            if item["job"] in (job_id, name):
+                raise InvalidInput(f"job {name!r} cannot run after itself", field="after")
+            upstream = by_ref.get(item["job"])
+            if upstream is None:
+                raise InvalidInput(f"after: no job {item['job']!r}", field="after")
+            out.append({"job": upstream.id, "on": item["on"]})
+        # a cycle: following the upstreams of an upstream leads back to this job
+        graph = {j.id: [a["job"] for a in (j.after or [])] for j in jobs}
+        graph[job_id or ""] = [a["job"] for a in out]
+        path: list[str] = []
+
+        def visit(node: str, seen: set[str]) -> None:
+            for up in graph.get(node, []):
+                path.append(up)
+                if up == (job_id or ""):
+                    names = " -> ".join(by_ref[p].name if p in by_ref else name for p in path)
+                    raise InvalidInput(f"after: {name} -> {names} is a cycle", field="after")
+                if up not in seen:
+                    seen.add(up)
+                    visit(up, seen)
+                path.pop()
+        visit(job_id or "", set())
+        return out
+
     def create(self, spec: dict) -> tuple[dict, bool]:
         """Create a job; ``(job, created)``: a known idempotency key gives the stored
         job and False. The job carries a ``warning`` when no ticker would fire it."""
         fields = validate_new(spec, self.default_tz)
+        fields["after"] = self._resolve_after(fields["after"], None, fields["name"])
         self._check_executor(fields["executor"])
         self._check_urls(fields["policy"])
         job, created = self.store.create_job(fields)
@@ -206,6 +249,8 @@ class Operations(CronClient):
         ``execute``), a change to a field that needs it is :class:`Forbidden`."""
         job = self.store.get_job(ref)
         fields = validate_changes(job, changes)
+        if "after" in changes:
+            fields["after"] = self._resolve_after(fields["after"], job.id, fields["name"])
         if not may_execute:
             denied = execute_changes(job, fields)
             if denied:

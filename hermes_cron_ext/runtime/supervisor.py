@@ -236,9 +236,17 @@ class Supervisor:
         from hermes_cron_ext.runtime.notebook import PARAMETERS_ENV
 
         parameters = dict(spec.get("parameters") or {})
+        upstream = spec.get("upstream") or []
+        if upstream:  # the run(s) that triggered this one (pipelines)
+            env.update({"HERMES_CRON_UPSTREAM": json.dumps(upstream),
+                        "HERMES_CRON_UPSTREAM_RUN_ID": upstream[0]["run_id"],
+                        "HERMES_CRON_UPSTREAM_STATUS": upstream[0]["status"],
+                        "HERMES_CRON_UPSTREAM_EXIT_CODE": str(upstream[0]["exit_code"])})
         if spec.get("kind") == "notebook":
             if spec.get("logical_time"):  # a backfilled slot: the notebook is told which
                 parameters.setdefault("logical_time", spec["logical_time"])
+            if upstream:
+                parameters.setdefault("upstream_run_id", upstream[0]["run_id"])
             env[PARAMETERS_ENV] = json.dumps(parameters)
         elif parameters:  # a script reads them as JSON, or one by one
             env[PARAMETERS_ENV] = json.dumps(parameters)

@@ -149,6 +149,7 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
+                "after",
                 "kernel", "description", "executor")
 RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
@@ -936,6 +937,49 @@ class SQLStore(Store):
                              fire_at=at + rules.retry_delay(job.policy, run.attempt),
                              attempt=run.attempt + 1, now=at, parameters=run.parameters,
                              spec=run.spec)  # a retry runs what the failed attempt ran
+        else:
+            self._trigger_downstream(db, job, run, status, exit_code, at)
+
+    def _trigger_downstream(self, db, job: Job, run: Run, status: str, exit_code,
+                            at: float) -> None:
+        """Queue the runs of the jobs that run after *job* (pipelines), in the transaction
+        that ends its run, the downstream job's row locked: however many tickers end
+        runs at once, each downstream slot is queued once. With several upstreams, the
+        downstream runs when the last of them has ended, as asked, for the same slot."""
+        outcome = rules.upstream_outcome(status)
+        if outcome is None:
+            return
+        rows = db.execute(f"SELECT * FROM jobs WHERE payload LIKE ?{self._lock}",
+                          (f'%"{job.id}"%',)).fetchall()
+        for row in rows:
+            down = _row_job(row)
+            after = down.after or []
+            if not any(a["job"] == job.id and rules.upstream_matches(outcome, a["on"])
+                       for a in after):
+                continue
+            if not down.enabled or down.state in ("paused", "blocked"):
+                continue
+            slot = run.scheduled_for
+            upstream = [{"job_id": job.id, "run_id": run.id, "status": status,
+                         "exit_code": exit_code}]
+            for other in after:
+                if other["job"] == job.id:
+                    continue
+                r = db.execute(
+                    "SELECT id, status, exit_code FROM runs WHERE job_id = ? AND "
+                    "scheduled_for = ? AND status NOT IN ('queued', 'running') "
+                    "ORDER BY attempt DESC LIMIT 1", (other["job"], slot)).fetchone()
+                if r is None or not rules.upstream_matches(
+                        rules.upstream_outcome(r[1]), other["on"]):
+                    break
+                upstream.append({"job_id": other["job"], "run_id": r[0], "status": r[1],
+                                 "exit_code": r[2]})
+            else:
+                if db.execute("SELECT 1 FROM runs WHERE job_id = ? AND trigger = 'upstream' "
+                              "AND scheduled_for = ?", (down.id, slot)).fetchone():
+                    continue  # queued already (this slot's other upstream came first)
+                self._insert_run(db, down, trigger="upstream", scheduled_for=slot,
+                                 fire_at=at, now=at, spec={**down.spec(), "upstream": upstream})
 
     def request_cancel(self, run_id: str, reason: str | None = None) -> Run:
         with self._write() as db:

@@ -108,3 +108,25 @@ def test_a_run_takes_parameters_of_the_declared_types(ops, name):
     assert done["status"] == "succeeded" and done["parameters"] == {"n": 5}
     assert ops.text(run["id"]).strip() == 'n=5 all={"n": 5, "label": "x"}'
     assert ops.runs(name)["runs"][0]["parameters"] == {"n": 5}
+
+
+def test_after_names_existing_jobs_and_never_a_cycle(ops, name):
+    up = f"{name}-up"
+    try:
+        ops.add({"name": up, "schedule": "@yearly", "command": "true"})
+        down = ops.add({"name": name, "schedule": "@yearly", "command": "true",
+                        "after": [up, {"job": up, "on": "failure"}]})
+        up_id = ops.job(up)["id"]
+        assert down["after"] == [{"job": up_id, "on": "success"},
+                                 {"job": up_id, "on": "failure"}]
+        for bad, words in (([f"{name}-nope"], "no job"), ([name], "after itself")):
+            with pytest.raises(InvalidInput) as err:
+                ops.edit(name, {"after": bad})
+            assert err.value.field == "after" and words in err.value.message
+        with pytest.raises(InvalidInput) as err:  # up after name after up: a circle
+            ops.edit(up, {"after": [name]})
+        assert err.value.field == "after" and "cycle" in err.value.message
+        assert ops.job(up)["after"] == []
+    finally:
+        ops.remove(name)
+        ops.remove(up)

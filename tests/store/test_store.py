@@ -496,3 +496,31 @@ def test_a_cancelled_backfill_starts_nothing_more(store, clock):
     assert [r for r in store.active_runs() if r.backfill_id == b["id"]] == []
     with pytest.raises(NotFound):
         store.get_backfill("b_0000000000000000")
+
+
+def test_a_pipeline_fans_in_once_per_slot_and_follows_failures(store, clock):
+    a, b = make_job(store, "a", "@daily"), make_job(store, "b", "@daily")
+    c = make_job(store, "c", "@yearly", after=[{"job": a.id}, {"job": b.id}])
+    on_fail = make_job(store, "alert", "@yearly", after=[{"job": a.id, "on": "failure"}])
+    ra, rb = store.request_run("a"), store.request_run("b")
+    assert ra.scheduled_for == rb.scheduled_for  # the same slot
+
+    def end(run, status):
+        assert store.attach_run(run.id, 1, None, "h")
+        store.finish_run(run.id, status, 0 if status == "succeeded" else 1)
+
+    end(ra, "succeeded")
+    assert store.list_runs(c.id).items == []  # b has not run for this slot yet
+    end(rb, "succeeded")
+    [down] = store.list_runs(c.id).items
+    assert (down.trigger, down.scheduled_for) == ("upstream", ra.scheduled_for)
+    got = store.get_run(down.id).spec["upstream"]
+    assert {u["run_id"] for u in got} == {ra.id, rb.id}
+    assert store.list_runs(on_fail.id).items == []  # a succeeded: no alert
+
+    clock.advance(60)
+    ra2 = store.request_run("a")
+    end(ra2, "failed")
+    [alert] = store.list_runs(on_fail.id).items
+    assert store.get_run(alert.id).spec["upstream"][0]["status"] == "failed"
+    assert len(store.list_runs(c.id).items) == 1  # c runs after successes only
