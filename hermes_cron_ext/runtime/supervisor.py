@@ -456,7 +456,12 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
     else:
         store = open_store(db)
     try:
-        return Supervisor(store, run_id).run()
+        code = Supervisor(store, run_id).run()
+        # a pipeline: this warm process goes on as the supervisor of a run its run's end
+        # queued (a ticker would start it at its next pass, up to a second later)
+        while (run_id := store.take_downstream(run_id)) is not None:
+            code = Supervisor(store, run_id).run()
+        return code
     finally:
         store.close()
 

@@ -95,6 +95,11 @@ class Store(ABC):
         """No further slot starts; waiting runs end cancelled, running ones are asked to."""
 
     @abstractmethod
+    def take_downstream(self, run_id: str) -> str | None:
+        """A run that *run_id*'s end queued (pipelines), taken as :meth:`dispatch` takes
+        one, for the caller to supervise at once; None when there is none to take."""
+
+    @abstractmethod
     def dispatch(self, run_id: str) -> bool:
         """Take a pending run for a caller that starts its supervisor itself."""
 

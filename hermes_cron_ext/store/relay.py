@@ -34,7 +34,8 @@ log = logging.getLogger("hermes_cron")
 #: a call the relay may have done before it died is simply made again without it).
 RELAYED = frozenset({"attach_run", "get_run", "check_start", "running_others",
                      "catchup_ahead", "run_secrets", "mark_running", "heartbeat_run",
-                     "finish_run", "output_size", "_append_chunk", "import_artifact"})
+                     "finish_run", "output_size", "_append_chunk", "import_artifact",
+                     "take_downstream"})
 #: Answered first (lowest first): what stands between a run's instant and its payload.
 URGENT = {"check_start": 0, "attach_run": 1, "get_run": 1}
 _FRAME = struct.Struct("!I")

@@ -720,6 +720,18 @@ class SQLStore(Store):
                                "reason, 'backfill cancelled') WHERE id = ?", (run.id,))
         return self.get_backfill(backfill_id)
 
+    def take_downstream(self, run_id: str) -> str | None:
+        rows = self.db.execute(
+            "SELECT id, spec FROM runs WHERE trigger = 'upstream' AND status = 'queued' AND "
+            "dispatched_at IS NULL AND spec LIKE ? ORDER BY queued_at LIMIT 20",
+            (f'%"{run_id}"%',)).fetchall()
+        for down_id, spec in rows:
+            if json.loads(spec).get("executor") not in (None, "", "local"):
+                continue  # runs elsewhere: its own executor's ticker starts it
+            if self.dispatch(down_id):
+                return down_id
+        return None
+
     def dispatch(self, run_id: str) -> bool:
         """Take a pending run for a one-off caller (``hermes-cron run`` with no ticker)."""
         with self._write() as db:

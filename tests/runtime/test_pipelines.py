@@ -6,11 +6,24 @@ from __future__ import annotations
 import collections
 import time
 
-from hermes_cron_ext.store import SQLiteStore
-from tests.conftest import wait_for
+import pytest
+
+from hermes_cron_ext.store import open_store
+from tests.conftest import CLI, wait_for
 
 
-def test_fan_in_with_two_daemons_fires_each_downstream_slot_once(cli, tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_cli(request, tmp_path):
+    """The CLI on a SQLite file, or on a real PostgreSQL database."""
+    db = (str(tmp_path / "store" / "cron.db") if request.param == "sqlite"
+          else request.getfixturevalue("pg_url"))
+    cli = CLI(db, str(tmp_path))
+    yield cli
+    cli.stop_all()
+
+
+def test_fan_in_with_two_daemons_fires_each_downstream_slot_once(store_cli, tmp_path):
+    cli = store_cli
     ledger = tmp_path / "ledger"
     cli("add", "a", "@every 2s", "--", "true")
     cli("add", "b", "@every 2s", "--", "sleep 0.3")
@@ -19,7 +32,7 @@ def test_fan_in_with_two_daemons_fires_each_downstream_slot_once(cli, tmp_path):
     cli("add", "on-failure", "@yearly", "--after", "a:failure", "--", "true")
     cli.daemon()
     cli.daemon()  # two tickers race for every slot and every run's end
-    store = SQLiteStore(cli.db)
+    store = open_store(cli.db)
     try:
         wait_for(lambda: len(store.list_runs("c").items) >= 3, 40, 0.2, "three runs of c")
         cli("pause", "a", "b")
