@@ -20,7 +20,7 @@ from hermes_cron_ext.errors import Conflict, StoreError
 from hermes_cron_ext.store.sql import SQLStore
 
 #: copied in this order; tickers are not copied
-COPIED = ("jobs", "runs", "events", "meta", "backfills")
+COPIED = ("jobs", "runs", "events", "meta", "backfills", "job_after")
 
 
 def _count(store: SQLStore, table: str) -> int:

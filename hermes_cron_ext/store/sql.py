@@ -55,7 +55,7 @@ from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F40
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -146,6 +146,13 @@ MIGRATIONS: dict[int, list[str]] = {
             finished_at REAL)"""],
     # parameters given at trigger time (run NAME -p k=v), shown with the run
     5: ["ALTER TABLE runs ADD COLUMN parameters TEXT"],
+    # pipelines: which jobs run after which, indexed by the upstream (a run's end looks
+    # its downstream jobs up here, not through every job's payload)
+    6: ["""CREATE TABLE job_after (
+            job_id TEXT NOT NULL,
+            upstream_id TEXT NOT NULL,
+            PRIMARY KEY (job_id, upstream_id))""",
+        "CREATE INDEX job_after_upstream ON job_after(upstream_id)"],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -161,7 +168,7 @@ RUN_FIELDS = (
 LIST_COLUMNS = ", ".join(RUN_FIELDS)
 RUN_COLUMNS = LIST_COLUMNS + ", spec"
 #: the tables a store holds, in the order a copy inserts them (``migrate.py``)
-TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills")
+TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills", "job_after")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -403,6 +410,7 @@ class SQLStore(Store):
                  json.dumps(vars(fields["policy"])), state, int(fields["enabled"]), nxt,
                  now, now, key, asked),
             )
+            self._set_after(db, job_id, fields.get("after"))
             self._event(db, "job.created", job_id, at=now, name=fields["name"])
             return _row_job(self._job_row(db, job_id)), True
 
@@ -468,8 +476,17 @@ class SQLStore(Store):
                  json.dumps(vars(fields["policy"])), int(fields["enabled"]), state, reason, nxt,
                  now, job_id),
             )
+            self._set_after(db, job_id, fields.get("after"))
             self._event(db, "job.updated", job_id, at=now, name=fields["name"])
             return _row_job(self._job_row(db, job_id))
+
+    @staticmethod
+    def _set_after(db, job_id: str, after: list[dict] | None) -> None:
+        """Keep ``job_after`` (upstream -> downstream, indexed) equal to the job's after."""
+        db.execute("DELETE FROM job_after WHERE job_id = ?", (job_id,))
+        for upstream in sorted({a["job"] for a in after or []}):
+            db.execute("INSERT INTO job_after (job_id, upstream_id) VALUES (?, ?)",
+                       (job_id, upstream))
 
     def delete_job(self, ref: str) -> Job:
         with self._write() as db:
@@ -480,6 +497,7 @@ class SQLStore(Store):
             db.execute("DELETE FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
                        (job.id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+            db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
             self._event(db, "job.deleted", job.id, name=job.name)
         self._forget_output(finished)
         return job
@@ -961,8 +979,9 @@ class SQLStore(Store):
         outcome = rules.upstream_outcome(status)
         if outcome is None:
             return
-        rows = db.execute(f"SELECT * FROM jobs WHERE payload LIKE ?{self._lock}",
-                          (f'%"{job.id}"%',)).fetchall()
+        rows = db.execute("SELECT * FROM jobs WHERE id IN (SELECT job_id FROM job_after "
+                          f"WHERE upstream_id = ?) ORDER BY id{self._lock}",
+                          (job.id,)).fetchall()
         for row in rows:
             down = _row_job(row)
             after = down.after or []
