@@ -16,6 +16,7 @@ _PUBLIC = {
     "job_cards": "hermes_cron_ext.frontends.widgets",
     "Dashboard": "hermes_cron_ext.frontends.widgets",
     "job_health": "hermes_cron_ext.frontends.widgets",
+    "PipelineGraph": "hermes_cron_ext.frontends.widgets",
 }
 __all__ = ["__version__", "load_ipython_extension", "widgets", *_PUBLIC]
 

@@ -12,6 +12,7 @@ Load with ``%load_ext hermes_cron_ext``. Then::
     %cron watch NAME|RUN                      live output of the running (or last) run
     %cron status [NAME]                       tickers and store, or one job in detail
     %cron cancel NAME|RUN|BACKFILL            stop a running run, or a whole backfill
+    %cron graph NAME                          the pipeline NAME is part of, live
     %cron backfill NAME --from DATE --to DATE [--max-parallel N] [--dry-run]
                                               run NAME once per past slot in that range
     %cron next "SCHEDULE" [--tz ZONE]         preview fire times
@@ -44,7 +45,7 @@ from hermes_cron_ext.domain.options import add_options, fields_from_options, par
 from hermes_cron_ext.errors import HermesCronError, NotFound
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
-         "cancel", "backfill", "next", "artifact", "connect", "help")
+         "cancel", "backfill", "graph", "next", "artifact", "connect", "help")
 USAGE = __doc__.split("Load with ``%load_ext hermes_cron_ext``. Then::", 1)[1].split(
     "Bad input", 1)[0].rstrip()
 _DASHES = re.compile(r"(?<!\S)--(?!\S)")
@@ -120,6 +121,8 @@ def _parsers() -> dict[str, _Parser]:
     for verb in ("rm", "pause", "resume"):
         p = out[verb] = _Parser(prog=f"%cron {verb}", usage=f"%cron {verb} NAME...")
         p.add_argument("names", nargs="+")
+    p = out["graph"] = _Parser(prog="%cron graph", usage="%cron graph NAME")
+    p.add_argument("name")
     p = out["backfill"] = _Parser(prog="%cron backfill",
                                   usage="%cron backfill NAME --from DATE --to DATE "
                                         "[--max-parallel N] [--dry-run]")
@@ -395,6 +398,11 @@ class CronMagics(Magics):
                 except NotFound:
                     raise no_run from None
         display(LiveOutput.for_job(args.ref, client=self.client))
+
+    def do_graph(self, args) -> None:
+        from hermes_cron_ext.frontends.widgets import PipelineGraph
+
+        display(PipelineGraph(args.name, client=self.client))
 
     def do_backfill(self, args) -> None:
         b = self.client.backfill(args.name, args.start, args.end,

@@ -81,6 +81,11 @@ class CronClient(ABC):
         parameter of the wrong type."""
 
     @abstractmethod
+    def pipeline(self, ref: str) -> dict:
+        """The jobs linked to this one by ``after`` (either way), with their levels and
+        last statuses, and the links between them."""
+
+    @abstractmethod
     def job_parameters(self, ref: str) -> list[dict]:
         """What a run may be given: ``[{"name", "type", "default"}]`` (a notebook's from
         its ``parameters`` cell)."""

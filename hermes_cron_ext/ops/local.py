@@ -227,6 +227,44 @@ class Operations(CronClient):
         visit(job_id or "", set())
         return out
 
+    def pipeline(self, ref: str) -> dict:
+        """The pipeline the job is part of: every job linked to it by ``after``, either
+        way, each with its level (0: no upstream in it) and its last run's status, and
+        the links (``{"from", "to", "on"}``)."""
+        jobs = self._all_jobs()
+        by_id = {j.id: j for j in jobs}
+        start = self.store.get_job(ref)
+        downstream: dict[str, list[tuple[str, str]]] = {}
+        for j in jobs:
+            for a in j.after or []:
+                downstream.setdefault(a["job"], []).append((j.id, a["on"]))
+        seen, todo, edges = {start.id}, [start.id], set()
+        while todo:
+            node = todo.pop()
+            linked = [(a["job"], node, a["on"]) for a in by_id[node].after or []
+                      if a["job"] in by_id]
+            linked += [(node, d, on) for d, on in downstream.get(node, [])]
+            for edge in linked:
+                edges.add(edge)
+                for end in edge[:2]:
+                    if end not in seen:
+                        seen.add(end)
+                        todo.append(end)
+        level: dict[str, int] = {}
+
+        def depth(node: str) -> int:  # the longest way from a job with no upstream here
+            if node not in level:
+                ups = [a for a, b, _ in edges if b == node]
+                level[node] = 1 + max((depth(u) for u in ups), default=-1)
+            return level[node]
+        nodes = [{"id": by_id[n].id, "name": by_id[n].name, "state": by_id[n].display_state,
+                  "last_status": (by_id[n].last_run or {}).get("status"), "level": depth(n)}
+                 for n in seen]
+        nodes.sort(key=lambda x: (x["level"], x["name"]))
+        order = sorted(edges, key=lambda e: (level[e[0]], by_id[e[0]].name, by_id[e[1]].name))
+        return {"job": start.id, "nodes": nodes,
+                "edges": [{"from": a, "to": b, "on": on} for a, b, on in order]}
+
     def create(self, spec: dict) -> tuple[dict, bool]:
         """Create a job; ``(job, created)``: a known idempotency key gives the stored
         job and False. The job carries a ``warning`` when no ticker would fire it."""

@@ -187,6 +187,9 @@ class RestClient(CronClient):
         body = {"parameters": parameters} if parameters else None
         return self.request("POST", f"jobs/{self._q(ref)}/run", body)
 
+    def pipeline(self, ref):
+        return self.request("GET", f"jobs/{self._q(ref)}/pipeline")
+
     def job_parameters(self, ref):
         return self.request("GET", f"jobs/{self._q(ref)}/parameters")["parameters"]
 

@@ -199,6 +199,15 @@ class JobActionHandler(CronAPIHandler):
             self.reply(await self.cron.set_paused(ref, action == "pause"))
 
 
+class JobPipelineHandler(CronAPIHandler):
+    """The jobs linked to this one by ``after``, with their last statuses."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron.pipeline(ref))
+
+
 class JobParametersHandler(CronAPIHandler):
     """What a run of the job may be given (a notebook's ``parameters`` cell, typed)."""
 
@@ -506,6 +515,7 @@ def routes() -> list[tuple]:
         (rf"{base}/runs", JobRunsHandler),
         (rf"{base}/jobs/{ID}/backfill", JobBackfillHandler),
         (rf"{base}/jobs/{ID}/parameters", JobParametersHandler),
+        (rf"{base}/jobs/{ID}/pipeline", JobPipelineHandler),
         (rf"{base}/backfills/{ID}", BackfillHandler),
         (rf"{base}/backfills/{ID}/cancel", BackfillCancelHandler),
         (rf"{base}/runs/{ID}", RunHandler),

@@ -154,6 +154,9 @@ class CronService:
         return await self._ops(self.ops.run_now, ref, body.get("parameters"),
                                may_execute=may_execute)
 
+    async def pipeline(self, ref: str) -> dict:
+        return await self._ops(self.ops.pipeline, ref)
+
     async def job_parameters(self, ref: str) -> dict:
         return {"parameters": await self._ops(self.ops.job_parameters, ref)}
 

@@ -295,3 +295,23 @@ def test_run_with_parameters_from_a_notebook(cell, db):
     wait_for(lambda: db.get_run(run_id).status == "succeeded", 30, what="the run")
     assert cell.ok("%cron logs pm") == "n=3\n"
     assert db.get_run(run_id).parameters == {"n": 3}
+
+
+def test_graph_shows_the_pipeline_with_last_statuses(cell, db):
+    from hermes_cron_ext import PipelineGraph, get_client
+
+    cell.ok('%cron add up "@yearly" -- true')
+    cell.ok('%cron add down "@yearly" --after up -- true')
+    cell.ok('%cron add page "@yearly" --after down:failure -- true')
+    graph = PipelineGraph("down", client=get_client(), interval=0)
+    assert graph.plain_text() == ("0: up [no run]\n1: down [no run]\n2: page [no run]\n"
+                                  "up -> down\ndown -> page (on failure)")
+    run_id = cell.ok("%cron run up").split()[1]
+    wait_for(lambda: db.get_run(run_id).status == "succeeded", 30, what="the run")
+    wait_for(lambda: db.list_runs("down").items, 30, what="down, after up")
+    wait_for(lambda: db.get_job("down").last_run, 30, what="down's run to end")
+    graph.refresh()
+    assert graph.plain_text().splitlines()[:2] == ["0: up [succeeded]", "1: down [succeeded]"]
+    assert 'data-job="down"' in graph.static_html()
+    graph.close()
+    cell.ok("%cron graph down")  # the same, as a widget, from the notebook

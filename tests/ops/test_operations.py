@@ -130,3 +130,25 @@ def test_after_names_existing_jobs_and_never_a_cycle(ops, name):
     finally:
         ops.remove(name)
         ops.remove(up)
+
+
+def test_the_pipeline_of_a_job_alike(ops, name):
+    a, b, c, alert = (f"{name}-{x}" for x in ("a", "b", "c", "alert"))
+    try:
+        for job in (a, b):
+            ops.add({"name": job, "schedule": "@yearly", "command": "true"})
+        ops.add({"name": c, "schedule": "@yearly", "command": "true", "after": [a, b]})
+        ops.add({"name": alert, "schedule": "@yearly", "command": "true",
+                 "after": [{"job": c, "on": "failure"}]})
+        graph = ops.pipeline(b)  # from any job of it, the whole pipeline
+        levels = {n["name"]: n["level"] for n in graph["nodes"]}
+        assert levels == {a: 0, b: 0, c: 1, alert: 2}
+        ids = {n["name"]: n["id"] for n in graph["nodes"]}
+        assert graph["edges"] == [  # by level, then name
+            {"from": ids[a], "to": ids[c], "on": "success"},
+            {"from": ids[b], "to": ids[c], "on": "success"},
+            {"from": ids[c], "to": ids[alert], "on": "failure"}]
+        assert graph["job"] == ids[b]
+    finally:
+        for job in (alert, c, a, b):
+            ops.remove(job)
