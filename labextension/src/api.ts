@@ -103,6 +103,13 @@ export interface IRun {
   backfill_id?: string | null;
 }
 
+/** The pipeline a job is part of (`GET /jobs/{id}/pipeline`). */
+export interface IPipeline {
+  job: string;
+  nodes: { id: string; name: string; state: string; last_status: RunStatus | null; level: number }[];
+  edges: { from: string; to: string; on: string }[];
+}
+
 /** What a run of a job may be given (a notebook's parameters cell, typed). */
 export interface IParameter {
   name: string;
@@ -261,6 +268,10 @@ export class CronAPI {
 
   runNow(ref: string, parameters?: { [key: string]: unknown }): Promise<IRun> {
     return this.request('POST', `jobs/${encodeURIComponent(ref)}/run`, parameters ? { body: { parameters } } : {});
+  }
+
+  pipeline(ref: string): Promise<IPipeline> {
+    return this.request('GET', `jobs/${encodeURIComponent(ref)}/pipeline`);
   }
 
   async jobParameters(ref: string): Promise<IParameter[]> {

@@ -256,6 +256,7 @@ class JobDetail extends Panel {
       return;
     }
     this._renderInfo(job);
+    void this._loadPipeline(job);
     if (changed || scheduleChanged) {
       void this._loadPreview(job);
     }
@@ -399,6 +400,8 @@ class JobDetail extends Panel {
         ),
         h('dt', {}, 'Next run'),
         h('dd', {}, next, caption, this._nextTimes),
+        h('dt', { 'data-role': 'pipeline-label', hidden: true }, 'Pipeline'),
+        h('dd', { 'data-role': 'pipeline', hidden: true }),
         h('dt', {}, 'Last run'),
         h(
           'dd',
@@ -428,6 +431,47 @@ class JobDetail extends Panel {
         h('dd', { class: 'jp-HermesCron-policyList' }, policies.join(' · '))
       )
     );
+  }
+
+  /** Upstream and downstream jobs (pipelines), each with its last run's status. */
+  private async _loadPipeline(job: IJob): Promise<void> {
+    const box = this._info.node.querySelector<HTMLElement>('[data-role="pipeline"]');
+    const label = this._info.node.querySelector<HTMLElement>('[data-role="pipeline-label"]');
+    if (!box || !label) {
+      return;
+    }
+    let graph;
+    try {
+      graph = await this.api.pipeline(job.id);
+    } catch {
+      return; // an older server: no pipelines
+    }
+    if (this._job?.id !== job.id) {
+      return;
+    }
+    const byId = new Map(graph.nodes.map(n => [n.id, n]));
+    const item = (id: string, on: string) => {
+      const node = byId.get(id);
+      const b = node?.last_status ? badgeFor(node.last_status) : null;
+      return h(
+        'span',
+        { class: 'jp-HermesCron-pipeNode', 'data-job': node?.name ?? id },
+        node?.name ?? id,
+        on !== 'success' ? ` (on ${on})` : '',
+        b ? h('span', { class: 'jp-HermesCron-badge', 'data-tone': b.tone }, b.label) : ''
+      );
+    };
+    const ups = graph.edges.filter(e => e.to === job.id).map(e => item(e.from, e.on));
+    const downs = graph.edges.filter(e => e.from === job.id).map(e => item(e.to, e.on));
+    const parts: (Node | string)[] = [];
+    if (ups.length) {
+      parts.push(h('div', { 'data-role': 'upstream' }, 'after: ', ...ups));
+    }
+    if (downs.length) {
+      parts.push(h('div', { 'data-role': 'downstream' }, 'then: ', ...downs));
+    }
+    box.replaceChildren(...parts);
+    box.hidden = label.hidden = !parts.length;
   }
 
   private async _loadPreview(job: IJob): Promise<void> {

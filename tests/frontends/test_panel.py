@@ -644,3 +644,21 @@ def test_run_a_notebook_with_parameters_from_its_form(lab, page):
     err = lab.error_post("jobs/params-nb/run", {"parameters": {"n": "seven"}})
     assert err["field"] == "parameters.n"
     page.fill(".jp-HermesCron-filter", "")
+
+
+def test_a_jobs_detail_shows_its_pipeline(lab, page):
+    lab.create("pipe-up", "@yearly", "true")
+    lab.create("pipe-down", "@yearly", "true", after=["pipe-up"])
+    lab.create("pipe-alert", "@yearly", "true", after=[{"job": "pipe-down", "on": "failure"}])
+    page.fill(".jp-HermesCron-filter", "pipe-")
+    detail = select(page, "pipe-down")
+    detail.locator("[data-role='upstream'] [data-job='pipe-up']").wait_for()
+    assert detail.locator("[data-role='downstream']").inner_text() == \
+        "then: pipe-alert (on failure)"
+    lab.call("jobs/pipe-up/run", "POST")  # its badge shows the upstream's last run
+    detail.locator("[data-role='upstream'] [data-job='pipe-up'] .jp-HermesCron-badge").wait_for(
+        timeout=30_000)
+    detail = select(page, "pipe-alert")
+    detail.locator("[data-role='upstream'] [data-job='pipe-down']").wait_for()
+    assert detail.locator("[data-role='downstream']").count() == 0
+    page.fill(".jp-HermesCron-filter", "")
