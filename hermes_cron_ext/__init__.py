@@ -17,6 +17,8 @@ _PUBLIC = {
     "Dashboard": "hermes_cron_ext.frontends.widgets",
     "job_health": "hermes_cron_ext.frontends.widgets",
     "PipelineGraph": "hermes_cron_ext.frontends.widgets",
+    "ParametersForm": "hermes_cron_ext.frontends.widgets",
+    "BackfillProgress": "hermes_cron_ext.frontends.widgets",
 }
 __all__ = ["__version__", "load_ipython_extension", "widgets", *_PUBLIC]
 

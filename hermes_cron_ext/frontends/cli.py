@@ -22,7 +22,7 @@ from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, 
 from hermes_cron_ext.domain.options import add_options, fields_from_options, parameter_values
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import HermesCronError, InvalidInput
-from hermes_cron_ext.frontends.render import trigger_text
+from hermes_cron_ext.frontends.render import backfill_done, backfill_text, trigger_text
 from hermes_cron_ext.ops import Operations, host
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
@@ -247,18 +247,11 @@ def cmd_cancel(args, ops: Operations) -> int:
         state = backfill["state"]
         print(f"backfill {backfill['id']}: "
               f"{state if state == 'cancelled' else state + ', nothing left to cancel'}; "
-              f"{_backfill_counts(backfill)}")
+              f"{backfill_text(backfill)}")
         return 0
     run = ops.cancel(args.run)
     print(f"run {run['id']}: cancel requested")
     return 0
-
-
-def _backfill_counts(b: dict) -> str:
-    runs = b.get("runs") or {}
-    done = sum(n for s, n in runs.items() if s not in ACTIVE_STATUSES)
-    parts = [f"{n} {s}" for s, n in sorted(runs.items())]
-    return f"{done}/{b['slots']} slots done" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def cmd_backfill(args, ops: Operations) -> int:
@@ -290,11 +283,11 @@ def cmd_backfill(args, ops: Operations) -> int:
     try:
         while b["state"] == "running":
             if tty:
-                done = sum(n for s, n in b["runs"].items() if s not in ACTIVE_STATUSES)
+                done = backfill_done(b)
                 width = 30
                 filled = int(width * done / max(1, b["slots"]))
                 sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] "
-                                 f"{_backfill_counts(b)}")
+                                 f"{backfill_text(b)}")
                 sys.stderr.flush()
             time.sleep(0.5)
             b = ops.get_backfill(b["id"])
@@ -302,11 +295,11 @@ def cmd_backfill(args, ops: Operations) -> int:
         b = ops.cancel_backfill(b["id"])
         if tty:
             sys.stderr.write("\r\x1b[K")
-        print(f"backfill {b['id']}: cancelled; {_backfill_counts(b)}")
+        print(f"backfill {b['id']}: cancelled; {backfill_text(b)}")
         return 130
     if tty:
         sys.stderr.write("\r\x1b[K")
-    print(f"backfill {b['id']}: {b['state']}; {_backfill_counts(b)}")
+    print(f"backfill {b['id']}: {b['state']}; {backfill_text(b)}")
     failed = sum(n for s, n in b["runs"].items() if s not in ("succeeded", "skipped"))
     return EXIT_ERROR if failed or b["state"] != "done" else 0
 

@@ -7,6 +7,7 @@ Load with ``%load_ext hermes_cron_ext``. Then::
     %cron edit NAME [--schedule S] [options] [-- COMMAND]
     %cron rm|pause|resume NAME...
     %cron run NAME [-p NAME=VALUE] [--watch]  run now (and show its live output)
+    %cron run NAME --form                     a typed form of its parameters; Run runs it
     %cron runs NAME                           run history: table and duration chart
     %cron logs NAME|RUN [--tail BYTES]        a run's output, printed
     %cron watch NAME|RUN                      live output of the running (or last) run
@@ -15,6 +16,7 @@ Load with ``%load_ext hermes_cron_ext``. Then::
     %cron graph NAME                          the pipeline NAME is part of, live
     %cron backfill NAME --from DATE --to DATE [--max-parallel N] [--dry-run]
                                               run NAME once per past slot in that range
+                                              (a progress bar with Cancel)
     %cron next "SCHEDULE" [--tz ZONE]         preview fire times
     %cron artifact NAME|RUN [PATH]            save a notebook run's executed notebook
     %cron connect [URL [TOKEN] | --local [DB]]
@@ -131,10 +133,13 @@ def _parsers() -> dict[str, _Parser]:
     p.add_argument("--to", dest="end", required=True)
     p.add_argument("--max-parallel", type=int, default=1)
     p.add_argument("--dry-run", action="store_true")
-    p = out["run"] = _Parser(prog="%cron run", usage="%cron run NAME [-p NAME=VALUE] [--watch]")
+    p = out["run"] = _Parser(prog="%cron run",
+                             usage="%cron run NAME [-p NAME=VALUE] [--watch] [--form]")
     p.add_argument("name")
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
     p.add_argument("--watch", action="store_true", help="show the run's live output")
+    p.add_argument("--form", action="store_true",
+                   help="show a typed form of the job's parameters; its Run button runs it")
     p = out["runs"] = _Parser(prog="%cron runs", usage="%cron runs NAME [--limit N]")
     p.add_argument("name")
     p.add_argument("--limit", type=int, default=20)
@@ -363,6 +368,13 @@ class CronMagics(Magics):
             print(f"{job['name']} {job['state']}; next run {_when(job.get('next_run_at'))}")
 
     def do_run(self, args) -> None:
+        if getattr(args, "form", False):  # the cell magic's --run gives no form
+            if args.param:
+                raise UsageError("give either -p values or --form, not both")
+            from hermes_cron_ext.frontends.widgets import ParametersForm
+
+            display(ParametersForm(args.name, client=self.client))
+            return
         run = self.client.run_now(args.name, parameter_values(getattr(args, "param", None)) or None)
         print(f"run {run['id']} of {args.name} started")
         if args.watch:
@@ -416,9 +428,9 @@ class CronMagics(Magics):
         if b.get("warning"):
             print(f"warning: {b['warning']}")
         if b["slots"]:
-            from hermes_cron_ext.frontends.widgets import RunHistory
+            from hermes_cron_ext.frontends.widgets import BackfillProgress
 
-            display(RunHistory(args.name, client=self.client, page_size=min(50, b["slots"])))
+            display(BackfillProgress(b, client=self.client))
 
     def do_cancel(self, args) -> None:
         if args.ref.startswith("b_"):

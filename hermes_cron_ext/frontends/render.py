@@ -6,11 +6,11 @@ import json
 from datetime import datetime
 
 from hermes_cron_ext.domain import schedule as sched
-from hermes_cron_ext.domain.models import FAILED_STATUSES, parse_iso
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, parse_iso
 from hermes_cron_ext.errors import HermesCronError
 
-__all__ = ["card_state", "describe_schedule", "format_ago", "format_countdown",
-           "format_duration", "local_time", "timestamp"]
+__all__ = ["backfill_done", "backfill_text", "card_state", "describe_schedule", "format_ago",
+           "format_countdown", "format_duration", "local_time", "timestamp"]
 
 
 def timestamp(value: str | float | None) -> float | None:
@@ -94,3 +94,19 @@ def trigger_text(run: dict) -> str:
         text += " " + ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
                                 for k, v in given.items())
     return text[:80]
+
+
+def backfill_done(b: dict) -> int:
+    """How many of a backfill's slots have a run that ended."""
+    return sum(n for s, n in (b.get("runs") or {}).items() if s not in ACTIVE_STATUSES)
+
+
+def backfill_text(b: dict) -> str:
+    """``12/30 slots done (4 running, 12 succeeded)``: a backfill's progress in words
+    (a cancelled one also says how many slots it left out)."""
+    runs = b.get("runs") or {}
+    parts = [f"{n} {s.replace('_', ' ')}" for s, n in sorted(runs.items())]
+    left = b["slots"] - sum(runs.values())  # slots no run was made for (yet)
+    return f"{backfill_done(b)}/{b['slots']} slots done" + (
+        f" ({', '.join(parts)})" if parts else "") + (
+        f"; {left} not run" if left and b.get("state") == "cancelled" else "")

@@ -7,14 +7,17 @@ cards' countdowns and refreshes their jobs. Every trait is assigned a fresh
 value (never mutated in place), so each change reaches the front-end.
 
 - :class:`JobCard`: name, schedule in words and in cron, state pip, live
-  countdown, last outcome and duration, buttons (run now, pause/resume, watch,
-  history);
+  countdown, last outcome and duration, buttons (run now, run with parameters,
+  pause/resume, watch, history);
 - :class:`RunHistory`: a paged table of runs and a chart of their durations
   coloured by outcome (inline SVG, no plotting library);
 - :class:`LiveOutput`: a run's output as a terminal shows it (ANSI colours,
   ``\\r`` progress bars), following the end until the reader scrolls up, with
   phase, progress and a badge with the exit status when the run ends;
-- :class:`Dashboard`: every job's health, failing jobs first.
+- :class:`Dashboard`: every job's health, failing jobs first;
+- :class:`PipelineGraph`: the pipeline a job is part of, each job's last status, live;
+- :class:`ParametersForm`: a typed form that runs a job once with parameters;
+- :class:`BackfillProgress`: a backfill's progress bar, counts and Cancel.
 
 Each widget also carries a readable ``text/plain`` and ``text/html`` of what it
 shows beside its widget view (:class:`_Static`), so a notebook saved, converted
@@ -26,6 +29,7 @@ when its run ends, so the saved notebook keeps the run's outcome and output.
 from __future__ import annotations
 
 import html
+import json
 import pathlib
 import re
 import threading
@@ -45,6 +49,8 @@ except ImportError as exc:  # pragma: no cover - the notebook extra is missing
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, FINAL_STATUSES
 from hermes_cron_ext.errors import HermesCronError, NotFound
 from hermes_cron_ext.frontends.render import (
+    backfill_done,
+    backfill_text,
     card_state,
     describe_schedule,
     format_ago,
@@ -58,10 +64,12 @@ from hermes_cron_ext.frontends.terminal import Terminal
 from hermes_cron_ext.ops import ConnectionFailed, CronClient, get_client
 
 __all__ = [
+    "BackfillProgress",
     "Dashboard",
     "JobCard",
     "JobCards",
     "LiveOutput",
+    "ParametersForm",
     "PipelineGraph",
     "RunHistory",
     "duration_chart",
@@ -395,15 +403,20 @@ class JobCard(_Static, widgets.VBox):
                                            tooltip="live output of the running or last run")
         self.history_button = widgets.Button(description="History", icon="list",
                                              tooltip="runs of this job")
-        for b in (self.run_button, self.pause_button, self.watch_button, self.history_button):
+        self.params_button = widgets.Button(description="Run with…", icon="sliders",
+                                            tooltip="run now with parameters for this run "
+                                                    "alone (a typed form)")
+        for b in (self.run_button, self.params_button, self.pause_button, self.watch_button,
+                  self.history_button):
             b.layout = widgets.Layout(width="auto")
         self.run_button.on_click(lambda _: self.run_now())
+        self.params_button.on_click(lambda _: self.toggle_parameters())
         self.pause_button.on_click(lambda _: self.toggle_pause())
         self.watch_button.on_click(lambda _: self.toggle_watch())
         self.history_button.on_click(lambda _: self.toggle_history())
         self.detail = widgets.VBox()
-        buttons = widgets.HBox([self.run_button, self.pause_button, self.watch_button,
-                                self.history_button])
+        buttons = widgets.HBox([self.run_button, self.params_button, self.pause_button,
+                                self.watch_button, self.history_button])
         super().__init__(
             [self._head, self._info, self._countdown, buttons, self._note, self.detail],
             layout=widgets.Layout(border="1px solid #ddd", padding="6px 10px",
@@ -428,7 +441,8 @@ class JobCard(_Static, widgets.VBox):
     def mark_deleted(self) -> None:
         self.state = "deleted"
         self.live = False
-        for b in (self.run_button, self.pause_button, self.watch_button, self.history_button):
+        for b in (self.run_button, self.params_button, self.pause_button, self.watch_button,
+                  self.history_button):
             b.disabled = True
         self._draw()
         self.countdown = "job deleted"
@@ -494,6 +508,9 @@ class JobCard(_Static, widgets.VBox):
             lines.append(f'<span style="color:{STATE_COLOURS[state]}">'
                          f"{html.escape(job['state_reason'])}</span>")
         self._info.value = "<br>".join(lines)
+        # a form only where there is something to fill in: a notebook, or own parameters
+        self.params_button.layout.display = (
+            None if job.get("kind") == "notebook" or job.get("parameters") else "none")
         paused = job.get("state") in ("paused", "blocked")
         self.pause_button.description = "Resume" if paused else "Pause"
         self.pause_button.icon = "play-circle" if paused else "pause"
@@ -577,6 +594,17 @@ class JobCard(_Static, widgets.VBox):
             self._show(None)
             return None
         return self.watch()
+
+    def toggle_parameters(self) -> ParametersForm | None:
+        """Show (or hide) the typed form that runs the job with parameters."""
+        if self._shown(ParametersForm) is not None:
+            self._show(None)
+            return None
+        form = self._act(lambda: ParametersForm(self.job["id"], client=self.client,
+                                                on_run=lambda run: self.refresh()))
+        if form is not None:
+            self._show(form)
+        return form
 
     def toggle_history(self) -> RunHistory | None:
         if self._shown(RunHistory) is not None:
@@ -800,6 +828,207 @@ class PipelineGraph(_Static, widgets.VBox):
 
     def static_html(self) -> str:
         return pipeline_html(self.graph, self.graph["job"])
+
+
+# -- parameters for one run ----------------------------------------------------------------
+
+def _param_field(p: dict) -> widgets.Widget:
+    """The input for one declared parameter: its type picks the widget."""
+    kind, default = p["type"], p.get("default")
+    layout = widgets.Layout(width="260px")
+    if kind == "bool":
+        return widgets.Checkbox(value=default is True, indent=False)
+    if kind == "int":
+        return widgets.IntText(value=default if isinstance(default, int) else 0, layout=layout)
+    if kind == "float":
+        return widgets.FloatText(value=float(default) if isinstance(default, (int, float))
+                                 else 0.0, layout=layout)
+    if kind == "date":
+        from datetime import date
+
+        try:
+            value = date.fromisoformat(default) if isinstance(default, str) else None
+        except ValueError:
+            value = None
+        return widgets.DatePicker(value=value, layout=layout)
+    if kind in ("list", "dict", "any"):
+        text = "" if default is None else json.dumps(default)
+        return widgets.Text(value=text, placeholder="JSON", layout=layout)
+    return widgets.Text(value="" if default is None else str(default), layout=layout)
+
+
+def _param_value(p: dict, field: widgets.Widget):
+    """The value a field holds, as the type the parameter declares (the server checks
+    it again; a value that is not what it must be goes as typed, to be refused there)."""
+    kind, value = p["type"], field.value
+    if kind == "date":
+        return value.isoformat() if value is not None else None
+    if kind in ("list", "dict", "any"):
+        if value.strip() == "":
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class ParametersForm(_Static, widgets.VBox):
+    """Run a job once with parameters of its own, from a typed form: one field per
+    parameter the job declares (a notebook's ``parameters`` cell, the defaults filled
+    in). The server checks the values; a wrong one is shown under the form, named."""
+
+    error = traitlets.Unicode("")
+    message = traitlets.Unicode("")
+
+    def __init__(self, job: str, client: CronClient | None = None, *, on_run=None,
+                 watch: bool = True, **kwargs):
+        self.client = client or get_client()
+        self.ref = job
+        self.on_run = on_run
+        self.watch = watch
+        self.spec = self.client.job_parameters(job)
+        self.fields = {p["name"]: _param_field(p) for p in self.spec}
+        rows: list[widgets.Widget] = [
+            widgets.HBox([widgets.HTML(f"<code>{html.escape(p['name'])}</code> "
+                                       f'<span style="color:#888">{html.escape(p["type"])}'
+                                       "</span>", layout=widgets.Layout(width="180px")),
+                          self.fields[p["name"]]])
+            for p in self.spec]
+        if not rows:
+            rows = [widgets.HTML('<span style="color:#888">this job declares no parameters: '
+                                 "Run starts it as it is</span>")]
+        self.run_button = widgets.Button(description="Run", icon="play",
+                                         button_style="primary",
+                                         tooltip="run now with these values, for this run alone")
+        self.run_button.on_click(lambda _: self.submit())
+        self._note = widgets.HTML()
+        self.output = widgets.VBox()
+        super().__init__([widgets.HTML(f"<b>Run {html.escape(job)} with:</b>"), *rows,
+                          self.run_button, self._note, self.output], **kwargs)
+        self.add_class("hc-params-form")
+        self.observe(self._on_note, names=["message", "error"])
+
+    def values(self) -> dict:
+        """The form's values, typed as declared."""
+        return {p["name"]: _param_value(p, self.fields[p["name"]]) for p in self.spec}
+
+    def submit(self) -> dict | None:
+        """Ask for the run; a refusal (a wrong value, no permission) becomes the error
+        shown under the form, never a traceback."""
+        values = self.values()
+        try:
+            run = self.client.run_now(self.ref, values or None)
+        except HermesCronError as exc:
+            self.message, self.error = "", exc.message
+            return None
+        self.error = ""
+        given = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+        self.message = f"run {run['id']} started" + (f" with {given}" if given else "")
+        if self.watch:
+            for old in self.output.children:
+                old.close()
+            self.output.children = (LiveOutput(run["id"], client=self.client),)
+        if self.on_run is not None:
+            self.on_run(run)
+        return run
+
+    def _on_note(self, change=None) -> None:
+        text = self.error or self.message
+        colour = "#c62828" if self.error else "#555"
+        self._note.value = (f'<span style="color:{colour}">{html.escape(text)}</span>'
+                            if text else "")
+
+    def close(self) -> None:
+        output = getattr(self, "output", None)  # None: __init__ failed (an unknown job)
+        for child in output.children if output is not None else ():
+            child.close()
+        super().close()
+
+    def plain_text(self) -> str:
+        lines = [f"run {self.ref} with:"] + [
+            f"  {p['name']} ({p['type']}) = {json.dumps(v)}"
+            for p, v in zip(self.spec, self.values().values(), strict=True)]
+        note = self.error or self.message
+        return "\n".join(lines + ([note] if note else []))
+
+    def static_html(self) -> str:
+        return f"<pre>{html.escape(self.plain_text())}</pre>"
+
+
+# -- backfill progress ---------------------------------------------------------------------
+
+class BackfillProgress(_Static, widgets.VBox):
+    """A backfill as it goes: a bar of the slots whose runs ended, the counts by status
+    and a Cancel button, read every *interval* seconds on a background thread until the
+    backfill ends (the kernel stays free)."""
+
+    backfill = traitlets.Dict()
+
+    def __init__(self, backfill: dict | str, client: CronClient | None = None, *,
+                 interval: float = 1.0, **kwargs):
+        self._stop = threading.Event()
+        self.client = client or get_client()
+        if isinstance(backfill, str):
+            backfill = self.client.get_backfill(backfill)
+        self.bar = widgets.IntProgress(min=0, max=max(1, backfill["slots"]),
+                                       layout=widgets.Layout(width="320px"))
+        self.label = widgets.HTML()
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop",
+                                            tooltip="stop the slots not run yet",
+                                            layout=widgets.Layout(width="auto"))
+        self.cancel_button.on_click(lambda _: self.cancel())
+        super().__init__([widgets.HBox([self.bar, self.cancel_button]), self.label], **kwargs)
+        self.add_class("hc-backfill")
+        self.observe(self._draw, names="backfill")
+        self.backfill = backfill
+        if interval > 0 and backfill["state"] == "running":
+            threading.Thread(target=self._follow, args=(interval,), daemon=True,
+                             name="hermes-cron-backfill").start()
+
+    def refresh(self) -> None:
+        self.backfill = self.client.get_backfill(self.backfill["id"])
+
+    def cancel(self) -> None:
+        try:
+            self.backfill = self.client.cancel_backfill(self.backfill["id"])
+        except HermesCronError as exc:
+            self.label.value = f'<span style="color:#c62828">{html.escape(exc.message)}</span>'
+
+    def _follow(self, interval: float) -> None:
+        while not self._stop.wait(interval) and self.backfill.get("state") == "running":
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - a server gone for a while: try again later
+                continue
+
+    def _draw(self, change=None) -> None:
+        b = self.backfill
+        done, running = backfill_done(b), b["state"] == "running"
+        self.bar.value = done
+        failed = sum(n for s, n in (b.get("runs") or {}).items() if s in FAILED_STATUSES)
+        self.bar.bar_style = ("danger" if failed else "" if running else
+                              "warning" if b["state"] == "cancelled" else "success")
+        self.cancel_button.disabled = not running
+        self.label.value = html.escape(self._line())
+
+    def _line(self) -> str:
+        b = self.backfill
+        span = f"{b.get('from') or '-'} .. {b.get('to') or '-'}"
+        return (f"backfill {b['id']} ({b['state']}), {span}, {b['max_parallel']} at a time: "
+                f"{backfill_text(b)}")
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+
+    def plain_text(self) -> str:
+        b = self.backfill
+        filled = int(30 * backfill_done(b) / max(1, b["slots"]))
+        return f"[{'#' * filled}{'.' * (30 - filled)}] {self._line()}"
+
+    def static_html(self) -> str:
+        return f"<pre>{html.escape(self.plain_text())}</pre>"
 
 
 # -- live output -------------------------------------------------------------------------

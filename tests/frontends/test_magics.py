@@ -277,15 +277,31 @@ def test_notebook_job_and_its_artifact(cell, db, tmp_path):
     assert executed.cells[2].outputs[0]["text"] == "x is 5\n"
 
 
-def test_backfill_from_a_notebook(cell, db):
+def test_backfill_from_a_notebook(cell, db, monkeypatch):
+    shown = []
+    monkeypatch.setattr("hermes_cron_ext.frontends.magics.display", shown.append)
     cell.ok('%cron add nightly "0 6 * * *" --tz UTC -- echo $HERMES_CRON_LOGICAL_TIME')
     out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --dry-run")
     assert out.startswith("nightly: 3 slot(s) would run, 1 at a time: 2026-11-01T06:00")
     cell.fails("%cron backfill nightly --from 2026-11-03 --to 2026-11-01", "to is before from")
     out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --max-parallel 2")
     backfill_id = re.match(r"backfill (b_\w+) of nightly: 3 slot\(s\), 2 at a time", out)[1]
+    assert shown[0].backfill["id"] == backfill_id and shown[0].bar.max == 3  # its progress
     assert cell.ok(f"%cron cancel {backfill_id}") == f"backfill {backfill_id}: cancelled\n"
     assert {r.trigger for r in db.list_runs("nightly").items} <= {"backfill"}
+
+
+def test_run_form_shows_the_typed_form(cell, db, monkeypatch):
+    shown = []
+    monkeypatch.setattr("hermes_cron_ext.frontends.magics.display", shown.append)
+    cell.ok('%cron add pm "@yearly" --param n=1 -- echo n=$HERMES_CRON_PARAM_n')
+    cell.ok("%cron run pm --form")
+    from hermes_cron_ext.frontends.widgets import ParametersForm
+
+    assert isinstance(shown[0], ParametersForm) and list(shown[0].fields) == ["n"]
+    assert db.list_runs("pm").items == []  # the form runs it, not the magic
+    cell.fails("%cron run pm --form -p n=2", "either -p values or --form")
+    cell.fails("%cron run nope --form", "nope")
 
 
 def test_run_with_parameters_from_a_notebook(cell, db):
