@@ -28,6 +28,28 @@ from hermes_cron_ext.store import output
 HEARTBEAT_INTERVAL = float(os.environ.get("HERMES_CRON_HEARTBEAT", "2.0"))
 EXIT_DRAIN = 1.0  # after the payload exits, read what its children still write for this long
 
+def upstream_parameters(spec: dict, upstream: dict, given: dict) -> dict:
+    """What a downstream notebook is told of the run that triggered it: always
+    ``upstream_run_id``; ``upstream_status``, ``upstream_exit_code`` and
+    ``upstream_artifact`` (the executed notebook's path) where its parameters cell asks
+    for them. Values given to the run itself win."""
+    from hermes_cron_ext.domain.parameters import declared
+
+    asked: set[str] = set()
+    path = os.path.join(os.path.expanduser(spec.get("cwd") or "~"),
+                        os.path.expanduser(str(spec.get("command") or "")))
+    try:
+        with open(path, encoding="utf-8") as f:
+            asked = {p["name"] for p in declared(f.read())}
+    except (OSError, ValueError):
+        pass  # the runner says what is wrong with the notebook
+    offered = {"upstream_run_id": upstream["run_id"], "upstream_status": upstream["status"],
+               "upstream_exit_code": upstream["exit_code"],
+               "upstream_artifact": upstream["artifact"]}
+    return {k: v for k, v in offered.items()
+            if k not in given and (k == "upstream_run_id" or k in asked)}
+
+
 def payload_argv(spec: dict, artifact: str) -> list[str]:
     """The argv a job spec runs (shell line, argv, python script or code, notebook)."""
     kind, command = spec.get("kind", "command"), spec.get("command")
@@ -236,17 +258,20 @@ class Supervisor:
         from hermes_cron_ext.runtime.notebook import PARAMETERS_ENV
 
         parameters = dict(spec.get("parameters") or {})
-        upstream = spec.get("upstream") or []
+        upstream = [{**u, "artifact": self._upstream_artifact(u["run_id"])}
+                    for u in spec.get("upstream") or []]
         if upstream:  # the run(s) that triggered this one (pipelines)
+            first = upstream[0]
             env.update({"HERMES_CRON_UPSTREAM": json.dumps(upstream),
-                        "HERMES_CRON_UPSTREAM_RUN_ID": upstream[0]["run_id"],
-                        "HERMES_CRON_UPSTREAM_STATUS": upstream[0]["status"],
-                        "HERMES_CRON_UPSTREAM_EXIT_CODE": str(upstream[0]["exit_code"])})
+                        "HERMES_CRON_UPSTREAM_RUN_ID": first["run_id"],
+                        "HERMES_CRON_UPSTREAM_STATUS": first["status"],
+                        "HERMES_CRON_UPSTREAM_EXIT_CODE": str(first["exit_code"]),
+                        "HERMES_CRON_UPSTREAM_ARTIFACT": first["artifact"] or ""})
         if spec.get("kind") == "notebook":
             if spec.get("logical_time"):  # a backfilled slot: the notebook is told which
                 parameters.setdefault("logical_time", spec["logical_time"])
             if upstream:
-                parameters.setdefault("upstream_run_id", upstream[0]["run_id"])
+                parameters.update(upstream_parameters(spec, upstream[0], parameters))
             env[PARAMETERS_ENV] = json.dumps(parameters)
         elif parameters:  # a script reads them as JSON, or one by one
             env[PARAMETERS_ENV] = json.dumps(parameters)
@@ -280,6 +305,22 @@ class Supervisor:
             if go_r is not None:
                 os.close(go_r)
         return Payload(proc, go_w)
+
+    def _upstream_artifact(self, run_id: str) -> str | None:
+        """The executed notebook of an upstream notebook run, as a local file: the one
+        it wrote here, or a copy of the store's (its run was on another host)."""
+        path = self.store.artifact_path(run_id)
+        if os.path.exists(path):
+            return path
+        try:
+            data = self.store.read_artifact(run_id)
+        except Exception:  # noqa: BLE001 - the downstream runs without it, as told
+            data = None
+        if not data:
+            return None
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(data)
+        return path
 
     def _execute(self, run, payload: Payload | Exception | None = None) -> int:
         spec, store = run.spec, self.store

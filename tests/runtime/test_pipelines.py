@@ -51,3 +51,54 @@ def test_fan_in_with_two_daemons_fires_each_downstream_slot_once(store_cli, tmp_
         assert store.list_runs("on-failure").items == []  # a never failed
     finally:
         store.close()
+
+
+def _notebook(path, cells: list[str], parameters: str | None = None) -> str:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.insert(0, cell)
+    nbformat.write(nb, str(path))
+    return str(path)
+
+
+def test_downstream_gets_the_upstream_notebooks_artifact(store_cli, tmp_path):
+    """A notebook's executed copy reaches the jobs after it: a script through
+    ``HERMES_CRON_UPSTREAM_ARTIFACT``, a notebook through the parameters it asks for."""
+    cli = store_cli
+    up = _notebook(tmp_path / "extract.ipynb", ["rows = 41 + 1\nprint('rows', rows)"])
+    reader = ("import nbformat\nnb = nbformat.read(upstream_artifact, as_version=4)\n"
+              "print('read', nb.cells[-1].outputs[0]['text'].strip(), 'from', "
+              "upstream_status, upstream_exit_code)")
+    down = _notebook(tmp_path / "report.ipynb", [reader],
+                     'upstream_artifact = ""\nupstream_status = ""\nupstream_exit_code = -1')
+    cli("add", "extract", "@yearly", "--kind", "notebook", "--", up)
+    cli("add", "report", "@yearly", "--kind", "notebook", "--after", "extract", "--", down)
+    cli("add", "archive", "@yearly", "--after", "extract", "--", "sh", "-c",
+        'echo "$HERMES_CRON_UPSTREAM_ARTIFACT"; '
+        'grep -c "rows 42" "$HERMES_CRON_UPSTREAM_ARTIFACT"')
+    cli.daemon()
+    cli("run", "extract")
+    store = open_store(cli.db)
+    try:
+        def ended(name: str) -> bool:
+            runs = store.list_runs(name).items
+            return bool(runs) and runs[0].status not in ("queued", "running")
+        wait_for(lambda: ended("report") and ended("archive"), 90, 0.2,
+                 "both downstream runs to end")
+        extract = store.list_runs("extract").items[0]
+        report, archive = store.list_runs("report").items[0], store.list_runs("archive").items[0]
+        assert (report.status, archive.status) == ("succeeded", "succeeded"), (
+            store.read_output(report.id), store.read_output(archive.id))
+        assert b"read rows 42 from succeeded 0\n" in store.read_output(report.id)
+        lines = store.read_output(archive.id).decode().splitlines()
+        assert lines[0].endswith(f"{extract.id}.log.ipynb") and lines[1] == "1"
+        assert store.get_run(report.id).spec["upstream"][0]["run_id"] == extract.id
+    finally:
+        store.close()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.store import output
 from tests.conftest import make_job, wait_for
@@ -178,3 +180,27 @@ def test_a_supervisor_late_for_a_lost_run_never_runs_its_payload(real_store, tmp
     time.sleep(0.2)
     assert not marker.exists()
     assert real_store.get_run(run.id).status == "lost"
+
+
+@pytest.mark.postgres
+def test_an_upstream_artifact_from_another_host_is_copied_here(pg_url, tmp_path):
+    """On PostgreSQL the upstream notebook may have run elsewhere: its executed copy is
+    read from the store and written beside this host's logs for the downstream."""
+    from hermes_cron_ext.runtime.supervisor import Supervisor
+    from hermes_cron_ext.store.postgres import PostgresStore
+
+    there = PostgresStore(pg_url, logs_dir=str(tmp_path / "there"))
+    here = PostgresStore(pg_url, logs_dir=str(tmp_path / "here"))
+    try:
+        make_job(there, "extract", "@yearly")
+        run = there.request_run("extract")
+        there.import_artifact(run.id, b'{"cells": []}')
+        path = Supervisor(here, "unused")._upstream_artifact(run.id)
+        assert path == here.artifact_path(run.id) and path.startswith(str(tmp_path / "here"))
+        with open(path, "rb") as f:
+            assert f.read() == b'{"cells": []}'
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert Supervisor(here, "unused")._upstream_artifact("r_none") is None
+    finally:
+        there.close()
+        here.close()
