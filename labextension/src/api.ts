@@ -110,6 +110,22 @@ export interface IPipeline {
   edges: { from: string; to: string; on: string }[];
 }
 
+/** A backfill and its progress (`POST /jobs/{id}/backfill`, `GET /backfills/{id}`). */
+export interface IBackfill {
+  id: string | null;
+  job_id: string;
+  state: 'running' | 'done' | 'cancelled' | 'dry-run';
+  slots: number;
+  max_parallel: number;
+  /** Runs by status (not in a dry run). */
+  runs?: { [status: string]: number };
+  /** A dry run's slots, ISO 8601. */
+  next?: string[];
+  from?: string | null;
+  to?: string | null;
+  warning?: string;
+}
+
 /** What a run of a job may be given (a notebook's parameters cell, typed). */
 export interface IParameter {
   name: string;
@@ -268,6 +284,19 @@ export class CronAPI {
 
   runNow(ref: string, parameters?: { [key: string]: unknown }): Promise<IRun> {
     return this.request('POST', `jobs/${encodeURIComponent(ref)}/run`, parameters ? { body: { parameters } } : {});
+  }
+
+  /** Run *ref* once per past slot from *from* to *to*; with dry_run, only count them. */
+  backfill(ref: string, body: { from: string; to: string; max_parallel: number; dry_run?: boolean }): Promise<IBackfill> {
+    return this.request('POST', `jobs/${encodeURIComponent(ref)}/backfill`, { body });
+  }
+
+  getBackfill(id: string): Promise<IBackfill> {
+    return this.request('GET', `backfills/${encodeURIComponent(id)}`);
+  }
+
+  cancelBackfill(id: string): Promise<IBackfill> {
+    return this.request('POST', `backfills/${encodeURIComponent(id)}/cancel`);
   }
 
   pipeline(ref: string): Promise<IPipeline> {

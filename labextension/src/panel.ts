@@ -16,14 +16,17 @@ import {
   editIcon,
   LabIcon,
   pauseIcon,
+  fastForwardIcon,
   refreshIcon,
   runIcon
 } from '@jupyterlab/ui-components';
 import { Panel, SplitPanel, Widget } from '@lumino/widgets';
 
 import { ACTIVE, CronError, FAILED, ICronEvent, IJob, IParameter, IRun, IStatus } from './api';
+import { askBackfill, BackfillProgress } from './backfill';
 import { h } from './dom';
 import { ago, countdown, describeSchedule, duration, formatTime, seconds, STATUS_LABEL } from './format';
+import { pipelineGraph } from './graph';
 import { CronModel } from './model';
 import { badgeFor, RunOutput } from './output';
 
@@ -212,14 +215,21 @@ class JobDetail extends Panel {
   private _previewSeq = 0;
   private _nextTimes: HTMLElement;
   private _pinnedRun = false;
+  /** The backfill started from here, shown while its job is. */
+  private _backfillBox = new Panel();
+  private _backfill: BackfillProgress | null = null;
+  /** The jobs of the shown pipeline: a run event of any of them redraws the graph. */
+  private _pipelineIds = new Set<string>();
+  private _pipelineTimer: number | null = null;
 
-  constructor(private readonly opts: IPanelOptions & { onDeleted: () => void }) {
+  constructor(private readonly opts: IPanelOptions & { onDeleted: () => void; selectJob: (ref: string) => void }) {
     super();
     this.addClass('jp-HermesCron-detail');
     this._info.addClass('jp-HermesCron-info');
     this._outputBox.addClass('jp-HermesCron-outputBox');
     this._history.addClass('jp-HermesCron-history');
     this.addWidget(this._info);
+    this.addWidget(this._backfillBox);
     this.addWidget(this._outputBox);
     this._more.addClass('jp-HermesCron-moreFacts');
     this.addWidget(this._history);
@@ -246,7 +256,12 @@ class JobDetail extends Panel {
     const scheduleChanged = !this._job || !job || this._job.schedule !== job.schedule || this._job.timezone !== job.timezone;
     this._job = job;
     this.node.dataset.jobId = job?.id ?? '';
+    if (this._backfill && this._backfill.backfill.job_id !== job?.id) {
+      this._backfill.dispose(); // another job shown: its progress is not this one's
+      this._backfill = null;
+    }
     if (!job) {
+      this._pipelineIds.clear();
       this._info.node.replaceChildren(
         h('div', { class: 'jp-HermesCron-empty' }, 'Select a job to see its schedule, runs and live output.')
       );
@@ -270,8 +285,12 @@ class JobDetail extends Panel {
     this._maybeFollowActive(job.last_run?.id ?? null, job.last_run?.status ?? null);
   }
 
-  /** A run event for the shown job: refresh the history, follow a new active run. */
+  /** A run event for the shown job: refresh the history, follow a new active run. A run
+   * event of another job of its pipeline redraws the graph. */
   onRunEvent(event: ICronEvent): void {
+    if (this._job && event.job_id && event.job_id !== this._job.id && event.type !== 'run.progress' && this._pipelineIds.has(event.job_id)) {
+      this._pipelineSoon();
+    }
     if (!this._job || event.job_id !== this._job.id) {
       return;
     }
@@ -339,6 +358,7 @@ class JobDetail extends Panel {
       paused
         ? iconButton(runIcon, 'Resume', 'resume', () => void this._act('resume'), 'Resume firing on schedule')
         : iconButton(pauseIcon, 'Pause', 'pause', () => void this._act('pause'), 'Stop firing until resumed (missed slots are not caught up)'),
+      iconButton(fastForwardIcon, 'Backfill…', 'backfill', () => void this._startBackfill(), 'Run once per past slot of a date range, a few at a time'),
       iconButton(editIcon, 'Edit', 'edit', () => this.opts.openForm(job)),
       iconButton(deleteIcon, 'Delete', 'delete', () => void this._delete())
     );
@@ -449,6 +469,7 @@ class JobDetail extends Panel {
     if (this._job?.id !== job.id) {
       return;
     }
+    this._pipelineIds = new Set(graph.edges.length ? graph.nodes.map(n => n.id) : []);
     const byId = new Map(graph.nodes.map(n => [n.id, n]));
     const item = (id: string, on: string) => {
       const node = byId.get(id);
@@ -461,8 +482,9 @@ class JobDetail extends Panel {
         b ? h('span', { class: 'jp-HermesCron-badge', 'data-tone': b.tone }, b.label) : ''
       );
     };
-    const ups = graph.edges.filter(e => e.to === job.id).map(e => item(e.from, e.on));
-    const downs = graph.edges.filter(e => e.from === job.id).map(e => item(e.to, e.on));
+    const list = (items: HTMLElement[]) => items.flatMap((x, i) => (i ? [', ', x] : [x]));
+    const ups = list(graph.edges.filter(e => e.to === job.id).map(e => item(e.from, e.on)));
+    const downs = list(graph.edges.filter(e => e.from === job.id).map(e => item(e.to, e.on)));
     const parts: (Node | string)[] = [];
     if (ups.length) {
       parts.push(h('div', { 'data-role': 'upstream' }, 'after: ', ...ups));
@@ -470,8 +492,40 @@ class JobDetail extends Panel {
     if (downs.length) {
       parts.push(h('div', { 'data-role': 'downstream' }, 'then: ', ...downs));
     }
+    if (parts.length) {
+      parts.push(h('div', { class: 'jp-HermesCron-graphBox' }, pipelineGraph(graph, job.id, name => this.opts.selectJob(name))));
+    }
     box.replaceChildren(...parts);
     box.hidden = label.hidden = !parts.length;
+  }
+
+  /** Redraw the pipeline soon (a burst of run events means one request). */
+  private _pipelineSoon(): void {
+    if (this._pipelineTimer !== null) {
+      return;
+    }
+    this._pipelineTimer = window.setTimeout(() => {
+      this._pipelineTimer = null;
+      if (this._job) {
+        void this._loadPipeline(this._job);
+      }
+    }, 150);
+  }
+
+  /** Ask for a range, start the backfill, and show its progress under the job. */
+  private async _startBackfill(): Promise<void> {
+    const job = this._job;
+    if (!job) {
+      return;
+    }
+    const started = await askBackfill(this.api, job);
+    if (!started || this._job?.id !== job.id) {
+      return;
+    }
+    this._backfill?.dispose();
+    this._backfill = new BackfillProgress(this.api, started);
+    this._backfillBox.addWidget(this._backfill);
+    void this.loadRuns(true);
   }
 
   private async _loadPreview(job: IJob): Promise<void> {
@@ -769,7 +823,7 @@ export class CronPanel extends Panel {
       this._wanted = this._jobs.length + PAGE;
       void this.reload();
     };
-    this._detail = new JobDetail({ ...opts, onDeleted: () => this._onDeleted() });
+    this._detail = new JobDetail({ ...opts, onDeleted: () => this._onDeleted(), selectJob: ref => void this.select(ref) });
     this._split.addClass('jp-HermesCron-split');
     this._split.addWidget(this._list);
     this._split.addWidget(this._detail);

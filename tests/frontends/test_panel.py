@@ -662,3 +662,94 @@ def test_a_jobs_detail_shows_its_pipeline(lab, page):
     detail.locator("[data-role='upstream'] [data-job='pipe-down']").wait_for()
     assert detail.locator("[data-role='downstream']").count() == 0
     page.fill(".jp-HermesCron-filter", "")
+
+
+def test_a_pipeline_graph_is_drawn_live_and_leads_to_its_jobs(lab, page):
+    """The detail draws the whole pipeline: a box per job with its last status, an arrow
+    per link; a run of another job of the pipeline redraws it; a click opens that job."""
+    lab.create("graph-a", "@yearly", "true")
+    lab.create("graph-b", "@yearly", "true")
+    lab.create("graph-c", "@yearly", "true", after=["graph-a", "graph-b"])
+    lab.create("graph-d", "@yearly", "exit 3", after=[{"job": "graph-c", "on": "failure"}])
+    page.fill(".jp-HermesCron-filter", "graph-")
+    detail = select(page, "graph-c")
+    graph = detail.locator("[data-role='pipeline-graph']")
+    graph.wait_for()
+    nodes = graph.locator(".jp-HermesCron-graphNode")
+    assert sorted(nodes.evaluate_all("ns => ns.map(n => n.dataset.job)")) == [
+        "graph-a", "graph-b", "graph-c", "graph-d"]
+    assert graph.locator("[data-job='graph-c']").get_attribute("data-focus") == "true"
+    edges = graph.locator(".jp-HermesCron-graphEdge").evaluate_all(
+        "es => es.map(e => [e.dataset.from, e.dataset.to, e.dataset.on])")
+    assert sorted(edges) == [["graph-a", "graph-c", "success"],
+                             ["graph-b", "graph-c", "success"],
+                             ["graph-c", "graph-d", "failure"]]
+    # columns by level: a and b left of c, c left of d
+    x = {n: graph.locator(f"[data-job='{n}']").bounding_box()["x"] for n in
+         ("graph-a", "graph-b", "graph-c", "graph-d")}
+    assert x["graph-a"] == x["graph-b"] < x["graph-c"] < x["graph-d"]
+    assert graph.locator("[data-job='graph-d']").get_attribute("data-status") == "none"
+    # live: a run of graph-d (not the job shown, not upstream of it) redraws its box
+    lab.call("jobs/graph-d/run", "POST")
+    graph.locator("[data-job='graph-d'][data-status='failed']").wait_for(timeout=30_000)
+    shot(page, "pipeline-graph")
+    graph.locator("[data-job='graph-a']").click()  # a box opens its job
+    page.locator(".jp-HermesCron-detail [data-role='job-name']", has_text="graph-a").wait_for()
+    page.fill(".jp-HermesCron-filter", "")
+
+
+def test_backfill_from_the_panel_with_its_progress(lab, page):
+    """The dialog counts the range's slots before anything runs; Start queues them, and
+    a bar under the job follows the backfill to its end; Cancel stops another's rest."""
+    lab.create("bf-panel", "0 6 * * *", "sleep 0.2")
+    page.fill(".jp-HermesCron-filter", "bf-panel")
+    detail = select(page, "bf-panel")
+    detail.locator("[data-action='backfill']").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("[data-field='from']").fill("2026-11-03")
+    dialog.locator("[data-field='from']").dispatch_event("change")
+    dialog.locator("[data-field='to']").fill("2026-11-01")
+    dialog.locator("[data-field='to']").dispatch_event("change")
+    dialog.locator("[data-role='backfill-preview'][data-tone='bad']",
+                   has_text="before").wait_for()  # a wrong range is told, nothing queued
+    dialog.locator("[data-field='to']").fill("2026-11-10")
+    dialog.locator("[data-field='to']").dispatch_event("change")
+    dialog.locator("[data-field='max_parallel']").fill("3")
+    dialog.locator("[data-field='max_parallel']").dispatch_event("change")
+    dialog.locator("[data-role='backfill-preview'][data-slots='8']",
+                   has_text="8 slots would run, 3 at a time").wait_for()
+    assert lab.call("jobs/bf-panel/runs")["runs"] == []  # a preview runs nothing
+    shot(page, "backfill-dialog")
+    dialog.locator("button", has_text="Start").click()
+    box = detail.locator("[data-role='backfill']")
+    box.wait_for()
+    box.locator("xpath=self::*[@data-state='done']").wait_for(timeout=60_000)
+    assert box.locator("[data-role='backfill-text']").inner_text() == (
+        "Backfill 2026-11-03 → 2026-11-10 (done): 8/8 slots done (8 succeeded)")
+    assert box.locator("progress").evaluate("p => [p.value, p.max]") == [8, 8]
+    assert box.locator("[data-action='cancel-backfill']").is_disabled()
+    runs = lab.call("jobs/bf-panel/runs")["runs"]
+    assert sorted(r["logical_time"][:10] for r in runs) == [
+        f"2026-11-{d:02d}" for d in range(3, 11)]
+    assert {r["trigger"] for r in runs} == {"backfill"}
+    shot(page, "backfill-done")
+
+    lab.create("bf-slow", "0 6 * * *", "sleep 30")
+    page.fill(".jp-HermesCron-filter", "bf-slow")
+    detail = select(page, "bf-slow")
+    assert detail.locator("[data-role='backfill']").count() == 0  # another job's, not shown
+    detail.locator("[data-action='backfill']").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("[data-field='from']").fill("2026-11-01")
+    dialog.locator("[data-field='to']").fill("2026-11-05")
+    dialog.locator("[data-field='to']").dispatch_event("change")
+    dialog.locator("[data-role='backfill-preview'][data-slots='5']").wait_for()
+    dialog.locator("button", has_text="Start").click()
+    box = detail.locator("[data-role='backfill']")
+    box.locator("[data-action='cancel-backfill']").click()
+    box.locator("xpath=self::*[@data-state='cancelled']").wait_for(timeout=30_000)
+    assert "not run" in box.locator("[data-role='backfill-text']").inner_text()
+    wait_for(lambda: all(r["status"] == "cancelled"
+                         for r in lab.call("jobs/bf-slow/runs")["runs"]), 30, 0.2,
+             "the slow backfill's runs to stop")
+    page.fill(".jp-HermesCron-filter", "")
