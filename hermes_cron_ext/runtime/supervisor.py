@@ -499,12 +499,34 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
     try:
         code = Supervisor(store, run_id).run()
         # a pipeline: this warm process goes on as the supervisor of a run its run's end
-        # queued (a ticker would start it at its next pass, up to a second later)
-        while (run_id := store.take_downstream(run_id)) is not None:
+        # queued (a ticker would start it at its next pass, up to a second later); the
+        # other runs it queued (fan-out) go to forks of it, just as warm
+        while (follow := store.take_downstream(run_id)) is not None:
+            while (other := store.take_downstream(run_id)) is not None:
+                _fork_supervisor(db, other, relay)
+            run_id = follow
             code = Supervisor(store, run_id).run()
         return code
     finally:
         store.close()
+
+
+def _fork_supervisor(db: str, run_id: str, relay: str | None) -> None:
+    """Supervise *run_id* in a detached grandchild of this process (the child exits at
+    once, so no zombie waits on us). It opens a store of its own and never touches ours."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    code = 1
+    try:
+        if os.fork() == 0:
+            os.setsid()  # a session of its own, like every supervisor
+            code = supervise(db, run_id, relay)
+        else:
+            code = 0
+    finally:
+        os._exit(code)
 
 
 #: Where ``python -m hermes_cron_ext.runtime.supervisor RUN_ID`` finds its store (not on the

@@ -102,3 +102,28 @@ def test_downstream_gets_the_upstream_notebooks_artifact(store_cli, tmp_path):
         assert store.get_run(report.id).spec["upstream"][0]["run_id"] == extract.id
     finally:
         store.close()
+
+
+def test_fan_out_starts_every_downstream_without_a_ticker(store_cli, tmp_path):
+    """The upstream's supervisor goes on as one downstream's and forks one for each
+    other: with no ticker alive at all, every job after it still runs, once."""
+    cli = store_cli
+    cli("add", "src", "@yearly", "--", "true")
+    for name in ("left", "middle", "right"):
+        cli("add", name, "@yearly", "--after", "src", "--", "sh", "-c",
+            f"echo {name} $HERMES_CRON_UPSTREAM_STATUS")
+    cli("run", "src", check=False)  # no ticker: it warns, and starts the run itself
+    store = open_store(cli.db)
+    try:
+        def ended(name: str) -> bool:
+            runs = store.list_runs(name).items
+            return bool(runs) and runs[0].status not in ("queued", "running")
+        wait_for(lambda: all(ended(n) for n in ("left", "middle", "right")), 60, 0.2,
+                 "every downstream run to end")
+        for name in ("left", "middle", "right"):
+            runs = store.list_runs(name).items
+            assert [r.status for r in runs] == ["succeeded"], (name, runs)
+            assert store.read_output(runs[0].id) == f"{name} succeeded\n".encode()
+        assert store.list_tickers() == []  # no ticker ran any of them
+    finally:
+        store.close()
