@@ -378,7 +378,13 @@ class Operations(CronClient):
         out = self.store.create_backfill(job.id, slots, max_parallel)
         self._changed()
         if self.ticker is None and not self.alive_tickers():
+            # no ticker to start them: the first slots' supervisors start from here, and
+            # each goes on with the next slot as its run ends (Store.take_next)
             out["warning"] = NO_TICKER
+            queued = self.store.list_runs(job.id, status="queued", limit=max_parallel).items
+            for run in queued:
+                if run.backfill_id == out["id"] and self.store.dispatch(run.id):
+                    spawn_supervisor(self.store.url, run.id)
         return out
 
     def get_backfill(self, backfill_id: str) -> dict:

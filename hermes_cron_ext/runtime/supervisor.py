@@ -498,11 +498,11 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
         store = open_store(db)
     try:
         code = Supervisor(store, run_id).run()
-        # a pipeline: this warm process goes on as the supervisor of a run its run's end
-        # queued (a ticker would start it at its next pass, up to a second later); the
-        # other runs it queued (fan-out) go to forks of it, just as warm
-        while (follow := store.take_downstream(run_id)) is not None:
-            while (other := store.take_downstream(run_id)) is not None:
+        # a pipeline or a backfill: this warm process goes on as the supervisor of a run
+        # its run's end queued (a ticker would start it at its next pass, up to a second
+        # later, if one is alive at all); other runs it queued (fan-out) go to forks of it
+        while (follow := store.take_next(run_id)) is not None:
+            while (other := store.take_next(run_id)) is not None:
                 _fork_supervisor(db, other, relay)
             run_id = follow
             code = Supervisor(store, run_id).run()

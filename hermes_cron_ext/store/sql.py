@@ -738,11 +738,18 @@ class SQLStore(Store):
                                "reason, 'backfill cancelled') WHERE id = ?", (run.id,))
         return self.get_backfill(backfill_id)
 
-    def take_downstream(self, run_id: str) -> str | None:
+    def take_next(self, run_id: str) -> str | None:
         rows = self.db.execute(
             "SELECT id, spec FROM runs WHERE trigger = 'upstream' AND status = 'queued' AND "
             "dispatched_at IS NULL AND spec LIKE ? ORDER BY queued_at LIMIT 20",
             (f'%"{run_id}"%',)).fetchall()
+        backfill = self.db.execute("SELECT backfill_id FROM runs WHERE id = ?",
+                                   (run_id,)).fetchone()
+        if backfill is not None and backfill[0]:  # the backfill's next slot(s)
+            rows += self.db.execute(
+                "SELECT id, spec FROM runs WHERE backfill_id = ? AND status = 'queued' AND "
+                "dispatched_at IS NULL ORDER BY scheduled_for LIMIT 20",
+                (backfill[0],)).fetchall()
         for down_id, spec in rows:
             if json.loads(spec).get("executor") not in (None, "", "local"):
                 continue  # runs elsewhere: its own executor's ticker starts it

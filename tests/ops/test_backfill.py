@@ -62,6 +62,27 @@ def test_thirty_daily_slots_four_at_a_time(cli, tmp_path):
         ops.close()
 
 
+def test_a_backfill_runs_to_its_end_with_no_ticker_alive(cli, tmp_path):
+    """Nothing ticks: the first slots' supervisors start from the caller, and each goes
+    on with the next slot as its run ends, still at most max_parallel at once."""
+    ledger = tmp_path / "ledger"
+    ledger_job(cli, "lonely", ledger, 0.2)
+    ops = Operations(cli.db)
+    try:
+        b = ops.backfill("lonely", "2026-11-01", "2026-11-08", max_parallel=3)
+        assert b["warning"].startswith("no ticker is alive")  # schedules still won't fire
+        done = wait_for(lambda: (x := ops.get_backfill(b["id"]))["state"] == "done" and x,
+                        60, 0.2, "the backfill to end without a ticker")
+        assert done["runs"] == {"succeeded": 8}
+        lines = ledger.read_text().splitlines()
+        assert sorted({ln.split()[0][:10] for ln in lines}) == [
+            f"2026-11-0{d}" for d in range(1, 9)]
+        assert most_at_once(lines) <= 3
+        assert ops.store.list_tickers() == []
+    finally:
+        ops.close()
+
+
 def test_cancel_stops_the_rest(cli, tmp_path):
     ledger = tmp_path / "ledger"
     ledger_job(cli, "slow", ledger, 2)

@@ -515,8 +515,8 @@ def test_a_pipeline_fans_in_once_per_slot_and_follows_failures(store, clock):
     [down] = store.list_runs(c.id).items
     assert (down.trigger, down.scheduled_for) == ("upstream", ra.scheduled_for)
     # the upstream's supervisor takes it on at once, once; a ticker then finds it taken
-    assert store.take_downstream(rb.id) == down.id
-    assert store.take_downstream(rb.id) is None and not store.dispatch(down.id)
+    assert store.take_next(rb.id) == down.id
+    assert store.take_next(rb.id) is None and not store.dispatch(down.id)
     got = store.get_run(down.id).spec["upstream"]
     assert {u["run_id"] for u in got} == {ra.id, rb.id}
     assert store.list_runs(on_fail.id).items == []  # a succeeded: no alert
