@@ -127,3 +127,36 @@ def test_fan_out_starts_every_downstream_without_a_ticker(store_cli, tmp_path):
         assert store.list_tickers() == []  # no ticker ran any of them
     finally:
         store.close()
+
+
+def test_a_failed_upstream_triggers_only_failure_and_completion_jobs(store_cli, tmp_path):
+    """With a real ticker: an upstream that fails for good (its retry too) triggers the
+    jobs after it ``on: failure`` and ``on: completion`` once, and never ``on: success``;
+    the attempt that is retried triggers nothing yet."""
+    cli = store_cli
+    cli("add", "flaky", "@yearly", "--retries", "1", "--retry-delay", "1s", "--",
+        "exit 4")
+    cli("add", "publish", "@yearly", "--after", "flaky", "--", "true")
+    cli("add", "page-me", "@yearly", "--after", "flaky:failure", "--", "sh", "-c",
+        "echo $HERMES_CRON_UPSTREAM_STATUS $HERMES_CRON_UPSTREAM_EXIT_CODE")
+    cli("add", "cleanup", "@yearly", "--after", "flaky:completion", "--", "true")
+    cli.daemon()
+    cli("run", "flaky")
+    store = open_store(cli.db)
+    try:
+        def ended(name: str) -> bool:
+            runs = store.list_runs(name).items
+            return bool(runs) and runs[0].status not in ("queued", "running")
+        wait_for(lambda: ended("page-me") and ended("cleanup"), 60, 0.2,
+                 "the failure and completion jobs to run")
+        time.sleep(1.0)  # a wrong extra run (or a publish) would be queued by now
+        flaky = store.list_runs("flaky").items
+        assert sorted((r.attempt, r.status) for r in flaky) == [(1, "failed"), (2, "failed")]
+        [page] = store.list_runs("page-me").items
+        assert page.status == "succeeded" and store.read_output(page.id) == b"failed 4\n"
+        assert store.get_run(page.id).spec["upstream"][0]["run_id"] == max(
+            flaky, key=lambda r: r.attempt).id  # the attempt that failed for good
+        assert [r.status for r in store.list_runs("cleanup").items] == ["succeeded"]
+        assert store.list_runs("publish").items == []
+    finally:
+        store.close()
