@@ -22,7 +22,13 @@ from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, 
 from hermes_cron_ext.domain.options import add_options, fields_from_options, parameter_values
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import HermesCronError, InvalidInput
-from hermes_cron_ext.frontends.render import backfill_done, backfill_text, trigger_text
+from hermes_cron_ext.frontends.render import (
+    BACKFILL_COLUMNS,
+    backfill_done,
+    backfill_rows,
+    backfill_text,
+    trigger_text,
+)
 from hermes_cron_ext.ops import Operations, host
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
@@ -251,6 +257,19 @@ def cmd_cancel(args, ops: Operations) -> int:
         return 0
     run = ops.cancel(args.run)
     print(f"run {run['id']}: cancel requested")
+    return 0
+
+
+def cmd_backfills(args, ops: Operations) -> int:
+    """A job's backfills, newest first, with their progress."""
+    backfills = ops.backfills(args.name)
+    if args.json:
+        _print_json(backfills)
+    elif not backfills:
+        print(f"{args.name} has no backfills (start one with: hermes-cron backfill "
+              f"{args.name} --from DATE --to DATE)")
+    else:
+        print(_table(backfill_rows(backfills), BACKFILL_COLUMNS))
     return 0
 
 
@@ -689,6 +708,11 @@ def build_parser() -> Parser:
                    help="queue it and return (default: show its progress until done)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("backfills", help="a job's backfills, newest first, with progress")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backfills)
 
     p = sub.add_parser("runs", help="a job's runs, newest first")
     p.add_argument("name", nargs="?")

@@ -14,6 +14,7 @@ Load with ``%load_ext hermes_cron_ext``. Then::
     %cron status [NAME]                       tickers and store, or one job in detail
     %cron cancel NAME|RUN|BACKFILL            stop a running run, or a whole backfill
     %cron graph NAME                          the pipeline NAME is part of, live
+    %cron backfills NAME                      its backfills (a running one as a bar)
     %cron backfill NAME --from DATE --to DATE [--max-parallel N] [--dry-run]
                                               run NAME once per past slot in that range
                                               (a progress bar with Cancel)
@@ -47,7 +48,7 @@ from hermes_cron_ext.domain.options import add_options, fields_from_options, par
 from hermes_cron_ext.errors import HermesCronError, NotFound
 
 VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
-         "cancel", "backfill", "graph", "next", "artifact", "connect", "help")
+         "cancel", "backfill", "backfills", "graph", "next", "artifact", "connect", "help")
 USAGE = __doc__.split("Load with ``%load_ext hermes_cron_ext``. Then::", 1)[1].split(
     "Bad input", 1)[0].rstrip()
 _DASHES = re.compile(r"(?<!\S)--(?!\S)")
@@ -133,6 +134,8 @@ def _parsers() -> dict[str, _Parser]:
     p.add_argument("--to", dest="end", required=True)
     p.add_argument("--max-parallel", type=int, default=1)
     p.add_argument("--dry-run", action="store_true")
+    p = out["backfills"] = _Parser(prog="%cron backfills", usage="%cron backfills NAME")
+    p.add_argument("name")
     p = out["run"] = _Parser(prog="%cron run",
                              usage="%cron run NAME [-p NAME=VALUE] [--watch] [--form]")
     p.add_argument("name")
@@ -431,6 +434,21 @@ class CronMagics(Magics):
             from hermes_cron_ext.frontends.widgets import BackfillProgress
 
             display(BackfillProgress(b, client=self.client))
+
+    def do_backfills(self, args) -> None:
+        """The job's backfills; a running one as its live progress bar."""
+        from hermes_cron_ext.frontends.render import BACKFILL_COLUMNS, backfill_rows
+
+        backfills = self.client.backfills(args.name)
+        if not backfills:
+            print(f"{args.name} has no backfills")
+            return
+        from hermes_cron_ext.frontends.widgets import BackfillProgress, text_table
+
+        print(text_table(BACKFILL_COLUMNS, backfill_rows(backfills)))
+        for b in backfills:
+            if b["state"] == "running":
+                display(BackfillProgress(b, client=self.client))
 
     def do_cancel(self, args) -> None:
         if args.ref.startswith("b_"):

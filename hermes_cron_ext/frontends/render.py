@@ -9,8 +9,9 @@ from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, parse_iso
 from hermes_cron_ext.errors import HermesCronError
 
-__all__ = ["backfill_done", "backfill_text", "card_state", "describe_schedule", "format_ago",
-           "format_countdown", "format_duration", "local_time", "timestamp"]
+__all__ = ["BACKFILL_COLUMNS", "backfill_done", "backfill_rows", "backfill_text", "card_state",
+           "describe_schedule", "format_ago", "format_countdown", "format_duration",
+           "local_time", "timestamp"]
 
 
 def timestamp(value: str | float | None) -> float | None:
@@ -94,6 +95,15 @@ def trigger_text(run: dict) -> str:
         text += " " + ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
                                 for k, v in given.items())
     return text[:80]
+
+
+def backfill_rows(backfills: list[dict]) -> list[list[str]]:
+    """A table of backfills (``BACKFILL_COLUMNS``): id, state, range, at once, progress."""
+    return [[b["id"], b["state"], f"{(b.get('from') or '-')[:16]} .. {(b.get('to') or '-')[:16]}",
+             str(b["max_parallel"]), backfill_text(b)] for b in backfills]
+
+
+BACKFILL_COLUMNS = ["ID", "STATE", "SLOTS FROM .. TO", "AT ONCE", "PROGRESS"]
 
 
 def backfill_done(b: dict) -> int:

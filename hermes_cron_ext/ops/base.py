@@ -102,6 +102,10 @@ class CronClient(ABC):
     @abstractmethod
     def cancel_backfill(self, backfill_id: str) -> dict: ...
 
+    @abstractmethod
+    def backfills(self, ref: str) -> list[dict]:
+        """The job's backfills, newest first (the last 20), each with its progress."""
+
     # -- runs -----------------------------------------------------------------------
     @abstractmethod
     def runs(self, ref: str | None = None, *, limit: int = 50, cursor: str | None = None,

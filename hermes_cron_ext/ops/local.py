@@ -390,6 +390,9 @@ class Operations(CronClient):
     def get_backfill(self, backfill_id: str) -> dict:
         return self.store.get_backfill(backfill_id)
 
+    def backfills(self, ref: str) -> list[dict]:
+        return self.store.list_backfills(ref)
+
     def cancel_backfill(self, backfill_id: str) -> dict:
         out = self.store.cancel_backfill(backfill_id)
         self._changed()

@@ -200,6 +200,9 @@ class RestClient(CronClient):
     def get_backfill(self, backfill_id):
         return self.request("GET", f"backfills/{self._q(backfill_id)}")
 
+    def backfills(self, ref):
+        return self.request("GET", f"jobs/{self._q(ref)}/backfill")["backfills"]
+
     def cancel_backfill(self, backfill_id):
         return self.request("POST", f"backfills/{self._q(backfill_id)}/cancel")
 

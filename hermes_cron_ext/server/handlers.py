@@ -219,7 +219,13 @@ class JobParametersHandler(CronAPIHandler):
 
 class JobBackfillHandler(CronAPIHandler):
     """Run a job once per past slot in a range (``{"from", "to", "max_parallel",
-    "dry_run"}``): 201 with the backfill's progress, 200 for a dry run."""
+    "dry_run"}``): 201 with the backfill's progress, 200 for a dry run. GET: the job's
+    backfills, newest first."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron.backfills(ref))
 
     @web.authenticated
     @authorized(action="write")

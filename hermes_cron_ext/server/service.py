@@ -177,6 +177,9 @@ class CronService:
     async def get_backfill(self, backfill_id: str) -> dict:
         return await self._ops(self.ops.get_backfill, backfill_id)
 
+    async def backfills(self, ref: str) -> dict:
+        return {"backfills": await self._ops(self.ops.backfills, ref)}
+
     async def cancel_backfill(self, backfill_id: str) -> dict:
         return await self._ops(self.ops.cancel_backfill, backfill_id)
 

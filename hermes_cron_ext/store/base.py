@@ -91,6 +91,10 @@ class Store(ABC):
         """A backfill's state and its runs counted by status. :raises NotFound:"""
 
     @abstractmethod
+    def list_backfills(self, job_ref: str, limit: int = 20) -> list[dict]:
+        """The job's backfills, newest first, each with its progress (as get_backfill)."""
+
+    @abstractmethod
     def cancel_backfill(self, backfill_id: str) -> dict:
         """No further slot starts; waiting runs end cancelled, running ones are asked to."""
 

@@ -714,6 +714,13 @@ class SQLStore(Store):
                 "to": iso(slots[-1]) if slots else None,
                 "created_at": iso(row["created_at"]), "finished_at": iso(row["finished_at"])}
 
+    def list_backfills(self, job_ref: str, limit: int = 20) -> list[dict]:
+        job_id = self._job_row(self.db, job_ref)["id"]
+        ids = self.db.execute("SELECT id FROM backfills WHERE job_id = ? "
+                              "ORDER BY created_at DESC, id DESC LIMIT ?",
+                              (job_id, limit)).fetchall()
+        return [self.get_backfill(r[0]) for r in ids]
+
     def cancel_backfill(self, backfill_id: str) -> dict:
         """Stop a backfill as a whole: no further slot starts; its waiting runs end
         ``cancelled`` and its running ones are asked to stop."""

@@ -291,6 +291,12 @@ export class CronAPI {
     return this.request('POST', `jobs/${encodeURIComponent(ref)}/backfill`, { body });
   }
 
+  /** The job's backfills, newest first (the last 20). */
+  async listBackfills(ref: string): Promise<IBackfill[]> {
+    const answer = await this.request<{ backfills: IBackfill[] }>('GET', `jobs/${encodeURIComponent(ref)}/backfill`);
+    return answer.backfills;
+  }
+
   getBackfill(id: string): Promise<IBackfill> {
     return this.request('GET', `backfills/${encodeURIComponent(id)}`);
   }

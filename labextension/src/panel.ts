@@ -22,7 +22,7 @@ import {
 } from '@jupyterlab/ui-components';
 import { Panel, SplitPanel, Widget } from '@lumino/widgets';
 
-import { ACTIVE, CronError, FAILED, ICronEvent, IJob, IParameter, IRun, IStatus } from './api';
+import { ACTIVE, CronError, FAILED, IBackfill, ICronEvent, IJob, IParameter, IRun, IStatus } from './api';
 import { askBackfill, BackfillProgress } from './backfill';
 import { h } from './dom';
 import { ago, countdown, describeSchedule, duration, formatTime, seconds, STATUS_LABEL } from './format';
@@ -276,6 +276,7 @@ class JobDetail extends Panel {
       void this._loadPreview(job);
     }
     if (changed) {
+      void this._loadBackfill(job);
       this._pinnedRun = false;
       this._setOutput(null);
       this._runs = [];
@@ -512,6 +513,28 @@ class JobDetail extends Panel {
     }, 150);
   }
 
+  /** A backfill of *job* still running (started anywhere: CLI, notebook, another tab)
+   * shows its progress under the job. */
+  private async _loadBackfill(job: IJob): Promise<void> {
+    let backfills;
+    try {
+      backfills = await this.api.listBackfills(job.id);
+    } catch {
+      return; // an older server
+    }
+    const running = backfills.find(b => b.state === 'running');
+    if (!running || this._job?.id !== job.id || this._backfill?.backfill.id === running.id) {
+      return;
+    }
+    this._showBackfill(running);
+  }
+
+  private _showBackfill(backfill: IBackfill): void {
+    this._backfill?.dispose();
+    this._backfill = new BackfillProgress(this.api, backfill);
+    this._backfillBox.addWidget(this._backfill);
+  }
+
   /** Ask for a range, start the backfill, and show its progress under the job. */
   private async _startBackfill(): Promise<void> {
     const job = this._job;
@@ -522,9 +545,7 @@ class JobDetail extends Panel {
     if (!started || this._job?.id !== job.id) {
       return;
     }
-    this._backfill?.dispose();
-    this._backfill = new BackfillProgress(this.api, started);
-    this._backfillBox.addWidget(this._backfill);
+    this._showBackfill(started);
     void this.loadRuns(true);
   }
 

@@ -280,7 +280,7 @@ def test_notebook_job_and_its_artifact(cell, db, tmp_path):
 def test_backfill_from_a_notebook(cell, db, monkeypatch):
     shown = []
     monkeypatch.setattr("hermes_cron_ext.frontends.magics.display", shown.append)
-    cell.ok('%cron add nightly "0 6 * * *" --tz UTC -- echo $HERMES_CRON_LOGICAL_TIME')
+    cell.ok('%cron add nightly "0 6 * * *" --tz UTC -- sleep 30')
     out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --dry-run")
     assert out.startswith("nightly: 3 slot(s) would run, 1 at a time: 2026-11-01T06:00")
     cell.fails("%cron backfill nightly --from 2026-11-03 --to 2026-11-01", "to is before from")
@@ -288,6 +288,12 @@ def test_backfill_from_a_notebook(cell, db, monkeypatch):
     backfill_id = re.match(r"backfill (b_\w+) of nightly: 3 slot\(s\), 2 at a time", out)[1]
     assert shown[0].backfill["id"] == backfill_id and shown[0].bar.max == 3  # its progress
     assert cell.ok(f"%cron cancel {backfill_id}") == f"backfill {backfill_id}: cancelled\n"
+    shown.clear()
+    listed = cell.ok("%cron backfills nightly").splitlines()
+    assert listed[0].split()[:2] == ["ID", "STATE"] and listed[2].startswith(
+        f"{backfill_id}  cancelled  2026-11-01T06:00 .. 2026-11-03T06:00  2")
+    assert shown == []  # no running one: no bar
+    cell.fails("%cron backfills nope", "nope")
     assert {r.trigger for r in db.list_runs("nightly").items} <= {"backfill"}
 
 

@@ -752,4 +752,15 @@ def test_backfill_from_the_panel_with_its_progress(lab, page):
     wait_for(lambda: all(r["status"] == "cancelled"
                          for r in lab.call("jobs/bf-slow/runs")["runs"]), 30, 0.2,
              "the slow backfill's runs to stop")
+
+    # a backfill started elsewhere (the CLI, a notebook, REST) shows when its job does
+    lab.create("bf-rest", "0 6 * * *", "sleep 30")
+    other = lab.call("jobs/bf-rest/backfill", "POST", {"from": "2026-11-01", "to": "2026-11-04"})
+    page.fill(".jp-HermesCron-filter", "bf-rest")
+    detail = select(page, "bf-rest")
+    box = detail.locator("[data-role='backfill'][data-state='running']")
+    box.wait_for()
+    assert "2026-11-01 → 2026-11-04 (running): 0/4 slots done" in box.inner_text()
+    lab.call(f"backfills/{other['id']}/cancel", "POST")  # and it follows what happens
+    detail.locator("[data-role='backfill'][data-state='cancelled']").wait_for(timeout=15_000)
     page.fill(".jp-HermesCron-filter", "")

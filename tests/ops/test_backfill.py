@@ -149,3 +149,15 @@ def test_the_cli_shows_progress_and_cancels_by_id(cli, tmp_path):
     assert (queued["slots"], queued["max_parallel"]) == (5, 1)
     cancel = cli("cancel", queued["id"])
     assert cancel.stdout.startswith(f"backfill {queued['id']}: cancelled; ")
+    listed = cli("backfills", "c").stdout.splitlines()
+    assert listed[0].split() == ["ID", "STATE", "SLOTS", "FROM", "..", "TO", "AT", "ONCE",
+                                 "PROGRESS"]
+    assert listed[1].startswith(f"{queued['id']}  cancelled  2026-10-01T00:00 .. "
+                                "2026-10-05T00:00  1")
+    assert listed[1].endswith("1/5 slots done (1 cancelled); 4 not run")
+    assert listed[2].split()[1] == "done" and listed[2].endswith(
+        "3/3 slots done (3 succeeded)")
+    assert [b["id"] for b in cli.json("backfills", "c")][0] == queued["id"]
+    missing = cli("backfills", "nope", check=False)
+    assert missing.returncode != 0 and missing.stderr.strip().count("\n") == 0
+    assert "nope" in missing.stderr and "Traceback" not in missing.stderr

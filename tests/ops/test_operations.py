@@ -92,6 +92,21 @@ def test_backfill_dry_run_and_errors_alike(ops, name):
         ops.get_backfill("b_0000000000000000")
 
 
+def test_a_jobs_backfills_are_listed_newest_first_alike(ops, name):
+    ops.add({"name": name, "schedule": "0 6 * * *", "timezone": "UTC", "command": "sleep 30"})
+    assert ops.backfills(name) == []
+    first = ops.backfill(name, "2026-10-01", "2026-10-02")
+    ops.cancel_backfill(first["id"])
+    second = ops.backfill(name, "2026-11-01", "2026-11-03", max_parallel=3)
+    ops.cancel_backfill(second["id"])
+    got = ops.backfills(name)
+    assert [b["id"] for b in got] == [second["id"], first["id"]]
+    assert (got[0]["slots"], got[0]["max_parallel"], got[0]["state"]) == (3, 3, "cancelled")
+    assert got[1]["from"] == "2026-10-01T06:00:00.000Z"
+    with pytest.raises(NotFound):
+        ops.backfills("no-such-job-here")
+
+
 def test_a_run_takes_parameters_of_the_declared_types(ops, name):
     ops.add({"name": name, "schedule": "@yearly", "command":
              'echo "n=$HERMES_CRON_PARAM_n all=$HERMES_CRON_PARAMETERS"',

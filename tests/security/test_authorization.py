@@ -46,7 +46,7 @@ EVERY_ROUTE = [
     ("GET", "runs/r1/stream"), ("GET", "events"), ("GET", "stats"), ("GET", "preview"),
     ("GET", "openapi.json"), ("GET", "options"), ("GET", "runs/r1/artifact"),
     ("POST", "jobs/a/backfill"), ("GET", "backfills/b1"), ("POST", "backfills/b1/cancel"),
-    ("GET", "jobs/a/parameters"), ("GET", "jobs/a/pipeline"),
+    ("GET", "jobs/a/parameters"), ("GET", "jobs/a/pipeline"), ("GET", "jobs/a/backfill"),
 ]
 
 
@@ -176,6 +176,7 @@ ROUTE_PERMISSION = {
     ("GET", "runs/r1/artifact"): "read", ("POST", "jobs/a/backfill"): "write",
     ("GET", "backfills/b1"): "read", ("POST", "backfills/b1/cancel"): "write",
     ("GET", "jobs/a/parameters"): "read", ("GET", "jobs/a/pipeline"): "read",
+    ("GET", "jobs/a/backfill"): "read",
 }
 
 
