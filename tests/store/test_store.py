@@ -482,10 +482,20 @@ def test_a_backfill_runs_its_slots_a_few_at_a_time(store, clock):
         seen.append(run.scheduled_for)
         assert store.attach_run(run.id, 1, None, "h")
         store.finish_run(run.id, "succeeded", 0)  # the next slot is queued in this commit
+        # ... and the supervisor that ended a run takes it on (a ticker then finds it taken)
+        taken = store.take_next(run.id)
+        if taken is not None:
+            assert store.get_run(taken).backfill_id == b["id"] and not store.dispatch(taken)
     assert sorted(seen) == slots
     done = store.get_backfill(b["id"])
     assert (done["state"], done["runs"]) == ("done", {"succeeded": 5})
+    clock.advance(1)
     assert store.create_backfill(job.id, slots, 2)["slots"] == 0  # every slot has run
+    listed = store.list_backfills("bf")
+    assert [x["slots"] for x in listed] == [0, 5]  # newest first
+    assert listed[1]["id"] == b["id"] and listed[1]["state"] == "done"
+    with pytest.raises(NotFound):
+        store.list_backfills("no-such-job")
 
 
 def test_a_cancelled_backfill_starts_nothing_more(store, clock):
