@@ -27,6 +27,7 @@ from hermes_cron_ext.frontends.render import (
     backfill_done,
     backfill_rows,
     backfill_text,
+    pipeline_text,
     trigger_text,
 )
 from hermes_cron_ext.ops import Operations, host
@@ -257,6 +258,20 @@ def cmd_cancel(args, ops: Operations) -> int:
         return 0
     run = ops.cancel(args.run)
     print(f"run {run['id']}: cancel requested")
+    return 0
+
+
+def cmd_graph(args, ops: Operations) -> int:
+    """The pipeline NAME is part of: its jobs by level, each with its last run's status,
+    and the links between them."""
+    graph = ops.pipeline(args.name)
+    if args.json:
+        _print_json(graph)
+    elif not graph["edges"]:
+        print(f"{args.name} is in no pipeline (no job runs after it, and it runs after "
+              f"none: see --after on add and edit)")
+    else:
+        print(pipeline_text(graph))
     return 0
 
 
@@ -708,6 +723,11 @@ def build_parser() -> Parser:
                    help="queue it and return (default: show its progress until done)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("graph", help="the pipeline a job is part of, with last statuses")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("backfills", help="a job's backfills, newest first, with progress")
     p.add_argument("name")

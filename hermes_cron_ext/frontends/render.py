@@ -11,7 +11,7 @@ from hermes_cron_ext.errors import HermesCronError
 
 __all__ = ["BACKFILL_COLUMNS", "backfill_done", "backfill_rows", "backfill_text", "card_state",
            "describe_schedule", "format_ago", "format_countdown", "format_duration",
-           "local_time", "timestamp"]
+           "local_time", "pipeline_text", "timestamp"]
 
 
 def timestamp(value: str | float | None) -> float | None:
@@ -120,3 +120,16 @@ def backfill_text(b: dict) -> str:
     return f"{backfill_done(b)}/{b['slots']} slots done" + (
         f" ({', '.join(parts)})" if parts else "") + (
         f"; {left} not run" if left and b.get("state") == "cancelled" else "")
+
+
+def pipeline_text(graph: dict) -> str:
+    """The pipeline as lines: each level's jobs with their last status, then the links."""
+    names = {n["id"]: n["name"] for n in graph["nodes"]}
+    lines = []
+    for level in sorted({n["level"] for n in graph["nodes"]}):
+        jobs = [n for n in graph["nodes"] if n["level"] == level]
+        lines.append(f"{level}: " + "   ".join(
+            f"{n['name']} [{(n['last_status'] or 'no run').replace('_', ' ')}]" for n in jobs))
+    lines += [f"{names.get(e['from'], e['from'])} -> {names.get(e['to'], e['to'])}"
+              + ("" if e["on"] == "success" else f" (on {e['on']})") for e in graph["edges"]]
+    return "\n".join(lines)

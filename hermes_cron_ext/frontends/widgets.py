@@ -57,6 +57,7 @@ from hermes_cron_ext.frontends.render import (
     format_countdown,
     format_duration,
     local_time,
+    pipeline_text,
     timestamp,
     trigger_text,
 )
@@ -753,19 +754,6 @@ class RunHistory(_Static, widgets.VBox):
 
 
 # -- pipelines -----------------------------------------------------------------------------
-
-def pipeline_text(graph: dict) -> str:
-    """The pipeline as lines: each level's jobs with their last status, then the links."""
-    names = {n["id"]: n["name"] for n in graph["nodes"]}
-    lines = []
-    for level in sorted({n["level"] for n in graph["nodes"]}):
-        jobs = [n for n in graph["nodes"] if n["level"] == level]
-        lines.append(f"{level}: " + "   ".join(
-            f"{n['name']} [{(n['last_status'] or 'no run').replace('_', ' ')}]" for n in jobs))
-    lines += [f"{names.get(e['from'], e['from'])} -> {names.get(e['to'], e['to'])}"
-              + ("" if e["on"] == "success" else f" (on {e['on']})") for e in graph["edges"]]
-    return "\n".join(lines)
-
 
 def pipeline_html(graph: dict, focus: str | None = None) -> str:
     """Columns by level, a box per job coloured by its last run, the links below."""

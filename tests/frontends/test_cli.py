@@ -241,3 +241,24 @@ def test_run_with_parameters(cli):
     bad = cli("run", "p", "-p", "n=seven", check=False)
     assert bad.returncode == 1 and bad.stderr.strip() == (
         'hermes-cron: error: parameter n must be a whole number, not "seven"')
+
+
+def test_graph_shows_a_pipeline_with_last_statuses(cli):
+    cli("add", "extract", "@yearly", "--", "true")
+    cli("add", "load", "@yearly", "--after", "extract", "--", "true")
+    cli("add", "alert", "@yearly", "--after", "load:failure", "--", "true")
+    cli("add", "alone", "@yearly", "--", "true")
+    assert cli("graph", "load").stdout == (
+        "0: extract [no run]\n1: load [no run]\n2: alert [no run]\n"
+        "extract -> load\nload -> alert (on failure)\n")
+    cli("run", "extract", check=False)  # no ticker: it starts the run itself (and load)
+    wait_for(lambda: "1: load [succeeded]" in cli("graph", "alert").stdout, 30, 0.2,
+             "load to run after extract")
+    assert cli("graph", "alert").stdout.startswith("0: extract [succeeded]\n")
+    assert cli.json("graph", "alert")["edges"][1] == {
+        "from": cli.json("show", "load")["id"], "to": cli.json("show", "alert")["id"],
+        "on": "failure"}
+    assert "alone is in no pipeline" in cli("graph", "alone").stdout
+    missing = cli("graph", "nope", check=False)
+    assert missing.returncode != 0 and "nope" in missing.stderr
+    assert "Traceback" not in missing.stderr
