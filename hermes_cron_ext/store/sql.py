@@ -1005,20 +1005,20 @@ class SQLStore(Store):
             if not down.enabled or down.state in ("paused", "blocked"):
                 continue
             slot = run.scheduled_for
-            upstream = [{"job_id": job.id, "run_id": run.id, "status": status,
-                         "exit_code": exit_code}]
+            upstream = [{"job_id": job.id, "job": job.name, "run_id": run.id,
+                         "status": status, "exit_code": exit_code}]
             for other in after:
                 if other["job"] == job.id:
                     continue
                 r = db.execute(
-                    "SELECT id, status, exit_code FROM runs WHERE job_id = ? AND "
+                    "SELECT id, status, exit_code, job_name FROM runs WHERE job_id = ? AND "
                     "scheduled_for = ? AND status NOT IN ('queued', 'running') "
                     "ORDER BY attempt DESC LIMIT 1", (other["job"], slot)).fetchone()
                 if r is None or not rules.upstream_matches(
                         rules.upstream_outcome(r[1]), other["on"]):
                     break
-                upstream.append({"job_id": other["job"], "run_id": r[0], "status": r[1],
-                                 "exit_code": r[2]})
+                upstream.append({"job_id": other["job"], "job": r[3], "run_id": r[0],
+                                 "status": r[1], "exit_code": r[2]})
             else:
                 if db.execute("SELECT 1 FROM runs WHERE job_id = ? AND trigger = 'upstream' "
                               "AND scheduled_for = ?", (down.id, slot)).fetchone():

@@ -101,6 +101,10 @@ export interface IRun {
   /** Parameters given when the run was asked for (over the job's own). */
   parameters?: { [key: string]: unknown } | null;
   backfill_id?: string | null;
+  /** The slot the run stands for (a backfill's past slot, a pipeline's upstream slot). */
+  logical_time?: string | null;
+  /** The run(s) whose end triggered this one (pipelines), in `GET /runs/{id}`. */
+  upstream?: { job_id: string; job?: string; run_id: string; status: string; exit_code: number | null }[] | null;
 }
 
 /** The pipeline a job is part of (`GET /jobs/{id}/pipeline`). */

@@ -409,8 +409,11 @@ export class RunOutput extends Widget {
     if (!run) {
       return;
     }
+    const after = (run.upstream ?? []).map(u => `${u.job ?? u.job_id} ${u.status.replace('_', ' ')}`);
     const bits = [
       `trigger ${run.trigger}`,
+      after.length ? `after ${after.join(', ')}` : '',
+      run.trigger === 'backfill' && run.logical_time ? `slot ${formatTime(run.logical_time)}` : '',
       run.attempt > 1 ? `attempt ${run.attempt}` : '',
       run.started_at ? `started ${formatTime(run.started_at)}` : `queued ${formatTime(run.queued_at)}`,
       run.finished_at ? `took ${duration(run.duration)}` : '',

@@ -658,6 +658,9 @@ def test_a_jobs_detail_shows_its_pipeline(lab, page):
     lab.call("jobs/pipe-up/run", "POST")  # its badge shows the upstream's last run
     detail.locator("[data-role='upstream'] [data-job='pipe-up'] .jp-HermesCron-badge").wait_for(
         timeout=30_000)
+    # the run it triggered says what it ran after
+    detail.locator(".jp-HermesCron-outputMeta",
+                   has_text="trigger upstream · after pipe-up succeeded").wait_for(timeout=30_000)
     detail = select(page, "pipe-alert")
     detail.locator("[data-role='upstream'] [data-job='pipe-down']").wait_for()
     assert detail.locator("[data-role='downstream']").count() == 0

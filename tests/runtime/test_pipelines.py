@@ -100,6 +100,7 @@ def test_downstream_gets_the_upstream_notebooks_artifact(store_cli, tmp_path):
         lines = store.read_output(archive.id).decode().splitlines()
         assert lines[0].endswith(f"{extract.id}.log.ipynb") and lines[1] == "1"
         assert store.get_run(report.id).spec["upstream"][0]["run_id"] == extract.id
+        assert store.get_run(report.id).spec["upstream"][0]["job"] == "extract"
     finally:
         store.close()
 
