@@ -496,35 +496,36 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
         store = RelayClient(db, relay)
     else:
         store = open_store(db)
+    forked: list[int] = []
     try:
         code = Supervisor(store, run_id).run()
         # a pipeline or a backfill: this warm process goes on as the supervisor of a run
         # its run's end queued (a ticker would start it at its next pass, up to a second
         # later, if one is alive at all); other runs it queued (fan-out) go to forks of it
-        while (follow := store.take_next(run_id)) is not None:
-            while (other := store.take_next(run_id)) is not None:
-                _fork_supervisor(db, other, relay)
-            run_id = follow
+        while taken := store.take_next(run_id):
+            run_id, *others = taken
+            forked += [_fork_supervisor(db, other, relay) for other in others]
             code = Supervisor(store, run_id).run()
         return code
     finally:
         store.close()
+        for pid in forked:  # those that ended are reaped; init takes the others on
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
-def _fork_supervisor(db: str, run_id: str, relay: str | None) -> None:
-    """Supervise *run_id* in a detached grandchild of this process (the child exits at
-    once, so no zombie waits on us). It opens a store of its own and never touches ours."""
+def _fork_supervisor(db: str, run_id: str, relay: str | None) -> int:
+    """Supervise *run_id* in a fork of this warm process (a fraction of a millisecond;
+    nothing waits for it). The fork opens a store of its own and never touches ours."""
     pid = os.fork()
     if pid:
-        os.waitpid(pid, 0)
-        return
+        return pid
     code = 1
     try:
-        if os.fork() == 0:
-            os.setsid()  # a session of its own, like every supervisor
-            code = supervise(db, run_id, relay)
-        else:
-            code = 0
+        os.setsid()  # a session of its own, like every supervisor
+        code = supervise(db, run_id, relay)
     finally:
         os._exit(code)
 

@@ -99,10 +99,10 @@ class Store(ABC):
         """No further slot starts; waiting runs end cancelled, running ones are asked to."""
 
     @abstractmethod
-    def take_next(self, run_id: str) -> str | None:
-        """A run that *run_id*'s end queued (a downstream job's, its backfill's next
-        slot), taken as :meth:`dispatch` takes one, for the caller to supervise at once;
-        None when there is none to take."""
+    def take_next(self, run_id: str) -> list[str]:
+        """The runs that *run_id*'s end queued (downstream jobs', its backfill's next
+        slot), taken in one transaction as :meth:`dispatch` takes one, for the caller to
+        supervise at once; those another caller took first are left out."""
 
     @abstractmethod
     def dispatch(self, run_id: str) -> bool:

@@ -745,7 +745,7 @@ class SQLStore(Store):
                                "reason, 'backfill cancelled') WHERE id = ?", (run.id,))
         return self.get_backfill(backfill_id)
 
-    def take_next(self, run_id: str) -> str | None:
+    def take_next(self, run_id: str) -> list[str]:
         rows = self.db.execute(
             "SELECT id, spec FROM runs WHERE trigger = 'upstream' AND status = 'queued' AND "
             "dispatched_at IS NULL AND spec LIKE ? ORDER BY queued_at LIMIT 20",
@@ -757,12 +757,20 @@ class SQLStore(Store):
                 "SELECT id, spec FROM runs WHERE backfill_id = ? AND status = 'queued' AND "
                 "dispatched_at IS NULL ORDER BY scheduled_for LIMIT 20",
                 (backfill[0],)).fetchall()
-        for down_id, spec in rows:
-            if json.loads(spec).get("executor") not in (None, "", "local"):
-                continue  # runs elsewhere: its own executor's ticker starts it
-            if self.dispatch(down_id):
-                return down_id
-        return None
+        # runs elsewhere (another executor) are left to that executor's ticker
+        ids = [i for i, spec in rows
+               if json.loads(spec).get("executor") in (None, "", "local")]
+        if not ids:
+            return []
+        taken, now = [], self.clock()
+        with self._write() as db:  # one transaction, a compare-and-set per run
+            for down_id in ids:
+                cur = db.execute("UPDATE runs SET dispatched_at = ? WHERE id = ? AND "
+                                 "status = 'queued' AND dispatched_at IS NULL",
+                                 (now, down_id))
+                if cur.rowcount == 1:
+                    taken.append(down_id)
+        return taken
 
     def dispatch(self, run_id: str) -> bool:
         """Take a pending run for a one-off caller (``hermes-cron run`` with no ticker)."""

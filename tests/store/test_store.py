@@ -483,8 +483,7 @@ def test_a_backfill_runs_its_slots_a_few_at_a_time(store, clock):
         assert store.attach_run(run.id, 1, None, "h")
         store.finish_run(run.id, "succeeded", 0)  # the next slot is queued in this commit
         # ... and the supervisor that ended a run takes it on (a ticker then finds it taken)
-        taken = store.take_next(run.id)
-        if taken is not None:
+        for taken in store.take_next(run.id):
             assert store.get_run(taken).backfill_id == b["id"] and not store.dispatch(taken)
     assert sorted(seen) == slots
     done = store.get_backfill(b["id"])
@@ -525,8 +524,8 @@ def test_a_pipeline_fans_in_once_per_slot_and_follows_failures(store, clock):
     [down] = store.list_runs(c.id).items
     assert (down.trigger, down.scheduled_for) == ("upstream", ra.scheduled_for)
     # the upstream's supervisor takes it on at once, once; a ticker then finds it taken
-    assert store.take_next(rb.id) == down.id
-    assert store.take_next(rb.id) is None and not store.dispatch(down.id)
+    assert store.take_next(rb.id) == [down.id]
+    assert store.take_next(rb.id) == [] and not store.dispatch(down.id)
     got = store.get_run(down.id).spec["upstream"]
     assert {u["run_id"] for u in got} == {ra.id, rb.id}
     assert store.list_runs(on_fail.id).items == []  # a succeeded: no alert
