@@ -15,17 +15,26 @@ from hermes_cron_ext.store import AsyncStore
 
 
 class EventBus:
-    """Tails the events table; readers wait for ``seq`` beyond their cursor."""
+    """Tails the events table; readers wait for ``seq`` beyond their cursor.
 
-    def __init__(self, store: AsyncStore, interval: float = 0.1, keep: int = 5000):
+    It polls every *interval* while anyone reads (an ``/events`` stream, a run's feed)
+    and only every *idle_interval* otherwise, so an idle server costs next to nothing;
+    a reader that arrives catches the bus up first (:meth:`attach`)."""
+
+    def __init__(self, store: AsyncStore, interval: float = 0.1, keep: int = 5000,
+                 idle_interval: float = 10.0):
         self.store = store
         self.interval = interval
+        self.idle_interval = idle_interval
         self.recent: deque[Event] = deque(maxlen=keep)
         self.cursor = 0
+        self.readers = 0
         self._changed = asyncio.Condition()
         self._poke = asyncio.Event()
+        self._pulling = asyncio.Lock()
         self.closed = False
         self._listeners: list = []
+        self._interest: list = []
 
     async def start(self) -> None:
         self.cursor = await self.store.last_event_seq()
@@ -37,9 +46,27 @@ class EventBus:
     def add_listener(self, fn) -> None:
         self._listeners.append(fn)
 
-    async def run(self) -> None:
-        while not self.closed:
-            self._poke.clear()
+    def add_interest(self, fn) -> None:
+        """*fn()* true: someone besides the bus's own readers wants events promptly."""
+        self._interest.append(fn)
+
+    @property
+    def busy(self) -> bool:
+        return self.readers > 0 or any(fn() for fn in self._interest)
+
+    async def attach(self) -> None:
+        """A reader arrives: the bus polls promptly from now on and is caught up (an
+        idle bus may be up to ``idle_interval`` behind the table)."""
+        self.readers += 1
+        self.poke()
+        await self.pull()
+
+    def detach(self) -> None:
+        self.readers = max(0, self.readers - 1)
+
+    async def pull(self) -> int:
+        """Read what the table has beyond the cursor; tell listeners and waiters."""
+        async with self._pulling:
             try:
                 events = await self.store.events_since(self.cursor, 1000)
             except Exception:
@@ -51,10 +78,16 @@ class EventBus:
                     fn(events)
                 async with self._changed:
                     self._changed.notify_all()
-                if len(events) == 1000:
-                    continue
+            return len(events)
+
+    async def run(self) -> None:
+        while not self.closed:
+            self._poke.clear()
+            if await self.pull() == 1000:
+                continue
             try:
-                await asyncio.wait_for(self._poke.wait(), self.interval)
+                await asyncio.wait_for(self._poke.wait(),
+                                       self.interval if self.busy else self.idle_interval)
             except TimeoutError:
                 pass
 

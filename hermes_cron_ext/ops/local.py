@@ -381,7 +381,7 @@ class Operations(CronClient):
             # no ticker to start them: the first slots' supervisors start from here, and
             # each goes on with the next slot as its run ends (Store.take_next)
             out["warning"] = NO_TICKER
-            queued = self.store.list_runs(job.id, status="queued", limit=max_parallel).items
+            queued = self.store.list_runs(job.id, status="queued", limit=200).items
             for run in queued:
                 if run.backfill_id == out["id"] and self.store.dispatch(run.id):
                     spawn_supervisor(self.store.url, run.id)

@@ -380,6 +380,7 @@ class RunStreamHandler(SSEHandler):
         live = run.status in ACTIVE_STATUSES and lossless in ("0", "false")
         self.start_stream()
         feed = cron.feeds.watch(run_id)
+        cron.bus.poke()  # an idle bus polls promptly again: the feed learns the run's end
         try:
             self.event("status", run.to_json())
             await self.flush()
@@ -448,9 +449,10 @@ class EventsHandler(SSEHandler):
     async def get(self):
         cron = self.cron
         cursor = self.resume_from("cursor")
+        job = self.str_arg("job")
+        await cron.bus.attach()  # caught up: its cursor is the table's end
         if cursor is None:
             cursor = cron.bus.cursor
-        job = self.str_arg("job")
         self.start_stream()
         try:
             self.write(": connected\n\n")
@@ -474,6 +476,8 @@ class EventsHandler(SSEHandler):
                     last_write = time.monotonic()
         except StreamClosedError:
             pass
+        finally:
+            cron.bus.detach()
 
 
 class UnknownRouteHandler(CronAPIHandler):

@@ -76,6 +76,7 @@ class CronService:
         self.bus = host.bus
         self.feeds = Feeds(self.store.sync, self.io, stream_interval)
         self.bus.add_listener(self._on_events)
+        self.bus.add_interest(self.feeds.watching)  # a run's feed learns its end from events
         self._bus_task: asyncio.Task | None = None
         self._unlisten = None
         self.closing = False

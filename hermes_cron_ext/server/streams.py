@@ -189,6 +189,9 @@ class Feeds:
         """Output grew somewhere (a NOTIFY): poll now rather than at the next interval."""
         self._poke.set()
 
+    def watching(self) -> bool:
+        return bool(self._feeds)
+
     def watch(self, run_id: str) -> RunFeed:
         feed = self._feeds.get(run_id)
         if feed is None:
