@@ -104,38 +104,141 @@ class Prober:
 
 # -- the scratch virtual environment ------------------------------------------------------
 
-def venv_python() -> str:
-    return os.path.join(VENV, "bin", "python")
+def venv_python(venv: str = VENV) -> str:
+    return os.path.join(venv, "bin", "python")
 
 
-def installed_version() -> str | None:
-    """jupyter_scheduler's version in the venv, or None when the venv is not usable."""
-    if not os.path.exists(venv_python()):
+def probe_venv(venv: str, code: str) -> str | None:
+    """What *code* prints in *venv*'s Python, or None when the venv is not usable."""
+    if not os.path.exists(venv_python(venv)):
         return None
-    proc = subprocess.run(
-        [venv_python(), "-c", "import ipykernel, jupyter_server, jupyter_scheduler as j; "
-                              "print(j.__version__)"],
-        capture_output=True, text=True)
+    proc = subprocess.run([venv_python(venv), "-c", code], capture_output=True, text=True)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def ensure_venv() -> tuple[str, float]:
-    """Create (or reuse) the venv with jupyter-scheduler; ``(version, seconds spent)``."""
+def ensure_peer_venv(venv: str, specs: list[str], probe: str, wanted: str) -> tuple[str, float]:
+    """Create (or reuse) a scratch venv with *specs* from PyPI; ``(version, seconds spent)``.
+    *probe* is Python code that prints the peer's version; the venv is reused when it
+    prints *wanted*."""
     t0 = time.time()
-    version = installed_version()
-    wanted = JS_SPEC.partition("==")[2]
+    version = probe_venv(venv, probe)
     if version and (not wanted or version == wanted):
-        log(f"reusing {VENV} (jupyter-scheduler {version})")
+        log(f"reusing {venv} ({version})")
         return version, 0.0
-    log(f"creating {VENV} with {JS_SPEC} (about 2 min on a fresh machine)")
-    shutil.rmtree(VENV, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    subprocess.run([venv_python(), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    JS_SPEC, "ipykernel"], check=True)
-    version = installed_version()
+    log(f"creating {venv} with {' '.join(specs)}")
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    subprocess.run([venv_python(venv), "-m", "pip", "install", "-q",
+                    "--disable-pip-version-check", *specs], check=True)
+    version = probe_venv(venv, probe)
     if not version:
-        raise RuntimeError(f"{VENV}: jupyter_scheduler does not import after the install")
+        raise RuntimeError(f"{venv}: the peer does not import after the install")
     return version, time.time() - t0
+
+
+def ensure_venv() -> tuple[str, float]:
+    """The venv with jupyter-scheduler; ``(version, seconds spent)``."""
+    return ensure_peer_venv(
+        VENV, [JS_SPEC, "ipykernel"],
+        "import ipykernel, jupyter_server, jupyter_scheduler as j; print(j.__version__)",
+        JS_SPEC.partition("==")[2])
+
+
+# -- CPU time of process trees (/proc) --------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> list[bytes] | None:
+    """Fields 3.. of /proc/PID/stat (after the command name), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2:].split()
+
+
+def all_stats() -> dict[int, list[bytes]]:
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = proc_stat(int(name))
+            if fields:
+                out[int(name)] = fields
+    return out
+
+
+def tree(roots: list[int], stats: dict[int, list[bytes]] | None = None) -> list[int]:
+    """*roots* and all their live descendants."""
+    stats = all_stats() if stats is None else stats
+    kids: dict[int, list[int]] = {}
+    for pid, f in stats.items():
+        kids.setdefault(int(f[1]), []).append(pid)
+    out, todo = [], [r for r in roots if r in stats]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += kids.get(pid, [])
+    return out
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process of session *sid* (field 6 of /proc/PID/stat; zombies not)."""
+    return [pid for pid, f in all_stats().items() if int(f[3]) == sid and f[0] != b"Z"]
+
+
+def tree_ticks(roots: list[int]) -> tuple[int, int]:
+    """``(clock ticks, processes)``: utime + stime + cutime + cstime summed over *roots*
+    and their descendants. A child that exits and is reaped moves its time into its
+    parent's cutime/cstime, so a delta of this sum counts each CPU second once."""
+    stats = all_stats()
+    pids = tree(roots, stats)
+    return sum(sum(int(x) for x in stats[p][11:15]) for p in pids), len(pids)
+
+
+def idle_cpu(roots_of: dict[str, list[int]], seconds: float) -> dict[str, tuple[float, int]]:
+    """CPU use of each named group of process trees over the same *seconds*:
+    ``name -> (% of one core, processes at the end)``."""
+    before = {k: tree_ticks(v)[0] for k, v in roots_of.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - t0
+    out = {}
+    for k, v in roots_of.items():
+        ticks, n = tree_ticks(v)
+        out[k] = ((ticks - before[k]) / CLK_TCK / wall * 100.0, n)
+    return out
+
+
+def kill_sessions(sids: list[int], grace: float = 10.0) -> list[str]:
+    """SIGTERM every process of these sessions, SIGKILL what is left after *grace*;
+    the command lines of what had to be killed. (Processes that rename themselves,
+    as Airflow's do with setproctitle, lose their /proc environ, so the tag cannot
+    find them: their session can.)"""
+    for pid in (p for s in sids for p in session_pids(s)):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + grace
+    while time.time() < deadline and any(session_pids(s) for s in sids):
+        time.sleep(0.2)
+    killed = []
+    for _ in range(20):
+        left = [p for s in sids for p in session_pids(s)]
+        if not left:
+            break
+        for pid in left:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    what = f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(what.strip())
+            except (ProcessLookupError, FileNotFoundError):
+                pass
+        time.sleep(0.2)
+    return killed
 
 
 # -- the servers ----------------------------------------------------------------------------
