@@ -39,6 +39,10 @@ NEVER_STARTED = 120.0  # a dispatched run with no supervisor after this long is 
 #: one that dispatched it is gone, and its fork server with it)
 ORPHANED = 10.0
 MAX_LEAD = 30.0  # a big burst is claimed up to this early, so its supervisors are up in time
+#: CPU-seconds a notebook run needs before its first cell can run: the runner's imports
+#: (nbclient, jupyter_client, nbformat: about 1 s here) and the kernel's start
+NOTEBOOK_WARMUP = 1.5
+CORES = os.cpu_count() or 1
 #: Events (from any process, via LISTEN) that can make something due sooner.
 WAKE_EVENTS = frozenset({"job.created", "job.updated", "job.resumed", "run.queued"})
 
@@ -212,9 +216,12 @@ class Ticker:
 
     # -- one pass -------------------------------------------------------------------
     async def lead_for(self, now: float) -> float:
-        """The claim lead: ``lead``, longer when many runs fall due together (a burst)."""
-        n = await self.store.count_due(now + MAX_LEAD)
-        return min(MAX_LEAD, max(self.lead, n * self.store.sync.lead_per_run))
+        """The claim lead: ``lead``, longer when many runs fall due together (a burst),
+        and when several notebook jobs do: each one's runner and kernel take about
+        ``NOTEBOOK_WARMUP`` CPU-seconds to be ready, and they share the machine's cores."""
+        n, notebooks = await self.store.count_due(now + MAX_LEAD)
+        need = n * self.store.sync.lead_per_run + notebooks * NOTEBOOK_WARMUP / CORES
+        return min(MAX_LEAD, max(self.lead, need))
 
     async def tick(self, now: float | None = None, lead: float | None = None) -> list[Run]:
         """Claim what is due by ``now + lead`` and start it."""

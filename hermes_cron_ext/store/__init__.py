@@ -147,7 +147,7 @@ class AsyncStore:
     async def next_wakeup(self) -> float | None:
         return await self.run(self.sync.next_wakeup)
 
-    async def count_due(self, horizon: float) -> int:
+    async def count_due(self, horizon: float) -> tuple[int, int]:
         return await self.run(self.sync.count_due, horizon)
 
     async def claim_due(self, horizon: float, now: float, owner: str,

@@ -163,8 +163,9 @@ class Store(ABC):
         """Mark lost only if still active under the supervisor pid the caller judged."""
 
     @abstractmethod
-    def count_due(self, horizon: float) -> int:
-        """How many slots and pending runs fall due by *horizon*."""
+    def count_due(self, horizon: float) -> tuple[int, int]:
+        """How many slots and pending runs fall due by *horizon*, and how many of those
+        slots are notebook jobs'."""
 
     @abstractmethod
     def active_runs(self) -> list[Run]:

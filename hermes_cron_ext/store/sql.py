@@ -530,13 +530,16 @@ class SQLStore(Store):
                             "WHERE status = 'queued' AND dispatched_at IS NULL").fetchone()[0]
         return min((x for x in (a, b) if x is not None), default=None)
 
-    def count_due(self, horizon: float) -> int:
-        """How many slots and pending runs fall due by *horizon* (sizes the ticker's lead)."""
-        a = self.db.execute("SELECT COUNT(*) FROM jobs WHERE enabled = 1 AND "
-                            "state = 'scheduled' AND next_run_at <= ?", (horizon,)).fetchone()[0]
+    def count_due(self, horizon: float) -> tuple[int, int]:
+        """How many slots and pending runs fall due by *horizon*, and how many of those
+        slots are notebook jobs' (they size the ticker's lead)."""
+        a, notebooks = self.db.execute(
+            "SELECT COUNT(*), SUM(CASE WHEN kind = 'notebook' THEN 1 ELSE 0 END) FROM jobs "
+            "WHERE enabled = 1 AND state = 'scheduled' AND next_run_at <= ?",
+            (horizon,)).fetchone()
         b = self.db.execute("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND "
                             "dispatched_at IS NULL AND fire_at <= ?", (horizon,)).fetchone()[0]
-        return a + b
+        return a + b, notebooks or 0
 
     def _insert_run(self, db, job: Job, *, trigger: str, scheduled_for: float | None,
                     fire_at: float | None, status: str = "queued", reason: str | None = None,

@@ -156,3 +156,25 @@ async def test_pausing_just_before_a_slot_skips_its_run(real_store):
     finally:
         await ticker.stop()
     assert (done.status, done.reason) == ("skipped", "job is paused")
+
+
+async def test_the_lead_grows_for_a_burst_of_notebook_jobs(store, clock):
+    """Several notebook jobs on one slot: each runner and kernel needs about a CPU-second
+    and a half to be ready, so the ticker claims them early enough for all of them to
+    wait warm at the instant; command jobs keep the usual lead."""
+    from hermes_cron_ext.runtime.ticker import CORES, NOTEBOOK_WARMUP
+
+    ticker = Ticker(AsyncStore(store), None, clock=clock, lead=2.0)
+    try:
+        for i in range(8):
+            make_job(store, f"cmd{i}", "*/5 * * * *")
+        slot = store.get_job("cmd0").next_run_at
+        clock.advance(slot - clock() - 10)  # 10 s before the slot
+        assert await ticker.lead_for(clock()) == 2.0
+        for i in range(8):
+            make_job(store, f"nb{i}", "*/5 * * * *", kind="notebook", command="x.ipynb")
+        lead = await ticker.lead_for(clock())
+        assert lead == pytest.approx(16 * store.lead_per_run + 8 * NOTEBOOK_WARMUP / CORES)
+        assert lead > 2.0
+    finally:
+        await ticker.close_executors()
