@@ -153,12 +153,12 @@ def log_problems(path: str) -> list[str]:
             if "Traceback" in ln or " 500 " in ln or "[E " in ln][:10]
 
 
-def kill_tagged(marker: bytes) -> list[str]:
-    """SIGKILL what is still running with *marker* after a clean stop (what a server or
-    daemon left behind), until nothing is; the command lines of what was killed."""
+def kill_until_gone(find_pids, rounds: int = 50, pause: float = 0.1) -> list[str]:
+    """SIGKILL whatever ``find_pids()`` names, round after round, until it names
+    nothing; the command lines of what was killed."""
     killed = []
-    for _ in range(50):
-        pids = tagged_pids(marker)
+    for _ in range(rounds):
+        pids = find_pids()
         if not pids:
             break
         for pid in pids:
@@ -169,8 +169,14 @@ def kill_tagged(marker: bytes) -> list[str]:
                 killed.append(what.strip())
             except (ProcessLookupError, FileNotFoundError):
                 pass
-        time.sleep(0.1)
+        time.sleep(pause)
     return killed
+
+
+def kill_tagged(marker: bytes) -> list[str]:
+    """SIGKILL what is still running with *marker* after a clean stop (what a server or
+    daemon left behind), until nothing is; the command lines of what was killed."""
+    return kill_until_gone(lambda: tagged_pids(marker))
 
 
 def save(text: str, path: str) -> None:

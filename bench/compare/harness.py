@@ -23,7 +23,17 @@ from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/
-from common import TOKEN, Client, kill_tagged, log_problems, log_tail, pct, stop, tagged_pids  # noqa: E402,F401
+from common import (  # noqa: E402,F401
+    TOKEN,
+    Client,
+    kill_tagged,
+    kill_until_gone,
+    log_problems,
+    log_tail,
+    pct,
+    stop,
+    tagged_pids,
+)
 
 TAG = "HERMES_COMPARE_TAG"
 JS_SPEC = os.environ.get("HERMES_COMPARE_JS_SPEC", "jupyter-scheduler==2.12.1")
@@ -224,21 +234,7 @@ def kill_sessions(sids: list[int], grace: float = 10.0) -> list[str]:
     deadline = time.time() + grace
     while time.time() < deadline and any(session_pids(s) for s in sids):
         time.sleep(0.2)
-    killed = []
-    for _ in range(20):
-        left = [p for s in sids for p in session_pids(s)]
-        if not left:
-            break
-        for pid in left:
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    what = f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(what.strip())
-            except (ProcessLookupError, FileNotFoundError):
-                pass
-        time.sleep(0.2)
-    return killed
+    return kill_until_gone(lambda: [p for s in sids for p in session_pids(s)], 20, 0.2)
 
 
 # -- the servers ----------------------------------------------------------------------------

@@ -18,11 +18,13 @@ import json
 import os
 import selectors
 import signal
+import subprocess
 import sys
 import time
 
 from hermes_cron_ext.domain.models import hostname, iso, proc_start_time, process_alive
 from hermes_cron_ext.domain.progress import Progress
+from hermes_cron_ext.runtime.notebook import GO_FD_ENV, PARAMETERS_ENV  # not at the instant
 from hermes_cron_ext.store import output
 
 HEARTBEAT_INTERVAL = float(os.environ.get("HERMES_CRON_HEARTBEAT", "2.0"))
@@ -248,15 +250,11 @@ class Supervisor:
     def _spawn(self, run, warm: bool = False) -> Payload | Exception:
         """Start the payload; *warm*: a notebook runner that starts its kernel and waits
         for :meth:`Payload.go`. An exception returned says why it cannot start."""
-        import subprocess
-
         spec, store = run.spec, self.store
         env = dict(os.environ)
         env.update(spec.get("env") or {})
         if spec.get("secret_env"):
             env.update(store.run_secrets(run.id))
-        from hermes_cron_ext.runtime.notebook import PARAMETERS_ENV
-
         parameters = dict(spec.get("parameters") or {})
         upstream = [{**u, "artifact": self._upstream_artifact(u["run_id"])}
                     for u in spec.get("upstream") or []]
@@ -289,8 +287,6 @@ class Supervisor:
         try:
             argv = payload_argv(spec, store.artifact_path(run.id))
             if warm:
-                from hermes_cron_ext.runtime.notebook import GO_FD_ENV
-
                 go_r, go_w = os.pipe()
                 env[GO_FD_ENV] = str(go_r)
             proc = subprocess.Popen(
