@@ -18,6 +18,7 @@ wait for the instant themselves, so the fire latency is a timer wake-up plus one
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -207,6 +208,9 @@ def serve(db: str, logs_dir: str) -> None:
     from hermes_cron_ext.store import is_postgres, preload
 
     preload(db)  # import the store (and its driver) once, here, before any fork: warm children
+    # what is loaded now lives as long as the children: out of the cyclic collector's
+    # sight, a collection in a child never walks it (at a run's instant, say)
+    gc.freeze()
     relay = relay_pid = None
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children
