@@ -153,6 +153,16 @@ def log_problems(path: str) -> list[str]:
             if "Traceback" in ln or " 500 " in ln or "[E " in ln][:10]
 
 
+def proc_stat(pid: int) -> list[bytes] | None:
+    """Fields 3.. of /proc/PID/stat (after the command name), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2:].split()
+
+
 def kill_until_gone(find_pids, rounds: int = 50, pause: float = 0.1) -> list[str]:
     """SIGKILL whatever ``find_pids()`` names, round after round, until it names
     nothing; the command lines of what was killed."""

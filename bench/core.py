@@ -33,7 +33,7 @@ from hermes_cron_ext.store import open_store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import Result, Row, kill_tagged, ms, pct, save, spread, stop, tagged_pids  # noqa: E402,F401  (scale.py uses them)
+from common import Result, Row, kill_tagged, ms, pct, proc_stat, save, spread, stop, tagged_pids  # noqa: E402,F401,E501  (scale.py uses them)
 
 #: The payload: its first act is to print the wall clock (ns), captured into the run's log.
 DATE = ["/bin/date", "+%s.%N"]
@@ -44,19 +44,9 @@ FIGURES = ("latency", "notebook", "pipeline", "burst", "jobs", "runs")
 
 # -- sandbox: a temp store, daemons, and cleanup ------------------------------------
 
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """Fields 3.. of /proc/PID/stat (after the command name)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2:].split()
-
-
 def cpu_ticks(pid: int) -> int:
     """utime + stime of one process (all its threads), in clock ticks."""
-    fields = _stat_fields(pid)
+    fields = proc_stat(pid)
     return int(fields[11]) + int(fields[12]) if fields else 0
 
 
@@ -64,7 +54,7 @@ def children(pid: int) -> list[int]:
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
-            fields = _stat_fields(int(name))
+            fields = proc_stat(int(name))
             if fields and int(fields[1]) == pid:
                 out.append(int(name))
     return out

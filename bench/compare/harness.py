@@ -31,6 +31,7 @@ from common import (  # noqa: E402,F401
     log_problems,
     log_tail,
     pct,
+    proc_stat,
     stop,
     tagged_pids,
 )
@@ -157,16 +158,6 @@ def ensure_venv() -> tuple[str, float]:
 # -- CPU time of process trees (/proc) --------------------------------------------------------
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_stat(pid: int) -> list[bytes] | None:
-    """Fields 3.. of /proc/PID/stat (after the command name), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2:].split()
 
 
 def all_stats() -> dict[int, list[bytes]]:
