@@ -98,13 +98,39 @@ def plan_slot(policy: Policy, slot: float, now: float,
     return out, next_after(now)
 
 
+#: Triggers whose run is owed to its slot: nothing will ask for that slot again (the
+#: upstream run that queued it has ended; a backfill has moved on to its next slot).
+OWED_TRIGGERS = frozenset({Trigger.UPSTREAM.value, Trigger.BACKFILL.value})
+
+
+def on_overlap(overlap: str, trigger: str) -> str:
+    """What a run does when it finds another run of its job running: ``"skip"`` (it is
+    recorded ``skipped`` with the reason), ``"wait"`` (it stays queued until the running
+    one ends, then starts; waiting runs start one at a time, in the order they were
+    queued), ``"replace"`` (it stops the running one first) or ``"run"`` (alongside).
+
+    The job's overlap policy decides, except for a run owed to its slot (triggered by
+    upstreams or by a backfill, :data:`OWED_TRIGGERS`): skipping it would lose its slot
+    for good (a pipeline would silently miss a day), so under ``forbid`` it waits
+    instead. A scheduled slot keeps ``forbid``'s rule: its skipped run is recorded and
+    the next slot comes. Under ``queue`` an owed run waits however many already wait."""
+    if overlap == Overlap.ALLOW:
+        return "run"
+    if overlap == Overlap.REPLACE:
+        return "replace"
+    if overlap == Overlap.QUEUE or trigger in OWED_TRIGGERS:
+        return "wait"
+    return "skip"
+
+
 def start_refusal(*, status: str, cancel_requested: bool, trigger: str,
                   job_state: str | None, job_enabled: bool, overlap: str,
                   other_running: str | None,
                   waiting: Callable[[], str | None]) -> str | None:
     """Why a run must not start now, or None. *other_running*: a running run of the
     same job; *waiting()*: another run of the job already waiting its turn (asked only
-    when it matters: overlap ``queue`` with a run running)."""
+    when it matters: overlap ``queue`` with a run running). Whether a run that may start
+    must first wait for the running one: :func:`on_overlap`."""
     if status != RunStatus.QUEUED:
         return f"run is {status}"
     if cancel_requested:
@@ -116,9 +142,10 @@ def start_refusal(*, status: str, cancel_requested: bool, trigger: str,
         return f"job is {job_state if job_enabled else 'disabled'}"
     if other_running is None:
         return None
-    if overlap == Overlap.FORBID:
+    action = on_overlap(overlap, trigger)
+    if action == "skip":
         return f"overlap: run {other_running} was still running"
-    if overlap == Overlap.QUEUE:
+    if action == "wait" and trigger not in OWED_TRIGGERS:  # queue: at most one waits
         ahead = waiting()
         if ahead:
             return f"overlap: run {ahead} is already waiting"

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain.models import hostname, iso, proc_start_time, process_alive
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.runtime.notebook import GO_FD_ENV, PARAMETERS_ENV  # not at the instant
@@ -204,7 +205,10 @@ class Supervisor:
         if why:
             store.finish_run(run_id, "skipped", reason=why)
             return False
-        if run.spec.get("overlap") in ("replace", "queue") and not self._settle_overlap(run):
+        action = rules.on_overlap(run.spec.get("overlap") or "forbid", run.trigger)
+        if action == "replace" and not self._settle_overlap(run):
+            return False
+        if action == "wait" and not self._wait_in_line(run):
             return False
         return True
 
@@ -231,21 +235,34 @@ class Supervisor:
         return True
 
     def _settle_overlap(self, run) -> bool:
-        """``replace``: stop the job's running runs first; ``queue``: wait until they end."""
+        """``replace``: stop the job's running runs first, and wait until they end."""
         store = self.store
         others = store.running_others(run.id)
         if not others:
             return True
-        if run.spec.get("overlap") == "replace":
-            for other in others:
-                store.request_cancel(other.id, reason=f"replaced by run {run.id}")
-                if other.host == hostname() and process_alive(other.pid, other.proc_start):
-                    os.kill(other.pid, signal.SIGTERM)
-            phase = f"replacing run {others[0].id}"
-        else:
-            phase = f"waiting for run {others[0].id}"
+        for other in others:
+            store.request_cancel(other.id, reason=f"replaced by run {run.id}")
+            if other.host == hostname() and process_alive(other.pid, other.proc_start):
+                os.kill(other.pid, signal.SIGTERM)
         return self._wait_while(
-            run, lambda: next((o.id for o in store.running_others(run.id)), None), phase)
+            run, lambda: next((o.id for o in store.running_others(run.id)), None),
+            f"replacing run {others[0].id}")
+
+    def _wait_in_line(self, run) -> bool:
+        """Overlap ``queue``, or a run owed to its slot (``policy.on_overlap``): wait
+        while a run of the job runs, or another that waits was queued first; then
+        start (a run owed to its slot checks again that its job still wants it)."""
+        ahead = lambda: self.store.turn_ahead(run.id)  # noqa: E731
+        if ahead() is None:  # its turn at once: nothing written
+            return True
+        if not self._wait_while(run, ahead, "waiting for run {}"):
+            return False
+        if run.trigger in rules.OWED_TRIGGERS:
+            why = self.store.check_start(run.id)  # paused, disabled or deleted meanwhile
+            if why:
+                self.store.finish_run(run.id, "skipped", reason=why)
+                return False
+        return True
 
     def _spawn(self, run, warm: bool = False) -> Payload | Exception:
         """Start the payload; *warm*: a notebook runner that starts its kernel and waits

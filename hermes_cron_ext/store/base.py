@@ -141,6 +141,13 @@ class Store(ABC):
         catch-up still queued), so missed slots run one after another; or None."""
 
     @abstractmethod
+    def turn_ahead(self, run_id: str) -> str | None:
+        """The run a waiting run (overlap ``queue``, or a run owed to its slot:
+        ``policy.on_overlap``) waits for: a running run of its job, else a run of its
+        job queued before it that waits too; or None: its turn. So waiting runs start
+        one at a time, in the order they were queued."""
+
+    @abstractmethod
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
         """The payload is running; False when the run was no longer queued."""
 

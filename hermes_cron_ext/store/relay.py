@@ -33,7 +33,7 @@ log = logging.getLogger("hermes_cron")
 #: The store calls a supervisor makes on its common path (all of them safe to repeat, so
 #: a call the relay may have done before it died is simply made again without it).
 RELAYED = frozenset({"attach_run", "get_run", "check_start", "running_others",
-                     "catchup_ahead", "run_secrets", "mark_running", "heartbeat_run",
+                     "catchup_ahead", "turn_ahead", "run_secrets", "mark_running", "heartbeat_run",
                      "finish_run", "output_size", "_append_chunk", "import_artifact",
                      "take_next"})
 #: Answered first (lowest first): what stands between a run's instant and its payload.

@@ -892,6 +892,23 @@ class SQLStore(Store):
             (run_id,)).fetchone()
         return row[0] if row else None
 
+    def turn_ahead(self, run_id: str) -> str | None:
+        """A running run of the job (not one of this run's own backfill, whose limit is
+        its own), else the first run of the job queued before this one that waits too:
+        held by a supervisor, and owed to its slot (upstream, backfill) or waiting
+        (``queue``). A run about to start is still queued, so two waiting runs never
+        both find their turn."""
+        row = self.db.execute(
+            "SELECT o.id FROM runs r JOIN runs o ON o.job_id = r.job_id AND o.id != r.id "
+            "WHERE r.id = ? AND o.status IN ('queued', 'running') "
+            "AND COALESCE(o.backfill_id, '') != COALESCE(r.backfill_id, '-') "
+            "AND (o.status = 'running' OR (o.pid IS NOT NULL AND "
+            "(o.trigger IN ('upstream', 'backfill') OR o.phase LIKE 'waiting%') AND "
+            "(o.queued_at < r.queued_at OR (o.queued_at = r.queued_at AND o.id < r.id)))) "
+            "ORDER BY CASE WHEN o.status = 'running' THEN 0 ELSE 1 END, o.queued_at, o.id "
+            "LIMIT 1", (run_id,)).fetchone()
+        return row[0] if row else None
+
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
         """False when the run is no longer queued (cancelled, lost): the caller stops."""
         with self._write(durable=False) as db:

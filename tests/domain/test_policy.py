@@ -11,6 +11,7 @@ from hermes_cron_ext.domain.policy import (
     MISFIRE_GRACE,
     MISSED_CAP,
     after_run,
+    on_overlap,
     plan_slot,
     retry_delay,
     start_refusal,
@@ -111,6 +112,30 @@ def refuse(**kw):
 ])
 def test_start_refusals(kw, why):
     assert refuse(**kw) == why
+
+
+@pytest.mark.parametrize("trigger", ["upstream", "backfill"])
+@pytest.mark.parametrize("overlap", ["forbid", "queue"])
+def test_a_run_owed_to_its_slot_waits_instead_of_being_skipped(trigger, overlap):
+    """Triggered by upstreams or by a backfill, nothing asks for that slot again: under
+    forbid (and queue, however many wait) it waits for the running run."""
+    assert on_overlap(overlap, trigger) == "wait"
+    assert refuse(trigger=trigger, overlap=overlap, other_running="r_1",
+                  waiting=lambda: "r_2") is None
+
+
+@pytest.mark.parametrize("trigger", ["schedule", "catchup", "retry", "manual", "reboot"])
+def test_other_runs_keep_their_overlap_rule(trigger):
+    assert on_overlap("forbid", trigger) == "skip"
+    assert on_overlap("queue", trigger) == "wait"
+    assert refuse(trigger=trigger, overlap="forbid", other_running="r_1") == (
+        "overlap: run r_1 was still running")
+
+
+@pytest.mark.parametrize("trigger", ["schedule", "upstream", "backfill"])
+def test_allow_and_replace_do_not_wait(trigger):
+    assert on_overlap("allow", trigger) == "run"
+    assert on_overlap("replace", trigger) == "replace"
 
 
 def test_the_waiting_query_is_asked_only_when_it_matters():

@@ -161,3 +161,31 @@ def test_a_failed_upstream_triggers_only_failure_and_completion_jobs(store_cli, 
         assert store.list_runs("publish").items == []
     finally:
         store.close()
+
+
+def test_backfilling_both_upstreams_runs_the_fan_in_job_once_per_slot(store_cli, tmp_path):
+    """Both upstreams of a fan-in job backfilled over 30 days: the job runs exactly once
+    for each day, none skipped. A run triggered by upstreams is owed to its slot: under
+    overlap ``forbid`` it waits for the running one instead of being skipped."""
+    from hermes_cron_ext.ops import Operations
+
+    cli = store_cli
+    cli("add", "extract", "@daily", "--tz", "UTC", "--", "true")
+    cli("add", "load", "@daily", "--tz", "UTC", "--", "true")
+    cli("add", "report", "@yearly", "--after", "extract", "--after", "load", "--", "true")
+    cli.daemon()
+    ops = Operations(cli.db)
+    try:
+        fills = [ops.backfill(name, "2026-11-01", "2026-11-30", max_parallel=4)
+                 for name in ("extract", "load")]
+        for b in fills:
+            wait_for(lambda b=b: ops.get_backfill(b["id"])["state"] == "done", 120, 0.2,
+                     "both backfills to end")
+        wait_for(lambda: not ops.store.active_runs(), 60, 0.2, "every report run to end")
+        runs = ops.store.list_runs("report", limit=200).items
+        per_slot = collections.Counter(r.scheduled_for for r in runs)
+        assert len(per_slot) == 30 and set(per_slot.values()) == {1}, (
+            [(r.status, r.reason) for r in runs if r.status != "succeeded"])
+        assert {(r.trigger, r.status) for r in runs} == {("upstream", "succeeded")}
+    finally:
+        ops.close()

@@ -251,6 +251,38 @@ def test_check_starts_answers_a_batch_as_one_by_one(store, clock):
         store.check_starts([waiting.id, "r_0000000000000000"])
 
 
+def test_runs_owed_to_their_slots_wait_their_turn_in_queue_order(store, clock):
+    """Runs triggered by upstreams are not refused under forbid while the job runs
+    (they are owed to their slots); ``turn_ahead`` names what each waits for: the
+    running run, then the waiting run queued before it."""
+    up = make_job(store, "up", "@yearly")
+    make_job(store, "w", "@yearly", after=[{"job": up.id}])
+    x = store.request_run("w")
+    store.attach_run(x.id, 1, None, "h")
+    store.mark_running(x.id, clock(), 2)
+    owed = []
+    for _ in range(2):
+        u = store.request_run("up")
+        store.attach_run(u.id, 1, None, "h")
+        store.finish_run(u.id, "succeeded", 0)
+        [down] = [r for r in store.list_runs("w").items if r.trigger == "upstream"
+                  and r.id not in owed]
+        owed.append(down.id)
+        clock.advance(60)
+    first, second = owed
+    for run_id in owed:
+        assert store.attach_run(run_id, 3, None, "h")
+        assert store.check_start(run_id) is None  # not skipped: it waits
+        assert store.turn_ahead(run_id) == x.id
+    store.finish_run(x.id, "succeeded", 0)
+    assert store.turn_ahead(first) is None  # its turn
+    assert store.turn_ahead(second) == first  # queued after it
+    store.mark_running(first, clock(), 4)
+    assert store.turn_ahead(second) == first
+    store.finish_run(first, "succeeded", 0)
+    assert store.turn_ahead(second) is None
+
+
 def test_circuit_breaker_blocks_and_resume_clears(store, clock):
     make_job(store, "flaky", "* * * * *", max_failures=3)
     for i in range(3):
