@@ -85,6 +85,31 @@ def validate_name(name: Any) -> str:
     return name
 
 
+#: the longest duration a policy field takes
+MAX_POLICY_SECONDS = 10 * 365 * 86400
+
+
+def _seconds(key: str, value: Any) -> float:
+    """A policy duration: a number of seconds, or text ("90", "2.5", "1h30m"); the
+    message names what is wrong (not a number, negative, too long)."""
+    if isinstance(value, str):
+        if value.strip().startswith("-"):
+            raise InvalidInput(f"{key} cannot be negative (got {value.strip()})", field=key)
+        try:
+            value = float(value)
+        except ValueError:
+            value = sched.parse_duration(value, field=key).total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InvalidInput(f"{key} must be a number of seconds or a duration such as 90s "
+                           f"or 1h30m, not {value!r}", field=key)
+    if value < 0:
+        raise InvalidInput(f"{key} cannot be negative (got {value:g})", field=key)
+    if value > MAX_POLICY_SECONDS:
+        raise InvalidInput(f"{key} must be at most 10 years (got {value:g} seconds)",
+                           field=key)
+    return float(value)
+
+
 def validate_policy(data: dict, base: Policy | None = None) -> Policy:
     """Merge *data* (policy keys only) over *base* and check every value."""
     out = Policy(**vars(base)) if base else Policy()
@@ -119,19 +144,8 @@ def validate_policy(data: dict, base: Policy | None = None) -> Policy:
         else:  # durations in seconds
             if value is None and key in ("timeout", "starting_deadline"):
                 pass
-            elif isinstance(value, str):  # "90", "2.5" or "1h30m"
-                try:
-                    value = float(value)
-                except ValueError:
-                    value = sched.parse_duration(value, field=key).total_seconds()
-                if not 0 <= value <= 10 * 365 * 86400:
-                    raise InvalidInput(f"{key} must be a number of seconds", field=key)
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                0 <= value <= 10 * 365 * 86400
-            ):
-                raise InvalidInput(f"{key} must be a number of seconds", field=key)
-            if value is not None:
-                value = float(value)
+            else:
+                value = _seconds(key, value)
         setattr(out, key, value)
     if out.timeout is not None and out.timeout <= 0:
         raise InvalidInput("timeout must be more than 0 seconds", field="timeout")

@@ -255,7 +255,10 @@ class Job:
             "kernel": self.kernel, "description": self.description, "executor": self.executor,
             "after": self.after or [],
             "state": self.display_state, "state_reason": self.state_reason,
-            "enabled": self.enabled, "next_run_at": iso(self.next_run_at), "last_run": last,
+            "enabled": self.enabled, "last_run": last,
+            # a job that does not fire shows no next run (resuming plans one afresh)
+            "next_run_at": None if self.state in ("paused", "blocked", "disabled")
+            else iso(self.next_run_at),
             "consecutive_failures": self.consecutive_failures,
             "policy": dict(vars(self.policy)), "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at), "version": self.version,

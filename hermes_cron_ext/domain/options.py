@@ -59,8 +59,9 @@ class Option:
     flag: str | None = None
     #: how the command-line fronts take an option that has no flag
     spelled: str = ""
-    #: ``NAME=VALUE``, repeatable (``--env``)
+    #: repeatable (``--env NAME=VALUE``); *metavar* is what ``--help`` shows for a value
     pairs: bool = False
+    metavar: str = "NAME=VALUE"
     #: shown in the panel's job form
     form: bool = False
     #: argparse choices (text), when the JSON enum is not text
@@ -129,7 +130,7 @@ OPTIONS: tuple[Option, ...] = (
                               "on": {"type": "string", "enum": list(UPSTREAM_ON)}}}},
            "run after another job's run ends: JOB or JOB:failure or JOB:completion "
            "(repeatable; with several, after all of them for the same slot)", "write",
-           flag="--after", pairs=True),
+           flag="--after", pairs=True, metavar="JOB[:success|failure|completion]"),
     Option("enabled", {"type": "boolean"}, "fire on schedule (default true)", "write", True,
            spelled="add --disabled; edit --enable / --disable", form=True),
     Option("idempotency_key", {"type": "string", "maxLength": 200},
@@ -215,7 +216,7 @@ def add_options(parser, *, exclude: tuple[str, ...] = ()) -> None:
             continue
         flags = ["-p", o.flag] if o.name == "parameters" else [o.flag]
         if o.pairs:
-            parser.add_argument(*flags, dest=o.name, action="append", metavar="NAME=VALUE",
+            parser.add_argument(*flags, dest=o.name, action="append", metavar=o.metavar,
                                 help=o.help)
         else:
             parser.add_argument(*flags, dest=o.name, choices=o.cli_choices, help=o.help)

@@ -15,13 +15,14 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
 from hermes_cron_ext.domain.options import add_options, fields_from_options, parameter_values
 from hermes_cron_ext.domain.progress import Progress
-from hermes_cron_ext.errors import HermesCronError, InvalidInput
+from hermes_cron_ext.errors import HermesCronError, InvalidInput, NotFound
 from hermes_cron_ext.frontends.render import (
     BACKFILL_COLUMNS,
     backfill_done,
@@ -51,11 +52,19 @@ def _ts(value: float | str | None) -> float | None:
     return parse_iso(value) if isinstance(value, str) else value
 
 
-def _local(ts: float | str | None) -> str:
+def _local(ts: float | str | None, tz: str | None = None) -> str:
+    """A time as every command prints it: wall time with its zone, the job's (*tz*) or
+    this machine's, e.g. ``2026-12-08 02:00:00 CET``; a zone with no abbreviation shows
+    its offset (``+05:30``)."""
     ts = _ts(ts)
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromtimestamp(ts, UTC).astimezone(ZoneInfo(tz) if tz else None)
+    zone = moment.tzname() or ""
+    if not zone or zone[0] in "+-":
+        offset = moment.strftime("%z")
+        zone = f"{offset[:3]}:{offset[3:5]}"
+    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} {zone}"
 
 
 def _relative(ts: float | str | None) -> str:
@@ -73,6 +82,17 @@ def _relative(ts: float | str | None) -> str:
     else:
         text = f"{span / 86400:.1f}d"
     return f"in {text}" if delta >= 0 else f"{text} ago"
+
+
+def _next_text(job: dict, label: bool = True) -> str:
+    """When a job fires next, in its own zone, or why it does not."""
+    head = "next run " if label else ""
+    if job["next_run_at"] is not None:
+        return (f"{head}{_local(job['next_run_at'], job['timezone'])} "
+                f"({_relative(job['next_run_at'])})")
+    why = {"paused": "paused", "blocked": "blocked: resume it to fire again",
+           "disabled": "disabled: enable it to fire again"}.get(job["state"])
+    return f"{head}none ({why or 'the schedule fires no more'})"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -132,7 +152,7 @@ def cmd_add(args, ops: Operations) -> int:
     else:
         verb = "added" if created else "exists (same idempotency key)"
         print(f"{job['name']} {verb}: {job['schedule']} ({job['timezone']}); "
-              f"next run {_local(job['next_run_at'])} ({_relative(job['next_run_at'])})")
+              f"{_next_text(job)}")
         if warning:
             _warn_no_ticker()
     return 0
@@ -156,7 +176,7 @@ def cmd_edit(args, ops: Operations) -> int:
     if args.json:
         _print_json(job)
     else:
-        print(f"{job['name']} changed: {job['schedule']}; next run {_local(job['next_run_at'])}")
+        print(f"{job['name']} changed: {job['schedule']}; {_next_text(job)}")
     return 0
 
 
@@ -190,7 +210,7 @@ def cmd_show(args, ops: Operations) -> int:
     reason = job["state_reason"]
     print(f"  state      {job['state']}" + (f": {reason}" if reason else ""))
     print(f"  schedule   {job['schedule']}  [{job['timezone']}]  {sched.describe(schedule)}")
-    print(f"  next run   {_local(job['next_run_at'])} ({_relative(job['next_run_at'])})")
+    print(f"  next run   {_next_text(job, label=False)}")
     print(f"  kind       {job['kind']}: {_command_text(job)}")
     if job["cwd"]:
         print(f"  cwd        {job['cwd']}")
@@ -204,7 +224,7 @@ def cmd_show(args, ops: Operations) -> int:
         for r in runs:
             code = r["exit_code"] if r["exit_code"] is not None else "-"
             print(f"    {r['id']}  {r['status']:<10} {r['trigger']:<8} "
-                  f"{_local(r['started_at'] or r['scheduled_for'])}  "
+                  f"{_local(r['started_at'] or r['scheduled_for'], job['timezone'])}  "
                   f"{_duration(r['duration'])}  exit={code}")
     return 0
 
@@ -224,7 +244,7 @@ def cmd_pause(args, ops: Operations, paused: bool) -> int:
         out.append(job)
         if not args.json:
             print(f"{job['name']} {job['state']}"
-                  + ("" if paused else f"; next run {_local(job['next_run_at'])}"))
+                  + ("" if paused else f"; {_next_text(job)}"))
     if args.json:
         _print_json(out)
     return 0
@@ -426,14 +446,34 @@ def _follow(ops: Operations, run_id: str, out) -> int:
                 out.write(data)
             out.flush()
             code, reason = run["exit_code"], run["reason"]
+            if reason == f"exit code {code}":  # said once
+                reason = None
             print(f"\n[{run['status']}" + (f", exit code {code}" if code is not None else "")
                   + (f": {reason}" if reason else "") + "]", file=sys.stderr)
             return 0 if run["status"] == "succeeded" else EXIT_ERROR
         time.sleep(0.1)
 
 
+def _run_with_output(ops: Operations, ref: str, run: dict) -> dict:
+    """For ``logs JOB``: a job's latest run may be a retry or a slot still waiting to
+    start, with nothing to show yet; then the newest run that started, saying so."""
+    if run["started_at"] is not None or ref.startswith("r_") and ref == run["id"]:
+        return run
+    waiting = (f"latest run {run['id']} ({run['trigger']}, attempt {run['attempt']}) is "
+               f"{run['status']}")
+    started = [r for r in ops.runs(run["job_id"], limit=20)["runs"]
+               if r["started_at"] is not None]
+    if not started:
+        raise NotFound(f"{ref} has no output yet: its {waiting}", field="run")
+    print(f"hermes-cron: the {waiting}; this is the output of run {started[0]['id']} "
+          f"({started[0]['status']})", file=sys.stderr)
+    return started[0]
+
+
 def cmd_logs(args, ops: Operations) -> int:
     run = ops.resolve_run(args.ref)
+    if not args.follow:
+        run = _run_with_output(ops, args.ref, run)
     data, start, _ = ops.log(run["id"], tail=args.tail or None)
     if args.json:  # the run and its output, as text, for scripts
         _print_json({"run": run, "offset": start, "output": data.decode("utf-8", "replace")})
@@ -443,6 +483,9 @@ def cmd_logs(args, ops: Operations) -> int:
         return _follow(ops, run["id"], out)
     out.write(data)
     out.flush()
+    if not data and run["status"] not in ACTIVE_STATUSES:
+        print(f"hermes-cron: run {run['id']} ({run['status']}) wrote no output",
+              file=sys.stderr)
     return 0
 
 
@@ -475,11 +518,8 @@ def cmd_next(args) -> int:
                      "next": [t.isoformat().replace("+00:00", "Z") for t in times]})
         return 0
     print(f"{schedule.text} [{schedule.tz}]: {sched.describe(schedule)}")
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(schedule.tz)
     for t in times:
-        print(f"  {t.astimezone(zone).isoformat()}")
+        print(f"  {_local(t.timestamp(), schedule.tz)}")
     if not times:
         print("  (never fires again)")
     return 0
@@ -585,7 +625,8 @@ def cmd_daemon_stop(args, ops: Operations, timeout: float = 20.0) -> int:
         left = [t for t in left if process_alive(t["pid"], t.get("proc_start"))]
     for t in daemons:
         state = "still running" if t in left else "stopped"
-        print(f"{t['kind']} daemon pid {t['pid']}: {state}")
+        what = "daemon" if t["kind"] == "daemon" else f"{t['kind']} daemon"
+        print(f"{what} pid {t['pid']}: {state}")
     if left:
         print(f"hermes-cron: {len(left)} daemon(s) did not stop within {timeout:.0f} s",
               file=sys.stderr)
@@ -835,6 +876,9 @@ def main(argv: list[str] | None = None) -> int:
             ops.close()
     except UsageError as exc:
         print(f"hermes-cron: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidInput as exc:  # what was typed is refused, nothing was done
+        print(f"hermes-cron: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except HermesCronError as exc:
         print(f"hermes-cron: error: {exc.message}", file=sys.stderr)

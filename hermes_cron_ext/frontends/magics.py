@@ -306,6 +306,7 @@ class CronMagics(Magics):
         data["name"] = args.name
         data["command"] = _command(args.kind, command)
         data.setdefault("cwd", os.getcwd())
+        data.setdefault("interpreter", sys.executable)  # this kernel's env, first on PATH
         if args.disabled:
             data["enabled"] = False
         self._save(args.name, data, args.replace)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.jobspec import execute_changes, validate_changes, validate_new
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
+    JOB_STATES,
+    RUN_STATUSES,
     Page,
     Run,
     hostname,
@@ -44,6 +47,14 @@ from hermes_cron_ext.store.base import Store
 
 NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
              "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
+
+
+def _one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    """A list filter names a value that exists: an unknown one is an error, not an
+    empty list that looks like "nothing matches"."""
+    if value is not None and value not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}, not {value!r}",
+                           field=name)
 
 
 def status_report(store: Store, server_ticker: bool = False) -> dict:
@@ -158,6 +169,7 @@ class Operations(CronClient):
     # -- jobs -------------------------------------------------------------------------
     def jobs_page(self, *, limit: int = 100, cursor: str | None = None,
                   state: str | None = None, search: str | None = None) -> dict:
+        _one_of("state", state, JOB_STATES)
         page = self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search)
         return {"jobs": [j.to_json() for j in page.items], "cursor": page.cursor}
 
@@ -176,6 +188,34 @@ class Operations(CronClient):
     def _check_executor(self, spec: str | None) -> None:
         if spec and self.executors is not None and spec not in self.executors:
             raise InvalidInput(self.executors.refusal(spec), field="executor")
+
+    @staticmethod
+    def _check_paths(fields: dict, before=None) -> None:
+        """A working folder, notebook or script that is not there would fail every run:
+        refuse it when saved. Only for runs on this machine (a Dask worker has its own
+        files), and only what changed (a job whose folder has gone can still be paused)."""
+        if (fields.get("executor") or "local") != "local":
+            return
+        keys = ("kind", "command", "cwd", "executor")
+        if before is not None and all(fields.get(k) == getattr(before, k) for k in keys):
+            return
+        cwd = os.path.expanduser(fields.get("cwd") or "~")
+        if not os.path.isdir(cwd):
+            raise InvalidInput(f"cwd {fields.get('cwd')} is not a folder on this machine",
+                               field="cwd")
+        command, kind = fields.get("command"), fields.get("kind")
+        first = command if isinstance(command, str) else (command or [""])[0]
+        if kind == "python" and not fields.get("code") and first and first[0] != "-":
+            target, what = first, "script"  # (not "-c CODE" or "-m MODULE")
+        elif kind == "notebook" and isinstance(command, str):
+            target, what = command, "notebook"
+        else:
+            return
+        path = os.path.join(cwd, os.path.expanduser(target))
+        if not os.path.isfile(path):
+            raise InvalidInput(f"the {what} {path} does not exist (create it first; a "
+                               f"relative path is read from the job's cwd {cwd})",
+                               field="command")
 
     def _check_urls(self, policy, before=None) -> None:
         """Webhook and ping URLs: public hosts only, unless allowed (``notify.check_url``;
@@ -269,8 +309,11 @@ class Operations(CronClient):
         """Create a job; ``(job, created)``: a known idempotency key gives the stored
         job and False. The job carries a ``warning`` when no ticker would fire it."""
         fields = validate_new(spec, self.default_tz)
+        # the Python environment the job is made from: its python, and first on PATH
+        fields["interpreter"] = fields.get("interpreter") or sys.executable
         fields["after"] = self._resolve_after(fields["after"], None, fields["name"])
         self._check_executor(fields["executor"])
+        self._check_paths(fields)
         self._check_urls(fields["policy"])
         job, created = self.store.create_job(fields)
         self._changed()
@@ -297,6 +340,7 @@ class Operations(CronClient):
                                 f"where or where it sends data)", field=denied[0])
         if fields["executor"] != job.executor:
             self._check_executor(fields["executor"])
+        self._check_paths(fields, job)
         self._check_urls(fields["policy"], job.policy)
         job = self.store.update_job(job.id, fields)
         self._changed()
@@ -368,6 +412,12 @@ class Operations(CronClient):
         (inclusive, ISO 8601 or a date), *max_parallel* at a time, each told its slot
         (``HERMES_CRON_LOGICAL_TIME``). With *dry_run*, only the slots it would run."""
         job = self.store.get_job(ref)
+        if job.schedule is None:  # its runs come from its upstreams' runs, slot by slot
+            ups = " and ".join(a.get("name", a["job"]) for a in job.after or [])
+            raise InvalidInput(
+                f"{job.name} has no schedule of its own, so it has no slots to backfill: it "
+                f"runs after {ups}; backfill {ups} instead, and each of their slots triggers "
+                f"{job.name} as a run of theirs does", field="job")
         slots = backfill_slots(job.schedule, job.timezone, start, end)
         if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or not (
                 1 <= max_parallel <= 100):
@@ -402,6 +452,7 @@ class Operations(CronClient):
     def runs_page(self, ref: str | None = None, *, limit: int = 50,
                   cursor: str | None = None, status: str | None = None) -> Page:
         """A page of runs as models (the server renders them with a cache)."""
+        _one_of("status", status, RUN_STATUSES)
         return self.store.list_runs(ref, limit=limit, cursor=cursor, status=status)
 
     def runs(self, ref=None, *, limit=50, cursor=None, status=None) -> dict:

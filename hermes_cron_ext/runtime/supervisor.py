@@ -53,6 +53,18 @@ def upstream_parameters(spec: dict, upstream: dict, given: dict) -> dict:
             if k not in given and (k == "upstream_run_id" or k in asked)}
 
 
+def python_path(spec: dict, path: str | None) -> str:
+    """PATH with the bin folder of the Python the job was made from first, so ``python``,
+    ``pip`` and console scripts in a command line are that environment's (as in the
+    terminal it was made from), not whatever the ticker's PATH holds."""
+    interpreter = spec.get("interpreter") or sys.executable
+    folder = os.path.dirname(interpreter) if os.path.isabs(interpreter) else ""
+    parts = [p for p in (path or os.defpath).split(os.pathsep) if p]
+    if not folder or (parts and parts[0] == folder):
+        return os.pathsep.join(parts)
+    return os.pathsep.join([folder, *[p for p in parts if p != folder]])
+
+
 def payload_argv(spec: dict, artifact: str) -> list[str]:
     """The argv a job spec runs (shell line, argv, python script or code, notebook)."""
     kind, command = spec.get("kind", "command"), spec.get("command")
@@ -269,6 +281,8 @@ class Supervisor:
         for :meth:`Payload.go`. An exception returned says why it cannot start."""
         spec, store = run.spec, self.store
         env = dict(os.environ)
+        if "PATH" not in (spec.get("env") or {}):
+            env["PATH"] = python_path(spec, env.get("PATH"))
         env.update(spec.get("env") or {})
         if spec.get("secret_env"):
             env.update(store.run_secrets(run.id))

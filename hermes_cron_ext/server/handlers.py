@@ -20,7 +20,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from hermes_cron_ext.domain.models import ACTIVE_STATUSES, RUN_STATUSES
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.errors import (
     Conflict,
     Forbidden,
@@ -252,13 +252,9 @@ class JobRunsHandler(CronAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, ref: str | None = None):
-        status = self.str_arg("status")
-        if status and status not in RUN_STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(RUN_STATUSES)}",
-                               field="status")
         self.reply(await self.cron.list_runs(
             ref, limit=self.int_arg("limit", 50, 1, 500), cursor=self.str_arg("cursor", 2000),
-            status=status))
+            status=self.str_arg("status")))
 
 
 class RunHandler(CronAPIHandler):
@@ -450,6 +446,8 @@ class EventsHandler(SSEHandler):
         cron = self.cron
         cursor = self.resume_from("cursor")
         job = self.str_arg("job")
+        if job:  # a job that is not there is a 404, not a stream that stays silent
+            job = (await cron.get_job(job))["id"]
         await cron.bus.attach()  # caught up: its cursor is the table's end
         if cursor is None:
             cursor = cron.bus.cursor

@@ -239,7 +239,7 @@ def test_run_with_parameters(cli):
     assert out.stdout.strip() == "n=7"
     assert _runs(cli, "p")[0]["parameters"] == {"n": 7}
     bad = cli("run", "p", "-p", "n=seven", check=False)
-    assert bad.returncode == 1 and bad.stderr.strip() == (
+    assert bad.returncode == 2 and bad.stderr.strip() == (  # refused input: 2
         'hermes-cron: error: parameter n must be a whole number, not "seven"')
 
 

@@ -139,7 +139,7 @@ def test_next_count_below_one_is_a_usage_error(cli, count):
 
 def test_at_in_the_past_is_refused_and_now_runs_once(cli):
     past = cli("add", "late", "--at", "2020-01-01T00:00", "--", "true", check=False)
-    assert past.returncode == 1 and "is in the past" in past.stderr
+    assert past.returncode == 2 and "is in the past" in past.stderr
     assert cli.json("list")["jobs"] == []  # nothing stored
     cli("add", "soon", "--at", "now", "--", "echo ran")
     daemon = cli.start("daemon")

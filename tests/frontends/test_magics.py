@@ -71,7 +71,8 @@ def test_load_ext_registers_line_and_cell_magic(ip):
     assert "cron" in magics["line"] and "cron" in magics["cell"]
 
 
-def test_add_edit_pause_resume_rm(cell, db):
+def test_add_edit_pause_resume_rm(cell, db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the notebook's folder: the script and notebook are there
     assert "no jobs yet" in cell.ok("%cron")
     out = cell.ok('%cron add nightly-etl "0 2 * * *" --tz Europe/Paris --timeout 5m '
                   '--env MODE=prod -- python etl.py > out.txt')
@@ -84,6 +85,11 @@ def test_add_edit_pause_resume_rm(cell, db):
     cell.ok('%cron add once --at 2099-01-01T10:00:00Z -- echo "-- not a separator"')
     assert db.get_job("once").command == 'echo "-- not a separator"'
     assert db.get_job("once").schedule.startswith("@at 2099-01-01T10:00:00")
+    cell.fails('%cron add script "@hourly" --kind python -- job.py --day "2 Jan"',
+               f"the script {tmp_path / 'job.py'} does not exist")
+    (tmp_path / "job.py").write_text("print('ok')\n")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "sales.ipynb").write_text("{}")
     cell.ok('%cron add script "@hourly" --kind python -- job.py --day "2 Jan"')
     assert db.get_job("script").command == ["job.py", "--day", "2 Jan"]
     cell.ok('%cron add report "@daily" --kind notebook -p n=3 -p title=Sales -p flag=true '

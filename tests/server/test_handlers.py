@@ -308,6 +308,23 @@ async def test_bad_input_is_4xx_and_changes_nothing(cron, jp_fetch):
     assert await api(jp_fetch, "jobs") == before
 
 
+async def test_an_unknown_filter_value_is_a_400_naming_the_allowed_ones(cron, jp_fetch):
+    """``?state=bogus`` is a typo, not "no such jobs": an empty 200 would hide it."""
+    await api(jp_fetch, "jobs", method="POST", expect=201,
+              body={"name": "f", "schedule": "@daily", "command": "true"})
+    for path, name, allowed in ((("jobs",), "state", "scheduled, running, paused, blocked, "
+                                                     "disabled"),
+                                (("runs",), "status", "queued, running, succeeded"),
+                                (("jobs", "f", "runs"), "status", "queued, running")):
+        err = await api(jp_fetch, *path, params={name: "bogus"}, expect=400)
+        assert err["error"]["field"] == name
+        assert allowed in err["error"]["message"] and "'bogus'" in err["error"]["message"]
+    assert [j["name"] for j in (await api(jp_fetch, "jobs", params={"state": "scheduled"}))[
+        "jobs"]] == ["f"]
+    err = await api(jp_fetch, "events", params={"job": "nope"}, expect=404)
+    assert "nope" in err["error"]["message"]
+
+
 async def test_openapi_document_matches_routes(cron, jp_fetch):
     doc = await api(jp_fetch, "openapi.json")
     documented = set()
