@@ -189,9 +189,19 @@ def _split(data: dict) -> tuple[dict, dict]:
     return job, policy
 
 
-def _schedule(job: dict, tz: str) -> str:
+#: a job with neither a schedule nor upstreams would never run
+NO_TRIGGER = ("a job needs a schedule (a cron expression, an alias, '@every 30s' or an "
+              "'at' time) or after (the jobs whose runs trigger it); it has neither, so it "
+              "would never run")
+
+
+def _schedule(job: dict, tz: str, after: list | None = None) -> str | None:
+    """The schedule given (normal form), or None: no schedule of its own, which only a
+    job with *after* may have (it runs when its upstreams' runs end, never by itself)."""
     at = job.get("at")
     text = job.get("schedule")
+    if text == "":  # "schedule": "" as null: none of its own
+        text = None
     if at is not None and text is not None:
         raise InvalidInput("give either schedule or at, not both", field="at")
     if at is not None:
@@ -201,8 +211,9 @@ def _schedule(job: dict, tz: str) -> str:
             at = datetime.fromtimestamp(math.ceil(time.time()) + 1, UTC).isoformat()
         text = f"@at {at}"
     if text is None:
-        raise InvalidInput("schedule is required (a cron expression, an alias, "
-                           "'@every 30s' or an 'at' time)", field="schedule")
+        if after:
+            return None
+        raise InvalidInput(NO_TRIGGER, field="schedule")
     if not isinstance(text, str):
         raise InvalidInput("schedule must be a string", field="schedule")
     try:
@@ -270,8 +281,9 @@ def validate_after(value: Any) -> list[dict]:
     for item in value:
         if isinstance(item, str):
             item = {"job": item}
+        # "name": the upstream's name, as a job's JSON shows it (sent back unchanged)
         if not isinstance(item, dict) or not isinstance(item.get("job"), str) or set(
-                item) - {"job", "on"}:
+                item) - {"job", "on", "name"}:
             raise InvalidInput("after must be a list of {job, on}", field="after")
         on = item.get("on", "success")
         if on not in UPSTREAM_ON:
@@ -321,9 +333,10 @@ def validate_new(data: dict, default_tz: str | None = None) -> dict:
         raise InvalidInput("enabled must be true or false", field="enabled")
     key = _str(job, "idempotency_key", max_len=400)  # the API adds its scope
     env, secrets = _env(job)
+    payload = _payload(job, kind)
     return {
-        "name": name, "kind": kind, "schedule": _schedule(job, tz_name), "timezone": tz_name,
-        **_payload(job, kind), "env": env, "secret_env": secrets,
+        "name": name, "kind": kind, "schedule": _schedule(job, tz_name, payload["after"]),
+        "timezone": tz_name, **payload, "env": env, "secret_env": secrets,
         "policy": validate_policy(policy), "enabled": enabled, "idempotency_key": key,
     }
 
@@ -350,17 +363,24 @@ def validate_changes(job_obj, data: dict) -> dict:
     if not isinstance(tz_name, str):
         raise InvalidInput("timezone must be a string", field="timezone")
     sched.parse_timezone(tz_name)
+    payload = _payload(merged, kind)
     if schedule_given:
-        text = _schedule(job, tz_name)
-    else:
+        text = _schedule(job, tz_name, payload["after"])
+    elif job_obj.schedule:
         text = sched.parse(job_obj.schedule, tz_name).text
+    elif payload["after"]:
+        text = None  # runs after its upstreams only, as before
+    else:
+        raise InvalidInput(
+            f"{name} has no schedule of its own, so without after it would never run: give "
+            "it a schedule in the same change, or keep after", field="after")
     enabled = job.get("enabled", job_obj.enabled)
     if not isinstance(enabled, bool):
         raise InvalidInput("enabled must be true or false", field="enabled")
     env, secrets = _env(job, job_obj.env, job_obj.secret_env)
     return {
         "name": name, "kind": kind, "schedule": text, "timezone": tz_name,
-        **_payload(merged, kind), "env": env, "secret_env": secrets,
+        **payload, "env": env, "secret_env": secrets,
         "policy": validate_policy(policy, job_obj.policy), "enabled": enabled,
     }
 

@@ -189,7 +189,8 @@ class Job:
     id: str
     name: str
     kind: str
-    schedule: str
+    #: None: no schedule of its own (it runs only after its upstreams, ``after``)
+    schedule: str | None
     timezone: str
     command: str | list[str] | None = None
     code: str | None = None
@@ -202,7 +203,8 @@ class Job:
     description: str = ""
     #: where runs execute: None for the ticker's executor, "local", or "dask://HOST:PORT"
     executor: str | None = None
-    #: the jobs whose runs trigger this one: ``[{"job": JOB_ID, "on": "success"}]``
+    #: the jobs whose runs trigger this one: ``[{"job": JOB_ID, "on": "success"}]`` (as
+    #: read for a viewer, each also has the upstream's ``name``)
     after: list[dict] | None = None
     policy: Policy = field(default_factory=Policy)
     state: str = "scheduled"

@@ -88,8 +88,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("kind", {"type": "string", "enum": list(JOB_KINDS)},
            "what COMMAND is: a shell line (default), a python script, a notebook path",
            "execute", "command", flag="--kind", form=True),
-    Option("schedule", {"type": "string", "description": "cron expression, alias, '@every 30s'"},
-           "cron expression, @daily, '@every 30s' ...", "write",
+    Option("schedule", {"type": ["string", "null"],
+                        "description": "cron expression, alias, '@every 30s'; null (or left "
+                                       "out, with after): no schedule of its own, it runs "
+                                       "only after its upstreams"},
+           "cron expression, @daily, '@every 30s' ... (none with --after: it runs only "
+           "after those jobs)", "write",
            spelled="SCHEDULE argument; edit --schedule", form=True),
     Option("at", {"type": "string", "description": "one-shot ISO 8601 instant instead of schedule"},
            "one-shot ISO 8601 time instead of a schedule ('now': once, at once)", "write",
@@ -127,11 +131,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("after", {"type": "array", "items": {
                "type": "object", "required": ["job"], "additionalProperties": False,
                "properties": {"job": {"type": "string"},
-                              "on": {"type": "string", "enum": list(UPSTREAM_ON)}}}},
+                              "on": {"type": "string", "enum": list(UPSTREAM_ON)},
+                              # as a job's JSON shows it; ignored when sent back
+                              "name": {"type": "string"}}}},
            "run after another job's run ends: JOB or JOB:failure or JOB:completion "
            "(repeatable; with several, after all of them for the same slot)", "write",
            flag="--after", pairs=True, metavar="JOB[:success|failure|completion]"),
-    Option("enabled", {"type": "boolean"}, "fire on schedule (default true)", "write", True,
+    Option("enabled", {"type": "boolean"},
+           "fire on its schedule and after its upstreams (default true; disabled: neither)",
+           "write", True,
            spelled="add --disabled; edit --enable / --disable", form=True),
     Option("idempotency_key", {"type": "string", "maxLength": 200},
            "a retried create with this key returns the first job", "write",

@@ -205,3 +205,47 @@ def upstream_outcome(status: str) -> str | None:
 def upstream_matches(outcome: str | None, on: str) -> bool:
     """Whether an upstream run that ended with *outcome* triggers an ``after`` entry."""
     return outcome is not None and on in (outcome, "completion")
+
+
+_ENDED = {"success": "succeeded", "failure": "failed", "completion": "ended"}
+
+
+def upstream_note(*, enabled: bool, state: str,
+                  upstreams: list[tuple[str, str, str | None]]) -> str | None:
+    """Why the runs of a job's upstreams may not trigger it, in words for whoever looks
+    at it (graph, show, the panel); None when there is nothing to say. *upstreams*:
+    ``(name, on, trigger of its last run)`` for each ``after`` entry.
+
+    The rules stated are ``_trigger_downstream``'s (store/sql.py): a disabled, paused
+    or blocked job is not triggered at all; with several upstreams, a run is queued
+    when every one of them has ended as asked for the same slot (``scheduled_for``). A
+    scheduled, catch-up or backfilled run's slot is its schedule's instant; a manual
+    run's is the instant it was asked for, so manual runs of two upstreams never share
+    a slot and never trigger a fan-in (one upstream's manual run does trigger the jobs
+    that run after it alone)."""
+    if not upstreams:
+        return None
+    if not enabled or state in ("paused", "blocked", "disabled"):
+        return f"{'disabled' if not enabled else state}: upstream runs do not trigger it"
+    if len({name for name, _, _ in upstreams}) < 2:
+        return None
+    ons = {on for _, on, _ in upstreams}
+    names = [name for name, _, _ in upstreams]
+    if len(ons) == 1:
+        both = "both" if len(names) == 2 else "all"
+        rule = f"{_and(names)} have {both} {_ENDED[ons.pop()]}"
+    else:
+        rule = _and([f"{name} has {_ENDED[on]}" for name, on, _ in upstreams])
+    note = f"runs once {rule} for the same slot"
+    manual = [name for name, _, trigger in upstreams if trigger == Trigger.MANUAL]
+    if manual:
+        last = (f"the last run of {manual[0]} was" if len(manual) == 1
+                else f"the last runs of {_and(manual)} were")
+        note += (f"; {last} manual, and a manual run's slot is the instant it was asked "
+                 "for, so manual runs never trigger it (their scheduled or backfilled runs "
+                 "do)")
+    return note
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"

@@ -15,7 +15,6 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
@@ -25,10 +24,14 @@ from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import HermesCronError, InvalidInput, NotFound
 from hermes_cron_ext.frontends.render import (
     BACKFILL_COLUMNS,
+    after_text,
     backfill_done,
     backfill_rows,
     backfill_text,
+    local_time,
+    next_fire_text,
     pipeline_text,
+    schedule_text,
     trigger_text,
 )
 from hermes_cron_ext.ops import Operations, host
@@ -53,18 +56,7 @@ def _ts(value: float | str | None) -> float | None:
 
 
 def _local(ts: float | str | None, tz: str | None = None) -> str:
-    """A time as every command prints it: wall time with its zone, the job's (*tz*) or
-    this machine's, e.g. ``2026-12-08 02:00:00 CET``; a zone with no abbreviation shows
-    its offset (``+05:30``)."""
-    ts = _ts(ts)
-    if ts is None:
-        return "-"
-    moment = datetime.fromtimestamp(ts, UTC).astimezone(ZoneInfo(tz) if tz else None)
-    zone = moment.tzname() or ""
-    if not zone or zone[0] in "+-":
-        offset = moment.strftime("%z")
-        zone = f"{offset[:3]}:{offset[3:5]}"
-    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} {zone}"
+    return local_time(_ts(ts), tz)
 
 
 def _relative(ts: float | str | None) -> str:
@@ -86,13 +78,7 @@ def _relative(ts: float | str | None) -> str:
 
 def _next_text(job: dict, label: bool = True) -> str:
     """When a job fires next, in its own zone, or why it does not."""
-    head = "next run " if label else ""
-    if job["next_run_at"] is not None:
-        return (f"{head}{_local(job['next_run_at'], job['timezone'])} "
-                f"({_relative(job['next_run_at'])})")
-    why = {"paused": "paused", "blocked": "blocked: resume it to fire again",
-           "disabled": "disabled: enable it to fire again"}.get(job["state"])
-    return f"{head}none ({why or 'the schedule fires no more'})"
+    return ("next run " if label else "") + next_fire_text(job, time.time())
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -151,11 +137,28 @@ def cmd_add(args, ops: Operations) -> int:
         _print_json(job)
     else:
         verb = "added" if created else "exists (same idempotency key)"
-        print(f"{job['name']} {verb}: {job['schedule']} ({job['timezone']}); "
-              f"{_next_text(job)}")
+        print(f"{job['name']} {verb}: {_when(job)}; {_next_text(job)}")
+        _say_held(job)
         if warning:
             _warn_no_ticker()
     return 0
+
+
+def _when(job: dict) -> str:
+    """``0 2 * * * (Europe/Berlin)``, or ``after extract, load`` (no schedule of its own)."""
+    if not job["schedule"]:
+        return schedule_text(job)
+    return f"{job['schedule']} ({job['timezone']})" + (
+        f", and {after_text(job)}" if job.get("after") else "")
+
+
+def _say_held(job: dict) -> None:
+    """A job that runs after others but is disabled or paused is not triggered by them:
+    say so where it is saved (graph and show say it too)."""
+    if job.get("after") and job["state"] in ("disabled", "paused", "blocked"):
+        ups = " and ".join(dict.fromkeys(a.get("name") or a["job"] for a in job["after"]))
+        print(f"note: {job['name']} is {job['state']}: runs of {ups} do not trigger it "
+              f"until it is {'enabled' if job['state'] == 'disabled' else 'resumed'}")
 
 
 def cmd_edit(args, ops: Operations) -> int:
@@ -163,7 +166,11 @@ def cmd_edit(args, ops: Operations) -> int:
         if args.schedule is not None:
             raise UsageError("give the schedule once: as SCHEDULE or --schedule")
         args.schedule = args.new_schedule
+    if args.no_schedule and args.schedule is not None:
+        raise UsageError("give a schedule or --no-schedule, not both")
     data = _job_fields(args)
+    if args.no_schedule:  # it runs after its upstreams only
+        data["schedule"] = None
     if args.rename:
         data["name"] = args.rename
     if args.enable:
@@ -176,7 +183,8 @@ def cmd_edit(args, ops: Operations) -> int:
     if args.json:
         _print_json(job)
     else:
-        print(f"{job['name']} changed: {job['schedule']}; {_next_text(job)}")
+        print(f"{job['name']} changed: {_when(job)}; {_next_text(job)}")
+        _say_held(job)
     return 0
 
 
@@ -192,7 +200,7 @@ def cmd_list(args, ops: Operations) -> int:
     for j in jobs:
         last = j["last_run"] or {}
         waiting = j["state"] in ("paused", "blocked", "disabled")  # no countdown
-        rows.append([j["name"], j["state"], j["schedule"],
+        rows.append([j["name"], j["state"], schedule_text(j),
                      "-" if waiting else _relative(j["next_run_at"]),
                      last.get("status", "-"), _command_text(j)[:40]])
     print(_table(rows, ["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"]))
@@ -205,11 +213,19 @@ def cmd_show(args, ops: Operations) -> int:
     if args.json:
         _print_json({**job, "runs": runs})
         return 0
-    schedule = sched.parse(job["schedule"], job["timezone"])
     print(f"{job['name']}  ({job['id']})")
     reason = job["state_reason"]
     print(f"  state      {job['state']}" + (f": {reason}" if reason else ""))
-    print(f"  schedule   {job['schedule']}  [{job['timezone']}]  {sched.describe(schedule)}")
+    if job["schedule"]:
+        schedule = sched.parse(job["schedule"], job["timezone"])
+        print(f"  schedule   {job['schedule']}  [{job['timezone']}]  {sched.describe(schedule)}")
+    else:
+        print("  schedule   none of its own")
+    if job.get("after"):
+        print(f"  runs       {after_text(job)}")
+        me = next((n for n in ops.pipeline(job["id"])["nodes"] if n["id"] == job["id"]), {})
+        if me.get("note"):
+            print(f"             {me['note']}")
     print(f"  next run   {_next_text(job, label=False)}")
     print(f"  kind       {job['kind']}: {_command_text(job)}")
     if job["cwd"]:
@@ -699,10 +715,14 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"hermes-cron {__version__}")
     sub = parser.add_subparsers(dest="cmd", parser_class=Parser, metavar="COMMAND")
 
-    p = sub.add_parser("add", help="add a job: add NAME SCHEDULE [options] -- COMMAND...")
+    p = sub.add_parser("add", help="add a job: add NAME SCHEDULE [options] -- COMMAND... "
+                       "(or add NAME --after JOB [options] -- COMMAND...)")
     p.add_argument("name")
-    p.add_argument("schedule", nargs="?", help="cron expression, @daily, '@every 30s' ...")
-    p.add_argument("--disabled", action="store_true")
+    p.add_argument("schedule", nargs="?", help="cron expression, @daily, '@every 30s' ... "
+                   "(none with --after: it runs only after those jobs)")
+    p.add_argument("--disabled", action="store_true",
+                   help="saved but not fired: neither its schedule nor its --after jobs "
+                        "trigger it until it is enabled")
     _job_options(p)
     p.set_defaults(func=cmd_add)
 
@@ -712,6 +732,8 @@ def build_parser() -> Parser:
     p.add_argument("new_schedule", nargs="?", metavar="SCHEDULE",
                    help="the new schedule (or --schedule)")
     p.add_argument("--schedule")
+    p.add_argument("--no-schedule", action="store_true",
+                   help="no schedule of its own: it runs only after the jobs in --after")
     p.add_argument("--rename")
     p.add_argument("--enable", action="store_true")
     p.add_argument("--disable", action="store_true")

@@ -4,7 +4,8 @@ Load with ``%load_ext hermes_cron_ext``. Then::
 
     %cron                                     every job, as cards
     %cron add NAME "SCHEDULE" [options] -- COMMAND
-    %cron edit NAME [--schedule S] [options] [-- COMMAND]
+    %cron add NAME --after JOB [options] -- COMMAND   runs only after JOB's runs
+    %cron edit NAME [--schedule S | --no-schedule] [options] [-- COMMAND]
     %cron rm|pause|resume NAME...
     %cron run NAME [-p NAME=VALUE] [--watch]  run now (and show its live output)
     %cron run NAME --form                     a typed form of its parameters; Run runs it
@@ -116,6 +117,8 @@ def _parsers() -> dict[str, _Parser]:
     p = out["edit"] = _Parser(prog="%cron edit", usage="%cron edit NAME [options] [-- COMMAND]")
     p.add_argument("name")
     p.add_argument("--schedule")
+    p.add_argument("--no-schedule", action="store_true",
+                   help="no schedule of its own: it runs only after the jobs in --after")
     p.add_argument("--rename")
     p.add_argument("--enable", action="store_true")
     p.add_argument("--disable", action="store_true")
@@ -189,29 +192,26 @@ def _command(kind: str | None, command: str) -> str | list[str]:
 
 # -- text -------------------------------------------------------------------------------
 
-def _local(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    from datetime import datetime
+def _local(ts: float | None, tz: str | None = None) -> str:
+    from hermes_cron_ext.frontends.render import local_time
 
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    return local_time(ts, tz)
 
 
-def _when(iso_time: str | None) -> str:
-    from hermes_cron_ext.frontends.render import format_countdown
+def _when(job: dict) -> str:
+    from hermes_cron_ext.frontends.render import next_fire_text
 
-    if not iso_time:
-        return "none"
-    ts = parse_iso(iso_time)
-    return f"{_local(ts)} ({format_countdown(ts - time.time())})"
+    return next_fire_text(job, time.time())
 
 
 def _job_line(verb: str, job: dict) -> str:
-    from hermes_cron_ext.frontends.render import describe_schedule
+    from hermes_cron_ext.frontends.render import describe_schedule, schedule_text
 
+    if not job["schedule"]:  # it runs after its upstreams only
+        return f"{verb} {job['name']}: {schedule_text(job)}; next run {_when(job)}"
     words = describe_schedule(job["schedule"], job["timezone"])
     return (f"{verb} {job['name']}: {job['schedule']} ({job['timezone']}), {words}; "
-            f"next run {_when(job.get('next_run_at'))}")
+            f"next run {_when(job)}")
 
 
 def _command_text(job: dict) -> str:
@@ -299,9 +299,10 @@ class CronMagics(Magics):
         if not command:
             raise UsageError("give the command after '--': "
                              '%cron add NAME "SCHEDULE" -- python etl.py')
-        if not args.schedule and not args.at:
+        if not args.schedule and not args.at and not args.after:
             raise UsageError('missing the schedule: %cron add NAME "SCHEDULE" -- COMMAND '
-                             '(a cron expression, @daily, "@every 30s", or --at TIME)')
+                             '(a cron expression, @daily, "@every 30s", or --at TIME; or '
+                             '--after JOB for a job that runs only after others)')
         data = job_fields(args)
         data["name"] = args.name
         data["command"] = _command(args.kind, command)
@@ -344,6 +345,10 @@ class CronMagics(Magics):
             data["enabled"] = True
         if args.disable:
             data["enabled"] = False
+        if args.no_schedule:  # it runs after its upstreams only
+            if data.get("schedule"):
+                raise UsageError("give --schedule or --no-schedule, not both")
+            data["schedule"] = None
         if command is not None:
             if not command:
                 raise UsageError("give the new command after '--'")
@@ -369,7 +374,7 @@ class CronMagics(Magics):
     def do_resume(self, args) -> None:
         for name in args.names:
             job = self.client.resume(name)
-            print(f"{job['name']} {job['state']}; next run {_when(job.get('next_run_at'))}")
+            print(f"{job['name']} {job['state']}; next run {_when(job)}")
 
     def do_run(self, args) -> None:
         if getattr(args, "form", False):  # the cell magic's --run gives no form
@@ -481,14 +486,27 @@ class CronMagics(Magics):
             print(f"warning: {status['warning']}", file=sys.stderr)
 
     def _job_status(self, name: str) -> None:
-        from hermes_cron_ext.frontends.render import describe_schedule, format_duration
+        from hermes_cron_ext.frontends.render import (
+            after_text,
+            describe_schedule,
+            format_duration,
+        )
 
         job = self.client.job(name)
         state = job["state"] + (f": {job['state_reason']}" if job.get("state_reason") else "")
         print(f"{job['name']} ({job['id']}) {state}")
-        print(f"  schedule  {job['schedule']} [{job['timezone']}]  "
-              f"{describe_schedule(job['schedule'], job['timezone'])}")
-        print(f"  next run  {_when(job.get('next_run_at'))}")
+        if job["schedule"]:
+            print(f"  schedule  {job['schedule']} [{job['timezone']}]  "
+                  f"{describe_schedule(job['schedule'], job['timezone'])}")
+        else:
+            print("  schedule  none of its own")
+        if job.get("after"):
+            print(f"  runs      {after_text(job)}")
+            me = next((n for n in self.client.pipeline(job["id"])["nodes"]
+                       if n["id"] == job["id"]), {})
+            if me.get("note"):
+                print(f"            {me['note']}")
+        print(f"  next run  {_when(job)}")
         last = job.get("last_run")
         if last:
             code = "" if last.get("exit_code") is None else f" · exit {last['exit_code']}"
@@ -508,7 +526,7 @@ class CronMagics(Magics):
         preview = self.client.preview(args.schedule, args.tz, args.count)
         print(f"{preview['schedule']} [{preview['timezone']}]: {preview['description']}")
         for t in preview["next"]:
-            print(f"  {_local(parse_iso(t))}")
+            print(f"  {_local(parse_iso(t), preview['timezone'])}")
         if not preview["next"]:
             print("  (never fires again)")
 
@@ -535,8 +553,9 @@ class CronMagics(Magics):
         if command is not None:
             raise UsageError("%%cron takes no '-- COMMAND': the cell body is the job")
         args = self.parsers["cell"].parse_args(_split(head))
-        if not args.schedule and not args.at:
-            raise UsageError('missing the schedule: %%cron NAME "SCHEDULE" [options]')
+        if not args.schedule and not args.at and not args.after:
+            raise UsageError('missing the schedule: %%cron NAME "SCHEDULE" [options] (or '
+                             '--after JOB for a job that runs only after others)')
         if not cell.strip():
             raise UsageError("the cell is empty: its body is the code the job runs")
         try:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, parse_iso
 from hermes_cron_ext.errors import HermesCronError
 
-__all__ = ["BACKFILL_COLUMNS", "backfill_done", "backfill_rows", "backfill_text", "card_state",
-           "describe_schedule", "format_ago", "format_countdown", "format_duration",
-           "local_time", "pipeline_text", "timestamp"]
+__all__ = ["BACKFILL_COLUMNS", "after_text", "backfill_done", "backfill_rows", "backfill_text",
+           "card_state", "describe_schedule", "format_ago", "format_countdown",
+           "format_duration", "local_time", "pipeline_text", "schedule_text", "timestamp"]
 
 
 def timestamp(value: str | float | None) -> float | None:
@@ -20,10 +21,32 @@ def timestamp(value: str | float | None) -> float | None:
     return parse_iso(value)
 
 
-def local_time(ts: float | None) -> str:
+def local_time(ts: float | None, tz: str | None = None) -> str:
+    """A time as every front prints it: wall time with its zone, the job's (*tz*) or
+    this machine's, e.g. ``2026-12-08 02:00:00 CET``; a zone with no abbreviation shows
+    its offset (``+04:00``)."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromtimestamp(ts, UTC).astimezone(ZoneInfo(tz) if tz else None)
+    zone = moment.tzname() or ""
+    if not zone or zone[0] in "+-":
+        offset = moment.strftime("%z")
+        zone = f"{offset[:3]}:{offset[3:5]}"
+    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} {zone}"
+
+
+def next_fire_text(job: dict, now: float) -> str:
+    """When a job fires next, in its own zone with a countdown
+    (``2026-12-08 02:00:00 CET (in 5h 02m 10s)``), or why it does not."""
+    nxt = parse_iso(job["next_run_at"]) if job.get("next_run_at") else None
+    if nxt is not None:
+        return f"{local_time(nxt, job.get('timezone'))} ({format_countdown(nxt - now)})"
+    why = {"paused": "paused", "blocked": "blocked: resume it to fire again",
+           "disabled": "disabled: enable it to fire again"}.get(job.get("state", ""))
+    if why is None and not job.get("schedule") and job.get("after"):
+        ups = ", ".join(a.get("name") or a["job"] for a in job["after"])
+        why = f"no schedule of its own: it runs after {ups}"
+    return f"none ({why or 'its schedule fires no more'})"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -80,7 +103,24 @@ def card_state(job: dict) -> str:
     return state
 
 
-def describe_schedule(text: str, tz: str | None) -> str:
+def after_text(job: dict) -> str:
+    """``after extract, load`` (``alert:failure`` as written on a command line): the jobs
+    whose runs trigger *job*; "" when none."""
+    ups = [(a.get("name") or a["job"]) + (
+        "" if a.get("on", "success") == "success" else f":{a['on']}")
+        for a in job.get("after") or []]
+    return f"after {', '.join(ups)}" if ups else ""
+
+
+def schedule_text(job: dict) -> str:
+    """What a job's schedule shows: the schedule, or ``after extract, load`` for a job
+    that has none of its own (it runs after its upstreams only)."""
+    return job.get("schedule") or after_text(job) or "-"
+
+
+def describe_schedule(text: str | None, tz: str | None) -> str:
+    if not text:
+        return "no schedule of its own"
     try:
         return sched.describe(sched.parse(text, tz))
     except HermesCronError:
@@ -132,4 +172,6 @@ def pipeline_text(graph: dict) -> str:
             f"{n['name']} [{(n['last_status'] or 'no run').replace('_', ' ')}]" for n in jobs))
     lines += [f"{names.get(e['from'], e['from'])} -> {names.get(e['to'], e['to'])}"
               + ("" if e["on"] == "success" else f" (on {e['on']})") for e in graph["edges"]]
+    # why upstream runs may not trigger a job (disabled; a fan-in's rule)
+    lines += [f"{n['name']}: {n['note']}" for n in graph["nodes"] if n.get("note")]
     return "\n".join(lines)

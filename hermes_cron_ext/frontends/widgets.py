@@ -47,8 +47,10 @@ except ImportError as exc:  # pragma: no cover - the notebook extra is missing
         "pip install 'hermes-cron-ext[notebook]'") from exc
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, FINAL_STATUSES
+from hermes_cron_ext.domain.policy import upstream_note
 from hermes_cron_ext.errors import HermesCronError, NotFound
 from hermes_cron_ext.frontends.render import (
+    after_text,
     backfill_done,
     backfill_text,
     card_state,
@@ -58,6 +60,7 @@ from hermes_cron_ext.frontends.render import (
     format_duration,
     local_time,
     pipeline_text,
+    schedule_text,
     timestamp,
     trigger_text,
 )
@@ -241,7 +244,7 @@ def next_run_text(job: dict, state: str, now: float) -> str:
     nxt = timestamp(job.get("next_run_at"))
     if nxt is None:
         return "no next run"
-    return f"{format_countdown(nxt - now)} ({local_time(nxt)})"
+    return f"{format_countdown(nxt - now)} ({local_time(nxt, job.get('timezone'))})"
 
 
 def last_run_text(job: dict, now: float) -> str:
@@ -267,6 +270,8 @@ def _job_cells(job: dict, state: str, now: float) -> list[str]:
     words = describe_schedule(job.get("schedule", ""), job.get("timezone"))
     if words and words != job.get("schedule"):
         schedule += f" {words}"
+    if not job.get("schedule"):  # none of its own: it runs after its upstreams
+        schedule = schedule_text(job)
     return [job.get("name", "?"), job.get("kind", ""), state, schedule,
             next_run_text(job, state, now), last_run_text(job, now)]
 
@@ -485,9 +490,21 @@ class JobCard(_Static, widgets.VBox):
             f'<span style="margin-left:auto;color:{STATE_COLOURS.get(state, "#888")}">'
             f"{html.escape(state)}</span></div>")
         schedule, tz = job.get("schedule", ""), job.get("timezone")
-        words = html.escape(describe_schedule(schedule, tz))
-        lines = [f"{words} &middot; <code>{html.escape(schedule)}</code> "
-                 f'<span style="color:#888">({html.escape(tz or "")})</span>']
+        if schedule:
+            words = html.escape(describe_schedule(schedule, tz))
+            lines = [f"{words} &middot; <code>{html.escape(schedule)}</code> "
+                     f'<span style="color:#888">({html.escape(tz or "")})</span>']
+        else:
+            lines = [html.escape(schedule_text(job))]
+        if job.get("after"):  # a pipeline: which jobs trigger it, and whether they do now
+            if schedule:
+                lines[0] += f" &middot; {html.escape(after_text(job))}"
+            held = upstream_note(enabled=job.get("enabled", True), state=job.get("state", ""),
+                                 upstreams=[(a.get("name") or a["job"], a["on"], None)
+                                            for a in job["after"]])
+            if held:  # disabled or paused: not triggered; a fan-in: its rule
+                lines.append(f'<span style="color:#ef6c00" data-role="after-note">'
+                             f"{html.escape(held)}</span>")
         last = job.get("last_run")
         if last:
             bits = [_outcome(last.get("status"))]
@@ -775,8 +792,12 @@ def pipeline_html(graph: dict, focus: str | None = None) -> str:
         f"{html.escape(names.get(e['to'], e['to']))}"
         + ("" if e["on"] == "success" else f" <i>(on {html.escape(e['on'])})</i>") + "</li>"
         for e in graph["edges"])
+    notes = "".join(f'<div class="hc-note" data-job="{html.escape(n["name"])}">'
+                    f"<b>{html.escape(n['name'])}</b>: {html.escape(n['note'])}</div>"
+                    for n in graph["nodes"] if n.get("note"))
     return (f'<div class="hc-pipeline"><div style="display:flex">{"".join(columns)}</div>'
-            f'<ul style="font-size:12px;color:#555">{links}</ul></div>')
+            f'<ul style="font-size:12px;color:#555">{links}</ul>'
+            f'<div style="font-size:12px;color:#ef6c00">{notes}</div></div>')
 
 
 class PipelineGraph(_Static, widgets.VBox):
@@ -1427,7 +1448,7 @@ def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]
         failing = state in ("blocked", "failing") or last.get("status") in FAILED_STATUSES
         rows.append({
             "id": job["id"], "name": job["name"], "state": state, "failing": failing,
-            "schedule": job["schedule"], "timezone": job["timezone"],
+            "schedule": schedule_text(job), "timezone": job["timezone"],
             "succeeded": s.get("succeeded", 0), "failed": s.get("failed", 0),
             "success_rate": s.get("success_rate"),
             "mean_duration": s.get("mean_duration"), "max_duration": s.get("max_duration"),

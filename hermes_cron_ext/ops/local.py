@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import parameters as params
+from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.jobspec import execute_changes, validate_changes, validate_new
 from hermes_cron_ext.domain.models import (
@@ -297,8 +298,13 @@ class Operations(CronClient):
                 ups = [a for a, b, _ in edges if b == node]
                 level[node] = 1 + max((depth(u) for u in ups), default=-1)
             return level[node]
+        def note(job) -> str | None:  # why its upstreams' runs may not trigger it
+            ups = [(by_id[a["job"]].name, a["on"], (by_id[a["job"]].last_run or {}).get(
+                "trigger")) for a in job.after or [] if a["job"] in by_id]
+            return rules.upstream_note(enabled=job.enabled, state=job.state, upstreams=ups)
         nodes = [{"id": by_id[n].id, "name": by_id[n].name, "state": by_id[n].display_state,
-                  "last_status": (by_id[n].last_run or {}).get("status"), "level": depth(n)}
+                  "last_status": (by_id[n].last_run or {}).get("status"), "level": depth(n),
+                  "note": note(by_id[n])}
                  for n in seen]
         nodes.sort(key=lambda x: (x["level"], x["name"]))
         order = sorted(edges, key=lambda e: (level[e[0]], by_id[e[0]].name, by_id[e[1]].name))
@@ -416,8 +422,8 @@ class Operations(CronClient):
             ups = " and ".join(a.get("name", a["job"]) for a in job.after or [])
             raise InvalidInput(
                 f"{job.name} has no schedule of its own, so it has no slots to backfill: it "
-                f"runs after {ups}; backfill {ups} instead, and each of their slots triggers "
-                f"{job.name} as a run of theirs does", field="job")
+                f"runs after {ups}; backfill {ups} instead, and their backfilled runs "
+                f"trigger {job.name} slot by slot", field="job")
         slots = backfill_slots(job.schedule, job.timezone, start, end)
         if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or not (
                 1 <= max_parallel <= 100):

@@ -79,6 +79,11 @@ PG_MIGRATIONS: dict[int, list[str]] = {
             data BYTEA NOT NULL)""",
     ],
 }
+#: Shared migrations written another way here: SQLite makes its jobs table again to
+#: drop a NOT NULL (7), PostgreSQL alters the column.
+PG_REPLACED: dict[int, list[str]] = {
+    7: ["ALTER TABLE jobs ALTER COLUMN schedule DROP NOT NULL"],
+}
 _END = 1 << 62
 
 
@@ -306,7 +311,7 @@ class PostgresStore(SQLStore):
         return _ddl(stmt)
 
     def _migrations(self) -> dict[int, list[str]]:
-        out = super()._migrations()
+        out = super()._migrations() | PG_REPLACED
         for version, stmts in PG_MIGRATIONS.items():
             out[version] = out[version] + stmts
         return out

@@ -55,7 +55,11 @@ from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F40
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
+#: the jobs table's columns at schema version 6 (copied as they are by migration 7)
+_JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
+                "enabled, next_run_at, last_run, consecutive_failures, running_count, "
+                "created_at, updated_at, version, idempotency_key, idempotency_hash")
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -153,6 +157,32 @@ MIGRATIONS: dict[int, list[str]] = {
             upstream_id TEXT NOT NULL,
             PRIMARY KEY (job_id, upstream_id))""",
         "CREATE INDEX job_after_upstream ON job_after(upstream_id)"],
+    # a job that runs only after its upstreams has no schedule of its own (NULL): SQLite
+    # cannot drop a NOT NULL, so the table is made again (PostgreSQL: PG_REPLACED)
+    7: ["""CREATE TABLE jobs_v7 (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            schedule TEXT,
+            timezone TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            state TEXT NOT NULL,
+            state_reason TEXT,
+            enabled INTEGER NOT NULL,
+            next_run_at REAL,
+            last_run TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            running_count INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            idempotency_key TEXT UNIQUE,
+            idempotency_hash TEXT)""",
+        f"INSERT INTO jobs_v7 ({_JOB_COLUMNS}) SELECT {_JOB_COLUMNS} FROM jobs",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v7 RENAME TO jobs",
+        "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND state = 'scheduled'"],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -177,12 +207,20 @@ SEARCHED = ("command", "code", "description")
 
 
 @functools.lru_cache(maxsize=4096)
-def _schedule(text: str, tz: str) -> sched.Schedule:
-    """Parsed schedules are immutable: parse each (text, zone) once per process."""
-    return sched.parse(text, tz)
+def _schedule(text: str | None, tz: str) -> sched.Schedule | None:
+    """Parsed schedules are immutable: parse each (text, zone) once per process. None:
+    a job with no schedule of its own (it runs after its upstreams only)."""
+    return None if text is None else sched.parse(text, tz)
 
 
-def _next(schedule: sched.Schedule, ts: float) -> float | None:
+def _text(schedule: sched.Schedule | None) -> str | None:
+    return None if schedule is None else schedule.text
+
+
+def _next(schedule: sched.Schedule | None, ts: float) -> float | None:
+    """The first fire time after *ts*; None: none (or no schedule: never by itself)."""
+    if schedule is None:
+        return None
     dt = schedule.next_fire(datetime.fromtimestamp(ts, UTC))
     return dt.timestamp() if dt is not None else None
 
@@ -405,17 +443,33 @@ class SQLStore(Store):
                 "INSERT INTO jobs (id, name, kind, schedule, timezone, payload, policy, state, "
                 "enabled, next_run_at, created_at, updated_at, idempotency_key, "
                 "idempotency_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, fields["name"], fields["kind"], schedule.text, fields["timezone"],
+                (job_id, fields["name"], fields["kind"], _text(schedule), fields["timezone"],
                  json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
                  json.dumps(vars(fields["policy"])), state, int(fields["enabled"]), nxt,
                  now, now, key, asked),
             )
             self._set_after(db, job_id, fields.get("after"))
             self._event(db, "job.created", job_id, at=now, name=fields["name"])
-            return _row_job(self._job_row(db, job_id)), True
+            return self._named(db, [_row_job(self._job_row(db, job_id))])[0], True
 
     def get_job(self, ref: str) -> Job:
-        return _row_job(self._job_row(self.db, ref))
+        return self._named(self.db, [_row_job(self._job_row(self.db, ref))])[0]
+
+    @staticmethod
+    def _named(db, jobs: list[Job]) -> list[Job]:
+        """Jobs as a viewer reads them: each ``after`` entry also has its upstream's
+        name (one query for a whole page)."""
+        ids = sorted({a["job"] for j in jobs for a in j.after or []})
+        if not ids:
+            return jobs
+        names = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            names.update(db.execute(f"SELECT id, name FROM jobs WHERE id IN "
+                                    f"({', '.join('?' * len(chunk))})", chunk).fetchall())
+        for j in jobs:
+            j.after = [{**a, "name": names.get(a["job"], a["job"])} for a in j.after or []]
+        return jobs
 
     def list_jobs(self, *, limit: int = 100, cursor: str | None = None,
                   state: str | None = None, search: str | None = None) -> Page:
@@ -439,7 +493,7 @@ class SQLStore(Store):
         sql += " ORDER BY name LIMIT ?"
         args.append(limit + 1)
         rows = self.db.execute(sql, args).fetchall()
-        jobs = [_row_job(r) for r in rows[:limit]]
+        jobs = self._named(self.db, [_row_job(r) for r in rows[:limit]])
         return Page(jobs, _encode_cursor(jobs[-1].name) if len(rows) > limit else None)
 
     def update_job(self, ref: str, fields: dict) -> Job:
@@ -458,7 +512,7 @@ class SQLStore(Store):
             if clash:
                 raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
             schedule = _schedule(fields["schedule"], fields["timezone"])
-            timing_changed = (schedule.text, fields["timezone"]) != (
+            timing_changed = (_text(schedule), fields["timezone"]) != (
                 row["schedule"], row["timezone"])
             nxt = _next(schedule, now) if timing_changed else row["next_run_at"]
             state, reason = row["state"], row["state_reason"]
@@ -471,14 +525,14 @@ class SQLStore(Store):
                 "UPDATE jobs SET name = ?, kind = ?, schedule = ?, timezone = ?, payload = ?, "
                 "policy = ?, enabled = ?, state = ?, state_reason = ?, next_run_at = ?, "
                 "updated_at = ?, version = version + 1 WHERE id = ?",
-                (fields["name"], fields["kind"], schedule.text, fields["timezone"],
+                (fields["name"], fields["kind"], _text(schedule), fields["timezone"],
                  json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
                  json.dumps(vars(fields["policy"])), int(fields["enabled"]), state, reason, nxt,
                  now, job_id),
             )
             self._set_after(db, job_id, fields.get("after"))
             self._event(db, "job.updated", job_id, at=now, name=fields["name"])
-            return _row_job(self._job_row(db, job_id))
+            return self._named(db, [_row_job(self._job_row(db, job_id))])[0]
 
     @staticmethod
     def _set_after(db, job_id: str, after: list[dict] | None) -> None:

@@ -15,6 +15,7 @@ from hermes_cron_ext.domain.policy import (
     plan_slot,
     retry_delay,
     start_refusal,
+    upstream_note,
 )
 
 T0 = 1_800_000_000.0  # a whole minute
@@ -186,3 +187,32 @@ def test_a_ticker_that_knows_why_it_is_late_says_so_instead_of_no_ticker_ran():
     runs, _ = plan_slot(Policy(), T0, T0 + 270, *every(60.0), cause=cause)
     skipped = [d.reason for d in runs if d.status == "skipped"]
     assert skipped and all(cause in r and "no ticker ran" not in r for r in skipped)
+
+
+def test_a_held_job_is_told_its_upstreams_do_not_trigger_it():
+    ups = [("extract", "success", "schedule")]
+    assert upstream_note(enabled=False, state="disabled", upstreams=ups) == (
+        "disabled: upstream runs do not trigger it")
+    assert upstream_note(enabled=True, state="paused", upstreams=ups) == (
+        "paused: upstream runs do not trigger it")
+    assert upstream_note(enabled=True, state="scheduled", upstreams=ups) is None
+    assert upstream_note(enabled=False, state="disabled", upstreams=[]) is None
+
+
+def test_a_fan_in_states_its_rule_and_why_manual_runs_never_trigger_it():
+    scheduled = [("extract", "success", "schedule"), ("load", "success", "backfill")]
+    assert upstream_note(enabled=True, state="scheduled", upstreams=scheduled) == (
+        "runs once extract and load have both succeeded for the same slot")
+    manual = [("extract", "success", "manual"), ("load", "success", "manual")]
+    assert upstream_note(enabled=True, state="scheduled", upstreams=manual) == (
+        "runs once extract and load have both succeeded for the same slot; the last runs "
+        "of extract and load were manual, and a manual run's slot is the instant it was "
+        "asked for, so manual runs never trigger it (their scheduled or backfilled runs do)")
+    assert upstream_note(enabled=True, state="scheduled", upstreams=manual[:1] + scheduled[1:]
+                         ).endswith("; the last run of extract was manual, and a manual "
+                                    "run's slot is the instant it was asked for, so manual "
+                                    "runs never trigger it (their scheduled or backfilled "
+                                    "runs do)")
+    mixed = [("a", "success", None), ("b", "failure", None), ("c", "completion", None)]
+    assert upstream_note(enabled=True, state="scheduled", upstreams=mixed) == (
+        "runs once a has succeeded, b has failed and c has ended for the same slot")

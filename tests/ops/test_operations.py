@@ -132,8 +132,10 @@ def test_after_names_existing_jobs_and_never_a_cycle(ops, name):
         down = ops.add({"name": name, "schedule": "@yearly", "command": "true",
                         "after": [up, {"job": up, "on": "failure"}]})
         up_id = ops.job(up)["id"]
-        assert down["after"] == [{"job": up_id, "on": "success"},
-                                 {"job": up_id, "on": "failure"}]
+        assert down["after"] == [{"job": up_id, "on": "success", "name": up},
+                                 {"job": up_id, "on": "failure", "name": up}]
+        # the JSON sent back as it was read (the panel's form does) is taken as it is
+        assert ops.edit(name, {"after": down["after"]})["after"] == down["after"]
         for bad, words in (([f"{name}-nope"], "no job"), ([name], "after itself")):
             with pytest.raises(InvalidInput) as err:
                 ops.edit(name, {"after": bad})
@@ -142,6 +144,33 @@ def test_after_names_existing_jobs_and_never_a_cycle(ops, name):
             ops.edit(up, {"after": [name]})
         assert err.value.field == "after" and "cycle" in err.value.message
         assert ops.job(up)["after"] == []
+    finally:
+        ops.remove(name)
+        ops.remove(up)
+
+
+def test_a_job_after_others_needs_no_schedule_alike(ops, name):
+    """Over REST as locally: no schedule of its own (null, no next run), shown with its
+    upstreams' names; neither schedule nor after, or taking after away, is refused;
+    it has no slots to backfill; the pipeline says when upstream runs do not trigger it."""
+    up = f"{name}-up"
+    try:
+        ops.add({"name": up, "schedule": "@daily", "command": "true"})
+        down = ops.add({"name": name, "after": [up], "command": "true"})
+        assert (down["schedule"], down["next_run_at"]) == (None, None)
+        assert [a["name"] for a in down["after"]] == [up]
+        with pytest.raises(InvalidInput, match="it has neither, so it would never run") as err:
+            ops.add({"name": f"{name}-x", "command": "true"})
+        assert err.value.field == "schedule"
+        with pytest.raises(InvalidInput, match="no schedule of its own, so without after"):
+            ops.edit(name, {"after": []})
+        with pytest.raises(InvalidInput, match="no slots to backfill"):
+            ops.backfill(name, "2026-11-01", "2026-11-02")
+        assert ops.edit(name, {"schedule": "@hourly"})["next_run_at"] is not None
+        assert ops.edit(name, {"schedule": None})["next_run_at"] is None
+        assert ops.edit(name, {"enabled": False})["schedule"] is None
+        [note] = [n["note"] for n in ops.pipeline(name)["nodes"] if n["name"] == name]
+        assert note == "disabled: upstream runs do not trigger it"
     finally:
         ops.remove(name)
         ops.remove(up)

@@ -1,5 +1,6 @@
 """Pipelines with real tickers: two daemons on one store, jobs A and B every 2 s and C
-after both. Each slot of A and B gives exactly one run of C, told who triggered it."""
+after both (no schedule of its own). Each slot of A and B gives exactly one run of C,
+told who triggered it, and C never fires by itself."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def test_fan_in_with_two_daemons_fires_each_downstream_slot_once(store_cli, tmp_
     ledger = tmp_path / "ledger"
     cli("add", "a", "@every 2s", "--", "true")
     cli("add", "b", "@every 2s", "--", "sleep 0.3")
-    cli("add", "c", "@yearly", "--after", "a", "--after", "b", "--", "sh", "-c",
+    cli("add", "c", "--after", "a", "--after", "b", "--", "sh", "-c",
         f'echo "$HERMES_CRON_LOGICAL_TIME $HERMES_CRON_UPSTREAM_STATUS" >> {ledger}')
-    cli("add", "on-failure", "@yearly", "--after", "a:failure", "--", "true")
+    cli("add", "on-failure", "--after", "a:failure", "--", "true")
     cli.daemon()
     cli.daemon()  # two tickers race for every slot and every run's end
     store = open_store(cli.db)
@@ -43,7 +44,9 @@ def test_fan_in_with_two_daemons_fires_each_downstream_slot_once(store_cli, tmp_
                 & {r.scheduled_for for r in runs["b"] if r.status == "succeeded"})
         per_slot = collections.Counter(r.scheduled_for for r in runs["c"])
         assert set(per_slot) == both and set(per_slot.values()) == {1}, per_slot
-        assert {r.trigger for r in runs["c"]} == {"upstream"}
+        assert {r.trigger for r in runs["c"]} == {"upstream"}  # never by itself
+        shown = cli.json("show", "c")
+        assert (shown["schedule"], shown["next_run_at"]) == (None, None)
         assert all(r.status == "succeeded" for r in runs["c"])
         lines = ledger.read_text().splitlines()
         assert len(lines) == len(runs["c"]) and {ln.split()[1] for ln in lines} == {
@@ -79,8 +82,8 @@ def test_downstream_gets_the_upstream_notebooks_artifact(store_cli, tmp_path):
     down = _notebook(tmp_path / "report.ipynb", [reader],
                      'upstream_artifact = ""\nupstream_status = ""\nupstream_exit_code = -1')
     cli("add", "extract", "@yearly", "--kind", "notebook", "--", up)
-    cli("add", "report", "@yearly", "--kind", "notebook", "--after", "extract", "--", down)
-    cli("add", "archive", "@yearly", "--after", "extract", "--", "sh", "-c",
+    cli("add", "report", "--kind", "notebook", "--after", "extract", "--", down)
+    cli("add", "archive", "--after", "extract", "--", "sh", "-c",
         'echo "$HERMES_CRON_UPSTREAM_ARTIFACT"; '
         'grep -c "rows 42" "$HERMES_CRON_UPSTREAM_ARTIFACT"')
     cli.daemon()
@@ -111,7 +114,7 @@ def test_fan_out_starts_every_downstream_without_a_ticker(store_cli, tmp_path):
     cli = store_cli
     cli("add", "src", "@yearly", "--", "true")
     for name in ("left", "middle", "right"):
-        cli("add", name, "@yearly", "--after", "src", "--", "sh", "-c",
+        cli("add", name, "--after", "src", "--", "sh", "-c",
             f"echo {name} $HERMES_CRON_UPSTREAM_STATUS")
     cli("run", "src", check=False)  # no ticker: it warns, and starts the run itself
     store = open_store(cli.db)
@@ -137,10 +140,10 @@ def test_a_failed_upstream_triggers_only_failure_and_completion_jobs(store_cli, 
     cli = store_cli
     cli("add", "flaky", "@yearly", "--retries", "1", "--retry-delay", "1s", "--",
         "exit 4")
-    cli("add", "publish", "@yearly", "--after", "flaky", "--", "true")
-    cli("add", "page-me", "@yearly", "--after", "flaky:failure", "--", "sh", "-c",
+    cli("add", "publish", "--after", "flaky", "--", "true")
+    cli("add", "page-me", "--after", "flaky:failure", "--", "sh", "-c",
         "echo $HERMES_CRON_UPSTREAM_STATUS $HERMES_CRON_UPSTREAM_EXIT_CODE")
-    cli("add", "cleanup", "@yearly", "--after", "flaky:completion", "--", "true")
+    cli("add", "cleanup", "--after", "flaky:completion", "--", "true")
     cli.daemon()
     cli("run", "flaky")
     store = open_store(cli.db)
@@ -172,7 +175,7 @@ def test_backfilling_both_upstreams_runs_the_fan_in_job_once_per_slot(store_cli,
     cli = store_cli
     cli("add", "extract", "@daily", "--tz", "UTC", "--", "true")
     cli("add", "load", "@daily", "--tz", "UTC", "--", "true")
-    cli("add", "report", "@yearly", "--after", "extract", "--after", "load", "--", "true")
+    cli("add", "report", "--after", "extract", "--after", "load", "--", "true")
     cli.daemon()
     ops = Operations(cli.db)
     try:

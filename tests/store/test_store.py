@@ -182,6 +182,36 @@ def test_paused_job_is_not_claimed_and_not_caught_up(store, clock):
     assert store.list_runs("p").items == []
 
 
+def test_a_job_after_others_with_no_schedule_never_fires_by_itself(store, clock):
+    """No schedule of its own: no next run, never claimed, nothing missed or caught up
+    (across downtime and a pause), and its upstream's run still triggers it."""
+    up = make_job(store, "up", "* * * * *")
+    down = make_job(store, "down", None, after=[{"job": up.id}])
+    assert (down.schedule, down.next_run_at, down.state) == (None, None, "scheduled")
+    assert down.to_json()["schedule"] is None
+    assert down.after == [{"job": up.id, "on": "success", "name": "up"}]
+    clock.advance(3600)  # an hour with no ticker: up's slots are missed, down has none
+    claimed = store.claim_due(clock() + 2, clock(), "t")
+    assert {r.job_id for r in claimed} == {up.id}
+    assert store.list_runs("down").items == []
+    store.set_paused("down", True)
+    assert store.set_paused("down", False).next_run_at is None
+    assert store.next_wakeup() == store.get_job("up").next_run_at
+    _run_to_end(store, claimed[0])
+    [run] = store.list_runs("down").items
+    assert (run.trigger, run.scheduled_for) == ("upstream", claimed[0].scheduled_for)
+    edited = store.update_job("down", validate_changes(
+        store.get_job("down"), {"schedule": "@daily"}))
+    assert edited.schedule == "@daily" and edited.next_run_at is not None
+    again = store.update_job("down", validate_changes(edited, {"schedule": None}))
+    assert (again.schedule, again.next_run_at) == (None, None)
+    with pytest.raises(InvalidInput, match="down has no schedule of its own") as err:
+        validate_changes(again, {"after": []})
+    assert err.value.field == "after"
+    with pytest.raises(InvalidInput, match="it has neither, so it would never run"):
+        validate_new({"name": "x", "command": "true"})
+
+
 def _run_to_end(store, run, status="succeeded", code=0, reason=None):
     store.attach_run(run.id, 1, None, "h")
     store.mark_running(run.id, store.clock(), 2)

@@ -1,0 +1,88 @@
+"""``hermes-cron`` with pipelines: a job that runs only after others needs no schedule,
+and graph and show say why upstream runs do not trigger a job (real processes, a real
+store file)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hermes_cron_ext.errors import InvalidInput
+from hermes_cron_ext.ops import Operations
+from tests.conftest import wait_for
+
+
+def test_a_job_after_others_needs_no_schedule(cli):
+    cli("add", "extract", "0 2 * * *", "--", "true")
+    cli("add", "load", "0 2 * * *", "--", "true")
+    out = cli("add", "report", "--after", "extract", "--after", "load", "--", "python3",
+              "report.py")
+    assert out.stdout.startswith("report added: after extract, load; next run none (")
+    job = cli.json("show", "report")
+    assert (job["schedule"], job["next_run_at"], job["state"]) == (None, None, "scheduled")
+    assert [(a["name"], a["on"]) for a in job["after"]] == [("extract", "success"),
+                                                            ("load", "success")]
+    [row] = [r for r in cli("list").stdout.splitlines() if r.startswith("report ")]
+    assert row.split()[:5] == ["report", "scheduled", "after", "extract,", "load"]
+    assert "  schedule   none of its own\n  runs       after extract, load\n" in cli(
+        "show", "report").stdout
+
+    # neither a schedule nor after: it would never run
+    lonely = cli("add", "lonely", "--", "true", check=False)
+    assert lonely.returncode == 2 and "it has neither, so it would never run" in lonely.stderr
+    unknown = cli("add", "orphan", "--after", "nope", "--", "true", check=False)
+    assert unknown.returncode == 2 and "after: no job 'nope'" in unknown.stderr
+    cycle = cli("edit", "extract", "--after", "report", check=False)
+    assert cycle.returncode == 2 and "extract -> report -> extract is a cycle" in cycle.stderr
+
+    # a schedule of its own, then none again
+    assert cli("edit", "report", "@daily").stdout.startswith(
+        "report changed: @daily (")
+    assert cli("edit", "report", "--no-schedule").stdout.startswith(
+        "report changed: after extract, load; next run none (")
+    assert cli.json("show", "report")["schedule"] is None
+    ops = Operations(cli.db)
+    try:  # without after (REST and %cron can say so) it would never run: refused
+        with pytest.raises(InvalidInput, match="report has no schedule of its own, so "
+                                               "without after it would never run"):
+            ops.edit("report", {"after": []})
+        assert ops.edit("report", {"after": [], "schedule": "@hourly"})["schedule"] == (
+            "@hourly")
+        assert ops.edit("report", {"after": ["extract"], "schedule": None})["schedule"] is None
+    finally:
+        ops.close()
+
+    # no slots of its own to backfill: its upstreams' are
+    fill = cli("backfill", "report", "--from", "2026-11-01", "--to", "2026-11-03",
+               check=False)
+    assert fill.returncode == 2 and fill.stderr.strip().endswith(
+        "report has no schedule of its own, so it has no slots to backfill: it runs after "
+        "extract; backfill extract instead, and their backfilled runs trigger report slot "
+        "by slot")
+
+
+def test_graph_and_show_say_why_upstream_runs_do_not_trigger_a_job(cli):
+    cli("add", "extract", "@yearly", "--", "true")
+    cli("add", "load", "@yearly", "--", "true")
+    cli("add", "report", "--after", "extract", "--after", "load", "--", "true")
+    held = cli("add", "alert", "--after", "extract", "--disabled", "--", "true")
+    assert "note: alert is disabled: runs of extract do not trigger it until it is " \
+           "enabled" in held.stdout
+    for name in ("extract", "load"):  # by hand: no ticker, each starts its own run
+        cli("run", name, check=False)
+    wait_for(lambda: "0: extract [succeeded]   load [succeeded]" in cli(
+        "graph", "report").stdout, 30, 0.2, "both upstreams to succeed")
+    lines = cli("graph", "report").stdout.splitlines()
+    assert lines[1] == "1: alert [no run]   report [no run]"
+    assert "alert: disabled: upstream runs do not trigger it" in lines
+    assert ("report: runs once extract and load have both succeeded for the same slot; the "
+            "last runs of extract and load were manual, and a manual run's slot is the "
+            "instant it was asked for, so manual runs never trigger it (their scheduled or "
+            "backfilled runs do)") in lines
+    show = cli("show", "alert").stdout
+    assert ("  runs       after extract\n"
+            "             disabled: upstream runs do not trigger it\n") in show
+    nodes = {n["name"]: n for n in cli.json("graph", "report")["nodes"]}
+    assert nodes["alert"]["note"] == "disabled: upstream runs do not trigger it"
+    assert nodes["extract"]["note"] is None
+    assert cli("edit", "alert", "--enable").stdout.startswith("alert changed: after extract;")
+    assert cli.json("graph", "alert")["nodes"][1]["note"] is None
