@@ -343,3 +343,12 @@ def test_graph_shows_the_pipeline_with_last_statuses(cell, db):
     assert 'data-job="down"' in graph.static_html()
     graph.close()
     cell.ok("%cron graph down")  # the same, as a widget, from the notebook
+
+
+def test_times_carry_their_zone_and_a_paused_job_no_next_run(cell, db):
+    out = cell.ok('%cron add chai "0 9 * * *" --tz Asia/Kolkata -- true')
+    assert re.search(r"next run \d{4}-\d\d-\d\d 09:00:00 IST \(in ", out), out
+    nxt = cell.ok('%cron next "0 9 * * *" --tz Asia/Dubai --count 1')
+    assert re.search(r"\d{4}-\d\d-\d\d 09:00:00 \+04:00", nxt), nxt
+    cell.ok("%cron pause chai")
+    assert "next run  none (paused)" in cell.ok("%cron status chai")
