@@ -195,7 +195,7 @@ NO_TRIGGER = ("a job needs a schedule (a cron expression, an alias, '@every 30s'
               "would never run")
 
 
-def _schedule(job: dict, tz: str, after: list | None = None) -> str | None:
+def _schedule(job: dict, tz: str, after: bool = False) -> str | None:
     """The schedule given (normal form), or None: no schedule of its own, which only a
     job with *after* may have (it runs when its upstreams' runs end, never by itself)."""
     at = job.get("at")
@@ -335,7 +335,7 @@ def validate_new(data: dict, default_tz: str | None = None) -> dict:
     env, secrets = _env(job)
     payload = _payload(job, kind)
     return {
-        "name": name, "kind": kind, "schedule": _schedule(job, tz_name, payload["after"]),
+        "name": name, "kind": kind, "schedule": _schedule(job, tz_name, bool(payload["after"])),
         "timezone": tz_name, **payload, "env": env, "secret_env": secrets,
         "policy": validate_policy(policy), "enabled": enabled, "idempotency_key": key,
     }
@@ -365,12 +365,14 @@ def validate_changes(job_obj, data: dict) -> dict:
     sched.parse_timezone(tz_name)
     payload = _payload(merged, kind)
     if schedule_given:
-        text = _schedule(job, tz_name, payload["after"])
+        text = _schedule(job, tz_name, after=True)  # none: checked below
     elif job_obj.schedule:
         text = sched.parse(job_obj.schedule, tz_name).text
-    elif payload["after"]:
-        text = None  # runs after its upstreams only, as before
     else:
+        text = None  # runs after its upstreams only, as before
+    if text is None and not payload["after"]:
+        if job_obj.schedule:  # its schedule taken away, and no after
+            raise InvalidInput(NO_TRIGGER, field="schedule")
         raise InvalidInput(
             f"{name} has no schedule of its own, so without after it would never run: give "
             "it a schedule in the same change, or keep after", field="after")

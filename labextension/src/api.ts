@@ -54,7 +54,8 @@ export interface IJob {
   id: string;
   name: string;
   kind: 'command' | 'python' | 'notebook';
-  schedule: string;
+  /** null: no schedule of its own; it runs only after the jobs in `after`. */
+  schedule: string | null;
   timezone: string;
   command: string | string[] | null;
   code: string | null;
@@ -65,6 +66,8 @@ export interface IJob {
   parameters: { [key: string]: unknown };
   kernel: string | null;
   description: string;
+  /** The jobs whose runs trigger this one (pipelines), with their names. */
+  after?: IAfter[];
   state: JobState;
   state_reason: string | null;
   enabled: boolean;
@@ -76,6 +79,13 @@ export interface IJob {
   updated_at: string;
   version: number;
   warning?: string;
+}
+
+/** One upstream of a job: its id, its name (as read) and when its run triggers. */
+export interface IAfter {
+  job: string;
+  name?: string;
+  on: 'success' | 'failure' | 'completion';
 }
 
 export interface IRun {
@@ -110,7 +120,8 @@ export interface IRun {
 /** The pipeline a job is part of (`GET /jobs/{id}/pipeline`). */
 export interface IPipeline {
   job: string;
-  nodes: { id: string; name: string; state: string; last_status: RunStatus | null; level: number }[];
+  /** `note`: why the runs of its upstreams may not trigger a job (disabled; a fan-in's rule). */
+  nodes: { id: string; name: string; state: string; last_status: RunStatus | null; level: number; note?: string | null }[];
   edges: { from: string; to: string; on: string }[];
 }
 

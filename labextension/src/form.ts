@@ -7,7 +7,7 @@ import { PageConfig } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import { CronAPI, CronError, IJob, IOption } from './api';
-import { describeSchedule, formatTime } from './format';
+import { afterText, describeSchedule, formatTime } from './format';
 
 export interface IFormPreset {
   kind?: 'command' | 'python' | 'notebook';
@@ -172,7 +172,7 @@ export class JobForm extends Widget {
     params.classList.add('jp-HermesCron-mono');
 
     // -- when --------------------------------------------------------------------
-    const schedule = this._input('schedule', 'text', job?.schedule ?? preset.schedule ?? '', '0 2 * * *');
+    const schedule = this._input('schedule', 'text', job?.schedule ?? preset.schedule ?? '', '0 2 * * * (or none: runs after)');
     schedule.classList.add('jp-HermesCron-mono');
     const chips = el('div', { class: 'jp-HermesCron-chips' });
     for (const [value, label] of SCHEDULE_CHIPS) {
@@ -195,6 +195,9 @@ export class JobForm extends Widget {
     }
     tz.setAttribute('list', zones.id);
     this._preview = el('div', { class: 'jp-HermesCron-preview', 'data-role': 'preview' });
+    // pipelines: the jobs whose runs trigger this one (JOB, or JOB:failure / JOB:completion)
+    const after = this._input('after', 'text', job ? afterText(job).replace(/^after /, '') : '', 'extract, load:failure');
+    after.title = 'Run after these jobs\' runs end (success, or :failure / :completion); with several, after all of them for the same slot. With no schedule, the job runs only after them.';
 
     // -- where, how --------------------------------------------------------------
     const cwd = this._input('cwd', 'text', job ? job.cwd ?? '' : defaultCwd(), 'home directory');
@@ -253,6 +256,7 @@ export class JobForm extends Widget {
       this._row('schedule', 'Schedule', schedule, chips),
       this._row('timezone', 'Time zone', tz, zones),
       this._preview,
+      this._row('after', 'Runs after', after),
       this._row('cwd', 'Working directory', cwd),
       this._row('env', 'Environment', env),
       this._row('description', 'Description', description),
@@ -267,7 +271,7 @@ export class JobForm extends Widget {
         this._row('max_failures', 'Pause after failures', maxFailures),
         this._moreBox
       ),
-      this._row('enabled', 'Enabled', el('label', { class: 'jp-HermesCron-check' }, enabled, ' fire on schedule'))
+      this._row('enabled', 'Enabled', el('label', { class: 'jp-HermesCron-check' }, enabled, ' fire on its schedule and after the jobs it runs after'))
     );
 
     this._save = el('button', { type: 'submit', class: 'jp-mod-styled jp-mod-accept', 'data-role': 'save' }, job ? 'Save' : 'Create');
@@ -280,6 +284,7 @@ export class JobForm extends Widget {
     kind.addEventListener('change', update);
     this._pythonMode.addEventListener('change', update);
     schedule.addEventListener('input', () => this._schedulePreview());
+    after.addEventListener('input', () => this._schedulePreview());
     tz.addEventListener('input', () => this._schedulePreview());
     tz.addEventListener('change', () => this._schedulePreview(0));
     this._updateKind();
@@ -451,8 +456,11 @@ export class JobForm extends Widget {
     const tz = this._fields.timezone.value.trim();
     const seq = ++this._previewSeq;
     if (!schedule) {
-      this._preview.dataset.state = 'empty';
-      this._preview.textContent = 'Type a cron expression (e.g. 0 2 * * *), an alias (@daily), @every 30m or @at 2026-01-01T09:00.';
+      const ups = this._after().map(a => a.job);
+      this._preview.dataset.state = ups.length ? 'after' : 'empty';
+      this._preview.textContent = ups.length
+        ? `No schedule of its own: it runs only after ${ups.join(', ')}.`
+        : 'Type a cron expression (e.g. 0 2 * * *), an alias (@daily), @every 30m or @at 2026-01-01T09:00; or leave it empty and name the jobs it runs after.';
       this._setError('schedule', null);
       return;
     }
@@ -512,6 +520,19 @@ export class JobForm extends Widget {
     }
   }
 
+  /** "Runs after" as `after` entries: `extract, load:failure` -> [{job, on}]. */
+  private _after(): { job: string; on: string }[] {
+    return this._fields.after.value
+      .split(',')
+      .map(t => t.trim())
+      .filter(t => t)
+      .map(t => {
+        const cut = t.lastIndexOf(':');
+        const on = cut > 0 ? t.slice(cut + 1) : '';
+        return ['success', 'failure', 'completion'].includes(on) ? { job: t.slice(0, cut), on } : { job: t, on: 'success' };
+      });
+  }
+
   /** The JSON body for POST (create) or PATCH (edit). Local parse errors are thrown as CronError. */
   body(): { [key: string]: unknown } {
     const f = this._fields;
@@ -520,7 +541,8 @@ export class JobForm extends Widget {
     const out: { [key: string]: unknown } = {
       name: value('name'),
       kind,
-      schedule: value('schedule'),
+      // none: it runs only after the jobs in "Runs after" (the server says when that is missing)
+      schedule: value('schedule') || null,
       description: value('description'),
       enabled: (f.enabled as HTMLInputElement).checked,
       cwd: value('cwd') || null
@@ -590,6 +612,10 @@ export class JobForm extends Widget {
       }
     }
     out.policy = policy;
+    const after = this._after();
+    if (after.length || this._job) {
+      out.after = after; // an edit that empties it takes the job out of its pipeline
+    }
     if (!this._job) {
       // not for PATCH: unknown to the server there, and nulls mean "unset" only on create
       for (const k of ['cwd', 'code', 'command'] as const) {

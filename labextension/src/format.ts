@@ -33,6 +33,19 @@ export function describeSchedule(schedule: string): string {
   }
 }
 
+/** `after extract, load` (`alert:failure` as written on a command line): the jobs whose
+ * runs trigger a job; '' when none. */
+export function afterText(job: { after?: { job: string; name?: string; on: string }[] }): string {
+  const ups = (job.after ?? []).map(a => (a.name ?? a.job) + (a.on === 'success' ? '' : `:${a.on}`));
+  return ups.length ? `after ${ups.join(', ')}` : '';
+}
+
+/** What a job's schedule shows: the schedule, or `after extract, load` for a job with none of
+ * its own (it runs only after its upstreams). */
+export function scheduleText(job: { schedule: string | null; after?: { job: string; name?: string; on: string }[] }): string {
+  return job.schedule || afterText(job) || '-';
+}
+
 function parts(seconds: number, max = 2): string {
   const units: [string, number][] = [
     ['d', 86400],

@@ -107,7 +107,7 @@ export function pipelineGraph(pipeline: IPipeline, focus: string, onPick: (name:
         transform: `translate(${at.x},${at.y})`,
         tabindex: 0
       },
-      svg('title', {}, `${node.name}: ${badge.label.toLowerCase()}, ${node.state}`),
+      svg('title', {}, `${node.name}: ${badge.label.toLowerCase()}, ${node.state}${node.note ? `\n${node.note}` : ''}`),
       svg('rect', { width: W, height: H, rx: 5, 'data-tone': badge.tone }),
       svg('text', { x: 8, y: 16, class: 'jp-HermesCron-graphName' }, clip(node.name)),
       svg('text', { x: 8, y: 31, class: 'jp-HermesCron-graphStatus', 'data-tone': badge.tone }, badge.label)

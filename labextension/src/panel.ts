@@ -25,7 +25,7 @@ import { Panel, SplitPanel, Widget } from '@lumino/widgets';
 import { ACTIVE, CronError, FAILED, IBackfill, ICronEvent, IJob, IParameter, IRun, IStatus } from './api';
 import { askBackfill, BackfillProgress } from './backfill';
 import { h } from './dom';
-import { ago, countdown, describeSchedule, duration, formatTime, seconds, STATUS_LABEL } from './format';
+import { afterText, ago, countdown, describeSchedule, duration, formatTime, scheduleText, seconds, STATUS_LABEL } from './format';
 import { pipelineGraph } from './graph';
 import { CronModel } from './model';
 import { badgeFor, RunOutput } from './output';
@@ -163,14 +163,15 @@ class JobList extends Widget {
         'data-name': job.name,
         'data-state': job.state,
         tabindex: '0',
-        title: `${job.name}: ${job.state}${job.state_reason ? ` (${job.state_reason})` : ''}\n${job.schedule} (${job.timezone})`
+        title: `${job.name}: ${job.state}${job.state_reason ? ` (${job.state_reason})` : ''}\n${job.schedule ? `${job.schedule} (${job.timezone})` : scheduleText(job)}`
       },
       h('span', { class: 'jp-HermesCron-pip', 'data-state': job.state, title: job.state }),
       h(
         'span',
         { class: 'jp-HermesCron-jobMain' },
         h('span', { class: 'jp-HermesCron-jobName' }, job.name),
-        h('span', { class: 'jp-HermesCron-jobSchedule' }, describeSchedule(job.schedule))
+        // a job with no schedule of its own runs after its upstreams: "after extract, load"
+        h('span', { class: 'jp-HermesCron-jobSchedule' }, job.schedule ? describeSchedule(job.schedule) : scheduleText(job))
       ),
       h(
         'span',
@@ -359,7 +360,9 @@ class JobDetail extends Panel {
       paused
         ? iconButton(runIcon, 'Resume', 'resume', () => void this._act('resume'), 'Resume firing on schedule')
         : iconButton(pauseIcon, 'Pause', 'pause', () => void this._act('pause'), 'Stop firing until resumed (missed slots are not caught up)'),
-      iconButton(fastForwardIcon, 'Backfill…', 'backfill', () => void this._startBackfill(), 'Run once per past slot of a date range, a few at a time'),
+      job.schedule
+        ? iconButton(fastForwardIcon, 'Backfill…', 'backfill', () => void this._startBackfill(), 'Run once per past slot of a date range, a few at a time')
+        : '', // no schedule of its own, no slots: its upstreams' backfills trigger it
       iconButton(editIcon, 'Edit', 'edit', () => this.opts.openForm(job)),
       iconButton(deleteIcon, 'Delete', 'delete', () => void this._delete())
     );
@@ -369,11 +372,11 @@ class JobDetail extends Panel {
         : h(
             'span',
             { class: 'jp-HermesCron-muted', 'data-role': 'next-run' },
-            paused ? job.state : job.state === 'disabled' ? 'disabled' : 'no next run'
+            paused ? job.state : job.state === 'disabled' ? 'disabled' : job.schedule ? 'no next run' : `none of its own: ${afterText(job)}`
           );
     // the fire times below are what the schedule says; a job that does not fire now is told
     const caption =
-      paused || job.state === 'disabled'
+      (paused || job.state === 'disabled') && job.schedule
         ? h(
             'div',
             { class: 'jp-HermesCron-muted', 'data-role': 'next-times-caption' },
@@ -411,14 +414,22 @@ class JobDetail extends Panel {
         'dl',
         { class: 'jp-HermesCron-facts' },
         h('dt', {}, 'Schedule'),
-        h(
-          'dd',
-          {},
-          h('code', { class: 'jp-HermesCron-mono' }, job.schedule),
-          ' ',
-          h('span', { class: 'jp-HermesCron-muted' }, `(${job.timezone})`),
-          h('div', { class: 'jp-HermesCron-words', 'data-role': 'schedule-words' }, describeSchedule(job.schedule))
-        ),
+        job.schedule
+          ? h(
+              'dd',
+              {},
+              h('code', { class: 'jp-HermesCron-mono' }, job.schedule),
+              ' ',
+              h('span', { class: 'jp-HermesCron-muted' }, `(${job.timezone})`),
+              job.after?.length ? h('span', { class: 'jp-HermesCron-muted' }, `, and ${afterText(job)}`) : '',
+              h('div', { class: 'jp-HermesCron-words', 'data-role': 'schedule-words' }, describeSchedule(job.schedule))
+            )
+          : h(
+              'dd',
+              {},
+              h('span', { 'data-role': 'schedule-after' }, afterText(job)),
+              h('div', { class: 'jp-HermesCron-words', 'data-role': 'schedule-words' }, 'No schedule of its own: it runs only after these jobs')
+            ),
         h('dt', {}, 'Next run'),
         h('dd', {}, next, caption, this._nextTimes),
         h('dt', { 'data-role': 'pipeline-label', hidden: true }, 'Pipeline'),
@@ -493,6 +504,11 @@ class JobDetail extends Panel {
     if (downs.length) {
       parts.push(h('div', { 'data-role': 'downstream' }, 'then: ', ...downs));
     }
+    // why its upstreams' runs may not trigger this job (disabled; a fan-in's rule)
+    const note = byId.get(job.id)?.note;
+    if (note) {
+      parts.push(h('div', { class: 'jp-HermesCron-pipeNote', 'data-role': 'pipeline-note' }, note));
+    }
     if (parts.length) {
       parts.push(h('div', { class: 'jp-HermesCron-graphBox' }, pipelineGraph(graph, job.id, name => this.opts.selectJob(name))));
     }
@@ -552,6 +568,9 @@ class JobDetail extends Panel {
   private async _loadPreview(job: IJob): Promise<void> {
     const seq = ++this._previewSeq;
     this._nextTimes.replaceChildren();
+    if (!job.schedule) {
+      return; // no schedule of its own: no fire times
+    }
     try {
       const preview = await this.api.preview(job.schedule, job.timezone, 5);
       if (seq !== this._previewSeq) {

@@ -667,6 +667,70 @@ def test_a_jobs_detail_shows_its_pipeline(lab, page):
     page.fill(".jp-HermesCron-filter", "")
 
 
+def test_a_job_after_others_needs_no_schedule_in_the_panel(lab, page):
+    """The form makes a job with "Runs after" and no schedule; the list and the detail
+    show "after ...", with no fire times and no Backfill; the detail says why upstream
+    runs do not trigger a disabled job, and a fan-in's rule; the form's errors come
+    from the server (neither schedule nor after; after taken from a job with none)."""
+    lab.create("na-extract", "0 2 * * *", "true")
+    lab.create("na-load", "0 2 * * *", "true")
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("New Cron Job")
+    page.keyboard.press("Enter")
+    form = page.locator(".jp-HermesCron-form")
+    form.wait_for()
+    form.locator("[data-field='name']").fill("na-report")
+    form.locator("[data-field='command']").fill("true")
+    form.locator("[data-role='save']").click()  # neither a schedule nor after
+    never = lab.error_post("jobs", {"name": "x", "command": "true"})["message"]
+    form.locator("[data-error-for='schedule']", has_text=never).wait_for()
+    form.locator("[data-field='after']").fill("na-extract, na-load")
+    form.locator("[data-role='preview'][data-state='after']",
+                 has_text="No schedule of its own: it runs only after na-extract, na-load."
+                 ).wait_for()
+    form.locator("[data-role='save']").click()
+    form.wait_for(state="detached")
+    job = lab.call("jobs/na-report")
+    assert (job["schedule"], job["next_run_at"]) == (None, None)
+    assert [a["name"] for a in job["after"]] == ["na-extract", "na-load"]
+
+    page.fill(".jp-HermesCron-filter", "na-")
+    item = job_item(page, "na-report")
+    item.wait_for()
+    assert item.locator(".jp-HermesCron-jobSchedule").inner_text() == (
+        "after na-extract, na-load")
+    detail = select(page, "na-report")
+    assert detail.locator("[data-role='schedule-after']").inner_text() == (
+        "after na-extract, na-load")
+    assert detail.locator("[data-role='next-run']").inner_text() == (
+        "none of its own: after na-extract, na-load")
+    assert detail.locator("[data-role='next-times'] li").count() == 0
+    assert detail.locator("[data-action='backfill']").count() == 0
+    detail.locator("[data-role='pipeline-note']",
+                   has_text="runs once na-extract and na-load have both succeeded for the "
+                            "same slot").wait_for()
+    shot(page, "after-only")
+
+    # taking "Runs after" away from a job with no schedule is refused, by the server
+    detail.locator("[data-action='edit']").click()
+    form.wait_for()
+    assert form.locator("[data-field='after']").input_value() == "na-extract, na-load"
+    form.locator("[data-field='after']").fill("")
+    form.locator("[data-role='save']").click()
+    form.locator("[data-error-for='after']",
+                 has_text="na-report has no schedule of its own, so without after it would "
+                          "never run").wait_for()
+    form.locator("[data-field='after']").fill("na-extract:failure")
+    form.locator("[data-field='enabled']").uncheck()
+    form.locator("[data-role='save']").click()
+    form.wait_for(state="detached")
+    assert lab.call("jobs/na-report")["after"][0]["on"] == "failure"
+    detail.locator("[data-role='schedule-after']", has_text="after na-extract:failure").wait_for()
+    detail.locator("[data-role='pipeline-note']",
+                   has_text="disabled: upstream runs do not trigger it").wait_for()
+    page.fill(".jp-HermesCron-filter", "")
+
+
 def test_a_pipeline_graph_is_drawn_live_and_leads_to_its_jobs(lab, page):
     """The detail draws the whole pipeline: a box per job with its last status, an arrow
     per link; a run of another job of the pipeline redraws it; a click opens that job."""
