@@ -232,7 +232,8 @@ class CLI:
             if any(t["pid"] == proc.pid and t["alive"] for t in status.get("tickers", [])):
                 return proc
             if proc.poll() is not None:
-                raise AssertionError(f"daemon exited: {proc.stderr.read().decode()}")
+                err = proc.stderr.read().decode(errors="replace")
+                raise AssertionError(f"daemon exited: {err}")
             time.sleep(0.1)
         raise AssertionError("daemon did not register")
 

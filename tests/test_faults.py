@@ -72,7 +72,7 @@ def test_a_full_disk_fails_the_run_with_the_real_reason_and_loses_nothing(small_
             daemon.wait(15)
         except subprocess.TimeoutExpired:
             daemon.kill()
-        err = daemon.stderr.read().decode()
+        err = daemon.stderr.read().decode(errors="replace")
         daemon.stderr.close()
     assert "internal error" not in err, err[-3000:]
     assert err.count("Traceback") <= 1, err[-3000:]  # told once, not on every pass

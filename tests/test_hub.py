@@ -82,7 +82,7 @@ c.SimpleLocalProcessSpawner.home_dir_template = "{tmp_path}/home/{{username}}"
     try:
         def hub_up():
             if hub.poll() is not None:
-                raise AssertionError((tmp_path / "hub.log").read_text()[-3000:])
+                raise AssertionError((tmp_path / "hub.log").read_text(errors="replace")[-3000:])
             try:
                 return _call(f"{api}/", token)[0] == 200
             except (OSError, urllib.error.HTTPError):

@@ -229,5 +229,5 @@ def test_a_killed_fork_server_is_started_again_and_its_runs_go_on(real_store, tm
         done = real_store.get_run(run.id)
         assert (done.status, done.exit_code) == ("succeeded", 0)
         assert output.read(real_store.log_path(run.id)) == text
-    with open(os.path.join(real_store.logs_dir, "supervisors.err")) as f:
+    with open(os.path.join(real_store.logs_dir, "supervisors.err"), errors="replace") as f:
         assert "r-no-such-run" in f.read()

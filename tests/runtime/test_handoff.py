@@ -190,7 +190,7 @@ def test_start_daemon_takes_over_and_exits_by_itself(real_store, tmp_path):
         if process_alive(pid, None):
             os.kill(pid, signal.SIGTERM)
         _reap(pid)
-    log = (logs / "handoff.log").read_text()
+    log = (logs / "handoff.log").read_text(errors="replace")
     assert "handoff ticking on" in log and "no enabled job is left" in log
     assert not real_store.list_tickers()  # it removed its ticker row
 
@@ -208,5 +208,5 @@ def test_a_second_handoff_daemon_for_the_store_steps_aside(real_store, tmp_path)
     finally:
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert "a handoff daemon already ticks on" in (logs / "handoff.log").read_text()
+    assert "a handoff daemon already ticks on" in (logs / "handoff.log").read_text(errors="replace")
     assert real_store.list_tickers() == []  # it never registered

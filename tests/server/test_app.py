@@ -54,7 +54,8 @@ class Server:
         import urllib.error
 
         if self.proc.poll() is not None:
-            raise AssertionError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            err = self.proc.stderr.read().decode(errors="replace")
+            raise AssertionError(f"server exited: {err[-2000:]}")
         try:
             self.call(path)
         except urllib.error.HTTPError as err:
@@ -65,7 +66,8 @@ class Server:
 
     def ready(self):
         if self.proc.poll() is not None:
-            raise AssertionError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            err = self.proc.stderr.read().decode(errors="replace")
+            raise AssertionError(f"server exited: {err[-2000:]}")
         try:
             return self.call("status")["ticking"]
         except OSError:
@@ -74,7 +76,7 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM) -> str:
         self.proc.send_signal(sig)
         self.proc.wait(15)
-        log = self.proc.stderr.read().decode()
+        log = self.proc.stderr.read().decode(errors="replace")
         self.proc.stderr.close()
         return log
 
