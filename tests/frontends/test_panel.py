@@ -48,7 +48,8 @@ def _labextension_installed() -> bool:
 
 if not _labextension_installed():
     pytest.fail("the hermes-cron-ext labextension is not installed: run `pip install -e .` "
-                "(it builds labextension/ with node) before these tests", pytrace=False)
+                "(it builds labextension/; why a build failed: build/panel-build.outcome) "
+                "before these tests", pytrace=False)
 
 
 @pytest.fixture
