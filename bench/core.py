@@ -246,7 +246,7 @@ def _pipeline_phase(sb: Sandbox, name: str, fan: int, samples: int, warmup: int)
     up, _ = sb.store.create_job(validate_new(
         {"name": name, "schedule": "@every 1s", "timezone": "UTC", "command": DATE}))
     downs = [sb.store.create_job(validate_new(
-        {"name": f"{name}-after-{i}", "schedule": "@yearly", "timezone": "UTC",
+        {"name": f"{name}-after-{i}", "timezone": "UTC",  # no schedule: after it only
          "command": DATE, "after": [{"job": up.id, "on": "success"}]}))[0]
         for i in range(fan)]
     first = math.ceil(time.time()) + warmup

@@ -531,6 +531,8 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
         # later, if one is alive at all); other runs it queued (fan-out) go to forks of it
         while taken := store.take_next(run_id):
             run_id, *others = taken
+            if others:
+                _before_fork(store)
             forked += [_fork_supervisor(db, other, relay) for other in others]
             code = Supervisor(store, run_id).run()
         return code
@@ -541,6 +543,20 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+
+
+def _before_fork(store) -> None:
+    """No SQLite connection crosses a fork: ours is closed (and opened again on its next
+    use). SQLite's file locks belong to a process, and so does its record of the locks
+    it holds on a file: a child forked with our connection open that opens the file
+    again believes it holds our locks and takes none of its own. Once every process
+    with real locks has gone (the ``hermes-cron`` that started a backfill, say), the
+    next one to close thinks it is the last, checkpoints and deletes the WAL under the
+    others, and their commits are lost: runs left queued or running for ever."""
+    from hermes_cron_ext.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        store.close()
 
 
 def _fork_supervisor(db: str, run_id: str, relay: str | None) -> int:

@@ -4,11 +4,17 @@ store file)."""
 
 from __future__ import annotations
 
+import pathlib
+import shlex
+import signal
+
 import pytest
 
 from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.ops import Operations
 from tests.conftest import wait_for
+
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_a_job_after_others_needs_no_schedule(cli):
@@ -86,3 +92,55 @@ def test_graph_and_show_say_why_upstream_runs_do_not_trigger_a_job(cli):
     assert nodes["extract"]["note"] is None
     assert cli("edit", "alert", "--enable").stdout.startswith("alert changed: after extract;")
     assert cli.json("graph", "alert")["nodes"][1]["note"] is None
+
+
+def _readme_block(start: str, end: str) -> list[str]:
+    """The ``hermes-cron`` lines of the first bash block between two README headings."""
+    text = README.read_text()
+    block = text[text.index(start):text.index(end)]
+    block = block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
+    lines = []
+    for raw in block.splitlines():
+        for part in raw.split(";"):
+            part = part.split("  #")[0].strip()
+            if part.startswith("hermes-cron"):
+                lines.append(part)
+    return lines
+
+
+def test_the_readme_pipelines_run_after_its_cli_section(cli, tmp_path):
+    """Pasted top to bottom: the CLI section, then the Pipelines section, on one store:
+    no name is taken twice, and the fan-in runs once per backfilled day."""
+    for script in ("etl", "extract", "load", "summary", "report"):
+        (tmp_path / f"{script}.py").write_text("print('ran')\n")
+    (tmp_path / "page-me.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "page-me.sh").chmod(0o755)
+    for setup in ("a", "b", "c"):  # the CLI block's placeholders
+        cli("add", setup, "@daily", "--", "true")
+    cli_lines = _readme_block("## CLI", "### Pipelines")
+    pipelines = _readme_block("### Pipelines", "### Parameters")
+    assert any(" --after " in line for line in pipelines), pipelines
+    for line in cli_lines + pipelines:
+        if line == pipelines[0]:
+            # the CLI block's `tick` counts as a systemd timer's ticker for a while, so a
+            # backfill would wait for its next tick: a daemon ticks, as a service would
+            cli.daemon()
+        argv = shlex.split(line)[1:]
+        if argv[0] == "daemon":
+            proc = cli.start("daemon", "--pidfile", str(tmp_path / "d.pid"))
+            wait_for(lambda: (tmp_path / "d.pid").exists(), 30, what="the pidfile")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+            continue
+        if argv[0] == "cancel":
+            cli("add", "long", "@yearly", "--", "sleep 30")
+            argv = ["cancel", cli("run", "long").stdout.split()[1]]
+        if argv[:2] == ["logs", "-f"]:
+            argv = ["logs", "nightly-etl"]
+        out = cli(*argv, check=False, timeout=180)
+        assert out.returncode in ({0, 3} if argv[0] == "status" else {0}), (
+            line, out.returncode, out.stderr)
+    assert cli.json("show", "summary")["schedule"] is None
+    wait_for(lambda: len([r for r in cli.json("runs", "summary", "--limit", "100")["runs"]
+                          if r["status"] == "succeeded"]) == 30, 120, 0.5,
+             "a summary run for each backfilled day")

@@ -192,3 +192,26 @@ def test_backfilling_both_upstreams_runs_the_fan_in_job_once_per_slot(store_cli,
         assert {(r.trigger, r.status) for r in runs} == {("upstream", "succeeded")}
     finally:
         ops.close()
+
+
+def test_a_fan_in_backfilled_with_no_ticker_alive_runs_once_per_slot(store_cli, tmp_path):
+    """No ticker at all: ``hermes-cron backfill`` starts the first slots and exits; each
+    upstream's supervisor goes on with the job after it and forks one for its next slot.
+    Every downstream run ends, once per slot, after the command that started it is gone
+    (a fork used to carry an open SQLite connection: its commits could be lost)."""
+    cli = store_cli
+    for name in ("extract", "load"):
+        cli("add", name, "@daily", "--tz", "UTC", "--", "true")
+    cli("add", "report", "--after", "extract", "--after", "load", "--", "true")
+    for name in ("extract", "load"):
+        cli("backfill", name, "--from", "2026-11-01", "--to", "2026-11-30")
+    store = open_store(cli.db)
+    try:
+        wait_for(lambda: len([r for r in store.list_runs("report", limit=100).items
+                              if r.status == "succeeded"]) == 30, 60, 0.5,
+                 "a report run for each of the 30 days")
+        runs = store.list_runs("report", limit=100).items
+        assert len(runs) == 30 and len({r.scheduled_for for r in runs}) == 30
+        assert store.list_tickers() == []
+    finally:
+        store.close()
