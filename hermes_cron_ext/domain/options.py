@@ -136,7 +136,8 @@ OPTIONS: tuple[Option, ...] = (
                               "name": {"type": "string"}}}},
            "run after another job's run ends: JOB or JOB:failure or JOB:completion "
            "(repeatable; with several, after all of them for the same slot)", "write",
-           flag="--after", pairs=True, metavar="JOB[:success|failure|completion]"),
+           flag="--after", pairs=True, metavar="JOB[:success|failure|completion]",
+           form=True),
     Option("enabled", {"type": "boolean"},
            "fire on its schedule and after its upstreams (default true; disabled: neither)",
            "write", True,
