@@ -597,12 +597,12 @@ def test_schedule_type_exported() -> None:
     assert isinstance(parse("@hourly", "UTC"), Schedule)
 
 
-def _readme_schedule_examples() -> list[str]:
-    """Every schedule written in the README's Schedules table (and its prose)."""
+def _page_schedule_examples() -> list[str]:
+    """Every schedule written on the Schedules page (docs/schedules.md): its table and
+    its prose."""
     import pathlib
 
-    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = text[text.index("## Schedules"):text.index("Policies per job")]
+    section = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "schedules.md").read_text()
     found = []
     for code in re.findall(r"`([^`]+)`", section):
         if code.isupper() or "DURATION" in code:  # a form's name, not an example
@@ -616,10 +616,10 @@ def _readme_schedule_examples() -> list[str]:
     return found
 
 
-def test_every_readme_schedule_example_parses_and_means_what_the_readme_says() -> None:
-    examples = _readme_schedule_examples()
+def test_every_schedule_example_on_the_page_parses_and_means_what_it_says() -> None:
+    examples = _page_schedule_examples()
     assert len(examples) >= 20, examples
-    refused = {"0 0 30 2 *"}  # the README's example of what is refused
+    refused = {"0 0 30 2 *"}  # the page's example of what is refused
     for text in examples:
         if text in refused:
             with pytest.raises(InvalidSchedule):
@@ -628,7 +628,7 @@ def test_every_readme_schedule_example_parses_and_means_what_the_readme_says() -
         schedule = parse(text, "Europe/Berlin")
         if schedule.kind in ("cron", "every"):
             assert preview(schedule, 2, utc(2026, 1, 1)), text
-    # the day rule the README promises, in the words next and the panel show
+    # the day rule the page promises, in the words next and the panel show
     assert " OR " in describe(parse("0 9 1 * 5#3", "UTC"))
     assert " AND " in describe(parse("0 16 */2 * sat", "UTC"))
     assert preview(parse("5-5 * * * *", "UTC"), 2, utc(2026, 1, 1)) == [

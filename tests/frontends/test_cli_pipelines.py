@@ -14,7 +14,7 @@ from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.ops import Operations
 from tests.conftest import wait_for
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_a_job_after_others_needs_no_schedule(cli):
@@ -94,10 +94,11 @@ def test_graph_and_show_say_why_upstream_runs_do_not_trigger_a_job(cli):
     assert cli.json("graph", "alert")["nodes"][1]["note"] is None
 
 
-def _readme_block(start: str, end: str) -> list[str]:
-    """The ``hermes-cron`` lines of the first bash block between two README headings."""
-    text = README.read_text()
-    block = text[text.index(start):text.index(end)]
+def _page_block(page: str, start: str, end: str | None = None) -> list[str]:
+    """The ``hermes-cron`` lines of the first bash block of a docs page after the heading
+    *start* (and before *end*)."""
+    text = (DOCS / page).read_text()
+    block = text[text.index(start):text.index(end) if end else len(text)]
     block = block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
     lines = []
     for raw in block.splitlines():
@@ -108,17 +109,18 @@ def _readme_block(start: str, end: str) -> list[str]:
     return lines
 
 
-def test_the_readme_pipelines_run_after_its_cli_section(cli, tmp_path):
-    """Pasted top to bottom: the CLI section, then the Pipelines section, on one store:
-    no name is taken twice, and the fan-in runs once per backfilled day."""
+def test_the_pipelines_page_runs_after_the_cli_page(cli, tmp_path):
+    """Pasted top to bottom: the CLI page's block (docs/cli.md), then the Pipelines
+    block (docs/pipelines.md), on one store: no name is taken twice, and the fan-in runs
+    once per backfilled day."""
     for script in ("etl", "extract", "load", "summary", "report"):
         (tmp_path / f"{script}.py").write_text("print('ran')\n")
     (tmp_path / "page-me.sh").write_text("#!/bin/sh\n")
     (tmp_path / "page-me.sh").chmod(0o755)
     for setup in ("a", "b", "c"):  # the CLI block's placeholders
         cli("add", setup, "@daily", "--", "true")
-    cli_lines = _readme_block("## CLI", "### Pipelines")
-    pipelines = _readme_block("### Pipelines", "### Parameters")
+    cli_lines = _page_block("cli.md", "# CLI")
+    pipelines = _page_block("pipelines.md", "## Pipelines", "## Parameters")
     assert any(" --after " in line for line in pipelines), pipelines
     for line in cli_lines + pipelines:
         if line == pipelines[0]:

@@ -1,4 +1,5 @@
-"""The README's CLI promises, each run as a user would: the real ``hermes-cron``."""
+"""The CLI page's promises (docs/cli.md), each run as a user would: the real
+``hermes-cron``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from hermes_cron_ext.domain.options import OPTIONS, POLICY_FIELDS
 from tests.conftest import CLI, wait_for
 
-README = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+CLI_PAGE = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
 
 
 @pytest.fixture
@@ -151,9 +152,10 @@ def test_at_in_the_past_is_refused_and_now_runs_once(cli):
         daemon.wait(15)
 
 
-def _readme_cli_lines() -> list[str]:
-    block = README[README.index("## CLI"):README.index("## REST API")]
-    block = block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
+def _page_cli_lines() -> list[str]:
+    """The ``hermes-cron`` lines of the CLI page's first bash block."""
+    start = CLI_PAGE.index("```bash") + 7
+    block = CLI_PAGE[start:CLI_PAGE.index("```", start)]
     lines = []
     for raw in block.splitlines():
         for part in raw.split(";"):
@@ -163,11 +165,11 @@ def _readme_cli_lines() -> list[str]:
     return lines
 
 
-def test_every_cli_line_in_the_readme_runs(cli, tmp_path):
-    """Each command of the README's CLI block, in order, against a fresh store: what a
+def test_every_cli_line_on_the_cli_page_runs(cli, tmp_path):
+    """Each command of the CLI page's first block, in order, against a fresh store: what a
     user would paste. Placeholders get real values; the daemon runs for a moment."""
     (tmp_path / "etl.py").write_text("print('etl ran')\n")
-    lines = _readme_cli_lines()
+    lines = _page_cli_lines()
     assert len(lines) >= 18, lines
     for setup in ("a", "b", "c"):
         cli("add", setup, "@daily", "--", "true")
