@@ -164,7 +164,7 @@ def process_alive(pid: int | None, start: int | None) -> bool:
 
 @dataclass
 class Policy:
-    """How a job behaves when things go wrong (see DESIGN.md, scheduling semantics)."""
+    """How a job behaves when things go wrong (docs/policies.md says what each does)."""
 
     misfire: str = "latest"
     starting_deadline: float | None = None

@@ -1,6 +1,6 @@
 """Finding and opening the store, and its async face.
 
-Where the store lives (DESIGN.md, "Contract"): ``--db`` on the CLI, else
+Where the store lives (docs/cli.md, "Where the store is"): ``--db`` on the CLI, else
 ``HERMES_CRON_DB``, else ``c.HermesCron.db`` in the Jupyter config, else
 ``<jupyter data dir>/hermes_cron/hermes-cron.db``. A ``postgresql://`` URL selects
 PostgreSQL.

@@ -362,7 +362,7 @@ def test_concurrent_callers_share_the_cached_parser() -> None:
             [utc(2025, 11, 2, 7, 30), utc(2025, 11, 3, 7, 30)],
         ),
         # a minute field starting with * makes a wildcard job in Debian's sense: it
-        # follows real time, so the repeated 02:xx runs twice (issue 20)
+        # follows real time, so the repeated 02:xx runs twice (Debian's DST rule)
         (
             "*/30 2 * * *",
             "Europe/Berlin",
@@ -638,7 +638,7 @@ def test_every_schedule_example_on_the_page_parses_and_means_what_it_says() -> N
 
 
 @pytest.mark.parametrize(("text", "start", "expected"), [
-    # the issue's examples, ours -> Debian before the change; now Debian's
+    # expressions our croniter-based evaluator got wrong (ours -> Debian); now Debian's
     ("* * * * 5-5", utc(2026, 1, 1), utc(2026, 1, 2)),  # Thursday -> the Friday
     ("0 9 * * mon-mon", utc(2026, 1, 1), utc(2026, 1, 5, 9)),
     ("0 16 */2 * sat", utc(2026, 1, 1), utc(2026, 1, 3, 16)),  # 3rd: odd day, Saturday

@@ -1,1 +1,1 @@
-"""Security: authorization matrix, secrets, command lines (issue 21)."""
+"""Security: authorization matrix, secrets, command lines (docs/security.md)."""
