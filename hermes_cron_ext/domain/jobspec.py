@@ -1,7 +1,8 @@
 """Validation of job input, shared by every entry point (REST, CLI, magics).
 
-Which fields exist, and who may set them, is declared in ``options.py``; here is
-what each value must be.
+Which fields exist, and who may set them, is declared in ``options.py``; so is each
+policy's type, range and choices (its JSON schema), which :func:`validate_policy`
+reads. Here is the rest of what each value must be, and the messages.
 
 Input is a plain dict (JSON body, CLI options). Unknown fields, wrong types and
 schedules that cannot fire are rejected with a message naming the field; only a
@@ -17,25 +18,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hermes_cron_ext.domain import schedule as sched
-from hermes_cron_ext.domain.models import (
-    JOB_KINDS,
-    MISFIRE_POLICIES,
-    OVERLAP_POLICIES,
-    Policy,
-    parse_iso,
-)
+from hermes_cron_ext.domain.models import JOB_KINDS, Policy, parse_iso
 from hermes_cron_ext.domain.options import (  # noqa: F401 - the fields are declared there
+    BY_NAME,
     EXECUTE_FIELDS,
     FIELD_PERMISSIONS,
     JOB_FIELDS,
     POLICY_FIELDS,
+    Option,
+    duration_words,
     permission_for,
+    size_text,
 )
 from hermes_cron_ext.errors import InvalidInput
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME_RE = re.compile(BY_NAME["name"].schema["pattern"])
 ID_RE = re.compile(r"^[jr]_[0-9a-f]{16}$")
-EXECUTOR_RE = re.compile(r"^(?:local|(?:dask|dask\+tls|tcp|tls)://[^\s/]+:\d{1,5}/?)$")
+#: "" (none: the ticker's executor) is read as None before this is matched
+EXECUTOR_RE = re.compile(BY_NAME["executor"].schema["pattern"])
 MAX_TEXT = 1_000_000
 #: an --at time this far in the past is a mistake, not a clock skew
 AT_GRACE = 60.0
@@ -85,15 +85,22 @@ def validate_name(name: Any) -> str:
     return name
 
 
-#: the longest duration a policy field takes
-MAX_POLICY_SECONDS = 10 * 365 * 86400
+#: how a message says what a string of this JSON schema ``format`` must be
+_FORMAT_WORDS = {"uri": "an http(s) URL"}
 
 
-def _seconds(key: str, value: Any) -> float:
-    """A policy duration: a number of seconds, or text ("90", "2.5", "1h30m"); the
-    message names what is wrong (not a number, negative, too long)."""
+def _types(schema: dict) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def _seconds(key: str, value: Any, schema: dict) -> float:
+    """A policy duration: a number of seconds, or text ("90", "2.5", "1h30m"), within
+    its option's ``minimum``/``exclusiveMinimum``/``maximum``; the message names what is
+    wrong (not a number, negative, too short, too long)."""
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
     if isinstance(value, str):
-        if value.strip().startswith("-"):
+        if value.strip().startswith("-") and low is not None and low >= 0:
             raise InvalidInput(f"{key} cannot be negative (got {value.strip()})", field=key)
         try:
             value = float(value)
@@ -102,70 +109,93 @@ def _seconds(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise InvalidInput(f"{key} must be a number of seconds or a duration such as 90s "
                            f"or 1h30m, not {value!r}", field=key)
-    if value < 0:
+    if value < 0 and low is not None and low >= 0:
         raise InvalidInput(f"{key} cannot be negative (got {value:g})", field=key)
-    if value > MAX_POLICY_SECONDS:
-        raise InvalidInput(f"{key} must be at most 10 years (got {value:g} seconds)",
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        raise InvalidInput(f"{key} must be more than {schema['exclusiveMinimum']:g} seconds",
                            field=key)
+    if "minimum" in schema and value < schema["minimum"]:
+        raise InvalidInput(f"{key} must be at least {duration_words(schema['minimum'])} "
+                           f"(got {value:g} seconds)", field=key)
+    if "maximum" in schema and value > schema["maximum"]:
+        raise InvalidInput(f"{key} must be at most {duration_words(schema['maximum'])} "
+                           f"(got {value:g} seconds)", field=key)
     return float(value)
 
 
+def _whole(key: str, value: Any, schema: dict) -> int:
+    """A count: a whole number (or its digits) within the option's range."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or (low is not None and value < low) or (high is not None and value > high)):
+        span = (f"from {low} to {high}" if low is not None and high is not None
+                else f"of at least {low}" if low is not None
+                else f"of at most {high}" if high is not None else "")
+        raise InvalidInput(f"{key} must be a whole number {span}".rstrip(), field=key)
+    return value
+
+
+def policy_value(option: Option, value: Any) -> Any:
+    """One policy value, checked against its option: the JSON schema's ``type``,
+    ``enum``, ``minimum``, ``exclusiveMinimum``, ``maximum`` and ``pattern``, read as
+    its ``unit`` says (``seconds``: a duration; ``bytes``: a size)."""
+    key, schema = option.name, option.schema
+    types = _types(schema)
+    if value is None and "null" in types:
+        return None
+    if "enum" in schema:
+        if value not in schema["enum"]:
+            raise InvalidInput(f"{key} must be one of {', '.join(schema['enum'])}", field=key)
+        return value
+    if "boolean" in types:
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{key} must be true or false", field=key)
+        return value
+    if option.unit == "seconds":
+        return _seconds(key, value, schema)
+    if option.unit == "bytes":
+        return parse_size(value, key, schema)
+    if "integer" in types:
+        return _whole(key, value, schema)
+    if "string" in types:
+        if not isinstance(value, str) or not re.match(schema.get("pattern", ""), value):
+            words = _FORMAT_WORDS.get(schema.get("format", ""), "a string")
+            raise InvalidInput(f"{key} must be {words}", field=key)
+        return value
+    raise TypeError(f"policy option {key}: no check for its schema {schema}")
+
+
 def validate_policy(data: dict, base: Policy | None = None) -> Policy:
-    """Merge *data* (policy keys only) over *base* and check every value."""
+    """Merge *data* (policy keys only) over *base* and check every value against its
+    option (:func:`policy_value`)."""
     out = Policy(**vars(base)) if base else Policy()
     for key, value in data.items():
-        if key not in POLICY_FIELDS:
+        option = BY_NAME.get(key)
+        if option is None or not option.policy:
             raise InvalidInput(f"unknown policy field {key!r}", field=key)
-        if key == "misfire":
-            if value not in MISFIRE_POLICIES:
-                raise InvalidInput(f"misfire must be one of {', '.join(MISFIRE_POLICIES)}",
-                                   field=key)
-        elif key == "overlap":
-            if value not in OVERLAP_POLICIES:
-                raise InvalidInput(f"overlap must be one of {', '.join(OVERLAP_POLICIES)}",
-                                   field=key)
-        elif key == "retry_on_timeout":
-            if not isinstance(value, bool):
-                raise InvalidInput(f"{key} must be true or false", field=key)
-        elif key in ("notify_url", "ping_url"):
-            if value is not None and (
-                not isinstance(value, str) or not re.match(r"^https?://", value)
-            ):
-                raise InvalidInput(f"{key} must be an http(s) URL", field=key)
-        elif key == "max_output":
-            value = None if value is None else parse_size(value, key)
-        elif key in ("retries", "max_failures", "keep_runs", "keep_failures"):
-            if isinstance(value, str) and value.isdigit():
-                value = int(value)
-            if value is None and key in ("keep_runs", "keep_failures"):
-                pass
-            elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
-                raise InvalidInput(f"{key} must be a whole number from 0 to 10000", field=key)
-        else:  # durations in seconds
-            if value is None and key in ("timeout", "starting_deadline"):
-                pass
-            else:
-                value = _seconds(key, value)
-        setattr(out, key, value)
-    if out.timeout is not None and out.timeout <= 0:
-        raise InvalidInput("timeout must be more than 0 seconds", field="timeout")
+        setattr(out, key, policy_value(option, value))
     return out
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
 
 
-def parse_size(value: Any, key: str) -> int:
+def parse_size(value: Any, key: str, schema: dict | None = None) -> int:
     """A number of bytes: ``1048576``, ``"500k"``, ``"50M"``, ``"1G"`` (powers of 1024),
-    from 4 KiB to 1 GiB."""
+    within *schema*'s range (default ``max_output``'s: from 4 KiB to 1 GiB)."""
+    schema = BY_NAME["max_output"].schema if schema is None else schema
+    low, high = schema.get("minimum", 0), schema.get("maximum", float("inf"))
     if isinstance(value, str):
         m = _SIZE.match(value)
         if not m:
             raise InvalidInput(f"{key} must be a size such as 500k or 50M", field=key)
         value = float(m.group(1)) * 1024 ** " kmg".index(m.group(2).lower() or " ")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            4096 <= value <= 1 << 30):
-        raise InvalidInput(f"{key} must be from 4k to 1G", field=key)
+            low <= value <= high):
+        raise InvalidInput(f"{key} must be from {size_text(low)} to {size_text(high)}",
+                           field=key)
     return int(value)
 
 

@@ -84,6 +84,9 @@ JOB_KINDS = tuple(k.value for k in JobKind)
 TRIGGERS = tuple(t.value for t in Trigger)
 MISFIRE_POLICIES = tuple(m.value for m in Misfire)
 OVERLAP_POLICIES = tuple(o.value for o in Overlap)
+#: when an upstream run triggers: it succeeded, it failed (for good: no retry follows),
+#: or either
+UPSTREAM_ON = ("success", "failure", "completion")
 
 
 def now() -> float:
@@ -182,6 +185,110 @@ class Policy:
     keep_runs: int | None = None
     keep_failures: int | None = None
     max_output: int | None = None
+
+
+# -- the JSON shapes a job and a run have (REST responses, ``--json``) ---------------------
+# Each ``to_json`` below returns exactly the fields of its table (tests/domain/test_models.py);
+# the OpenAPI document's ``Job`` and ``Run`` and the panel's ``IJob`` and ``IRun``
+# (labextension/src/generated.ts) are generated from these tables by server/openapi.py.
+
+_TIME = {"type": "string", "format": "date-time"}
+_TIME_OR_NONE = {"type": ["string", "null"], "format": "date-time"}
+_TEXT_OR_NONE = {"type": ["string", "null"]}
+
+#: what :meth:`Job.to_json` returns, field by field (``policy``: every policy option)
+JOB_JSON: dict[str, dict] = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "kind": {"type": "string", "enum": list(JOB_KINDS)},
+    "schedule": {"type": ["string", "null"],
+                 "description": "the job's own schedule (cron expression, alias, '@every 30s', "
+                                "'@at ...'); null for a job that has none of its own: it runs "
+                                "only after its upstreams (after), never by itself, and its "
+                                "next_run_at is null. Fronts show it as 'after extract, load'."},
+    "timezone": {"type": "string"},
+    "command": {"type": ["string", "array", "null"], "items": {"type": "string"}},
+    "code": _TEXT_OR_NONE,
+    "interpreter": _TEXT_OR_NONE,
+    "cwd": _TEXT_OR_NONE,
+    "env": {"type": "object", "additionalProperties": {"type": "string"},
+            "description": "a secret variable's value shows as ********"},
+    "secret_env": {"type": "array", "items": {"type": "string"},
+                   "description": "the names of the write-only variables"},
+    "parameters": {"type": "object"},
+    "kernel": _TEXT_OR_NONE,
+    "description": {"type": "string"},
+    "executor": {"type": ["string", "null"],
+                 "description": "'local' or dask://HOST:PORT; null: the ticker's executor"},
+    "after": {"type": "array",
+              "description": "the jobs whose runs trigger this one: with several, once all of "
+                             "them have ended as asked for the same slot",
+              "items": {"type": "object", "required": ["job", "on"], "properties": {
+                  "job": {"type": "string", "description": "the upstream job's id"},
+                  "name": {"type": "string", "description": "the upstream job's name "
+                                                            "(read-only; ignored when sent back)"},
+                  "on": {"type": "string", "enum": list(UPSTREAM_ON)}}}},
+    "state": {"type": "string", "enum": list(JOB_STATES)},
+    "state_reason": _TEXT_OR_NONE,
+    "enabled": {"type": "boolean"},
+    "last_run": {"type": ["object", "null"], "description": "the latest run, in brief",
+                 "required": ["id", "status", "scheduled_for", "started_at", "finished_at"],
+                 "properties": {
+                     "id": {"type": "string"},
+                     "status": {"type": "string", "enum": list(RUN_STATUSES)},
+                     "scheduled_for": _TIME_OR_NONE, "started_at": _TIME_OR_NONE,
+                     "finished_at": _TIME_OR_NONE,
+                     "exit_code": {"type": ["integer", "null"]},
+                     "duration": {"type": ["number", "null"]},
+                     "reason": _TEXT_OR_NONE,
+                     "trigger": {"type": "string", "enum": list(TRIGGERS)},
+                     "attempt": {"type": "integer"}}},
+    "next_run_at": {**_TIME_OR_NONE,
+                    "description": "null while paused, blocked or disabled, and for a job with "
+                                   "no schedule of its own"},
+    "consecutive_failures": {"type": "integer"},
+    "policy": {"$ref": "#/components/schemas/Policy"},
+    "created_at": _TIME,
+    "updated_at": _TIME,
+    "version": {"type": "integer"},
+}
+
+#: what :meth:`Run.to_json` returns, field by field
+RUN_JSON: dict[str, dict] = {
+    "id": {"type": "string"},
+    "job_id": {"type": "string"},
+    "job_name": _TEXT_OR_NONE,
+    "status": {"type": "string", "enum": list(RUN_STATUSES)},
+    "trigger": {"type": "string", "enum": list(TRIGGERS)},
+    "attempt": {"type": "integer"},
+    "scheduled_for": _TIME_OR_NONE,
+    "queued_at": _TIME_OR_NONE,
+    "started_at": _TIME_OR_NONE,
+    "finished_at": _TIME_OR_NONE,
+    "duration": {"type": ["number", "null"], "description": "seconds"},
+    "exit_code": {"type": ["integer", "null"]},
+    "heartbeat_at": _TIME_OR_NONE,
+    "pid": {"type": ["integer", "null"]},
+    "host": _TEXT_OR_NONE,
+    "phase": _TEXT_OR_NONE,
+    "progress": {"type": ["number", "null"]},
+    "reason": _TEXT_OR_NONE,
+    "output_bytes": {"type": "integer"},
+    "backfill_id": _TEXT_OR_NONE,
+    "parameters": {"type": ["object", "null"],
+                   "description": "given when the run was asked for (over the job's own)"},
+    "upstream": {"type": ["array", "null"],
+                 "description": "the runs whose end triggered this one (pipelines)",
+                 "items": {"type": "object", "required": ["job_id", "run_id", "status"],
+                           "properties": {"job_id": {"type": "string"},
+                                          "job": _TEXT_OR_NONE,
+                                          "run_id": {"type": "string"},
+                                          "status": {"type": "string",
+                                                     "enum": list(RUN_STATUSES)},
+                                          "exit_code": {"type": ["integer", "null"]}}}},
+    "logical_time": {**_TIME_OR_NONE,
+                     "description": "the slot the run stands for (HERMES_CRON_LOGICAL_TIME)"},
+}
 
 
 @dataclass

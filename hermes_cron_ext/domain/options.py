@@ -1,20 +1,26 @@
 """The job options schema: every field a job has, declared once.
 
-Each :class:`Option` says its name (the JSON field), its JSON schema, its help, its
-default, the permission on Jupyter's ``cron`` resource that setting it needs, whether
-it is a policy, and how the command-line fronts spell it. From this one table:
+Each :class:`Option` says its name (the JSON field), its JSON schema (type, range,
+choices), its help, its default, the permission on Jupyter's ``cron`` resource that
+setting it needs, whether it is a policy, how the command-line fronts spell it, and how a
+form shows it (label, choice labels, unit). From this one table:
 
-- the REST API accepts exactly these fields (``jobspec``: unknown ones are a 400);
-- the OpenAPI document's ``JobInput`` and ``JobChange`` are generated (``server/openapi.py``);
+- the REST API accepts exactly these fields (``jobspec``: unknown ones are a 400), and
+  ``jobspec.validate_policy`` checks each policy against its schema;
+- the OpenAPI document's ``JobInput``, ``JobChange``, ``Policy`` and ``Option`` and the
+  panel's TypeScript types and options (``labextension/src/generated.ts``) are generated
+  (``server/openapi.py``; tests/server/test_generated.py fails when they are stale);
 - ``hermes-cron add/edit`` and ``%cron add/edit`` get one option per flagged field
   (:func:`add_options`, read back by :func:`fields_from_options`);
-- ``GET /api/cron/options`` lists it, and the panel's form shows every option marked
-  ``form`` (the ones it does not lay out itself, under "More policies");
+- ``GET /api/cron/options`` lists it, and the panel's form is built from it: every
+  option marked ``form`` (the ones it does not lay out itself under "More policies");
 - the authorization of a change comes from each option's ``permission``.
 
-Adding an option here is the only edit that makes it appear in every front (the store
-keeps policies as JSON; a job field also needs its column). tests/domain/test_options.py
-checks each front against this table.
+Adding an option here, then ``python -m hermes_cron_ext.server.openapi --write``, makes
+it appear in every front (the store keeps policies as JSON; a job field also needs its
+column). tests/domain/test_options.py checks each front against this table. Each default
+is stated here once: as an option's ``default``, or as a constant below when a job's
+null means it (``KEEP_RUNS``, ``KEEP_FAILURES``, ``MAX_OUTPUT``).
 
 ``write`` lets a user decide *when* and *how often* a job runs and what is kept;
 ``execute`` is needed to decide *what* runs, *where*, *with what* (code, interpreter,
@@ -28,25 +34,82 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cron_ext.domain.models import JOB_KINDS, MISFIRE_POLICIES, OVERLAP_POLICIES
+from hermes_cron_ext.domain.models import (  # noqa: F401 - UPSTREAM_ON: read from here too
+    JOB_KINDS,
+    MISFIRE_POLICIES,
+    OVERLAP_POLICIES,
+    UPSTREAM_ON,
+)
 from hermes_cron_ext.errors import InvalidInput
 
-#: when an upstream run triggers: it succeeded, it failed (for good: no retry follows),
-#: or either
-UPSTREAM_ON = ("success", "failure", "completion")
+# -- defaults that are not a policy's own value (a job leaves the policy null) ------------
+#: runs kept per job, and failed runs kept besides, when a job sets none (``keep_runs``,
+#: ``keep_failures`` null): what ``gc`` (the ticker's, ``hermes-cron gc``) keeps
+KEEP_RUNS = 50
+KEEP_FAILURES = 10
+#: output kept per run (its head and tail) when a job sets no ``max_output``
+MAX_OUTPUT = 10 * 1024 * 1024
+#: the longest duration a policy takes (ten years)
+MAX_SECONDS = 10 * 365 * 86400
 
 #: a non-negative number of seconds, or a duration text ("90", "1h30m") on the command line
-_SECONDS = {"type": "number", "minimum": 0}
-_SECONDS_OR_NONE = {"type": ["number", "null"], "minimum": 0}
+_SECONDS = {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
+_SECONDS_OR_NONE = {"type": ["number", "null"], "minimum": 0, "maximum": MAX_SECONDS}
 _COUNT = {"type": "integer", "minimum": 0, "maximum": 10000}
-_COUNT_OR_NONE = {"type": ["integer", "null"], "minimum": 0}
-_URL = {"type": ["string", "null"], "format": "uri"}
+_COUNT_OR_NONE = {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}
+_URL = {"type": ["string", "null"], "format": "uri", "pattern": "^https?://"}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+#: what the ``unit`` of a number option may be
+UNITS = ("seconds", "bytes")
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as a default is written: ``10s``, ``10m``, ``1h``, ``0``."""
+    if not seconds:
+        return "0"
+    for size, suffix in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds % size == 0:
+            return f"{seconds / size:g}{suffix}"
+    return f"{seconds:g}s"
+
+
+def duration_words(seconds: float) -> str:
+    """A limit in words: ``10 years``, ``1 hour``, ``90 seconds``."""
+    for size, word in ((365 * 86400, "year"), (86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n:g} {word}{'s' if n != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+def size_text(size: float) -> str:
+    """A number of bytes as sizes are written: ``4k``, ``10M``, ``1G`` (powers of 1024)."""
+    for power, suffix in ((3, "G"), (2, "M"), (1, "k")):
+        if size >= 1024 ** power and size % 1024 ** power == 0:
+            return f"{size // 1024 ** power:g}{suffix}"
+    return f"{size:g}"
+
+
+def value_text(value: Any, unit: str | None = None) -> str:
+    """A value as help and forms write it: ``true``, ``10s``, ``10M``, ``forbid``."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if unit == "seconds":
+        return duration_text(value)
+    if unit == "bytes":
+        return size_text(value)
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 @dataclass(frozen=True)
 class Option:
-    """One job field (see the module docstring)."""
+    """One job field (see the module docstring).
+
+    ``help`` may say ``{default}``: it is written as :attr:`default_text`, so a default is
+    stated once, as the value."""
 
     name: str
     schema: dict
@@ -66,6 +129,19 @@ class Option:
     form: bool = False
     #: argparse choices (text), when the JSON enum is not text
     choices: tuple[str, ...] | None = field(default=None)
+    #: what a form calls it (default: its name in words)
+    label: str = ""
+    #: each value of the enum in words, as a chooser lists it
+    choice_labels: dict[str, str] | None = None
+    #: what a number is: ``seconds`` (given as 90 or "1h30m") or ``bytes`` ("50M")
+    unit: str | None = None
+    #: what null means when it is not "none" (``keep_runs``: the ``gc`` default)
+    null_means: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "help", self.help.replace("{default}", self.default_text))
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
 
     @property
     def cli_choices(self) -> tuple[str, ...] | None:
@@ -74,10 +150,41 @@ class Option:
         enum = self.schema.get("enum")
         return tuple(enum) if enum else None
 
+    @property
+    def default_text(self) -> str:
+        """The default as a person reads it: what leaving the field out means."""
+        value = self.default if self.default is not None else self.null_means
+        return value_text(value, self.unit)
+
     def to_json(self) -> dict:
+        """What ``GET /api/cron/options`` lists for it (the fields of :data:`OPTION_JSON`)."""
         return {"name": self.name, "schema": self.schema, "help": self.help,
                 "permission": self.permission, "default": self.default,
-                "policy": self.policy, "flag": self.flag, "form": self.form}
+                "policy": self.policy, "flag": self.flag, "form": self.form,
+                "label": self.label, "choice_labels": self.choice_labels, "unit": self.unit,
+                "default_text": self.default_text}
+
+
+#: what :meth:`Option.to_json` returns, as JSON schemas: the OpenAPI document's
+#: ``Option`` and the panel's ``IOption`` are generated from it (``server/openapi.py``)
+OPTION_JSON: dict[str, dict] = {
+    "name": {"type": "string"},
+    "schema": {"type": "object", "description": "the JSON schema of its value"},
+    "help": {"type": "string"},
+    "permission": {"type": "string", "enum": ["write", "execute"],
+                   "description": "the permission on the cron resource that setting it needs"},
+    "default": {"description": "the value a job gets when it is left out"},
+    "policy": {"type": "boolean", "description": "a policy: flat in a body, or under policy"},
+    "flag": {"type": ["string", "null"], "description": "its command-line flag"},
+    "form": {"type": "boolean", "description": "the panel's job form shows it"},
+    "label": {"type": "string", "description": "what a form calls it"},
+    "choice_labels": {"type": ["object", "null"], "additionalProperties": {"type": "string"},
+                      "description": "each value of its enum in words"},
+    "unit": {"type": ["string", "null"], "enum": [*UNITS, None],
+             "description": "seconds: a duration (90, '1h30m'); bytes: a size ('50M')"},
+    "default_text": {"type": "string",
+                     "description": "the default as a person reads it ('10s', 'none')"},
+}
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -87,7 +194,9 @@ OPTIONS: tuple[Option, ...] = (
            form=True),
     Option("kind", {"type": "string", "enum": list(JOB_KINDS)},
            "what COMMAND is: a shell line (default), a python script, a notebook path",
-           "execute", "command", flag="--kind", form=True),
+           "execute", "command", flag="--kind", form=True,
+           choice_labels={"command": "Shell command", "python": "Python",
+                          "notebook": "Notebook"}),
     Option("schedule", {"type": ["string", "null"],
                         "description": "cron expression, alias, '@every 30s'; null (or left "
                                        "out, with after): no schedule of its own, it runs "
@@ -99,7 +208,8 @@ OPTIONS: tuple[Option, ...] = (
            "one-shot ISO 8601 time instead of a schedule ('now': once, at once)", "write",
            flag="--at"),
     Option("timezone", {"type": "string", "description": "IANA zone (default: the server's)"},
-           "IANA time zone (default: this machine's)", "write", flag="--tz", form=True),
+           "IANA time zone (default: this machine's)", "write", flag="--tz", form=True,
+           label="Time zone"),
     Option("command", {"oneOf": [{"type": "string"},
                                  {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
            "the shell line, script or notebook path", "execute", spelled="after --",
@@ -109,12 +219,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("interpreter", {"type": "string"}, "python interpreter for python jobs", "execute",
            flag="--interpreter"),
     Option("cwd", {"type": "string"}, "working directory (default: the current one)",
-           "execute", flag="--cwd", form=True),
+           "execute", flag="--cwd", form=True, label="Working directory"),
     Option("env", _STRING_MAP, "environment variable NAME=VALUE (repeatable)", "execute",
-           flag="--env", pairs=True, form=True),
+           flag="--env", pairs=True, form=True, label="Environment"),
     Option("secret_env", {**_STRING_MAP, "description": "write-only"},
            "write-only variable NAME=VALUE, never shown (repeatable)", "execute",
-           flag="--secret-env", pairs=True),
+           flag="--secret-env", pairs=True, label="Secret environment"),
     Option("parameters", {"type": "object"},
            "notebook parameter NAME=VALUE (VALUE is read as JSON when it can be)", "execute",
            flag="--param", pairs=True, form=True),
@@ -137,55 +247,67 @@ OPTIONS: tuple[Option, ...] = (
            "run after another job's run ends: JOB or JOB:failure or JOB:completion "
            "(repeatable; with several, after all of them for the same slot)", "write",
            flag="--after", pairs=True, metavar="JOB[:success|failure|completion]",
-           form=True),
+           form=True, label="Runs after"),
     Option("enabled", {"type": "boolean"},
-           "fire on its schedule and after its upstreams (default true; disabled: neither)",
-           "write", True,
+           "fire on its schedule and after its upstreams (default {default}; disabled: "
+           "neither)", "write", True,
            spelled="add --disabled; edit --enable / --disable", form=True),
     Option("idempotency_key", {"type": "string", "maxLength": 200},
            "a retried create with this key returns the first job", "write",
            flag="--idempotency-key"),
     # -- policies ----------------------------------------------------------------------
-    Option("timeout", {"type": ["number", "null"], "exclusiveMinimum": 0},
-           "per attempt, e.g. 300 or 5m (default: none)", "write", policy=True,
-           flag="--timeout", form=True),
-    Option("kill_grace", _SECONDS, "after SIGTERM, SIGKILL this much later (default 10s)",
-           "write", 10.0, policy=True, flag="--kill-grace"),
-    Option("retries", _COUNT, "retries after a failure (default 0)", "write", 0, policy=True,
-           flag="--retries", form=True),
-    Option("retry_delay", _SECONDS, "first retry delay, doubled each time (default 10s)",
-           "write", 10.0, policy=True, flag="--retry-delay", form=True),
-    Option("retry_max_delay", _SECONDS, "cap on the retry delay (default 10m)", "write",
-           600.0, policy=True, flag="--retry-max-delay", form=True),
+    Option("timeout", {"type": ["number", "null"], "exclusiveMinimum": 0,
+                       "maximum": MAX_SECONDS},
+           "per attempt, e.g. 300 or 5m (default {default})", "write", policy=True,
+           flag="--timeout", form=True, unit="seconds"),
+    Option("kill_grace", _SECONDS, "after SIGTERM, SIGKILL this much later (default {default})",
+           "write", 10.0, policy=True, flag="--kill-grace", unit="seconds"),
+    Option("retries", _COUNT, "retries after a failure (default {default})", "write", 0,
+           policy=True, flag="--retries", form=True),
+    Option("retry_delay", _SECONDS, "first retry delay, doubled each time (default {default})",
+           "write", 10.0, policy=True, flag="--retry-delay", form=True, unit="seconds"),
+    Option("retry_max_delay", _SECONDS, "cap on the retry delay (default {default})", "write",
+           600.0, policy=True, flag="--retry-max-delay", form=True, unit="seconds",
+           label="Retry delay cap"),
     Option("retry_on_timeout", {"type": "boolean"},
-           "retry a timed-out run too: true or false (default false)", "write", False,
+           "retry a timed-out run too: true or false (default {default})", "write", False,
            policy=True, flag="--retry-on-timeout", choices=("true", "false"), form=True),
     Option("overlap", {"type": "string", "enum": list(OVERLAP_POLICIES)},
-           "a slot due while the job runs (default forbid)", "write", "forbid", policy=True,
-           flag="--overlap", form=True),
+           "a slot due while the job runs (default {default})", "write", "forbid",
+           policy=True, flag="--overlap", form=True, label="When still running",
+           choice_labels={"forbid": "forbid: skip the slot (recorded)",
+                          "allow": "allow: run side by side",
+                          "replace": "replace: stop the running one",
+                          "queue": "queue: at most one waiting"}),
     Option("misfire", {"type": "string", "enum": list(MISFIRE_POLICIES)},
-           "missed slots after downtime (default latest)", "write", "latest", policy=True,
-           flag="--misfire", form=True),
+           "missed slots after downtime (default {default})", "write", "latest", policy=True,
+           flag="--misfire", form=True, label="Missed runs",
+           choice_labels={"latest": "latest: run once, as catch-up",
+                          "skip": "skip: record and wait",
+                          "all": "all: run every missed slot (capped)"}),
     Option("starting_deadline", _SECONDS_OR_NONE,
            "skip a run that would start later than this", "write", policy=True,
-           flag="--starting-deadline", form=True),
+           flag="--starting-deadline", form=True, unit="seconds"),
     Option("max_failures", _COUNT,
-           "block the job after N failures in a row (default 5, 0: never)", "write", 5,
-           policy=True, flag="--max-failures", form=True),
-    Option("jitter", _SECONDS, "random delay up to this long (default 0)", "write", 0.0,
-           policy=True, flag="--jitter", form=True),
+           "block the job after N failures in a row (default {default}, 0: never)", "write",
+           5, policy=True, flag="--max-failures", form=True, label="Pause after failures"),
+    Option("jitter", _SECONDS, "random delay up to this long (default {default})", "write",
+           0.0, policy=True, flag="--jitter", form=True, unit="seconds"),
     Option("notify_url", _URL, "webhook for failures and recoveries", "execute",
-           policy=True, flag="--notify-url", form=True),
+           policy=True, flag="--notify-url", form=True, label="Notify URL"),
     Option("ping_url", _URL, "healthchecks-style ping URL", "execute", policy=True,
-           flag="--ping-url", form=True),
-    Option("keep_runs", _COUNT_OR_NONE, "runs kept per job (default 50)", "write",
-           policy=True, flag="--keep-runs", form=True),
-    Option("keep_failures", _COUNT_OR_NONE, "failed runs kept besides (default 10)", "write",
-           policy=True, flag="--keep-failures", form=True),
+           flag="--ping-url", form=True, label="Ping URL"),
+    Option("keep_runs", _COUNT_OR_NONE, "runs kept per job (default {default})", "write",
+           policy=True, flag="--keep-runs", form=True, label="Runs kept",
+           null_means=KEEP_RUNS),
+    Option("keep_failures", _COUNT_OR_NONE, "failed runs kept besides (default {default})",
+           "write", policy=True, flag="--keep-failures", form=True, label="Failed runs kept",
+           null_means=KEEP_FAILURES),
     Option("max_output", {"type": ["integer", "null"], "minimum": 4096,
                           "maximum": 1 << 30},
-           "output kept per run, its head and tail, e.g. 500k or 50M (default 10M)",
-           "write", policy=True, flag="--max-output", form=True),
+           "output kept per run, its head and tail, e.g. 500k or 50M (default {default})",
+           "write", policy=True, flag="--max-output", form=True, unit="bytes",
+           label="Output kept", null_means=MAX_OUTPUT),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

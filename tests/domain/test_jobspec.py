@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from hermes_cron_ext.domain.jobspec import validate_changes, validate_new
+from hermes_cron_ext.domain import options
+from hermes_cron_ext.domain.jobspec import (
+    policy_value,
+    validate_changes,
+    validate_new,
+    validate_policy,
+)
 from hermes_cron_ext.domain.models import Job
 from hermes_cron_ext.errors import InvalidInput
 
@@ -36,3 +42,104 @@ def test_changes_keep_the_executor_unless_given():
               timezone="UTC", command="true", executor="dask://sched:8786")
     assert validate_changes(job, {"description": "x"})["executor"] == "dask://sched:8786"
     assert validate_changes(job, {"executor": ""})["executor"] is None
+
+
+# -- policies: checked against their options' JSON schemas -------------------------------
+
+@pytest.mark.parametrize("policy, field, message", [
+    ({"misfire": "sometimes"}, "misfire", "misfire must be one of latest, skip, all"),
+    ({"overlap": None}, "overlap", "overlap must be one of forbid, allow, replace, queue"),
+    ({"retry_on_timeout": "yes"}, "retry_on_timeout", "retry_on_timeout must be true or false"),
+    ({"notify_url": "ftp://x"}, "notify_url", "notify_url must be an http(s) URL"),
+    ({"ping_url": 5}, "ping_url", "ping_url must be an http(s) URL"),
+    ({"retries": 10001}, "retries", "retries must be a whole number from 0 to 10000"),
+    ({"retries": 1.5}, "retries", "retries must be a whole number from 0 to 10000"),
+    ({"keep_runs": -1}, "keep_runs", "keep_runs must be a whole number from 0 to 10000"),
+    ({"max_failures": True}, "max_failures",
+     "max_failures must be a whole number from 0 to 10000"),
+    ({"kill_grace": -1}, "kill_grace", "kill_grace cannot be negative (got -1)"),
+    ({"kill_grace": "-1s"}, "kill_grace", "kill_grace cannot be negative (got -1s)"),
+    ({"jitter": [1]}, "jitter",
+     "jitter must be a number of seconds or a duration such as 90s or 1h30m, not [1]"),
+    ({"retry_delay": 4e8}, "retry_delay",
+     "retry_delay must be at most 10 years (got 4e+08 seconds)"),
+    ({"timeout": 0}, "timeout", "timeout must be more than 0 seconds"),
+    ({"timeout": "0"}, "timeout", "timeout must be more than 0 seconds"),
+    ({"timeout": -5}, "timeout", "timeout cannot be negative (got -5)"),
+    ({"max_output": "lots"}, "max_output", "max_output must be a size such as 500k or 50M"),
+    ({"max_output": 100}, "max_output", "max_output must be from 4k to 1G"),
+    ({"max_output": "2G"}, "max_output", "max_output must be from 4k to 1G"),
+    ({"bogus": 1}, "bogus", "unknown policy field 'bogus'"),
+])
+def test_a_bad_policy_value_is_refused_saying_what_it_must_be(policy, field, message):
+    with pytest.raises(InvalidInput) as err:
+        validate_policy(policy)
+    assert (err.value.field, err.value.message) == (field, message)
+
+
+def test_policy_values_are_read_as_their_unit_says():
+    p = validate_policy({"timeout": "1h30m", "retry_delay": "90", "max_output": "500k",
+                         "retries": "3", "keep_runs": None, "starting_deadline": None,
+                         "notify_url": "https://hooks.example/x", "overlap": "queue"})
+    assert (p.timeout, p.retry_delay, p.max_output, p.retries) == (5400.0, 90.0, 512000, 3)
+    assert (p.keep_runs, p.starting_deadline, p.overlap) == (None, None, "queue")
+
+
+def _bounds(option):
+    schema = option.schema
+    return schema.get("minimum", schema.get("exclusiveMinimum")), schema.get("maximum")
+
+
+@pytest.mark.parametrize("option", [o for o in options.OPTIONS if o.policy],
+                         ids=lambda o: o.name)
+def test_each_policy_takes_exactly_what_its_schema_declares(option):
+    """The type, range and choices are the option's JSON schema's (declared once): its
+    bounds pass, one past them does not, its enum's values pass, others do not."""
+    schema = option.schema
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    if "null" in types:
+        assert getattr(validate_policy({option.name: None}), option.name) is None
+    else:
+        with pytest.raises(InvalidInput):
+            validate_policy({option.name: None})
+    low, high = _bounds(option)
+    if "enum" in schema:
+        for value in schema["enum"]:
+            assert getattr(validate_policy({option.name: value}), option.name) == value
+        with pytest.raises(InvalidInput):
+            validate_policy({option.name: "not-" + schema["enum"][0]})
+    if low is not None:
+        step = 1 if "integer" in types else 0.001
+        if "exclusiveMinimum" in schema:
+            validate_policy({option.name: low + step})
+            with pytest.raises(InvalidInput):
+                validate_policy({option.name: low})
+        else:
+            validate_policy({option.name: low})
+            with pytest.raises(InvalidInput):
+                validate_policy({option.name: low - step})
+    if high is not None:
+        assert getattr(validate_policy({option.name: high}), option.name) == high
+        with pytest.raises(InvalidInput):
+            validate_policy({option.name: high + 1})
+    if option.default is not None:  # the default itself passes
+        assert getattr(validate_policy({option.name: option.default}), option.name) == \
+            option.default
+
+
+def test_a_narrower_schema_narrows_the_check():
+    """policy_value reads the range from the schema it is given, message and all."""
+    few = options.Option("few", {"type": "integer", "minimum": 1, "maximum": 3}, "h", "write",
+                         policy=True)
+    assert policy_value(few, "2") == 2
+    with pytest.raises(InvalidInput, match="few must be a whole number from 1 to 3"):
+        policy_value(few, 4)
+    short = options.Option("short", {"type": "number", "minimum": 0, "maximum": 3600}, "h",
+                           "write", policy=True, unit="seconds")
+    assert policy_value(short, "1h") == 3600.0
+    with pytest.raises(InvalidInput, match=r"short must be at most 1 hour \(got 3601 seconds\)"):
+        policy_value(short, 3601)
+    small = options.Option("small", {"type": "integer", "minimum": 1024, "maximum": 1 << 20},
+                           "h", "write", policy=True, unit="bytes")
+    with pytest.raises(InvalidInput, match="small must be from 1k to 1M"):
+        policy_value(small, "2M")

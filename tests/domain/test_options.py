@@ -102,6 +102,32 @@ def test_the_openapi_document_is_generated_from_the_options():
         options.POLICY_FIELDS
     for o in options.OPTIONS:
         assert schemas["JobInput"]["properties"][o.name] == o.schema
+    # a job's policy object in responses: every policy option, always there
+    policy = schemas["Policy"]
+    assert set(policy["required"]) == set(policy["properties"]) == options.POLICY_FIELDS
+    for o in options.OPTIONS:
+        if o.policy:
+            assert {k: v for k, v in policy["properties"][o.name].items()
+                    if k != "description"} == {k: v for k, v in o.schema.items()
+                                               if k != "description"}
+    assert schemas["Job"]["properties"]["policy"] == {"$ref": "#/components/schemas/Policy"}
+
+
+def test_each_default_is_stated_once():
+    """Help says a default by rendering the option's own (``{default}``), and the
+    defaults that are not a policy's value (retention, output) are one constant each."""
+    for o in options.OPTIONS:
+        assert "{default}" not in o.help, o.name
+        if "(default " in o.help and o.default is not None:
+            assert f"(default {o.default_text}" in o.help, o.name
+    assert options.BY_NAME["keep_runs"].help == \
+        f"runs kept per job (default {options.KEEP_RUNS})"
+    assert options.BY_NAME["keep_failures"].default_text == str(options.KEEP_FAILURES)
+    assert options.BY_NAME["max_output"].default_text == "10M" == options.size_text(
+        options.MAX_OUTPUT)
+    assert options.BY_NAME["retry_max_delay"].help.endswith("(default 10m)")
+    assert options.BY_NAME["enabled"].help.startswith(
+        "fire on its schedule and after its upstreams (default true;")
 
 
 def test_every_field_permission_comes_from_the_options():

@@ -1,0 +1,102 @@
+"""The generated files are what the declarations make now, and what they say holds.
+
+``openapi.json``'s job, run, policy, option and page schemas and the panel's
+``labextension/src/generated.ts`` are generated (``server/openapi.py``) from the options
+schema (``domain/options.py``) and the response tables next to each ``to_json``
+(``domain/models.py``). Changing either without regenerating fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from hermes_cron_ext.domain import options
+from hermes_cron_ext.domain.models import JOB_JSON, RUN_JSON, Page, Run
+from hermes_cron_ext.server import openapi
+from tests.domain.test_models import _full_job
+
+FIX = "run: python -m hermes_cron_ext.server.openapi --write"
+
+
+def test_the_generated_files_are_not_stale():
+    """Regenerated in memory, each file is byte for byte the committed one."""
+    for path, text in openapi.generated().items():
+        with open(path, encoding="utf-8") as f:
+            assert f.read() == text, f"{path} is stale: {FIX}"
+    assert openapi.TS_PATH.exists()  # the panel's types are checked too (a checkout)
+    assert openapi.stale() == []
+
+
+def test_check_says_so_on_the_command_line():
+    proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.server.openapi", "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_served_document_is_the_committed_one():
+    with open(openapi.PATH, encoding="utf-8") as f:
+        assert json.loads(openapi.document()) == json.load(f)
+
+
+def _validator(name: str):
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = json.loads(openapi.document())
+    schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def _run() -> Run:
+    return Run(id="r_0000000000000001", job_id="j_0000000000000001", status="succeeded",
+               trigger="upstream", scheduled_for=1.0, queued_at=1.0, started_at=2.0,
+               finished_at=3.0, exit_code=0, heartbeat_at=2.5, pid=10, host="h",
+               output_bytes=12, parameters={"n": 1},
+               spec={"job_name": "etl", "upstream": [{"job_id": "j_2", "job": "extract",
+                                                      "run_id": "r_2", "status": "succeeded",
+                                                      "exit_code": 0}]})
+
+
+def test_jobs_runs_and_pages_match_their_generated_schemas():
+    job = _full_job().to_json()
+    _validator("Job").validate(job)
+    _validator("Policy").validate(job["policy"])
+    _validator("Run").validate(_run().to_json())
+    _validator("JobPage").validate({"jobs": [job], "cursor": None})
+    page = Page([_run(), Run(id="r_2", job_id="j_1", status="queued", trigger="manual")], "c")
+    _validator("RunPage").validate({"runs": [r.to_json() for r in page.items],
+                                    "cursor": page.cursor})
+    for o in options.OPTIONS:
+        _validator("Option").validate(o.to_json())
+    # and the schemas say something: a wrong value is refused
+    assert not _validator("Job").is_valid({**job, "kind": "shell"})
+    assert not _validator("Policy").is_valid({**job["policy"], "retries": -1})
+    assert not _validator("Job").is_valid({k: v for k, v in job.items() if k != "version"})
+
+
+def _block(ts: str, name: str) -> str:
+    match = re.search(rf"export interface {name} \{{\n(.*?)\n\}}", ts, re.S)
+    assert match, name
+    return match.group(1)
+
+
+def test_the_panel_types_have_every_field():
+    ts = openapi.typescript()
+    fields = {name: set(re.findall(r"^  (\w+)\??:", _block(ts, name), re.M))
+              for name in ("IJob", "IRun", "IPolicy", "IOption")}
+    assert fields["IJob"] == set(JOB_JSON) | {"warning"}
+    assert fields["IRun"] == set(RUN_JSON)
+    assert fields["IPolicy"] == options.POLICY_FIELDS
+    assert fields["IOption"] == set(options.OPTION_JSON)
+    assert "  executor: string | null;" in _block(ts, "IJob")
+    assert "  max_output: number | null;" in _block(ts, "IPolicy")
+    assert "  overlap: Overlap;" in _block(ts, "IPolicy")
+    # the form's options, as the server lists them
+    listed = json.loads(openapi.options_json())["options"]
+    assert "export const OPTIONS: IOption[] = [\n" in ts
+    for option in listed:
+        assert f"  {json.dumps(option, ensure_ascii=False)},\n" in ts
