@@ -342,3 +342,30 @@ def test_dashboard_lists_failing_jobs_first(cron, clocked):
     assert page.index('data-job="beta"') < page.index('data-job="alpha"')
     assert "1 failing" in page and "33%" in page and "100%" in page
     assert [r["name"] for r in board.rows] == ["beta", "gamma", "alpha"]
+
+
+#: every public name the single ``widgets`` module had before it became a package
+MODULE_NAMES = [
+    "BackfillProgress", "Dashboard", "IDLE_STATES", "JOB_COLUMNS", "JobCard", "JobCards",
+    "LiveOutput", "MARKER", "OUTCOME_COLOURS", "OUTCOME_MARKS", "ParametersForm",
+    "PipelineGraph", "RunHistory", "STATE_COLOURS", "STATIC", "STATIC_LINES", "Terminal",
+    "after_text", "backfill_done", "backfill_text", "card_state", "dashboard_html",
+    "describe_schedule", "duration_chart", "format_ago", "format_countdown", "format_duration",
+    "html_table", "job_cards", "job_health", "last_run_text", "local_time", "next_run_text",
+    "pipeline_html", "pipeline_text", "progress_text", "runs_table", "runs_text",
+    "schedule_text", "text_table", "timestamp", "trigger_text"]
+
+
+def test_the_widgets_package_keeps_the_modules_names():
+    """One module per widget, and every name the single module had still imports from
+    ``hermes_cron_ext.frontends.widgets``, ``hermes_cron_ext.widgets`` and the root."""
+    import hermes_cron_ext
+    from hermes_cron_ext.frontends import widgets
+
+    assert [n for n in MODULE_NAMES if not hasattr(widgets, n)] == []
+    assert hermes_cron_ext.widgets is widgets
+    assert {n: getattr(hermes_cron_ext, n) for n in hermes_cron_ext._PUBLIC
+            if n not in ("connect", "get_client", "set_client", "CronClient")} == {
+        n: getattr(widgets, n) for n in widgets.__all__ if n in hermes_cron_ext._PUBLIC}
+    assert widgets.LiveOutput.__module__ == "hermes_cron_ext.frontends.widgets.live_output"
+    assert (widgets.STATIC / "live_output.js").read_text().strip(), "its front-end code ships"
