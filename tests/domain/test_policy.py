@@ -8,13 +8,33 @@ from hypothesis import strategies as st
 
 from hermes_cron_ext.domain.models import Policy
 from hermes_cron_ext.domain.policy import (
+    KEEP_FAILURES,
+    KEEP_RUNS,
+    MAX_AGE,
     MISFIRE_GRACE,
     MISSED_CAP,
+    WAITING_PHASE,
+    ActiveRun,
+    OverlapAction,
+    UpstreamEnd,
     after_run,
+    backfill_slots,
+    backfill_step,
+    catchup_ahead,
+    fan_in,
+    fire_at,
+    first_waiting,
+    manual_run_refusal,
     on_overlap,
+    overlapping_run,
     plan_slot,
+    retention_limits,
     retry_delay,
+    runs_to_delete,
+    start_plan,
     start_refusal,
+    state_after_claim,
+    turn_ahead,
     upstream_note,
 )
 
@@ -216,3 +236,256 @@ def test_a_fan_in_states_its_rule_and_why_manual_runs_never_trigger_it():
     mixed = [("a", "success", None), ("b", "failure", None), ("c", "completion", None)]
     assert upstream_note(enabled=True, state="scheduled", upstreams=mixed) == (
         "runs once a has succeeded, b has failed and c has ended for the same slot")
+
+
+def test_jitter_spreads_a_slot_and_a_job_with_no_next_slot_is_disabled():
+    assert fire_at(Policy(), T0, lambda a, b: 99.0) == T0  # no jitter: the instant
+    assert fire_at(Policy(jitter=30), T0, lambda a, b: b / 2) == T0 + 15
+    assert state_after_claim(T0 + 60) == ("scheduled", None)
+    assert state_after_claim(None) == ("disabled", "no more fire times")
+
+
+def test_forbid_refuses_a_manual_run_while_the_job_runs():
+    asked = []
+
+    def running_run():
+        asked.append(1)
+        return "r_1"
+    assert manual_run_refusal("forbid", job_name="etl", running=1,
+                              running_run=running_run) == (
+        "job 'etl' is running (run r_1) and its overlap policy is forbid")
+    assert manual_run_refusal("forbid", job_name="etl", running=2,
+                              running_run=lambda: None) == (
+        "job 'etl' is running (run ?) and its overlap policy is forbid")
+    asked.clear()
+    assert manual_run_refusal("forbid", job_name="etl", running=0,
+                              running_run=running_run) is None
+    for overlap in ("allow", "replace", "queue"):  # taken: its supervisor applies on_overlap
+        assert manual_run_refusal(overlap, job_name="etl", running=3,
+                                  running_run=running_run) is None
+    assert asked == []  # the running run is looked up only for the refusal
+
+
+@pytest.mark.parametrize("trigger, overlap, plan", [
+    ("catchup", "forbid", (True, "skip", False)),
+    ("catchup", None, (True, "skip", False)),  # no overlap recorded: forbid
+    ("catchup", "queue", (True, "wait", False)),
+    ("catchup", "replace", (True, "replace", False)),
+    ("catchup", "allow", (False, "run", False)),  # allowed to overlap: no turns
+    ("schedule", "forbid", (False, "skip", False)),
+    ("schedule", "queue", (False, "wait", False)),
+    ("manual", "replace", (False, "replace", False)),
+    ("upstream", "forbid", (False, "wait", True)),  # owed: waits, then checks again
+    ("backfill", "queue", (False, "wait", True)),
+    ("backfill", "allow", (False, "run", True)),
+])
+def test_what_a_supervisor_does_before_its_run_starts(trigger, overlap, plan):
+    got = start_plan(trigger, overlap)
+    assert (got.after_catchups, got.overlap, got.recheck) == plan
+    assert isinstance(got.overlap, OverlapAction)
+
+
+def test_runs_of_the_same_backfill_do_not_overlap_each_other():
+    running = [("r_1", "b_1"), ("r_2", None), ("r_3", "b_2")]
+    assert overlapping_run("r_9", None, running) == "r_1"  # not a backfill: any counts
+    assert overlapping_run("r_9", "b_1", running) == "r_2"  # its own backfill's: not
+    assert overlapping_run("r_9", "b_1", running[:1]) is None
+    assert overlapping_run("r_1", "b_9", running) == "r_2"  # never itself
+    assert overlapping_run("r_2", None, running[1:2]) is None
+
+
+def test_under_queue_another_run_waits_only_when_its_phase_says_so():
+    queued = [("r_1", None), ("r_2", "catch-up: after run r_0"),
+              ("r_3", WAITING_PHASE.format("r_0"))]
+    assert first_waiting("r_9", queued) == "r_3"
+    assert first_waiting("r_3", queued) is None  # not itself
+    assert first_waiting("r_9", queued[:2]) is None
+
+
+def active(rid, status="queued", trigger="schedule", slot=None, queued=0.0, pid=1,
+           phase=None, backfill=None):
+    return ActiveRun(rid, status, trigger, slot, queued, pid, phase, backfill)
+
+
+def test_catch_ups_run_one_after_another_oldest_first():
+    me = active("r_3", trigger="catchup", slot=T0 + 120)
+    older = [active("r_2", trigger="catchup", slot=T0 + 60),
+             active("r_1", trigger="catchup", slot=T0)]
+    later = active("r_4", trigger="catchup", slot=T0 + 180)
+    assert catchup_ahead(me, older + [later]) == "r_1"  # the earliest earlier slot
+    assert catchup_ahead(older[1], older + [me, later]) is None  # the oldest: its turn
+    assert catchup_ahead(me, [later, active("r_5", slot=T0)]) is None  # not catch-ups
+    running = active("r_0", status="running", trigger="manual", slot=T0 + 999)
+    assert catchup_ahead(me, older + [running]) == "r_0"  # a running run comes first
+    assert catchup_ahead(older[1], [running]) == "r_0"
+    assert catchup_ahead(me, [me]) is None
+
+
+def test_waiting_runs_take_their_turns_in_queue_order():
+    me = active("r_5", trigger="upstream", queued=T0 + 10)
+    first = active("r_2", trigger="upstream", queued=T0)
+    tie = active("r_4", trigger="backfill", queued=T0 + 10)  # same instant: lower id first
+    waits = active("r_3", trigger="schedule", queued=T0 + 5, phase=WAITING_PHASE.format("x"))
+    assert turn_ahead(me, [tie, waits, first]) == "r_2"
+    assert turn_ahead(me, [tie, waits]) == "r_3"
+    assert turn_ahead(me, [tie]) == "r_4"
+    assert turn_ahead(first, [me, tie, waits]) is None  # queued after it: behind it
+    unheld = first._replace(pid=None)  # no supervisor holds it yet: not waiting
+    not_waiting = waits._replace(phase=None)  # a queued scheduled run that does not wait
+    assert turn_ahead(me, [unheld, not_waiting]) is None
+    running = active("r_9", status="running", queued=T0 + 99)
+    assert turn_ahead(me, [first, running]) == "r_9"  # a running run first
+    assert turn_ahead(first, [running]) == "r_9"
+    ended = active("r_1", status="succeeded", queued=0.0)
+    assert turn_ahead(me, [ended]) is None
+
+
+def test_a_backfill_run_does_not_wait_for_its_own_backfill():
+    me = active("r_5", trigger="backfill", queued=T0 + 10, backfill="b_1")
+    sibling = active("r_1", status="running", trigger="backfill", backfill="b_1")
+    sibling_waits = active("r_2", trigger="backfill", queued=T0, backfill="b_1")
+    other = active("r_3", status="running", trigger="backfill", backfill="b_2")
+    assert turn_ahead(me, [sibling, sibling_waits]) is None
+    assert turn_ahead(me, [sibling, other]) == "r_3"
+    alone = me._replace(backfill_id=None)
+    assert turn_ahead(alone, [sibling]) == "r_1"
+
+
+def test_a_backfill_leaves_out_slots_that_ran_run_or_wait():
+    slots = [T0, T0 + 60, T0 + 120, T0 + 180, T0 + 240, T0 + 300]
+    runs = [(T0, "succeeded", "schedule"), (T0 + 60, "running", "backfill"),
+            (T0 + 120, "queued", "catchup"), (T0 + 180, "failed", "schedule"),
+            (T0 + 240, "succeeded", "manual"), (T0 + 300, "succeeded", "upstream"),
+            (None, "queued", "manual")]
+    assert backfill_slots(slots, runs) == [T0 + 180, T0 + 240, T0 + 300]
+    assert backfill_slots(slots[::-1], []) == slots[::-1]  # the order given
+    assert backfill_slots(slots, [(T0, "queued", "retry")]) == slots[1:]
+
+
+def test_a_backfill_starts_up_to_its_limit_and_ends_when_its_last_run_has():
+    step = backfill_step(slots=5, next_slot=0, active=0, max_parallel=2)
+    assert (list(step.start), step.next_slot, step.done) == ([0, 1], 2, False)
+    step = backfill_step(slots=5, next_slot=2, active=1, max_parallel=2)
+    assert (list(step.start), step.next_slot, step.done) == ([2], 3, False)
+    step = backfill_step(slots=5, next_slot=5, active=1, max_parallel=2)
+    assert (list(step.start), step.done) == ([], False)  # its last run still runs
+    step = backfill_step(slots=5, next_slot=5, active=0, max_parallel=2)
+    assert (list(step.start), step.done) == ([], True)
+    assert backfill_step(slots=0, next_slot=0, active=0, max_parallel=3).done  # nothing
+    step = backfill_step(slots=5, next_slot=1, active=3, max_parallel=2)  # over its limit
+    assert (list(step.start), step.next_slot, step.done) == ([], 1, False)
+    step = backfill_step(slots=5, next_slot=1, active=1, max_parallel=2, job_exists=False)
+    assert (list(step.start), step.next_slot, step.done) == ([], 1, True)  # job gone
+
+
+@settings(max_examples=200, deadline=None)
+@given(slots=st.integers(0, 30), limit=st.integers(1, 5),
+       ends=st.lists(st.integers(0, 10), max_size=200))
+def test_a_backfill_runs_each_slot_once_never_more_than_its_limit_at_once(
+        slots, limit, ends):
+    """Its steps as the store takes them (created, then after each end of one of its
+    runs, whichever ends): every slot starts once, in order, at most *limit* at once,
+    and it is done exactly when every slot has run."""
+    started, running = [], []
+    step = backfill_step(slots=slots, next_slot=0, active=0, max_parallel=limit)
+    for pick in [*ends, *[0] * (slots + 1)]:
+        started += step.start
+        running += step.start
+        assert len(running) <= limit
+        if step.done:
+            break
+        running.pop(pick % len(running))  # one of its runs ends
+        step = backfill_step(slots=slots, next_slot=step.next_slot, active=len(running),
+                             max_parallel=limit)
+    assert step.done and started == list(range(slots)) and running == []
+
+
+def end(job, status="succeeded", attempt=1, finished=T0, run=None):
+    return UpstreamEnd(job, job.upper(), run or f"r_{job}{attempt}", status,
+                       0 if status == "succeeded" else 1, attempt, finished)
+
+
+def test_one_upstream_triggers_the_jobs_that_asked_for_its_outcome():
+    after = [{"job": "a", "on": "success"}]
+    assert fan_in(after=after, enabled=True, state="scheduled", ended=end("a"),
+                  others=[]) == [{"job_id": "a", "job": "A", "run_id": "r_a1",
+                                  "status": "succeeded", "exit_code": 0}]
+    assert fan_in(after=after, enabled=True, state="scheduled", ended=end("a", "failed"),
+                  others=[]) is None
+    for on, status in (("failure", "timed_out"), ("failure", "lost"),
+                       ("completion", "failed"), ("completion", "succeeded")):
+        assert fan_in(after=[{"job": "a", "on": on}], enabled=True, state="scheduled",
+                      ended=end("a", status), others=[])
+    for status in ("cancelled", "skipped"):  # nothing follows these
+        assert fan_in(after=[{"job": "a", "on": "completion"}], enabled=True,
+                      state="scheduled", ended=end("a", status), others=[]) is None
+    assert fan_in(after=after, enabled=True, state="scheduled", ended=end("b"),
+                  others=[]) is None  # not one of its upstreams
+
+
+@pytest.mark.parametrize("enabled, state", [(False, "disabled"), (True, "paused"),
+                                            (True, "blocked")])
+def test_a_held_job_is_not_triggered_by_its_upstreams(enabled, state):
+    assert fan_in(after=[{"job": "a", "on": "success"}], enabled=enabled, state=state,
+                  ended=end("a"), others=[]) is None
+
+
+def test_a_fan_in_runs_once_every_upstream_has_ended_as_asked_for_the_slot():
+    after = [{"job": "a", "on": "success"}, {"job": "b", "on": "success"},
+             {"job": "c", "on": "failure"}]
+
+    def fan(ended, others):
+        return fan_in(after=after, enabled=True, state="scheduled", ended=ended,
+                      others=others)
+    assert fan(end("a"), []) is None  # b and c have not ended for this slot
+    assert fan(end("a"), [end("b")]) is None
+    assert fan(end("a"), [end("b"), end("c")]) is None  # c succeeded: not as asked
+    got = fan(end("a"), [end("c", "failed"), end("b")])
+    assert [u["run_id"] for u in got] == ["r_a1", "r_b1", "r_c1"]  # ended's first
+    got = fan(end("c", "failed"), [end("b"), end("a")])
+    assert [u["run_id"] for u in got] == ["r_c1", "r_a1", "r_b1"]
+    # each upstream's latest attempt counts: b's retry succeeded after it failed once
+    assert fan(end("a"), [end("b", "failed", 1), end("b", "succeeded", 2),
+                          end("c", "failed")])[1]["run_id"] == "r_b2"
+    assert fan(end("a"), [end("b", "succeeded", 1), end("b", "failed", 2),
+                          end("c", "failed")]) is None
+    # equal attempts (a scheduled and a backfilled run of one slot): the last to end
+    assert fan(end("a"), [end("b", "failed", finished=T0, run="r_s"),
+                          end("b", "succeeded", finished=T0 + 5, run="r_bf"),
+                          end("c", "failed")])[1]["run_id"] == "r_bf"
+
+
+def test_retention_keeps_the_newest_runs_and_failures_never_an_active_run():
+    """The store's gc case in numbers: 8 successes, 4 failures, 8 successes (oldest
+    first) and a queued run; keep 5 runs and 2 failures."""
+    statuses = ["succeeded"] * 8 + ["failed"] * 4 + ["succeeded"] * 8
+    runs = [(f"r_{i:02d}", st, T0 + i) for i, st in enumerate(statuses)]
+    runs.append(("r_q", "queued", T0 + 99))
+    newest_first = runs[::-1]
+    doomed = runs_to_delete(newest_first, now=T0 + 100, keep_runs=5, keep_failures=2,
+                            max_age=MAX_AGE)
+    kept = [r for r, _, _ in newest_first if r not in doomed]
+    assert kept == ["r_q", "r_19", "r_18", "r_17", "r_16", "r_15", "r_11", "r_10"]
+    assert len(doomed) == 20 - 7
+    # failures among the newest runs count against keep_failures
+    mixed = [("r_3", "failed", T0), ("r_2", "lost", T0), ("r_1", "timed_out", T0),
+             ("r_0", "failed", T0)]
+    assert runs_to_delete(mixed, now=T0, keep_runs=2, keep_failures=3,
+                          max_age=MAX_AGE) == ["r_0"]
+    assert runs_to_delete(mixed, now=T0, keep_runs=0, keep_failures=0,
+                          max_age=MAX_AGE) == ["r_3", "r_2", "r_1", "r_0"]
+
+
+def test_retention_drops_what_is_too_old_whatever_the_counts():
+    runs = [("r_new", "succeeded", T0), ("r_old", "failed", T0 - MAX_AGE - 1),
+            ("r_edge", "succeeded", T0 - MAX_AGE), ("r_active", "running", T0 - 10 * MAX_AGE)]
+    assert runs_to_delete(runs, now=T0, keep_runs=KEEP_RUNS, keep_failures=KEEP_FAILURES,
+                          max_age=MAX_AGE) == ["r_old"]
+
+
+def test_a_jobs_own_retention_wins_over_gcs():
+    assert retention_limits({}) == (KEEP_RUNS, KEEP_FAILURES) == (50, 10)
+    assert MAX_AGE == 30 * 86400
+    assert retention_limits({"keep_runs": None, "keep_failures": None}, 5, 2) == (5, 2)
+    assert retention_limits({"keep_runs": 0, "keep_failures": 1}, 5, 2) == (0, 1)
+    assert retention_limits({"keep_runs": 7}, 5, 2) == (7, 2)
