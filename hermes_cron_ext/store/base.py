@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from hermes_cron_ext.domain.models import Event, Job, Page, Run, Ticker
+from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 
 
 class Store(ABC):
@@ -79,7 +80,8 @@ class Store(ABC):
     @abstractmethod
     def request_run(self, ref: str, trigger: str = "manual",
                     parameters: dict | None = None) -> Run:
-        """Queue a run now. :raises Conflict: when the overlap policy refuses."""
+        """Queue a run now. :raises Conflict: when the overlap policy refuses
+        (``policy.manual_run_refusal``)."""
 
     @abstractmethod
     def create_backfill(self, ref: str, slots: list[float], max_parallel: int) -> dict:
@@ -138,14 +140,16 @@ class Store(ABC):
     @abstractmethod
     def catchup_ahead(self, run_id: str) -> str | None:
         """The run a catch-up waits for (a running run of its job, or an earlier
-        catch-up still queued), so missed slots run one after another; or None."""
+        catch-up still queued), so missed slots run one after another; or None. The
+        store selects the job's active runs; ``policy.catchup_ahead`` picks."""
 
     @abstractmethod
     def turn_ahead(self, run_id: str) -> str | None:
         """The run a waiting run (overlap ``queue``, or a run owed to its slot:
         ``policy.on_overlap``) waits for: a running run of its job, else a run of its
         job queued before it that waits too; or None: its turn. So waiting runs start
-        one at a time, in the order they were queued."""
+        one at a time, in the order they were queued. The store selects the job's
+        active runs; ``policy.turn_ahead`` picks."""
 
     @abstractmethod
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
@@ -210,9 +214,10 @@ class Store(ABC):
 
     # -- housekeeping -----------------------------------------------------------
     @abstractmethod
-    def gc(self, now: float, keep_runs: int = 50, keep_failures: int = 10,
-           max_age: float = 30 * 86400) -> dict:
-        """Prune finished runs, their output and old events by the retention limits."""
+    def gc(self, now: float, keep_runs: int = KEEP_RUNS, keep_failures: int = KEEP_FAILURES,
+           max_age: float = MAX_AGE) -> dict:
+        """Prune finished runs, their output and old events by the retention limits
+        (``policy.runs_to_delete`` decides which runs go)."""
 
     @abstractmethod
     def stats(self) -> dict:

@@ -27,7 +27,6 @@ import base64
 import functools
 import hashlib
 import json
-import random
 import secrets
 import threading
 import time
@@ -39,14 +38,15 @@ from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
-    FAILED_STATUSES,
     RUN_STATUSES,
     Event,
     Job,
     Page,
     Policy,
     Run,
+    RunStatus,
     Ticker,
+    Trigger,
     hostname,
     iso,
     proc_start_time,
@@ -650,22 +650,19 @@ class SQLStore(Store):
                                (f"schedule cannot be computed: {exc}", job.id))
                     self._event(db, "job.blocked", job.id, at=now, reason=str(exc))
                     continue
-                state = "scheduled" if nxt is not None else "disabled"
+                state, why = rules.state_after_claim(nxt)
                 cur = db.execute(
                     "UPDATE jobs SET next_run_at = ?, state = ?, state_reason = ? "
-                    "WHERE id = ? AND next_run_at = ?",
-                    (nxt, state, None if nxt is not None else "no more fire times",
-                     job.id, slot))
+                    "WHERE id = ? AND next_run_at = ?", (nxt, state, why, job.id, slot))
                 if cur.rowcount != 1:
                     continue  # another ticker took it
                 for s, trigger, status, reason in plan:
-                    fire_at = s + (random.uniform(0, job.policy.jitter)
-                                   if job.policy.jitter else 0.0)
+                    queued = status == RunStatus.QUEUED
                     run = self._insert_run(
-                        db, job, trigger=trigger, scheduled_for=s, fire_at=fire_at,
-                        status=status, reason=reason, now=now,
-                        dispatched=now if status == "queued" else None)
-                    if run is not None and status == "queued":
+                        db, job, trigger=trigger, scheduled_for=s,
+                        fire_at=rules.fire_at(job.policy, s), status=status, reason=reason,
+                        now=now, dispatched=now if queued else None)
+                    if run is not None and queued:
                         claimed.append(run)
             pending = db.execute(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' "
@@ -683,22 +680,25 @@ class SQLStore(Store):
             rows = db.execute("SELECT * FROM jobs WHERE enabled = 1 AND state = 'scheduled' "
                               "AND schedule = '@reboot'").fetchall()
             for row in rows:
-                self._insert_run(db, _row_job(row), trigger="reboot", scheduled_for=now,
+                self._insert_run(db, _row_job(row), trigger=Trigger.REBOOT, scheduled_for=now,
                                  fire_at=now, now=now)
         return len(rows)
 
-    def request_run(self, ref: str, trigger: str = "manual",
+    def request_run(self, ref: str, trigger: str = Trigger.MANUAL,
                     parameters: dict | None = None) -> Run:
         """Queue a run now; *parameters* (checked by the caller) go over the job's own."""
         now = self.clock()
         with self._write() as db:
             job = _row_job(self._job_row(db, ref, lock=True))
-            if job.policy.overlap == "forbid" and job.running_count > 0:
-                active = db.execute("SELECT id FROM runs WHERE job_id = ? AND status = 'running'",
-                                    (job.id,)).fetchone()
-                raise Conflict(
-                    f"job {job.name!r} is running (run {active[0] if active else '?'}) and its "
-                    "overlap policy is forbid", field="overlap")
+
+            def running_run() -> str | None:
+                row = db.execute("SELECT id FROM runs WHERE job_id = ? AND "
+                                 "status = 'running'", (job.id,)).fetchone()
+                return row[0] if row else None
+            why = rules.manual_run_refusal(job.policy.overlap, job_name=job.name,
+                                           running=job.running_count, running_run=running_run)
+            if why:
+                raise Conflict(why, field="overlap")
             spec = job.spec()
             if parameters:
                 spec["parameters"] = {**(spec.get("parameters") or {}), **parameters}
@@ -715,11 +715,12 @@ class SQLStore(Store):
         now = self.clock()
         with self._write() as db:
             job = _row_job(self._job_row(db, ref, lock=True))
-            done = {r[0] for r in db.execute(
-                "SELECT scheduled_for FROM runs WHERE job_id = ? AND status IN "
-                "('queued', 'running', 'succeeded') AND trigger IN "
-                "('schedule', 'catchup', 'retry', 'backfill')", (job.id,)).fetchall()}
-            todo = [s for s in slots if s not in done]
+            held, slotted = rules.SLOT_HELD_STATUSES, rules.SLOT_TRIGGERS
+            todo = rules.backfill_slots(slots, db.execute(
+                "SELECT scheduled_for, status, trigger FROM runs WHERE job_id = ? AND "
+                f"status IN ({', '.join('?' * len(held))}) AND "
+                f"trigger IN ({', '.join('?' * len(slotted))})",
+                (job.id, *held, *slotted)).fetchall())
             backfill_id = new_id("b")
             db.execute("INSERT INTO backfills (id, job_id, slots, next_slot, max_parallel, "
                        "state, created_at) VALUES (?, ?, ?, 0, ?, 'running', ?)",
@@ -736,21 +737,24 @@ class SQLStore(Store):
                          (backfill_id,)).fetchone()
         if row is None or row["state"] != "running":
             return
-        slots, nxt = json.loads(row["slots"]), row["next_slot"]
+        slots = json.loads(row["slots"])
         active = db.execute("SELECT COUNT(*) FROM runs WHERE backfill_id = ? AND status IN "
                             "('queued', 'running')", (backfill_id,)).fetchone()[0]
         jrow = db.execute("SELECT * FROM jobs WHERE id = ?", (row["job_id"],)).fetchone()
-        while jrow is not None and nxt < len(slots) and active < row["max_parallel"]:
+        step = rules.backfill_step(slots=len(slots), next_slot=row["next_slot"], active=active,
+                                   max_parallel=row["max_parallel"],
+                                   job_exists=jrow is not None)
+        if step.start:
             job = _row_job(jrow)
-            slot = slots[nxt]
-            spec = {**job.spec(), "backfill": backfill_id, "logical_time": iso(slot)}
-            self._insert_run(db, job, trigger="backfill", scheduled_for=slot, fire_at=now,
-                             now=now, spec=spec, backfill_id=backfill_id)
-            nxt, active = nxt + 1, active + 1
-        state = "done" if (nxt >= len(slots) and active == 0) or jrow is None else "running"
+            for i in step.start:
+                spec = {**job.spec(), "backfill": backfill_id, "logical_time": iso(slots[i])}
+                self._insert_run(db, job, trigger=Trigger.BACKFILL, scheduled_for=slots[i],
+                                 fire_at=now, now=now, spec=spec, backfill_id=backfill_id)
+        state = "done" if step.done else "running"
         db.execute("UPDATE backfills SET next_slot = ?, state = ?, finished_at = ? "
-                   "WHERE id = ?", (nxt, state, now if state == "done" else None, backfill_id))
-        if state == "done":
+                   "WHERE id = ?", (step.next_slot, state, now if step.done else None,
+                                    backfill_id))
+        if step.done:
             self._event(db, "backfill.finished", row["job_id"], None, at=now,
                         backfill=backfill_id)
 
@@ -891,13 +895,22 @@ class SQLStore(Store):
             chunk = run_ids[k:k + 500]
             rows = db.execute(
                 "SELECT r.id, r.status, r.cancel_requested, r.trigger, r.spec, r.job_id, "
-                "j.state, j.enabled, (SELECT o.id FROM runs o WHERE o.job_id = r.job_id AND "
-                "o.status = 'running' AND o.id != r.id AND "  # a backfill's limit is its own
-                "COALESCE(o.backfill_id, '') != COALESCE(r.backfill_id, '-') LIMIT 1) "
+                "r.backfill_id, j.state, j.enabled "
                 "FROM runs r LEFT JOIN jobs j ON j.id = r.job_id "
                 f"WHERE r.id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            jobs = sorted({row[5] for row in rows})
+            running: dict[str, list[tuple[str, str | None]]] = {}
+            for i in range(0, len(jobs), 500):  # the running runs of those jobs
+                part = jobs[i:i + 500]
+                for rid, job_id, backfill_id in db.execute(
+                        "SELECT id, job_id, backfill_id FROM runs WHERE job_id IN "
+                        f"({', '.join('?' * len(part))}) AND status = 'running'",
+                        part).fetchall():
+                    running.setdefault(job_id, []).append((rid, backfill_id))
             for row in rows:
-                out[row[0]] = self._start_refusal(db, *tuple(row))
+                run_id, job_id, backfill_id = row[0], row[5], row[6]
+                other = rules.overlapping_run(run_id, backfill_id, running.get(job_id, ()))
+                out[run_id] = self._start_refusal(db, *tuple(row)[:6], row[7], row[8], other)
         for run_id in run_ids:
             if run_id not in out:
                 raise NotFound(f"no run {run_id!r}", field="run")
@@ -907,13 +920,12 @@ class SQLStore(Store):
     def _start_refusal(db, run_id, status, cancel, trigger, spec, job_id, state, enabled,
                        other) -> str | None:
         def waiting() -> str | None:
-            row = db.execute(
-                "SELECT id FROM runs WHERE job_id = ? AND status = 'queued' AND id != ? "
-                "AND phase LIKE 'waiting%' LIMIT 1", (job_id, run_id)).fetchone()
-            return row[0] if row else None
+            return rules.first_waiting(run_id, db.execute(
+                "SELECT id, phase FROM runs WHERE job_id = ? AND status = 'queued'",
+                (job_id,)).fetchall())
         return rules.start_refusal(
             status=status, cancel_requested=bool(cancel), trigger=trigger, job_state=state,
-            job_enabled=bool(enabled), overlap=json.loads(spec).get("overlap", "forbid"),
+            job_enabled=bool(enabled), overlap=json.loads(spec).get("overlap"),
             other_running=other, waiting=waiting)
 
     def running_others(self, run_id: str) -> list[Run]:
@@ -935,33 +947,30 @@ class SQLStore(Store):
         env = json.loads(row[1]).get("env") or {}
         return {k: env[k] for k in names if k in env}
 
+    def _with_active(self, run_id: str) -> tuple[rules.ActiveRun | None,
+                                                 list[rules.ActiveRun]]:
+        """The run and its job's other queued and running runs, as the waiting rules
+        (``policy.catchup_ahead``, ``policy.turn_ahead``) read them; (None, []) when the
+        run does not exist."""
+        cols = ", ".join(rules.ActiveRun._fields)
+        rows = self.db.execute(
+            f"SELECT {cols} FROM runs WHERE id = ? UNION ALL "
+            f"SELECT {cols} FROM runs WHERE job_id = (SELECT job_id FROM runs WHERE id = ?) "
+            "AND status IN ('queued', 'running') AND id != ?",
+            (run_id, run_id, run_id)).fetchall()
+        runs = [rules.ActiveRun(*r) for r in rows]
+        run = next((r for r in runs if r.id == run_id), None)
+        return run, [r for r in runs if r.id != run_id]
+
     def catchup_ahead(self, run_id: str) -> str | None:
-        """The run a catch-up must wait for: one of its job's runs that is running, else
-        the earliest of its job's catch-ups still queued for an earlier slot; or None."""
-        row = self.db.execute(
-            "SELECT o.id FROM runs r JOIN runs o ON o.job_id = r.job_id AND o.id != r.id "
-            "WHERE r.id = ? AND (o.status = 'running' OR (o.status = 'queued' AND "
-            "o.trigger = 'catchup' AND o.scheduled_for < r.scheduled_for)) "
-            "ORDER BY o.status = 'running' DESC, o.scheduled_for LIMIT 1",
-            (run_id,)).fetchone()
-        return row[0] if row else None
+        """The run a catch-up must wait for (``policy.catchup_ahead``), or None."""
+        run, others = self._with_active(run_id)
+        return None if run is None else rules.catchup_ahead(run, others)
 
     def turn_ahead(self, run_id: str) -> str | None:
-        """A running run of the job (not one of this run's own backfill, whose limit is
-        its own), else the first run of the job queued before this one that waits too:
-        held by a supervisor, and owed to its slot (upstream, backfill) or waiting
-        (``queue``). A run about to start is still queued, so two waiting runs never
-        both find their turn."""
-        row = self.db.execute(
-            "SELECT o.id FROM runs r JOIN runs o ON o.job_id = r.job_id AND o.id != r.id "
-            "WHERE r.id = ? AND o.status IN ('queued', 'running') "
-            "AND COALESCE(o.backfill_id, '') != COALESCE(r.backfill_id, '-') "
-            "AND (o.status = 'running' OR (o.pid IS NOT NULL AND "
-            "(o.trigger IN ('upstream', 'backfill') OR o.phase LIKE 'waiting%') AND "
-            "(o.queued_at < r.queued_at OR (o.queued_at = r.queued_at AND o.id < r.id)))) "
-            "ORDER BY CASE WHEN o.status = 'running' THEN 0 ELSE 1 END, o.queued_at, o.id "
-            "LIMIT 1", (run_id,)).fetchone()
-        return row[0] if row else None
+        """The run a waiting run waits for (``policy.turn_ahead``), or None: its turn."""
+        run, others = self._with_active(run_id)
+        return None if run is None else rules.turn_ahead(run, others)
 
     def mark_running(self, run_id: str, started_at: float, payload_pid: int) -> bool:
         """False when the run is no longer queued (cancelled, lost): the caller stops."""
@@ -1059,7 +1068,7 @@ class SQLStore(Store):
                    (max(0, running), json.dumps(summary), outcome.consecutive_failures,
                     outcome.state, outcome.state_reason, job.id))
         if outcome.retry:
-            self._insert_run(db, job, trigger="retry", scheduled_for=run.scheduled_for,
+            self._insert_run(db, job, trigger=Trigger.RETRY, scheduled_for=run.scheduled_for,
                              fire_at=at + rules.retry_delay(job.policy, run.attempt),
                              attempt=run.attempt + 1, now=at, parameters=run.parameters,
                              spec=run.spec)  # a retry runs what the failed attempt ran
@@ -1068,45 +1077,44 @@ class SQLStore(Store):
 
     def _trigger_downstream(self, db, job: Job, run: Run, status: str, exit_code,
                             at: float) -> None:
-        """Queue the runs of the jobs that run after *job* (pipelines), in the transaction
-        that ends its run, the downstream job's row locked: however many tickers end
-        runs at once, each downstream slot is queued once. With several upstreams, the
-        downstream runs when the last of them has ended, as asked, for the same slot."""
-        outcome = rules.upstream_outcome(status)
-        if outcome is None:
-            return
+        """Queue the runs of the jobs that run after *job* (pipelines) as
+        ``policy.fan_in`` decides, in the transaction that ends its run, the downstream
+        job's row locked: however many tickers end runs at once, each downstream slot is
+        queued once. The store selects the candidates (the downstream jobs, and the
+        other upstreams' ended runs for the slot) and applies the answer."""
+        if rules.upstream_outcome(status) is None:
+            return  # cancelled or skipped: nothing follows (no downstream is read)
         rows = db.execute("SELECT * FROM jobs WHERE id IN (SELECT job_id FROM job_after "
                           f"WHERE upstream_id = ?) ORDER BY id{self._lock}",
                           (job.id,)).fetchall()
+        slot = run.scheduled_for
+        ended = rules.UpstreamEnd(job.id, job.name, run.id, status, exit_code, run.attempt, at)
         for row in rows:
             down = _row_job(row)
             after = down.after or []
-            if not any(a["job"] == job.id and rules.upstream_matches(outcome, a["on"])
-                       for a in after):
+            upstream = rules.fan_in(after=after, enabled=down.enabled, state=down.state,
+                                    ended=ended,
+                                    others=self._upstream_ends(db, after, job.id, slot))
+            if upstream is None:
                 continue
-            if not down.enabled or down.state in ("paused", "blocked"):
-                continue
-            slot = run.scheduled_for
-            upstream = [{"job_id": job.id, "job": job.name, "run_id": run.id,
-                         "status": status, "exit_code": exit_code}]
-            for other in after:
-                if other["job"] == job.id:
-                    continue
-                r = db.execute(
-                    "SELECT id, status, exit_code, job_name FROM runs WHERE job_id = ? AND "
-                    "scheduled_for = ? AND status NOT IN ('queued', 'running') "
-                    "ORDER BY attempt DESC LIMIT 1", (other["job"], slot)).fetchone()
-                if r is None or not rules.upstream_matches(
-                        rules.upstream_outcome(r[1]), other["on"]):
-                    break
-                upstream.append({"job_id": other["job"], "job": r[3], "run_id": r[0],
-                                 "status": r[1], "exit_code": r[2]})
-            else:
-                if db.execute("SELECT 1 FROM runs WHERE job_id = ? AND trigger = 'upstream' "
-                              "AND scheduled_for = ?", (down.id, slot)).fetchone():
-                    continue  # queued already (this slot's other upstream came first)
-                self._insert_run(db, down, trigger="upstream", scheduled_for=slot,
-                                 fire_at=at, now=at, spec={**down.spec(), "upstream": upstream})
+            if db.execute("SELECT 1 FROM runs WHERE job_id = ? AND trigger = 'upstream' "
+                          "AND scheduled_for = ?", (down.id, slot)).fetchone():
+                continue  # queued already (this slot's other upstream came first)
+            self._insert_run(db, down, trigger=Trigger.UPSTREAM, scheduled_for=slot,
+                             fire_at=at, now=at, spec={**down.spec(), "upstream": upstream})
+
+    @staticmethod
+    def _upstream_ends(db, after: list[dict], upstream_id: str,
+                       slot: float | None) -> list[rules.UpstreamEnd]:
+        """The ended runs for *slot* of a downstream job's upstreams other than
+        *upstream_id* (none for a job with one upstream: nothing is read)."""
+        others = sorted({a["job"] for a in after if a["job"] != upstream_id})
+        if not others:
+            return []
+        return [rules.UpstreamEnd(*r) for r in db.execute(
+            "SELECT job_id, job_name, id, status, exit_code, attempt, finished_at FROM runs "
+            f"WHERE job_id IN ({', '.join('?' * len(others))}) AND scheduled_for = ? "
+            "AND status NOT IN ('queued', 'running')", (*others, slot)).fetchall()]
 
     def request_cancel(self, run_id: str, reason: str | None = None) -> Run:
         with self._write() as db:
@@ -1203,33 +1211,21 @@ class SQLStore(Store):
                        r["heartbeat_at"], r["last_tick_at"], r["proc_start"]) for r in rows]
 
     # -- housekeeping -----------------------------------------------------------
-    def gc(self, now: float, keep_runs: int = 50, keep_failures: int = 10,
-           max_age: float = 30 * 86400) -> dict:
-        """Keep per job the newest *keep_runs* runs plus the newest *keep_failures*
-        failures, none older than *max_age*; never an active run."""
+    def gc(self, now: float, keep_runs: int = rules.KEEP_RUNS,
+           keep_failures: int = rules.KEEP_FAILURES, max_age: float = rules.MAX_AGE) -> dict:
+        """Delete what retention (``policy.runs_to_delete``) does not keep: per job the
+        newest *keep_runs* runs plus the newest *keep_failures* failures (a job's own
+        ``keep_runs`` / ``keep_failures`` win), none older than *max_age*; never an
+        active run. Runs of deleted jobs go too."""
         doomed: list[str] = []
         db = self.db
         for job_row in db.execute("SELECT id, policy FROM jobs").fetchall():
-            policy = json.loads(job_row["policy"])
-            k_runs = policy.get("keep_runs") if policy.get("keep_runs") is not None else keep_runs
-            k_fail = (policy.get("keep_failures") if policy.get("keep_failures") is not None
-                      else keep_failures)
-            rows = db.execute(
+            k_runs, k_fail = rules.retention_limits(json.loads(job_row["policy"]),
+                                                    keep_runs, keep_failures)
+            doomed += rules.runs_to_delete(db.execute(
                 "SELECT id, status, queued_at FROM runs WHERE job_id = ? "
-                "ORDER BY fire_at DESC, id DESC", (job_row["id"],)).fetchall()
-            kept = failures = 0
-            for r in rows:
-                if r["status"] in ACTIVE_STATUSES:
-                    continue
-                young = now - r["queued_at"] <= max_age
-                if young and kept < k_runs:
-                    kept += 1
-                    if r["status"] in FAILED_STATUSES:
-                        failures += 1
-                elif young and r["status"] in FAILED_STATUSES and failures < k_fail:
-                    failures += 1
-                else:
-                    doomed.append(r["id"])
+                "ORDER BY fire_at DESC, id DESC", (job_row["id"],)).fetchall(),
+                now=now, keep_runs=k_runs, keep_failures=k_fail, max_age=max_age)
         orphans = [r[0] for r in db.execute(
             "SELECT id FROM runs WHERE job_id NOT IN (SELECT id FROM jobs) "
             "AND status NOT IN ('queued', 'running')").fetchall()]

@@ -598,3 +598,27 @@ def test_a_pipeline_fans_in_once_per_slot_and_follows_failures(store, clock):
     [alert] = store.list_runs(on_fail.id).items
     assert store.get_run(alert.id).spec["upstream"][0]["status"] == "failed"
     assert len(store.list_runs(c.id).items) == 1  # c runs after successes only
+
+
+def test_a_fan_in_counts_each_upstreams_last_run_for_the_slot(store, clock):
+    """An upstream that has two ended runs for one slot (its backfilled slot failed,
+    then was backfilled again and succeeded: both attempt 1) counts the last to end
+    (policy.fan_in), so the fan-in runs for that slot, once."""
+    a, b = make_job(store, "a", "@daily"), make_job(store, "b", "@daily")
+    c = make_job(store, "c", "@yearly", after=[{"job": a.id}, {"job": b.id}])
+    slot = 1_700_006_400.0
+
+    def backfill_once(job, status):
+        bf = store.create_backfill(job.id, [slot], 1)
+        [run] = [r for r in store.active_runs() if r.backfill_id == bf["id"]]
+        _run_to_end(store, run, status, 0 if status == "succeeded" else 1)
+        clock.advance(1)
+        return run
+
+    backfill_once(b, "failed")
+    b_ok = backfill_once(b, "succeeded")
+    assert store.list_runs(c.id).items == []  # a has not run for this slot yet
+    a_ok = backfill_once(a, "succeeded")
+    [down] = store.list_runs(c.id).items
+    assert (down.trigger, down.scheduled_for) == ("upstream", slot)
+    assert [u["run_id"] for u in store.get_run(down.id).spec["upstream"]] == [a_ok.id, b_ok.id]
