@@ -23,7 +23,14 @@ import sys
 import time
 
 from hermes_cron_ext.domain import policy as rules
-from hermes_cron_ext.domain.models import hostname, iso, proc_start_time, process_alive
+from hermes_cron_ext.domain.models import (
+    RunStatus,
+    hostname,
+    iso,
+    proc_start_time,
+    process_alive,
+)
+from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.runtime.notebook import GO_FD_ENV, PARAMETERS_ENV  # not at the instant
 from hermes_cron_ext.store import output
@@ -208,27 +215,26 @@ class Supervisor:
                 break
             time.sleep(min(left, 0.5))
         if self.stop_reason:
-            store.finish_run(run_id, "cancelled", reason="cancelled before it started")
+            store.finish_run(run_id, RunStatus.CANCELLED, reason="cancelled before it started")
             return False
-        if (run.trigger == "catchup" and run.spec.get("overlap", "forbid") != "allow"
-                and not self._wait_turn(run)):
+        plan = rules.start_plan(run.trigger, run.spec.get("overlap"))
+        if plan.after_catchups and not self._wait_turn(run):
             return False
         why = store.check_start(run_id)
         if why:
-            store.finish_run(run_id, "skipped", reason=why)
+            store.finish_run(run_id, RunStatus.SKIPPED, reason=why)
             return False
-        action = rules.on_overlap(run.spec.get("overlap") or "forbid", run.trigger)
-        if action == "replace" and not self._settle_overlap(run):
+        if plan.overlap == OverlapAction.REPLACE and not self._settle_overlap(run):
             return False
-        if action == "wait" and not self._wait_in_line(run):
+        if plan.overlap == OverlapAction.WAIT and not self._wait_in_line(run, plan.recheck):
             return False
         return True
 
     def _wait_turn(self, run) -> bool:
-        """Catch-ups of missed slots (``misfire: all``) are claimed together but run one
-        after another, oldest first, unless the job allows overlap."""
+        """A catch-up of a missed slot (``policy.start_plan``) waits for the runs before
+        it: ``store.catchup_ahead`` names them (``policy.catchup_ahead``)."""
         return self._wait_while(run, lambda: self.store.catchup_ahead(run.id),
-                                "catch-up: after run {}")
+                                rules.CATCHUP_PHASE)
 
     def _wait_while(self, run, blocker, phase: str) -> bool:
         """Heartbeat with *phase* while ``blocker()`` names a run; False if cancelled."""
@@ -239,7 +245,7 @@ class Supervisor:
                     self.stop_reason = "cancelled"
                 next_beat = time.monotonic() + self.heartbeat
             if self.stop_reason:
-                store.finish_run(run.id, "cancelled",
+                store.finish_run(run.id, RunStatus.CANCELLED,
                                  reason=f"cancelled while {phase.format(other)}")
                 return False
             time.sleep(0.1)
@@ -258,21 +264,21 @@ class Supervisor:
                 os.kill(other.pid, signal.SIGTERM)
         return self._wait_while(
             run, lambda: next((o.id for o in store.running_others(run.id)), None),
-            f"replacing run {others[0].id}")
+            rules.REPLACING_PHASE.format(others[0].id))
 
-    def _wait_in_line(self, run) -> bool:
+    def _wait_in_line(self, run, recheck: bool) -> bool:
         """Overlap ``queue``, or a run owed to its slot (``policy.on_overlap``): wait
-        while a run of the job runs, or another that waits was queued first; then
-        start (a run owed to its slot checks again that its job still wants it)."""
+        while ``store.turn_ahead`` names a run ahead of it (``policy.turn_ahead``); then
+        start, once *recheck* (``policy.start_plan``) has found the job still wants it."""
         ahead = lambda: self.store.turn_ahead(run.id)  # noqa: E731
         if ahead() is None:  # its turn at once: nothing written
             return True
-        if not self._wait_while(run, ahead, "waiting for run {}"):
+        if not self._wait_while(run, ahead, rules.WAITING_PHASE):
             return False
-        if run.trigger in rules.OWED_TRIGGERS:
+        if recheck:
             why = self.store.check_start(run.id)  # paused, disabled or deleted meanwhile
             if why:
-                self.store.finish_run(run.id, "skipped", reason=why)
+                self.store.finish_run(run.id, RunStatus.SKIPPED, reason=why)
                 return False
         return True
 
