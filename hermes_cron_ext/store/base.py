@@ -131,7 +131,8 @@ class Store(ABC):
 
     @abstractmethod
     def running_others(self, run_id: str) -> list[Run]:
-        """The other running runs of the same job (overlap ``replace`` and ``queue``)."""
+        """The other running runs of the same job that the run overlaps (overlap
+        ``replace`` and ``queue``): never those of its own backfill."""
 
     @abstractmethod
     def run_secrets(self, run_id: str) -> dict[str, str]:

@@ -929,11 +929,14 @@ class SQLStore(Store):
             other_running=other, waiting=waiting)
 
     def running_others(self, run_id: str) -> list[Run]:
-        """The other running runs of this run's job (overlap ``replace`` / ``queue``)."""
+        """The other running runs of this run's job that it overlaps (overlap ``replace``
+        / ``queue``): not those of its own backfill (``policy.overlaps``)."""
+        me = self.db.execute("SELECT backfill_id FROM runs WHERE id = ?", (run_id,)).fetchone()
         rows = self.db.execute(
             f"SELECT {LIST_COLUMNS} FROM runs WHERE status = 'running' AND id != ? AND "
             "job_id = (SELECT job_id FROM runs WHERE id = ?)", (run_id, run_id)).fetchall()
-        return [_row_run(r) for r in rows]
+        mine = me[0] if me else None
+        return [run for run in map(_row_run, rows) if rules.overlaps(mine, run.backfill_id)]
 
     def run_secrets(self, run_id: str) -> dict[str, str]:
         """The values of the secrets the run's spec names, read from its job now (run rows

@@ -161,3 +161,22 @@ def test_the_cli_shows_progress_and_cancels_by_id(cli, tmp_path):
     missing = cli("backfills", "nope", check=False)
     assert missing.returncode != 0 and missing.stderr.strip().count("\n") == 0
     assert "nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("overlap", ["replace", "queue"])
+def test_a_backfill_is_not_overlap_with_itself(cli, tmp_path, overlap):
+    """max_parallel is the backfill's own limit: under ``replace`` its runs must not stop
+    each other, under ``queue`` not wait for each other (no ticker: fewer moving parts)."""
+    ledger = tmp_path / "ledger"
+    ledger_job(cli, "wide", ledger, 0.6)
+    cli("edit", "wide", "--overlap", overlap)
+    ops = Operations(cli.db)
+    try:
+        b = ops.backfill("wide", "2026-11-01", "2026-11-06", max_parallel=3)
+        done = wait_for(lambda: (x := ops.get_backfill(b["id"]))["state"] == "done" and x,
+                        60, 0.2, "the backfill to end")
+        assert done["runs"] == {"succeeded": 6}, done
+        lines = ledger.read_text().splitlines()
+        assert len(lines) == 12 and most_at_once(lines) == 3
+    finally:
+        ops.close()
