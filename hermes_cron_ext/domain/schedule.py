@@ -8,7 +8,8 @@ Four kinds of schedule text are understood:
   both are restricted, AND when either starts with ``*``, ``*/2`` included); plus
   the extensions cronsim shares with healthchecks.io: ``L`` and ``LW`` in
   day-of-month, ``5L`` (last Friday) and ``5#3`` (third Friday) in day-of-week, lists
-  mixing them; and Quartz's ``15W`` (the weekday nearest the 15th) in day-of-month.
+  mixing them; and Quartz's ``15W`` (the weekday nearest the 15th; ``W15`` too) in
+  day-of-month, under the same day-of-month / day-of-week rule.
   ``?`` means ``*``. ``R`` and ``H`` (random / hashed values) are refused. Or an
   alias such as ``@daily``;
 * ``@reboot``: fires when a ticker starts, so it has no next fire time;
@@ -19,11 +20,16 @@ Cron runs in the schedule's time zone and handles daylight saving like Debian cr
 a job whose minute and hour are both fixed runs once on a fall-back day and, when
 spring-forward skips its time, at the first instant after the jump; a job whose minute
 or hour field starts with ``*`` (``* 2 * * *``, ``0 */2 * * *``) follows real time.
+cronsim walks the calendar in local wall time, with no zone; each wall time it names is
+then placed on the zone's clock by that rule (:func:`_instants`, :func:`_repeat`), so it
+holds in every zone (30- and 45-minute shifts, changes at midnight, two-hour fall-backs)
+and from any instant, inside a repeated hour too.
 docs/ARCHITECTURE.md says why cronsim and not croniter.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
 from cronsim import CronSim, CronSimError
+from cronsim.cronsim import Field
 from cronsim.explain import Expression
 
 from hermes_cron_ext.errors import InvalidInput, InvalidSchedule
@@ -91,21 +98,52 @@ _DURATION = re.compile(r"(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?")
 _NAMED_LAST = re.compile(r"\b(sun|mon|tue|wed|thu|fri|sat)L\b", re.IGNORECASE)
 _LAST_FIRST = re.compile(r"\bL([0-7])\b", re.IGNORECASE)
 _NEAREST_WEEKDAY = re.compile(r"^([1-9]|[12]\d|3[01])W$", re.IGNORECASE)
+_W_FIRST = re.compile(r"(?<![\w/-])W(\d+)(?![\w/-])", re.IGNORECASE)  # W15 is 15W
 _UNITS = (("d", "day", 86400), ("h", "hour", 3600), ("m", "minute", 60), ("s", "second", 1))
 
 
 def local_zone() -> str:
-    """The server's IANA zone name, so schedules without a zone follow the machine's clock."""
+    """The server's IANA zone name, so schedules without a zone follow the machine's clock.
+    A machine set to a ``posix/`` or ``right/`` copy of a zone gets the zone's own name;
+    one whose zone is no civil time zone (or is not found) gets UTC."""
     try:
         name = tzlocal.get_localzone_name() or "UTC"
-        ZoneInfo(name)
+        name = _PREFIXED.sub("", name)
+        parse_timezone(name)
     except Exception:  # noqa: BLE001 - any failure to detect the zone means "use UTC"
         return "UTC"
     return name
 
 
+#: names zoneinfo finds that are no civil time zone, and why
+_NOT_CIVIL = MappingProxyType({
+    "Factory": "a placeholder for a zone not yet set (its clock reads '-00'), not a civil "
+               "time zone: use the IANA name of the place, e.g. Europe/Berlin",
+    "localtime": "this machine's zone file, not a zone name (its meaning follows the "
+                 "machine): use the IANA name of the place, e.g. Europe/Berlin",
+    "posixrules": "the rules tzcode applies to POSIX TZ strings, not a zone name: use the "
+                  "IANA name of the place, e.g. America/New_York",
+})
+_PREFIXED = re.compile(r"^(?:posix|right)/")
+
+
 def parse_timezone(name: str) -> ZoneInfo:
-    """Resolve an IANA zone name, turning the several zoneinfo failures into one clear error."""
+    """Resolve an IANA zone name, turning the several zoneinfo failures into one clear error.
+    Names zoneinfo finds but whose clock is no civil time are refused too: the
+    leap-second ``right/`` zones (their clock counts leap seconds: against the system
+    clock their changes come 27 s late), the ``posix/`` duplicates, ``Factory``,
+    ``localtime`` and ``posixrules``."""
+    if isinstance(name, str):
+        if name.startswith("right/"):
+            raise InvalidSchedule(
+                f"time zone '{name}' counts leap seconds, so its clock is not civil time: "
+                f"use '{name[6:]}'", field="timezone")
+        if name.startswith("posix/"):
+            raise InvalidSchedule(f"time zone '{name}' is a copy of '{name[6:]}': use "
+                                  f"'{name[6:]}'", field="timezone")
+        if name in _NOT_CIVIL:
+            raise InvalidSchedule(f"time zone '{name}' is {_NOT_CIVIL[name]}",
+                                  field="timezone")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
@@ -145,18 +183,22 @@ def _format_duration(delta: timedelta, words: bool = False) -> str:
 
 class _Cron(CronSim):
     """cronsim, plus Quartz's ``nW`` in day-of-month: the weekday (Mon-Fri) nearest day n
-    of the same month. Such a field is given to cronsim as a restricted placeholder, so
-    the day-of-month / day-of-week rule stays cron's; ``match_dom`` then decides."""
+    of the same month. cronsim is given a placeholder day-of-month; then its days are the
+    field's other items (``L``, ``1-5``...) and its day-of-month / day-of-week rule is
+    cron's on the field as written: AND when it or day-of-week starts with ``*``, else OR
+    (``15W,*/2`` starts with 1). ``match_dom`` adds the W days."""
 
     def __init__(self, expr: str, dt: datetime, reverse: bool = False,
-                 nearest: tuple[int, ...] = (), plain_dom: bool = True):
+                 nearest: tuple[int, ...] = (), plain: str = "", dom_star: bool = False):
         super().__init__(expr, dt, reverse)
-        self.nearest, self.plain_dom = nearest, plain_dom
+        self.nearest = nearest
+        if nearest:
+            self.days = Field.DAY.parse(plain.upper()) if plain else set()
+            self.day_and = dom_star or self.parts[5].startswith("*")
 
     def match_dom(self, d) -> bool:
-        if self.plain_dom and super().match_dom(d):
-            return True
-        return any(d.day == _nearest_weekday(n, d.year, d.month) for n in self.nearest)
+        return super().match_dom(d) or any(
+            d.day == _nearest_weekday(n, d.year, d.month) for n in self.nearest)
 
 
 def _nearest_weekday(n: int, year: int, month: int) -> int | None:
@@ -185,13 +227,15 @@ class Schedule:
     every: timedelta | None = None
     at: datetime | None = None  # UTC
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
-    #: what cronsim is given: ``expr`` with ``nW`` days as a placeholder, the W days
-    _sim: tuple[str, tuple[int, ...], bool] = field(init=False, repr=False, compare=False)
+    #: what cronsim is given: ``expr`` with ``nW`` days as a placeholder, the W days, the
+    #: other day-of-month items, whether day-of-month starts with ``*``
+    _sim: tuple[str, tuple[int, ...], str, bool] = field(init=False, repr=False,
+                                                         compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_zone", parse_timezone(self.tz))
         object.__setattr__(self, "_sim", _for_cronsim(self.expr) if self.kind == "cron"
-                           else ("", (), True))
+                           else ("", (), "", False))
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle/copy as the text and zone."""
@@ -206,9 +250,23 @@ class Schedule:
         minute, hour = self.expr.split()[:2]
         return not minute.startswith("*") and not hour.startswith("*")
 
-    def _iter(self, start: datetime, reverse: bool) -> _Cron:
-        expr, nearest, plain = self._sim
-        return _Cron(expr, start.astimezone(self._zone), reverse, nearest, plain)
+    def _walls(self, wall: datetime, reverse: bool) -> _Cron:
+        """The local wall times (naive datetimes) the expression names after *wall*, or
+        before it: cronsim walks the calendar with no zone, so with no DST either."""
+        expr, nearest, plain, dom_star = self._sim
+        return _Cron(expr, wall, reverse, nearest, plain, dom_star)
+
+    def _fire(self, wall: datetime, latest: bool) -> datetime | None:
+        """The instant a wall time fires at, outside a repeat being lived: a skipped time
+        fires at the jump for a fixed-time job and not at all for a wildcard one; a
+        repeated time fires on its first pass, and a wildcard job on both (*latest*: the
+        second)."""
+        first = wall.replace(tzinfo=self._zone).astimezone(UTC)
+        if first.astimezone(self._zone).replace(tzinfo=None) != wall:  # skipped
+            return _instants(wall, self._zone)[1] if self.fixed_hour else None
+        if latest and not self.fixed_hour:
+            return wall.replace(tzinfo=self._zone, fold=1).astimezone(UTC)
+        return first
 
     def next_fire(self, after: datetime) -> datetime | None:
         """First fire instant strictly after ``after`` (UTC), or None if it never fires again
@@ -227,11 +285,37 @@ class Schedule:
             return self.at if self.at > after else None
         if self.kind == "reboot":
             return None
-        return self._walk(self._iter(after, False), lambda t: t > after)
+        wall = after.astimezone(self._zone).replace(tzinfo=None, microsecond=0)
+        repeat = _repeat(after, self._zone)
+        if repeat is not None:  # after is inside a repeated (fall-back) period
+            start, end, second_pass = repeat
+            found = next(self._walls(wall, False), None)
+            if found is not None and found < end:  # later in this repeat
+                if not second_pass:
+                    return _instants(found, self._zone)[0]
+                if not self.fixed_hour:
+                    return _instants(found, self._zone)[1]
+                # a fixed-time job fired through this repeat on its first pass
+            elif not second_pass and not self.fixed_hour:
+                # none later on this pass: a wildcard job's next is on the second
+                found = next(self._walls(start - timedelta(seconds=1), False), None)
+                if found is not None and found < end:
+                    return _instants(found, self._zone)[1]
+            wall = max(wall, end - timedelta(seconds=1))
+        for found in self._walls(wall, False):
+            instant = self._fire(found, latest=False)
+            if instant is not None and instant > after:  # (always, past any repeat)
+                return instant
+        return None  # nothing for 50 years (cronsim's limit)
 
     def prev_fire(self, at_or_before: datetime) -> datetime | None:
         """Latest fire instant <= the argument (UTC): the slot to run after downtime."""
-        at_or_before = _aware(at_or_before)
+        try:
+            return self._prev_fire(_aware(at_or_before))
+        except OverflowError:
+            return None
+
+    def _prev_fire(self, at_or_before: datetime) -> datetime | None:
         if self.kind == "every":
             assert self.every is not None
             return EPOCH + ((at_or_before - EPOCH) // self.every) * self.every
@@ -241,35 +325,40 @@ class Schedule:
         if self.kind == "reboot":
             return None
         # cronsim's reverse walk is strictly before its start; cron fires on whole
-        # minutes, so starting one second past the truncated instant makes it inclusive
-        start = at_or_before.replace(microsecond=0) + timedelta(seconds=1)
-        return self._walk(self._iter(start, True), lambda t: t <= at_or_before)
-
-    @staticmethod
-    def _walk(sim: _Cron, wanted) -> datetime | None:
-        """The first instant of *sim* that is *wanted*. cronsim walks a fixed-time job
-        in local wall time, so from inside a repeated hour it can name an instant on the
-        wrong side of the start (the first pass of 02:30, already gone): skip those."""
-        try:
-            for _ in range(4):
-                instant = next(sim).astimezone(UTC)
-                if wanted(instant):
-                    return instant
-        except (StopIteration, CronSimError):  # past the year 9999
-            pass
+        # minutes, so starting one second past the truncated wall time makes it inclusive
+        local = at_or_before.astimezone(self._zone)
+        wall = local.replace(tzinfo=None, microsecond=0) + timedelta(seconds=1)
+        repeat = _repeat(at_or_before, self._zone)
+        if repeat is not None:  # inside a repeated (fall-back) period
+            start, end, second_pass = repeat
+            if second_pass and not self.fixed_hour:
+                found = next(self._walls(wall, True), None)
+                if found is not None and found >= start:  # earlier on this second pass
+                    return _instants(found, self._zone)[1]
+            if second_pass:  # the latest of the whole first pass, over before this
+                wall = end
+            found = next(self._walls(wall, True), None)
+            if found is not None and found >= start:
+                return _instants(found, self._zone)[0]
+            wall = start
+        for found in self._walls(wall, True):
+            instant = self._fire(found, latest=True)
+            if instant is not None and instant <= at_or_before:  # (always)
+                return instant
         return None
 
 
-def _for_cronsim(expr: str) -> tuple[str, tuple[int, ...], bool]:
-    """``(expression for cronsim, W days, whether day-of-month has plain items)``."""
+def _for_cronsim(expr: str) -> tuple[str, tuple[int, ...], str, bool]:
+    """``(expression for cronsim, W days, the other day-of-month items, whether
+    day-of-month starts with *)``; an expression without W goes to cronsim as it is."""
     fields = expr.split()
     items = fields[2].split(",")
     nearest = tuple(int(m[1]) for i in items if (m := _NEAREST_WEEKDAY.match(i)))
     if not nearest:
-        return expr, (), True
-    plain = [i for i in items if not _NEAREST_WEEKDAY.match(i)]
-    fields[2] = ",".join(plain) if plain else "1"  # restricted, as the W field is
-    return " ".join(fields), nearest, bool(plain)
+        return expr, (), "", False
+    plain = ",".join(i for i in items if not _NEAREST_WEEKDAY.match(i))
+    fields[2] = "1"  # a placeholder: _Cron sets the days
+    return " ".join(fields), nearest, plain, items[0].startswith("*")
 
 
 def _aware(moment: datetime) -> datetime:
@@ -279,9 +368,43 @@ def _aware(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _second_pass(local: datetime) -> bool:
-    """True for the later of two instants that share a local time (a repeated hour)."""
-    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+def _change(zone: ZoneInfo, before: datetime, after: datetime) -> datetime:
+    """The instant *zone*'s UTC offset changes, given one instant on each side of that
+    one change; to the second (tzdata's changes fall on whole seconds)."""
+    low, high = math.floor(before.timestamp()), math.floor(after.timestamp())
+    old = datetime.fromtimestamp(low, zone).utcoffset()
+    while high - low > 1:
+        mid = (low + high) // 2
+        if datetime.fromtimestamp(mid, zone).utcoffset() == old:
+            low = mid
+        else:
+            high = mid
+    return datetime.fromtimestamp(high, UTC)
+
+
+def _instants(wall: datetime, zone: ZoneInfo) -> tuple[datetime | None, datetime]:
+    """The instants (UTC) a local wall time of *zone* names: ``(t, t)`` for an ordinary
+    time, ``(first pass, second pass)`` for a time a fall-back repeats, ``(None, the
+    first whole minute after the jump)`` for a time a spring-forward skips."""
+    first = wall.replace(tzinfo=zone).astimezone(UTC)
+    if first.astimezone(zone).replace(tzinfo=None) != wall:  # skipped
+        jump = _change(zone, wall.replace(tzinfo=zone, fold=1).astimezone(UTC), first)
+        return None, jump + timedelta(seconds=-jump.astimezone(zone).second % 60)
+    return first, wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+
+
+def _repeat(moment: datetime, zone: ZoneInfo) -> tuple[datetime, datetime, bool] | None:
+    """If *moment* is in a period a fall-back of *zone* repeats: its first and its end
+    wall times (naive; the end is the first not repeated) and whether *moment* is on
+    the second pass. Else None."""
+    local = moment.astimezone(zone)
+    first, second = local.replace(fold=0), local.replace(fold=1)
+    shift = first.utcoffset() - second.utcoffset()
+    if not shift:
+        return None
+    jump = _change(zone, first.astimezone(UTC), second.astimezone(UTC))
+    end = (jump + shift).astimezone(zone).replace(tzinfo=None)
+    return end - shift, end, local.fold == 1
 
 
 def parse(text: str, tz: str | None = None) -> Schedule:
@@ -349,6 +472,7 @@ def _parse_cron(text: str, tz: str) -> Schedule:
     fields = [f.replace("?", "*") if i in (2, 4) else f for i, f in enumerate(fields)]
     fields[4] = _NAMED_LAST.sub(lambda m: _DAY_NUMBERS[m[1].lower()] + "L", fields[4])
     fields[4] = _LAST_FIRST.sub(lambda m: m[1] + "L", fields[4])  # croniter's L6 is 6L
+    fields[2] = _W_FIRST.sub(lambda m: m[1] + "W", fields[2])  # W15 is 15W
     for value, (name, low, high) in zip(fields, _FIELDS, strict=True):
         if re.search(r"(?<![a-z])[rh](?![a-z])", value, re.IGNORECASE):
             raise InvalidSchedule(
@@ -362,13 +486,12 @@ def _parse_cron(text: str, tz: str) -> Schedule:
     expr = " ".join(fields)
     schedule = Schedule(text, tz, "cron", expr=expr)
     try:
-        schedule._iter(datetime(2024, 1, 1, tzinfo=UTC), False)
+        schedule._walls(datetime(2024, 1, 1), False)
     except CronSimError:
         for i, (name, _, _) in enumerate(_FIELDS):  # which field cronsim refuses, alone
-            alone = ["*"] * 5
-            alone[i] = fields[i]
+            alone = " ".join(fields[i] if j == i else "*" for j in range(5))
             try:
-                CronSim(_for_cronsim(" ".join(alone))[0], datetime(2024, 1, 1, tzinfo=UTC))
+                Schedule(alone, tz, "cron", expr=alone)._walls(datetime(2024, 1, 1), False)
             except CronSimError:
                 raise InvalidSchedule(f"{name} '{fields[i]}' is not valid: {_HINTS[i]}",
                                       field="schedule") from None
@@ -495,8 +618,9 @@ def _explain(expr: str) -> str:
         days = ([str(words.day)] if plain else []) + [
             f"on the weekday nearest day {n} of the month" for n in nearest]
         text = f"{time} {' or '.join(days)}"
-        if not words.dow.star:
-            text += f" {'AND' if fields[4].startswith('*') else 'OR'} {words.dow}"
+        if not words.dow.star:  # the rule as _Cron applies it, from the fields as written
+            both = items[0].startswith("*") or fields[4].startswith("*")
+            text += f" {'AND' if both else 'OR'} {words.dow}"
         if not words.month.star:
             text += f" {words.month}"
         return text[0].upper() + text[1:]

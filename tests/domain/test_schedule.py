@@ -63,6 +63,43 @@ def test_parse_timezone_unknown(name: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize(("name", "reason"), [
+    ("right/UTC", "counts leap seconds, so its clock is not civil time: use 'UTC'"),
+    ("right/Europe/Berlin", "counts leap seconds, so its clock is not civil time: use "
+                            "'Europe/Berlin'"),
+    ("posix/Europe/Berlin", "is a copy of 'Europe/Berlin': use 'Europe/Berlin'"),
+    ("posix/UTC", "is a copy of 'UTC': use 'UTC'"),
+    ("Factory", "a placeholder for a zone not yet set"),
+    ("localtime", "this machine's zone file, not a zone name"),
+    ("posixrules", "not a zone name"),
+])
+def test_zones_whose_clock_is_not_civil_time_are_refused(name: str, reason: str) -> None:
+    """zoneinfo finds these (from the system's tzdata), but a job in right/Europe/Berlin
+    would change hour 27 s after Berlin does, and 'localtime' means another zone on
+    another machine: each is refused with its reason, on one line."""
+    with pytest.raises(InvalidSchedule) as info:
+        parse("0 9 * * *", name)
+    assert info.value.field == "timezone"
+    assert info.value.message.startswith(f"time zone '{name}' ")
+    assert reason in info.value.message and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize(("detected", "zone"), [
+    ("posix/Europe/Berlin", "Europe/Berlin"),  # /etc/localtime -> .../posix/Europe/Berlin
+    ("right/Asia/Tokyo", "Asia/Tokyo"),
+    ("posix/UTC", "UTC"),
+    ("localtime", "UTC"),
+    ("Factory", "UTC"),
+])
+def test_local_zone_is_a_civil_zone_name(monkeypatch: pytest.MonkeyPatch, detected: str,
+                                         zone: str) -> None:
+    """A job made without a zone stores the server's: never a posix/ or right/ name
+    (the zone's own name instead), never one refused as a job's zone."""
+    monkeypatch.setattr(schedule_module.tzlocal, "get_localzone_name", lambda: detected)
+    assert local_zone() == zone
+    assert parse("@daily").tz == zone
+
+
 def test_parse_with_unknown_timezone() -> None:
     with pytest.raises(InvalidSchedule, match="unknown time zone 'Europe/Berln'") as info:
         parse("*/5 * * * *", "Europe/Berln")
@@ -189,6 +226,41 @@ def test_feb_29_is_possible() -> None:
 def test_day_31_with_weekday_fires_on_weekday() -> None:
     # Cron ORs day-of-month and day-of-week, so this fires on Mondays in February.
     assert parse("0 0 31 2 mon", "UTC").next_fire(utc(2025, 1, 1)) == utc(2025, 2, 3)
+
+
+def test_nearest_weekday_ors_with_a_restricted_day_of_week() -> None:
+    """docs/schedules.md's rule: when both day fields are restricted, either one
+    matching is enough, also for W (as cronsim does for L and #); a field starting with
+    * ANDs. ``15W,*/2`` starts with 1, not *: OR."""
+    def days(text: str, n: int = 6) -> list[str]:
+        return [d.strftime("%a %d %b") for d in preview(parse(text, "UTC"), n, utc(2026, 1, 1))]
+
+    # the issue's examples: day 31's weekday (none in February), or a Sunday
+    assert days("0 0 31W 2 0", 3) == ["Sun 01 Feb", "Sun 08 Feb", "Sun 15 Feb"]
+    assert days("48 */10 31W * sun#1", 6) == [
+        "Sun 04 Jan", "Sun 04 Jan", "Sun 04 Jan", "Fri 30 Jan", "Fri 30 Jan", "Fri 30 Jan"]
+    # an odd day, the weekday nearest the 15th, or a Monday (it was: an odd Monday)
+    assert days("0 0 15W,*/2 * mon") == [
+        "Sat 03 Jan", "Mon 05 Jan", "Wed 07 Jan", "Fri 09 Jan", "Sun 11 Jan", "Mon 12 Jan"]
+    assert describe(parse("0 0 15W,*/2 * mon", "UTC")).endswith(
+        "or on the weekday nearest day 15 of the month OR on Monday")
+    assert days("0 0 15W,*/10 * sun#1", 5) == [
+        "Sun 04 Jan", "Sun 11 Jan", "Thu 15 Jan", "Wed 21 Jan", "Sat 31 Jan"]
+    # *-led day-of-month: AND
+    assert days("0 0 *,15W * mon", 2) == ["Mon 05 Jan", "Mon 12 Jan"]
+    # day 30 never comes in February, the weekday nearest the 15th does (it was refused)
+    assert days("0 0 30,15W 2 *", 2) == ["Mon 16 Feb", "Mon 15 Feb"]
+
+
+def test_w15_is_15w() -> None:
+    """``W15`` is another spelling of Quartz's ``15W``: the same fires, the same words."""
+    spelled, quartz = parse("0 9 W15 * *", "UTC"), parse("0 9 15W * *", "UTC")
+    assert spelled.expr == "0 9 15W * *" and spelled.text == "0 9 W15 * *"
+    assert preview(spelled, 12, utc(2026, 1, 1)) == preview(quartz, 12, utc(2026, 1, 1))
+    assert describe(spelled) == "At 09:00 on the weekday nearest day 15 of the month"
+    assert parse("0 9 1,w20 * *", "UTC").expr == "0 9 1,20W * *"
+    with pytest.raises(InvalidSchedule, match="day-of-month 32 is out of range"):
+        parse("0 9 W32 * *", "UTC")
 
 
 # --- normalised text and kinds ---------------------------------------------------------
@@ -581,6 +653,9 @@ def test_preview_default_start_is_now() -> None:
         ("0 9 1 * 5#3", "At 09:00 on the first day of month OR on the third Friday of the month"),
         ("0 16 */2 * sat", "At 16:00 on every second day of month AND on Saturday"),
         ("0 9 15W * *", "At 09:00 on the weekday nearest day 15 of the month"),
+        ("0 9 *,15W * mon", "At 09:00 on every day of month or on the weekday nearest day "
+                            "15 of the month AND on Monday"),
+        ("0 9 W15 * *", "At 09:00 on the weekday nearest day 15 of the month"),
         ("@every 30s", "every 30 seconds"),
         ("@every 1m", "every minute"),
         ("@every 1h30m", "every 1 hour 30 minutes"),

@@ -178,3 +178,57 @@ async def test_the_lead_grows_for_a_burst_of_notebook_jobs(store, clock):
         assert lead > 2.0
     finally:
         await ticker.close_executors()
+
+
+async def test_a_job_made_in_a_repeated_hour_gets_its_next_run_and_fires(store, clock):
+    """Europe/Berlin goes back from 03:00 CEST to 02:00 CET on 25 October 2020. A job
+    ``0-30 2 * * *`` created, edited and resumed during the second 02:00-02:30 still
+    has a next run: the next night, since it ran through the first pass (a fixed-time
+    job runs once). The ticker, driven on a fake clock as its loop would be (to each
+    next wakeup), then fires it that night, every minute from 02:00 to 02:30 CET."""
+    from datetime import datetime, timedelta
+
+    from hermes_cron_ext.domain.jobspec import validate_changes
+    from hermes_cron_ext.runtime.executor import Executor
+
+    class Handed(Executor):  # keeps what the ticker hands out (no supervisors)
+        def __init__(self):
+            self.runs: list = []
+
+        async def start(self, run):
+            self.runs.append(run)
+
+        async def close(self):
+            pass
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    next_night = at("2020-10-26T02:00:00+01:00")
+    clock.now = at("2020-10-25T02:00:12+01:00")  # CET: the second pass of 02:00
+    job = make_job(store, "nightly", "0-30 2 * * *", timezone="Europe/Berlin")
+    assert (job.state, job.next_run_at) == ("scheduled", next_night)
+    clock.advance(5 * 60)
+    job = store.update_job(job.id, validate_changes(job, {"schedule": "0-59/2 2 * * *"}))
+    assert job.next_run_at == next_night
+    job = store.update_job(job.id, validate_changes(job, {"schedule": "0-30 2 * * *"}))
+    assert job.next_run_at == next_night
+    store.set_paused("nightly", True)
+    clock.advance(10 * 60)
+    assert store.set_paused("nightly", False).next_run_at == next_night
+
+    handed = Handed()
+    ticker = Ticker(AsyncStore(store), handed, clock=clock, lead=2.0)
+    try:
+        while (due := store.next_wakeup()) is not None and due < at(
+                "2020-10-26T03:00:00+01:00"):
+            clock.now = max(clock.now, due - ticker.lead)  # it sleeps until then
+            await ticker.tick()
+    finally:
+        await ticker.close_executors()
+    fired = [datetime.fromtimestamp(r.scheduled_for, UTC) for r in handed.runs]
+    assert fired == [datetime.fromtimestamp(next_night, UTC) + timedelta(minutes=m)
+                     for m in range(31)]
+    assert [r.trigger for r in store.list_runs("nightly", limit=100).items] == [
+        "schedule"] * 31
+    assert store.get_job("nightly").next_run_at == at("2020-10-27T02:00:00+01:00")
