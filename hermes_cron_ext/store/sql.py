@@ -55,7 +55,7 @@ from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F40
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: the jobs table's columns at schema version 6 (copied as they are by migration 7)
 _JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
                 "enabled, next_run_at, last_run, consecutive_failures, running_count, "
@@ -183,6 +183,10 @@ MIGRATIONS: dict[int, list[str]] = {
         "DROP TABLE jobs",
         "ALTER TABLE jobs_v7 RENAME TO jobs",
         "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND state = 'scheduled'"],
+    # posix/X and right/X are refused as job zones now (a copy of X; a clock that counts
+    # leap seconds): a job saved with one takes the civil name X, so it keeps firing
+    8: ["UPDATE jobs SET timezone = substr(timezone, 7) "
+        "WHERE timezone LIKE 'posix/%' OR timezone LIKE 'right/%'"],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",

@@ -23,7 +23,7 @@ def _after_only(store) -> None:
     job, _ = store.create_job(validate_new(
         {"name": "report", "after": [{"job": old.id}], "command": "true"}))
     assert (store.get_job("report").schedule, job.next_run_at) == (None, None)
-    assert store.schema_version() == SCHEMA_VERSION == 7
+    assert store.schema_version() == SCHEMA_VERSION >= 7
 
 
 def test_a_version_6_sqlite_store_takes_jobs_with_no_schedule(tmp_path):
@@ -64,5 +64,55 @@ def test_a_version_6_postgres_store_takes_jobs_with_no_schedule(pg_url):
     store = open_store(pg_url)
     try:
         _after_only(store)
+    finally:
+        store.close()
+
+
+def _zones_v7(store) -> None:
+    """Version 8: jobs saved with a posix/ or right/ zone (refused now) take the civil
+    name, so they can still be shown, edited and fired."""
+    assert {j.name: j.timezone for j in store.list_jobs(limit=10).items} == {
+        "p": "Europe/Berlin", "r": "America/New_York", "u": "UTC"}
+    assert store.schema_version() == SCHEMA_VERSION
+
+
+def _job_row(job_id: str, name: str, tz: str) -> tuple:
+    return (job_id, name, "command", "@daily", tz) + JOB_V6[5:]
+
+
+def test_a_version_7_sqlite_store_keeps_jobs_saved_with_a_posix_or_right_zone(tmp_path):
+    path = tmp_path / "store" / "cron.db"
+    path.parent.mkdir(mode=0o700)
+    db = sqlite3.connect(path)
+    for version in range(1, 8):
+        for stmt in MIGRATIONS[version]:
+            db.execute(stmt)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '7')")
+    for row in (_job_row("j_1", "p", "posix/Europe/Berlin"),
+                _job_row("j_2", "r", "right/America/New_York"), _job_row("j_3", "u", "UTC")):
+        db.execute(f"INSERT INTO jobs VALUES ({', '.join('?' * len(row))})", row)
+    db.commit()
+    db.close()
+    store = open_store(str(path))
+    try:
+        _zones_v7(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_version_7_postgres_store_keeps_jobs_saved_with_a_posix_or_right_zone(pg_url):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+        for row in (_job_row("j_1", "p", "posix/Europe/Berlin"),
+                    _job_row("j_2", "r", "right/America/New_York"),
+                    _job_row("j_3", "u", "UTC")):
+            conn.execute(f"INSERT INTO jobs VALUES ({', '.join(['%s'] * len(row))})", row)
+    store = open_store(pg_url)
+    try:
+        _zones_v7(store)
     finally:
         store.close()
