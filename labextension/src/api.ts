@@ -7,115 +7,29 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-export type RunStatus =
-  | 'queued'
-  | 'running'
-  | 'succeeded'
-  | 'failed'
-  | 'timed_out'
-  | 'cancelled'
-  | 'lost'
-  | 'skipped';
+import { IJob, IJobPage, IOption, IRun, IRunPage, RunStatus } from './generated';
 
-export type JobState = 'scheduled' | 'running' | 'paused' | 'blocked' | 'disabled';
-
-export const ACTIVE: RunStatus[] = ['queued', 'running'];
-export const FAILED: RunStatus[] = ['failed', 'timed_out', 'lost'];
-
-export interface IPolicy {
-  misfire: string;
-  starting_deadline: number | null;
-  overlap: string;
-  retries: number;
-  retry_delay: number;
-  retry_max_delay: number;
-  retry_on_timeout: boolean;
-  timeout: number | null;
-  kill_grace: number;
-  max_failures: number;
-  jitter: number;
-  notify_url: string | null;
-  ping_url: string | null;
-  keep_runs: number | null;
-  keep_failures: number | null;
-}
-
-export interface ILastRun {
-  id: string;
-  status: RunStatus;
-  exit_code?: number | null;
-  started_at?: string | null;
-  finished_at?: string | null;
-  scheduled_for?: string | null;
-  [key: string]: unknown;
-}
-
-export interface IJob {
-  id: string;
-  name: string;
-  kind: 'command' | 'python' | 'notebook';
-  /** null: no schedule of its own; it runs only after the jobs in `after`. */
-  schedule: string | null;
-  timezone: string;
-  command: string | string[] | null;
-  code: string | null;
-  interpreter: string | null;
-  cwd: string | null;
-  env: { [key: string]: string };
-  secret_env: string[];
-  parameters: { [key: string]: unknown };
-  kernel: string | null;
-  description: string;
-  /** The jobs whose runs trigger this one (pipelines), with their names. */
-  after?: IAfter[];
-  state: JobState;
-  state_reason: string | null;
-  enabled: boolean;
-  next_run_at: string | null;
-  last_run: ILastRun | null;
-  consecutive_failures: number;
-  policy: IPolicy;
-  created_at: string;
-  updated_at: string;
-  version: number;
-  warning?: string;
-}
+// The shapes of jobs, runs and options are generated from the server's declarations
+// (hermes_cron_ext/domain/options.py and models.py): see generated.ts.
+export { ACTIVE, FAILED, OPTIONS } from './generated';
+export type {
+  IJob,
+  IJobPage,
+  IOption,
+  IPolicy,
+  IRun,
+  IRunPage,
+  JobKind,
+  JobState,
+  RunStatus,
+  Trigger
+} from './generated';
 
 /** One upstream of a job: its id, its name (as read) and when its run triggers. */
-export interface IAfter {
-  job: string;
-  name?: string;
-  on: 'success' | 'failure' | 'completion';
-}
+export type IAfter = IJob['after'][number];
 
-export interface IRun {
-  id: string;
-  job_id: string;
-  job_name: string | null;
-  status: RunStatus;
-  trigger: string;
-  attempt: number;
-  scheduled_for: string | null;
-  queued_at: string | null;
-  started_at: string | null;
-  finished_at: string | null;
-  duration: number | null;
-  exit_code: number | null;
-  heartbeat_at: string | null;
-  pid: number | null;
-  host: string | null;
-  phase: string | null;
-  progress: number | null;
-  reason: string | null;
-  output_bytes: number;
-  /** Parameters given when the run was asked for (over the job's own). */
-  parameters?: { [key: string]: unknown } | null;
-  backfill_id?: string | null;
-  /** The slot the run stands for (a backfill's past slot, a pipeline's upstream slot). */
-  logical_time?: string | null;
-  /** The run(s) whose end triggered this one (pipelines), in `GET /runs/{id}`. */
-  upstream?: { job_id: string; job?: string; run_id: string; status: string; exit_code: number | null }[] | null;
-}
+/** A job's latest run, in brief. */
+export type ILastRun = NonNullable<IJob['last_run']>;
 
 /** The pipeline a job is part of (`GET /jobs/{id}/pipeline`). */
 export interface IPipeline {
@@ -275,7 +189,7 @@ export class CronAPI {
   async listJobs(options: { q?: string; limit?: number; cursor?: string | null } = {}): Promise<
     IPage<IJob>
   > {
-    const page = await this.request<{ jobs: IJob[]; cursor: string | null }>('GET', 'jobs', {
+    const page = await this.request<IJobPage>('GET', 'jobs', {
       query: { q: options.q, limit: options.limit ?? 50, cursor: options.cursor }
     });
     return { items: page.jobs, cursor: page.cursor };
@@ -341,7 +255,7 @@ export class CronAPI {
     ref: string,
     options: { limit?: number; cursor?: string | null } = {}
   ): Promise<IPage<IRun>> {
-    const page = await this.request<{ runs: IRun[]; cursor: string | null }>(
+    const page = await this.request<IRunPage>(
       'GET',
       `jobs/${encodeURIComponent(ref)}/runs`,
       { query: { limit: options.limit ?? 20, cursor: options.cursor } }
@@ -366,16 +280,4 @@ export class CronAPI {
     const answer = await this.request<{ options: IOption[] }>('GET', 'options');
     return answer.options;
   }
-}
-
-/** One job option, as the server declares it (`GET /api/cron/options`). */
-export interface IOption {
-  name: string;
-  schema: { type?: string | string[]; enum?: string[] };
-  help: string;
-  permission: 'write' | 'execute';
-  default: unknown;
-  policy: boolean;
-  flag: string | null;
-  form: boolean;
 }

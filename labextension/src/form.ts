@@ -2,11 +2,16 @@
  * The create / edit form: every message comes from the server's validation
  * (`{"error": {"code", "message", "field"}}`), shown next to the field it names;
  * the schedule gets a live preview of its next fire times from `/preview`.
+ *
+ * What each field is comes from the job options schema (`OPTIONS`, generated from
+ * hermes_cron_ext/domain/options.py into generated.ts): its label, help, type,
+ * range, choices and default. This file only says where fields go and how the
+ * ones with a syntax of their own (command, env, parameters, after) are typed.
  */
 import { PageConfig } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
-import { CronAPI, CronError, IJob, IOption } from './api';
+import { CronAPI, CronError, IJob, IOption, OPTIONS } from './api';
 import { afterText, describeSchedule, formatTime } from './format';
 
 export interface IFormPreset {
@@ -24,6 +29,29 @@ export interface IFormOptions {
   browse?: (kind: 'python' | 'notebook') => Promise<string | null>;
   onSaved: (job: IJob) => void;
   onCancel: () => void;
+}
+
+/** The job options by name, as the server declares them. */
+const OPTION: { [name: string]: IOption } = Object.fromEntries(OPTIONS.map(o => [o.name, o]));
+
+/**
+ * The policies laid out first in the "Policies" box, in this order. Every other option
+ * the schema marks `form` that the form does not lay out itself follows them (under
+ * `more-options`), built the same way: a new option needs no change here.
+ */
+const POLICY_ROWS = ['overlap', 'misfire', 'retries', 'timeout', 'max_failures'];
+
+/** What an empty duration or size field takes, besides its default. */
+const UNIT_EXAMPLES: { [unit: string]: string } = {
+  seconds: 'seconds, or 10m, 1h',
+  bytes: 'e.g. 500k, 50M'
+};
+
+/** When an upstream's run triggers a job (`after`'s `on`). */
+const UPSTREAM_ON: string[] = OPTION.after.schema.items?.properties?.on?.enum?.map(String) ?? [];
+
+function schemaTypes(option: IOption): string[] {
+  return ([] as string[]).concat(option.schema.type ?? []);
 }
 
 const SCHEDULE_CHIPS: [string, string][] = [
@@ -84,8 +112,8 @@ export class JobForm extends Widget {
   private _fields: { [name: string]: HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement } =
     {};
   private _rows: { [name: string]: HTMLElement } = {};
-  /** Options the form does not lay out itself, built from the server's schema. */
-  private _more: IOption[] = [];
+  /** The options whose control is built from their schema alone (the policies). */
+  private _built: IOption[] = [];
   private _errors: { [name: string]: HTMLElement } = {};
   private _formError: HTMLDivElement;
   private _preview: HTMLDivElement;
@@ -119,12 +147,7 @@ export class JobForm extends Widget {
       job?.name ?? preset.name ?? (preset.command && preset.kind !== 'command' ? slug(preset.command) : ''),
       'nightly-etl'
     );
-    const kind = this._select('kind', [
-      ['command', 'Shell command'],
-      ['python', 'Python'],
-      ['notebook', 'Notebook']
-    ]);
-    kind.value = job?.kind ?? preset.kind ?? 'command';
+    const kind = this._control(OPTION.kind, job?.kind ?? preset.kind);
     this._pythonMode = el('select', { class: 'jp-mod-styled', 'data-field': 'python-mode' });
     for (const [v, label] of [
       ['file', 'Script file'],
@@ -213,66 +236,47 @@ export class JobForm extends Widget {
       'KEY=value, one per line'
     );
     env.classList.add('jp-HermesCron-mono');
-    const description = this._input('description', 'text', job?.description ?? '', 'what this job is for');
-    const p = job?.policy;
-    const overlap = this._select('overlap', [
-      ['forbid', 'forbid: skip the slot (recorded)'],
-      ['allow', 'allow: run side by side'],
-      ['replace', 'replace: stop the running one'],
-      ['queue', 'queue: at most one waiting']
-    ]);
-    overlap.value = p?.overlap ?? 'forbid';
-    const misfire = this._select('misfire', [
-      ['latest', 'latest: run once, as catch-up'],
-      ['skip', 'skip: record and wait'],
-      ['all', 'all: run every missed slot (capped)']
-    ]);
-    misfire.value = p?.misfire ?? 'latest';
-    const retries = this._input('retries', 'number', String(p?.retries ?? 0), '0');
-    retries.min = '0';
-    const timeout = this._input(
-      'timeout',
-      'text',
-      p?.timeout !== null && p?.timeout !== undefined ? `${p.timeout}s` : '',
-      'none (e.g. 10m, 1h)'
-    );
-    const maxFailures = this._input('max_failures', 'number', String(p?.max_failures ?? 5), '5');
-    maxFailures.min = '0';
-    const enabled = el('input', { type: 'checkbox', 'data-field': 'enabled' });
-    enabled.checked = job ? job.enabled : true;
-    this._fields.enabled = enabled;
+    const description = this._input('description', 'text', job?.description ?? '', OPTION.description.help);
+    const enabled = this._control(OPTION.enabled, job?.enabled);
+
+    const policyRows = POLICY_ROWS.map(name => this._builtRow(OPTION[name]));
 
     // -- layout ------------------------------------------------------------------
-    const kindRow = this._row('kind', 'Kind', el('div', { class: 'jp-HermesCron-inline' }, kind, this._pythonMode));
+    const kindRow = this._row('kind', el('div', { class: 'jp-HermesCron-inline' }, kind, this._pythonMode));
+    const paramsRow = this._row('parameters', params);
+    paramsRow.querySelector('label')!.textContent += ' (JSON)';
     form.append(
       title,
       this._formError,
-      this._row('name', 'Name', name),
+      this._row('name', name),
       kindRow,
-      this._row('command', 'Command', el('div', { class: 'jp-HermesCron-inline' }, command, browse)),
-      this._row('code', 'Code', code),
-      this._row('kernel', 'Kernel', kernel),
-      this._row('parameters', 'Parameters (JSON)', params),
-      this._row('schedule', 'Schedule', schedule, chips),
-      this._row('timezone', 'Time zone', tz, zones),
+      this._row('command', el('div', { class: 'jp-HermesCron-inline' }, command, browse)),
+      this._row('code', code),
+      this._row('kernel', kernel),
+      paramsRow,
+      this._row('schedule', schedule, chips),
+      this._row('timezone', tz, zones),
       this._preview,
-      this._row('after', 'Runs after', after),
-      this._row('cwd', 'Working directory', cwd),
-      this._row('env', 'Environment', env),
-      this._row('description', 'Description', description),
+      this._row('after', after),
+      this._row('cwd', cwd),
+      this._row('env', env),
+      this._row('description', description),
       el(
         'details',
         { class: 'jp-HermesCron-policies', ...(job ? { open: '' } : {}) },
         el('summary', {}, 'Policies'),
-        this._row('overlap', 'When still running', overlap),
-        this._row('misfire', 'Missed runs', misfire),
-        this._row('retries', 'Retries', retries),
-        this._row('timeout', 'Timeout', timeout),
-        this._row('max_failures', 'Pause after failures', maxFailures),
+        ...policyRows,
         this._moreBox
       ),
-      this._row('enabled', 'Enabled', el('label', { class: 'jp-HermesCron-check' }, enabled, ' fire on its schedule and after the jobs it runs after'))
+      this._row('enabled', el('label', { class: 'jp-HermesCron-check' }, enabled, ' fire on its schedule and after the jobs it runs after'))
     );
+
+    // every other option marked for the form, under the laid-out policies
+    for (const option of OPTIONS) {
+      if (option.form && !(option.name in this._rows)) {
+        this._moreBox.append(this._builtRow(option));
+      }
+    }
 
     this._save = el('button', { type: 'submit', class: 'jp-mod-styled jp-mod-accept', 'data-role': 'save' }, job ? 'Save' : 'Create');
     const cancel = el('button', { type: 'button', class: 'jp-mod-styled jp-mod-reject' }, 'Cancel');
@@ -289,70 +293,77 @@ export class JobForm extends Widget {
     tz.addEventListener('change', () => this._schedulePreview(0));
     this._updateKind();
     this._schedulePreview(0);
-    void this._moreOptions();
   }
 
-  private _moreBox = el('div', { class: 'jp-HermesCron-more', 'data-role': 'more-options' });
+  private _moreBox = el('div', { class: 'jp-HermesCron-moreOptions', 'data-role': 'more-options' });
 
-  /** A row for every option the schema marks `form` that this form does not lay out:
-   * a new option appears here with no change to the panel. */
-  private async _moreOptions(): Promise<void> {
-    let all: IOption[];
-    try {
-      all = await this.options.api.options();
-    } catch {
-      return; // an older server: the laid-out fields are all there is
+  /** The job's value of *option*, or undefined for a new job. */
+  private _current(option: IOption): unknown {
+    const job = this._job as unknown as { [key: string]: unknown } | null;
+    if (!job) {
+      return undefined;
     }
-    if (this.isDisposed) {
-      return;
-    }
-    const current = (name: string, policy: boolean): unknown => {
-      const job = this._job as unknown as { [key: string]: unknown } | null;
-      if (!job) {
-        return undefined;
-      }
-      return policy ? (job.policy as { [key: string]: unknown })[name] : job[name];
-    };
-    for (const option of all) {
-      if (!option.form || option.name in this._fields || option.name in this._rows) {
-        continue;
-      }
-      this._more.push(option);
-      const value = current(option.name, option.policy);
-      const label = option.name.replace(/_/g, ' ').replace(/^./, c => c.toUpperCase());
-      let control: HTMLInputElement | HTMLSelectElement;
-      if (option.schema.type === 'boolean') {
-        control = el('input', { type: 'checkbox', 'data-field': option.name, name: option.name });
-        (control as HTMLInputElement).checked = (value ?? option.default) === true;
-        this._fields[option.name] = control;
-      } else if (option.schema.enum) {
-        control = this._select(option.name, option.schema.enum.map(v => [v, v]));
-        control.value = String(value ?? option.default ?? '');
-      } else {
-        const shown = value === null || value === undefined ? '' : String(value);
-        const hint = option.default === null || option.default === undefined ? 'none' : String(option.default);
-        control = this._input(option.name, 'text', shown, hint);
-      }
-      control.title = option.help;
-      this._moreBox.append(this._row(option.name, label, control));
-    }
+    return option.policy ? (job.policy as { [key: string]: unknown })[option.name] : job[option.name];
   }
 
-  /** The value of a schema-built field for the body, or undefined to leave it out. */
-  private _moreValue(option: IOption): unknown {
+  /**
+   * A control made from an option's schema alone: a checkbox (boolean), a chooser
+   * (an enum, each value with its label; the default chosen), a number field (a count,
+   * with its range) or a text field (durations and sizes are typed: 90, 10m, 50M). It
+   * shows *value*; an empty field's placeholder says what leaving it empty means.
+   */
+  private _control(option: IOption, value: unknown): HTMLInputElement | HTMLSelectElement {
+    const name = option.name;
+    let control: HTMLInputElement | HTMLSelectElement;
+    if (schemaTypes(option).includes('boolean')) {
+      control = el('input', { type: 'checkbox', 'data-field': name, name });
+      control.checked = (value ?? option.default) === true;
+      this._fields[name] = control;
+    } else if (option.schema.enum) {
+      const labels = option.choice_labels ?? {};
+      const values = option.schema.enum.filter(v => v !== null).map(v => String(v));
+      control = this._select(name, values.map(v => [v, labels[v] ?? v]));
+      control.value = String(value ?? option.default ?? '');
+    } else {
+      const count = schemaTypes(option).includes('integer') && !option.unit;
+      const shown = value === null || value === undefined ? '' : String(value);
+      const example = option.unit ? ` (${UNIT_EXAMPLES[option.unit]})` : '';
+      control = this._input(name, count ? 'number' : 'text', shown, option.default_text + example);
+      if (count) {
+        const { minimum, maximum } = option.schema;
+        if (minimum !== undefined) {
+          control.min = String(minimum);
+        }
+        if (maximum !== undefined) {
+          control.max = String(maximum);
+        }
+      }
+    }
+    control.title = option.help;
+    return control;
+  }
+
+  /** A row whose control and value come from the option alone (sent by `_value`). */
+  private _builtRow(option: IOption): HTMLElement {
+    this._built.push(option);
+    return this._row(option.name, this._control(option, this._current(option)));
+  }
+
+  /** The body value of a schema-built field, or undefined to leave it out. */
+  private _value(option: IOption): unknown {
     const field = this._fields[option.name];
-    if (option.schema.type === 'boolean') {
+    if (schemaTypes(option).includes('boolean')) {
       return (field as HTMLInputElement).checked;
     }
     const text = field.value.trim();
-    const types = ([] as string[]).concat(option.schema.type ?? []);
+    const types = schemaTypes(option);
     if (text === '') {
       return this._job && types.includes('null') ? null : undefined;
     }
     if ((types.includes('number') || types.includes('integer')) && Number.isFinite(Number(text))) {
       return Number(text);
     }
-    return text; // durations such as "10m" are read by the server
+    return text; // durations such as "10m" and sizes such as "50M" are read by the server
   }
 
   get job(): IJob | null {
@@ -401,14 +412,16 @@ export class JobForm extends Widget {
     return select;
   }
 
-  private _row(field: string, label: string, ...control: Node[]): HTMLElement {
+  /** A row for the option *field*: its label (and help, as the label's tooltip), the control and its error. */
+  private _row(field: string, ...control: Node[]): HTMLElement {
     const error = el('div', { class: 'jp-HermesCron-fieldError', 'data-error-for': field });
     error.hidden = true;
     this._errors[field] = error;
+    const option = OPTION[field];
     const row = el(
       'div',
       { class: 'jp-HermesCron-row', 'data-row': field },
-      el('label', { class: 'jp-HermesCron-label' }, label),
+      el('label', { class: 'jp-HermesCron-label', title: option?.help ?? '' }, option?.label ?? field),
       el('div', { class: 'jp-HermesCron-control' }, ...control, error)
     );
     this._rows[field] = row;
@@ -427,7 +440,7 @@ export class JobForm extends Widget {
     const label = this._rows.command.querySelector('label')!;
     const browse = this._rows.command.querySelector('.jp-HermesCron-browse') as HTMLElement;
     if (kind === 'command') {
-      label.textContent = 'Command';
+      label.textContent = OPTION.command.label;
       command.placeholder = 'python etl.py --full';
       browse.hidden = true;
     } else if (kind === 'python') {
@@ -529,7 +542,7 @@ export class JobForm extends Widget {
       .map(t => {
         const cut = t.lastIndexOf(':');
         const on = cut > 0 ? t.slice(cut + 1) : '';
-        return ['success', 'failure', 'completion'].includes(on) ? { job: t.slice(0, cut), on } : { job: t, on: 'success' };
+        return UPSTREAM_ON.includes(on) ? { job: t.slice(0, cut), on } : { job: t, on: 'success' };
       });
   }
 
@@ -583,30 +596,9 @@ export class JobForm extends Widget {
       env[t.slice(0, eq).trim()] = t.slice(eq + 1);
     }
     out.env = env;
-    const num = (name: string) => {
-      const v = value(name);
-      if (v === '') {
-        return undefined;
-      }
-      const n = Number(v);
-      return Number.isFinite(n) ? n : v;
-    };
-    const policy: { [key: string]: unknown } = {
-      overlap: value('overlap'),
-      misfire: value('misfire')
-    };
-    const retries = num('retries');
-    if (retries !== undefined) {
-      policy.retries = retries;
-    }
-    const failures = num('max_failures');
-    if (failures !== undefined) {
-      policy.max_failures = failures;
-    }
-    const timeout = value('timeout');
-    policy.timeout = timeout === '' ? null : Number.isFinite(Number(timeout)) ? Number(timeout) : timeout;
-    for (const option of this._more) {
-      const v = this._moreValue(option);
+    const policy: { [key: string]: unknown } = {};
+    for (const option of this._built) {
+      const v = this._value(option);
       if (v !== undefined) {
         (option.policy ? policy : out)[option.name] = v;
       }

@@ -139,14 +139,28 @@ def test_every_field_permission_comes_from_the_options():
 FORM = pathlib.Path(__file__).resolve().parents[2] / "labextension" / "src" / "form.ts"
 
 
-def test_the_panel_form_shows_every_form_option():
-    """The form lays out some options itself and builds a row for every other option the
-    schema marks ``form`` from ``GET /api/cron/options``; it must not invent fields."""
+def test_the_panel_form_is_built_from_the_options():
+    """The form lays out some options itself (``_row('name', ...)`` and the policies in
+    ``POLICY_ROWS``) and builds a row for every other option the schema marks ``form``;
+    it must not invent fields, and it takes labels, help, choices, their labels,
+    defaults and ranges from the options (``OPTIONS``, generated.ts), not its own copy."""
     source = FORM.read_text()
     laid_out = set(re.findall(r"this\._row\('([a-z_]+)'", source))
+    policy_rows = set(re.findall(r"'([a-z_]+)'", re.search(
+        r"const POLICY_ROWS = \[(.*?)\];", source).group(1)))
     form = {o.name for o in options.OPTIONS if o.form}
     assert laid_out <= form, laid_out - form
-    assert "api.options()" in source  # the rest come from the schema
+    assert policy_rows <= {o.name for o in options.OPTIONS if o.form and o.policy}
+    assert "OPTIONS } from './api'" in source  # the rest come from the schema
+    assert "_select('" not in source  # every chooser is an option's enum
+    policies = "|".join(sorted(options.POLICY_FIELDS))
+    assert not re.search(rf"_input\('({policies})'", source)  # built by _control
+    for o in options.OPTIONS:
+        if o.form and o.name != "command":  # command's label changes with its kind
+            assert f"'{o.label}'" not in source, o.name
+        for value, label in (o.choice_labels or {}).items():
+            assert f"['{value}', '" not in source, (o.name, value)  # no [value, label] pairs
+            assert o.name == "kind" or label not in source, (o.name, label)
 
 
 def test_options_json_lists_the_schema():
