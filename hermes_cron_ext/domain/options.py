@@ -19,8 +19,8 @@ form shows it (label, choice labels, unit). From this one table:
 Adding an option here, then ``python -m hermes_cron_ext.server.openapi --write``, makes
 it appear in every front (the store keeps policies as JSON; a job field also needs its
 column). tests/domain/test_options.py checks each front against this table. Each default
-is stated here once: as an option's ``default``, or as a constant below when a job's
-null means it (``KEEP_RUNS``, ``KEEP_FAILURES``, ``MAX_OUTPUT``).
+is stated once: as an option's ``default``, or as a constant when a job's null means it
+(``MAX_OUTPUT`` below; retention's ``KEEP_RUNS`` and ``KEEP_FAILURES`` in ``policy.py``).
 
 ``write`` lets a user decide *when* and *how often* a job runs and what is kept;
 ``execute`` is needed to decide *what* runs, *where*, *with what* (code, interpreter,
@@ -40,13 +40,13 @@ from hermes_cron_ext.domain.models import (  # noqa: F401 - UPSTREAM_ON: read fr
     OVERLAP_POLICIES,
     UPSTREAM_ON,
 )
+from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS  # retention decides there
 from hermes_cron_ext.errors import InvalidInput
 
 # -- defaults that are not a policy's own value (a job leaves the policy null) ------------
-#: runs kept per job, and failed runs kept besides, when a job sets none (``keep_runs``,
-#: ``keep_failures`` null): what ``gc`` (the ticker's, ``hermes-cron gc``) keeps
-KEEP_RUNS = 50
-KEEP_FAILURES = 10
+# KEEP_RUNS, KEEP_FAILURES (imported above from policy.py, where retention is decided):
+# the runs, and failed runs besides, that ``gc`` keeps of a job whose ``keep_runs`` /
+# ``keep_failures`` is null.
 #: output kept per run (its head and tail) when a job sets no ``max_output``
 MAX_OUTPUT = 10 * 1024 * 1024
 #: the longest duration a policy takes (ten years)

@@ -524,8 +524,8 @@ class Operations(CronClient):
             report["ticker_fault"] = fault
         return report
 
-    def gc(self, keep_runs: int = 50, keep_failures: int = 10,
-           max_age: float = 30 * 86400) -> dict:
+    def gc(self, keep_runs: int = rules.KEEP_RUNS, keep_failures: int = rules.KEEP_FAILURES,
+           max_age: float = rules.MAX_AGE) -> dict:
         """Prune finished runs by the retention limits (the tickers also do, hourly)."""
         return self.store.gc(time.time(), keep_runs, keep_failures, max_age)
 

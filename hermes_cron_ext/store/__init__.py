@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hermes_cron_ext.domain.models import Event, Job, Run, Ticker
+from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 from hermes_cron_ext.errors import HermesCronError, InvalidInput, StoreError
 from hermes_cron_ext.store.base import Store
 from hermes_cron_ext.store.sqlite import SCHEMA_VERSION, SQLiteStore
@@ -199,8 +200,8 @@ class AsyncStore:
     async def jobs_by_state(self) -> dict[str, int]:
         return await self.run(self.sync.jobs_by_state)
 
-    async def gc(self, now: float, keep_runs: int = 50, keep_failures: int = 10,
-                 max_age: float = 30 * 86400) -> dict:
+    async def gc(self, now: float, keep_runs: int = KEEP_RUNS,
+                 keep_failures: int = KEEP_FAILURES, max_age: float = MAX_AGE) -> dict:
         return await self.run(self.sync.gc, now, keep_runs, keep_failures, max_age)
 
     async def aclose(self) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import struct
 
+from hermes_cron_ext.domain.options import MAX_OUTPUT
 from hermes_cron_ext.domain.text import render_text  # noqa: F401 - where readers look for it
 
 STREAMS = {"stdout": 1, "stderr": 2, "system": 3}
 STREAM_NAMES = {v: k for k, v in STREAMS.items()}
 _IDX = struct.Struct("<QB")
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_BYTES = MAX_OUTPUT  # a job's max_output when it sets none (domain/options.py)
 DEFAULT_TAIL_BYTES = 2 * 1024 * 1024
 
 

@@ -126,6 +126,27 @@ def test_each_default_is_stated_once():
     assert options.BY_NAME["max_output"].default_text == "10M" == options.size_text(
         options.MAX_OUTPUT)
     assert options.BY_NAME["retry_max_delay"].help.endswith("(default 10m)")
+
+
+def test_retention_and_output_defaults_are_read_not_repeated():
+    """Every gc signature reads retention's constants (policy.py, where retention is
+    decided); the output writer reads MAX_OUTPUT."""
+    import inspect
+
+    from hermes_cron_ext.domain import policy
+    from hermes_cron_ext.ops.local import Operations
+    from hermes_cron_ext.store import AsyncStore, output
+    from hermes_cron_ext.store.base import Store
+    from hermes_cron_ext.store.sql import SQLStore
+
+    assert (options.KEEP_RUNS, options.KEEP_FAILURES) == (policy.KEEP_RUNS,
+                                                          policy.KEEP_FAILURES)
+    for gc in (Operations.gc, AsyncStore.gc, Store.gc, SQLStore.gc):
+        params = inspect.signature(gc).parameters
+        assert (params["keep_runs"].default, params["keep_failures"].default,
+                params["max_age"].default) == (policy.KEEP_RUNS, policy.KEEP_FAILURES,
+                                               policy.MAX_AGE), gc.__qualname__
+    assert output.DEFAULT_MAX_BYTES == options.MAX_OUTPUT
     assert options.BY_NAME["enabled"].help.startswith(
         "fire on its schedule and after its upstreams (default true;")
 
