@@ -19,28 +19,38 @@ from datetime import UTC, datetime
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
-from hermes_cron_ext.domain.options import add_options, fields_from_options, parameter_values
+from hermes_cron_ext.domain.options import fields_from_options, parameter_values
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import HermesCronError, InvalidInput, NotFound
+from hermes_cron_ext.frontends.commands import (
+    COMMANDS,
+    Arg,
+    UsageError,
+    add_arguments,
+    arg,
+    artifact_path,
+    check,
+    run_to_cancel,
+)
 from hermes_cron_ext.frontends.render import (
     BACKFILL_COLUMNS,
     after_text,
     backfill_done,
     backfill_rows,
     backfill_text,
+    command_text,
+    jobs_table,
     local_time,
     next_fire_text,
     pipeline_text,
+    relative_time,
     schedule_text,
+    text_table,
     trigger_text,
 )
 from hermes_cron_ext.ops import Operations, host
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
-
-
-class UsageError(InvalidInput):
-    pass
 
 
 class Parser(argparse.ArgumentParser):
@@ -60,20 +70,7 @@ def _local(ts: float | str | None, tz: str | None = None) -> str:
 
 
 def _relative(ts: float | str | None) -> str:
-    ts = _ts(ts)
-    if ts is None:
-        return "-"
-    delta = ts - time.time()
-    span = abs(delta)
-    if span < 90:
-        text = f"{span:.0f}s"
-    elif span < 5400:
-        text = f"{span / 60:.0f}m"
-    elif span < 2 * 86400:
-        text = f"{span / 3600:.1f}h"
-    else:
-        text = f"{span / 86400:.1f}d"
-    return f"in {text}" if delta >= 0 else f"{text} ago"
+    return relative_time(_ts(ts), time.time())
 
 
 def _next_text(job: dict, label: bool = True) -> str:
@@ -82,10 +79,7 @@ def _next_text(job: dict, label: bool = True) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return text_table(header, rows)
 
 
 def _duration(seconds: float | None) -> str:
@@ -98,16 +92,6 @@ def _duration(seconds: float | None) -> str:
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
-
-
-def _command_text(job: dict) -> str:
-    if job["kind"] == "python" and job.get("code"):
-        code = job["code"].strip()
-        first = code.splitlines()[0] if code else ""
-        return f"python: {first[:50]}"
-    if isinstance(job["command"], list):
-        return " ".join(job["command"])
-    return str(job["command"])
 
 
 # -- commands -------------------------------------------------------------------
@@ -131,17 +115,32 @@ def cmd_add(args, ops: Operations) -> int:
     if not args.command and args.code is None:
         raise InvalidInput("give the command after '--', e.g. hermes-cron add NAME "
                            "'*/5 * * * *' -- python etl.py", field="command")
-    job, created = ops.create(data)
+    existing = _existing(ops, args.name) if args.replace else None
+    if existing is not None:  # --replace: the job of that name takes these fields
+        changes = {k: v for k, v in data.items() if k != "name"}
+        if "code" in changes:
+            changes["command"] = data.get("command")
+        job, created = ops.edit(existing["id"], changes), None
+    else:
+        job, created = ops.create(data)
     warning = job.pop("warning", None)
     if args.json:
         _print_json(job)
     else:
-        verb = "added" if created else "exists (same idempotency key)"
+        verb = ("updated" if created is None else "added" if created
+                else "exists (same idempotency key)")
         print(f"{job['name']} {verb}: {_when(job)}; {_next_text(job)}")
         _say_held(job)
         if warning:
             _warn_no_ticker()
     return 0
+
+
+def _existing(ops: Operations, name: str) -> dict | None:
+    try:
+        return ops.job(name)
+    except NotFound:
+        return None
 
 
 def _when(job: dict) -> str:
@@ -162,20 +161,14 @@ def _say_held(job: dict) -> None:
 
 
 def cmd_edit(args, ops: Operations) -> int:
-    if args.new_schedule is not None:
-        if args.schedule is not None:
-            raise UsageError("give the schedule once: as SCHEDULE or --schedule")
-        args.schedule = args.new_schedule
-    if args.no_schedule and args.schedule is not None:
-        raise UsageError("give a schedule or --no-schedule, not both")
-    data = _job_fields(args)
+    data = _job_fields(args)  # the schedule given once: commands.check
     if args.no_schedule:  # it runs after its upstreams only
         data["schedule"] = None
     if args.rename:
         data["name"] = args.rename
     if args.enable:
         data["enabled"] = True
-    if args.disable:
+    if args.disable:  # not both: commands.check
         data["enabled"] = False
     if not data:
         raise InvalidInput("nothing to change: give options such as --schedule or -- COMMAND")
@@ -196,14 +189,7 @@ def cmd_list(args, ops: Operations) -> int:
     if not jobs:
         print("no jobs; add one with: hermes-cron add NAME SCHEDULE -- COMMAND")
         return 0
-    rows = []
-    for j in jobs:
-        last = j["last_run"] or {}
-        waiting = j["state"] in ("paused", "blocked", "disabled")  # no countdown
-        rows.append([j["name"], j["state"], schedule_text(j),
-                     "-" if waiting else _relative(j["next_run_at"]),
-                     last.get("status", "-"), _command_text(j)[:40]])
-    print(_table(rows, ["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"]))
+    print(jobs_table(jobs, time.time()))
     return 0
 
 
@@ -227,7 +213,7 @@ def cmd_show(args, ops: Operations) -> int:
         if me.get("note"):
             print(f"             {me['note']}")
     print(f"  next run   {_next_text(job, label=False)}")
-    print(f"  kind       {job['kind']}: {_command_text(job)}")
+    print(f"  kind       {job['kind']}: {command_text(job)}")
     if job["cwd"]:
         print(f"  cwd        {job['cwd']}")
     if job["executor"]:
@@ -285,15 +271,26 @@ def cmd_run(args, ops: Operations) -> int:
 
 
 def cmd_cancel(args, ops: Operations) -> int:
-    if args.run.startswith("b_"):
-        backfill = ops.cancel_backfill(args.run)
+    if args.ref.startswith("b_"):
+        backfill = ops.cancel_backfill(args.ref)
         state = backfill["state"]
         print(f"backfill {backfill['id']}: "
               f"{state if state == 'cancelled' else state + ', nothing left to cancel'}; "
               f"{backfill_text(backfill)}")
         return 0
-    run = ops.cancel(args.run)
+    run = ops.cancel(run_to_cancel(ops, args.ref)["id"])
     print(f"run {run['id']}: cancel requested")
+    return 0
+
+
+def cmd_artifact(args, ops: Operations) -> int:
+    """Save a notebook run's executed notebook (a RUN id, or a JOB for its latest run)."""
+    run = ops.resolve_run(args.ref)
+    data = ops.artifact(run["id"])
+    path = artifact_path(run, args.path)
+    with open(path, "wb") as f:
+        f.write(data)
+    print(f"saved the executed notebook of run {run['id']} to {path}")
     return 0
 
 
@@ -522,8 +519,6 @@ def cmd_runs(args, ops: Operations) -> int:
 
 
 def cmd_next(args) -> int:
-    if args.count < 1:
-        raise UsageError(f"--count must be 1 or more, not {args.count}")
     schedule = sched.parse(args.schedule, args.tz)
     start = (datetime.fromtimestamp(parse_iso(args.start, "from"), UTC)
              if args.start else None)
@@ -551,6 +546,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_status(args, ops: Operations) -> int:
+    if args.name:  # one job, as show
+        return cmd_show(args, ops)
     report = ops.status()
     tickers, by_state = report["tickers"], report["jobs_by_state"]
     alive = report["alive"]
@@ -703,9 +700,29 @@ def cmd_migrate(args, ops: Operations) -> int:
 
 # -- parser -----------------------------------------------------------------------
 
-def _job_options(p: argparse.ArgumentParser) -> None:
-    add_options(p)  # every job option with a flag, from its one declaration (options.py)
-    p.add_argument("--json", action="store_true")
+_JSON = arg("--json", action="store_true", help="print JSON (the REST API's shapes)")
+
+#: what the CLI adds to the shared commands of frontends/commands.py: its own options
+OWN: dict[str, tuple[Arg, ...]] = {
+    **{name: (_JSON,) for name in ("add", "edit", "list", "show", "rm", "pause", "resume",
+                                   "run", "backfills", "graph", "next", "status")},
+    "runs": (arg("--cursor", help="the page after the one that printed it (more: ...)"),
+             _JSON),
+    "logs": (arg("--color", action="store_true", help="keep ANSI colours when piped"), _JSON),
+    "backfill": (arg("--no-wait", action="store_true",
+                     help="queue it and return (default: show its progress until done)"),
+                 _JSON),
+}
+
+#: the function of each shared command; ``next`` needs no store
+HANDLERS = {
+    "add": cmd_add, "edit": cmd_edit, "list": cmd_list, "show": cmd_show, "rm": cmd_rm,
+    "pause": lambda a, s: cmd_pause(a, s, True), "resume": lambda a, s: cmd_pause(a, s, False),
+    "run": cmd_run, "runs": cmd_runs, "logs": cmd_logs, "cancel": cmd_cancel,
+    "backfill": cmd_backfill, "backfills": cmd_backfills, "graph": cmd_graph, "next": cmd_next,
+    "status": cmd_status, "artifact": cmd_artifact,
+}
+NO_STORE = ("next",)
 
 
 def build_parser() -> Parser:
@@ -715,116 +732,13 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"hermes-cron {__version__}")
     sub = parser.add_subparsers(dest="cmd", parser_class=Parser, metavar="COMMAND")
 
-    p = sub.add_parser("add", help="add a job: add NAME SCHEDULE [options] -- COMMAND... "
-                       "(or add NAME --after JOB [options] -- COMMAND...)")
-    p.add_argument("name")
-    p.add_argument("schedule", nargs="?", help="cron expression, @daily, '@every 30s' ... "
-                   "(none with --after: it runs only after those jobs)")
-    p.add_argument("--disabled", action="store_true",
-                   help="saved but not fired: neither its schedule nor its --after jobs "
-                        "trigger it until it is enabled")
-    _job_options(p)
-    p.set_defaults(func=cmd_add)
+    for command in COMMANDS.values():  # the commands every front has, declared once
+        p = sub.add_parser(command.name, help=command.help, description=command.help,
+                           usage=f"hermes-cron {command.name} {command.usage}")
+        add_arguments(p, command, OWN.get(command.name, ()))
+        p.set_defaults(func=HANDLERS[command.name], no_store=command.name in NO_STORE)
 
-    p = sub.add_parser("edit", help="change a job: edit NAME [SCHEDULE] [options] "
-                       "[-- COMMAND...]")
-    p.add_argument("name")
-    p.add_argument("new_schedule", nargs="?", metavar="SCHEDULE",
-                   help="the new schedule (or --schedule)")
-    p.add_argument("--schedule")
-    p.add_argument("--no-schedule", action="store_true",
-                   help="no schedule of its own: it runs only after the jobs in --after")
-    p.add_argument("--rename")
-    p.add_argument("--enable", action="store_true")
-    p.add_argument("--disable", action="store_true")
-    _job_options(p)
-    p.set_defaults(func=cmd_edit)
-
-    p = sub.add_parser("list", help="list jobs")
-    p.add_argument("--state")
-    p.add_argument("--search")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("show", help="one job with its recent runs")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_show)
-
-    for name, func, text in (("rm", cmd_rm, "delete jobs"),
-                             ("pause", lambda a, s: cmd_pause(a, s, True), "pause jobs"),
-                             ("resume", lambda a, s: cmd_pause(a, s, False), "resume jobs")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("names", nargs="+", metavar="NAME")
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(func=func)
-
-    p = sub.add_parser("run", help="run a job now: run NAME [-p NAME=VALUE ...]")
-    p.add_argument("name")
-    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                   help="a parameter for this run alone (VALUE read as JSON when it can be); "
-                        "a notebook's are checked against its parameters cell")
-    p.add_argument("-f", "--follow", action="store_true", help="print its output live")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("cancel", help="stop a running run, or a whole backfill (b_...)")
-    p.add_argument("run")
-    p.set_defaults(func=cmd_cancel)
-
-    p = sub.add_parser("backfill", help="run a job once per past slot: backfill NAME "
-                                        "--from DATE --to DATE")
-    p.add_argument("name")
-    p.add_argument("--from", dest="start", required=True, metavar="DATE",
-                   help="first slot: ISO 8601 time or a date (that day's midnight)")
-    p.add_argument("--to", dest="end", required=True, metavar="DATE",
-                   help="last slot: ISO 8601 time or a date (through that day)")
-    p.add_argument("--max-parallel", type=int, default=1, metavar="N",
-                   help="runs at once (default 1)")
-    p.add_argument("--dry-run", action="store_true", help="list the slots, run nothing")
-    p.add_argument("--no-wait", action="store_true",
-                   help="queue it and return (default: show its progress until done)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_backfill)
-
-    p = sub.add_parser("graph", help="the pipeline a job is part of, with last statuses")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_graph)
-
-    p = sub.add_parser("backfills", help="a job's backfills, newest first, with progress")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_backfills)
-
-    p = sub.add_parser("runs", help="a job's runs, newest first")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--status")
-    p.add_argument("--cursor")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_runs)
-
-    p = sub.add_parser("logs", help="a run's output (RUN id, or JOB for its latest run)")
-    p.add_argument("ref", metavar="RUN_OR_JOB")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("--tail", type=int, help="only the last N bytes")
-    p.add_argument("--color", action="store_true", help="keep ANSI colours when piped")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_logs)
-
-    p = sub.add_parser("next", help="preview fire times of a schedule")
-    p.add_argument("schedule")
-    p.add_argument("--tz")
-    p.add_argument("--from", dest="start")
-    p.add_argument("--count", type=int, default=5)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_next, no_store=True)
-
-    p = sub.add_parser("status", help="which tickers are alive")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
-
+    # the CLI's own: the store's upkeep and the processes that tick
     p = sub.add_parser("doctor", help="check the store file (SQLite's quick_check)")
     p.set_defaults(func=cmd_doctor, no_store=True)
 
@@ -887,8 +801,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         args.command = command
-        if command and args.cmd not in ("add", "edit"):
+        shared = COMMANDS.get(args.cmd)
+        if command and not (shared and shared.takes_command):
             raise UsageError(f"'{args.cmd}' takes no command after '--'")
+        if shared is not None:
+            check(shared, args)  # ranges, options that exclude each other (every front)
         if getattr(args, "no_store", False):
             return args.func(args)
         ops = Operations(args.db)  # the store: --db, $HERMES_CRON_DB, the config, default

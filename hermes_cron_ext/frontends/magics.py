@@ -1,26 +1,14 @@
 """``%cron`` and ``%%cron``: the scheduler from a notebook.
 
-Load with ``%load_ext hermes_cron_ext``. Then::
+Load with ``%load_ext hermes_cron_ext``. Then ``%cron help`` lists the commands:
+those the CLI has too, from their one declaration (:mod:`.commands`), and the
+magics' own::
 
     %cron                                     every job, as cards
     %cron add NAME "SCHEDULE" [options] -- COMMAND
-    %cron add NAME --after JOB [options] -- COMMAND   runs only after JOB's runs
-    %cron edit NAME [--schedule S | --no-schedule] [options] [-- COMMAND]
-    %cron rm|pause|resume NAME...
     %cron run NAME [-p NAME=VALUE] [--watch]  run now (and show its live output)
     %cron run NAME --form                     a typed form of its parameters; Run runs it
-    %cron runs NAME                           run history: table and duration chart
-    %cron logs NAME|RUN [--tail BYTES]        a run's output, printed
     %cron watch NAME|RUN                      live output of the running (or last) run
-    %cron status [NAME]                       tickers and store, or one job in detail
-    %cron cancel NAME|RUN|BACKFILL            stop a running run, or a whole backfill
-    %cron graph NAME                          the pipeline NAME is part of, live
-    %cron backfills NAME                      its backfills (a running one as a bar)
-    %cron backfill NAME --from DATE --to DATE [--max-parallel N] [--dry-run]
-                                              run NAME once per past slot in that range
-                                              (a progress bar with Cancel)
-    %cron next "SCHEDULE" [--tz ZONE]         preview fire times
-    %cron artifact NAME|RUN [PATH]            save a notebook run's executed notebook
     %cron connect [URL [TOKEN] | --local [DB]]
     %%cron NAME "SCHEDULE" [options] [--run]  the cell body becomes a python job
 
@@ -45,13 +33,38 @@ from IPython.display import display
 
 from hermes_cron_ext import ops as cron_client
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, parse_iso
-from hermes_cron_ext.domain.options import add_options, fields_from_options, parameter_values
+from hermes_cron_ext.domain.options import fields_from_options, parameter_values
 from hermes_cron_ext.errors import HermesCronError, NotFound
+from hermes_cron_ext.frontends.commands import (
+    COMMANDS,
+    Arg,
+    Command,
+    add_arguments,
+    arg,
+    artifact_path,
+    check,
+    help_text,
+    run_to_cancel,
+)
 
-VERBS = ("add", "edit", "rm", "pause", "resume", "run", "runs", "logs", "watch", "status",
-         "cancel", "backfill", "backfills", "graph", "next", "artifact", "connect", "help")
-USAGE = __doc__.split("Load with ``%load_ext hermes_cron_ext``. Then::", 1)[1].split(
-    "Bad input", 1)[0].rstrip()
+#: what the magics add to the shared commands of frontends/commands.py: their own options
+OWN: dict[str, tuple[Arg, ...]] = {
+    "run": (arg("--form", action="store_true",
+                help="show a typed form of the job's parameters; its Run button runs it"),),
+}
+#: the magics' own commands (and ``%cron`` alone; ``%%cron`` is the cell magic)
+OWN_COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("", "", "every job, as cards"),
+    Command("watch", "NAME|RUN", "live output of the running (or last) run",
+            (arg("ref", metavar="NAME|RUN"),)),
+    Command("connect", "[URL [TOKEN] | --local [DB]]",
+            "use this Jupyter server, or a store file directly", (
+                arg("url", nargs="?"), arg("token", nargs="?"),
+                arg("--local", action="store_true", help="use a store file directly"))),
+    Command("help", "", "these commands"),
+)}
+CELL = Command("", 'NAME "SCHEDULE" [options] [--run]', "the cell body becomes a python job")
+VERBS = (*COMMANDS, *(name for name in OWN_COMMANDS if name))
 _DASHES = re.compile(r"(?<!\S)--(?!\S)")
 
 
@@ -90,86 +103,19 @@ def _split(text: str) -> list[str]:
         raise UsageError(f"cannot read the arguments: {exc}") from None
 
 
-def _job_options(p: argparse.ArgumentParser, kind: bool = True) -> None:
-    """Every job option with a flag, from its one declaration (options.py); a ``%%cron``
-    cell is the code, so it takes no --kind or --code."""
-    add_options(p, exclude=() if kind else ("kind", "code"))
-
-
 def _parsers() -> dict[str, _Parser]:
+    """A parser per verb: the shared commands' from their one declaration, then the
+    magics' own, and ``cell`` for ``%%cron`` (``add`` without --replace, --kind or --code:
+    the cell is the code, and running it again changes the job)."""
     out: dict[str, _Parser] = {}
-
-    p = out["add"] = _Parser(prog="%cron add", usage='%cron add NAME "SCHEDULE" [options] -- '
-                             "COMMAND")
-    p.add_argument("name")
-    p.add_argument("schedule", nargs="?")
-    p.add_argument("--disabled", action="store_true")
-    p.add_argument("--replace", action="store_true", help="change the job if it exists")
-    _job_options(p)
-
-    p = out["cell"] = _Parser(prog="%%cron", usage='%%cron NAME "SCHEDULE" [options] [--run]')
-    p.add_argument("name")
-    p.add_argument("schedule", nargs="?")
-    p.add_argument("--disabled", action="store_true")
-    p.add_argument("--run", action="store_true", help="also run it now")
-    _job_options(p, kind=False)
-
-    p = out["edit"] = _Parser(prog="%cron edit", usage="%cron edit NAME [options] [-- COMMAND]")
-    p.add_argument("name")
-    p.add_argument("--schedule")
-    p.add_argument("--no-schedule", action="store_true",
-                   help="no schedule of its own: it runs only after the jobs in --after")
-    p.add_argument("--rename")
-    p.add_argument("--enable", action="store_true")
-    p.add_argument("--disable", action="store_true")
-    _job_options(p)
-
-    for verb in ("rm", "pause", "resume"):
-        p = out[verb] = _Parser(prog=f"%cron {verb}", usage=f"%cron {verb} NAME...")
-        p.add_argument("names", nargs="+")
-    p = out["graph"] = _Parser(prog="%cron graph", usage="%cron graph NAME")
-    p.add_argument("name")
-    p = out["backfill"] = _Parser(prog="%cron backfill",
-                                  usage="%cron backfill NAME --from DATE --to DATE "
-                                        "[--max-parallel N] [--dry-run]")
-    p.add_argument("name")
-    p.add_argument("--from", dest="start", required=True)
-    p.add_argument("--to", dest="end", required=True)
-    p.add_argument("--max-parallel", type=int, default=1)
-    p.add_argument("--dry-run", action="store_true")
-    p = out["backfills"] = _Parser(prog="%cron backfills", usage="%cron backfills NAME")
-    p.add_argument("name")
-    p = out["run"] = _Parser(prog="%cron run",
-                             usage="%cron run NAME [-p NAME=VALUE] [--watch] [--form]")
-    p.add_argument("name")
-    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
-    p.add_argument("--watch", action="store_true", help="show the run's live output")
-    p.add_argument("--form", action="store_true",
-                   help="show a typed form of the job's parameters; its Run button runs it")
-    p = out["runs"] = _Parser(prog="%cron runs", usage="%cron runs NAME [--limit N]")
-    p.add_argument("name")
-    p.add_argument("--limit", type=int, default=20)
-    p = out["logs"] = _Parser(prog="%cron logs", usage="%cron logs NAME|RUN [--tail BYTES]")
-    p.add_argument("ref")
-    p.add_argument("--tail", type=int)
-    for verb in ("watch", "cancel"):
-        p = out[verb] = _Parser(prog=f"%cron {verb}", usage=f"%cron {verb} NAME|RUN")
-        p.add_argument("ref")
-    p = out["status"] = _Parser(prog="%cron status", usage="%cron status [NAME]")
-    p.add_argument("name", nargs="?")
-    p = out["next"] = _Parser(prog="%cron next", usage='%cron next "SCHEDULE" [--tz ZONE] '
-                              "[--count N]")
-    p.add_argument("schedule")
-    p.add_argument("--tz")
-    p.add_argument("--count", type=int, default=5)
-    p = out["artifact"] = _Parser(prog="%cron artifact", usage="%cron artifact NAME|RUN [PATH]")
-    p.add_argument("ref")
-    p.add_argument("path", nargs="?")
-    p = out["connect"] = _Parser(prog="%cron connect",
-                                 usage="%cron connect [URL [TOKEN]] | --local [DB]")
-    p.add_argument("url", nargs="?")
-    p.add_argument("token", nargs="?")
-    p.add_argument("--local", action="store_true", help="use a store file directly")
+    for c in (*COMMANDS.values(), *OWN_COMMANDS.values()):
+        if c.name:
+            out[c.name] = _Parser(prog=f"%cron {c.name}", usage=f"%cron {c.name} {c.usage}")
+            add_arguments(out[c.name], c, OWN.get(c.name, ()))
+    out["cell"] = _Parser(prog="%%cron", usage=f"%%cron {CELL.usage}")
+    add_arguments(out["cell"], COMMANDS["add"],
+                  (arg("--run", action="store_true", help="also run it now"),),
+                  leave_out=("replace", "kind", "code"))
     return out
 
 
@@ -269,16 +215,20 @@ class CronMagics(Magics):
         if verb not in VERBS:
             raise UsageError(f"unknown command {verb!r}: use one of {', '.join(VERBS)} "
                              "(%cron help)")
-        if command is not None and verb not in ("add", "edit"):
+        shared = COMMANDS.get(verb)
+        takes_command = shared is not None and shared.takes_command
+        if command is not None and not takes_command:
             raise UsageError(f"%cron {verb} takes no '-- COMMAND'")
         if verb == "help":
-            print("%cron commands:" + USAGE)
+            print(usage())
             return None
         if verb == "add" and command is None:
             raise UsageError("missing '--' before the command: "
                              '%cron add NAME "SCHEDULE" [options] -- COMMAND')
         args = self.parsers[verb].parse_args(rest)
-        return getattr(self, f"do_{verb}")(args, command) if verb in ("add", "edit") else \
+        if shared is not None:
+            check(shared, args)  # ranges, options that exclude each other (every front)
+        return getattr(self, f"do_{verb}")(args, command) if takes_command else \
             getattr(self, f"do_{verb}")(args)
 
     # -- verbs --------------------------------------------------------------------------------
@@ -336,18 +286,14 @@ class CronMagics(Magics):
 
     def do_edit(self, args, command: str | None) -> None:
         job = self.client.job(args.name)
-        data = job_fields(args)
+        data = job_fields(args)  # the schedule given once: commands.check
         if args.rename:
             data["name"] = args.rename
-        if args.enable and args.disable:
-            raise UsageError("give --enable or --disable, not both")
         if args.enable:
             data["enabled"] = True
-        if args.disable:
+        if args.disable:  # not both: commands.check
             data["enabled"] = False
         if args.no_schedule:  # it runs after its upstreams only
-            if data.get("schedule"):
-                raise UsageError("give --schedule or --no-schedule, not both")
             data["schedule"] = None
         if command is not None:
             if not command:
@@ -377,28 +323,29 @@ class CronMagics(Magics):
             print(f"{job['name']} {job['state']}; next run {_when(job)}")
 
     def do_run(self, args) -> None:
-        if getattr(args, "form", False):  # the cell magic's --run gives no form
+        if args.form:
             if args.param:
                 raise UsageError("give either -p values or --form, not both")
             from hermes_cron_ext.frontends.widgets import ParametersForm
 
             display(ParametersForm(args.name, client=self.client))
             return
-        run = self.client.run_now(args.name, parameter_values(getattr(args, "param", None)) or None)
+        run = self.client.run_now(args.name, parameter_values(args.param) or None)
         print(f"run {run['id']} of {args.name} started")
-        if args.watch:
+        if args.follow:
             from hermes_cron_ext.frontends.widgets import LiveOutput
 
             display(LiveOutput(run["id"], client=self.client))
 
     def do_runs(self, args) -> None:
-        if args.limit < 1 or args.limit > 500:
-            raise UsageError("--limit must be between 1 and 500")
         from hermes_cron_ext.frontends.widgets import RunHistory
 
-        display(RunHistory(args.name, client=self.client, page_size=args.limit))
+        display(RunHistory(args.name, client=self.client, page_size=args.limit,
+                           status=args.status))
 
     def do_logs(self, args) -> None:
+        if args.follow:  # followed live: the live output widget
+            return self.do_watch(args)
         run = self.client.resolve_run(args.ref)
         text = self.client.text(run["id"], tail=args.tail)
         sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
@@ -461,16 +408,25 @@ class CronMagics(Magics):
             b = self.client.cancel_backfill(args.ref)
             print(f"backfill {b['id']}: {b['state']}")
             return
-        run = self.client.resolve_run(args.ref)
-        if run["status"] not in ACTIVE_STATUSES:
-            raise UsageError(f"{args.ref} has no running run (its last run {run['id']} "
-                             f"{run['status']})")
-        run = self.client.cancel(run["id"])
+        run = self.client.cancel(run_to_cancel(self.client, args.ref)["id"])
         print(f"run {run['id']}: cancel requested")
+
+    def do_list(self, args) -> None:
+        from hermes_cron_ext.frontends.render import jobs_table
+
+        jobs = self.client.jobs(state=args.state, search=args.search)
+        if not jobs:
+            print(f'no jobs ({self.client.where}); add one with: '
+                  '%cron add NAME "SCHEDULE" -- COMMAND')
+            return
+        print(jobs_table(jobs, time.time()))
+
+    def do_show(self, args) -> None:
+        self._job_status(args.name)
 
     def do_status(self, args) -> None:
         client = self.client
-        if args.name:
+        if args.name:  # one job, as show
             return self._job_status(args.name)
         status = client.status()
         print(f"connected  {client.where}")
@@ -521,9 +477,7 @@ class CronMagics(Magics):
               f"max_failures={p.get('max_failures')}")
 
     def do_next(self, args) -> None:
-        if not 1 <= args.count <= 100:
-            raise UsageError("--count must be between 1 and 100")
-        preview = self.client.preview(args.schedule, args.tz, args.count)
+        preview = self.client.preview(args.schedule, args.tz, args.count, start=args.start)
         print(f"{preview['schedule']} [{preview['timezone']}]: {preview['description']}")
         for t in preview["next"]:
             print(f"  {_local(parse_iso(t), preview['timezone'])}")
@@ -533,7 +487,7 @@ class CronMagics(Magics):
     def do_artifact(self, args) -> None:
         run = self.client.resolve_run(args.ref)
         data = self.client.artifact(run["id"])
-        path = args.path or f"{run.get('job_name') or 'run'}-{run['id']}.ipynb"
+        path = artifact_path(run, args.path)
         with open(path, "wb") as f:
             f.write(data)
         print(f"saved the executed notebook of run {run['id']} to {path}")
@@ -571,7 +525,15 @@ class CronMagics(Magics):
             data["enabled"] = False
         self._save(args.name, data, replace=True)
         if args.run:
-            self.do_run(argparse.Namespace(name=args.name, watch=True))
+            self.do_run(argparse.Namespace(name=args.name, param=None, follow=True,
+                                           form=False))
+
+
+def usage() -> str:
+    """``%cron help``: every command, the shared ones from their one declaration."""
+    return "%cron commands:\n" + help_text("%cron", [
+        OWN_COMMANDS[""], *COMMANDS.values(), *(c for n, c in OWN_COMMANDS.items() if n)]) + (
+        "\n" + help_text("%%cron", [CELL]))
 
 
 def load_ipython_extension(ipython) -> None:

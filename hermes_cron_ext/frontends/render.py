@@ -175,3 +175,51 @@ def pipeline_text(graph: dict) -> str:
     # why upstream runs may not trigger a job (disabled; a fan-in's rule)
     lines += [f"{n['name']}: {n['note']}" for n in graph["nodes"] if n.get("note")]
     return "\n".join(lines)
+
+
+def relative_time(ts: float | None, now: float) -> str:
+    """``in 5m`` or ``5s ago`` (the CLI's tables: next run, last tick, heartbeat)."""
+    if ts is None:
+        return "-"
+    delta = ts - now
+    span = abs(delta)
+    if span < 90:
+        text = f"{span:.0f}s"
+    elif span < 5400:
+        text = f"{span / 60:.0f}m"
+    elif span < 2 * 86400:
+        text = f"{span / 3600:.1f}h"
+    else:
+        text = f"{span / 86400:.1f}d"
+    return f"in {text}" if delta >= 0 else f"{text} ago"
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def command_text(job: dict) -> str:
+    """What a job runs, on one line."""
+    if job["kind"] == "python" and job.get("code"):
+        code = job["code"].strip()
+        first = code.splitlines()[0] if code else ""
+        return f"python: {first[:50]}"
+    if isinstance(job["command"], list):
+        return " ".join(job["command"])
+    return str(job["command"])
+
+
+def jobs_table(jobs: list[dict], now: float) -> str:
+    """Every job on a line: name, state, schedule, next run, last outcome, command."""
+    rows = []
+    for j in jobs:
+        last = j["last_run"] or {}
+        waiting = j["state"] in ("paused", "blocked", "disabled")  # no countdown
+        rows.append([j["name"], j["state"], schedule_text(j),
+                     "-" if waiting else relative_time(timestamp(j["next_run_at"]), now),
+                     last.get("status", "-"), command_text(j)[:40]])
+    return text_table(["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"], rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -262,3 +263,46 @@ def test_graph_shows_a_pipeline_with_last_statuses(cli):
     missing = cli("graph", "nope", check=False)
     assert missing.returncode != 0 and "nope" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_what_the_magics_have_the_cli_has_too(cli, tmp_path):
+    """add --replace, status NAME, cancel JOB, artifact: one grammar (commands.py)."""
+    cli("add", "etl", "@yearly", "--", "echo one")
+    out = cli("add", "etl", "@daily", "--replace", "--", "echo", "two")
+    assert out.stdout.startswith("etl updated: @daily (")
+    assert cli.json("show", "etl")["command"] == ["echo", "two"]
+    assert cli.json("show", "etl")["schedule"] == "@daily"
+    countdown = re.compile(r"\(in [^)]*\)")  # it moves between the two reads
+    assert countdown.sub("", cli("status", "etl").stdout) == countdown.sub(
+        "", cli("show", "etl").stdout)
+    assert cli.json("status", "etl")["name"] == "etl"
+    both = cli("edit", "etl", "--enable", "--disable", check=False)
+    assert both.returncode == 2 and both.stderr == (
+        "hermes-cron: give --enable or --disable, not both\n")
+
+    cli("add", "slow", "@yearly", "--", "sleep 30")
+    run_id = cli("run", "slow").stdout.split()[1]
+    wait_for(lambda: _status(cli, run_id) == "running", 30, what="the run to start")
+    assert cli("cancel", "slow").stdout == f"run {run_id}: cancel requested\n"
+    wait_for(lambda: _status(cli, run_id) == "cancelled", 30, what="the cancel")
+    again = cli("cancel", "slow", check=False)
+    assert again.returncode == 1 and again.stderr == (
+        f"hermes-cron: error: slow has no running run (its last run {run_id} cancelled)\n")
+    none = cli("artifact", "slow", check=False)
+    assert none.returncode == 1 and f"run {run_id} has no executed notebook" in none.stderr
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("print('from the notebook')")]
+    nbformat.write(nb, str(tmp_path / "n.ipynb"))
+    cli("add", "nb", "@yearly", "--kind", "notebook", "--", str(tmp_path / "n.ipynb"))
+    cli("run", "nb", "-f")
+    (run,) = _runs(cli, "nb")
+    saved = cli("artifact", "nb").stdout  # default path: JOB-RUN.ipynb, here
+    assert saved == (f"saved the executed notebook of run {run['id']} to "
+                     f"nb-{run['id']}.ipynb\n")
+    executed = nbformat.read(str(tmp_path / f"nb-{run['id']}.ipynb"), as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "from the notebook\n"

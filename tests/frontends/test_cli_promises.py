@@ -131,11 +131,12 @@ def test_a_paused_job_shows_no_countdown(cli):
     assert row[:2] == ["a", "paused"] and row[7] == "-"  # NAME STATE SCHEDULE(5) NEXT
 
 
-@pytest.mark.parametrize("count", ["0", "-3"])
-def test_next_count_below_one_is_a_usage_error(cli, count):
+@pytest.mark.parametrize("count", ["0", "-3", "101"])
+def test_next_count_out_of_range_is_a_usage_error(cli, count):
     out = cli("next", "@daily", "--count", count, check=False)
     assert out.returncode == 2
-    assert out.stderr.strip() == f"hermes-cron: --count must be 1 or more, not {count}"
+    assert out.stderr.strip() == (
+        f"hermes-cron: --count must be between 1 and 100, not {count}")
 
 
 def test_at_in_the_past_is_refused_and_now_runs_once(cli):

@@ -229,7 +229,7 @@ def test_bad_input_is_one_clear_line(cell, db):
     cell.fails("%cron logs known", "has no runs yet")
     cell.fails("%cron edit known", "nothing to change")
     cell.fails('%cron edit known --schedule "* * *"', "expected 5 fields")
-    cell.fails("%cron rm", "the following arguments are required: names")
+    cell.fails("%cron rm", "the following arguments are required: NAME")
     cell.fails('%cron next "every day"', "expected 5 fields")
     for count in ("0", "-1", "=-5", "101"):  # a mistake, not "never fires again"
         sep = "" if count.startswith("=") else " "
@@ -352,3 +352,40 @@ def test_times_carry_their_zone_and_a_paused_job_no_next_run(cell, db):
     assert re.search(r"\d{4}-\d\d-\d\d 09:00:00 \+04:00", nxt), nxt
     cell.ok("%cron pause chai")
     assert "next run  none (paused)" in cell.ok("%cron status chai")
+
+
+def test_what_the_cli_has_the_magics_have_too(cell, db, monkeypatch):
+    """edit's SCHEDULE, list, show, next --from, run -f, logs -f, runs --status and every
+    job's runs: one grammar (commands.py)."""
+    from hermes_cron_ext.frontends.widgets import LiveOutput, RunHistory
+
+    shown = []
+    monkeypatch.setattr("hermes_cron_ext.frontends.magics.display", shown.append)
+    cell.ok('%cron add etl "0 2 * * *" --tz UTC -- echo hi')
+    cell.ok('%cron edit etl "0 3 * * *"')
+    assert db.get_job("etl").schedule == "0 3 * * *"
+    cell.fails('%cron edit etl "0 4 * * *" --schedule "0 5 * * *"', "give the schedule once")
+    listed = cell.ok("%cron list").splitlines()
+    assert listed[0].split() == ["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"]
+    assert listed[1].split()[:2] == ["etl", "scheduled"] and listed[1].endswith("echo hi")
+    assert cell.ok("%cron list --state paused").startswith("no jobs (store ")
+    countdown = re.compile(r"\(in [^)]*\)")  # it moves between the two reads
+    assert countdown.sub("", cell.ok("%cron show etl")) == countdown.sub(
+        "", cell.ok("%cron status etl"))
+    nxt = cell.ok('%cron next "0 9 * * *" --tz UTC --from 2026-01-01T00:00:00Z --count 2')
+    assert nxt.splitlines()[1:] == ["  2026-01-01 09:00:00 UTC", "  2026-01-02 09:00:00 UTC"]
+
+    run_id = cell.ok("%cron run etl -f").split()[1]
+    assert isinstance(shown[-1], LiveOutput) and shown[-1].run_id == run_id
+    assert shown[-1].wait(30) and shown[-1].status == "succeeded"
+    cell.ok("%cron logs etl -f")
+    assert isinstance(shown[-1], LiveOutput) and shown[-1].run_id == run_id
+    assert shown[-1].wait(30) and shown[-1].text == "hi"
+    cell.ok("%cron runs --status failed")
+    assert isinstance(shown[-1], RunHistory) and shown[-1].runs == []
+    assert shown[-1].plain_text().startswith("failed runs of every job")
+    cell.ok("%cron runs etl --status succeeded")
+    assert [r["id"] for r in shown[-1].runs] == [run_id]
+    cell.fails("%cron runs etl --limit 501", "--limit must be between 1 and 500, not 501")
+    for widget in shown:
+        widget.close()

@@ -109,16 +109,18 @@ def runs_text(runs: list[dict]) -> str:
 
 
 class RunHistory(Static, widgets.VBox):
-    """A job's runs, newest first, a page at a time, over a chart of their durations."""
+    """A job's runs (or every job's: *job* None), newest first, a page at a time, over a
+    chart of their durations; *status* keeps the runs in that status only."""
 
     runs = traitlets.List()
     page = traitlets.Int(0)
     has_next = traitlets.Bool(False)
 
-    def __init__(self, job: str, client: CronClient | None = None, *, page_size: int = 20,
-                 **kwargs):
+    def __init__(self, job: str | None, client: CronClient | None = None, *,
+                 page_size: int = 20, status: str | None = None, **kwargs):
         self.client = client or get_client()
-        self.job = self.client.job(job)
+        self.job = self.client.job(job) if job else None
+        self.status = status
         self.page_size = page_size
         self._cursors: list[str | None] = [None]  # the cursor of each page seen
         self._next: str | None = None
@@ -142,8 +144,8 @@ class RunHistory(Static, widgets.VBox):
         self._load()
 
     def _load(self) -> None:
-        page = self.client.runs(self.job["id"], limit=self.page_size,
-                                cursor=self._cursors[self.page])
+        page = self.client.runs(self.job["id"] if self.job else None, limit=self.page_size,
+                                cursor=self._cursors[self.page], status=self.status)
         self._next = page["cursor"]
         self.has_next = self._next is not None
         self.runs = list(page["runs"])
@@ -157,9 +159,9 @@ class RunHistory(Static, widgets.VBox):
 
     def _draw(self) -> None:
         runs = self.runs
-        name = html.escape(self.job["name"])
         rate = self._rate()
-        self._title.value = f"<b>Runs of {name}</b>" + (f" &middot; {rate}" if rate else "")
+        self._title.value = f"<b>{html.escape(self._title_text())}</b>" + (
+            f" &middot; {rate}" if rate else "")
         self.chart.value = duration_chart(runs)
         self.table.value = runs_table(runs)
         self._page_label.value = f"page {self.page + 1}"
@@ -183,10 +185,16 @@ class RunHistory(Static, widgets.VBox):
     def refresh(self) -> None:
         self._load()
 
+    def _title_text(self) -> str:
+        """``Runs of etl`` (``failed runs of etl`` with a status; ``of every job``)."""
+        whose = self.job["name"] if self.job else "every job"
+        what = f"{self.status.replace('_', ' ')} runs" if self.status else "Runs"
+        return f"{what} of {whose}"
+
     def _heading(self) -> str:
         rate = self._rate()
         more = f", page {self.page + 1}" + (", older runs on the next" if self.has_next else "")
-        return f"Runs of {self.job['name']}" + (f" \u00b7 {rate}" if rate else "") + (
+        return self._title_text() + (f" \u00b7 {rate}" if rate else "") + (
             more if self.page or self.has_next else "")
 
     def plain_text(self) -> str:

@@ -1,0 +1,229 @@
+"""The one grammar of the command fronts.
+
+``hermes-cron`` (:mod:`~hermes_cron_ext.frontends.cli`) and ``%cron``
+(:mod:`~hermes_cron_ext.frontends.magics`) build their parsers for the shared commands
+from :data:`COMMANDS`: each command's name, usage, help, arguments and options, declared
+once here; job options come from :func:`hermes_cron_ext.domain.options.add_options`. A
+command or argument added here appears in both. Each front adds only what is its own,
+declared beside its parser (``cli.OWN`` and ``magics.OWN``: the CLI's ``--json``, the
+magics' ``run --form``...) and its own commands (the CLI's ``daemon``, ``tick``,
+``migrate``, ``doctor``, ``gc``; the magics' ``connect``, ``watch``, ``help`` and
+``%%cron``). tests/frontends/test_commands.py holds both fronts to this table.
+
+:func:`check` says, for both fronts alike, what argparse cannot: a number out of its
+range, and options that exclude each other; :func:`run_to_cancel` and
+:func:`artifact_path` what a shared command's argument means when it is not spelled out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES
+from hermes_cron_ext.domain.options import add_options
+from hermes_cron_ext.errors import Conflict, InvalidInput
+
+__all__ = ["COMMANDS", "Arg", "Command", "UsageError", "add_arguments", "arg",
+           "artifact_path", "check", "help_text", "run_to_cancel"]
+
+
+class UsageError(InvalidInput):
+    """What was typed does not fit the command (the CLI exits 2; the magics print one
+    line): nothing was done."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument or option: its flags (or positional name) and argparse keywords."""
+
+    flags: tuple[str, ...]
+    options: dict = field(default_factory=dict)
+    #: inclusive bounds of an int option, said by :func:`check` in the same words
+    between: tuple[int, int] | None = None
+
+    @property
+    def dest(self) -> str:
+        if "dest" in self.options:
+            return self.options["dest"]
+        long = [f for f in self.flags if f.startswith("--")] or list(self.flags)
+        return long[0].lstrip("-").replace("-", "_")
+
+
+def arg(*flags: str, between: tuple[int, int] | None = None, **options) -> Arg:
+    return Arg(flags, options, between)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    #: what follows ``hermes-cron NAME`` / ``%cron NAME``
+    usage: str
+    help: str
+    args: tuple[Arg, ...] = ()
+    #: every job option with a flag (domain/options.py)
+    job_options: bool = False
+    #: takes ``-- COMMAND`` after its options
+    takes_command: bool = False
+    #: dests of which at most one may be given
+    exclusive: tuple[str, ...] = ()
+
+
+def _name(help: str = "the job's name or id") -> Arg:
+    return arg("name", metavar="NAME", help=help)
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("add", 'NAME ["SCHEDULE"] [options] -- COMMAND',
+            "add a job; with --after JOB and no SCHEDULE it runs only after JOB's runs", (
+                arg("name", metavar="NAME", help="the job's name"),
+                arg("schedule", nargs="?", metavar="SCHEDULE",
+                    help="cron expression, @daily, '@every 30s' ... (none with --after: it "
+                         "runs only after those jobs)"),
+                arg("--disabled", action="store_true",
+                    help="saved but not fired: neither its schedule nor its --after jobs "
+                         "trigger it until it is enabled"),
+                arg("--replace", action="store_true",
+                    help="change the job of that name if it exists")),
+            job_options=True, takes_command=True),
+    Command("edit", 'NAME ["SCHEDULE"] [options] [-- COMMAND]',
+            "change a job: its schedule, options or command", (
+                _name(),
+                arg("new_schedule", nargs="?", metavar="SCHEDULE",
+                    help="the new schedule (or --schedule)"),
+                arg("--schedule"),
+                arg("--no-schedule", action="store_true",
+                    help="no schedule of its own: it runs only after the jobs in --after"),
+                arg("--rename", metavar="NAME"),
+                arg("--enable", action="store_true"),
+                arg("--disable", action="store_true")),
+            job_options=True, takes_command=True, exclusive=("enable", "disable")),
+    Command("list", "[--state STATE] [--search TEXT]",
+            "jobs: state, schedule, next run, last outcome", (
+                arg("--state"),
+                arg("--search", metavar="TEXT"))),
+    Command("show", "NAME", "one job in detail, with its recent runs", (_name(),)),
+    Command("rm", "NAME...", "delete jobs", (arg("names", nargs="+", metavar="NAME"),)),
+    Command("pause", "NAME...", "pause jobs", (arg("names", nargs="+", metavar="NAME"),)),
+    Command("resume", "NAME...", "resume jobs", (arg("names", nargs="+", metavar="NAME"),)),
+    Command("run", "NAME [-p NAME=VALUE ...] [-f]",
+            "run a job now (-f: follow its output live)", (
+                _name(),
+                arg("-p", "--param", action="append", metavar="NAME=VALUE",
+                    help="a parameter for this run alone (VALUE read as JSON when it can "
+                         "be); a notebook's are checked against its parameters cell"),
+                arg("-f", "--follow", "--watch", action="store_true", dest="follow",
+                    help="follow its output live"))),
+    Command("runs", "[NAME] [--limit N] [--status STATUS]", "a job's runs, newest first", (
+        arg("name", nargs="?", metavar="NAME", help="the job (default: every job)"),
+        arg("--limit", type=int, default=20, metavar="N", between=(1, 500)),
+        arg("--status"))),
+    Command("logs", "RUN_OR_JOB [-f] [--tail N]",
+            "a run's output (a RUN id, or a JOB for its latest run)", (
+                arg("ref", metavar="RUN_OR_JOB"),
+                arg("-f", "--follow", action="store_true", help="follow it live"),
+                arg("--tail", type=int, metavar="N", help="only the last N bytes"))),
+    Command("cancel", "RUN_OR_JOB|BACKFILL",
+            "stop a running run (by its id or its job's name), or a whole backfill (b_...)",
+            (arg("ref", metavar="RUN_OR_JOB"),)),
+    Command("backfill", "NAME --from DATE --to DATE [--max-parallel N] [--dry-run]",
+            "run a job once per past slot in that range", (
+                _name(),
+                arg("--from", dest="start", required=True, metavar="DATE",
+                    help="first slot: ISO 8601 time or a date (that day's midnight)"),
+                arg("--to", dest="end", required=True, metavar="DATE",
+                    help="last slot: ISO 8601 time or a date (through that day)"),
+                arg("--max-parallel", type=int, default=1, metavar="N",
+                    help="runs at once (default 1)"),
+                arg("--dry-run", action="store_true", help="list the slots, run nothing"))),
+    Command("backfills", "NAME", "a job's backfills, newest first, with progress",
+            (_name(),)),
+    Command("graph", "NAME", "the pipeline a job is part of, with last statuses", (_name(),)),
+    Command("next", '"SCHEDULE" [--tz ZONE] [--from TIME] [--count N]',
+            "preview fire times of a schedule", (
+                arg("schedule", metavar="SCHEDULE"),
+                arg("--tz", metavar="ZONE"),
+                arg("--from", dest="start", metavar="TIME",
+                    help="after this time (ISO 8601; default now)"),
+                arg("--count", type=int, default=5, metavar="N", between=(1, 100)))),
+    Command("status", "[NAME]", "which tickers are alive; with NAME, that job (as show)",
+            (arg("name", nargs="?", metavar="NAME"),)),
+    Command("artifact", "RUN_OR_JOB [PATH]", "save a notebook run's executed notebook", (
+        arg("ref", metavar="RUN_OR_JOB"),
+        arg("path", nargs="?", metavar="PATH",
+            help="where to write it (default: JOB-RUN.ipynb here)"))),
+)}
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: Command, own: Iterable[Arg] = (),
+                  *, leave_out: tuple[str, ...] = ()) -> None:
+    """The command's arguments on *parser*, then the front's *own*; *leave_out* names
+    dests (arguments or job options) a front does not take."""
+    for a in (*command.args, *own):
+        if a.dest not in leave_out:
+            parser.add_argument(*a.flags, **a.options)
+    if command.job_options:
+        add_options(parser, exclude=leave_out)
+
+
+def check(command: Command, args: argparse.Namespace) -> None:
+    """What the grammar says that argparse cannot, alike on every front.
+
+    :raises UsageError: a number out of its range; options that exclude each other
+    """
+    for a in command.args:
+        value = getattr(args, a.dest, None)
+        if a.between and value is not None and not a.between[0] <= value <= a.between[1]:
+            raise UsageError(f"{a.flags[-1]} must be between {a.between[0]} and "
+                             f"{a.between[1]}, not {value}", field=a.dest)
+    given = [d for d in command.exclusive if getattr(args, d, None)]
+    if len(given) > 1:
+        raise UsageError("give " + " or ".join(f"--{d.replace('_', '-')}" for d in given)
+                         + ", not both")
+    if command.name == "edit":  # the schedule: positional or --schedule, or none of its own
+        if args.new_schedule is not None:
+            if args.schedule is not None:
+                raise UsageError("give the schedule once: as SCHEDULE or --schedule",
+                                 field="schedule")
+            args.schedule = args.new_schedule
+        if args.no_schedule and args.schedule is not None:
+            raise UsageError("give a schedule or --no-schedule, not both", field="schedule")
+
+
+def help_text(prefix: str, commands: Iterable[Command], width: int = 44,
+              total: int = 92) -> str:
+    """One entry per command: ``PREFIX NAME USAGE`` and its help beside it (or under it
+    when the usage is long), wrapped at *total* columns."""
+    lines = []
+    for c in commands:
+        left = "    " + " ".join(part for part in (prefix, c.name, c.usage) if part)
+        wrapped = textwrap.wrap(c.help, total - width) or [""]
+        if len(left) <= width - 2:
+            lines.append(left.ljust(width) + wrapped[0])
+            wrapped = wrapped[1:]
+        else:
+            lines.append(left)
+        lines += [" " * width + w for w in wrapped]
+    return "\n".join(lines)
+
+
+# -- what the shared commands' arguments mean -----------------------------------------
+
+def run_to_cancel(client, ref: str) -> dict:
+    """The run ``cancel REF`` means: the run of that id, or the job's latest run, which
+    must still be queued or running.
+
+    :raises Conflict: a job's latest run has ended
+    """
+    run = client.resolve_run(ref)
+    if run["id"] != ref and run["status"] not in ACTIVE_STATUSES:
+        raise Conflict(f"{ref} has no running run (its last run {run['id']} "
+                       f"{run['status']})", field="run")
+    return run
+
+
+def artifact_path(run: dict, path: str | None) -> str:
+    """Where ``artifact`` saves a run's executed notebook: *path*, or ``JOB-RUN.ipynb``."""
+    return path or f"{run.get('job_name') or 'run'}-{run['id']}.ipynb"
