@@ -15,10 +15,8 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from hermes_cron_ext.domain.models import Event, Job, Run, Ticker
-from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 from hermes_cron_ext.errors import HermesCronError, InvalidInput, StoreError
-from hermes_cron_ext.store.base import Store
+from hermes_cron_ext.store.base import INTERFACES, Store
 from hermes_cron_ext.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 __all__ = ["AsyncStore", "SQLiteStore", "Store", "default_db", "doctor", "is_postgres",
@@ -121,13 +119,19 @@ def open_store(db: str | None = None, **kwargs: Any) -> Store:
 
 
 class AsyncStore:
-    """The store's methods the engine awaits, each run on one of the store's own threads.
+    """Every store method, awaited: each call runs on one of the store's own threads.
 
     No database call ever runs on the caller's event loop. Each thread has its own
     connection (SQLite in WAL mode and PostgreSQL both read concurrently), so one slow
     call (a statistics query over a million runs) does not hold up the others.
     ``lane()`` gives a caller that must never wait behind API traffic (the in-server
     ticker) threads of its own on the same store.
+
+    Its awaitable methods are not written out one by one: every public method of the
+    store's interfaces (``base.INTERFACES``) is mirrored below (:func:`_awaited`), with
+    the sync method's name, signature and docstring, except those in
+    :data:`NOT_AWAITED`. A method added to an interface is awaitable at once; ``sync``
+    is the store itself.
     """
 
     def __init__(self, store: Store, threads: int = 1, *, owner: bool = True):
@@ -144,68 +148,39 @@ class AsyncStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    # -- what the ticker and the host await (anything else goes through ``run``) -------
-    async def next_wakeup(self) -> float | None:
-        return await self.run(self.sync.next_wakeup)
-
-    async def count_due(self, horizon: float) -> tuple[int, int]:
-        return await self.run(self.sync.count_due, horizon)
-
-    async def claim_due(self, horizon: float, now: float, owner: str,
-                        cause: str | None = None) -> list[Run]:
-        return await self.run(self.sync.claim_due, horizon, now, owner, cause)
-
-    async def fire_reboot_jobs(self, now: float) -> int:
-        return await self.run(self.sync.fire_reboot_jobs, now)
-
-    async def create_job(self, fields: dict) -> tuple[Job, bool]:
-        return await self.run(self.sync.create_job, fields)
-
-    async def request_run(self, ref: str, trigger: str = "manual",
-                          parameters: dict | None = None) -> Run:
-        return await self.run(self.sync.request_run, ref, trigger, parameters)
-
-    async def get_run(self, run_id: str) -> Run:
-        return await self.run(self.sync.get_run, run_id)
-
-    async def active_runs(self) -> list[Run]:
-        return await self.run(self.sync.active_runs)
-
-    async def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
-                         reason: str | None = None, at: float | None = None) -> Run:
-        return await self.run(self.sync.finish_run, run_id, status, exit_code, reason, at)
-
-    async def mark_lost(self, run_id: str, reason: str, pid: int | None) -> bool:
-        return await self.run(self.sync.mark_lost, run_id, reason, pid)
-
-    async def events_since(self, cursor: int, limit: int = 500) -> list[Event]:
-        return await self.run(self.sync.events_since, cursor, limit)
-
-    async def last_event_seq(self) -> int:
-        return await self.run(self.sync.last_event_seq)
-
-    async def register_ticker(self, kind: str, host: str, pid: int,
-                              ticker_id: str | None = None) -> Ticker:
-        return await self.run(self.sync.register_ticker, kind, host, pid, ticker_id)
-
-    async def ticker_heartbeat(self, ticker_id: str, at: float, ticked: bool = False) -> None:
-        await self.run(self.sync.ticker_heartbeat, ticker_id, at, ticked)
-
-    async def unregister_ticker(self, ticker_id: str) -> None:
-        await self.run(self.sync.unregister_ticker, ticker_id)
-
-    async def list_tickers(self) -> list[Ticker]:
-        return await self.run(self.sync.list_tickers)
-
-    async def jobs_by_state(self) -> dict[str, int]:
-        return await self.run(self.sync.jobs_by_state)
-
-    async def gc(self, now: float, keep_runs: int = KEEP_RUNS,
-                 keep_failures: int = KEEP_FAILURES, max_age: float = MAX_AGE) -> dict:
-        return await self.run(self.sync.gc, now, keep_runs, keep_failures, max_age)
-
     async def aclose(self) -> None:
         if self._owner:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._pool, self.sync.close)
         self._pool.shutdown(wait=False)
+
+
+#: Interface methods ``AsyncStore`` does not mirror, and why.
+NOT_AWAITED = {
+    "output_writer": "its writer is used on the supervisor's own thread, call by call",
+}
+
+
+def _awaited(name: str, method):
+    """``AsyncStore.<name>``: the store's *name*, run on a store thread."""
+
+    @functools.wraps(method)
+    async def call(self: AsyncStore, *args, **kwargs):
+        return await self.run(getattr(self.sync, name), *args, **kwargs)
+
+    call.__qualname__ = f"AsyncStore.{name}"
+    call.__dict__.pop("__isabstractmethod__", None)  # copied by wraps; not abstract here
+    return call
+
+
+def _mirror_interfaces() -> None:
+    for interface in INTERFACES:
+        for name, method in vars(interface).items():
+            if name.startswith("_") or not callable(method) or name in NOT_AWAITED:
+                continue
+            if name in vars(AsyncStore):
+                raise TypeError(f"AsyncStore.{name} would hide the store's {name}")
+            setattr(AsyncStore, name, _awaited(name, method))
+
+
+_mirror_interfaces()
