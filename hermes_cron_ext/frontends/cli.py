@@ -28,25 +28,34 @@ from hermes_cron_ext.frontends.commands import (
     UsageError,
     add_arguments,
     arg,
-    artifact_path,
     check,
+    replace_job,
     run_to_cancel,
+    save_artifact,
 )
 from hermes_cron_ext.frontends.render import (
     BACKFILL_COLUMNS,
-    after_text,
     backfill_done,
+    backfill_head,
+    backfill_line,
+    backfill_plan_text,
     backfill_rows,
     backfill_text,
-    command_text,
+    end_text,
+    job_text,
     jobs_table,
     local_time,
-    next_fire_text,
+    no_backfills_text,
     pipeline_text,
+    preview_text,
+    progress_bar,
+    progress_text,
     relative_time,
-    schedule_text,
+    runs_text,
+    saved_text,
+    state_line,
+    status_text,
     text_table,
-    trigger_text,
 )
 from hermes_cron_ext.ops import Operations, host
 
@@ -58,37 +67,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-# -- formatting -----------------------------------------------------------------
-
-def _ts(value: float | str | None) -> float | None:
-    """A time as the store keeps it (epoch seconds) from the API's ISO text."""
-    return parse_iso(value) if isinstance(value, str) else value
-
-
-def _local(ts: float | str | None, tz: str | None = None) -> str:
-    return local_time(_ts(ts), tz)
-
-
-def _relative(ts: float | str | None) -> str:
-    return relative_time(_ts(ts), time.time())
-
-
-def _next_text(job: dict, label: bool = True) -> str:
-    """When a job fires next, in its own zone, or why it does not."""
-    return ("next run " if label else "") + next_fire_text(job, time.time())
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    return text_table(header, rows)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
+# -- formatting (every text is render.py's) ---------------------------------------
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
@@ -115,49 +94,20 @@ def cmd_add(args, ops: Operations) -> int:
     if not args.command and args.code is None:
         raise InvalidInput("give the command after '--', e.g. hermes-cron add NAME "
                            "'*/5 * * * *' -- python etl.py", field="command")
-    existing = _existing(ops, args.name) if args.replace else None
-    if existing is not None:  # --replace: the job of that name takes these fields
-        changes = {k: v for k, v in data.items() if k != "name"}
-        if "code" in changes:
-            changes["command"] = data.get("command")
-        job, created = ops.edit(existing["id"], changes), None
+    job = replace_job(ops, data) if args.replace else None
+    if job is not None:  # --replace: the job of that name took these fields
+        verb = "updated"
     else:
         job, created = ops.create(data)
+        verb = "added" if created else "exists (same idempotency key)"
     warning = job.pop("warning", None)
     if args.json:
         _print_json(job)
     else:
-        verb = ("updated" if created is None else "added" if created
-                else "exists (same idempotency key)")
-        print(f"{job['name']} {verb}: {_when(job)}; {_next_text(job)}")
-        _say_held(job)
+        print(saved_text(verb, job, time.time()))
         if warning:
             _warn_no_ticker()
     return 0
-
-
-def _existing(ops: Operations, name: str) -> dict | None:
-    try:
-        return ops.job(name)
-    except NotFound:
-        return None
-
-
-def _when(job: dict) -> str:
-    """``0 2 * * * (Europe/Berlin)``, or ``after extract, load`` (no schedule of its own)."""
-    if not job["schedule"]:
-        return schedule_text(job)
-    return f"{job['schedule']} ({job['timezone']})" + (
-        f", and {after_text(job)}" if job.get("after") else "")
-
-
-def _say_held(job: dict) -> None:
-    """A job that runs after others but is disabled or paused is not triggered by them:
-    say so where it is saved (graph and show say it too)."""
-    if job.get("after") and job["state"] in ("disabled", "paused", "blocked"):
-        ups = " and ".join(dict.fromkeys(a.get("name") or a["job"] for a in job["after"]))
-        print(f"note: {job['name']} is {job['state']}: runs of {ups} do not trigger it "
-              f"until it is {'enabled' if job['state'] == 'disabled' else 'resumed'}")
 
 
 def cmd_edit(args, ops: Operations) -> int:
@@ -176,8 +126,7 @@ def cmd_edit(args, ops: Operations) -> int:
     if args.json:
         _print_json(job)
     else:
-        print(f"{job['name']} changed: {_when(job)}; {_next_text(job)}")
-        _say_held(job)
+        print(saved_text("changed", job, time.time()))
     return 0
 
 
@@ -199,35 +148,11 @@ def cmd_show(args, ops: Operations) -> int:
     if args.json:
         _print_json({**job, "runs": runs})
         return 0
-    print(f"{job['name']}  ({job['id']})")
-    reason = job["state_reason"]
-    print(f"  state      {job['state']}" + (f": {reason}" if reason else ""))
-    if job["schedule"]:
-        schedule = sched.parse(job["schedule"], job["timezone"])
-        print(f"  schedule   {job['schedule']}  [{job['timezone']}]  {sched.describe(schedule)}")
-    else:
-        print("  schedule   none of its own")
-    if job.get("after"):
-        print(f"  runs       {after_text(job)}")
+    note = None
+    if job.get("after"):  # why its upstreams' runs may not trigger it
         me = next((n for n in ops.pipeline(job["id"])["nodes"] if n["id"] == job["id"]), {})
-        if me.get("note"):
-            print(f"             {me['note']}")
-    print(f"  next run   {_next_text(job, label=False)}")
-    print(f"  kind       {job['kind']}: {command_text(job)}")
-    if job["cwd"]:
-        print(f"  cwd        {job['cwd']}")
-    if job["executor"]:
-        print(f"  executor   {job['executor']}")
-    p = job["policy"]
-    print(f"  policy     overlap={p['overlap']} misfire={p['misfire']} retries={p['retries']} "
-          f"timeout={p['timeout'] or '-'} max_failures={p['max_failures']}")
-    if runs:
-        print("  recent runs")
-        for r in runs:
-            code = r["exit_code"] if r["exit_code"] is not None else "-"
-            print(f"    {r['id']}  {r['status']:<10} {r['trigger']:<8} "
-                  f"{_local(r['started_at'] or r['scheduled_for'], job['timezone'])}  "
-                  f"{_duration(r['duration'])}  exit={code}")
+        note = me.get("note")
+    print(job_text(job, runs, note, time.time()))
     return 0
 
 
@@ -245,17 +170,16 @@ def cmd_pause(args, ops: Operations, paused: bool) -> int:
         job = ops.pause(name) if paused else ops.resume(name)
         out.append(job)
         if not args.json:
-            print(f"{job['name']} {job['state']}"
-                  + ("" if paused else f"; {_next_text(job)}"))
+            print(state_line(job, time.time()))
     if args.json:
         _print_json(out)
     return 0
 
 
 def _warn_no_ticker() -> None:
-        print("warning: no ticker is alive on this store, so scheduled runs will NOT fire; "
-              "start one with: hermes-cron daemon (or JupyterLab with hermes-cron-ext)",
-              file=sys.stderr)
+    print("warning: no ticker is alive on this store, so scheduled runs will NOT fire; "
+          "start one with: hermes-cron daemon (or JupyterLab with hermes-cron-ext)",
+          file=sys.stderr)
 
 
 def cmd_run(args, ops: Operations) -> int:
@@ -265,18 +189,14 @@ def cmd_run(args, ops: Operations) -> int:
         _print_json(run)
         return 0
     if not args.follow:
-        print(f"run {run['id']} of {args.name} queued")
+        print(f"run {run['id']} of {args.name} started")
         return 0
     return _follow(ops, run["id"], _output(args))
 
 
 def cmd_cancel(args, ops: Operations) -> int:
     if args.ref.startswith("b_"):
-        backfill = ops.cancel_backfill(args.ref)
-        state = backfill["state"]
-        print(f"backfill {backfill['id']}: "
-              f"{state if state == 'cancelled' else state + ', nothing left to cancel'}; "
-              f"{backfill_text(backfill)}")
+        print(backfill_line(ops.cancel_backfill(args.ref), cancelling=True))
         return 0
     run = ops.cancel(run_to_cancel(ops, args.ref)["id"])
     print(f"run {run['id']}: cancel requested")
@@ -285,12 +205,7 @@ def cmd_cancel(args, ops: Operations) -> int:
 
 def cmd_artifact(args, ops: Operations) -> int:
     """Save a notebook run's executed notebook (a RUN id, or a JOB for its latest run)."""
-    run = ops.resolve_run(args.ref)
-    data = ops.artifact(run["id"])
-    path = artifact_path(run, args.path)
-    with open(path, "wb") as f:
-        f.write(data)
-    print(f"saved the executed notebook of run {run['id']} to {path}")
+    print(save_artifact(ops, args.ref, args.path))
     return 0
 
 
@@ -314,10 +229,9 @@ def cmd_backfills(args, ops: Operations) -> int:
     if args.json:
         _print_json(backfills)
     elif not backfills:
-        print(f"{args.name} has no backfills (start one with: hermes-cron backfill "
-              f"{args.name} --from DATE --to DATE)")
+        print(no_backfills_text(args.name, "hermes-cron"))
     else:
-        print(_table(backfill_rows(backfills), BACKFILL_COLUMNS))
+        print(text_table(BACKFILL_COLUMNS, backfill_rows(backfills)))
     return 0
 
 
@@ -330,9 +244,7 @@ def cmd_backfill(args, ops: Operations) -> int:
         if args.json:
             _print_json(b)
         else:
-            print(f"{args.name}: {b['slots']} slot(s) would run, {b['max_parallel']} at a time")
-            for t in b["next"]:
-                print(f"  {t}")
+            print(backfill_plan_text(args.name, b))
         return 0
     warning = b.pop("warning", None)
     if warning:
@@ -341,20 +253,16 @@ def cmd_backfill(args, ops: Operations) -> int:
         if args.json:
             _print_json(b)
         else:
-            print(f"backfill {b['id']} of {args.name}: {b['slots']} slot(s) queued, "
-                  f"{b['max_parallel']} at a time; cancel with: hermes-cron cancel {b['id']}")
+            print(f"{backfill_head(b, args.name)}; cancel it with: "
+                  f"hermes-cron cancel {b['id']}")
         return 0
-    print(f"backfill {b['id']} of {args.name}: {b['slots']} slot(s), {b['max_parallel']} at a "
-          f"time (Ctrl-C cancels it)", file=sys.stderr)
+    print(f"{backfill_head(b, args.name)} (Ctrl-C cancels it)", file=sys.stderr)
     tty = sys.stderr.isatty()
     try:
         while b["state"] == "running":
             if tty:
-                done = backfill_done(b)
-                width = 30
-                filled = int(width * done / max(1, b["slots"]))
-                sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] "
-                                 f"{backfill_text(b)}")
+                bar = progress_bar(backfill_done(b) / max(1, b["slots"]))
+                sys.stderr.write(f"\r\x1b[K{bar} {backfill_text(b)}")
                 sys.stderr.flush()
             time.sleep(0.5)
             b = ops.get_backfill(b["id"])
@@ -362,11 +270,11 @@ def cmd_backfill(args, ops: Operations) -> int:
         b = ops.cancel_backfill(b["id"])
         if tty:
             sys.stderr.write("\r\x1b[K")
-        print(f"backfill {b['id']}: cancelled; {backfill_text(b)}")
+        print(backfill_line(b))
         return 130
     if tty:
         sys.stderr.write("\r\x1b[K")
-    print(f"backfill {b['id']}: {b['state']}; {backfill_text(b)}")
+    print(backfill_line(b))
     failed = sum(n for s, n in b["runs"].items() if s not in ("succeeded", "skipped"))
     return EXIT_ERROR if failed or b["state"] != "done" else 0
 
@@ -414,12 +322,7 @@ class _Output:
             self._draw_bar()
 
     def _draw_bar(self) -> None:
-        fraction, phase = self.progress.fraction, self.progress.phase or ""
-        if fraction is None:
-            line = f"[{phase}]"
-        else:
-            done = int(fraction * 30)
-            line = f"[{'#' * done}{'.' * (30 - done)}] {fraction * 100:3.0f}% {phase}"
+        line = progress_text(self.progress.fraction, self.progress.phase)
         sys.stderr.write("\r\x1b[K" + line[:120])
         sys.stderr.flush()
         self._bar = True
@@ -458,11 +361,7 @@ def _follow(ops: Operations, run_id: str, out) -> int:
             if data:
                 out.write(data)
             out.flush()
-            code, reason = run["exit_code"], run["reason"]
-            if reason == f"exit code {code}":  # said once
-                reason = None
-            print(f"\n[{run['status']}" + (f", exit code {code}" if code is not None else "")
-                  + (f": {reason}" if reason else "") + "]", file=sys.stderr)
+            print(f"\n[{end_text(run)}]", file=sys.stderr)
             return 0 if run["status"] == "succeeded" else EXIT_ERROR
         time.sleep(0.1)
 
@@ -507,12 +406,7 @@ def cmd_runs(args, ops: Operations) -> int:
     if args.json:
         _print_json(page)
         return 0
-    rows = [[r["id"], r["status"], trigger_text(r), str(r["attempt"]), _local(r["scheduled_for"]),
-             _local(r["started_at"]), _duration(r["duration"]),
-             "-" if r["exit_code"] is None else str(r["exit_code"]), (r["reason"] or "")[:50]]
-            for r in page["runs"]]
-    print(_table(rows, ["RUN", "STATUS", "TRIGGER", "TRY", "SCHEDULED", "STARTED", "TOOK",
-                        "EXIT", "REASON"]))
+    print(runs_text(page["runs"]))
     if page["cursor"]:
         print(f"more: --cursor {page['cursor']}")
     return 0
@@ -523,16 +417,13 @@ def cmd_next(args) -> int:
     start = (datetime.fromtimestamp(parse_iso(args.start, "from"), UTC)
              if args.start else None)
     times = sched.preview(schedule, args.count, start)
+    preview = {"schedule": schedule.text, "timezone": schedule.tz,
+               "description": sched.describe(schedule),
+               "next": [t.isoformat().replace("+00:00", "Z") for t in times]}
     if args.json:
-        _print_json({"schedule": schedule.text, "timezone": schedule.tz,
-                     "description": sched.describe(schedule),
-                     "next": [t.isoformat().replace("+00:00", "Z") for t in times]})
-        return 0
-    print(f"{schedule.text} [{schedule.tz}]: {sched.describe(schedule)}")
-    for t in times:
-        print(f"  {_local(t.timestamp(), schedule.tz)}")
-    if not times:
-        print("  (never fires again)")
+        _print_json(preview)
+    else:
+        print(preview_text(preview))
     return 0
 
 
@@ -558,15 +449,7 @@ def cmd_status(args, ops: Operations) -> int:
                      "warning": None if alive or not enabled else
                      "no ticker is alive: enabled jobs will not fire"})
     else:
-        print(f"store    {report['store']}")
-        jobs = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()))
-        print(f"jobs     {jobs or 'none'}")
-        if tickers:
-            rows = [[t["kind"], t["host"], str(t["pid"]), "alive" if t["alive"] else "STALE",
-                     _local(t["started_at"]), _relative(t["last_tick_at"]),
-                     _relative(t["heartbeat_at"])] for t in tickers]
-            print(_table(rows, ["TICKER", "HOST", "PID", "STATE", "SINCE", "LAST TICK",
-                                "HEARTBEAT"]))
+        print(status_text(report, time.time()))
     if not alive:
         msg = ("NO TICKER IS ALIVE: enabled jobs will NOT fire. Start one: hermes-cron daemon, "
                "a systemd unit (see README), or JupyterLab with hermes-cron-ext.")
@@ -613,9 +496,11 @@ def cmd_daemon_status(args, ops: Operations) -> int:
     if not daemons:
         print(f"no daemon ticks on {ops.store.display_url} from this host")
         return EXIT_NO_TICKER
-    rows = [[t["kind"], str(t["pid"]), _local(t["started_at"]), _relative(t["heartbeat_at"])]
+    now = time.time()
+    rows = [[t["kind"], str(t["pid"]), local_time(t["started_at"]),
+             relative_time(t["heartbeat_at"], now)]
             for t in daemons]
-    print(_table(rows, ["KIND", "PID", "SINCE", "HEARTBEAT"]))
+    print(text_table(["KIND", "PID", "SINCE", "HEARTBEAT"], rows))
     print("stop with: hermes-cron daemon stop")
     return 0
 
@@ -692,7 +577,7 @@ def cmd_migrate(args, ops: Operations) -> int:
         print(f"migrated {ops.store.display_url} -> {counts['target']}")
         rows = [[what, str(n), str(counts["copied"][what]), "ok"]
                 for what, n in counts["source"].items()]
-        print(_table(rows, ["WHAT", "SOURCE", "TARGET", "CHECK"]))
+        print(text_table(["WHAT", "SOURCE", "TARGET", "CHECK"], rows))
         print(f"next: point every Jupyter server, daemon and CLI at it, e.g. "
               f"HERMES_CRON_DB='{args.to}'; the old store is left as it was")
     return 0

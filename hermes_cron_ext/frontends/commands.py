@@ -11,8 +11,9 @@ magics' ``run --form``...) and its own commands (the CLI's ``daemon``, ``tick``,
 ``%%cron``). tests/frontends/test_commands.py holds both fronts to this table.
 
 :func:`check` says, for both fronts alike, what argparse cannot: a number out of its
-range, and options that exclude each other; :func:`run_to_cancel` and
-:func:`artifact_path` what a shared command's argument means when it is not spelled out.
+range, and options that exclude each other; :func:`replace_job`,
+:func:`run_to_cancel` and :func:`save_artifact` what a shared command does with an
+argument both fronts read alike.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from dataclasses import dataclass, field
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.domain.options import add_options
-from hermes_cron_ext.errors import Conflict, InvalidInput
+from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound
 
 __all__ = ["COMMANDS", "Arg", "Command", "UsageError", "add_arguments", "arg",
-           "artifact_path", "check", "help_text", "run_to_cancel"]
+           "check", "help_text", "replace_job", "run_to_cancel", "save_artifact"]
 
 
 class UsageError(InvalidInput):
@@ -211,6 +212,19 @@ def help_text(prefix: str, commands: Iterable[Command], width: int = 44,
 
 # -- what the shared commands' arguments mean -----------------------------------------
 
+def replace_job(client, data: dict) -> dict | None:
+    """``add --replace``: the job named ``data["name"]`` takes these fields (a python
+    cell's code replaces its command); None when there is no such job (add it)."""
+    try:
+        job = client.job(data["name"])
+    except NotFound:
+        return None
+    changes = {k: v for k, v in data.items() if k != "name"}
+    if "code" in changes:
+        changes["command"] = data.get("command")
+    return client.edit(job["id"], changes)
+
+
 def run_to_cancel(client, ref: str) -> dict:
     """The run ``cancel REF`` means: the run of that id, or the job's latest run, which
     must still be queued or running.
@@ -224,6 +238,12 @@ def run_to_cancel(client, ref: str) -> dict:
     return run
 
 
-def artifact_path(run: dict, path: str | None) -> str:
-    """Where ``artifact`` saves a run's executed notebook: *path*, or ``JOB-RUN.ipynb``."""
-    return path or f"{run.get('job_name') or 'run'}-{run['id']}.ipynb"
+def save_artifact(client, ref: str, path: str | None) -> str:
+    """``artifact REF [PATH]``: write the executed notebook of the run *ref* means to
+    *path* (default ``JOB-RUN.ipynb`` here); what was done, in words."""
+    run = client.resolve_run(ref)
+    data = client.artifact(run["id"])
+    path = path or f"{run.get('job_name') or 'run'}-{run['id']}.ipynb"
+    with open(path, "wb") as f:
+        f.write(data)
+    return f"saved the executed notebook of run {run['id']} to {path}"

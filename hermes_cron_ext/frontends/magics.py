@@ -32,7 +32,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 from hermes_cron_ext import ops as cron_client
-from hermes_cron_ext.domain.models import ACTIVE_STATUSES, parse_iso
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.domain.options import fields_from_options, parameter_values
 from hermes_cron_ext.errors import HermesCronError, NotFound
 from hermes_cron_ext.frontends.commands import (
@@ -41,10 +41,26 @@ from hermes_cron_ext.frontends.commands import (
     Command,
     add_arguments,
     arg,
-    artifact_path,
     check,
     help_text,
+    replace_job,
     run_to_cancel,
+    save_artifact,
+)
+from hermes_cron_ext.frontends.render import (
+    BACKFILL_COLUMNS,
+    backfill_head,
+    backfill_line,
+    backfill_plan_text,
+    backfill_rows,
+    job_text,
+    jobs_table,
+    no_backfills_text,
+    preview_text,
+    saved_text,
+    state_line,
+    status_text,
+    text_table,
 )
 
 #: what the magics add to the shared commands of frontends/commands.py: their own options
@@ -134,39 +150,6 @@ def _command(kind: str | None, command: str) -> str | list[str]:
                              "(parameters go in -p NAME=VALUE)")
         return os.path.abspath(os.path.expanduser(path[0]))
     return command
-
-
-# -- text -------------------------------------------------------------------------------
-
-def _local(ts: float | None, tz: str | None = None) -> str:
-    from hermes_cron_ext.frontends.render import local_time
-
-    return local_time(ts, tz)
-
-
-def _when(job: dict) -> str:
-    from hermes_cron_ext.frontends.render import next_fire_text
-
-    return next_fire_text(job, time.time())
-
-
-def _job_line(verb: str, job: dict) -> str:
-    from hermes_cron_ext.frontends.render import describe_schedule, schedule_text
-
-    if not job["schedule"]:  # it runs after its upstreams only
-        return f"{verb} {job['name']}: {schedule_text(job)}; next run {_when(job)}"
-    words = describe_schedule(job["schedule"], job["timezone"])
-    return (f"{verb} {job['name']}: {job['schedule']} ({job['timezone']}), {words}; "
-            f"next run {_when(job)}")
-
-
-def _command_text(job: dict) -> str:
-    if job.get("kind") == "python" and job.get("code"):
-        lines = job["code"].strip().splitlines()
-        return f"python code, {len(lines)} line{'s' if len(lines) != 1 else ''}: " + (
-            lines[0][:60] if lines else "")
-    command = job.get("command")
-    return shlex.join(command) if isinstance(command, list) else str(command)
 
 
 @magics_class
@@ -260,26 +243,15 @@ class CronMagics(Magics):
         data.setdefault("interpreter", sys.executable)  # this kernel's env, first on PATH
         if args.disabled:
             data["enabled"] = False
-        self._save(args.name, data, args.replace)
+        self._save(data, args.replace)
 
-    def _save(self, name: str, data: dict, replace: bool) -> dict:
-        client = self.client
-        exists = False
-        if replace:
-            try:
-                client.job(name)
-                exists = True
-            except NotFound:
-                pass
-        if exists:
-            changes = {k: v for k, v in data.items() if k != "name"}
-            if data.get("kind") == "python" and "code" in data:
-                changes["command"] = data.get("command")
-            job = client.edit(name, changes)
-            print(_job_line("updated", job))
+    def _save(self, data: dict, replace: bool) -> dict:
+        job = replace_job(self.client, data) if replace else None
+        if job is not None:  # the job of that name took these fields
+            print(saved_text("updated", job, time.time()))
         else:
-            job = client.add(data)
-            print(_job_line("added", job))
+            job = self.client.add(data)
+            print(saved_text("added", job, time.time()))
         if job.get("warning"):
             print(f"warning: {job['warning']}", file=sys.stderr)
         return job
@@ -305,7 +277,7 @@ class CronMagics(Magics):
         if not data:
             raise UsageError("nothing to change: give options such as --schedule, or "
                              "-- COMMAND")
-        print(_job_line("changed", self.client.edit(job["id"], data)))
+        print(saved_text("changed", self.client.edit(job["id"], data), time.time()))
 
     def do_rm(self, args) -> None:
         for name in args.names:
@@ -314,13 +286,11 @@ class CronMagics(Magics):
 
     def do_pause(self, args) -> None:
         for name in args.names:
-            job = self.client.pause(name)
-            print(f"{job['name']} {job['state']}")
+            print(state_line(self.client.pause(name), time.time()))
 
     def do_resume(self, args) -> None:
         for name in args.names:
-            job = self.client.resume(name)
-            print(f"{job['name']} {job['state']}; next run {_when(job)}")
+            print(state_line(self.client.resume(name), time.time()))
 
     def do_run(self, args) -> None:
         if args.form:
@@ -376,11 +346,9 @@ class CronMagics(Magics):
         b = self.client.backfill(args.name, args.start, args.end,
                                  max_parallel=args.max_parallel, dry_run=args.dry_run)
         if args.dry_run:
-            print(f"{args.name}: {b['slots']} slot(s) would run, {b['max_parallel']} at a time: "
-                  + ", ".join(b["next"][:5]) + (" ..." if b["slots"] > 5 else ""))
+            print(backfill_plan_text(args.name, b))
             return
-        print(f"backfill {b['id']} of {args.name}: {b['slots']} slot(s), "
-              f"{b['max_parallel']} at a time; stop it with %cron cancel {b['id']}")
+        print(f"{backfill_head(b, args.name)}; cancel it with: %cron cancel {b['id']}")
         if b.get("warning"):
             print(f"warning: {b['warning']}")
         if b["slots"]:
@@ -390,13 +358,11 @@ class CronMagics(Magics):
 
     def do_backfills(self, args) -> None:
         """The job's backfills; a running one as its live progress bar."""
-        from hermes_cron_ext.frontends.render import BACKFILL_COLUMNS, backfill_rows
-
         backfills = self.client.backfills(args.name)
         if not backfills:
-            print(f"{args.name} has no backfills")
+            print(no_backfills_text(args.name, "%cron"))
             return
-        from hermes_cron_ext.frontends.widgets import BackfillProgress, text_table
+        from hermes_cron_ext.frontends.widgets import BackfillProgress
 
         print(text_table(BACKFILL_COLUMNS, backfill_rows(backfills)))
         for b in backfills:
@@ -405,15 +371,12 @@ class CronMagics(Magics):
 
     def do_cancel(self, args) -> None:
         if args.ref.startswith("b_"):
-            b = self.client.cancel_backfill(args.ref)
-            print(f"backfill {b['id']}: {b['state']}")
+            print(backfill_line(self.client.cancel_backfill(args.ref), cancelling=True))
             return
         run = self.client.cancel(run_to_cancel(self.client, args.ref)["id"])
         print(f"run {run['id']}: cancel requested")
 
     def do_list(self, args) -> None:
-        from hermes_cron_ext.frontends.render import jobs_table
-
         jobs = self.client.jobs(state=args.state, search=args.search)
         if not jobs:
             print(f'no jobs ({self.client.where}); add one with: '
@@ -430,67 +393,27 @@ class CronMagics(Magics):
             return self._job_status(args.name)
         status = client.status()
         print(f"connected  {client.where}")
-        if client.kind == "server":
-            print(f"store      {status.get('store')}")
-        jobs = ", ".join(f"{n} {s}" for s, n in sorted(status.get("jobs_by_state", {}).items()))
-        print(f"jobs       {jobs or 'none'}")
-        alive = [t for t in status.get("tickers", []) if t.get("alive")]
-        for t in alive:
-            print(f"ticker     {t['kind']} on {t['host']} (pid {t['pid']}), "
-                  f"last heartbeat {t['heartbeat_at']}")
+        print(status_text(status, time.time()))
         if status.get("warning"):
             print(f"warning: {status['warning']}", file=sys.stderr)
 
     def _job_status(self, name: str) -> None:
-        from hermes_cron_ext.frontends.render import (
-            after_text,
-            describe_schedule,
-            format_duration,
-        )
-
+        """One job in detail, as ``hermes-cron show`` prints it."""
         job = self.client.job(name)
-        state = job["state"] + (f": {job['state_reason']}" if job.get("state_reason") else "")
-        print(f"{job['name']} ({job['id']}) {state}")
-        if job["schedule"]:
-            print(f"  schedule  {job['schedule']} [{job['timezone']}]  "
-                  f"{describe_schedule(job['schedule'], job['timezone'])}")
-        else:
-            print("  schedule  none of its own")
-        if job.get("after"):
-            print(f"  runs      {after_text(job)}")
+        runs = self.client.runs(job["id"], limit=5)["runs"]
+        note = None
+        if job.get("after"):  # why its upstreams' runs may not trigger it
             me = next((n for n in self.client.pipeline(job["id"])["nodes"]
                        if n["id"] == job["id"]), {})
-            if me.get("note"):
-                print(f"            {me['note']}")
-        print(f"  next run  {_when(job)}")
-        last = job.get("last_run")
-        if last:
-            code = "" if last.get("exit_code") is None else f" · exit {last['exit_code']}"
-            print(f"  last run  {last['status']}{code} · "
-                  f"{format_duration(last.get('duration'))} · {last.get('started_at') or '-'}")
-        else:
-            print("  last run  none yet")
-        print(f"  {job['kind']:<8}  {_command_text(job)}")
-        p = job.get("policy") or {}
-        print(f"  policy    overlap={p.get('overlap')} misfire={p.get('misfire')} "
-              f"retries={p.get('retries')} timeout={p.get('timeout') or '-'} "
-              f"max_failures={p.get('max_failures')}")
+            note = me.get("note")
+        print(job_text(job, runs, note, time.time()))
 
     def do_next(self, args) -> None:
         preview = self.client.preview(args.schedule, args.tz, args.count, start=args.start)
-        print(f"{preview['schedule']} [{preview['timezone']}]: {preview['description']}")
-        for t in preview["next"]:
-            print(f"  {_local(parse_iso(t), preview['timezone'])}")
-        if not preview["next"]:
-            print("  (never fires again)")
+        print(preview_text(preview))
 
     def do_artifact(self, args) -> None:
-        run = self.client.resolve_run(args.ref)
-        data = self.client.artifact(run["id"])
-        path = artifact_path(run, args.path)
-        with open(path, "wb") as f:
-            f.write(data)
-        print(f"saved the executed notebook of run {run['id']} to {path}")
+        print(save_artifact(self.client, args.ref, args.path))
 
     def do_connect(self, args) -> None:
         if args.local:
@@ -523,7 +446,7 @@ class CronMagics(Magics):
         data.setdefault("interpreter", sys.executable)
         if args.disabled:
             data["enabled"] = False
-        self._save(args.name, data, replace=True)
+        self._save(data, replace=True)
         if args.run:
             self.do_run(argparse.Namespace(name=args.name, param=None, follow=True,
                                            form=False))

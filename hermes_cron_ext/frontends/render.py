@@ -1,8 +1,25 @@
-"""Plain-text formatting shared by the magics and the widgets (no widget imports)."""
+"""Every text the fronts print, in one place: the CLI, the magics and the widgets' text
+(their ``text/plain``) use these and no format of their own.
+
+- times and progress: :func:`local_time` (wall time with its zone), :func:`format_duration` (one
+  duration format: ``0.52 s``, ``12.3 s``, ``1m 05s``, ``2h 05m``),
+  :func:`format_countdown` (``in 4m 05s``), :func:`format_ago` (``5 min ago``) and
+  :func:`relative_time` (either, as the time is ahead or behind); :func:`progress_text`
+  (``[#########.....................]  30% phase``);
+- tables: :func:`text_table` (uppercase headers, columns two spaces apart, no rule: what
+  scripts read with ``awk``), the job, run and backfill tables;
+- jobs: the schedule in words, :func:`next_run_text`, :func:`last_run_text`, the line
+  said when a job is saved or paused, a job in detail (``show``);
+- runs: the trigger, the end line (``[failed, exit code 3]``); backfills, pipelines,
+  schedule previews and the tickers' status.
+
+No widget imports (the widgets import this).
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,21 +27,33 @@ from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, parse_iso
 from hermes_cron_ext.errors import HermesCronError
 
-__all__ = ["BACKFILL_COLUMNS", "after_text", "backfill_done", "backfill_rows", "backfill_text",
-           "card_state", "describe_schedule", "format_ago", "format_countdown",
-           "format_duration", "local_time", "pipeline_text", "schedule_text", "timestamp"]
+__all__ = [
+    "BACKFILL_COLUMNS", "IDLE_STATES", "RUN_COLUMNS", "after_text", "backfill_done",
+    "backfill_head", "backfill_line", "backfill_plan_text", "backfill_rows",
+    "backfill_text", "card_state", "command_text", "describe_schedule", "end_text",
+    "format_ago", "format_countdown", "format_duration", "held_note", "job_text",
+    "jobs_table", "last_run_parts", "last_run_text", "local_time", "next_run_text",
+    "no_backfills_text", "pipeline_text", "preview_text", "progress_bar",
+    "progress_text", "relative_time", "runs_text", "saved_text", "schedule_text",
+    "schedule_words", "state_line", "status_text", "text_table", "timestamp",
+    "trigger_text", "when_text",
+]
 
+
+# -- times ------------------------------------------------------------------------------
 
 def timestamp(value: str | float | None) -> float | None:
+    """Epoch seconds, from the API's ISO text or as given."""
     if value is None or isinstance(value, (int, float)):
         return value
     return parse_iso(value)
 
 
-def local_time(ts: float | None, tz: str | None = None) -> str:
+def local_time(ts: float | str | None, tz: str | None = None) -> str:
     """A time as every front prints it: wall time with its zone, the job's (*tz*) or
     this machine's, e.g. ``2026-12-08 02:00:00 CET``; a zone with no abbreviation shows
     its offset (``+04:00``)."""
+    ts = timestamp(ts)
     if ts is None:
         return "-"
     moment = datetime.fromtimestamp(ts, UTC).astimezone(ZoneInfo(tz) if tz else None)
@@ -35,21 +64,8 @@ def local_time(ts: float | None, tz: str | None = None) -> str:
     return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} {zone}"
 
 
-def next_fire_text(job: dict, now: float) -> str:
-    """When a job fires next, in its own zone with a countdown
-    (``2026-12-08 02:00:00 CET (in 5h 02m 10s)``), or why it does not."""
-    nxt = parse_iso(job["next_run_at"]) if job.get("next_run_at") else None
-    if nxt is not None:
-        return f"{local_time(nxt, job.get('timezone'))} ({format_countdown(nxt - now)})"
-    why = {"paused": "paused", "blocked": "blocked: resume it to fire again",
-           "disabled": "disabled: enable it to fire again"}.get(job.get("state", ""))
-    if why is None and not job.get("schedule") and job.get("after"):
-        ups = ", ".join(a.get("name") or a["job"] for a in job["after"])
-        why = f"no schedule of its own: it runs after {ups}"
-    return f"none ({why or 'its schedule fires no more'})"
-
-
 def format_duration(seconds: float | None) -> str:
+    """How long a run took: ``0.52 s``, ``12.3 s``, ``1m 05s``, ``2h 05m``."""
     if seconds is None:
         return "-"
     if seconds < 10:
@@ -81,6 +97,7 @@ def format_countdown(seconds: float) -> str:
 
 
 def format_ago(ts: float | None, now: float) -> str:
+    """``5 s ago``, ``3 min ago``, ``1.5 h ago``, ``4 days ago``; "" for no time."""
     if ts is None:
         return ""
     span = max(0.0, now - ts)
@@ -92,6 +109,45 @@ def format_ago(ts: float | None, now: float) -> str:
         return f"{span / 3600:.1f} h ago"
     return f"{span / 86400:.0f} days ago"
 
+
+def relative_time(ts: float | str | None, now: float) -> str:
+    """A time from now: a countdown when it is ahead (``in 4m 05s``, ``due now``), else
+    how long ago (``5 s ago``); ``-`` for no time."""
+    ts = timestamp(ts)
+    if ts is None:
+        return "-"
+    return format_countdown(ts - now) if ts >= now else format_ago(ts, now)
+
+
+def progress_bar(fraction: float, width: int = 30) -> str:
+    """``[#########.....................]``: how much is done, as text."""
+    done = max(0, min(width, int(fraction * width)))
+    return f"[{'#' * done}{'.' * (width - done)}]"
+
+
+def progress_text(fraction: float | None, phase: str | None) -> str:
+    """``[#########.....................]  30% phase``, or the phase alone."""
+    if fraction is None:
+        return phase or ""
+    text = f"{progress_bar(fraction)} {fraction * 100:3.0f}%"
+    return f"{text} {phase}" if phase else text
+
+
+# -- tables -----------------------------------------------------------------------------
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Uppercase headers over columns padded to their widest cell, two spaces apart (as
+    ``ps`` and ``docker`` print them: no rule, so ``awk 'NR>1'`` reads the rows)."""
+    headers = [h.upper() for h in headers]
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(headers), *map(line, rows)])
+
+
+# -- jobs -------------------------------------------------------------------------------
 
 def card_state(job: dict) -> str:
     """The pip: the job's state, or ``failing`` when it is scheduled but its last run failed."""
@@ -127,6 +183,144 @@ def describe_schedule(text: str | None, tz: str | None) -> str:
         return text
 
 
+def schedule_words(job: dict) -> str:
+    """A job's schedule with its zone and in words: ``0 2 * * * (Europe/Berlin), At 02:00
+    every day``; ``after extract, load`` for a job with no schedule of its own."""
+    if not job.get("schedule"):
+        return schedule_text(job)
+    text = f"{job['schedule']} ({job.get('timezone') or ''})"
+    words = describe_schedule(job["schedule"], job.get("timezone"))
+    return f"{text}, {words}" if words and words != job["schedule"] else text
+
+
+def when_text(job: dict) -> str:
+    """When a job runs: its :func:`schedule_words`, and ``, and after extract`` when
+    upstream runs trigger it too."""
+    return schedule_words(job) + (
+        f", and {after_text(job)}" if job.get("schedule") and job.get("after") else "")
+
+
+#: job states in which a job does not fire on its schedule: no countdown for them
+IDLE_STATES = ("paused", "blocked", "disabled", "deleted")
+
+
+def next_run_text(job: dict, now: float, state: str | None = None) -> str:
+    """When a job fires next, in its own zone with a countdown
+    (``2026-12-08 02:00:00 CET (in 5h 02m 10s)``), or why it does not
+    (``none (paused)``); *state* is the job's as a card shows it (``deleted``)."""
+    state = state or job.get("state", "")
+    nxt = timestamp(job.get("next_run_at"))
+    if nxt is not None and state not in IDLE_STATES:
+        return f"{local_time(nxt, job.get('timezone'))} ({format_countdown(nxt - now)})"
+    why = {"paused": "paused", "blocked": "blocked: resume it to fire again",
+           "disabled": "disabled: enable it to fire again",
+           "deleted": "job deleted"}.get(state)
+    if why is None and not job.get("schedule") and job.get("after"):
+        ups = ", ".join(a.get("name") or a["job"] for a in job["after"])
+        why = f"no schedule of its own: it runs after {ups}"
+    return f"none ({why or 'its schedule fires no more'})"
+
+
+def last_run_parts(run: dict, now: float) -> list[str]:
+    """How a run ended, in parts: ``["failed", "exit 3", "0.50 s", "5 s ago"]``."""
+    parts = [str(run.get("status", "?")).replace("_", " ")]
+    if run.get("exit_code") is not None:
+        parts.append(f"exit {run['exit_code']}")
+    if run.get("duration") is not None:
+        parts.append(format_duration(run["duration"]))
+    ago = format_ago(timestamp(run.get("finished_at") or run.get("started_at")), now)
+    return parts + ([ago] if ago else [])
+
+
+def last_run_text(job: dict, now: float) -> str:
+    """A job's last run: ``failed · exit 3 · 0.50 s · 5 s ago``, or ``none yet``."""
+    last = job.get("last_run")
+    return " \u00b7 ".join(last_run_parts(last, now)) if last else "none yet"
+
+
+def command_text(job: dict) -> str:
+    """What a job runs, on one line: the command (quoted as a shell would take it), or
+    ``python code, 3 lines: import os`` for a ``%%cron`` cell."""
+    if job.get("kind") == "python" and job.get("code"):
+        lines = job["code"].strip().splitlines()
+        return f"python code, {len(lines)} line{'s' if len(lines) != 1 else ''}: " + (
+            lines[0][:60] if lines else "")
+    command = job.get("command")
+    return shlex.join(command) if isinstance(command, list) else str(command)
+
+
+def held_note(job: dict) -> str | None:
+    """A job that runs after others but is disabled or paused is not triggered by them:
+    said where it is saved (graph and show say it too)."""
+    if not (job.get("after") and job["state"] in ("disabled", "paused", "blocked")):
+        return None
+    ups = " and ".join(dict.fromkeys(a.get("name") or a["job"] for a in job["after"]))
+    return (f"note: {job['name']} is {job['state']}: runs of {ups} do not trigger it until "
+            f"it is {'enabled' if job['state'] == 'disabled' else 'resumed'}")
+
+
+def saved_text(verb: str, job: dict, now: float) -> str:
+    """``etl added: 0 2 * * * (UTC), At 02:00 every day; next run ...`` (and the note of
+    a job its upstreams do not trigger, on a line of its own)."""
+    line = f"{job['name']} {verb}: {when_text(job)}; next run {next_run_text(job, now)}"
+    note = held_note(job)
+    return f"{line}\n{note}" if note else line
+
+
+def state_line(job: dict, now: float) -> str:
+    """``etl paused``; ``etl scheduled; next run ...`` (pause, resume)."""
+    return f"{job['name']} {job['state']}" + (
+        f"; next run {next_run_text(job, now)}" if job["state"] == "scheduled" else "")
+
+
+def jobs_table(jobs: list[dict], now: float) -> str:
+    """Every job on a line: name, state, schedule, next run, last outcome, command."""
+    rows = []
+    for j in jobs:
+        last = j.get("last_run") or {}
+        waiting = j["state"] in ("paused", "blocked", "disabled")  # no countdown
+        rows.append([j["name"], j["state"], schedule_text(j),
+                     "-" if waiting else relative_time(j.get("next_run_at"), now),
+                     last.get("status", "-"), command_text(j)[:40]])
+    return text_table(["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"], rows)
+
+
+def job_text(job: dict, runs: list[dict], note: str | None, now: float) -> str:
+    """One job in detail (``show``, ``%cron status NAME``): state, schedule, the jobs it
+    runs after and *note* (why their runs may not trigger it), next and last run, what
+    it runs, policy, then its recent *runs*."""
+    reason = job.get("state_reason")
+    lines = [f"{job['name']}  ({job['id']})",
+             f"  state      {job['state']}" + (f": {reason}" if reason else "")]
+    lines.append("  schedule   " + (schedule_words(job) if job.get("schedule")
+                                     else "none of its own"))
+    if job.get("after"):
+        lines.append(f"  runs       {after_text(job)}")
+        if note:
+            lines.append(f"             {note}")
+    lines.append(f"  next run   {next_run_text(job, now)}")
+    lines.append(f"  last run   {last_run_text(job, now)}")
+    lines.append(f"  kind       {job['kind']}: {command_text(job)}")
+    if job.get("cwd"):
+        lines.append(f"  cwd        {job['cwd']}")
+    if job.get("executor"):
+        lines.append(f"  executor   {job['executor']}")
+    p = job.get("policy") or {}
+    lines.append(f"  policy     overlap={p.get('overlap')} misfire={p.get('misfire')} "
+                 f"retries={p.get('retries')} timeout={p.get('timeout') or '-'} "
+                 f"max_failures={p.get('max_failures')}")
+    if runs:
+        lines.append("  recent runs")
+        for r in runs:
+            code = "-" if r.get("exit_code") is None else r["exit_code"]
+            when = local_time(r.get("started_at") or r.get("scheduled_for"), job["timezone"])
+            lines.append(f"    {r['id']}  {r['status']:<10} {r['trigger']:<8} {when}  "
+                         f"{format_duration(r.get('duration'))}  exit={code}")
+    return "\n".join(lines)
+
+
+# -- runs -------------------------------------------------------------------------------
+
 def trigger_text(run: dict) -> str:
     """A run's trigger, with the parameters it was given (``manual n=7``), if any."""
     given = run.get("parameters") or {}
@@ -136,6 +330,34 @@ def trigger_text(run: dict) -> str:
                                 for k, v in given.items())
     return text[:80]
 
+
+RUN_COLUMNS = ["RUN", "STATUS", "TRIGGER", "TRY", "SCHEDULED", "STARTED", "TOOK", "EXIT",
+               "REASON"]
+
+
+def runs_text(runs: list[dict]) -> str:
+    """Runs, one a line (``RUN_COLUMNS``), times in this machine's zone; ``no runs yet``."""
+    if not runs:
+        return "no runs yet"
+    rows = [[r["id"], r["status"], trigger_text(r), str(r.get("attempt", 1)),
+             local_time(r.get("scheduled_for")), local_time(r.get("started_at")),
+             format_duration(r.get("duration")),
+             "-" if r.get("exit_code") is None else str(r["exit_code"]),
+             (r.get("reason") or "")[:50]] for r in runs]
+    return text_table(RUN_COLUMNS, rows)
+
+
+def end_text(run: dict) -> str:
+    """How a run ended, as the line under its followed output says it (in brackets):
+    ``failed, exit code 3: reason`` (the exit code said once)."""
+    code, reason = run.get("exit_code"), run.get("reason")
+    if reason == f"exit code {code}":
+        reason = None
+    return (run["status"] + (f", exit code {code}" if code is not None else "")
+            + (f": {reason}" if reason else ""))
+
+
+# -- backfills ----------------------------------------------------------------------------
 
 def backfill_rows(backfills: list[dict]) -> list[list[str]]:
     """A table of backfills (``BACKFILL_COLUMNS``): id, state, range, at once, progress."""
@@ -162,6 +384,37 @@ def backfill_text(b: dict) -> str:
         f"; {left} not run" if left and b.get("state") == "cancelled" else "")
 
 
+def backfill_head(b: dict, name: str) -> str:
+    """``backfill b_1 of etl: 30 slot(s), 4 at a time`` (each front says how to stop it)."""
+    return f"backfill {b['id']} of {name}: {b['slots']} slot(s), {b['max_parallel']} at a time"
+
+
+def backfill_line(b: dict, cancelling: bool = False) -> str:
+    """``backfill b_1: done; 30/30 slots done (30 succeeded)``; *cancelling*: the answer
+    to cancel, which says when there was nothing left to cancel."""
+    state = b["state"]
+    if cancelling and state != "cancelled":
+        state += ", nothing left to cancel"
+    return f"backfill {b['id']}: {state}; {backfill_text(b)}"
+
+
+def backfill_plan_text(name: str, b: dict, shown: int = 20) -> str:
+    """A dry run: how many slots would run, how many at a time, the first *shown* slots."""
+    lines = [f"{name}: {b['slots']} slot(s) would run, {b['max_parallel']} at a time"]
+    lines += [f"  {t}" for t in b["next"][:shown]]
+    if len(b["next"]) > shown:
+        lines.append(f"  ... and {len(b['next']) - shown} more")
+    return "\n".join(lines)
+
+
+def no_backfills_text(name: str, prefix: str) -> str:
+    """What ``backfills NAME`` says of a job with none (*prefix*: ``hermes-cron``)."""
+    return (f"{name} has no backfills (start one with: {prefix} backfill {name} "
+            f"--from DATE --to DATE)")
+
+
+# -- pipelines, previews, tickers ---------------------------------------------------------
+
 def pipeline_text(graph: dict) -> str:
     """The pipeline as lines: each level's jobs with their last status, then the links."""
     names = {n["id"]: n["name"] for n in graph["nodes"]}
@@ -177,49 +430,21 @@ def pipeline_text(graph: dict) -> str:
     return "\n".join(lines)
 
 
-def relative_time(ts: float | None, now: float) -> str:
-    """``in 5m`` or ``5s ago`` (the CLI's tables: next run, last tick, heartbeat)."""
-    if ts is None:
-        return "-"
-    delta = ts - now
-    span = abs(delta)
-    if span < 90:
-        text = f"{span:.0f}s"
-    elif span < 5400:
-        text = f"{span / 60:.0f}m"
-    elif span < 2 * 86400:
-        text = f"{span / 3600:.1f}h"
-    else:
-        text = f"{span / 86400:.1f}d"
-    return f"in {text}" if delta >= 0 else f"{text} ago"
+def preview_text(preview: dict) -> str:
+    """A schedule's next fire times (``next``), each in the schedule's zone."""
+    lines = [f"{preview['schedule']} [{preview['timezone']}]: {preview['description']}"]
+    lines += [f"  {local_time(t, preview['timezone'])}" for t in preview["next"]]
+    return "\n".join(lines if preview["next"] else [*lines, "  (never fires again)"])
 
 
-def text_table(headers: list[str], rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell, two spaces apart."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+def status_text(report: dict, now: float) -> str:
+    """The store, its jobs by state and every ticker (alive or stale) of a status report."""
+    jobs = ", ".join(f"{n} {s}" for s, n in sorted(report["jobs_by_state"].items()))
+    lines = [f"store      {report['store']}", f"jobs       {jobs or 'none'}"]
+    if report["tickers"]:
+        lines.append(text_table(
+            ["TICKER", "HOST", "PID", "STATE", "SINCE", "LAST TICK", "HEARTBEAT"],
+            [[t["kind"], t["host"], str(t["pid"]), "alive" if t["alive"] else "STALE",
+              local_time(t.get("started_at")), relative_time(t.get("last_tick_at"), now),
+              relative_time(t.get("heartbeat_at"), now)] for t in report["tickers"]]))
     return "\n".join(lines)
-
-
-def command_text(job: dict) -> str:
-    """What a job runs, on one line."""
-    if job["kind"] == "python" and job.get("code"):
-        code = job["code"].strip()
-        first = code.splitlines()[0] if code else ""
-        return f"python: {first[:50]}"
-    if isinstance(job["command"], list):
-        return " ".join(job["command"])
-    return str(job["command"])
-
-
-def jobs_table(jobs: list[dict], now: float) -> str:
-    """Every job on a line: name, state, schedule, next run, last outcome, command."""
-    rows = []
-    for j in jobs:
-        last = j["last_run"] or {}
-        waiting = j["state"] in ("paused", "blocked", "disabled")  # no countdown
-        rows.append([j["name"], j["state"], schedule_text(j),
-                     "-" if waiting else relative_time(timestamp(j["next_run_at"]), now),
-                     last.get("status", "-"), command_text(j)[:40]])
-    return text_table(["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"], rows)

@@ -5,6 +5,7 @@ its own, and read the same line alike."""
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 
 import pytest
@@ -143,3 +144,31 @@ def test_help_lists_every_command_of_the_front(ip, capsys):  # noqa: F811
     for c in COMMANDS.values():
         assert f"    {c.name} " in listed or f"    {c.name}\n" in listed
     assert "hermes-cron add " + COMMANDS["add"].usage in cli_parsers()["add"].format_usage()
+
+
+def _same(text: str) -> str:
+    """Text with what moves between two reads (countdowns, ages) made equal."""
+    text = re.sub(r"in (\d+[dhms] ?)+|due now", "in T", text)
+    text = re.sub(r"\d+(\.\d)? (s|min|h|days) ago", "T ago", text)
+    return re.sub(r" +", " ", text)
+
+
+def test_the_fronts_print_the_same_text(cli, ip, capsys):  # noqa: F811
+    """One place for text: hermes-cron and %cron print a job, the job list, runs, fire
+    times and backfills alike, on the same store."""
+    cell = Cell(ip, capsys)
+    cli("add", "etl", "0 2 * * *", "--tz", "Europe/Berlin", "--", "echo hi; exit 3")
+    cli("add", "after", "--after", "etl:failure", "--disabled", "--", "true")
+    cli("run", "etl", "-f", check=False)
+    backfill = cli.json("backfill", "etl", "--from", "2026-11-01", "--to", "2026-11-03",
+                        "--no-wait")
+    cli("cancel", backfill["id"])
+    for line in ("show etl", "status after", "list", "runs etl", "backfills etl",
+                 'next "0 9 * * *" --tz Asia/Kolkata --from 2026-01-01T00:00:00Z',
+                 'next "@yearly" --count 1', "graph etl"):
+        by_cli = cli(*shlex.split(line)).stdout
+        by_magics = cell.ok(f"%cron {line}")
+        if line.startswith(("runs", "graph")):  # a widget: its heading, then its text
+            by_magics = by_magics.split("\n", 1)[1] if line.startswith("runs") else by_magics
+        assert _same(by_magics) == _same(by_cli), line
+    assert "exit 3" in cell.ok("%cron show etl")  # the last run's end, said alike

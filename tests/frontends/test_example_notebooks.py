@@ -66,8 +66,8 @@ def stdout(nb, startswith: str) -> str:
 def test_quickstart(target, tmp_path):
     env, client = target
     nb = execute("quickstart.ipynb", tmp_path, env)
-    assert stdout(nb, "%cron add quickstart-hello").startswith("added quickstart-hello: ")
-    assert stdout(nb, "%%cron quickstart-cell").startswith("added quickstart-cell: @hourly")
+    assert stdout(nb, "%cron add quickstart-hello").startswith("quickstart-hello added: ")
+    assert stdout(nb, "%%cron quickstart-cell").startswith("quickstart-cell added: @hourly")
     run_out = outputs(nb, "%cron run quickstart-hello")
     assert run_out[0].text.startswith("run r_")
     assert "application/vnd.jupyter.widget-view+json" in run_out[1].data  # the live output

@@ -77,7 +77,7 @@ def test_add_edit_pause_resume_rm(cell, db, tmp_path, monkeypatch):
     out = cell.ok('%cron add nightly-etl "0 2 * * *" --tz Europe/Paris --timeout 5m '
                   '--env MODE=prod -- python etl.py > out.txt')
     assert out.startswith(
-        "added nightly-etl: 0 2 * * * (Europe/Paris), At 02:00 every day; next run ")
+        "nightly-etl added: 0 2 * * * (Europe/Paris), At 02:00 every day; next run ")
     job = db.get_job("nightly-etl")
     assert job.command == "python etl.py > out.txt"  # verbatim: the shell sees redirections
     assert (job.kind, job.timezone, job.cwd) == ("command", "Europe/Paris", os.getcwd())
@@ -99,7 +99,7 @@ def test_add_edit_pause_resume_rm(cell, db, tmp_path, monkeypatch):
     assert nb_job.command == os.path.abspath("reports/sales.ipynb")
 
     out = cell.ok('%cron edit nightly-etl --schedule "30 3 * * *" --retries 2 -- python etl2.py')
-    assert out.startswith("changed nightly-etl: 30 3 * * *")
+    assert out.startswith("nightly-etl changed: 30 3 * * *")
     job = db.get_job("nightly-etl")
     assert (job.schedule, job.command, job.policy.retries) == ("30 3 * * *", "python etl2.py", 2)
     cell.ok("%cron edit nightly-etl --rename etl")
@@ -123,18 +123,19 @@ def test_cards_status_next_help(cell, db):
     lines = cell.ok("%cron").splitlines()
     assert lines[0] == f"2 jobs \u00b7 store {db.path}"
     assert lines[1].startswith("warning: no ticker is alive")
-    assert lines[2].split() == ["job", "kind", "state", "schedule", "next", "run", "last",
-                                "run"]
+    assert lines[2].split() == ["JOB", "KIND", "STATE", "SCHEDULE", "NEXT", "RUN", "LAST",
+                                "RUN"]
     tick = next(ln for ln in lines if ln.startswith("tick "))
     resting = next(ln for ln in lines if ln.startswith("resting "))
-    assert re.search(r"^tick +command +scheduled +@every 1h \[\S+\] every hour +"
-                     r"in (\d+h )?(\d+m )?\d+s \(.+\) +none yet$", tick), tick
-    assert re.search(r"^resting +command +paused +@daily \[\S+\] .+ +paused +none yet$",
-                     resting), resting
+    assert re.search(r"^tick +command +scheduled +@every 1h \(\S+\), every hour +"
+                     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \(in (\d+h )?(\d+m )?\d+s\) +"
+                     r"none yet$", tick), tick
+    assert re.search(r"^resting +command +paused +@daily \(\S+\), .+ +none \(paused\) +"
+                     r"none yet$", resting), resting
     assert " in " not in resting and "due now" not in resting
     out = cell.ok("%cron status tick")
-    assert out.splitlines()[0].startswith("tick (j_") and "scheduled" in out
-    assert "every hour" in out and "last run  none yet" in out and "echo tick" in out
+    assert out.splitlines()[0].startswith("tick  (j_") and "scheduled" in out
+    assert "every hour" in out and "last run   none yet" in out and "echo tick" in out
     result, out, err = cell("%cron status")
     assert result.success and f"store {db.path}" in out
     assert "no ticker is alive" in err  # says loudly that nothing will fire
@@ -159,8 +160,8 @@ def test_run_logs_runs_watch_for_a_real_run(cell, db):
     assert cell.ok(f"%cron logs {run_id} --tail 5") == "oops\n"
     history = cell.ok("%cron runs greet --limit 5").splitlines()
     assert history[0] == "Runs of greet \u00b7 1/1 succeeded"
-    assert history[1].split()[:3] == ["status", "trigger", "try"]
-    assert history[3].split()[:3] == ["succeeded", "manual", "1"] and run_id in history[3]
+    assert history[1].split()[:4] == ["RUN", "STATUS", "TRIGGER", "TRY"]
+    assert history[2].split()[:4] == [run_id, "succeeded", "manual", "1"]
     for ref in ("greet", run_id):  # a finished run is shown whole, output and outcome
         watched = cell.ok(f"%cron watch {ref}").splitlines()
         assert watched[0].startswith(f"run {run_id} of greet: succeeded \u00b7 exit 0 \u00b7 ")
@@ -173,7 +174,7 @@ def test_run_logs_runs_watch_for_a_real_run(cell, db):
     wait_for(lambda: db.get_job("greet").last_run["status"] == "succeeded"
              and db.get_job("greet").running_count == 0, 30, what="second run")
     assert db.list_runs("greet").items[0].trigger == "manual"
-    assert "last run  succeeded · exit 0 · " in cell.ok("%cron status greet")
+    assert "last run   succeeded · exit 0 · " in cell.ok("%cron status greet")
 
 
 def test_cancel_and_overlap_refusal(cell, db):
@@ -189,13 +190,13 @@ def test_cancel_and_overlap_refusal(cell, db):
 def test_cell_magic_freezes_the_body(cell, db):
     body = "import os\nprint('from the cell', os.environ['HERMES_CRON_JOB'])\n"
     out = cell.ok(f'%%cron frozen "*/10 * * * *" --tz UTC --timeout 60\n{body}')
-    assert out.startswith("added frozen: */10 * * * * (UTC)")
+    assert out.startswith("frozen added: */10 * * * * (UTC)")
     job = db.get_job("frozen")
     assert (job.kind, job.code, job.command) == ("python", body, None)
     assert job.interpreter == sys.executable and job.policy.timeout == 60
     # running the cell again changes the job instead of failing
     out = cell.ok(f'%%cron frozen "@hourly" --run\n{body}print("v2")\n')
-    assert out.startswith("updated frozen: @hourly")
+    assert out.startswith("frozen updated: @hourly")
     assert re.search(r"^run (r_\w+) of frozen started\nrun \1 of frozen: (queued|running)",
                      out, re.M), out
     assert db.get_job("frozen").code.endswith('print("v2")\n')
@@ -288,15 +289,18 @@ def test_backfill_from_a_notebook(cell, db, monkeypatch):
     monkeypatch.setattr("hermes_cron_ext.frontends.magics.display", shown.append)
     cell.ok('%cron add nightly "0 6 * * *" --tz UTC -- sleep 30')
     out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --dry-run")
-    assert out.startswith("nightly: 3 slot(s) would run, 1 at a time: 2026-11-01T06:00")
+    assert out.splitlines() == ["nightly: 3 slot(s) would run, 1 at a time",
+                                "  2026-11-01T06:00:00.000Z", "  2026-11-02T06:00:00.000Z",
+                                "  2026-11-03T06:00:00.000Z"]
     cell.fails("%cron backfill nightly --from 2026-11-03 --to 2026-11-01", "to is before from")
     out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --max-parallel 2")
     backfill_id = re.match(r"backfill (b_\w+) of nightly: 3 slot\(s\), 2 at a time", out)[1]
     assert shown[0].backfill["id"] == backfill_id and shown[0].bar.max == 3  # its progress
-    assert cell.ok(f"%cron cancel {backfill_id}") == f"backfill {backfill_id}: cancelled\n"
+    assert re.fullmatch(rf"backfill {backfill_id}: cancelled; \d/3 slots done.*; \d not run\n",
+                        cell.ok(f"%cron cancel {backfill_id}"))
     shown.clear()
     listed = cell.ok("%cron backfills nightly").splitlines()
-    assert listed[0].split()[:2] == ["ID", "STATE"] and listed[2].startswith(
+    assert listed[0].split()[:2] == ["ID", "STATE"] and listed[1].startswith(
         f"{backfill_id}  cancelled  2026-11-01T06:00 .. 2026-11-03T06:00  2")
     assert shown == []  # no running one: no bar
     cell.fails("%cron backfills nope", "nope")
@@ -351,7 +355,7 @@ def test_times_carry_their_zone_and_a_paused_job_no_next_run(cell, db):
     nxt = cell.ok('%cron next "0 9 * * *" --tz Asia/Dubai --count 1')
     assert re.search(r"\d{4}-\d\d-\d\d 09:00:00 \+04:00", nxt), nxt
     cell.ok("%cron pause chai")
-    assert "next run  none (paused)" in cell.ok("%cron status chai")
+    assert "next run   none (paused)" in cell.ok("%cron status chai")
 
 
 def test_what_the_cli_has_the_magics_have_too(cell, db, monkeypatch):

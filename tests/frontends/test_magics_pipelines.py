@@ -24,19 +24,21 @@ def test_a_job_after_others_needs_no_schedule_in_a_notebook(cell, db):  # noqa: 
     cell.ok('%cron add extract "0 2 * * *" -- true')
     cell.ok('%cron add load "0 2 * * *" -- true')
     out = cell.ok("%cron add report --after extract --after load -- python3 report.py")
-    assert out.startswith("added report: after extract, load; next run none (")
+    assert out.startswith("report added: after extract, load; next run none (")
     assert db.get_job("report").schedule is None
     cell.fails("%cron add lonely -- true", "missing the schedule", "--after JOB")
     status = cell.ok("%cron status report")
-    assert "  schedule  none of its own\n  runs      after extract, load\n" in status
-    assert "            runs once extract and load have both succeeded for the same " \
+    assert "  schedule   none of its own\n  runs       after extract, load\n" in status
+    assert "             runs once extract and load have both succeeded for the same " \
            "slot\n" in status
     assert cell.ok('%cron edit report --schedule "@daily"').startswith(
-        "changed report: @daily (")
+        "report changed: @daily (")
     assert cell.ok("%cron edit report --no-schedule").startswith(
-        "changed report: after extract, load; next run none (")
-    cell.ok("%cron edit report --disable")
-    assert "            disabled: upstream runs do not trigger it\n" in cell.ok(
+        "report changed: after extract, load; next run none (")
+    held = cell.ok("%cron edit report --disable")  # said where it is saved, as the CLI does
+    assert held.splitlines()[1] == ("note: report is disabled: runs of extract and load do "
+                                    "not trigger it until it is enabled")
+    assert "             disabled: upstream runs do not trigger it\n" in cell.ok(
         "%cron status report")
 
 

@@ -245,7 +245,7 @@ def test_live_output_widget_streams_and_stays_pinned(lab, page):
     data = wait_for(saved, 20, what="the saved notebook")
     plain = data["text/plain"].splitlines()
     assert plain[0].startswith(f"run {run_id} of slow: succeeded \u00b7 exit 0")
-    assert plain[1].startswith("[####################] 100% part 3")
+    assert plain[1].startswith("[##############################] 100% part 3")
     assert plain[-2:] == ["line 60", "careful"] and "::progress::" not in data["text/plain"]
     assert "line 60" in data["text/html"] and "application/vnd.jupyter.widget-view+json" in data
     assert not [e for e in page.errors if "hc-" in e or "hermes" in e.lower()], page.errors

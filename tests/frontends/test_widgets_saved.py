@@ -85,18 +85,19 @@ def test_cards_are_a_table_with_paused_jobs_not_counting_down(executed):
     assert lines[0].startswith("2 jobs \u00b7 store ")
     assert lines[1].startswith("warning: no ticker is alive")  # no server, no daemon here
     table = rows("\n".join(lines[2:]))
-    assert table[0] == ["job", "kind", "state", "schedule", "next run", "last run"]
-    by_name = {r[0]: r for r in table[2:]}
+    assert table[0] == ["JOB", "KIND", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN"]
+    by_name = {r[0]: r for r in table[1:]}
     ok, paused = by_name["saved-ok"], by_name["saved-paused"]
-    assert ok[1:3] == ["command", "scheduled"] and ok[3].startswith("@yearly [")
-    assert re.match(r"in \d+d", ok[4]) and ok[5].startswith("succeeded, in ")
-    assert paused[2] == "paused" and paused[4] == "paused"  # no countdown to a next run
+    assert ok[1:3] == ["command", "scheduled"] and ok[3].startswith("@yearly (")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \(in \d+d \d\dh \d\dm\)", ok[4]), ok
+    assert re.fullmatch(r"succeeded \u00b7 exit 0 \u00b7 \d+\.\d\d s \u00b7 \d+ s ago", ok[5]), ok
+    assert paused[2] == "paused" and paused[4] == "none (paused)"  # no countdown to a run
     assert paused[5] == "none yet"
     page = data["text/html"]
     assert "<table" in page and "<th" in page
     paused_row = next(r for r in page.split("<tr>") if "saved-paused" in r)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", paused_row)
-    assert cells[2].endswith("</span>paused") and cells[4] == "paused"
+    assert cells[2].endswith("</span>paused") and cells[4] == "none (paused)"
 
 
 def test_run_watch_follows_the_run_it_started_to_its_end(executed):
@@ -107,7 +108,7 @@ def test_run_watch_follows_the_run_it_started_to_its_end(executed):
     # the display was replaced when the run ended: the outcome and the whole output
     assert re.fullmatch(rf"run {run_id} of saved-ok: succeeded \u00b7 exit 0 \u00b7 .+ s",
                         plain[0]), plain
-    assert plain[1].startswith("[####################] 100% halfway")
+    assert plain[1].startswith("[##############################] 100% halfway")
     assert plain[2:] == ["first line", "green end"]  # the ::progress:: line is the bar
     page = data["text/html"]
     assert f"run {run_id} of saved-ok: succeeded" in page
@@ -126,10 +127,10 @@ def test_watch_of_a_finished_run_and_history(executed):
     plain = data["text/plain"].splitlines()
     assert plain[0] == "Runs of saved-ok \u00b7 1/1 succeeded"
     table = rows("\n".join(plain[1:]))
-    assert table[0] == ["status", "trigger", "try", "started", "duration", "exit", "run",
-                        "reason"]
-    assert table[2][:3] == ["succeeded", "manual", "1"] and table[2][5:7] == [
-        "0", table[2][6]] and table[2][6].startswith("r_")
+    assert table[0] == ["RUN", "STATUS", "TRIGGER", "TRY", "SCHEDULED", "STARTED", "TOOK",
+                        "EXIT", "REASON"]
+    assert table[1][0].startswith("r_") and table[1][1:4] == ["succeeded", "manual", "1"]
+    assert re.fullmatch(r"\d+\.\d\d s", table[1][6]) and table[1][7] == "0"
     assert "<svg" in data["text/html"] and 'class="hc-runs"' in data["text/html"]
 
 
@@ -138,9 +139,9 @@ def test_dashboard_is_a_table(executed):
     plain = data["text/plain"].splitlines()
     assert plain[0] == "2 jobs"
     table = rows("\n".join(plain[1:]))
-    assert table[0] == ["job", "state", "success", "runs ok/failed", "mean", "max",
-                        "last run"]
-    by_name = {r[0]: r for r in table[2:]}
+    assert table[0] == ["JOB", "STATE", "SUCCESS", "RUNS OK/FAILED", "MEAN", "MAX",
+                        "LAST RUN"]
+    by_name = {r[0]: r for r in table[1:]}
     assert by_name["saved-ok"][1:4] == ["scheduled", "100%", "1 / 0"]
     assert by_name["saved-paused"][1] == "paused"
     assert 'data-job="saved-paused"' in data["text/html"]

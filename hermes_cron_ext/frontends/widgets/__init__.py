@@ -60,9 +60,10 @@ __all__ = [
 
 
 # Every other name the single ``widgets`` module had, still importable from here and
-# not part of ``*``: its helpers, and the text formats it took from render
-# (notebooks/monitoring.ipynb uses ``cw.format_duration``).
+# not part of ``*``: its helpers, and the text formats, render.py's (the widgets' text
+# is in render's formats; notebooks/monitoring.ipynb uses ``cw.format_duration``).
 from hermes_cron_ext.frontends.render import (  # noqa: E402, F401
+    IDLE_STATES,
     after_text,
     backfill_done,
     backfill_text,
@@ -71,9 +72,14 @@ from hermes_cron_ext.frontends.render import (  # noqa: E402, F401
     format_ago,
     format_countdown,
     format_duration,
+    last_run_text,
     local_time,
+    next_run_text,
     pipeline_text,
+    progress_text,
+    runs_text,
     schedule_text,
+    text_table,
     timestamp,
     trigger_text,
 )
@@ -84,16 +90,9 @@ from hermes_cron_ext.frontends.widgets.base import (  # noqa: E402, F401
     STATE_COLOURS,
     STATIC,
     html_table,
-    text_table,
 )
-from hermes_cron_ext.frontends.widgets.cards import (  # noqa: E402, F401
-    IDLE_STATES,
-    JOB_COLUMNS,
-    _job_cells,
-    last_run_text,
-    next_run_text,
-)
+from hermes_cron_ext.frontends.widgets.cards import JOB_COLUMNS, _job_cells  # noqa: E402, F401
 from hermes_cron_ext.frontends.widgets.dashboard import dashboard_html  # noqa: E402, F401
 from hermes_cron_ext.frontends.widgets.graph import pipeline_html  # noqa: E402, F401
-from hermes_cron_ext.frontends.widgets.history import runs_table, runs_text  # noqa: E402, F401
-from hermes_cron_ext.frontends.widgets.live_output import MARKER, STATIC_LINES, progress_text  # noqa: E402, F401
+from hermes_cron_ext.frontends.widgets.history import runs_table  # noqa: E402, F401
+from hermes_cron_ext.frontends.widgets.live_output import MARKER, STATIC_LINES  # noqa: E402, F401

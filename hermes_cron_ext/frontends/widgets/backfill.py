@@ -7,7 +7,7 @@ import threading
 
 from hermes_cron_ext.domain.models import FAILED_STATUSES
 from hermes_cron_ext.errors import HermesCronError
-from hermes_cron_ext.frontends.render import backfill_done, backfill_text
+from hermes_cron_ext.frontends.render import backfill_done, backfill_text, progress_bar
 from hermes_cron_ext.frontends.widgets.base import Static, traitlets, widgets
 from hermes_cron_ext.ops import CronClient, get_client
 
@@ -80,8 +80,7 @@ class BackfillProgress(Static, widgets.VBox):
 
     def plain_text(self) -> str:
         b = self.backfill
-        filled = int(30 * backfill_done(b) / max(1, b["slots"]))
-        return f"[{'#' * filled}{'.' * (30 - filled)}] {self._line()}"
+        return f"{progress_bar(backfill_done(b) / max(1, b['slots']))} {self._line()}"
 
     def static_html(self) -> str:
         return f"<pre>{html.escape(self.plain_text())}</pre>"

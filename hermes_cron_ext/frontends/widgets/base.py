@@ -1,6 +1,6 @@
 """What every widget shares: the optional-dependency check, the colours and marks of
 states and outcomes, and :class:`Static`, the readable ``text/plain`` and ``text/html``
-each widget carries beside its widget view."""
+each widget carries beside its widget view (its text in render.py's formats)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - the notebook extra is missing
         "pip install 'hermes-cron-ext[notebook]'") from exc
 
 __all__ = ["OUTCOME_COLOURS", "OUTCOME_MARKS", "STATE_COLOURS", "STATIC", "Static",
-           "anywidget", "html_table", "outcome_html", "pip_html", "text_table", "traitlets",
+           "anywidget", "html_table", "outcome_html", "pip_html", "traitlets",
            "widgets"]
 
 #: the live output's front-end code and style (anywidget's ``_esm`` and ``_css``)
@@ -77,16 +77,6 @@ class Static:
         except Exception as exc:  # noqa: BLE001 - the fallback must never break the display
             fallback = {"text/plain": f"{type(self).__name__} ({type(exc).__name__}: {exc})"}
         return {**data, **fallback}, metadata
-
-
-def text_table(headers: list[str], rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell, a rule under the header."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def html_table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:

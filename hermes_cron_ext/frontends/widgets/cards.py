@@ -12,14 +12,18 @@ import weakref
 from hermes_cron_ext.domain.policy import upstream_note
 from hermes_cron_ext.errors import HermesCronError, NotFound
 from hermes_cron_ext.frontends.render import (
+    IDLE_STATES,
     after_text,
     card_state,
     describe_schedule,
-    format_ago,
     format_countdown,
-    format_duration,
+    last_run_parts,
+    last_run_text,
     local_time,
+    next_run_text,
     schedule_text,
+    schedule_words,
+    text_table,
     timestamp,
 )
 from hermes_cron_ext.frontends.widgets.base import (
@@ -28,7 +32,6 @@ from hermes_cron_ext.frontends.widgets.base import (
     html_table,
     outcome_html,
     pip_html,
-    text_table,
     traitlets,
     widgets,
 )
@@ -37,51 +40,16 @@ from hermes_cron_ext.frontends.widgets.history import RunHistory
 from hermes_cron_ext.frontends.widgets.live_output import LiveOutput
 from hermes_cron_ext.ops import CronClient, get_client
 
-__all__ = ["IDLE_STATES", "JOB_COLUMNS", "JobCard", "JobCards", "job_cards", "last_run_text",
-           "next_run_text"]
-
-
-#: job states in which a job does not fire on its schedule: no countdown for them
-IDLE_STATES = ("paused", "blocked", "disabled", "deleted")
-
-
-def next_run_text(job: dict, state: str, now: float) -> str:
-    """``in 4m 05s (2026-01-02 03:04:05)``, or the state when the job does not fire."""
-    if state in IDLE_STATES:
-        return {"deleted": "job deleted"}.get(state, state)
-    nxt = timestamp(job.get("next_run_at"))
-    if nxt is None:
-        return "no next run"
-    return f"{format_countdown(nxt - now)} ({local_time(nxt, job.get('timezone'))})"
-
-
-def last_run_text(job: dict, now: float) -> str:
-    last = job.get("last_run")
-    if not last:
-        return "none yet"
-    bits = [str(last.get("status", "?")).replace("_", " ")]
-    if last.get("exit_code") is not None and last.get("status") != "succeeded":
-        bits.append(f"exit {last['exit_code']}")
-    if last.get("duration") is not None:
-        bits.append(f"in {format_duration(last['duration'])}")
-    ago = format_ago(timestamp(last.get("finished_at") or last.get("started_at")), now)
-    if ago:
-        bits.append(ago)
-    return ", ".join(bits)
+__all__ = ["JOB_COLUMNS", "JobCard", "JobCards", "job_cards"]
 
 
 JOB_COLUMNS = ["job", "kind", "state", "schedule", "next run", "last run"]
 
 
 def _job_cells(job: dict, state: str, now: float) -> list[str]:
-    schedule = f"{job.get('schedule', '')} [{job.get('timezone') or ''}]"
-    words = describe_schedule(job.get("schedule", ""), job.get("timezone"))
-    if words and words != job.get("schedule"):
-        schedule += f" {words}"
-    if not job.get("schedule"):  # none of its own: it runs after its upstreams
-        schedule = schedule_text(job)
-    return [job.get("name", "?"), job.get("kind", ""), state, schedule,
-            next_run_text(job, state, now), last_run_text(job, now)]
+    """A card's row of text (``JOB_COLUMNS``), in the formats of render.py."""
+    return [job.get("name", "?"), job.get("kind", ""), state, schedule_words(job),
+            next_run_text(job, now, state), last_run_text(job, now)]
 
 
 def _job_html_cells(job: dict, state: str, now: float) -> list[str]:
@@ -90,8 +58,8 @@ def _job_html_cells(job: dict, state: str, now: float) -> list[str]:
     cells[2] = f"{pip_html(state)}{cells[2]}"
     last = job.get("last_run")
     if last:
-        cells[5] = outcome_html(last.get("status")) + html.escape(
-            last_run_text(job, now)[len(str(last.get("status", "?"))):])
+        cells[5] = " &middot; ".join([outcome_html(last.get("status")), *(
+            html.escape(part) for part in last_run_parts(last, now)[1:])])
     return cells
 
 
@@ -290,16 +258,9 @@ class JobCard(Static, widgets.VBox):
                 lines.append(f'<span style="color:#ef6c00" data-role="after-note">'
                              f"{html.escape(held)}</span>")
         last = job.get("last_run")
-        if last:
-            bits = [outcome_html(last.get("status"))]
-            if last.get("exit_code") is not None and last.get("status") != "succeeded":
-                bits.append(f"exit {last['exit_code']}")
-            if last.get("duration") is not None:
-                bits.append(f"in {html.escape(format_duration(last['duration']))}")
-            ago = format_ago(timestamp(last.get("finished_at") or last.get("started_at")),
-                             self.clock())
-            if ago:
-                bits.append(ago)
+        if last:  # how it ended, as every front says it (render.last_run_parts)
+            bits = [outcome_html(last.get("status")), *(
+                html.escape(part) for part in last_run_parts(last, self.clock())[1:])]
             lines.append("last run: " + " &middot; ".join(bits))
             if last.get("reason") and last.get("status") != "succeeded":
                 lines.append(f'<span style="color:#c62828">'
@@ -328,7 +289,8 @@ class JobCard(Static, widgets.VBox):
                 + (f' <span style="color:#888">&middot; {until}</span>' if until else ""))
             return
         nxt = timestamp(self.job.get("next_run_at"))
-        when = f' <span style="color:#888">({local_time(nxt)})</span>' if (
+        zoned = local_time(nxt, self.job.get("timezone"))  # in the job's zone
+        when = f' <span style="color:#888">({zoned})</span>' if (
             nxt and self.seconds_left is not None) else ""
         self._countdown.value = f"next run: <b>{html.escape(self.countdown)}</b>{when}"
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import html
 
 from hermes_cron_ext.domain.models import FAILED_STATUSES
-from hermes_cron_ext.frontends.render import card_state, format_duration, schedule_text
+from hermes_cron_ext.frontends.render import (
+    card_state,
+    format_duration,
+    schedule_text,
+    text_table,
+)
 from hermes_cron_ext.frontends.widgets.base import (
     Static,
     outcome_html,
     pip_html,
-    text_table,
     traitlets,
     widgets,
 )

@@ -6,18 +6,23 @@ from __future__ import annotations
 import html
 
 from hermes_cron_ext.domain.models import FINAL_STATUSES
-from hermes_cron_ext.frontends.render import format_duration, local_time, timestamp, trigger_text
+from hermes_cron_ext.frontends.render import (
+    format_duration,
+    local_time,
+    runs_text,
+    timestamp,
+    trigger_text,
+)
 from hermes_cron_ext.frontends.widgets.base import (
     OUTCOME_COLOURS,
     Static,
     outcome_html,
-    text_table,
     traitlets,
     widgets,
 )
 from hermes_cron_ext.ops import CronClient, get_client
 
-__all__ = ["RunHistory", "duration_chart", "runs_table", "runs_text"]
+__all__ = ["RunHistory", "duration_chart", "runs_table"]
 
 
 def duration_chart(runs: list[dict], width: int = 560, height: int = 120,
@@ -91,20 +96,6 @@ def runs_table(runs: list[dict]) -> str:
         rows.append('<tr><td colspan="8" style="color:#888">no runs yet</td></tr>')
     return ('<table class="hc-runs" style="border-collapse:collapse;font-size:12px">'
             f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
-
-
-def runs_text(runs: list[dict]) -> str:
-    if not runs:
-        return "no runs yet"
-    rows = []
-    for r in runs:
-        rows.append([str(r.get("status", "")).replace("_", " "), trigger_text(r),
-                     str(r.get("attempt", 1)), local_time(timestamp(r.get("started_at"))),
-                     format_duration(r.get("duration")),
-                     "-" if r.get("exit_code") is None else str(r["exit_code"]), r["id"],
-                     (r.get("reason") or "")[:60]])
-    return text_table(["status", "trigger", "try", "started", "duration", "exit", "run",
-                       "reason"], rows)
 
 
 

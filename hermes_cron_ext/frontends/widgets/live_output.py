@@ -12,7 +12,7 @@ import weakref
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FINAL_STATUSES
 from hermes_cron_ext.errors import HermesCronError
-from hermes_cron_ext.frontends.render import format_duration
+from hermes_cron_ext.frontends.render import format_duration, next_run_text, progress_text
 from hermes_cron_ext.frontends.terminal import Terminal
 from hermes_cron_ext.frontends.widgets.base import (
     OUTCOME_COLOURS,
@@ -23,16 +23,7 @@ from hermes_cron_ext.frontends.widgets.base import (
 )
 from hermes_cron_ext.ops import ConnectionFailed, CronClient, get_client
 
-__all__ = ["MARKER", "STATIC_LINES", "LiveOutput", "progress_text"]
-
-
-def progress_text(progress: float | None, phase: str | None, width: int = 20) -> str:
-    """``[########------------]  40% phase`` (a text progress bar)."""
-    if progress is None:
-        return phase or ""
-    done = max(0, min(width, round(progress * width)))
-    bar = f"[{'#' * done}{'-' * (width - done)}] {progress * 100:3.0f}%"
-    return f"{bar} {phase}" if phase else bar
+__all__ = ["MARKER", "STATIC_LINES", "LiveOutput"]
 
 
 #: the supervisor's progress protocol: these lines feed the bar, they are not shown
@@ -306,7 +297,7 @@ class LiveOutput(Static, anywidget.AnyWidget):
 
     def _await_first(self, job: dict) -> None:
         self.status = "waiting"
-        self.phase = f"no run yet; next one {job.get('next_run_at') or 'not scheduled'}"
+        self.phase = f"no run yet; next run {next_run_text(job, time.time())}"
         while not self._stop.wait(1.0):
             run = self.client.latest_run(job["id"])
             if run is not None:
