@@ -20,6 +20,7 @@ from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
 from hermes_cron_ext.domain.options import fields_from_options, parameter_values
+from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import HermesCronError, InvalidInput, NotFound
 from hermes_cron_ext.frontends.commands import (
@@ -628,9 +629,12 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_doctor, no_store=True)
 
     p = sub.add_parser("gc", help="prune old runs now")
-    p.add_argument("--keep-runs", type=int, default=50)
-    p.add_argument("--keep-failures", type=int, default=10)
-    p.add_argument("--max-age", default="30d")
+    p.add_argument("--keep-runs", type=int, default=KEEP_RUNS,
+                   help=f"per job, the newest runs kept (default {KEEP_RUNS})")
+    p.add_argument("--keep-failures", type=int, default=KEEP_FAILURES,
+                   help=f"per job, failed runs kept beyond those (default {KEEP_FAILURES})")
+    p.add_argument("--max-age", default=f"{int(MAX_AGE // 86400)}d",
+                   help=f"runs older than this go (default {int(MAX_AGE // 86400)}d)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_gc)
 

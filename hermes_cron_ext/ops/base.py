@@ -139,7 +139,10 @@ class CronClient(ABC):
     def status(self) -> dict: ...
 
     @abstractmethod
-    def preview(self, schedule: str, tz: str | None = None, count: int = 5) -> dict: ...
+    def preview(self, schedule: str, tz: str | None = None, count: int = 5,
+                start: str | None = None) -> dict:
+        """The next *count* fire times after *start* (ISO 8601; default now), and the
+        schedule in words. :raises InvalidInput: naming the schedule's fault."""
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
         """Release what the backend holds (the local store's connection)."""
