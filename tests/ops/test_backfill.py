@@ -147,6 +147,11 @@ def test_the_cli_shows_progress_and_cancels_by_id(cli, tmp_path):
     queued = cli.json("backfill", "c", "--from", "2026-10-01", "--to", "2026-10-05",
                       "--no-wait")
     assert (queued["slots"], queued["max_parallel"]) == (5, 1)
+    # the daemon's ticker starts the first slot (this test once cancelled before it had,
+    # on a loaded machine: then no slot is done, not 1 cancelled)
+    wait_for(lambda: any(r["status"] == "running" and r["backfill_id"] == queued["id"]
+                         for r in cli.json("runs", "c")["runs"]), 30, 0.1,
+             "the backfill's first slot to run")
     cancel = cli("cancel", queued["id"])
     assert cancel.stdout.startswith(f"backfill {queued['id']}: cancelled; ")
     listed = cli("backfills", "c").stdout.splitlines()
