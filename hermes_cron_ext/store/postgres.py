@@ -548,6 +548,8 @@ class PGOutputWriter(output.OutputWriter):
         self._closed = False
 
     def _append(self, stream: int, data: bytes) -> None:
+        if not data:  # an empty chunk would take the position of the next one (ON CONFLICT)
+            return
         self._unsent.append((self.size, stream, bytes(data)))
         self.size += len(data)
         self._send()
