@@ -1,4 +1,5 @@
-"""What only the PostgreSQL store has to show (the shared contract is test_store.py):
+"""What only the PostgreSQL store has to show (the shared contract is one suite per
+interface, run on both stores: contract.py):
 events in commit order under concurrent writers, LISTEN/NOTIFY waking other
 processes, output and artifacts in the database, real supervisors and a real
 daemon on it, and three tickers in three processes claiming every slot once."""
