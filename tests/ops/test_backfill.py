@@ -154,6 +154,9 @@ def test_the_cli_shows_progress_and_cancels_by_id(cli, tmp_path):
              "the backfill's first slot to run")
     cancel = cli("cancel", queued["id"])
     assert cancel.stdout.startswith(f"backfill {queued['id']}: cancelled; ")
+    # its running slot is stopped (its supervisor TERMs the payload): then it is told
+    wait_for(lambda: not any(r["status"] == "running" for r in cli.json("runs", "c")["runs"]),
+             30, 0.1, "the cancelled slot to stop")
     listed = cli("backfills", "c").stdout.splitlines()
     assert listed[0].split() == ["ID", "STATE", "SLOTS", "FROM", "..", "TO", "AT", "ONCE",
                                  "PROGRESS"]
