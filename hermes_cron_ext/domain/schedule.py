@@ -549,7 +549,8 @@ def backfill_slots(text: str, tz: str, start: str, end: str) -> list[float]:
         return moment if moment.tzinfo else moment.replace(tzinfo=zone)
     begin, finish = instant(start, "from", False), instant(end, "to", True)
     if finish < begin:
-        raise InvalidInput("to is before from", field="to")
+        raise InvalidInput(f"the range is backwards: to ({end}) is before from ({start}); "
+                           f"swap them: --from {end} --to {start}", field="to")
     # a backfill runs past slots; the schedule runs the rest
     finish = min(finish, datetime.now(UTC))
     out: list[float] = []

@@ -39,6 +39,8 @@ def test_after_says_what_it_takes_in_help(cli):
     (("list", "--state", "bogus"), "state must be one of scheduled, running, paused, "
                                     "blocked, disabled, not 'bogus'"),
     (("runs", "--status", "done"), "status must be one of queued, running"),
+    (("backfill", "x", "--from", "2026-11-03", "--to", "2026-11-01"),
+     "the range is backwards: to (2026-11-01) is before from (2026-11-03); swap them"),
 ])
 def test_refused_input_exits_2_with_one_line(cli, args, message):
     cli("add", "x", "@yearly", "--", "true")

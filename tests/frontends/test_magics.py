@@ -292,7 +292,9 @@ def test_backfill_from_a_notebook(cell, db, monkeypatch):
     assert out.splitlines() == ["nightly: 3 slot(s) would run, 1 at a time",
                                 "  2026-11-01T06:00:00.000Z", "  2026-11-02T06:00:00.000Z",
                                 "  2026-11-03T06:00:00.000Z"]
-    cell.fails("%cron backfill nightly --from 2026-11-03 --to 2026-11-01", "to is before from")
+    cell.fails("%cron backfill nightly --from 2026-11-03 --to 2026-11-01",
+               "to (2026-11-01) is before from (2026-11-03); swap them: --from 2026-11-01 "
+               "--to 2026-11-03")
     out = cell.ok("%cron backfill nightly --from 2026-11-01 --to 2026-11-03 --max-parallel 2")
     backfill_id = re.match(r"backfill (b_\w+) of nightly: 3 slot\(s\), 2 at a time", out)[1]
     assert shown[0].backfill["id"] == backfill_id and shown[0].bar.max == 3  # its progress
