@@ -12,20 +12,40 @@
             |
           domain/              (models, schedule, options, policy: pure)
 
-``errors`` and the package root (``__version__``) may be imported by any layer.
-The root's ``__init__`` and ``__main__`` wire the layers together and are exempt.
-Imports inside functions count: a lazy import is still a dependency.
+``errors`` and the package root (``__version__``) may be imported by any layer;
+``errors`` imports nothing of ours. The root's ``__init__`` and ``__main__`` wire the
+layers together and are exempt.
+
+Every module's imports are read with :mod:`ast` and each is resolved to the module
+it reaches, wherever it is written (at the top, inside a function, under ``if``):
+
+- ``import hermes_cron_ext.store.sql`` (and ``as s``);
+- ``from hermes_cron_ext.store import sql`` / ``from hermes_cron_ext import store``:
+  a name that is a submodule or subpackage reaches it, any other name its module;
+- relative forms: ``from . import x``, ``from .. import store``, ``from ..store import
+  sql``, resolved against the importing module's package;
+- a public name the root loads on first use (``from hermes_cron_ext import
+  get_client`` reaches ``ops``), and ``from hermes_cron_ext import *``;
+- ``importlib.import_module("hermes_cron_ext.store")`` and ``__import__`` of a
+  literal name;
+- a submodule reached as an attribute of an imported one (``import hermes_cron_ext``
+  then ``hermes_cron_ext.store.open_store``).
 """
 
 from __future__ import annotations
 
 import ast
 import pathlib
+from dataclasses import dataclass
 
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "hermes_cron_ext"
-ANYWHERE = {"errors", ""}  # hermes_cron_ext.errors and hermes_cron_ext itself
+ROOT = "hermes_cron_ext"
+#: importable by every layer (the root: ``__version__``); they import only each other
+ANYWHERE = {"", "errors"}
+#: wire the layers together: not checked
+EXEMPT_MODULES = {ROOT, f"{ROOT}.__main__"}
 ALLOWED = {
     "domain": set(),
     "store": {"domain"},
@@ -38,79 +58,311 @@ ALLOWED = {
 
 
 def layer_of(module: str) -> str:
-    """``hermes_cron_ext.store.sql`` -> ``store``; the root and ``errors`` -> themselves."""
+    """``hermes_cron_ext.store.sql`` -> ``store``; the root -> ``""``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
 
 
-def imports_of(path: pathlib.Path, module: str) -> set[str]:
-    """Every ``hermes_cron_ext...`` module *path* imports, relative imports resolved."""
-    tree = ast.parse(path.read_text(), str(path))
-    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-    found = set()
+@dataclass(frozen=True)
+class Package:
+    """What a package holds: its modules (by dotted name, to their file) and the
+    public names its root loads on first use (name -> the module that defines it)."""
+
+    root: pathlib.Path
+    modules: dict[str, pathlib.Path]
+    lazy: dict[str, str]
+
+    @classmethod
+    def read(cls, root: pathlib.Path) -> Package:
+        modules = {}
+        for path in sorted(root.rglob("*.py")):
+            parts = list(path.relative_to(root.parent).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+        init = root / "__init__.py"
+        lazy = root_lazy_names(init.read_text()) if init.exists() else {}
+        return cls(root, modules, lazy)
+
+    def is_package(self, module: str) -> bool:
+        return self.modules[module].name == "__init__.py"
+
+
+def root_lazy_names(source: str) -> dict[str, str]:
+    """The names the root's ``__getattr__`` loads: its ``_PUBLIC`` table (name ->
+    module) and each ``if name == "x": return importlib.import_module("m")``."""
+    lazy: dict[str, str] = {}
+    tree = ast.parse(source)
+    for node in tree.body:
+        if (isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Dict)
+                and any(isinstance(t, ast.Name) and t.id == "_PUBLIC"
+                        for t in (node.targets if isinstance(node, ast.Assign)
+                                  else [node.target]))):
+            lazy.update(ast.literal_eval(node.value))
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            for test in ast.walk(node):
+                if (isinstance(test, ast.If) and isinstance(test.test, ast.Compare)
+                        and isinstance(test.test.comparators[0], ast.Constant)):
+                    name = test.test.comparators[0].value
+                    for call in ast.walk(ast.Module(body=test.body, type_ignores=[])):
+                        target = _literal_import(call)
+                        if target:
+                            lazy[name] = target
+    return lazy
+
+
+def _literal_import(node: ast.AST) -> str | None:
+    """``importlib.import_module("m")``, ``import_module("m")``, ``__import__("m")``."""
+    if not (isinstance(node, ast.Call) and node.args
+            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        return None
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return node.args[0].value if name in ("import_module", "__import__") else None
+
+
+def _dotted(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` as ``["a", "b", "c"]``; None for anything but names and attributes."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
+
+
+def imports_of(source: str, module: str, pkg: Package) -> list[tuple[int, str]]:
+    """``(line, module reached)`` for every import of *pkg*'s modules in *source*, the
+    text of *module* (see the module docstring for the forms)."""
+    tree = ast.parse(source, module)
+    here = module.split(".") if pkg.is_package(module) else module.split(".")[:-1]
+    found: list[tuple[int, str]] = []
+    bound: dict[str, str] = {}  # a local name -> the module of ours it is
+
+    def ours(name: str) -> bool:
+        return name == ROOT or name.startswith(ROOT + ".")
+
+    def reach(line: int, base: str, names: list[str]) -> None:
+        """``base`` imported, then each of *names* taken from it."""
+        found.append((line, base))
+        for name in names:
+            if name == "*":
+                if base == ROOT:
+                    found.extend((line, m) for m in sorted(set(pkg.lazy.values())))
+            elif f"{base}.{name}" in pkg.modules:
+                found.append((line, f"{base}.{name}"))
+            elif base == ROOT and name in pkg.lazy:
+                found.append((line, pkg.lazy[name]))
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
+            for alias in node.names:
+                if ours(alias.name):
+                    found.append((node.lineno, alias.name))
+                    if alias.asname:
+                        bound[alias.asname] = alias.name
+                    else:
+                        bound[alias.name.split(".")[0]] = ROOT
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[: len(package) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
+                if node.level - 1 > len(here) - 1:
+                    raise ValueError(f"{module}:{node.lineno}: relative import beyond {ROOT}")
+                parts = here[:len(here) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
             else:
-                target = node.module or ""
-            found.add(target)
-            # ``from hermes_cron_ext import errors``: the name may be a module
-            found.update(f"{target}.{a.name}" for a in node.names
-                         if (PACKAGE.parent / f"{target}.{a.name}".replace(".", "/")).with_suffix(
-                             ".py").exists())
-    return {m for m in found if m == "hermes_cron_ext" or m.startswith("hermes_cron_ext.")}
+                base = node.module or ""
+            if ours(base):
+                reach(node.lineno, base, [a.name for a in node.names])
+                for alias in node.names:
+                    if f"{base}.{alias.name}" in pkg.modules:
+                        bound[alias.asname or alias.name] = f"{base}.{alias.name}"
+        else:
+            target = _literal_import(node)
+            if target and ours(target):
+                found.append((node.lineno, target))
+    # submodules reached as attributes of an imported module of ours (each chain once,
+    # from its outermost attribute)
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
+        chain = (_dotted(node) if isinstance(node, ast.Attribute) and id(node) not in inner
+                 else None)
+        if chain and chain[0] in bound:
+            name = bound[chain[0]]
+            for attr in chain[1:]:
+                if f"{name}.{attr}" in pkg.modules:
+                    name = f"{name}.{attr}"
+                else:
+                    if name == ROOT and attr in pkg.lazy:
+                        found.append((node.lineno, pkg.lazy[attr]))
+                    break
+            if name != bound[chain[0]]:
+                found.append((node.lineno, name))
+    return sorted({f for f in found if ours(f[1])})
 
 
-def modules() -> list[tuple[str, pathlib.Path]]:
-    out = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE.parent).with_suffix("")
-        parts = list(rel.parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out.append((".".join(parts), path))
-    return out
-
-
-def violations() -> list[str]:
+def violations(root: pathlib.Path | None = None) -> list[str]:
+    """``module:line imports target (from -> to)`` for every forbidden import."""
+    pkg = Package.read(root or PACKAGE)
     bad = []
-    for module, path in modules():
-        layer = layer_of(module)
-        if layer in ("", "__main__", "errors"):
+    for module, path in pkg.modules.items():
+        if module in EXEMPT_MODULES:
             continue
-        assert layer in ALLOWED, f"{module}: a module outside every layer (add it to one)"
-        for target in sorted(imports_of(path, module)):
+        layer = layer_of(module)
+        allowed = ANYWHERE if layer in ANYWHERE else ALLOWED.get(layer)
+        assert allowed is not None, f"{module}: a module outside every layer (add it to one)"
+        for line, target in imports_of(path.read_text(), module, pkg):
             to = layer_of(target)
-            if to in ANYWHERE or to == layer or to in ALLOWED[layer]:
+            if to == layer or to in ANYWHERE or to in allowed:
                 continue
-            bad.append(f"{module} imports {target} ({layer} -> {to})")
-    return bad
+            bad.append(f"{module}:{line} imports {target} ({layer or ROOT} -> {to or ROOT})")
+    return sorted(set(bad))
 
 
 def test_every_module_respects_the_layers():
     assert violations() == []
 
 
-def test_a_forbidden_import_is_caught(tmp_path, monkeypatch):
-    """The checker itself: a domain module importing the store must be reported."""
-    fake = tmp_path / "hermes_cron_ext"
-    (fake / "domain").mkdir(parents=True)
-    (fake / "store").mkdir()
-    (fake / "__init__.py").write_text("")
-    (fake / "domain" / "__init__.py").write_text("")
-    (fake / "store" / "__init__.py").write_text("")
-    (fake / "store" / "sql.py").write_text("")
-    (fake / "domain" / "models.py").write_text("def f():\n    from ..store import sql\n")
-    monkeypatch.setitem(globals(), "PACKAGE", fake)
-    assert violations() == [
-        "hermes_cron_ext.domain.models imports hermes_cron_ext.store (domain -> store)",
-        "hermes_cron_ext.domain.models imports hermes_cron_ext.store.sql (domain -> store)"]
-
-
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_each_layer_is_a_folder(layer):
     assert (PACKAGE / layer / "__init__.py").exists()
+
+
+def test_the_rules_are_the_ones_architecture_draws():
+    """Each layer may import those drawn below it (the fronts skip to ops and domain)."""
+    order = ["domain", "store", "events", "runtime", "ops"]
+    for i, layer in enumerate(order):
+        assert ALLOWED[layer] == set(order[:i])
+    assert ALLOWED["server"] == ALLOWED["frontends"] == {"ops", "domain"}
+
+
+# -- the checker itself: a planted import of each form is caught ------------------------
+
+FAKE_ROOT = '''
+__version__ = "0"
+_PUBLIC = {"get_client": "hermes_cron_ext.ops"}
+__all__ = ["__version__", "widgets", *_PUBLIC]
+
+def __getattr__(name):
+    import importlib
+    if name == "widgets":
+        return importlib.import_module("hermes_cron_ext.frontends.widgets")
+    raise AttributeError(name)
+'''
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """A package shaped like ours: every layer, ``store/sql.py``, ``domain/models.py``,
+    ``frontends/widgets/``, ``ops/local.py``; ``plant(module, source)`` writes a module."""
+    root = tmp_path / ROOT
+    for folder in [*ALLOWED, "frontends/widgets"]:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "__init__.py").write_text("")
+    for name in ("errors", "store/sql", "domain/models", "domain/policy",
+                 "ops/local", "runtime/ticker"):
+        (root / f"{name}.py").write_text("")
+    (root / "__init__.py").write_text(FAKE_ROOT)
+
+    def plant(module: str, source: str) -> list[str]:
+        path = root.joinpath(*module.split(".")[1:])
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        path.write_text(source)
+        return violations(root)
+    return plant
+
+
+PLANTED = [  # (module, source, what must be reported)
+    ("hermes_cron_ext.domain.models", "import hermes_cron_ext.store.sql\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store.sql (domain -> store)"]),
+    ("hermes_cron_ext.domain.models", "import hermes_cron_ext.store.sql as s\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store.sql (domain -> store)"]),
+    ("hermes_cron_ext.domain.models", "from hermes_cron_ext.store.sql import x\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store.sql (domain -> store)"]),
+    ("hermes_cron_ext.domain.models", "from hermes_cron_ext.store import sql\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store (domain -> store)",
+      "hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store.sql (domain -> store)"]),
+    # a subpackage imported as a name
+    ("hermes_cron_ext.domain.models", "from hermes_cron_ext import store\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store (domain -> store)"]),
+    ("hermes_cron_ext.domain.models", "from hermes_cron_ext import errors, store as st\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store (domain -> store)"]),
+    # relative: up one, up two, a sibling package's module, inside a function
+    ("hermes_cron_ext.domain.models", "from .. import store\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store (domain -> store)"]),
+    ("hermes_cron_ext.domain.models", "from ..store import sql\n",
+     ["hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store (domain -> store)",
+      "hermes_cron_ext.domain.models:1 imports hermes_cron_ext.store.sql (domain -> store)"]),
+    ("hermes_cron_ext.domain.models", "def f():\n    from ..store.sql import x\n",
+     ["hermes_cron_ext.domain.models:2 imports hermes_cron_ext.store.sql (domain -> store)"]),
+    ("hermes_cron_ext.domain", "from .. import runtime\n",  # a package's __init__
+     ["hermes_cron_ext.domain:1 imports hermes_cron_ext.runtime (domain -> runtime)"]),
+    ("hermes_cron_ext.frontends.widgets", "from ... import runtime\n",
+     ["hermes_cron_ext.frontends.widgets:1 imports hermes_cron_ext.runtime "
+      "(frontends -> runtime)"]),
+    ("hermes_cron_ext.frontends.widgets",
+     "from . import x\nfrom .. import y\nfrom ... import store\n",
+     ["hermes_cron_ext.frontends.widgets:3 imports hermes_cron_ext.store (frontends -> store)"]),
+    # imports inside functions, methods, conditions
+    ("hermes_cron_ext.server", "class A:\n    def f(self):\n        if 1:\n"
+                               "            import hermes_cron_ext.store\n",
+     ["hermes_cron_ext.server:4 imports hermes_cron_ext.store (server -> store)"]),
+    # names the root loads on first use, and the root's *
+    ("hermes_cron_ext.store.sql", "from hermes_cron_ext import get_client\n",
+     ["hermes_cron_ext.store.sql:1 imports hermes_cron_ext.ops (store -> ops)"]),
+    ("hermes_cron_ext.store.sql", "from .. import widgets\n",
+     ["hermes_cron_ext.store.sql:1 imports hermes_cron_ext.frontends.widgets "
+      "(store -> frontends)"]),
+    ("hermes_cron_ext.runtime.ticker", "from hermes_cron_ext import *\n",
+     ["hermes_cron_ext.runtime.ticker:1 imports hermes_cron_ext.frontends.widgets "
+      "(runtime -> frontends)",
+      "hermes_cron_ext.runtime.ticker:1 imports hermes_cron_ext.ops (runtime -> ops)"]),
+    # import_module and __import__ of a literal name
+    ("hermes_cron_ext.domain.policy",
+     "import importlib\nm = importlib.import_module('hermes_cron_ext.store.sql')\n",
+     ["hermes_cron_ext.domain.policy:2 imports hermes_cron_ext.store.sql (domain -> store)"]),
+    ("hermes_cron_ext.domain.policy", "m = __import__('hermes_cron_ext.events')\n",
+     ["hermes_cron_ext.domain.policy:1 imports hermes_cron_ext.events (domain -> events)"]),
+    # a submodule reached as an attribute of an imported module
+    ("hermes_cron_ext.server", "import hermes_cron_ext\nhermes_cron_ext.store.sql.x()\n",
+     ["hermes_cron_ext.server:2 imports hermes_cron_ext.store.sql (server -> store)"]),
+    ("hermes_cron_ext.server", "import hermes_cron_ext.ops as o\no.local.x\n", []),
+    ("hermes_cron_ext.domain.models", "import hermes_cron_ext\nhermes_cron_ext.get_client()\n",
+     ["hermes_cron_ext.domain.models:2 imports hermes_cron_ext.ops (domain -> ops)"]),
+    # the leaves import nothing of ours but each other
+    ("hermes_cron_ext.errors", "from hermes_cron_ext.domain import models\n",
+     ["hermes_cron_ext.errors:1 imports hermes_cron_ext.domain (errors -> domain)",
+      "hermes_cron_ext.errors:1 imports hermes_cron_ext.domain.models (errors -> domain)"]),
+    # allowed: none reported
+    ("hermes_cron_ext.domain.models",
+     "from . import policy\nfrom hermes_cron_ext import __version__, errors\n"
+     "from ..errors import X\nimport hermes_cron_ext.domain.policy\nimport os, json\n"
+     "from .policy import *\n", []),
+    ("hermes_cron_ext.ops.local", "from ..runtime import ticker\nfrom .. import store\n", []),
+    ("hermes_cron_ext.server", "from hermes_cron_ext import get_client\n", []),
+]
+
+
+@pytest.mark.parametrize(("module", "source", "reported"), PLANTED,
+                         ids=[f"{m.split('.', 1)[1]}: {s.strip()!r}" for m, s, _ in PLANTED])
+def test_the_checker_catches_each_import_form(fake, module, source, reported):
+    assert fake(module, source) == reported
+
+
+def test_a_module_outside_every_layer_is_refused(fake):
+    with pytest.raises(AssertionError, match="hermes_cron_ext.helpers: a module outside"):
+        fake("hermes_cron_ext.helpers", "")
+
+
+def test_a_relative_import_beyond_the_package_is_refused(fake):
+    with pytest.raises(ValueError, match="relative import beyond"):
+        fake("hermes_cron_ext.domain.models", "from .... import x\n")
+
+
+def test_the_real_root_lazy_names_are_read():
+    """The checker knows every public name the root loads on first use."""
+    pkg = Package.read(PACKAGE)
+    assert pkg.lazy["get_client"] == "hermes_cron_ext.ops"
+    assert pkg.lazy["widgets"] == "hermes_cron_ext.frontends.widgets"
+    assert pkg.lazy["LiveOutput"] == "hermes_cron_ext.frontends.widgets"
