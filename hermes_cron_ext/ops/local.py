@@ -495,6 +495,11 @@ class Operations(CronClient):
         start = max(0, size - tail) if tail is not None else offset
         return self.store.read_output(run_id, start, limit), start, size
 
+    def log_bytes(self, run_id: str, offset: int = 0, limit: int | None = None) -> bytes:
+        """A run's log from *offset*, at most *limit* bytes, with no check that the run
+        exists: for readers that hold it already (the server's shared feeds)."""
+        return self.store.read_output(run_id, offset, limit)
+
     def segments(self, run_id: str, offset: int = 0, limit: int | None = None):
         """Output from *offset* split by stream: ``[(offset, stream, bytes)]``."""
         return self.store.output_segments(run_id, offset, limit)

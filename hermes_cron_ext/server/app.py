@@ -92,13 +92,12 @@ class HermesCron(ExtensionApp):
             self.unavailable = exc.message
             self.log.error("hermes-cron: the scheduler is off: %s", exc.message)
             return
-        self.store = self.host.store
         self.ticker_obj = self.host.ticker
         self.service = CronService(self.host, stream_interval=self.stream_interval,
                                    log=self.log)
         self.settings["hermes_cron"] = self.service
         self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__,
-                      self.store.sync.display_url, "on" if self.ticker else "off")
+                      self.host.display_url, "on" if self.ticker else "off")
 
     def initialize_handlers(self) -> None:
         if self.unavailable:

@@ -69,12 +69,11 @@ class CronService:
     def __init__(self, host: Host, *, stream_interval: float = 0.01, log=None):
         self.host = host
         self.ops = host.ops
-        self.store = host.store
         self.ticker = host.ticker
         self.runs_json = RunsJSON()
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hermes-io")
         self.bus = host.bus
-        self.feeds = Feeds(self.store.sync, self.io, stream_interval)
+        self.feeds = Feeds(self.ops, self.io, stream_interval)
         self.bus.add_listener(self._on_events)
         self.bus.add_interest(self.feeds.watching)  # a run's feed learns its end from events
         self._bus_task: asyncio.Task | None = None
@@ -116,7 +115,7 @@ class CronService:
 
     async def _ops(self, fn, *args, **kwargs):
         """An operation, on a store thread."""
-        return await self.store.run(functools.partial(fn, *args, **kwargs))
+        return await self.host.io(functools.partial(fn, *args, **kwargs))
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
@@ -190,7 +189,7 @@ class CronService:
         def page() -> str:
             return self.runs_json.page(self.ops.runs_page(
                 ref, limit=limit, cursor=cursor, status=status))
-        return await self.store.run(page)
+        return await self.host.io(page)
 
     async def get_run(self, run_id: str):
         return await self._ops(self.ops.get_run, run_id)

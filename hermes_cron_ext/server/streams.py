@@ -5,7 +5,7 @@ A :class:`RunFeed` per watched run holds a small ring of ready-to-send SSE
 (:class:`Feeds`) checks every watched run's output size each ``interval``, reads
 what is new once (off the event loop), encodes it once and wakes the readers.
 A reader at the live edge just writes the shared bytes; a reader that is behind
-(a resume, a slow client that fell off the ring) reads the store itself, in
+(a resume, a slow client that fell off the ring) reads the log itself, in
 bounded batches, until it catches up. So a hundred viewers cost one read and one
 ``json.dumps`` per chunk, and a slow or vanished viewer holds at most one batch.
 
@@ -20,6 +20,10 @@ pace instead.
 
 Run status and progress come from the event bus: a ``run.*`` event marks the feed
 stale and the next poll refreshes its cached :class:`~hermes_cron_ext.domain.models.Run`.
+
+Every read goes through the operations (:class:`~hermes_cron_ext.ops.local.Operations`:
+``get_run``, ``log_size``, ``log_bytes``, ``segments``), on the I/O threads, never on
+the event loop.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, Run
 from hermes_cron_ext.domain.text import utf8_boundary
+from hermes_cron_ext.ops.local import Operations
 
 BATCH = 128 * 1024  # most bytes read for one feed or reader at a time
 RING_BYTES = 1024 * 1024  # frames kept per run for readers at the live edge
@@ -114,7 +119,7 @@ class RunFeed:
 
     def take(self, offset: int, live: bool) -> tuple[bytes, int] | None:
         """Shared frames from *offset* on (at most about ``TAKE_BYTES``), or None when the
-        reader must read the store (it is behind the ring, or lossless at a gap)."""
+        reader must read the log (it is behind the ring, or lossless at a gap)."""
         if self.read_to is None or offset >= self.read_to:
             return b"", offset
         i = self._index(offset)
@@ -176,8 +181,8 @@ class RunFeed:
 class Feeds:
     """Every watched run's feed, refreshed by one polling task."""
 
-    def __init__(self, store, io: ThreadPoolExecutor, interval: float = 0.01):
-        self.store = store  # the synchronous store; called on the io pool only
+    def __init__(self, ops: Operations, io: ThreadPoolExecutor, interval: float = 0.01):
+        self.ops = ops  # synchronous: called on the io pool only
         self.io = io
         self.interval = interval
         self._feeds: dict[str, RunFeed] = {}
@@ -220,14 +225,14 @@ class Feeds:
             self._task.cancel()
 
     async def read_behind(self, feed: RunFeed, offset: int) -> tuple[bytes, int]:
-        """Frames for a reader that is behind the ring, read from the store by itself."""
+        """Frames for a reader that is behind the ring, read from the log by itself."""
         target = feed.catch_up_target(offset)
         if target <= offset:
             return b"", offset
         final = feed.final
 
         def read():
-            segs = self.store.output_segments(feed.run_id, offset, min(BATCH, target - offset))
+            segs = self.ops.segments(feed.run_id, offset, min(BATCH, target - offset))
             return output_frames(segs, final or offset + BATCH >= target)
         frames = await asyncio.get_running_loop().run_in_executor(self.io, read)
         if not frames:
@@ -240,27 +245,27 @@ class Feeds:
         The run is read before the size, so once it is final every byte is counted."""
         out = []
         for feed in feeds:
-            run = (self.store.get_run(feed.run_id)
+            run = (self.ops.get_run(feed.run_id)
                    if feed.run_id in refresh or feed.run is None else feed.run)
-            size = self.store.output_size(feed.run_id)
+            size = self.ops.log_size(feed.run_id)
             start = feed.read_to
             if start is None:  # a new feed starts at the end, on a character boundary
                 tail = b"" if run.status not in ACTIVE_STATUSES else None
                 if tail is None:
-                    tail = self.store.read_output(feed.run_id, max(0, size - 4), 4)
+                    tail = self.ops.log_bytes(feed.run_id, max(0, size - 4), 4)
                 start = size - (len(tail) - utf8_boundary(tail))
             frames = []
             if run.status in ACTIVE_STATUSES and size - start > BATCH:
                 # a flood: skip to a line start just before the end (live views keep
                 # up; the log keeps every byte)
                 skip = size - LIVE_KEEP
-                head = self.store.read_output(feed.run_id, skip, 4096)
+                head = self.ops.log_bytes(feed.run_id, skip, 4096)
                 newline = head.find(b"\n")
                 skip += newline + 1 if newline >= 0 else 0
                 frames.append(gap_frame(start, skip))
                 start = skip
             if size > start:
-                segs = self.store.output_segments(feed.run_id, start, min(BATCH, size - start))
+                segs = self.ops.segments(feed.run_id, start, min(BATCH, size - start))
                 frames += output_frames(segs, run.status not in ACTIVE_STATUSES)
             out.append((feed, run, frames, frames[-1][1] if frames else start, size))
         return out

@@ -67,7 +67,7 @@ async def test_a_stored_private_url_is_refused_at_delivery(cron, jp_fetch):  # n
     receiver = Receiver()
     try:
         cron.ticker_obj.notifier.default_url = f"{receiver.url}/operator"
-        await cron.store.create_job(validate_new({
+        await cron.host.store.create_job(validate_new({
             "name": "inside", "schedule": "@yearly", "command": "false",
             "notify_url": f"{receiver.url}/job", "ping_url": f"{receiver.url}/ping"}))
         run = await api(jp_fetch, "jobs", "inside", "run", method="POST", body="",

@@ -53,7 +53,7 @@ def cron(jp_serverapp, jp_asyncio_loop, monkeypatch):
     jp_asyncio_loop.run_until_complete(app._start_jupyter_server_extension(jp_serverapp))
     yield app
     jp_asyncio_loop.run_until_complete(app.stop_extension())
-    _kill_supervisors(app.store.sync.path)  # leave no supervisor or payload behind
+    _kill_supervisors(app.host.store.sync.path)  # leave no supervisor or payload behind
 
 
 async def api(jp_fetch, *path, method="GET", body=None, expect=None, **kw):
@@ -480,7 +480,7 @@ async def test_ticker_refuses_a_stored_job_naming_an_executor_not_allowed(cron, 
     listener.setblocking(False)
     port = listener.getsockname()[1]
     try:
-        await cron.store.create_job(validate_new({
+        await cron.host.store.create_job(validate_new({
             "name": "elsewhere", "schedule": "@yearly", "command": "echo ran",
             "executor": f"dask://127.0.0.1:{port}"}))
         # a write user may still edit its schedule: the stored executor is not re-checked

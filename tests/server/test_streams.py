@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from hermes_cron_ext.ops import Operations
 from hermes_cron_ext.server.streams import (
     BATCH,
     LIVE_BEHIND,
@@ -266,7 +267,7 @@ def with_feeds(store, body, interval: float = 60.0):
     poked (as on a NOTIFY), so each test decides what one poll sees."""
     async def main():
         io = ThreadPoolExecutor(2)
-        feeds = Feeds(store, io, interval=interval)
+        feeds = Feeds(Operations(store), io, interval=interval)
         try:
             return await asyncio.wait_for(body(feeds), 30)
         finally:
