@@ -14,7 +14,8 @@
 
 ``errors`` and the package root (``__version__``) may be imported by any layer;
 ``errors`` imports nothing of ours. The root's ``__init__`` and ``__main__`` wire the
-layers together and are exempt.
+layers together and are exempt. The fronts (server, frontends) hold no store either:
+no attribute of theirs is named ``store`` (what they need of it is an operation).
 
 Every module's imports are read with :mod:`ast` and each is resolved to the module
 it reaches, wherever it is written (at the top, inside a function, under ``if``):
@@ -235,6 +236,29 @@ def test_the_rules_are_the_ones_architecture_draws():
     for i, layer in enumerate(order):
         assert ALLOWED[layer] == set(order[:i])
     assert ALLOWED["server"] == ALLOWED["frontends"] == {"ops", "domain"}
+
+
+#: the fronts call operations and hold no store: an attribute named ``store``
+#: (``ops.store``, ``host.store``, ``self.store``) in them is a way around ops
+FRONTS = ("server", "frontends")
+
+
+def store_reaches(source: str) -> list[int]:
+    """Lines of *source* that read or set an attribute named ``store``."""
+    return sorted({node.lineno for node in ast.walk(ast.parse(source))
+                   if isinstance(node, ast.Attribute) and node.attr == "store"})
+
+
+def test_the_fronts_reach_the_store_only_through_ops():
+    pkg = Package.read(PACKAGE)
+    assert [f"{module}:{line}" for module, path in pkg.modules.items()
+            if layer_of(module) in FRONTS for line in store_reaches(path.read_text())] == []
+
+
+def test_a_front_reaching_the_store_is_caught():
+    assert store_reaches("url = ops.store.display_url\n"
+                         "self.store = host.store\n"
+                         "def f(store):\n    return store.x, self.stores\n") == [1, 2]
 
 
 # -- the checker itself: a planted import of each form is caught ------------------------

@@ -492,10 +492,10 @@ def _local_daemons(ops: Operations) -> list[dict]:
 def cmd_daemon_status(args, ops: Operations) -> int:
     daemons = _local_daemons(ops)
     if args.json:
-        _print_json({"store": ops.store.display_url, "daemons": daemons})
+        _print_json({"store": ops.display_url, "daemons": daemons})
         return 0 if daemons else EXIT_NO_TICKER
     if not daemons:
-        print(f"no daemon ticks on {ops.store.display_url} from this host")
+        print(f"no daemon ticks on {ops.display_url} from this host")
         return EXIT_NO_TICKER
     now = time.time()
     rows = [[t["kind"], str(t["pid"]), local_time(t["started_at"]),
@@ -510,7 +510,7 @@ def cmd_daemon_stop(args, ops: Operations, timeout: float = 20.0) -> int:
     """SIGTERM every daemon of this store on this host and wait until each is gone."""
     daemons = _local_daemons(ops)
     if not daemons:
-        print(f"no daemon ticks on {ops.store.display_url} from this host")
+        print(f"no daemon ticks on {ops.display_url} from this host")
         return 0
     for t in daemons:
         try:
@@ -538,7 +538,7 @@ def cmd_daemon(args, ops: Operations) -> int:
         return cmd_daemon_status(args, ops)
     if args.action == "stop":
         return cmd_daemon_stop(args, ops)
-    url = ops.store.display_url
+    url = ops.display_url
     ops.close()
     if args.handoff and not host.take_handoff_lock(args.db):
         print(f"hermes-cron: a handoff daemon already ticks on {url}", file=sys.stderr)
@@ -570,12 +570,12 @@ def cmd_tick(args, ops: Operations) -> int:
 
 def cmd_migrate(args, ops: Operations) -> int:
     """Copy this store (jobs, runs, events, output) into an empty one, counts checked."""
-    counts = host.migrate(ops.store, args.to, force=args.force, progress=None if args.json else (
+    counts = ops.migrate(args.to, force=args.force, progress=None if args.json else (
         lambda msg: print(msg, file=sys.stderr, flush=True)))
     if args.json:
         _print_json(counts)
     else:
-        print(f"migrated {ops.store.display_url} -> {counts['target']}")
+        print(f"migrated {ops.display_url} -> {counts['target']}")
         rows = [[what, str(n), str(counts["copied"][what]), "ok"]
                 for what, n in counts["source"].items()]
         print(text_table(["WHAT", "SOURCE", "TARGET", "CHECK"], rows))

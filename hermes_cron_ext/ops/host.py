@@ -204,14 +204,3 @@ def doctor(db: str | None) -> tuple[bool, list[str]]:
     from hermes_cron_ext.store import doctor as check
 
     return check(resolve_db(db))
-
-
-def migrate(source, to: str, *, force: bool = False, progress=None) -> dict:
-    """Copy *source* (a store) into the empty store at *to*, counts checked."""
-    from hermes_cron_ext.store.migrate import copy_store
-
-    target = open_store(to)
-    try:
-        return copy_store(source, target, force=force, progress=progress)
-    finally:
-        target.close()

@@ -155,6 +155,11 @@ class Operations(CronClient):
         self.broker = broker
         self.poll = poll
 
+    @property
+    def display_url(self) -> str:
+        """Where the store is, safe to print (a URL without its password)."""
+        return self.store.display_url
+
     def close(self) -> None:
         if self.owns_store:
             self.store.close()
@@ -533,6 +538,20 @@ class Operations(CronClient):
            max_age: float = rules.MAX_AGE) -> dict:
         """Prune finished runs by the retention limits (the tickers also do, hourly)."""
         return self.store.gc(time.time(), keep_runs, keep_failures, max_age)
+
+    def migrate(self, to: str, *, force: bool = False, progress=None) -> dict:
+        """Copy this store (jobs, runs, events, output) into the empty store at *to*, the
+        counts checked (``hermes-cron migrate``; see :mod:`hermes_cron_ext.store.migrate`).
+
+        :raises Conflict: when *to* is not empty, or (unless *force*) this store is in use
+        """
+        from hermes_cron_ext.store.migrate import copy_store
+
+        target = open_store(to)
+        try:
+            return copy_store(self.store, target, force=force, progress=progress)
+        finally:
+            target.close()
 
     def preview(self, schedule: str | None, tz: str | None = None, count: int = 5,
                 start: str | None = None) -> dict:
