@@ -285,7 +285,7 @@ def _kill_supervisors(db_path: str) -> None:
 def processes_with(marker: bytes, where: str = "environ") -> dict[int, str]:
     """Live processes but this one whose ``environ`` (or ``cmdline``) holds *marker*:
     pid -> command line. What a test started carries a marker in its environment."""
-    from hermes_cron_ext.domain.models import process_alive
+    from hermes_cron_ext.processes import process_alive
 
     found = {}
     for pid in os.listdir("/proc"):

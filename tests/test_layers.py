@@ -12,8 +12,10 @@
             |
           domain/              (models, schedule, options, policy: pure)
 
-``errors`` and the package root (``__version__``) may be imported by any layer;
-``errors`` imports nothing of ours. The root's ``__init__`` and ``__main__`` wire the
+``errors``, ``processes`` (this host's name and its processes: the I/O the domain
+must not do, on the standard library alone) and the package root (``__version__``)
+may be imported by any layer; ``errors`` and ``processes`` import nothing of ours but
+each other. The root's ``__init__`` and ``__main__`` wire the
 layers together and are exempt. The fronts (server, frontends) hold no store either:
 no attribute of theirs is named ``store`` (what they need of it is an operation).
 
@@ -44,7 +46,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "hermes_cron_ext"
 ROOT = "hermes_cron_ext"
 #: importable by every layer (the root: ``__version__``); they import only each other
-ANYWHERE = {"", "errors"}
+ANYWHERE = {"", "errors", "processes"}
 #: wire the layers together: not checked
 EXEMPT_MODULES = {ROOT, f"{ROOT}.__main__"}
 ALLOWED = {
@@ -261,6 +263,35 @@ def test_a_front_reaching_the_store_is_caught():
                          "def f(store):\n    return store.x, self.stores\n") == [1, 2]
 
 
+#: modules that do I/O (files, processes, sockets, the machine's settings); the domain
+#: imports none: what it needs of them comes in as values or from ``processes``
+IO_MODULES = {"os", "socket", "subprocess", "shutil", "pathlib", "io", "signal", "sqlite3",
+              "threading", "multiprocessing", "urllib", "http", "psycopg", "tzlocal"}
+#: what the domain still reads, and why (module -> the I/O modules it imports)
+DOMAIN_IO_LEFT = {
+    # local_zone(): the machine's zone, a job's default when none is given
+    "hermes_cron_ext.domain.schedule": {"tzlocal"},
+}
+
+
+def top_level_imports(source: str) -> set[str]:
+    """The first part of every module *source* imports (absolute imports only)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_domain_does_no_io():
+    pkg = Package.read(PACKAGE)
+    io = {module: top_level_imports(path.read_text()) & IO_MODULES
+          for module, path in pkg.modules.items() if layer_of(module) == "domain"}
+    assert {module: found for module, found in io.items() if found} == DOMAIN_IO_LEFT
+
+
 # -- the checker itself: a planted import of each form is caught ------------------------
 
 FAKE_ROOT = '''
@@ -284,7 +315,7 @@ def fake(tmp_path):
     for folder in [*ALLOWED, "frontends/widgets"]:
         (root / folder).mkdir(parents=True, exist_ok=True)
         (root / folder / "__init__.py").write_text("")
-    for name in ("errors", "store/sql", "domain/models", "domain/policy",
+    for name in ("errors", "processes", "store/sql", "domain/models", "domain/policy",
                  "ops/local", "runtime/ticker"):
         (root / f"{name}.py").write_text("")
     (root / "__init__.py").write_text(FAKE_ROOT)
@@ -358,9 +389,12 @@ PLANTED = [  # (module, source, what must be reported)
     ("hermes_cron_ext.errors", "from hermes_cron_ext.domain import models\n",
      ["hermes_cron_ext.errors:1 imports hermes_cron_ext.domain (errors -> domain)",
       "hermes_cron_ext.errors:1 imports hermes_cron_ext.domain.models (errors -> domain)"]),
+    ("hermes_cron_ext.processes", "def f():\n    from .store import sql\n",
+     ["hermes_cron_ext.processes:2 imports hermes_cron_ext.store (processes -> store)",
+      "hermes_cron_ext.processes:2 imports hermes_cron_ext.store.sql (processes -> store)"]),
     # allowed: none reported
     ("hermes_cron_ext.domain.models",
-     "from . import policy\nfrom hermes_cron_ext import __version__, errors\n"
+     "from . import policy\nfrom hermes_cron_ext import __version__, errors, processes\n"
      "from ..errors import X\nimport hermes_cron_ext.domain.policy\nimport os, json\n"
      "from .policy import *\n", []),
     ("hermes_cron_ext.ops.local", "from ..runtime import ticker\nfrom .. import store\n", []),

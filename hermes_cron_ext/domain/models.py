@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +15,12 @@ from enum import StrEnum
 from typing import Any
 
 from hermes_cron_ext.errors import InvalidInput
+
+# This host's name and processes are I/O: they live in processes.py. Ticker.alive asks
+# it whether a ticker's process is gone; proc_start_time is only named here for the
+# store (store/sql.py) and its tests, which import the three from here.
+from hermes_cron_ext.processes import hostname, process_alive
+from hermes_cron_ext.processes import proc_start_time as proc_start_time
 
 
 class RunStatus(StrEnum):
@@ -127,42 +131,6 @@ def parse_iso(text: str, field_name: str = "time") -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
-
-
-def hostname() -> str:
-    return socket.gethostname()
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Start time of *pid* in clock ticks since boot (field 22 of /proc/PID/stat).
-
-    A pid plus its start time names one process for good: a reused pid has a
-    different start time, so a dead supervisor is never mistaken for a live one.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # the command name may hold spaces and parens: split after the last ')'
-    fields = data[data.rfind(b")") + 2:].split()
-    return int(fields[19])
-
-
-def process_alive(pid: int | None, start: int | None) -> bool:
-    if not pid:
-        return False
-    current = proc_start_time(pid)
-    if current is None:
-        return False
-    if start is not None and current != start:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
 
 
 @dataclass
@@ -455,7 +423,7 @@ class Ticker:
     started_at: float
     heartbeat_at: float
     last_tick_at: float | None = None
-    proc_start: int | None = None  # see proc_start_time: pid + start name one process
+    proc_start: int | None = None  # see processes.proc_start_time: pid + start, one process
 
     def alive(self, at: float | None = None, stale_after: float | None = None) -> bool:
         """Heartbeat seen lately: 15 s for a running ticker, 150 s for a once-a-minute tick.
@@ -491,7 +459,3 @@ class Page:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=False)
-
-
-def current_pid() -> int:
-    return os.getpid()

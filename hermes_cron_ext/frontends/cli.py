@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
-from hermes_cron_ext.domain.models import ACTIVE_STATUSES, hostname, parse_iso, process_alive
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, parse_iso
 from hermes_cron_ext.domain.options import fields_from_options, parameter_values
 from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 from hermes_cron_ext.domain.progress import Progress
@@ -59,6 +59,7 @@ from hermes_cron_ext.frontends.render import (
     text_table,
 )
 from hermes_cron_ext.ops import Operations, host
+from hermes_cron_ext.processes import hostname, process_alive
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
 

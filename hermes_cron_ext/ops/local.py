@@ -31,16 +31,15 @@ from hermes_cron_ext.domain.models import (
     RUN_STATUSES,
     Page,
     Run,
-    hostname,
     iso,
     parse_iso,
-    process_alive,
 )
 from hermes_cron_ext.domain.schedule import backfill_slots
 from hermes_cron_ext.domain.text import utf8_boundary
 from hermes_cron_ext.errors import Forbidden, InvalidInput, NotFound
 from hermes_cron_ext.events import EventBroker
 from hermes_cron_ext.ops.base import CronClient, RunStream
+from hermes_cron_ext.processes import hostname, process_alive
 from hermes_cron_ext.runtime.executor import AllowedExecutors, spawn_supervisor
 from hermes_cron_ext.runtime.notify import check_url
 from hermes_cron_ext.store import open_store

@@ -40,8 +40,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from hermes_cron_ext.domain.models import ACTIVE_STATUSES, Run, hostname
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES, Run
 from hermes_cron_ext.errors import HermesCronError, InvalidInput
+from hermes_cron_ext.processes import hostname
 from hermes_cron_ext.runtime.executor import Executor
 from hermes_cron_ext.runtime.supervisor import Supervisor
 

@@ -23,15 +23,10 @@ import sys
 import time
 
 from hermes_cron_ext.domain import policy as rules
-from hermes_cron_ext.domain.models import (
-    RunStatus,
-    hostname,
-    iso,
-    proc_start_time,
-    process_alive,
-)
+from hermes_cron_ext.domain.models import RunStatus, iso
 from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
+from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.runtime.notebook import GO_FD_ENV, PARAMETERS_ENV  # not at the instant
 from hermes_cron_ext.store import output
 

@@ -21,9 +21,10 @@ import os
 import signal
 import time
 
-from hermes_cron_ext.domain.models import Run, hostname, iso, process_alive
+from hermes_cron_ext.domain.models import Run, iso
 from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.events import EventBroker, broker_for
+from hermes_cron_ext.processes import hostname, process_alive
 from hermes_cron_ext.runtime.executor import Executor, LocalExecutor
 from hermes_cron_ext.runtime.notify import Notifier
 from hermes_cron_ext.runtime.supervisor import HEARTBEAT_INTERVAL

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from hermes_cron_ext.domain.models import process_alive
+from hermes_cron_ext.processes import process_alive
 from hermes_cron_ext.store import open_store
 from tests.server.test_handlers import SSE, api
 

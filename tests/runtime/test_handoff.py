@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from hermes_cron_ext.domain.models import hostname, process_alive
+from hermes_cron_ext.processes import hostname, process_alive
 from hermes_cron_ext.runtime import handoff
 from hermes_cron_ext.store import AsyncStore
 from tests.conftest import make_job, wait_for

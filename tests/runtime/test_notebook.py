@@ -10,9 +10,9 @@ import time
 import nbformat
 import pytest
 
-from hermes_cron_ext.domain.models import process_alive
 from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.ops import RestClient
+from hermes_cron_ext.processes import process_alive
 from hermes_cron_ext.runtime.notebook import INJECTED_TAG, inject_parameters, parameters_source
 from tests.conftest import make_job, processes_with, wait_for
 from tests.notebook_support import settle, supervise
