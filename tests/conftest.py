@@ -190,7 +190,7 @@ def real_store(open_test_store):
 
 def make_job(store, name="job", schedule="*/5 * * * *", **extra):
     data = {"name": name, "schedule": schedule, "timezone": "UTC", "command": "true", **extra}
-    job, _ = store.create_job(validate_new(data))
+    job, _ = store.create_job(validate_new(data, now=time.time()))
     return job
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -225,9 +224,19 @@ NO_TRIGGER = ("a job needs a schedule (a cron expression, an alias, '@every 30s'
               "would never run")
 
 
-def _schedule(job: dict, tz: str, after: bool = False) -> str | None:
+def _present(now: float | None) -> float:
+    """*now*, which a caller validating an ``at`` time gives: the domain reads no clock."""
+    if now is None:
+        raise TypeError("an 'at' time is read against the present: pass now (Unix seconds)")
+    return now
+
+
+def _schedule(job: dict, tz: str, after: bool = False, now: float | None = None) -> str | None:
     """The schedule given (normal form), or None: no schedule of its own, which only a
-    job with *after* may have (it runs when its upstreams' runs end, never by itself)."""
+    job with *after* may have (it runs when its upstreams' runs end, never by itself).
+
+    An ``at`` time is read against *now*: ``"now"`` is one second after *now* rounded
+    up to a whole second, and a time more than ``AT_GRACE`` before *now* is refused."""
     at = job.get("at")
     text = job.get("schedule")
     if text == "":  # "schedule": "" as null: none of its own
@@ -238,7 +247,7 @@ def _schedule(job: dict, tz: str, after: bool = False) -> str | None:
         if not isinstance(at, str):
             raise InvalidInput("at must be an ISO 8601 time", field="at")
         if at.strip().lower() == "now":  # asked for explicitly: once, as soon as possible
-            at = datetime.fromtimestamp(math.ceil(time.time()) + 1, UTC).isoformat()
+            at = datetime.fromtimestamp(math.ceil(_present(now)) + 1, UTC).isoformat()
         text = f"@at {at}"
     if text is None:
         if after:
@@ -252,7 +261,7 @@ def _schedule(job: dict, tz: str, after: bool = False) -> str | None:
         if at is None:
             raise
         raise InvalidInput(exc.message, field="at") from None  # name what the user gave
-    if parsed.kind == "at" and parsed.at.timestamp() < time.time() - AT_GRACE:
+    if parsed.kind == "at" and parsed.at.timestamp() < _present(now) - AT_GRACE:
         # it would be stored 'scheduled' with no next run, for ever
         raise InvalidInput(
             f"at {parsed.at.isoformat()} is in the past: give a future time, or 'now' to "
@@ -347,8 +356,12 @@ def _env(job: dict, env: dict | None = None, secrets: list | None = None) -> tup
     return env, secrets
 
 
-def validate_new(data: dict, default_tz: str | None = None) -> dict:
-    """Check a create request; return the fields the store needs to create the job."""
+def validate_new(data: dict, default_tz: str | None = None, *,
+                 now: float | None = None) -> dict:
+    """Check a create request; return the fields the store needs to create the job.
+
+    *now* (Unix seconds, the caller's clock) is needed when the job has an ``at`` time
+    (:class:`TypeError` without it)."""
     job, policy = _split(data)
     name = validate_name(job.get("name"))
     kind = job.get("kind") or ("python" if job.get("code") else "command")
@@ -365,14 +378,16 @@ def validate_new(data: dict, default_tz: str | None = None) -> dict:
     env, secrets = _env(job)
     payload = _payload(job, kind)
     return {
-        "name": name, "kind": kind, "schedule": _schedule(job, tz_name, bool(payload["after"])),
+        "name": name, "kind": kind,
+        "schedule": _schedule(job, tz_name, bool(payload["after"]), now),
         "timezone": tz_name, **payload, "env": env, "secret_env": secrets,
         "policy": validate_policy(policy), "enabled": enabled, "idempotency_key": key,
     }
 
 
-def validate_changes(job_obj, data: dict) -> dict:
-    """Check a PATCH against an existing job; return the full new field set."""
+def validate_changes(job_obj, data: dict, *, now: float | None = None) -> dict:
+    """Check a PATCH against an existing job; return the full new field set. *now* as
+    for :func:`validate_new`: needed when the change gives an ``at`` time."""
     job, policy = _split(data)
     if "idempotency_key" in job:
         raise InvalidInput("idempotency_key cannot be changed", field="idempotency_key")
@@ -395,7 +410,7 @@ def validate_changes(job_obj, data: dict) -> dict:
     sched.parse_timezone(tz_name)
     payload = _payload(merged, kind)
     if schedule_given:
-        text = _schedule(job, tz_name, after=True)  # none: checked below
+        text = _schedule(job, tz_name, after=True, now=now)  # none: checked below
     elif job_obj.schedule:
         text = sched.parse(job_obj.schedule, tz_name).text
     else:

@@ -318,7 +318,7 @@ class Operations(CronClient):
     def create(self, spec: dict) -> tuple[dict, bool]:
         """Create a job; ``(job, created)``: a known idempotency key gives the stored
         job and False. The job carries a ``warning`` when no ticker would fire it."""
-        fields = validate_new(spec, self.default_tz)
+        fields = validate_new(spec, self.default_tz, now=time.time())
         # the Python environment the job is made from: its python, and first on PATH
         fields["interpreter"] = fields.get("interpreter") or sys.executable
         fields["after"] = self._resolve_after(fields["after"], None, fields["name"])
@@ -339,7 +339,7 @@ class Operations(CronClient):
         """Apply a change (PATCH semantics); without *may_execute* (the user lacks
         ``execute``), a change to a field that needs it is :class:`Forbidden`."""
         job = self.store.get_job(ref)
-        fields = validate_changes(job, changes)
+        fields = validate_changes(job, changes, now=time.time())
         if "after" in changes:
             fields["after"] = self._resolve_after(fields["after"], job.id, fields["name"])
         if not may_execute:

@@ -143,3 +143,44 @@ def test_a_narrower_schema_narrows_the_check():
                            "h", "write", policy=True, unit="bytes")
     with pytest.raises(InvalidInput, match="small must be from 1k to 1M"):
         policy_value(small, "2M")
+
+
+# -- an 'at' time is read against the caller's now (the domain reads no clock) ---------
+
+NOW = 1_800_000_000.2  # 2027-01-15T08:00:00.2Z
+JOB = Job(id="j_0000000000000002", name="j", kind="command", schedule="@hourly",
+          timezone="UTC", command="true")
+
+
+def test_at_now_is_the_second_after_the_next_whole_one():
+    fields = validate_new({**BASE, "schedule": None, "at": "now"}, now=NOW)
+    assert fields["schedule"] == "@at 2027-01-15T08:00:02+00:00"
+    assert validate_new({**BASE, "schedule": None, "at": " NOW "}, now=1_800_000_000.0)[
+        "schedule"] == "@at 2027-01-15T08:00:01+00:00"
+
+
+@pytest.mark.parametrize("given", [{"schedule": None, "at": "2027-01-15T07:59:00Z"},
+                                   {"schedule": "@at 2027-01-15T07:59:00Z"}])
+def test_an_at_time_more_than_a_minute_before_now_is_refused(given):
+    field = "at" if "at" in given else "schedule"
+    with pytest.raises(InvalidInput, match="at 2027-01-15T07:59:00[+]00:00 is in the past") as e:
+        validate_new({**BASE, **given}, now=NOW)
+    assert e.value.field == field
+    with pytest.raises(InvalidInput, match="is in the past") as e:
+        validate_changes(JOB, given, now=NOW)
+    assert e.value.field == field
+    # within AT_GRACE (a minute) of now: a clock skew, accepted
+    late = {k: v.replace("07:59:00", "07:59:01") if v else v for k, v in given.items()}
+    assert validate_new({**BASE, **late}, now=NOW)["schedule"] == "@at 2027-01-15T07:59:01+00:00"
+    assert validate_changes(JOB, late, now=NOW)["schedule"] == "@at 2027-01-15T07:59:01+00:00"
+
+
+def test_an_at_time_needs_now_and_nothing_else_does():
+    with pytest.raises(TypeError, match="pass now"):
+        validate_new({**BASE, "schedule": None, "at": "2099-01-01T00:00:00Z"})
+    with pytest.raises(TypeError, match="pass now"):
+        validate_new({**BASE, "schedule": "@at 2099-01-01T00:00:00Z"})
+    with pytest.raises(TypeError, match="pass now"):
+        validate_changes(JOB, {"at": "now"})
+    assert validate_new(BASE)["schedule"] == "@hourly"  # no at: no clock needed
+    assert validate_changes(JOB, {"schedule": "@daily"})["schedule"] == "@daily"
