@@ -17,10 +17,8 @@ from typing import Any
 from hermes_cron_ext.errors import InvalidInput
 
 # This host's name and processes are I/O: they live in processes.py. Ticker.alive asks
-# it whether a ticker's process is gone; proc_start_time is only named here for the
-# store (store/sql.py) and its tests, which import the three from here.
+# it whether a ticker's process is gone.
 from hermes_cron_ext.processes import hostname, process_alive
-from hermes_cron_ext.processes import proc_start_time as proc_start_time
 
 
 class RunStatus(StrEnum):

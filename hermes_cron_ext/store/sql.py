@@ -47,12 +47,11 @@ from hermes_cron_ext.domain.models import (
     RunStatus,
     Ticker,
     Trigger,
-    hostname,
     iso,
-    proc_start_time,
 )
 from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F401  (re-exported)
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
+from hermes_cron_ext.processes import hostname, proc_start_time
 from hermes_cron_ext.store.base import Store
 
 SCHEMA_VERSION = 8

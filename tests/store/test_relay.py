@@ -25,12 +25,12 @@ pytest.importorskip("psycopg")
 
 import psycopg  # noqa: E402
 
-from hermes_cron_ext.domain.models import (  # noqa: E402
+from hermes_cron_ext.errors import NotFound, StoreError  # noqa: E402
+from hermes_cron_ext.processes import (  # noqa: E402
     hostname,
     proc_start_time,
     process_alive,
 )
-from hermes_cron_ext.errors import NotFound, StoreError  # noqa: E402
 from hermes_cron_ext.store import open_store  # noqa: E402
 from hermes_cron_ext.store.relay import (  # noqa: E402
     RELAYED,

@@ -29,7 +29,7 @@ def test_a_ticker_whose_process_is_gone_is_dead_at_once(store, clock):
     import subprocess
     import sys
 
-    from hermes_cron_ext.domain.models import hostname
+    from hermes_cron_ext.processes import hostname
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
