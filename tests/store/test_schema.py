@@ -16,6 +16,22 @@ JOB_V6 = ("j_00000000000000aa", "old", "command", "@daily", "UTC",
           1.7e9, 1.7e9, 1, None, None)
 
 
+def _old_sqlite_store(path, version: int, jobs: list[tuple]) -> sqlite3.Connection:
+    """A SQLite store as hermes-cron of schema *version* left it, holding *jobs* (rows in
+    that version's column order); the connection is open, the rows committed."""
+    path.parent.mkdir(mode=0o700)
+    db = sqlite3.connect(path)
+    for v in range(1, version + 1):
+        for stmt in MIGRATIONS[v]:
+            db.execute(stmt)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
+    for row in jobs:
+        db.execute(f"INSERT INTO jobs VALUES ({', '.join('?' * len(row))})", row)
+    db.commit()
+    return db
+
+
 def _after_only(store) -> None:
     """What version 7 allows: a job with no schedule of its own, after another."""
     old = store.get_job("old")
@@ -28,15 +44,7 @@ def _after_only(store) -> None:
 
 def test_a_version_6_sqlite_store_takes_jobs_with_no_schedule(tmp_path):
     path = tmp_path / "store" / "cron.db"
-    path.parent.mkdir(mode=0o700)
-    db = sqlite3.connect(path)
-    for version in range(1, 7):
-        for stmt in MIGRATIONS[version]:
-            db.execute(stmt)
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    db.execute("INSERT INTO meta VALUES ('schema_version', '6')")
-    db.execute(f"INSERT INTO jobs VALUES ({', '.join('?' * len(JOB_V6))})", JOB_V6)
-    db.commit()
+    db = _old_sqlite_store(path, 6, [JOB_V6])
     with pytest.raises(sqlite3.IntegrityError):  # what version 6 refused
         db.execute("INSERT INTO jobs (id, name, kind, schedule, timezone, payload, policy, "
                    "state, enabled, created_at, updated_at) VALUES ('j_1', 'x', 'command', "
@@ -82,18 +90,9 @@ def _job_row(job_id: str, name: str, tz: str) -> tuple:
 
 def test_a_version_7_sqlite_store_keeps_jobs_saved_with_a_posix_or_right_zone(tmp_path):
     path = tmp_path / "store" / "cron.db"
-    path.parent.mkdir(mode=0o700)
-    db = sqlite3.connect(path)
-    for version in range(1, 8):
-        for stmt in MIGRATIONS[version]:
-            db.execute(stmt)
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    db.execute("INSERT INTO meta VALUES ('schema_version', '7')")
-    for row in (_job_row("j_1", "p", "posix/Europe/Berlin"),
-                _job_row("j_2", "r", "right/America/New_York"), _job_row("j_3", "u", "UTC")):
-        db.execute(f"INSERT INTO jobs VALUES ({', '.join('?' * len(row))})", row)
-    db.commit()
-    db.close()
+    _old_sqlite_store(path, 7, [_job_row("j_1", "p", "posix/Europe/Berlin"),
+                                _job_row("j_2", "r", "right/America/New_York"),
+                                _job_row("j_3", "u", "UTC")]).close()
     store = open_store(str(path))
     try:
         _zones_v7(store)
