@@ -15,6 +15,7 @@ import atexit
 import itertools
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -312,3 +313,19 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def docs_cli_lines(page: str, start: str = "", end: str | None = None) -> list[str]:
+    """The ``hermes-cron`` lines of the first bash block of a docs page after the heading
+    *start* (default: the page's first block) and before *end*: what a user pastes."""
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+    block = text[text.index(start):text.index(end) if end else len(text)]
+    first = block.index("```bash") + 7
+    block = block[first:block.index("```", first)]
+    lines = []
+    for raw in block.splitlines():
+        for part in raw.split(";"):
+            part = part.split("  #")[0].strip()
+            if part.startswith("hermes-cron"):
+                lines.append(part)
+    return lines

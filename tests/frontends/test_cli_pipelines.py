@@ -4,7 +4,6 @@ store file)."""
 
 from __future__ import annotations
 
-import pathlib
 import shlex
 import signal
 
@@ -12,9 +11,7 @@ import pytest
 
 from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.ops import Operations
-from tests.conftest import wait_for
-
-DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
+from tests.conftest import docs_cli_lines, wait_for
 
 
 def test_a_job_after_others_needs_no_schedule(cli):
@@ -94,21 +91,6 @@ def test_graph_and_show_say_why_upstream_runs_do_not_trigger_a_job(cli):
     assert cli.json("graph", "alert")["nodes"][1]["note"] is None
 
 
-def _page_block(page: str, start: str, end: str | None = None) -> list[str]:
-    """The ``hermes-cron`` lines of the first bash block of a docs page after the heading
-    *start* (and before *end*)."""
-    text = (DOCS / page).read_text()
-    block = text[text.index(start):text.index(end) if end else len(text)]
-    block = block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
-    lines = []
-    for raw in block.splitlines():
-        for part in raw.split(";"):
-            part = part.split("  #")[0].strip()
-            if part.startswith("hermes-cron"):
-                lines.append(part)
-    return lines
-
-
 def test_the_pipelines_page_runs_after_the_cli_page(cli, tmp_path):
     """Pasted top to bottom: the CLI page's block (docs/cli.md), then the Pipelines
     block (docs/pipelines.md), on one store: no name is taken twice, and the fan-in runs
@@ -119,8 +101,8 @@ def test_the_pipelines_page_runs_after_the_cli_page(cli, tmp_path):
     (tmp_path / "page-me.sh").chmod(0o755)
     for setup in ("a", "b", "c"):  # the CLI block's placeholders
         cli("add", setup, "@daily", "--", "true")
-    cli_lines = _page_block("cli.md", "# CLI")
-    pipelines = _page_block("pipelines.md", "## Pipelines", "## Parameters")
+    cli_lines = docs_cli_lines("cli.md", "# CLI")
+    pipelines = docs_cli_lines("pipelines.md", "## Pipelines", "## Parameters")
     assert any(" --after " in line for line in pipelines), pipelines
     for line in cli_lines + pipelines:
         if line == pipelines[0]:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from hermes_cron_ext.domain.options import OPTIONS, POLICY_FIELDS
-from tests.conftest import CLI, wait_for
+from tests.conftest import CLI, docs_cli_lines, wait_for
 
 CLI_PAGE = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
 
@@ -153,24 +153,11 @@ def test_at_in_the_past_is_refused_and_now_runs_once(cli):
         daemon.wait(15)
 
 
-def _page_cli_lines() -> list[str]:
-    """The ``hermes-cron`` lines of the CLI page's first bash block."""
-    start = CLI_PAGE.index("```bash") + 7
-    block = CLI_PAGE[start:CLI_PAGE.index("```", start)]
-    lines = []
-    for raw in block.splitlines():
-        for part in raw.split(";"):
-            part = part.split("  #")[0].strip()
-            if part.startswith("hermes-cron"):
-                lines.append(part)
-    return lines
-
-
 def test_every_cli_line_on_the_cli_page_runs(cli, tmp_path):
     """Each command of the CLI page's first block, in order, against a fresh store: what a
     user would paste. Placeholders get real values; the daemon runs for a moment."""
     (tmp_path / "etl.py").write_text("print('etl ran')\n")
-    lines = _page_cli_lines()
+    lines = docs_cli_lines("cli.md")
     assert len(lines) >= 18, lines
     for setup in ("a", "b", "c"):
         cli("add", setup, "@daily", "--", "true")
