@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import signal
 import subprocess
@@ -329,3 +330,26 @@ def docs_cli_lines(page: str, start: str = "", end: str | None = None) -> list[s
             if part.startswith("hermes-cron"):
                 lines.append(part)
     return lines
+
+
+def paste_docs_line(cli: CLI, line: str, folder) -> subprocess.CompletedProcess | None:
+    """Run one ``hermes-cron`` line of the docs as a user pasting it would, with the
+    placeholders made real: ``daemon`` runs until its pidfile shows and stops on SIGTERM
+    (None), ``cancel RUN_ID`` cancels a real running run, ``logs -f`` of a finished run
+    reads it. Checks the exit status (``status`` may say 3: no ticker)."""
+    argv = shlex.split(line)[1:]
+    if argv[0] == "daemon":
+        proc = cli.start("daemon", "--pidfile", str(folder / "d.pid"))
+        wait_for(lambda: (folder / "d.pid").exists(), 30, what="the pidfile")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        return None
+    if argv[0] == "cancel":
+        cli("add", "long", "@yearly", "--", "sleep 30")
+        argv = ["cancel", cli("run", "long").stdout.split()[1]]
+    if argv[:2] == ["logs", "-f"]:
+        argv = ["logs", "nightly-etl"]  # its run is over: -f would return at once too
+    out = cli(*argv, check=False, timeout=180)
+    allowed = {0, 3} if argv[0] == "status" else {0}
+    assert out.returncode in allowed, (line, out.returncode, out.stderr)
+    return out

@@ -4,14 +4,11 @@ store file)."""
 
 from __future__ import annotations
 
-import shlex
-import signal
-
 import pytest
 
 from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.ops import Operations
-from tests.conftest import docs_cli_lines, wait_for
+from tests.conftest import docs_cli_lines, paste_docs_line, wait_for
 
 
 def test_a_job_after_others_needs_no_schedule(cli):
@@ -109,21 +106,7 @@ def test_the_pipelines_page_runs_after_the_cli_page(cli, tmp_path):
             # the CLI block's `tick` counts as a systemd timer's ticker for a while, so a
             # backfill would wait for its next tick: a daemon ticks, as a service would
             cli.daemon()
-        argv = shlex.split(line)[1:]
-        if argv[0] == "daemon":
-            proc = cli.start("daemon", "--pidfile", str(tmp_path / "d.pid"))
-            wait_for(lambda: (tmp_path / "d.pid").exists(), 30, what="the pidfile")
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(15) == 0
-            continue
-        if argv[0] == "cancel":
-            cli("add", "long", "@yearly", "--", "sleep 30")
-            argv = ["cancel", cli("run", "long").stdout.split()[1]]
-        if argv[:2] == ["logs", "-f"]:
-            argv = ["logs", "nightly-etl"]
-        out = cli(*argv, check=False, timeout=180)
-        assert out.returncode in ({0, 3} if argv[0] == "status" else {0}), (
-            line, out.returncode, out.stderr)
+        paste_docs_line(cli, line, tmp_path)
     assert cli.json("show", "summary")["schedule"] is None
     wait_for(lambda: len([r for r in cli.json("runs", "summary", "--limit", "100")["runs"]
                           if r["status"] == "succeeded"]) == 30, 120, 0.5,
