@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hermes_cron_ext.domain import schedule as sched
-from hermes_cron_ext.domain.models import JOB_KINDS, Policy, parse_iso
+from hermes_cron_ext.domain.models import JOB_KINDS, UPSTREAM_ON, Job, Policy, parse_iso
 from hermes_cron_ext.domain.options import (  # noqa: F401 - the fields are declared there
     BY_NAME,
     EXECUTE_FIELDS,
@@ -40,7 +40,8 @@ MAX_TEXT = 1_000_000
 AT_GRACE = 60.0
 
 
-def _str(data: dict, key: str, *, required: bool = False, max_len: int = 4096) -> str | None:
+def _str(data: dict[str, Any], key: str, *, required: bool = False,
+         max_len: int = 4096) -> str | None:
     value = data.get(key)
     if value is None:
         if required:
@@ -88,12 +89,12 @@ def validate_name(name: Any) -> str:
 _FORMAT_WORDS = {"uri": "an http(s) URL"}
 
 
-def _types(schema: dict) -> list[str]:
+def _types(schema: dict[str, Any]) -> list[str]:
     kind = schema.get("type", [])
     return [kind] if isinstance(kind, str) else list(kind)
 
 
-def _seconds(key: str, value: Any, schema: dict) -> float:
+def _seconds(key: str, value: Any, schema: dict[str, Any]) -> float:
     """A policy duration: a number of seconds, or text ("90", "2.5", "1h30m"), within
     its option's ``minimum``/``exclusiveMinimum``/``maximum``; the message names what is
     wrong (not a number, negative, too short, too long)."""
@@ -122,7 +123,7 @@ def _seconds(key: str, value: Any, schema: dict) -> float:
     return float(value)
 
 
-def _whole(key: str, value: Any, schema: dict) -> int:
+def _whole(key: str, value: Any, schema: dict[str, Any]) -> int:
     """A count: a whole number (or its digits) within the option's range."""
     if isinstance(value, str) and value.isdigit():
         value = int(value)
@@ -166,7 +167,7 @@ def policy_value(option: Option, value: Any) -> Any:
     raise TypeError(f"policy option {key}: no check for its schema {schema}")
 
 
-def validate_policy(data: dict, base: Policy | None = None) -> Policy:
+def validate_policy(data: dict[str, Any], base: Policy | None = None) -> Policy:
     """Merge *data* (policy keys only) over *base* and check every value against its
     option (:func:`policy_value`)."""
     out = Policy(**vars(base)) if base else Policy()
@@ -181,7 +182,7 @@ def validate_policy(data: dict, base: Policy | None = None) -> Policy:
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
 
 
-def parse_size(value: Any, key: str, schema: dict | None = None) -> int:
+def parse_size(value: Any, key: str, schema: dict[str, Any] | None = None) -> int:
     """A number of bytes: ``1048576``, ``"500k"``, ``"50M"``, ``"1G"`` (powers of 1024),
     within *schema*'s range (default ``max_output``'s: from 4 KiB to 1 GiB)."""
     schema = BY_NAME["max_output"].schema if schema is None else schema
@@ -198,7 +199,7 @@ def parse_size(value: Any, key: str, schema: dict | None = None) -> int:
     return int(value)
 
 
-def _split(data: dict) -> tuple[dict, dict]:
+def _split(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate job fields from policy fields (accepted flat or under ``policy``)."""
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object")
@@ -231,7 +232,8 @@ def _present(now: float | None) -> float:
     return now
 
 
-def _schedule(job: dict, tz: str, after: bool = False, now: float | None = None) -> str | None:
+def _schedule(job: dict[str, Any], tz: str, after: bool = False,
+              now: float | None = None) -> str | None:
     """The schedule given (normal form), or None: no schedule of its own, which only a
     job with *after* may have (it runs when its upstreams' runs end, never by itself).
 
@@ -261,7 +263,8 @@ def _schedule(job: dict, tz: str, after: bool = False, now: float | None = None)
         if at is None:
             raise
         raise InvalidInput(exc.message, field="at") from None  # name what the user gave
-    if parsed.kind == "at" and parsed.at.timestamp() < _present(now) - AT_GRACE:
+    if (parsed.kind == "at" and parsed.at is not None
+            and parsed.at.timestamp() < _present(now) - AT_GRACE):
         # it would be stored 'scheduled' with no next run, for ever
         raise InvalidInput(
             f"at {parsed.at.isoformat()} is in the past: give a future time, or 'now' to "
@@ -269,7 +272,7 @@ def _schedule(job: dict, tz: str, after: bool = False, now: float | None = None)
     return parsed.text
 
 
-def _payload(job: dict, kind: str) -> dict:
+def _payload(job: dict[str, Any], kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     command = job.get("command")
     if command is not None:
@@ -307,10 +310,9 @@ def _payload(job: dict, kind: str) -> dict:
     return out
 
 
-def validate_after(value: Any) -> list[dict]:
+def validate_after(value: Any) -> list[dict[str, Any]]:
     """``after``: upstream jobs by name or id, each with when it triggers (default
     ``success``). Whether they exist, and that no cycle forms, the operations check."""
-    from hermes_cron_ext.domain.options import UPSTREAM_ON
 
     if value is None:
         return []
@@ -342,7 +344,8 @@ def validate_executor(value: Any) -> str | None:
     return value
 
 
-def _env(job: dict, env: dict | None = None, secrets: list | None = None) -> tuple[dict, list]:
+def _env(job: dict[str, Any], env: dict[str, str] | None = None,
+         secrets: list[str] | None = None) -> tuple[dict[str, str], list[str]]:
     env = dict(env or {})
     secrets = list(secrets or [])
     if "env" in job:
@@ -356,8 +359,8 @@ def _env(job: dict, env: dict | None = None, secrets: list | None = None) -> tup
     return env, secrets
 
 
-def validate_new(data: dict, default_tz: str | None = None, *,
-                 now: float | None = None) -> dict:
+def validate_new(data: dict[str, Any], default_tz: str | None = None, *,
+                 now: float | None = None) -> dict[str, Any]:
     """Check a create request; return the fields the store needs to create the job.
 
     *now* (Unix seconds, the caller's clock) is needed when the job has an ``at`` time
@@ -385,7 +388,8 @@ def validate_new(data: dict, default_tz: str | None = None, *,
     }
 
 
-def validate_changes(job_obj, data: dict, *, now: float | None = None) -> dict:
+def validate_changes(job_obj: Job, data: dict[str, Any], *,
+                     now: float | None = None) -> dict[str, Any]:
     """Check a PATCH against an existing job; return the full new field set. *now* as
     for :func:`validate_new`: needed when the change gives an ``at`` time."""
     job, policy = _split(data)
@@ -436,11 +440,12 @@ def parse_at(text: str) -> float:
     return parse_iso(text, "at")
 
 
-def execute_changes(job, fields: dict) -> list[str]:
+def execute_changes(job: Job, fields: dict[str, Any]) -> list[str]:
     """The fields of a validated change (``jobspec.validate_changes``) that need
     ``execute`` and whose value differs from *job*'s (re-sending a value unchanged, as
     the panel's edit form does, needs only ``write``)."""
-    def env_parts(env: dict, secrets: list) -> dict:  # secret values live in env
+    # secret values live in env
+    def env_parts(env: dict[str, str], secrets: list[str]) -> dict[str, dict[str, str]]:
         return {"env": {k: v for k, v in env.items() if k not in secrets},
                 "secret_env": {k: v for k, v in env.items() if k in secrets}}
     old = env_parts(job.env, job.secret_env)

@@ -163,7 +163,7 @@ _TIME_OR_NONE = {"type": ["string", "null"], "format": "date-time"}
 _TEXT_OR_NONE = {"type": ["string", "null"]}
 
 #: what :meth:`Job.to_json` returns, field by field (``policy``: every policy option)
-JOB_JSON: dict[str, dict] = {
+JOB_JSON: dict[str, dict[str, Any]] = {
     "id": {"type": "string"},
     "name": {"type": "string"},
     "kind": {"type": "string", "enum": list(JOB_KINDS)},
@@ -220,7 +220,7 @@ JOB_JSON: dict[str, dict] = {
 }
 
 #: what :meth:`Run.to_json` returns, field by field
-RUN_JSON: dict[str, dict] = {
+RUN_JSON: dict[str, dict[str, Any]] = {
     "id": {"type": "string"},
     "job_id": {"type": "string"},
     "job_name": _TEXT_OR_NONE,
@@ -278,13 +278,13 @@ class Job:
     executor: str | None = None
     #: the jobs whose runs trigger this one: ``[{"job": JOB_ID, "on": "success"}]`` (as
     #: read for a viewer, each also has the upstream's ``name``)
-    after: list[dict] | None = None
+    after: list[dict[str, Any]] | None = None
     policy: Policy = field(default_factory=Policy)
     state: str = "scheduled"
     state_reason: str | None = None
     enabled: bool = True
     next_run_at: float | None = None
-    last_run: dict | None = None
+    last_run: dict[str, Any] | None = None
     consecutive_failures: int = 0
     running_count: int = 0
     created_at: float = 0.0
@@ -299,7 +299,7 @@ class Job:
             return "running"
         return self.state
 
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
         """What a run executes: frozen into the run row when the slot is claimed.
 
         Secret values stay with the job alone: the spec names them (``secret_env``) and
@@ -316,7 +316,7 @@ class Job:
             "job_version": self.version, "job_name": self.name,
         }
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         env = {k: ("********" if k in self.secret_env else v) for k, v in self.env.items()}
         last = dict(self.last_run) if self.last_run else None
         if last:
@@ -369,8 +369,8 @@ class Run:
     #: the backfill this run belongs to (``b_...``), if any
     backfill_id: str | None = None
     #: parameters given when the run was asked for (over the job's own), if any
-    parameters: dict | None = None
-    spec: dict = field(default_factory=dict)
+    parameters: dict[str, Any] | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -379,7 +379,7 @@ class Run:
         end = self.finished_at if self.finished_at is not None else now()
         return max(0.0, end - self.started_at)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "job_id": self.job_id,
             "job_name": self.job_name or self.spec.get("job_name"),
@@ -403,9 +403,9 @@ class Event:
     type: str
     job_id: str | None = None
     run_id: str | None = None
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq, "at": iso(self.at), "type": self.type, "job_id": self.job_id,
             "run_id": self.run_id, "data": self.data,
@@ -437,7 +437,7 @@ class Ticker:
             return False
         return at - self.heartbeat_at <= stale_after
 
-    def to_json(self, at: float | None = None, stale_after: float | None = None) -> dict:
+    def to_json(self, at: float | None = None, stale_after: float | None = None) -> dict[str, Any]:
         at = now() if at is None else at
         return {
             "id": self.id, "kind": self.kind, "host": self.host, "pid": self.pid,
@@ -451,7 +451,7 @@ class Ticker:
 class Page:
     """One keyset page: ``cursor`` fetches the next one; None means this was the last."""
 
-    items: list
+    items: list[Any]
     cursor: str | None = None
 
 

@@ -30,11 +30,12 @@ sent* (webhook and ping URLs). Creating a job always needs ``execute``.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cron_ext.domain.models import (  # noqa: F401 - UPSTREAM_ON: read from here too
+from hermes_cron_ext.domain.models import (
     JOB_KINDS,
     MISFIRE_POLICIES,
     OVERLAP_POLICIES,
@@ -112,7 +113,7 @@ class Option:
     stated once, as the value."""
 
     name: str
-    schema: dict
+    schema: dict[str, Any]
     help: str
     permission: str  # "write" or "execute"
     default: Any = None
@@ -156,7 +157,7 @@ class Option:
         value = self.default if self.default is not None else self.null_means
         return value_text(value, self.unit)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """What ``GET /api/cron/options`` lists for it (the fields of :data:`OPTION_JSON`)."""
         return {"name": self.name, "schema": self.schema, "help": self.help,
                 "permission": self.permission, "default": self.default,
@@ -167,7 +168,7 @@ class Option:
 
 #: what :meth:`Option.to_json` returns, as JSON schemas: the OpenAPI document's
 #: ``Option`` and the panel's ``IOption`` are generated from it (``server/openapi.py``)
-OPTION_JSON: dict[str, dict] = {
+OPTION_JSON: dict[str, dict[str, Any]] = {
     "name": {"type": "string"},
     "schema": {"type": "object", "description": "the JSON schema of its value"},
     "help": {"type": "string"},
@@ -327,7 +328,7 @@ def permission_for(name: str) -> str:
     return FIELD_PERMISSIONS.get(name, "execute")
 
 
-def json_properties(*, create: bool = True) -> dict:
+def json_properties(*, create: bool = True) -> dict[str, Any]:
     """The JSON schema properties of a create (``JobInput``) or change (``JobChange``)
     body: every option, flat, and the policies again under ``policy``."""
     props = {o.name: dict(o.schema) for o in OPTIONS
@@ -339,7 +340,7 @@ def json_properties(*, create: bool = True) -> dict:
 
 # -- the command-line fronts (``hermes-cron add/edit``, ``%cron add/edit``) ----------------
 
-def add_options(parser, *, exclude: tuple[str, ...] = ()) -> None:
+def add_options(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
     """Every flagged option on an argparse parser; the parsed value lands on the option's
     name (``--tz`` sets ``args.timezone``). Read them back with :func:`fields_from_options`."""
     for o in OPTIONS:
@@ -364,9 +365,9 @@ def name_values(items: list[str] | None, option: str, field: str) -> dict[str, s
     return out
 
 
-def parameter_values(items: list[str] | None) -> dict:
+def parameter_values(items: list[str] | None) -> dict[str, Any]:
     """``-p NAME=VALUE`` notebook parameters; VALUE is read as JSON when it can be."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, value in name_values(items, "--param", "parameters").items():
         try:
             out[key] = json.loads(value)
@@ -375,14 +376,16 @@ def parameter_values(items: list[str] | None) -> dict:
     return out
 
 
-def fields_from_options(args) -> dict:
+def fields_from_options(args: argparse.Namespace) -> dict[str, Any]:
     """The job fields for the flagged options given (an argparse namespace made with
     :func:`add_options`); values stay text, ``jobspec`` checks and converts them."""
-    data: dict = {}
+    data: dict[str, Any] = {}
     if getattr(args, "schedule", None):  # the SCHEDULE argument (or edit's --schedule)
         data["schedule"] = args.schedule
     for o in OPTIONS:
-        value = getattr(args, o.name, None) if o.flag else None
+        if o.flag is None:
+            continue
+        value = getattr(args, o.name, None)
         if value is None:
             continue
         if o.name == "parameters":

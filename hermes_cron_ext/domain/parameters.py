@@ -12,6 +12,7 @@ import ast
 import json
 import re
 from datetime import date
+from typing import Any
 
 from hermes_cron_ext.errors import InvalidInput
 
@@ -19,7 +20,7 @@ TYPES = ("int", "float", "bool", "str", "list", "dict", "date", "any")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def type_of(value) -> str:
+def type_of(value: object) -> str:
     """The parameter type a default value stands for."""
     if isinstance(value, bool):
         return "bool"
@@ -36,7 +37,7 @@ def type_of(value) -> str:
     return "any"
 
 
-def declared(notebook_text: str) -> list[dict]:
+def declared(notebook_text: str) -> list[dict[str, Any]]:
     """``[{"name", "type", "default"}]`` from the notebook's ``parameters`` cell, in the
     order written; ``[]`` when it has none. Values that are not literals are ``any``."""
     try:
@@ -57,10 +58,11 @@ def declared(notebook_text: str) -> list[dict]:
         for node in tree.body:
             target = node.targets[0] if isinstance(node, ast.Assign) and len(
                 node.targets) == 1 else getattr(node, "target", None)
-            if not isinstance(target, ast.Name) or getattr(node, "value", None) is None:
+            value = getattr(node, "value", None)  # Assign and AnnAssign have one
+            if not isinstance(target, ast.Name) or value is None:
                 continue
             try:
-                default = ast.literal_eval(node.value)
+                default = ast.literal_eval(value)
                 kind = type_of(default)
             except (ValueError, SyntaxError, TypeError):
                 default, kind = None, "any"
@@ -69,7 +71,7 @@ def declared(notebook_text: str) -> list[dict]:
     return []
 
 
-def check(values: dict, spec: list[dict]) -> dict:
+def check(values: dict[str, Any], spec: list[dict[str, Any]]) -> dict[str, Any]:
     """*values* given at trigger time, checked against the declared *spec*: each of the
     declared type (an int is a float too; a date is ``YYYY-MM-DD``); names not declared
     are refused when anything is declared. :raises InvalidInput: naming the parameter."""

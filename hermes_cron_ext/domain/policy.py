@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
@@ -354,7 +354,8 @@ def retry_delay(policy: Policy, attempt: int,
                 uniform: Callable[[float, float], float] = random.uniform) -> float:
     """Seconds before attempt ``attempt + 1``: exponential from ``retry_delay``, capped at
     ``retry_max_delay``, with +-20 % jitter so failed runs of many jobs spread out."""
-    delay = min(policy.retry_max_delay, policy.retry_delay * 2 ** (attempt - 1))
+    factor: float = 2 ** (attempt - 1)  # an int, or a float for attempt < 1
+    delay = min(policy.retry_max_delay, policy.retry_delay * factor)
     return delay * uniform(0.8, 1.2)
 
 
@@ -422,14 +423,14 @@ class UpstreamEnd(NamedTuple):
     attempt: int = 1
     finished_at: float | None = None
 
-    def entry(self) -> dict:
+    def entry(self) -> dict[str, Any]:
         """As a downstream run's ``spec["upstream"]`` lists it."""
         return {"job_id": self.job_id, "job": self.job_name, "run_id": self.run_id,
                 "status": self.status, "exit_code": self.exit_code}
 
 
-def fan_in(*, after: list[dict], enabled: bool, state: str, ended: UpstreamEnd,
-           others: Iterable[UpstreamEnd]) -> list[dict] | None:
+def fan_in(*, after: list[dict[str, Any]], enabled: bool, state: str, ended: UpstreamEnd,
+           others: Iterable[UpstreamEnd]) -> list[dict[str, Any]] | None:
     """Whether the end of *ended* (a run of one of a job's upstreams) queues a run of
     that job for ended's slot, and for which upstream runs (``spec["upstream"]``,
     *ended*'s first); None: not now.
@@ -455,10 +456,10 @@ def fan_in(*, after: list[dict], enabled: bool, state: str, ended: UpstreamEnd,
     for a in after:
         if a["job"] == ended.job_id:
             continue
-        other = latest.get(a["job"])
-        if other is None or not upstream_matches(upstream_outcome(other.status), a["on"]):
+        prior = latest.get(a["job"])
+        if prior is None or not upstream_matches(upstream_outcome(prior.status), a["on"]):
             return None
-        upstream.append(other.entry())
+        upstream.append(prior.entry())
     return upstream
 
 
@@ -469,7 +470,7 @@ KEEP_FAILURES = 10
 MAX_AGE = 30 * 86400
 
 
-def retention_limits(policy: dict, keep_runs: int = KEEP_RUNS,
+def retention_limits(policy: dict[str, Any], keep_runs: int = KEEP_RUNS,
                      keep_failures: int = KEEP_FAILURES) -> tuple[int, int]:
     """How many runs and failures a job keeps: its policy's ``keep_runs`` and
     ``keep_failures`` (*policy* as stored) where set, else *keep_runs* / *keep_failures*."""

@@ -11,9 +11,10 @@ _PHASE = re.compile(rb"::phase::[ \t]*([^\r\n]+)")
 _TQDM = re.compile(rb"(?:([^\r\n|]{1,60}?):\s*)?(\d{1,3})%\|")
 
 
-def _tqdm_marks(data: bytes) -> list:
+def _tqdm_marks(data: bytes) -> list[re.Match[bytes]]:
     """tqdm bars (``desc:  45%|``), searched only near each ``%|`` rather than everywhere."""
-    out, pos = [], data.find(b"%|")
+    out: list[re.Match[bytes]] = []
+    pos = data.find(b"%|")
     while pos != -1:
         start = max(0, pos - 70)
         line_start = max(data.rfind(b"\n", start, pos), data.rfind(b"\r", start, pos)) + 1
@@ -53,12 +54,13 @@ class Progress:
                 self._set(desc or self.phase, int(m.group(2)) / 100.0)
             else:
                 value = float(m.group(1))
+                fraction: float | None
                 if m.group(3):
                     total = float(m.group(3))
-                    value = value / total if total else None
+                    fraction = value / total if total else None
                 else:
-                    value = value / 100.0 if m.group(2) == "%" or value > 1 else value
-                self._set(m.group(4).decode(errors="replace").strip() or self.phase, value)
+                    fraction = value / 100.0 if m.group(2) == "%" or value > 1 else value
+                self._set(m.group(4).decode(errors="replace").strip() or self.phase, fraction)
 
     def _set(self, phase: str | None, fraction: float | None) -> None:
         if fraction is not None:

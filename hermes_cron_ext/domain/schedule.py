@@ -32,9 +32,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
@@ -193,10 +193,11 @@ class _Cron(CronSim):
         super().__init__(expr, dt, reverse)
         self.nearest = nearest
         if nearest:
-            self.days = Field.DAY.parse(plain.upper()) if plain else set()
+            # day-of-month items are ints (cronsim casts the same way)
+            self.days = cast(set[int], Field.DAY.parse(plain.upper())) if plain else set()
             self.day_and = dom_star or self.parts[5].startswith("*")
 
-    def match_dom(self, d) -> bool:
+    def match_dom(self, d: date) -> bool:
         return super().match_dom(d) or any(
             d.day == _nearest_weekday(n, d.year, d.month) for n in self.nearest)
 
@@ -399,7 +400,9 @@ def _repeat(moment: datetime, zone: ZoneInfo) -> tuple[datetime, datetime, bool]
     the second pass. Else None."""
     local = moment.astimezone(zone)
     first, second = local.replace(fold=0), local.replace(fold=1)
-    shift = first.utcoffset() - second.utcoffset()
+    first_offset, second_offset = first.utcoffset(), second.utcoffset()
+    assert first_offset is not None and second_offset is not None  # aware: in *zone*
+    shift = first_offset - second_offset
     if not shift:
         return None
     jump = _change(zone, first.astimezone(UTC), second.astimezone(UTC))
