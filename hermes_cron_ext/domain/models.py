@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from hermes_cron_ext.errors import InvalidInput
 
@@ -447,11 +447,15 @@ class Ticker:
         }
 
 
+#: what a :class:`Page` lists
+T = TypeVar("T")
+
+
 @dataclass
-class Page:
+class Page(Generic[T]):
     """One keyset page: ``cursor`` fetches the next one; None means this was the last."""
 
-    items: list[Any]
+    items: list[T]
     cursor: str | None = None
 
 

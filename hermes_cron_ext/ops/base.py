@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import Any
 
 from hermes_cron_ext.domain.models import FINAL_STATUSES
 from hermes_cron_ext.domain.text import render_text
@@ -37,7 +38,7 @@ class RunStream:
     def close(self) -> None:
         self.closed = True
 
-    def __iter__(self) -> Iterator[dict]:  # pragma: no cover - overridden
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # pragma: no cover - overridden
         return iter(())
 
 
@@ -49,74 +50,77 @@ class CronClient(ABC):
 
     # -- jobs -----------------------------------------------------------------------
     @abstractmethod
-    def jobs(self, state: str | None = None, search: str | None = None) -> list[dict]:
+    def jobs(self, state: str | None = None,
+             search: str | None = None) -> list[dict[str, Any]]:
         """Every job (all pages), sorted by name."""
 
     @abstractmethod
-    def job(self, ref: str) -> dict:
+    def job(self, ref: str) -> dict[str, Any]:
         """One job by name or id. :raises NotFound:"""
 
     @abstractmethod
-    def add(self, spec: dict) -> dict:
+    def add(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Create a job (validated as the REST API does); may carry a ``warning``."""
 
     @abstractmethod
-    def edit(self, ref: str, changes: dict) -> dict:
+    def edit(self, ref: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a job (PATCH semantics)."""
 
     @abstractmethod
-    def remove(self, ref: str) -> None:
-        """Delete a job and its finished runs."""
+    def remove(self, ref: str) -> dict[str, Any] | None:
+        """Delete a job and its finished runs; the job as it was, where the backend has it
+        (the local store does; the REST API's DELETE answers no body)."""
 
     @abstractmethod
-    def pause(self, ref: str) -> dict: ...
+    def pause(self, ref: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def resume(self, ref: str) -> dict: ...
+    def resume(self, ref: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def run_now(self, ref: str, parameters: dict | None = None) -> dict:
+    def run_now(self, ref: str,
+                parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue a manual run, with *parameters* over the job's own for this run alone;
         :raises Conflict: when the overlap policy refuses; :raises InvalidInput: naming a
         parameter of the wrong type."""
 
     @abstractmethod
-    def pipeline(self, ref: str) -> dict:
+    def pipeline(self, ref: str) -> dict[str, Any]:
         """The jobs linked to this one by ``after`` (either way), with their levels and
         last statuses, and the links between them."""
 
     @abstractmethod
-    def job_parameters(self, ref: str) -> list[dict]:
+    def job_parameters(self, ref: str) -> list[dict[str, Any]]:
         """What a run may be given: ``[{"name", "type", "default"}]`` (a notebook's from
         its ``parameters`` cell)."""
 
     @abstractmethod
     def backfill(self, ref: str, start: str, end: str, *, max_parallel: int = 1,
-                 dry_run: bool = False) -> dict:
+                 dry_run: bool = False) -> dict[str, Any]:
         """Run the job once per past slot from *start* to *end*, *max_parallel* at a time
         (trigger ``backfill``); its progress, or with *dry_run* the slots it would run."""
 
     @abstractmethod
-    def get_backfill(self, backfill_id: str) -> dict: ...
+    def get_backfill(self, backfill_id: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def cancel_backfill(self, backfill_id: str) -> dict: ...
+    def cancel_backfill(self, backfill_id: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def backfills(self, ref: str) -> list[dict]:
+    def backfills(self, ref: str) -> list[dict[str, Any]]:
         """The job's backfills, newest first (the last 20), each with its progress."""
 
     # -- runs -----------------------------------------------------------------------
     @abstractmethod
     def runs(self, ref: str | None = None, *, limit: int = 50, cursor: str | None = None,
-             status: str | None = None) -> dict:
+             status: str | None = None) -> dict[str, Any]:
         """``{"runs": [...], "cursor": next-or-None}``, newest first."""
 
     @abstractmethod
-    def run(self, run_id: str) -> dict: ...
+    def run(self, run_id: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def cancel(self, run_id: str) -> dict: ...
+    def cancel(self, run_id: str) -> dict[str, Any]: ...
 
     @abstractmethod
     def log(self, run_id: str, offset: int = 0, limit: int | None = None,
@@ -133,14 +137,14 @@ class CronClient(ABC):
 
     # -- other ----------------------------------------------------------------------
     @abstractmethod
-    def stats(self) -> dict: ...
+    def stats(self) -> dict[str, Any]: ...
 
     @abstractmethod
-    def status(self) -> dict: ...
+    def status(self) -> dict[str, Any]: ...
 
     @abstractmethod
     def preview(self, schedule: str, tz: str | None = None, count: int = 5,
-                start: str | None = None) -> dict:
+                start: str | None = None) -> dict[str, Any]:
         """The next *count* fire times after *start* (ISO 8601; default now), and the
         schedule in words. :raises InvalidInput: naming the schedule's fault."""
 
@@ -148,12 +152,12 @@ class CronClient(ABC):
         """Release what the backend holds (the local store's connection)."""
 
     # -- helpers on top ---------------------------------------------------------------
-    def latest_run(self, ref: str) -> dict | None:
+    def latest_run(self, ref: str) -> dict[str, Any] | None:
         """The run a user means by a job's name: its running run; else one asked for by
         hand and waiting to start (the oldest first: it goes first); else its newest run
         that started; else its newest. A run queued ahead of its slot is not it (the
         ticker hands runs over before their instant, with nothing to show yet)."""
-        page = self.runs(ref, limit=20)["runs"]
+        page: list[dict[str, Any]] = self.runs(ref, limit=20)["runs"]
         running = [r for r in page if r["status"] == "running"]
         if running:
             return running[-1]
@@ -161,9 +165,10 @@ class CronClient(ABC):
         if asked:
             return asked[-1]
         started = [r for r in page if r["started_at"] is not None]
-        return (started or page or [None])[0]
+        first = started or page
+        return first[0] if first else None
 
-    def resolve_run(self, ref: str) -> dict:
+    def resolve_run(self, ref: str) -> dict[str, Any]:
         """A run by id, or a job's latest run by the job's name or id."""
         if ref.startswith("r_"):
             try:
@@ -179,7 +184,8 @@ class CronClient(ABC):
             raise NotFound(f"job {job['name']!r} has no runs yet", field="run")
         return run
 
-    def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.2) -> dict:
+    def wait(self, run_id: str, timeout: float = 60.0,
+             poll: float = 0.2) -> dict[str, Any]:
         """Block until the run is over (scripts and tests; the widgets never block)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from hermes_cron_ext.errors import HermesCronError
 from hermes_cron_ext.ops.base import CronClient
@@ -22,12 +23,13 @@ from hermes_cron_ext.ops.local import Operations as LocalClient
 from hermes_cron_ext.ops.rest import RestClient
 
 
-def _running_server(pid: int) -> dict | None:
+def _running_server(pid: int) -> dict[str, Any] | None:
     """The running-server file of the Jupyter server with this pid, if any."""
     try:
         from jupyter_server.serverapp import list_running_servers
     except ImportError:
         return None
+    info: dict[str, Any]  # a running-server file's JSON
     try:
         for info in list_running_servers():
             if info.get("pid") == pid:

@@ -17,6 +17,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hermes_cron_ext.events import EventBroker, broker_for
 from hermes_cron_ext.events.bus import EventBus
@@ -25,13 +26,18 @@ from hermes_cron_ext.runtime import handoff as handoffs
 from hermes_cron_ext.runtime.executor import AllowedExecutors, restrict_executors
 from hermes_cron_ext.store import AsyncStore, open_store, resolve_db
 
+if TYPE_CHECKING:
+    from hermes_cron_ext.runtime.ticker import Ticker  # imported when a host ticks
+
+T = TypeVar("T")
+
 
 class Host:
     """One process's scheduler (see the module docstring). Make it with :meth:`open`."""
 
     def __init__(self, store: AsyncStore, broker: EventBroker, ops: Operations,
-                 ticker=None, *, executor: str = "", executors: list[str] | None = None,
-                 allow_private_urls: bool = False):
+                 ticker: Ticker | None = None, *, executor: str = "",
+                 executors: list[str] | None = None, allow_private_urls: bool = False):
         self.store = store
         self.broker = broker
         self.ops = ops
@@ -115,7 +121,7 @@ class Host:
         await self.store.aclose()
         return pid
 
-    async def io(self, fn, *args):
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on a store thread (never on the event loop)."""
         return await self.store.run(fn, *args)
 
@@ -162,8 +168,10 @@ async def serve(db: str | None, *, kind: str = "daemon", executors: list[str] | 
         on_signals()
     await host.start()
     say(f"hermes-cron {kind} ticking on {host.display_url} (pid {os.getpid()})")
-    waiters = [asyncio.ensure_future(stop.wait())]
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     if kind == "handoff":
+        # Host.open made a ticker, and start() registered it
+        assert host.ticker is not None and host.ticker.info is not None
         waiters.append(asyncio.ensure_future(
             handoffs.wait_until_not_needed(host.store, host.ticker.info.id)))
     done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -184,12 +192,14 @@ async def tick_once(db: str | None, *, executors: list[str] | None = None,
     specs = executor_specs(executors)
     host = Host.open(db, kind="tick", executor=specs[0] if specs else "",
                      executors=["local", *specs], lead=lead, threads=1)
+    assert host.ticker is not None  # Host.open makes one unless told not to
     ticker, store = host.ticker, host.ticker.store
     try:
         await ticker.register()
         runs = await ticker.tick()
         await store.run(ticker.notifier.pump)
         ticker.notifier.close(wait=True)
+        assert ticker.info is not None  # set by register()
         await store.ticker_heartbeat(ticker.info.id, time.time(), True)
         await store.gc(time.time())
         await ticker.close_executors()

@@ -17,8 +17,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import parameters as params
@@ -29,8 +30,11 @@ from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
     JOB_STATES,
     RUN_STATUSES,
+    Job,
     Page,
+    Policy,
     Run,
+    Ticker,
     iso,
     parse_iso,
 )
@@ -45,6 +49,9 @@ from hermes_cron_ext.runtime.notify import check_url
 from hermes_cron_ext.store import open_store
 from hermes_cron_ext.store.base import Store
 
+if TYPE_CHECKING:
+    from hermes_cron_ext.runtime import ticker as ticking
+
 NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
              "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
 
@@ -57,7 +64,7 @@ def _one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
                            field=name)
 
 
-def status_report(store: Store, server_ticker: bool = False) -> dict:
+def status_report(store: Store, server_ticker: bool = False) -> dict[str, Any]:
     """Who is ticking on *store* and how many jobs wait.
 
     Never reads the runs: it is polled, and cheap at any history size."""
@@ -81,7 +88,7 @@ class _LocalStream(RunStream):
         super().__init__()
         self.client, self.run_id, self.offset, self.interval = client, run_id, offset, interval
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         store = self.client.store
         run = store.get_run(self.run_id)
         offset = self.offset
@@ -143,9 +150,10 @@ class Operations(CronClient):
 
     def __init__(self, store: Store | str | None = None, *, default_tz: str | None = None,
                  executors: AllowedExecutors | None = None, allow_private_urls: bool = True,
-                 ticker=None, broker: EventBroker | None = None, poll: float = 0.1):
+                 ticker: ticking.Ticker | None = None, broker: EventBroker | None = None,
+                 poll: float = 0.1):
         self.owns_store = not isinstance(store, Store)
-        self.store: Store = open_store(store) if self.owns_store else store
+        self.store: Store = store if isinstance(store, Store) else open_store(store)
         self.where = f"store {self.store.display_url}"
         self.default_tz = default_tz
         self.executors = executors
@@ -167,19 +175,21 @@ class Operations(CronClient):
         if self.broker is not None:
             self.broker.publish("changed")
 
-    def alive_tickers(self) -> list:
+    def alive_tickers(self) -> list[Ticker]:
         now = time.time()
         return [t for t in self.store.list_tickers() if t.alive(now)]
 
     # -- jobs -------------------------------------------------------------------------
     def jobs_page(self, *, limit: int = 100, cursor: str | None = None,
-                  state: str | None = None, search: str | None = None) -> dict:
+                  state: str | None = None, search: str | None = None) -> dict[str, Any]:
         _one_of("state", state, JOB_STATES)
         page = self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search)
         return {"jobs": [j.to_json() for j in page.items], "cursor": page.cursor}
 
-    def jobs(self, state=None, search=None) -> list[dict]:
-        out, cursor = [], None
+    def jobs(self, state: str | None = None,
+             search: str | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        cursor = None
         while True:
             page = self.jobs_page(limit=500, cursor=cursor, state=state, search=search)
             out += page["jobs"]
@@ -187,7 +197,7 @@ class Operations(CronClient):
             if cursor is None:
                 return out
 
-    def job(self, ref: str) -> dict:
+    def job(self, ref: str) -> dict[str, Any]:
         return self.store.get_job(ref).to_json()
 
     def _check_executor(self, spec: str | None) -> None:
@@ -195,7 +205,7 @@ class Operations(CronClient):
             raise InvalidInput(self.executors.refusal(spec), field="executor")
 
     @staticmethod
-    def _check_paths(fields: dict, before=None) -> None:
+    def _check_paths(fields: dict[str, Any], before: Job | None = None) -> None:
         """A working folder, notebook or script that is not there would fail every run:
         refuse it when saved. Only for runs on this machine (a Dask worker has its own
         files), and only what changed (a job whose folder has gone can still be paused)."""
@@ -222,7 +232,7 @@ class Operations(CronClient):
                                f"relative path is read from the job's cwd {cwd})",
                                field="command")
 
-    def _check_urls(self, policy, before=None) -> None:
+    def _check_urls(self, policy: Policy, before: Policy | None = None) -> None:
         """Webhook and ping URLs: public hosts only, unless allowed (``notify.check_url``;
         a name is resolved). Unchanged URLs are not checked again."""
         for field in ("notify_url", "ping_url"):
@@ -230,8 +240,9 @@ class Operations(CronClient):
             if url and url != (getattr(before, field) if before is not None else None):
                 check_url(url, field, allow_private=self.allow_private_urls)
 
-    def _all_jobs(self) -> list:
-        out, cursor = [], None
+    def _all_jobs(self) -> list[Job]:
+        out: list[Job] = []
+        cursor = None
         while True:
             page = self.store.list_jobs(limit=500, cursor=cursor)
             out += page.items
@@ -239,7 +250,8 @@ class Operations(CronClient):
             if cursor is None:
                 return out
 
-    def _resolve_after(self, after: list[dict], job_id: str | None, name: str) -> list[dict]:
+    def _resolve_after(self, after: list[dict[str, Any]], job_id: str | None,
+                       name: str) -> list[dict[str, Any]]:
         """Upstream jobs by id (given by name or id): each must exist, and the pipeline
         must not run in a circle. :raises InvalidInput: naming ``after``."""
         if not after:
@@ -272,7 +284,7 @@ class Operations(CronClient):
         visit(job_id or "", set())
         return out
 
-    def pipeline(self, ref: str) -> dict:
+    def pipeline(self, ref: str) -> dict[str, Any]:
         """The pipeline the job is part of: every job linked to it by ``after``, either
         way, each with its level (0: no upstream in it) and its last run's status, and
         the links (``{"from", "to", "on"}``)."""
@@ -302,7 +314,7 @@ class Operations(CronClient):
                 ups = [a for a, b, _ in edges if b == node]
                 level[node] = 1 + max((depth(u) for u in ups), default=-1)
             return level[node]
-        def note(job) -> str | None:  # why its upstreams' runs may not trigger it
+        def note(job: Job) -> str | None:  # why its upstreams' runs may not trigger it
             ups = [(by_id[a["job"]].name, a["on"], (by_id[a["job"]].last_run or {}).get(
                 "trigger")) for a in job.after or [] if a["job"] in by_id]
             return rules.upstream_note(enabled=job.enabled, state=job.state, upstreams=ups)
@@ -315,7 +327,7 @@ class Operations(CronClient):
         return {"job": start.id, "nodes": nodes,
                 "edges": [{"from": a, "to": b, "on": on} for a, b, on in order]}
 
-    def create(self, spec: dict) -> tuple[dict, bool]:
+    def create(self, spec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create a job; ``(job, created)``: a known idempotency key gives the stored
         job and False. The job carries a ``warning`` when no ticker would fire it."""
         fields = validate_new(spec, self.default_tz, now=time.time())
@@ -332,10 +344,11 @@ class Operations(CronClient):
             out["warning"] = NO_TICKER
         return out, created
 
-    def add(self, spec: dict) -> dict:
+    def add(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self.create(spec)[0]
 
-    def edit(self, ref: str, changes: dict, *, may_execute: bool = True) -> dict:
+    def edit(self, ref: str, changes: dict[str, Any], *,
+             may_execute: bool = True) -> dict[str, Any]:
         """Apply a change (PATCH semantics); without *may_execute* (the user lacks
         ``execute``), a change to a field that needs it is :class:`Forbidden`."""
         job = self.store.get_job(ref)
@@ -356,29 +369,29 @@ class Operations(CronClient):
         self._changed()
         return job.to_json()
 
-    def remove(self, ref: str) -> dict:
+    def remove(self, ref: str) -> dict[str, Any]:
         job = self.store.delete_job(ref)
         self._changed()
         return job.to_json()
 
-    def pause(self, ref: str) -> dict:
+    def pause(self, ref: str) -> dict[str, Any]:
         return self._set_paused(ref, True)
 
-    def resume(self, ref: str) -> dict:
+    def resume(self, ref: str) -> dict[str, Any]:
         return self._set_paused(ref, False)
 
-    def _set_paused(self, ref: str, paused: bool) -> dict:
+    def _set_paused(self, ref: str, paused: bool) -> dict[str, Any]:
         job = self.store.set_paused(ref, paused)
         self._changed()
         return job.to_json()
 
-    def job_parameters(self, ref: str) -> list[dict]:
+    def job_parameters(self, ref: str) -> list[dict[str, Any]]:
         """The parameters a run of the job may be given: ``[{"name", "type", "default"}]``.
         A notebook job's come from its ``parameters`` cell (the job's own values as the
         defaults); other jobs' from the job's ``parameters``."""
         job = self.store.get_job(ref)
         own = dict(job.parameters or {})
-        declared: list[dict] = []
+        declared: list[dict[str, Any]] = []
         if job.kind == "notebook" and isinstance(job.command, str):
             path = os.path.join(os.path.expanduser(job.cwd or "~"),
                                 os.path.expanduser(job.command))
@@ -394,8 +407,8 @@ class Operations(CronClient):
                 for k, v in own.items() if k not in names]
         return out
 
-    def run_now(self, ref: str, parameters: dict | None = None, *,
-                may_execute: bool = True) -> dict:
+    def run_now(self, ref: str, parameters: dict[str, Any] | None = None, *,
+                may_execute: bool = True) -> dict[str, Any]:
         """Queue a manual run (:class:`Conflict` when the overlap policy refuses). With
         no ticker alive to pick it up, its supervisor is started from here.
 
@@ -417,7 +430,7 @@ class Operations(CronClient):
 
     # -- backfills ---------------------------------------------------------------------
     def backfill(self, ref: str, start: str, end: str, *, max_parallel: int = 1,
-                 dry_run: bool = False) -> dict:
+                 dry_run: bool = False) -> dict[str, Any]:
         """Run *ref* once for each of its schedule's slots from *start* to *end*
         (inclusive, ISO 8601 or a date), *max_parallel* at a time, each told its slot
         (``HERMES_CRON_LOGICAL_TIME``). With *dry_run*, only the slots it would run."""
@@ -447,35 +460,36 @@ class Operations(CronClient):
                     spawn_supervisor(self.store.url, run.id)
         return out
 
-    def get_backfill(self, backfill_id: str) -> dict:
+    def get_backfill(self, backfill_id: str) -> dict[str, Any]:
         return self.store.get_backfill(backfill_id)
 
-    def backfills(self, ref: str) -> list[dict]:
+    def backfills(self, ref: str) -> list[dict[str, Any]]:
         return self.store.list_backfills(ref)
 
-    def cancel_backfill(self, backfill_id: str) -> dict:
+    def cancel_backfill(self, backfill_id: str) -> dict[str, Any]:
         out = self.store.cancel_backfill(backfill_id)
         self._changed()
         return out
 
     # -- runs ---------------------------------------------------------------------------
     def runs_page(self, ref: str | None = None, *, limit: int = 50,
-                  cursor: str | None = None, status: str | None = None) -> Page:
+                  cursor: str | None = None, status: str | None = None) -> Page[Run]:
         """A page of runs as models (the server renders them with a cache)."""
         _one_of("status", status, RUN_STATUSES)
         return self.store.list_runs(ref, limit=limit, cursor=cursor, status=status)
 
-    def runs(self, ref=None, *, limit=50, cursor=None, status=None) -> dict:
+    def runs(self, ref: str | None = None, *, limit: int = 50, cursor: str | None = None,
+             status: str | None = None) -> dict[str, Any]:
         page = self.runs_page(ref, limit=limit, cursor=cursor, status=status)
         return {"runs": [r.to_json() for r in page.items], "cursor": page.cursor}
 
     def get_run(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
 
-    def run(self, run_id: str) -> dict:
+    def run(self, run_id: str) -> dict[str, Any]:
         return self.store.get_run(run_id).to_json()
 
-    def active_run(self, ref: str) -> dict:
+    def active_run(self, ref: str) -> dict[str, Any]:
         """The job's running run. :raises NotFound: when none runs."""
         job = self.store.get_job(ref)
         page = self.store.list_runs(job.id, limit=10, status="running")
@@ -483,7 +497,7 @@ class Operations(CronClient):
             return page.items[0].to_json()
         raise NotFound(f"job {job.name!r} has no running run", field="job")
 
-    def cancel(self, run_id: str) -> dict:
+    def cancel(self, run_id: str) -> dict[str, Any]:
         """Ask the run to stop: recorded at once; its supervisor, when it runs on this
         host, is told now (elsewhere it sees the request at its next heartbeat)."""
         run = self.store.request_cancel(run_id)
@@ -493,7 +507,8 @@ class Operations(CronClient):
         self._changed()
         return run.to_json()
 
-    def log(self, run_id, offset=0, limit=None, tail=None) -> tuple[bytes, int, int]:
+    def log(self, run_id: str, offset: int = 0, limit: int | None = None,
+            tail: int | None = None) -> tuple[bytes, int, int]:
         self.store.get_run(run_id)
         size = self.store.output_size(run_id)
         start = max(0, size - tail) if tail is not None else offset
@@ -504,7 +519,8 @@ class Operations(CronClient):
         exists: for readers that hold it already (the server's shared feeds)."""
         return self.store.read_output(run_id, offset, limit)
 
-    def segments(self, run_id: str, offset: int = 0, limit: int | None = None):
+    def segments(self, run_id: str, offset: int = 0,
+                 limit: int | None = None) -> list[tuple[int, str, bytes]]:
         """Output from *offset* split by stream: ``[(offset, stream, bytes)]``."""
         return self.store.output_segments(run_id, offset, limit)
 
@@ -523,10 +539,10 @@ class Operations(CronClient):
         return data
 
     # -- other ------------------------------------------------------------------------
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return self.store.stats()
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         report = status_report(self.store, self.ticker is not None)
         fault = self.ticker.fault if self.ticker is not None else None
         if fault is not None:
@@ -534,11 +550,12 @@ class Operations(CronClient):
         return report
 
     def gc(self, keep_runs: int = rules.KEEP_RUNS, keep_failures: int = rules.KEEP_FAILURES,
-           max_age: float = rules.MAX_AGE) -> dict:
+           max_age: float = rules.MAX_AGE) -> dict[str, Any]:
         """Prune finished runs by the retention limits (the tickers also do, hourly)."""
         return self.store.gc(time.time(), keep_runs, keep_failures, max_age)
 
-    def migrate(self, to: str, *, force: bool = False, progress=None) -> dict:
+    def migrate(self, to: str, *, force: bool = False,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Copy this store (jobs, runs, events, output) into the empty store at *to*, the
         counts checked (``hermes-cron migrate``; see :mod:`hermes_cron_ext.store.migrate`).
 
@@ -553,7 +570,7 @@ class Operations(CronClient):
             target.close()
 
     def preview(self, schedule: str | None, tz: str | None = None, count: int = 5,
-                start: str | None = None) -> dict:
+                start: str | None = None) -> dict[str, Any]:
         """The next *count* fire times of a schedule, and what it means in words."""
         if not schedule:
             raise InvalidInput("schedule is required", field="schedule")

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from typing import Any, NoReturn
 
 from hermes_cron_ext.errors import Conflict, HermesCronError, InvalidInput, NotFound
 from hermes_cron_ext.ops.base import ConnectionFailed, CronClient, RunStream
@@ -46,16 +47,19 @@ class _SSEStream(RunStream):
             except OSError:
                 pass
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         c = self.client
         parts = urllib.parse.urlsplit(c.base)
         path = f"{parts.path}api/cron/runs/{urllib.parse.quote(self.run_id)}/stream"
+        # typeshed wants a str; a base with no host (http://:8888/) hands http.client None,
+        # which raises TypeError here, as it always has
+        host: str = parts.hostname  # type: ignore[assignment]
+        conn: http.client.HTTPConnection
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443,
+            conn = http.client.HTTPSConnection(host, parts.port or 443,
                                                timeout=c.timeout + 30, context=c.ssl_context)
         else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80,
-                                              timeout=c.timeout + 30)
+            conn = http.client.HTTPConnection(host, parts.port or 80, timeout=c.timeout + 30)
         self._conn = conn
         try:
             headers = {**c.headers(), "Accept": "text/event-stream"}
@@ -70,7 +74,7 @@ class _SSEStream(RunStream):
                 raise ConnectionFailed(f"cannot reach {c.base}: {exc}") from exc
             if resp.status != 200:
                 c.raise_for(resp.status, resp.read())
-            event: dict = {"event": "message", "data": "", "id": None}
+            event: dict[str, Any] = {"event": "message", "data": "", "id": None}
             while not self.closed:
                 try:
                     raw = resp.readline()
@@ -114,11 +118,11 @@ class RestClient(CronClient):
         self.where = f"server {self.base}"
         self.ssl_context = None if verify else ssl._create_unverified_context()
 
-    def headers(self) -> dict:
+    def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
     @staticmethod
-    def raise_for(status: int, body: bytes):
+    def raise_for(status: int, body: bytes) -> NoReturn:
         try:
             error = json.loads(body or b"{}").get("error") or {}
         except (ValueError, AttributeError):
@@ -129,8 +133,9 @@ class RestClient(CronClient):
         cls = _ERRORS.get(status, HermesCronError)
         raise cls(message, field=error.get("field"))
 
-    def request(self, method: str, path: str, body=None, query: dict | None = None,
-                raw: bool = False):
+    def request(self, method: str, path: str, body: Any = None,
+                query: dict[str, Any] | None = None, raw: bool = False) -> Any:
+        """The route's JSON (None when it has no body), or with *raw* ``(bytes, headers)``."""
         url = self.base + "api/cron/" + path
         query = {k: v for k, v in (query or {}).items() if v is not None}
         if query:
@@ -151,11 +156,18 @@ class RestClient(CronClient):
         except (OSError, http.client.HTTPException) as exc:
             raise ConnectionFailed(f"cannot reach {self.base}: {exc}") from exc
 
+    def _json(self, method: str, path: str, body: Any = None,
+              query: dict[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`request` for the routes that answer a JSON object."""
+        answer: dict[str, Any] = self.request(method, path, body, query)
+        return answer
+
     @staticmethod
     def _q(ref: str) -> str:
         return urllib.parse.quote(ref, safe="")
 
-    def jobs(self, state=None, search=None) -> list[dict]:
+    def jobs(self, state: str | None = None,
+             search: str | None = None) -> list[dict[str, Any]]:
         out, cursor = [], None
         while True:
             page = self.request("GET", "jobs", query={"limit": 500, "cursor": cursor,
@@ -165,78 +177,88 @@ class RestClient(CronClient):
             if cursor is None:
                 return out
 
-    def job(self, ref):
-        return self.request("GET", f"jobs/{self._q(ref)}")
+    def job(self, ref: str) -> dict[str, Any]:
+        return self._json("GET", f"jobs/{self._q(ref)}")
 
-    def add(self, spec):
-        return self.request("POST", "jobs", spec)
+    def add(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "jobs", spec)
 
-    def edit(self, ref, changes):
-        return self.request("PATCH", f"jobs/{self._q(ref)}", changes)
+    def edit(self, ref: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._json("PATCH", f"jobs/{self._q(ref)}", changes)
 
-    def remove(self, ref):
+    def remove(self, ref: str) -> None:
         self.request("DELETE", f"jobs/{self._q(ref)}")
 
-    def pause(self, ref):
-        return self.request("POST", f"jobs/{self._q(ref)}/pause")
+    def pause(self, ref: str) -> dict[str, Any]:
+        return self._json("POST", f"jobs/{self._q(ref)}/pause")
 
-    def resume(self, ref):
-        return self.request("POST", f"jobs/{self._q(ref)}/resume")
+    def resume(self, ref: str) -> dict[str, Any]:
+        return self._json("POST", f"jobs/{self._q(ref)}/resume")
 
-    def run_now(self, ref, parameters=None):
+    def run_now(self, ref: str,
+                parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         body = {"parameters": parameters} if parameters else None
-        return self.request("POST", f"jobs/{self._q(ref)}/run", body)
+        return self._json("POST", f"jobs/{self._q(ref)}/run", body)
 
-    def pipeline(self, ref):
-        return self.request("GET", f"jobs/{self._q(ref)}/pipeline")
+    def pipeline(self, ref: str) -> dict[str, Any]:
+        return self._json("GET", f"jobs/{self._q(ref)}/pipeline")
 
-    def job_parameters(self, ref):
-        return self.request("GET", f"jobs/{self._q(ref)}/parameters")["parameters"]
+    def job_parameters(self, ref: str) -> list[dict[str, Any]]:
+        params: list[dict[str, Any]] = self._json(
+            "GET", f"jobs/{self._q(ref)}/parameters")["parameters"]
+        return params
 
-    def backfill(self, ref, start, end, *, max_parallel=1, dry_run=False):
-        return self.request("POST", f"jobs/{self._q(ref)}/backfill", {
+    def backfill(self, ref: str, start: str, end: str, *, max_parallel: int = 1,
+                 dry_run: bool = False) -> dict[str, Any]:
+        return self._json("POST", f"jobs/{self._q(ref)}/backfill", {
             "from": start, "to": end, "max_parallel": max_parallel, "dry_run": dry_run})
 
-    def get_backfill(self, backfill_id):
-        return self.request("GET", f"backfills/{self._q(backfill_id)}")
+    def get_backfill(self, backfill_id: str) -> dict[str, Any]:
+        return self._json("GET", f"backfills/{self._q(backfill_id)}")
 
-    def backfills(self, ref):
-        return self.request("GET", f"jobs/{self._q(ref)}/backfill")["backfills"]
+    def backfills(self, ref: str) -> list[dict[str, Any]]:
+        backfills: list[dict[str, Any]] = self._json(
+            "GET", f"jobs/{self._q(ref)}/backfill")["backfills"]
+        return backfills
 
-    def cancel_backfill(self, backfill_id):
-        return self.request("POST", f"backfills/{self._q(backfill_id)}/cancel")
+    def cancel_backfill(self, backfill_id: str) -> dict[str, Any]:
+        return self._json("POST", f"backfills/{self._q(backfill_id)}/cancel")
 
-    def runs(self, ref=None, *, limit=50, cursor=None, status=None):
+    def runs(self, ref: str | None = None, *, limit: int = 50, cursor: str | None = None,
+             status: str | None = None) -> dict[str, Any]:
         path = f"jobs/{self._q(ref)}/runs" if ref else "runs"
-        return self.request("GET", path, query={"limit": limit, "cursor": cursor,
+        return self._json("GET", path, query={"limit": limit, "cursor": cursor,
                                                 "status": status})
 
-    def run(self, run_id):
-        return self.request("GET", f"runs/{self._q(run_id)}")
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self._json("GET", f"runs/{self._q(run_id)}")
 
-    def cancel(self, run_id):
-        return self.request("POST", f"runs/{self._q(run_id)}/cancel")
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        return self._json("POST", f"runs/{self._q(run_id)}/cancel")
 
-    def log(self, run_id, offset=0, limit=None, tail=None):
+    def log(self, run_id: str, offset: int = 0, limit: int | None = None,
+            tail: int | None = None) -> tuple[bytes, int, int]:
         data, headers = self.request("GET", f"runs/{self._q(run_id)}/log", raw=True, query={
             "offset": offset if tail is None else None, "limit": limit, "tail": tail})
         return data, int(headers.get("X-Log-Offset", offset)), int(
             headers.get("X-Log-Size", len(data)))
 
-    def stream(self, run_id, offset=0):
+    def stream(self, run_id: str, offset: int = 0) -> RunStream:
         return _SSEStream(self, run_id, offset)
 
-    def artifact(self, run_id):
-        return self.request("GET", f"runs/{self._q(run_id)}/artifact", raw=True)[0]
+    def artifact(self, run_id: str) -> bytes:
+        data: bytes = self.request("GET", f"runs/{self._q(run_id)}/artifact", raw=True)[0]
+        return data
 
-    def stats(self):
-        return self.request("GET", "stats")
+    def stats(self) -> dict[str, Any]:
+        return self._json("GET", "stats")
 
-    def status(self):
-        return self.request("GET", "status")
+    def status(self) -> dict[str, Any]:
+        return self._json("GET", "status")
 
-    def preview(self, schedule, tz=None, count=5, start=None):
-        return self.request("GET", "preview", query={"schedule": schedule, "tz": tz,
+    def preview(self, schedule: str, tz: str | None = None, count: int = 5,
+                start: str | None = None) -> dict[str, Any]:
+        return self._json("GET", "preview", query={"schedule": schedule, "tz": tz,
                                                      "count": count, "from": start})
 
     def artifact_url(self, run_id: str) -> str:

@@ -12,12 +12,15 @@ import asyncio
 import functools
 import os
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hermes_cron_ext.errors import HermesCronError, InvalidInput, StoreError
 from hermes_cron_ext.store.base import INTERFACES, Store
 from hermes_cron_ext.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+T = TypeVar("T")
 
 __all__ = ["AsyncStore", "SQLiteStore", "Store", "default_db", "doctor", "is_postgres",
            "open_store", "preload", "resolve_db"]
@@ -143,7 +146,7 @@ class AsyncStore:
         """The same store behind threads of its own; closing it leaves the store open."""
         return AsyncStore(self.sync, threads, owner=False)
 
-    async def run(self, fn, *args, **kwargs):
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on a store thread (helpers that use the sync store)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
@@ -154,6 +157,11 @@ class AsyncStore:
             await loop.run_in_executor(self._pool, self.sync.close)
         self._pool.shutdown(wait=False)
 
+    if TYPE_CHECKING:
+        # The mirrored methods are set on the class at import (below), so a type checker
+        # cannot list them: to it, they are awaitables of Any.
+        def __getattr__(self, name: str) -> Callable[..., Any]: ...
+
 
 #: Interface methods ``AsyncStore`` does not mirror, and why.
 NOT_AWAITED = {
@@ -161,11 +169,11 @@ NOT_AWAITED = {
 }
 
 
-def _awaited(name: str, method):
+def _awaited(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     """``AsyncStore.<name>``: the store's *name*, run on a store thread."""
 
     @functools.wraps(method)
-    async def call(self: AsyncStore, *args, **kwargs):
+    async def call(self: AsyncStore, *args: Any, **kwargs: Any) -> Any:
         return await self.run(getattr(self.sync, name), *args, **kwargs)
 
     call.__qualname__ = f"AsyncStore.{name}"

@@ -86,7 +86,7 @@ class JobStore(ABC):
 
     @abstractmethod
     def list_jobs(self, *, limit: int = 100, cursor: str | None = None,
-                  state: str | None = None, search: str | None = None) -> Page:
+                  state: str | None = None, search: str | None = None) -> Page[Job]:
         """Jobs sorted by name, one keyset page of at most *limit*.
 
         *state* filters by state (``running``: scheduled jobs with a running run);
@@ -207,7 +207,7 @@ class RunLedger(ABC):
 
     @abstractmethod
     def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
-                  cursor: str | None = None, status: str | None = None) -> Page:
+                  cursor: str | None = None, status: str | None = None) -> Page[Run]:
         """Runs newest first (by ``fire_at``, then id: runs of one instant page without a
         loss or a repeat), one keyset page; of one job, or of all.
 

@@ -14,9 +14,11 @@ compared; a mismatch raises :class:`StoreError`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.errors import Conflict, StoreError
+from hermes_cron_ext.store.base import Store
 from hermes_cron_ext.store.sql import SQLStore
 
 #: copied in this order; tickers are not copied
@@ -27,8 +29,8 @@ def _count(store: SQLStore, table: str) -> int:
     return store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
-def copy_store(source: SQLStore, target: SQLStore, *, force: bool = False,
-               progress: Callable[[str], None] | None = None) -> dict:
+def copy_store(source: Store, target: Store, *, force: bool = False,
+               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Copy *source* into the empty *target*; returns ``{"source", "copied", "target"}``
     counts (jobs, runs, events, cursors, output bytes, artifacts).
 
@@ -103,10 +105,10 @@ def copy_store(source: SQLStore, target: SQLStore, *, force: bool = False,
         raise StoreError("migrate: counts differ after the copy (source, target): "
                          + ", ".join(f"{k} {a} != {b}" for k, (a, b) in wrong.items()))
     cols = tables["runs"][0]
-    held = sum(1 for r in tables["runs"][1] if r[cols.index("status")] in ACTIVE_STATUSES
-               and (r[cols.index("pid")] is not None or r[cols.index("dispatched_at")]))
-    if held:
-        say(f"note: {held} run(s) were started when copied; their supervisors report to "
+    started = sum(1 for r in tables["runs"][1] if r[cols.index("status")] in ACTIVE_STATUSES
+                  and (r[cols.index("pid")] is not None or r[cols.index("dispatched_at")]))
+    if started:
+        say(f"note: {started} run(s) were started when copied; their supervisors report to "
             "the old store, so the new one will mark them lost")
     return {"source": expected, "copied": copied, "target": _show(target)}
 

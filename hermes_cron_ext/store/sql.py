@@ -475,7 +475,7 @@ class SQLStore(Store):
         return jobs
 
     def list_jobs(self, *, limit: int = 100, cursor: str | None = None,
-                  state: str | None = None, search: str | None = None) -> Page:
+                  state: str | None = None, search: str | None = None) -> Page[Job]:
         sql, args = "SELECT * FROM jobs WHERE 1=1", []
         if cursor:
             (after,) = _decode_cursor(cursor, 1)
@@ -852,7 +852,7 @@ class SQLStore(Store):
         return _row_run(row)
 
     def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
-                  cursor: str | None = None, status: str | None = None) -> Page:
+                  cursor: str | None = None, status: str | None = None) -> Page[Run]:
         sql, args = f"SELECT {LIST_COLUMNS} FROM runs WHERE 1=1", []
         if job_ref is not None:
             sql += " AND job_id = ?"
