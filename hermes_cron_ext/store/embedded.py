@@ -72,7 +72,7 @@ class PostgresServer:
         """The server's URL with another database name."""
         info = psycopg.conninfo.conninfo_to_dict(self.url)
         info["dbname"] = dbname
-        return psycopg.conninfo.make_conninfo(**info)
+        return psycopg.conninfo.make_conninfo("", **info)
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create (or re-create) database *name*, a copy of *template* if given; returns

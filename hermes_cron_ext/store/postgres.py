@@ -96,6 +96,8 @@ def _translate(sql: str) -> str:
 class Row(tuple):
     """A row readable by position and by column name, like ``sqlite3.Row``."""
 
+    _names: dict[str, int]
+
     def __new__(cls, values, names: dict[str, int]):
         row = super().__new__(cls, values)
         row._names = names
@@ -147,7 +149,7 @@ class HostSlots:
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        if self.n <= 0 or getattr(self._local, "depth", 0):
+        if self.n <= 0 or getattr(self._local, "depth", 0) != 0:
             self._local.depth = getattr(self._local, "depth", 0) + 1
             try:
                 yield
@@ -219,7 +221,7 @@ def redact(url: str) -> str:
     if "password" not in info:
         return url
     info["password"] = "***"
-    return psycopg.conninfo.make_conninfo(**info)
+    return psycopg.conninfo.make_conninfo("", **info)
 
 
 class PostgresStore(SQLStore):
@@ -231,6 +233,8 @@ class PostgresStore(SQLStore):
     #: claim lead per due run (ticker.py): measured, 1,000 supervisors forked and attached
     #: through the relay in ~15 s on 2 cores; the rest is margin for a busy host
     lead_per_run = 0.025
+
+    logs_dir: str  # this host's spool of output logs, always
 
     def __init__(self, url: str, *, clock=time.time, logs_dir: str | None = None):
         self._conns: weakref.WeakSet = weakref.WeakSet()
@@ -268,7 +272,9 @@ class PostgresStore(SQLStore):
                                   application_name="hermes-cron")
             # the server's setting (for the durable waits), then none for this session
             cur = raw.execute("SHOW synchronous_commit; SET synchronous_commit = off")
-            level = cur.fetchone()[0]
+            row = cur.fetchone()
+            assert row is not None  # SHOW answers one row
+            level = row[0]
             if level.replace("_", "").isalpha():
                 self._commit_level = level
         conn = Connection(raw)

@@ -21,6 +21,7 @@ import selectors
 import socket
 import struct
 import tempfile
+from typing import cast
 
 import psycopg
 
@@ -125,7 +126,8 @@ class Relay:
         self.sel = sel = selectors.DefaultSelector()
         self.listener.setblocking(False)
         sel.register(self.listener, selectors.EVENT_READ)
-        self.buffers = buffers = {}  # client -> bytes received, not yet a whole call
+        buffers: dict[socket.socket, bytearray] = {}  # client -> bytes not yet a whole call
+        self.buffers = buffers
         queue: list[tuple[int, int, socket.socket, tuple]] = []  # (urgency, seq, client, call)
         held: list[tuple[socket.socket, tuple]] = []  # replies waiting for the disk
         seq = 0
@@ -135,7 +137,8 @@ class Relay:
                     if key.fileobj is self.listener:
                         self._accept()
                         continue
-                    client = key.fileobj
+                    # every other object registered is a client's socket (_accept)
+                    client = cast(socket.socket, key.fileobj)
                     try:
                         data = client.recv(1 << 20)
                     except OSError:

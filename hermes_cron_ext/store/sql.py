@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import cast
 
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
@@ -278,8 +279,8 @@ def _row_run(row) -> Run:
     """A Run from a row selected with RUN_COLUMNS or LIST_COLUMNS, by position (fast)."""
     run = Run(*row[:len(RUN_FIELDS)])
     run.cancel_requested = bool(run.cancel_requested)
-    if run.parameters is not None:
-        run.parameters = json.loads(run.parameters)
+    if run.parameters is not None:  # the row's JSON text until here
+        run.parameters = json.loads(cast(str, run.parameters))
     if len(row) > len(RUN_FIELDS):
         run.spec = json.loads(row[len(RUN_FIELDS)])
     return run
@@ -627,7 +628,7 @@ class SQLStore(Store):
                    spec=json.loads(spec_text))
 
     def _slots(self, job: Job, schedule, slot: float, now: float,
-               cause: str | None = None) -> tuple[list[tuple], float]:
+               cause: str | None = None) -> tuple[list[rules.SlotDecision], float | None]:
         """Decide what happens to a due slot: ``[(slot, trigger, status, reason)], next``."""
         return rules.plan_slot(job.policy, slot, now, lambda t: _next(schedule, t),
                                lambda t: _prev(schedule, t), cause)
@@ -705,8 +706,11 @@ class SQLStore(Store):
             spec = job.spec()
             if parameters:
                 spec["parameters"] = {**(spec.get("parameters") or {}), **parameters}
-            return self._insert_run(db, job, trigger=trigger, scheduled_for=now, fire_at=now,
-                                    now=now, spec=spec, parameters=parameters)
+            run = self._insert_run(db, job, trigger=trigger, scheduled_for=now, fire_at=now,
+                                   now=now, spec=spec, parameters=parameters)
+            # a run asked for is outside the slot index (runs_slot): its insert never conflicts
+            assert run is not None
+            return run
 
     # -- backfills: past slots as a whole, a few at a time ------------------------------
     def create_backfill(self, ref: str, slots: list[float], max_parallel: int) -> dict:
@@ -913,7 +917,8 @@ class SQLStore(Store):
             for row in rows:
                 run_id, job_id, backfill_id = row[0], row[5], row[6]
                 other = rules.overlapping_run(run_id, backfill_id, running.get(job_id, ()))
-                out[run_id] = self._start_refusal(db, *tuple(row)[:6], row[7], row[8], other)
+                out[run_id] = self._start_refusal(db, row[0], row[1], row[2], row[3], row[4],
+                                                  row[5], row[7], row[8], other)
         for run_id in run_ids:
             if run_id not in out:
                 raise NotFound(f"no run {run_id!r}", field="run")

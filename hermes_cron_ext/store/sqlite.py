@@ -35,6 +35,8 @@ from hermes_cron_ext.store.sql import (  # noqa: F401  (re-exported: the names t
 class SQLiteStore(SQLStore):
     _integrity_errors = (sqlite3.IntegrityError,)
     _missing_table_errors = (sqlite3.OperationalError,)
+    path: str  # the file, always
+    logs_dir: str
 
     def __init__(self, path: str, *, clock=time.time):
         self.path = os.path.abspath(os.path.expanduser(path))
