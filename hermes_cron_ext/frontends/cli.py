@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import schedule as sched
@@ -152,7 +153,8 @@ def cmd_show(args, ops: Operations) -> int:
         return 0
     note = None
     if job.get("after"):  # why its upstreams' runs may not trigger it
-        me = next((n for n in ops.pipeline(job["id"])["nodes"] if n["id"] == job["id"]), {})
+        me: dict[str, Any] = next(
+            (n for n in ops.pipeline(job["id"])["nodes"] if n["id"] == job["id"]), {})
         note = me.get("note")
     print(job_text(job, runs, note, time.time()))
     return 0
@@ -471,6 +473,10 @@ def cmd_gc(args, ops: Operations) -> int:
     return 0
 
 
+#: the daemon's pidfile, held open (and so locked) for the process's life
+_pidfile_fd: int | None = None
+
+
 def _write_pidfile(path: str) -> None:
     import fcntl
 
@@ -481,7 +487,8 @@ def _write_pidfile(path: str) -> None:
         raise HermesCronError(f"another daemon holds {path}")
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
-    _write_pidfile.fd = fd  # keep the lock for the process's life
+    global _pidfile_fd
+    _pidfile_fd = fd  # keep the lock for the process's life
 
 
 def _local_daemons(ops: Operations) -> list[dict]:

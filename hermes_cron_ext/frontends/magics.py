@@ -26,6 +26,7 @@ import re
 import shlex
 import sys
 import time
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -403,7 +404,7 @@ class CronMagics(Magics):
         runs = self.client.runs(job["id"], limit=5)["runs"]
         note = None
         if job.get("after"):  # why its upstreams' runs may not trigger it
-            me = next((n for n in self.client.pipeline(job["id"])["nodes"]
+            me: dict[str, Any] = next((n for n in self.client.pipeline(job["id"])["nodes"]
                        if n["id"] == job["id"]), {})
             note = me.get("note")
         print(job_text(job, runs, note, time.time()))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 __all__ = ["Terminal", "to_html"]
 
@@ -82,7 +83,8 @@ def _span(style: tuple, text: str) -> str:
 def _render(cells: list[tuple[str, tuple]]) -> tuple[str, str]:
     """HTML and plain text of one line of cells, merging runs of one style."""
     out, plain = [], []
-    run_style, run = None, []
+    run_style: tuple[Any, ...] = ()  # set before any cell joins the run
+    run: list[str] = []
     for ch, style in cells:
         plain.append(ch)
         if style != run_style and run:
@@ -226,7 +228,7 @@ class Terminal:
             elif a == 49:
                 bg = None
             elif a in (38, 48) and i + 1 < len(args):
-                color = None
+                color: int | str | None = None
                 if args[i + 1] == 5 and i + 2 < len(args):
                     color, i = args[i + 2] % 256, i + 2
                 elif args[i + 1] == 2 and i + 4 < len(args):

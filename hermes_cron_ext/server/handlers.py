@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import overload
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -86,6 +87,11 @@ class CronAPIHandler(APIHandler):
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object")
         return body
+
+    @overload
+    def int_arg(self, name: str, default: int, lo: int, hi: int) -> int: ...
+    @overload
+    def int_arg(self, name: str, default: None, lo: int, hi: int) -> int | None: ...
 
     def int_arg(self, name: str, default: int | None, lo: int, hi: int) -> int | None:
         raw = self.get_query_argument(name, None)
@@ -403,7 +409,7 @@ class RunStreamHandler(SSEHandler):
                     last = state
                     await self.flush()  # backpressure: a slow client waits here alone
                     last_write = time.monotonic()
-                if feed.done and offset >= feed.read_to:
+                if feed.done and feed.read_to is not None and offset >= feed.read_to:
                     self.event("end", {"status": run.status, "exit_code": run.exit_code,
                                        "reason": run.reason, "offset": offset})
                     await self.flush()

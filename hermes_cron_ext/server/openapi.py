@@ -180,7 +180,8 @@ def _ts_type(schema: dict, indent: str = "") -> str:
     if "$ref" in schema:
         return "I" + schema["$ref"].removeprefix(_REF)
     if "oneOf" in schema or "anyOf" in schema:
-        return " | ".join(_ts_type(s, indent) for s in schema.get("oneOf", schema.get("anyOf")))
+        options = schema["oneOf"] if "oneOf" in schema else schema["anyOf"]
+        return " | ".join(_ts_type(s, indent) for s in options)
     types = schema.get("type")
     types = [types] if isinstance(types, str) else list(types or [])
     if "enum" in schema:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
@@ -77,7 +78,7 @@ class CronService:
         self.bus.add_listener(self._on_events)
         self.bus.add_interest(self.feeds.watching)  # a run's feed learns its end from events
         self._bus_task: asyncio.Task | None = None
-        self._unlisten = None
+        self._unlisten: Callable[[], None] | None = None
         self.closing = False
         self.log = log
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from hermes_cron_ext.domain.models import FAILED_STATUSES
 from hermes_cron_ext.frontends.render import (
@@ -91,7 +92,7 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
 class Dashboard(Static, widgets.VBox):
     """Health of every job (``/stats`` plus recent runs), failing jobs first."""
 
-    rows = traitlets.List()
+    rows: traitlets.List[dict[str, Any]] = traitlets.List()
 
     def __init__(self, client: CronClient | None = None, **kwargs):
         self.client = client or get_client()

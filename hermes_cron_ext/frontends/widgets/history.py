@@ -4,6 +4,7 @@ coloured by outcome (inline SVG, no plotting library)."""
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from hermes_cron_ext.domain.models import FINAL_STATUSES
 from hermes_cron_ext.frontends.render import (
@@ -63,7 +64,7 @@ def duration_chart(runs: list[dict], width: int = 560, height: int = 120,
                          f'font-size="10" fill="#666">{html.escape(local_time(last))}</text>')
     for i, r in enumerate(runs):
         status = r.get("status")
-        colour = OUTCOME_COLOURS.get(status, "#757575")
+        colour = OUTCOME_COLOURS.get(status or "", "#757575")
         duration = r.get("duration")
         h = 2.0 if duration is None else max(2.0, plot_h * duration / longest)
         x = left + i * slot + (slot - bar_w) / 2
@@ -103,7 +104,7 @@ class RunHistory(Static, widgets.VBox):
     """A job's runs (or every job's: *job* None), newest first, a page at a time, over a
     chart of their durations; *status* keeps the runs in that status only."""
 
-    runs = traitlets.List()
+    runs: traitlets.List[dict[str, Any]] = traitlets.List()
     page = traitlets.Int(0)
     has_next = traitlets.Bool(False)
 

@@ -21,7 +21,7 @@ from hermes_cron_ext.frontends.widgets.base import (
     anywidget,
     traitlets,
 )
-from hermes_cron_ext.ops import ConnectionFailed, CronClient, get_client
+from hermes_cron_ext.ops import ConnectionFailed, CronClient, RunStream, get_client
 
 __all__ = ["MARKER", "STATIC_LINES", "LiveOutput"]
 
@@ -77,7 +77,7 @@ class LiveOutput(Static, anywidget.AnyWidget):
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stream = None
+        self._stream: RunStream | None = None
         self._dirty = False
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
