@@ -195,3 +195,47 @@ def save(text: str, path: str) -> None:
     with open(path, "w") as f:
         f.write(text)
     print(f"[bench] saved {path}", file=sys.stderr)
+
+
+class PeakSampler:
+    """Samples the machine every *every* seconds in a thread while a figure runs: the
+    number of processes (``/proc`` entries), the runnable tasks (``/proc/loadavg``'s
+    fourth field, before the slash: the instantaneous load) and the 1-minute load
+    average. ``with PeakSampler() as s: ...`` then ``s.peak_procs``, ``s.peak_runnable``,
+    ``s.peak_load``, ``s.base_procs`` (the count before)."""
+
+    def __init__(self, every: float = 0.02):
+        import threading
+
+        self.every = every
+        self.base_procs = self.peak_procs = self._procs()
+        self.peak_runnable = 0
+        self.peak_load = os.getloadavg()[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _procs() -> int:
+        return sum(1 for e in os.scandir("/proc") if e.name.isdigit())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak_procs = max(self.peak_procs, self._procs())
+            with open("/proc/loadavg") as f:
+                fields = f.read().split()
+            self.peak_load = max(self.peak_load, float(fields[0]))
+            # the sampler itself is one of the runnable tasks it counts
+            self.peak_runnable = max(self.peak_runnable, int(fields[3].split("/")[0]) - 1)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def describe(self) -> str:
+        return (f"peak {self.peak_procs:,} processes on the machine ({self.base_procs:,} "
+                f"before), {self.peak_runnable} runnable, 1-min load average "
+                f"{self.peak_load:.2f}")

@@ -1,11 +1,14 @@
-"""The local executor: supervisors forked from a warm process.
+"""The local executor: host agents and supervisors forked from a warm process.
 
 Starting Python costs 15-65 ms here (150+ ms through the pyenv shim), a fork from
 a warm process about 1 ms. So the executor keeps one *fork server*: a child
-process that has already imported the supervisor and forks one supervisor per
-run on request. Each forked supervisor calls ``setsid`` at once, so it outlives
-the fork server and the ticker (a ``kill -9`` of either leaves runs going), and
-the fork server ignores SIGCHLD so the kernel reaps its children.
+process that has already imported the runtime and the store. It hands most runs
+(command and Python jobs that start at their instant: ``agent.handles``) to its
+*host agents* (``agent.py``), up to one per core, forked from it on first use, each
+watching many runs; it forks a supervisor of its own for the others (notebooks,
+runs that wait for a turn). Agents and supervisors call ``setsid`` at once, so they
+outlive the fork server and the ticker (a ``kill -9`` of either leaves runs going),
+and the fork server ignores SIGCHLD so the kernel reaps its children.
 
 On PostgreSQL the fork server also forks a relay (``store/postgres.py``), so its
 supervisors share one warm connection instead of opening a server process each.
@@ -28,6 +31,7 @@ import sys
 from abc import ABC, abstractmethod
 
 from hermes_cron_ext.domain.models import Run
+from hermes_cron_ext.runtime.agent import handles
 
 log = logging.getLogger("hermes_cron")
 
@@ -170,7 +174,8 @@ class LocalExecutor(Executor):
             return
         proc = await self._server()
         assert proc.stdin is not None
-        proc.stdin.write(b"".join(json.dumps({"run_id": r.id}).encode() + b"\n" for r in runs))
+        proc.stdin.write(b"".join(json.dumps({"run_id": r.id, "agent": handles(r)}).encode()
+                                  + b"\n" for r in runs))
         try:
             await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
@@ -202,8 +207,85 @@ def spawn_supervisor(db: str, run_id: str) -> int:
     return proc.pid
 
 
+#: host agents per fork server: one per core takes a burst's starts in parallel
+AGENTS = max(1, min(4, os.cpu_count() or 1))
+
+
+class Agents:
+    """The fork server's host agents: started on first use, handed runs in turn. An
+    agent reads its runs from a pipe whose end of file (this fork server gone) tells
+    it to finish what it has and exit."""
+
+    def __init__(self, db: str, err_path: str, size: int = AGENTS):
+        self.db, self.err_path, self.size = db, err_path, size
+        self.pool: list[tuple[int, int] | None] = [None] * size  # (pid, write end)
+        self._turn = 0
+
+    def send(self, line: bytes, relay: str | None) -> None:
+        """Hand one run (a JSON line) to the next agent; one that died is replaced."""
+        for _ in range(2 * self.size):
+            i = self._turn % self.size
+            self._turn += 1
+            agent = self.pool[i]
+            if agent is None or not _alive(agent[0]):
+                if agent is not None:
+                    os.close(agent[1])
+                agent = self.pool[i] = self._start(relay)
+            try:
+                os.write(agent[1], line if line.endswith(b"\n") else line + b"\n")
+                return
+            except BrokenPipeError:  # died since: the next one takes it
+                os.close(agent[1])
+                self.pool[i] = None
+        print(f"hermes-cron fork server: no agent took {line!r}", file=sys.stderr)
+
+    def _start(self, relay: str | None) -> tuple[int, int]:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid:
+            os.close(r)
+            return pid, w
+        code = 1
+        try:
+            os.close(w)
+            self.close_in_child()  # no agent holds another's inbox open
+            _detach(self.err_path)
+            from hermes_cron_ext.runtime.agent import run_agent
+
+            code = run_agent(self.db, r, relay)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def close_in_child(self) -> None:
+        """In a fork: the agents' inboxes are the fork server's alone."""
+        for agent in self.pool:
+            if agent is not None:
+                try:
+                    os.close(agent[1])
+                except OSError:
+                    pass
+
+
+def _detach(err_path: str) -> None:
+    """In a fork: a session of our own, stdin and stdout on /dev/null, stderr to
+    *err_path*, the fork server's signal dispositions undone."""
+    os.setsid()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDWR)
+    err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(err, 2)
+
+
 def serve(db: str, logs_dir: str) -> None:
-    """The fork server's loop: one JSON line in, one detached supervisor out."""
+    """The fork server's loop: one JSON line in, the run to an agent or to a detached
+    supervisor of its own."""
     from hermes_cron_ext.runtime.supervisor import supervise
     from hermes_cron_ext.store import is_postgres, preload
 
@@ -216,26 +298,25 @@ def serve(db: str, logs_dir: str) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps our children
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the server
     err_path = os.path.join(logs_dir, "supervisors.err") if logs_dir else os.devnull
+    agents = Agents(db, err_path)
     for line in sys.stdin.buffer:
         try:
-            run_id = json.loads(line)["run_id"]
-        except (ValueError, KeyError):
+            message = json.loads(line)
+            run_id = message["run_id"]
+        except (ValueError, KeyError, TypeError):
             continue
         if is_postgres(db) and not _alive(relay_pid):  # (re)start the supervisors' relay
             from hermes_cron_ext.store.relay import start_relay
 
             relay, relay_pid = start_relay(db, err_path)
+        if message.get("agent"):
+            agents.send(line, relay)
+            continue
         if os.fork() == 0:
             code = 1
             try:
-                os.setsid()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                null = os.open(os.devnull, os.O_RDWR)
-                err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                os.dup2(null, 0)
-                os.dup2(null, 1)
-                os.dup2(err, 2)
+                agents.close_in_child()
+                _detach(err_path)
                 code = supervise(db, run_id, relay)
             except BaseException:
                 import traceback

@@ -86,6 +86,67 @@ def payload_argv(spec: dict, artifact: str) -> list[str]:
     raise ValueError(f"unknown job kind {kind!r}")
 
 
+def payload_launch(store, run) -> tuple[list[str], dict[str, str], str]:
+    """What starting *run*'s payload takes: its argv, environment and working folder.
+    Store reads (secrets, upstream artifacts) happen here, before the instant.
+
+    :raises ValueError: the spec names an unknown kind."""
+    spec = run.spec
+    env = dict(os.environ)
+    if "PATH" not in (spec.get("env") or {}):
+        env["PATH"] = python_path(spec, env.get("PATH"))
+    env.update(spec.get("env") or {})
+    if spec.get("secret_env"):
+        env.update(store.run_secrets(run.id))
+    parameters = dict(spec.get("parameters") or {})
+    upstream = [{**u, "artifact": upstream_artifact(store, u["run_id"])}
+                for u in spec.get("upstream") or []]
+    if upstream:  # the run(s) that triggered this one (pipelines)
+        first = upstream[0]
+        env.update({"HERMES_CRON_UPSTREAM": json.dumps(upstream),
+                    "HERMES_CRON_UPSTREAM_RUN_ID": first["run_id"],
+                    "HERMES_CRON_UPSTREAM_STATUS": first["status"],
+                    "HERMES_CRON_UPSTREAM_EXIT_CODE": str(first["exit_code"]),
+                    "HERMES_CRON_UPSTREAM_ARTIFACT": first["artifact"] or ""})
+    if spec.get("kind") == "notebook":
+        if spec.get("logical_time"):  # a backfilled slot: the notebook is told which
+            parameters.setdefault("logical_time", spec["logical_time"])
+        if upstream:
+            parameters.update(upstream_parameters(spec, upstream[0], parameters))
+        env[PARAMETERS_ENV] = json.dumps(parameters)
+    elif parameters:  # a script reads them as JSON, or one by one
+        env[PARAMETERS_ENV] = json.dumps(parameters)
+        for key, value in parameters.items():
+            env[f"HERMES_CRON_PARAM_{key}"] = value if isinstance(value, str) \
+                else json.dumps(value)
+    env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
+                "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
+                "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or ""),
+                # the slot this run stands for, as ISO 8601 UTC (a backfill's past slot)
+                "HERMES_CRON_LOGICAL_TIME": iso(run.scheduled_for) or ""})
+    env.pop("HERMES_CRON_FORKSERVER", None)
+    cwd = os.path.expanduser(spec.get("cwd") or "~")  # JupyterLab reports "~/..." roots
+    return payload_argv(spec, store.artifact_path(run.id)), env, cwd
+
+
+def upstream_artifact(store, run_id: str) -> str | None:
+    """The executed notebook of an upstream notebook run, as a local file: the one
+    it wrote here, or a copy of the store's (its run was on another host)."""
+    path = store.artifact_path(run_id)
+    if os.path.exists(path):
+        return path
+    try:
+        data = store.read_artifact(run_id)
+    except Exception:  # noqa: BLE001 - the downstream runs without it, as told
+        data = None
+    if not data:
+        return None
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(data)
+    return path
+
+
+
 def _signal_name(num: int) -> str:
     try:
         return signal.Signals(num).name
@@ -124,6 +185,29 @@ def patiently(call, *args, limit: float):
                   f"trying again in {pause:g} s")
         time.sleep(pause)
         pause = min(pause * 2, 5.0)
+
+
+def outcome(rc: int, stopping: str | None, timeout: float | None,
+            writer: output.OutputWriter, last_err: bytes) -> tuple[str, int, str | None]:
+    """``(status, exit_code, reason)`` of a payload that exited with *rc* (negative: the
+    signal), *stopping* why it was stopped (``timed_out``, ``cancelled``,
+    ``write_failed``), *last_err* the last line it wrote to stderr."""
+    if rc < 0:
+        exit_code, why = 128 - rc, f"killed by {_signal_name(-rc)}"
+    else:
+        exit_code, why = rc, f"exit code {rc}"
+    if stopping == "timed_out":
+        return "timed_out", exit_code, f"timed out after {timeout:g} s"
+    if stopping == "cancelled":
+        return "cancelled", exit_code, "cancelled"
+    if stopping == "write_failed":
+        err = writer.error
+        return "failed", exit_code, (f"cannot write the run's output: "
+                                     f"{getattr(err, 'strerror', None) or err} ({writer.path})")
+    if rc == 0:
+        return "succeeded", 0, None
+    detail = last_err.decode(errors="replace").strip()
+    return "failed", exit_code, f"{why}: {detail}" if detail else why
 
 
 class Payload:
@@ -280,44 +364,9 @@ class Supervisor:
     def _spawn(self, run, warm: bool = False) -> Payload | Exception:
         """Start the payload; *warm*: a notebook runner that starts its kernel and waits
         for :meth:`Payload.go`. An exception returned says why it cannot start."""
-        spec, store = run.spec, self.store
-        env = dict(os.environ)
-        if "PATH" not in (spec.get("env") or {}):
-            env["PATH"] = python_path(spec, env.get("PATH"))
-        env.update(spec.get("env") or {})
-        if spec.get("secret_env"):
-            env.update(store.run_secrets(run.id))
-        parameters = dict(spec.get("parameters") or {})
-        upstream = [{**u, "artifact": self._upstream_artifact(u["run_id"])}
-                    for u in spec.get("upstream") or []]
-        if upstream:  # the run(s) that triggered this one (pipelines)
-            first = upstream[0]
-            env.update({"HERMES_CRON_UPSTREAM": json.dumps(upstream),
-                        "HERMES_CRON_UPSTREAM_RUN_ID": first["run_id"],
-                        "HERMES_CRON_UPSTREAM_STATUS": first["status"],
-                        "HERMES_CRON_UPSTREAM_EXIT_CODE": str(first["exit_code"]),
-                        "HERMES_CRON_UPSTREAM_ARTIFACT": first["artifact"] or ""})
-        if spec.get("kind") == "notebook":
-            if spec.get("logical_time"):  # a backfilled slot: the notebook is told which
-                parameters.setdefault("logical_time", spec["logical_time"])
-            if upstream:
-                parameters.update(upstream_parameters(spec, upstream[0], parameters))
-            env[PARAMETERS_ENV] = json.dumps(parameters)
-        elif parameters:  # a script reads them as JSON, or one by one
-            env[PARAMETERS_ENV] = json.dumps(parameters)
-            for key, value in parameters.items():
-                env[f"HERMES_CRON_PARAM_{key}"] = value if isinstance(value, str) \
-                    else json.dumps(value)
-        env.update({"PYTHONUNBUFFERED": "1", "HERMES_CRON_RUN_ID": run.id,
-                    "HERMES_CRON_JOB": spec.get("job_name") or run.job_id,
-                    "HERMES_CRON_SCHEDULED_FOR": str(run.scheduled_for or ""),
-                    # the slot this run stands for, as ISO 8601 UTC (a backfill's past slot)
-                    "HERMES_CRON_LOGICAL_TIME": iso(run.scheduled_for) or ""})
-        env.pop("HERMES_CRON_FORKSERVER", None)
-        cwd = os.path.expanduser(spec.get("cwd") or "~")  # JupyterLab reports "~/..." roots
         go_r = go_w = None
         try:
-            argv = payload_argv(spec, store.artifact_path(run.id))
+            argv, env, cwd = payload_launch(self.store, run)
             if warm:
                 go_r, go_w = os.pipe()
                 env[GO_FD_ENV] = str(go_r)
@@ -333,22 +382,6 @@ class Supervisor:
             if go_r is not None:
                 os.close(go_r)
         return Payload(proc, go_w)
-
-    def _upstream_artifact(self, run_id: str) -> str | None:
-        """The executed notebook of an upstream notebook run, as a local file: the one
-        it wrote here, or a copy of the store's (its run was on another host)."""
-        path = self.store.artifact_path(run_id)
-        if os.path.exists(path):
-            return path
-        try:
-            data = self.store.read_artifact(run_id)
-        except Exception:  # noqa: BLE001 - the downstream runs without it, as told
-            data = None
-        if not data:
-            return None
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            f.write(data)
-        return path
 
     def _execute(self, run, payload: Payload | Exception | None = None) -> int:
         spec, store = run.spec, self.store
@@ -495,22 +528,7 @@ class Supervisor:
         rc = proc.wait()
         for f in (proc.stdout, proc.stderr):
             f.close()
-        if rc < 0:
-            exit_code, why = 128 - rc, f"killed by {_signal_name(-rc)}"
-        else:
-            exit_code, why = rc, f"exit code {rc}"
-        if stopping == "timed_out":
-            return "timed_out", exit_code, f"timed out after {timeout:g} s"
-        if stopping == "cancelled":
-            return "cancelled", exit_code, "cancelled"
-        if stopping == "write_failed":
-            err = writer.error
-            return "failed", exit_code, (f"cannot write the run's output: "
-                                         f"{err.strerror or err} ({writer.path})")
-        if rc == 0:
-            return "succeeded", 0, None
-        detail = last_err.decode(errors="replace").strip()
-        return "failed", exit_code, f"{why}: {detail}" if detail else why
+        return outcome(rc, stopping, timeout, writer, last_err)
 
 
 def supervise(db: str, run_id: str, relay: str | None = None) -> int:

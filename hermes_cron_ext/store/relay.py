@@ -31,14 +31,15 @@ from hermes_cron_ext.store.postgres import PostgresStore, _spool_dir
 
 log = logging.getLogger("hermes_cron")
 
-#: The store calls a supervisor makes on its common path (all of them safe to repeat, so
+#: The store calls a supervisor or a host agent makes on its common path (all of them
+#: safe to repeat, so
 #: a call the relay may have done before it died is simply made again without it).
-RELAYED = frozenset({"attach_run", "get_run", "check_start", "running_others",
+RELAYED = frozenset({"attach_run", "get_run", "check_start", "check_starts", "running_others",
                      "catchup_ahead", "turn_ahead", "run_secrets", "mark_running", "heartbeat_run",
                      "finish_run", "output_size", "_append_chunk", "import_artifact",
                      "take_next"})
 #: Answered first (lowest first): what stands between a run's instant and its payload.
-URGENT = {"check_start": 0, "attach_run": 1, "get_run": 1}
+URGENT = {"check_start": 0, "check_starts": 0, "attach_run": 1, "get_run": 1}
 _FRAME = struct.Struct("!I")
 #: A call the relay has not answered in this long is made on a connection of our own.
 RELAY_TIMEOUT = 60.0

@@ -186,7 +186,7 @@ def test_a_supervisor_late_for_a_lost_run_never_runs_its_payload(real_store, tmp
 def test_an_upstream_artifact_from_another_host_is_copied_here(pg_url, tmp_path):
     """On PostgreSQL the upstream notebook may have run elsewhere: its executed copy is
     read from the store and written beside this host's logs for the downstream."""
-    from hermes_cron_ext.runtime.supervisor import Supervisor
+    from hermes_cron_ext.runtime.supervisor import upstream_artifact
     from hermes_cron_ext.store.postgres import PostgresStore
 
     there = PostgresStore(pg_url, logs_dir=str(tmp_path / "there"))
@@ -195,12 +195,12 @@ def test_an_upstream_artifact_from_another_host_is_copied_here(pg_url, tmp_path)
         make_job(there, "extract", "@yearly")
         run = there.request_run("extract")
         there.import_artifact(run.id, b'{"cells": []}')
-        path = Supervisor(here, "unused")._upstream_artifact(run.id)
+        path = upstream_artifact(here, run.id)
         assert path == here.artifact_path(run.id) and path.startswith(str(tmp_path / "here"))
         with open(path, "rb") as f:
             assert f.read() == b'{"cells": []}'
         assert os.stat(path).st_mode & 0o777 == 0o600
-        assert Supervisor(here, "unused")._upstream_artifact("r_none") is None
+        assert upstream_artifact(here, "r_none") is None
     finally:
         there.close()
         here.close()

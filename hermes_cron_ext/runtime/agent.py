@@ -1,0 +1,673 @@
+"""The host agent: one warm process that starts and watches many runs.
+
+A supervisor per run (``supervisor.py``) costs a Python process per run: a burst of
+1,000 runs at one instant meant 1,000 of them, forked seconds early. The agent takes
+their place for the runs that need nothing but a start and a watch (command and
+Python jobs whose overlap policy decides at the instant, :func:`handles`):
+
+1. it *attaches* each run it is sent, ahead of its instant (the fence against
+   ``mark_lost``: the run's ``pid`` is now the agent's), and prepares its argv and
+   environment (store reads: secrets, upstream artifacts);
+2. at the instant it asks the store once for the whole batch (``check_starts``) and
+   starts the payloads one after another, each in a process group of its own, its
+   output piped back here; the start costs a ``posix_spawn``-like fork+exec, so the
+   machine runs the payloads and little else;
+3. one ``selectors`` loop reads every run's output into its log (with progress),
+   heartbeats, enforces timeouts and cancel requests (TERM the group, KILL after the
+   grace) and records each final status and exit code, with the supervisor's own
+   helpers, so a run reads the same whoever watched it;
+4. a pipeline's or a backfill's next run, queued by a run's end, is taken at once.
+
+Runs that wait for a turn (overlap ``queue`` and ``replace``, catch-ups in order, runs
+owed to their slot) and notebook runs (a warm kernel per run) still get a supervisor
+of their own, forked from here or from the fork server.
+
+What a crash costs (see ARCHITECTURE.md): a ``kill -9`` of the agent loses the runs it
+watches, never silently. Their payloads lose the reader of their output; the next
+reconcile of any ticker on this host finds the agent's pid gone, marks each of its
+active runs ``lost`` with the reason and stops its payload's process group, so a retry
+never runs beside it; a run not yet started never starts. The fork server starts a
+new agent for the runs that come next. A ``kill -9`` of the ticker or of the fork
+server costs nothing: the agent is in a session of its own, finishes what it has and
+exits when nothing is left.
+
+SIGTERM to the agent is how a cancel on this host is delivered (``ops.cancel`` and
+``replace`` signal a run's pid): the agent cancels the runs whose cancel is
+requested in the store; a SIGTERM with none requested (a shutdown) cancels all.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+from hermes_cron_ext.domain import policy as rules
+from hermes_cron_ext.domain.models import Run, RunStatus
+from hermes_cron_ext.domain.policy import OverlapAction
+from hermes_cron_ext.domain.progress import Progress
+from hermes_cron_ext.errors import NotFound
+from hermes_cron_ext.processes import hostname, proc_start_time
+from hermes_cron_ext.runtime.supervisor import (
+    EXIT_DRAIN,
+    HEARTBEAT_INTERVAL,
+    _complain,
+    outcome,
+    patiently,
+    payload_launch,
+)
+from hermes_cron_ext.store.output import OutputWriter
+
+#: job kinds the agent runs itself; a notebook needs a warm kernel: its own supervisor
+AGENT_KINDS = frozenset({"command", "python"})
+#: woken this long before an instant, the agent asks the store about the runs due then
+#: and sleeps the rest precisely (an epoll
+#: timeout is whole milliseconds, a nanosleep is not)
+SPIN = 0.005
+CORES = os.cpu_count() or 1
+#: Runs whose payload is *primed*: started ahead as a shell that waits on a pipe and,
+#: at the instant, execs the payload in its own place (same pid, group, environment;
+#: a fork and Python's spawn work taken off the instant). A few, for the latency of a
+#: lone run; a burst's other runs start one after another at the instant, so the
+#: machine never has hundreds runnable at once. End of file on the pipe (the run
+#: skipped or cancelled, or the agent killed) makes the shell exit, the payload unrun.
+PRIMED = 2 * CORES
+GO_SCRIPT = 'read _ && exec "$@" </dev/null'  # the pipe is its stdin until the exec
+#: after starting payloads the agent leaves new runs unread this long: the payloads
+#: take the CPU first (the ticker claims the next slots at this instant too)
+HUSH = 0.005
+
+
+def handles(run: Run) -> bool:
+    """Whether the agent runs *run* itself: a command or Python job whose start is
+    decided at its instant by one ``check_start`` (no wait for a turn)."""
+    spec = run.spec or {}
+    if spec.get("kind", "command") not in AGENT_KINDS:
+        return False
+    plan = rules.start_plan(run.trigger, spec.get("overlap"))
+    return not plan.after_catchups and plan.overlap not in (OverlapAction.WAIT,
+                                                            OverlapAction.REPLACE)
+
+
+@dataclass(eq=False)
+class Watch:
+    """One run in the agent, from attach to its final status."""
+
+    run: Run
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""
+    error: Exception | None = None  # why its payload cannot start
+    proc: subprocess.Popen | None = None
+    go: int | None = None  # the write end of a primed payload's pipe
+    started: float = 0.0
+    writer: OutputWriter | None = None
+    progress: Progress = field(default_factory=Progress)
+    streams: dict[int, tuple[str, IO[bytes]]] = field(default_factory=dict)
+    pidfd: int | None = None
+    stopping: str | None = None  # "cancelled", "timed_out", "write_failed"
+    deadline: float | None = None  # monotonic, while a timeout runs
+    kill_at: float | None = None
+    exited_at: float | None = None
+    next_beat: float = 0.0
+    last_beat: float = 0.0
+    last_err: bytes = b""
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+
+class Agent:
+    def __init__(self, store, inbox: int, db: str, relay: str | None = None,
+                 heartbeat: float = HEARTBEAT_INTERVAL):
+        self.store, self.db, self.relay, self.heartbeat = store, db, relay, heartbeat
+        self.pid = os.getpid()
+        self.proc_start = proc_start_time(self.pid)
+        self.host = hostname()
+        self.waiting: dict[str, Watch] = {}  # attached, before their instant
+        self.running: dict[str, Watch] = {}
+        self._instants: list[tuple[float, int, str]] = []  # (fire_at, seq, run id)
+        self._timers: list[tuple[float, int, str, str]] = []  # (monotonic, seq, what, id)
+        self._seq = 0
+        self._children: list[int] = []  # supervisors forked for runs not ours
+        self._primed: set[str] = set()
+        self.sel = selectors.DefaultSelector()
+        self.inbox: int | None = inbox
+        self._pending = b""
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._signalled = False
+        self.closing = False
+        self._hushed_until: float | None = None  # monotonic; the inbox unread till then
+
+    # -- the loop ---------------------------------------------------------------------
+    def serve(self) -> int:
+        """Run until the inbox is closed (the fork server gone) and nothing is left."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # Popen.wait needs the exit codes
+        os.set_blocking(self.inbox, False)
+        self.sel.register(self.inbox, selectors.EVENT_READ, ("inbox", None))
+        self.sel.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        try:
+            while self.inbox is not None or self.waiting or self.running:
+                timeout = self._timeout()
+                for key, _ in self.sel.select(None if timeout is None else max(timeout, 0)):
+                    what, watch = key.data
+                    if what == "out":
+                        self._read(key.fd, watch)
+                    elif what == "exit":
+                        self._exited(watch)
+                    elif what == "inbox":
+                        self._read_inbox()
+                    else:
+                        self._on_wake()
+                self._fire_due()
+                self._run_timers()
+                if self._hushed_until is not None and time.monotonic() >= self._hushed_until:
+                    self._hushed_until = None
+                    if self.inbox is not None:
+                        self.sel.register(self.inbox, selectors.EVENT_READ, ("inbox", None))
+                self._reap_children()
+        finally:
+            self.store.close()
+        return 0
+
+    def _timeout(self) -> float | None:
+        """Seconds to block: until ``SPIN`` before the next instant, or the next timer."""
+        waits = []
+        if self._instants:
+            waits.append(self._instants[0][0] - time.time() - SPIN)
+        if self._timers:
+            waits.append(self._timers[0][0] - time.monotonic())
+        if self._children:
+            waits.append(1.0)  # to reap them
+        if self._hushed_until is not None:
+            waits.append(self._hushed_until - time.monotonic())
+        return min(waits) if waits else None
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signalled = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _timer(self, when: float, what: str, watch: Watch) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, what, watch.id))
+
+    # -- runs in ----------------------------------------------------------------------
+    def _read_inbox(self) -> None:
+        assert self.inbox is not None
+        try:
+            data = os.read(self.inbox, 65536)
+        except BlockingIOError:
+            return
+        if not data:  # the fork server is gone or closed: finish what we have
+            self._close_inbox()
+            return
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for line in lines:
+            try:
+                run_id = json.loads(line)["run_id"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            self.take(run_id)
+
+    def _close_inbox(self) -> None:
+        if self.inbox is None:
+            return
+        if self._hushed_until is None:
+            self.sel.unregister(self.inbox)
+        os.close(self.inbox)
+        self.inbox = None
+
+    def take(self, run_id: str) -> None:
+        """Attach *run_id* and prepare its start (or fork it a supervisor of its own)."""
+        store = self.store
+        try:
+            run = patiently(store.get_run, run_id, limit=60)
+        except Exception as exc:  # noqa: BLE001 - unknown run: the ticker's reconcile says
+            _complain(f"run {run_id} not taken: {exc}")
+            return
+        if not handles(run):
+            self._fork_supervisor(run_id)
+            return
+        if self.closing:  # shutting down: its supervisor of its own takes it
+            self._fork_supervisor(run_id)
+            return
+        if not patiently(store.attach_run, run_id, self.pid, self.proc_start, self.host,
+                         limit=60):
+            _complain(f"run {run_id} was no longer queued when the agent took it; "
+                      "not running it")
+            return
+        watch = Watch(run)
+        try:
+            watch.argv, watch.env, watch.cwd = payload_launch(store, run)
+        except (OSError, ValueError, TypeError) as exc:
+            watch.error = exc
+        if len(self._primed) < PRIMED:
+            self._prime(watch)
+        self.waiting[run_id] = watch
+        self._seq += 1
+        heapq.heappush(self._instants, (run.fire_at or 0.0, self._seq, run_id))
+
+    def _prime(self, watch: Watch) -> None:
+        """Start *watch*'s payload as a shell waiting for :meth:`_release` (where the
+        payload's program can be found: else it starts at the instant, and says why it
+        cannot)."""
+        if watch.error is not None or not _findable(watch.argv[0], watch.env, watch.cwd):
+            return
+        go_r, go_w = os.pipe()
+        try:
+            watch.proc = subprocess.Popen(
+                ["/bin/sh", "-c", GO_SCRIPT, "sh", *watch.argv], stdin=go_r,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=watch.cwd, env=watch.env,
+                process_group=0, close_fds=True)
+        except (OSError, ValueError, TypeError) as exc:
+            os.close(go_w)
+            watch.error = exc
+            return
+        finally:
+            os.close(go_r)
+        watch.go = go_w
+        self._primed.add(watch.id)
+
+    def _release(self, watch: Watch) -> bool:
+        """Let a primed payload run now; False when its shell is gone meanwhile."""
+        go, watch.go = watch.go, None
+        self._primed.discard(watch.id)
+        assert go is not None
+        try:
+            os.write(go, b"\n")
+            ok = True
+        except OSError:  # its shell died (killed by hand): say so as a failed start
+            ok = False
+        os.close(go)
+        watch.started = time.time()
+        return ok
+
+    def _unprime(self, watch: Watch) -> None:
+        """A primed payload that must not run: its shell exits on end of file."""
+        if watch.go is None:
+            return
+        os.close(watch.go)
+        watch.go = None
+        self._primed.discard(watch.id)
+        proc = watch.proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        watch.proc = None
+
+    def _fork_supervisor(self, run_id: str) -> None:
+        """A supervisor of its own for a run the agent does not watch, forked warm, in
+        a session of its own, holding none of the agent's descriptors."""
+        from hermes_cron_ext.runtime.supervisor import _before_fork, supervise
+
+        _before_fork(self.store)
+        pid = os.fork()
+        if pid:
+            self._children.append(pid)
+            return
+        code = 1
+        try:
+            os.setsid()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            self.sel.close()
+            keep = {0, 1, 2}
+            fds = [int(f) for f in os.listdir("/proc/self/fd")]
+            for fd in fds:
+                if fd not in keep:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            code = supervise(self.db, run_id, self.relay)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def _reap_children(self) -> None:
+        for pid in list(self._children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._children.remove(pid)
+
+    # -- the instant ------------------------------------------------------------------
+    def _fire_due(self) -> None:
+        """Start the runs whose instant is at most ``SPIN`` away: asked about in one
+        query first, then each started at its instant (slept to precisely)."""
+        horizon = time.time() + SPIN
+        due: list[Watch] = []
+        while self._instants and self._instants[0][0] <= horizon:
+            _, _, run_id = heapq.heappop(self._instants)
+            watch = self.waiting.pop(run_id, None)
+            if watch is not None:
+                due.append(watch)
+        if not due:
+            return
+        why = self._check_starts([w.id for w in due])
+        started = []
+        for watch in due:  # payloads first, bookkeeping after: latency first
+            if watch.id not in why:  # gone from the store (its job deleted)
+                continue
+            if watch.stopping:
+                self._finish_early(watch, RunStatus.CANCELLED, "cancelled before it started")
+            elif why[watch.id]:
+                self._finish_early(watch, RunStatus.SKIPPED, why[watch.id])
+            else:
+                left = (watch.run.fire_at or 0.0) - time.time()
+                if left > 0:
+                    time.sleep(left)
+                if watch.go is not None:
+                    if self._release(watch):
+                        started.append(watch)
+                    else:
+                        watch.error = OSError("its waiting shell was gone at the instant")
+                        self._unprime(watch)
+                        self._cannot_start(watch)
+                elif self._spawn(watch):
+                    started.append(watch)
+        if started and self.inbox is not None and self._hushed_until is None:
+            self.sel.unregister(self.inbox)
+        if started:
+            self._hushed_until = time.monotonic() + HUSH
+        if len(started) <= CORES:  # a few: let them take a CPU before our bookkeeping
+            time.sleep(0.001)
+        for watch in started:
+            self._watch(watch)
+
+    def _check_starts(self, run_ids: list[str]) -> dict[str, str | None]:
+        """``check_starts`` for the batch; a run no longer in the store is left out."""
+        try:
+            return patiently(self.store.check_starts, run_ids, limit=60)
+        except NotFound:
+            out = {}
+            for run_id in run_ids:
+                try:
+                    out[run_id] = self.store.check_start(run_id)
+                except NotFound:
+                    pass
+            return out
+
+    def _finish_early(self, watch: Watch, status: str, reason: str) -> None:
+        self._unprime(watch)
+        try:
+            patiently(self.store.finish_run, watch.id, status, None, reason, limit=600)
+        except Exception as exc:  # noqa: BLE001 - the reconcile marks it lost, with why
+            _complain(f"run {watch.id}: {status} not recorded: {exc}")
+
+    def _spawn(self, watch: Watch) -> bool:
+        if watch.error is None:
+            try:
+                watch.proc = subprocess.Popen(
+                    watch.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, cwd=watch.cwd, env=watch.env, process_group=0,
+                    close_fds=True)
+                watch.started = time.time()
+                return True
+            except (OSError, ValueError, TypeError) as exc:
+                watch.error = exc
+        self._cannot_start(watch)
+        return False
+
+    def _cannot_start(self, watch: Watch) -> None:
+        store, exc = self.store, watch.error
+        try:
+            store.mark_running(watch.id, time.time(), 0)
+            writer = store.output_writer(watch.id, watch.run.spec.get("max_output"))
+            writer.system(f"[hermes-cron: cannot start the job: {exc}]\n")
+            writer.close()
+            patiently(store.finish_run, watch.id, "failed", 127, f"cannot start: {exc}",
+                      limit=600)
+        except Exception as err:  # noqa: BLE001
+            _complain(f"run {watch.id}: its failure to start not recorded: {err}")
+
+    def _watch(self, watch: Watch) -> None:
+        """Record the started payload as running and follow its output and exit."""
+        proc, store = watch.proc, self.store
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            taken = patiently(store.mark_running, watch.id, watch.started, proc.pid, limit=60)
+        except Exception as exc:  # noqa: BLE001
+            _complain(f"run {watch.id}: not recorded running ({exc}); stopping it")
+            taken = False
+        if not taken:  # ended meanwhile (cancelled, lost): never let it run
+            _killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+            return
+        self.running[watch.id] = watch
+        watch.writer = store.output_writer(watch.id, watch.run.spec.get("max_output"))
+        for name, f in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            os.set_blocking(f.fileno(), False)
+            watch.streams[f.fileno()] = (name, f)
+            self.sel.register(f.fileno(), selectors.EVENT_READ, ("out", watch))
+        watch.pidfd = os.pidfd_open(proc.pid)
+        self.sel.register(watch.pidfd, selectors.EVENT_READ, ("exit", watch))
+        now = time.monotonic()
+        watch.last_beat = now
+        watch.next_beat = now + self.heartbeat
+        self._timer(watch.next_beat, "beat", watch)
+        timeout = watch.run.spec.get("timeout")
+        if timeout:
+            watch.deadline = now + float(timeout)
+            self._timer(watch.deadline, "deadline", watch)
+
+    # -- a run in flight --------------------------------------------------------------
+    def _read(self, fd: int, watch: Watch) -> None:
+        name, f = watch.streams[fd]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            del watch.streams[fd]
+            f.close()
+            if watch.exited_at is not None and not watch.streams:
+                self._done(watch)
+            return
+        writer = watch.writer
+        assert writer is not None
+        writer.write(name, data)
+        if writer.error is not None and watch.stopping is None:
+            self._stop(watch, "write_failed")
+        watch.progress.feed(data)
+        if name == "stderr":
+            lines = [ln for ln in data.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
+            if lines:
+                watch.last_err = lines[-1][:200]
+        if watch.progress.changed and time.monotonic() - watch.last_beat >= 0.5:
+            self._beat(watch)
+
+    def _exited(self, watch: Watch) -> None:
+        assert watch.pidfd is not None and watch.proc is not None
+        self.sel.unregister(watch.pidfd)
+        os.close(watch.pidfd)
+        watch.pidfd = None
+        watch.exited_at = time.monotonic()
+        if watch.stopping:  # take the rest of the group down with the leader
+            _killpg(watch.proc.pid, signal.SIGKILL)
+        if not watch.streams:
+            self._done(watch)
+        else:  # what its children still write, for this long
+            self._timer(watch.exited_at + EXIT_DRAIN, "drain", watch)
+
+    def _beat(self, watch: Watch) -> None:
+        writer, progress = watch.writer, watch.progress
+        assert writer is not None
+        progress.changed = False
+        try:
+            cancel = self.store.heartbeat_run(watch.id, time.time(), progress.phase,
+                                              progress.fraction, writer.size)
+        except Exception as exc:  # noqa: BLE001 - a missed beat is no reason to stop the run
+            _complain(f"heartbeat of run {watch.id} not recorded: {exc}")
+            cancel = False
+        now = time.monotonic()
+        watch.last_beat = now
+        watch.next_beat = now + self.heartbeat
+        self._timer(watch.next_beat, "beat", watch)
+        if cancel:
+            self._stop(watch, "cancelled")
+
+    def _stop(self, watch: Watch, why: str) -> None:
+        """TERM the payload's group, KILL it after the job's grace."""
+        if watch.stopping is not None or watch.proc is None:
+            return
+        watch.stopping = why
+        writer = watch.writer
+        assert writer is not None
+        grace = float(watch.run.spec.get("kill_grace") or 10.0)
+        timeout = watch.run.spec.get("timeout")
+        what = ("cannot write the run's output" if why == "write_failed"
+                else f"timed out after {timeout:g} s" if why == "timed_out" else "cancelled")
+        writer.system(f"\n[hermes-cron: {what}; sending SIGTERM to the process group, "
+                      f"SIGKILL in {grace:g} s]\n")
+        _killpg(watch.proc.pid, signal.SIGTERM)
+        watch.deadline = None
+        watch.kill_at = time.monotonic() + grace
+        self._timer(watch.kill_at, "kill", watch)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            when, _, what, run_id = heapq.heappop(self._timers)
+            watch = self.running.get(run_id)
+            if watch is None:
+                continue
+            if what == "beat" and when == watch.next_beat and watch.exited_at is None:
+                self._beat(watch)
+            elif what == "deadline" and when == watch.deadline:
+                self._stop(watch, "timed_out")
+            elif what == "kill" and when == watch.kill_at:
+                assert watch.proc is not None and watch.writer is not None
+                if _killpg(watch.proc.pid, signal.SIGKILL):
+                    watch.writer.system("[hermes-cron: sent SIGKILL to the process group]\n")
+                if watch.exited_at is None:
+                    watch.kill_at = now + float(watch.run.spec.get("kill_grace") or 10.0)
+                    self._timer(watch.kill_at, "kill", watch)
+            elif what == "drain":
+                self._done(watch)
+
+    def _done(self, watch: Watch) -> None:
+        """The final status, as a supervisor records it; then the run its end queued."""
+        if self.running.pop(watch.id, None) is None:
+            return
+        for fd, (_, f) in list(watch.streams.items()):
+            self.sel.unregister(fd)
+            f.close()
+        watch.streams.clear()
+        proc, writer, store = watch.proc, watch.writer, self.store
+        assert proc is not None and writer is not None
+        rc = proc.wait()
+        status, exit_code, reason = outcome(rc, watch.stopping, watch.run.spec.get("timeout"),
+                                            writer, watch.last_err)
+        writer.close()
+        try:
+            store.heartbeat_run(watch.id, time.time(), watch.progress.phase,
+                                watch.progress.fraction, writer.size)
+        except Exception as exc:  # noqa: BLE001
+            _complain(f"last heartbeat of run {watch.id} not recorded: {exc}")
+        try:
+            patiently(store.finish_run, watch.id, status, exit_code, reason, limit=600)
+        except Exception as exc:  # noqa: BLE001 - the reconcile marks it lost, with why
+            _complain(f"run {watch.id}: final status {status} not recorded: {exc}")
+            return
+        try:
+            after = store.take_next(watch.id)
+        except Exception as exc:  # noqa: BLE001 - a ticker starts them at its next pass
+            _complain(f"runs queued after {watch.id} not taken: {exc}")
+            after = []
+        for run_id in after:
+            self.take(run_id)
+
+    # -- cancel and shutdown ----------------------------------------------------------
+    def _on_wake(self) -> None:
+        try:
+            os.read(self._wake_r, 64)
+        except BlockingIOError:
+            pass
+        if not self._signalled:
+            return
+        self._signalled = False
+        watches = [*self.waiting.values(), *self.running.values()]
+        asked = []
+        for watch in watches:
+            try:
+                if self.store.get_run(watch.id).cancel_requested:
+                    asked.append(watch)
+            except Exception:  # noqa: BLE001 - deleted, or the store is down: not asked
+                pass
+        if not asked:  # nobody asked for these: the agent itself is told to stop
+            self.closing = True
+            asked = watches
+            self._close_inbox()
+        for watch in asked:
+            if watch.id in self.waiting:
+                del self.waiting[watch.id]
+                self._finish_early(watch, RunStatus.CANCELLED, "cancelled before it started")
+            else:
+                self._stop(watch, "cancelled")
+
+
+def _findable(program: str, env: dict[str, str], cwd: str) -> bool:
+    """Whether *program* names an executable file (as exec would find it)."""
+    import shutil
+
+    if "/" in program:
+        path = os.path.join(cwd, program)
+        return os.path.isfile(path) and os.access(path, os.X_OK)
+    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+
+
+def _killpg(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def run_agent(db: str, inbox: int, relay: str | None = None) -> int:
+    """The agent's entry point in a process forked by the fork server; *relay*: the
+    socket of the fork server's PostgreSQL relay, shared with its supervisors."""
+    from hermes_cron_ext.store import open_store
+
+    if relay:
+        from hermes_cron_ext.store.relay import RelayClient
+
+        return Agent(RelayClient(db, relay), inbox, db, relay).serve()
+    return Agent(open_store(db), inbox, db, relay).serve()
+
+
+if __name__ == "__main__":  # for a look by hand: run ids as JSON lines on stdin
+    from hermes_cron_ext.runtime.supervisor import SUPERVISE_DB_ENV
+
+    sys.exit(run_agent(os.environ.pop(SUPERVISE_DB_ENV), sys.stdin.fileno()))
