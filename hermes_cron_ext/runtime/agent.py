@@ -155,6 +155,7 @@ class Agent:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # Popen.wait needs the exit codes
+        assert self.inbox is not None
         os.set_blocking(self.inbox, False)
         self.sel.register(self.inbox, selectors.EVENT_READ, ("inbox", None))
         self.sel.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
@@ -376,8 +377,8 @@ class Agent:
                 continue
             if watch.stopping:
                 self._finish_early(watch, RunStatus.CANCELLED, "cancelled before it started")
-            elif why[watch.id]:
-                self._finish_early(watch, RunStatus.SKIPPED, why[watch.id])
+            elif refusal := why[watch.id]:
+                self._finish_early(watch, RunStatus.SKIPPED, refusal)
             else:
                 left = (watch.run.fire_at or 0.0) - time.time()
                 if left > 0:

@@ -1,0 +1,207 @@
+"""The host agent (runtime/agent.py): many runs in one warm process, each recorded as a
+supervisor records it; a cancel reaches only its run; a payload primed for a run that
+must not start never runs; and a ``kill -9`` of the agent in the middle of a burst of
+1,000 runs loses nothing silently and runs nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from hermes_cron_ext.runtime.agent import handles
+from hermes_cron_ext.runtime.executor import AGENTS, LocalExecutor
+from hermes_cron_ext.runtime.ticker import Ticker
+from hermes_cron_ext.store import AsyncStore, output
+from hermes_cron_ext.store.sqlite import SQLiteStore
+from tests.conftest import make_job, processes_with, wait_for
+
+FINAL = {"succeeded", "failed", "cancelled", "timed_out", "skipped", "lost"}
+
+
+@pytest.fixture
+def sqlite(db_path):
+    store = SQLiteStore(db_path)
+    yield store
+    store.close()
+
+
+def queue(store, name: str, at: float | None = None, **job):
+    """A run of a new job *name*, due at *at* (now when None)."""
+    make_job(store, name, "@yearly", **job)
+    if at is None:
+        return store.request_run(name)
+    clock, store.clock = store.clock, lambda: at
+    try:
+        return store.request_run(name)
+    finally:
+        store.clock = clock
+
+
+def run_through_executor(store, runs, until, timeout: float = 60.0, during=None):
+    """Hand *runs* to a real fork server; wait until ``until()``; *during(executor)* runs
+    once the runs are handed over."""
+
+    async def main():
+        executor = LocalExecutor(store.path, store.logs_dir)
+        try:
+            await executor.start_many(runs)
+            if during is not None:
+                await asyncio.to_thread(during, executor)
+            await asyncio.to_thread(wait_for, until, timeout, 0.05, "the runs")
+            return executor._proc.pid
+        finally:
+            await executor.close()
+
+    return asyncio.run(main())
+
+
+def test_the_agent_takes_command_and_python_runs_and_leaves_the_others(sqlite):
+    assert handles(queue(sqlite, "cmd", command="true"))
+    assert handles(queue(sqlite, "py", kind="python", command=None, code="print(1)"))
+    assert handles(queue(sqlite, "allow", command="true", overlap="allow"))
+    assert not handles(queue(sqlite, "queue", command="true", overlap="queue"))
+    assert not handles(queue(sqlite, "replace", command="true", overlap="replace"))
+
+
+def test_one_agent_watches_many_runs_each_recorded_as_a_supervisor_would(sqlite, tmp_path):
+    runs = [queue(sqlite, f"ok-{i}", command=f"echo out {i}; echo err {i} >&2")
+            for i in range(12)]
+    failing = queue(sqlite, "failing", command="echo about to fail >&2; exit 3")
+    slow = queue(sqlite, "slow", command="echo started; sleep 30", timeout=0.5,
+                 kill_grace=0.5)
+    missing = queue(sqlite, "missing", command=["/no/such/program"])
+    pyjob = queue(sqlite, "py", kind="python", command=None,
+                  code="import os; print('python', os.environ['HERMES_CRON_RUN_ID'])")
+    every = [*runs, failing, slow, missing, pyjob]
+    server = run_through_executor(
+        sqlite, every, lambda: all(sqlite.get_run(r.id).status in FINAL for r in every))
+
+    done = {r.id: sqlite.get_run(r.id) for r in every}
+    for i, run in enumerate(runs):
+        got = done[run.id]
+        assert (got.status, got.exit_code) == ("succeeded", 0)
+        segs = {s: d for _, s, d in output.segments(sqlite.log_path(run.id))}
+        assert segs == {"stdout": f"out {i}\n".encode(), "stderr": f"err {i}\n".encode()}
+    assert (done[failing.id].status, done[failing.id].exit_code) == ("failed", 3)
+    assert done[failing.id].reason == "exit code 3: about to fail"
+    assert done[slow.id].status == "timed_out"
+    assert done[slow.id].reason == "timed out after 0.5 s"
+    assert b"started\n" in sqlite.read_output(slow.id)
+    assert (done[missing.id].status, done[missing.id].exit_code) == ("failed", 127)
+    assert done[missing.id].reason.startswith("cannot start: ")
+    assert "/no/such/program" in done[missing.id].reason
+    assert sqlite.read_output(pyjob.id) == f"python {pyjob.id}\n".encode()
+    # a few warm agents watched them all, each in a session of its own
+    pids = {r.pid for r in done.values()}
+    assert 1 <= len(pids) <= AGENTS and server not in pids
+    assert all(r.payload_pid and r.payload_pid not in pids for r in done.values()
+               if r.id != missing.id)
+
+
+def test_a_cancel_sent_to_the_agent_stops_only_its_run(sqlite):
+    """``ops.cancel`` records the request and signals the run's pid: the agent's. Only
+    the run asked for stops; the agent's other runs go on."""
+    victim = queue(sqlite, "victim", command="echo in; sleep 30")
+    other = queue(sqlite, "other", command="sleep 1.5; echo fine")
+
+    def cancel(_executor):
+        running = wait_for(lambda: (r := sqlite.get_run(victim.id)).status == "running"
+                           and r, 20, what="the victim to run")
+        sqlite.request_cancel(victim.id)
+        os.kill(running.pid, signal.SIGTERM)
+
+    run_through_executor(sqlite, [victim, other],
+                         lambda: all(sqlite.get_run(r.id).status in FINAL
+                                     for r in (victim, other)), during=cancel)
+    assert sqlite.get_run(victim.id).status == "cancelled"
+    done = sqlite.get_run(other.id)
+    assert (done.status, done.exit_code) == ("succeeded", 0)
+    assert sqlite.read_output(other.id) == b"fine\n"
+
+
+def test_a_primed_payload_of_a_run_refused_at_its_instant_never_runs(sqlite, tmp_path):
+    """The first runs an agent takes wait as a shell primed to exec their payload at the
+    instant; a run whose job is deleted before the instant is skipped, its payload unrun."""
+    marker = tmp_path / "ran"
+    run = queue(sqlite, "deleted-late", at=time.time() + 3, command=f"touch {marker}")
+
+    def pause(_executor):
+        wait_for(lambda: sqlite.get_run(run.id).pid, 20, what="the agent to take it")
+        tag = f"HERMES_CRON_RUN_ID={run.id}".encode()
+        primed = wait_for(lambda: processes_with(tag), 10, what="the primed payload")
+        assert all("sh -c read _" in line for line in primed.values())
+        sqlite.delete_job("deleted-late")
+
+    run_through_executor(sqlite, [run], lambda: sqlite.get_run(run.id).status in FINAL,
+                         during=pause)
+    done = sqlite.get_run(run.id)
+    assert (done.status, done.reason) == ("skipped", "job was deleted")
+    time.sleep(0.3)
+    assert not marker.exists()
+    assert processes_with(f"HERMES_CRON_RUN_ID={run.id}".encode()) == {}
+
+
+def test_kill9_of_the_agents_mid_burst_loses_nothing_silently_and_runs_nothing_twice(
+        sqlite, tmp_path):
+    """1,000 runs: 500 due at one instant (half end at once, half run 30 s), 500 due a
+    few seconds later. Once the quick half has ended, every agent is killed with
+    SIGKILL. A ticker's reconcile then marks every run it cannot finish ``lost`` with the
+    reason and stops the payloads left running; the runs not yet started never start;
+    every run that ran, ran once."""
+    ledger = tmp_path / "ledger"
+    now = time.time()
+    first, later = now + 4, now + 9
+    runs = []
+    for i in range(1000):
+        at, tail = (first, "sleep 0.1" if i % 2 else "sleep 30") if i < 500 else (later, "")
+        runs.append(queue(sqlite, f"burst-{i:04d}", at=at, env={"BURST_TAG": str(ledger)},
+                          command=f'echo "$HERMES_CRON_RUN_ID" >> {ledger}; {tail}'))
+    quick = [r for i, r in enumerate(runs) if i < 500 and i % 2]
+    long = [r for i, r in enumerate(runs) if i < 500 and not i % 2]
+    waiting = runs[500:]
+    killed: set[int] = set()
+
+    def kill_agents(_executor):
+        wait_for(lambda: all(sqlite.get_run(r.id).status == "succeeded" for r in quick),
+                 60, 0.2, what="the quick half of the burst")
+        assert all(sqlite.get_run(r.id).status == "running" for r in long)
+        assert all(sqlite.get_run(r.id).status == "queued" for r in waiting)
+        killed.update(r.pid for r in sqlite.active_runs())
+        assert 1 <= len(killed) <= AGENTS  # the agents, not a process per run
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+
+    run_through_executor(sqlite, runs, lambda: True, during=kill_agents)
+
+    async def reconcile():
+        ticker = Ticker(AsyncStore(sqlite), None)
+        try:
+            for _ in range(100):
+                await ticker.reconcile()
+                if not await ticker.store.active_runs():
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await ticker.close_executors()
+
+    asyncio.run(reconcile())
+    assert sqlite.active_runs() == []
+    for run in long:
+        lost = sqlite.get_run(run.id)
+        assert lost.status == "lost", (lost.status, lost.reason)
+        assert "supervisor" in lost.reason and "gone" in lost.reason
+        assert "its payload (process group" in lost.reason and "was stopped" in lost.reason
+    for run in waiting:
+        lost = sqlite.get_run(run.id)
+        assert lost.status == "lost" and "gone" in lost.reason, (lost.status, lost.reason)
+    wait_for(lambda: time.time() > later + 1.5, 20, what="past the later instant")
+    assert processes_with(f"BURST_TAG={ledger}".encode()) == {}
+    ran = ledger.read_text().split()
+    assert len(ran) == len(set(ran)), "a run ran twice"
+    assert set(ran) == {r.id for r in quick + long}, "a run not yet started ran"
+    for run in quick:
+        assert sqlite.get_run(run.id).status == "succeeded"
