@@ -153,9 +153,11 @@ def fig_burst(server: PostgresServer, quick: bool, n: int = 1000) -> Result:
     sb = PGSandbox("burst", server)
     try:
         procs = sb.start_tickers()
+        peak = core.PeakSampler(0.05).__enter__()  # from before the claim to every run final
         instant, yearly, create, lead_left = core.due_at_once(sb.store, n, ahead)
         db = sb.store.db
         settled = core.wait_settled(db, n, instant)
+        peak.__exit__()
         sb.wait_quiet(15)
         tickers = {t.id: t.pid for t in sb.store.list_tickers()}
         for proc in procs:
@@ -184,13 +186,18 @@ def fig_burst(server: PostgresServer, quick: bool, n: int = 1000) -> Result:
         jobs = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
         once = sum(1 for s in per_job.values() if len(s) == 1)
         all_by = max(starts) if starts else math.inf
-        ok = once == n == jobs == len(rows) == len(starts) and all_by <= 3.0
+        ok = once == n == jobs == len(rows) == len(starts) and all_by <= 1.5
         res.rows.append(Row(
             f"Burst on PostgreSQL, {TICKERS} tickers: {n:,} command jobs due at one instant",
-            "all started ≤ 3 s; each exactly once",
+            "all started ≤ 1.5 s; each exactly once",
             f"all by {all_by:.3f} s / p50 {pct(starts, 50):.3f} s / p99 {pct(starts, 99):.3f} s;"
             f" ran exactly once: {once}/{n} ({len(starts)} payload starts, {len(rows)} runs)",
             ok))
+        res.rows.append(Row(
+            f"Burst on PostgreSQL: the machine while {n:,} runs start (sampled every 50 ms; "
+            "the PostgreSQL server's processes included)",
+            f"≤ {n + 100:,} processes; load average ≤ 2", peak.describe(),
+            peak.peak_procs <= n + 100 and peak.peak_load <= 2))
         res.rows.append(Row(f"Burst: create {n:,} jobs on PostgreSQL (`store.create_job`, "
                             "one durable txn each)", "–",
                             f"{create:.2f} s ({create / n * 1000:.2f} ms/job)"))
@@ -203,7 +210,7 @@ def fig_burst(server: PostgresServer, quick: bool, n: int = 1000) -> Result:
             f"{sorted(claimers.values(), reverse=True)[:6]}), claimed "
             f"{min(rel, default=math.nan):+.2f} .. {max(rel, default=math.nan):+.2f} s; "
             f"supervisor `started_at` - instant: p50 {pct(popen, 50):.3f} s, max "
-            f"{max(popen, default=math.nan):.3f} s; supervisors forked - instant: "
+            f"{max(popen, default=math.nan):.3f} s; their agents or supervisors started - instant: "
             f"{min(forks, default=math.nan):+.2f} .. {max(forks, default=math.nan):+.2f} s "
             f"({len(forks)} recorded); run statuses {statuses}; runs marked lost whose "
             f"payload did run: {ran_lost}; all runs final {settled:.1f} s after the instant.")
