@@ -6,12 +6,17 @@ makes the news fast. Two brokers, chosen by the store (:func:`broker_for`):
 
 - :class:`LocalBroker` (SQLite): changes made in this process are published in
   this process; other processes' changes are found by polling (0.1 s).
+  :class:`SQLiteBroker` adds, where the host can (Linux inotify), a ``("commit", "")``
+  notice whenever any process may have committed to the store's file
+  (:mod:`~hermes_cron_ext.events.watch`), so a subscriber that confirms with the
+  store's ``change_token`` can poll seldom.
 - :class:`PostgresBroker`: PostgreSQL LISTEN/NOTIFY delivers every host's
   changes within milliseconds; polling only backs it up (once a second).
 
 A subscriber gets ``callback(kind, arg)``: ``("event", "SEQ TYPES")`` when events
 were committed, ``("output", RUN_ID)`` when a run's output grew, ``("resync", "")``
-when notices may have been missed (reconnect). Callbacks run on a broker thread
+when notices may have been missed (reconnect), ``("commit", "")`` when something may
+have been committed to a SQLite store by any process. Callbacks run on a broker thread
 or inline: hand work to your own loop (``loop.call_soon_threadsafe``).
 """
 
@@ -36,6 +41,12 @@ class EventBroker(ABC):
     poll_output: float = 0.01
     #: whether notices arrive from other processes (else only from this one)
     remote: bool = False
+
+    @property
+    def watches_commits(self) -> bool:
+        """Whether every process's commits reach subscribers as ``commit`` notices (with
+        one subscriber or more): then a change detector need not be polled often."""
+        return False
 
     @abstractmethod
     def subscribe(self, callback: Callback) -> Callable[[], None]:
@@ -92,8 +103,53 @@ class PostgresBroker(LocalBroker):
         return stop
 
 
+class SQLiteBroker(LocalBroker):
+    """In-process delivery, plus ``("commit", "")`` when any process may have committed
+    to the store's file (a watch thread while anyone subscribes; none where the host
+    cannot watch files, and then :attr:`watches_commits` is False)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._path = path
+        self._watch = None
+        self._watching = 0
+
+    @property
+    def watches_commits(self) -> bool:
+        return self._watch is not None
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        from hermes_cron_ext.events.watch import watch_commits
+
+        stop_local = super().subscribe(callback)
+        with self._lock:
+            self._watching += 1
+            if self._watching == 1:
+                self._watch = watch_commits(self._path, lambda: self.publish("commit"))
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            stop_local()
+            with self._lock:
+                if stopped:
+                    return
+                stopped = True
+                self._watching -= 1
+                watch = self._watch if self._watching == 0 else None
+                if watch is not None:
+                    self._watch = None
+            if watch is not None:
+                watch.close()
+        return stop
+
+
 def broker_for(store: Store) -> EventBroker:
-    """The broker that fits *store*: NOTIFY on PostgreSQL, in-process on SQLite."""
+    """The broker that fits *store*: NOTIFY on PostgreSQL, in-process on SQLite (with
+    other processes' commits watched, where the host can)."""
     if is_postgres(store.url):
         return PostgresBroker(store)
+    path = getattr(store, "path", None)
+    if path:
+        return SQLiteBroker(path)
     return LocalBroker()

@@ -9,6 +9,18 @@ Besides firing, a ticker keeps its own row in the tickers table alive (so
 ``status`` can tell who is ticking), marks runs whose supervisor is gone as
 ``lost``, and prunes old runs now and then.
 
+Idle, that poll is one cheap question: on a store that can tell whether anything
+was committed since it last asked (SQLite's ``change_token``: ``PRAGMA
+data_version``), an unchanged store means the earliest ``next_run_at`` it knows
+still holds, no notification waits and no run became active, so the pass reads
+nothing else (the heartbeat, when due, rides on the same trip to the store's
+thread). Where the broker also tells every process's commits as they happen
+(``SQLiteBroker`` on Linux: inotify on the store's folder), the ticker wakes on each
+one, asks the question, and otherwise sleeps until its next heartbeat
+(:attr:`Ticker.idle_poll`). Runs are reconciled every ``reconcile_every`` seconds
+while any may be active, and not at all while the store says none is and nothing
+changed since.
+
 On a store that can LISTEN (PostgreSQL) the ticker also wakes the moment another
 process, on any host, creates, changes or resumes a job or queues a run.
 """
@@ -46,6 +58,8 @@ NOTEBOOK_WARMUP = 1.5
 CORES = os.cpu_count() or 1
 #: Events (from any process, via LISTEN) that can make something due sooner.
 WAKE_EVENTS = frozenset({"job.created", "job.updated", "job.resumed", "run.queued"})
+#: the earliest due time before the first full pass has read it
+_UNKNOWN = object()
 
 
 def make_executor(spec: Executor | str | None, store: AsyncStore) -> Executor:
@@ -138,10 +152,23 @@ class Ticker:
         self.fault: dict | None = None
         self._failed_pass = False
         self._wake = asyncio.Event()
+        self._poked = False
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._unlisten = None
         self._next_beat = self._next_reconcile = self._next_gc = 0.0
+        #: the store's change detector (a token that differs once another connection
+        #: has committed), or None: then every pass reads the store (PostgreSQL's
+        #: LISTEN wakes the ticker instead)
+        self._token_of = getattr(store.sync, "change_token", None)
+        self._token = None
+        #: the earliest due time the last full pass read (_UNKNOWN: read it)
+        self._due: float | None | object = _UNKNOWN
+        #: something this ticker did may have changed what is due: read it again
+        self._dirty = True
+        #: runs may be active in the store: reconcile them (False once a reconcile
+        #: found none, until the store changes or this ticker starts one)
+        self._maybe_active = True
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -160,6 +187,9 @@ class Ticker:
 
         def on_notify(kind: str, arg: str) -> None:
             if kind == "output" or loop.is_closed():
+                return
+            if kind == "commit":  # any process may have committed: the token will say
+                loop.call_soon_threadsafe(self._wake.set)
                 return
             types = arg.split(" ", 1)[1].split(",") if kind == "event" and " " in arg else []
             if kind in ("resync", "changed") or WAKE_EVENTS.intersection(types):
@@ -181,7 +211,18 @@ class Ticker:
                 log.info("hermes-cron: queued %d @reboot job(s)", n)
 
     def wake(self) -> None:
+        """Something may be due sooner: read the store now."""
+        self._poked = True
         self._wake.set()
+
+    @property
+    def idle_poll(self) -> float:
+        """How long the loop sleeps at most while nothing is due: ``poll``, or a
+        heartbeat when the broker tells every process's commits (then the sleep only
+        backs the notices up)."""
+        if self._token_of is not None and self.broker.watches_commits:
+            return max(self.poll, TICKER_HEARTBEAT)
+        return self.poll
 
     async def stop(self) -> None:
         """Stop ticking; supervisors already started go on."""
@@ -270,10 +311,14 @@ class Ticker:
     async def reconcile(self) -> list[str]:
         """Mark ``lost`` every active run whose supervisor is gone; returns their ids."""
         now = self.clock()
-        lost = []
+        lost: list[str] = []
+        active = await self.store.active_runs()
+        self._maybe_active = bool(active)
+        if not active:
+            return lost
         alive = [t for t in await self.store.list_tickers() if t.alive(now, TICKER_STALE)]
         oldest = min((t.started_at for t in alive), default=now)
-        for run in await self.store.active_runs():
+        for run in active:
             reason = self._lost_reason(run, now, oldest)
             if reason and run.host == self.host and run.payload_pid:
                 # its payload may outlive it: stop it, so a retry never runs beside it
@@ -305,23 +350,32 @@ class Ticker:
             return f"no heartbeat for {stale:.0f} s from {run.host}"
         return None
 
-    async def _housekeeping(self, now: float, ticked: bool) -> None:
-        if now >= self._next_beat or ticked:
+    async def _housekeeping(self, now: float, ticked: bool, read: bool) -> bool:
+        """Reconcile, notifications and gc, each when due (the heartbeat is written by
+        :meth:`_changed`, and again here with the tick's time when this pass fired).
+        *read*: this pass read the store (it changed, or this process or a due slot woke
+        the ticker); otherwise nothing new can wait to be notified. True when runs
+        were marked lost (a retry may now be due)."""
+        lost = False
+        if ticked:
             await self.store.ticker_heartbeat(self.info.id, now, ticked)
             self._next_beat = now + TICKER_HEARTBEAT
         if now >= self._next_reconcile:
-            await self.reconcile()
+            if self._maybe_active and await self.reconcile():
+                lost = read = True  # a lost run's retry may be due; its events wait
             self._next_reconcile = now + self.reconcile_every
-        try:
-            await self.store.run(self.notifier.pump)
-        except Exception as exc:  # told once, as a ticker fault (the store cannot write)
-            self._record_fault(exc)
+        if read:
+            try:
+                await self.store.run(self.notifier.pump)
+            except Exception as exc:  # told once, as a ticker fault (the store cannot write)
+                self._record_fault(exc)
         if now >= self._next_gc:
             if self._next_gc:
                 result = await self.store.gc(now)
                 if result.get("runs_deleted"):
                     log.info("hermes-cron gc: %s", result)
             self._next_gc = now + self.gc_every
+        return lost
 
     def _record_fault(self, exc: Exception) -> None:
         """Remember why passes fail (disk full, database gone), for ``status`` and for the
@@ -336,25 +390,74 @@ class Ticker:
             self.fault["error"] = error
             log.error("hermes-cron: ticker pass still failing: %s", error)
 
+    def _sleep(self, due: float | None, lead: float) -> float:
+        """Seconds until the next pass: the due slot (less the lead), the heartbeat, a
+        reconcile while runs may be active, and at most ``idle_poll``."""
+        now = self.clock()
+        until = [self._next_beat]
+        if self._maybe_active:
+            until.append(self._next_reconcile)
+        if due is not None:
+            until.append(due - lead)
+        return max(0.0, min(self.idle_poll, *(t - now for t in until)))
+
+    async def _changed(self, now: float) -> bool:
+        """Whether another connection may have committed since the last call (always
+        True with no change detector). Asked before the pass reads anything, so a
+        commit after those reads is seen by the next call. When the heartbeat is due it
+        is written in the same trip to the store's thread."""
+        beat = now >= self._next_beat
+        if self._token_of is None:
+            if beat:
+                await self.store.ticker_heartbeat(self.info.id, now, False)
+                self._next_beat = now + TICKER_HEARTBEAT
+            return True
+        ticker_id, store, token_of = self.info.id, self.store.sync, self._token_of
+
+        def ask():
+            token = token_of()  # this connection's own commit below does not change it
+            failed = None
+            if beat:
+                try:
+                    store.ticker_heartbeat(ticker_id, now, False)
+                except Exception as exc:  # the pass goes on: its claims may still work
+                    failed = exc
+            return token, failed
+        token, failed = await self.store.run(ask)
+        if failed is not None:
+            self._record_fault(failed)  # so this pass reads the store, and beats again
+        elif beat:
+            self._next_beat = now + TICKER_HEARTBEAT
+        changed, self._token = token != self._token, token
+        return changed
+
     async def _loop(self) -> None:
         while not self._stopping:
+            woken, self._poked = self._poked, False
             self._wake.clear()
             self._failed_pass = False
             try:
                 now = self.clock()
-                due = await self.store.next_wakeup()
+                changed = await self._changed(now)
+                due = self._due
+                read = (changed or woken or self._dirty or self.fault is not None
+                        or due is _UNKNOWN or (due is not None and due <= now + MAX_LEAD))
                 ticked = False
                 lead = self.lead
-                if due is not None and due <= now + MAX_LEAD:
-                    lead = await self.lead_for(now)
-                if due is not None and due <= now + lead:
-                    await self.tick(now, lead)
-                    ticked = True
-                    due = await self.store.next_wakeup()
-                await self._housekeeping(now, ticked)
-                delay = self.poll
-                if due is not None:
-                    delay = min(delay, max(0.0, due - lead - self.clock()))
+                if read:
+                    # on an unchanged store, the due time read last still holds
+                    self._dirty, self._maybe_active = False, True
+                    due = self._due = await self.store.next_wakeup()
+                    if due is not None and due <= now + MAX_LEAD:
+                        lead = await self.lead_for(now)
+                    if due is not None and due <= now + lead:
+                        self._dirty = True  # what the start of its runs writes, read again
+                        await self.tick(now, lead)
+                        ticked = True
+                        due = self._due = await self.store.next_wakeup()
+                if await self._housekeeping(now, ticked, read):
+                    due = self._due = await self.store.next_wakeup()  # retries of lost runs
+                delay = self._sleep(due, lead)
                 if self.fault is not None and not self._failed_pass:
                     log.warning("hermes-cron: the ticker writes to the store again (it could "
                                 "not since %s: %s)", iso(self.fault["since"]),
@@ -364,6 +467,7 @@ class Ticker:
                 raise
             except Exception as exc:  # a bad pass is told; the loop goes on
                 self._record_fault(exc)
+                self._dirty = True
                 delay = min(self.poll, 1.0)
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)

@@ -9,6 +9,7 @@ the database (``output.py``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -50,6 +51,7 @@ class SQLiteStore(SQLStore):
             raise StoreError(self._unwritable(exc.strerror or str(exc))) from exc
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._serials = itertools.count(1)
         try:
             super().__init__(self.path, clock=clock)
         except sqlite3.DatabaseError as exc:  # corrupt, not SQLite, unreadable, disk full
@@ -85,9 +87,20 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
             self._local.conn = conn
+            self._local.serial = next(self._serials)
             with self._conns_lock:
                 self._conns.append(conn)
         return conn
+
+    def change_token(self) -> tuple[int, int]:
+        """A cheap change detector beyond the contract (as PostgreSQL has ``listen``): a
+        value that differs from one this thread got earlier when any other connection, in
+        this process or another, has committed since (SQLite's ``PRAGMA data_version``: it
+        reads the WAL index in shared memory, not the tables). This thread's own commits
+        do not change it. Values from different threads never compare equal, so comparing
+        two tokens errs only towards "changed"."""
+        db = self.db
+        return self._local.serial, db.execute("PRAGMA data_version").fetchone()[0]
 
     @contextmanager
     def _transaction(self, durable: bool) -> Iterator[sqlite3.Connection]:

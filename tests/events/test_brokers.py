@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from hermes_cron_ext.events import LocalBroker, PostgresBroker, broker_for
+from hermes_cron_ext.events import LocalBroker, PostgresBroker, SQLiteBroker, broker_for
 from hermes_cron_ext.store import open_store
 from tests.conftest import make_job, wait_for
 
@@ -30,6 +32,53 @@ def test_a_sqlite_store_gets_the_local_broker_and_polls(db_path):
         broker = broker_for(store)
         assert isinstance(broker, LocalBroker) and not broker.remote
         assert broker.poll_events <= 0.1  # other processes' changes: found by polling
+    finally:
+        store.close()
+
+
+def test_the_change_token_moves_on_other_connections_commits_only(db_path):
+    """SQLite's ``change_token``: another connection's commit (another thread here, any
+    process in real life) changes it; this thread's own commits do not; tokens of two
+    threads never compare equal."""
+    store = open_store(db_path)
+    try:
+        token = store.change_token()
+        make_job(store, "mine")
+        assert store.change_token() == token
+        other: list = []
+        thread = threading.Thread(target=lambda: (make_job(store, "theirs"),
+                                                  other.append(store.change_token())))
+        thread.start()
+        thread.join()
+        assert store.change_token() != token
+        assert other[0] != store.change_token()
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_sqlite_broker_tells_another_processes_commit(db_path):
+    """While anyone subscribes, the SQLite broker says ``commit`` when any process may
+    have committed (a CLI ``add`` here), so a ticker can sleep long and confirm with the
+    change token; with no subscriber left it watches nothing."""
+    store = open_store(db_path)
+    try:
+        broker = broker_for(store)
+        assert isinstance(broker, SQLiteBroker) and not broker.watches_commits
+        heard = threading.Event()
+        stop = broker.subscribe(lambda kind, arg: kind == "commit" and heard.set())
+        assert broker.watches_commits
+        token = store.change_token()
+        subprocess.run([sys.executable, "-m", "hermes_cron_ext", "--db", db_path, "add",
+                        "theirs", "@yearly", "--", "true"], check=True, capture_output=True)
+        assert heard.wait(10), "no commit notice"
+        assert store.change_token() != token
+        stop()
+        stop()  # twice is harmless
+        assert not broker.watches_commits
+        heard.clear()
+        make_job(store, "unheard")
+        assert not heard.wait(0.3)
     finally:
         store.close()
 

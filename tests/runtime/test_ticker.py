@@ -11,7 +11,7 @@ import pytest
 
 from hermes_cron_ext.runtime.ticker import NEVER_STARTED, ORPHANED, Ticker
 from hermes_cron_ext.store import AsyncStore
-from tests.conftest import make_job
+from tests.conftest import make_job, wait_for
 
 
 @pytest.fixture
@@ -232,3 +232,73 @@ async def test_a_job_made_in_a_repeated_hour_gets_its_next_run_and_fires(store, 
     assert [r.trigger for r in store.list_runs("nightly", limit=100).items] == [
         "schedule"] * 31
     assert store.get_job("nightly").next_run_at == at("2020-10-27T02:00:00+01:00")
+
+
+async def test_an_idle_ticker_asks_only_whether_the_store_changed(real_store):
+    """While nothing changes, is due or is active, a pass of the ticker asks the store
+    one question (its change token), it sleeps a heartbeat between passes where the
+    broker tells every process's commits, and it still writes its heartbeat row (so
+    ``status`` sees it alive). A run queued through another connection wakes it at
+    once; it is started, and reconciled while it is active."""
+    import asyncio
+    import time
+
+    from hermes_cron_ext.runtime.ticker import TICKER_HEARTBEAT
+
+    make_job(real_store, "yearly", "@yearly")
+    lane = AsyncStore(real_store)
+    ticker = Ticker(lane, None, lead=0.5, poll=0.2)
+    sent: list[str] = []
+    await ticker.start()
+    try:
+        await asyncio.sleep(1.0)  # the first passes read everything and reconcile
+        await lane.run(lambda: real_store.db.set_trace_callback(sent.append))
+        beat = real_store.list_tickers()[0].heartbeat_at
+        await asyncio.sleep(TICKER_HEARTBEAT + 1.0)
+        idle = list(sent)
+        assert {q.split()[0] for q in idle} <= {"PRAGMA", "BEGIN", "UPDATE", "COMMIT"}, idle
+        assert all(q.startswith("UPDATE tickers SET heartbeat_at") for q in idle
+                   if q.startswith("UPDATE"))
+        assert real_store.list_tickers()[0].heartbeat_at > beat  # written while idle
+        if ticker.broker.watches_commits:
+            assert ticker.idle_poll == TICKER_HEARTBEAT
+            assert sum(q == "PRAGMA data_version" for q in idle) <= 6, idle
+
+        run = real_store.request_run("yearly")  # this thread's connection: another one
+        done = await _until(lambda: (r := real_store.get_run(run.id)).status not in (
+            "queued", "running") and r, 30, "the run to end")
+    finally:
+        await ticker.stop()
+    assert done.status == "succeeded", done.reason
+    assert done.started_at - run.queued_at < 2.0  # not a long sleep later
+    assert any("FROM runs WHERE status IN ('queued', 'running')" in q
+               for q in sent[len(idle):]), "not reconciled while the run was active"
+    assert time.time() - done.finished_at < 30
+
+
+def test_a_job_another_process_adds_fires_on_time_while_the_daemon_sleeps(cli):
+    """``hermes-cron add`` just after an idle daemon's heartbeat (it may sleep until its
+    next one, 5 s on): the new job's first slot, 3-4 s ahead, still fires on time."""
+    import math
+    from datetime import datetime
+
+    from hermes_cron_ext.store import SQLiteStore
+
+    cli("add", "yearly", "@yearly", "--", "true")
+    daemon = cli.daemon()
+    store = SQLiteStore(cli.db)
+    try:
+        def beat() -> float:
+            return next(t.heartbeat_at for t in store.list_tickers() if t.pid == daemon.pid)
+        first = beat()
+        wait_for(lambda: beat() > first, 15, interval=0.02, what="a heartbeat")
+        slot = math.ceil(beat() + 3)
+        cli("add", "soon", f"@at {datetime.fromtimestamp(slot, UTC).isoformat()}", "--",
+            "true")
+        run = wait_for(lambda: next((r for r in store.list_runs("soon").items
+                                     if r.status not in ("queued", "running")), None),
+                       30, what="the run to end")
+    finally:
+        store.close()
+    assert run.status == "succeeded" and run.scheduled_for == slot
+    assert run.started_at - slot < 0.5, run.started_at - slot
