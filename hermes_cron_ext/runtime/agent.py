@@ -80,9 +80,12 @@ CORES = os.cpu_count() or 1
 #: skipped or cancelled, or the agent killed) makes the shell exit, the payload unrun.
 PRIMED = 2 * CORES
 GO_SCRIPT = 'read _ && exec "$@" </dev/null'  # the pipe is its stdin until the exec
+#: after starting a few payloads, the agent waits this long before it records them
+#: running: a payload's exec takes about a millisecond of CPU here, and the cores are few
+FIRST = 0.003
 #: after starting payloads the agent leaves new runs unread this long: the payloads
 #: take the CPU first (the ticker claims the next slots at this instant too)
-HUSH = 0.005
+HUSH = 0.008
 
 
 def handles(run: Run) -> bool:
@@ -396,8 +399,8 @@ class Agent:
             self.sel.unregister(self.inbox)
         if started:
             self._hushed_until = time.monotonic() + HUSH
-        if len(started) <= CORES:  # a few: let them take a CPU before our bookkeeping
-            time.sleep(0.001)
+        if len(started) <= CORES:  # a few: their exec and first instructions come before
+            time.sleep(FIRST)      # our writes (and the ticker's, woken by them)
         for watch in started:
             self._watch(watch)
 
