@@ -168,9 +168,9 @@ class Agent:
                 for key, _ in self.sel.select(None if timeout is None else max(timeout, 0)):
                     what, watch = key.data
                     if what == "out":
-                        self._read(key.fd, watch)
+                        self._guard(watch, self._read, key.fd, watch)
                     elif what == "exit":
-                        self._exited(watch)
+                        self._guard(watch, self._exited, watch)
                     elif what == "inbox":
                         self._read_inbox()
                     else:
@@ -402,7 +402,7 @@ class Agent:
         if len(started) <= CORES:  # a few: their exec and first instructions come before
             time.sleep(FIRST)      # our writes (and the ticker's, woken by them)
         for watch in started:
-            self._watch(watch)
+            self._guard(watch, self._watch, watch)
 
     def _check_starts(self, run_ids: list[str]) -> dict[str, str | None]:
         """``check_starts`` for the batch; a run no longer in the store is left out."""
@@ -566,19 +566,58 @@ class Agent:
             watch = self.running.get(run_id)
             if watch is None:
                 continue
-            if what == "beat" and when == watch.next_beat and watch.exited_at is None:
-                self._beat(watch)
-            elif what == "deadline" and when == watch.deadline:
-                self._stop(watch, "timed_out")
-            elif what == "kill" and when == watch.kill_at:
-                assert watch.proc is not None and watch.writer is not None
-                if _killpg(watch.proc.pid, signal.SIGKILL):
-                    watch.writer.system("[hermes-cron: sent SIGKILL to the process group]\n")
-                if watch.exited_at is None:
-                    watch.kill_at = now + float(watch.run.spec.get("kill_grace") or 10.0)
-                    self._timer(watch.kill_at, "kill", watch)
-            elif what == "drain":
-                self._done(watch)
+            self._guard(watch, self._on_timer, watch, what, when, now)
+
+    def _on_timer(self, watch: Watch, what: str, when: float, now: float) -> None:
+        if what == "beat" and when == watch.next_beat and watch.exited_at is None:
+            self._beat(watch)
+        elif what == "deadline" and when == watch.deadline:
+            self._stop(watch, "timed_out")
+        elif what == "kill" and when == watch.kill_at:
+            assert watch.proc is not None and watch.writer is not None
+            if _killpg(watch.proc.pid, signal.SIGKILL):
+                watch.writer.system("[hermes-cron: sent SIGKILL to the process group]\n")
+            if watch.exited_at is None:
+                watch.kill_at = now + float(watch.run.spec.get("kill_grace") or 10.0)
+                self._timer(watch.kill_at, "kill", watch)
+        elif what == "drain":
+            self._done(watch)
+
+    def _guard(self, watch: Watch, step, *args) -> None:
+        """*step* for one run; what goes wrong there (its log's disk gone, say) ends
+        that run ``failed`` with the reason, never the agent and its other runs."""
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001
+            _complain(f"run {watch.id}: {exc!r}")
+            self._abandon(watch, f"agent error: {exc!r}")
+
+    def _abandon(self, watch: Watch, reason: str) -> None:
+        """Stop *watch*'s payload group, forget it and record it failed with *reason*."""
+        self.running.pop(watch.id, None)
+        for fd, (_, f) in list(watch.streams.items()):
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            f.close()
+        watch.streams.clear()
+        if watch.pidfd is not None:
+            try:
+                self.sel.unregister(watch.pidfd)
+            except (KeyError, ValueError):
+                pass
+            os.close(watch.pidfd)
+            watch.pidfd = None
+        if watch.proc is not None:
+            _killpg(watch.proc.pid, signal.SIGKILL)
+            watch.proc.wait()
+        if watch.writer is not None:
+            watch.writer.close()
+        try:
+            patiently(self.store.finish_run, watch.id, "failed", None, reason, limit=600)
+        except Exception as exc:  # noqa: BLE001 - the reconcile marks it lost, with why
+            _complain(f"run {watch.id}: its failure not recorded: {exc}")
 
     def _done(self, watch: Watch) -> None:
         """The final status, as a supervisor records it; then the run its end queued."""

@@ -205,3 +205,24 @@ def test_kill9_of_the_agents_mid_burst_loses_nothing_silently_and_runs_nothing_t
     assert set(ran) == {r.id for r in quick + long}, "a run not yet started ran"
     for run in quick:
         assert sqlite.get_run(run.id).status == "succeeded"
+
+
+def test_a_fault_in_one_runs_bookkeeping_fails_that_run_only(sqlite):
+    """The agent watches many runs in one process: a run whose log cannot be opened (a
+    folder stands where its file goes) ends ``failed`` with the reason, its payload
+    stopped; the agent's other runs go on."""
+    broken = queue(sqlite, "broken", command="echo never seen; sleep 30")
+    fine = [queue(sqlite, f"fine-{i}", command="sleep 0.5; echo fine")
+            for i in range(2 * AGENTS - 1)]  # runs are dealt to the agents in turn
+    os.makedirs(sqlite.log_path(broken.id))
+    run_through_executor(sqlite, [broken, *fine],
+                         lambda: all(sqlite.get_run(r.id).status in FINAL
+                                     for r in (broken, *fine)))
+    failed = sqlite.get_run(broken.id)
+    assert failed.status == "failed" and "agent error" in failed.reason
+    assert "IsADirectoryError" in failed.reason
+    assert processes_with(f"HERMES_CRON_RUN_ID={broken.id}".encode()) == {}
+    done = [sqlite.get_run(r.id) for r in fine]
+    assert all((r.status, r.exit_code) == ("succeeded", 0) for r in done)
+    assert all(sqlite.read_output(r.id) == b"fine\n" for r in done)
+    assert failed.pid in {r.pid for r in done}  # one shared the broken run's agent
