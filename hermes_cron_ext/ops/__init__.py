@@ -12,14 +12,13 @@
 
 from hermes_cron_ext.ops.base import ConnectionFailed, CronClient, RunStream
 from hermes_cron_ext.ops.connect import connect, discover, get_client, set_client
-from hermes_cron_ext.ops.local import NO_TICKER, LocalClient, Operations, status_report
+from hermes_cron_ext.ops.local import NO_TICKER, Operations, status_report
 from hermes_cron_ext.ops.rest import RestClient
 
 __all__ = [
     "NO_TICKER",
     "ConnectionFailed",
     "CronClient",
-    "LocalClient",
     "Operations",
     "RestClient",
     "RunStream",

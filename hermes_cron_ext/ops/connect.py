@@ -19,7 +19,7 @@ from typing import Any
 
 from hermes_cron_ext.errors import HermesCronError
 from hermes_cron_ext.ops.base import CronClient
-from hermes_cron_ext.ops.local import Operations as LocalClient
+from hermes_cron_ext.ops.local import Operations
 from hermes_cron_ext.ops.rest import RestClient
 
 
@@ -52,7 +52,7 @@ def discover() -> CronClient:
     """The backend this process should use (see the module docstring for the order)."""
     url = os.environ.get("HERMES_CRON_URL", "").strip()
     if url.lower() == "local":
-        return LocalClient()
+        return Operations()
     if url:
         return RestClient(url, os.environ.get("HERMES_CRON_TOKEN") or None)
     parent = os.environ.get("JPY_PARENT_PID", "")
@@ -65,7 +65,7 @@ def discover() -> CronClient:
             if _probe(client):
                 client.timeout = 30.0
                 return client
-    return LocalClient()
+    return Operations()
 
 
 _lock = threading.Lock()
@@ -80,7 +80,7 @@ def connect(url: str | None = None, token: str | None = None, *, local: bool = F
     ``connect(local=True, db=...)`` opens a store file directly.
     """
     if local or db:
-        client: CronClient = LocalClient(db)
+        client: CronClient = Operations(db)
     elif url:
         client = RestClient(url, token)
         if check:

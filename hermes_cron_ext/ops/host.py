@@ -5,7 +5,7 @@ is where it is put together, so the server and the CLI only say what they want
 (a ticker or not, which executors, who may send where) and never touch the
 runtime or the store themselves.
 
-    host = Host.open(db, kind="server", ticker=True, executor="", executors=["local"])
+    host = Host.open(db, kind="server", tick=True, executor="", executors=["local"])
     await host.start()      # ticker registered, event bus tailing
     ...                     # host.ops answers the API (on host.store's threads)
     pid = await host.stop(handoff=True)   # a detached daemon ticks on, if needed
@@ -49,7 +49,7 @@ class Host:
         self.allow_private_urls = allow_private_urls
 
     @classmethod
-    def open(cls, db: str | None = None, *, kind: str = "server", ticker: bool = True,
+    def open(cls, db: str | None = None, *, kind: str = "server", tick: bool = True,
              executor: str = "", executors: list[str] | None = None, lead: float = 2.0,
              poll: float = 1.0, notify_url: str | None = None,
              allow_private_urls: bool = False, default_tz: str | None = None,
@@ -62,18 +62,18 @@ class Host:
         store = AsyncStore(opened, threads=threads)
         broker = broker_for(opened)  # one for the API and the ticker: a change wakes it
         allowed = AllowedExecutors([*(executors or ["local"]), executor or "local"])
-        ticker_obj = None
-        if ticker:
+        ticker: Ticker | None = None
+        if tick:
             from hermes_cron_ext.runtime.ticker import Ticker
 
-            ticker_obj = Ticker(store.lane(), executor or None, kind=kind, lead=lead,
-                                poll=poll, notify_url=notify_url or None, broker=broker)
-            restrict_executors(ticker_obj, allowed)
-            ticker_obj.notifier.allow_private_urls = allow_private_urls
+            ticker = Ticker(store.lane(), executor or None, kind=kind, lead=lead,
+                            poll=poll, notify_url=notify_url or None, broker=broker)
+            restrict_executors(ticker, allowed)
+            ticker.notifier.allow_private_urls = allow_private_urls
         ops = Operations(opened, default_tz=default_tz, executors=allowed,
-                         allow_private_urls=allow_private_urls, ticker=ticker_obj,
+                         allow_private_urls=allow_private_urls, ticker=ticker,
                          broker=broker)
-        return cls(store, broker, ops, ticker_obj, executor=executor,
+        return cls(store, broker, ops, ticker, executor=executor,
                    executors=executors, allow_private_urls=allow_private_urls)
 
     @property

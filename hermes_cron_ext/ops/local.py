@@ -1,7 +1,7 @@
 """The one operations layer: every front's create, edit, run now, cancel, preview...
 
 :class:`Operations` is synchronous and works on a store. The CLI and kernels with
-no server use it directly (it is the local client); the server's
+no server use it directly (``connect(local=True)`` gives one); the server's
 :class:`~hermes_cron_ext.server.service.CronService` runs the same methods on a
 store thread (its async face); :class:`~hermes_cron_ext.ops.rest.RestClient`
 answers the same calls over HTTP. So a rule (validation, who may change what, the
@@ -585,6 +585,3 @@ class Operations(CronClient):
                 "description": sched.describe(parsed),
                 "next": [t.isoformat().replace("+00:00", "Z") for t in times]}
 
-
-#: kernels and scripts with no server call it the local client
-LocalClient = Operations

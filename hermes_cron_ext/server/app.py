@@ -84,7 +84,7 @@ class HermesCron(ExtensionApp):
         self.unavailable = None
         try:
             self.host = Host.open(
-                self.db or None, kind="server", ticker=self.ticker, executor=self.executor,
+                self.db or None, kind="server", tick=self.ticker, executor=self.executor,
                 executors=list(self.executors), lead=self.lead, poll=self.poll,
                 notify_url=self.notify_url or None, allow_private_urls=self.allow_private_urls,
                 default_tz=self.timezone or None)
@@ -92,7 +92,6 @@ class HermesCron(ExtensionApp):
             self.unavailable = exc.message
             self.log.error("hermes-cron: the scheduler is off: %s", exc.message)
             return
-        self.ticker_obj = self.host.ticker
         self.service = CronService(self.host, stream_interval=self.stream_interval,
                                    log=self.log)
         self.settings["hermes_cron"] = self.service
@@ -109,7 +108,7 @@ class HermesCron(ExtensionApp):
         if self.unavailable:
             return
         await self.service.start()  # the host's ticker too
-        if self.ticker_obj is not None:
+        if self.host.ticker is not None:
             self.log.info("hermes-cron: ticking (pid %d)", os.getpid())
         self._stop_on_sigint(serverapp)
 
@@ -138,7 +137,7 @@ class HermesCron(ExtensionApp):
                 "'hermes-cron daemon --handoff' (pid %d) on %s; it exits by itself when a "
                 "Jupyter server ticks again. Stop it now with: kill %d", pid,
                 self.host.display_url, pid)
-        elif self.ticker_obj is not None and not self.handoff:
+        elif self.host.ticker is not None and not self.handoff:
             self.log.warning("hermes-cron: handoff is off; unless another ticker serves %s, "
                              "enabled jobs will not fire", self.host.display_url)
 

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from hermes_cron_ext.ops import CronClient, LocalClient, RestClient
+from hermes_cron_ext.ops import CronClient, Operations, RestClient
 from tests.notebook_support import HEARTBEAT
 
 pytest_plugins = ("tests.notebook_fixtures",)
@@ -32,7 +32,7 @@ def target(request, tmp_path, monkeypatch):
         db = str(tmp_path / "store" / "cron.db")
         monkeypatch.setenv("HERMES_CRON_HEARTBEAT", HEARTBEAT)
         env.update({"HERMES_CRON_URL": "local", "HERMES_CRON_DB": db})
-        client: CronClient = LocalClient(db)
+        client: CronClient = Operations(db)
     else:
         server = request.getfixturevalue("cron_server")
         env.update({"HERMES_CRON_URL": server.url, "HERMES_CRON_TOKEN": server.token})

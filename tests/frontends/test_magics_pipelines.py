@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hermes_cron_ext.frontends.widgets import JobCard, _job_cells, pipeline_html
-from hermes_cron_ext.ops import LocalClient
+from hermes_cron_ext.ops import Operations
 from tests.frontends.test_magics import Cell
 from tests.frontends.test_magics import db as db  # noqa: F401 - fixtures
 from tests.frontends.test_magics import ip as ip  # noqa: F401
@@ -43,7 +43,7 @@ def test_a_job_after_others_needs_no_schedule_in_a_notebook(cell, db):  # noqa: 
 
 
 def test_cards_tables_and_graph_show_after(local_env):
-    client = LocalClient(local_env)
+    client = Operations(local_env)
     try:
         client.add({"name": "extract", "schedule": "@daily", "command": "true"})
         client.add({"name": "load", "schedule": "@daily", "command": "true"})

@@ -17,7 +17,7 @@ from hermes_cron_ext.frontends.widgets import (
     duration_chart,
     job_health,
 )
-from hermes_cron_ext.ops import LocalClient
+from hermes_cron_ext.ops import Operations
 from hermes_cron_ext.store import SQLiteStore
 from tests.conftest import FakeClock, make_job, wait_for
 from tests.notebook_support import settle, supervise
@@ -27,7 +27,7 @@ pytest_plugins = ("tests.notebook_fixtures",)
 
 @pytest.fixture
 def cron(local_env):
-    c = LocalClient(local_env)
+    c = Operations(local_env)
     yield c
     c.close()
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from hermes_cron_ext.frontends.widgets import BackfillProgress, JobCard, ParametersForm
-from hermes_cron_ext.ops import LocalClient
+from hermes_cron_ext.ops import Operations
 from tests.conftest import wait_for
 
 pytest_plugins = ("tests.notebook_fixtures",)
@@ -21,7 +21,7 @@ pytest_plugins = ("tests.notebook_fixtures",)
 
 @pytest.fixture
 def cron(local_env):
-    c = LocalClient(local_env)
+    c = Operations(local_env)
     yield c
     c.close()
 

@@ -9,7 +9,7 @@ import pytest
 from hermes_cron_ext import ops as cron_client
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound
 from hermes_cron_ext.frontends.widgets import LiveOutput
-from hermes_cron_ext.ops import ConnectionFailed, LocalClient, RestClient, discover
+from hermes_cron_ext.ops import ConnectionFailed, Operations, RestClient, discover
 
 pytest_plugins = ("tests.notebook_fixtures",)
 
@@ -21,7 +21,7 @@ def server(cron_server):
 
 @pytest.fixture
 def both(server):
-    rest, local = RestClient(server.url, server.token), LocalClient(server.db)
+    rest, local = RestClient(server.url, server.token), Operations(server.db)
     yield rest, local
     local.close()
 
@@ -36,14 +36,14 @@ def test_discovers_the_kernels_own_server(server, monkeypatch):
     # a kernel started by something else (nbclient, a terminal): the local store
     monkeypatch.setenv("JPY_PARENT_PID", "1")
     monkeypatch.setenv("HERMES_CRON_DB", server.db)
-    assert isinstance(discover(), LocalClient)
+    assert isinstance(discover(), Operations)
     # explicit settings win
     monkeypatch.setenv("HERMES_CRON_URL", server.url + "api/cron/")
     monkeypatch.setenv("HERMES_CRON_TOKEN", server.token)
     explicit = discover()
     assert isinstance(explicit, RestClient) and explicit.base == server.url
     monkeypatch.setenv("HERMES_CRON_URL", "local")
-    assert isinstance(discover(), LocalClient)
+    assert isinstance(discover(), Operations)
 
 
 def test_connect_sets_the_default(server, monkeypatch):

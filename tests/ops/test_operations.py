@@ -9,14 +9,14 @@ import uuid
 import pytest
 
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound
-from hermes_cron_ext.ops import LocalClient, RestClient
+from hermes_cron_ext.ops import Operations, RestClient
 
 pytest_plugins = ("tests.notebook_fixtures",)
 
 
 @pytest.fixture(params=["local", "rest"])
 def ops(request, cron_server):
-    client = (LocalClient(cron_server.db) if request.param == "local"
+    client = (Operations(cron_server.db) if request.param == "local"
               else RestClient(cron_server.url, cron_server.token))
     yield client
     client.close()

@@ -66,7 +66,7 @@ async def test_a_stored_private_url_is_refused_at_delivery(cron, jp_fetch):  # n
 
     receiver = Receiver()
     try:
-        cron.ticker_obj.notifier.default_url = f"{receiver.url}/operator"
+        cron.host.ticker.notifier.default_url = f"{receiver.url}/operator"
         await cron.host.store.create_job(validate_new({
             "name": "inside", "schedule": "@yearly", "command": "false",
             "notify_url": f"{receiver.url}/job", "ping_url": f"{receiver.url}/ping"}))
@@ -81,7 +81,7 @@ async def test_a_stored_private_url_is_refused_at_delivery(cron, jp_fetch):  # n
         assert (await api(jp_fetch, "runs", run["id"]))["status"] == "failed"
         await asyncio.sleep(1.0)  # deliveries run on a pool: give the job's a chance
         assert [p for m, p, b in receiver.hits] == ["/operator"]
-        assert cron.ticker_obj.notifier.failed >= 2  # the job's webhook and its pings
+        assert cron.host.ticker.notifier.failed >= 2  # the job's webhook and its pings
     finally:
         receiver.close()
 
