@@ -33,7 +33,19 @@ from hermes_cron_ext.store import open_store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import Result, Row, kill_tagged, ms, pct, proc_stat, save, spread, stop, tagged_pids  # noqa: E402,F401,E501  (scale.py uses them)
+from common import (  # noqa: E402,F401,E501  (scale.py uses them)
+    PeakSampler,  # noqa: E402
+    Result,
+    Row,
+    kill_tagged,
+    ms,
+    pct,
+    proc_stat,
+    save,
+    spread,
+    stop,
+    tagged_pids,
+)
 
 #: The payload: its first act is to print the wall clock (ns), captured into the run's log.
 DATE = ["/bin/date", "+%s.%N"]
@@ -188,18 +200,27 @@ def popen_floor(n: int = 30) -> list[float]:
     return out
 
 
-def fig_latency(quick: bool) -> Result:
-    """One ``@every 1s`` command job on an idle daemon: slot instant -> payload's clock."""
+def fig_latency(quick: bool, overload: bool = False) -> Result:
+    """One ``@every 1s`` command job on an idle daemon: slot instant -> payload's clock.
+    With *overload*, beside ``HOGS`` busy loops (load ~20 on 2 cores)."""
     samples, warmup = (15, 3) if quick else (60, 3)
     res = Result()
-    sb = Sandbox("latency")
+    sb = Sandbox("latency-overload" if overload else "latency")
+    hogs: list[subprocess.Popen] = []
     try:
         proc, _, _ = sb.start_daemon()
         job, _ = sb.store.create_job(validate_new(
             {"name": "latency", "schedule": "@every 1s", "timezone": "UTC", "command": DATE}))
+        if overload:
+            hogs = start_hogs(HOGS, sb.dir + "-hogs")
         first = math.ceil(time.time()) + warmup
         last = first + samples - 1
         time.sleep(max(0.0, last + 1.5 - time.time()))
+        load = os.getloadavg()[0]
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+        hogs = []
         sb.store.set_paused(job.id, True)
         sb.wait_quiet(15)
         sb.stop_daemon(proc)
@@ -220,19 +241,28 @@ def fig_latency(quick: bool) -> Result:
             else:
                 key = f"{r.trigger}/{r.status}" + (f" ({r.reason[:60]})" if r.reason else "")
                 other[key] = other.get(key, 0) + 1
-        ok = (len(lat) == samples and pct(lat, 50) <= 0.005 and pct(lat, 99) <= 0.020)
-        res.rows.append(Row(
-            f"Fire latency, `@every 1s` command job, idle daemon (n={len(lat)} of {samples})",
-            "p50 ≤ 5 ms, p99 ≤ 20 ms", spread(lat), ok))
+        if overload:
+            ok = len(lat) == samples and pct(lat, 99) <= 0.020
+            res.rows.append(Row(
+                f"Fire latency beside {HOGS} busy loops (load average {load:.0f} on 2 "
+                f"cores), `@every 1s` command job (n={len(lat)} of {samples})",
+                "p99 ≤ 20 ms", spread(lat), ok))
+        else:
+            ok = len(lat) == samples and pct(lat, 50) <= 0.002 and pct(lat, 99) <= 0.004
+            res.rows.append(Row(
+                f"Fire latency, `@every 1s` command job, idle daemon (n={len(lat)} of "
+                f"{samples})", "p50 ≤ 2 ms, p99 ≤ 4 ms", spread(lat), ok))
         floor = popen_floor()
         res.notes.append(
             f"latency: slots {iso(first)} .. +{samples - 1} s after {warmup} s of warm-up; "
             f"payload `{' '.join(DATE)}` (argv, no shell), latency = its printed clock - "
-            f"`scheduled_for`. Supervisor's `started_at` (Popen returned) - slot: "
+            f"`scheduled_for`. The run's `started_at` (its payload let go) - slot: "
             f"{spread(popen)}. Floor on this machine, `subprocess.run(date)` from a warm "
             f"Python: p50 {ms(pct(floor, 50))}. Runs in the window that did not yield a "
             f"sample: {other or 'none'}.")
     finally:
+        for hog in hogs:
+            hog.kill()
         sb.cleanup()
         if sb.killed:
             res.notes.append(f"latency: cleanup had to kill {sb.killed} process(es)")
@@ -422,11 +452,13 @@ def fig_burst(quick: bool, overload: bool = False) -> Result:
     hogs: list[subprocess.Popen] = []
     try:
         proc, _, _ = sb.start_daemon()
+        peak = PeakSampler(0.05).__enter__()  # from before the claim to every run final
         instant, yearly, create, lead_left = due_at_once(sb.store, n, ahead)
         if overload:  # after the creates: a job created after its yearly instant never fires
             hogs = start_hogs(HOGS, sb.dir + "-hogs")
         db = sb.store.db
         settled = wait_settled(db, n, instant, limit=900.0 if overload else 180.0)
+        peak.__exit__()
         load = os.getloadavg()[0]
         for hog in hogs:
             hog.kill()
@@ -470,6 +502,11 @@ def fig_burst(quick: bool, overload: bool = False) -> Result:
             f"all by {all_by:.3f} s / p50 {pct(starts, 50):.3f} s / p99 {pct(starts, 99):.3f} s;"
             f" ran exactly once: {once}/{n} ({len(starts)} payload starts, {len(rows)} runs)",
             ok))
+        if not overload:
+            res.rows.append(Row(
+                f"Burst: the machine while {n:,} runs start (sampled every 50 ms)",
+                f"≤ {n + 100:,} processes; load average ≤ 2",
+                peak.describe(), peak.peak_procs <= n + 100 and peak.peak_load <= 2))
         res.rows.append(Row(f"Burst: create {n:,} jobs (`store.create_job`, one txn each)", "–",
                             f"{create:.2f} s ({create / n * 1000:.2f} ms/job)"))
         res.notes.append(
@@ -479,7 +516,8 @@ def fig_burst(quick: bool, overload: bool = False) -> Result:
             f"(dispatched_at - instant): {min(claims, default=math.nan):+.2f} .. "
             f"{max(claims, default=math.nan):+.2f} s; supervisor `started_at` - instant: "
             f"p50 {pct(popen, 50):.3f} s, max {max(popen, default=math.nan):.3f} s; "
-            f"supervisors forked (their start time in /proc, 10 ms ticks) - instant: "
+            f"the process watching each (agent or supervisor) started (/proc, 10 ms ticks) - "
+            f"instant: "
             f"{min(forks, default=math.nan):+.2f} .. {max(forks, default=math.nan):+.2f} s "
             f"(p50 {pct(forks, 50):+.2f} s, {len(forks)} recorded); run "
             f"statuses {statuses}; runs marked lost whose payload did run: {ran_lost}; all "
@@ -736,8 +774,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fewer samples, shorter idle window, 200k runs")
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(FIGURES)}")
     parser.add_argument("--overload", action="store_true",
-                        help=f"run the burst with {HOGS} busy loops beside it and report "
-                        "runs marked lost / marked lost but ran (goal 0 / 0)")
+                        help=f"run the latency and burst figures with {HOGS} busy loops "
+                        "beside them (goals: latency p99 <= 20 ms; runs marked lost / "
+                        "marked lost but ran 0 / 0)")
     parser.add_argument("--out", help="where to save the table (default: "
                         "bench/results/core-latest.md for a full run, core-partial.md else)")
     args = parser.parse_args(argv)
@@ -746,7 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}; known: "
                      f"{', '.join(FIGURES)}")
-    funcs = {"latency": fig_latency, "notebook": fig_notebook, "pipeline": fig_pipeline,
+    funcs = {"latency": lambda quick: fig_latency(quick, args.overload),
+             "notebook": fig_notebook, "pipeline": fig_pipeline,
              "jobs": fig_jobs,
              "runs": fig_runs,
              "burst": lambda quick: fig_burst(quick, args.overload)}
