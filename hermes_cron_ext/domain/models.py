@@ -11,84 +11,31 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+# the enumerations, re-exported: ``from hermes_cron_ext.domain.models import RunStatus``
+from hermes_cron_ext.domain.enums import ACTIVE_STATUSES as ACTIVE_STATUSES
+from hermes_cron_ext.domain.enums import FAILED_STATUSES as FAILED_STATUSES
+from hermes_cron_ext.domain.enums import FINAL_STATUSES as FINAL_STATUSES
+from hermes_cron_ext.domain.enums import JOB_KINDS as JOB_KINDS
+from hermes_cron_ext.domain.enums import JOB_STATES as JOB_STATES
+from hermes_cron_ext.domain.enums import MISFIRE_POLICIES as MISFIRE_POLICIES
+from hermes_cron_ext.domain.enums import OVERLAP_POLICIES as OVERLAP_POLICIES
+from hermes_cron_ext.domain.enums import RUN_STATUSES as RUN_STATUSES
+from hermes_cron_ext.domain.enums import TRIGGERS as TRIGGERS
+from hermes_cron_ext.domain.enums import UPSTREAM_ON as UPSTREAM_ON
+from hermes_cron_ext.domain.enums import JobKind as JobKind
+from hermes_cron_ext.domain.enums import JobState as JobState
+from hermes_cron_ext.domain.enums import Misfire as Misfire
+from hermes_cron_ext.domain.enums import Overlap as Overlap
+from hermes_cron_ext.domain.enums import RunStatus as RunStatus
+from hermes_cron_ext.domain.enums import Trigger as Trigger
+from hermes_cron_ext.domain.options import BY_NAME as _OPTIONS
 from hermes_cron_ext.errors import InvalidInput
 
 # This host's name and processes are I/O: they live in processes.py. Ticker.alive asks
 # it whether a ticker's process is gone.
 from hermes_cron_ext.processes import hostname, process_alive
-
-
-class RunStatus(StrEnum):
-    """Where a run is; the first two are active, the rest final."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    LOST = "lost"
-    SKIPPED = "skipped"
-
-
-class JobState(StrEnum):
-    """What ``state`` says of a job (``display_state``)."""
-
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    PAUSED = "paused"
-    BLOCKED = "blocked"
-    DISABLED = "disabled"
-
-
-class JobKind(StrEnum):
-    COMMAND = "command"
-    PYTHON = "python"
-    NOTEBOOK = "notebook"
-
-
-class Trigger(StrEnum):
-    """Why a run exists."""
-
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    CATCHUP = "catchup"
-    RETRY = "retry"
-    REBOOT = "reboot"
-    BACKFILL = "backfill"
-    UPSTREAM = "upstream"
-
-
-class Misfire(StrEnum):
-    LATEST = "latest"
-    SKIP = "skip"
-    ALL = "all"
-
-
-class Overlap(StrEnum):
-    FORBID = "forbid"
-    ALLOW = "allow"
-    REPLACE = "replace"
-    QUEUE = "queue"
-
-
-# The same as plain strings (what the stores write and the API sends), for membership
-# tests and messages. StrEnum members compare equal to them.
-RUN_STATUSES = tuple(s.value for s in RunStatus)
-ACTIVE_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
-FINAL_STATUSES = tuple(s for s in RUN_STATUSES if s not in ACTIVE_STATUSES)
-FAILED_STATUSES = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value, RunStatus.LOST.value)
-JOB_STATES = tuple(s.value for s in JobState)
-JOB_KINDS = tuple(k.value for k in JobKind)
-TRIGGERS = tuple(t.value for t in Trigger)
-MISFIRE_POLICIES = tuple(m.value for m in Misfire)
-OVERLAP_POLICIES = tuple(o.value for o in Overlap)
-#: when an upstream run triggers: it succeeded, it failed (for good: no retry follows),
-#: or either
-UPSTREAM_ON = ("success", "failure", "completion")
 
 
 def now() -> float:
@@ -131,26 +78,34 @@ def parse_iso(text: str, field_name: str = "time") -> float:
     return dt.timestamp()
 
 
+def _default(name: str) -> Any:
+    """The default of a policy, as the options schema states it (``options.py``)."""
+    return _OPTIONS[name].default
+
+
 @dataclass
 class Policy:
-    """How a job behaves when things go wrong (docs/policies.md says what each does)."""
+    """How a job behaves when things go wrong (docs/policies.md says what each does).
 
-    misfire: str = "latest"
-    starting_deadline: float | None = None
-    overlap: str = "forbid"
-    retries: int = 0
-    retry_delay: float = 10.0
-    retry_max_delay: float = 600.0
-    retry_on_timeout: bool = False
-    timeout: float | None = None
-    kill_grace: float = 10.0
-    max_failures: int = 5
-    jitter: float = 0.0
-    notify_url: str | None = None
-    ping_url: str | None = None
-    keep_runs: int | None = None
-    keep_failures: int | None = None
-    max_output: int | None = None
+    One field per policy option of the options schema; each default is that option's
+    (tests/domain/test_options.py checks both)."""
+
+    misfire: str = _default("misfire")
+    starting_deadline: float | None = _default("starting_deadline")
+    overlap: str = _default("overlap")
+    retries: int = _default("retries")
+    retry_delay: float = _default("retry_delay")
+    retry_max_delay: float = _default("retry_max_delay")
+    retry_on_timeout: bool = _default("retry_on_timeout")
+    timeout: float | None = _default("timeout")
+    kill_grace: float = _default("kill_grace")
+    max_failures: int = _default("max_failures")
+    jitter: float = _default("jitter")
+    notify_url: str | None = _default("notify_url")
+    ping_url: str | None = _default("ping_url")
+    keep_runs: int | None = _default("keep_runs")
+    keep_failures: int | None = _default("keep_failures")
+    max_output: int | None = _default("max_output")
 
 
 # -- the JSON shapes a job and a run have (REST responses, ``--json``) ---------------------

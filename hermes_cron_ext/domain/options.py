@@ -19,8 +19,10 @@ form shows it (label, choice labels, unit). From this one table:
 Adding an option here, then ``python -m hermes_cron_ext.server.openapi --write``, makes
 it appear in every front (the store keeps policies as JSON; a job field also needs its
 column). tests/domain/test_options.py checks each front against this table. Each default
-is stated once: as an option's ``default``, or as a constant when a job's null means it
-(``MAX_OUTPUT`` below; retention's ``KEEP_RUNS`` and ``KEEP_FAILURES`` in ``policy.py``).
+is stated once: as an option's ``default`` (the ``Policy`` model, ``models.py``, takes
+its field defaults from here), or as a constant below when a job's null means it
+(``MAX_OUTPUT``, and retention's ``KEEP_RUNS`` and ``KEEP_FAILURES``). The choices come
+from ``enums.py``, so this module imports no model.
 
 ``write`` lets a user decide *when* and *how often* a job runs and what is kept;
 ``execute`` is needed to decide *what* runs, *where*, *with what* (code, interpreter,
@@ -35,19 +37,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cron_ext.domain.models import (
+from hermes_cron_ext.domain.enums import (
     JOB_KINDS,
     MISFIRE_POLICIES,
     OVERLAP_POLICIES,
     UPSTREAM_ON,
 )
-from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS  # retention decides there
 from hermes_cron_ext.errors import InvalidInput
 
 # -- defaults that are not a policy's own value (a job leaves the policy null) ------------
-# KEEP_RUNS, KEEP_FAILURES (imported above from policy.py, where retention is decided):
-# the runs, and failed runs besides, that ``gc`` keeps of a job whose ``keep_runs`` /
-# ``keep_failures`` is null.
+#: the runs, and failed runs besides, that ``gc`` keeps of a job whose ``keep_runs`` /
+#: ``keep_failures`` is null (retention is decided in ``policy.py``)
+KEEP_RUNS = 50
+KEEP_FAILURES = 10
 #: output kept per run (its head and tail) when a job sets no ``max_output``
 MAX_OUTPUT = 10 * 1024 * 1024
 #: the longest duration a policy takes (ten years)

@@ -30,6 +30,8 @@ from hermes_cron_ext.domain.models import (
     RunStatus,
     Trigger,
 )
+from hermes_cron_ext.domain.options import KEEP_FAILURES as KEEP_FAILURES
+from hermes_cron_ext.domain.options import KEEP_RUNS as KEEP_RUNS
 
 #: A slot claimed later than this after its instant counts as missed (misfire policy).
 MISFIRE_GRACE = 30.0
@@ -463,10 +465,10 @@ def fan_in(*, after: list[dict[str, Any]], enabled: bool, state: str, ended: Ups
     return upstream
 
 
-#: Retention's defaults (``gc``): per job the newest 50 runs and the newest 10
-#: failures, none older than 30 days; a job's ``keep_runs`` / ``keep_failures`` win.
-KEEP_RUNS = 50
-KEEP_FAILURES = 10
+#: Retention's defaults (``gc``): per job the newest KEEP_RUNS (50) runs and the newest
+#: KEEP_FAILURES (10) failures (both stated in the options schema, ``options.py``, whose
+#: ``keep_runs`` / ``keep_failures`` say what their null means), none older than 30 days;
+#: a job's ``keep_runs`` / ``keep_failures`` win.
 MAX_AGE = 30 * 86400
 
 

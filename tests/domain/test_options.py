@@ -12,7 +12,7 @@ import re
 import pytest
 
 from hermes_cron_ext.domain import options
-from hermes_cron_ext.domain.jobspec import validate_new
+from hermes_cron_ext.domain.jobspec import policy_value, validate_new
 from hermes_cron_ext.domain.models import Policy
 from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.frontends.cli import build_parser
@@ -38,11 +38,20 @@ def test_every_option_is_a_flag_or_says_how_it_is_spelled():
 
 
 def test_the_policies_are_the_policy_model():
-    assert options.POLICY_FIELDS == {f.name for f in dataclasses.fields(Policy)}
+    """A field per policy option; its default is the option's (typed as the field says
+    and accepted by the option's own check), and a job that sets no policy has them."""
+    fields = {f.name: f for f in dataclasses.fields(Policy)}
+    assert options.POLICY_FIELDS == set(fields)
     defaults = Policy()
     for o in options.OPTIONS:
         if o.policy:
+            assert fields[o.name].default == o.default, o.name
             assert getattr(defaults, o.name) == o.default, o.name
+            kind = "None" if o.default is None else type(o.default).__name__
+            assert kind in str(fields[o.name].type).split(" | "), (o.name, kind)
+            assert policy_value(o, o.default) == o.default, o.name
+    job = validate_new({"name": "plain", "schedule": "@daily", "command": "true"})
+    assert job["policy"] == defaults
 
 
 def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
