@@ -25,9 +25,13 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hermes_cron_ext.store import is_postgres
 from hermes_cron_ext.store.base import Store
+
+if TYPE_CHECKING:
+    from hermes_cron_ext.events.watch import CommitWatch
 
 Callback = Callable[[str, str], None]
 
@@ -111,7 +115,7 @@ class SQLiteBroker(LocalBroker):
     def __init__(self, path: str) -> None:
         super().__init__()
         self._path = path
-        self._watch = None
+        self._watch: CommitWatch | None = None
         self._watching = 0
 
     @property

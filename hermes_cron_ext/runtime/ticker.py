@@ -95,31 +95,49 @@ class Unavailable(Executor):
         pass
 
 
-def stop_orphaned_payload(run: Run) -> bool:
-    """SIGKILL the process group of *run*'s payload if it still runs without its
-    supervisor. Only processes of that group that carry the run's id in their environment
-    count, so a reused group id is never hit. True when something was stopped."""
-    marker = f"HERMES_CRON_RUN_ID={run.id}".encode()
-    found = False
+RUN_MARKER = b"HERMES_CRON_RUN_ID="
+
+
+def payload_groups() -> dict[str, set[int]]:
+    """The process groups of this host's processes by the run id they carry in their
+    environment (every payload does, and only payloads): one pass over ``/proc``."""
+    found: dict[str, set[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            if os.getpgid(int(entry.name)) != run.payload_pid:
-                continue
             with open(f"/proc/{entry.name}/environ", "rb") as f:
-                found = marker in f.read().split(b"\0")
+                env = f.read()
+            if RUN_MARKER not in env:
+                continue
+            pgid = os.getpgid(int(entry.name))
         except OSError:
             continue
-        if found:
-            break
-    if not found:
-        return False
-    try:
-        os.killpg(run.payload_pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+        for var in env.split(b"\0"):
+            if var.startswith(RUN_MARKER):
+                found.setdefault(var[len(RUN_MARKER):].decode(errors="replace"),
+                                 set()).add(pgid)
+    return found
+
+
+def stop_orphaned_payload(run: Run, groups: dict[str, set[int]] | None = None) -> int | None:
+    """SIGKILL the process group of *run*'s payload if it still runs without its
+    supervisor; the group stopped, or None. Only processes that carry the run's id in
+    their environment count, so a reused group id is never hit: the recorded group
+    (``payload_pid``), or, for a run whose payload started but was never recorded
+    running (its agent killed in between), whatever group carries its id.
+    *groups*: :func:`payload_groups`, read once for many runs."""
+    groups = payload_groups() if groups is None else groups
+    carried = groups.get(run.id, set())
+    targets = ({run.payload_pid} & carried) if run.payload_pid else carried
+    stopped = None
+    for pgid in sorted(targets):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+            stopped = pgid
+        except (ProcessLookupError, PermissionError):
+            continue
+    return stopped
 
 
 class Ticker:
@@ -318,12 +336,16 @@ class Ticker:
             return lost
         alive = [t for t in await self.store.list_tickers() if t.alive(now, TICKER_STALE)]
         oldest = min((t.started_at for t in alive), default=now)
+        groups = None
         for run in active:
             reason = self._lost_reason(run, now, oldest)
-            if reason and run.host == self.host and run.payload_pid:
+            if reason and run.host == self.host and (run.payload_pid or run.pid):
                 # its payload may outlive it: stop it, so a retry never runs beside it
-                if await asyncio.to_thread(stop_orphaned_payload, run):
-                    reason += f"; its payload (process group {run.payload_pid}) was stopped"
+                if groups is None:
+                    groups = await asyncio.to_thread(payload_groups)
+                stopped = stop_orphaned_payload(run, groups)
+                if stopped:
+                    reason += f"; its payload (process group {stopped}) was stopped"
             if reason and await self.store.mark_lost(run.id, reason, run.pid):
                 lost.append(run.id)
                 log.warning("hermes-cron: run %s of job %s lost: %s", run.id, run.job_id, reason)

@@ -226,3 +226,36 @@ def test_a_fault_in_one_runs_bookkeeping_fails_that_run_only(sqlite):
     assert all((r.status, r.exit_code) == ("succeeded", 0) for r in done)
     assert all(sqlite.read_output(r.id) == b"fine\n" for r in done)
     assert failed.pid in {r.pid for r in done}  # one shared the broken run's agent
+
+
+def test_a_payload_started_but_not_yet_recorded_is_stopped_when_its_agent_dies(sqlite):
+    """An agent starts a burst's payloads first and records them running after: killed
+    in between, it leaves a queued run whose payload runs with no group on record. The
+    reconcile finds that payload by the run id in its environment and stops it."""
+    import subprocess
+    import sys
+
+    from hermes_cron_ext.processes import hostname
+
+    run = queue(sqlite, "window", command="sleep 30")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # the dead agent's pid
+    gone.wait()
+    assert sqlite.attach_run(run.id, gone.pid, None, hostname())
+    payload = subprocess.Popen(["sleep", "30"], process_group=0,
+                               env={**os.environ, "HERMES_CRON_RUN_ID": run.id})
+    try:
+        async def reconcile():
+            ticker = Ticker(AsyncStore(sqlite), None)
+            try:
+                return await ticker.reconcile()
+            finally:
+                await ticker.close_executors()
+
+        assert asyncio.run(reconcile()) == [run.id]
+        lost = sqlite.get_run(run.id)
+        assert lost.status == "lost" and f"(pid {gone.pid}) is gone" in lost.reason
+        assert f"its payload (process group {payload.pid}) was stopped" in lost.reason
+        assert payload.wait(5) == -signal.SIGKILL
+    finally:
+        payload.kill()
+        payload.wait()
