@@ -108,10 +108,11 @@ class Policy:
     max_output: int | None = _default("max_output")
 
 
-# -- the JSON shapes a job and a run have (REST responses, ``--json``) ---------------------
+# -- the JSON shapes of jobs, runs, events, tickers, backfills (REST responses, ``--json``) -
 # Each ``to_json`` below returns exactly the fields of its table (tests/domain/test_models.py);
-# the OpenAPI document's ``Job`` and ``Run`` and the panel's ``IJob`` and ``IRun``
-# (labextension/src/generated.ts) are generated from these tables by server/openapi.py.
+# the OpenAPI document's ``Job``, ``Run``, ``Event``, ``Ticker`` and ``Backfill`` and the
+# panel's ``IJob``, ``IRun``, ... (labextension/src/generated.ts) are generated from these
+# tables by server/openapi.py.
 
 _TIME = {"type": "string", "format": "date-time"}
 _TIME_OR_NONE = {"type": ["string", "null"], "format": "date-time"}
@@ -210,6 +211,54 @@ RUN_JSON: dict[str, dict[str, Any]] = {
     "logical_time": {**_TIME_OR_NONE,
                      "description": "the slot the run stands for (HERMES_CRON_LOGICAL_TIME)"},
 }
+
+#: what :meth:`Event.to_json` returns, field by field (``GET /events``, the SSE ``data``)
+EVENT_JSON: dict[str, dict[str, Any]] = {
+    "seq": {"type": "integer", "description": "the event's cursor: read on after it"},
+    "at": _TIME,
+    "type": {"type": "string", "description": "job.created, run.started, backfill.finished, ..."},
+    "job_id": _TEXT_OR_NONE,
+    "run_id": _TEXT_OR_NONE,
+    "data": {"type": "object"},
+}
+
+#: what :meth:`Ticker.to_json` returns, field by field (``GET /status``'s ``tickers``)
+TICKER_JSON: dict[str, dict[str, Any]] = {
+    "id": {"type": "string"},
+    "kind": {"type": "string", "description": "server, daemon, handoff or tick"},
+    "host": {"type": "string"},
+    "pid": {"type": "integer"},
+    "proc_start": {"type": ["integer", "null"],
+                   "description": "the process's start time (with pid: one process)"},
+    "started_at": _TIME,
+    "heartbeat_at": _TIME,
+    "last_tick_at": _TIME_OR_NONE,
+    "alive": {"type": "boolean"},
+}
+
+#: a backfill as the API answers it: there is no model, the store builds it
+#: (``Backfills.get_backfill``: every field but ``next``) and so does a dry run
+#: (``Operations.backfill``: the required ones and ``next``); a backfill started with no
+#: ticker alive adds ``warning``
+BACKFILL_JSON: dict[str, dict[str, Any]] = {
+    "id": {"type": ["string", "null"], "description": "null: a dry run"},
+    "job_id": {"type": "string"},
+    "state": {"type": "string", "enum": ["running", "done", "cancelled", "dry-run"]},
+    "slots": {"type": "integer"},
+    "max_parallel": {"type": "integer"},
+    "started": {"type": "integer", "description": "how many slots have been started"},
+    "runs": {"type": "object", "additionalProperties": {"type": "integer"},
+             "description": "runs by status (not in a dry run)"},
+    "from": _TIME_OR_NONE,
+    "to": _TIME_OR_NONE,
+    "next": {"type": "array", "items": _TIME, "description": "a dry run's slots"},
+    "created_at": _TIME_OR_NONE,
+    "finished_at": _TIME_OR_NONE,
+    "warning": {"type": ["string", "null"],
+                "description": "no ticker is alive to start its runs"},
+}
+#: the fields every backfill answer has (a dry run's too)
+BACKFILL_REQUIRED = ("id", "job_id", "state", "slots", "max_parallel")
 
 
 @dataclass

@@ -64,6 +64,27 @@ def _one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
                            field=name)
 
 
+#: what :func:`status_report` (``GET /status``, :meth:`Operations.status`) returns, field by
+#: field: there is no model; the OpenAPI document's ``Status`` and the panel's ``IStatus``
+#: are generated from this table (server/openapi.py)
+STATUS_JSON: dict[str, dict[str, Any]] = {
+    "version": {"type": "string"},
+    "store": {"type": "string", "description": "the store's URL (no password)"},
+    "tickers": {"type": "array", "items": {"$ref": "#/components/schemas/Ticker"}},
+    "alive": {"type": "integer", "description": "how many tickers are alive"},
+    "ticking": {"type": "boolean"},
+    "jobs_by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "server_ticker": {"type": "boolean", "description": "this server ticks itself"},
+    "ticker_fault": {"type": ["object", "null"],
+                     "description": "the in-process ticker's, while it cannot write",
+                     "required": ["since", "error"],
+                     "properties": {"since": {"type": "number",
+                                              "description": "Unix seconds"},
+                                    "error": {"type": "string"}}},
+    "warning": {"type": ["string", "null"], "description": "no ticker is alive"},
+}
+
+
 def status_report(store: Store, server_ticker: bool = False) -> dict[str, Any]:
     """Who is ticking on *store* and how many jobs wait.
 

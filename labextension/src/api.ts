@@ -7,18 +7,23 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IJob, IJobPage, IOption, IRun, IRunPage, RunStatus } from './generated';
+import { IBackfill, IJob, IJobPage, IOption, IRun, IRunPage, IStatus, RunStatus } from './generated';
 
-// The shapes of jobs, runs and options are generated from the server's declarations
-// (hermes_cron_ext/domain/options.py and models.py): see generated.ts.
+// The shapes of jobs, runs, options, events, tickers, the status and backfills are
+// generated from the server's declarations (hermes_cron_ext/domain/options.py and
+// models.py, ops/local.py's STATUS_JSON): see generated.ts.
 export { ACTIVE, FAILED, OPTIONS } from './generated';
 export type {
+  IBackfill,
+  IEvent,
   IJob,
   IJobPage,
   IOption,
   IPolicy,
   IRun,
   IRunPage,
+  IStatus,
+  ITicker,
   JobKind,
   JobState,
   RunStatus,
@@ -39,22 +44,6 @@ export interface IPipeline {
   edges: { from: string; to: string; on: string }[];
 }
 
-/** A backfill and its progress (`POST /jobs/{id}/backfill`, `GET /backfills/{id}`). */
-export interface IBackfill {
-  id: string | null;
-  job_id: string;
-  state: 'running' | 'done' | 'cancelled' | 'dry-run';
-  slots: number;
-  max_parallel: number;
-  /** Runs by status (not in a dry run). */
-  runs?: { [status: string]: number };
-  /** A dry run's slots, ISO 8601. */
-  next?: string[];
-  from?: string | null;
-  to?: string | null;
-  warning?: string;
-}
-
 /** What a run of a job may be given (a notebook's parameters cell, typed). */
 export interface IParameter {
   name: string;
@@ -62,42 +51,11 @@ export interface IParameter {
   default: unknown;
 }
 
-export interface ITicker {
-  id: string;
-  kind: string;
-  host: string;
-  pid: number;
-  started_at: string;
-  heartbeat_at: string;
-  last_tick_at: string | null;
-  alive: boolean;
-}
-
-export interface IStatus {
-  version: string;
-  store: string;
-  tickers: ITicker[];
-  alive: number;
-  ticking: boolean;
-  jobs_by_state: { [state: string]: number };
-  server_ticker: boolean;
-  warning: string | null;
-}
-
 export interface IPreview {
   schedule: string;
   timezone: string;
   description: string;
   next: string[];
-}
-
-export interface ICronEvent {
-  seq: number;
-  at: string;
-  type: string;
-  job_id: string | null;
-  run_id: string | null;
-  data: { [key: string]: unknown };
 }
 
 export interface IPage<T> {

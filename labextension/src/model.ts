@@ -9,7 +9,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CronAPI, ICronEvent, IStatus } from './api';
+import { CronAPI, IEvent, IStatus } from './api';
 import { SSEStream } from './sse';
 
 export class CronModel {
@@ -22,7 +22,7 @@ export class CronModel {
   private _connected = false;
   private _opened = 0;
   private _statusChanged = new Signal<this, IStatus | null>(this);
-  private _event = new Signal<this, ICronEvent>(this);
+  private _event = new Signal<this, IEvent>(this);
   private _connection = new Signal<this, { connected: boolean; first: boolean }>(this);
   private _disposed = false;
 
@@ -32,7 +32,7 @@ export class CronModel {
   }
 
   /** Every event of the `/events` feed. */
-  get event(): ISignal<this, ICronEvent> {
+  get event(): ISignal<this, IEvent> {
     return this._event;
   }
 
@@ -69,7 +69,7 @@ export class CronModel {
         void this.refreshStatus();
       },
       onMessage: msg => {
-        let event: ICronEvent;
+        let event: IEvent;
         try {
           event = JSON.parse(msg.data);
         } catch {

@@ -22,7 +22,7 @@ import {
 } from '@jupyterlab/ui-components';
 import { Panel, SplitPanel, Widget } from '@lumino/widgets';
 
-import { ACTIVE, CronError, FAILED, IBackfill, ICronEvent, IJob, IParameter, IRun, IStatus } from './api';
+import { ACTIVE, CronError, FAILED, IBackfill, IEvent, IJob, IParameter, IRun, IStatus } from './api';
 import { askBackfill, BackfillProgress } from './backfill';
 import { h } from './dom';
 import { afterText, ago, countdown, describeSchedule, duration, formatTime, scheduleText, seconds, STATUS_LABEL } from './format';
@@ -289,7 +289,7 @@ class JobDetail extends Panel {
 
   /** A run event for the shown job: refresh the history, follow a new active run. A run
    * event of another job of its pipeline redraws the graph. */
-  onRunEvent(event: ICronEvent): void {
+  onRunEvent(event: IEvent): void {
     if (this._job && event.job_id && event.job_id !== this._job.id && event.type !== 'run.progress' && this._pipelineIds.has(event.job_id)) {
       this._pipelineSoon();
     }
@@ -1037,7 +1037,7 @@ export class CronPanel extends Panel {
     this.node.dataset.ticking = status ? String(status.ticking) : 'unknown';
   }
 
-  private _onEvent(_: CronModel, event: ICronEvent): void {
+  private _onEvent(_: CronModel, event: IEvent): void {
     const t = event.type;
     if (t === 'job.created' || t === 'job.deleted') {
       if (t === 'job.deleted' && event.job_id === this._selected) {

@@ -6,7 +6,19 @@ import dataclasses
 import random
 from datetime import UTC, datetime
 
-from hermes_cron_ext.domain.models import JOB_JSON, RUN_JSON, Job, Policy, Run, iso, parse_iso
+from hermes_cron_ext.domain.models import (
+    EVENT_JSON,
+    JOB_JSON,
+    RUN_JSON,
+    TICKER_JSON,
+    Event,
+    Job,
+    Policy,
+    Run,
+    Ticker,
+    iso,
+    parse_iso,
+)
 
 
 def test_iso_matches_datetime_to_the_millisecond():
@@ -59,3 +71,14 @@ def test_run_to_json_returns_exactly_its_declared_fields():
     for r in (run, Run(id="r_0000000000000002", job_id="j_1", status="queued",
                        trigger="manual")):
         assert list(r.to_json()) == list(RUN_JSON)
+
+
+def test_event_and_ticker_to_json_return_exactly_their_declared_fields():
+    """``EVENT_JSON`` and ``TICKER_JSON`` (the OpenAPI ``Event`` and ``Ticker``, the
+    panel's ``IEvent`` and ``ITicker``) are what their ``to_json`` return, in order."""
+    for event in (Event(seq=3, at=1.0, type="run.started", job_id="j_1", run_id="r_1",
+                        data={"attempt": 1}), Event(seq=4, at=2.0, type="store.reset")):
+        assert list(event.to_json()) == list(EVENT_JSON)
+    ticker = Ticker(id="t_1", kind="daemon", host="elsewhere.example", pid=12,
+                    started_at=1.0, heartbeat_at=2.0, last_tick_at=2.0, proc_start=99)
+    assert list(ticker.to_json(at=3.0)) == list(TICKER_JSON)

@@ -1,9 +1,10 @@
 """The generated files are what the declarations make now, and what they say holds.
 
-``openapi.json``'s job, run, policy, option and page schemas and the panel's
-``labextension/src/generated.ts`` are generated (``server/openapi.py``) from the options
-schema (``domain/options.py``) and the response tables next to each ``to_json``
-(``domain/models.py``). Changing either without regenerating fails here.
+``openapi.json``'s job, run, policy, option, page, event, ticker, status and backfill
+schemas and the panel's ``labextension/src/generated.ts`` are generated
+(``server/openapi.py``) from the options schema (``domain/options.py``) and the response
+tables next to each ``to_json`` (``domain/models.py``; ``STATUS_JSON`` beside
+``status_report`` in ``ops/local.py``). Changing either without regenerating fails here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ import sys
 import pytest
 
 from hermes_cron_ext.domain import options
-from hermes_cron_ext.domain.models import JOB_JSON, RUN_JSON, Page, Run
+from hermes_cron_ext.domain.models import (
+    BACKFILL_JSON,
+    EVENT_JSON,
+    JOB_JSON,
+    RUN_JSON,
+    TICKER_JSON,
+    Page,
+    Run,
+)
+from hermes_cron_ext.ops.local import STATUS_JSON, Operations
 from hermes_cron_ext.server import openapi
 from tests.domain.test_models import _full_job
 
@@ -78,6 +88,43 @@ def test_jobs_runs_and_pages_match_their_generated_schemas():
     assert not _validator("Job").is_valid({k: v for k, v in job.items() if k != "version"})
 
 
+def test_events_tickers_status_and_backfills_match_their_generated_schemas(tmp_path):
+    """Answers of a real store (no ticker runs: nothing starts) against the schemas."""
+    ops = Operations(str(tmp_path / "cron.db"))
+    try:
+        ops.create({"name": "daily", "schedule": "0 3 * * *", "timezone": "UTC",
+                    "command": "true"})
+        ops.store.register_ticker("daemon", "elsewhere.example", 12)
+        status = ops.status()
+        assert list(status) == list(STATUS_JSON)
+        assert status["tickers"]
+        _validator("Status").validate(status)
+        _validator("Status").validate({**status, "ticker_fault": {"since": 1.0,
+                                                                   "error": "disk full"}})
+        for ticker in status["tickers"]:
+            _validator("Ticker").validate(ticker)
+        events = ops.store.events_since(0)
+        assert events
+        for event in events:
+            _validator("Event").validate(event.to_json())
+        dry = ops.backfill("daily", "2026-01-01", "2026-01-03", max_parallel=2,
+                           dry_run=True)
+        _validator("Backfill").validate(dry)
+        assert set(dry) <= set(BACKFILL_JSON)
+        job = ops.store.get_job("daily")
+        made = ops.store.create_backfill(job.id, [1_767_236_400.0 + 86400 * i
+                                                  for i in range(3)], 1)
+        cancelled = ops.store.cancel_backfill(made["id"])
+        for answer in (made, cancelled, *ops.backfills("daily")):
+            _validator("Backfill").validate(answer)
+            assert set(answer) | {"next", "warning"} == set(BACKFILL_JSON), answer
+        assert not _validator("Backfill").is_valid({**made, "state": "paused"})
+        assert not _validator("Status").is_valid({k: v for k, v in status.items()
+                                                  if k != "ticking"})
+    finally:
+        ops.close()
+
+
 def _block(ts: str, name: str) -> str:
     match = re.search(rf"export interface {name} \{{\n(.*?)\n\}}", ts, re.S)
     assert match, name
@@ -87,11 +134,17 @@ def _block(ts: str, name: str) -> str:
 def test_the_panel_types_have_every_field():
     ts = openapi.typescript()
     fields = {name: set(re.findall(r"^  (\w+)\??:", _block(ts, name), re.M))
-              for name in ("IJob", "IRun", "IPolicy", "IOption")}
+              for name in ("IJob", "IRun", "IPolicy", "IOption", "IEvent", "ITicker",
+                           "IStatus", "IBackfill")}
     assert fields["IJob"] == set(JOB_JSON) | {"warning"}
     assert fields["IRun"] == set(RUN_JSON)
     assert fields["IPolicy"] == options.POLICY_FIELDS
     assert fields["IOption"] == set(options.OPTION_JSON)
+    assert fields["IEvent"] == set(EVENT_JSON)
+    assert fields["ITicker"] == set(TICKER_JSON)
+    assert fields["IStatus"] == set(STATUS_JSON)
+    assert fields["IBackfill"] == set(BACKFILL_JSON)
+    assert "  tickers: ITicker[];" in _block(ts, "IStatus")
     assert "  executor: string | null;" in _block(ts, "IJob")
     assert "  max_output: number | null;" in _block(ts, "IPolicy")
     assert "  overlap: Overlap;" in _block(ts, "IPolicy")
