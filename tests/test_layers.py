@@ -292,6 +292,45 @@ def test_the_domain_does_no_io():
     assert {module: found for module, found in io.items() if found} == DOMAIN_IO_LEFT
 
 
+#: calls that read the clock, this host or its processes: the domain is given the
+#: instant and the zone (``now=``, ``start=``, ``tz=``) instead
+READING_CALLS = {"time.time", "time.monotonic", "datetime.now", "datetime.utcnow",
+                 "datetime.today", "date.today", "hostname", "process_alive",
+                 "tzlocal.get_localzone_name", "tzlocal.get_localzone"}
+#: what the domain still reads, and why (module -> the calls)
+DOMAIN_READS_LEFT = {
+    # now(): a running run's duration so far (Run.duration, in every Run.to_json) and a
+    # ticker's liveness when no instant is given (Ticker.alive / to_json); Ticker.alive
+    # also asks processes.py whether a ticker process of this host is gone
+    "hermes_cron_ext.domain.models": {"time.time", "hostname", "process_alive"},
+    # local_zone(): the machine's zone, a job's default when none is given
+    "hermes_cron_ext.domain.schedule": {"tzlocal.get_localzone_name"},
+}
+
+
+def reading_calls(source: str) -> set[str]:
+    """The calls of *source* in READING_CALLS (``a.b(...)`` or ``b(...)``)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = (f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute)
+                    and isinstance(f.value, ast.Name) else
+                    f.id if isinstance(f, ast.Name) else None)
+            if name in READING_CALLS:
+                found.add(name)
+    return found
+
+
+def test_the_domain_reads_no_clock_nor_host():
+    pkg = Package.read(PACKAGE)
+    reads = {module: reading_calls(path.read_text())
+             for module, path in pkg.modules.items() if layer_of(module) == "domain"}
+    assert {module: found for module, found in reads.items() if found} == DOMAIN_READS_LEFT
+    assert reading_calls("import time\ntime.time()\ndatetime.now(UTC)\nx.now()\n") == {
+        "time.time", "datetime.now"}
+
+
 # -- the checker itself: a planted import of each form is caught ------------------------
 
 FAKE_ROOT = '''

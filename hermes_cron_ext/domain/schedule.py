@@ -530,10 +530,11 @@ def _never_message(fields: list[str], text: str) -> str:
 MAX_BACKFILL = 10_000
 
 
-def backfill_slots(text: str, tz: str, start: str, end: str) -> list[float]:
+def backfill_slots(text: str, tz: str, start: str, end: str, now: float) -> list[float]:
     """The slots of schedule *text* from *start* to *end*, both included (ISO 8601 times,
     or dates: ``2026-11-01`` is that day's midnight in *tz*, and as *end* the day's last
-    instant). :raises InvalidInput: naming ``from`` or ``to``."""
+    instant), none after *now* (Unix seconds: a backfill runs past slots).
+    :raises InvalidInput: naming ``from`` or ``to``."""
     schedule = parse(text, tz)
     zone = parse_timezone(tz)
     if schedule.kind not in ("cron", "every"):
@@ -555,7 +556,7 @@ def backfill_slots(text: str, tz: str, start: str, end: str) -> list[float]:
         raise InvalidInput(f"the range is backwards: to ({end}) is before from ({start}); "
                            f"swap them: --from {end} --to {start}", field="to")
     # a backfill runs past slots; the schedule runs the rest
-    finish = min(finish, datetime.now(UTC))
+    finish = min(finish, datetime.fromtimestamp(now, UTC))
     out: list[float] = []
     at = schedule.next_fire(begin - timedelta(microseconds=1))
     while at is not None and at <= finish:
@@ -569,9 +570,10 @@ def backfill_slots(text: str, tz: str, start: str, end: str) -> list[float]:
     return out
 
 
-def preview(schedule: Schedule, count: int = 5, start: datetime | None = None) -> list[datetime]:
-    """The next ``count`` fire times after ``start`` (default now), for showing users."""
-    moment: datetime | None = start if start is not None else datetime.now(UTC)
+def preview(schedule: Schedule, count: int, start: datetime) -> list[datetime]:
+    """The next ``count`` fire times after ``start`` (the caller's now, usually), for
+    showing users."""
+    moment: datetime | None = start
     fires: list[datetime] = []
     while len(fires) < count and moment is not None:
         moment = schedule.next_fire(moment)

@@ -419,7 +419,7 @@ def cmd_runs(args, ops: Operations) -> int:
 def cmd_next(args) -> int:
     schedule = sched.parse(args.schedule, args.tz)
     start = (datetime.fromtimestamp(parse_iso(args.start, "from"), UTC)
-             if args.start else None)
+             if args.start else datetime.now(UTC))
     times = sched.preview(schedule, args.count, start)
     preview = {"schedule": schedule.text, "timezone": schedule.tz,
                "description": sched.describe(schedule),

@@ -462,7 +462,7 @@ class Operations(CronClient):
                 f"{job.name} has no schedule of its own, so it has no slots to backfill: it "
                 f"runs after {ups}; backfill {ups} instead, and their backfilled runs "
                 f"trigger {job.name} slot by slot", field="job")
-        slots = backfill_slots(job.schedule, job.timezone, start, end)
+        slots = backfill_slots(job.schedule, job.timezone, start, end, time.time())
         if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or not (
                 1 <= max_parallel <= 100):
             raise InvalidInput("max_parallel must be from 1 to 100", field="max_parallel")
@@ -600,7 +600,7 @@ class Operations(CronClient):
             raise InvalidInput("count must be between 1 and 100", field="count")
         parsed = sched.parse(schedule, tz or self.default_tz)
         begin = (datetime.fromtimestamp(parse_iso(start, "from"), UTC)
-                 if start else None)
+                 if start else datetime.now(UTC))
         times = sched.preview(parsed, count, begin)
         return {"schedule": parsed.text, "timezone": parsed.tz,
                 "description": sched.describe(parsed),

@@ -5,9 +5,11 @@ errors, so the fronts built on either cannot differ."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
+from hermes_cron_ext.domain.models import parse_iso
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound
 from hermes_cron_ext.ops import Operations, RestClient
 
@@ -77,6 +79,13 @@ def test_preview_and_its_limits(ops):
     with pytest.raises(InvalidInput) as err:
         ops.preview("@daily", "UTC", 0)
     assert err.value.field == "count"
+
+
+def test_preview_starts_now_when_not_told(ops):
+    """The domain's preview is told its start; with none, the operations give it now."""
+    before = datetime.now(UTC)
+    fires = [parse_iso(t) for t in ops.preview("@every 1s", "UTC", 3)["next"]]
+    assert len(fires) == 3 and fires[0] > before.timestamp()
 
 
 def test_backfill_dry_run_and_errors_alike(ops, name):
