@@ -300,9 +300,8 @@ READING_CALLS = {"time.time", "time.monotonic", "datetime.now", "datetime.utcnow
 #: what the domain still reads, and why (module -> the calls)
 DOMAIN_READS_LEFT = {
     # now(): a running run's duration so far (Run.duration, in every Run.to_json) and a
-    # ticker's liveness when no instant is given (Ticker.alive / to_json); Ticker.alive
-    # also asks processes.py whether a ticker process of this host is gone
-    "hermes_cron_ext.domain.models": {"time.time", "hostname", "process_alive"},
+    # ticker's liveness when no instant is given (Ticker.alive / to_json)
+    "hermes_cron_ext.domain.models": {"time.time"},
     # local_zone(): the machine's zone, a job's default when none is given
     "hermes_cron_ext.domain.schedule": {"tzlocal.get_localzone_name"},
 }

@@ -33,9 +33,8 @@ from hermes_cron_ext.domain.enums import Trigger as Trigger
 from hermes_cron_ext.domain.options import BY_NAME as _OPTIONS
 from hermes_cron_ext.errors import InvalidInput
 
-# This host's name and processes are I/O: they live in processes.py. Ticker.alive asks
-# it whether a ticker's process is gone.
-from hermes_cron_ext.processes import hostname, process_alive
+# This host's name and processes are I/O: they live in processes.py, and the store asks
+# it whether a ticker's process is gone as it reads the row (Ticker.gone).
 
 
 def now() -> float:
@@ -426,18 +425,20 @@ class Ticker:
     heartbeat_at: float
     last_tick_at: float | None = None
     proc_start: int | None = None  # see processes.proc_start_time: pid + start, one process
+    #: its process is known to have exited: the store that read the row found it gone
+    #: on this host (``processes.process_alive``)
+    gone: bool = False
 
     def alive(self, at: float | None = None, stale_after: float | None = None) -> bool:
         """Heartbeat seen lately: 15 s for a running ticker, 150 s for a once-a-minute tick.
 
-        A ticker process of this host that is gone is dead at once (a server stopped a
-        second ago must not keep its handoff from starting for 15 s); a one-shot ``tick``
+        A ticker process known to be gone is dead at once (a server stopped a second
+        ago must not keep its handoff from starting for 15 s); a one-shot ``tick``
         exits after each tick by design, so its heartbeat alone counts."""
         at = now() if at is None else at
         if stale_after is None:
             stale_after = 150.0 if self.kind == "tick" else 15.0
-        if (self.kind != "tick" and self.proc_start is not None and self.host == hostname()
-                and not process_alive(self.pid, self.proc_start)):
+        if self.kind != "tick" and self.gone:
             return False
         return at - self.heartbeat_at <= stale_after
 

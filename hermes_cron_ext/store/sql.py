@@ -52,7 +52,7 @@ from hermes_cron_ext.domain.models import (
 )
 from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F401  (re-exported)
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
-from hermes_cron_ext.processes import hostname, proc_start_time
+from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.store.base import Store
 
 SCHEMA_VERSION = 8
@@ -1218,8 +1218,12 @@ class SQLStore(Store):
 
     def list_tickers(self) -> list[Ticker]:
         rows = self.db.execute("SELECT * FROM tickers ORDER BY started_at").fetchall()
+        here = hostname()
         return [Ticker(r["id"], r["kind"], r["host"], r["pid"], r["started_at"],
-                       r["heartbeat_at"], r["last_tick_at"], r["proc_start"]) for r in rows]
+                       r["heartbeat_at"], r["last_tick_at"], r["proc_start"],
+                       gone=(r["host"] == here and r["proc_start"] is not None
+                             and not process_alive(r["pid"], r["proc_start"])))
+                for r in rows]
 
     # -- housekeeping -----------------------------------------------------------
     def gc(self, now: float, keep_runs: int = rules.KEEP_RUNS,
