@@ -1,4 +1,5 @@
-"""Plumbing for the peers that are not Jupyter extensions: Apache Airflow and APScheduler 4.
+"""Plumbing for the peers that are not Jupyter extensions: Apache Airflow, APScheduler 4
+and APScheduler 3.11.
 
 Each comes from PyPI into a scratch venv of its own under ``bench/compare/`` (git-ignored,
 reused when it works); neither is a dependency of this project, and none of their code is
@@ -30,6 +31,10 @@ APS_SPECS = ["apscheduler==4.0.0a6", "sqlalchemy[asyncio]==2.1.9", "aiosqlite==0
              "sniffio==1.3.1"]  # 4.0.0a6 imports sniffio without declaring it
 APS_VENV = os.environ.get("HERMES_COMPARE_APS_VENV", os.path.join(HERE, ".venv-apscheduler"))
 APS_WORKER = os.path.join(HERE, "aps_worker.py")
+APS3_SPECS = ["apscheduler==3.11.3", "sqlalchemy==2.1.9", "tzlocal==5.4.5"]
+APS3_VENV = os.environ.get("HERMES_COMPARE_APS3_VENV",
+                           os.path.join(HERE, ".venv-apscheduler3"))
+APS3_WORKER = os.path.join(HERE, "aps3_worker.py")
 
 
 def ensure_airflow() -> tuple[str, float]:
@@ -44,6 +49,24 @@ def ensure_aps() -> tuple[str, float]:
         "import sniffio, aiosqlite, greenlet; from importlib.metadata import version; "
         "import apscheduler.datastores.sqlalchemy; print(version('apscheduler'))",
         APS_SPECS[0].partition("==")[2])
+
+
+def ensure_aps3() -> tuple[str, float]:
+    return ensure_peer_venv(
+        APS3_VENV, APS3_SPECS,
+        "from importlib.metadata import version; import apscheduler.jobstores.sqlalchemy; "
+        "print(version('apscheduler'))", APS3_SPECS[0].partition("==")[2])
+
+
+def read_triples(path: str) -> list[tuple[float, float, str]]:
+    """Lines ``<clock> <slot> <tag>`` a payload appended (none when the file is not
+    there yet)."""
+    try:
+        with open(path) as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return []
+    return [(float(a), float(b), c) for a, b, c in rows]
 
 
 # -- Apache Airflow ----------------------------------------------------------------------------
@@ -213,12 +236,7 @@ class Airflow:
         return c
 
     def read_ticks(self) -> list[tuple[float, float, str]]:
-        try:
-            with open(self.ticks) as f:
-                rows = [line.split() for line in f]
-        except OSError:
-            return []
-        return [(float(a), float(b), c) for a, b, c in rows]
+        return read_triples(self.ticks)
 
     def sql(self, query: str, args: tuple = ()) -> list[tuple]:
         conn = sqlite3.connect(self.db, timeout=30.0)
@@ -261,9 +279,11 @@ class Airflow:
 
 # -- APScheduler 4 ----------------------------------------------------------------------------
 
-def aps_popen(args: list[str], env: dict[str, str], root: str) -> subprocess.Popen:
-    """``aps_worker.py ARGS`` in the APScheduler venv, in a session of its own."""
-    return subprocess.Popen([venv_python(APS_VENV), APS_WORKER, *args], env=env, cwd=root,
+def aps_popen(args: list[str], env: dict[str, str], root: str, venv: str = APS_VENV,
+              worker: str = APS_WORKER) -> subprocess.Popen:
+    """``aps_worker.py ARGS`` in the APScheduler venv (or *worker* in *venv*), in a
+    session of its own."""
+    return subprocess.Popen([venv_python(venv), worker, *args], env=env, cwd=root,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=open(os.path.join(root, "aps.err"), "ab"), text=True,
                             start_new_session=True)

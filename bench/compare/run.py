@@ -1,8 +1,10 @@
 """hermes-cron-ext beside the schedulers a user would pick instead: one machine, one run.
 
-    python bench/compare/run.py                 # full run, ~14 min (+ venv installs, once)
-    python bench/compare/run.py --quick         # fewer slots and samples, ~8 min
+    python bench/compare/run.py                 # full run, ~40 min (+ venv installs, once)
+    python bench/compare/run.py --quick         # fewer slots and samples, ~12 min
     python bench/compare/run.py --no-airflow    # leave a peer out (also --no-aps)
+    python bench/compare/run.py --only latency,burst,idle --systems ours
+                                # some side-by-side rows, for some systems only
 
 The peers come from PyPI into scratch venvs of their own under ``bench/compare/`` (kept
 as a cache, git-ignored; never dependencies of this project): jupyter-scheduler
@@ -20,7 +22,15 @@ The install time is reported apart from the measured time. Figures:
 4. an unrelated ``GET /api/status`` while another process lists that history in a loop;
 5. ``kill -9`` of each Jupyter server while a 20 s run is in flight, and the slots
    missed while both stay down across 2 slots of an every-minute job;
-6. live output (ours only).
+6. live output (ours only);
+7. side by side (``side.py``), each system alone, ``/bin/date`` as the payload on SQLite
+   stores: ours (``hermes-cron daemon``), APScheduler 3.11 (thread pool of 20; its
+   defaults, and ``misfire_grace_time=None``) and APScheduler 4: fire latency (1 s
+   period), 1,000 jobs due at one instant (2 rounds; processes and runnable tasks on the
+   machine sampled every 20 ms), idle CPU with 10,000 jobs. ``--only`` picks these rows
+   (``latency``, ``burst``, ``idle``) and/or ``classic`` (figures 1-6); ``--systems``
+   picks their columns. Their cells are kept in ``results-side.json``, so a run of some
+   rows or systems updates those cells and leaves the others as they were.
 
 Everything goes to ``bench/compare/results-latest.md`` (``results-quick.md`` with
 ``--quick``) with the machine's load average before and after. Every process started
@@ -50,6 +60,7 @@ from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import side  # noqa: E402
 from harness import (  # noqa: E402
     CLK_TCK,
     HERE,
@@ -75,6 +86,8 @@ from harness import (  # noqa: E402
 from peers import (  # noqa: E402
     AIRFLOW_SPEC,
     AIRFLOW_VENV,
+    APS3_SPECS,
+    APS3_VENV,
     APS_SPECS,
     APS_VENV,
     Airflow,
@@ -82,6 +95,7 @@ from peers import (  # noqa: E402
     aps_popen,
     ensure_airflow,
     ensure_aps,
+    ensure_aps3,
 )
 
 NEVER = "0 3 1 1 *"  # a schedule that does not fire during the run
@@ -995,7 +1009,14 @@ def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--load":
         load_worker(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Examples: `run.py --only latency,burst,idle --systems ours` measures our "
+               "column of the side-by-side table only (APScheduler's cells stay as they "
+               "are in results-side.json); `run.py --only burst --systems aps3,aps4 "
+               "--rounds 1` one burst round of two columns; `run.py --only classic` the "
+               "Jupyter-server figures only; `--quick` goes to results-quick.md and "
+               "results-side-quick.json instead.")
     ap.add_argument("--quick", action="store_true",
                     help="fewer slots and samples (n < 30 for some rows)")
     ap.add_argument("--minutes", type=int,
@@ -1015,10 +1036,38 @@ def main() -> int:
                     help="seconds of the run in flight at the kill (default 20)")
     ap.add_argument("--no-airflow", action="store_true", help="leave Airflow out")
     ap.add_argument("--no-aps", action="store_true", help="leave APScheduler out")
+    ap.add_argument("--only", default=",".join(PARTS),
+                    help="comma-separated parts to run: classic (the Jupyter servers, "
+                         "Airflow, APScheduler 4's functions: figures 1-6), and the "
+                         f"side-by-side rows {', '.join(side.ROWS)} (default: all)")
+    ap.add_argument("--systems", default=",".join(side.SYSTEMS),
+                    help="comma-separated columns of the side-by-side rows: "
+                         + ", ".join(f"{k} ({s.title})" for k, s in side.SYSTEMS.items())
+                         + " (default: all)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="side by side: burst rounds per system (default 2)")
+    ap.add_argument("--burst-jobs", type=int, default=1000,
+                    help="side by side: jobs due at the instant (default 1,000; 100 with "
+                         "--quick)")
+    ap.add_argument("--latency-n", type=int, default=180,
+                    help="side by side: latency samples, one a second (default 180; 20 "
+                         "with --quick)")
+    ap.add_argument("--max-load", type=float, default=1.0,
+                    help="side by side: before each cell wait (up to 15 min) for the 1-min "
+                         "load average to drop below this (default 1.0; 0: do not wait)")
     ap.add_argument("--out", help="results file (default results-latest.md, "
                                   "results-quick.md with --quick)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
+    only = [p for p in args.only.split(",") if p]
+    systems = [k for k in args.systems.split(",") if k]
+    if set(only) - set(PARTS):
+        ap.error(f"--only: unknown {', '.join(sorted(set(only) - set(PARTS)))}; known: "
+                 + ", ".join(PARTS))
+    if set(systems) - set(side.SYSTEMS):
+        ap.error(f"--systems: unknown {', '.join(sorted(set(systems) - set(side.SYSTEMS)))};"
+                 " known: " + ", ".join(side.SYSTEMS))
+    systems = [k for k in side.SYSTEMS if k in systems]  # the table's order
     args.samples = 300
     args.probe_seconds = 6.0
     args.idle_seconds = 45.0
@@ -1031,11 +1080,31 @@ def main() -> int:
         args.samples, args.probe_seconds, args.idle_seconds = 100, 4.0, 20.0
         args.command_samples = args.aps_samples = args.af_samples = 10
         args.af_fleet = min(args.af_fleet, 1_000)
+    sizes = {"latency": args.latency_n, "burst": args.burst_jobs, "rounds": args.rounds,
+             "fleet": args.fleet, "idle_seconds": args.idle_seconds,
+             "max_load": args.max_load}
+    if args.quick:
+        sizes.update(latency=min(args.latency_n, 20), burst=min(args.burst_jobs, 100),
+                     fleet=min(args.fleet, 1_000))
     out = args.out or os.path.join(HERE, "results-quick.md" if args.quick
                                    else "results-latest.md")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_before = loadavg()
+    side_rows = [r for r in side.ROWS if r in only]
+    side_data = side.load_results(side.results_path(args.quick))
+    if side_rows:
+        run_side(side_rows, systems, sizes, side_data, args)
+    if "classic" not in only:
+        part = side.section(side_data, args.quick)
+        try:
+            with open(out) as f:
+                text = side.splice(f.read(), part)
+        except FileNotFoundError:
+            text = "# hermes-cron-ext side by side\n\n" + part
+        write_results(out, text)
+        print(part)
+        return 0
     installs = {}
     version, installs[JS] = ensure_venv()
     af_version = aps_version = "-"
@@ -1127,15 +1196,50 @@ def main() -> int:
             f"({args.jobs * args.minutes} slots a side); Airflow one DAG every "
             f"{args.af_period:g} s; APScheduler one schedule every {args.aps_period:g} s; "
             f"ours' command job `@every 1s`\n")
-    text = (head + "\n" + report.markdown() + "\nNotes:\n\n"
-            + "\n".join(f"- {n}" for n in report.notes) + "\n")
+    text = (head + "\n" + side.section(side_data, args.quick) + "\n" + report.markdown()
+            + "\nNotes:\n\n" + "\n".join(f"- {n}" for n in report.notes) + "\n")
     print(text)
+    write_results(out, text)
+    return 0
+
+
+PARTS = ("classic", *side.ROWS)  # what --only names
+
+
+def write_results(out: str, text: str) -> None:
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, out)
     log(f"wrote {out}")
-    return 0
+
+
+def run_side(rows: list[str], systems: list[str], sizes: dict, data: dict, args) -> None:
+    """The side-by-side rows for *systems*, into *data* (saved after each cell)."""
+    from hermes_cron_ext import __version__ as ours_version
+
+    meta = data.setdefault("meta", {})
+    ready: dict[str, tuple[str, float]] = {}  # venv -> (version, install seconds)
+    for key in systems:
+        if key == "ours":
+            meta[key] = {"version": ours_version}
+            continue
+        ensure, specs, venv = ((ensure_aps3, APS3_SPECS, APS3_VENV) if key.startswith("aps3")
+                               else (ensure_aps, APS_SPECS, APS_VENV))
+        if venv not in ready:
+            ready[venv] = ensure()
+            if ready[venv][1]:
+                log(f"{venv}: installed in {ready[venv][1]:.0f} s (not measured time)")
+        meta[key] = {"version": ready[venv][0], "specs": " ".join(specs), "venv": shown(venv)}
+    path = side.results_path(args.quick)
+    sandbox = Sandbox(keep=args.keep)
+    try:
+        side.measure(rows, systems, sizes, sandbox.dir, sandbox.ours.env, data.setdefault(
+            "cells", {}), saved=lambda: side.save_results(path, data))
+    finally:
+        sandbox.cleanup()
+        side.save_results(path, data)
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":
