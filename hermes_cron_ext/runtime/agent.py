@@ -80,6 +80,8 @@ CORES = os.cpu_count() or 1
 #: skipped or cancelled, or the agent killed) makes the shell exit, the payload unrun.
 PRIMED = 2 * CORES
 GO_SCRIPT = 'read _ && exec "$@" </dev/null'  # the pipe is its stdin until the exec
+#: while a burst starts, the ended payloads are reaped every this many starts
+REAP_EVERY = 32
 #: after starting a few payloads, the agent waits this long before it records them
 #: running: a payload's exec takes about a millisecond of CPU here, and the cores are few
 FIRST = 0.003
@@ -395,6 +397,8 @@ class Agent:
                         self._cannot_start(watch)
                 elif self._spawn(watch):
                     started.append(watch)
+                if len(started) % REAP_EVERY == 0:
+                    _reap(started[-2 * REAP_EVERY:])
         if started and self.inbox is not None and self._hushed_until is None:
             self.sel.unregister(self.inbox)
         if started:
@@ -471,9 +475,13 @@ class Agent:
             os.set_blocking(f.fileno(), False)
             watch.streams[f.fileno()] = (name, f)
             self.sel.register(f.fileno(), selectors.EVENT_READ, ("out", watch))
-        watch.pidfd = os.pidfd_open(proc.pid)
-        self.sel.register(watch.pidfd, selectors.EVENT_READ, ("exit", watch))
         now = time.monotonic()
+        if proc.poll() is None:
+            watch.pidfd = os.pidfd_open(proc.pid)
+            self.sel.register(watch.pidfd, selectors.EVENT_READ, ("exit", watch))
+        else:  # ended (and reaped) while a burst was being started
+            watch.exited_at = now
+            self._timer(now + EXIT_DRAIN, "drain", watch)
         watch.last_beat = now
         watch.next_beat = now + self.heartbeat
         self._timer(watch.next_beat, "beat", watch)
@@ -688,6 +696,15 @@ def _findable(program: str, env: dict[str, str], cwd: str) -> bool:
         path = os.path.join(cwd, program)
         return os.path.isfile(path) and os.access(path, os.X_OK)
     return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+
+
+def _reap(watches: list[Watch]) -> None:
+    """Collect the exit status of those of *watches* whose payload has ended (a burst's
+    short payloads end while the rest are being started): no zombie waits for the
+    bookkeeping after the burst."""
+    for watch in watches:
+        if watch.proc is not None and watch.proc.returncode is None:
+            watch.proc.poll()
 
 
 def _killpg(pgid: int, sig: int) -> bool:
