@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import IO
 
 from hermes_cron_ext.domain.models import Ticker
 
@@ -53,9 +54,8 @@ def needed(tickers: list[Ticker], enabled_jobs: int, own_id: str | None, now: fl
 
 def start_daemon(url: str, log_dir: str | None = None) -> int:
     """Start the detached handoff daemon; returns its pid."""
-    err = subprocess.DEVNULL
-    if log_dir:
-        err = open(os.path.join(log_dir, "handoff.log"), "ab")
+    log = open(os.path.join(log_dir, "handoff.log"), "ab") if log_dir else None
+    err: IO[bytes] | int = subprocess.DEVNULL if log is None else log
     try:
         # the store URL (maybe with a PostgreSQL password) by environment: a command
         # line is readable by every local user
@@ -65,8 +65,8 @@ def start_daemon(url: str, log_dir: str | None = None) -> int:
             env={**os.environ, "HERMES_CRON_DB": url},
             start_new_session=True, cwd=os.path.expanduser("~"))
     finally:
-        if err is not subprocess.DEVNULL:
-            err.close()
+        if log is not None:
+            log.close()
     return proc.pid
 
 

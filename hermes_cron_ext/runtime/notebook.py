@@ -37,6 +37,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 EXIT_CELL_ERROR, EXIT_BAD_INPUT, EXIT_TERMINATED = 1, 2, 143
@@ -111,7 +112,9 @@ def _make_client(nb, kernel: str, cwd: str, output_path: str | None, ipc_dir: st
     class StreamingClient(NotebookClient):
         """nbclient, printing each cell's output the moment it arrives."""
 
-        before_kernel_start = None
+        before_kernel_start: Callable[..., None] | None = None
+        #: the code cell running, 1-based (0 before the first)
+        current_cell: int = 0
 
         async def async_start_new_kernel(self, **kwargs):
             # nbclient has just put its own SIGTERM handler in place: take it back
@@ -188,6 +191,7 @@ async def run_notebook(path: str, output_path: str | None, params: dict[str, Any
     # iopub, fd-level writes included); keep them aside and show them if it dies
     kernel_log = open(os.path.join(ipc_dir, "kernel.log"), "w+b")
     task = asyncio.current_task()
+    assert task is not None  # run_notebook runs as a task (asyncio.run)
     loop = asyncio.get_running_loop()
     stopped: list[str] = []
     go = _go_pipe(loop, lambda: on_term("its supervisor is gone"))
@@ -278,7 +282,9 @@ async def _shutdown(client) -> None:
 def _now() -> str:
     from hermes_cron_ext.domain.models import iso
 
-    return iso(time.time())
+    stamp = iso(time.time())
+    assert stamp is not None  # iso() is None only for a None instant
+    return stamp
 
 
 def _check_kernel(name: str) -> None:

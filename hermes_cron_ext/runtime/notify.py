@@ -103,7 +103,7 @@ def check_url(url: str, field: str, *, allow_private: bool = False,
         addresses = []
         if resolve:
             try:
-                addresses = [info[4][0] for info in socket.getaddrinfo(
+                addresses = [str(info[4][0]) for info in socket.getaddrinfo(
                     host, port or (443 if parts.scheme == "https" else 80),
                     proto=socket.IPPROTO_TCP)]
             except (OSError, UnicodeError):
@@ -230,7 +230,7 @@ class Notifier:
                 return
             queue = self._queues.get(key)
             fresh = queue is None
-            if fresh:
+            if queue is None:
                 queue = self._queues[key] = collections.deque()
             queue.append((url, body, job_url))
             if fresh:

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain.models import RunStatus, iso
@@ -29,6 +30,10 @@ from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.runtime.notebook import GO_FD_ENV, PARAMETERS_ENV  # not at the instant
 from hermes_cron_ext.store import output
+
+if TYPE_CHECKING:
+    from hermes_cron_ext.store.base import Store
+    from hermes_cron_ext.store.relay import RelayClient
 
 HEARTBEAT_INTERVAL = float(os.environ.get("HERMES_CRON_HEARTBEAT", "2.0"))
 EXIT_DRAIN = 1.0  # after the payload exits, read what its children still write for this long
@@ -69,13 +74,18 @@ def python_path(spec: dict, path: str | None) -> str:
 
 def payload_argv(spec: dict, artifact: str) -> list[str]:
     """The argv a job spec runs (shell line, argv, python script or code, notebook)."""
-    kind, command = spec.get("kind", "command"), spec.get("command")
+    kind = spec.get("kind", "command")
+    # jobspec checked it: a command job has one, a python job one or its code, a
+    # notebook job the path of its .ipynb
+    command: str | list[str] | None = spec.get("command")
     python = spec.get("interpreter") or sys.executable
     if kind == "command":
+        assert command is not None
         return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     if kind == "python":
         if spec.get("code"):
             return [python, "-u", "-c", spec["code"]]
+        assert command is not None
         return [python, "-u", *([command] if isinstance(command, str) else command)]
     if kind == "notebook":
         # parameters go in the environment (PARAMETERS_ENV), not on a command line any
@@ -170,6 +180,7 @@ def patiently(call, *args, limit: float):
     from hermes_cron_ext.errors import HermesCronError, StoreError
 
     deadline, pause = time.monotonic() + limit, 0.2
+    fault: Exception
     while True:
         try:
             return call(*args)
@@ -220,6 +231,7 @@ class Payload:
     def go(self) -> None:
         """Run now. The pipe stays open: its end of file later tells the runner that
         its supervisor is gone."""
+        assert self.go_w is not None, "go() on a payload that is not warm, or closed"
         try:
             os.write(self.go_w, b"g")
         except OSError:  # the runner has already exited (bad input): _watch reports it
@@ -364,7 +376,8 @@ class Supervisor:
     def _spawn(self, run, warm: bool = False) -> Payload | Exception:
         """Start the payload; *warm*: a notebook runner that starts its kernel and waits
         for :meth:`Payload.go`. An exception returned says why it cannot start."""
-        go_r = go_w = None
+        go_r: int | None = None
+        go_w: int | None = None
         try:
             argv, env, cwd = payload_launch(self.store, run)
             if warm:
@@ -373,7 +386,7 @@ class Supervisor:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=cwd, env=env, process_group=0, close_fds=True,
-                pass_fds=(go_r,) if warm else ())
+                pass_fds=() if go_r is None else (go_r,))  # set when warm
         except (OSError, ValueError, TypeError) as exc:
             if go_w is not None:
                 os.close(go_w)
@@ -536,6 +549,7 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
     fork server's PostgreSQL relay, used instead of a connection of our own."""
     from hermes_cron_ext.store import open_store
 
+    store: Store | RelayClient
     if relay:
         from hermes_cron_ext.store.relay import RelayClient
 

@@ -28,12 +28,16 @@ process, on any host, creates, changes or resumes a job or queues a run.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import Final, Literal
 
 from hermes_cron_ext.domain.models import Run, iso
+from hermes_cron_ext.domain.models import Ticker as TickerRow
 from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.events import EventBroker, broker_for
 from hermes_cron_ext.processes import hostname, process_alive
@@ -58,8 +62,16 @@ NOTEBOOK_WARMUP = 1.5
 CORES = os.cpu_count() or 1
 #: Events (from any process, via LISTEN) that can make something due sooner.
 WAKE_EVENTS = frozenset({"job.created", "job.updated", "job.resumed", "run.queued"})
+
+
+class _Unknown(enum.Enum):
+    """The type of :data:`_UNKNOWN` (an enum member, so ``is`` narrows it away)."""
+
+    UNKNOWN = "unknown"
+
+
 #: the earliest due time before the first full pass has read it
-_UNKNOWN = object()
+_UNKNOWN: Final = _Unknown.UNKNOWN
 
 
 def make_executor(spec: Executor | str | None, store: AsyncStore) -> Executor:
@@ -164,7 +176,8 @@ class Ticker:
         self.clock = clock
         self.notifier = Notifier(store.sync, notify_url)
         self.host = hostname()
-        self.info = None
+        #: this ticker's row in the tickers table, from :meth:`register` to :meth:`stop`
+        self.info: TickerRow | None = None
         self.fired = 0
         #: why ticker passes fail now ({"since", "error"}), or None
         self.fault: dict | None = None
@@ -173,7 +186,7 @@ class Ticker:
         self._poked = False
         self._task: asyncio.Task | None = None
         self._stopping = False
-        self._unlisten = None
+        self._unlisten: Callable[[], None] | None = None
         self._next_beat = self._next_reconcile = self._next_gc = 0.0
         #: the store's change detector (a token that differs once another connection
         #: has committed), or None: then every pass reads the store (PostgreSQL's
@@ -181,7 +194,7 @@ class Ticker:
         self._token_of = getattr(store.sync, "change_token", None)
         self._token = None
         #: the earliest due time the last full pass read (_UNKNOWN: read it)
-        self._due: float | None | object = _UNKNOWN
+        self._due: float | None | Literal[_Unknown.UNKNOWN] = _UNKNOWN
         #: something this ticker did may have changed what is due: read it again
         self._dirty = True
         #: runs may be active in the store: reconcile them (False once a reconcile
@@ -380,6 +393,7 @@ class Ticker:
         were marked lost (a retry may now be due)."""
         lost = False
         if ticked:
+            assert self.info is not None  # the loop runs between register() and stop()
             await self.store.ticker_heartbeat(self.info.id, now, ticked)
             self._next_beat = now + TICKER_HEARTBEAT
         if now >= self._next_reconcile:
@@ -429,6 +443,7 @@ class Ticker:
         commit after those reads is seen by the next call. When the heartbeat is due it
         is written in the same trip to the store's thread."""
         beat = now >= self._next_beat
+        assert self.info is not None  # the loop runs between register() and stop()
         if self._token_of is None:
             if beat:
                 await self.store.ticker_heartbeat(self.info.id, now, False)
@@ -479,6 +494,7 @@ class Ticker:
                         due = self._due = await self.store.next_wakeup()
                 if await self._housekeeping(now, ticked, read):
                     due = self._due = await self.store.next_wakeup()  # retries of lost runs
+                assert due is not _UNKNOWN  # then this pass has read it
                 delay = self._sleep(due, lead)
                 if self.fault is not None and not self._failed_pass:
                     log.warning("hermes-cron: the ticker writes to the store again (it could "
