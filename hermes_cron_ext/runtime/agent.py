@@ -80,6 +80,8 @@ CORES = os.cpu_count() or 1
 #: skipped or cancelled, or the agent killed) makes the shell exit, the payload unrun.
 PRIMED = 2 * CORES
 GO_SCRIPT = 'read _ && exec "$@" </dev/null'  # the pipe is its stdin until the exec
+#: seconds between tries to record a final status the store would not take
+OWED_RETRY = 5.0
 #: while a burst starts, the ended payloads are reaped every this many starts
 REAP_EVERY = 32
 #: after starting a few payloads, the agent waits this long before it records them
@@ -132,7 +134,7 @@ class Watch:
 
 class Agent:
     def __init__(self, store, inbox: int, db: str, relay: str | None = None,
-                 heartbeat: float = HEARTBEAT_INTERVAL):
+                 heartbeat: float = HEARTBEAT_INTERVAL, capacity: int = 10_000):
         self.store, self.db, self.relay, self.heartbeat = store, db, relay, heartbeat
         self.pid = os.getpid()
         self.proc_start = proc_start_time(self.pid)
@@ -150,7 +152,12 @@ class Agent:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._signalled = False
-        self.closing = False
+        #: final statuses the store could not take yet: run id -> (status, exit code,
+        #: reason, when it ended); tried again every OWED_RETRY seconds, never dropped
+        self._owed: dict[str, tuple[str, int | None, str | None, float]] = {}
+        self._owed_at = 0.0
+        #: runs this agent holds at most (5 descriptors each); the rest get supervisors
+        self.capacity = capacity
         self._hushed_until: float | None = None  # monotonic; the inbox unread till then
 
     # -- the loop ---------------------------------------------------------------------
@@ -165,7 +172,7 @@ class Agent:
         self.sel.register(self.inbox, selectors.EVENT_READ, ("inbox", None))
         self.sel.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         try:
-            while self.inbox is not None or self.waiting or self.running:
+            while self.inbox is not None or self.waiting or self.running or self._owed:
                 timeout = self._timeout()
                 for key, _ in self.sel.select(None if timeout is None else max(timeout, 0)):
                     what, watch = key.data
@@ -179,6 +186,8 @@ class Agent:
                         self._on_wake()
                 self._fire_due()
                 self._run_timers()
+                if self._owed and time.monotonic() >= self._owed_at:
+                    self._settle_owed()
                 if self._hushed_until is not None and time.monotonic() >= self._hushed_until:
                     self._hushed_until = None
                     if self.inbox is not None:
@@ -199,6 +208,8 @@ class Agent:
             waits.append(1.0)  # to reap them
         if self._hushed_until is not None:
             waits.append(self._hushed_until - time.monotonic())
+        if self._owed:
+            waits.append(self._owed_at - time.monotonic())
         return min(waits) if waits else None
 
     def _on_signal(self, signum, frame) -> None:
@@ -239,34 +250,43 @@ class Agent:
         self.inbox = None
 
     def take(self, run_id: str) -> None:
-        """Attach *run_id* and prepare its start (or fork it a supervisor of its own)."""
-        store = self.store
+        """Attach *run_id* and prepare its start (or fork it a supervisor of its own).
+        Whatever goes wrong concerns this run alone: once attached, it is recorded
+        ``failed`` with the reason; before, the ticker's reconcile finds it unstarted."""
+        attached = False
         try:
-            run = patiently(store.get_run, run_id, limit=60)
-        except Exception as exc:  # noqa: BLE001 - unknown run: the ticker's reconcile says
-            _complain(f"run {run_id} not taken: {exc}")
-            return
-        if not handles(run):
+            attached = self._take(run_id)
+        except Exception as exc:  # noqa: BLE001
+            _complain(f"run {run_id} not taken: {exc!r}")
+            watch = self.waiting.pop(run_id, None)
+            if watch is not None:
+                self._unprime(watch)
+            if attached or watch is not None:
+                self._record(run_id, "failed", None, f"agent error: {exc!r}")
+
+    def _take(self, run_id: str) -> bool:
+        """:meth:`take`; True once the run is attached to this agent."""
+        store = self.store
+        run = patiently(store.get_run, run_id, limit=60)
+        if not handles(run) or len(self.waiting) + len(self.running) >= self.capacity:
             self._fork_supervisor(run_id)
-            return
-        if self.closing:  # shutting down: its supervisor of its own takes it
-            self._fork_supervisor(run_id)
-            return
+            return False
         if not patiently(store.attach_run, run_id, self.pid, self.proc_start, self.host,
                          limit=60):
             _complain(f"run {run_id} was no longer queued when the agent took it; "
                       "not running it")
-            return
+            return False
         watch = Watch(run)
-        try:
+        try:  # what cannot be prepared is told at the instant, as "cannot start"
             watch.argv, watch.env, watch.cwd = payload_launch(store, run)
-        except (OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a secret unreadable, a bad spec
             watch.error = exc
         if len(self._primed) < PRIMED:
             self._prime(watch)
         self.waiting[run_id] = watch
         self._seq += 1
         heapq.heappush(self._instants, (run.fire_at or 0.0, self._seq, run_id))
+        return True
 
     def _prime(self, watch: Watch) -> None:
         """Start *watch*'s payload as a shell waiting for :meth:`_release` (where the
@@ -379,6 +399,7 @@ class Agent:
         started = []
         for watch in due:  # payloads first, bookkeeping after: latency first
             if watch.id not in why:  # gone from the store (its job deleted)
+                self._unprime(watch)
                 continue
             if watch.stopping:
                 self._finish_early(watch, RunStatus.CANCELLED, "cancelled before it started")
@@ -421,12 +442,52 @@ class Agent:
                     pass
             return out
 
+    def _record(self, run_id: str, status: str, exit_code: int | None,
+                reason: str | None) -> bool:
+        """The run's final status, now or, while the store cannot take it (disk full,
+        database down), tried again every ``OWED_RETRY`` s for as long as the agent
+        lives: a run this agent holds never stays queued or running. True when
+        recorded now."""
+        at = time.time()
+        try:
+            patiently(self.store.finish_run, run_id, status, exit_code, reason, at,
+                      limit=OWED_RETRY)
+            return True
+        except NotFound:  # deleted meanwhile: nothing to record
+            return False
+        except Exception as exc:  # noqa: BLE001
+            _complain(f"run {run_id}: {status} not recorded yet ({exc}); trying again")
+            if not self._owed:
+                self._owed_at = time.monotonic() + OWED_RETRY
+            self._owed[run_id] = (status, exit_code, reason, at)
+            return False
+
+    def _settle_owed(self) -> None:
+        for run_id, (status, exit_code, reason, at) in list(self._owed.items()):
+            try:
+                self.store.finish_run(run_id, status, exit_code, reason, at)
+            except NotFound:
+                pass
+            except Exception as exc:  # noqa: BLE001
+                _complain(f"run {run_id}: {status} still not recorded ({exc})")
+                break  # the store is still down: the rest wait too
+            del self._owed[run_id]
+            self._take_after(run_id)
+        self._owed_at = time.monotonic() + OWED_RETRY
+
+    def _take_after(self, run_id: str) -> None:
+        """Take the runs the end of *run_id* queued (a pipeline's, a backfill's next)."""
+        try:
+            after = self.store.take_next(run_id)
+        except Exception as exc:  # noqa: BLE001 - a ticker starts them at its next pass
+            _complain(f"runs queued after {run_id} not taken: {exc}")
+            return
+        for next_id in after:
+            self.take(next_id)
+
     def _finish_early(self, watch: Watch, status: str, reason: str) -> None:
         self._unprime(watch)
-        try:
-            patiently(self.store.finish_run, watch.id, status, None, reason, limit=600)
-        except Exception as exc:  # noqa: BLE001 - the reconcile marks it lost, with why
-            _complain(f"run {watch.id}: {status} not recorded: {exc}")
+        self._record(watch.id, status, None, reason)
 
     def _spawn(self, watch: Watch) -> bool:
         if watch.error is None:
@@ -449,10 +510,9 @@ class Agent:
             writer = store.output_writer(watch.id, watch.run.spec.get("max_output"))
             writer.system(f"[hermes-cron: cannot start the job: {exc}]\n")
             writer.close()
-            patiently(store.finish_run, watch.id, "failed", 127, f"cannot start: {exc}",
-                      limit=600)
-        except Exception as err:  # noqa: BLE001
-            _complain(f"run {watch.id}: its failure to start not recorded: {err}")
+        except Exception as err:  # noqa: BLE001 - the status matters more than the line
+            _complain(f"run {watch.id}: its failure to start not written: {err}")
+        self._record(watch.id, "failed", 127, f"cannot start: {exc}")
 
     def _watch(self, watch: Watch) -> None:
         """Record the started payload as running and follow its output and exit."""
@@ -465,7 +525,7 @@ class Agent:
             taken = False
         if not taken:  # ended meanwhile (cancelled, lost): never let it run
             _killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _wait(proc)
             proc.stdout.close()
             proc.stderr.close()
             return
@@ -619,13 +679,10 @@ class Agent:
             watch.pidfd = None
         if watch.proc is not None:
             _killpg(watch.proc.pid, signal.SIGKILL)
-            watch.proc.wait()
+            _wait(watch.proc)
         if watch.writer is not None:
             watch.writer.close()
-        try:
-            patiently(self.store.finish_run, watch.id, "failed", None, reason, limit=600)
-        except Exception as exc:  # noqa: BLE001 - the reconcile marks it lost, with why
-            _complain(f"run {watch.id}: its failure not recorded: {exc}")
+        self._record(watch.id, "failed", None, reason)
 
     def _done(self, watch: Watch) -> None:
         """The final status, as a supervisor records it; then the run its end queued."""
@@ -646,21 +703,15 @@ class Agent:
                                 watch.progress.fraction, writer.size)
         except Exception as exc:  # noqa: BLE001
             _complain(f"last heartbeat of run {watch.id} not recorded: {exc}")
-        try:
-            patiently(store.finish_run, watch.id, status, exit_code, reason, limit=600)
-        except Exception as exc:  # noqa: BLE001 - the reconcile marks it lost, with why
-            _complain(f"run {watch.id}: final status {status} not recorded: {exc}")
-            return
-        try:
-            after = store.take_next(watch.id)
-        except Exception as exc:  # noqa: BLE001 - a ticker starts them at its next pass
-            _complain(f"runs queued after {watch.id} not taken: {exc}")
-            after = []
-        for run_id in after:
-            self.take(run_id)
+        if self._record(watch.id, status, exit_code, reason):
+            self._take_after(watch.id)
 
-    # -- cancel and shutdown ----------------------------------------------------------
+    # -- cancel ------------------------------------------------------------------------
     def _on_wake(self) -> None:
+        """SIGTERM: a cancel was asked for on this host (``ops.cancel`` records it, then
+        signals the run's pid, which is ours). The runs whose cancel is recorded stop;
+        the others go on, whoever sent the signal (a shutdown ends the payloads itself,
+        and their ends are recorded as they come)."""
         try:
             os.read(self._wake_r, 64)
         except BlockingIOError:
@@ -668,19 +719,13 @@ class Agent:
         if not self._signalled:
             return
         self._signalled = False
-        watches = [*self.waiting.values(), *self.running.values()]
-        asked = []
-        for watch in watches:
+        for watch in [*self.waiting.values(), *self.running.values()]:
             try:
-                if self.store.get_run(watch.id).cancel_requested:
-                    asked.append(watch)
+                asked = self.store.get_run(watch.id).cancel_requested
             except Exception:  # noqa: BLE001 - deleted, or the store is down: not asked
-                pass
-        if not asked:  # nobody asked for these: the agent itself is told to stop
-            self.closing = True
-            asked = watches
-            self._close_inbox()
-        for watch in asked:
+                asked = False
+            if not asked:
+                continue
             if watch.id in self.waiting:
                 del self.waiting[watch.id]
                 self._finish_early(watch, RunStatus.CANCELLED, "cancelled before it started")
@@ -707,6 +752,14 @@ def _reap(watches: list[Watch]) -> None:
             watch.proc.poll()
 
 
+def _wait(proc: subprocess.Popen, limit: float = 5.0) -> None:
+    """Reap a payload just sent SIGKILL; one stuck in the kernel is left, not waited for."""
+    try:
+        proc.wait(limit)
+    except subprocess.TimeoutExpired:
+        _complain(f"payload {proc.pid} did not exit {limit:g} s after SIGKILL")
+
+
 def _killpg(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)
@@ -723,8 +776,26 @@ def run_agent(db: str, inbox: int, relay: str | None = None) -> int:
     if relay:
         from hermes_cron_ext.store.relay import RelayClient
 
-        return Agent(RelayClient(db, relay), inbox, db, relay).serve()
-    return Agent(open_store(db), inbox, db, relay).serve()
+        return Agent(RelayClient(db, relay), inbox, db, relay,
+                     capacity=_descriptor_room()).serve()
+    return Agent(open_store(db), inbox, db, relay, capacity=_descriptor_room()).serve()
+
+
+def _descriptor_room() -> int:
+    """How many runs this agent can hold: each takes five descriptors (two pipes, a
+    pidfd, the log and its index). The soft limit is raised to the hard one first (a
+    soft limit of 1,024 would hold 200)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        want = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return max(1, (soft - 64) // 6)
 
 
 if __name__ == "__main__":  # for a look by hand: run ids as JSON lines on stdin

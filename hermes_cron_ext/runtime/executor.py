@@ -221,8 +221,11 @@ class Agents:
         self.pool: list[tuple[int, int] | None] = [None] * size  # (pid, write end)
         self._turn = 0
 
-    def send(self, line: bytes, relay: str | None) -> None:
-        """Hand one run (a JSON line) to the next agent; one that died is replaced."""
+    def send(self, line: bytes, relay: str | None) -> bool:
+        """Hand one run (a JSON line) to the next agent; one that died is replaced. False
+        when none can take it now (each one's inbox is full: stalled on its store): the
+        caller gives the run a supervisor of its own."""
+        line = line if line.endswith(b"\n") else line + b"\n"
         for _ in range(2 * self.size):
             i = self._turn % self.size
             self._turn += 1
@@ -231,19 +234,25 @@ class Agents:
                 if agent is not None:
                     os.close(agent[1])
                 agent = self.pool[i] = self._start(relay)
-            try:
-                os.write(agent[1], line if line.endswith(b"\n") else line + b"\n")
-                return
+            try:  # a line is far below PIPE_BUF: written whole or not at all
+                os.write(agent[1], line)
+                return True
+            except BlockingIOError:  # this one is not reading: the next one
+                continue
             except BrokenPipeError:  # died since: the next one takes it
                 os.close(agent[1])
                 self.pool[i] = None
-        print(f"hermes-cron fork server: no agent took {line!r}", file=sys.stderr)
+        return False
+
+    def inboxes(self) -> list[int]:
+        return [agent[1] for agent in self.pool if agent is not None]
 
     def _start(self, relay: str | None) -> tuple[int, int]:
         r, w = os.pipe()
         pid = os.fork()
         if pid:
             os.close(r)
+            os.set_blocking(w, False)  # a stalled agent never stalls the fork server
             return pid, w
         code = 1
         try:
@@ -262,12 +271,11 @@ class Agents:
 
     def close_in_child(self) -> None:
         """In a fork: the agents' inboxes are the fork server's alone."""
-        for agent in self.pool:
-            if agent is not None:
-                try:
-                    os.close(agent[1])
-                except OSError:
-                    pass
+        for fd in self.inboxes():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _detach(err_path: str) -> None:
@@ -308,9 +316,8 @@ def serve(db: str, logs_dir: str) -> None:
         if is_postgres(db) and not _alive(relay_pid):  # (re)start the supervisors' relay
             from hermes_cron_ext.store.relay import start_relay
 
-            relay, relay_pid = start_relay(db, err_path)
-        if message.get("agent"):
-            agents.send(line, relay)
+            relay, relay_pid = start_relay(db, err_path, agents.inboxes())
+        if message.get("agent") and agents.send(line, relay):
             continue
         if os.fork() == 0:
             code = 1

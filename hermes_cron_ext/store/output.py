@@ -96,6 +96,8 @@ class OutputWriter:
         self._append(STREAMS["system"], text.encode())
 
     def close(self) -> None:
+        if self._log < 0:  # closed already: its descriptors may be someone else's now
+            return
         if self.cutting:
             extra = self._tail_len - self.tail_bytes
             if extra > 0:  # trim the oldest tail chunk to the exact budget
@@ -110,6 +112,7 @@ class OutputWriter:
             self.cutting = False
         os.close(self._log)
         os.close(self._idx)
+        self._log = self._idx = -1
 
 
 def size(path: str) -> int:

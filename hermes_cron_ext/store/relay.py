@@ -21,6 +21,7 @@ import selectors
 import socket
 import struct
 import tempfile
+from collections.abc import Iterable
 from typing import cast
 
 import psycopg
@@ -70,10 +71,12 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def start_relay(url: str, err_path: str = os.devnull) -> tuple[str, int]:
+def start_relay(url: str, err_path: str = os.devnull,
+                close_fds: Iterable[int] = ()) -> tuple[str, int]:
     """Fork a relay for *url* (called by the fork server before it forks supervisors);
     returns its socket path and pid. The socket listens before the fork, so supervisors
-    may connect at once. Its stderr goes to *err_path*."""
+    may connect at once. Its stderr goes to *err_path*; *close_fds*: descriptors of the
+    fork server the relay must not hold open (its agents' inboxes)."""
     path = os.path.join(_relay_dir(), f"relay-{os.getpid()}.sock")
     try:
         os.unlink(path)
@@ -88,6 +91,8 @@ def start_relay(url: str, err_path: str = os.devnull) -> tuple[str, int]:
         code = 1
         try:
             os.setsid()
+            for fd in close_fds:
+                os.close(fd)
             null = os.open(os.devnull, os.O_RDWR)
             err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.dup2(null, 0)

@@ -259,3 +259,23 @@ def test_a_payload_started_but_not_yet_recorded_is_stopped_when_its_agent_dies(s
     finally:
         payload.kill()
         payload.wait()
+
+
+def test_a_sigterm_with_no_cancel_recorded_stops_nothing(sqlite):
+    """A cancel is recorded first, then the run's pid (the agent) is signalled: a signal
+    that finds no cancel recorded (the run it was meant for ended meanwhile) stops none
+    of the agent's other runs."""
+    runs = [queue(sqlite, f"steady-{i}", command="sleep 1.5; echo steady")
+            for i in range(2 * AGENTS)]
+
+    def stray_signal(_executor):
+        pids = wait_for(lambda: {r.pid for r in map(sqlite.get_run, (x.id for x in runs))
+                                 if r.status == "running"}, 20, what="the runs to start")
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+
+    run_through_executor(sqlite, runs, lambda: all(sqlite.get_run(r.id).status in FINAL
+                                                   for r in runs), during=stray_signal)
+    done = [sqlite.get_run(r.id) for r in runs]
+    assert [(r.status, r.exit_code) for r in done] == [("succeeded", 0)] * len(runs)
+    assert all(sqlite.read_output(r.id) == b"steady\n" for r in done)
