@@ -32,8 +32,11 @@ server costs nothing: the agent is in a session of its own, finishes what it has
 exits when nothing is left.
 
 SIGTERM to the agent is how a cancel on this host is delivered (``ops.cancel`` and
-``replace`` signal a run's pid): the agent cancels the runs whose cancel is
-requested in the store; a SIGTERM with none requested (a shutdown) cancels all.
+``replace`` signal a run's pid): the agent stops the runs whose cancel is recorded in
+the store, and only those (a shutdown ends the payloads itself; their ends are
+recorded as they come). What goes wrong for one run (its secrets unreadable, its log
+unwritable) ends that run ``failed`` with the reason, never the agent; a final status
+the store will not take yet is tried again every few seconds, never dropped.
 """
 
 from __future__ import annotations
