@@ -177,28 +177,36 @@ class Agent:
         try:
             while self.inbox is not None or self.waiting or self.running or self._owed:
                 timeout = self._timeout()
-                for key, _ in self.sel.select(None if timeout is None else max(timeout, 0)):
-                    what, watch = key.data
-                    if what == "out":
-                        self._guard(watch, self._read, key.fd, watch)
-                    elif what == "exit":
-                        self._guard(watch, self._exited, watch)
-                    elif what == "inbox":
-                        self._read_inbox()
-                    else:
-                        self._on_wake()
-                self._fire_due()
-                self._run_timers()
-                if self._owed and time.monotonic() >= self._owed_at:
-                    self._settle_owed()
-                if self._hushed_until is not None and time.monotonic() >= self._hushed_until:
-                    self._hushed_until = None
-                    if self.inbox is not None:
-                        self.sel.register(self.inbox, selectors.EVENT_READ, ("inbox", None))
-                self._reap_children()
+                try:
+                    self._pass(timeout)
+                except Exception as exc:  # noqa: BLE001 - told, and the loop goes on
+                    _complain(f"agent pass failed: {exc!r}")
+                    time.sleep(0.1)
         finally:
             self.store.close()
         return 0
+
+    def _pass(self, timeout: float | None) -> None:
+        """One turn of the loop: what is ready, what is due, what is owed."""
+        for key, _ in self.sel.select(None if timeout is None else max(timeout, 0)):
+            what, watch = key.data
+            if what == "out":
+                self._guard(watch, self._read, key.fd, watch)
+            elif what == "exit":
+                self._guard(watch, self._exited, watch)
+            elif what == "inbox":
+                self._read_inbox()
+            else:
+                self._on_wake()
+        self._fire_due()
+        self._run_timers()
+        if self._owed and time.monotonic() >= self._owed_at:
+            self._settle_owed()
+        if self._hushed_until is not None and time.monotonic() >= self._hushed_until:
+            self._hushed_until = None
+            if self.inbox is not None:
+                self.sel.register(self.inbox, selectors.EVENT_READ, ("inbox", None))
+        self._reap_children()
 
     def _timeout(self) -> float | None:
         """Seconds to block: until ``SPIN`` before the next instant, or the next timer."""
@@ -398,31 +406,26 @@ class Agent:
                 due.append(watch)
         if not due:
             return
-        why = self._check_starts([w.id for w in due])
-        started = []
+        try:
+            why = self._check_starts([w.id for w in due])
+        except Exception as exc:  # noqa: BLE001 - the store is down: they start late
+            _complain(f"start check of {len(due)} run(s) failed ({exc!r}); trying again")
+            for watch in due:
+                self.waiting[watch.id] = watch
+                self._seq += 1
+                heapq.heappush(self._instants, (time.time() + 1.0, self._seq, watch.id))
+            return
+        started: list[Watch] = []
         for watch in due:  # payloads first, bookkeeping after: latency first
-            if watch.id not in why:  # gone from the store (its job deleted)
-                self._unprime(watch)
-                continue
-            if watch.stopping:
-                self._finish_early(watch, RunStatus.CANCELLED, "cancelled before it started")
-            elif refusal := why[watch.id]:
-                self._finish_early(watch, RunStatus.SKIPPED, refusal)
-            else:
-                left = (watch.run.fire_at or 0.0) - time.time()
-                if left > 0:
-                    time.sleep(left)
-                if watch.go is not None:
-                    if self._release(watch):
-                        started.append(watch)
-                    else:
-                        watch.error = OSError("its waiting shell was gone at the instant")
-                        self._unprime(watch)
-                        self._cannot_start(watch)
-                elif self._spawn(watch):
+            try:
+                if self._start(watch, why):
                     started.append(watch)
-                if len(started) % REAP_EVERY == 0:
-                    _reap(started[-2 * REAP_EVERY:])
+            except Exception as exc:  # noqa: BLE001 - this run's trouble, not the others'
+                _complain(f"run {watch.id}: {exc!r}")
+                self._unprime(watch)
+                self._record(watch.id, "failed", None, f"agent error: {exc!r}")
+            if len(started) % REAP_EVERY == 0:
+                _reap(started[-2 * REAP_EVERY:])
         if started and self.inbox is not None and self._hushed_until is None:
             self.sel.unregister(self.inbox)
         if started:
@@ -431,6 +434,30 @@ class Agent:
             time.sleep(FIRST)      # our writes (and the ticker's, woken by them)
         for watch in started:
             self._guard(watch, self._watch, watch)
+
+    def _start(self, watch: Watch, why: dict[str, str | None]) -> bool:
+        """Start *watch*'s payload at its instant, as *why* (the start check) allows;
+        True when it started."""
+        if watch.id not in why:  # gone from the store (its job deleted)
+            self._unprime(watch)
+            return False
+        if watch.stopping:
+            self._finish_early(watch, RunStatus.CANCELLED, "cancelled before it started")
+            return False
+        if refusal := why[watch.id]:
+            self._finish_early(watch, RunStatus.SKIPPED, refusal)
+            return False
+        left = (watch.run.fire_at or 0.0) - time.time()
+        if left > 0:
+            time.sleep(left)
+        if watch.go is None:
+            return self._spawn(watch)
+        if self._release(watch):
+            return True
+        watch.error = OSError("its waiting shell was gone at the instant")
+        self._unprime(watch)
+        self._cannot_start(watch)
+        return False
 
     def _check_starts(self, run_ids: list[str]) -> dict[str, str | None]:
         """``check_starts`` for the batch; a run no longer in the store is left out."""
