@@ -149,6 +149,7 @@ class Agent:
         self._seq = 0
         self._children: list[int] = []  # supervisors forked for runs not ours
         self._primed: set[str] = set()
+        self._attached: str | None = None  # the run :meth:`take` has attached, meanwhile
         self.sel = selectors.DefaultSelector()
         self.inbox: int | None = inbox
         self._pending = b""
@@ -264,29 +265,32 @@ class Agent:
         """Attach *run_id* and prepare its start (or fork it a supervisor of its own).
         Whatever goes wrong concerns this run alone: once attached, it is recorded
         ``failed`` with the reason; before, the ticker's reconcile finds it unstarted."""
-        attached = False
+        self._attached = None
         try:
-            attached = self._take(run_id)
+            self._take(run_id)
         except Exception as exc:  # noqa: BLE001
             _complain(f"run {run_id} not taken: {exc!r}")
             watch = self.waiting.pop(run_id, None)
             if watch is not None:
                 self._unprime(watch)
-            if attached or watch is not None:
+            if watch is not None or self._attached == run_id:
                 self._record(run_id, "failed", None, f"agent error: {exc!r}")
+        finally:
+            self._attached = None
 
-    def _take(self, run_id: str) -> bool:
-        """:meth:`take`; True once the run is attached to this agent."""
+    def _take(self, run_id: str) -> None:
+        """:meth:`take`: ``_attached`` names the run once it is this agent's."""
         store = self.store
         run = patiently(store.get_run, run_id, limit=60)
         if not handles(run) or len(self.waiting) + len(self.running) >= self.capacity:
             self._fork_supervisor(run_id)
-            return False
+            return
         if not patiently(store.attach_run, run_id, self.pid, self.proc_start, self.host,
                          limit=60):
             _complain(f"run {run_id} was no longer queued when the agent took it; "
                       "not running it")
-            return False
+            return
+        self._attached = run_id
         watch = Watch(run)
         try:  # what cannot be prepared is told at the instant, as "cannot start"
             watch.argv, watch.env, watch.cwd = payload_launch(store, run)
@@ -297,7 +301,6 @@ class Agent:
         self.waiting[run_id] = watch
         self._seq += 1
         heapq.heappush(self._instants, (run.fire_at or 0.0, self._seq, run_id))
-        return True
 
     def _prime(self, watch: Watch) -> None:
         """Start *watch*'s payload as a shell waiting for :meth:`_release` (where the
@@ -347,7 +350,7 @@ class Agent:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             _killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _wait(proc)
         proc.stdout.close()
         proc.stderr.close()
         watch.proc = None
@@ -430,7 +433,7 @@ class Agent:
             self.sel.unregister(self.inbox)
         if started:
             self._hushed_until = time.monotonic() + HUSH
-        if len(started) <= CORES:  # a few: their exec and first instructions come before
+        if 0 < len(started) <= CORES:  # a few: their exec and first instructions come before
             time.sleep(FIRST)      # our writes (and the ticker's, woken by them)
         for watch in started:
             self._guard(watch, self._watch, watch)
