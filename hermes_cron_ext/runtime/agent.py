@@ -62,6 +62,7 @@ from hermes_cron_ext.runtime.supervisor import (
     EXIT_DRAIN,
     HEARTBEAT_INTERVAL,
     _complain,
+    killpg,
     outcome,
     patiently,
     payload_launch,
@@ -349,7 +350,7 @@ class Agent:
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
             _wait(proc)
         proc.stdout.close()
         proc.stderr.close()
@@ -557,7 +558,7 @@ class Agent:
             _complain(f"run {watch.id}: not recorded running ({exc}); stopping it")
             taken = False
         if not taken:  # ended meanwhile (cancelled, lost): never let it run
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
             _wait(proc)
             proc.stdout.close()
             proc.stderr.close()
@@ -619,7 +620,7 @@ class Agent:
         watch.pidfd = None
         watch.exited_at = time.monotonic()
         if watch.stopping:  # take the rest of the group down with the leader
-            _killpg(watch.proc.pid, signal.SIGKILL)
+            killpg(watch.proc.pid, signal.SIGKILL)
         if not watch.streams:
             self._done(watch)
         else:  # what its children still write, for this long
@@ -655,7 +656,7 @@ class Agent:
                 else f"timed out after {timeout:g} s" if why == "timed_out" else "cancelled")
         writer.system(f"\n[hermes-cron: {what}; sending SIGTERM to the process group, "
                       f"SIGKILL in {grace:g} s]\n")
-        _killpg(watch.proc.pid, signal.SIGTERM)
+        killpg(watch.proc.pid, signal.SIGTERM)
         watch.deadline = None
         watch.kill_at = time.monotonic() + grace
         self._timer(watch.kill_at, "kill", watch)
@@ -676,7 +677,7 @@ class Agent:
             self._stop(watch, "timed_out")
         elif what == "kill" and when == watch.kill_at:
             assert watch.proc is not None and watch.writer is not None
-            if _killpg(watch.proc.pid, signal.SIGKILL):
+            if killpg(watch.proc.pid, signal.SIGKILL):
                 watch.writer.system("[hermes-cron: sent SIGKILL to the process group]\n")
             if watch.exited_at is None:
                 watch.kill_at = now + float(watch.run.spec.get("kill_grace") or 10.0)
@@ -711,7 +712,7 @@ class Agent:
             os.close(watch.pidfd)
             watch.pidfd = None
         if watch.proc is not None:
-            _killpg(watch.proc.pid, signal.SIGKILL)
+            killpg(watch.proc.pid, signal.SIGKILL)
             _wait(watch.proc)
         if watch.writer is not None:
             watch.writer.close()
@@ -791,14 +792,6 @@ def _wait(proc: subprocess.Popen, limit: float = 5.0) -> None:
         proc.wait(limit)
     except subprocess.TimeoutExpired:
         _complain(f"payload {proc.pid} did not exit {limit:g} s after SIGKILL")
-
-
-def _killpg(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
 
 
 def run_agent(db: str, inbox: int, relay: str | None = None) -> int:

@@ -157,6 +157,15 @@ def upstream_artifact(store, run_id: str) -> str | None:
 
 
 
+def killpg(pgid: int, sig: int) -> bool:
+    """Signal a payload's process group; False when it is gone (or not ours)."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def _signal_name(num: int) -> str:
     try:
         return signal.Signals(num).name
@@ -442,13 +451,7 @@ class Supervisor:
             patiently(store.finish_run, run.id, status, exit_code, reason, limit=600)
         return 0
 
-    @staticmethod
-    def _killpg(pgid: int, sig: int) -> bool:
-        try:
-            os.killpg(pgid, sig)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
+    _killpg = staticmethod(killpg)
 
     def _watch(self, proc, spec: dict, writer: output.OutputWriter):
         self._progress = progress = Progress()
