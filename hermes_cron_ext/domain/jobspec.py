@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.access import validate_shares
 from hermes_cron_ext.domain.models import JOB_KINDS, UPSTREAM_ON, Job, Policy, parse_iso
 from hermes_cron_ext.domain.options import (  # noqa: F401 - the fields are declared there
     BY_NAME,
@@ -307,6 +308,7 @@ def _payload(job: dict[str, Any], kind: str) -> dict[str, Any]:
         raise InvalidInput("parameters must be an object", field="parameters")
     out["parameters"] = params
     out["after"] = validate_after(job.get("after"))
+    out["shares"] = validate_shares(job.get("shares"))
     return out
 
 
@@ -400,7 +402,7 @@ def validate_changes(job_obj: Job, data: dict[str, Any], *,
         "code": job_obj.code, "interpreter": job_obj.interpreter, "cwd": job_obj.cwd,
         "kernel": job_obj.kernel, "description": job_obj.description,
         "executor": job_obj.executor, "parameters": job_obj.parameters,
-        "timezone": job_obj.timezone, "after": job_obj.after,
+        "timezone": job_obj.timezone, "after": job_obj.after, "shares": job_obj.shares,
     }
     schedule_given = "schedule" in job or "at" in job
     merged.update({k: v for k, v in job.items() if k not in ("env", "secret_env")})

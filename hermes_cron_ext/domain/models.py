@@ -149,6 +149,11 @@ JOB_JSON: dict[str, dict[str, Any]] = {
                   "name": {"type": "string", "description": "the upstream job's name "
                                                             "(read-only; ignored when sent back)"},
                   "on": {"type": "string", "enum": list(UPSTREAM_ON)}}}},
+    "owner": {"type": "string",
+              "description": "the JupyterHub user who made it, as the hub told the service "
+                             "(read-only); empty on a store one user keeps"},
+    "shares": {"type": "object", "additionalProperties": {"type": "string"},
+               "description": "hub groups it is shared with: read or execute"},
     "state": {"type": "string", "enum": list(JOB_STATES)},
     "state_reason": _TEXT_OR_NONE,
     "enabled": {"type": "boolean"},
@@ -282,6 +287,11 @@ class Job:
     #: the jobs whose runs trigger this one: ``[{"job": JOB_ID, "on": "success"}]`` (as
     #: read for a viewer, each also has the upstream's ``name``)
     after: list[dict[str, Any]] | None = None
+    #: hub groups the job is shared with: ``{group: "read" | "execute"}`` (``access.py``)
+    shares: dict[str, str] = field(default_factory=dict)
+    #: the hub user who made it ('' on a store one user keeps): taken from the hub's
+    #: identity, never from a request
+    owner: str = ""
     policy: Policy = field(default_factory=Policy)
     state: str = "scheduled"
     state_reason: str | None = None
@@ -331,7 +341,7 @@ class Job:
             "interpreter": self.interpreter, "cwd": self.cwd, "env": env,
             "secret_env": list(self.secret_env), "parameters": self.parameters,
             "kernel": self.kernel, "description": self.description, "executor": self.executor,
-            "after": self.after or [],
+            "after": self.after or [], "owner": self.owner, "shares": dict(self.shares),
             "state": self.display_state, "state_reason": self.state_reason,
             "enabled": self.enabled, "last_run": last,
             # a job that does not fire shows no next run (resuming plans one afresh)

@@ -37,6 +37,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from hermes_cron_ext.domain.access import GROUP_PATTERN, SHARE_LEVELS
 from hermes_cron_ext.domain.enums import (
     JOB_KINDS,
     MISFIRE_POLICIES,
@@ -251,6 +252,14 @@ OPTIONS: tuple[Option, ...] = (
            "(repeatable; with several, after all of them for the same slot)", "write",
            flag="--after", pairs=True, metavar="JOB[:success|failure|completion]",
            form=True, label="Runs after"),
+    Option("shares", {"type": "object", "propertyNames": {"pattern": GROUP_PATTERN},
+                      "additionalProperties": {"type": "string", "enum": list(SHARE_LEVELS)},
+                      "description": "hub groups the job is shared with: read (see it, its "
+                                     "runs and output) or execute (also run it and cancel "
+                                     "its runs)"},
+           "share with a JupyterHub group: read (see it and its runs) or execute (also run "
+           "and cancel) (repeatable)", "execute",
+           flag="--share", pairs=True, metavar="GROUP=read|execute", label="Shared with"),
     Option("enabled", {"type": "boolean"},
            "fire on its schedule and after its upstreams (default {default}; disabled: "
            "neither)", "write", True,

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.models import Event, Job, Page, Run, Ticker
 from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 
@@ -78,16 +79,25 @@ class JobStore(ABC):
         """
 
     @abstractmethod
-    def get_job(self, ref: str) -> Job:
-        """A job by id or name, each ``after`` entry with its upstream's name.
+    def get_job(self, ref: str, owner: str | None = None) -> Job:
+        """A job by id or name, each ``after`` entry with its upstream's name. Names are
+        unique per owner: a name is looked up among *owner*'s jobs, or with no *owner*
+        the store's own user's ('') or the one job of that name.
 
         :raises NotFound:
+        :raises InvalidInput: no *owner*, and jobs of several owners have that name
         """
 
     @abstractmethod
+    def jobs_named(self, name: str, viewer: Viewer | None = None) -> list[Job]:
+        """The jobs named *name* that *viewer* may read (every owner's), by owner."""
+
+    @abstractmethod
     def list_jobs(self, *, limit: int = 100, cursor: str | None = None,
-                  state: str | None = None, search: str | None = None) -> Page[Job]:
-        """Jobs sorted by name, one keyset page of at most *limit*.
+                  state: str | None = None, search: str | None = None,
+                  viewer: Viewer | None = None) -> Page[Job]:
+        """Jobs sorted by name (then id), one keyset page of at most *limit*, of those
+        *viewer* may read (``access.py``; None: all).
 
         *state* filters by state (``running``: scheduled jobs with a running run);
         *search* matches what a user sees of a job (name, schedule, command, code,
@@ -125,8 +135,9 @@ class JobStore(ABC):
         """
 
     @abstractmethod
-    def jobs_by_state(self) -> dict[str, int]:
-        """Job counts by state; cheap at any number of runs (status checks poll it)."""
+    def jobs_by_state(self, viewer: Viewer | None = None) -> dict[str, int]:
+        """Job counts by state (of the jobs *viewer* may read); cheap at any number of
+        runs (status checks poll it)."""
 
     @abstractmethod
     def next_wakeup(self) -> float | None:
@@ -207,9 +218,11 @@ class RunLedger(ABC):
 
     @abstractmethod
     def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
-                  cursor: str | None = None, status: str | None = None) -> Page[Run]:
+                  cursor: str | None = None, status: str | None = None,
+                  viewer: Viewer | None = None) -> Page[Run]:
         """Runs newest first (by ``fire_at``, then id: runs of one instant page without a
-        loss or a repeat), one keyset page; of one job, or of all.
+        loss or a repeat), one keyset page; of one job, or of all the jobs *viewer* may
+        read.
 
         :raises NotFound: no such job
         :raises InvalidInput: an unknown status, or a cursor this store did not make
@@ -318,9 +331,10 @@ class RunLedger(ABC):
         "events_deleted"}``."""
 
     @abstractmethod
-    def stats(self) -> dict:
-        """Counts by state and status, and per job its success rate and durations
-        (reads every run): ``{"jobs_by_state", "runs_by_status", "jobs"}``."""
+    def stats(self, viewer: Viewer | None = None) -> dict:
+        """Of the jobs *viewer* may read: counts by state and status, and per job its
+        success rate and durations (reads every run):
+        ``{"jobs_by_state", "runs_by_status", "jobs"}``."""
 
 
 class Backfills(ABC):

@@ -22,7 +22,7 @@ from hermes_cron_ext.store.base import Store
 from hermes_cron_ext.store.sql import SQLStore
 
 #: copied in this order; tickers are not copied
-COPIED = ("jobs", "runs", "events", "meta", "backfills", "job_after")
+COPIED = ("jobs", "runs", "events", "meta", "backfills", "job_after", "job_shares")
 
 
 def _count(store: SQLStore, table: str) -> int:

@@ -56,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 
 from hermes_cron_ext.errors import StoreError
 from hermes_cron_ext.store import output
-from hermes_cron_ext.store.sql import SQLStore
+from hermes_cron_ext.store.sql import _SHARES_V9, SQLStore
 
 log = logging.getLogger("hermes_cron")
 
@@ -80,9 +80,15 @@ PG_MIGRATIONS: dict[int, list[str]] = {
     ],
 }
 #: Shared migrations written another way here: SQLite makes its jobs table again to
-#: drop a NOT NULL (7), PostgreSQL alters the column.
+#: drop a NOT NULL (7) or change what is unique (9), PostgreSQL alters the table.
 PG_REPLACED: dict[int, list[str]] = {
     7: ["ALTER TABLE jobs ALTER COLUMN schedule DROP NOT NULL"],
+    9: ["""ALTER TABLE jobs ADD COLUMN owner TEXT COLLATE "C" NOT NULL DEFAULT ''""",
+        "ALTER TABLE jobs DROP CONSTRAINT jobs_name_key",
+        "ALTER TABLE jobs DROP CONSTRAINT jobs_idempotency_key_key",
+        "ALTER TABLE jobs ADD CONSTRAINT jobs_owner_name_key UNIQUE (owner, name)",
+        "ALTER TABLE jobs ADD CONSTRAINT jobs_owner_idempotency_key_key "
+        "UNIQUE (owner, idempotency_key)"],
 }
 _END = 1 << 62
 
@@ -318,6 +324,7 @@ class PostgresStore(SQLStore):
 
     def _migrations(self) -> dict[int, list[str]]:
         out = super()._migrations() | PG_REPLACED
+        out[9] = out[9] + [_ddl(stmt) for stmt in _SHARES_V9]  # the new table as SQLite's
         for version, stmts in PG_MIGRATIONS.items():
             out[version] = out[version] + stmts
         return out

@@ -37,6 +37,7 @@ from typing import cast
 
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -55,11 +56,40 @@ from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 8
-#: the jobs table's columns at schema version 6 (copied as they are by migration 7)
+SCHEMA_VERSION = 9
+#: the jobs table's columns at schema version 6 (copied as they are by migrations 7 and 9)
 _JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
                 "enabled, next_run_at, last_run, consecutive_failures, running_count, "
                 "created_at, updated_at, version, idempotency_key, idempotency_hash")
+_JOBS_V9 = """CREATE TABLE jobs_v9 (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            schedule TEXT,
+            timezone TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            state TEXT NOT NULL,
+            state_reason TEXT,
+            enabled INTEGER NOT NULL,
+            next_run_at REAL,
+            last_run TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            running_count INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            idempotency_key TEXT,
+            idempotency_hash TEXT,
+            UNIQUE (owner, name),
+            UNIQUE (owner, idempotency_key))"""
+_SHARES_V9 = ["""CREATE TABLE job_shares (
+            job_id TEXT NOT NULL,
+            grp TEXT NOT NULL,
+            level TEXT NOT NULL,
+            PRIMARY KEY (job_id, grp))""",
+              "CREATE INDEX job_shares_by_group ON job_shares(grp, job_id)"]
 #: The shared schema, in SQLite's words; ``SQLStore._ddl`` turns it into a dialect's.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -187,10 +217,19 @@ MIGRATIONS: dict[int, list[str]] = {
     # leap seconds): a job saved with one takes the civil name X, so it keeps firing
     8: ["UPDATE jobs SET timezone = substr(timezone, 7) "
         "WHERE timezone LIKE 'posix/%' OR timezone LIKE 'right/%'"],
+    # a hub store: each job has an owner (the hub user who made it; '' on a store one
+    # user keeps), names and idempotency keys are unique per owner, and job_shares lists
+    # the groups each job is shared with (indexed, so a user's list is one range scan)
+    9: [_JOBS_V9,
+        f"INSERT INTO jobs_v9 ({_JOB_COLUMNS}) SELECT {_JOB_COLUMNS} FROM jobs",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v9 RENAME TO jobs",
+        "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND state = 'scheduled'",
+        *_SHARES_V9],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
-                "after",
+                "after", "shares",
                 "kernel", "description", "executor")
 RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
@@ -202,7 +241,8 @@ RUN_FIELDS = (
 LIST_COLUMNS = ", ".join(RUN_FIELDS)
 RUN_COLUMNS = LIST_COLUMNS + ", spec"
 #: the tables a store holds, in the order a copy inserts them (``migrate.py``)
-TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills", "job_after")
+TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills", "job_after",
+          "job_shares")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -271,7 +311,7 @@ def _row_job(row) -> Job:
         last_run=json.loads(row["last_run"]) if row["last_run"] else None,
         consecutive_failures=row["consecutive_failures"], running_count=row["running_count"],
         created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
-        idempotency_key=row["idempotency_key"],
+        idempotency_key=row["idempotency_key"], owner=row["owner"],
     )
 
 
@@ -402,14 +442,36 @@ class SQLStore(Store):
         self._local.events.append(
             (at if at is not None else self.clock(), type_, job_id, run_id, json.dumps(data)))
 
-    def _job_row(self, db, ref: str, lock: bool = False):
+    def _job_row(self, db, ref: str, lock: bool = False, owner: str | None = None):
+        """The job with id *ref*, else named *ref*: *owner*'s, or with no *owner* the
+        store's own user's ('') or the one job of that name."""
         suffix = self._lock if lock else ""
         row = db.execute(f"SELECT * FROM jobs WHERE id = ?{suffix}", (ref,)).fetchone()
-        if row is None:
-            row = db.execute(f"SELECT * FROM jobs WHERE name = ?{suffix}", (ref,)).fetchone()
+        if row is None and owner is not None:
+            row = db.execute(f"SELECT * FROM jobs WHERE owner = ? AND name = ?{suffix}",
+                             (owner, ref)).fetchone()
+        elif row is None:
+            rows = db.execute(f"SELECT * FROM jobs WHERE name = ? ORDER BY owner{suffix}",
+                              (ref,)).fetchall()
+            if len(rows) > 1 and rows[0]["owner"] != "":
+                owners = ", ".join(r["owner"] for r in rows)
+                raise InvalidInput(f"{len(rows)} jobs are named {ref!r} (owners {owners}): "
+                                   f"name the one you mean by its id", field="job")
+            row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"no job {ref!r}", field="job")
         return row
+
+    @staticmethod
+    def _visible(viewer: Viewer | None, column: str = "id") -> tuple[str, list]:
+        """SQL (`` AND ...``) keeping the jobs *viewer* may read, by their *column*."""
+        if viewer is None or viewer.admin:
+            return "", []
+        groups = sorted(viewer.groups)
+        shared = (f" OR {column} IN (SELECT job_id FROM job_shares WHERE grp IN "
+                  f"({', '.join('?' * len(groups))}))") if groups else ""
+        return (f" AND ({column} IN (SELECT id FROM jobs WHERE owner = ?){shared})",
+                [viewer.name, *groups])
 
     def _run_row(self, db, run_id: str, lock: bool = False):
         return db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
@@ -428,8 +490,10 @@ class SQLStore(Store):
         with self._write() as db:
             key = fields.get("idempotency_key")
             asked = _request_hash(fields) if key else None
+            owner = fields.get("owner") or ""
             if key:
-                row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
+                row = db.execute("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                                 (owner, key)).fetchone()
                 if row is not None:
                     if row["idempotency_hash"] not in (None, asked):
                         raise Conflict(
@@ -437,27 +501,35 @@ class SQLStore(Store):
                             f"(job {row['name']!r}); use a new key for a new job",
                             field="idempotency_key")
                     return _row_job(row), False
-            if db.execute("SELECT 1 FROM jobs WHERE name = ?", (fields["name"],)).fetchone():
+            if db.execute("SELECT 1 FROM jobs WHERE owner = ? AND name = ?",
+                          (owner, fields["name"])).fetchone():
                 raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
             job_id = new_id("j")
             schedule = _schedule(fields["schedule"], fields["timezone"])
             nxt = _next(schedule, now)
             state = "scheduled" if fields["enabled"] else "disabled"
             db.execute(
-                "INSERT INTO jobs (id, name, kind, schedule, timezone, payload, policy, state, "
-                "enabled, next_run_at, created_at, updated_at, idempotency_key, "
-                "idempotency_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, fields["name"], fields["kind"], _text(schedule), fields["timezone"],
+                "INSERT INTO jobs (id, owner, name, kind, schedule, timezone, payload, policy, "
+                "state, enabled, next_run_at, created_at, updated_at, idempotency_key, "
+                "idempotency_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, owner, fields["name"], fields["kind"], _text(schedule), fields["timezone"],
                  json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
                  json.dumps(vars(fields["policy"])), state, int(fields["enabled"]), nxt,
                  now, now, key, asked),
             )
             self._set_after(db, job_id, fields.get("after"))
+            self._set_shares(db, job_id, fields.get("shares"))
             self._event(db, "job.created", job_id, at=now, name=fields["name"])
             return self._named(db, [_row_job(self._job_row(db, job_id))])[0], True
 
-    def get_job(self, ref: str) -> Job:
-        return self._named(self.db, [_row_job(self._job_row(self.db, ref))])[0]
+    def get_job(self, ref: str, owner: str | None = None) -> Job:
+        return self._named(self.db, [_row_job(self._job_row(self.db, ref, owner=owner))])[0]
+
+    def jobs_named(self, name: str, viewer: Viewer | None = None) -> list[Job]:
+        where, args = self._visible(viewer)
+        rows = self.db.execute(f"SELECT * FROM jobs WHERE name = ?{where} ORDER BY owner",
+                               [name, *args]).fetchall()
+        return self._named(self.db, [_row_job(r) for r in rows])
 
     @staticmethod
     def _named(db, jobs: list[Job]) -> list[Job]:
@@ -476,12 +548,14 @@ class SQLStore(Store):
         return jobs
 
     def list_jobs(self, *, limit: int = 100, cursor: str | None = None,
-                  state: str | None = None, search: str | None = None) -> Page[Job]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
-        if cursor:
-            (after,) = _decode_cursor(cursor, 1)
-            sql += " AND name > ?"
-            args.append(after)
+                  state: str | None = None, search: str | None = None,
+                  viewer: Viewer | None = None) -> Page[Job]:
+        where, args = self._visible(viewer)
+        sql = f"SELECT * FROM jobs WHERE 1=1{where}"
+        if cursor:  # names repeat across owners: (name, id) is the key
+            after, after_id = _decode_cursor(cursor, 2)
+            sql += " AND (name, id) > (?, ?)"
+            args += [after, after_id]
         if state == "running":
             sql += " AND state = 'scheduled' AND running_count > 0"
         elif state:
@@ -494,11 +568,12 @@ class SQLStore(Store):
                 f"{f} {self._like} ? ESCAPE '!'" for f in fields) + ")"
             escaped = search.replace("!", "!!").replace("%", "!%").replace("_", "!_")
             args += [f"%{escaped}%"] * len(fields)
-        sql += " ORDER BY name LIMIT ?"
+        sql += " ORDER BY name, id LIMIT ?"
         args.append(limit + 1)
         rows = self.db.execute(sql, args).fetchall()
         jobs = self._named(self.db, [_row_job(r) for r in rows[:limit]])
-        return Page(jobs, _encode_cursor(jobs[-1].name) if len(rows) > limit else None)
+        return Page(jobs, _encode_cursor(jobs[-1].name, jobs[-1].id)
+                    if len(rows) > limit else None)
 
     def update_job(self, ref: str, fields: dict) -> Job:
         try:
@@ -511,8 +586,8 @@ class SQLStore(Store):
         with self._write() as db:
             row = self._job_row(db, ref, lock=True)
             job_id = row["id"]
-            clash = db.execute("SELECT 1 FROM jobs WHERE name = ? AND id != ?",
-                               (fields["name"], job_id)).fetchone()
+            clash = db.execute("SELECT 1 FROM jobs WHERE owner = ? AND name = ? AND id != ?",
+                               (row["owner"], fields["name"], job_id)).fetchone()
             if clash:
                 raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
             schedule = _schedule(fields["schedule"], fields["timezone"])
@@ -535,6 +610,7 @@ class SQLStore(Store):
                  now, job_id),
             )
             self._set_after(db, job_id, fields.get("after"))
+            self._set_shares(db, job_id, fields.get("shares"))
             self._event(db, "job.updated", job_id, at=now, name=fields["name"])
             return self._named(db, [_row_job(self._job_row(db, job_id))])[0]
 
@@ -546,6 +622,14 @@ class SQLStore(Store):
             db.execute("INSERT INTO job_after (job_id, upstream_id) VALUES (?, ?)",
                        (job_id, upstream))
 
+    @staticmethod
+    def _set_shares(db, job_id: str, shares: dict[str, str] | None) -> None:
+        """Keep ``job_shares`` (group -> job, indexed) equal to the job's shares."""
+        db.execute("DELETE FROM job_shares WHERE job_id = ?", (job_id,))
+        for group, level in sorted((shares or {}).items()):
+            db.execute("INSERT INTO job_shares (job_id, grp, level) VALUES (?, ?, ?)",
+                       (job_id, group, level))
+
     def delete_job(self, ref: str) -> Job:
         with self._write() as db:
             job = _row_job(self._job_row(db, ref, lock=True))
@@ -556,6 +640,7 @@ class SQLStore(Store):
                        (job.id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
+            db.execute("DELETE FROM job_shares WHERE job_id = ?", (job.id,))
             self._event(db, "job.deleted", job.id, name=job.name)
         self._forget_output(finished)
         return job
@@ -856,9 +941,13 @@ class SQLStore(Store):
         return _row_run(row)
 
     def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
-                  cursor: str | None = None, status: str | None = None) -> Page[Run]:
+                  cursor: str | None = None, status: str | None = None,
+                  viewer: Viewer | None = None) -> Page[Run]:
         sql, args = f"SELECT {LIST_COLUMNS} FROM runs WHERE 1=1", []
-        if job_ref is not None:
+        if job_ref is None:
+            where, args = self._visible(viewer, "job_id")
+            sql += where
+        else:
             sql += " AND job_id = ?"
             args.append(self._job_row(self.db, job_ref)["id"])
         if status:
@@ -1255,15 +1344,21 @@ class SQLStore(Store):
         self._forget_output(doomed)
         return {"runs_deleted": len(doomed), "events_deleted": ev}
 
-    def jobs_by_state(self) -> dict[str, int]:
+    def jobs_by_state(self, viewer: Viewer | None = None) -> dict[str, int]:
+        where, args = self._visible(viewer)
         return {r[0]: r[1] for r in self.db.execute(
-            "SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()}
+            f"SELECT state, COUNT(*) FROM jobs WHERE 1=1{where} GROUP BY state",
+            args).fetchall()}
 
-    def stats(self) -> dict:
+    def stats(self, viewer: Viewer | None = None) -> dict:
+        """Counts and per-job figures of the jobs *viewer* may read."""
         db = self.db
-        jobs = self.jobs_by_state()
+        jobs = self.jobs_by_state(viewer)
+        where, args = self._visible(viewer, "job_id")
         runs = {r[0]: r[1] for r in db.execute(
-            "SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()}
+            f"SELECT status, COUNT(*) FROM runs WHERE 1=1{where} GROUP BY status",
+            args).fetchall()}
+        where, args = self._visible(viewer, "j.id")
         per_job = []
         for r in db.execute(
             "SELECT j.id, j.name, "
@@ -1273,8 +1368,8 @@ class SQLStore(Store):
             "    THEN r.finished_at - r.started_at END), "
             "MAX(CASE WHEN r.finished_at IS NOT NULL AND r.started_at IS NOT NULL "
             "    THEN r.finished_at - r.started_at END) "
-            "FROM jobs j LEFT JOIN runs r ON r.job_id = j.id GROUP BY j.id ORDER BY j.name"
-        ).fetchall():
+            f"FROM jobs j LEFT JOIN runs r ON r.job_id = j.id WHERE 1=1{where} "
+            "GROUP BY j.id ORDER BY j.name", args).fetchall():
             ok, bad = r[2] or 0, r[3] or 0
             per_job.append({
                 "job_id": r[0], "name": r[1], "succeeded": ok, "failed": bad,

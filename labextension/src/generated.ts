@@ -108,6 +108,10 @@ export interface IJob {
     name?: string;
     on: UpstreamOn;
   }[];
+  /** the JupyterHub user who made it, as the hub told the service (read-only); empty on a store one user keeps */
+  owner: string;
+  /** hub groups it is shared with: read or execute */
+  shares: { [key: string]: string };
   state: JobState;
   state_reason: string | null;
   enabled: boolean;
@@ -301,6 +305,7 @@ export const OPTIONS: IOption[] = [
   {"name": "description", "schema": {"type": "string"}, "help": "what this job is for", "permission": "write", "default": "", "policy": false, "flag": "--description", "form": true, "label": "Description", "choice_labels": null, "unit": null, "default_text": ""},
   {"name": "executor", "schema": {"type": ["string", "null"], "pattern": "^(?:|local|(?:dask|dask\\+tls|tcp|tls)://[^\\s/]+:\\d{1,5}/?)$", "description": "where runs execute: 'local' or a Dask scheduler dask://HOST:PORT; null or empty: the ticker's executor"}, "help": "where runs execute: 'local' or dask://HOST:PORT (default: the ticker's)", "permission": "execute", "default": null, "policy": false, "flag": "--executor", "form": false, "label": "Executor", "choice_labels": null, "unit": null, "default_text": "none"},
   {"name": "after", "schema": {"type": "array", "items": {"type": "object", "required": ["job"], "additionalProperties": false, "properties": {"job": {"type": "string"}, "on": {"type": "string", "enum": ["success", "failure", "completion"]}, "name": {"type": "string"}}}}, "help": "run after another job's run ends: JOB or JOB:failure or JOB:completion (repeatable; with several, after all of them for the same slot)", "permission": "write", "default": null, "policy": false, "flag": "--after", "form": true, "label": "Runs after", "choice_labels": null, "unit": null, "default_text": "none"},
+  {"name": "shares", "schema": {"type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"}, "additionalProperties": {"type": "string", "enum": ["read", "execute"]}, "description": "hub groups the job is shared with: read (see it, its runs and output) or execute (also run it and cancel its runs)"}, "help": "share with a JupyterHub group: read (see it and its runs) or execute (also run and cancel) (repeatable)", "permission": "execute", "default": null, "policy": false, "flag": "--share", "form": false, "label": "Shared with", "choice_labels": null, "unit": null, "default_text": "none"},
   {"name": "enabled", "schema": {"type": "boolean"}, "help": "fire on its schedule and after its upstreams (default true; disabled: neither)", "permission": "write", "default": true, "policy": false, "flag": null, "form": true, "label": "Enabled", "choice_labels": null, "unit": null, "default_text": "true"},
   {"name": "idempotency_key", "schema": {"type": "string", "maxLength": 200}, "help": "a retried create with this key returns the first job", "permission": "write", "default": null, "policy": false, "flag": "--idempotency-key", "form": false, "label": "Idempotency key", "choice_labels": null, "unit": null, "default_text": "none"},
   {"name": "timeout", "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 315360000}, "help": "per attempt, e.g. 300 or 5m (default none)", "permission": "write", "default": null, "policy": true, "flag": "--timeout", "form": true, "label": "Timeout", "choice_labels": null, "unit": "seconds", "default_text": "none"},

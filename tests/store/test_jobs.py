@@ -298,3 +298,79 @@ def test_reboot_jobs_are_fired_when_a_ticker_starts(store, clock):
     clock.advance(60)
     assert store.fire_reboot_jobs(clock()) == 1  # each ticker start fires them again
     assert len(store.list_runs("boot").items) == 2
+
+
+# -- owners and shares (a JupyterHub store: access.py) ---------------------------------
+def _owned(store, name: str, owner: str, shares: dict | None = None, **extra):
+    fields = validate_new({"name": name, "schedule": "@hourly", "command": "true",
+                           "shares": shares or {}, **extra}, "UTC", now=T0)
+    return store.create_job({**fields, "owner": owner})[0]
+
+
+def test_names_and_idempotency_keys_are_unique_per_owner(store):
+    a = _owned(store, "nightly", "alice", idempotency_key="k")
+    b = _owned(store, "nightly", "bob", idempotency_key="k")  # bob's key is his own
+    assert a.id != b.id and (a.owner, b.owner) == ("alice", "bob")
+    with pytest.raises(Conflict, match="already exists"):
+        _owned(store, "nightly", "alice", command="echo again")
+    assert store.get_job("nightly", owner="bob").id == b.id
+    assert store.get_job("nightly", owner="alice").id == a.id
+    with pytest.raises(NotFound):
+        store.get_job("nightly", owner="carol")
+    with pytest.raises(InvalidInput, match="2 jobs are named 'nightly'.*by its id"):
+        store.get_job("nightly")  # the store's own user names neither
+    renamed = validate_changes(b, {"name": "other"})
+    store.update_job(b.id, renamed)
+    x = _owned(store, "x", "alice")
+    with pytest.raises(Conflict):  # alice's other job may not take a name she uses
+        store.update_job(x.id, validate_changes(x, {"name": "nightly"}))
+    store.update_job(x.id, validate_changes(x, {"name": "other"}))  # bob's name: fine
+    assert store.get_job(b.id).to_json()["owner"] == "bob"
+
+
+def test_lists_runs_and_stats_hold_only_what_a_viewer_may_read(store, clock):
+    from hermes_cron_ext.domain.access import Viewer
+    mine = _owned(store, "mine", "alice")
+    shared = _owned(store, "shared", "bob", {"analysts": "read"})
+    _owned(store, "secret", "bob")
+    for job in (mine, shared, store.get_job("secret", owner="bob")):
+        store.request_run(job.id)
+    alice = Viewer("alice", frozenset({"analysts"}))
+    names = [j.name for j in store.list_jobs(viewer=alice).items]
+    assert names == ["mine", "shared"]
+    assert [j.name for j in store.list_jobs(viewer=Viewer("alice")).items] == ["mine"]
+    assert len(store.list_jobs(viewer=Viewer("root", admin=True)).items) == 3
+    assert len(store.list_jobs().items) == 3
+    runs = store.list_runs(viewer=alice).items
+    assert sorted(r.job_name for r in runs) == ["mine", "shared"]
+    assert [j.name for j in store.jobs_named("shared", alice)] == ["shared"]
+    assert store.jobs_named("secret", alice) == []
+    stats = store.stats(alice)
+    assert sorted(j["name"] for j in stats["jobs"]) == ["mine", "shared"]
+    assert sum(stats["runs_by_status"].values()) == 2
+    assert sum(store.jobs_by_state(alice).values()) == 2
+    # one keyset page at a time, names repeating across owners: nothing lost or repeated
+    for owner in ("carol", "dave", "erin"):
+        _owned(store, "mine", owner)
+    seen, cursor = [], None
+    while True:
+        page = store.list_jobs(limit=2, cursor=cursor)
+        seen += [j.id for j in page.items]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 6
+
+
+def test_shares_follow_the_job_through_edits_and_deletion(store):
+    from hermes_cron_ext.domain.access import Viewer
+    job = _owned(store, "report", "bob", {"analysts": "execute"})
+    carol = Viewer("carol", frozenset({"analysts"}))
+    assert store.get_job(job.id).shares == {"analysts": "execute"}
+    assert [j.name for j in store.list_jobs(viewer=carol).items] == ["report"]
+    store.update_job(job.id, validate_changes(store.get_job(job.id), {"shares": {}}))
+    assert store.list_jobs(viewer=carol).items == []
+    store.update_job(job.id, validate_changes(store.get_job(job.id),
+                                              {"shares": {"ops": "read"}}))
+    store.delete_job(job.id)
+    assert store.list_jobs(viewer=Viewer("dan", frozenset({"ops"}))).items == []

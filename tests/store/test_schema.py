@@ -32,6 +32,17 @@ def _old_sqlite_store(path, version: int, jobs: list[tuple]) -> sqlite3.Connecti
     return db
 
 
+def _pg_back_to_v8(conn) -> None:
+    """Undo version 9 on a PostgreSQL store made now (no owners, names unique)."""
+    conn.execute("DROP TABLE job_shares")
+    conn.execute("ALTER TABLE jobs DROP CONSTRAINT jobs_owner_name_key")
+    conn.execute("ALTER TABLE jobs DROP CONSTRAINT jobs_owner_idempotency_key_key")
+    conn.execute("ALTER TABLE jobs DROP COLUMN owner")
+    conn.execute("ALTER TABLE jobs ADD CONSTRAINT jobs_name_key UNIQUE (name)")
+    conn.execute("ALTER TABLE jobs ADD CONSTRAINT jobs_idempotency_key_key "
+                 "UNIQUE (idempotency_key)")
+
+
 def _after_only(store) -> None:
     """What version 7 allows: a job with no schedule of its own, after another."""
     old = store.get_job("old")
@@ -66,6 +77,7 @@ def test_a_version_6_postgres_store_takes_jobs_with_no_schedule(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:  # back to version 6's schema
+        _pg_back_to_v8(conn)
         conn.execute("ALTER TABLE jobs ALTER COLUMN schedule SET NOT NULL")
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
         conn.execute(f"INSERT INTO jobs VALUES ({', '.join(['%s'] * len(JOB_V6))})", JOB_V6)
@@ -105,6 +117,7 @@ def test_a_version_7_postgres_store_keeps_jobs_saved_with_a_posix_or_right_zone(
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _pg_back_to_v8(conn)
         conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
         for row in (_job_row("j_1", "p", "posix/Europe/Berlin"),
                     _job_row("j_2", "r", "right/America/New_York"),
@@ -113,5 +126,44 @@ def test_a_version_7_postgres_store_keeps_jobs_saved_with_a_posix_or_right_zone(
     store = open_store(pg_url)
     try:
         _zones_v7(store)
+    finally:
+        store.close()
+
+
+def _owners_v9(store) -> None:
+    """Version 9: a job saved before hubs belongs to the store's own user (''); names are
+    unique per owner from then on."""
+    old = store.get_job("old")
+    assert old.owner == "" and old.command == "true"
+    fields = validate_new({"name": "old", "schedule": "@daily", "command": "true"}, "UTC",
+                          now=1.7e9)
+    theirs, created = store.create_job({**fields, "owner": "alice"})
+    assert created and theirs.owner == "alice"
+    assert store.get_job("old").id == old.id  # the store's own user's, as before
+    assert store.schema_version() == SCHEMA_VERSION >= 9
+
+
+def test_a_version_8_sqlite_store_gives_its_jobs_to_the_stores_own_user(tmp_path):
+    path = tmp_path / "store" / "cron.db"
+    _old_sqlite_store(path, 8, [JOB_V6]).close()
+    store = open_store(str(path))
+    try:
+        _owners_v9(store)
+        assert store.db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_version_8_postgres_store_gives_its_jobs_to_the_stores_own_user(pg_url):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        _pg_back_to_v8(conn)
+        conn.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
+        conn.execute(f"INSERT INTO jobs VALUES ({', '.join(['%s'] * len(JOB_V6))})", JOB_V6)
+    store = open_store(pg_url)
+    try:
+        _owners_v9(store)
     finally:
         store.close()
