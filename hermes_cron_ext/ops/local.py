@@ -13,6 +13,7 @@ Answers are the REST API's JSON shapes (``Job.to_json()``, ``Run.to_json()``).
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import parameters as params
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
+from hermes_cron_ext.domain.access import Viewer, allowed
 from hermes_cron_ext.domain.jobspec import execute_changes, validate_changes, validate_new
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
@@ -165,6 +167,10 @@ class Operations(CronClient):
       to it, and its fault is part of :meth:`status`);
     - *broker*: told of every change this process makes (it wakes that ticker and the
       server's streams).
+
+    On a store that several hub users share, :meth:`as_user` gives the operations as
+    one of them sees them (``domain/access.py``): their own jobs, those shared with
+    their groups, or all for an admin; any other job, and its runs, is "not found".
     """
 
     kind = "local"
@@ -182,6 +188,73 @@ class Operations(CronClient):
         self.ticker = ticker
         self.broker = broker
         self.poll = poll
+        #: who asks (None: the store's own user, who may do everything)
+        self.viewer: Viewer | None = None
+
+    def as_user(self, viewer: Viewer | None) -> Operations:
+        """These operations as *viewer* may use them (same store, ticker and broker)."""
+        view = copy.copy(self)
+        view.owns_store = False
+        view.viewer = viewer
+        return view
+
+    def me(self) -> dict[str, Any]:
+        """Who the operations act for: ``{"name", "groups", "admin"}`` (name None: the
+        store's own user)."""
+        if self.viewer is None:
+            return {"name": None, "groups": [], "admin": True}
+        return self.viewer.to_json()
+
+    def _job(self, ref: str, action: str = "read") -> Job:
+        """The job *ref* names for the viewer: by id, else by name among their own jobs,
+        else among those shared with them. :raises NotFound: also for a job they may not
+        read (its name does not leak); :raises Forbidden: one they may read, not
+        *action*."""
+        viewer = self.viewer
+        if viewer is None:
+            return self.store.get_job(ref)
+        try:
+            job = self.store.get_job(ref, owner=viewer.name)
+        except NotFound:
+            named = self.store.jobs_named(ref, viewer)
+            if len(named) > 1:
+                raise InvalidInput(
+                    f"{len(named)} jobs named {ref!r} are shared with you (owners "
+                    f"{', '.join(j.owner for j in named)}): name the one you mean by its id",
+                    field="job") from None
+            if not named:
+                raise
+            job = named[0]
+        if not allowed(viewer, job.owner, job.shares, "read"):
+            raise NotFound(f"no job {ref!r}", field="job")
+        if not allowed(viewer, job.owner, job.shares, action):
+            may = "read and run" if allowed(viewer, job.owner, job.shares, "run") else "read"
+            what = {"run": "run it or cancel its runs", "change": "change it"}[action]
+            raise Forbidden(f"job {job.name!r} is {job.owner}'s, shared with your group to "
+                            f"{may}: only its owner or an admin may {what}", field="job")
+        return job
+
+    def _run_of(self, run_id: str, action: str = "read") -> Run:
+        """A run, when the viewer may *action* its job (else "no run", as if it were not
+        there)."""
+        run = self.store.get_run(run_id)
+        if self.viewer is not None and not self.viewer.admin:  # admins: deleted jobs' too
+            try:
+                self._job(run.job_id, action)
+            except NotFound:
+                raise NotFound(f"no run {run_id!r}", field="run") from None
+        return run
+
+    def readable(self, job_ids: list[str]) -> set[str]:
+        """Which of *job_ids* the viewer may read (an events feed filters by it)."""
+        if self.viewer is None or self.viewer.admin:
+            return set(job_ids)
+        return self.store.readable_jobs(job_ids, self.viewer)
+
+    def _admin_only(self, what: str) -> None:
+        if self.viewer is not None and not self.viewer.admin:
+            raise Forbidden(f"{what} is for the service's admins "
+                            f"(the custom:hermes-cron:admin scope)")
 
     @property
     def display_url(self) -> str:
@@ -204,7 +277,8 @@ class Operations(CronClient):
     def jobs_page(self, *, limit: int = 100, cursor: str | None = None,
                   state: str | None = None, search: str | None = None) -> dict[str, Any]:
         _one_of("state", state, JOB_STATES)
-        page = self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search)
+        page = self.store.list_jobs(limit=limit, cursor=cursor, state=state, search=search,
+                                    viewer=self.viewer)
         return {"jobs": [j.to_json() for j in page.items], "cursor": page.cursor}
 
     def jobs(self, state: str | None = None,
@@ -219,7 +293,7 @@ class Operations(CronClient):
                 return out
 
     def job(self, ref: str) -> dict[str, Any]:
-        return self.store.get_job(ref).to_json()
+        return self._job(ref).to_json()
 
     def _check_executor(self, spec: str | None) -> None:
         if spec and self.executors is not None and spec not in self.executors:
@@ -261,11 +335,12 @@ class Operations(CronClient):
             if url and url != (getattr(before, field) if before is not None else None):
                 check_url(url, field, allow_private=self.allow_private_urls)
 
-    def _all_jobs(self) -> list[Job]:
+    def _all_jobs(self, viewer: Viewer | None = None) -> list[Job]:
+        """Every job (that *viewer* may read)."""
         out: list[Job] = []
         cursor = None
         while True:
-            page = self.store.list_jobs(limit=500, cursor=cursor)
+            page = self.store.list_jobs(limit=500, cursor=cursor, viewer=viewer)
             out += page.items
             cursor = page.cursor
             if cursor is None:
@@ -278,7 +353,12 @@ class Operations(CronClient):
         if not after:
             return []
         jobs = self._all_jobs()
-        by_ref = {j.id: j for j in jobs} | {j.name: j for j in jobs}
+        mine = self._all_jobs(self.viewer) if self.viewer is not None else jobs
+        # a name is the viewer's own job's first, then a shared one's; only readable jobs
+        by_ref = {j.name: j for j in reversed(mine) if self.viewer is None
+                  or j.owner != self.viewer.name} | {
+            j.name: j for j in mine if self.viewer is None or j.owner == self.viewer.name
+        } | {j.id: j for j in mine}
         out = []
         for item in after:
             if item["job"] in (job_id, name):
@@ -309,9 +389,9 @@ class Operations(CronClient):
         """The pipeline the job is part of: every job linked to it by ``after``, either
         way, each with its level (0: no upstream in it) and its last run's status, and
         the links (``{"from", "to", "on"}``)."""
-        jobs = self._all_jobs()
+        jobs = self._all_jobs(self.viewer)  # links to jobs the viewer may not read: left out
         by_id = {j.id: j for j in jobs}
-        start = self.store.get_job(ref)
+        start = self._job(ref)
         downstream: dict[str, list[tuple[str, str]]] = {}
         for j in jobs:
             for a in j.after or []:
@@ -352,6 +432,8 @@ class Operations(CronClient):
         """Create a job; ``(job, created)``: a known idempotency key gives the stored
         job and False. The job carries a ``warning`` when no ticker would fire it."""
         fields = validate_new(spec, self.default_tz, now=time.time())
+        # the hub user who asks owns it: from the hub's identity, never from the request
+        fields["owner"] = self.viewer.name if self.viewer is not None else ""
         # the Python environment the job is made from: its python, and first on PATH
         fields["interpreter"] = fields.get("interpreter") or sys.executable
         fields["after"] = self._resolve_after(fields["after"], None, fields["name"])
@@ -372,7 +454,7 @@ class Operations(CronClient):
              may_execute: bool = True) -> dict[str, Any]:
         """Apply a change (PATCH semantics); without *may_execute* (the user lacks
         ``execute``), a change to a field that needs it is :class:`Forbidden`."""
-        job = self.store.get_job(ref)
+        job = self._job(ref, "change")
         fields = validate_changes(job, changes, now=time.time())
         if "after" in changes:
             fields["after"] = self._resolve_after(fields["after"], job.id, fields["name"])
@@ -391,7 +473,7 @@ class Operations(CronClient):
         return job.to_json()
 
     def remove(self, ref: str) -> dict[str, Any]:
-        job = self.store.delete_job(ref)
+        job = self.store.delete_job(self._job(ref, "change").id)
         self._changed()
         return job.to_json()
 
@@ -402,7 +484,7 @@ class Operations(CronClient):
         return self._set_paused(ref, False)
 
     def _set_paused(self, ref: str, paused: bool) -> dict[str, Any]:
-        job = self.store.set_paused(ref, paused)
+        job = self.store.set_paused(self._job(ref, "change").id, paused)
         self._changed()
         return job.to_json()
 
@@ -410,7 +492,7 @@ class Operations(CronClient):
         """The parameters a run of the job may be given: ``[{"name", "type", "default"}]``.
         A notebook job's come from its ``parameters`` cell (the job's own values as the
         defaults); other jobs' from the job's ``parameters``."""
-        job = self.store.get_job(ref)
+        job = self._job(ref)
         own = dict(job.parameters or {})
         declared: list[dict[str, Any]] = []
         if job.kind == "notebook" and isinstance(job.command, str):
@@ -435,7 +517,10 @@ class Operations(CronClient):
 
         *parameters* go over the job's own for this run alone, checked against what the
         job declares (:meth:`job_parameters`); giving them changes what runs, so it needs
-        ``execute`` (without *may_execute*: :class:`Forbidden`)."""
+        ``execute`` (without *may_execute*: :class:`Forbidden`), and on a hub store the
+        job's owner or an admin: it runs as the owner."""
+        job = self._job(ref, "change" if parameters else "run")
+        ref = job.id
         if parameters:
             if not may_execute:
                 raise Forbidden("running with parameters needs the execute permission on "
@@ -455,7 +540,7 @@ class Operations(CronClient):
         """Run *ref* once for each of its schedule's slots from *start* to *end*
         (inclusive, ISO 8601 or a date), *max_parallel* at a time, each told its slot
         (``HERMES_CRON_LOGICAL_TIME``). With *dry_run*, only the slots it would run."""
-        job = self.store.get_job(ref)
+        job = self._job(ref, "change")
         if job.schedule is None:  # its runs come from its upstreams' runs, slot by slot
             ups = " and ".join(a.get("name", a["job"]) for a in job.after or [])
             raise InvalidInput(
@@ -481,13 +566,23 @@ class Operations(CronClient):
                     spawn_supervisor(self.store.url, run.id)
         return out
 
+    def _backfill(self, backfill_id: str, action: str) -> dict[str, Any]:
+        out = self.store.get_backfill(backfill_id)
+        if self.viewer is not None:
+            try:
+                self._job(out["job_id"], action)
+            except NotFound:
+                raise NotFound(f"no backfill {backfill_id!r}", field="backfill") from None
+        return out
+
     def get_backfill(self, backfill_id: str) -> dict[str, Any]:
-        return self.store.get_backfill(backfill_id)
+        return self._backfill(backfill_id, "read")
 
     def backfills(self, ref: str) -> list[dict[str, Any]]:
-        return self.store.list_backfills(ref)
+        return self.store.list_backfills(self._job(ref).id)
 
     def cancel_backfill(self, backfill_id: str) -> dict[str, Any]:
+        self._backfill(backfill_id, "change")
         out = self.store.cancel_backfill(backfill_id)
         self._changed()
         return out
@@ -497,7 +592,10 @@ class Operations(CronClient):
                   cursor: str | None = None, status: str | None = None) -> Page[Run]:
         """A page of runs as models (the server renders them with a cache)."""
         _one_of("status", status, RUN_STATUSES)
-        return self.store.list_runs(ref, limit=limit, cursor=cursor, status=status)
+        if ref is not None:
+            ref = self._job(ref).id
+        return self.store.list_runs(ref, limit=limit, cursor=cursor, status=status,
+                                    viewer=self.viewer)
 
     def runs(self, ref: str | None = None, *, limit: int = 50, cursor: str | None = None,
              status: str | None = None) -> dict[str, Any]:
@@ -505,14 +603,14 @@ class Operations(CronClient):
         return {"runs": [r.to_json() for r in page.items], "cursor": page.cursor}
 
     def get_run(self, run_id: str) -> Run:
-        return self.store.get_run(run_id)
+        return self._run_of(run_id)
 
     def run(self, run_id: str) -> dict[str, Any]:
-        return self.store.get_run(run_id).to_json()
+        return self._run_of(run_id).to_json()
 
     def active_run(self, ref: str) -> dict[str, Any]:
         """The job's running run. :raises NotFound: when none runs."""
-        job = self.store.get_job(ref)
+        job = self._job(ref)
         page = self.store.list_runs(job.id, limit=10, status="running")
         if page.items:
             return page.items[0].to_json()
@@ -521,6 +619,7 @@ class Operations(CronClient):
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Ask the run to stop: recorded at once; its supervisor, when it runs on this
         host, is told now (elsewhere it sees the request at its next heartbeat)."""
+        self._run_of(run_id, "run")
         run = self.store.request_cancel(run_id)
         if (run.status in ACTIVE_STATUSES and run.pid and run.host == hostname()
                 and process_alive(run.pid, run.proc_start)):
@@ -530,7 +629,7 @@ class Operations(CronClient):
 
     def log(self, run_id: str, offset: int = 0, limit: int | None = None,
             tail: int | None = None) -> tuple[bytes, int, int]:
-        self.store.get_run(run_id)
+        self._run_of(run_id)
         size = self.store.output_size(run_id)
         start = max(0, size - tail) if tail is not None else offset
         return self.store.read_output(run_id, start, limit), start, size
@@ -549,11 +648,11 @@ class Operations(CronClient):
         return self.store.output_size(run_id)
 
     def stream(self, run_id: str, offset: int = 0) -> RunStream:
-        self.store.get_run(run_id)  # NotFound now, not on the reading thread
+        self._run_of(run_id)  # NotFound now, not on the reading thread
         return _LocalStream(self, run_id, offset, self.poll)
 
     def artifact(self, run_id: str) -> bytes:
-        self.store.get_run(run_id)
+        self._run_of(run_id)
         data = self.store.read_artifact(run_id)
         if data is None:
             raise NotFound(f"run {run_id} has no executed notebook", field="run")
@@ -561,7 +660,7 @@ class Operations(CronClient):
 
     # -- other ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        return self.store.stats()
+        return self.store.stats(self.viewer)
 
     def status(self) -> dict[str, Any]:
         report = status_report(self.store, self.ticker is not None)
@@ -573,6 +672,7 @@ class Operations(CronClient):
     def gc(self, keep_runs: int = rules.KEEP_RUNS, keep_failures: int = rules.KEEP_FAILURES,
            max_age: float = rules.MAX_AGE) -> dict[str, Any]:
         """Prune finished runs by the retention limits (the tickers also do, hourly)."""
+        self._admin_only("gc")
         return self.store.gc(time.time(), keep_runs, keep_failures, max_age)
 
     def migrate(self, to: str, *, force: bool = False,
@@ -584,6 +684,7 @@ class Operations(CronClient):
         """
         from hermes_cron_ext.store.migrate import copy_store
 
+        self._admin_only("migrate")
         target = open_store(to)
         try:
             return copy_store(self.store, target, force=force, progress=progress)

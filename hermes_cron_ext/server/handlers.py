@@ -21,6 +21,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.errors import (
     Conflict,
@@ -43,8 +44,15 @@ class CronAPIHandler(APIHandler):
     auth_resource = "cron"
 
     @property
+    def viewer(self) -> Viewer | None:
+        """Who asks, as a hub service's identity provider says (``server/hub.py``); None
+        in a user's own Jupyter server, whose user may do everything."""
+        return getattr(self.current_user, "hermes_viewer", None)
+
+    @property
     def cron(self) -> CronService:
-        return self.settings["hermes_cron"]
+        """The service as this request's user may use it."""
+        return self.settings["hermes_cron"].as_user(self.viewer)
 
     # -- errors -------------------------------------------------------------------
     def send_error(self, status_code: int = 500, **kwargs) -> None:
@@ -130,6 +138,16 @@ class StatusHandler(CronAPIHandler):
     @authorized
     async def get(self):
         self.reply(await self.cron.status())
+
+
+class MeHandler(CronAPIHandler):
+    """Who the scheduler takes the caller for: ``{"name", "groups", "admin"}`` (name
+    null in a user's own server: they own every job there)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.me())
 
 
 class JobsHandler(CronAPIHandler):
@@ -462,11 +480,16 @@ class EventsHandler(SSEHandler):
             self.write(": connected\n\n")
             await self.flush()
             last_write = time.monotonic()
+            readable: dict[str, bool] = {}  # a hub user's: which jobs' events they see
             while not cron.closing:
                 events = await cron.bus.since(cursor)
+                if self.viewer is not None:
+                    await self._learn_readable(cron, events, readable)
                 for e in events:
                     cursor = e.seq
                     if job and e.job_id != job:
+                        continue
+                    if e.job_id and not readable.get(e.job_id, self.viewer is None):
                         continue
                     self.event(e.type, e.to_json(), e.seq)
                 if events:
@@ -482,6 +505,23 @@ class EventsHandler(SSEHandler):
             pass
         finally:
             cron.bus.detach()
+
+
+    async def _learn_readable(self, cron: CronService, events: list,
+                              readable: dict[str, bool]) -> None:
+        """Which jobs of *events* the viewer may read: asked once per job (again after
+        it changes: its shares may have), a deleted job's from its event."""
+        viewer = self.viewer
+        for e in events:
+            if e.type == "job.updated":
+                readable.pop(e.job_id, None)
+            elif e.type == "job.deleted" and viewer is not None:
+                readable[e.job_id] = readable.get(e.job_id) or viewer.admin or (
+                    e.data.get("owner") == viewer.name)
+        unknown = sorted({e.job_id for e in events if e.job_id and e.job_id not in readable})
+        if unknown:
+            seen = await cron.readable(unknown)
+            readable.update({j: j in seen for j in unknown})
 
 
 class UnknownRouteHandler(CronAPIHandler):
@@ -521,6 +561,7 @@ def routes() -> list[tuple]:
     base = "api/cron"
     return [
         (rf"{base}/status", StatusHandler),
+        (rf"{base}/me", MeHandler),
         (rf"{base}/jobs", JobsHandler),
         (rf"{base}/jobs/{ID}", JobHandler),
         (rf"{base}/jobs/{ID}/(?P<action>run|pause|resume)", JobActionHandler),

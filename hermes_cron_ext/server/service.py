@@ -20,11 +20,13 @@ watched log ten times a second).
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.errors import InvalidInput
 from hermes_cron_ext.ops.host import Host
@@ -81,6 +83,24 @@ class CronService:
         self._unlisten: Callable[[], None] | None = None
         self.closing = False
         self.log = log
+
+    def as_user(self, viewer: Viewer | None) -> CronService:
+        """This service as one hub user uses it: the same feeds, bus and threads, the
+        operations as *viewer* (``Operations.as_user``). None: the server's own user."""
+        if viewer is None:
+            return self
+        view = copy.copy(self)
+        view.ops = self.ops.as_user(viewer)
+        return view
+
+    async def me(self) -> dict:
+        return self.ops.me()
+
+    async def readable(self, job_ids: list[str]) -> set[str]:
+        """Which of *job_ids* this service's viewer may read (one query, off the loop)."""
+        if self.ops.viewer is None or self.ops.viewer.admin:
+            return set(job_ids)
+        return await self._ops(self.ops.readable, job_ids)
 
     async def start(self) -> None:
         await self.host.start()

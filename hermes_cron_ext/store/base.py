@@ -89,6 +89,10 @@ class JobStore(ABC):
         """
 
     @abstractmethod
+    def readable_jobs(self, job_ids: list[str], viewer: Viewer | None) -> set[str]:
+        """Which of *job_ids* are jobs that *viewer* may read."""
+
+    @abstractmethod
     def jobs_named(self, name: str, viewer: Viewer | None = None) -> list[Job]:
         """The jobs named *name* that *viewer* may read (every owner's), by owner."""
 

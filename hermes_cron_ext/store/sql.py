@@ -463,7 +463,7 @@ class SQLStore(Store):
         return row
 
     @staticmethod
-    def _visible(viewer: Viewer | None, column: str = "id") -> tuple[str, list]:
+    def _visible(viewer: Viewer | None, column: str = "id") -> tuple[str, list[object]]:
         """SQL (`` AND ...``) keeping the jobs *viewer* may read, by their *column*."""
         if viewer is None or viewer.admin:
             return "", []
@@ -524,6 +524,17 @@ class SQLStore(Store):
 
     def get_job(self, ref: str, owner: str | None = None) -> Job:
         return self._named(self.db, [_row_job(self._job_row(self.db, ref, owner=owner))])[0]
+
+    def readable_jobs(self, job_ids: list[str], viewer: Viewer | None) -> set[str]:
+        out: set[str] = set()
+        ids = sorted(set(job_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            where, args = self._visible(viewer)
+            out.update(r[0] for r in self.db.execute(
+                f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))}){where}",
+                [*chunk, *args]).fetchall())
+        return out
 
     def jobs_named(self, name: str, viewer: Viewer | None = None) -> list[Job]:
         where, args = self._visible(viewer)
@@ -641,7 +652,7 @@ class SQLStore(Store):
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
             db.execute("DELETE FROM job_shares WHERE job_id = ?", (job.id,))
-            self._event(db, "job.deleted", job.id, name=job.name)
+            self._event(db, "job.deleted", job.id, name=job.name, owner=job.owner)
         self._forget_output(finished)
         return job
 
@@ -943,7 +954,7 @@ class SQLStore(Store):
     def list_runs(self, job_ref: str | None = None, *, limit: int = 50,
                   cursor: str | None = None, status: str | None = None,
                   viewer: Viewer | None = None) -> Page[Run]:
-        sql, args = f"SELECT {LIST_COLUMNS} FROM runs WHERE 1=1", []
+        sql, args = f"SELECT {LIST_COLUMNS} FROM runs WHERE 1=1", list[object]()
         if job_ref is None:
             where, args = self._visible(viewer, "job_id")
             sql += where

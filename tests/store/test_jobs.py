@@ -345,6 +345,9 @@ def test_lists_runs_and_stats_hold_only_what_a_viewer_may_read(store, clock):
     assert sorted(r.job_name for r in runs) == ["mine", "shared"]
     assert [j.name for j in store.jobs_named("shared", alice)] == ["shared"]
     assert store.jobs_named("secret", alice) == []
+    secret = store.get_job("secret", owner="bob")
+    assert store.readable_jobs([mine.id, shared.id, secret.id, "j_gone"], alice) == {
+        mine.id, shared.id}
     stats = store.stats(alice)
     assert sorted(j["name"] for j in stats["jobs"]) == ["mine", "shared"]
     assert sum(stats["runs_by_status"].values()) == 2
