@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from hermes_cron_ext.domain import policy as rules
@@ -96,13 +97,17 @@ def payload_argv(spec: dict, artifact: str) -> list[str]:
     raise ValueError(f"unknown job kind {kind!r}")
 
 
-def payload_launch(store, run) -> tuple[list[str], dict[str, str], str]:
+def payload_launch(store, run, base: Mapping[str, str] | None = None,
+                   ) -> tuple[list[str], dict[str, str], str]:
     """What starting *run*'s payload takes: its argv, environment and working folder.
-    Store reads (secrets, upstream artifacts) happen here, before the instant.
+    Store reads (secrets, upstream artifacts) happen here, before the instant. *base*:
+    the environment the payload starts from, this process's by default; the run-as
+    helper (``runas.py``) gives the owner's login environment, whose HOME ``~`` in the
+    cwd then means.
 
     :raises ValueError: the spec names an unknown kind."""
     spec = run.spec
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     if "PATH" not in (spec.get("env") or {}):
         env["PATH"] = python_path(spec, env.get("PATH"))
     env.update(spec.get("env") or {})
@@ -135,7 +140,11 @@ def payload_launch(store, run) -> tuple[list[str], dict[str, str], str]:
                 # the slot this run stands for, as ISO 8601 UTC (a backfill's past slot)
                 "HERMES_CRON_LOGICAL_TIME": iso(run.scheduled_for) or ""})
     env.pop("HERMES_CRON_FORKSERVER", None)
-    cwd = os.path.expanduser(spec.get("cwd") or "~")  # JupyterLab reports "~/..." roots
+    cwd = spec.get("cwd") or "~"
+    if base is None:
+        cwd = os.path.expanduser(cwd)  # JupyterLab reports "~/..." roots
+    elif cwd == "~" or cwd.startswith("~/"):
+        cwd = base.get("HOME", "/") + cwd[1:]
     return payload_argv(spec, store.artifact_path(run.id)), env, cwd
 
 

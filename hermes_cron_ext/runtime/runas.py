@@ -1,0 +1,971 @@
+"""Runs as their owner: one narrow privileged helper, and the client that talks to it.
+
+On a JupyterHub, one service schedules for every hub user and each job has an
+``owner`` (a Unix account on LocalProcessSpawner hubs). The service runs as an
+unprivileged account; a run's payload must run as its owner (uid, gid, groups, home,
+a login-like environment), so one user's job can neither read another's home nor
+signal another's run.
+
+**The helper** (``python -I -m hermes_cron_ext.runtime.runas serve``) is started once
+by the service through ``sudo -n``, with a sudoers line allowing exactly that fixed
+command, so it runs as root for as long as the service lives::
+
+    hermes ALL=(root) NOPASSWD: /opt/hermes/bin/python -I -m hermes_cron_ext.runtime.runas serve
+
+(``-I``: with ``-m``, Python would otherwise put the caller's working folder first on
+``sys.path``, and a ``hermes_cron_ext/`` there would run as root; the interpreter and
+the package must be root's and writable by no one else. sudo hands a stdin that is not
+a terminal to the command as it is, ``use_pty`` or not: checked with sudo 1.9.13; the
+helper refuses to serve on anything but the socketpair.) The helper:
+
+- reads its store URL from a root-owned configuration file at a fixed path
+  (:data:`CONFIG_PATH`; :data:`CONFIG_ENV` overrides it for tests only: sudo's
+  ``env_reset`` drops it), never from its caller;
+- talks only over its stdin, a Unix ``SOCK_SEQPACKET`` socketpair, and the channels
+  (socketpairs too) it hands out over it: no listening socket, so only the process that
+  started it, and those it gave a channel to (the agents it forks), can ask anything;
+- decides the account itself, from the store: the run's job's ``owner``. The caller
+  names a run id and nothing else (no uid, argv, environment or folder); the helper
+  refuses an owner that is empty, unknown, root, a system account (uid below
+  ``UID_MIN`` of ``/etc/login.defs``), in group 0, denied by its configuration or
+  outside its ``allow_groups``; and a run that is not queued, not attached on this
+  host, or asked to be cancelled;
+- builds argv, environment and folder as a supervisor does
+  (``supervisor.payload_launch``) over the owner's login environment, with the run's
+  secrets read from the store by itself (never on a command line, never from the
+  caller), forks, and in the child: ``setsid``, the owner's groups (``initgroups``:
+  the list from ``getgrouplist``, checked before the fork, set by ``setgroups``),
+  ``setgid``, ``setuid``, each checked (and ``setuid(0)`` must then fail), umask
+  0o077, ``chdir`` as the owner, the caller's descriptors as 1 and 2, and ``exec``;
+- signals only a process group it started for that run id, never a pid it is given;
+- reaps its children and tells each exit (on the channel that started it); exits when
+  its last channel closes (the service and what it forked are gone: agents outlive a
+  fork server), leaving running payloads alone: they are their owners'.
+
+Trust: the store's ``owner`` column is what the helper believes, and the service
+account can write the store. So a compromised service can run code as any *regular*
+account the configuration allows (as JupyterHub's sudospawner lets the hub start any
+user's server): never as root, a system account or a denied one, and only what the
+store holds. ``allow_groups`` narrows it to the hub's users.
+
+**The protocol**: one JSON object per message, each way.
+
+- ``{"op": "start", "n": N, "run": RUN_ID, "go": false}`` with the payload's stdout
+  and stderr write ends as descriptors (``SCM_RIGHTS``); with ``"go": true`` a third,
+  the read end of a go pipe: the payload is *primed* (``agent.GO_SCRIPT``: a shell as
+  the owner that execs the payload when a line arrives, and exits at end of file), so
+  the run-as step happens ahead of the instant and the instant costs one write.
+  Answer: ``{"n": N, "ok": true, "pid": PID}`` once the payload has exec'd (its group
+  is PID), or ``{"n": N, "ok": false, "reason": "..."}``.
+- ``{"op": "signal", "n": N, "run": RUN_ID, "sig": SIG}``: ``{"n": N, "ok": true,
+  "sent": true}`` (``false``: its group is gone), or refused (not a run it started).
+- ``{"op": "channel", "n": N}``: ``{"n": N, "ok": true, "pid": HELPER_PID}`` with one
+  descriptor, a new channel's end, for a process the caller forks.
+- from the helper, unasked: ``{"op": "ready", "ok": true, "pid": PID}`` first (or
+  ``"ok": false`` with the reason, and it exits), then ``{"op": "exit", "run": RUN_ID,
+  "pid": PID, "status": WAITSTATUS}`` as each payload ends.
+
+**The client** (:class:`RunAs`) starts the helper and speaks the protocol:
+:meth:`RunAs.launch` (a pid, or :class:`RunAsError` with the helper's reason: an
+``OSError``, as a failed ``Popen`` raises), :meth:`RunAs.signal`, :meth:`RunAs.fileno`
+and :meth:`RunAs.events` for a ``selectors`` loop, :meth:`RunAs.popen` (a
+:class:`Process`: pipes made, ``pid``, ``stdout``, ``stderr``, ``poll``, ``wait``)
+for code written around ``subprocess.Popen``, and :meth:`RunAs.channel` /
+:meth:`RunAs.attach` for a forked process (one sudo and one helper per service).
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import errno
+import grp
+import json
+import os
+import pwd
+import select
+import selectors
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, NoReturn
+
+#: the helper's configuration: root's, at a fixed path
+CONFIG_PATH = "/etc/hermes-cron/runas.json"
+#: another path for it, for tests that start the helper directly as root; sudo's
+#: ``env_reset`` drops it, so a helper started through sudo reads :data:`CONFIG_PATH`
+CONFIG_ENV = "HERMES_CRON_RUNAS_CONFIG"
+LOGIN_DEFS = "/etc/login.defs"
+#: accounts never run as, whatever the configuration adds
+ALWAYS_DENIED = frozenset({"root", "nobody"})
+#: what a login shell's environment would carry over from the helper's (locale, zone)
+KEPT_ENV = ("LANG", "LANGUAGE", "TZ")
+MAX_MESSAGE = 65536
+#: seconds a forked child has to exec before the helper gives up on it (a hung mount)
+EXEC_LIMIT = 10.0
+#: seconds between checks of the groups whose leader has exited (still signallable)
+PRUNE_EVERY = 5.0
+#: run ids whose group is gone that the helper still knows as its own (signal: not sent)
+ENDED_KEPT = 16384
+_FIELDS = {"start": {"op", "n", "run", "go"}, "signal": {"op", "n", "run", "sig"},
+           "channel": {"op", "n"}}
+
+
+class RunAsError(OSError):
+    """The helper refused or could not start or signal a run; ``str()`` is its reason.
+    An ``OSError``, so code that tells a failed ``Popen`` as "cannot start" tells this."""
+
+
+@dataclass(frozen=True)
+class Exit:
+    """A payload the helper started has ended: *status* is its wait status."""
+
+    run_id: str
+    pid: int
+    status: int
+
+    @property
+    def returncode(self) -> int:
+        """As ``Popen.returncode``: the exit code, or minus the signal that killed it."""
+        return os.waitstatus_to_exitcode(self.status)
+
+
+# -- the helper (root) -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Config:
+    """What root tells the helper: where the store is, whom it never runs as."""
+
+    store: str
+    deny: frozenset[str] = frozenset()
+    #: when not empty, an owner must be in one of these groups (the hub's users)
+    allow_groups: frozenset[str] = frozenset()
+
+
+def load_config(path: str) -> Config:
+    """The configuration at *path*, which only root may have written: the file and its
+    folder root's and writable by no one else (else its store URL is the caller's)."""
+    for where in (path, os.path.dirname(os.path.abspath(path))):
+        st = os.stat(where)
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            raise ValueError(f"{where} must be owned by root and writable by root alone")
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not isinstance(data.get("store"), str):
+        raise ValueError(f"{path}: a JSON object with the store's URL as 'store'")
+    unknown = set(data) - {"store", "deny", "allow_groups"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    lists = {}
+    for key in ("deny", "allow_groups"):
+        value = data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{path}: {key!r} is a list of names")
+        lists[key] = frozenset(value)
+    return Config(data["store"], lists["deny"], lists["allow_groups"])
+
+
+def login_defs(path: str = LOGIN_DEFS) -> dict[str, str]:
+    """``/etc/login.defs`` as a dict (``UID_MIN``, ``ENV_PATH``, ...); empty if absent."""
+    out: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.split(None, 1)
+                if len(parts) == 2 and not parts[0].startswith("#"):
+                    out[parts[0]] = parts[1].strip()
+    except OSError:
+        pass
+    return out
+
+
+@dataclass(frozen=True)
+class Account:
+    """The Unix account a run runs as."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    shell: str
+
+
+class Refused(Exception):
+    """A request the helper will not do; the message says why, for the caller."""
+
+
+def account_for(owner: str, config: Config, uid_min: int) -> Account:
+    """The account *owner* names, if the helper may run as it at all.
+
+    :raises Refused: empty, unknown, root, a system account, in group 0, denied."""
+    if not owner:
+        raise Refused("the job has no owner (a store one user keeps): its runs run as the "
+                      "service, not through the run-as helper")
+    if owner in ALWAYS_DENIED or owner in config.deny:
+        raise Refused(f"the job's owner {owner!r} is denied by the run-as helper")
+    try:
+        pw = pwd.getpwnam(owner)
+    except KeyError:
+        raise Refused(f"the job's owner {owner!r} has no account on this host") from None
+    if pw.pw_uid == 0:
+        raise Refused(f"the job's owner {owner!r} is root (uid 0)")
+    if pw.pw_uid < uid_min:
+        raise Refused(f"the job's owner {owner!r} is a system account "
+                      f"(uid {pw.pw_uid} < UID_MIN {uid_min})")
+    groups = tuple(sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid))))
+    if 0 in groups:
+        raise Refused(f"the job's owner {owner!r} is in group 0 (root)")
+    if config.allow_groups:
+        names = {_group_name(g) for g in groups}
+        if not names & config.allow_groups:
+            raise Refused(f"the job's owner {owner!r} is in none of the groups the run-as "
+                          f"helper allows ({', '.join(sorted(config.allow_groups))})")
+    if not os.path.isabs(pw.pw_dir):
+        raise Refused(f"the job's owner {owner!r} has no home folder")
+    return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir,
+                   pw.pw_shell or "/bin/sh")
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def login_env(account: Account, path: str) -> dict[str, str]:
+    """What a login gives *account*: HOME, USER, LOGNAME, SHELL, PATH (*path*), and the
+    helper's locale and zone; nothing else of root's environment."""
+    env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k.startswith("LC_")}
+    env.update({"HOME": account.home, "USER": account.name, "LOGNAME": account.name,
+                "SHELL": account.shell, "PATH": path})
+    return env
+
+
+class _Reads:
+    """The store as the helper's ``payload_launch`` may use it: reads only. An upstream
+    artifact that is not a file here is left out, never copied: root would own the
+    copy, in the service's folder."""
+
+    def __init__(self, store: Any):
+        self._store = store
+
+    def run_secrets(self, run_id: str) -> dict[str, str]:
+        return self._store.run_secrets(run_id)
+
+    def artifact_path(self, run_id: str) -> str:
+        return self._store.artifact_path(run_id)
+
+    def read_artifact(self, run_id: str) -> None:
+        return None
+
+
+@dataclass(eq=False)
+class _Group:
+    """A payload's process group, started by this helper for one run; its exit is told
+    on the channel that asked for it."""
+
+    run_id: str
+    pid: int
+    channel: socket.socket | None
+    exited: bool = False
+
+
+class Helper:
+    """The root side: one request at a time, from the service's processes alone: over
+    *sock* (its stdin) and the channels handed out over it (``channel``)."""
+
+    def __init__(self, sock: socket.socket, store: Any, config: Config,
+                 defs: dict[str, str] | None = None):
+        from hermes_cron_ext.processes import hostname
+
+        self.sock, self.store, self.config = sock, store, config
+        self.channels: list[socket.socket] = []
+        self._sel = selectors.DefaultSelector()
+        defs = login_defs() if defs is None else defs
+        try:
+            self.uid_min = int(defs.get("UID_MIN", "1000"))
+        except ValueError:
+            self.uid_min = 1000
+        env_path = defs.get("ENV_PATH", "")
+        self.path = env_path[5:] if env_path.startswith("PATH=") else \
+            env_path or "/usr/local/bin:/usr/bin:/bin"
+        self.host = hostname()
+        self.groups: dict[str, _Group] = {}  # run id -> its group, while it has members
+        self.by_pid: dict[int, _Group] = {}  # leaders not yet reaped
+        self.ended: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    def serve(self) -> int:
+        """Answer until every channel is closed (the service and what it forked are
+        gone); running payloads are left alone."""
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self._wake_w)
+        self._sel.register(self._wake_r, selectors.EVENT_READ)
+        self._open(self.sock)
+        self._send(self.sock, {"op": "ready", "ok": True, "pid": os.getpid()})
+        next_prune = time.monotonic() + PRUNE_EVERY
+        try:
+            while self.channels:
+                for key, _ in self._sel.select(PRUNE_EVERY):
+                    if key.fd == self._wake_r:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                    elif key.data in self.channels:
+                        self._one_request(key.data)
+                self._reap()
+                if time.monotonic() >= next_prune:
+                    self._prune()
+                    next_prune = time.monotonic() + PRUNE_EVERY
+            return 0
+        finally:
+            self._sel.close()
+            self.store.close()
+
+    def _open(self, channel: socket.socket) -> None:
+        self.channels.append(channel)
+        self._sel.register(channel, selectors.EVENT_READ, channel)
+
+    def _close(self, channel: socket.socket) -> None:
+        """The process at the other end is gone: its runs' exits are told to no one."""
+        if channel in self.channels:
+            self.channels.remove(channel)
+            self._sel.unregister(channel)
+            channel.close()
+
+    def _send(self, channel: socket.socket, message: dict[str, Any],
+              fds: Sequence[int] = ()) -> None:
+        data = json.dumps(message).encode()
+        try:
+            if fds:
+                socket.send_fds(channel, [data], fds)
+            else:
+                channel.send(data)
+        except OSError:  # EPIPE, ECONNRESET: that end is gone
+            self._close(channel)
+
+    def _one_request(self, channel: socket.socket) -> None:
+        """Read and answer one request on *channel*; at end of file, close it."""
+        try:
+            data, fds, flags, _ = socket.recv_fds(channel, MAX_MESSAGE, 4,
+                                                  socket.MSG_CMSG_CLOEXEC)
+        except OSError:
+            data, fds, flags = b"", [], 0
+        if not data and not fds:
+            self._close(channel)
+            return
+        n: Any = None
+        give: list[int] = []  # a new channel's end, for the caller
+        answer: dict[str, Any]
+        try:
+            try:
+                request = json.loads(data)
+                if not isinstance(request, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                raise Refused(f"not a request: {exc}") from None
+            n = request.get("n")
+            if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+                raise Refused("the request or its descriptors were cut short")
+            if request.get("op") == "channel" and not set(request) - _FIELDS["channel"]:
+                mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                self._open(mine)
+                give = [theirs.detach()]
+                answer = {"ok": True, "pid": os.getpid()}
+            else:
+                answer = self.answer(request, fds, channel)
+        except Refused as exc:
+            answer = {"ok": False, "reason": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - the caller is told; the helper goes on
+            answer = {"ok": False, "reason": f"run-as helper error: {exc!r}"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            self._send(channel, {"n": n, **answer}, give)
+        finally:
+            for fd in give:
+                os.close(fd)
+
+    def answer(self, request: dict[str, Any], fds: list[int],
+               channel: socket.socket | None = None) -> dict[str, Any]:
+        """The answer to a ``start`` or ``signal`` *request* on *channel*; *fds* are
+        closed by the caller afterwards."""
+        op = request.get("op")
+        if op not in ("start", "signal"):
+            raise Refused(f"unknown request {op!r}")
+        unknown = set(request) - _FIELDS[op]
+        if unknown:  # the caller names a run, never an account, command or place
+            raise Refused(f"unknown field(s) in a {op} request: {', '.join(sorted(unknown))} "
+                          "(the helper takes the account and the command from the store)")
+        run_id = request.get("run")
+        if not isinstance(run_id, str) or not run_id:
+            raise Refused("a request names its run id as 'run'")
+        if op == "signal":
+            return self.signal(run_id, request.get("sig"))
+        go = request.get("go", False)
+        if not isinstance(go, bool):
+            raise Refused("'go' is true or false")
+        return {"ok": True, "pid": self.start(run_id, fds, go, channel)}
+
+    # -- start ------------------------------------------------------------------------
+    def prepare(self, run_id: str) -> tuple[Account, list[str], dict[str, str], str]:
+        """The account, argv, environment and folder of *run_id*'s payload, from the
+        store alone.
+
+        :raises Refused: the run or its owner may not run through this helper."""
+        from hermes_cron_ext.errors import NotFound
+        from hermes_cron_ext.runtime.supervisor import payload_launch
+
+        store = self.store
+        try:
+            run = store.get_run(run_id)
+        except NotFound:
+            raise Refused(f"no run {run_id!r} in the store") from None
+        if run.status != "queued":
+            raise Refused(f"run {run_id} is {run.status}, not queued: its payload is not "
+                          "started (again)")
+        if run.pid is None or run.host != self.host:
+            raise Refused(f"run {run_id} is not attached on this host (no agent or "
+                          "supervisor here has taken it)")
+        if run.cancel_requested:
+            raise Refused(f"run {run_id} is asked to be cancelled")
+        try:
+            job = store.get_job(run.job_id)
+        except NotFound:
+            raise Refused(f"run {run_id}'s job is gone") from None
+        owner = job.owner
+        frozen = run.spec.get("owner")
+        if frozen is not None and frozen != owner:
+            raise Refused(f"run {run_id} was queued for {frozen!r}; its job is now "
+                          f"{owner!r}'s")
+        account = account_for(owner, self.config, self.uid_min)
+        kind = run.spec.get("kind", "command")
+        if kind not in ("command", "python"):
+            raise Refused(f"{kind} runs do not run as their owner yet (their artifact goes "
+                          "to the service's folder)")
+        try:
+            argv, env, cwd = payload_launch(_Reads(store), run,
+                                            login_env(account, self.path))
+        except ValueError as exc:
+            raise Refused(f"run {run_id}: {exc}") from None
+        return account, argv, env, os.path.join(account.home, cwd)
+
+    def start(self, run_id: str, fds: list[int], go: bool,
+              channel: socket.socket | None = None) -> int:
+        """Start *run_id*'s payload as its owner, its output on *fds* (stdout, stderr,
+        and with *go* the read end of its go pipe); its pid once it has exec'd. Its exit
+        is told on *channel*."""
+        if len(fds) != (3 if go else 2):
+            raise Refused(f"a start request passes {3 if go else 2} descriptors (stdout, "
+                          f"stderr{', go' if go else ''}); this one passed {len(fds)}")
+        for fd, mode in zip(fds, ("w", "w", "r"), strict=False):
+            _check_fd(fd, mode)
+        if run_id in self.groups or run_id in self.ended:  # before its end is recorded
+            raise Refused(f"run {run_id} was started already by this helper")
+        account, argv, env, cwd = self.prepare(run_id)
+        if go:
+            from hermes_cron_ext.runtime.agent import GO_SCRIPT  # agent may import us
+
+            program, argv = argv[0], ["/bin/sh", "-c", GO_SCRIPT, "sh", *argv]
+        else:
+            program = None
+        err_r, err_w = os.pipe()
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _become(account, argv, env, cwd, fds[2] if go else None, fds[0], fds[1],
+                        err_w, program)
+        finally:
+            os.close(err_w)
+        try:
+            why = _read_failure(err_r, pid)
+        finally:
+            os.close(err_r)
+        if why is not None:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            raise Refused(why)
+        group = _Group(run_id, pid, channel)
+        self.groups[run_id] = self.by_pid[pid] = group
+        return pid
+
+    # -- signal, exits ----------------------------------------------------------------
+    def signal(self, run_id: str, sig: Any) -> dict[str, Any]:
+        """Signal *run_id*'s process group, if this helper started it."""
+        if not isinstance(sig, int) or isinstance(sig, bool) or \
+                (sig != 0 and sig not in signal.valid_signals()):
+            raise Refused(f"not a signal: {sig!r}")
+        group = self.groups.get(run_id)
+        if group is None:
+            if run_id in self.ended:
+                return {"ok": True, "sent": False}
+            raise Refused(f"run {run_id} was not started by this run-as helper")
+        try:
+            os.killpg(group.pid, sig)
+            return {"ok": True, "sent": True}
+        except ProcessLookupError:
+            if group.exited:
+                self._forget(group)
+            return {"ok": True, "sent": False}
+
+    def _forget(self, group: _Group) -> None:
+        """*group* has no process left: its number may be given to another process, so
+        it is never signalled again; its run is remembered as ended for a while."""
+        self.groups.pop(group.run_id, None)
+        self.ended[group.run_id] = None
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
+
+    def _reap(self) -> None:
+        """Collect ended payloads and tell each exit."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            group = self.by_pid.pop(pid, None)
+            if group is None:
+                continue
+            group.exited = True
+            if group.channel is not None and group.channel in self.channels:
+                self._send(group.channel, {"op": "exit", "run": group.run_id, "pid": pid,
+                                           "status": status})
+            if not _group_alive(pid):
+                self._forget(group)
+
+    def _prune(self) -> None:
+        """Forget the groups whose leader and members have all gone (their number may be
+        given to another process later)."""
+        for group in list(self.groups.values()):
+            if group.exited and not _group_alive(group.pid):
+                self._forget(group)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _check_fd(fd: int, mode: str) -> None:
+    """A descriptor the caller passed: a pipe or socket (or /dev/null), open for *mode*.
+    Not a file: the owner's payload could truncate it, or read what else it holds."""
+    import fcntl
+
+    st = os.fstat(fd)
+    if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)
+            or (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev)):
+        raise Refused("a payload's descriptors are pipes or sockets (or /dev/null)")
+    access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    if access != os.O_RDWR and access != (os.O_WRONLY if mode == "w" else os.O_RDONLY):
+        raise Refused(f"a payload's {'output' if mode == 'w' else 'go pipe'} descriptor "
+                      f"is not open for {'writing' if mode == 'w' else 'reading'}")
+
+
+def _read_failure(err_r: int, pid: int) -> str | None:
+    """What the child wrote before it exec'd (None: it did)."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + EXEC_LIMIT
+    while True:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([err_r], [], [], max(0.0, left))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            return f"the payload did not start within {EXEC_LIMIT:g} s"
+        data = os.read(err_r, 4096)
+        if not data:
+            return b"".join(chunks).decode(errors="replace") or None
+        chunks.append(data)
+
+
+def _become(account: Account, argv: list[str], env: dict[str, str], cwd: str,
+            stdin: int | None, stdout: int, stderr: int, err_w: int,
+            program: str | None) -> NoReturn:
+    """In the forked child: become *account*, checking each step, and exec. What fails
+    is written to *err_w* (close-on-exec: end of file means the exec worked)."""
+    step = "setsid"
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT,
+                    signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.setsid()
+        step = "setgroups"
+        os.setgroups(list(account.groups))
+        step = "setgid"
+        os.setgid(account.gid)
+        step = "setuid"
+        os.setuid(account.uid)
+        step = "checking the account"
+        if (os.getresuid() != (account.uid,) * 3 or os.getresgid() != (account.gid,) * 3
+                or sorted(set(os.getgroups())) != list(account.groups)):
+            raise OSError("the process is not exactly the owner's")
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:
+            raise OSError("root could be taken back")
+        os.umask(0o077)
+        step = "chdir"
+        os.chdir(cwd)  # as the owner: a folder they may not enter is not entered
+        step = "exec"
+        null = os.open(os.devnull, os.O_RDONLY) if stdin is None else stdin
+        os.dup2(null, 0)
+        os.dup2(stdout, 1)
+        os.dup2(stderr, 2)
+        os.closerange(3, err_w)
+        os.closerange(err_w + 1, max(os.sysconf("SC_OPEN_MAX"), err_w + 1))
+        if program is not None and not _findable(program, env, cwd):  # a primed payload
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        os.execvpe(argv[0], argv, env)
+    except BaseException as exc:  # noqa: BLE001 - told to the helper, the child exits
+        if step == "exec" and isinstance(exc, OSError) and exc.filename is None:
+            exc = OSError(exc.errno, exc.strerror, argv[0])  # as Popen says it
+        text = str(exc) if step in ("exec", "chdir") else f"{step}: {exc}"
+        try:
+            os.write(err_w, text.encode(errors="replace")[:4000])
+        finally:
+            os._exit(127)
+    os._exit(127)  # execvpe does not return
+
+
+def _findable(program: str, env: dict[str, str], cwd: str) -> bool:
+    """Whether *program* names a file the owner may execute, as exec would find it."""
+    import shutil
+
+    if "/" in program:
+        path = os.path.join(cwd, program)
+        return os.path.isfile(path) and os.access(path, os.X_OK)
+    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+
+
+def serve(sock: socket.socket, config_path: str) -> int:
+    """The helper's life: its configuration, its store, then requests until EOF."""
+    from hermes_cron_ext.store import is_postgres, open_store
+
+    os.chdir("/")
+    os.umask(0o077)
+    try:
+        config = load_config(config_path)
+        url = config.store
+        if not is_postgres(url):  # never create a store as root: the service makes it
+            path = url[len("sqlite://"):] if url.startswith("sqlite:///") else url
+            if not os.path.isfile(path):
+                raise ValueError(f"no store at {path}")
+        store = open_store(url)
+    except Exception as exc:  # noqa: BLE001 - told to the caller, who shows it
+        reason = f"run-as helper cannot start: {exc}"
+        print(f"hermes-cron runas: {reason}", file=sys.stderr, flush=True)
+        try:
+            sock.send(json.dumps({"op": "ready", "ok": False, "reason": reason}).encode())
+        except OSError:
+            pass
+        return 1
+    return Helper(sock, store, config).serve()
+
+
+# -- the client (the unprivileged service) ---------------------------------------------
+
+def helper_argv() -> list[str]:
+    """The helper's command, to be allowed as is in sudoers (prefix ``sudo -n``)."""
+    return [sys.executable, "-I", "-m", "hermes_cron_ext.runtime.runas", "serve"]
+
+
+@dataclass(eq=False)
+class Process:
+    """A payload started through the helper, shaped like the ``subprocess.Popen`` the
+    agent holds: ``pid`` (its group too), ``stdout`` and ``stderr`` (read ends),
+    ``go`` (a primed payload's go pipe: write a line to run it, close it to drop it),
+    ``returncode``, :meth:`poll`, :meth:`wait`, :meth:`killpg`."""
+
+    runas: RunAs
+    run_id: str
+    pid: int
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+    go: int | None = None
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        self.runas.events(keep=True)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its return code; :class:`subprocess.TimeoutExpired` after *timeout* s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired(f"run {self.run_id}", timeout or 0.0)
+            self.runas._pump(left)
+        return self.returncode
+
+    def killpg(self, sig: int) -> bool:
+        """Signal its process group through the helper; False when it is gone."""
+        return self.runas.signal(self.run_id, sig)
+
+
+class RunAs:
+    """The unprivileged side: starts the helper (*argv*: :func:`helper_argv`, behind
+    ``["sudo", "-n"]`` in production) and asks it, one request at a time.
+
+    For a ``selectors`` loop: register :meth:`fileno`; when it is readable, and after
+    each call here (a call reads the exits that arrive meanwhile and keeps them), call
+    :meth:`events`.
+
+    :raises RunAsError: the helper did not start (its reason: configuration, store)."""
+
+    timeout: float
+    pid: int
+
+    def __init__(self, argv: Sequence[str] | None = None, *,
+                 env: dict[str, str] | None = None, timeout: float = 30.0):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = subprocess.Popen(list(argv or helper_argv()), stdin=theirs.fileno(),
+                                    env=env, close_fds=True)
+        except OSError:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        self._setup(mine, proc, timeout)
+        try:
+            hello = self._next(timeout, want=lambda m: m.get("op") == "ready")
+            if not hello.get("ok"):
+                raise RunAsError(hello.get("reason") or "the run-as helper did not start")
+        except BaseException:
+            self.close()
+            raise
+        #: the helper's pid (behind sudo, not the sudo process's)
+        self.pid = int(hello["pid"])
+
+    @classmethod
+    def attach(cls, fd: int, pid: int, timeout: float = 30.0) -> RunAs:
+        """A client on a channel another client handed out (:meth:`channel`): *fd* is
+        its socket, *pid* the helper's."""
+        self = cls.__new__(cls)
+        self._setup(socket.socket(fileno=fd), None, timeout)
+        self.pid = pid
+        return self
+
+    def _setup(self, sock: socket.socket, proc: subprocess.Popen | None,
+               timeout: float) -> None:
+        self.timeout = timeout
+        self._proc = proc  # the helper (or sudo) this client started, if it did
+        self._n = 0
+        self._answers: list[dict[str, Any]] = []
+        self._events: list[Exit] = []
+        self._procs: dict[int, Process] = {}  # by pid, until their exit is told
+        self._gone: str | None = None  # why the helper can no longer answer
+        sock.setblocking(False)
+        self._sock: socket.socket | None = sock
+        self.pid = 0
+
+    # -- requests ---------------------------------------------------------------------
+    def launch(self, run_id: str, stdout: int, stderr: int, go: int | None = None) -> int:
+        """Start *run_id*'s payload as its owner, writing to *stdout* and *stderr*
+        (descriptors; the caller closes its copies); with *go* (a pipe's read end) it is
+        primed and waits for a line there. Its pid, which is also its process group.
+
+        :raises RunAsError: with the helper's reason (refused, cannot start)."""
+        fds = [stdout, stderr] + ([] if go is None else [go])
+        answer = self._call({"op": "start", "run": run_id, "go": go is not None}, fds)
+        return int(answer["pid"])
+
+    def popen(self, run_id: str, go: bool = False) -> Process:
+        """:meth:`launch` with pipes made here: a :class:`Process` to read and wait on."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        go_r, go_w = os.pipe() if go else (None, None)
+        try:
+            pid = self.launch(run_id, out_w, err_w, go_r)
+        except BaseException:
+            for fd in (out_r, err_r, go_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, go_r):
+                if fd is not None:
+                    os.close(fd)
+        proc = Process(self, run_id, pid, open(out_r, "rb", buffering=0),  # noqa: SIM115
+                       open(err_r, "rb", buffering=0), go_w)  # noqa: SIM115
+        told = next((e for e in self._events if e.pid == pid), None)
+        if told is None:  # its exit may have come in with the answer
+            self._procs[pid] = proc
+        else:
+            proc.returncode = told.returncode
+        return proc
+
+    def signal(self, run_id: str, sig: int) -> bool:
+        """Signal the process group the helper started for *run_id*; False when it is
+        gone. :raises RunAsError: not a run this helper started, not a signal."""
+        return bool(self._call({"op": "signal", "run": run_id, "sig": int(sig)})["sent"])
+
+    def channel(self) -> RunAs:
+        """A new client of the same helper, on a socket of its own: for a process this
+        one forks (an agent of the fork server), which must not share this socket (the
+        answers would cross). No new helper, no sudo: the helper lives until its last
+        channel is closed; each channel is told the exits of the runs it started, and may
+        signal any run the helper started."""
+        answer = self._call({"op": "channel"})
+        fds = answer.get("_fds") or []
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise RunAsError("the run-as helper sent no channel")
+        return RunAs.attach(fds[0], int(answer["pid"]), self.timeout)
+
+    def fileno(self) -> int:
+        """The socket to the helper, for a selector: readable when exits arrive."""
+        assert self._sock is not None, "closed"
+        return self._sock.fileno()
+
+    def events(self, keep: bool = False) -> list[Exit]:
+        """The exits told since the last call (read now without blocking, with those
+        a call read meanwhile); *keep*: leave them for the next call."""
+        self._pump(0)
+        out = list(self._events)
+        if not keep:
+            self._events.clear()
+        return out
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the socket: the helper exits; payloads it started go on."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            self._proc = None
+
+    def __enter__(self) -> RunAs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the wire ---------------------------------------------------------------------
+    def _call(self, request: dict[str, Any], fds: Sequence[int] = ()) -> dict[str, Any]:
+        if self._sock is None:
+            raise RunAsError("the run-as helper is closed")
+        self._n += 1
+        n = request["n"] = self._n
+        data = json.dumps(request).encode()
+        while True:
+            try:
+                if fds:
+                    self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                 array.array("i", fds))])
+                else:
+                    self._sock.send(data)
+                break
+            except BlockingIOError:
+                select.select([], [self._sock], [], self.timeout)
+            except OSError as exc:
+                raise RunAsError(f"the run-as helper is gone ({exc})") from None
+        answer = self._next(self.timeout, want=lambda m: m.get("n") == n)
+        if not answer.get("ok"):
+            raise RunAsError(answer.get("reason") or "refused by the run-as helper")
+        return answer
+
+    def _next(self, timeout: float, want: Callable[[dict[str, Any]], bool]
+              ) -> dict[str, Any]:
+        """The next message *want* accepts; exits read meanwhile are kept."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, message in enumerate(self._answers):
+                if want(message):
+                    del self._answers[i]
+                    return message
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RunAsError(f"the run-as helper did not answer within {timeout:g} s")
+            self._pump(left)
+
+    def _pump(self, timeout: float | None) -> None:
+        """Read what the helper sent, waiting up to *timeout* s for the first message.
+
+        :raises RunAsError: the helper is gone (what it sent before is read first)."""
+        sock = self._sock
+        if sock is None:
+            raise RunAsError("the run-as helper is closed")
+        if self._gone is not None:
+            raise RunAsError(self._gone)
+        if timeout is None or timeout > 0:
+            select.select([sock], [], [], timeout)
+        while True:
+            fds: list[int] = []
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1,
+                                                  socket.MSG_CMSG_CLOEXEC)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                data, why = b"", str(exc)
+            else:
+                why = "it exited"
+            if not data:
+                code = self._proc.poll() if self._proc is not None else None
+                self._gone = (f"the run-as helper is gone ({why}"
+                              f"{'' if code is None else f', exit code {code}'})")
+                return
+            message = json.loads(data)
+            if message.get("op") == "exit":
+                done = Exit(message["run"], int(message["pid"]), int(message["status"]))
+                self._events.append(done)
+                proc = self._procs.pop(done.pid, None)
+                if proc is not None:
+                    proc.returncode = done.returncode
+            else:
+                if fds:
+                    message["_fds"] = fds
+                self._answers.append(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv != ["serve"]:
+        print("usage: python -I -m hermes_cron_ext.runtime.runas serve (started by the "
+              "service, its stdin a socketpair)", file=sys.stderr)
+        return 2
+    try:
+        sock = socket.socket(fileno=os.dup(0))
+    except OSError:
+        sock = None
+    if sock is None or sock.family != socket.AF_UNIX or sock.type != socket.SOCK_SEQPACKET:
+        print("hermes-cron runas: stdin must be the SOCK_SEQPACKET socketpair of the "
+              "service that started it (RunAs)", file=sys.stderr)
+        return 2
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return serve(sock, os.environ.get(CONFIG_ENV) or CONFIG_PATH)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
