@@ -60,6 +60,8 @@ from hermes_cron_ext.frontends.render import (
     text_table,
 )
 from hermes_cron_ext.ops import Operations, host
+from hermes_cron_ext.ops.base import CronClient
+from hermes_cron_ext.ops.connect import for_cli, server_url
 from hermes_cron_ext.processes import hostname, process_alive
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_TICKER = 1, 2, 3
@@ -617,12 +619,16 @@ HANDLERS = {
     "status": cmd_status, "artifact": cmd_artifact,
 }
 NO_STORE = ("next",)
+#: the CLI's own commands that need the store itself, never a server's API
+STORE_ONLY = ("daemon", "tick", "gc", "migrate")
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="hermes-cron", description="Durable cron for Jupyter.")
-    parser.add_argument("--db", help="store path or postgresql:// URL "
-                        "(default: $HERMES_CRON_DB, Jupyter config, the Jupyter data dir)")
+    parser.add_argument("--db", help="store path or postgresql:// URL, or the http(s):// URL "
+                        "of a JupyterHub hermes-cron service or Jupyter server (default: "
+                        "$HERMES_CRON_DB, else $HERMES_CRON_URL, Jupyter config, the "
+                        "Jupyter data dir)")
     parser.add_argument("--version", action="version", version=f"hermes-cron {__version__}")
     sub = parser.add_subparsers(dest="cmd", parser_class=Parser, metavar="COMMAND")
 
@@ -705,7 +711,16 @@ def main(argv: list[str] | None = None) -> int:
             check(shared, args)  # ranges, options that exclude each other (every front)
         if getattr(args, "no_store", False):
             return args.func(args)
-        ops = Operations(args.db)  # the store: --db, $HERMES_CRON_DB, the config, default
+        # the store (--db, $HERMES_CRON_DB, the config, the default file), or a server:
+        # --db http(s)://... or $HERMES_CRON_URL (a JupyterHub user's: the hub service)
+        if args.cmd in STORE_ONLY:
+            server = server_url(args.db)
+            if server:
+                raise UsageError(f"'{args.cmd}' works on a store (a file or postgresql:// "
+                                 f"URL given with --db), not on the server at {server}")
+            ops: CronClient = Operations(args.db)
+        else:
+            ops = for_cli(args.db)
         try:
             return args.func(args, ops)
         finally:

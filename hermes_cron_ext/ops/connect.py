@@ -4,8 +4,9 @@
 
 1. what was asked for: ``connect(url, token)``, ``connect(local=True, db=...)``,
    ``%cron connect URL TOKEN``;
-2. ``HERMES_CRON_URL`` (with ``HERMES_CRON_TOKEN``); ``HERMES_CRON_URL=local``
-   forces the local store;
+2. ``HERMES_CRON_URL`` (with ``HERMES_CRON_TOKEN``, else, in a JupyterHub user's
+   server, the hub token ``JUPYTERHUB_API_TOKEN``: the hub service then knows the
+   user); ``HERMES_CRON_URL=local`` forces the local store;
 3. the Jupyter server that started this kernel (``JPY_PARENT_PID`` matched
    against the running-server files), when it serves ``/api/cron``;
 4. the local store (``HERMES_CRON_DB``, the Jupyter config, or the default file).
@@ -48,13 +49,36 @@ def _probe(client: RestClient) -> bool:
         return False
 
 
+def service_token() -> str | None:
+    """The token for ``HERMES_CRON_URL``: ``HERMES_CRON_TOKEN``, else the hub's token of
+    this user's server (a JupyterHub service takes it as the user's identity)."""
+    return (os.environ.get("HERMES_CRON_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+            or None)
+
+
+def for_cli(db: str | None) -> CronClient:
+    """What ``hermes-cron`` works on: ``--db URL`` or ``HERMES_CRON_URL`` naming a
+    server (``http(s)://``: a JupyterHub service or a Jupyter server) is reached over
+    REST; anything else is a store (``--db``, ``HERMES_CRON_DB``, the config, the
+    default file)."""
+    url = server_url(db)
+    return RestClient(url, service_token()) if url else Operations(db)
+
+
+def server_url(db: str | None) -> str:
+    """The server the CLI is to work through, or '' for a store (see :func:`for_cli`)."""
+    url = db or ("" if os.environ.get("HERMES_CRON_DB") else
+                 os.environ.get("HERMES_CRON_URL", "").strip())
+    return url if url.startswith(("http://", "https://")) else ""
+
+
 def discover() -> CronClient:
     """The backend this process should use (see the module docstring for the order)."""
     url = os.environ.get("HERMES_CRON_URL", "").strip()
     if url.lower() == "local":
         return Operations()
     if url:
-        return RestClient(url, os.environ.get("HERMES_CRON_TOKEN") or None)
+        return RestClient(url, service_token())
     parent = os.environ.get("JPY_PARENT_PID", "")
     if parent.isdigit():
         info = _running_server(int(parent))

@@ -117,6 +117,12 @@ class RestClient(CronClient):
         self.timeout = timeout
         self.where = f"server {self.base}"
         self.ssl_context = None if verify else ssl._create_unverified_context()
+        #: the HTTP status of the last request (201 or 200 tells a create from a replay)
+        self.last_status = 0
+
+    @property
+    def display_url(self) -> str:
+        return self.base
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"} if self.token else {}
@@ -148,6 +154,7 @@ class RestClient(CronClient):
             with urllib.request.urlopen(req, timeout=self.timeout,
                                         context=self.ssl_context) as resp:
                 payload = resp.read()
+                self.last_status = resp.status
                 if raw:
                     return payload, resp.headers
                 return json.loads(payload) if payload else None
@@ -182,6 +189,16 @@ class RestClient(CronClient):
 
     def add(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "jobs", spec)
+
+    def create(self, spec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """``(job, created)``, as ``Operations.create``: a replayed idempotency key
+        answers 200 with the first job."""
+        job = self.add(spec)
+        return job, self.last_status == 201
+
+    def me(self) -> dict[str, Any]:
+        """Who the server takes this client for (a hub service: the hub user)."""
+        return self._json("GET", "me")
 
     def edit(self, ref: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self._json("PATCH", f"jobs/{self._q(ref)}", changes)

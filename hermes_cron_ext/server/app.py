@@ -16,6 +16,7 @@ from hermes_cron_ext import __version__
 from hermes_cron_ext.errors import HermesCronError
 from hermes_cron_ext.ops.host import Host
 from hermes_cron_ext.server.handlers import routes, unavailable_routes
+from hermes_cron_ext.server.proxy import proxy_routes, service_url
 from hermes_cron_ext.server.service import CronService
 
 
@@ -23,6 +24,12 @@ class HermesCron(ExtensionApp):
     name = "hermes_cron_ext"
     load_other_extensions = True
 
+    service_url = Unicode(
+        "", config=True,
+        help="The JupyterHub hermes-cron service this server forwards /api/cron to "
+             "(http://HOST:PORT/services/hermes-cron/), with its hub token as the user's "
+             "identity; this server then keeps no store and runs no ticker. Default: "
+             "$HERMES_CRON_URL when it is an http(s) URL (a hub sets it for every user).")
     db = Unicode(
         "", config=True,
         help="Store: a SQLite path or postgresql:// URL. Default: $HERMES_CRON_DB, else "
@@ -82,6 +89,11 @@ class HermesCron(ExtensionApp):
         if self.switch_interval > 0:
             sys.setswitchinterval(self.switch_interval)
         self.unavailable = None
+        self.forward_to = service_url(self.service_url)
+        if self.forward_to:  # a hub user's server: the hub service schedules
+            self.log.info("hermes-cron %s: /api/cron goes to the hub service at %s",
+                          __version__, self.forward_to)
+            return
         try:
             self.host = Host.open(
                 self.db or None, kind="server", tick=self.ticker, executor=self.executor,
@@ -99,13 +111,17 @@ class HermesCron(ExtensionApp):
                       self.host.display_url, "on" if self.ticker else "off")
 
     def initialize_handlers(self) -> None:
-        if self.unavailable:
+        if self.forward_to:
+            token = os.environ.get("HERMES_CRON_TOKEN") or os.environ.get(
+                "JUPYTERHUB_API_TOKEN")
+            self.handlers.extend(proxy_routes(self.forward_to, token))
+        elif self.unavailable:
             self.handlers.extend(unavailable_routes(self.unavailable))
         else:
             self.handlers.extend(routes())
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
-        if self.unavailable:
+        if self.unavailable or self.forward_to:
             return
         await self.service.start()  # the host's ticker too
         if self.host.ticker is not None:
@@ -126,7 +142,8 @@ class HermesCron(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Stop ticking and close streams; detached supervisors keep their runs going."""
-        if getattr(self, "_stopped", False) or getattr(self, "unavailable", None):
+        if (getattr(self, "_stopped", False) or getattr(self, "unavailable", None)
+                or getattr(self, "forward_to", None)):
             return
         self._stopped = True
         await self.service.close()

@@ -1,0 +1,148 @@
+"""``/api/cron`` of a JupyterHub user's server, forwarded to the hub's hermes-cron service.
+
+On a hub, one service schedules for every user (``server/hub.py``); a user's own
+server then holds no store and no ticker. The side panel, the widgets and anything
+else that talks to the user's server keep calling its ``/api/cron``: each request is
+checked by the user's server (its user, Jupyter's ``cron`` permission) and sent on to
+the service with the server's hub token (``JUPYTERHUB_API_TOKEN``), which the service
+takes as the user's identity. Answers, errors and event streams come back as the
+service sent them, chunk by chunk (a run's live output is not held back).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import httpclient, httputil, web
+from tornado.iostream import StreamClosedError
+
+#: request headers passed on to the service (besides its Authorization, ours)
+FORWARDED = ("Content-Type", "Last-Event-ID", "Idempotency-Key", "Accept")
+#: answer headers passed back (a Location names the service's path: ours is the same
+#: under this server's base URL, so it is rewritten)
+RETURNED = ("Content-Type", "Content-Disposition", "X-Log-Offset", "X-Log-Size",
+            "Cache-Control", "X-Accel-Buffering", "Location")
+
+
+class _Gone(Exception):
+    """The browser went away: the forwarded request is dropped."""
+
+
+class ServiceProxyHandler(APIHandler):
+    """Every method of every ``api/cron/...`` route, forwarded (see the module doc)."""
+
+    auth_resource = "cron"
+
+    def initialize(self, service: str, token: str | None) -> None:
+        self.service = service  # ends with "/"
+        self.hub_token = token
+        self._started = False
+        self._gone = False
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+
+    def _header(self, line: str) -> None:
+        if line.startswith("HTTP/"):
+            parts = line.split(" ", 2)
+            self.set_status(int(parts[1]), parts[2].strip() if len(parts) > 2 else None)
+            return
+        if ":" not in line:
+            return
+        name, value = (part.strip() for part in line.split(":", 1))
+        if name.title() in RETURNED or name in RETURNED:
+            if name.lower() == "location":
+                prefix = urllib.parse.urlparse(self.service).path + "api/cron/"
+                if value.startswith(prefix):
+                    value = self.base_url.rstrip("/") + "/api/cron/" + value[len(prefix):]
+            self.set_header(name, value)
+
+    def _chunk(self, data: bytes) -> None:
+        if self._gone:
+            raise _Gone()
+        self.write(data)
+        self._started = True
+        fut = self.flush()
+        fut.add_done_callback(lambda f: f.exception())  # a closed stream: seen above
+
+    async def forward(self, rest: str) -> None:
+        url = self.service + "api/cron/" + rest
+        if self.request.query:
+            url += "?" + self.request.query
+        headers = httputil.HTTPHeaders()
+        for name in FORWARDED:
+            if name in self.request.headers:
+                headers[name] = self.request.headers[name]
+        if self.hub_token:
+            headers["Authorization"] = f"token {self.hub_token}"
+        method = self.request.method or "GET"
+        body = self.request.body if method in ("POST", "PATCH", "PUT") else None
+        request = httpclient.HTTPRequest(
+            url, method=method, headers=headers, body=body if body is not None else (
+                b"" if method == "POST" else None),
+            allow_nonstandard_methods=True, connect_timeout=10,
+            request_timeout=0 if rest.endswith(("stream", "events")) else 120,
+            header_callback=self._header, streaming_callback=self._chunk,
+            follow_redirects=False, decompress_response=False)
+        try:
+            response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        except _Gone:
+            return
+        except (OSError, httpclient.HTTPClientError) as exc:
+            if self._started:
+                return
+            raise web.HTTPError(502, f"the hermes-cron service at {self.service} did not "
+                                     f"answer: {exc}") from None
+        if response.code == 599 and not self._started:  # no connection, or a timeout
+            raise web.HTTPError(502, f"the hermes-cron service at {self.service} did not "
+                                     f"answer: {response.error}")
+        try:
+            self.finish()
+        except StreamClosedError:
+            pass
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) else None
+        self.set_header("Content-Type", "application/json")
+        code = {401: "unauthenticated", 403: "forbidden", 502: "service_unavailable"}.get(
+            status_code, "internal")
+        self.finish({"error": {"code": code, "message": message or self._reason}})
+
+    @web.authenticated
+    @authorized
+    async def get(self, rest: str) -> None:
+        await self.forward(rest)
+
+    @web.authenticated
+    @authorized
+    async def post(self, rest: str) -> None:
+        await self.forward(rest)
+
+    @web.authenticated
+    @authorized
+    async def patch(self, rest: str) -> None:
+        await self.forward(rest)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, rest: str) -> None:
+        await self.forward(rest)
+
+
+def service_url(configured: str) -> str:
+    """The hub service's URL this server forwards to: the configured one, else
+    ``HERMES_CRON_URL`` when it names a server; '' when this server keeps its own store."""
+    url = (configured or os.environ.get("HERMES_CRON_URL", "")).strip()
+    if not url.startswith(("http://", "https://")):
+        return ""
+    url = url.split("api/cron", 1)[0]
+    return url if url.endswith("/") else url + "/"
+
+
+def proxy_routes(service: str, token: str | None) -> list[tuple]:
+    return [(r"api/cron/(?P<rest>.*)", ServiceProxyHandler,
+             {"service": service, "token": token})]

@@ -1,0 +1,145 @@
+"""A JupyterHub user's server forwards ``/api/cron`` to the hub's service
+(``server/proxy.py``): two real Jupyter servers, the session's one with the extension
+and its store standing in for the hub service, and a second one started as a hub
+starts a user's server (``HERMES_CRON_URL`` naming the service, a token to reach it).
+Whatever the panel does through the user's server reaches the service, answers and
+errors unchanged, live output streamed as it comes; the user's server keeps no store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.notebook_support import _free_port
+
+pytest_plugins = ("tests.notebook_fixtures",)
+pytestmark = pytest.mark.timeout(180)
+
+
+def _call(url: str, token: str | None, method: str = "GET", body=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"token {token}"
+    req = urllib.request.Request(url, method=method, headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+@pytest.fixture(scope="module")
+def user_server(cron_server, tmp_path_factory):
+    """A user's server as a hub starts it: it forwards to the service (cron_server)."""
+    tmp = tmp_path_factory.mktemp("user-server")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_CRON")}
+    env.update({"HERMES_CRON_URL": cron_server.url, "HERMES_CRON_TOKEN": cron_server.token,
+                "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTER_RUNTIME_DIR": str(tmp / "rt")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", "--IdentityProvider.token=utok", "--allow-root",
+         f"--ServerApp.root_dir={tmp}"], env=env, stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "server.log", "wb"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError((tmp / "server.log").read_text(errors="replace")[-2000:])
+        try:
+            return _call(url + "api/cron/status", "utok")[0] == 200
+        except OSError:
+            return False
+    wait_for(up, 90, 0.2, "the user's server")
+    yield url, tmp
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(20)
+
+
+def test_the_panels_calls_reach_the_service_and_come_back_unchanged(user_server, cron_server):
+    url, tmp = user_server
+    api = url + "api/cron/"
+    status, headers, body = _call(api + "jobs", "utok", "POST", {
+        "name": "proxied", "schedule": "@yearly",
+        "command": "for i in 1 2 3; do echo line $i; sleep 0.2; done"})
+    assert status == 201, body
+    job = json.loads(body)
+    assert headers["Location"].endswith(f"/api/cron/jobs/{job['id']}")
+    assert headers["Location"].startswith("/")  # this server's path, not the service's
+    try:
+        # the service has it: the same job, by its own API
+        assert json.loads(_call(cron_server.url + "api/cron/jobs/proxied",
+                                cron_server.token)[2])["id"] == job["id"]
+        # an error passes through as the service gave it
+        status, _, body = _call(api + "jobs/nope", "utok")
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+        status, _, body = _call(api + "jobs", "utok", "POST", {"name": "bad x"})
+        assert status == 400 and json.loads(body)["error"]["field"]
+        # a run, followed live through the user's server
+        status, _, body = _call(api + "jobs/proxied/run", "utok", "POST", {})
+        assert status == 202
+        run = json.loads(body)
+        req = urllib.request.Request(api + f"runs/{run['id']}/stream",
+                                     headers={"Authorization": "token utok"})
+        events = []
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            for raw in resp:
+                line = raw.decode()
+                if line.startswith("event:"):
+                    events.append(line.split(":", 1)[1].strip())
+                if line.startswith("data:") and events and events[-1] == "end":
+                    break
+        assert events[0] == "status" and "output" in events and events[-1] == "end"
+        status, headers, body = _call(api + f"runs/{run['id']}/log", "utok")
+        assert body == b"line 1\nline 2\nline 3\n"
+        assert headers["X-Log-Size"] == str(len(body))
+    finally:
+        assert _call(api + "jobs/proxied", "utok", "DELETE")[0] == 204
+    # the user's server made no store of its own
+    assert not any("hermes" in name for _, _, files in os.walk(tmp) for name in files
+                   if name.endswith(".db"))
+
+
+def test_the_users_server_checks_its_own_user_first(user_server):
+    url, _ = user_server
+    status, _, _ = _call(url + "api/cron/jobs", None)
+    assert status == 403  # jupyter_server refuses, nothing is forwarded
+    status, _, _ = _call(url + "api/cron/jobs", "not-the-token")
+    assert status == 403
+
+
+def test_a_service_that_is_down_is_a_clear_502(cron_server, tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_CRON")}
+    env.update({"HERMES_CRON_URL": f"http://127.0.0.1:{_free_port()}/services/hermes-cron/",
+                "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+                "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", "--IdentityProvider.token=utok", "--allow-root",
+         f"--ServerApp.root_dir={tmp_path}"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def answered():
+            try:
+                return _call(f"http://127.0.0.1:{port}/api/cron/status", "utok")
+            except OSError:
+                return None
+        status, _, body = wait_for(answered, 90, 0.2, "the user's server")
+        assert status == 502
+        error = json.loads(body)["error"]
+        assert error["code"] == "service_unavailable"
+        assert "/services/hermes-cron/ did not answer" in error["message"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
