@@ -580,17 +580,23 @@ def cmd_tick(args, ops: Operations) -> int:
 
 def cmd_migrate(args, ops: Operations) -> int:
     """Copy this store (jobs, runs, events, output) into an empty one, counts checked."""
-    counts = ops.migrate(args.to, force=args.force, progress=None if args.json else (
-        lambda msg: print(msg, file=sys.stderr, flush=True)))
+    counts = ops.migrate(args.to, force=args.force, owner=args.owner,
+                         progress=None if args.json else (
+                             lambda msg: print(msg, file=sys.stderr, flush=True)))
     if args.json:
         _print_json(counts)
     else:
-        print(f"migrated {ops.display_url} -> {counts['target']}")
+        mine = f" as {args.owner}'s jobs" if args.owner else ""
+        print(f"migrated {ops.display_url} -> {counts['target']}{mine}")
         rows = [[what, str(n), str(counts["copied"][what]), "ok"]
                 for what, n in counts["source"].items()]
         print(text_table(["WHAT", "SOURCE", "TARGET", "CHECK"], rows))
-        print(f"next: point every Jupyter server, daemon and CLI at it, e.g. "
-              f"HERMES_CRON_DB='{args.to}'; the old store is left as it was")
+        if args.owner:
+            print(f"next: stop {args.owner}'s own tickers (the hub service fires these "
+                  f"jobs now); the old store is left as it was")
+        else:
+            print(f"next: point every Jupyter server, daemon and CLI at it, e.g. "
+                  f"HERMES_CRON_DB='{args.to}'; the old store is left as it was")
     return 0
 
 
@@ -680,10 +686,15 @@ def build_parser() -> Parser:
                         "$HERMES_CRON_EXECUTOR)")
     p.set_defaults(func=cmd_tick)
 
-    p = sub.add_parser("migrate", help="copy this store into an empty PostgreSQL store: "
-                                       "migrate --to postgresql://...")
+    p = sub.add_parser("migrate", help="copy this store into an empty PostgreSQL store "
+                                       "(migrate --to postgresql://...), or move a user's "
+                                       "store into a JupyterHub service's (--owner NAME)")
     p.add_argument("--to", required=True, metavar="URL",
-                   help="the target store (postgresql://USER@HOST/DB); it must be empty")
+                   help="the target store (postgresql://USER@HOST/DB or a file); it must be "
+                        "empty, unless --owner")
+    p.add_argument("--owner", metavar="HUB_USER",
+                   help="move into the hub service's store (in use) as this hub user's "
+                        "jobs; their names must be free there")
     p.add_argument("--force", action="store_true",
                    help="copy even while tickers are alive or runs are active")
     p.add_argument("--json", action="store_true")

@@ -675,18 +675,24 @@ class Operations(CronClient):
         self._admin_only("gc")
         return self.store.gc(time.time(), keep_runs, keep_failures, max_age)
 
-    def migrate(self, to: str, *, force: bool = False,
+    def migrate(self, to: str, *, force: bool = False, owner: str | None = None,
                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Copy this store (jobs, runs, events, output) into the empty store at *to*, the
         counts checked (``hermes-cron migrate``; see :mod:`hermes_cron_ext.store.migrate`).
+        With *owner*: move it into the JupyterHub service's store at *to* (in use, not
+        empty), every job now that hub user's.
 
-        :raises Conflict: when *to* is not empty, or (unless *force*) this store is in use
+        :raises Conflict: when *to* is not empty (without *owner*), a moved name is
+            *owner*'s already, or (unless *force*) this store is in use
         """
-        from hermes_cron_ext.store.migrate import copy_store
+        from hermes_cron_ext.store.migrate import copy_store, merge_store
 
         self._admin_only("migrate")
         target = open_store(to)
         try:
+            if owner is not None:
+                return merge_store(self.store, target, owner, force=force,
+                                   progress=progress)
             return copy_store(self.store, target, force=force, progress=progress)
         finally:
             target.close()

@@ -111,3 +111,48 @@ def test_migrate_refuses_a_store_in_use(tmp_path, pg_url):
     counts = json.loads(forced.stdout)
     assert counts["source"] == counts["copied"]
     assert counts["copied"]["jobs"] == 1
+
+
+def test_migrate_owner_moves_a_users_store_into_the_hub_store_in_use(tmp_path, pg_url):
+    """``migrate --owner alice``: alice's own store joins the hub service's store, which
+    holds other users' jobs and keeps its own; every job is alice's, nothing lost."""
+    from hermes_cron_ext.domain.access import Viewer
+    from hermes_cron_ext.ops import Operations
+
+    db = str(tmp_path / "alice" / "hermes-cron.db")
+    (tmp_path / "alice").mkdir()
+    src = SQLiteStore(db)
+    outputs, notebook_run = _fill(src)
+    src_events = [e for e in src.events_since(0, 10_000) if e.job_id]
+    src.close()
+    hub = Operations(open_store(pg_url))
+    try:
+        theirs = hub.as_user(Viewer("bob")).create(
+            {"name": "etl", "schedule": "@daily", "command": "true"})[0]  # bob's "etl"
+        mine = hub.as_user(Viewer("alice")).create(
+            {"name": "kept", "schedule": "@daily", "command": "true"})[0]
+        before = hub.store.last_event_seq()
+        done = migrate(db, "--to", pg_url, "--owner", "alice", "--json")
+        assert done.returncode == 0, done.stderr
+        counts = json.loads(done.stdout)
+        assert counts["source"] == {k: v for k, v in counts["copied"].items()
+                                    if k in counts["source"]}
+        assert counts["owner"] == "alice" and counts["source"]["jobs"] == 3
+        alice = hub.as_user(Viewer("alice"))
+        assert sorted(j["name"] for j in alice.jobs()) == ["etl", "kept", "paused", "report"]
+        assert {j["owner"] for j in alice.jobs()} == {"alice"}
+        assert alice.job("paused")["state"] == "paused"
+        assert alice.job(mine["id"])["name"] == "kept"
+        assert hub.as_user(Viewer("bob")).job("etl")["id"] == theirs["id"]  # untouched
+        for run_id, data in outputs.items():
+            assert alice.log(run_id)[0] == data
+        assert alice.artifact(notebook_run) == b'{"cells": [], "nbformat": 4}'
+        moved = [e for e in hub.store.events_since(before, 10_000) if e.job_id]
+        assert [(e.type, e.job_id) for e in moved] == [(e.type, e.job_id) for e in src_events]
+        # once more: the names are alice's now, so nothing is moved twice
+        again = migrate(db, "--to", pg_url, "--owner", "alice")
+        assert again.returncode == 1
+        assert "alice already has jobs named etl, paused, report" in again.stderr
+        assert len(alice.jobs()) == 4
+    finally:
+        hub.close()
