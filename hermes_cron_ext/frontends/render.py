@@ -305,6 +305,11 @@ def job_text(job: dict, runs: list[dict], note: str | None, now: float) -> str:
         lines.append(f"  cwd        {job['cwd']}")
     if job.get("executor"):
         lines.append(f"  executor   {job['executor']}")
+    if job.get("owner"):  # a JupyterHub service's job: whose it is, who else sees it
+        lines.append(f"  owner      {job['owner']}")
+    if job.get("shares"):
+        lines.append("  shared     " + ", ".join(
+            f"{group} ({level})" for group, level in sorted(job["shares"].items())))
     p = job.get("policy") or {}
     lines.append(f"  policy     overlap={p.get('overlap')} misfire={p.get('misfire')} "
                  f"retries={p.get('retries')} timeout={p.get('timeout') or '-'} "

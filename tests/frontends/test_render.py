@@ -91,3 +91,17 @@ def test_a_saved_job_line_and_its_note():
         "none (disabled: enable it to fire again)",
         "note: alert is disabled: runs of etl do not trigger it until it is enabled"]
     assert render.state_line({**job, "state": "paused"}, NOW) == "alert paused"
+
+
+def test_a_hub_jobs_text_says_whose_it_is_and_who_shares_it():
+    from hermes_cron_ext.frontends.render import job_text
+
+    job = {"id": "j_1", "name": "report", "kind": "command", "command": "true",
+           "schedule": "@daily", "timezone": "UTC", "state": "scheduled", "enabled": True,
+           "next_run_at": None, "last_run": None, "policy": {}, "after": [],
+           "owner": "alice", "shares": {"ops": "execute", "analysts": "read"}}
+    text = job_text(job, [], None, 0.0)
+    assert "  owner      alice\n" in text
+    assert "  shared     analysts (read), ops (execute)\n" in text
+    alone = job_text({**job, "owner": "", "shares": {}}, [], None, 0.0)
+    assert "owner" not in alone and "shared" not in alone  # a one-user store: as before
