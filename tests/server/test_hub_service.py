@@ -1,0 +1,239 @@
+"""hermes-cron as ONE JupyterHub-managed service for every hub user: a real hub
+(``python -m jupyterhub``, DummyAuthenticator, the in-memory NoProxy, loopback only)
+starts ``python -m hermes_cron_ext.server.hub`` as its managed service, as an
+unprivileged account when the tests run as root. Users, groups and tokens are made
+through the hub's API by the test's own admin service; every request to hermes-cron is
+real HTTP with a real hub token (or a browser's OAuth cookie)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+pytest.importorskip("jupyterhub")
+
+from tests.hub_support import (  # noqa: E402
+    ADMIN_SCOPE,
+    SERVICE,
+    Browser,
+    HubDeployment,
+    call,
+    proc_environ,
+    proc_uids,
+    running_hub,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+ACCESS = f"access:services!service={SERVICE}"
+
+
+@pytest.fixture(scope="module")
+def hub() -> HubDeployment:
+    """One hub for the module (a hub and its service take seconds to start): alice,
+    bob and carol made through the hub's API, the group analysts (alice, carol), dana
+    holding the admin scope through the hermes-cron-admin role, a token each."""
+    with running_hub(admin_user="dana") as hub:
+        for name in ("alice", "bob", "carol"):
+            status, reply = hub.admin(f"/users/{name}", "POST", {})
+            assert status == 201, (status, reply)
+        status, reply = hub.admin("/groups/analysts", "POST", {"users": ["alice", "carol"]})
+        assert status == 201, (status, reply)
+        for name in ("alice", "bob", "carol", "dana"):
+            hub.tokens[name] = hub.token_for(name)
+        yield hub
+
+
+def test_the_service_runs_under_the_hub_and_ticks(hub):
+    status, service = hub.admin(f"/services/{SERVICE}")
+    assert status == 200, (status, service)
+    assert service["command"][1:3] == ["-m", "hermes_cron_ext.server.hub"]
+    status, report = wait_until(
+        lambda: (lambda r: r if r[0] == 200 and r[1]["ticking"] else None)(
+            hub.cron("api/cron/status", hub.tokens["alice"])), 30, "a ticking service")
+    assert report["store"].endswith("cron.db")
+    assert "hermes-cron: JupyterHub service listening on" in hub.log
+
+
+def test_a_request_with_no_token_or_a_bad_one_is_401_not_a_redirect(hub):
+    status, reply = hub.cron("api/cron/status")
+    assert status == 401, (status, reply)
+    assert reply["error"]["code"] == "unauthenticated"
+    assert hub.cron("api/cron/jobs", method="POST", body={"name": "x"})[0] == 401
+    assert hub.cron("api/cron/status", "0" * 32)[0] == 401
+    assert hub.cron("api/cron/status", headers={
+        "Authorization": "Bearer not-a-token"})[0] == 401
+
+
+def test_bearer_and_token_headers_both_work(hub):
+    assert hub.cron("api/cron/status", headers={
+        "Authorization": f"Bearer {hub.tokens['bob']}"})[0] == 200
+    assert hub.cron("api/cron/status", hub.tokens["bob"])[0] == 200
+
+
+def test_a_token_without_the_access_scope_is_403(hub):
+    # a real hub token of bob's that may only read his name: not enough to use the service
+    narrow = hub.token_for("bob", scopes=["read:users:name!user"])
+    status, reply = hub.cron("api/cron/status", narrow)
+    assert status == 403, (status, reply)
+    assert ACCESS in reply["error"]["message"]
+
+
+def test_a_server_token_needs_the_access_scope_added(hub):
+    """What c.Spawner.server_token_scopes is for (docs/jupyterhub.md): a token with the
+    default server role's scopes is refused; with the service's access scope added, and
+    the admin scope (granted only to those who hold it), it is let in."""
+    default = hub.token_for("alice", scopes=["users:activity!user"])
+    assert hub.cron("api/cron/status", default)[0] == 403
+    for name, admin in (("alice", False), ("dana", True)):
+        widened = hub.token_for(name, scopes=["users:activity!user", ACCESS, ADMIN_SCOPE]
+                                if admin else ["users:activity!user", ACCESS])
+        status, me = hub.cron("api/cron/me", widened)
+        assert status == 200 and me["admin"] is admin, (name, status, me)
+
+
+def test_another_service_is_not_a_user_here(hub):
+    # the test's admin service holds no access scope to hermes-cron, and is no hub user
+    assert hub.cron("api/cron/status", hub.admin_token)[0] == 403
+
+
+def test_me_is_the_hubs_identity_with_groups_and_admin(hub):
+    status, me = hub.cron("api/cron/me", hub.tokens["alice"])
+    assert status == 200, (status, me, "GET /api/cron/me (the lead's route) is not there yet")
+    assert me == {"name": "alice", "groups": ["analysts"], "admin": False}
+    assert hub.cron("api/cron/me", hub.tokens["bob"])[1] == {
+        "name": "bob", "groups": [], "admin": False}
+    assert hub.cron("api/cron/me", hub.tokens["dana"])[1] == {
+        "name": "dana", "groups": [], "admin": True}
+
+
+def test_a_token_narrowed_by_its_owner_is_not_admin(hub):
+    """admin is the token's scope, not the user's: dana's token made only to use the
+    service is no admin token."""
+    narrow = hub.token_for("dana", scopes=[ACCESS])
+    status, me = hub.cron("api/cron/me", narrow)
+    assert status == 200, (status, me)
+    assert me["admin"] is False
+
+
+@pytest.mark.parametrize("path", [
+    "api/contents", "api/contents/svc-home", "api/kernels", "api/kernelspecs",
+    "api/sessions", "api/terminals", "api/me", "api/status", "api/config/x",
+    "files/cron.db", "view/cron.db", "nbconvert/html/x.ipynb", "api/shutdown",
+    "api/events/subscribe", "lab", "tree"])
+def test_nothing_but_cron_is_served(hub, path):
+    status, _ = hub.cron(path, hub.tokens["alice"])
+    assert status in (403, 404), (path, status)
+    assert hub.cron(path, hub.tokens["alice"], "POST", {})[0] in (403, 404, 405), path
+
+
+def test_the_service_runs_as_its_own_unprivileged_account(hub):
+    if hub.account is None:
+        pytest.skip("the tests do not run as root: the service runs as this account")
+    pid = hub.service_pid()
+    assert proc_uids(pid) == [hub.account.pw_uid] * 4
+    status, report = hub.cron("api/cron/status", hub.tokens["alice"])
+    ticker_pids = {t["pid"] for t in report["tickers"] if t["alive"]}
+    assert pid in ticker_pids, (pid, report["tickers"])
+    assert os.stat(hub.store).st_uid == hub.account.pw_uid
+
+
+def test_the_services_hub_token_has_no_privilege_and_is_not_in_its_environment(hub):
+    """The hub's token for the service (its JUPYTERHUB_API_TOKEN) identifies it and
+    nothing more; the service keeps it out of the environment its runs inherit."""
+    pid = hub.service_pid()
+    token = proc_environ(pid)["JUPYTERHUB_API_TOKEN"]  # as the hub started it
+    status, model = call(f"{hub.api}/user", token)
+    assert status == 200 and model["kind"] == "service" and model["name"] == SERVICE
+    assert model["scopes"] == [], model["scopes"]
+    for path in ("/users", "/groups", "/users/alice/tokens", "/services"):
+        assert call(hub.api + path, token)[0] == 403, path
+    assert call(f"{hub.api}/users/alice/tokens", token, "POST", {})[0] == 403
+
+
+def test_a_run_does_not_inherit_the_hub_token(hub):
+    alice = hub.tokens["alice"]
+    status, job = hub.cron("api/cron/jobs", alice, "POST", {
+        "name": "env", "schedule": "@daily", "command": "id -u; env"})
+    assert status == 201, (status, job)
+    status, run = hub.cron(f"api/cron/jobs/{job['id']}/run", alice, "POST")
+    assert status in (200, 201, 202), (status, run)
+
+    def ended():
+        s, r = hub.cron(f"api/cron/runs/{run['id']}", alice)
+        return r if s == 200 and r.get("finished_at") else None
+    ended_run = wait_until(ended, 30, "the run to end", 0.2)
+    assert ended_run["status"] == "succeeded", ended_run
+    status, log = hub.cron(f"api/cron/runs/{run['id']}/log", alice)
+    text = log if isinstance(log, str) else str(log)
+    assert status == 200, (status, log)
+    assert "JUPYTERHUB_API_TOKEN" not in text and "JPY_API_TOKEN" not in text, text
+    if hub.account is not None:  # runs still run as the service's account, for now
+        assert re.search(rf"^{hub.account.pw_uid}$", text, re.M), text
+
+
+def test_a_browser_logs_in_through_the_hubs_oauth(hub):
+    browser = Browser(hub)
+    status, _, page = browser.request(hub.hub_url + "/hub/login")
+    assert status == 200
+    xsrf = re.search(r'name="_xsrf"\s+value="([^"]+)"', page)
+    assert xsrf, page[:2000]
+    status, url, _ = browser.request(hub.hub_url + "/hub/login?next=%2Fhub%2Fhome", {
+        "username": "dana", "password": "x", "_xsrf": xsrf.group(1)})
+    assert status == 200 and url.endswith("/hub/home"), (status, url)
+    # a page of the service: to the hub's OAuth, back with a code, a cookie, then here
+    t0 = time.monotonic()
+    status, url, body = browser.request(hub.service_url + "api/cron/status")
+    assert status == 200 and url == hub.service_url + "api/cron/status", (status, url, body)
+    assert '"ticking"' in body
+    assert any(c.path.startswith(f"/services/{SERVICE}") for c in browser.jar)
+    # the cookie alone authenticates the browser's API calls now, admin scope included
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.jar
+                       if c.path.startswith(f"/services/{SERVICE}"))
+    status, me = hub.cron("api/cron/me", headers={"Cookie": cookie})
+    assert status == 200 and me["name"] == "dana" and me["admin"] is True, (status, me)
+    assert time.monotonic() - t0 < 10
+    # a script with no credentials is still told 401, never sent to a login page
+    assert hub.cron("api/cron/status")[0] == 401
+
+
+def test_idempotency_keys_are_each_users_own(hub):
+    """Two users sending the same Idempotency-Key make two jobs, each their own: a key
+    is scoped by the hub user, not by 'token-authenticated' (every hub request is)."""
+    key = {"Idempotency-Key": "same-key-for-both"}
+    made = {}
+    for name in ("alice", "bob"):
+        status, job = hub.cron("api/cron/jobs", hub.tokens[name], "POST", {
+            "name": f"idem-{name}", "schedule": "@daily", "command": "true"}, key)
+        assert status == 201, (name, status, job)
+        made[name] = job
+    assert made["alice"]["id"] != made["bob"]["id"]
+    # a retry is still recognised, for its own user
+    status, again = hub.cron("api/cron/jobs", hub.tokens["bob"], "POST", {
+        "name": "idem-bob", "schedule": "@daily", "command": "true"}, key)
+    assert status == 200 and again["id"] == made["bob"]["id"], (status, again)
+
+
+def test_owner_comes_from_the_hub_and_groups_from_the_hub_too(hub):
+    """A job is its creator's as the hub names them (the body cannot name one); a share
+    with a hub group reaches its members; an admin sees it; anyone else is told 404."""
+    alice = hub.tokens["alice"]
+    spec = {"name": "report", "schedule": "@daily", "command": "true",
+            "shares": {"analysts": "read"}}
+    status, refused = hub.cron("api/cron/jobs", alice, "POST", {**spec, "owner": "bob"})
+    assert status == 400 and refused["error"]["field"] == "owner", (status, refused)
+    status, job = hub.cron("api/cron/jobs", alice, "POST", spec)
+    assert status == 201, (status, job)
+    assert job["owner"] == "alice"
+    path = f"api/cron/jobs/{job['id']}"
+    assert hub.cron(path, hub.tokens["bob"])[0] == 404          # not in analysts
+    assert hub.cron(path, hub.tokens["carol"])[0] == 200        # analysts: read
+    assert hub.cron(path, hub.tokens["carol"], "DELETE")[0] in (403, 404)
+    status, seen = hub.cron(path, hub.tokens["dana"])           # the admin scope
+    assert status == 200 and seen["owner"] == "alice"
+    assert job["id"] not in {j["id"] for j in hub.cron("api/cron/jobs", hub.tokens["bob"])[1]
+                             ["jobs"]}
