@@ -578,6 +578,15 @@ def cmd_tick(args, ops: Operations) -> int:
     return 0
 
 
+def cmd_hub_service(args) -> int:
+    """The JupyterHub service for every hub user (``server/hub.py``), as the hub starts
+    it; options after the command go to its Jupyter server (``--HermesCron.x=...``)."""
+    from hermes_cron_ext.server.hub import main as hub_main
+
+    hub_main((["--db", args.db] if args.db else []) + list(args.rest))
+    return 0
+
+
 def cmd_migrate(args, ops: Operations) -> int:
     """Copy this store (jobs, runs, events, output) into an empty one, counts checked."""
     counts = ops.migrate(args.to, force=args.force, owner=args.owner,
@@ -685,6 +694,11 @@ def build_parser() -> Parser:
                    help="an executor jobs may name, as for daemon (repeatable; default: "
                         "$HERMES_CRON_EXECUTOR)")
     p.set_defaults(func=cmd_tick)
+
+    p = sub.add_parser("hub-service", help="serve every JupyterHub user as one hub-managed "
+                       "service (see docs/jupyterhub.md); other options go to its server")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_hub_service, no_store=True)
 
     p = sub.add_parser("migrate", help="copy this store into an empty PostgreSQL store "
                                        "(migrate --to postgresql://...), or move a user's "

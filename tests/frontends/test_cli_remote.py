@@ -57,3 +57,15 @@ def test_store_upkeep_needs_the_store_and_says_so(remote, cron_server):
     daemon = remote("--db", cron_server.url, "daemon")
     assert daemon.returncode == 2
     assert "'daemon' works on a store" in daemon.stderr
+
+
+def test_hub_service_outside_a_hub_says_what_is_missing(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HERMES_CRON", "JUPYTERHUB"))}
+    done = subprocess.run([sys.executable, "-m", "hermes_cron_ext", "--db",
+                           str(tmp_path / "c.db"), "hub-service"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "hermes-cron hub service: JUPYTERHUB_SERVICE_URL is not set. JupyterHub sets it "
+        "for a managed service that has a 'url' (see docs/jupyterhub.md)."]
