@@ -237,3 +237,128 @@ def test_owner_comes_from_the_hub_and_groups_from_the_hub_too(hub):
     assert status == 200 and seen["owner"] == "alice"
     assert job["id"] not in {j["id"] for j in hub.cron("api/cron/jobs", hub.tokens["bob"])[1]
                              ["jobs"]}
+
+
+# -- every route and stream x {owner, other user, group member, admin, no token} -------
+#: who asks: alice owns the job; carol is in analysts, which it is shared with to read;
+#: bob is no one to it; dana holds the admin scope; "none" sends no token
+WHO = ("alice", "bob", "carol", "dana", "none")
+#: the answer each of WHO gets, route by route (``{job}``, ``{run}``, ``{backfill}``:
+#: alice's). 404 for bob everywhere: the job does not exist for him.
+MATRIX = [
+    ("GET", "jobs/{job}", None, (200, 404, 200, 200, 401)),
+    ("GET", "jobs/{job}/runs", None, (200, 404, 200, 200, 401)),
+    ("GET", "jobs/{job}/parameters", None, (200, 404, 200, 200, 401)),
+    ("GET", "jobs/{job}/pipeline", None, (200, 404, 200, 200, 401)),
+    ("GET", "jobs/{job}/backfill", None, (200, 404, 200, 200, 401)),
+    ("GET", "jobs/{job}/stream", None, (200, 404, 200, 200, 401)),
+    ("GET", "runs/{run}", None, (200, 404, 200, 200, 401)),
+    ("GET", "runs/{run}/log", None, (200, 404, 200, 200, 401)),
+    ("GET", "runs/{run}/stream", None, (200, 404, 200, 200, 401)),
+    ("GET", "backfills/{backfill}", None, (200, 404, 200, 200, 401)),
+    ("PATCH", "jobs/{job}", {"description": "checked"}, (200, 404, 403, 200, 401)),
+    ("POST", "jobs/{job}/pause", None, (200, 404, 403, 200, 401)),
+    ("POST", "jobs/{job}/resume", None, (200, 404, 403, 200, 401)),
+    ("POST", "jobs/{job}/backfill", {"from": "2026-01-01", "to": "2026-01-02",
+                                     "dry_run": True}, (200, 404, 403, 200, 401)),
+    ("POST", "backfills/{backfill}/cancel", None, (202, 404, 403, 202, 401)),
+    # alice's cancel ends the run: dana's then finds it ended (409), not missing
+    ("POST", "runs/{run}/cancel", None, (202, 404, 403, 409, 401)),
+    ("POST", "jobs/{job}/run", None, (202, 404, 403, 202, 401)),
+]
+
+
+def _status_only(hub, path: str, token: str | None) -> int:
+    """The status of a request whose answer may be an endless stream (SSE)."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(hub.service_url + path)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=15)
+    try:
+        conn.request("GET", url.path + (f"?{url.query}" if url.query else ""),
+                     headers={"Authorization": f"token {token}"} if token else {})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_every_route_answers_each_user_as_the_rules_say(hub):
+    tokens = {**hub.tokens, "none": None}
+    alice = hub.tokens["alice"]
+    status, job = hub.cron("api/cron/jobs", alice, "POST", {
+        "name": "matrix", "schedule": "@daily", "command": "sleep 30",
+        "shares": {"analysts": "read"}})
+    assert status == 201, job
+    status, run = hub.cron(f"api/cron/jobs/{job['id']}/run", alice, "POST", {})
+    assert status == 202, run
+    wait_until(lambda: hub.cron(f"api/cron/runs/{run['id']}", alice)[1]["status"]
+               == "running", 30, "the run to start")
+    status, backfill = hub.cron(f"api/cron/jobs/{job['id']}/backfill", alice, "POST", {
+        "from": "2026-01-01", "to": "2026-01-03", "max_parallel": 1})
+    assert status == 201, backfill
+    ids = {"job": job["id"], "run": run["id"], "backfill": backfill["id"]}
+    answers = {}
+    for method, route, body, expected in MATRIX:
+        path = "api/cron/" + route.format(**ids)
+        got = []
+        for who in WHO:
+            if method == "GET" and route.endswith("stream"):
+                got.append(_status_only(hub, path, tokens[who]))
+            else:
+                got.append(hub.cron(path, tokens[who], method, body)[0])
+        answers[f"{method} {route}"] = (tuple(got), expected)
+    wrong = {k: v for k, v in answers.items() if v[0] != v[1]}
+    assert not wrong, wrong
+    # the lists: alice's job is in alice's, carol's and dana's, never in bob's
+    for who, sees in (("alice", True), ("bob", False), ("carol", True), ("dana", True)):
+        status, page = hub.cron("api/cron/jobs", tokens[who])
+        assert status == 200 and (job["id"] in [j["id"] for j in page["jobs"]]) is sees
+        status, runs = hub.cron("api/cron/runs?limit=500", tokens[who])
+        assert status == 200 and (run["id"] in [r["id"] for r in runs["runs"]]) is sees
+        status, stats = hub.cron("api/cron/stats", tokens[who])
+        assert (job["id"] in [j["job_id"] for j in stats["jobs"]]) is sees
+    assert hub.cron("api/cron/jobs", None)[0] == 401
+    # deleting: not bob (no such job), not carol (she reads it), not without a token;
+    # dana, an admin, may; then it is gone for alice too
+    path = f"api/cron/jobs/{job['id']}"
+    assert [hub.cron(path, tokens[who], "DELETE")[0] for who in ("bob", "carol", "none")
+            ] == [404, 403, 401]
+    assert hub.cron(path, tokens["dana"], "DELETE")[0] == 204
+    assert hub.cron(path, alice)[0] == 404
+
+
+def test_the_events_feed_carries_only_the_users_jobs(hub):
+    import http.client
+    import urllib.parse
+
+    alice = hub.tokens["alice"]
+    status, job = hub.cron("api/cron/jobs", alice, "POST", {
+        "name": "feed", "schedule": "@daily", "command": "true"})
+    assert status == 201, job
+    hub.cron(f"api/cron/jobs/{job['id']}/pause", alice, "POST")
+
+    def feed(token: str) -> str:
+        """Everything the feed replays from the start, read for a second."""
+        url = urllib.parse.urlsplit(hub.service_url + "api/cron/events?cursor=0")
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=1.5)
+        conn.request("GET", f"{url.path}?{url.query}",
+                     headers={"Authorization": f"token {token}"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        data = b""
+        try:
+            while True:
+                chunk = resp.read1(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            pass
+        finally:
+            conn.close()
+        return data.decode(errors="replace")
+    assert job["id"] in feed(alice)
+    assert job["id"] in feed(hub.tokens["dana"])
+    assert job["id"] not in feed(hub.tokens["bob"])
+    assert hub.cron(f"api/cron/jobs/{job['id']}", alice, "DELETE")[0] == 204
