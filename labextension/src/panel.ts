@@ -459,6 +459,20 @@ class JobDetail extends Panel {
         h('dd', {}, h('code', { class: 'jp-HermesCron-mono jp-HermesCron-command' }, commandText(job))),
         job.cwd ? h('dt', {}, 'Directory') : null,
         job.cwd ? h('dd', {}, h('code', { class: 'jp-HermesCron-mono' }, job.cwd)) : null,
+        // a JupyterHub service's job: whose it is, and the hub groups it is shared with
+        job.owner ? h('dt', {}, 'Owner') : null,
+        job.owner ? h('dd', { 'data-role': 'owner' }, job.owner) : null,
+        Object.keys(job.shares ?? {}).length ? h('dt', {}, 'Shared with') : null,
+        Object.keys(job.shares ?? {}).length
+          ? h(
+              'dd',
+              { 'data-role': 'shares' },
+              Object.entries(job.shares)
+                .sort(([a], [b]) => a.localeCompare(b))
+                .map(([group, level]) => `${group} (${level})`)
+                .join(', ')
+            )
+          : null,
         h('dt', {}, 'Policies'),
         h('dd', { class: 'jp-HermesCron-policyList' }, policies.join(' · '))
       )

@@ -832,3 +832,31 @@ def test_backfill_from_the_panel_with_its_progress(lab, page):
     lab.call(f"backfills/{other['id']}/cancel", "POST")  # and it follows what happens
     detail.locator("[data-role='backfill'][data-state='cancelled']").wait_for(timeout=15_000)
     page.fill(".jp-HermesCron-filter", "")
+
+
+def test_a_hub_jobs_detail_says_whose_it_is_and_who_shares_it(lab, page):
+    """A job of a JupyterHub user (as the hub service's store holds it): the detail names
+    its owner and the groups it is shared with; a job of this server's own user has
+    neither line."""
+    from hermes_cron_ext.domain.access import Viewer
+    from hermes_cron_ext.ops import Operations
+
+    ops = Operations(lab.db)
+    try:
+        ops.as_user(Viewer("alice")).create({
+            "name": "hub-report", "schedule": "@yearly", "command": "true",
+            "shares": {"ops": "execute", "analysts": "read"}})
+    finally:
+        ops.close()
+    lab.create("hub-mine", "@yearly", "true")
+    page.fill(".jp-HermesCron-filter", "hub-")
+    select(page, "hub-report")
+    more = page.locator(".jp-HermesCron-detail")
+    more.locator("[data-role='owner']", has_text="alice").wait_for(timeout=20_000)
+    assert more.locator("[data-role='shares']").inner_text() == \
+        "analysts (read), ops (execute)"
+    select(page, "hub-mine")
+    page.locator(".jp-HermesCron-detail [data-role='job-name']", has_text="hub-mine").wait_for()
+    assert more.locator("[data-role='owner']").count() == 0
+    assert more.locator("[data-role='shares']").count() == 0
+    page.fill(".jp-HermesCron-filter", "")
