@@ -559,7 +559,7 @@ def cmd_daemon(args, ops: Operations) -> int:
     try:
         return asyncio.run(host.serve(
             args.db, kind="handoff" if args.handoff else "daemon", executors=args.executor,
-            lead=args.lead, notify_url=args.notify_url, say=say,
+            lead=args.lead, notify_url=args.notify_url, say=say, run_as=args.run_as,
             # written once SIGTERM stops it cleanly: a supervisor may signal at once
             on_signals=(lambda: _write_pidfile(args.pidfile)) if args.pidfile else None))
     finally:
@@ -685,6 +685,12 @@ def build_parser() -> Parser:
                         "name none run (default: local). A job naming another is recorded "
                         "failed, never sent there (default: $HERMES_CRON_EXECUTOR, "
                         "comma-separated)")
+    p.add_argument("--run-as", metavar="ARGV",
+                   help="on a hub whose users are Unix accounts: the command that starts "
+                        "the run-as helper, shell-quoted, e.g. 'sudo -n /opt/hermes/bin/"
+                        "python -I -m hermes_cron_ext.runtime.runas serve'; runs of jobs "
+                        "with an owner then start as that owner, never as the daemon's "
+                        "account (default: $HERMES_CRON_RUN_AS; empty: off)")
     p.set_defaults(func=cmd_daemon)
 
     p = sub.add_parser("tick", help="fire what is due now, then exit (systemd timer)")

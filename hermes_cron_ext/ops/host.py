@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hermes_cron_ext.events import EventBroker, broker_for
@@ -24,6 +25,7 @@ from hermes_cron_ext.events.bus import EventBus
 from hermes_cron_ext.ops.local import Operations
 from hermes_cron_ext.runtime import handoff as handoffs
 from hermes_cron_ext.runtime.executor import AllowedExecutors, restrict_executors
+from hermes_cron_ext.runtime.runas import RUN_AS_ENV, run_as_argv
 from hermes_cron_ext.store import AsyncStore, open_store, resolve_db
 
 if TYPE_CHECKING:
@@ -37,7 +39,8 @@ class Host:
 
     def __init__(self, store: AsyncStore, broker: EventBroker, ops: Operations,
                  ticker: Ticker | None = None, *, executor: str = "",
-                 executors: list[str] | None = None, allow_private_urls: bool = False):
+                 executors: list[str] | None = None, allow_private_urls: bool = False,
+                 run_as: list[str] | None = None):
         self.store = store
         self.broker = broker
         self.ops = ops
@@ -47,15 +50,23 @@ class Host:
         self.executor = executor
         self.executors = executors or ["local"]
         self.allow_private_urls = allow_private_urls
+        #: the run-as helper's command; empty: runs run as this process's account
+        self.run_as = run_as or []
 
     @classmethod
     def open(cls, db: str | None = None, *, kind: str = "server", tick: bool = True,
              executor: str = "", executors: list[str] | None = None, lead: float = 2.0,
              poll: float = 1.0, notify_url: str | None = None,
              allow_private_urls: bool = False, default_tz: str | None = None,
-             threads: int = 4) -> Host:
+             threads: int = 4, run_as: Sequence[str] | str | None = None) -> Host:
         """Open the store (:class:`~hermes_cron_ext.errors.HermesCronError` when it is
-        unusable: corrupt, unreachable, read-only) and build the rest on it."""
+        unusable: corrupt, unreachable, read-only) and build the rest on it.
+
+        *run_as*: the command that starts the run-as helper (a list, or one shell-quoted
+        line; default ``$HERMES_CRON_RUN_AS``; empty: off): the ticker then starts the
+        runs of jobs with an owner as that owner, through the helper
+        (``runtime/runas.py``), and never as this process's account."""
+        run_as = run_as_argv(run_as)
         opened = open_store(resolve_db(db))
         # API calls share *threads* store threads; the ticker has one of its own, so no
         # burst of requests (or one slow statistics query) ever delays a job's start
@@ -67,14 +78,16 @@ class Host:
             from hermes_cron_ext.runtime.ticker import Ticker
 
             ticker = Ticker(store.lane(), executor or None, kind=kind, lead=lead,
-                            poll=poll, notify_url=notify_url or None, broker=broker)
+                            poll=poll, notify_url=notify_url or None, broker=broker,
+                            run_as=run_as)
             restrict_executors(ticker, allowed)
             ticker.notifier.allow_private_urls = allow_private_urls
         ops = Operations(opened, default_tz=default_tz, executors=allowed,
                          allow_private_urls=allow_private_urls, ticker=ticker,
                          broker=broker)
         return cls(store, broker, ops, ticker, executor=executor,
-                   executors=executors, allow_private_urls=allow_private_urls)
+                   executors=executors, allow_private_urls=allow_private_urls,
+                   run_as=run_as)
 
     @property
     def display_url(self) -> str:
@@ -116,6 +129,7 @@ class Host:
                 [self.executor or "local", *self.executors]))
             os.environ["HERMES_CRON_ALLOW_PRIVATE_URLS"] = "1" if self.allow_private_urls \
                 else "0"
+            os.environ[RUN_AS_ENV] = shlex.join(self.run_as)  # and its run-as
             pid = handoffs.start_daemon(self.store.sync.url, self.store.sync.logs_dir)
         await self.bus.close()
         await self.store.aclose()
@@ -147,10 +161,12 @@ def take_handoff_lock(db: str | None) -> bool:
 async def serve(db: str | None, *, kind: str = "daemon", executors: list[str] | None = None,
                 lead: float = 2.0, notify_url: str | None = None,
                 on_signals: Callable[[], None] | None = None,
-                say: Callable[[str], None] = print) -> int:
+                say: Callable[[str], None] = print,
+                run_as: Sequence[str] | str | None = None) -> int:
     """Tick until SIGTERM, SIGINT or SIGHUP (or, for ``kind="handoff"``, until a Jupyter
     server ticks again). *executors*: the first is the default, all may be named.
-    *on_signals* runs once the signals stop it cleanly (write a pidfile then)."""
+    *on_signals* runs once the signals stop it cleanly (write a pidfile then). *run_as*:
+    see :meth:`Host.open`."""
     import signal
 
     from hermes_cron_ext.runtime.executor import executor_specs
@@ -159,7 +175,7 @@ async def serve(db: str | None, *, kind: str = "daemon", executors: list[str] | 
     host = Host.open(db, kind=kind, executor=specs[0] if specs else "",
                      executors=["local", *specs], lead=lead, notify_url=notify_url,
                      allow_private_urls=os.environ.get("HERMES_CRON_ALLOW_PRIVATE_URLS", "1")
-                     not in ("0", "false", "no", ""), threads=1)
+                     not in ("0", "false", "no", ""), threads=1, run_as=run_as)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -168,6 +184,12 @@ async def serve(db: str | None, *, kind: str = "daemon", executors: list[str] | 
         on_signals()
     await host.start()
     say(f"hermes-cron {kind} ticking on {host.display_url} (pid {os.getpid()})")
+    if host.run_as:
+        assert host.ticker is not None
+        fault = host.ticker.runas_fault
+        say(f"RUN-AS IS BROKEN: {fault['error']}" if fault is not None else
+            f"runs of jobs with an owner start as their owner through: "
+            f"{shlex.join(host.run_as)}")
     waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
     if kind == "handoff":
         # Host.open made a ticker, and start() registered it

@@ -58,14 +58,19 @@ from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.processes import hostname, proc_start_time
+from hermes_cron_ext.runtime.runas import Process, RunAs, RunAsError
 from hermes_cron_ext.runtime.supervisor import (
     EXIT_DRAIN,
     HEARTBEAT_INTERVAL,
     _complain,
-    killpg,
+    child_channel,
+    exit_fd,
+    exit_status,
     outcome,
+    owned,
     patiently,
     payload_launch,
+    signal_payload,
 )
 from hermes_cron_ext.store.output import OutputWriter
 
@@ -116,7 +121,9 @@ class Watch:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
     error: Exception | None = None  # why its payload cannot start
-    proc: subprocess.Popen | None = None
+    #: its job has an owner and run-as is on: the helper starts its payload as the owner
+    owned: bool = False
+    proc: subprocess.Popen | Process | None = None
     go: int | None = None  # the write end of a primed payload's pipe
     started: float = 0.0
     writer: OutputWriter | None = None
@@ -137,9 +144,15 @@ class Watch:
 
 
 class Agent:
+    """*runas*: the agent's channel to the run-as helper while run-as is on; the runs of
+    jobs with an owner start through it, as their owner. *runas_error*: why there is
+    none while run-as is on (those runs are then recorded failed with it)."""
+
     def __init__(self, store, inbox: int, db: str, relay: str | None = None,
-                 heartbeat: float = HEARTBEAT_INTERVAL, capacity: int = 10_000):
+                 heartbeat: float = HEARTBEAT_INTERVAL, capacity: int = 10_000,
+                 runas: RunAs | None = None, runas_error: str | None = None):
         self.store, self.db, self.relay, self.heartbeat = store, db, relay, heartbeat
+        self.runas, self.runas_error = runas, runas_error
         self.pid = os.getpid()
         self.proc_start = proc_start_time(self.pid)
         self.host = hostname()
@@ -176,6 +189,8 @@ class Agent:
         os.set_blocking(self.inbox, False)
         self.sel.register(self.inbox, selectors.EVENT_READ, ("inbox", None))
         self.sel.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        if self.runas is not None:  # the exits it tells: read as they come
+            self.sel.register(self.runas.fileno(), selectors.EVENT_READ, ("runas", None))
         try:
             while self.inbox is not None or self.waiting or self.running or self._owed:
                 timeout = self._timeout()
@@ -198,6 +213,8 @@ class Agent:
                 self._guard(watch, self._exited, watch)
             elif what == "inbox":
                 self._read_inbox()
+            elif what == "runas":
+                self._read_runas()
             else:
                 self._on_wake()
         self._fire_due()
@@ -231,6 +248,20 @@ class Agent:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
+
+    def _read_runas(self) -> None:
+        """Read what the run-as helper told (its payloads' exits set their return codes;
+        the pidfds tell the loop). Once it is gone, the runs of jobs with an owner that
+        come next are recorded failed with the reason."""
+        assert self.runas is not None
+        try:
+            self.runas.events()
+        except RunAsError:
+            pass
+        if self.runas.gone is not None:
+            self.sel.unregister(self.runas.fileno())
+            _complain(f"{self.runas.gone}: runs of jobs with an owner cannot start here")
+            self.runas_error = self.runas.gone
 
     def _timer(self, when: float, what: str, watch: Watch) -> None:
         self._seq += 1
@@ -293,10 +324,16 @@ class Agent:
             return
         self._attached = run_id
         watch = Watch(run)
-        try:  # what cannot be prepared is told at the instant, as "cannot start"
-            watch.argv, watch.env, watch.cwd = payload_launch(store, run)
-        except Exception as exc:  # noqa: BLE001 - a secret unreadable, a bad spec
-            watch.error = exc
+        if (self.runas is not None or self.runas_error is not None) and owned(store, run):
+            # the helper builds its argv and environment, as the owner: never here
+            watch.owned = True
+            if self.runas is None or self.runas.gone is not None:
+                watch.error = RunAsError(self.runas_error or "no run-as helper")
+        else:
+            try:  # what cannot be prepared is told at the instant, as "cannot start"
+                watch.argv, watch.env, watch.cwd = payload_launch(store, run)
+            except Exception as exc:  # noqa: BLE001 - a secret unreadable, a bad spec
+                watch.error = exc
         if len(self._primed) < PRIMED:
             self._prime(watch)
         self.waiting[run_id] = watch
@@ -307,6 +344,9 @@ class Agent:
         """Start *watch*'s payload as a shell waiting for :meth:`_release` (where the
         payload's program can be found: else it starts at the instant, and says why it
         cannot)."""
+        if watch.owned:
+            self._prime_as_owner(watch)
+            return
         if watch.error is not None or not _findable(watch.argv[0], watch.env, watch.cwd):
             return
         go_r, go_w = os.pipe()
@@ -322,6 +362,20 @@ class Agent:
         finally:
             os.close(go_r)
         watch.go = go_w
+        self._primed.add(watch.id)
+
+    def _prime_as_owner(self, watch: Watch) -> None:
+        """:meth:`_prime` through the run-as helper: the waiting shell is the owner's. A
+        refusal (or a program not found) is not kept: the start at the instant asks
+        again, and records the helper's answer then."""
+        if watch.error is not None or self.runas is None:
+            return
+        try:
+            proc = self.runas.popen(watch.id, go=True)
+        except OSError as exc:
+            _complain(f"run {watch.id} not primed: {exc}")
+            return
+        watch.proc, watch.go = proc, proc.go
         self._primed.add(watch.id)
 
     def _release(self, watch: Watch) -> bool:
@@ -350,20 +404,26 @@ class Agent:
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
-            killpg(proc.pid, signal.SIGKILL)
+            signal_payload(proc, signal.SIGKILL)
             _wait(proc)
+        except OSError as exc:  # RunAsError: the helper is gone; its shell saw end of file
+            _complain(f"run {watch.id}: the end of its waiting shell not told: {exc}")
         proc.stdout.close()
         proc.stderr.close()
         watch.proc = None
 
     def _fork_supervisor(self, run_id: str) -> None:
         """A supervisor of its own for a run the agent does not watch, forked warm, in
-        a session of its own, holding none of the agent's descriptors."""
+        a session of its own, holding none of the agent's descriptors (but a channel of
+        its own to the run-as helper, while run-as is on)."""
         from hermes_cron_ext.runtime.supervisor import _before_fork, supervise
 
         _before_fork(self.store)
+        channel, why = child_channel(self.runas, self.runas_error)
         pid = os.fork()
         if pid:
+            if channel is not None:
+                channel.forget()
             self._children.append(pid)
             return
         code = 1
@@ -372,7 +432,7 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
             self.sel.close()
-            keep = {0, 1, 2}
+            keep = {0, 1, 2} | ({channel.fileno()} if channel is not None else set())
             fds = [int(f) for f in os.listdir("/proc/self/fd")]
             for fd in fds:
                 if fd not in keep:
@@ -380,7 +440,7 @@ class Agent:
                         os.close(fd)
                     except OSError:
                         pass
-            code = supervise(self.db, run_id, self.relay)
+            code = supervise(self.db, run_id, self.relay, channel, why)
         except BaseException:
             import traceback
 
@@ -526,10 +586,14 @@ class Agent:
     def _spawn(self, watch: Watch) -> bool:
         if watch.error is None:
             try:
-                watch.proc = subprocess.Popen(
-                    watch.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, cwd=watch.cwd, env=watch.env, process_group=0,
-                    close_fds=True)
+                if watch.owned:  # as its owner: the helper's reason when it refuses
+                    assert self.runas is not None
+                    watch.proc = self.runas.popen(watch.id)
+                else:
+                    watch.proc = subprocess.Popen(
+                        watch.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, cwd=watch.cwd, env=watch.env,
+                        process_group=0, close_fds=True)
                 watch.started = time.time()
                 return True
             except (OSError, ValueError, TypeError) as exc:
@@ -558,7 +622,7 @@ class Agent:
             _complain(f"run {watch.id}: not recorded running ({exc}); stopping it")
             taken = False
         if not taken:  # ended meanwhile (cancelled, lost): never let it run
-            killpg(proc.pid, signal.SIGKILL)
+            signal_payload(proc, signal.SIGKILL)
             _wait(proc)
             proc.stdout.close()
             proc.stderr.close()
@@ -570,8 +634,9 @@ class Agent:
             watch.streams[f.fileno()] = (name, f)
             self.sel.register(f.fileno(), selectors.EVENT_READ, ("out", watch))
         now = time.monotonic()
-        if proc.poll() is None:
-            watch.pidfd = os.pidfd_open(proc.pid)
+        pidfd = exit_fd(proc) if isinstance(proc, Process) or proc.poll() is None else None
+        if pidfd is not None:
+            watch.pidfd = pidfd
             self.sel.register(watch.pidfd, selectors.EVENT_READ, ("exit", watch))
         else:  # ended (and reaped) while a burst was being started
             watch.exited_at = now
@@ -620,7 +685,7 @@ class Agent:
         watch.pidfd = None
         watch.exited_at = time.monotonic()
         if watch.stopping:  # take the rest of the group down with the leader
-            killpg(watch.proc.pid, signal.SIGKILL)
+            signal_payload(watch.proc, signal.SIGKILL)
         if not watch.streams:
             self._done(watch)
         else:  # what its children still write, for this long
@@ -656,7 +721,7 @@ class Agent:
                 else f"timed out after {timeout:g} s" if why == "timed_out" else "cancelled")
         writer.system(f"\n[hermes-cron: {what}; sending SIGTERM to the process group, "
                       f"SIGKILL in {grace:g} s]\n")
-        killpg(watch.proc.pid, signal.SIGTERM)
+        signal_payload(watch.proc, signal.SIGTERM)
         watch.deadline = None
         watch.kill_at = time.monotonic() + grace
         self._timer(watch.kill_at, "kill", watch)
@@ -677,7 +742,7 @@ class Agent:
             self._stop(watch, "timed_out")
         elif what == "kill" and when == watch.kill_at:
             assert watch.proc is not None and watch.writer is not None
-            if killpg(watch.proc.pid, signal.SIGKILL):
+            if signal_payload(watch.proc, signal.SIGKILL):
                 watch.writer.system("[hermes-cron: sent SIGKILL to the process group]\n")
             if watch.exited_at is None:
                 watch.kill_at = now + float(watch.run.spec.get("kill_grace") or 10.0)
@@ -712,7 +777,7 @@ class Agent:
             os.close(watch.pidfd)
             watch.pidfd = None
         if watch.proc is not None:
-            killpg(watch.proc.pid, signal.SIGKILL)
+            signal_payload(watch.proc, signal.SIGKILL)
             _wait(watch.proc)
         if watch.writer is not None:
             watch.writer.close()
@@ -728,9 +793,9 @@ class Agent:
         watch.streams.clear()
         proc, writer, store = watch.proc, watch.writer, self.store
         assert proc is not None and writer is not None
-        rc = proc.wait()
-        status, exit_code, reason = outcome(rc, watch.stopping, watch.run.spec.get("timeout"),
-                                            writer, watch.last_err)
+        rc = exit_status(proc)
+        status, exit_code, reason = ("failed", None, rc) if isinstance(rc, str) else outcome(
+            rc, watch.stopping, watch.run.spec.get("timeout"), writer, watch.last_err)
         writer.close()
         try:
             store.heartbeat_run(watch.id, time.time(), watch.progress.phase,
@@ -781,30 +846,37 @@ def _reap(watches: list[Watch]) -> None:
     """Collect the exit status of those of *watches* whose payload has ended (a burst's
     short payloads end while the rest are being started): no zombie waits for the
     bookkeeping after the burst."""
-    for watch in watches:
-        if watch.proc is not None and watch.proc.returncode is None:
+    for watch in watches:  # the run-as helper reaps those it started
+        if isinstance(watch.proc, subprocess.Popen) and watch.proc.returncode is None:
             watch.proc.poll()
 
 
-def _wait(proc: subprocess.Popen, limit: float = 5.0) -> None:
-    """Reap a payload just sent SIGKILL; one stuck in the kernel is left, not waited for."""
+def _wait(proc: subprocess.Popen | Process, limit: float = 5.0) -> None:
+    """Reap a payload just sent SIGKILL; one stuck in the kernel is left, not waited for
+    (and one whose end the run-as helper can no longer tell)."""
     try:
         proc.wait(limit)
     except subprocess.TimeoutExpired:
         _complain(f"payload {proc.pid} did not exit {limit:g} s after SIGKILL")
+    except OSError as exc:  # RunAsError
+        _complain(f"payload {proc.pid}: its end not told ({exc})")
 
 
-def run_agent(db: str, inbox: int, relay: str | None = None) -> int:
+def run_agent(db: str, inbox: int, relay: str | None = None, runas: RunAs | None = None,
+              runas_error: str | None = None) -> int:
     """The agent's entry point in a process forked by the fork server; *relay*: the
-    socket of the fork server's PostgreSQL relay, shared with its supervisors."""
+    socket of the fork server's PostgreSQL relay, shared with its supervisors; *runas*,
+    *runas_error*: see :class:`Agent`."""
     from hermes_cron_ext.store import open_store
 
+    room = _descriptor_room()
     if relay:
         from hermes_cron_ext.store.relay import RelayClient
 
-        return Agent(RelayClient(db, relay), inbox, db, relay,
-                     capacity=_descriptor_room()).serve()
-    return Agent(open_store(db), inbox, db, relay, capacity=_descriptor_room()).serve()
+        return Agent(RelayClient(db, relay), inbox, db, relay, capacity=room, runas=runas,
+                     runas_error=runas_error).serve()
+    return Agent(open_store(db), inbox, db, relay, capacity=room, runas=runas,
+                 runas_error=runas_error).serve()
 
 
 def _descriptor_room() -> int:

@@ -59,6 +59,13 @@ store holds. ``allow_groups`` narrows it to the hub's users.
   is PID), or ``{"n": N, "ok": false, "reason": "..."}``.
 - ``{"op": "signal", "n": N, "run": RUN_ID, "sig": SIG}``: ``{"n": N, "ok": true,
   "sent": true}`` (``false``: its group is gone), or refused (not a run it started).
+- ``{"op": "stop_orphan", "n": N, "run": RUN_ID}``: ``{"n": N, "ok": true, "stopped":
+  [PGID, ...]}``: a ticker's reconcile, for a run whose agent or supervisor is gone (the
+  service cannot read another user's ``/proc/PID/environ``, and a helper started after
+  a service restart did not start that payload): the helper SIGKILLs the process groups
+  of the processes that run as the run's owner and carry the run's id in their
+  environment, from a child that has become the owner; refused while the run's agent
+  or supervisor lives, or once the run has ended.
 - ``{"op": "channel", "n": N}``: ``{"n": N, "ok": true, "pid": HELPER_PID}`` with one
   descriptor, a new channel's end, for a process the caller forks.
 - from the helper, unasked: ``{"op": "ready", "ok": true, "pid": PID}`` first (or
@@ -113,7 +120,14 @@ PRUNE_EVERY = 5.0
 #: run ids whose group is gone that the helper still knows as its own (signal: not sent)
 ENDED_KEPT = 16384
 _FIELDS = {"start": {"op", "n", "run", "go"}, "signal": {"op", "n", "run", "sig"},
-           "channel": {"op", "n"}}
+           "stop_orphan": {"op", "n", "run"}, "channel": {"op", "n"}}
+#: the service's setting (``c.HermesCron.run_as``, ``hermes-cron daemon --run-as``) when
+#: neither is given: the helper's command line, split as a shell would
+RUN_AS_ENV = "HERMES_CRON_RUN_AS"
+#: the reason a notebook run of a job with an owner is recorded failed, for now
+NOTEBOOK_REFUSAL = "notebook jobs cannot run as their owner yet on a hub"
+#: the payload's marker in its environment (``supervisor.payload_launch`` sets it)
+RUN_MARKER = b"HERMES_CRON_RUN_ID="
 
 
 class RunAsError(OSError):
@@ -402,7 +416,7 @@ class Helper:
         """The answer to a ``start`` or ``signal`` *request* on *channel*; *fds* are
         closed by the caller afterwards."""
         op = request.get("op")
-        if op not in ("start", "signal"):
+        if op not in ("start", "signal", "stop_orphan"):
             raise Refused(f"unknown request {op!r}")
         unknown = set(request) - _FIELDS[op]
         if unknown:  # the caller names a run, never an account, command or place
@@ -413,6 +427,8 @@ class Helper:
             raise Refused("a request names its run id as 'run'")
         if op == "signal":
             return self.signal(run_id, request.get("sig"))
+        if op == "stop_orphan":
+            return {"ok": True, "stopped": self.stop_orphan(run_id)}
         go = request.get("go", False)
         if not isinstance(go, bool):
             raise Refused("'go' is true or false")
@@ -555,6 +571,107 @@ class Helper:
             if group.exited and not _group_alive(group.pid):
                 self._forget(group)
 
+    # -- a lost run's payload -----------------------------------------------------------
+    def stop_orphan(self, run_id: str) -> list[int]:
+        """SIGKILL what is left of *run_id*'s payload once its agent or supervisor is
+        gone (a ticker's reconcile asks: the service cannot read another user's
+        ``/proc/PID/environ``, and this helper may not be the one that started it: the
+        service restarted). The process groups of the processes that run as the run's
+        owner (real uid) and carry the run's id in their environment (the recorded
+        payload group among them, when one is recorded), signalled *as the owner*: a
+        child that has become the owner sends the signals, so nothing the owner could
+        not signal is hit. The groups signalled (empty: nothing left).
+
+        :raises Refused: no such run, not this host's, ended, its agent or supervisor
+            alive, or an owner the helper never runs as."""
+        from hermes_cron_ext.errors import NotFound
+        from hermes_cron_ext.processes import process_alive
+
+        try:
+            run = self.store.get_run(run_id)
+        except NotFound:
+            raise Refused(f"no run {run_id!r} in the store") from None
+        if run.host != self.host:
+            raise Refused(f"run {run_id} is not this host's")
+        if run.status not in ("queued", "running", "lost"):
+            raise Refused(f"run {run_id} is {run.status}: its payload is not stopped here")
+        if run.pid is not None and process_alive(run.pid, run.proc_start):
+            raise Refused(f"run {run_id}'s agent or supervisor (pid {run.pid}) is alive: it "
+                          "stops its payload itself")
+        try:
+            job = self.store.get_job(run.job_id)
+        except NotFound:
+            raise Refused(f"run {run_id}'s job is gone") from None
+        account = account_for(job.owner, self.config, self.uid_min)
+        groups = _groups_carrying(run_id, account.uid)
+        if run.payload_pid:
+            groups &= {run.payload_pid}
+        return _signal_as(account, sorted(groups), signal.SIGKILL) if groups else []
+
+
+def _groups_carrying(run_id: str, uid: int) -> set[int]:
+    """The process groups of the processes whose real uid is *uid* and whose environment
+    holds ``HERMES_CRON_RUN_ID=run_id``: one pass over ``/proc``."""
+    marker = RUN_MARKER + run_id.encode()
+    found: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                real = next((line.split()[1] for line in f if line.startswith(b"Uid:")), None)
+            if real is None or int(real) != uid:
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if marker not in f.read().split(b"\0"):
+                    continue
+            found.add(os.getpgid(int(entry.name)))
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def _signal_as(account: Account, groups: list[int], sig: int) -> list[int]:
+    """Send *sig* to each of *groups* from a child that has become *account*; those it
+    reached."""
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the owner, then the signals; never back to the helper
+        code = 1
+        try:
+            os.close(out_r)
+            signal.set_wakeup_fd(-1)
+            os.setgroups(list(account.groups))
+            os.setgid(account.gid)
+            os.setuid(account.uid)
+            if os.getresuid() != (account.uid,) * 3:
+                raise OSError("not the owner")
+            sent = []
+            for pgid in groups:
+                try:
+                    os.killpg(pgid, sig)
+                    sent.append(pgid)
+                except OSError:
+                    pass
+            os.write(out_w, json.dumps(sent).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    try:
+        chunks = []
+        while data := os.read(out_r, 65536):
+            chunks.append(data)
+    finally:
+        os.close(out_r)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    if not chunks:
+        raise Refused("the run-as helper could not become the owner to signal the groups")
+    return [int(g) for g in json.loads(b"".join(chunks))]
+
 
 def _group_alive(pgid: int) -> bool:
     try:
@@ -691,6 +808,20 @@ def helper_argv() -> list[str]:
     return [sys.executable, "-I", "-m", "hermes_cron_ext.runtime.runas", "serve"]
 
 
+def run_as_argv(given: Sequence[str] | str | None = None) -> list[str]:
+    """The service's run-as setting: the command that starts the helper (``sudo -n
+    /opt/hermes/bin/python -I -m hermes_cron_ext.runtime.runas serve``), *given* as a
+    list or one shell-quoted line, else :data:`RUN_AS_ENV`'s; empty: runs run as the
+    service, as they always did."""
+    import shlex
+
+    if isinstance(given, str):
+        return shlex.split(given)
+    if given:
+        return [str(part) for part in given]
+    return shlex.split(os.environ.get(RUN_AS_ENV, ""))
+
+
 @dataclass(eq=False)
 class Process:
     """A payload started through the helper, shaped like the ``subprocess.Popen`` the
@@ -823,6 +954,14 @@ class RunAs:
         gone. :raises RunAsError: not a run this helper started, not a signal."""
         return bool(self._call({"op": "signal", "run": run_id, "sig": int(sig)})["sent"])
 
+    def stop_orphan(self, run_id: str) -> list[int]:
+        """SIGKILL what is left of a lost run's payload, as its owner (see
+        :meth:`Helper.stop_orphan`): the process groups signalled (empty: none left).
+
+        :raises RunAsError: refused (its agent or supervisor is alive, an owner the
+            helper never runs as, ...)."""
+        return [int(g) for g in self._call({"op": "stop_orphan", "run": run_id})["stopped"]]
+
     def channel(self) -> RunAs:
         """A new client of the same helper, on a socket of its own: for a process this
         one forks (an agent of the fork server), which must not share this socket (the
@@ -836,6 +975,20 @@ class RunAs:
                 os.close(fd)
             raise RunAsError("the run-as helper sent no channel")
         return RunAs.attach(fds[0], int(answer["pid"]), self.timeout)
+
+    @property
+    def gone(self) -> str | None:
+        """Why the helper can no longer answer (it exited, or this client is closed), as
+        far as this client has read; None while it may."""
+        return "the run-as helper is closed" if self._sock is None else self._gone
+
+    def forget(self) -> None:
+        """In a forked process that does not use this client (another has a channel of
+        its own): close the socket here, never waiting for the helper."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._proc = None
 
     def fileno(self) -> int:
         """The socket to the helper, for a selector: readable when exits arrive."""

@@ -30,6 +30,7 @@ from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.runtime.notebook import GO_FD_ENV, PARAMETERS_ENV  # not at the instant
+from hermes_cron_ext.runtime.runas import NOTEBOOK_REFUSAL, Process, RunAs, RunAsError
 from hermes_cron_ext.store import output
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 HEARTBEAT_INTERVAL = float(os.environ.get("HERMES_CRON_HEARTBEAT", "2.0"))
 EXIT_DRAIN = 1.0  # after the payload exits, read what its children still write for this long
+#: seconds the run-as helper has to tell the exit of a payload whose process is gone
+EXIT_TOLD = 10.0
 
 def upstream_parameters(spec: dict, upstream: dict, given: dict) -> dict:
     """What a downstream notebook is told of the run that triggered it: always
@@ -103,11 +106,13 @@ def payload_launch(store, run, base: Mapping[str, str] | None = None,
     Store reads (secrets, upstream artifacts) happen here, before the instant. *base*:
     the environment the payload starts from, this process's by default; the run-as
     helper (``runas.py``) gives the owner's login environment, whose HOME ``~`` in the
-    cwd then means.
+    cwd then means. The scheduler's own credentials (:data:`SERVICE_ENV`, ``JUPYTERHUB_*``)
+    are left out of it.
 
     :raises ValueError: the spec names an unknown kind."""
     spec = run.spec
-    env = dict(os.environ if base is None else base)
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not _service_secret(k)}
     if "PATH" not in (spec.get("env") or {}):
         env["PATH"] = python_path(spec, env.get("PATH"))
     env.update(spec.get("env") or {})
@@ -148,6 +153,17 @@ def payload_launch(store, run, base: Mapping[str, str] | None = None,
     return payload_argv(spec, store.artifact_path(run.id)), env, cwd
 
 
+#: The scheduling process's own credentials and hub settings (a hub service's token, a
+#: hub user's server's, the token hermes-cron reaches a server with): never inherited
+#: by a payload. A job that needs one names it in its own env or secret_env.
+SERVICE_ENV_PREFIXES = ("JUPYTERHUB_",)
+SERVICE_ENV = frozenset({"JPY_API_TOKEN", "HERMES_CRON_TOKEN"})
+
+
+def _service_secret(name: str) -> bool:
+    return name in SERVICE_ENV or name.startswith(SERVICE_ENV_PREFIXES)
+
+
 def upstream_artifact(store, run_id: str) -> str | None:
     """The executed notebook of an upstream notebook run, as a local file: the one
     it wrote here, or a copy of the store's (its run was on another host)."""
@@ -173,6 +189,62 @@ def killpg(pgid: int, sig: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def owned(store, run) -> bool:
+    """Whether *run*'s job has an owner (a hub user): with run-as on, its payload starts
+    as that owner through the run-as helper, never as the service. A job gone meanwhile
+    counts as owned (never run as the service; the start check drops its run)."""
+    from hermes_cron_ext.errors import NotFound
+
+    if "owner" in (run.spec or {}):
+        return bool(run.spec["owner"])
+    try:
+        return bool(patiently(store.get_job, run.job_id, limit=60).owner)
+    except NotFound:
+        return True
+
+
+def signal_payload(proc, sig: int) -> bool:
+    """Signal a payload's process group: through the run-as helper for one it started
+    (the service may not signal another user's processes), else ourselves. False when
+    the group is gone, or the helper cannot be asked (said on stderr)."""
+    if isinstance(proc, Process):
+        try:
+            return proc.killpg(sig)
+        except RunAsError as exc:
+            _complain(f"run {proc.run_id}: {_signal_name(sig)} not sent through the run-as "
+                      f"helper: {exc}")
+            return False
+    return killpg(proc.pid, sig)
+
+
+def exit_fd(proc) -> int | None:
+    """A pidfd that is readable once *proc* has ended; None when it has ended already. A
+    payload the run-as helper started is the helper's child, which reaps it at once:
+    its end is asked of the helper first, so the pid is never one reused since."""
+    if isinstance(proc, Process):
+        try:
+            if proc.poll() is not None:
+                return None
+        except RunAsError:  # the helper is gone: the pidfd still tells the end
+            pass
+        try:
+            return os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            return None
+    return os.pidfd_open(proc.pid)
+
+
+def exit_status(proc) -> int | str:
+    """The return code of *proc*, which has ended (``Popen.returncode``'s sign); for a
+    payload the run-as helper started and whose exit it did not tell, why not."""
+    if not isinstance(proc, Process):
+        return proc.wait()
+    try:
+        return proc.wait(EXIT_TOLD)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"its exit status is unknown: {exc}"
 
 
 def _signal_name(num: int) -> str:
@@ -272,10 +344,17 @@ class Payload:
 
 
 class Supervisor:
-    def __init__(self, store, run_id: str, heartbeat: float = HEARTBEAT_INTERVAL):
+    """*runas*: this process's channel to the run-as helper, when run-as is on (a run of
+    a job with an owner starts as that owner through it); *runas_error*: why there is
+    none while run-as is on (such runs are then recorded failed with it)."""
+
+    def __init__(self, store, run_id: str, heartbeat: float = HEARTBEAT_INTERVAL,
+                 runas: RunAs | None = None, runas_error: str | None = None):
         self.store = store
         self.run_id = run_id
         self.heartbeat = heartbeat
+        self.runas, self.runas_error = runas, runas_error
+        self.owned = False  # the run's payload starts as its job's owner
         self.stop_reason: str | None = None  # "cancelled" or "timed_out"
         self._progress = Progress()
         self._wake_r, self._wake_w = os.pipe()
@@ -301,6 +380,8 @@ class Supervisor:
                   "started; not running it", file=sys.stderr)
             return 0
         run = store.get_run(run_id)
+        if self.runas is not None or self.runas_error is not None:
+            self.owned = owned(store, run)
         # a notebook's kernel starts now, in the lead before the slot, and waits for "go"
         warm = self._spawn(run, warm=True) if run.spec.get("kind") == "notebook" else None
         try:
@@ -394,6 +475,8 @@ class Supervisor:
     def _spawn(self, run, warm: bool = False) -> Payload | Exception:
         """Start the payload; *warm*: a notebook runner that starts its kernel and waits
         for :meth:`Payload.go`. An exception returned says why it cannot start."""
+        if self.owned:
+            return self._spawn_as_owner(run)
         go_r: int | None = None
         go_w: int | None = None
         try:
@@ -413,6 +496,20 @@ class Supervisor:
             if go_r is not None:
                 os.close(go_r)
         return Payload(proc, go_w)
+
+    def _spawn_as_owner(self, run) -> Payload | Exception:
+        """Start the payload as the run's owner, through the run-as helper (which takes
+        the command, the account and the environment from the store); never as this
+        process's account. A notebook cannot yet: its runner writes the executed notebook
+        beside the service's store."""
+        if run.spec.get("kind") == "notebook":
+            return RunAsError(NOTEBOOK_REFUSAL)
+        if self.runas is None:
+            return RunAsError(self.runas_error or "no run-as helper")
+        try:
+            return Payload(self.runas.popen(run.id))
+        except OSError as exc:  # RunAsError: the helper's reason
+            return exc
 
     def _execute(self, run, payload: Payload | Exception | None = None) -> int:
         spec, store = run.spec, self.store
@@ -440,13 +537,13 @@ class Supervisor:
         try:
             if not payload.warm and not patiently(store.mark_running, run.id, started,
                                                   proc.pid, limit=60):
-                self._killpg(proc.pid, signal.SIGKILL)  # ended meanwhile
-                proc.wait()
+                signal_payload(proc, signal.SIGKILL)  # ended meanwhile
+                exit_status(proc)
                 return 0
             status, exit_code, reason = self._watch(proc, spec, writer)
         except BaseException as exc:  # never leave the run without a final status
             reason = f"supervisor error: {exc!r}"
-            self._killpg(proc.pid, signal.SIGKILL)
+            signal_payload(proc, signal.SIGKILL)
             raise
         finally:
             payload.close()
@@ -469,8 +566,9 @@ class Supervisor:
         for fd in streams:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
-        pidfd = os.pidfd_open(proc.pid)
-        sel.register(pidfd, selectors.EVENT_READ)
+        pidfd = exit_fd(proc)
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
         start = time.monotonic()
         timeout = spec.get("timeout")
@@ -478,7 +576,8 @@ class Supervisor:
         deadline = start + timeout if timeout else None
         next_beat = start + self.heartbeat
         last_beat = start
-        kill_at = exited_at = None
+        kill_at = None
+        exited_at = None if pidfd is not None else start  # ended before it was watched
         last_err = b""
         stopping = None
         while True:
@@ -522,11 +621,11 @@ class Supervisor:
                         else "cancelled")
                 writer.system(f"\n[hermes-cron: {what}; sending SIGTERM to the process group, "
                               f"SIGKILL in {grace:g} s]\n")
-                self._killpg(proc.pid, signal.SIGTERM)
+                signal_payload(proc, signal.SIGTERM)
                 kill_at = now + grace
                 deadline = None
             if kill_at is not None and now >= kill_at:
-                if self._killpg(proc.pid, signal.SIGKILL):
+                if signal_payload(proc, signal.SIGKILL):
                     writer.system("[hermes-cron: sent SIGKILL to the process group]\n")
                 kill_at = None if exited_at is not None else now + grace
             if now >= next_beat or (progress.changed and now - last_beat >= 0.5):
@@ -545,20 +644,26 @@ class Supervisor:
                 next_beat = now + self.heartbeat
             if exited_at is not None:
                 if stopping:  # take the rest of the group down with the leader
-                    self._killpg(proc.pid, signal.SIGKILL)
+                    signal_payload(proc, signal.SIGKILL)
                 if not streams or now >= exited_at + EXIT_DRAIN:
                     break
         sel.close()
-        os.close(pidfd)
-        rc = proc.wait()
+        if pidfd is not None:
+            os.close(pidfd)
+        rc = exit_status(proc)
         for f in (proc.stdout, proc.stderr):
             f.close()
+        if isinstance(rc, str):
+            return "failed", None, rc
         return outcome(rc, stopping, timeout, writer, last_err)
 
 
-def supervise(db: str, run_id: str, relay: str | None = None) -> int:
+def supervise(db: str, run_id: str, relay: str | None = None, runas: RunAs | None = None,
+              runas_error: str | None = None) -> int:
     """Entry point for a fresh process or a forked child; *relay* is the socket of the
-    fork server's PostgreSQL relay, used instead of a connection of our own."""
+    fork server's PostgreSQL relay, used instead of a connection of our own. *runas*:
+    this process's own channel to the run-as helper while run-as is on (closed here at
+    the end), *runas_error* why there is none (see :class:`Supervisor`)."""
     from hermes_cron_ext.store import open_store
 
     store: Store | RelayClient
@@ -570,7 +675,7 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
         store = open_store(db)
     forked: list[int] = []
     try:
-        code = Supervisor(store, run_id).run()
+        code = Supervisor(store, run_id, runas=runas, runas_error=runas_error).run()
         # a pipeline or a backfill: this warm process goes on as the supervisor of a run
         # its run's end queued (a ticker would start it at its next pass, up to a second
         # later, if one is alive at all); other runs it queued (fan-out) go to forks of it
@@ -578,11 +683,14 @@ def supervise(db: str, run_id: str, relay: str | None = None) -> int:
             run_id, *others = taken
             if others:
                 _before_fork(store)
-            forked += [_fork_supervisor(db, other, relay) for other in others]
-            code = Supervisor(store, run_id).run()
+            forked += [_fork_supervisor(db, other, relay, runas, runas_error)
+                       for other in others]
+            code = Supervisor(store, run_id, runas=runas, runas_error=runas_error).run()
         return code
     finally:
         store.close()
+        if runas is not None:
+            runas.close(timeout=2.0)
         for pid in forked:  # those that ended are reaped; init takes the others on
             try:
                 os.waitpid(pid, os.WNOHANG)
@@ -604,18 +712,56 @@ def _before_fork(store) -> None:
         store.close()
 
 
-def _fork_supervisor(db: str, run_id: str, relay: str | None) -> int:
+def _fork_supervisor(db: str, run_id: str, relay: str | None, runas: RunAs | None = None,
+                     runas_error: str | None = None) -> int:
     """Supervise *run_id* in a fork of this warm process (a fraction of a millisecond;
-    nothing waits for it). The fork opens a store of its own and never touches ours."""
+    nothing waits for it). The fork opens a store of its own and never touches ours, and
+    asks the run-as helper on a channel of its own."""
+    channel, why = child_channel(runas, runas_error)
     pid = os.fork()
     if pid:
+        if channel is not None:
+            channel.forget()
         return pid
     code = 1
     try:
         os.setsid()  # a session of its own, like every supervisor
-        code = supervise(db, run_id, relay)
+        if runas is not None:
+            runas.forget()
+        code = supervise(db, run_id, relay, channel, why)
     finally:
         os._exit(code)
+
+
+def child_channel(runas: RunAs | None, runas_error: str | None
+                  ) -> tuple[RunAs | None, str | None]:
+    """What a process about to fork a supervisor or an agent hands it: a channel of its
+    own to the run-as helper, or why there is none while run-as is on; ``(None, None)``
+    while it is off."""
+    if runas is None:
+        return None, runas_error
+    try:
+        return runas.channel(), None
+    except RunAsError as exc:
+        return None, f"the run-as helper cannot be reached: {exc}"
+
+
+def standalone(db: str, run_id: str) -> int:
+    """A supervisor started on its own (``hermes-cron run`` with no ticker alive): with
+    run-as on (``$HERMES_CRON_RUN_AS``), it starts a helper of its own."""
+    import shlex
+
+    from hermes_cron_ext.runtime.runas import run_as_argv
+
+    argv = run_as_argv(None)
+    runas = error = None
+    if argv:
+        try:
+            runas = RunAs(argv)
+        except Exception as exc:  # noqa: BLE001 - its runs of owned jobs fail with it
+            error = f"the run-as helper cannot start ({shlex.join(argv)}): {exc}"
+            _complain(error)
+    return supervise(db, run_id, None, runas, error)
 
 
 #: Where ``python -m hermes_cron_ext.runtime.supervisor RUN_ID`` finds its store (not on the
@@ -627,12 +773,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     db = os.environ.pop(SUPERVISE_DB_ENV, None)
     if len(argv) == 1 and db:
-        return supervise(db, argv[0])
+        return standalone(db, argv[0])
     if len(argv) != 2:
         print("usage: python -m hermes_cron_ext.runtime.supervisor [DB] RUN_ID (DB: else "
               f"${SUPERVISE_DB_ENV})", file=sys.stderr)
         return 2
-    return supervise(argv[0], argv[1])
+    return standalone(argv[0], argv[1])
 
 
 if __name__ == "__main__":

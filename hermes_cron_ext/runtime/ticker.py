@@ -33,12 +33,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
-from typing import Final, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
 
 from hermes_cron_ext.domain.models import Run, iso
 from hermes_cron_ext.domain.models import Ticker as TickerRow
-from hermes_cron_ext.errors import InvalidInput
+from hermes_cron_ext.errors import InvalidInput, NotFound
 from hermes_cron_ext.events import EventBroker, broker_for
 from hermes_cron_ext.processes import hostname, process_alive
 from hermes_cron_ext.runtime.executor import Executor, LocalExecutor
@@ -74,13 +74,15 @@ class _Unknown(enum.Enum):
 _UNKNOWN: Final = _Unknown.UNKNOWN
 
 
-def make_executor(spec: Executor | str | None, store: AsyncStore) -> Executor:
+def make_executor(spec: Executor | str | None, store: AsyncStore,
+                  run_as: Sequence[str] = ()) -> Executor:
     """The executor named by *spec*: ``None``, ``""`` or ``"local"`` for supervisors on
-    this machine (the default), ``"dask://HOST:PORT"`` for a Dask cluster."""
+    this machine (the default), ``"dask://HOST:PORT"`` for a Dask cluster. *run_as*: the
+    local executor's run-as helper command (see ``executor.py``)."""
     if isinstance(spec, Executor):
         return spec
     if not spec or spec == "local":
-        return LocalExecutor(store.sync.url, store.sync.logs_dir)
+        return LocalExecutor(store.sync.url, store.sync.logs_dir, run_as)
     if spec.startswith(("dask://", "dask+tls://", "tcp://", "tls://")):
         try:
             from hermes_cron_ext.runtime.executor_dask import DaskExecutor
@@ -152,16 +154,26 @@ def stop_orphaned_payload(run: Run, groups: dict[str, set[int]] | None = None) -
     return stopped
 
 
+#: why a run of a job with an owner is not sent to an executor other than the local one
+#: while run-as is on
+RUN_AS_LOCAL_ONLY = ("runs of jobs with an owner run as their owner on this host's local "
+                     "executor only (run-as); executor {} would run it as its own account")
+
+
 class Ticker:
+    """*run_as*: the run-as helper's command (``c.HermesCron.run_as``, ``hermes-cron
+    daemon --run-as``): runs of jobs with an owner start as that owner (``runas.py``)."""
+
     def __init__(self, store: AsyncStore, executor: Executor | str | None = None, *,
                  kind: str = "daemon", lead: float = 2.0, poll: float = 1.0,
                  reconcile_every: float = HEARTBEAT_INTERVAL, gc_every: float = 3600.0,
                  notify_url: str | None = None, clock=time.time,
-                 broker: EventBroker | None = None):
+                 broker: EventBroker | None = None, run_as: Sequence[str] = ()):
         self.store = store
         #: wakes this ticker when another process (or this server's API) changes a job
         self.broker = broker or broker_for(store.sync)
-        self.executor = make_executor(executor, store)  # for jobs that name none
+        self.run_as = list(run_as)
+        self.executor = make_executor(executor, store, self.run_as)  # for jobs that name none
         #: executors jobs name ("local", "dask://..."), made on first use
         self.executors: dict[str, Executor] = {}
         if isinstance(self.executor, LocalExecutor):
@@ -179,8 +191,8 @@ class Ticker:
         #: this ticker's row in the tickers table, from :meth:`register` to :meth:`stop`
         self.info: TickerRow | None = None
         self.fired = 0
-        #: why ticker passes fail now ({"since", "error"}), or None
-        self.fault: dict | None = None
+        #: why ticker passes fail now ({"since", "error"}), or None (see :attr:`fault`)
+        self._fault: dict | None = None
         self._failed_pass = False
         self._wake = asyncio.Event()
         self._poked = False
@@ -200,6 +212,22 @@ class Ticker:
         #: runs may be active in the store: reconcile them (False once a reconcile
         #: found none, until the store changes or this ticker starts one)
         self._maybe_active = True
+
+    @property
+    def fault(self) -> dict[str, Any] | None:
+        """What is wrong with this ticker now (``{"since", "error"}``): its passes fail
+        (it cannot write to the store), or the run-as helper cannot start (runs of jobs
+        with an owner are recorded failed); None when nothing is."""
+        return self._fault if self._fault is not None else self.runas_fault
+
+    @property
+    def runas_fault(self) -> dict[str, Any] | None:
+        """Why the run-as helper cannot start (``{"since", "error"}``), or None."""
+        for executor in (self.executor, *self.executors.values()):
+            fault = getattr(executor, "runas_fault", None)
+            if fault is not None:
+                return fault
+        return None
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -301,9 +329,9 @@ class Ticker:
         now = self.clock() if now is None else now
         lead = self.lead if lead is None else lead
         cause = None
-        if self.fault is not None:  # slots missed while we could not write were not ours
+        if self._fault is not None:  # slots missed while we could not write were not ours
             cause = (f"the ticker ({self.kind}, pid {os.getpid()}) could not write to the "
-                     f"store since {iso(self.fault['since'])}: {self.fault['error']}")
+                     f"store since {iso(self._fault['since'])}: {self._fault['error']}")
         runs = await self.store.claim_due(now + lead, now, self.info.id if self.info
                                           else "anonymous", cause)
         if runs:
@@ -311,8 +339,12 @@ class Ticker:
             batches: dict[Executor, list[Run]] = {}
             for run in runs:
                 batches.setdefault(self.executor_for(run), []).append(run)
+            if self.run_as:
+                await self._keep_owned_runs_local(batches)
             failed = None
             for executor, batch in batches.items():
+                if not batch:  # all recorded failed (run-as)
+                    continue
                 try:
                     await executor.start_many(batch)
                 except Exception as exc:  # one unreachable cluster must not stall the rest
@@ -320,6 +352,31 @@ class Ticker:
             if failed is not None:
                 raise failed
         return runs
+
+    async def _keep_owned_runs_local(self, batches: dict[Executor, list[Run]]) -> None:
+        """Run-as is on: a run of a job with an owner is never sent to an executor other
+        than the local one (a Dask worker would run it as its own account); it is
+        recorded failed with the reason instead."""
+        for executor, batch in batches.items():
+            if isinstance(executor, LocalExecutor) or not batch:
+                continue
+            keep = []
+            for run in batch:
+                try:
+                    owner = (await self.store.get_job(run.job_id)).owner
+                except NotFound:
+                    owner = None  # deleted: its run goes nowhere
+                if owner == "":
+                    keep.append(run)
+                    continue
+                reason = RUN_AS_LOCAL_ONLY.format(run.spec.get("executor"))
+                log.error("hermes-cron: run %s of job %s not started: %s", run.id, run.job_id,
+                          reason)
+                try:
+                    await self.store.finish_run(run.id, "failed", None, reason=reason)
+                except NotFound:
+                    pass
+            batch[:] = keep
 
     async def close_executors(self) -> None:
         """Stop handing out runs; supervisors already started go on."""
@@ -333,7 +390,7 @@ class Ticker:
             return self.executor
         if spec not in self.executors:
             try:
-                self.executors[spec] = make_executor(spec, self.store)
+                self.executors[spec] = make_executor(spec, self.store, self.run_as)
             except InvalidInput as exc:  # e.g. no dask.distributed on this host
                 log.error("hermes-cron: runs of job %s cannot start: %s", run.job_id, exc)
                 self.executors[spec] = Unavailable(spec, str(exc), self.store)
@@ -353,16 +410,39 @@ class Ticker:
         for run in active:
             reason = self._lost_reason(run, now, oldest)
             if reason and run.host == self.host and (run.payload_pid or run.pid):
-                # its payload may outlive it: stop it, so a retry never runs beside it
-                if groups is None:
-                    groups = await asyncio.to_thread(payload_groups)
-                stopped = stop_orphaned_payload(run, groups)
-                if stopped:
-                    reason += f"; its payload (process group {stopped}) was stopped"
+                # its payload may outlive it: stop it, so a retry never runs beside it;
+                # one that runs as its job's owner, through the run-as helper (this
+                # process may neither see another user's environment nor signal it)
+                owned = await self._stop_owned_payload(run) if self.run_as else None
+                if owned is not None:
+                    reason += (f"; its payload (process group {owned}) was stopped by the "
+                               "run-as helper")
+                else:
+                    if groups is None:
+                        groups = await asyncio.to_thread(payload_groups)
+                    stopped = stop_orphaned_payload(run, groups)
+                    if stopped:
+                        reason += f"; its payload (process group {stopped}) was stopped"
             if reason and await self.store.mark_lost(run.id, reason, run.pid):
                 lost.append(run.id)
                 log.warning("hermes-cron: run %s of job %s lost: %s", run.id, run.job_id, reason)
         return lost
+
+    async def _stop_owned_payload(self, run: Run) -> int | None:
+        """A lost run's payload that runs as its job's owner: this process can neither
+        read its environment nor signal it, so the run-as helper finds and stops it (as
+        the owner); the first group it stopped, or None (nothing left, or the job has no
+        owner: its payload ran as this service, which stops it itself)."""
+        local = self.executors.get("local", self.executor)
+        if not isinstance(local, LocalExecutor):
+            return None
+        try:
+            stopped = await local.stop_orphan(run.id)
+        except OSError as exc:  # refused (no owner: nothing of it runs as another), gone
+            log.debug("hermes-cron: run %s: the run-as helper stopped nothing: %s", run.id,
+                      exc)
+            return None
+        return stopped[0] if stopped else None
 
     def _lost_reason(self, run: Run, now: float, oldest_ticker: float) -> str | None:
         """Why *run* is lost, or None. *oldest_ticker*: when the longest-running live
@@ -418,12 +498,12 @@ class Ticker:
         reason of slots missed meanwhile; log it once, not on every pass."""
         error = str(exc) or type(exc).__name__
         self._failed_pass = True
-        if self.fault is None:
-            self.fault = {"since": self.clock(), "error": error}
+        if self._fault is None:
+            self._fault = {"since": self.clock(), "error": error}
             log.error("hermes-cron: ticker pass failed; trying again every second",
                       exc_info=exc)
-        elif self.fault["error"] != error:
-            self.fault["error"] = error
+        elif self._fault["error"] != error:
+            self._fault["error"] = error
             log.error("hermes-cron: ticker pass still failing: %s", error)
 
     def _sleep(self, due: float | None, lead: float) -> float:
@@ -477,7 +557,7 @@ class Ticker:
                 now = self.clock()
                 changed = await self._changed(now)
                 due = self._due
-                read = (changed or woken or self._dirty or self.fault is not None
+                read = (changed or woken or self._dirty or self._fault is not None
                         or due is _UNKNOWN or (due is not None and due <= now + MAX_LEAD))
                 ticked = False
                 lead = self.lead
@@ -496,11 +576,11 @@ class Ticker:
                     due = self._due = await self.store.next_wakeup()  # retries of lost runs
                 assert due is not _UNKNOWN  # then this pass has read it
                 delay = self._sleep(due, lead)
-                if self.fault is not None and not self._failed_pass:
+                if self._fault is not None and not self._failed_pass:
                     log.warning("hermes-cron: the ticker writes to the store again (it could "
-                                "not since %s: %s)", iso(self.fault["since"]),
-                                self.fault["error"])
-                    self.fault = None
+                                "not since %s: %s)", iso(self._fault["since"]),
+                                self._fault["error"])
+                    self._fault = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bad pass is told; the loop goes on

@@ -77,6 +77,15 @@ class HermesCron(ExtensionApp):
              "'dask://HOST:PORT'); the API refuses any other (400) and the ticker records "
              "a run of a job naming another failed instead of contacting it. The default "
              "executor (c.HermesCron.executor) is always allowed. Default: local only.")
+    run_as = List(
+        Unicode(), [], config=True,
+        help="On a hub whose users are Unix accounts: the command that starts the run-as "
+             "helper, e.g. ['sudo', '-n', '/opt/hermes/bin/python', '-I', '-m', "
+             "'hermes_cron_ext.runtime.runas', 'serve'] (that exact line allowed in "
+             "sudoers). Runs of jobs with an owner then start as that owner (uid, groups, "
+             "home, a login environment), never as this service's account; when the "
+             "helper cannot start they are recorded failed. Empty: off (default: "
+             "$HERMES_CRON_RUN_AS, shell-quoted).")
 
     switch_interval = Float(
         0.001, config=True,
@@ -99,7 +108,7 @@ class HermesCron(ExtensionApp):
                 self.db or None, kind="server", tick=self.ticker, executor=self.executor,
                 executors=list(self.executors), lead=self.lead, poll=self.poll,
                 notify_url=self.notify_url or None, allow_private_urls=self.allow_private_urls,
-                default_tz=self.timezone or None)
+                default_tz=self.timezone or None, run_as=list(self.run_as))
         except HermesCronError as exc:  # corrupt file, unreachable server: say so, loudly
             self.unavailable = exc.message
             self.log.error("hermes-cron: the scheduler is off: %s", exc.message)

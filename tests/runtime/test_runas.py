@@ -30,50 +30,13 @@ from hermes_cron_ext.processes import hostname
 from hermes_cron_ext.runtime.runas import CONFIG_ENV, RunAs, RunAsError
 from hermes_cron_ext.store import open_store
 from tests.conftest import wait_for
+from tests.runtime import runas_support
+from tests.runtime.runas_support import ALICE, BOB, NEEDS_ROOT, SYSTEM, TEAM, TOOR, quiet
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it makes Unix accounts and "
-                                                 "starts the run-as helper as root"),
-    pytest.mark.skipif(shutil.which("useradd") is None, reason="needs useradd (passwd)"),
-]
+pytestmark = NEEDS_ROOT
+accounts = runas_support.accounts  # the module's Unix accounts (a fixture)
 
-ALICE, BOB, SYSTEM, TEAM = "hc-alice", "hc-bob", "hc-sys", "hc-team"
-TOOR = "hc-toor"  # uid 0 by another name (locked: useradd sets no password)
 SECRET = "s3cr3t-6f1c2a9e-value"
-
-
-def _quiet(*argv: str) -> None:
-    subprocess.run(argv, capture_output=True, check=False)
-
-
-def _drop_accounts() -> None:
-    for name in (ALICE, BOB, SYSTEM):
-        _quiet("userdel", "-r", name)
-    _quiet("userdel", "-f", TOOR)  # -f: processes run as uid 0, of course
-    _quiet("groupdel", TEAM)
-
-
-@pytest.fixture(scope="module")
-def accounts():
-    """hc-alice (also in hc-team) and hc-bob with homes (0700) under a temp folder, and
-    hc-sys, a system account (uid < UID_MIN); all removed afterwards."""
-    _drop_accounts()  # what a killed earlier run left
-    base = tempfile.mkdtemp(prefix="hc-runas-homes-")
-    os.chmod(base, 0o755)
-    try:
-        subprocess.run(["groupadd", TEAM], check=True)
-        subprocess.run(["useradd", "-m", "-d", f"{base}/{ALICE}", "-s", "/bin/sh",
-                        "-G", TEAM, ALICE], check=True)
-        subprocess.run(["useradd", "-m", "-d", f"{base}/{BOB}", "-s", "/bin/sh", BOB],
-                       check=True)
-        subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", SYSTEM],
-                       check=True)
-        for name in (ALICE, BOB):
-            os.chmod(pwd.getpwnam(name).pw_dir, 0o700)
-        yield {name: pwd.getpwnam(name) for name in (ALICE, BOB, SYSTEM)}
-    finally:
-        _drop_accounts()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 class World:
@@ -221,7 +184,7 @@ def test_a_root_account_by_another_name_is_refused(world, accounts):
         with pytest.raises(RunAsError, match="is root"):
             world.runas.popen(world.queue(TOOR, "id -un"))
     finally:
-        _quiet("userdel", "-f", TOOR)
+        quiet("userdel", "-f", TOOR)
     assert TOOR not in {p.pw_name for p in pwd.getpwall()}
 
 
