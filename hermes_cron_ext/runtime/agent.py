@@ -22,6 +22,14 @@ Runs that wait for a turn (overlap ``queue`` and ``replace``, catch-ups in order
 owed to their slot) and notebook runs (a warm kernel per run) still get a supervisor
 of their own, forked from here or from the fork server.
 
+With run-as on (``runas.py``), the runs of jobs with an owner are started by the
+run-as helper on the agent's channel to it, as their owner: primed the same way (the
+waiting shell is the owner's), a burst's others launched one by one, signals sent
+through it (the agent may not signal another user's processes), each exit noticed by
+its pidfd and its status told by the helper. The agent never builds their argv or
+environment, and never starts them itself: when the helper cannot be used they are
+recorded failed with the reason.
+
 What a crash costs (see ARCHITECTURE.md): a ``kill -9`` of the agent loses the runs it
 watches, never silently. Their payloads lose the reader of their output; the next
 reconcile of any ticker on this host finds the agent's pid gone, marks each of its

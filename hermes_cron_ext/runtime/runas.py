@@ -78,7 +78,15 @@ store holds. ``allow_groups`` narrows it to the hub's users.
 and :meth:`RunAs.events` for a ``selectors`` loop, :meth:`RunAs.popen` (a
 :class:`Process`: pipes made, ``pid``, ``stdout``, ``stderr``, ``poll``, ``wait``)
 for code written around ``subprocess.Popen``, and :meth:`RunAs.channel` /
-:meth:`RunAs.attach` for a forked process (one sudo and one helper per service).
+:meth:`RunAs.attach` for a forked process (one sudo and one helper per service),
+:meth:`RunAs.forget` in a forked process that uses another channel, and
+:meth:`RunAs.stop_orphan` for a ticker's reconcile.
+
+How the service uses it (``executor.py``, ``agent.py``, ``supervisor.py``, ``ticker.py``;
+docs/ARCHITECTURE.md, "Runs as their owner"): the ticker's local executor starts the
+helper once and hands each fork server a channel, which gives each agent and supervisor
+a channel of its own; runs of jobs with an owner start through it, the service's own
+jobs as before.
 """
 
 from __future__ import annotations

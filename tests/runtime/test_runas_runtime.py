@@ -10,8 +10,11 @@ does; runs of a job owned by root or by no account are recorded failed with the
 helper's refusal, a notebook run of an owned job with its own reason; the service's hub
 token reaches no run; a helper that cannot start leaves the service's own jobs running
 and fails the owned ones, never running them as the service, and says so in the log and
-as the ticker's fault; after a restart, a lost run's payload that runs as its owner is
-stopped through the new helper; with run-as off, owned jobs run as they always did."""
+as the ticker's fault until it can start; a killed helper costs the exit status of the
+runs in flight and is replaced; after a restart, a lost run's payload that runs as its
+owner is stopped through the new helper (``stop_orphan``, as the owner, nothing else);
+owned runs go to no Dask executor; a one-off ``hermes-cron run`` with no ticker alive
+runs as the owner too; with run-as off, owned jobs run as they always did."""
 
 from __future__ import annotations
 
@@ -386,6 +389,28 @@ def test_a_helper_that_cannot_start_is_the_tickers_fault_until_it_can(hub, accou
     assert (run.status, hub.output(run)) == ("succeeded", f"{ALICE}\n"), run.reason
 
 
+def test_a_killed_helper_costs_the_exit_status_of_runs_in_flight_and_is_replaced(hub,
+                                                                                   accounts):
+    """``kill -9`` of the helper (root's: only root can): alice's payload in flight runs
+    to its end (its output kept), its exit status is lost; the next run of an owned job
+    starts through a new helper (and a new fork server)."""
+    job = hub.job(ALICE, "sleep 1.5; echo done")
+    running = hub.run_of(job, "running")
+    assert hub.current is not None
+    (helper,) = [pid for pid, line in processes_with(b"runtime.runas", "cmdline").items()
+                 if _parent(pid) == hub.current.pid]
+    os.kill(helper, signal.SIGKILL)
+    run = hub.run_of(job)
+    assert run.status == "failed" and run.reason.startswith(
+        "its exit status is unknown: the run-as helper is gone"), run.reason
+    assert hub.output(run) == "done\n" and run.id == running.id
+    after = hub.run_of(hub.job(ALICE, "id -un"))
+    assert (after.status, hub.output(after)) == ("succeeded", f"{ALICE}\n"), after.reason
+    (again,) = [pid for pid, line in processes_with(b"runtime.runas", "cmdline").items()
+                if _parent(pid) == hub.current.pid]
+    assert again != helper
+
+
 def test_after_a_restart_a_lost_runs_payload_is_stopped_through_the_new_helper(hub, accounts):
     """The daemon stops (its agent keeps the run), then the agent is killed: the run's
     helper exits with its last channel and alice's payload runs on, unwatched. The next
@@ -487,6 +512,11 @@ def test_fire_latency_of_owned_and_unowned_runs(hub, accounts):
         values.sort()
         print(f"\nfire latency, {owner} runs (n={len(values)}, date as the payload): p50 "
               f"{values[len(values) // 2] * 1e3:.2f} ms, max {values[-1] * 1e3:.2f} ms")
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
 
 
 def _uid(pid: int) -> int:
