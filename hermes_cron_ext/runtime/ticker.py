@@ -41,7 +41,7 @@ from hermes_cron_ext.domain.models import Ticker as TickerRow
 from hermes_cron_ext.errors import InvalidInput, NotFound
 from hermes_cron_ext.events import EventBroker, broker_for
 from hermes_cron_ext.processes import hostname, process_alive
-from hermes_cron_ext.runtime.executor import Executor, LocalExecutor
+from hermes_cron_ext.runtime.executor import Executor, LocalExecutor, Refused
 from hermes_cron_ext.runtime.notify import Notifier
 from hermes_cron_ext.runtime.supervisor import HEARTBEAT_INTERVAL
 from hermes_cron_ext.store import AsyncStore
@@ -358,8 +358,8 @@ class Ticker:
         than the local one (a Dask worker would run it as its own account); it is
         recorded failed with the reason instead."""
         for executor, batch in batches.items():
-            if isinstance(executor, LocalExecutor) or not batch:
-                continue
+            if isinstance(executor, (LocalExecutor, Refused, Unavailable)) or not batch:
+                continue  # (those two fail their runs with their own reason, contacting none)
             keep = []
             for run in batch:
                 try:

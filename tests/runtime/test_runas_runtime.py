@@ -4,17 +4,18 @@ run-as helper (as root here, directly, with a test configuration; ``sudo -n`` in
 production) and hands runs to its fork server, agents and supervisors.
 
 A scheduled run of alice's job runs as alice through a host agent, and a run that waits
-its turn (overlap ``queue``) through a supervisor; bob's job cannot read alice's private
-file; a timeout stops an owned run (TERM, then KILL, through the helper) and a cancel
-does; runs of a job owned by root or by no account are recorded failed with the
-helper's refusal, a notebook run of an owned job with its own reason; the service's hub
-token reaches no run; a helper that cannot start leaves the service's own jobs running
-and fails the owned ones, never running them as the service, and says so in the log and
-as the ticker's fault until it can start; a killed helper costs the exit status of the
-runs in flight and is replaced; after a restart, a lost run's payload that runs as its
-owner is stopped through the new helper (``stop_orphan``, as the owner, nothing else);
-owned runs go to no Dask executor; a one-off ``hermes-cron run`` with no ticker alive
-runs as the owner too; with run-as off, owned jobs run as they always did."""
+its turn (overlap ``queue``) or replaces another (``replace``) through a supervisor;
+bob's job cannot read alice's private file; a timeout stops an owned run (TERM, then
+KILL, through the helper) and a cancel does; runs of a job owned by root or by no
+account are recorded failed with the helper's refusal, a notebook run of an owned job
+with its own reason; the service's hub token reaches no run; a helper that cannot start
+leaves the service's own jobs running and fails the owned ones, never running them as
+the service, and says so in the log and as the ticker's fault until it can start; a
+killed helper costs the exit status of the runs in flight and is replaced; after a
+restart, a lost run's payload that runs as its owner is stopped through the new helper
+(``stop_orphan``, as the owner, nothing else); owned runs go to no Dask executor; a
+one-off ``hermes-cron run`` with no ticker alive runs as the owner too; with run-as
+off, owned jobs run as they always did."""
 
 from __future__ import annotations
 
@@ -210,6 +211,22 @@ def test_a_run_that_waits_its_turn_runs_as_alice_through_a_supervisor(hub, accou
     for run in done:
         assert (run.status, hub.output(run)) == ("succeeded", f"{ALICE}\n"), run.reason
     assert done[1].started_at >= done[0].finished_at  # it waited its turn
+
+
+def test_a_run_that_replaces_another_stops_it_and_runs_as_alice(hub, accounts):
+    """Overlap ``replace``: the new run's supervisor has the running one cancelled (its
+    agent or supervisor stops alice's payload through the helper), then runs."""
+    flag = f"replaced-{time.time_ns()}"
+    job = hub.job(ALICE, f"if [ -e {flag} ]; then echo second=$(id -un); else touch {flag}; "
+                         "echo first; sleep 60; fi", overlap="replace")
+    first = hub.run_of(job, "running")
+    wait_for(lambda: "first" in hub.output(first), 10, what="the first run's payload")
+    second = hub.store.request_run(job.id)
+    done = [wait_for(lambda r=r: (x := hub.store.get_run(r.id)).status in FINAL and x, 30,
+                     what="the runs to end") for r in (first, second)]
+    assert (done[0].status, done[0].reason) == ("cancelled", f"replaced by run {second.id}")
+    assert (done[1].status, hub.output(done[1])) == ("succeeded", f"second={ALICE}\n")
+    assert not _left(done[0])
 
 
 @pytest.mark.parametrize("overlap", ["forbid", "queue"])
