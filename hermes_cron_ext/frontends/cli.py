@@ -579,12 +579,13 @@ def cmd_tick(args, ops: Operations) -> int:
 
 
 def cmd_hub_service(args) -> int:
-    """The JupyterHub service for every hub user (``server/hub.py``), as the hub starts
-    it; options after the command go to its Jupyter server (``--HermesCron.x=...``)."""
-    from hermes_cron_ext.server.hub import main as hub_main
-
-    hub_main((["--db", args.db] if args.db else []) + list(args.rest))
-    return 0
+    """The JupyterHub service for every hub user, as the hub starts it; options after the
+    command go to its Jupyter server (``--HermesCron.x=...``). This process becomes the
+    service (``server/hub.py``: a front of its own, so the CLI execs it, not imports)."""
+    argv = [sys.executable, "-m", "hermes_cron_ext.server.hub",
+            *(["--db", args.db] if args.db else []), *args.rest]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
 
 
 def cmd_migrate(args, ops: Operations) -> int:
