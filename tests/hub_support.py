@@ -283,7 +283,8 @@ class HubDeployment:
 
 
 def hub_config(base: str, *, hub_port: int, service_port: int, admin_token: str,
-               store: str, account: str | None, users: dict[str, list[str]]) -> str:
+               store: str, account: str | None, users: dict[str, list[str]],
+               service_env: dict[str, str] | None = None) -> str:
     """jupyterhub_config.py for the tests: the deployment docs/jupyterhub.md describes
     (the service, its scopes, the users' and admins' roles), on loopback, with the
     in-memory proxy and the test's own admin service. *users*: role name -> users."""
@@ -293,7 +294,7 @@ def hub_config(base: str, *, hub_port: int, service_port: int, admin_token: str,
         "oauth_no_confirm": True,
         "oauth_client_allowed_scopes": [ADMIN_SCOPE],
         "cwd": os.path.dirname(store),
-        "environment": {"HERMES_CRON_HEARTBEAT": "0.5"},
+        "environment": {"HERMES_CRON_HEARTBEAT": "0.5", **(service_env or {})},
     }
     if account:
         service["user"] = account
@@ -323,17 +324,22 @@ c.JupyterHub.load_roles = [
       "scopes": [{ADMIN_SCOPE!r}, "access:services!service={SERVICE}"]}},
     # the test's own service: makes users, groups and their tokens
     {{"name": "test-admin", "services": ["test-admin"],
-      "scopes": ["admin:users", "admin:groups", "tokens", "read:services"]}},
+      "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens",
+                 "read:services"]}},
 ]
 """
 
 
 @contextlib.contextmanager
-def running_hub(*, admin_user: str = "dana") -> Iterator[HubDeployment]:
+def running_hub(*, admin_user: str = "dana",
+                extra: Callable[[dict[str, Any]], str] | None = None,
+                service_env: dict[str, str] | None = None) -> Iterator[HubDeployment]:
     """A hub with hermes-cron as its managed service, run as SERVICE_ACCOUNT when this
     process is root (else as ourselves). Folders: a 0755 TEMP_PREFIX folder holding
     ``hub/`` (root's: config, database, log), ``svc-home/`` and ``store/`` (the
-    service's, 0700)."""
+    service's, 0700). *extra* is given ``{"base", "store", "account", "service_url"}``
+    before the hub starts and returns more ``jupyterhub_config.py`` (users' servers);
+    *service_env* goes into the service's environment."""
     base = tempfile.mkdtemp(prefix=TEMP_PREFIX)
     os.chmod(base, 0o755)
     stack = contextlib.ExitStack()
@@ -351,11 +357,16 @@ def running_hub(*, admin_user: str = "dana") -> Iterator[HubDeployment]:
         admin_token = os.urandom(16).hex()
         store = os.path.join(store_dir, "cron.db")
         config = os.path.join(base, "hub", "jupyterhub_config.py")
+        service_url = f"http://127.0.0.1:{service_port}/services/{SERVICE}/"
         with open(config, "w") as f:
             f.write(hub_config(base, hub_port=hub_port, service_port=service_port,
                                admin_token=admin_token, store=store,
                                account=account.pw_name if account else None,
-                               users={"hermes-cron-admin": [admin_user]}))
+                               users={"hermes-cron-admin": [admin_user]},
+                               service_env=service_env))
+            if extra is not None:
+                f.write(extra({"base": base, "store": store, "account": account,
+                               "service_url": service_url}))
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("HERMES_CRON", "JUPYTER"))}
         env["JUPYTER_DATA_DIR"] = os.path.join(base, "hub", "data")
@@ -367,7 +378,7 @@ def running_hub(*, admin_user: str = "dana") -> Iterator[HubDeployment]:
         hub = HubDeployment(
             proc=proc, base=base, api=f"http://127.0.0.1:{hub_port}/hub/api",
             hub_url=f"http://127.0.0.1:{hub_port}",
-            service_url=f"http://127.0.0.1:{service_port}/services/{SERVICE}/",
+            service_url=service_url,
             admin_token=admin_token, store=store, account=account)
         stack.callback(_stop_hub, hub)
 
