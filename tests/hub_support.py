@@ -248,6 +248,7 @@ class HubDeployment:
     hub_url: str             # http://127.0.0.1:HUBPORT
     service_url: str         # http://127.0.0.1:PORT/services/hermes-cron/
     admin_token: str         # the test's own admin service (not hermes-cron's)
+    service_token: str       # hermes-cron's own hub token (its api_token in the config)
     store: str
     account: pwd.struct_passwd | None
     tokens: dict[str, str] = field(default_factory=dict)
@@ -284,7 +285,7 @@ class HubDeployment:
 
 def hub_config(base: str, *, hub_port: int, service_port: int, admin_token: str,
                store: str, account: str | None, users: dict[str, list[str]],
-               service_env: dict[str, str] | None = None) -> str:
+               service_env: dict[str, str] | None = None, service_token: str = "") -> str:
     """jupyterhub_config.py for the tests: the deployment docs/jupyterhub.md describes
     (the service, its scopes, the users' and admins' roles), on loopback, with the
     in-memory proxy and the test's own admin service. *users*: role name -> users."""
@@ -295,6 +296,7 @@ def hub_config(base: str, *, hub_port: int, service_port: int, admin_token: str,
         "oauth_client_allowed_scopes": [ADMIN_SCOPE],
         "cwd": os.path.dirname(store),
         "environment": {"HERMES_CRON_HEARTBEAT": "0.5", **(service_env or {})},
+        "api_token": service_token,
     }
     if account:
         service["user"] = account
@@ -354,7 +356,7 @@ def running_hub(*, admin_user: str = "dana",
             os.chown(store_dir, account.pw_uid, account.pw_gid)
             stack.enter_context(traversable([sys.executable, sys.prefix, HERE]))
         hub_port, service_port = free_port(), free_port()
-        admin_token = os.urandom(16).hex()
+        admin_token, service_token = os.urandom(16).hex(), os.urandom(16).hex()
         store = os.path.join(store_dir, "cron.db")
         config = os.path.join(base, "hub", "jupyterhub_config.py")
         service_url = f"http://127.0.0.1:{service_port}/services/{SERVICE}/"
@@ -363,7 +365,7 @@ def running_hub(*, admin_user: str = "dana",
                                admin_token=admin_token, store=store,
                                account=account.pw_name if account else None,
                                users={"hermes-cron-admin": [admin_user]},
-                               service_env=service_env))
+                               service_env=service_env, service_token=service_token))
             if extra is not None:
                 f.write(extra({"base": base, "store": store, "account": account,
                                "service_url": service_url}))
@@ -379,7 +381,8 @@ def running_hub(*, admin_user: str = "dana",
             proc=proc, base=base, api=f"http://127.0.0.1:{hub_port}/hub/api",
             hub_url=f"http://127.0.0.1:{hub_port}",
             service_url=service_url,
-            admin_token=admin_token, store=store, account=account)
+            admin_token=admin_token, service_token=service_token, store=store,
+            account=account)
         stack.callback(_stop_hub, hub)
 
         def up() -> bool:

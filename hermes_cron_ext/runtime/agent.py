@@ -70,10 +70,12 @@ from hermes_cron_ext.runtime.runas import Process, RunAs, RunAsError
 from hermes_cron_ext.runtime.supervisor import (
     EXIT_DRAIN,
     HEARTBEAT_INTERVAL,
+    NOT_AS_SERVICE,
     _complain,
     child_channel,
     exit_fd,
     exit_status,
+    foreign,
     outcome,
     owned,
     patiently,
@@ -96,6 +98,10 @@ CORES = os.cpu_count() or 1
 #: machine never has hundreds runnable at once. End of file on the pipe (the run
 #: skipped or cancelled, or the agent killed) makes the shell exit, the payload unrun.
 PRIMED = 2 * CORES
+#: ... and for runs of owned jobs (run-as on): the helper's launch (a fork, a setuid, an
+#: exec: ~3 ms each, one at a time) is what priming takes off the instant, so a hub's
+#: many users' runs due at one second are primed ahead, up to this many per agent
+PRIMED_OWNED = 64
 GO_SCRIPT = 'read _ && exec "$@" </dev/null'  # the pipe is its stdin until the exec
 #: seconds between tries to record a final status the store would not take
 OWED_RETRY = 5.0
@@ -337,12 +343,14 @@ class Agent:
             watch.owned = True
             if self.runas is None or self.runas.gone is not None:
                 watch.error = RunAsError(self.runas_error or "no run-as helper")
+        elif self.runas is None and self.runas_error is None and foreign(store, run):
+            watch.owned, watch.error = True, RunAsError(NOT_AS_SERVICE)  # fail closed
         else:
             try:  # what cannot be prepared is told at the instant, as "cannot start"
                 watch.argv, watch.env, watch.cwd = payload_launch(store, run)
             except Exception as exc:  # noqa: BLE001 - a secret unreadable, a bad spec
                 watch.error = exc
-        if len(self._primed) < PRIMED:
+        if len(self._primed) < (PRIMED_OWNED if watch.owned else PRIMED):
             self._prime(watch)
         self.waiting[run_id] = watch
         self._seq += 1

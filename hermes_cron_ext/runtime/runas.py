@@ -118,6 +118,10 @@ CONFIG_ENV = "HERMES_CRON_RUNAS_CONFIG"
 LOGIN_DEFS = "/etc/login.defs"
 #: accounts never run as, whatever the configuration adds
 ALWAYS_DENIED = frozenset({"root", "nobody"})
+#: groups whose members can become root (sudo, a container runtime): never run as one,
+#: whatever the configuration says
+PRIVILEGED_GROUPS = frozenset({"sudo", "wheel", "admin", "adm", "docker", "lxd", "libvirt",
+                               "disk", "shadow"})
 #: what a login shell's environment would carry over from the helper's (locale, zone)
 KEPT_ENV = ("LANG", "LANGUAGE", "TZ")
 MAX_MESSAGE = 65536
@@ -243,6 +247,10 @@ def account_for(owner: str, config: Config, uid_min: int) -> Account:
     groups = tuple(sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid))))
     if 0 in groups:
         raise Refused(f"the job's owner {owner!r} is in group 0 (root)")
+    privileged = sorted({_group_name(g) for g in groups} & PRIVILEGED_GROUPS)
+    if privileged:
+        raise Refused(f"the job's owner {owner!r} is in {', '.join(privileged)}, a group "
+                      "that can become root: the run-as helper never runs as such an account")
     if config.allow_groups:
         names = {_group_name(g) for g in groups}
         if not names & config.allow_groups:

@@ -205,6 +205,36 @@ def owned(store, run) -> bool:
         return True
 
 
+#: set (not "" or "0") where a hub's users may run as the service's own account (a team
+#: that trusts itself, no run-as helper): the one way a hub user's job runs as another
+SHARED_ENV = "HERMES_CRON_SHARED_ACCOUNT"
+NOT_AS_SERVICE = ("run-as is off here, and a hub user's job runs only as its owner: start "
+                  "the service with run-as (HERMES_CRON_RUN_AS, see docs/jupyterhub.md), or "
+                  f"let every job run as the service's account ({SHARED_ENV}=1)")
+
+
+def foreign(store, run) -> bool:
+    """Whether *run*'s job belongs to a hub user other than this process's account, so
+    this process, with no run-as helper, must not run it (fail closed: a CLI run by an
+    admin, a daemon started without run-as)."""
+    if os.environ.get(SHARED_ENV, "") not in ("", "0"):
+        return False
+    if not owned(store, run):
+        return False
+    owner = (run.spec or {}).get("owner")
+    if owner is None:
+        try:
+            owner = patiently(store.get_job, run.job_id, limit=60).owner
+        except Exception:  # noqa: BLE001 - gone: not ours to run
+            return True
+    try:
+        import pwd
+
+        return owner != pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return True
+
+
 def signal_payload(proc, sig: int) -> bool:
     """Signal a payload's process group: through the run-as helper for one it started
     (the service may not signal another user's processes), else ourselves. False when
@@ -382,6 +412,8 @@ class Supervisor:
         run = store.get_run(run_id)
         if self.runas is not None or self.runas_error is not None:
             self.owned = owned(store, run)
+        elif foreign(store, run):  # no helper here: recorded as a start it cannot make
+            self.owned, self.runas_error = True, NOT_AS_SERVICE
         # a notebook's kernel starts now, in the lead before the slot, and waits for "go"
         warm = self._spawn(run, warm=True) if run.spec.get("kind") == "notebook" else None
         try:

@@ -339,14 +339,54 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the descriptor the service's token is read from after its re-exec (see :func:`main`)
+TOKEN_FD_ENV = "HERMES_CRON_HUB_TOKEN_FD"
+#: the settings that turn run-as on, or allow a team to share the service's account
+RUN_AS_ENV, SHARED_ENV = "HERMES_CRON_RUN_AS", "HERMES_CRON_SHARED_ACCOUNT"
+NO_RUN_AS = (
+    "hermes-cron hub service: run-as is off, so every user's job would run as this "
+    "service's account, which can read every user's jobs, output and secrets. Turn "
+    f"run-as on (${RUN_AS_ENV} or --HermesCron.run_as, see docs/jupyterhub.md), or, "
+    f"for a team that trusts itself, set {SHARED_ENV}=1.")
+
+
+def _token_hidden(argv: list[str]) -> str:
+    """The hub's token for this service (also its OAuth client secret), read so that no
+    process can find it in this one's environment: a variable removed from
+    ``os.environ`` stays in ``/proc/PID/environ``, which every process of the same
+    account reads. So the service execs itself once without it, handing the token over
+    through a pipe, and reads it from there."""
+    fd = os.environ.pop(TOKEN_FD_ENV, None)
+    if fd is not None:
+        with os.fdopen(int(fd), "r") as f:
+            return f.read()
+    token = next((os.environ[name] for name in _SECRET_ENV if os.environ.get(name)), "")
+    if not token:
+        return ""
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    r, w = os.pipe()
+    os.write(w, token.encode())  # a few bytes: the pipe holds them
+    os.close(w)
+    os.set_inheritable(r, True)
+    env[TOKEN_FD_ENV] = str(r)
+    os.execve(sys.executable, [sys.executable, "-m", "hermes_cron_ext.server.hub", *argv],
+              env)
+    raise AssertionError("not reached")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Start the service as the hub asks (``hermes-cron hub-service``)."""
-    args, rest = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, rest = _parser().parse_known_args(argv)
+    run_as = os.environ.get(RUN_AS_ENV, "").strip() or any(
+        a.startswith("--HermesCron.run_as") for a in rest)
+    if not run_as and os.environ.get(SHARED_ENV, "") in ("", "0"):
+        raise SystemExit(NO_RUN_AS)  # fail closed: no user's job runs as this account
+    token = _token_hidden(argv)
+    for name in _SECRET_ENV:
+        os.environ.pop(name, None)
     config = service_config(args.db or os.environ.get("HERMES_CRON_DB") or None)
-    # the hub's token for this service (also its OAuth client secret): in memory only,
-    # so no run's payload (which inherits the environment) can read it
-    tokens = [os.environ.pop(name, "") for name in _SECRET_ENV]
-    config.HubOAuth.api_token = next((t for t in tokens if t), "")
+    config.HubOAuth.api_token = token
     runtime = _runtime_dir()
     if runtime:
         os.environ["JUPYTER_RUNTIME_DIR"] = runtime

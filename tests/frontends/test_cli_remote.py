@@ -62,9 +62,18 @@ def test_store_upkeep_needs_the_store_and_says_so(remote, cron_server):
 def test_hub_service_outside_a_hub_says_what_is_missing(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HERMES_CRON", "JUPYTERHUB"))}
-    done = subprocess.run([sys.executable, "-m", "hermes_cron_ext", "--db",
-                           str(tmp_path / "c.db"), "hub-service"], env=env,
-                          capture_output=True, text=True, timeout=60)
+
+    def serve(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hermes_cron_ext", "--db",
+                               str(tmp_path / "c.db"), "hub-service"], env={**env, **extra},
+                              capture_output=True, text=True, timeout=60)
+    # fail closed: without run-as, every user's job would run as the service's account
+    done = serve()
+    assert done.returncode == 1
+    assert done.stderr.startswith("hermes-cron hub service: run-as is off, so every "
+                                  "user's job would run as this service's account")
+    assert "HERMES_CRON_SHARED_ACCOUNT=1" in done.stderr
+    done = serve(HERMES_CRON_SHARED_ACCOUNT="1")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "hermes-cron hub service: JUPYTERHUB_SERVICE_URL is not set. JupyterHub sets it "

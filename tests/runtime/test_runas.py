@@ -188,6 +188,18 @@ def test_a_root_account_by_another_name_is_refused(world, accounts):
     assert TOOR not in {p.pw_name for p in pwd.getpwall()}
 
 
+def test_an_account_that_can_become_root_is_refused(world, accounts):
+    """A member of sudo (or docker, wheel, ...) could become root: never run as one."""
+    subprocess.run(["groupadd", "-f", "sudo"], check=True, capture_output=True)
+    subprocess.run(["usermod", "-aG", "sudo", BOB], check=True, capture_output=True)
+    try:
+        with pytest.raises(RunAsError, match="in sudo, a group that can become root"):
+            world.runas.popen(world.queue(BOB, "id -un"))
+    finally:
+        subprocess.run(["gpasswd", "-d", BOB, "sudo"], capture_output=True)
+    assert world.run(world.queue(BOB, "id -un"))[1] == f"{BOB}\n"
+
+
 def test_the_configuration_denies_and_allows(world, accounts):
     with world.helper(world.make_config(deny=[BOB])) as runas:
         with pytest.raises(RunAsError, match="denied"):

@@ -496,16 +496,25 @@ def test_the_helper_stops_a_lost_runs_payload_as_its_owner_and_nothing_else(acco
 
 # -- off ------------------------------------------------------------------------------------
 
-def test_with_run_as_off_owned_jobs_run_as_they_always_did(hub, accounts):
+def test_with_run_as_off_owned_jobs_fail_closed_unless_the_account_is_shared(hub, accounts):
+    """Run-as off: a hub user's job is never run as the daemon's account by accident
+    (recorded failed, saying why); a deployment that lets its users share the service's
+    account (HERMES_CRON_SHARED_ACCOUNT=1) runs it so, the service's token still out."""
     try:
         off = hub.swap()
+        job = hub.job(ALICE, "echo uid=$(id -u); env")
+        run = hub.run_of(job)
+        assert run.status == "failed"
+        assert run.reason.startswith("cannot start: run-as is off here"), run.reason
+        assert "uid=" not in hub.output(run)
+        assert "run-as" not in hub.said(off).lower()
+        hub.swap(env={**hub.env, "HERMES_CRON_SHARED_ACCOUNT": "1"})
         job = hub.job(ALICE, "echo uid=$(id -u); env")
         run = hub.run_of(job)
         assert run.status == "succeeded", run.reason
         text = hub.output(run)
         assert int(_lines(text)["uid"]) == os.getuid()  # the daemon's account
         assert TOKEN not in text  # the service's token still stays out
-        assert "run-as" not in hub.said(off).lower()
     finally:
         hub.swap("--run-as", RUN_AS)
 

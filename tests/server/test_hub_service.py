@@ -37,7 +37,9 @@ def hub() -> HubDeployment:
     """One hub for the module (a hub and its service take seconds to start): alice,
     bob and carol made through the hub's API, the group analysts (alice, carol), dana
     holding the admin scope through the hermes-cron-admin role, a token each."""
-    with running_hub(admin_user="dana") as hub:
+    # run-as off: this deployment lets its users share the service's account (a team that
+    # trusts itself); tests/server/test_hub_users.py runs each run as its owner
+    with running_hub(admin_user="dana", service_env={"HERMES_CRON_SHARED_ACCOUNT": "1"}) as hub:
         for name in ("alice", "bob", "carol"):
             status, reply = hub.admin(f"/users/{name}", "POST", {})
             assert status == 201, (status, reply)
@@ -144,9 +146,14 @@ def test_the_service_runs_as_its_own_unprivileged_account(hub):
 
 def test_the_services_hub_token_has_no_privilege_and_is_not_in_its_environment(hub):
     """The hub's token for the service (its JUPYTERHUB_API_TOKEN) identifies it and
-    nothing more; the service keeps it out of the environment its runs inherit."""
+    nothing more; the service keeps it out of its environment (it execs itself without
+    it: a variable merely removed stays readable in /proc/PID/environ)."""
     pid = hub.service_pid()
-    token = proc_environ(pid)["JUPYTERHUB_API_TOKEN"]  # as the hub started it
+    environ = proc_environ(pid)
+    assert "JUPYTERHUB_API_TOKEN" not in environ and "JPY_API_TOKEN" not in environ
+    assert hub.service_token not in open(f"/proc/{pid}/environ", "rb").read().decode(
+        errors="replace")
+    token = hub.service_token
     status, model = call(f"{hub.api}/user", token)
     assert status == 200 and model["kind"] == "service" and model["name"] == SERVICE
     assert model["scopes"] == [], model["scopes"]
@@ -172,7 +179,7 @@ def test_a_run_does_not_inherit_the_hub_token(hub):
     text = log if isinstance(log, str) else str(log)
     assert status == 200, (status, log)
     assert "JUPYTERHUB_API_TOKEN" not in text and "JPY_API_TOKEN" not in text, text
-    if hub.account is not None:  # runs still run as the service's account, for now
+    if hub.account is not None:  # this deployment shares the service's account
         assert re.search(rf"^{hub.account.pw_uid}$", text, re.M), text
 
 
