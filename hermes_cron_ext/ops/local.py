@@ -87,14 +87,15 @@ STATUS_JSON: dict[str, dict[str, Any]] = {
 }
 
 
-def status_report(store: Store, server_ticker: bool = False) -> dict[str, Any]:
-    """Who is ticking on *store* and how many jobs wait.
+def status_report(store: Store, server_ticker: bool = False,
+                  viewer: Viewer | None = None) -> dict[str, Any]:
+    """Who is ticking on *store* and how many jobs (that *viewer* may read) wait.
 
     Never reads the runs: it is polled, and cheap at any history size."""
     now = time.time()
     tickers = store.list_tickers()
     alive = [t for t in tickers if t.alive(now)]
-    by_state = store.jobs_by_state()
+    by_state = store.jobs_by_state(viewer)
     enabled = by_state.get("scheduled", 0)
     return {
         "version": __version__, "store": store.display_url,
@@ -392,6 +393,7 @@ class Operations(CronClient):
         jobs = self._all_jobs(self.viewer)  # links to jobs the viewer may not read: left out
         by_id = {j.id: j for j in jobs}
         start = self._job(ref)
+        by_id.setdefault(start.id, start)  # readable by id, though not listed (an admin's)
         downstream: dict[str, list[tuple[str, str]]] = {}
         for j in jobs:
             for a in j.after or []:
@@ -438,7 +440,8 @@ class Operations(CronClient):
         fields["interpreter"] = fields.get("interpreter") or sys.executable
         fields["after"] = self._resolve_after(fields["after"], None, fields["name"])
         self._check_executor(fields["executor"])
-        self._check_paths(fields)
+        if self.viewer is None:  # a hub user's paths are theirs: not looked at as the service
+            self._check_paths(fields)
         self._check_urls(fields["policy"])
         job, created = self.store.create_job(fields)
         self._changed()
@@ -466,7 +469,8 @@ class Operations(CronClient):
                                 f"where or where it sends data)", field=denied[0])
         if fields["executor"] != job.executor:
             self._check_executor(fields["executor"])
-        self._check_paths(fields, job)
+        if self.viewer is None:
+            self._check_paths(fields, job)
         self._check_urls(fields["policy"], job.policy)
         job = self.store.update_job(job.id, fields)
         self._changed()
@@ -495,7 +499,8 @@ class Operations(CronClient):
         job = self._job(ref)
         own = dict(job.parameters or {})
         declared: list[dict[str, Any]] = []
-        if job.kind == "notebook" and isinstance(job.command, str):
+        # a hub user's notebook is theirs to read, not the service's
+        if job.kind == "notebook" and isinstance(job.command, str) and self.viewer is None:
             path = os.path.join(os.path.expanduser(job.cwd or "~"),
                                 os.path.expanduser(job.command))
             try:
@@ -663,7 +668,7 @@ class Operations(CronClient):
         return self.store.stats(self.viewer)
 
     def status(self) -> dict[str, Any]:
-        report = status_report(self.store, self.ticker is not None)
+        report = status_report(self.store, self.ticker is not None, self.viewer)
         fault = self.ticker.fault if self.ticker is not None else None
         if fault is not None:
             report["ticker_fault"] = fault

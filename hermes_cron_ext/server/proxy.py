@@ -17,6 +17,7 @@ import urllib.parse
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import httpclient, httputil, web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 #: request headers passed on to the service (besides its Authorization, ours)
@@ -56,8 +57,9 @@ class ServiceProxyHandler(APIHandler):
         if name.title() in RETURNED or name in RETURNED:
             if name.lower() == "location":
                 prefix = urllib.parse.urlparse(self.service).path + "api/cron/"
-                if value.startswith(prefix):
-                    value = self.base_url.rstrip("/") + "/api/cron/" + value[len(prefix):]
+                if not value.startswith(prefix):
+                    return  # somewhere else: not passed on
+                value = self.base_url.rstrip("/") + "/api/cron/" + value[len(prefix):]
             self.set_header(name, value)
 
     def _chunk(self, data: bytes) -> None:
@@ -68,8 +70,17 @@ class ServiceProxyHandler(APIHandler):
         fut = self.flush()
         fut.add_done_callback(lambda f: f.exception())  # a closed stream: seen above
 
+    def _cut(self) -> None:
+        """End the connection without finishing the answer: a client that got part of it
+        sees it broken, not whole."""
+        conn = self.request.connection
+        if isinstance(conn, HTTP1Connection):
+            conn.close()
+
     async def forward(self, rest: str) -> None:
-        url = self.service + "api/cron/" + rest
+        if any(part in ("..", ".") for part in rest.split("/")):
+            raise web.HTTPError(404, "no such API route")
+        url = self.service + "api/cron/" + urllib.parse.quote(rest, safe="/")
         if self.request.query:
             url += "?" + self.request.query
         headers = httputil.HTTPHeaders()
@@ -88,15 +99,19 @@ class ServiceProxyHandler(APIHandler):
             header_callback=self._header, streaming_callback=self._chunk,
             follow_redirects=False, decompress_response=False)
         try:
-            response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+            response = await _client().fetch(request, raise_error=False)
         except _Gone:
             return
-        except (OSError, httpclient.HTTPClientError) as exc:
-            if self._started:
+        except (OSError, ValueError, httpclient.HTTPClientError) as exc:
+            if self._started:  # cut off midway: the browser must not take it as whole
+                self._cut()
                 return
             raise web.HTTPError(502, f"the hermes-cron service at {self.service} did not "
                                      f"answer: {exc}") from None
-        if response.code == 599 and not self._started:  # no connection, or a timeout
+        if response.code == 599:  # no connection, a timeout, or cut off midway
+            if self._started:
+                self._cut()
+                return
             raise web.HTTPError(502, f"the hermes-cron service at {self.service} did not "
                                      f"answer: {response.error}")
         try:
@@ -117,13 +132,16 @@ class ServiceProxyHandler(APIHandler):
     async def get(self, rest: str) -> None:
         await self.forward(rest)
 
+    # a POST or PATCH may create a job or change what it runs: which one is the service's
+    # to judge, so here both need execute (the server's user has it; a user this server
+    # is shared with may lack it)
     @web.authenticated
-    @authorized
+    @authorized(action="execute")
     async def post(self, rest: str) -> None:
         await self.forward(rest)
 
     @web.authenticated
-    @authorized
+    @authorized(action="execute")
     async def patch(self, rest: str) -> None:
         await self.forward(rest)
 
@@ -131,6 +149,19 @@ class ServiceProxyHandler(APIHandler):
     @authorized
     async def delete(self, rest: str) -> None:
         await self.forward(rest)
+
+
+_CLIENT: httpclient.AsyncHTTPClient | None = None
+
+
+def _client() -> httpclient.AsyncHTTPClient:
+    """This server's own client for the service: event and run streams stay open, so the
+    process-wide client's 10 connections would soon all be held by them."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = httpclient.AsyncHTTPClient(force_instance=True, max_clients=1000,
+                                             max_body_size=1 << 40)
+    return _CLIENT
 
 
 def service_url(configured: str) -> str:

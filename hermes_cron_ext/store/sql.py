@@ -293,7 +293,8 @@ def _decode_cursor(cursor: str, n: int) -> list:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         parts = json.loads(raw)
-        if not isinstance(parts, list) or len(parts) != n:
+        if not isinstance(parts, list) or len(parts) != n or not all(
+                isinstance(p, (str, int, float)) and not isinstance(p, bool) for p in parts):
             raise ValueError
         return parts
     except (ValueError, TypeError):

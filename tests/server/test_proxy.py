@@ -116,6 +116,9 @@ def test_the_users_server_checks_its_own_user_first(user_server):
     assert status == 403  # jupyter_server refuses, nothing is forwarded
     status, _, _ = _call(url + "api/cron/jobs", "not-the-token")
     assert status == 403
+    # a path that climbs out of the API never reaches the service's other routes
+    status, _, body = _call(url + "api/cron/..%2F..%2Fapi%2Fcontents", "utok")
+    assert status == 404, body
 
 
 def test_a_service_that_is_down_is_a_clear_502(cron_server, tmp_path):

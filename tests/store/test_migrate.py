@@ -124,6 +124,7 @@ def test_migrate_owner_moves_a_users_store_into_the_hub_store_in_use(tmp_path, p
     src = SQLiteStore(db)
     outputs, notebook_run = _fill(src)
     src_events = [e for e in src.events_since(0, 10_000) if e.job_id]
+    waiting = len(src.active_runs())  # runs still to start stay behind
     src.close()
     hub = Operations(open_store(pg_url))
     try:
@@ -149,10 +150,54 @@ def test_migrate_owner_moves_a_users_store_into_the_hub_store_in_use(tmp_path, p
         assert alice.artifact(notebook_run) == b'{"cells": [], "nbformat": 4}'
         moved = [e for e in hub.store.events_since(before, 10_000) if e.job_id]
         assert [(e.type, e.job_id) for e in moved] == [(e.type, e.job_id) for e in src_events]
+        assert counts["not_moved"] == {"waiting_runs": waiting}
         # once more: the names are alice's now, so nothing is moved twice
         again = migrate(db, "--to", pg_url, "--owner", "alice")
         assert again.returncode == 1
         assert "alice already has jobs named etl, paused, report" in again.stderr
         assert len(alice.jobs()) == 4
+    finally:
+        hub.close()
+
+
+def test_migrate_owner_refuses_rows_that_reach_into_other_jobs(tmp_path, pg_url):
+    """A store file can be edited: a run, backfill or link naming a job it does not hold
+    (someone else's, in the shared store) is refused, and nothing is moved; a run still
+    waiting to start is left behind (it would start with the spec frozen in the file)."""
+    import sqlite3
+
+    from hermes_cron_ext.ops import Operations
+
+    db = str(tmp_path / "alice" / "hermes-cron.db")
+    (tmp_path / "alice").mkdir()
+    src = SQLiteStore(db)
+    make_job(src, "mine", "@daily")
+    waiting = src.request_run("mine")
+    src.close()
+    done = migrate(db, "--to", pg_url, "--owner", "alice", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["not_moved"] == {"waiting_runs": 1}
+    hub = Operations(open_store(pg_url))
+    try:
+        from hermes_cron_ext.errors import NotFound
+        with pytest.raises(NotFound):
+            hub.store.get_run(waiting.id)
+        alices = hub.store.get_job("mine", owner="alice").id  # a job of the shared store
+    finally:
+        hub.close()
+    db2 = str(tmp_path / "carol" / "hermes-cron.db")
+    (tmp_path / "carol").mkdir()
+    src = SQLiteStore(db2)
+    make_job(src, "other", "@daily")
+    src.close()
+    with sqlite3.connect(db2) as conn:  # a link onto a job of the shared store
+        conn.execute("INSERT INTO job_after (job_id, upstream_id) SELECT id, ? FROM jobs",
+                     (alices,))
+    done = migrate(db2, "--to", pg_url, "--owner", "carol")
+    assert done.returncode == 1
+    assert "job_after name jobs it does not hold" in done.stderr
+    hub = Operations(open_store(pg_url))
+    try:
+        assert hub.store.jobs_named("other") == []  # nothing moved
     finally:
         hub.close()
