@@ -142,3 +142,26 @@ def test_pipelines_link_only_jobs_the_user_may_read(ops):
 def test_allowed_actions(viewer, owner, shares, expected):
     assert {a for a in ("read", "run", "change")
             if allowed(viewer, owner, shares, a)} == expected
+
+
+def test_status_counts_only_the_users_jobs_and_paths_are_not_looked_at_as_the_service(
+        ops, tmp_path):
+    _job(ops, ALICE, "etl")
+    assert ops.as_user(ALICE).status()["jobs_by_state"] == {"scheduled": 1}
+    assert ops.as_user(BOB).status()["jobs_by_state"] == {}
+    # a hub user's folder is theirs (the service may not even enter it): not checked here
+    missing = str(tmp_path / "not-here")
+    assert ops.as_user(BOB).create({"name": "x", "schedule": "@daily", "command": "true",
+                                    "cwd": missing})[0]["cwd"] == missing
+    with pytest.raises(InvalidInput, match="not-here"):
+        ops.create({"name": "y", "schedule": "@daily", "command": "true", "cwd": missing})
+
+
+def test_a_cursor_of_the_wrong_shape_is_refused_not_a_crash(ops):
+    import base64
+    import json
+
+    for parts in ([["a"], {"b": 1}], [True, "j_1"], ["a"]):
+        cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+        with pytest.raises(InvalidInput, match="cursor"):
+            ops.jobs_page(cursor=cursor)
