@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8888
 ARGS ?=
 
-.PHONY: venv install test frontdoor demo lint bench clean-venv
+.PHONY: venv install test frontdoor accounts demo lint bench clean-venv
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("hermes-cron-ext needs Python >= 3.11, not " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -30,6 +30,12 @@ test: install
 # clones the repo and runs `make demo` as a new user would (slow: a venv per clone)
 frontdoor: install
 	$(PY) -m pytest -q -m frontdoor tests/test_frontdoor.py
+
+# runs as their owners: makes Unix accounts and a sudoers entry, runs jobs as them, and
+# removes them after (root; the tests skip, saying why, when not root)
+accounts: install
+	$(PY) -m pytest -q -m accounts tests/runtime/test_runas.py \
+		tests/runtime/test_runas_runtime.py tests/server/test_hub_users.py
 
 lint: install
 	$(PY) -m ruff check .

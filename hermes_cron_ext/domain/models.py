@@ -327,6 +327,8 @@ class Job:
             "timeout": self.policy.timeout, "kill_grace": self.policy.kill_grace,
             "overlap": self.policy.overlap, "max_output": self.policy.max_output,
             "job_version": self.version, "job_name": self.name,
+            # whose it is: a run of a hub user's job runs as them, or not at all
+            "owner": self.owner,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def test_both_fronts_take_the_same_arguments_for_a_shared_command(name):
 def test_every_shared_command_is_a_command_of_both_fronts_and_nothing_else_is():
     cli_only = set(cli_parsers()) - set(COMMANDS)
     magics_only = set(magics.VERBS) - set(COMMANDS)
-    assert cli_only == {"daemon", "tick", "migrate", "doctor", "gc"}
+    assert cli_only == {"daemon", "tick", "migrate", "doctor", "gc", "hub-service"}
     assert magics_only == {name for name in magics.OWN_COMMANDS if name} == {
         "watch", "connect", "help"}
     assert set(COMMANDS) <= set(magics.VERBS) and set(COMMANDS) <= set(cli_parsers())

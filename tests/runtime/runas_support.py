@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 NEEDS_ROOT = [
+    pytest.mark.accounts,  # make accounts (and .ci/run), not the normal suite
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it makes Unix accounts and "
                                                  "starts the run-as helper as root"),
     pytest.mark.skipif(shutil.which("useradd") is None, reason="needs useradd (passwd)"),

@@ -104,6 +104,7 @@ EXECUTE_CHANGES = {
     "cwd": {"cwd": "/"}, "env": {"env": {"X": "1"}},
     "secret_env": {"secret_env": {"TOKEN": "s3cret"}}, "kernel": {"kernel": "python3"},
     "parameters": {"parameters": {"a": 1}}, "executor": {"executor": "dask://127.0.0.1:8786"},
+    "shares": {"shares": {"analysts": "execute"}},  # who else may run it
     "notify_url": {"notify_url": "https://hooks.example.com/x"},
     "ping_url": {"policy": {"ping_url": "https://hc-ping.example.com/abc"}},
 }

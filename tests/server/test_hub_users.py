@@ -29,6 +29,7 @@ pytest.importorskip("jupyterhub")
 from tests.hub_support import call, free_port, running_hub, wait_until  # noqa: E402
 
 pytestmark = [
+    pytest.mark.accounts,  # make accounts (and .ci/run), not the normal suite
     pytest.mark.timeout(240),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it makes Unix accounts and "
                                                  "a sudoers file, and spawns servers as "
