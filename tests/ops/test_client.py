@@ -46,6 +46,19 @@ def test_discovers_the_kernels_own_server(server, monkeypatch):
     assert isinstance(discover(), Operations)
 
 
+def test_a_hub_users_kernel_reaches_the_service_as_that_user(server, monkeypatch):
+    """In a JupyterHub user's kernel the hub sets HERMES_CRON_URL (the service) and the
+    server's JUPYTERHUB_API_TOKEN: %cron uses that token, the user's identity there."""
+    monkeypatch.setenv("HERMES_CRON_URL", server.url)
+    monkeypatch.delenv("HERMES_CRON_TOKEN", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", server.token)
+    found = discover()
+    assert isinstance(found, RestClient) and found.token == server.token
+    assert found.status()["ticking"]
+    monkeypatch.setenv("HERMES_CRON_TOKEN", "its-own")  # an explicit token wins
+    assert discover().token == "its-own"
+
+
 def test_connect_sets_the_default(server, monkeypatch):
     monkeypatch.setenv("HERMES_CRON_URL", "local")
     monkeypatch.setenv("HERMES_CRON_DB", server.db)
