@@ -35,7 +35,8 @@ frontdoor: install
 # removes them after (root; the tests skip, saying why, when not root)
 accounts: install
 	$(PY) -m pytest -q -m accounts tests/runtime/test_runas.py \
-		tests/runtime/test_runas_runtime.py tests/server/test_hub_users.py
+		tests/runtime/test_runas_runtime.py tests/server/test_hub_service.py \
+		tests/server/test_hub_users.py
 
 lint: install
 	$(PY) -m ruff check .

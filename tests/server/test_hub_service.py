@@ -27,7 +27,8 @@ from tests.hub_support import (  # noqa: E402
     wait_until,
 )
 
-pytestmark = pytest.mark.timeout(120)
+# it makes the service's Unix account when root: make accounts (and .ci/run) runs it
+pytestmark = [pytest.mark.accounts, pytest.mark.timeout(120)]
 
 ACCESS = f"access:services!service={SERVICE}"
 
