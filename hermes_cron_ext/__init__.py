@@ -20,7 +20,18 @@ _PUBLIC = {
     "ParametersForm": "hermes_cron_ext.frontends.widgets",
     "BackfillProgress": "hermes_cron_ext.frontends.widgets",
 }
-__all__ = ["__version__", "load_ipython_extension", "widgets", *_PUBLIC]
+__all__ = ["__version__", "load_ipython_extension", "metric", "widgets", *_PUBLIC]
+
+
+def metric(name: str, value: float, unit: str = "") -> None:
+    """Report a number from a running job (a Python job, or a notebook job's cell):
+    prints ``::metric NAME=VALUE [UNIT]``, which the scheduler reads from the run's
+    output and keeps with the run. Anywhere else it is just that line.
+
+    :raises ValueError: a name, value or unit that could not be read back."""
+    from hermes_cron_ext.domain.metrics import metric_line
+
+    print(metric_line(name, value, unit), flush=True)
 
 
 def __getattr__(name: str):
