@@ -21,6 +21,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from hermes_cron_ext.domain import access
 from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.errors import (
@@ -510,14 +511,19 @@ class EventsHandler(SSEHandler):
     async def _learn_readable(self, cron: CronService, events: list,
                               readable: dict[str, bool]) -> None:
         """Which jobs of *events* the viewer may read: asked once per job (again after
-        it changes: its shares may have), a deleted job's from its event."""
+        it changes: its shares may have), a deleted job's from its deletion's event,
+        which carries its owner and shares as they were: a feed resumed after the job
+        went (``Last-Event-ID``) still tells whoever could read it then, and no one
+        else, whether or not this connection saw the job before."""
         viewer = self.viewer
         for e in events:
             if e.type == "job.updated":
                 readable.pop(e.job_id, None)
             elif e.type == "job.deleted" and viewer is not None:
-                readable[e.job_id] = readable.get(e.job_id) or viewer.admin or (
-                    e.data.get("owner") == viewer.name)
+                shares = e.data.get("shares")
+                readable[e.job_id] = bool(readable.get(e.job_id)) or access.allowed(
+                    viewer, str(e.data.get("owner") or ""),
+                    shares if isinstance(shares, dict) else {}, "read")
         unknown = sorted({e.job_id for e in events if e.job_id and e.job_id not in readable})
         if unknown:
             seen = await cron.readable(unknown)

@@ -653,7 +653,10 @@ class SQLStore(Store):
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
             db.execute("DELETE FROM job_shares WHERE job_id = ?", (job.id,))
-            self._event(db, "job.deleted", job.id, name=job.name, owner=job.owner)
+            # whose it was and who shared it: a feed resumed later tells exactly those
+            # who could read it (the job is gone, so its event is all there is to ask)
+            self._event(db, "job.deleted", job.id, name=job.name, owner=job.owner,
+                        shares=dict(job.shares or {}))
         self._forget_output(finished)
         return job
 

@@ -13,7 +13,9 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from jupyter_server.auth.identity import IdentityProvider, User
 
+from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.ops import Operations
 from hermes_cron_ext.server.streams import (
     BATCH,
@@ -29,6 +31,7 @@ from hermes_cron_ext.server.streams import (
 )
 from hermes_cron_ext.store import output
 from tests.conftest import make_job
+from tests.server.test_handlers import SSE, cron, cron_db, sse_url  # noqa: F401 (fixtures)
 
 
 def parse(data: bytes) -> list[dict]:
@@ -426,3 +429,86 @@ def test_readers_share_one_feed_and_a_shutdown_wakes_them(real_store, run):
 
     with_feeds(real_store, body)
 
+
+
+# -- the events feed of a hub user ------------------------------------------------------
+
+class ViewerIdentity(IdentityProvider):
+    """A hub user as the service sees them: ``X-User`` and ``X-Groups`` (comma
+    separated) become the request's viewer, as ``server/hub.py`` makes it."""
+
+    def get_user(self, handler):
+        name = handler.request.headers.get("X-User")
+        if not name:
+            return super().get_user(handler)
+        user = User(username=name)
+        groups = frozenset(g for g in handler.request.headers.get("X-Groups", "").split(",")
+                           if g)
+        user.hermes_viewer = Viewer(name, groups)
+        return user
+
+
+@pytest.fixture
+def jp_server_config(cron_db):  # noqa: F811
+    return {"ServerApp": {"jpserver_extensions": {"hermes_cron_ext": True},
+                          "identity_provider_class": ViewerIdentity,
+                          "disable_check_xsrf": True},
+            "HermesCron": {"db": cron_db, "ticker": False}}
+
+
+def _as(name: str, groups: str = "") -> dict[str, str]:
+    return {"X-User": name, "X-Groups": groups, "Authorization": ""}
+
+
+async def _feed(url_of, who: dict[str, str], last_id: int) -> list[dict]:
+    """The events a client resuming after *last_id* gets, up to the ``probe`` job's
+    creation (made last by the test, readable by everyone it asks for)."""
+    sse = SSE(url_of("events"), who).start({"Last-Event-ID": str(last_id)})
+    assert sse.done is not None
+    try:
+        await sse.wait_for(lambda e: e["event"] == "job.created"
+                           and e["data"]["data"].get("name") == "probe", 20)
+        return sse.events
+    finally:
+        sse.done.cancel()
+
+
+async def test_a_resumed_feed_shows_the_deletion_of_a_job_the_user_could_read(
+        cron, jp_fetch, sse_url):  # noqa: F811
+    async def call(who, *path, method="GET", body=None):
+        resp = await jp_fetch("api", "cron", *path, method=method, headers=who,
+                              body=json.dumps(body) if body is not None else None)
+        return json.loads(resp.body) if resp.body else None
+
+    alice, carol, bob = _as("alice", "analysts"), _as("carol", "analysts"), _as("bob")
+    shared = await call(alice, "jobs", method="POST", body={
+        "name": "shared-report", "schedule": "@yearly", "command": "true",
+        "shares": {"analysts": "read"}})
+    private = await call(alice, "jobs", method="POST", body={
+        "name": "alices-secret", "schedule": "@yearly", "command": "true"})
+    # carol's feed saw everything up to here; then she goes away
+    live = SSE(sse_url("events"), carol).start({"Last-Event-ID": "0"})
+    created = await live.wait_for(lambda e: e["event"] == "job.created"
+                                  and e["data"]["job_id"] == shared["id"])
+    assert live.done is not None
+    live.done.cancel()
+    last_id = int(created["id"])
+    await call(alice, "jobs", shared["id"], method="DELETE")
+    await call(alice, "jobs", private["id"], method="DELETE")
+    for who in (alice, carol, bob):  # the marker each feed reads up to
+        await call(who, "jobs", method="POST", body={
+            "name": "probe", "schedule": "@yearly", "command": "true"})
+
+    def deleted(events):
+        return {e["data"]["job_id"] for e in events if e["event"] == "job.deleted"}
+
+    # carol, reconnecting, learns the shared job went (her feed never saw it this time)
+    carol_sees = await _feed(sse_url, carol, last_id)
+    assert deleted(carol_sees) == {shared["id"]}
+    # bob never could read either: no deletion, and no name of alice's
+    bob_sees = await _feed(sse_url, bob, last_id)
+    assert deleted(bob_sees) == set()
+    assert "shared-report" not in json.dumps(bob_sees)
+    assert "alices-secret" not in json.dumps(bob_sees + carol_sees)
+    # the owner learns of both
+    assert deleted(await _feed(sse_url, alice, last_id)) == {shared["id"], private["id"]}
