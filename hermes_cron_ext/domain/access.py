@@ -10,6 +10,13 @@ store file, a single-user Jupyter server) and may do everything, as before hubs.
   their output and artifacts; shared for ``execute`` may also run it and cancel
   its runs (not change, pause, delete or backfill it);
 - anyone else is told the job does not exist (404): not even its name leaks.
+
+A job may run ``after`` another user's job it may read: its runs then learn the
+upstream run's status, exit code and artifact path. Such a link records what let its
+owner read the upstream (:func:`link_via`: the groups of theirs it was shared with, or
+that an admin made it), and holds only while that still does (:func:`link_holds`):
+when the upstream is no longer shared with one of those groups, its runs no longer
+trigger the job, which is blocked with the reason (:func:`link_refusal`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$"
 #: the actions on a job, from the weakest; a share grants a prefix of them
 ACTIONS = ("read", "run", "change")
 _GRANTS = {"read": {"read"}, "execute": {"read", "run"}}
+#: in a link's ``via``: made by an admin or the store's own user, who read every job (no
+#: group name starts with "@")
+BY_ADMIN = "@admin"
 
 
 @dataclass(frozen=True)
@@ -71,3 +81,43 @@ def validate_shares(value: object) -> dict[str, str]:
             raise InvalidInput(f"shares: {group} must be read or execute, not {level!r}",
                                field="shares")
     return dict(sorted(value.items()))
+
+
+def link_via(viewer: Viewer | None, owner: str, upstream_owner: str,
+             upstream_shares: dict[str, str] | None) -> list[str] | None:
+    """What lets the job of *owner* run after a job of *upstream_owner* that *viewer*
+    links it to (they may read it): None when nothing needs to (the same owner's job,
+    or the store's own user's job, which runs as the service); else the groups of the
+    viewer's the upstream is shared with (only the owner's own groups count), and
+    :data:`BY_ADMIN` when an admin or the store's own user makes the link."""
+    if owner == upstream_owner or owner == "":
+        return None
+    via: list[str] = []
+    if viewer is not None and viewer.name == owner:
+        via = sorted(g for g in (upstream_shares or {}) if g in viewer.groups)
+    if viewer is None or viewer.admin:
+        via.append(BY_ADMIN)
+    return via
+
+
+def link_holds(owner: str, upstream_owner: str, upstream_shares: dict[str, str] | None,
+               via: list[str] | None) -> bool:
+    """Whether a run of *upstream_owner*'s job (shared with *upstream_shares* now) may
+    still trigger the job of *owner* whose link recorded *via* (:func:`link_via`; None
+    for a link saved before links were recorded: it does not hold across owners)."""
+    if owner == upstream_owner or owner == "":
+        return True
+    if not isinstance(via, list):
+        return False
+    return BY_ADMIN in via or any(g in (upstream_shares or {}) for g in via)
+
+
+def link_refusal(upstream_owner: str, upstream_name: str, via: list[str] | None) -> str:
+    """Why a job is blocked: the link of its ``after`` to *upstream_owner*'s job, which
+    recorded *via*, no longer holds."""
+    job = f"after: {upstream_owner}'s job {upstream_name!r}"
+    if not isinstance(via, list):
+        return (f"{job} was linked before such links recorded what shares it with you: "
+                f"save this job's after again, then resume it")
+    return (f"{job} is no longer shared with you, so its runs no longer trigger this job "
+            f"(resume it once it is shared with you again, or take it out of after)")

@@ -26,7 +26,7 @@ from hermes_cron_ext import __version__
 from hermes_cron_ext.domain import parameters as params
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
-from hermes_cron_ext.domain.access import Viewer, allowed
+from hermes_cron_ext.domain.access import Viewer, allowed, link_via
 from hermes_cron_ext.domain.jobspec import execute_changes, validate_changes, validate_new
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
@@ -348,9 +348,11 @@ class Operations(CronClient):
                 return out
 
     def _resolve_after(self, after: list[dict[str, Any]], job_id: str | None,
-                       name: str) -> list[dict[str, Any]]:
-        """Upstream jobs by id (given by name or id): each must exist, and the pipeline
-        must not run in a circle. :raises InvalidInput: naming ``after``."""
+                       name: str, owner: str) -> list[dict[str, Any]]:
+        """Upstream jobs by id (given by name or id): each must exist and be readable by
+        the viewer, and the pipeline must not run in a circle. A link to another user's
+        job records what lets *owner* (the job's) read it (``via``: ``access.link_via``):
+        the link holds only while that does. :raises InvalidInput: naming ``after``."""
         if not after:
             return []
         jobs = self._all_jobs()
@@ -367,7 +369,11 @@ class Operations(CronClient):
             upstream = by_ref.get(item["job"])
             if upstream is None:
                 raise InvalidInput(f"after: no job {item['job']!r}", field="after")
-            out.append({"job": upstream.id, "on": item["on"]})
+            link: dict[str, Any] = {"job": upstream.id, "on": item["on"]}
+            via = link_via(self.viewer, owner, upstream.owner, upstream.shares)
+            if via is not None:
+                link["via"] = via
+            out.append(link)
         # a cycle: following the upstreams of an upstream leads back to this job
         graph = {j.id: [a["job"] for a in (j.after or [])] for j in jobs}
         graph[job_id or ""] = [a["job"] for a in out]
@@ -438,7 +444,8 @@ class Operations(CronClient):
         fields["owner"] = self.viewer.name if self.viewer is not None else ""
         # the Python environment the job is made from: its python, and first on PATH
         fields["interpreter"] = fields.get("interpreter") or sys.executable
-        fields["after"] = self._resolve_after(fields["after"], None, fields["name"])
+        fields["after"] = self._resolve_after(fields["after"], None, fields["name"],
+                                              fields["owner"])
         self._check_executor(fields["executor"])
         if self.viewer is None:  # a hub user's paths are theirs: not looked at as the service
             self._check_paths(fields)
@@ -460,7 +467,8 @@ class Operations(CronClient):
         job = self._job(ref, "change")
         fields = validate_changes(job, changes, now=time.time())
         if "after" in changes:
-            fields["after"] = self._resolve_after(fields["after"], job.id, fields["name"])
+            fields["after"] = self._resolve_after(fields["after"], job.id, fields["name"],
+                                                  job.owner)
         if not may_execute:
             denied = execute_changes(job, fields)
             if denied:

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import cast
 
+from hermes_cron_ext.domain import access
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.access import Viewer
@@ -303,6 +304,9 @@ def _decode_cursor(cursor: str, n: int) -> list:
 
 def _row_job(row) -> Job:
     payload = json.loads(row["payload"])
+    if payload.get("after"):  # what a link to another user's job holds by: the store's
+        payload["after"] = [{k: v for k, v in a.items() if k != "via"}
+                            for a in payload["after"]]
     return Job(
         id=row["id"], name=row["name"], kind=row["kind"], schedule=row["schedule"],
         timezone=row["timezone"], **{k: payload.get(k) for k in PAYLOAD_KEYS if k in payload},
@@ -314,6 +318,12 @@ def _row_job(row) -> Job:
         created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
         idempotency_key=row["idempotency_key"], owner=row["owner"],
     )
+
+
+def _links(row) -> dict[str, list[str] | None]:
+    """The job's ``after`` links as stored: ``{upstream id: via}`` (``access.link_via``;
+    None: none recorded)."""
+    return {a["job"]: a.get("via") for a in json.loads(row["payload"]).get("after") or []}
 
 
 def _row_run(row) -> Run:
@@ -607,6 +617,10 @@ class SQLStore(Store):
                 row["schedule"], row["timezone"])
             nxt = _next(schedule, now) if timing_changed else row["next_run_at"]
             state, reason = row["state"], row["state_reason"]
+            kept = _links(row)  # a link given without via keeps what it recorded
+            fields = {**fields, "after": [
+                a if "via" in a or kept.get(a["job"]) is None else {**a, "via": kept[a["job"]]}
+                for a in fields.get("after") or []]}
             if not fields["enabled"]:
                 state, reason = "disabled", None
             elif state == "disabled":
@@ -624,6 +638,13 @@ class SQLStore(Store):
             self._set_after(db, job_id, fields.get("after"))
             self._set_shares(db, job_id, fields.get("shares"))
             self._event(db, "job.updated", job_id, at=now, name=fields["name"])
+            if (fields.get("shares") or {}) != (json.loads(row["payload"]).get("shares") or {}):
+                # other users' jobs that run after it and read it through a share it lost
+                for down in db.execute(
+                        "SELECT * FROM jobs WHERE id IN (SELECT job_id FROM job_after WHERE "
+                        f"upstream_id = ?) AND owner != ? AND state = 'scheduled' ORDER BY id"
+                        f"{self._lock}", (job_id, row["owner"])).fetchall():
+                    self._block_unlinked(db, down, now)
             return self._named(db, [_row_job(self._job_row(db, job_id))])[0]
 
     @staticmethod
@@ -641,6 +662,33 @@ class SQLStore(Store):
         for group, level in sorted((shares or {}).items()):
             db.execute("INSERT INTO job_shares (job_id, grp, level) VALUES (?, ?, ?)",
                        (job_id, group, level))
+
+    def _unlinked(self, db, row) -> str | None:
+        """Why the job of *row* may no longer run after one of its upstreams: another
+        user's job no longer shared with what its link recorded (``access.link_holds``);
+        None when every link holds."""
+        links = _links(row)
+        if not links or row["owner"] == "":
+            return None
+        ids = sorted(links)
+        for up in db.execute(f"SELECT id, owner, name, payload FROM jobs WHERE id IN "
+                             f"({', '.join('?' * len(ids))}) AND owner != ? ORDER BY name",
+                             (*ids, row["owner"])).fetchall():
+            shares = json.loads(up["payload"]).get("shares") or {}
+            if not access.link_holds(row["owner"], up["owner"], shares, links[up["id"]]):
+                return access.link_refusal(up["owner"], up["name"], links[up["id"]])
+        return None
+
+    def _block_unlinked(self, db, row, now: float) -> bool:
+        """Block the job of *row* (scheduled) when a link of its ``after`` no longer
+        holds, saying which (state_reason and a ``job.blocked`` event): never silent."""
+        reason = self._unlinked(db, row)
+        if reason is None:
+            return False
+        db.execute("UPDATE jobs SET state = 'blocked', state_reason = ?, updated_at = ? "
+                   "WHERE id = ?", (reason, now, row["id"]))
+        self._event(db, "job.blocked", row["id"], at=now, reason=reason)
+        return True
 
     def delete_job(self, ref: str) -> Job:
         with self._write() as db:
@@ -670,6 +718,11 @@ class SQLStore(Store):
                 db.execute("UPDATE jobs SET state = 'paused', state_reason = ?, updated_at = ? "
                            "WHERE id = ?", (reason or "paused by user", now, row["id"]))
                 self._event(db, "job.paused", row["id"], at=now, reason=reason)
+            elif row["enabled"] and (why := self._unlinked(db, row)) is not None:
+                if row["state"] != "blocked" or row["state_reason"] != why:
+                    db.execute("UPDATE jobs SET state = 'blocked', state_reason = ?, "
+                               "updated_at = ? WHERE id = ?", (why, now, row["id"]))
+                    self._event(db, "job.blocked", row["id"], at=now, reason=why)
             else:
                 schedule = _schedule(row["schedule"], row["timezone"])
                 state = "scheduled" if row["enabled"] else "disabled"
@@ -1205,6 +1258,8 @@ class SQLStore(Store):
         slot = run.scheduled_for
         ended = rules.UpstreamEnd(job.id, job.name, run.id, status, exit_code, run.attempt, at)
         for row in rows:
+            if row["state"] == "scheduled" and self._block_unlinked(db, row, at):
+                continue  # its owner may no longer read an upstream: nothing of it is read
             down = _row_job(row)
             after = down.after or []
             upstream = rules.fan_in(after=after, enabled=down.enabled, state=down.state,

@@ -165,3 +165,75 @@ def test_a_cursor_of_the_wrong_shape_is_refused_not_a_crash(ops):
         cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
         with pytest.raises(InvalidInput, match="cursor"):
             ops.jobs_page(cursor=cursor)
+
+
+def _end(store, run_id: str, status: str = "succeeded") -> None:
+    """A run's supervisor takes it and it ends (what a real one records)."""
+    assert store.attach_run(run_id, os.getpid(), None, hostname())
+    store.finish_run(run_id, status, 0 if status == "succeeded" else 1)
+
+
+def _triggered(store, job_id: str) -> list:
+    return [r for r in store.list_runs(job_id).items if r.trigger == "upstream"]
+
+
+def test_a_pipeline_link_holds_only_while_the_upstream_is_shared_and_says_why_not(
+        ops, real_store):
+    bob, carol = ops.as_user(BOB), ops.as_user(CAROL)
+    extract = _job(ops, BOB, "extract", shares={"analysts": "read"})
+    load = _job(ops, CAROL, "load", after=["extract"])
+    _end(real_store, bob.run_now("extract")["id"])
+    [first] = _triggered(real_store, load["id"])
+    assert real_store.get_run(first.id).spec["upstream"][0]["job_id"] == extract["id"]
+    # bob takes the share away: carol's job says so at once, and no run of his reaches it
+    bob.edit("extract", {"shares": {}})
+    blocked = carol.job("load")
+    assert blocked["state"] == "blocked"
+    assert blocked["state_reason"].startswith(
+        "after: bob's job 'extract' is no longer shared with you")
+    _end(real_store, bob.run_now("extract")["id"])
+    assert _triggered(real_store, load["id"]) == [first]
+    # resuming does not bring the link back, nor does a share with a group carol is not in
+    assert carol.resume("load")["state"] == "blocked"
+    bob.edit("extract", {"shares": {"ops": "read"}})
+    assert carol.resume("load")["state"] == "blocked"
+    _end(real_store, bob.run_now("extract")["id"])
+    assert _triggered(real_store, load["id"]) == [first]
+    # nor can carol link it again: she may not read it (its name does not leak either)
+    for ref in ("extract", extract["id"]):
+        with pytest.raises(InvalidInput, match=f"after: no job '{ref}'") as err:
+            carol.edit("load", {"after": [ref]})
+        assert "bob" not in err.value.message
+    # shared with her group again: resumed, his runs trigger hers again
+    bob.edit("extract", {"shares": {"analysts": "read"}})
+    assert carol.resume("load")["state"] == "scheduled"
+    _end(real_store, bob.run_now("extract")["id"])
+    assert len(_triggered(real_store, load["id"])) == 2
+
+
+def test_a_fan_in_does_not_read_an_upstream_that_is_no_longer_shared(ops, real_store):
+    """carol's job runs after her own job and bob's: once bob's is not shared with her,
+    her own job's runs do not trigger it either (the fan-in would hand her his run)."""
+    _job(ops, BOB, "extract", shares={"analysts": "execute"})
+    _job(ops, CAROL, "prepare")
+    load = _job(ops, CAROL, "load", after=["extract", "prepare"])
+    ops.as_user(BOB).edit("extract", {"shares": {}})
+    ops.as_user(ROOT).resume(load["id"])  # an admin's resume does not bring it back
+    assert ops.as_user(CAROL).job("load")["state"] == "blocked"
+    carol_runs = ops.as_user(CAROL)
+    for name in ("extract", "prepare"):
+        run = (ops.as_user(BOB) if name == "extract" else carol_runs).run_now(name)
+        _end(real_store, run["id"])
+    assert _triggered(real_store, load["id"]) == []
+
+
+def test_after_naming_a_job_the_user_cannot_read_is_refused_on_create_and_edit(ops):
+    secret = _job(ops, BOB, "secret-etl")
+    _job(ops, ALICE, "report")
+    for ref in ("secret-etl", secret["id"]):
+        with pytest.raises(InvalidInput, match=f"after: no job '{ref}'") as err:
+            _job(ops, ALICE, "load", after=[ref])
+        assert "bob" not in err.value.message
+        with pytest.raises(InvalidInput, match=f"after: no job '{ref}'"):
+            ops.as_user(ALICE).edit("report", {"after": [ref]})
+    assert ops.as_user(ALICE).job("report")["after"] == []

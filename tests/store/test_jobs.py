@@ -377,3 +377,56 @@ def test_shares_follow_the_job_through_edits_and_deletion(store):
                                               {"shares": {"ops": "read"}}))
     store.delete_job(job.id)
     assert store.list_jobs(viewer=Viewer("dan", frozenset({"ops"}))).items == []
+
+
+def test_a_link_to_another_users_job_holds_while_shared_with_what_it_recorded(store, clock):
+    """``after`` across owners (``access.link_via``/``link_holds``): a link records the
+    groups that shared the upstream with its owner; once none of them does, the upstream's
+    runs no longer trigger the job, which is blocked saying why, at once and on resume.
+    A link that recorded nothing (saved before) does not hold across owners."""
+    def owned(name, owner, after=(), shares=None):
+        fields = validate_new({"name": name, "command": "true", "schedule": "@yearly",
+                               "shares": shares or {}}, "UTC", now=T0)
+        return store.create_job({**fields, "owner": owner, "after": list(after)})[0]
+
+    def end(run):
+        assert store.attach_run(run.id, 1, None, "h")
+        store.finish_run(run.id, "succeeded", 0)
+        clock.advance(60)  # the next manual run is another slot
+
+    def triggered(job):
+        return [r.id for r in store.list_runs(job.id).items if r.trigger == "upstream"]
+
+    up = owned("extract", "alice", shares={"analysts": "read"})
+    link = {"job": up.id, "on": "success"}
+    load = owned("load", "carol", [{**link, "via": ["analysts"]}])
+    legacy = owned("legacy", "carol", [link])
+    mine = owned("mine", "alice", [link])
+    assert store.get_job(load.id).to_json()["after"] == [{**link, "name": "extract"}]
+    end(store.request_run(up.id))
+    assert len(triggered(load)) == len(triggered(mine)) == 1 and triggered(legacy) == []
+    got = store.get_job(legacy.id)
+    assert got.state == "blocked" and "save this job's after again" in got.state_reason
+    # a change that does not name after keeps what the link recorded
+    store.update_job(load.id, validate_changes(store.get_job(load.id), {"description": "x"}))
+    end(store.request_run(up.id))
+    assert len(triggered(load)) == 2
+    # alice shares it with another group only: carol's job is blocked at once, hers is not
+    cursor = store.last_event_seq()
+    store.update_job(up.id, validate_changes(store.get_job(up.id),
+                                             {"shares": {"ops": "read"}}))
+    got = store.get_job(load.id)
+    assert got.state == "blocked" and got.state_reason.startswith(
+        "after: alice's job 'extract' is no longer shared with you")
+    assert [(e.type, e.job_id, e.data["reason"]) for e in store.events_since(cursor)
+            if e.type == "job.blocked"] == [("job.blocked", load.id, got.state_reason)]
+    assert store.get_job(mine.id).state == "scheduled"
+    end(store.request_run(up.id))
+    assert len(triggered(load)) == 2 and len(triggered(mine)) == 3
+    assert store.set_paused(load.id, False).state == "blocked"
+    # shared with analysts again: resumed, triggered again
+    store.update_job(up.id, validate_changes(store.get_job(up.id),
+                                             {"shares": {"analysts": "execute"}}))
+    assert store.set_paused(load.id, False).state == "scheduled"
+    end(store.request_run(up.id))
+    assert len(triggered(load)) == 3
