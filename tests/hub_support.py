@@ -285,16 +285,18 @@ class HubDeployment:
 
 def hub_config(base: str, *, hub_port: int, service_port: int, admin_token: str,
                store: str, account: str | None, users: dict[str, list[str]],
-               service_env: dict[str, str] | None = None, service_token: str = "") -> str:
+               service_env: dict[str, str] | None = None, service_token: str = "",
+               cwd: str | None = None) -> str:
     """jupyterhub_config.py for the tests: the deployment docs/jupyterhub.md describes
     (the service, its scopes, the users' and admins' roles), on loopback, with the
-    in-memory proxy and the test's own admin service. *users*: role name -> users."""
+    in-memory proxy and the test's own admin service. *users*: role name -> users;
+    *cwd*: the service's folder (default: the SQLite *store*'s)."""
     service: dict[str, Any] = {
         "name": SERVICE, "url": f"http://127.0.0.1:{service_port}",
         "command": [sys.executable, "-m", "hermes_cron_ext.server.hub", "--db", store],
         "oauth_no_confirm": True,
         "oauth_client_allowed_scopes": [ADMIN_SCOPE],
-        "cwd": os.path.dirname(store),
+        "cwd": cwd or os.path.dirname(store),
         "environment": {"HERMES_CRON_HEARTBEAT": "0.5", **(service_env or {})},
         "api_token": service_token,
     }
@@ -335,13 +337,15 @@ c.JupyterHub.load_roles = [
 @contextlib.contextmanager
 def running_hub(*, admin_user: str = "dana",
                 extra: Callable[[dict[str, Any]], str] | None = None,
-                service_env: dict[str, str] | None = None) -> Iterator[HubDeployment]:
+                service_env: dict[str, str] | None = None,
+                store: str | None = None) -> Iterator[HubDeployment]:
     """A hub with hermes-cron as its managed service, run as SERVICE_ACCOUNT when this
     process is root (else as ourselves). Folders: a 0755 TEMP_PREFIX folder holding
     ``hub/`` (root's: config, database, log), ``svc-home/`` and ``store/`` (the
     service's, 0700). *extra* is given ``{"base", "store", "account", "service_url"}``
     before the hub starts and returns more ``jupyterhub_config.py`` (users' servers);
-    *service_env* goes into the service's environment."""
+    *service_env* goes into the service's environment; *store*: the service's store (a
+    ``postgresql://`` URL) instead of ``store/cron.db``."""
     base = tempfile.mkdtemp(prefix=TEMP_PREFIX)
     os.chmod(base, 0o755)
     stack = contextlib.ExitStack()
@@ -357,7 +361,7 @@ def running_hub(*, admin_user: str = "dana",
             stack.enter_context(traversable([sys.executable, sys.prefix, HERE]))
         hub_port, service_port = free_port(), free_port()
         admin_token, service_token = os.urandom(16).hex(), os.urandom(16).hex()
-        store = os.path.join(store_dir, "cron.db")
+        store = store or os.path.join(store_dir, "cron.db")
         config = os.path.join(base, "hub", "jupyterhub_config.py")
         service_url = f"http://127.0.0.1:{service_port}/services/{SERVICE}/"
         with open(config, "w") as f:
@@ -365,7 +369,8 @@ def running_hub(*, admin_user: str = "dana",
                                admin_token=admin_token, store=store,
                                account=account.pw_name if account else None,
                                users={"hermes-cron-admin": [admin_user]},
-                               service_env=service_env, service_token=service_token))
+                               service_env=service_env, service_token=service_token,
+                               cwd=store_dir))
             if extra is not None:
                 f.write(extra({"base": base, "store": store, "account": account,
                                "service_url": service_url}))
