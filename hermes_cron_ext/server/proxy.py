@@ -7,18 +7,32 @@ checked by the user's server (its user, Jupyter's ``cron`` permission) and sent 
 the service with the server's hub token (``JUPYTERHUB_API_TOKEN``), which the service
 takes as the user's identity. Answers, errors and event streams come back as the
 service sent them, chunk by chunk (a run's live output is not held back).
+
+Flow control: what the service sends is passed on only as fast as the browser takes
+it. Once :data:`WINDOW` bytes wait for a slow browser, the forwarding pauses: the
+service's answer is not read on (TCP then holds the service back, whose own streams
+wait for it or skip ahead as they do for a slow browser of theirs) until the browser
+has taken them. So a browser that stops reading costs this server at most about
+:data:`WINDOW` bytes and a chunk, never the stream. (With a Tornado older than 6.6,
+whose client cannot pause, the answer is cut off once :data:`OVERFLOW` bytes wait,
+with that reason in the log: an event stream's reader resumes from its last event.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import urllib.parse
+from collections.abc import Awaitable
 
+import tornado
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import httpclient, httputil, web
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 #: request headers passed on to the service (besides its Authorization, ours)
 FORWARDED = ("Content-Type", "Last-Event-ID", "Idempotency-Key", "Accept")
@@ -28,8 +42,31 @@ RETURNED = ("Content-Type", "Content-Disposition", "X-Log-Offset", "X-Log-Size",
             "Cache-Control", "X-Accel-Buffering", "Location")
 
 
-class _Gone(Exception):
-    """The browser went away: the forwarded request is dropped."""
+#: bytes passed on to the browser and not yet taken by it, past which the forwarding
+#: pauses (the service's answer is not read on until they are taken)
+WINDOW = 1 << 20
+#: without a client that can pause (Tornado < 6.6): past this many bytes waiting, the
+#: answer is cut off instead of kept in memory
+OVERFLOW = 16 << 20
+#: whether the client awaits its streaming callback (Tornado 6.6's simple_httpclient)
+PAUSES = tornado.version_info >= (6, 6)
+
+
+class _Gone(httputil.HTTPInputError):
+    """The browser went away, or (see :data:`OVERFLOW`) fell too far behind: the
+    forwarded request is dropped. (An ``HTTPInputError``: Tornado's client then ends the
+    request quietly, instead of logging an uncaught error from the callback.)"""
+
+
+class _QuietGone(logging.Filter):
+    """Tornado's client logs a dropped forward as a malformed answer: not one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, _Gone) for arg in args)
+
+
+logging.getLogger("tornado.general").addFilter(_QuietGone())
 
 
 class ServiceProxyHandler(APIHandler):
@@ -42,9 +79,17 @@ class ServiceProxyHandler(APIHandler):
         self.hub_token = token
         self._started = False
         self._gone = False
+        #: bytes written for the browser and not yet taken by its connection
+        self.waiting = 0
+        #: the most that ever waited (the proxy's buffer, bounded by WINDOW and a chunk)
+        self.most_waiting = 0
+        self._unflushed = 0  # of those, written since the flush in progress began
+        self._flushing = False
+        self._drained: asyncio.Future[None] | None = None  # the paused forward's wait
 
     def on_connection_close(self) -> None:
         self._gone = True
+        self._resume(_Gone("the browser went away"))
 
     def _header(self, line: str) -> None:
         if line.startswith("HTTP/"):
@@ -62,13 +107,60 @@ class ServiceProxyHandler(APIHandler):
                 value = self.base_url.rstrip("/") + "/api/cron/" + value[len(prefix):]
             self.set_header(name, value)
 
-    def _chunk(self, data: bytes) -> None:
+    def _chunk(self, data: bytes) -> Awaitable[None] | None:
+        """Pass a chunk of the service's answer on; while too much waits for the
+        browser, a future the client awaits before it reads on (see the module doc)."""
         if self._gone:
-            raise _Gone()
+            raise _Gone("the browser went away")
         self.write(data)
         self._started = True
-        fut = self.flush()
-        fut.add_done_callback(lambda f: f.exception())  # a closed stream: seen above
+        self.waiting += len(data)
+        self._unflushed += len(data)
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        self._flush_more()
+        if self.waiting <= WINDOW:
+            return None
+        if not PAUSES:
+            if self.waiting <= OVERFLOW:
+                return None
+            self.log.warning("hermes-cron: %s: the browser takes the answer too slowly "
+                             "(%d bytes wait for it): cut off (an event stream resumes from "
+                             "its last event)", self.request.path, self.waiting)
+            self._gone = True
+            self._cut()
+            raise _Gone("the browser reads too slowly")
+        if self._drained is None or self._drained.done():
+            self._drained = asyncio.get_running_loop().create_future()
+        return self._drained
+
+    def _flush_more(self) -> None:
+        """Hand what was written to the browser's connection, one flush at a time, so
+        each flush's end says how many bytes the browser has taken."""
+        if self._flushing or not self._unflushed or self._gone:
+            return
+        covered, self._unflushed, self._flushing = self._unflushed, 0, True
+
+        def done(fut: asyncio.Future[None]) -> None:
+            self._flushing = False
+            if fut.exception() is not None:  # the browser's connection closed
+                self._gone = True
+                self._resume(_Gone("the browser went away"))
+                return
+            self.waiting -= covered
+            self._flush_more()
+            if self.waiting <= WINDOW:
+                self._resume()
+
+        self.flush().add_done_callback(done)
+
+    def _resume(self, error: Exception | None = None) -> None:
+        """Let a paused forward read on (or, with *error*, end)."""
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            if error is None:
+                drained.set_result(None)
+            else:
+                drained.set_exception(error)
 
     def _cut(self) -> None:
         """End the connection without finishing the answer: a client that got part of it
@@ -103,12 +195,16 @@ class ServiceProxyHandler(APIHandler):
         except _Gone:
             return
         except (OSError, ValueError, httpclient.HTTPClientError) as exc:
+            if self._gone:
+                return
             if self._started:  # cut off midway: the browser must not take it as whole
                 self._cut()
                 return
             raise web.HTTPError(502, f"the hermes-cron service at {self.service} did not "
                                      f"answer: {exc}") from None
         if response.code == 599:  # no connection, a timeout, or cut off midway
+            if self._gone:  # the browser went, or was cut off: no one to answer
+                return
             if self._started:
                 self._cut()
                 return
@@ -156,11 +252,13 @@ _CLIENT: httpclient.AsyncHTTPClient | None = None
 
 def _client() -> httpclient.AsyncHTTPClient:
     """This server's own client for the service: event and run streams stay open, so the
-    process-wide client's 10 connections would soon all be held by them."""
+    process-wide client's 10 connections would soon all be held by them. Tornado's
+    simple client, whatever the process configured: it awaits the streaming callback
+    (Tornado 6.6), which is how a forward pauses (curl's client cannot)."""
     global _CLIENT
     if _CLIENT is None:
-        _CLIENT = httpclient.AsyncHTTPClient(force_instance=True, max_clients=1000,
-                                             max_body_size=1 << 40)
+        _CLIENT = SimpleAsyncHTTPClient(force_instance=True, max_clients=1000,
+                                        max_body_size=1 << 40)
     return _CLIENT
 
 

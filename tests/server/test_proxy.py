@@ -7,13 +7,18 @@ errors unchanged, live output streamed as it comes; the user's server keeps no s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 
 import pytest
 
@@ -60,13 +65,13 @@ def user_server(cron_server, tmp_path_factory):
         except OSError:
             return False
     wait_for(up, 90, 0.2, "the user's server")
-    yield url, tmp
+    yield url, tmp, proc.pid
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(20)
 
 
 def test_the_panels_calls_reach_the_service_and_come_back_unchanged(user_server, cron_server):
-    url, tmp = user_server
+    url, tmp, _ = user_server
     api = url + "api/cron/"
     status, headers, body = _call(api + "jobs", "utok", "POST", {
         "name": "proxied", "schedule": "@yearly",
@@ -111,7 +116,7 @@ def test_the_panels_calls_reach_the_service_and_come_back_unchanged(user_server,
 
 
 def test_the_users_server_checks_its_own_user_first(user_server):
-    url, _ = user_server
+    url, _, _ = user_server
     status, _, _ = _call(url + "api/cron/jobs", None)
     assert status == 403  # jupyter_server refuses, nothing is forwarded
     status, _, _ = _call(url + "api/cron/jobs", "not-the-token")
@@ -146,3 +151,98 @@ def test_a_service_that_is_down_is_a_clear_502(cron_server, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+
+
+def _rss(pid: int) -> int:
+    """The resident memory of process *pid*, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _slow_client(url: str, token: str) -> socket.socket:
+    """A GET whose reader then reads nothing (a browser tab that does not keep up): its
+    receive buffer small, as a busy client's is."""
+    parsed = urllib.parse.urlparse(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect((parsed.hostname, parsed.port))
+    sock.sendall(f"GET {parsed.path}?{parsed.query} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+                 f"Authorization: token {token}\r\nConnection: close\r\n\r\n".encode())
+    return sock
+
+
+def test_a_client_that_does_not_read_holds_the_stream_back_not_the_servers_memory(
+        user_server, cron_server):
+    """The user's server forwards what the service sends only as fast as its browser takes
+    it: a client that reads nothing while the service has 60 MB for it costs the user's
+    server a bounded buffer (the service's stream is paused, not read into memory); once
+    it reads again it gets every byte, as a fast client does."""
+    url, tmp, pid = user_server
+    api = url + "api/cron/"
+    name = f"flood-{uuid.uuid4().hex[:6]}"
+    status, _, body = _call(api + "jobs", "utok", "POST", {
+        "name": name, "schedule": "@yearly", "command": "seq 1 8000000",
+        "max_output": 1 << 30})
+    assert status == 201, body
+    try:
+        run = json.loads(_call(api + f"jobs/{name}/run", "utok", "POST", {})[2])
+
+        def ended():
+            got = json.loads(_call(api + f"runs/{run['id']}", "utok")[2])
+            return got["status"] not in ("queued", "running") and got
+        assert wait_for(ended, 120, 0.2, "the run")["status"] == "succeeded"
+        direct = _call(cron_server.url + f"api/cron/runs/{run['id']}/log",
+                       cron_server.token)[2]
+        assert len(direct) > 60_000_000
+        # a fast client gets every byte through the user's server
+        status, _, fast = _call(api + f"runs/{run['id']}/log", "utok")
+        assert status == 200 and hashlib.sha256(fast).digest() == hashlib.sha256(
+            direct).digest()
+        del fast
+        before = _rss(pid)
+        sock = _slow_client(api + f"runs/{run['id']}/log?offset=0", "utok")
+        try:
+            peak = before
+            for _ in range(30):  # 3 s: the service would have sent it all by then
+                time.sleep(0.1)
+                peak = max(peak, _rss(pid))
+            assert peak - before < 16 * 1024 * 1024, (
+                f"the user's server took {(peak - before) >> 20} MiB for a client that "
+                f"reads nothing")
+            # the client reads again: the rest comes, every byte, in order
+            sock.settimeout(60)
+            received = bytearray()
+            while chunk := sock.recv(1 << 20):
+                received += chunk
+        finally:
+            sock.close()
+        head, _, slow = bytes(received).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        if b"transfer-encoding: chunked" in head.lower():
+            slow = _unchunk(slow)
+        assert len(slow) == len(direct)
+        assert hashlib.sha256(slow).digest() == hashlib.sha256(direct).digest()
+        # a browser that goes away while its forward waits for it: dropped quietly
+        sock = _slow_client(api + f"runs/{run['id']}/log", "utok")
+        time.sleep(1)
+        sock.close()
+        assert _call(api + f"runs/{run['id']}", "utok")[0] == 200
+        time.sleep(0.5)
+        log = (tmp / "server.log").read_text(errors="replace")
+        assert "Uncaught exception" not in log and "Malformed HTTP" not in log, log[-3000:]
+    finally:
+        assert _call(api + f"jobs/{name}", "utok", "DELETE")[0] == 204
+
+
+def _unchunk(data: bytes) -> bytes:
+    out, pos = bytearray(), 0
+    while True:
+        end = data.index(b"\r\n", pos)
+        size = int(data[pos:end], 16)
+        if size == 0:
+            return bytes(out)
+        out += data[end + 2:end + 2 + size]
+        pos = end + 2 + size + 2
