@@ -79,10 +79,9 @@ class ServiceProxyHandler(APIHandler):
         self.hub_token = token
         self._started = False
         self._gone = False
-        #: bytes written for the browser and not yet taken by its connection
+        #: bytes written for the browser and not yet taken by its connection (this
+        #: forward's buffer: at most about WINDOW and a chunk)
         self.waiting = 0
-        #: the most that ever waited (the proxy's buffer, bounded by WINDOW and a chunk)
-        self.most_waiting = 0
         self._unflushed = 0  # of those, written since the flush in progress began
         self._flushing = False
         self._drained: asyncio.Future[None] | None = None  # the paused forward's wait
@@ -116,7 +115,6 @@ class ServiceProxyHandler(APIHandler):
         self._started = True
         self.waiting += len(data)
         self._unflushed += len(data)
-        self.most_waiting = max(self.most_waiting, self.waiting)
         self._flush_more()
         if self.waiting <= WINDOW:
             return None
