@@ -79,8 +79,8 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 ALICE, BOB, GROUP = "hb-alice", "hb-bob", "hb-users"
 HELPER = [sys.executable, "-I", "-m", "hermes_cron_ext.runtime.runas", "serve"]
 #: a run that prints a numbered line every 0.3 s until the test lets it finish (it
-#: makes ~/hb-done; at most 60 s)
-LIVE = ('i=0; while [ ! -e "$HOME/hb-done" ] && [ $i -lt 200 ]; do i=$((i+1)); '
+#: makes ~/hb-done; at most 2 minutes)
+LIVE = ('i=0; while [ ! -e "$HOME/hb-done" ] && [ $i -lt 400 ]; do i=$((i+1)); '
         'echo "line $i from $(id -un)"; sleep 0.3; done; rm -f "$HOME/hb-done"; echo finished')
 
 
