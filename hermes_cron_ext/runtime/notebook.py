@@ -14,7 +14,13 @@ The supervisor starts this as the payload of a ``kind: notebook`` run
    cell's output as it arrives: stream text to stdout or stderr, the
    ``text/plain`` of results and displays to stdout, errors to stderr;
 4. saves the executed notebook to ``--output`` after every cell and at the end,
-   on failure too, so the run's artifact shows how far it got;
+   on failure too, so the run's artifact shows how far it got (its folder made, 0700,
+   when missing; the file 0600); with ``--artifact-fd N`` it also writes each saved
+   notebook to descriptor N, a pipe, as a frame (:func:`artifact_frame`: an 8-byte
+   big-endian length, then the bytes; none over :data:`ARTIFACT_MAX`): a run of a hub
+   user's job runs as its owner, who cannot write the service's folder, so the runner
+   keeps its own copy in the owner's home and the supervisor (the service) writes the
+   last whole frame it reads to the store's artifact path (``supervisor.ArtifactSink``);
 5. exits 0 when every cell ran, 1 on a cell error (the error is printed to
    stderr), 2 on bad input (unreadable notebook, bad parameters, unknown kernel),
    and 143 when stopped by SIGTERM (timeout or cancel).
@@ -34,6 +40,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
@@ -44,6 +51,81 @@ EXIT_CELL_ERROR, EXIT_BAD_INPUT, EXIT_TERMINATED = 1, 2, 143
 INJECTED_TAG = "injected-parameters"
 #: The read end of the supervisor's "go" pipe (see the module docstring).
 GO_FD_ENV = "HERMES_CRON_GO_FD"
+#: the largest executed notebook sent on the artifact pipe (``--artifact-fd``); a
+#: larger one is kept in ``--output`` only (said on stderr)
+ARTIFACT_MAX = 64 << 20
+_FRAME = struct.Struct(">Q")
+
+
+def artifact_frame(data: bytes) -> bytes:
+    """One executed notebook as sent on the artifact pipe: its length, then its bytes."""
+    return _FRAME.pack(len(data)) + data
+
+
+class FrameReader:
+    """The reading side of the artifact pipe: :meth:`feed` it what was read, it gives
+    back the last whole frame in it. A length over *limit* breaks the stream for good
+    (:attr:`broken` says why): what follows cannot be framed again."""
+
+    def __init__(self, limit: int = ARTIFACT_MAX):
+        self.limit = limit
+        self.broken: str | None = None
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> bytes | None:
+        if self.broken is not None:
+            return None
+        self._buf += data
+        last = None
+        while len(self._buf) >= _FRAME.size:
+            (size,) = _FRAME.unpack_from(self._buf)
+            if size > self.limit:
+                self.broken = f"a frame of {size} bytes (over {self.limit})"
+                self._buf.clear()
+                return last
+            end = _FRAME.size + size
+            if len(self._buf) < end:
+                break
+            last = bytes(self._buf[_FRAME.size:end])
+            del self._buf[:end]
+        return last
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame not yet whole (cut short, if the stream has ended)."""
+        return len(self._buf)
+
+
+class ArtifactPipe:
+    """The runner's end of the artifact pipe (``--artifact-fd``). A pipe whose reader is
+    gone (the supervisor died) is given up, never the run."""
+
+    def __init__(self, fd: int):
+        os.set_inheritable(fd, False)  # the kernel (the owner's code) never holds it
+        self._f: Any = open(fd, "wb")  # noqa: SIM115 - closed by close()
+
+    def send(self, data: bytes) -> None:
+        if self._f is None:
+            return
+        if len(data) > ARTIFACT_MAX:
+            _out(sys.stderr, f"[hermes-cron: the executed notebook ({len(data)} bytes) is "
+                             f"over {ARTIFACT_MAX} bytes: not sent to the service]\n")
+            return
+        try:
+            self._f.write(artifact_frame(data))
+            self._f.flush()
+        except OSError as exc:
+            _out(sys.stderr, f"[hermes-cron: cannot send the notebook to the service: "
+                             f"{exc}]\n")
+            self.close()
+
+    def close(self) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 class BadInput(Exception):
@@ -87,16 +169,43 @@ def inject_parameters(nb, params: dict[str, Any]) -> int | None:
     return index
 
 
-def _write(nb, path: str) -> None:
-    """Write atomically: a reader never sees half a notebook."""
+def _write(nb, path: str | None, pipe: ArtifactPipe | None = None) -> None:
+    """Write atomically (a reader never sees half a notebook) to *path*, and send it on
+    *pipe*. A failure to write *path* is raised after the send."""
     import nbformat
 
-    tmp = f"{path}.tmp{os.getpid()}"
-    # 0600 like the run's log: outputs may show what the job's secrets unlocked
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
-              encoding="utf-8") as f:
-        nbformat.write(nb, f)
-    os.replace(tmp, path)
+    data = nbformat.writes(nb).encode("utf-8")
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    try:
+        if path:
+            _private_folders(os.path.dirname(os.path.abspath(path)))
+            tmp = f"{path}.tmp{os.getpid()}"
+            # 0600 like the run's log: outputs may show what the job's secrets unlocked
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                              0o600), "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+    finally:
+        if pipe is not None:
+            pipe.send(data)
+
+
+def _private_folders(folder: str) -> None:
+    """Make *folder* and the folders missing above it, each 0700 (``os.makedirs`` gives
+    the ones above the umask's mode); those there already are left as they are."""
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for name in reversed(missing):
+        try:
+            os.mkdir(name, 0o700)
+        except FileExistsError:
+            pass
 
 
 def _out(stream, text: str) -> None:
@@ -105,7 +214,7 @@ def _out(stream, text: str) -> None:
 
 
 def _make_client(nb, kernel: str, cwd: str, output_path: str | None, ipc_dir: str,
-                 on_start=None):
+                 on_start=None, pipe: ArtifactPipe | None = None):
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
@@ -150,9 +259,9 @@ def _make_client(nb, kernel: str, cwd: str, output_path: str | None, ipc_dir: st
             _out(sys.stdout, f"::progress:: {k}/{total} cell {k + 1} of {total}\n")
 
     def after(cell, cell_index, **_):
-        if output_path:
+        if output_path or pipe is not None:
             try:
-                _write(nb, output_path)
+                _write(nb, output_path, pipe)
             except OSError as exc:  # a full disk must not stop the run itself
                 _out(sys.stderr, f"[hermes-cron: cannot save the notebook: {exc}]\n")
 
@@ -168,8 +277,19 @@ def _make_client(nb, kernel: str, cwd: str, output_path: str | None, ipc_dir: st
 
 
 async def run_notebook(path: str, output_path: str | None, params: dict[str, Any],
-                       kernel: str | None = None) -> int:
-    """Execute *path*; return the exit status (see the module docstring)."""
+                       kernel: str | None = None, artifact_fd: int | None = None) -> int:
+    """Execute *path*; return the exit status (see the module docstring). *artifact_fd*:
+    a pipe each saved notebook is also sent on, framed (closed here)."""
+    pipe = None if artifact_fd is None else ArtifactPipe(artifact_fd)
+    try:
+        return await _run_notebook(path, output_path, params, kernel, pipe)
+    finally:
+        if pipe is not None:
+            pipe.close()
+
+
+async def _run_notebook(path: str, output_path: str | None, params: dict[str, Any],
+                        kernel: str | None, pipe: ArtifactPipe | None) -> int:
     import nbformat
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
@@ -201,7 +321,7 @@ async def run_notebook(path: str, output_path: str | None, params: dict[str, Any
             raise NotStarted
         meta["started_at"] = _now()
 
-    client, total = _make_client(nb, kernel, cwd, output_path, ipc_dir, wait_go)
+    client, total = _make_client(nb, kernel, cwd, output_path, ipc_dir, wait_go, pipe)
     status, code = "failed", EXIT_CELL_ERROR
 
     def on_term(why: str = "SIGTERM"):
@@ -241,8 +361,8 @@ async def run_notebook(path: str, output_path: str | None, params: dict[str, Any
         except RuntimeError:
             pass
         meta.update({"finished_at": _now(), "status": status})
-        if output_path and status != "not started":
-            _write(nb, output_path)
+        if (output_path or pipe is not None) and status != "not started":
+            _write(nb, output_path, pipe)
         kernel_log.close()
         shutil.rmtree(ipc_dir, ignore_errors=True)
     return code
@@ -311,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parameters", default=os.environ.pop(PARAMETERS_ENV, "{}"),
                         help=f"a JSON object of parameters (default: ${PARAMETERS_ENV})")
     parser.add_argument("--kernel", help="kernel name (default: the notebook's, else python3)")
+    parser.add_argument("--artifact-fd", type=int, metavar="N",
+                        help="a pipe to send each saved notebook on, framed (a run as the "
+                             "job's owner: the service's copy)")
     args = parser.parse_args(argv)
     # nbformat -> jsonschema imports rfc3987_syntax when it is installed, which builds
     # a grammar for seconds; IRI format checks are never needed to run a notebook
@@ -330,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--parameters must be a JSON object: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return asyncio.run(run_notebook(args.path, args.output, params, args.kernel))
+        return asyncio.run(run_notebook(args.path, args.output, params, args.kernel,
+                                        args.artifact_fd))
     except BadInput as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -36,7 +36,8 @@ helper refuses to serve on anything but the socketpair.) The helper:
   caller), forks, and in the child: ``setsid``, the owner's groups (``initgroups``:
   the list from ``getgrouplist``, checked before the fork, set by ``setgroups``),
   ``setgid``, ``setuid``, each checked (and ``setuid(0)`` must then fail), umask
-  0o077, ``chdir`` as the owner, the caller's descriptors as 1 and 2, and ``exec``;
+  0o077, ``chdir`` as the owner, the caller's descriptors as 1 and 2 (and a notebook
+  runner's artifact and go pipes as 3 and 4), and ``exec``;
 - signals only a process group it started for that run id, never a pid it is given;
 - reaps its children and tells each exit (on the channel that started it); exits when
   its last channel closes (the service and what it forked are gone: agents outlive a
@@ -57,6 +58,20 @@ store holds. ``allow_groups`` narrows it to the hub's users.
   the run-as step happens ahead of the instant and the instant costs one write.
   Answer: ``{"n": N, "ok": true, "pid": PID}`` once the payload has exec'd (its group
   is PID), or ``{"n": N, "ok": false, "reason": "..."}``.
+- A notebook run (the job's ``kind`` in the store is ``notebook``) must add
+  ``"artifact": true`` (and no other run may) and pass one more descriptor, last: the
+  write end of a pipe (a FIFO, nothing else), the *artifact pipe*. The runner
+  (``runtime/notebook.py``, as the owner) gets it as descriptor 3 and
+  ``--artifact-fd 3`` on its command line, and its ``--output`` is the owner's own
+  copy, :func:`owner_artifact` (``~/.local/share/hermes-cron/artifacts/RUN_ID.ipynb``,
+  folders made 0700, the file 0600), never the service's folder; it writes each
+  notebook it saves to the pipe, framed (``notebook.artifact_frame``), and the caller
+  (``supervisor.ArtifactSink``, the service) writes the last whole frame to the store's
+  artifact path: what the owner's code sends there spoils that run's artifact at most.
+  With ``"go": true`` the go pipe is not a shell's stdin but the runner's descriptor 4,
+  named by ``HERMES_CRON_GO_FD`` (its kernel starts ahead of the instant, and a byte
+  runs the first cell: the runner's warm start); the descriptors are then stdout,
+  stderr, go, artifact.
 - ``{"op": "signal", "n": N, "run": RUN_ID, "sig": SIG}``: ``{"n": N, "ok": true,
   "sent": true}`` (``false``: its group is gone), or refused (not a run it started).
 - ``{"op": "stop_orphan", "n": N, "run": RUN_ID}``: ``{"n": N, "ok": true, "stopped":
@@ -131,13 +146,19 @@ EXEC_LIMIT = 10.0
 PRUNE_EVERY = 5.0
 #: run ids whose group is gone that the helper still knows as its own (signal: not sent)
 ENDED_KEPT = 16384
-_FIELDS = {"start": {"op", "n", "run", "go"}, "signal": {"op", "n", "run", "sig"},
+_FIELDS = {"start": {"op", "n", "run", "go", "artifact"}, "signal": {"op", "n", "run", "sig"},
            "stop_orphan": {"op", "n", "run"}, "channel": {"op", "n"}}
 #: the service's setting (``c.HermesCron.run_as``, ``hermes-cron daemon --run-as``) when
 #: neither is given: the helper's command line, split as a shell would
 RUN_AS_ENV = "HERMES_CRON_RUN_AS"
-#: the reason a notebook run of a job with an owner is recorded failed, for now
-NOTEBOOK_REFUSAL = "notebook jobs cannot run as their owner yet on a hub"
+#: where a notebook run as its owner keeps the owner's copy of the executed notebook,
+#: under the owner's home (:func:`owner_artifact`)
+OWNER_ARTIFACTS = os.path.join(".local", "share", "hermes-cron", "artifacts")
+#: the runner's descriptors, in a notebook run as its owner: the artifact pipe, and the
+#: go pipe of a warm start
+ARTIFACT_FD, NOTEBOOK_GO_FD = 3, 4
+#: the job kinds the helper starts
+KINDS = ("command", "python", "notebook")
 #: the payload's marker in its environment (``supervisor.payload_launch`` sets it)
 RUN_MARKER = b"HERMES_CRON_RUN_ID="
 
@@ -278,19 +299,54 @@ def login_env(account: Account, path: str) -> dict[str, str]:
     return env
 
 
-class _Reads:
-    """The store as the helper's ``payload_launch`` may use it: reads only. An upstream
-    artifact that is not a file here is left out, never copied: root would own the
-    copy, in the service's folder."""
+def owner_artifact(home: str, run_id: str) -> str:
+    """The owner's own copy of *run_id*'s executed notebook, under *home*."""
+    if not run_id or os.sep in run_id or run_id.startswith("."):
+        raise ValueError(f"not a run id: {run_id!r}")
+    return os.path.join(home, OWNER_ARTIFACTS, f"{run_id}.ipynb")
 
-    def __init__(self, store: Any):
-        self._store = store
+
+class _Reads:
+    """The store as the helper's ``payload_launch`` may use it, for *run_id*, which runs
+    as *account*: reads only, and no path of the service's. ``artifact_path`` is the
+    owner's own copy (:func:`owner_artifact`): for the run itself always (the runner's
+    ``--output``); for another run (an upstream one: ``upstream_artifact``) only when
+    that run's job is the same owner's and the copy is a regular file of the owner's
+    (``lstat``), else ``""``, which names no file: the downstream is told none. Never a
+    path in the service's folder (the owner cannot read it), never a copy (root would
+    own it)."""
+
+    def __init__(self, store: Any, account: Account, run_id: str):
+        self._store, self._account, self._run_id = store, account, run_id
 
     def run_secrets(self, run_id: str) -> dict[str, str]:
         return self._store.run_secrets(run_id)
 
     def artifact_path(self, run_id: str) -> str:
-        return self._store.artifact_path(run_id)
+        try:
+            path = owner_artifact(self._account.home, run_id)
+        except ValueError:
+            return ""
+        if run_id == self._run_id:
+            return path
+        if self._owner_of(run_id) != self._account.name:
+            return ""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return ""
+        return path if stat.S_ISREG(st.st_mode) and st.st_uid == self._account.uid else ""
+
+    def _owner_of(self, run_id: str) -> str | None:
+        from hermes_cron_ext.errors import NotFound
+
+        try:
+            run = self._store.get_run(run_id)
+            if "owner" in (run.spec or {}):
+                return run.spec["owner"]
+            return self._store.get_job(run.job_id).owner
+        except NotFound:
+            return None
 
     def read_artifact(self, run_id: str) -> None:
         return None
@@ -445,15 +501,15 @@ class Helper:
             return self.signal(run_id, request.get("sig"))
         if op == "stop_orphan":
             return {"ok": True, "stopped": self.stop_orphan(run_id)}
-        go = request.get("go", False)
-        if not isinstance(go, bool):
-            raise Refused("'go' is true or false")
-        return {"ok": True, "pid": self.start(run_id, fds, go, channel)}
+        go, artifact = request.get("go", False), request.get("artifact", False)
+        if not isinstance(go, bool) or not isinstance(artifact, bool):
+            raise Refused("'go' and 'artifact' are true or false")
+        return {"ok": True, "pid": self.start(run_id, fds, go, channel, artifact)}
 
     # -- start ------------------------------------------------------------------------
-    def prepare(self, run_id: str) -> tuple[Account, list[str], dict[str, str], str]:
-        """The account, argv, environment and folder of *run_id*'s payload, from the
-        store alone.
+    def prepare(self, run_id: str) -> tuple[Account, list[str], dict[str, str], str, str]:
+        """The account, argv, environment, folder and kind of *run_id*'s payload, from
+        the store alone.
 
         :raises Refused: the run or its owner may not run through this helper."""
         from hermes_cron_ext.errors import NotFound
@@ -483,41 +539,56 @@ class Helper:
                           f"{owner!r}'s")
         account = account_for(owner, self.config, self.uid_min)
         kind = run.spec.get("kind", "command")
-        if kind not in ("command", "python"):
-            raise Refused(f"{kind} runs do not run as their owner yet (their artifact goes "
-                          "to the service's folder)")
+        if kind not in KINDS:
+            raise Refused(f"run {run_id}: unknown job kind {kind!r}")
         try:
-            argv, env, cwd = payload_launch(_Reads(store), run,
-                                            login_env(account, self.path))
+            argv, env, cwd = payload_launch(_Reads(store, account, run_id), run,
+                                            login_env(account, self.path), account.uid)
         except ValueError as exc:
             raise Refused(f"run {run_id}: {exc}") from None
-        return account, argv, env, os.path.join(account.home, cwd)
+        return account, argv, env, os.path.join(account.home, cwd), kind
 
     def start(self, run_id: str, fds: list[int], go: bool,
-              channel: socket.socket | None = None) -> int:
+              channel: socket.socket | None = None, artifact: bool = False) -> int:
         """Start *run_id*'s payload as its owner, its output on *fds* (stdout, stderr,
-        and with *go* the read end of its go pipe); its pid once it has exec'd. Its exit
-        is told on *channel*."""
-        if len(fds) != (3 if go else 2):
-            raise Refused(f"a start request passes {3 if go else 2} descriptors (stdout, "
-                          f"stderr{', go' if go else ''}); this one passed {len(fds)}")
-        for fd, mode in zip(fds, ("w", "w", "r"), strict=False):
-            _check_fd(fd, mode)
+        with *go* the read end of its go pipe, with *artifact* (a notebook run) the
+        write end of its artifact pipe); its pid once it has exec'd. Its exit is told on
+        *channel*."""
+        names = ["stdout", "stderr"] + (["go"] if go else []) + \
+            (["artifact"] if artifact else [])
+        if len(fds) != len(names):
+            raise Refused(f"a start request passes {len(names)} descriptors "
+                          f"({', '.join(names)}); this one passed {len(fds)}")
+        for fd, name in zip(fds, names, strict=True):
+            _check_fd(fd, "r" if name == "go" else "w", pipe=name == "artifact")
         if run_id in self.groups or run_id in self.ended:  # before its end is recorded
             raise Refused(f"run {run_id} was started already by this helper")
-        account, argv, env, cwd = self.prepare(run_id)
-        if go:
+        account, argv, env, cwd, kind = self.prepare(run_id)
+        if (kind == "notebook") != artifact:
+            raise Refused(f"run {run_id} is a {kind} run: a notebook run, and only one, "
+                          "passes its artifact pipe (\"artifact\": true)")
+        stdin: int | None = None
+        program: str | None = None
+        extra: list[int] = []  # the runner's descriptors 3 (artifact) and 4 (go)
+        if kind == "notebook":
+            from hermes_cron_ext.runtime.notebook import GO_FD_ENV
+
+            extra.append(fds[-1])
+            argv = [*argv, "--artifact-fd", str(ARTIFACT_FD)]
+            if go:  # the runner's warm start: its kernel starts now, a byte runs it
+                extra.append(fds[2])
+                env[GO_FD_ENV] = str(NOTEBOOK_GO_FD)
+        elif go:
             from hermes_cron_ext.runtime.agent import GO_SCRIPT  # agent may import us
 
             program, argv = argv[0], ["/bin/sh", "-c", GO_SCRIPT, "sh", *argv]
-        else:
-            program = None
+            stdin = fds[2]
         err_r, err_w = os.pipe()
         try:
             pid = os.fork()
             if pid == 0:
-                _become(account, argv, env, cwd, fds[2] if go else None, fds[0], fds[1],
-                        err_w, program)
+                _become(account, argv, env, cwd, stdin, fds[0], fds[1], err_w, program,
+                        extra)
         finally:
             os.close(err_w)
         try:
@@ -699,14 +770,18 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
-def _check_fd(fd: int, mode: str) -> None:
-    """A descriptor the caller passed: a pipe or socket (or /dev/null), open for *mode*.
-    Not a file: the owner's payload could truncate it, or read what else it holds."""
+def _check_fd(fd: int, mode: str, pipe: bool = False) -> None:
+    """A descriptor the caller passed: a pipe or socket (or /dev/null), open for *mode*;
+    with *pipe*, a pipe alone. Not a file: the owner's payload could truncate it, or
+    read what else it holds."""
     import fcntl
 
     st = os.fstat(fd)
-    if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)
-            or (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev)):
+    if pipe:
+        if not stat.S_ISFIFO(st.st_mode):
+            raise Refused("a notebook run's artifact descriptor is a pipe")
+    elif not (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)
+              or (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev)):
         raise Refused("a payload's descriptors are pipes or sockets (or /dev/null)")
     access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
     if access != os.O_RDWR and access != (os.O_WRONLY if mode == "w" else os.O_RDONLY):
@@ -732,9 +807,12 @@ def _read_failure(err_r: int, pid: int) -> str | None:
 
 def _become(account: Account, argv: list[str], env: dict[str, str], cwd: str,
             stdin: int | None, stdout: int, stderr: int, err_w: int,
-            program: str | None) -> NoReturn:
-    """In the forked child: become *account*, checking each step, and exec. What fails
-    is written to *err_w* (close-on-exec: end of file means the exec worked)."""
+            program: str | None, extra: Sequence[int] = ()) -> NoReturn:
+    """In the forked child: become *account*, checking each step, and exec, with
+    *stdin*, *stdout*, *stderr* as 0, 1, 2 and *extra* as 3, 4, ... What fails is
+    written to *err_w* (close-on-exec: end of file means the exec worked)."""
+    import fcntl
+
     step = "setsid"
     try:
         signal.set_wakeup_fd(-1)
@@ -763,10 +841,14 @@ def _become(account: Account, argv: list[str], env: dict[str, str], cwd: str,
         os.chdir(cwd)  # as the owner: a folder they may not enter is not entered
         step = "exec"
         null = os.open(os.devnull, os.O_RDONLY) if stdin is None else stdin
-        os.dup2(null, 0)
-        os.dup2(stdout, 1)
-        os.dup2(stderr, 2)
-        os.closerange(3, err_w)
+        # above every target first, so no dup2 overwrites a source (or err_w) yet to use
+        err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, 16)
+        sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, 16) for fd in (null, stdout, stderr,
+                                                                 *extra)]
+        for target, fd in enumerate(sources):
+            os.dup2(fd, target)
+        first = 3 + len(extra)
+        os.closerange(first, err_w)
         os.closerange(err_w + 1, max(os.sysconf("SC_OPEN_MAX"), err_w + 1))
         if program is not None and not _findable(program, env, cwd):  # a primed payload
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
@@ -843,7 +925,8 @@ class Process:
     """A payload started through the helper, shaped like the ``subprocess.Popen`` the
     agent holds: ``pid`` (its group too), ``stdout`` and ``stderr`` (read ends),
     ``go`` (a primed payload's go pipe: write a line to run it, close it to drop it),
-    ``returncode``, :meth:`poll`, :meth:`wait`, :meth:`killpg`."""
+    ``artifact`` (a notebook run's artifact pipe, read end), ``returncode``,
+    :meth:`poll`, :meth:`wait`, :meth:`killpg`."""
 
     runas: RunAs
     run_id: str
@@ -852,6 +935,7 @@ class Process:
     stderr: IO[bytes]
     go: int | None = None
     returncode: int | None = None
+    artifact: IO[bytes] | None = None
 
     def poll(self) -> int | None:
         self.runas.events(keep=True)
@@ -930,34 +1014,44 @@ class RunAs:
         self.pid = 0
 
     # -- requests ---------------------------------------------------------------------
-    def launch(self, run_id: str, stdout: int, stderr: int, go: int | None = None) -> int:
+    def launch(self, run_id: str, stdout: int, stderr: int, go: int | None = None,
+               artifact: int | None = None) -> int:
         """Start *run_id*'s payload as its owner, writing to *stdout* and *stderr*
         (descriptors; the caller closes its copies); with *go* (a pipe's read end) it is
-        primed and waits for a line there. Its pid, which is also its process group.
+        primed and waits for a line there (a notebook's runner: a byte); *artifact* (a
+        pipe's write end) a notebook run's artifact pipe, which it needs. Its pid, which
+        is also its process group.
 
         :raises RunAsError: with the helper's reason (refused, cannot start)."""
-        fds = [stdout, stderr] + ([] if go is None else [go])
-        answer = self._call({"op": "start", "run": run_id, "go": go is not None}, fds)
-        return int(answer["pid"])
+        fds = [stdout, stderr] + ([] if go is None else [go]) + \
+            ([] if artifact is None else [artifact])
+        request: dict[str, Any] = {"op": "start", "run": run_id, "go": go is not None}
+        if artifact is not None:
+            request["artifact"] = True
+        return int(self._call(request, fds)["pid"])
 
-    def popen(self, run_id: str, go: bool = False) -> Process:
-        """:meth:`launch` with pipes made here: a :class:`Process` to read and wait on."""
+    def popen(self, run_id: str, go: bool = False, artifact: bool = False) -> Process:
+        """:meth:`launch` with pipes made here: a :class:`Process` to read and wait on
+        (*artifact*: a notebook run, whose executed notebooks come in on
+        ``Process.artifact``, framed)."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         go_r, go_w = os.pipe() if go else (None, None)
+        art_r, art_w = os.pipe() if artifact else (None, None)
         try:
-            pid = self.launch(run_id, out_w, err_w, go_r)
+            pid = self.launch(run_id, out_w, err_w, go_r, art_w)
         except BaseException:
-            for fd in (out_r, err_r, go_w):
+            for fd in (out_r, err_r, go_w, art_r):
                 if fd is not None:
                     os.close(fd)
             raise
         finally:
-            for fd in (out_w, err_w, go_r):
+            for fd in (out_w, err_w, go_r, art_w):
                 if fd is not None:
                     os.close(fd)
         proc = Process(self, run_id, pid, open(out_r, "rb", buffering=0),  # noqa: SIM115
-                       open(err_r, "rb", buffering=0), go_w)  # noqa: SIM115
+                       open(err_r, "rb", buffering=0), go_w,  # noqa: SIM115
+                       artifact=None if art_r is None else open(art_r, "rb", buffering=0))
         told = next((e for e in self._events if e.pid == pid), None)
         if told is None:  # its exit may have come in with the answer
             self._procs[pid] = proc

@@ -18,19 +18,24 @@ import json
 import os
 import selectors
 import signal
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain.models import RunStatus, iso
 from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
-from hermes_cron_ext.runtime.notebook import GO_FD_ENV, PARAMETERS_ENV  # not at the instant
-from hermes_cron_ext.runtime.runas import NOTEBOOK_REFUSAL, Process, RunAs, RunAsError
+from hermes_cron_ext.runtime.notebook import (  # not at the instant
+    GO_FD_ENV,
+    PARAMETERS_ENV,
+    FrameReader,
+)
+from hermes_cron_ext.runtime.runas import Process, RunAs, RunAsError
 from hermes_cron_ext.store import output
 
 if TYPE_CHECKING:
@@ -42,19 +47,26 @@ EXIT_DRAIN = 1.0  # after the payload exits, read what its children still write 
 #: seconds the run-as helper has to tell the exit of a payload whose process is gone
 EXIT_TOLD = 10.0
 
-def upstream_parameters(spec: dict, upstream: dict, given: dict) -> dict:
+#: the largest notebook whose parameters cell the run-as helper reads (as root)
+SOURCE_MAX = 16 << 20
+
+
+def upstream_parameters(spec: dict, upstream: dict, given: dict,
+                        owner: tuple[str, int] | None = None) -> dict:
     """What a downstream notebook is told of the run that triggered it: always
     ``upstream_run_id``; ``upstream_status``, ``upstream_exit_code`` and
     ``upstream_artifact`` (the executed notebook's path) where its parameters cell asks
-    for them. Values given to the run itself win."""
+    for them. Values given to the run itself win. *owner*: ``(home, uid)`` of the
+    account the run runs as, for the run-as helper (root): ``~`` is that home, and the
+    notebook is read only if it is a regular file of that uid's (no symlink followed at
+    the end, no device, no FIFO), of :data:`SOURCE_MAX` bytes at most."""
     from hermes_cron_ext.domain.parameters import declared
 
     asked: set[str] = set()
-    path = os.path.join(os.path.expanduser(spec.get("cwd") or "~"),
-                        os.path.expanduser(str(spec.get("command") or "")))
+    path = os.path.join(_expand(spec.get("cwd") or "~", owner),
+                        _expand(str(spec.get("command") or ""), owner))
     try:
-        with open(path, encoding="utf-8") as f:
-            asked = {p["name"] for p in declared(f.read())}
+        asked = {p["name"] for p in declared(_read_source(path, owner))}
     except (OSError, ValueError):
         pass  # the runner says what is wrong with the notebook
     offered = {"upstream_run_id": upstream["run_id"], "upstream_status": upstream["status"],
@@ -62,6 +74,24 @@ def upstream_parameters(spec: dict, upstream: dict, given: dict) -> dict:
                "upstream_artifact": upstream["artifact"]}
     return {k: v for k, v in offered.items()
             if k not in given and (k == "upstream_run_id" or k in asked)}
+
+
+def _expand(path: str, owner: tuple[str, int] | None) -> str:
+    if owner is None:
+        return os.path.expanduser(path)
+    return owner[0] + path[1:] if path == "~" or path.startswith("~/") else path
+
+
+def _read_source(path: str, owner: tuple[str, int] | None) -> str:
+    if owner is None:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != owner[1] or st.st_size > SOURCE_MAX:
+            raise ValueError(f"{path} is not a notebook of the owner's")
+        return f.read(SOURCE_MAX).decode("utf-8")
 
 
 def python_path(spec: dict, path: str | None) -> str:
@@ -101,12 +131,13 @@ def payload_argv(spec: dict, artifact: str) -> list[str]:
 
 
 def payload_launch(store, run, base: Mapping[str, str] | None = None,
-                   ) -> tuple[list[str], dict[str, str], str]:
+                   owner_uid: int | None = None) -> tuple[list[str], dict[str, str], str]:
     """What starting *run*'s payload takes: its argv, environment and working folder.
     Store reads (secrets, upstream artifacts) happen here, before the instant. *base*:
     the environment the payload starts from, this process's by default; the run-as
     helper (``runas.py``) gives the owner's login environment, whose HOME ``~`` in the
-    cwd then means. The scheduler's own credentials (:data:`SERVICE_ENV`, ``JUPYTERHUB_*``)
+    cwd then means, and the owner's uid as *owner_uid* (see :func:`upstream_parameters`).
+    The scheduler's own credentials (:data:`SERVICE_ENV`, ``JUPYTERHUB_*``)
     are left out of it.
 
     :raises ValueError: the spec names an unknown kind."""
@@ -132,7 +163,9 @@ def payload_launch(store, run, base: Mapping[str, str] | None = None,
         if spec.get("logical_time"):  # a backfilled slot: the notebook is told which
             parameters.setdefault("logical_time", spec["logical_time"])
         if upstream:
-            parameters.update(upstream_parameters(spec, upstream[0], parameters))
+            owner = None if base is None or owner_uid is None else \
+                (base.get("HOME", "/"), owner_uid)
+            parameters.update(upstream_parameters(spec, upstream[0], parameters, owner))
         env[PARAMETERS_ENV] = json.dumps(parameters)
     elif parameters:  # a script reads them as JSON, or one by one
         env[PARAMETERS_ENV] = json.dumps(parameters)
@@ -341,11 +374,81 @@ def outcome(rc: int, stopping: str | None, timeout: float | None,
     return "failed", exit_code, f"{why}: {detail}" if detail else why
 
 
-class Payload:
-    """A started payload process; *go_w*: the write end of a warm notebook's go pipe."""
+class ArtifactSink:
+    """The service's copy of the executed notebook of a notebook run that runs as its
+    job's owner (through the run-as helper). The owner cannot write the service's
+    folder: the runner keeps its own copy in the owner's home and sends each notebook it
+    saves on a pipe, framed (``notebook.artifact_frame``, ``--artifact-fd``); the last
+    whole frame read is written to *path*, the store's ``artifact_path`` of the run
+    (tmp + rename, 0600), so ``read_artifact`` (and a PostgreSQL store's copy, taken when
+    the run's output writer closes) has it as for any notebook run. Whatever the owner's
+    code sends there spoils that run's artifact at most: a frame over
+    ``notebook.ARTIFACT_MAX`` ends the stream (the pipe is closed, the last whole
+    notebook kept), and nothing is written but *path*."""
 
-    def __init__(self, proc, go_w: int | None = None):
-        self.proc, self.go_w = proc, go_w
+    def __init__(self, pipe: IO[bytes], path: str):
+        self.pipe: IO[bytes] | None = pipe
+        self.path = path
+        self.frames = FrameReader()
+        self.saved = 0
+        #: why the last notebook could not be written to *path* (None: it was)
+        self.error: str | None = None
+        os.set_blocking(pipe.fileno(), False)
+
+    def fileno(self) -> int:
+        assert self.pipe is not None, "closed"
+        return self.pipe.fileno()
+
+    def read(self) -> bool:
+        """Read what the runner sent (never blocking) and save the last whole notebook;
+        False once the stream has ended (end of file, or a frame it cannot take)."""
+        if self.pipe is None:
+            return False
+        while True:
+            try:
+                data = os.read(self.pipe.fileno(), 1 << 20)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                return False
+            frame = self.frames.feed(data)
+            if frame is not None:
+                self._save(frame)
+            if self.frames.broken is not None:
+                return False
+
+    def _save(self, data: bytes) -> None:
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        try:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                              0o600), "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path)
+            self.saved += 1
+            self.error = None
+        except OSError as exc:  # a full disk: the run goes on, the last copy stays
+            self.error = str(exc)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Read what is left, then close the pipe (a runner still sending gets EPIPE)."""
+        if self.pipe is not None:
+            self.read()
+            self.pipe.close()
+            self.pipe = None
+
+
+class Payload:
+    """A started payload process; *go_w*: the write end of a warm notebook's go pipe;
+    *artifact*: where the executed notebook of a run as its owner comes in."""
+
+    def __init__(self, proc, go_w: int | None = None, artifact: ArtifactSink | None = None):
+        self.proc, self.go_w, self.artifact = proc, go_w, artifact
         self.warm = go_w is not None
 
     def go(self) -> None:
@@ -361,16 +464,19 @@ class Payload:
         if self.go_w is not None:
             os.close(self.go_w)
             self.go_w = None
+        if self.artifact is not None:
+            self.artifact.close()
 
     def abort(self, grace: float = 30.0) -> None:
         """Never run it: end of file on the go pipe makes the runner shut its kernel
-        down and exit; killed if it has not after *grace* seconds."""
+        down and exit; killed if it has not after *grace* seconds (through the run-as
+        helper for a payload that runs as its owner)."""
         self.close()
         try:
             self.proc.wait(grace)
         except Exception:
-            Supervisor._killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            signal_payload(self.proc, signal.SIGKILL)
+            exit_status(self.proc)
 
 
 class Supervisor:
@@ -508,7 +614,7 @@ class Supervisor:
         """Start the payload; *warm*: a notebook runner that starts its kernel and waits
         for :meth:`Payload.go`. An exception returned says why it cannot start."""
         if self.owned:
-            return self._spawn_as_owner(run)
+            return self._spawn_as_owner(run, warm)
         go_r: int | None = None
         go_w: int | None = None
         try:
@@ -529,19 +635,26 @@ class Supervisor:
                 os.close(go_r)
         return Payload(proc, go_w)
 
-    def _spawn_as_owner(self, run) -> Payload | Exception:
+    def _spawn_as_owner(self, run, warm: bool = False) -> Payload | Exception:
         """Start the payload as the run's owner, through the run-as helper (which takes
         the command, the account and the environment from the store); never as this
-        process's account. A notebook cannot yet: its runner writes the executed notebook
-        beside the service's store."""
-        if run.spec.get("kind") == "notebook":
-            return RunAsError(NOTEBOOK_REFUSAL)
+        process's account. A notebook's runner (and its kernel) runs as the owner too,
+        warm (*warm*: its kernel starts now, its go pipe handed over by the helper); it
+        keeps its executed notebook in the owner's home and sends a copy on an artifact
+        pipe, which :class:`ArtifactSink` writes to the store's artifact path."""
         if self.runas is None:
             return RunAsError(self.runas_error or "no run-as helper")
+        notebook = run.spec.get("kind") == "notebook"
         try:
-            return Payload(self.runas.popen(run.id))
+            proc = self.runas.popen(run.id, go=warm and notebook, artifact=notebook)
         except OSError as exc:  # RunAsError: the helper's reason
             return exc
+        go_w, proc.go = proc.go, None  # the Payload's to write and close
+        sink = None
+        if proc.artifact is not None:
+            sink = ArtifactSink(proc.artifact, self.store.artifact_path(run.id))
+            proc.artifact = None
+        return Payload(proc, go_w, sink)
 
     def _execute(self, run, payload: Payload | Exception | None = None) -> int:
         spec, store = run.spec, self.store
@@ -572,7 +685,7 @@ class Supervisor:
                 signal_payload(proc, signal.SIGKILL)  # ended meanwhile
                 exit_status(proc)
                 return 0
-            status, exit_code, reason = self._watch(proc, spec, writer)
+            status, exit_code, reason = self._watch(proc, spec, writer, payload.artifact)
         except BaseException as exc:  # never leave the run without a final status
             reason = f"supervisor error: {exc!r}"
             signal_payload(proc, signal.SIGKILL)
@@ -591,13 +704,18 @@ class Supervisor:
 
     _killpg = staticmethod(killpg)
 
-    def _watch(self, proc, spec: dict, writer: output.OutputWriter):
+    def _watch(self, proc, spec: dict, writer: output.OutputWriter,
+               artifact: ArtifactSink | None = None):
         self._progress = progress = Progress()
         sel = selectors.DefaultSelector()
         streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
         for fd in streams:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
+        artifact_fd = None
+        if artifact is not None:
+            artifact_fd = artifact.fileno()
+            sel.register(artifact_fd, selectors.EVENT_READ)
         pidfd = exit_fd(proc)
         if pidfd is not None:
             sel.register(pidfd, selectors.EVENT_READ)
@@ -637,6 +755,15 @@ class Supervisor:
                                  if ln.strip()]
                         if lines:
                             last_err = lines[-1][:200]
+                elif fd == artifact_fd and artifact is not None:
+                    if not artifact.read():
+                        sel.unregister(fd)
+                        artifact_fd = None
+                        if artifact.frames.broken is not None:
+                            writer.system(f"[hermes-cron: the executed notebook the runner "
+                                          f"sent is unreadable ({artifact.frames.broken}); "
+                                          "the last whole one is kept]\n")
+                        artifact.close()
                 elif fd == pidfd:
                     sel.unregister(pidfd)
                     exited_at = time.monotonic()
@@ -677,9 +804,14 @@ class Supervisor:
             if exited_at is not None:
                 if stopping:  # take the rest of the group down with the leader
                     signal_payload(proc, signal.SIGKILL)
-                if not streams or now >= exited_at + EXIT_DRAIN:
+                if (not streams and artifact_fd is None) or now >= exited_at + EXIT_DRAIN:
                     break
         sel.close()
+        if artifact is not None:
+            artifact.close()
+            if artifact.error is not None:
+                writer.system(f"[hermes-cron: cannot save the executed notebook for the "
+                              f"service: {artifact.error}]\n")
         if pidfd is not None:
             os.close(pidfd)
         rc = exit_status(proc)

@@ -13,7 +13,14 @@ import pytest
 from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.ops import RestClient
 from hermes_cron_ext.processes import process_alive
-from hermes_cron_ext.runtime.notebook import INJECTED_TAG, inject_parameters, parameters_source
+from hermes_cron_ext.runtime.notebook import (
+    ARTIFACT_MAX,
+    INJECTED_TAG,
+    FrameReader,
+    artifact_frame,
+    inject_parameters,
+    parameters_source,
+)
 from tests.conftest import make_job, processes_with, wait_for
 from tests.notebook_support import settle, supervise
 
@@ -132,6 +139,77 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
                            str(tmp_path / "missing.ipynb")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "cannot read notebook" in proc.stderr
+
+
+def _frames(fd: int) -> tuple[list[bytes], FrameReader]:
+    """Every whole frame sent on the read end *fd*, until end of file."""
+    reader, frames = FrameReader(), []
+    while data := os.read(fd, 65536):
+        for i in range(0, len(data), 7):  # fed in small pieces: frames cross the reads
+            frame = reader.feed(data[i:i + 7])
+            if frame is not None:
+                frames.append(frame)
+    return frames, reader
+
+
+def test_the_runner_sends_each_saved_notebook_on_its_artifact_pipe(tmp_path):
+    """``--artifact-fd``: each notebook saved (after every cell and at the end) is also
+    a frame on the pipe; the last is the file's bytes; ``--output``'s missing folders
+    are made 0700, the file 0600."""
+    path = write_notebook(tmp_path / "piped.ipynb", "print('one')", "2 * 21", parameters=None)
+    out = tmp_path / "home" / ".local" / "share" / "hermes-cron" / "artifacts" / "r.ipynb"
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "hermes_cron_ext.runtime.notebook", path,
+                                 "--output", str(out), "--artifact-fd", str(write_end)],
+                                pass_fds=(write_end,), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        os.close(write_end)
+        frames, reader = _frames(read_end)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(read_end)
+    assert proc.returncode == 0, err
+    assert len(frames) == 3 and reader.pending == 0 and reader.broken is None
+    assert frames[-1] == out.read_bytes()
+    nb = nbformat.reads(frames[-1].decode(), as_version=4)
+    assert nb.cells[1].outputs[0]["text"] == "one\n"
+    assert nb.cells[2].outputs[0]["data"]["text/plain"] == "42"
+    assert nb.metadata["hermes_cron"]["status"] == "succeeded"
+    assert nbformat.reads(frames[0].decode(), as_version=4).cells[2].outputs == []
+    assert out.stat().st_mode & 0o777 == 0o600
+    for folder in (out.parent, out.parent.parent, tmp_path / "home" / ".local"):
+        assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_runner_goes_on_when_its_artifact_pipe_is_closed(tmp_path):
+    """The reader gone (the supervisor died, or gave the stream up): the run goes on, its
+    own copy saved."""
+    path = write_notebook(tmp_path / "alone.ipynb", "print('still')", parameters=None)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "hermes_cron_ext.runtime.notebook", path,
+                               "--output", str(tmp_path / "o.ipynb"), "--artifact-fd",
+                               str(write_end)], pass_fds=(write_end,), capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert "still" in proc.stdout and "cannot send the notebook to the service" in proc.stderr
+    assert nbformat.read(str(tmp_path / "o.ipynb"), as_version=4).cells[1].outputs
+
+
+def test_frames_are_whole_or_nothing_and_capped():
+    reader = FrameReader(limit=10)
+    assert reader.feed(artifact_frame(b"abc")[:5]) is None and reader.pending == 5
+    assert reader.feed(artifact_frame(b"abc")[5:] + artifact_frame(b"de")) == b"de"
+    assert reader.feed(artifact_frame(b"")) == b"" and reader.pending == 0
+    assert reader.feed(artifact_frame(b"0123456789")) == b"0123456789"
+    assert reader.feed(artifact_frame(b"x") + artifact_frame(b"y" * 11)) == b"x"
+    assert reader.broken == "a frame of 11 bytes (over 10)"
+    assert reader.feed(artifact_frame(b"z")) is None  # nothing after a broken frame
+    assert ARTIFACT_MAX == 64 << 20
 
 
 def test_parameters_are_injected_the_papermill_way():

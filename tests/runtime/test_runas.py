@@ -18,16 +18,20 @@ import pwd
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+import nbformat
 import pytest
 
 from hermes_cron_ext.domain.jobspec import validate_new
+from hermes_cron_ext.domain.models import Job
 from hermes_cron_ext.processes import hostname
-from hermes_cron_ext.runtime.runas import CONFIG_ENV, RunAs, RunAsError
+from hermes_cron_ext.runtime.notebook import FrameReader
+from hermes_cron_ext.runtime.runas import CONFIG_ENV, RunAs, RunAsError, owner_artifact
 from hermes_cron_ext.store import open_store
 from tests.conftest import wait_for
 from tests.runtime import runas_support
@@ -60,17 +64,24 @@ class World:
     def helper(self, config: str | None = None) -> RunAs:
         return RunAs(env={**os.environ, CONFIG_ENV: config or self.config})
 
-    def queue(self, owner: str, command: str | list[str], attach: bool = True,
-              **extra) -> str:
-        """A queued run of a new job of *owner* running *command*, attached as an agent
-        of this host would have it."""
+    def job(self, owner: str, command: str | list[str], via: list[str] | None = None,
+            **extra) -> Job:
+        """A new job of *owner* running *command*; *via*: the groups its ``after``
+        links go through (another owner's upstream shared with them)."""
         self._n += 1
         fields = validate_new({"name": f"job-{self._n}", "schedule": "@yearly",
                                "timezone": "UTC", "command": command, "overlap": "allow",
                                **extra}, now=time.time())
         fields["owner"] = owner
-        job, _ = self.store.create_job(fields)
-        run = self.store.request_run(job.id)
+        if via is not None:
+            fields["after"] = [{**a, "via": via} for a in fields["after"]]
+        return self.store.create_job(fields)[0]
+
+    def queue(self, owner: str, command: str | list[str], attach: bool = True,
+              **extra) -> str:
+        """A queued run of a new job of *owner* running *command*, attached as an agent
+        of this host would have it."""
+        run = self.store.request_run(self.job(owner, command, **extra).id)
         if attach:
             assert self.store.attach_run(run.id, os.getpid(), None, hostname())
         return run.id
@@ -263,10 +274,139 @@ def test_only_a_queued_run_attached_here_starts_and_only_once(world, accounts):
         world.runas.popen(world.queue(ALICE, ["/no/such/program"]))
 
 
-def test_notebook_runs_are_refused_for_now(world, accounts):
-    run_id = world.queue(ALICE, "x.ipynb", kind="notebook")
-    with pytest.raises(RunAsError, match="notebook runs do not run as their owner"):
-        world.runas.popen(run_id)
+# -- notebooks -----------------------------------------------------------------------------
+
+def _owners_notebook(account: pwd.struct_passwd, name: str, *cells: str) -> str:
+    """A notebook of *cells* in *account*'s home, theirs, 0600."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    path = os.path.join(account.pw_dir, name)
+    nbformat.write(nb, path)
+    os.chown(path, account.pw_uid, account.pw_gid)
+    os.chmod(path, 0o600)
+    return path
+
+
+def _owners_folders(account: pwd.struct_passwd, folder: str) -> None:
+    """*folder* and those missing above it, under *account*'s home: theirs, 0700."""
+    if folder != account.pw_dir and not os.path.isdir(folder):
+        _owners_folders(account, os.path.dirname(folder))
+        os.mkdir(folder, 0o700)
+        os.chown(folder, account.pw_uid, account.pw_gid)
+
+
+def _frames(pipe) -> list[bytes]:
+    reader, frames = FrameReader(), []
+    while data := pipe.read(65536):
+        if (frame := reader.feed(data)) is not None:
+            frames.append(frame)
+    assert reader.pending == 0 and reader.broken is None
+    return frames
+
+
+def test_a_notebook_run_runs_as_its_owner_and_sends_its_notebook_on_the_pipe(world,
+                                                                               accounts):
+    """The runner and its kernel run as alice; her copy of the executed notebook is in
+    her home (folders 0700, file 0600, hers), and the same bytes come on the artifact
+    pipe, framed, for the service."""
+    alice = accounts[ALICE]
+    path = _owners_notebook(alice, "whoami.ipynb",
+                            "import getpass, os\nprint(f'uid={os.getuid()}')\n"
+                            "print(f'user={getpass.getuser()}')\n"
+                            "print(f\"home={os.environ['HOME']}\")",
+                            "print(f'kernel_ppid_uid={os.stat(f\"/proc/{os.getppid()}\").st_uid}')")
+    run_id = world.queue(ALICE, path, kind="notebook")
+    proc = world.runas.popen(run_id, artifact=True)
+    assert proc.artifact is not None
+    frames = _frames(proc.artifact)
+    out = proc.stdout.read().decode()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0, err
+    for f in (proc.stdout, proc.stderr, proc.artifact):
+        f.close()
+    got = _lines(out)
+    assert (int(got["uid"]), got["user"], got["home"]) == (alice.pw_uid, ALICE, alice.pw_dir)
+    assert int(got["kernel_ppid_uid"]) == alice.pw_uid  # the runner is hers too
+    mine = owner_artifact(alice.pw_dir, run_id)
+    assert mine == os.path.join(alice.pw_dir, ".local", "share", "hermes-cron", "artifacts",
+                                f"{run_id}.ipynb")
+    st = os.stat(mine)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (alice.pw_uid, alice.pw_gid, 0o600)
+    for folder in ("artifacts", "hermes-cron"):
+        st = os.stat(os.path.join(alice.pw_dir, ".local", "share", folder)
+                     if folder == "hermes-cron" else os.path.dirname(mine))
+        assert (st.st_uid, st.st_mode & 0o777) == (alice.pw_uid, 0o700)
+    with open(mine, "rb") as f:
+        assert frames and frames[-1] == f.read()
+    nb = nbformat.reads(frames[-1].decode(), as_version=4)
+    assert nb.metadata["hermes_cron"]["status"] == "succeeded"
+    assert f"uid={alice.pw_uid}" in nb.cells[0].outputs[0]["text"]
+    assert not os.path.exists(world.store.artifact_path(run_id))  # the caller writes that
+
+
+def test_a_notebook_run_passes_an_artifact_pipe_and_only_a_notebook_run(world, accounts):
+    """The artifact descriptor: a pipe's write end, passed by a notebook run alone."""
+    path = _owners_notebook(accounts[ALICE], "nothing.ipynb", "1")
+    notebook = world.queue(ALICE, path, kind="notebook")
+    with pytest.raises(RunAsError, match="a notebook run, and only one, passes its artifact"):
+        world.runas.popen(notebook)
+    with pytest.raises(RunAsError, match="a notebook run, and only one, passes its artifact"):
+        world.runas.popen(world.queue(ALICE, "id -un"), artifact=True)
+    out_r, out_w = os.pipe()
+    mine, theirs = socket.socketpair()
+    try:
+        with pytest.raises(RunAsError, match="artifact descriptor is a pipe"):
+            world.runas.launch(notebook, out_w, out_w, artifact=theirs.fileno())
+        with pytest.raises(RunAsError, match="not open for writing"):
+            world.runas.launch(notebook, out_w, out_w, artifact=out_r)
+        with pytest.raises(RunAsError, match="passes 3 descriptors"):
+            world.runas._call({"op": "start", "run": notebook, "go": False,
+                               "artifact": True}, [out_w, out_w, out_w, out_w])
+    finally:
+        for fd in (out_r, out_w):
+            os.close(fd)
+        mine.close()
+        theirs.close()
+    assert world.store.get_run(notebook).status == "queued"  # nothing started
+
+
+def test_a_downstream_run_is_told_its_owners_copy_of_the_upstream_notebook(world, accounts):
+    """``HERMES_CRON_UPSTREAM_ARTIFACT``: the owner's own copy of the upstream run's
+    notebook when that run's job is the same owner's and the copy is there; else
+    nothing: never the service's folder (the owner cannot read it)."""
+    alice, bob = accounts[ALICE], accounts[BOB]
+    upstream = world.job(ALICE, "up.ipynb", kind="notebook", shares={TEAM: "read"})
+    shows = "echo artifact=$HERMES_CRON_UPSTREAM_ARTIFACT"
+    alices = world.job(ALICE, shows, after=[upstream.id])
+    bobs = world.job(BOB, shows, after=[upstream.id], via=[TEAM])  # shared with bob
+
+    def told(up_run: str) -> dict[str, str]:
+        world.store.finish_run(up_run, "succeeded", 0)
+        out = {}
+        for name, job in ((ALICE, alices), (BOB, bobs)):
+            (down,) = [r for r in world.store.list_runs(job.id, limit=50).items
+                       if r.status == "queued"]
+            assert world.store.attach_run(down.id, os.getpid(), None, hostname())
+            rc, text, err = world.run(down.id)
+            assert rc == 0, err
+            world.store.finish_run(down.id, "succeeded", 0)
+            out[name] = _lines(text)["artifact"]
+        return out
+
+    first = world.store.request_run(upstream.id).id  # no copy of alice's: nothing told
+    assert told(first) == {ALICE: "", BOB: ""}
+    second = world.store.request_run(upstream.id).id
+    copy = owner_artifact(alice.pw_dir, second)
+    for account, path in ((alice, copy), (bob, owner_artifact(bob.pw_dir, second))):
+        _owners_folders(account, os.path.dirname(path))
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("{}")
+        os.chown(path, account.pw_uid, account.pw_gid)
+    with open(world.store.artifact_path(second), "w", encoding="utf-8") as f:
+        f.write("{}")  # the service's copy: never told to an owner
+    assert told(second) == {ALICE: copy, BOB: ""}  # bob's own file is no copy of it
 
 
 # -- signals -----------------------------------------------------------------------------

@@ -7,15 +7,16 @@ A scheduled run of alice's job runs as alice through a host agent, and a run tha
 its turn (overlap ``queue``) or replaces another (``replace``) through a supervisor;
 bob's job cannot read alice's private file; a timeout stops an owned run (TERM, then
 KILL, through the helper) and a cancel does; runs of a job owned by root or by no
-account are recorded failed with the helper's refusal, a notebook run of an owned job
-with its own reason; the service's hub token reaches no run; a helper that cannot start
-leaves the service's own jobs running and fails the owned ones, never running them as
-the service, and says so in the log and as the ticker's fault until it can start; a
-killed helper costs the exit status of the runs in flight and is replaced; after a
-restart, a lost run's payload that runs as its owner is stopped through the new helper
-(``stop_orphan``, as the owner, nothing else); owned runs go to no Dask executor; a
-one-off ``hermes-cron run`` with no ticker alive runs as the owner too; with run-as
-off, owned jobs run as they always did."""
+account are recorded failed with the helper's refusal; an owned notebook's runner and
+kernel run as the owner, its executed notebook is theirs (in their home) and the
+service's (the API's artifact), on success, failure and timeout; the service's hub
+token reaches no run; a helper that cannot start leaves the service's own jobs running
+and fails the owned ones, never running them as the service, and says so in the log
+and as the ticker's fault until it can start; a killed helper costs the exit status of
+the runs in flight and is replaced; after a restart, a lost run's payload that runs as
+its owner is stopped through the new helper (``stop_orphan``, as the owner, nothing
+else); owned runs go to no Dask executor; a one-off ``hermes-cron run`` with no ticker
+alive runs as the owner too; with run-as off, owned jobs run as they always did."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
+import nbformat
 import pytest
 
 from hermes_cron_ext.domain.jobspec import validate_new
@@ -43,11 +45,11 @@ from hermes_cron_ext.runtime import executor
 from hermes_cron_ext.runtime.agent import handles
 from hermes_cron_ext.runtime.runas import (
     CONFIG_ENV,
-    NOTEBOOK_REFUSAL,
     RUN_AS_ENV,
     RunAs,
     RunAsError,
     helper_argv,
+    owner_artifact,
 )
 from hermes_cron_ext.runtime.ticker import RUN_AS_LOCAL_ONLY
 from hermes_cron_ext.store.sqlite import SQLiteStore
@@ -139,7 +141,7 @@ class Hub:
     def runs(self, job: Job) -> list[Run]:
         return self.store.list_runs(job.id, limit=50).items
 
-    def run_of(self, job: Job, status: set[str] | str = frozenset(FINAL),
+    def run_of(self, job: Job, status: set[str] | frozenset[str] | str = frozenset(FINAL),
                timeout: float = 30.0) -> Run:
         """The job's one run, once its status is one of *status*."""
         wanted = {status} if isinstance(status, str) else set(status)
@@ -296,11 +298,130 @@ def test_a_run_the_helper_refuses_is_failed_with_its_reason(hub, accounts, overl
         ("failed", f"cannot start: {refusal}")]
 
 
-def test_a_notebook_run_of_an_owned_job_is_failed_not_run_as_the_service(hub, accounts):
-    job = hub.job(ALICE, "report.ipynb", kind="notebook")
-    run = hub.run_of(job)
-    assert run.status == "failed"
-    assert run.reason == f"cannot start: {NOTEBOOK_REFUSAL}"
+# -- notebooks ------------------------------------------------------------------------------
+
+def _notebook(account: pwd.struct_passwd, name: str, *cells: str) -> str:
+    """A notebook of *cells* in *account*'s home (0700: only they can read it), theirs."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    path = os.path.join(account.pw_dir, name)
+    nbformat.write(nb, path)
+    os.chown(path, account.pw_uid, account.pw_gid)
+    os.chmod(path, 0o600)
+    return path
+
+
+def _artifacts(hub: Hub, run: Run, account: pwd.struct_passwd) -> nbformat.NotebookNode:
+    """The run's executed notebook as the service reads it (the API's artifact), checked
+    against the owner's own copy: the same bytes, theirs, 0600."""
+    data = Operations(hub.db).artifact(run.id)
+    service = os.stat(hub.store.artifact_path(run.id))
+    assert (service.st_uid, service.st_mode & 0o777) == (os.getuid(), 0o600)
+    mine = owner_artifact(account.pw_dir, run.id)
+    st = os.stat(mine)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (account.pw_uid, account.pw_gid,
+                                                         0o600)
+    assert os.stat(os.path.dirname(mine)).st_mode & 0o777 == 0o700
+    with open(mine, "rb") as f:
+        assert f.read() == data
+    return nbformat.reads(data.decode(), as_version=4)
+
+
+def test_an_owned_notebooks_cells_run_as_its_owner_and_the_service_gets_its_artifact(
+        hub, accounts):
+    """The runner and its kernel run as alice (uid, user, home); the executed notebook
+    is hers in her home, and the service's copy (the API's artifact) is the same."""
+    alice = accounts[ALICE]
+    path = _notebook(alice, "whoami.ipynb",
+                     "import getpass, os\nprint(f'uid={os.getuid()}')\n"
+                     "print(f'user={getpass.getuser()}')\nprint(f\"home={os.environ['HOME']}\")",
+                     "6 * 7")
+    run = hub.run_of(hub.job(ALICE, path, kind="notebook"), timeout=120)
+    assert (run.status, run.exit_code) == ("succeeded", 0), (run.reason, hub.output(run))
+    got = _lines(hub.output(run))
+    assert (int(got["uid"]), got["user"], got["home"]) == (alice.pw_uid, ALICE, alice.pw_dir)
+    nb = _artifacts(hub, run, alice)
+    assert nb.metadata["hermes_cron"]["status"] == "succeeded"
+    assert f"uid={alice.pw_uid}\nuser={ALICE}\n" in nb.cells[0].outputs[0]["text"]
+    assert nb.cells[1].outputs[0]["data"]["text/plain"] == "42"
+    assert TOKEN not in json.dumps(nb)
+
+
+def test_an_owned_notebook_cannot_read_a_file_in_bobs_home(hub, accounts):
+    bob = accounts[BOB]
+    secret = os.path.join(bob.pw_dir, "notes.txt")
+    with open(secret, "w", encoding="utf-8") as f:
+        f.write("bob's notes\n")
+    os.chown(secret, bob.pw_uid, bob.pw_gid)
+    os.chmod(secret, 0o600)
+    path = _notebook(accounts[ALICE], "peek.ipynb", f"print(open({secret!r}).read())")
+    run = hub.run_of(hub.job(ALICE, path, kind="notebook"), timeout=120)
+    assert (run.status, run.exit_code) == ("failed", 1), run.reason
+    assert "PermissionError" in run.reason and "bob's notes" not in hub.output(run)
+    nb = _artifacts(hub, run, accounts[ALICE])
+    assert nb.cells[0].outputs[0]["ename"] == "PermissionError"
+
+
+def test_an_owned_notebook_with_a_failing_cell_fails_with_its_artifact_saved(hub, accounts):
+    path = _notebook(accounts[ALICE], "broken.ipynb", "x = 1\nprint('before')", "1 / 0",
+                     "print('never')")
+    run = hub.run_of(hub.job(ALICE, path, kind="notebook"), timeout=120)
+    assert (run.status, run.exit_code) == ("failed", 1)
+    assert run.reason == ("exit code 1: notebook failed in cell 2 of 3: ZeroDivisionError: "
+                          "division by zero")
+    nb = _artifacts(hub, run, accounts[ALICE])
+    assert nb.cells[0].outputs[0]["text"] == "before\n"
+    assert nb.cells[1].outputs[0]["ename"] == "ZeroDivisionError"
+    assert nb.cells[2].outputs == [] and nb.metadata["hermes_cron"]["status"] == "failed"
+
+
+def test_an_owned_notebook_cancelled_while_its_kernel_waits_leaves_nothing(hub, accounts):
+    """Warm start as the owner: a run that waits its turn (overlap ``queue``) has its
+    runner and kernel (alice's) up already, waiting on the go pipe the helper handed
+    over; a cancel closes it and the kernel is shut down, nothing run."""
+    path = _notebook(accounts[ALICE], "turns.ipynb", "print('ran', flush=True)",
+                     "import time\ntime.sleep(60)")
+    job = hub.job(ALICE, path, kind="notebook", overlap="queue")
+    first = hub.run_of(job, "running", timeout=60)
+    wait_for(lambda: "ran" in hub.output(first), 60, what="the first run's first cell")
+    second = hub.store.request_run(job.id)
+    wait_for(lambda: (hub.store.get_run(second.id).phase or "").startswith("waiting"), 30,
+             what="the second run to wait its turn")
+    wait_for(lambda: len(_left(second)) >= 2, 30, what="its runner and kernel, warm")
+    assert {_uid(pid) for pid in _left(second)} == {accounts[ALICE].pw_uid}
+    ops = Operations(hub.db)
+    ops.cancel(second.id)
+    done = wait_for(lambda: (r := hub.store.get_run(second.id)).status in FINAL and r, 30,
+                    what="the second run to end")
+    assert done.status == "cancelled" and done.reason.startswith("cancelled while waiting")
+    wait_for(lambda: not _left(second), 20, what="its runner and kernel gone")
+    assert "ran" not in hub.output(done)
+    assert not os.path.exists(hub.store.artifact_path(second.id))
+    assert not os.path.exists(owner_artifact(accounts[ALICE].pw_dir, second.id))
+    ops.cancel(first.id)
+    wait_for(lambda: hub.store.get_run(first.id).status == "cancelled", 30,
+             what="the first run cancelled")
+    wait_for(lambda: not _left(first), 20, what="the first run's runner and kernel gone")
+
+
+def test_a_timeout_stops_an_owned_notebook_and_its_kernel(hub, accounts):
+    """The runner (alice's) is signalled through the helper; it shuts its kernel down,
+    and what ran is kept in the artifact."""
+    path = _notebook(accounts[ALICE], "slow.ipynb", "print('started', flush=True)",
+                     "import time\ntime.sleep(120)")
+    job = hub.job(ALICE, path, kind="notebook", timeout=4, kill_grace=10)
+    running = hub.run_of(job, "running", timeout=60)
+    wait_for(lambda: "started" in hub.output(running), 60, what="the first cell")
+    assert {_uid(pid) for pid in _left(running)} == {accounts[ALICE].pw_uid}
+    assert len(_left(running)) >= 2  # the runner and its kernel
+    run = hub.run_of(job, timeout=60)
+    assert (run.status, run.reason) == ("timed_out", "timed out after 4 s"), hub.output(run)
+    wait_for(lambda: not _left(run), 20, what="the runner and the kernel gone")
+    nb = _artifacts(hub, run, accounts[ALICE])
+    assert nb.cells[0].outputs[0]["text"] == "started\n"
+    assert nb.metadata["hermes_cron"]["status"] == "cancelled"
 
 
 # -- the service's own -----------------------------------------------------------------------
