@@ -20,7 +20,8 @@ helper refuses to serve on anything but the socketpair.) The helper:
 
 - reads its store URL from a root-owned configuration file at a fixed path
   (:data:`CONFIG_PATH`; :data:`CONFIG_ENV` overrides it for tests only: sudo's
-  ``env_reset`` drops it), never from its caller;
+  ``env_reset`` drops it), never from its caller, and opens the store read-only
+  (:func:`open_read_only`): it records nothing there;
 - talks only over its stdin, a Unix ``SOCK_SEQPACKET`` socketpair, and the channels
   (socketpairs too) it hands out over it: no listening socket, so only the process that
   started it, and those it gave a channel to (the agents it forks), can ask anything;
@@ -110,6 +111,7 @@ import array
 import collections
 import errno
 import grp
+import itertools
 import json
 import os
 import pwd
@@ -117,10 +119,13 @@ import select
 import selectors
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NoReturn
@@ -874,20 +879,108 @@ def _findable(program: str, env: dict[str, str], cwd: str) -> bool:
     return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
 
 
-def serve(sock: socket.socket, config_path: str) -> int:
-    """The helper's life: its configuration, its store, then requests until EOF."""
-    from hermes_cron_ext.store import is_postgres, open_store
+def open_read_only(url: str) -> Any:
+    """The store at *url* as the helper opens it (as root): read-only, because the
+    helper only reads (a run, its job, its secrets) and records nothing, so nothing it
+    does can change the store (a migration, a write a bug would make):
 
+    - SQLite: the file is opened with ``?mode=ro`` (its descriptor ``O_RDONLY``), never
+      created, never migrated (a schema other than this version's is refused: the
+      service migrates it), and refused when it, its folder, or its ``-wal`` / ``-shm``
+      files are reached through a symbolic link or are not regular files of the file's
+      owner (root's SQLite would otherwise open, and write the shared-memory index of,
+      whatever the service's account linked there);
+    - PostgreSQL: each connection's session is ``SET default_transaction_read_only =
+      on`` before its first query, so a write fails in the server
+      (``ReadOnlySqlTransaction``)."""
+    from hermes_cron_ext.store import is_postgres
+
+    if is_postgres(url):
+        from hermes_cron_ext.store.postgres import PostgresStore
+
+        class ReadOnlyPostgres(PostgresStore):
+            def _connect(self):
+                conn = super()._connect()
+                conn.execute("SET default_transaction_read_only = on")
+                return conn
+
+            def _migrate(self) -> None:
+                _check_schema(self)
+
+        return ReadOnlyPostgres(url)
+    from hermes_cron_ext.store.sqlite import SQLiteStore
+
+    class ReadOnlySQLite(SQLiteStore):
+        def __init__(self, path: str):
+            # SQLiteStore's own would make the logs folder and the file: not as root
+            self.path = path
+            self.logs_dir = os.path.join(os.path.dirname(path), "logs")
+            self._conns = []
+            self._conns_lock = threading.Lock()
+            self._serials = itertools.count(1)
+            self.url, self.clock = path, time.time
+            self._local = threading.local()
+            _check_schema(self)
+
+        @property
+        def db(self) -> sqlite3.Connection:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                _check_sqlite_files(self.path)
+                conn = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=ro",
+                                       uri=True, timeout=30.0, isolation_level=None,
+                                       check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                self._local.conn = conn
+                self._local.serial = next(self._serials)
+                with self._conns_lock:
+                    self._conns.append(conn)
+            return conn
+
+    path = url[len("sqlite://"):] if url.startswith("sqlite:///") else url
+    return ReadOnlySQLite(os.path.abspath(path))
+
+
+def _check_schema(store: Any) -> None:
+    """A store whose schema is this version's (the helper never migrates one)."""
+    from hermes_cron_ext.store.sql import SCHEMA_VERSION
+
+    version = store.schema_version()
+    if version != SCHEMA_VERSION:
+        store.close()
+        raise ValueError(f"the store has schema version {version}, this run-as helper "
+                         f"reads {SCHEMA_VERSION}: start the service (which migrates it) "
+                         "with the same hermes-cron-ext as the helper")
+
+
+def _check_sqlite_files(path: str) -> None:
+    """*path* (an SQLite store) and its folder reached with no symbolic link, and it and
+    its ``-wal`` and ``-shm`` files (when there) regular files of one owner."""
+    folder = os.path.dirname(path)
+    if os.path.realpath(folder) != folder:
+        raise ValueError(f"the store's folder {folder} is reached through a symbolic link")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:  # never create a store as root: the service makes it
+        raise ValueError(f"no store at {path}") from None
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            other = os.lstat(name)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(other.st_mode) or other.st_uid != st.st_uid:
+            raise ValueError(f"{name} is a symbolic link or not a file of the store's "
+                             "owner: the run-as helper does not open it")
+
+
+def serve(sock: socket.socket, config_path: str) -> int:
+    """The helper's life: its configuration, its store (read-only), then requests until
+    EOF."""
     os.chdir("/")
     os.umask(0o077)
     try:
         config = load_config(config_path)
-        url = config.store
-        if not is_postgres(url):  # never create a store as root: the service makes it
-            path = url[len("sqlite://"):] if url.startswith("sqlite:///") else url
-            if not os.path.isfile(path):
-                raise ValueError(f"no store at {path}")
-        store = open_store(url)
+        store = open_read_only(config.store)
     except Exception as exc:  # noqa: BLE001 - told to the caller, who shows it
         reason = f"run-as helper cannot start: {exc}"
         print(f"hermes-cron runas: {reason}", file=sys.stderr, flush=True)

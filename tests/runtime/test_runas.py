@@ -19,6 +19,7 @@ import selectors
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,13 @@ from hermes_cron_ext.domain.jobspec import validate_new
 from hermes_cron_ext.domain.models import Job
 from hermes_cron_ext.processes import hostname
 from hermes_cron_ext.runtime.notebook import FrameReader
-from hermes_cron_ext.runtime.runas import CONFIG_ENV, RunAs, RunAsError, owner_artifact
+from hermes_cron_ext.runtime.runas import (
+    CONFIG_ENV,
+    RunAs,
+    RunAsError,
+    open_read_only,
+    owner_artifact,
+)
 from hermes_cron_ext.store import open_store
 from tests.conftest import wait_for
 from tests.runtime import runas_support
@@ -39,6 +46,18 @@ from tests.runtime.runas_support import ALICE, BOB, NEEDS_ROOT, SYSTEM, TEAM, TO
 
 pytestmark = NEEDS_ROOT
 accounts = runas_support.accounts  # the module's Unix accounts (a fixture)
+
+
+@pytest.fixture(scope="module")
+def owners_python():
+    """The owners run this Python (a notebook's runner and kernel): pyenv keeps it under
+    /root (0700 here), which other accounts may traverse (never read) for these tests."""
+    import hermes_cron_ext
+    from tests.hub_support import traversable
+
+    with traversable([sys.executable, sys.prefix,
+                      os.path.dirname(os.path.abspath(hermes_cron_ext.__file__))]):
+        yield
 
 SECRET = "s3cr3t-6f1c2a9e-value"
 
@@ -306,8 +325,8 @@ def _frames(pipe) -> list[bytes]:
     return frames
 
 
-def test_a_notebook_run_runs_as_its_owner_and_sends_its_notebook_on_the_pipe(world,
-                                                                               accounts):
+def test_a_notebook_run_runs_as_its_owner_and_sends_its_notebook_on_the_pipe(
+        world, accounts, owners_python):
     """The runner and its kernel run as alice; her copy of the executed notebook is in
     her home (folders 0700, file 0600, hers), and the same bytes come on the artifact
     pipe, framed, for the service."""
@@ -578,6 +597,97 @@ def test_the_helper_takes_its_configuration_from_root_alone(world, accounts, tmp
                            "serve"], stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "SOCK_SEQPACKET" in proc.stderr
+
+
+# -- its store: read-only --------------------------------------------------------------------
+
+def _job_fields(name: str) -> dict:
+    fields = validate_new({"name": name, "schedule": "@yearly", "timezone": "UTC",
+                           "command": "true"}, now=time.time())
+    fields["owner"] = ALICE
+    return fields
+
+
+def test_the_helper_opens_its_sqlite_store_read_only(world, accounts):
+    """It records nothing: its store is opened ``?mode=ro`` (the helper's descriptor of
+    the file is O_RDONLY), so a write through it fails, and the store is unchanged."""
+    run_id = world.queue(ALICE, "true")
+    store = open_read_only(world.db)
+    try:
+        assert store.get_run(run_id).status == "queued"  # it reads
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.request_cancel(run_id)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.create_job(_job_fields("written-by-the-helper"))
+    finally:
+        store.close()
+    assert not world.store.get_run(run_id).cancel_requested
+    assert "written-by-the-helper" not in {j.name for j in world.store.list_jobs().items}
+    with world.helper() as runas:
+        assert world.run(world.queue(ALICE, "id -un"), runas)[1] == f"{ALICE}\n"
+        modes = []
+        for fd in os.listdir(f"/proc/{runas.pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{runas.pid}/fd/{fd}") != world.db:
+                    continue
+                with open(f"/proc/{runas.pid}/fdinfo/{fd}", encoding="utf-8") as f:
+                    flags = next(int(line.split()[1], 8) for line in f
+                                 if line.startswith("flags:"))
+            except (OSError, StopIteration):
+                continue
+            modes.append(flags & os.O_ACCMODE)
+        assert modes == [os.O_RDONLY]
+
+
+def test_the_helper_refuses_a_store_reached_through_a_symbolic_link(world, accounts):
+    """The service's account owns the store's folder: a link it puts there (the file,
+    its -wal or -shm) must not make root's SQLite open, or write, what it points to."""
+    folder = tempfile.mkdtemp(dir=world.base)
+    db = os.path.join(folder, "hermes-cron.db")
+    open_store(db).close()  # a store, closed: no -wal or -shm left
+    decoy = os.path.join(world.base, "decoy")
+    with open(decoy, "w", encoding="utf-8") as f:
+        f.write("root's own\n")
+    link = os.path.join(folder, "linked.db")
+    os.symlink(db, link)
+    with pytest.raises(RunAsError, match="linked.db is a symbolic link"):
+        world.helper(world.make_config(link))
+    os.symlink(decoy, f"{db}-shm")
+    with pytest.raises(RunAsError, match="-shm is a symbolic link"):
+        world.helper(world.make_config(db))
+    with open(decoy, encoding="utf-8") as f:
+        assert f.read() == "root's own\n"
+    os.unlink(f"{db}-shm")
+    linked_folder = os.path.join(world.base, "linked-folder")
+    os.symlink(folder, linked_folder)
+    with pytest.raises(RunAsError, match="reached through a symbolic link"):
+        world.helper(world.make_config(os.path.join(linked_folder, "hermes-cron.db")))
+    with world.helper(world.make_config(db)):  # the store itself is fine
+        pass
+
+
+@pytest.mark.postgres
+def test_the_helper_opens_a_postgres_store_read_only(pg_url, accounts):
+    """PostgreSQL: each session of the helper's store defaults to read-only
+    transactions, so a write through it fails in the server."""
+    import psycopg
+
+    owner = open_store(pg_url)
+    store = open_read_only(pg_url)
+    try:
+        job, _ = owner.create_job(_job_fields("pg-job"))
+        run = owner.request_run(job.id)
+        assert store.get_run(run.id).status == "queued"  # it reads
+        assert store.db.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            store.request_cancel(run.id)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            store.create_job(_job_fields("written-by-the-helper"))
+        assert not owner.get_run(run.id).cancel_requested
+        assert [j.name for j in owner.list_jobs().items] == ["pg-job"]
+    finally:
+        store.close()
+        owner.close()
 
 
 def test_a_launch_costs_a_fork_and_an_exec_not_a_python_start(world, accounts):

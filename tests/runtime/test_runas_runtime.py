@@ -60,6 +60,18 @@ from tests.runtime.runas_support import ALICE, BOB, NEEDS_ROOT
 pytestmark = NEEDS_ROOT
 accounts = runas_support.accounts  # the module's Unix accounts (a fixture)
 
+
+@pytest.fixture(scope="module")
+def owners_python():
+    """The owners run this Python (a notebook's runner and kernel): pyenv keeps it under
+    /root (0700 here), which other accounts may traverse (never read) for these tests."""
+    import hermes_cron_ext
+    from tests.hub_support import traversable
+
+    with traversable([sys.executable, sys.prefix,
+                      os.path.dirname(os.path.abspath(hermes_cron_ext.__file__))]):
+        yield
+
 FINAL = {"succeeded", "failed", "cancelled", "timed_out", "skipped", "lost"}
 #: the service's own credentials, in the daemon's environment as a hub gives them
 TOKEN = "hub-service-token-7d41e0c9b2"
@@ -330,7 +342,7 @@ def _artifacts(hub: Hub, run: Run, account: pwd.struct_passwd) -> nbformat.Noteb
 
 
 def test_an_owned_notebooks_cells_run_as_its_owner_and_the_service_gets_its_artifact(
-        hub, accounts):
+        hub, accounts, owners_python):
     """The runner and its kernel run as alice (uid, user, home); the executed notebook
     is hers in her home, and the service's copy (the API's artifact) is the same."""
     alice = accounts[ALICE]
@@ -349,7 +361,7 @@ def test_an_owned_notebooks_cells_run_as_its_owner_and_the_service_gets_its_arti
     assert TOKEN not in json.dumps(nb)
 
 
-def test_an_owned_notebook_cannot_read_a_file_in_bobs_home(hub, accounts):
+def test_an_owned_notebook_cannot_read_a_file_in_bobs_home(hub, accounts, owners_python):
     bob = accounts[BOB]
     secret = os.path.join(bob.pw_dir, "notes.txt")
     with open(secret, "w", encoding="utf-8") as f:
@@ -364,7 +376,8 @@ def test_an_owned_notebook_cannot_read_a_file_in_bobs_home(hub, accounts):
     assert nb.cells[0].outputs[0]["ename"] == "PermissionError"
 
 
-def test_an_owned_notebook_with_a_failing_cell_fails_with_its_artifact_saved(hub, accounts):
+def test_an_owned_notebook_with_a_failing_cell_fails_with_its_artifact_saved(
+        hub, accounts, owners_python):
     path = _notebook(accounts[ALICE], "broken.ipynb", "x = 1\nprint('before')", "1 / 0",
                      "print('never')")
     run = hub.run_of(hub.job(ALICE, path, kind="notebook"), timeout=120)
@@ -377,7 +390,8 @@ def test_an_owned_notebook_with_a_failing_cell_fails_with_its_artifact_saved(hub
     assert nb.cells[2].outputs == [] and nb.metadata["hermes_cron"]["status"] == "failed"
 
 
-def test_an_owned_notebook_cancelled_while_its_kernel_waits_leaves_nothing(hub, accounts):
+def test_an_owned_notebook_cancelled_while_its_kernel_waits_leaves_nothing(
+        hub, accounts, owners_python):
     """Warm start as the owner: a run that waits its turn (overlap ``queue``) has its
     runner and kernel (alice's) up already, waiting on the go pipe the helper handed
     over; a cancel closes it and the kernel is shut down, nothing run."""
@@ -406,7 +420,7 @@ def test_an_owned_notebook_cancelled_while_its_kernel_waits_leaves_nothing(hub, 
     wait_for(lambda: not _left(first), 20, what="the first run's runner and kernel gone")
 
 
-def test_a_timeout_stops_an_owned_notebook_and_its_kernel(hub, accounts):
+def test_a_timeout_stops_an_owned_notebook_and_its_kernel(hub, accounts, owners_python):
     """The runner (alice's) is signalled through the helper; it shuts its kernel down,
     and what ran is kept in the artifact."""
     path = _notebook(accounts[ALICE], "slow.ipynb", "print('started', flush=True)",
