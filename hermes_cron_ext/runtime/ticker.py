@@ -55,6 +55,9 @@ NEVER_STARTED = 120.0  # a dispatched run with no supervisor after this long is 
 #: ... or after this long when every ticker alive started after it was dispatched (the
 #: one that dispatched it is gone, and its fork server with it)
 ORPHANED = 10.0
+#: a run whose supervisor died is put back for another dispatch (not lost) only while
+#: its instant is at least this far off: its payload cannot have started
+RELEASE_MARGIN = 0.05
 MAX_LEAD = 30.0  # a big burst is claimed up to this early, so its supervisors are up in time
 #: CPU-seconds a notebook run needs before its first cell can run: the runner's imports
 #: (nbclient, jupyter_client, nbformat: about 1 s here) and the kernel's start
@@ -397,7 +400,10 @@ class Ticker:
         return self.executors[spec]
 
     async def reconcile(self) -> list[str]:
-        """Mark ``lost`` every active run whose supervisor is gone; returns their ids."""
+        """Mark ``lost`` every active run whose supervisor is gone; returns their ids, and
+        those of runs put back for another dispatch: a run taken ahead of its instant by
+        a supervisor or agent that died before it (a replica killed while holding the
+        slots it claimed ahead) never started, so it is fired, not lost."""
         now = self.clock()
         lost: list[str] = []
         active = await self.store.active_runs()
@@ -409,6 +415,13 @@ class Ticker:
         groups = None
         for run in active:
             reason = self._lost_reason(run, now, oldest)
+            if reason and run.status == "queued" and run.pid is not None and \
+                    (run.fire_at or 0) > now + RELEASE_MARGIN and \
+                    await self.store.release_run(run.id, run.pid, now + RELEASE_MARGIN):
+                lost.append(run.id)
+                log.warning("hermes-cron: run %s of job %s put back for another dispatch: %s "
+                            "before its instant", run.id, run.job_id, reason)
+                continue
             if reason and run.host == self.host and (run.payload_pid or run.pid):
                 # its payload may outlive it: stop it, so a retry never runs beside it;
                 # one that runs as its job's owner, through the run-as helper (this

@@ -327,6 +327,14 @@ class RunLedger(ABC):
         What follows a final status follows (as :meth:`finish_run`)."""
 
     @abstractmethod
+    def release_run(self, run_id: str, pid: int, before: float) -> bool:
+        """Put back a run taken by the supervisor or agent *pid*, which is gone, before
+        the run's instant: payloads start at ``fire_at``, so one still ``queued`` whose
+        ``fire_at`` is after *before* never started, and another ticker may dispatch it
+        (a failover replica fires the slots a dead one had claimed ahead). Only if it is
+        queued, attached to *pid* and not asked to be cancelled; True when put back."""
+
+    @abstractmethod
     def gc(self, now: float, keep_runs: int = KEEP_RUNS, keep_failures: int = KEEP_FAILURES,
            max_age: float = MAX_AGE) -> dict:
         """Prune finished runs, their output and events, and events older than *max_age*,

@@ -1185,6 +1185,14 @@ class SQLStore(Store):
             return self._finish(db, _row_run(row), "lost", None, reason,
                                 self.clock()).status == "lost"
 
+    def release_run(self, run_id: str, pid: int, before: float) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE runs SET pid = NULL, proc_start = NULL, host = NULL, "
+                "heartbeat_at = NULL, dispatched_at = NULL WHERE id = ? AND status = 'queued' "
+                "AND pid = ? AND cancel_requested = 0 AND fire_at > ?", (run_id, pid, before))
+            return cur.rowcount == 1
+
     def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
                    reason: str | None = None, at: float | None = None) -> Run:
         at = self.clock() if at is None else at

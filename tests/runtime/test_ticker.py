@@ -12,6 +12,7 @@ import pytest
 from hermes_cron_ext.runtime.ticker import NEVER_STARTED, ORPHANED, Ticker
 from hermes_cron_ext.store import AsyncStore
 from tests.conftest import make_job, wait_for
+from tests.store.contract import EVERY_BACKEND
 
 
 @pytest.fixture
@@ -57,6 +58,65 @@ async def test_run_waits_the_long_grace_while_an_older_ticker_lives(store, clock
         await _reconcile(store, clock)
         assert store.get_run(run.id).status == status
     assert store.get_run(run.id).reason == "its supervisor never started"
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+async def test_a_run_whose_agent_died_before_its_instant_is_fired_not_lost(store, clock):
+    """A replica killed while holding slots it claimed ahead: the runs it had taken but
+    whose instant has not come never started, so a surviving ticker fires them; one
+    whose instant passed may have started, so it is lost, as before."""
+    from hermes_cron_ext.processes import hostname
+
+    make_job(store, "ahead", "@every 10s")
+    make_job(store, "passed", "@every 10s")
+    first = {r.job_id: r for r in store.claim_due(clock() + 20, clock(), "dead-replica")}
+    ahead = next(r for r in first.values() if r.job_name == "ahead")
+    passed = next(r for r in first.values() if r.job_name == "passed")
+    dead = _dead_pid()
+    for run in (ahead, passed):
+        assert store.attach_run(run.id, dead, None, hostname())
+    clock.now = passed.fire_at + 0.5  # "passed" reached its instant under the dead agent
+    with store._write() as db:  # "ahead" is still to come: its instant after now
+        db.execute("UPDATE runs SET fire_at = ? WHERE id = ?", (clock() + 1.0, ahead.id))
+
+    changed = await _reconcile(store, clock)
+    assert sorted(changed) == sorted([ahead.id, passed.id])
+    lost = store.get_run(passed.id)
+    assert lost.status == "lost" and f"pid {dead}" in lost.reason
+    back = store.get_run(ahead.id)
+    assert (back.status, back.pid, back.host, back.dispatched_at) == ("queued", None, None, None)
+    # the next claim hands it out again, once
+    again = store.claim_due(clock() + 2, clock(), "survivor")
+    assert [r.id for r in again] == [ahead.id]
+    assert store.claim_due(clock() + 2, clock(), "survivor") == []
+
+
+@EVERY_BACKEND
+async def test_a_run_put_back_only_by_the_pid_that_held_it(store, clock):
+    """The put-back is fenced like mark_lost: not another pid's run, not once its
+    instant has come, not a run asked to be cancelled, not one that started."""
+    make_job(store, "fenced", "@every 10s")
+    make_job(store, "cancelled", "@every 10s")
+    runs = {r.job_name: r for r in store.claim_due(clock() + 20, clock(), "a")}
+    dead = _dead_pid()
+    for run in runs.values():
+        assert store.attach_run(run.id, dead, None, "here")
+    run = runs["fenced"]
+    assert not store.release_run(run.id, dead + 1, clock())  # another pid's
+    assert not store.release_run(run.id, dead, run.fire_at)  # its instant has come
+    store.request_cancel(runs["cancelled"].id)
+    assert not store.release_run(runs["cancelled"].id, dead, clock())
+    assert store.mark_running(run.id, clock(), 4242)
+    assert not store.release_run(run.id, dead, clock())
+    assert store.get_run(run.id).pid == dead
 
 
 async def test_a_one_shot_job_runs_its_payload_once(real_store, tmp_path):
