@@ -36,7 +36,8 @@ frontdoor: install
 accounts: install
 	$(PY) -m pytest -q -m accounts tests/runtime/test_runas.py \
 		tests/runtime/test_runas_runtime.py tests/server/test_hub_service.py \
-		tests/server/test_hub_users.py
+		tests/server/test_hub_users.py tests/server/test_hub_failover.py \
+		tests/server/test_hub_browser.py
 
 lint: install
 	$(PY) -m ruff check .

@@ -126,13 +126,15 @@ def _traverse_state() -> Iterator[dict[str, Any]]:
         os.replace(_TRAVERSE_STATE + ".tmp", _TRAVERSE_STATE)
 
 
-def _closed_folders(paths: list[str]) -> list[str]:
-    """The folders above *paths* (symlinks resolved) that others may not traverse."""
+def _closed_folders(paths: list[str], opened: Any = ()) -> list[str]:
+    """The folders above *paths* (symlinks resolved) that others may not traverse, or
+    that another test process has *opened* for them."""
     found: list[str] = []
     for path in paths:
         folder = os.path.dirname(os.path.realpath(path))
         while True:
-            if not os.stat(folder).st_mode & stat.S_IXOTH and folder not in found:
+            if (folder in opened or not os.stat(folder).st_mode & stat.S_IXOTH) \
+                    and folder not in found:
                 found.append(folder)
             parent = os.path.dirname(folder)
             if parent == folder:
@@ -148,12 +150,11 @@ def traversable(paths: list[str]) -> Iterator[None]:
     exact mode when the last process of these tests that needs it is done."""
     me = os.getpid()
     with _traverse_state() as state:
-        for folder in _closed_folders(paths):
+        for folder in _closed_folders(paths, state):
             mode = stat.S_IMODE(os.stat(folder).st_mode)
-            state.setdefault(folder, {"mode": mode, "holders": []})
+            entry = state.setdefault(folder, {"mode": mode, "holders": []})
             os.chmod(folder, mode | stat.S_IXOTH)
-        for entry in state.values():
-            entry["holders"].append(me)
+            entry["holders"].append(me)  # only the folders this process needs
     try:
         yield
     finally:
@@ -161,7 +162,8 @@ def traversable(paths: list[str]) -> Iterator[None]:
             for folder, entry in list(state.items()):
                 entry["holders"] = [p for p in entry["holders"] if p != me]
                 if not entry["holders"]:
-                    os.chmod(folder, entry["mode"])
+                    with contextlib.suppress(FileNotFoundError):  # a test's temp folder
+                        os.chmod(folder, entry["mode"])
                     del state[folder]
 
 
