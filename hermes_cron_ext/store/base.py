@@ -3,10 +3,13 @@
 =================  ==========================================================  ========
 interface          what it keeps                                               methods
 =================  ==========================================================  ========
-``JobStore``       jobs: create, read, list, change, delete, pause; due slots   11
+``JobStore``       jobs: create, read, list, change, delete, pause; due slots   13
                    and their claims
-``RunLedger``      runs: queue, take, attach, start, heartbeat, finish,         19
-                   cancel, lose; the rows the waiting rules read; retention
+``RunLedger``      runs: queue, take, attach, start, heartbeat, finish,         20
+                   cancel, lose, release; the rows the waiting rules read;
+                   retention
+``RunMetrics``     the numbers each run reported or was measured by, and a      4
+                   job's series of one of them
 ``Backfills``      past slots run as a whole, a few at a time                   4
 ``OutputStore``    each run's output log (byte offsets) and notebook artifact   6
 ``TickerRegistry`` which tickers are alive                                      4
@@ -50,8 +53,10 @@ Adding a backend: docs/ARCHITECTURE.md, "Adding a store backend".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 
 from hermes_cron_ext.domain.access import Viewer
+from hermes_cron_ext.domain.metrics import Metric
 from hermes_cron_ext.domain.models import Event, Job, Page, Run, Ticker
 from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 
@@ -349,6 +354,58 @@ class RunLedger(ABC):
         ``{"jobs_by_state", "runs_by_status", "jobs"}``."""
 
 
+class RunMetrics(ABC):
+    """Numbers per run: what a run reported (``::metric NAME=VALUE [UNIT]``,
+    ``domain/metrics.py``) and the built-ins (``metrics.BUILTIN``), one value per run and
+    name, kept as long as the run is (a run's metrics go with it: gc, a job's deletion).
+
+    Each value has an instant ``at``: when its run ended (what a job's series is ordered
+    by), or while the run is still active, when the value was recorded (moved to the
+    run's end when it ends). The store records ``duration`` (a run that started),
+    ``exit_code`` (when known) and ``output_bytes`` itself, in the transaction that
+    records the final status (:meth:`RunLedger.finish_run`, :meth:`RunLedger.mark_lost`,
+    a cancel); a skipped slot has none. ``cpu_seconds`` and ``peak_memory`` are the
+    runtime's to measure (its process tree): not recorded yet.
+    """
+
+    @abstractmethod
+    def record_metrics(self, run_id: str, metrics: Iterable[Metric]) -> int:
+        """Record what a run reported, running or ended, in one transaction; a name
+        recorded again takes the new value (a run's last word on ``rows`` is its count).
+        A run keeps at most ``metrics.MAX_PER_RUN`` reported names: new names past it are
+        dropped, so a loop printing a name per row cannot fill the store. Returns how
+        many values were written.
+
+        :raises ValueError: a built-in name (the store measures those), a name that is
+            not ``metrics.NAME``, a value that is not a finite number, a bad unit;
+            nothing is then written
+        :raises NotFound: no such run
+        """
+
+    @abstractmethod
+    def metric_series(self, job_id: str, name: str, limit: int = 100,
+                      before: float | None = None, before_run: str | None = None
+                      ) -> list[tuple[str, float, float, str]]:
+        """One metric of a job's runs, newest first: ``[(run_id, at, value, unit)]``, at
+        most *limit* (one range scan of an index, at any number of runs: charts page
+        through it). The next page: *before* = the last row's ``at`` and *before_run* =
+        its run id (runs that ended at one instant then page without a loss or a
+        repeat); *before* alone: strictly earlier. [] for an unknown job."""
+
+    @abstractmethod
+    def metric_names(self, job_id: str) -> list[tuple[str, str, int]]:
+        """The metrics a job's runs have, by name: ``[(name, unit, runs)]`` (the unit of
+        the newest value), so a front can offer what there is to chart or alert on."""
+
+    @abstractmethod
+    def metric_history(self, job_id: str, name: str, n: int,
+                       before_run: str | None = None) -> list[float]:
+        """The values of *name* in the job's last *n* runs that have it, newest first,
+        before the run *before_run* (ended before it; the run itself left out) or, with
+        none, the latest: the history an alert rule's statistics read
+        (``alerts.Rule.check``). [] for an unknown run."""
+
+
 class Backfills(ABC):
     """Past slots of a job, run as a whole, at most ``max_parallel`` at a time.
 
@@ -484,7 +541,8 @@ class EventLog(ABC):
         """The newest event's seq (0 when none)."""
 
 
-class Store(JobStore, RunLedger, Backfills, OutputStore, TickerRegistry, EventLog):
+class Store(JobStore, RunLedger, RunMetrics, Backfills, OutputStore, TickerRegistry,
+            EventLog):
     """Durable state shared by every ticker, supervisor and viewer on one store: every
     interface above, on one database."""
 
@@ -507,5 +565,5 @@ class Store(JobStore, RunLedger, Backfills, OutputStore, TickerRegistry, EventLo
 
 
 #: The interfaces ``Store`` combines, in the order the docs list them.
-INTERFACES: tuple[type[ABC], ...] = (JobStore, RunLedger, Backfills, OutputStore,
-                                     TickerRegistry, EventLog)
+INTERFACES: tuple[type[ABC], ...] = (JobStore, RunLedger, RunMetrics, Backfills,
+                                     OutputStore, TickerRegistry, EventLog)

@@ -3,8 +3,8 @@
 
 Typically the embedded SQLite store into PostgreSQL when a team outgrows one
 machine. Jobs, runs (with their frozen specs), events (same ``seq``, so event
-cursors held by clients stay valid), notification cursors, run output (same
-bytes at the same offsets, streams kept) and notebook artifacts are copied; the
+cursors held by clients stay valid), notification cursors, run metrics, run output
+(same bytes at the same offsets, streams kept) and notebook artifacts are copied; the
 ticker registry is not (tickers register again when they start on the new store).
 
 The source is read in one snapshot and left as it was; the rows land in the target
@@ -24,7 +24,8 @@ from hermes_cron_ext.store.base import Store
 from hermes_cron_ext.store.sql import SQLStore
 
 #: copied in this order; tickers are not copied
-COPIED = ("jobs", "runs", "events", "meta", "backfills", "job_after", "job_shares")
+COPIED = ("jobs", "runs", "events", "meta", "backfills", "job_after", "job_shares",
+          "run_metrics")
 
 
 def _count(store: SQLStore, table: str) -> int:
@@ -61,7 +62,8 @@ def copy_store(source: Store, target: Store, *, force: bool = False,
     run_ids = [r[0] for r in tables["runs"][1]]
     expected = {"jobs": len(tables["jobs"][1]), "runs": len(run_ids),
                 "events": len(tables["events"][1]), "cursors": len(tables["meta"][1]),
-                "backfills": len(tables["backfills"][1])}
+                "backfills": len(tables["backfills"][1]),
+                "metrics": len(tables["run_metrics"][1])}
     say(f"copying {expected['jobs']} jobs, {expected['runs']} runs, "
         f"{expected['events']} events into {_show(target)}")
     with target._write() as db:
@@ -79,6 +81,7 @@ def copy_store(source: Store, target: Store, *, force: bool = False,
         "events": _count(target, "events"),
         "cursors": _count(target, "meta") - 1,
         "backfills": _count(target, "backfills"),
+        "metrics": _count(target, "run_metrics"),
         "output_bytes": sum(target.output_size(r) for r in run_ids),
         "artifacts": sum(target.read_artifact(r) is not None for r in run_ids),
     }
@@ -143,7 +146,8 @@ def merge_store(source: Store, target: Store, owner: str, *, force: bool = False
     """Move a one-user store into a shared (JupyterHub) store, every job now *owner*'s.
 
     The target is in use (the hub service ticks on it), so nothing of it is replaced:
-    the jobs, their runs, backfills, links and events are added in one transaction
+    the jobs, their runs and their metrics, backfills, links and events are added in one
+    transaction
     (events get new ``seq`` numbers at the end of the target's feed; the source's
     event cursors mean nothing there and stay behind), then output and notebooks. The
     counts are read back inside that transaction, before it commits.
@@ -162,7 +166,8 @@ def merge_store(source: Store, target: Store, owner: str, *, force: bool = False
     _check_idle(source, force)
     with source.snapshot():
         tables = {t: source.table_rows(t) for t in ("jobs", "runs", "events", "backfills",
-                                                   "job_after", "job_shares")}
+                                                   "job_after", "job_shares",
+                                                   "run_metrics")}
     jcols, jobs = tables["jobs"]
     owners = sorted({r[jcols.index("owner")] for r in jobs} - {""})
     if owners:
@@ -174,7 +179,8 @@ def merge_store(source: Store, target: Store, owner: str, *, force: bool = False
     # file can be edited) would reach into someone else's job in the shared store
     moved = set(job_ids)
     for table, keys in (("runs", ("job_id",)), ("backfills", ("job_id",)),
-                        ("job_after", ("job_id", "upstream_id")), ("job_shares", ("job_id",))):
+                        ("job_after", ("job_id", "upstream_id")), ("job_shares", ("job_id",)),
+                        ("run_metrics", ("job_id",))):
         cols, rows = tables[table]
         stray = {r[cols.index(k)] for r in rows for k in keys} - moved
         if stray:
@@ -186,10 +192,15 @@ def merge_store(source: Store, target: Store, owner: str, *, force: bool = False
     tables["runs"] = (rcols, [r for r in runs if r[rcols.index("status")]
                               not in ACTIVE_STATUSES])
     run_ids = [r[0] for r in tables["runs"][1]]
+    mcols, metrics = tables["run_metrics"]  # of the runs moved only
+    moved_runs = set(run_ids)
+    tables["run_metrics"] = (mcols, [m for m in metrics
+                                     if m[mcols.index("run_id")] in moved_runs])
     ecols, events = tables["events"]
     events = [e for e in events if e[ecols.index("job_id")] in set(job_ids)]
     expected = {"jobs": len(jobs), "runs": len(run_ids), "events": len(events),
-                "backfills": len(tables["backfills"][1])}
+                "backfills": len(tables["backfills"][1]),
+                "metrics": len(tables["run_metrics"][1])}
     say(f"moving {expected['jobs']} jobs, {expected['runs']} runs, {expected['events']} "
         f"events into {_show(target)} as {owner}'s")
     with target._write() as db:
@@ -205,7 +216,7 @@ def merge_store(source: Store, target: Store, owner: str, *, force: bool = False
         target.import_rows(db, "jobs", jcols, [
             tuple(owner if c == "owner" else v for c, v in zip(jcols, r, strict=True))
             for r in jobs])
-        for table in ("runs", "backfills", "job_after", "job_shares"):
+        for table in ("runs", "backfills", "job_after", "job_shares", "run_metrics"):
             target.import_rows(db, table, *tables[table])
         for e in events:  # appended as the target appends its own (its feed's order)
             row = dict(zip(ecols, e, strict=True))
@@ -215,6 +226,7 @@ def merge_store(source: Store, target: Store, owner: str, *, force: bool = False
             "jobs": len(_matching(db, "jobs", "owner = ? AND id", job_ids, [owner])),
             "runs": len(_matching(db, "runs", "id", run_ids)),
             "backfills": len(_matching(db, "backfills", "job_id", job_ids)),
+            "metrics": len(_matching(db, "run_metrics", "run_id", run_ids)),
         }
         wrong = {k: (expected[k], counted[k]) for k in counted if expected[k] != counted[k]}
         if wrong:

@@ -30,7 +30,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import cast
@@ -39,6 +39,7 @@ from hermes_cron_ext.domain import access
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.access import Viewer
+from hermes_cron_ext.domain.metrics import BUILTIN, MAX_PER_RUN, Metric, metric_line
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -57,7 +58,7 @@ from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 #: the jobs table's columns at schema version 6 (copied as they are by migrations 7 and 9)
 _JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
                 "enabled, next_run_at, last_run, consecutive_failures, running_count, "
@@ -227,6 +228,29 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE jobs_v9 RENAME TO jobs",
         "CREATE INDEX jobs_due ON jobs(next_run_at) WHERE enabled = 1 AND state = 'scheduled'",
         *_SHARES_V9],
+    # run metrics: what a run reported (``::metric NAME=VALUE``) and the built-ins the
+    # store records at its end, one row per (run, name); a job's series of one metric,
+    # newest first, is one range scan of run_metrics_series. The runs already ended get
+    # their built-ins, so alert rules over past runs work from the first run after this.
+    10: ["""CREATE TABLE run_metrics (
+            run_id TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT NOT NULL DEFAULT '',
+            at REAL NOT NULL,
+            PRIMARY KEY (run_id, name))""",
+         # covering: a chart's 10,000 points are read from the index alone
+         "CREATE INDEX run_metrics_series "
+         "ON run_metrics(job_id, name, at DESC, run_id DESC, value, unit)",
+         *(f"INSERT INTO run_metrics (run_id, job_id, name, value, unit, at) "
+           f"SELECT id, job_id, '{name}', {value}, '{unit}', finished_at FROM runs "
+           f"WHERE status NOT IN ('queued', 'running', 'skipped') "
+           f"AND finished_at IS NOT NULL{where}"
+           for name, value, unit, where in (
+               ("duration", "finished_at - started_at", "s", " AND started_at IS NOT NULL"),
+               ("exit_code", "exit_code", "", " AND exit_code IS NOT NULL"),
+               ("output_bytes", "output_bytes", "B", "")))],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -243,8 +267,12 @@ LIST_COLUMNS = ", ".join(RUN_FIELDS)
 RUN_COLUMNS = LIST_COLUMNS + ", spec"
 #: the tables a store holds, in the order a copy inserts them (``migrate.py``)
 TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills", "job_after",
-          "job_shares")
+          "job_shares", "run_metrics")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
+#: one value of a run's metric, the last one recorded winning
+METRIC_UPSERT = ("INSERT INTO run_metrics (run_id, job_id, name, value, unit, at) "
+                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET "
+                 "value = excluded.value, unit = excluded.unit, at = excluded.at")
 
 
 #: payload fields that ``list_jobs(search=...)`` looks in, besides name and schedule
@@ -696,6 +724,9 @@ class SQLStore(Store):
             finished = [r[0] for r in db.execute(
                 "SELECT id FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
                 (job.id,)).fetchall()]
+            db.execute("DELETE FROM run_metrics WHERE job_id = ? AND run_id IN (SELECT id FROM "
+                       "runs WHERE job_id = ? AND status NOT IN ('queued', 'running'))",
+                       (job.id, job.id))
             db.execute("DELETE FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
                        (job.id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
@@ -1212,6 +1243,7 @@ class SQLStore(Store):
             reason = run.reason  # why it was cancelled ("replaced by run ...")
         db.execute("UPDATE runs SET status = ?, exit_code = ?, reason = ?, finished_at = ? "
                    "WHERE id = ?", (status, exit_code, reason, at, run_id))
+        self._record_builtins(db, run, status, exit_code, at)
         jrow = db.execute(f"SELECT * FROM jobs WHERE id = ?{self._lock}",
                           (run.job_id,)).fetchone()
         recovered = (status == "succeeded" and jrow is not None
@@ -1224,6 +1256,24 @@ class SQLStore(Store):
         if run.backfill_id:
             self._backfill_next(db, run.backfill_id, at)
         return _row_run(self._run_row(db, run_id))
+
+    @staticmethod
+    def _record_builtins(db, run: Run, status: str, exit_code: int | None, at: float) -> None:
+        """At a run's end, in its transaction: what it reported while running moves to its
+        end (``at``), and it gets the built-ins the store knows (``duration`` if it
+        started, ``exit_code`` if known, ``output_bytes``); a skipped slot gets none.
+        ``cpu_seconds`` and ``peak_memory`` are measured by the runtime (not yet here)."""
+        db.execute("UPDATE run_metrics SET at = ? WHERE run_id = ?", (at, run.id))
+        if status == RunStatus.SKIPPED:
+            return
+        values: list[tuple[str, float]] = []
+        if run.started_at is not None:
+            values.append(("duration", at - run.started_at))
+        if exit_code is not None:
+            values.append(("exit_code", float(exit_code)))
+        values.append(("output_bytes", float(run.output_bytes or 0)))
+        db.executemany(METRIC_UPSERT, [(run.id, run.job_id, name, value, BUILTIN[name], at)
+                                       for name, value in values])
 
     def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at) -> None:
         """Update the job's summary; schedule a retry and trip the circuit breaker as the
@@ -1315,6 +1365,79 @@ class SQLStore(Store):
         rows = self.db.execute(f"SELECT {LIST_COLUMNS} FROM runs "
                                "WHERE status IN ('queued', 'running')").fetchall()
         return [_row_run(r) for r in rows]
+
+    # -- run metrics ------------------------------------------------------------
+    def record_metrics(self, run_id: str, metrics: Iterable[Metric]) -> int:
+        latest: dict[str, Metric] = {}
+        for m in metrics:
+            metric_line(m.name, m.value, m.unit)  # the checks a run's own line passes
+            latest[m.name] = m
+        with self._write() as db:
+            row = db.execute(f"SELECT job_id, finished_at FROM runs WHERE id = ?{self._lock}",
+                             (run_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no run {run_id!r}", field="run")
+            have = {r[0] for r in db.execute("SELECT name FROM run_metrics WHERE run_id = ?",
+                                             (run_id,)).fetchall()}
+            room = MAX_PER_RUN - len(have - BUILTIN.keys())
+            at = row["finished_at"] if row["finished_at"] is not None else self.clock()
+            rows = []
+            for m in latest.values():
+                if m.name not in have:
+                    if room <= 0:
+                        continue  # past the cap: dropped, as the output parser drops it
+                    room -= 1
+                rows.append((run_id, row["job_id"], m.name, float(m.value), m.unit, at))
+            if rows:
+                db.executemany(METRIC_UPSERT, rows)
+            return len(rows)
+
+    def metric_series(self, job_id: str, name: str, limit: int = 100,
+                      before: float | None = None, before_run: str | None = None
+                      ) -> list[tuple[str, float, float, str]]:
+        return self._series(job_id, name, limit, before, before_run)
+
+    def _series(self, job_id: str, name: str, limit: int, before: float | None,
+                before_run: str | None, other_than: str | None = None
+                ) -> list[tuple[str, float, float, str]]:
+        """Keyset over ``(at, run_id)`` descending, the order of ``run_metrics_series``."""
+        if limit <= 0:
+            return []
+        where, args = "", []
+        if before is not None and before_run is not None:
+            where, args = " AND (at < ? OR (at = ? AND run_id < ?))", [before, before, before_run]
+        elif before is not None:
+            where, args = " AND at < ?", [before]
+        if other_than is not None:
+            where, args = where + " AND run_id <> ?", [*args, other_than]
+        rows = self.db.execute(
+            f"SELECT run_id, at, value, unit FROM run_metrics WHERE job_id = ? AND name = ?"
+            f"{where} ORDER BY at DESC, run_id DESC LIMIT ?",
+            (job_id, name, *args, limit)).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]  # REAL columns read as floats
+
+    def metric_names(self, job_id: str) -> list[tuple[str, str, int]]:
+        rows = self.db.execute(
+            "SELECT m.name, m.unit, c.n FROM (SELECT name, COUNT(*) AS n, MAX(at) AS last "
+            "FROM run_metrics WHERE job_id = ? GROUP BY name) c JOIN run_metrics m "
+            "ON m.job_id = ? AND m.name = c.name AND m.at = c.last "
+            "ORDER BY m.name, m.run_id DESC", (job_id, job_id)).fetchall()
+        names: dict[str, tuple[str, str, int]] = {}
+        for name, unit, n in rows:
+            names.setdefault(name, (name, unit, int(n)))  # of runs ending at one instant: one
+        return list(names.values())
+
+    def metric_history(self, job_id: str, name: str, n: int,
+                       before_run: str | None = None) -> list[float]:
+        if before_run is None:
+            return [r[2] for r in self._series(job_id, name, n, None, None)]
+        row = self.db.execute("SELECT finished_at FROM runs WHERE id = ?",
+                              (before_run,)).fetchone()
+        if row is None:
+            return []
+        # a run still active: every value recorded so far is before it
+        end = row[0] if row[0] is not None else float("inf")
+        return [r[2] for r in self._series(job_id, name, n, end, before_run, before_run)]
 
     # -- events and tickers -----------------------------------------------------
     def events_since(self, cursor: int, limit: int = 500) -> list[Event]:
@@ -1417,6 +1540,7 @@ class SQLStore(Store):
                 chunk = doomed[i:i + 500]
                 marks = ",".join("?" * len(chunk))
                 db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM run_metrics WHERE run_id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM events WHERE run_id IN ({marks})", chunk)
             ev = db.execute("DELETE FROM events WHERE at < ?", (now - max_age,)).rowcount
         self._forget_output(doomed)

@@ -8,6 +8,7 @@ interface             suite
 ====================  =========================
 ``JobStore``          ``test_jobs.py``
 ``RunLedger``         ``test_runs.py``
+``RunMetrics``        ``test_metrics.py``
 ``Backfills``         ``test_backfills.py``
 ``OutputStore``       ``test_output_store.py``
 ``TickerRegistry``    ``test_tickers.py``
@@ -31,6 +32,7 @@ from hermes_cron_ext.store.base import (
     JobStore,
     OutputStore,
     RunLedger,
+    RunMetrics,
     Store,
     TickerRegistry,
 )
@@ -43,6 +45,7 @@ EVERY_BACKEND = pytest.mark.parametrize("store_backend", BACKENDS, indirect=True
 SUITES: dict[type, str] = {
     JobStore: "test_jobs",
     RunLedger: "test_runs",
+    RunMetrics: "test_metrics",
     Backfills: "test_backfills",
     OutputStore: "test_output_store",
     TickerRegistry: "test_tickers",

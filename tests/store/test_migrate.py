@@ -66,10 +66,12 @@ def test_migrate_moves_everything_and_checks_the_counts(tmp_path, pg_url):
     assert done.returncode == 0, done.stderr
     assert "migrated" in done.stdout and "CHECK" in done.stdout
     table = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[2:]
-             if line and line.split()[0] in ("jobs", "runs", "events", "output_bytes")}
+             if line and line.split()[0] in ("jobs", "runs", "events", "metrics",
+                                             "output_bytes")}
     assert len(runs) == 4  # three finished and the failed one's retry, waiting
     assert table["jobs"][:2] == ["3", "3"] and table["runs"][:2] == ["4", "4"]
     assert table["events"][0] == table["events"][1] == str(len(events))
+    assert table["metrics"][:2] == ["9", "9"]  # duration, exit code, output bytes of 3 runs
     assert int(table["output_bytes"][0]) == sum(len(o) for o in outputs.values())
 
     pg = open_store(pg_url)
@@ -77,6 +79,8 @@ def test_migrate_moves_everything_and_checks_the_counts(tmp_path, pg_url):
         assert [j.to_json() for j in pg.list_jobs().items] == jobs
         assert pg.get_job("etl").env == {"A": "1", "TOKEN": "s3cret"}  # secrets kept
         assert pg.list_runs(limit=100).items == runs  # every field, the frozen spec too
+        etl = pg.get_job("etl").id
+        assert pg.metric_history(etl, "exit_code", 5) == [2, 0]
         assert pg.events_since(0, 10_000) == events  # same seq: client cursors stay valid
         for run_id, data in outputs.items():
             assert pg.read_output(run_id) == data

@@ -33,7 +33,8 @@ def _old_sqlite_store(path, version: int, jobs: list[tuple]) -> sqlite3.Connecti
 
 
 def _pg_back_to_v8(conn) -> None:
-    """Undo version 9 on a PostgreSQL store made now (no owners, names unique)."""
+    """Undo versions 10 and 9 on a PostgreSQL store made now (no owners, names unique)."""
+    conn.execute("DROP TABLE run_metrics")
     conn.execute("DROP TABLE job_shares")
     conn.execute("ALTER TABLE jobs DROP CONSTRAINT jobs_owner_name_key")
     conn.execute("ALTER TABLE jobs DROP CONSTRAINT jobs_owner_idempotency_key_key")
@@ -165,5 +166,71 @@ def test_a_version_8_postgres_store_gives_its_jobs_to_the_stores_own_user(pg_url
     store = open_store(pg_url)
     try:
         _owners_v9(store)
+    finally:
+        store.close()
+
+
+JOB_V9 = (JOB_V6[0], "", *JOB_V6[1:])  # owner '' after the id
+#: runs as hermes-cron of version 9 left them: (id, status, started_at, finished_at,
+#: exit_code, output_bytes)
+RUNS_V9 = [("r_ok", "succeeded", 1.7e9, 1.7e9 + 2.5, 0, 100),
+           ("r_failed", "failed", 1.7e9 + 60, 1.7e9 + 64, 3, 0),
+           ("r_lost", "lost", None, 1.7e9 + 120, None, 0),
+           ("r_skipped", "skipped", None, 1.7e9 + 180, None, 0),
+           ("r_queued", "queued", None, None, None, 0)]
+RUN_INSERT = ("INSERT INTO runs (id, job_id, status, trigger, attempt, queued_at, fire_at, "
+              "started_at, finished_at, exit_code, output_bytes, spec) "
+              "VALUES ({0}, {0}, {0}, 'manual', 1, {0}, {0}, {0}, {0}, {0}, {0}, '{{}}')")
+
+
+def _run_rows() -> list[tuple]:
+    return [(run_id, JOB_V9[0], status, 1.7e9, 1.7e9, started, finished, code, size)
+            for run_id, status, started, finished, code, size in RUNS_V9]
+
+
+def _metrics_v10(store) -> None:
+    """Version 10: run metrics; the runs that had ended get their built-ins, so alert
+    rules over past runs work at once; a skipped slot or a waiting run has none."""
+    from hermes_cron_ext.domain.metrics import Metric
+
+    job = JOB_V9[0]
+    assert store.schema_version() == SCHEMA_VERSION >= 10
+    assert store.metric_series(job, "duration") == [
+        ("r_failed", 1.7e9 + 64, 4.0, "s"), ("r_ok", 1.7e9 + 2.5, 2.5, "s")]
+    assert store.metric_history(job, "exit_code", 10) == [3, 0]
+    assert store.metric_names(job) == [("duration", "s", 2), ("exit_code", "", 2),
+                                       ("output_bytes", "B", 3)]
+    assert store.record_metrics("r_queued", [Metric("rows", 5)]) == 1
+
+
+def test_a_version_9_sqlite_store_gets_run_metrics(tmp_path):
+    path = tmp_path / "store" / "cron.db"
+    db = _old_sqlite_store(path, 9, [JOB_V9])
+    for row in _run_rows():
+        db.execute(RUN_INSERT.format("?"), row)
+    db.commit()
+    db.close()
+    store = open_store(str(path))
+    try:
+        _metrics_v10(store)
+        assert store.db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_version_9_postgres_store_gets_run_metrics(pg_url):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE run_metrics")
+        conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
+        row = (*JOB_V6, "")  # PostgreSQL added the owner last
+        conn.execute(f"INSERT INTO jobs VALUES ({', '.join(['%s'] * len(row))})", row)
+        for row in _run_rows():
+            conn.execute(RUN_INSERT.format("%s"), row)
+    store = open_store(pg_url)
+    try:
+        _metrics_v10(store)
     finally:
         store.close()
