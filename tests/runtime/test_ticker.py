@@ -12,7 +12,6 @@ import pytest
 from hermes_cron_ext.runtime.ticker import NEVER_STARTED, ORPHANED, Ticker
 from hermes_cron_ext.store import AsyncStore
 from tests.conftest import make_job, wait_for
-from tests.store.contract import EVERY_BACKEND
 
 
 @pytest.fixture
@@ -97,26 +96,6 @@ async def test_a_run_whose_agent_died_before_its_instant_is_fired_not_lost(store
     again = store.claim_due(clock() + 2, clock(), "survivor")
     assert [r.id for r in again] == [ahead.id]
     assert store.claim_due(clock() + 2, clock(), "survivor") == []
-
-
-@EVERY_BACKEND
-async def test_a_run_put_back_only_by_the_pid_that_held_it(store, clock):
-    """The put-back is fenced like mark_lost: not another pid's run, not once its
-    instant has come, not a run asked to be cancelled, not one that started."""
-    make_job(store, "fenced", "@every 10s")
-    make_job(store, "cancelled", "@every 10s")
-    runs = {r.job_name: r for r in store.claim_due(clock() + 20, clock(), "a")}
-    dead = _dead_pid()
-    for run in runs.values():
-        assert store.attach_run(run.id, dead, None, "here")
-    run = runs["fenced"]
-    assert not store.release_run(run.id, dead + 1, clock())  # another pid's
-    assert not store.release_run(run.id, dead, run.fire_at)  # its instant has come
-    store.request_cancel(runs["cancelled"].id)
-    assert not store.release_run(runs["cancelled"].id, dead, clock())
-    assert store.mark_running(run.id, clock(), 4242)
-    assert not store.release_run(run.id, dead, clock())
-    assert store.get_run(run.id).pid == dead
 
 
 async def test_a_one_shot_job_runs_its_payload_once(real_store, tmp_path):

@@ -397,3 +397,27 @@ def test_stats_count_runs_by_status_and_time_each_job(store, clock):
             by_name["ok"]["max_duration"]) == (2, 0, 1.0, 3.0, 4.0)
     assert (by_name["flaky"]["success_rate"], by_name["flaky"]["mean_duration"]) == (0.5, 0.0)
     assert (by_name["idle"]["succeeded"], by_name["idle"]["success_rate"]) == (0, None)
+
+
+def test_a_run_is_put_back_only_by_the_pid_that_held_it_before_its_instant(store, clock):
+    """``release_run`` (a failover ticker fires a run whose dead agent took it ahead of
+    its instant) is fenced like ``mark_lost``: not another pid's run, not once its
+    instant has come, not a run asked to be cancelled, not one that started."""
+    make_job(store, "fenced", "@every 10s")
+    make_job(store, "cancelled", "@every 10s")
+    runs = {r.job_name: r for r in store.claim_due(clock() + 20, clock(), "a")}
+    for run in runs.values():
+        assert store.attach_run(run.id, 4242, None, "here")
+    run = runs["fenced"]
+    assert not store.release_run(run.id, 4243, clock())  # another pid's
+    assert not store.release_run(run.id, 4242, run.fire_at)  # its instant has come
+    store.request_cancel(runs["cancelled"].id)
+    assert not store.release_run(runs["cancelled"].id, 4242, clock())
+    assert store.release_run(run.id, 4242, clock())
+    back = store.get_run(run.id)
+    assert (back.status, back.pid, back.host, back.dispatched_at) == ("queued", None, None, None)
+    assert [r.id for r in store.claim_due(run.fire_at, clock(), "b")] == [run.id]
+    assert store.attach_run(run.id, 4244, None, "there")
+    assert store.mark_running(run.id, clock(), 4245)
+    assert not store.release_run(run.id, 4244, clock())  # started
+    assert store.get_run(run.id).status == "running"
