@@ -32,9 +32,10 @@ frontdoor: install
 	$(PY) -m pytest -q -m frontdoor tests/test_frontdoor.py
 
 # runs as their owners: makes Unix accounts and a sudoers entry, runs jobs as them, and
-# removes them after (root; the tests skip, saying why, when not root)
+# removes them after (root; the tests skip, saying why, when not root); and the other
+# tests that run a real JupyterHub
 accounts: install
-	$(PY) -m pytest -q -m accounts tests/runtime/test_runas.py \
+	$(PY) -m pytest -q -m accounts tests/test_hub.py tests/runtime/test_runas.py \
 		tests/runtime/test_runas_runtime.py tests/server/test_hub_service.py \
 		tests/server/test_hub_users.py tests/server/test_hub_failover.py \
 		tests/server/test_hub_browser.py

@@ -20,7 +20,9 @@ import pytest
 from tests.conftest import wait_for
 
 pytest.importorskip("jupyterhub")
-pytestmark = pytest.mark.timeout(300)
+# a real hub: with the other real-hub tests in `make accounts`, so the normal suite
+# keeps its margin under 10 minutes (this one needs no root)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.accounts]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
