@@ -150,8 +150,9 @@ def test_kill9_of_the_agents_mid_burst_loses_nothing_silently_and_runs_nothing_t
     """1,000 runs: 500 due at one instant (half end at once, half run 30 s), 500 due a
     few seconds later. Once the quick half has ended, every agent is killed with
     SIGKILL. A ticker's reconcile then marks every run it cannot finish ``lost`` with the
-    reason and stops the payloads left running; the runs not yet started never start;
-    every run that ran, ran once."""
+    reason and stops the payloads left running; the runs not yet started never start
+    under the dead agents: they are put back, and the next ticker's claim starts each
+    of them once, at its instant; every run that ran, ran once."""
     ledger = tmp_path / "ledger"
     now = time.time()
     first, later = now + 4, now + 9
@@ -177,32 +178,47 @@ def test_kill9_of_the_agents_mid_burst_loses_nothing_silently_and_runs_nothing_t
 
     run_through_executor(sqlite, runs, lambda: True, during=kill_agents)
 
+    def held() -> list:
+        """Active runs still held by a supervisor or agent (not put back)."""
+        return [r for r in sqlite.active_runs() if r.pid is not None]
+
     async def reconcile():
         ticker = Ticker(AsyncStore(sqlite), None)
         try:
             for _ in range(100):
                 await ticker.reconcile()
-                if not await ticker.store.active_runs():
+                if not held():
                     return
                 await asyncio.sleep(0.1)
         finally:
             await ticker.close_executors()
 
     asyncio.run(reconcile())
-    assert sqlite.active_runs() == []
+    assert held() == []
     for run in long:
         lost = sqlite.get_run(run.id)
         assert lost.status == "lost", (lost.status, lost.reason)
         assert "supervisor" in lost.reason and "gone" in lost.reason
         assert "its payload (process group" in lost.reason and "was stopped" in lost.reason
+    # not started, their instant still to come: put back, not lost, and not yet run
+    assert {r.id for r in sqlite.active_runs()} == {r.id for r in waiting}
     for run in waiting:
-        lost = sqlite.get_run(run.id)
-        assert lost.status == "lost" and "gone" in lost.reason, (lost.status, lost.reason)
-    wait_for(lambda: time.time() > later + 1.5, 20, what="past the later instant")
+        back = sqlite.get_run(run.id)
+        assert (back.status, back.pid, back.dispatched_at) == ("queued", None, None)
+    assert set(ledger.read_text().split()) == {r.id for r in quick + long}
+    # the next ticker's claim hands each out once, and each runs once, at its instant
+    claimed = sqlite.claim_due(later + 1, time.time(), "survivor")
+    assert sorted(r.id for r in claimed) == sorted(r.id for r in waiting)
+    assert sqlite.claim_due(later + 1, time.time(), "survivor") == []
+    run_through_executor(sqlite, claimed, lambda: all(
+        sqlite.get_run(r.id).status in FINAL for r in waiting), timeout=90)
+    for run in waiting:
+        done = sqlite.get_run(run.id)
+        assert done.status == "succeeded" and done.started_at >= later - 0.01, done
     assert processes_with(f"BURST_TAG={ledger}".encode()) == {}
     ran = ledger.read_text().split()
     assert len(ran) == len(set(ran)), "a run ran twice"
-    assert set(ran) == {r.id for r in quick + long}, "a run not yet started ran"
+    assert set(ran) == {r.id for r in runs}
     for run in quick:
         assert sqlite.get_run(run.id).status == "succeeded"
 
