@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from hermes_cron_ext.domain import policy as rules
+from hermes_cron_ext.domain.metrics import Metrics
 from hermes_cron_ext.domain.models import Run, RunStatus
 from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
@@ -71,16 +72,21 @@ from hermes_cron_ext.runtime.supervisor import (
     EXIT_DRAIN,
     HEARTBEAT_INTERVAL,
     NOT_AS_SERVICE,
+    Usage,
     _complain,
     child_channel,
     exit_fd,
     exit_status,
     foreign,
+    metric_rows,
     outcome,
     owned,
     patiently,
     payload_launch,
+    reap,
     signal_payload,
+    stream_metrics,
+    told_usage,
 )
 from hermes_cron_ext.store.output import OutputWriter
 
@@ -142,6 +148,11 @@ class Watch:
     started: float = 0.0
     writer: OutputWriter | None = None
     progress: Progress = field(default_factory=Progress)
+    #: what its output reports (``::metric`` lines), a parser per stream
+    metrics: dict[str, Metrics] = field(default_factory=stream_metrics)
+    #: its payload's CPU seconds and peak memory, from ``wait4`` where the agent reaps it
+    #: (see :func:`supervisor.reap`), or from the run-as helper's exit message
+    usage: Usage | None = None
     streams: dict[int, tuple[str, IO[bytes]]] = field(default_factory=dict)
     pidfd: int | None = None
     stopping: str | None = None  # "cancelled", "timed_out", "write_failed"
@@ -186,7 +197,8 @@ class Agent:
         self._signalled = False
         #: final statuses the store could not take yet: run id -> (status, exit code,
         #: reason, when it ended); tried again every OWED_RETRY seconds, never dropped
-        self._owed: dict[str, tuple[str, int | None, str | None, float]] = {}
+        self._owed: dict[str, tuple[str, int | None, str | None, float,
+                                    list[list] | None]] = {}
         self._owed_at = 0.0
         #: runs this agent holds at most (5 descriptors each); the rest get supervisors
         self.capacity = capacity
@@ -553,14 +565,14 @@ class Agent:
             return out
 
     def _record(self, run_id: str, status: str, exit_code: int | None,
-                reason: str | None) -> bool:
+                reason: str | None, metrics: list[list] | None = None) -> bool:
         """The run's final status, now or, while the store cannot take it (disk full,
         database down), tried again every ``OWED_RETRY`` s for as long as the agent
-        lives: a run this agent holds never stays queued or running. True when
-        recorded now."""
+        lives: a run this agent holds never stays queued or running. *metrics*: what
+        goes with it (``finish_run``'s, owed with it). True when recorded now."""
         at = time.time()
         try:
-            patiently(self.store.finish_run, run_id, status, exit_code, reason, at,
+            patiently(self.store.finish_run, run_id, status, exit_code, reason, at, metrics,
                       limit=OWED_RETRY)
             return True
         except NotFound:  # deleted meanwhile: nothing to record
@@ -569,13 +581,13 @@ class Agent:
             _complain(f"run {run_id}: {status} not recorded yet ({exc}); trying again")
             if not self._owed:
                 self._owed_at = time.monotonic() + OWED_RETRY
-            self._owed[run_id] = (status, exit_code, reason, at)
+            self._owed[run_id] = (status, exit_code, reason, at, metrics)
             return False
 
     def _settle_owed(self) -> None:
-        for run_id, (status, exit_code, reason, at) in list(self._owed.items()):
+        for run_id, (status, exit_code, reason, at, metrics) in list(self._owed.items()):
             try:
-                self.store.finish_run(run_id, status, exit_code, reason, at)
+                self.store.finish_run(run_id, status, exit_code, reason, at, metrics)
             except NotFound:
                 pass
             except Exception as exc:  # noqa: BLE001
@@ -650,7 +662,9 @@ class Agent:
             watch.streams[f.fileno()] = (name, f)
             self.sel.register(f.fileno(), selectors.EVENT_READ, ("out", watch))
         now = time.monotonic()
-        pidfd = exit_fd(proc) if isinstance(proc, Process) or proc.poll() is None else None
+        if not isinstance(proc, Process):
+            _reap_ended(watch)
+        pidfd = exit_fd(proc) if isinstance(proc, Process) or proc.returncode is None else None
         if pidfd is not None:
             watch.pidfd = pidfd
             self.sel.register(watch.pidfd, selectors.EVENT_READ, ("exit", watch))
@@ -687,6 +701,7 @@ class Agent:
         if writer.error is not None and watch.stopping is None:
             self._stop(watch, "write_failed")
         watch.progress.feed(data)
+        watch.metrics[name].feed(data)
         if name == "stderr":
             lines = [ln for ln in data.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
             if lines:
@@ -797,7 +812,7 @@ class Agent:
             _wait(watch.proc)
         if watch.writer is not None:
             watch.writer.close()
-        self._record(watch.id, "failed", None, reason)
+        self._record(watch.id, "failed", None, reason, metric_rows(watch.metrics, None))
 
     def _done(self, watch: Watch) -> None:
         """The final status, as a supervisor records it; then the run its end queued."""
@@ -809,7 +824,11 @@ class Agent:
         watch.streams.clear()
         proc, writer, store = watch.proc, watch.writer, self.store
         assert proc is not None and writer is not None
+        if not isinstance(proc, Process) and proc.returncode is None:
+            watch.usage = reap(proc)
         rc = exit_status(proc)
+        if isinstance(proc, Process):
+            watch.usage = told_usage(proc)
         status, exit_code, reason = ("failed", None, rc) if isinstance(rc, str) else outcome(
             rc, watch.stopping, watch.run.spec.get("timeout"), writer, watch.last_err)
         writer.close()
@@ -818,7 +837,8 @@ class Agent:
                                 watch.progress.fraction, writer.size)
         except Exception as exc:  # noqa: BLE001
             _complain(f"last heartbeat of run {watch.id} not recorded: {exc}")
-        if self._record(watch.id, status, exit_code, reason):
+        if self._record(watch.id, status, exit_code, reason,
+                        metric_rows(watch.metrics, watch.usage)):
             self._take_after(watch.id)
 
     # -- cancel ------------------------------------------------------------------------
@@ -863,8 +883,16 @@ def _reap(watches: list[Watch]) -> None:
     short payloads end while the rest are being started): no zombie waits for the
     bookkeeping after the burst."""
     for watch in watches:  # the run-as helper reaps those it started
-        if isinstance(watch.proc, subprocess.Popen) and watch.proc.returncode is None:
-            watch.proc.poll()
+        _reap_ended(watch)
+
+
+def _reap_ended(watch: Watch) -> None:
+    """Reap *watch*'s payload if it has ended (``wait4``, not blocking), keeping its
+    CPU time and peak memory (:func:`supervisor.reap`) for its final status."""
+    if isinstance(watch.proc, subprocess.Popen) and watch.proc.returncode is None:
+        usage = reap(watch.proc, block=False)
+        if usage is not None:
+            watch.usage = usage
 
 
 def _wait(proc: subprocess.Popen | Process, limit: float = 5.0) -> None:

@@ -86,7 +86,10 @@ store holds. ``allow_groups`` narrows it to the hub's users.
   descriptor, a new channel's end, for a process the caller forks.
 - from the helper, unasked: ``{"op": "ready", "ok": true, "pid": PID}`` first (or
   ``"ok": false`` with the reason, and it exits), then ``{"op": "exit", "run": RUN_ID,
-  "pid": PID, "status": WAITSTATUS}`` as each payload ends.
+  "pid": PID, "status": WAITSTATUS, "cpu": SECONDS, "maxrss": BYTES}`` as each payload
+  ends (``os.wait4``: *cpu* is the user and system CPU time of the payload and of the
+  descendants it waited for, *maxrss* the peak resident size of the largest process of
+  that tree; a helper of an older version leaves both out).
 
 **The client** (:class:`RunAs`) starts the helper and speaks the protocol:
 :meth:`RunAs.launch` (a pid, or :class:`RunAsError` with the helper's reason: an
@@ -175,11 +178,16 @@ class RunAsError(OSError):
 
 @dataclass(frozen=True)
 class Exit:
-    """A payload the helper started has ended: *status* is its wait status."""
+    """A payload the helper started has ended: *status* is its wait status; *cpu* its
+    CPU seconds (user + system, with the descendants it waited for) and *maxrss* the
+    peak resident bytes of the largest process of its tree, as the helper's ``wait4``
+    measured them (None: unknown, a helper that does not tell them)."""
 
     run_id: str
     pid: int
     status: int
+    cpu: float | None = None
+    maxrss: int | None = None
 
     @property
     def returncode(self) -> int:
@@ -641,7 +649,7 @@ class Helper:
         """Collect ended payloads and tell each exit."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -651,8 +659,10 @@ class Helper:
                 continue
             group.exited = True
             if group.channel is not None and group.channel in self.channels:
-                self._send(group.channel, {"op": "exit", "run": group.run_id, "pid": pid,
-                                           "status": status})
+                self._send(group.channel, {
+                    "op": "exit", "run": group.run_id, "pid": pid, "status": status,
+                    "cpu": usage.ru_utime + usage.ru_stime,
+                    "maxrss": usage.ru_maxrss * 1024})  # KiB on Linux
             if not _group_alive(pid):
                 self._forget(group)
 
@@ -1029,6 +1039,8 @@ class Process:
     go: int | None = None
     returncode: int | None = None
     artifact: IO[bytes] | None = None
+    #: what the helper told of its end (its CPU time and peak memory with it)
+    exit: Exit | None = None
 
     def poll(self) -> int | None:
         self.runas.events(keep=True)
@@ -1292,10 +1304,14 @@ class RunAs:
                 return
             message = json.loads(data)
             if message.get("op") == "exit":
-                done = Exit(message["run"], int(message["pid"]), int(message["status"]))
+                cpu, maxrss = message.get("cpu"), message.get("maxrss")
+                done = Exit(message["run"], int(message["pid"]), int(message["status"]),
+                            None if cpu is None else float(cpu),
+                            None if maxrss is None else int(maxrss))
                 self._events.append(done)
                 proc = self._procs.pop(done.pid, None)
                 if proc is not None:
+                    proc.exit = done
                     proc.returncode = done.returncode
             else:
                 if fds:

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING
 
 from hermes_cron_ext.domain import policy as rules
+from hermes_cron_ext.domain.metrics import Metrics
 from hermes_cron_ext.domain.models import RunStatus, iso
 from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
@@ -299,6 +300,58 @@ def exit_fd(proc) -> int | None:
     return os.pidfd_open(proc.pid)
 
 
+#: a payload's resource use: (CPU seconds, peak memory in bytes)
+Usage = tuple[float, int]
+
+
+def reap(proc: subprocess.Popen, block: bool = True) -> Usage | None:
+    """Reap *proc* with ``os.wait4`` (its ``returncode`` set as ``Popen.wait`` sets it)
+    and return its resource use: the user + system CPU seconds of the payload and of the
+    descendants it waited for (a shell's commands, a pool's workers), and ``ru_maxrss``
+    (KiB on Linux, here in bytes): the peak resident size of the *largest single
+    process* of that tree, not the sum of them. None when it was reaped already, or,
+    not *block*ing, has not ended yet."""
+    if proc.returncode is not None:
+        return None
+    try:
+        pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:  # reaped by someone else: Popen tells what it can
+        proc.poll()
+        return None
+    if pid == 0:
+        return None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+def told_usage(proc) -> Usage | None:
+    """The resource use the run-as helper told with the exit of a payload it started
+    (None: not told, or a helper that does not measure it)."""
+    done = getattr(proc, "exit", None) if isinstance(proc, Process) else None
+    if done is None or done.cpu is None or done.maxrss is None:
+        return None
+    return done.cpu, done.maxrss
+
+
+def stream_metrics() -> dict[str, Metrics]:
+    """A parser per output stream (a line half written on one is not cut by the other)."""
+    return {"stdout": Metrics(), "stderr": Metrics()}
+
+
+def metric_rows(streams: dict[str, Metrics], usage: Usage | None) -> list[list]:
+    """What a run's final status carries (``finish_run(metrics=...)``): what its output
+    reported (stdout's value of a name reported on both), then ``cpu_seconds`` and
+    ``peak_memory`` when measured."""
+    values = {}
+    for name in ("stderr", "stdout"):
+        streams[name].close()
+        values.update(streams[name].values)
+    rows: list[list] = [[m.name, m.value, m.unit] for m in values.values()]
+    if usage is not None:
+        rows += [["cpu_seconds", round(usage[0], 6), "s"], ["peak_memory", usage[1], "B"]]
+    return rows
+
+
 def exit_status(proc) -> int | str:
     """The return code of *proc*, which has ended (``Popen.returncode``'s sign); for a
     payload the run-as helper started and whose exit it did not tell, why not."""
@@ -493,6 +546,8 @@ class Supervisor:
         self.owned = False  # the run's payload starts as its job's owner
         self.stop_reason: str | None = None  # "cancelled" or "timed_out"
         self._progress = Progress()
+        self._metrics = stream_metrics()  # what the payload's output reports
+        self._usage: Usage | None = None  # its CPU time and peak memory, once reaped
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -699,7 +754,8 @@ class Supervisor:
             except Exception as exc:
                 _complain(f"last heartbeat not recorded: {exc}")
             # the final status matters most: keep trying while the store cannot write
-            patiently(store.finish_run, run.id, status, exit_code, reason, limit=600)
+            patiently(store.finish_run, run.id, status, exit_code, reason, None,
+                      metric_rows(self._metrics, self._usage), limit=600)
         return 0
 
     _killpg = staticmethod(killpg)
@@ -707,6 +763,7 @@ class Supervisor:
     def _watch(self, proc, spec: dict, writer: output.OutputWriter,
                artifact: ArtifactSink | None = None):
         self._progress = progress = Progress()
+        self._metrics = metrics = stream_metrics()
         sel = selectors.DefaultSelector()
         streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
         for fd in streams:
@@ -750,6 +807,7 @@ class Supervisor:
                     if writer.error is not None and stopping is None:
                         self.stop_reason = stopping = "write_failed"
                     progress.feed(data)
+                    metrics[streams[fd]].feed(data)
                     if streams[fd] == "stderr":
                         lines = [ln for ln in data.replace(b"\r", b"\n").split(b"\n")
                                  if ln.strip()]
@@ -814,7 +872,11 @@ class Supervisor:
                               f"service: {artifact.error}]\n")
         if pidfd is not None:
             os.close(pidfd)
+        # wait4 on the payload's pid measures it alone: a supervisor that goes on with the
+        # next run of a pipeline has forked others (fan-out), which RUSAGE_CHILDREN counts
+        usage = None if isinstance(proc, Process) else reap(proc)
         rc = exit_status(proc)
+        self._usage = told_usage(proc) if isinstance(proc, Process) else usage
         for f in (proc.stdout, proc.stderr):
             f.close()
         if isinstance(rc, str):

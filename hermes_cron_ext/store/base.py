@@ -53,7 +53,7 @@ Adding a backend: docs/ARCHITECTURE.md, "Adding a store backend".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.metrics import Metric
@@ -305,12 +305,23 @@ class RunLedger(ABC):
 
     @abstractmethod
     def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
-                   reason: str | None = None, at: float | None = None) -> Run:
+                   reason: str | None = None, at: float | None = None,
+                   metrics: Iterable[Sequence] | None = None) -> Run:
         """Record a final status once; later calls leave the first one in place and
         return the run as it is. In the same transaction: the job's summary and failure
         count, a retry (``policy.after_run``), the circuit breaker, the runs of jobs
         that run after it (``policy.fan_in``: one per downstream slot), the backfill's
-        next slot.
+        next slot, the built-in metrics the store measures (:class:`RunMetrics`) and
+        *metrics*.
+
+        *metrics*: what the runtime hands over with the status, ``[name, value, unit]``
+        rows (plain lists, so they cross the relay as they are): what the run's output
+        reported, checked as :meth:`RunMetrics.record_metrics` checks it, and the
+        built-ins only the runtime measures, ``cpu_seconds`` and ``peak_memory`` (this
+        path only: ``record_metrics`` refuses them; their unit is the built-in one). A
+        row that fails a check (bad name, value or unit; a reported name past
+        ``metrics.MAX_PER_RUN``) is dropped: the final status is always recorded.
+        Ignored when the status is already final, or ``skipped``.
 
         :raises NotFound:
         """
@@ -365,7 +376,8 @@ class RunMetrics(ABC):
     ``exit_code`` (when known) and ``output_bytes`` itself, in the transaction that
     records the final status (:meth:`RunLedger.finish_run`, :meth:`RunLedger.mark_lost`,
     a cancel); a skipped slot has none. ``cpu_seconds`` and ``peak_memory`` are the
-    runtime's to measure (its process tree): not recorded yet.
+    runtime's to measure (its payload's ``wait4``): it hands them over with the final
+    status (``finish_run(metrics=...)``), with what the run's output reported.
     """
 
     @abstractmethod

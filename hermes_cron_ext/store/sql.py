@@ -27,10 +27,11 @@ import base64
 import functools
 import hashlib
 import json
+import math
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import cast
@@ -269,6 +270,9 @@ RUN_COLUMNS = LIST_COLUMNS + ", spec"
 TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills", "job_after",
           "job_shares", "run_metrics")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
+#: the built-ins the runtime measures (its process tree) and hands over with the final
+#: status (``finish_run(metrics=...)``): accepted there only, never by ``record_metrics``
+RUNTIME_BUILTINS = frozenset({"cpu_seconds", "peak_memory"})
 #: one value of a run's metric, the last one recorded winning
 METRIC_UPSERT = ("INSERT INTO run_metrics (run_id, job_id, name, value, unit, at) "
                  "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET "
@@ -1225,16 +1229,17 @@ class SQLStore(Store):
             return cur.rowcount == 1
 
     def finish_run(self, run_id: str, status: str, exit_code: int | None = None,
-                   reason: str | None = None, at: float | None = None) -> Run:
+                   reason: str | None = None, at: float | None = None,
+                   metrics: Iterable[Sequence] | None = None) -> Run:
         at = self.clock() if at is None else at
         with self._write() as db:
             row = self._run_row(db, run_id, lock=True)
             if row is None:
                 raise NotFound(f"no run {run_id!r}", field="run")
-            return self._finish(db, _row_run(row), status, exit_code, reason, at)
+            return self._finish(db, _row_run(row), status, exit_code, reason, at, metrics)
 
     def _finish(self, db, run: Run, status: str, exit_code: int | None, reason: str | None,
-                at: float) -> Run:
+                at: float, metrics: Iterable[Sequence] | None = None) -> Run:
         """``finish_run`` inside the caller's transaction, the run's row locked."""
         run_id = run.id
         if run.status not in ACTIVE_STATUSES:
@@ -1244,6 +1249,8 @@ class SQLStore(Store):
         db.execute("UPDATE runs SET status = ?, exit_code = ?, reason = ?, finished_at = ? "
                    "WHERE id = ?", (status, exit_code, reason, at, run_id))
         self._record_builtins(db, run, status, exit_code, at)
+        if metrics and status != RunStatus.SKIPPED:
+            self._record_final(db, run, metrics, at)
         jrow = db.execute(f"SELECT * FROM jobs WHERE id = ?{self._lock}",
                           (run.job_id,)).fetchone()
         recovered = (status == "succeeded" and jrow is not None
@@ -1262,7 +1269,7 @@ class SQLStore(Store):
         """At a run's end, in its transaction: what it reported while running moves to its
         end (``at``), and it gets the built-ins the store knows (``duration`` if it
         started, ``exit_code`` if known, ``output_bytes``); a skipped slot gets none.
-        ``cpu_seconds`` and ``peak_memory`` are measured by the runtime (not yet here)."""
+        ``cpu_seconds`` and ``peak_memory`` are the runtime's (:meth:`_record_final`)."""
         db.execute("UPDATE run_metrics SET at = ? WHERE run_id = ?", (at, run.id))
         if status == RunStatus.SKIPPED:
             return
@@ -1274,6 +1281,41 @@ class SQLStore(Store):
         values.append(("output_bytes", float(run.output_bytes or 0)))
         db.executemany(METRIC_UPSERT, [(run.id, run.job_id, name, value, BUILTIN[name], at)
                                        for name, value in values])
+
+    @staticmethod
+    def _record_final(db, run: Run, metrics: Iterable[Sequence], at: float) -> None:
+        """The metrics a final status carries (``finish_run(metrics=...)``), in its
+        transaction: reported names checked as :meth:`record_metrics` checks them, and
+        the runtime's built-ins :data:`RUNTIME_BUILTINS`, which only this path accepts. A
+        bad row is dropped, never the final status; reported names past
+        ``MAX_PER_RUN`` are dropped too."""
+        latest: dict[str, tuple[float, str]] = {}
+        for row in metrics:
+            try:
+                name, value, unit = row
+                if name in RUNTIME_BUILTINS:
+                    value = float(value)
+                    if not math.isfinite(value) or value < 0:
+                        continue
+                    unit = BUILTIN[name]
+                else:
+                    metric_line(name, value, unit)  # the checks a run's own line passes
+                latest[name] = (float(value), unit)
+            except (ValueError, TypeError):
+                continue
+        if not latest:
+            return
+        have = {r[0] for r in db.execute("SELECT name FROM run_metrics WHERE run_id = ?",
+                                         (run.id,)).fetchall()}
+        room = MAX_PER_RUN - len(have - BUILTIN.keys())
+        rows = []
+        for name, (value, unit) in latest.items():
+            if name not in have and name not in BUILTIN:
+                if room <= 0:
+                    continue
+                room -= 1
+            rows.append((run.id, run.job_id, name, value, unit, at))
+        db.executemany(METRIC_UPSERT, rows)
 
     def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at) -> None:
         """Update the job's summary; schedule a retry and trip the circuit breaker as the

@@ -34,6 +34,7 @@ from hermes_cron_ext.processes import hostname
 from hermes_cron_ext.runtime.notebook import FrameReader
 from hermes_cron_ext.runtime.runas import (
     CONFIG_ENV,
+    Exit,
     RunAs,
     RunAsError,
     open_read_only,
@@ -526,6 +527,15 @@ def test_exits_come_to_a_selector_loop(world, accounts):
         seen = [e for e in runas.events() if e.pid == pid]
     sel.close()
     assert [e.returncode for e in seen] == [3]
+    # measured by the helper's wait4: CPU seconds and peak resident bytes of the payload
+    assert seen[0].cpu is not None and seen[0].cpu >= 0
+    assert seen[0].maxrss is not None and seen[0].maxrss > 100_000
+
+
+def test_an_exit_message_without_cpu_and_maxrss_is_still_read():
+    """An older helper's exit message (no ``cpu``, no ``maxrss``): they are unknown."""
+    done = Exit("r_1", 12, 3 << 8)
+    assert (done.returncode, done.cpu, done.maxrss) == (3, None, None)
 
 
 def test_the_helper_exits_when_its_caller_closes_and_leaves_the_payloads(world, accounts):

@@ -244,6 +244,25 @@ def test_a_run_that_replaces_another_stops_it_and_runs_as_alice(hub, accounts):
 
 
 @pytest.mark.parametrize("overlap", ["forbid", "queue"])
+def test_an_owned_runs_cpu_and_peak_memory_come_with_the_helpers_exit_message(
+        hub, accounts, owners_python, overlap):
+    """The helper reaps an owned payload (``wait4``) and tells its CPU seconds and peak
+    memory with its exit: they go with the final status, from the agent (``forbid``)
+    and from a supervisor (``queue``), with what the run reported."""
+    burn = ("import time; t = time.process_time()\n"
+            "while time.process_time() - t < 0.3: pass\n"
+            "b = bytearray(100_000_000); print('::metric rows=1234')")
+    job = hub.job(ALICE, [sys.executable, "-c", burn], overlap=overlap)
+    run = hub.run_of(job)
+    assert handles(run) == (overlap == "forbid")
+    assert run.status == "succeeded", (run.reason, hub.output(run))
+    got = {name: hub.store.metric_history(job.id, name, 1) for name in
+           ("rows", "cpu_seconds", "peak_memory")}
+    assert got["rows"] == [1234.0]
+    assert got["cpu_seconds"][0] >= 0.25 and got["peak_memory"][0] >= 100e6, got
+
+
+@pytest.mark.parametrize("overlap", ["forbid", "queue"])
 def test_bobs_job_cannot_read_a_private_file_in_alices_home(hub, accounts, overlap):
     alice = accounts[ALICE]
     secret = os.path.join(alice.pw_dir, f"private-{overlap}.txt")

@@ -308,3 +308,49 @@ def test_a_series_of_ten_thousand_runs(store, store_backend, clock):
           f"all 10,000 {p50(lambda: store.metric_series(job.id, 'rows', 10_000)):.2f} ms, "
           f"history 20 {p50(lambda: store.metric_history(job.id, 'rows', 20)):.2f} ms, "
           f"names {p50(lambda: store.metric_names(job.id)):.2f} ms")
+
+
+def test_a_final_status_carries_the_runs_metrics(store, clock):
+    """``finish_run(metrics=...)``: what the run reported and the runtime's built-ins
+    (cpu_seconds, peak_memory: this path only), in the status's transaction; bad rows are
+    dropped and the status is recorded all the same; a second call changes nothing."""
+    make_job(store, "f", "* * * * *")
+    run = started(store, clock, "f")
+    store.record_metrics(run.id, [Metric("early", 1)])
+    clock.advance(1.0)
+    rows = [["rows", 1234, ""], ["ratio", 0.5, "%"], ["cpu_seconds", 0.75, "ignored"],
+            ["peak_memory", 104857600, "B"],
+            # dropped, each alone: a store built-in, bad names, values and units, bad shapes
+            ["duration", 99, "s"], ["9lives", 1, ""], ["nan", math.nan, ""],
+            ["str", "12", ""], ["unit", 1, "a unit"], ["cpu_seconds", -1, "s"],
+            ["peak_memory", math.inf, "B"], ["short", 1], "rows=1", None]
+    done = store.finish_run(run.id, "succeeded", 0, None, None, rows)
+    assert (done.status, done.exit_code) == ("succeeded", 0)
+    got = values(store, run.id)
+    end = clock()
+    assert {n: (v, u) for n, (v, u, _) in got.items()} == {
+        "early": (1.0, ""), "rows": (1234.0, ""), "ratio": (0.5, "%"),
+        "cpu_seconds": (0.75, "s"), "peak_memory": (104857600.0, "B"),
+        "duration": (1.0, "s"), "exit_code": (0.0, ""), "output_bytes": (0.0, "B")}
+    assert {at for _, _, at in got.values()} == {end}
+    # the status is final: a repeat (the relay's, an owed retry) changes nothing
+    store.finish_run(run.id, "failed", 1, None, None, [["rows", 1, ""]])
+    assert values(store, run.id)["rows"][0] == 1234
+    # record_metrics keeps refusing the runtime's built-ins
+    with pytest.raises(ValueError):
+        store.record_metrics(run.id, [Metric("cpu_seconds", 1)])
+
+
+def test_a_final_status_with_metrics_past_the_cap(store, clock):
+    make_job(store, "g", "* * * * *")
+    run = started(store, clock, "g")
+    store.record_metrics(run.id, [Metric(f"m{i}", i) for i in range(MAX_PER_RUN - 1)])
+    rows = [["m0", 42, ""], ["new1", 1, ""], ["new2", 2, ""], ["cpu_seconds", 0.1, "s"]]
+    assert store.finish_run(run.id, "failed", 3, "boom", None, rows).status == "failed"
+    got = values(store, run.id)
+    assert got["m0"][0] == 42 and "new1" in got and "new2" not in got  # one name of room
+    assert got["cpu_seconds"][0] == 0.1  # built-ins do not count against the cap
+    # a skipped slot gets none
+    skipped = store.request_run("g")
+    store.finish_run(skipped.id, "skipped", None, "no", None, [["rows", 1, ""]])
+    assert values(store, skipped.id) == {}

@@ -271,3 +271,22 @@ def test_a_relay_folder_others_can_enter_is_refused(tmp_path, monkeypatch, pg_ur
     with pytest.raises(StoreError, match="must be a directory of this user's, mode 0700"):
         start_relay(pg_url)
     assert os.listdir(folder) == []  # nothing listens there
+
+
+def test_a_final_status_carries_its_metrics_through_the_relay(store, client):
+    """``finish_run`` with metrics: the ``[name, value, unit]`` rows cross the relay as its
+    arguments (pickled frames) and land in the status's transaction on its connection."""
+    run = queued_run(store, "measured")
+    sup = client()
+    assert sup.attach_run(run.id, os.getpid(), None, hostname()) is True
+    assert sup.mark_running(run.id, time.time(), os.getpid()) is True
+    rows = [["rows", 1234.0, ""], ["ratio", 0.5, "%"], ["cpu_seconds", 0.3, "s"],
+            ["peak_memory", 104857600, "B"], ["bad name", 1.0, ""]]
+    done = sup.finish_run(run.id, "succeeded", 0, None, None, rows)
+    assert (done.status, done.exit_code) == ("succeeded", 0)
+    got = {r[0]: (r[1], r[2]) for r in store.db.execute(
+        "SELECT name, value, unit FROM run_metrics WHERE run_id = ?", (run.id,)).fetchall()}
+    assert got["rows"] == (1234.0, "") and got["ratio"] == (0.5, "%")
+    assert got["cpu_seconds"] == (0.3, "s") and got["peak_memory"] == (104857600.0, "B")
+    assert "bad name" not in got and "duration" in got
+    assert connections(store) == 1  # the relay's: no session of the supervisor's own
