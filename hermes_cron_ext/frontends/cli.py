@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -47,6 +48,7 @@ from hermes_cron_ext.frontends.render import (
     job_text,
     jobs_table,
     local_time,
+    metrics_text,
     no_backfills_text,
     pipeline_text,
     preview_text,
@@ -58,6 +60,7 @@ from hermes_cron_ext.frontends.render import (
     state_line,
     status_text,
     text_table,
+    unicode_ok,
 )
 from hermes_cron_ext.ops import Operations, host
 from hermes_cron_ext.ops.base import CronClient
@@ -418,6 +421,19 @@ def cmd_runs(args, ops: Operations) -> int:
     return 0
 
 
+def cmd_metrics(args, ops: Operations) -> int:
+    answer = ops.metrics(args.name, args.metric, args.limit, args.cursor)
+    if args.json:
+        _print_json(answer)
+        return 0
+    width = shutil.get_terminal_size((100, 24)).columns
+    print(metrics_text(answer, width, ascii=not unicode_ok(sys.stdout.encoding)))
+    for m in answer["metrics"]:
+        if m["cursor"]:
+            print(f"older {m['name']}: --metric {m['name']} --cursor {m['cursor']}")
+    return 0
+
+
 def cmd_next(args) -> int:
     schedule = sched.parse(args.schedule, args.tz)
     start = (datetime.fromtimestamp(parse_iso(args.start, "from"), UTC)
@@ -620,6 +636,8 @@ OWN: dict[str, tuple[Arg, ...]] = {
                                    "run", "backfills", "graph", "next", "status")},
     "runs": (arg("--cursor", help="the page after the one that printed it (more: ...)"),
              _JSON),
+    "metrics": (arg("--cursor", help="a metric's older runs (as printed: older ...)"),
+                _JSON),
     "logs": (arg("--color", action="store_true", help="keep ANSI colours when piped"), _JSON),
     "backfill": (arg("--no-wait", action="store_true",
                      help="queue it and return (default: show its progress until done)"),
@@ -632,6 +650,7 @@ HANDLERS = {
     "pause": lambda a, s: cmd_pause(a, s, True), "resume": lambda a, s: cmd_pause(a, s, False),
     "run": cmd_run, "runs": cmd_runs, "logs": cmd_logs, "cancel": cmd_cancel,
     "backfill": cmd_backfill, "backfills": cmd_backfills, "graph": cmd_graph, "next": cmd_next,
+    "metrics": cmd_metrics,
     "status": cmd_status, "artifact": cmd_artifact,
 }
 NO_STORE = ("next",)

@@ -141,6 +141,13 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 arg("--dry-run", action="store_true", help="list the slots, run nothing"))),
     Command("backfills", "NAME", "a job's backfills, newest first, with progress",
             (_name(),)),
+    Command("metrics", "NAME [--metric M] [--limit N]",
+            "the numbers of a job's runs (duration, exit code, output bytes, what they "
+            "reported): per metric its last, min, median, max and a sparkline", (
+                _name(),
+                arg("--metric", metavar="M", help="that metric alone"),
+                arg("--limit", type=int, default=100, metavar="N", between=(1, 1000),
+                    help="the newest N runs of each metric (default 100)"))),
     Command("graph", "NAME", "the pipeline a job is part of, with last statuses", (_name(),)),
     Command("next", '"SCHEDULE" [--tz ZONE] [--from TIME] [--count N]',
             "preview fire times of a schedule", (

@@ -56,6 +56,8 @@ from hermes_cron_ext.frontends.render import (
     backfill_rows,
     job_text,
     jobs_table,
+    metrics_html,
+    metrics_text,
     no_backfills_text,
     preview_text,
     saved_text,
@@ -151,6 +153,20 @@ def _command(kind: str | None, command: str) -> str | list[str]:
                              "(parameters go in -p NAME=VALUE)")
         return os.path.abspath(os.path.expanduser(path[0]))
     return command
+
+
+class Rich:
+    """A text and its HTML: a notebook shows the HTML, a terminal (or ``print``) the
+    text (``%cron metrics``)."""
+
+    def __init__(self, text: str, html: str):
+        self.text, self.html = text, html
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return self.html
 
 
 @magics_class
@@ -337,6 +353,10 @@ class CronMagics(Magics):
                 except NotFound:
                     raise no_run from None
         display(LiveOutput.for_job(args.ref, client=self.client))
+
+    def do_metrics(self, args) -> None:
+        answer = self.client.metrics(args.name, args.metric, args.limit)
+        display(Rich(metrics_text(answer), metrics_html(answer)))
 
     def do_graph(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import PipelineGraph

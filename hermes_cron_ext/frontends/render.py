@@ -11,14 +11,19 @@
 - jobs: the schedule in words, :func:`next_run_text`, :func:`last_run_text`, the line
   said when a job is saved or paused, a job in detail (``show``);
 - runs: the trigger, the end line (``[failed, exit code 3]``); backfills, pipelines,
-  schedule previews and the tickers' status.
+  schedule previews and the tickers' status;
+- metrics: :func:`sparkline` (``▁▂▃▅█``, or ``_.:-=+*#`` where the output cannot print
+  blocks), :func:`metrics_text` (a table with a sparkline per metric) and
+  :func:`metrics_html` (the same with inline SVG sparklines, for ``%cron metrics``).
 
 No widget imports (the widgets import this).
 """
 
 from __future__ import annotations
 
+import html
 import json
+import math
 import shlex
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -31,12 +36,13 @@ __all__ = [
     "BACKFILL_COLUMNS", "IDLE_STATES", "RUN_COLUMNS", "after_text", "backfill_done",
     "backfill_head", "backfill_line", "backfill_plan_text", "backfill_rows",
     "backfill_text", "card_state", "command_text", "describe_schedule", "end_text",
-    "format_ago", "format_countdown", "format_duration", "held_note", "job_text",
-    "jobs_table", "last_run_parts", "last_run_text", "local_time", "next_run_text",
+    "format_ago", "format_countdown", "format_duration", "format_metric", "held_note",
+    "job_text", "jobs_table", "last_run_parts", "last_run_text", "local_time",
+    "metrics_html", "metrics_text", "next_run_text",
     "no_backfills_text", "pipeline_text", "preview_text", "progress_bar",
     "progress_text", "relative_time", "runs_text", "saved_text", "schedule_text",
-    "schedule_words", "state_line", "status_text", "text_table", "timestamp",
-    "trigger_text", "when_text",
+    "schedule_words", "sparkline", "state_line", "status_text", "text_table", "timestamp",
+    "trigger_text", "unicode_ok", "when_text",
 ]
 
 
@@ -453,3 +459,127 @@ def status_text(report: dict, now: float) -> str:
               local_time(t.get("started_at")), relative_time(t.get("last_tick_at"), now),
               relative_time(t.get("heartbeat_at"), now)] for t in report["tickers"]]))
     return "\n".join(lines)
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+#: the same eight levels where the output's encoding has no block characters
+SPARK_ASCII = "_.:-=+*#"
+METRIC_COLUMNS = ["METRIC", "UNIT", "RUNS", "LAST", "MIN", "MEDIAN", "MAX", "TREND"]
+
+
+def unicode_ok(encoding: str | None) -> bool:
+    """Whether text in *encoding* (a stream's; None: unknown) can carry the sparkline's
+    blocks; if not, :func:`sparkline` is written in ASCII."""
+    try:
+        SPARK_BLOCKS.encode(encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def sparkline(values: list[float], width: int | None = None, ascii: bool = False) -> str:
+    """The series (oldest first) as one character a value, eight levels from its min to
+    its max; the newest *width* values when there are more. A flat series is a line at
+    mid height; no values: ""."""
+    levels = SPARK_ASCII if ascii else SPARK_BLOCKS
+    if width is not None:
+        values = values[-width:] if width > 0 else []
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return levels[3] * len(values)
+    top = len(levels) - 1
+    return "".join(levels[round((v - lo) / (hi - lo) * top)] for v in values)
+
+
+def _bytes_text(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover - the loop returns
+
+
+def format_metric(value: float | None, unit: str = "") -> str:
+    """A metric's value as the fronts print it: seconds as a duration (``12.3 s``),
+    bytes as ``1.5 MB``, other numbers to 4 significant digits with their unit; ``-``
+    for none."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if unit == "s":
+        return format_duration(value) if value >= 0 else f"{value:.4g} s"
+    if unit == "B":
+        return _bytes_text(value)
+    text = str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else \
+        f"{value:.4g}"
+    return f"{text} {unit}" if unit else text
+
+
+def _no_metrics(answer: dict) -> str | None:
+    if answer["metrics"]:
+        return None
+    return f"{answer['job_name']} has no metrics yet: none of its runs has ended"
+
+
+def _metric_row(m: dict) -> list[str]:
+    s, unit = m["summary"], m["unit"]
+    return [m["name"], unit or "-", str(m["count"]), format_metric(s["last"], unit),
+            format_metric(s["min"], unit), format_metric(s["median"], unit),
+            format_metric(s["max"], unit)]
+
+
+def metrics_text(answer: dict, width: int = 100, ascii: bool = False) -> str:
+    """A job's metrics (``Operations.metrics``): a row per metric (``METRIC_COLUMNS``)
+    with the summary of its points and a sparkline as wide as *width* columns leave it
+    (at least 8); one line when no run of the job has ended."""
+    none = _no_metrics(answer)
+    if none:
+        return none
+    rows = [_metric_row(m) for m in answer["metrics"]]
+    used = max(len(line) for line in text_table(METRIC_COLUMNS[:-1], rows).splitlines())
+    room = max(8, width - used - 2)
+    for row, m in zip(rows, answer["metrics"]):
+        row.append(sparkline([p["value"] for p in m["points"]], room, ascii))
+    return text_table(METRIC_COLUMNS, rows)
+
+
+def _svg_sparkline(values: list[float], width: int = 160, height: int = 28) -> str:
+    """An inline SVG line of the series (oldest first), its last point marked."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    pad = 3.0
+    step = (width - 2 * pad) / max(1, len(values) - 1)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        y = height / 2 if hi == lo else pad + (hi - v) / span * (height - 2 * pad)
+        return pad + i * step, y
+
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, v) for i, v in enumerate(values)))
+    lx, ly = xy(len(values) - 1, values[-1])
+    return (f'<svg class="hc-sparkline" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img">'
+            f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" '
+            f'points="{points}"/><circle cx="{lx:.1f}" cy="{ly:.1f}" r="2.5" '
+            f'fill="currentColor"/></svg>')
+
+
+def metrics_html(answer: dict) -> str:
+    """:func:`metrics_text` as an HTML table, each trend an inline SVG sparkline."""
+    none = _no_metrics(answer)
+    if none:
+        return f"<p>{html.escape(none)}</p>"
+    head = "".join(f"<th>{html.escape(c.lower())}</th>" for c in METRIC_COLUMNS)
+    body = []
+    for m in answer["metrics"]:
+        cells = "".join(f"<td>{html.escape(c)}</td>" for c in _metric_row(m))
+        values = [p["value"] for p in m["points"]]
+        title = html.escape(f"{m['name']}: {len(values)} runs, oldest first")
+        body.append(f'<tr data-metric="{html.escape(m["name"])}">{cells}'
+                    f'<td title="{title}">{_svg_sparkline(values)}</td></tr>')
+    return (f'<table class="hc-metrics" data-job="{html.escape(answer["job_id"])}">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")

@@ -135,6 +135,15 @@ class CronClient(ABC):
     def artifact(self, run_id: str) -> bytes:
         """The executed notebook of a notebook run. :raises NotFound:"""
 
+    @abstractmethod
+    def metrics(self, ref: str, metric: str | None = None, limit: int = 100,
+                cursor: str | None = None) -> dict[str, Any]:
+        """``{"job_id", "job_name", "metrics": [{"name", "unit", "builtin", "count",
+        "points": [{"run_id", "at", "value"}] (oldest first), "summary": {"last", "min",
+        "max", "mean", "median"}, "cursor"}]}``: the numbers the job's runs have, each
+        metric's newest *limit* points; *metric* alone; *cursor* (a metric's) the
+        points before. :raises NotFound: no such job, or no such metric."""
+
     # -- other ----------------------------------------------------------------------
     @abstractmethod
     def stats(self) -> dict[str, Any]: ...

@@ -13,7 +13,9 @@ Answers are the REST API's JSON shapes (``Job.to_json()``, ``Run.to_json()``).
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import os
 import signal
 import sys
@@ -27,7 +29,9 @@ from hermes_cron_ext.domain import parameters as params
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.access import Viewer, allowed, link_via
+from hermes_cron_ext.domain.alerts import statistic
 from hermes_cron_ext.domain.jobspec import execute_changes, validate_changes, validate_new
+from hermes_cron_ext.domain.metrics import BUILTIN
 from hermes_cron_ext.domain.models import (
     ACTIVE_STATUSES,
     JOB_STATES,
@@ -85,6 +89,71 @@ STATUS_JSON: dict[str, dict[str, Any]] = {
                                     "error": {"type": "string"}}},
     "warning": {"type": ["string", "null"], "description": "no ticker is alive"},
 }
+
+
+#: the statistics of a metric's summary (``domain/alerts.py`` ``statistic``), in order
+METRIC_STATS = ("last", "min", "max", "mean", "median")
+#: the most points of one metric a page holds (``limit``)
+MAX_METRIC_POINTS = 1000
+
+#: what :meth:`Operations.metrics` (``GET /jobs/{ref}/metrics``) returns, field by field;
+#: the OpenAPI document's ``Metrics`` and ``MetricSeries`` and the panel's ``IMetrics``
+#: are generated from these tables (server/openapi.py)
+METRIC_POINT_JSON: dict[str, dict[str, Any]] = {
+    "run_id": {"type": "string"},
+    "at": {"type": "string", "format": "date-time",
+           "description": "when the run ended (ISO 8601, UTC)"},
+    "value": {"type": "number"},
+}
+METRIC_SERIES_JSON: dict[str, dict[str, Any]] = {
+    "name": {"type": "string"},
+    "unit": {"type": "string", "description": "of the newest value ('' when none)"},
+    "builtin": {"type": "boolean", "description": "measured for every run (duration, "
+                                                 "exit_code, output_bytes, ...)"},
+    "count": {"type": "integer", "description": "how many runs have it, in all"},
+    "points": {"type": "array", "items": {"$ref": "#/components/schemas/MetricPoint"},
+               "description": "the newest `limit` values (before the cursor), oldest "
+                              "first: ready to chart"},
+    "summary": {"type": "object", "required": list(METRIC_STATS),
+                "description": "of the points on this page (null when there are none)",
+                "properties": {s: {"type": ["number", "null"]} for s in METRIC_STATS}},
+    "cursor": {"type": ["string", "null"],
+               "description": "the older points of this metric (pass it as cursor); null: "
+                              "these were the oldest"},
+}
+METRICS_JSON: dict[str, dict[str, Any]] = {
+    "job_id": {"type": "string"},
+    "job_name": {"type": "string"},
+    "metrics": {"type": "array", "items": {"$ref": "#/components/schemas/MetricSeries"},
+                "description": "the built-ins first, then what its runs reported, by name; "
+                               "[] when no run has ended"},
+}
+
+
+def _metric_cursor(name: str, at: float, run_id: str) -> str:
+    raw = json.dumps([name, at, run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_metric_cursor(cursor: str) -> tuple[str, float, str]:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        name, at, run_id = parts
+        if not (isinstance(name, str) and isinstance(run_id, str)
+                and isinstance(at, int | float) and not isinstance(at, bool)):
+            raise ValueError
+        return name, float(at), run_id
+    except (ValueError, TypeError):
+        raise InvalidInput("cursor is not one this server handed out",
+                           field="cursor") from None
+
+
+def metric_summary(values: list[float]) -> dict[str, float | None]:
+    """``{last, min, max, mean, median}`` of a series, oldest first (None: no values)."""
+    out: dict[str, float | None] = {"last": values[-1] if values else None}
+    for name in METRIC_STATS[1:]:
+        out[name] = statistic(name, values)
+    return out
 
 
 def status_report(store: Store, server_ticker: bool = False,
@@ -670,6 +739,55 @@ class Operations(CronClient):
         if data is None:
             raise NotFound(f"run {run_id} has no executed notebook", field="run")
         return data
+
+    # -- metrics ------------------------------------------------------------------------
+    def metrics(self, ref: str, metric: str | None = None, limit: int = 100,
+                cursor: str | None = None) -> dict[str, Any]:
+        """The numbers the job's runs have (``METRICS_JSON``): per metric name its unit,
+        how many runs have it, its newest *limit* points oldest first, and their
+        summary (last, min, max, mean, median). *metric*: that one alone. *cursor* (a
+        metric's ``cursor``): that metric's older points, the page before.
+
+        :raises NotFound: no job the viewer may read; a *metric* its runs do not have
+            (the message names those they have)
+        :raises InvalidInput: *limit* out of 1..1000, a cursor not handed out here
+        """
+        job = self._job(ref)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not (
+                1 <= limit <= MAX_METRIC_POINTS):
+            raise InvalidInput(f"limit must be between 1 and {MAX_METRIC_POINTS}",
+                               field="limit")
+        before: float | None = None
+        before_run: str | None = None
+        if cursor:
+            named, before, before_run = _read_metric_cursor(cursor)
+            if metric is not None and metric != named:
+                raise InvalidInput(f"the cursor is one of metric {named!r}, not {metric!r}",
+                                   field="cursor")
+            metric = named
+        order = {name: i for i, name in enumerate(BUILTIN)}  # the built-ins first
+        names = sorted(self.store.metric_names(job.id),
+                       key=lambda n: (order.get(n[0], len(order)), n[0]))
+        if metric is not None:
+            chosen = [n for n in names if n[0] == metric]
+            if not chosen:
+                have = ", ".join(n[0] for n in names)
+                raise NotFound(f"job {job.name!r} has no metric {metric!r}" + (
+                    f": its runs have {have}" if have else ": no run of it has ended yet"),
+                    field="metric")
+            names = chosen
+        out = []
+        for name, unit, count in names:
+            rows = self.store.metric_series(job.id, name, limit + 1, before, before_run)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            rows.reverse()  # oldest first: ready to chart
+            points = [{"run_id": r[0], "at": iso(r[1]), "value": r[2]} for r in rows]
+            out.append({
+                "name": name, "unit": unit, "builtin": name in BUILTIN, "count": count,
+                "points": points, "summary": metric_summary([r[2] for r in rows]),
+                "cursor": _metric_cursor(name, rows[0][1], rows[0][0]) if more else None})
+        return {"job_id": job.id, "job_name": job.name, "metrics": out}
 
     # -- other ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -267,6 +267,11 @@ class RestClient(CronClient):
         data: bytes = self.request("GET", f"runs/{self._q(run_id)}/artifact", raw=True)[0]
         return data
 
+    def metrics(self, ref: str, metric: str | None = None, limit: int = 100,
+                cursor: str | None = None) -> dict[str, Any]:
+        return self._json("GET", f"jobs/{self._q(ref)}/metrics",
+                          query={"metric": metric, "limit": limit, "cursor": cursor})
+
     def stats(self) -> dict[str, Any]:
         return self._json("GET", "stats")
 

@@ -31,6 +31,7 @@ from hermes_cron_ext.errors import (
     InvalidInput,
     NotFound,
 )
+from hermes_cron_ext.ops.local import MAX_METRIC_POINTS
 from hermes_cron_ext.server import openapi
 from hermes_cron_ext.server.service import CronService
 from hermes_cron_ext.server.streams import gap_frame, sse_frame
@@ -271,6 +272,19 @@ class BackfillCancelHandler(CronAPIHandler):
     @authorized(action="write")
     async def post(self, ref: str):
         self.reply(await self.cron.cancel_backfill(ref), 202)
+
+
+class JobMetricsHandler(CronAPIHandler):
+    """The numbers the job's runs have: per metric its newest points, oldest first, and
+    their summary (``Operations.metrics``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron._ops(
+            self.cron.ops.metrics, ref, metric=self.str_arg("metric", 64),
+            limit=self.int_arg("limit", 100, 1, MAX_METRIC_POINTS),
+            cursor=self.str_arg("cursor", 2000)))
 
 
 class JobRunsHandler(CronAPIHandler):
@@ -577,6 +591,7 @@ def routes() -> list[tuple]:
         (rf"{base}/jobs/{ID}/backfill", JobBackfillHandler),
         (rf"{base}/jobs/{ID}/parameters", JobParametersHandler),
         (rf"{base}/jobs/{ID}/pipeline", JobPipelineHandler),
+        (rf"{base}/jobs/{ID}/metrics", JobMetricsHandler),
         (rf"{base}/backfills/{ID}", BackfillHandler),
         (rf"{base}/backfills/{ID}/cancel", BackfillCancelHandler),
         (rf"{base}/runs/{ID}", RunHandler),

@@ -11,7 +11,8 @@ Every shape a job has is declared once and generated here:
 - from the response tables of the two shapes that have no model, each beside the code
   that builds it: ``Backfill`` (``BACKFILL_JSON``, ``domain/models.py``: the store's
   ``get_backfill`` and a dry run) and ``Status`` (``STATUS_JSON``, ``ops/local.py``:
-  ``status_report``);
+  ``status_report``), and ``Metrics`` with its ``MetricSeries`` and ``MetricPoint``
+  (``METRICS_JSON``..., ``ops/local.py``: ``Operations.metrics``);
 - ``labextension/src/generated.ts``: the same shapes as TypeScript (``IJob``,
   ``IPolicy``, ``IRun``, ``IOption``, ``IStatus``, ...) and the options themselves
   (``OPTIONS``), which the panel's form is built from.
@@ -54,7 +55,12 @@ from hermes_cron_ext.domain.models import (
     UPSTREAM_ON,
 )
 from hermes_cron_ext.domain.options import OPTION_JSON, OPTIONS, json_properties
-from hermes_cron_ext.ops.local import STATUS_JSON
+from hermes_cron_ext.ops.local import (
+    METRIC_POINT_JSON,
+    METRIC_SERIES_JSON,
+    METRICS_JSON,
+    STATUS_JSON,
+)
 
 PATH = os.path.join(os.path.dirname(__file__), "openapi.json")
 #: the repository's panel sources (absent from an installed wheel)
@@ -110,6 +116,13 @@ def schemas() -> dict[str, dict]:
                                               "store and a dry run: domain/models.py "
                                               "BACKFILL_JSON)"),
                      "required": list(BACKFILL_REQUIRED)},
+        "MetricPoint": _closed(METRIC_POINT_JSON, "one run's value of a metric "
+                                                  "(ops/local.py METRIC_POINT_JSON)"),
+        "MetricSeries": _closed(METRIC_SERIES_JSON, "one metric of a job's runs: its "
+                                                    "newest points, oldest first, and "
+                                                    "their summary (METRIC_SERIES_JSON)"),
+        "Metrics": _closed(METRICS_JSON, "the metrics of a job's runs (Operations.metrics, "
+                                         "ops/local.py METRICS_JSON)"),
     }
 
 
@@ -153,7 +166,7 @@ TS_ENUMS: dict[str, tuple] = {
 TS_STATUS_LISTS: dict[str, tuple] = {"ACTIVE": ACTIVE_STATUSES, "FAILED": FAILED_STATUSES}
 #: the interfaces written, each from the component schema of the same name
 TS_INTERFACES = ("Policy", "Job", "Run", "JobPage", "RunPage", "Option", "Event", "Ticker",
-                 "Status", "Backfill")
+                 "Status", "Backfill", "MetricPoint", "MetricSeries", "Metrics")
 #: fields whose TypeScript type is not their schema's
 TS_OVERRIDES = {("Option", "schema"): "IJSONSchema"}
 

@@ -287,6 +287,45 @@ export interface IBackfill {
   warning?: string | null;
 }
 
+/** one run's value of a metric (ops/local.py METRIC_POINT_JSON) */
+export interface IMetricPoint {
+  run_id: string;
+  /** when the run ended (ISO 8601, UTC) */
+  at: string;
+  value: number;
+}
+
+/** one metric of a job's runs: its newest points, oldest first, and their summary (METRIC_SERIES_JSON) */
+export interface IMetricSeries {
+  name: string;
+  /** of the newest value ('' when none) */
+  unit: string;
+  /** measured for every run (duration, exit_code, output_bytes, ...) */
+  builtin: boolean;
+  /** how many runs have it, in all */
+  count: number;
+  /** the newest `limit` values (before the cursor), oldest first: ready to chart */
+  points: IMetricPoint[];
+  /** of the points on this page (null when there are none) */
+  summary: {
+    last: number | null;
+    min: number | null;
+    max: number | null;
+    mean: number | null;
+    median: number | null;
+  };
+  /** the older points of this metric (pass it as cursor); null: these were the oldest */
+  cursor: string | null;
+}
+
+/** the metrics of a job's runs (Operations.metrics, ops/local.py METRICS_JSON) */
+export interface IMetrics {
+  job_id: string;
+  job_name: string;
+  /** the built-ins first, then what its runs reported, by name; [] when no run has ended */
+  metrics: IMetricSeries[];
+}
+
 /** Every job option, in the order the fronts list them (as GET /api/cron/options does). */
 export const OPTIONS: IOption[] = [
   {"name": "name", "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}, "help": "the job's name (unique)", "permission": "write", "default": null, "policy": false, "flag": null, "form": true, "label": "Name", "choice_labels": null, "unit": null, "default_text": "none"},

@@ -26,7 +26,13 @@ from hermes_cron_ext.domain.models import (
     Page,
     Run,
 )
-from hermes_cron_ext.ops.local import STATUS_JSON, Operations
+from hermes_cron_ext.ops.local import (
+    METRIC_POINT_JSON,
+    METRIC_SERIES_JSON,
+    METRICS_JSON,
+    STATUS_JSON,
+    Operations,
+)
 from hermes_cron_ext.server import openapi
 from tests.domain.test_models import _full_job
 
@@ -144,6 +150,12 @@ def test_the_panel_types_have_every_field():
     assert fields["ITicker"] == set(TICKER_JSON)
     assert fields["IStatus"] == set(STATUS_JSON)
     assert fields["IBackfill"] == set(BACKFILL_JSON)
+    assert set(re.findall(r"^  (\w+)\??:", _block(ts, "IMetrics"), re.M)) == set(METRICS_JSON)
+    assert set(re.findall(r"^  (\w+)\??:", _block(ts, "IMetricSeries"), re.M)) == set(
+        METRIC_SERIES_JSON)
+    assert set(re.findall(r"^  (\w+)\??:", _block(ts, "IMetricPoint"), re.M)) == set(
+        METRIC_POINT_JSON)
+    assert "  points: IMetricPoint[];" in _block(ts, "IMetricSeries")
     assert "  tickers: ITicker[];" in _block(ts, "IStatus")
     assert "  executor: string | null;" in _block(ts, "IJob")
     assert "  max_output: number | null;" in _block(ts, "IPolicy")
