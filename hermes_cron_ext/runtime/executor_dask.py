@@ -277,10 +277,10 @@ class _WorkerStore:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    def finish_run(self, run_id, status, exit_code=None, reason=None, at=None):
+    def finish_run(self, run_id, status, exit_code=None, reason=None, at=None, metrics=None):
         if self._sup.worker_died and status in ("cancelled", "skipped"):
             status, reason = "lost", "its Dask worker died; the payload was stopped"
-        return self._store.finish_run(run_id, status, exit_code, reason, at)
+        return self._store.finish_run(run_id, status, exit_code, reason, at, metrics)
 
 
 class WorkerSupervisor(Supervisor):
