@@ -281,8 +281,8 @@ class JobMetricsHandler(CronAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, ref: str):
-        self.reply(await self.cron._ops(
-            self.cron.ops.metrics, ref, metric=self.str_arg("metric", 64),
+        self.reply(await self.cron.metrics(
+            ref, metric=self.str_arg("metric", 64),
             limit=self.int_arg("limit", 100, 1, MAX_METRIC_POINTS),
             cursor=self.str_arg("cursor", 2000)))
 

@@ -178,6 +178,11 @@ class CronService:
     async def pipeline(self, ref: str) -> dict:
         return await self._ops(self.ops.pipeline, ref)
 
+    async def metrics(self, ref: str, *, metric: str | None, limit: int,
+                      cursor: str | None) -> dict:
+        return await self._ops(self.ops.metrics, ref, metric=metric, limit=limit,
+                               cursor=cursor)
+
     async def job_parameters(self, ref: str) -> dict:
         return {"parameters": await self._ops(self.ops.job_parameters, ref)}
 
