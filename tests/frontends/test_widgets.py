@@ -369,3 +369,53 @@ def test_the_widgets_package_keeps_the_modules_names():
         n: getattr(widgets, n) for n in widgets.__all__ if n in hermes_cron_ext._PUBLIC}
     assert widgets.LiveOutput.__module__ == "hermes_cron_ext.frontends.widgets.live_output"
     assert (widgets.STATIC / "live_output.js").read_text().strip(), "its front-end code ships"
+
+
+# -- duration sparklines (the ``duration`` metric of ended runs) ---------------------------
+
+def _spark_points(page: str) -> list[int]:
+    """Each sparkline's number of points: ``data-points`` and its polyline's, checked alike."""
+    counts = [int(n) for n in re.findall(r'class="hc-spark" data-points="(\d+)"', page)]
+    lines = [len(p.split()) for p in re.findall(r'<polyline [^>]*points="([^"]*)"', page)]
+    assert lines == [n for n in counts if n], page
+    return counts
+
+
+def test_card_sparkline_of_its_runs_durations(cron, clocked):
+    store, clock = clocked
+    make_job(store, "trend", "@daily")
+    make_job(store, "fresh", "@daily")
+    history(store, clock, "trend", [("succeeded", 1.0), ("failed", 3.0), ("succeeded", 2.0)])
+    card = JobCard("trend", client=cron, live=False)
+    assert card.durations == pytest.approx([1.0, 3.0, 2.0])  # oldest first
+    assert _spark_points(card._spark.value) == [3]
+    assert 'data-role="durations"' in card._spark.value and "2.00 s" in card._spark.value
+    assert _spark_points(card.static_html()) == [3]  # what a saved notebook shows
+    history(store, clock, "trend", [("succeeded", 4.0)])
+    card.refresh()  # another run ended: its duration joins the line
+    assert card.durations == pytest.approx([1.0, 3.0, 2.0, 4.0])
+    assert _spark_points(card._spark.value) == [4]
+    empty = JobCard("fresh", client=cron, live=False)  # no run yet: no line, no request
+    assert empty.durations == [] and empty._spark.value == ""
+    assert _spark_points(empty.static_html()) == [0]
+    history(store, clock, "trend", [("succeeded", 1.0)] * 25)
+    card.refresh()
+    assert len(card.durations) == 20 and _spark_points(card._spark.value) == [20]
+
+
+def test_dashboard_rows_have_duration_sparklines(cron, clocked):
+    store, clock = clocked
+    for name in ("one", "two", "idle"):
+        make_job(store, name, "@daily")
+    history(store, clock, "one", [("succeeded", 1.0), ("succeeded", 2.5)])
+    history(store, clock, "two", [("failed", 0.5)] * 5)
+    board = Dashboard(cron)
+    by_name = {r["name"]: r for r in board.rows}
+    assert by_name["one"]["durations"] == pytest.approx([1.0, 2.5])
+    assert len(by_name["two"]["durations"]) == 5 and by_name["idle"]["durations"] == []
+    page = board.view.value
+    for name, n in (("one", 2), ("two", 5), ("idle", 0)):
+        row = page[page.index(f'<tr data-job="{name}"'):]
+        row = row[:row.index("</tr>")]
+        assert _spark_points(row) == [n], row
+    assert board.static_html() == page  # the saved notebook keeps them

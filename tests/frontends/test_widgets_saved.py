@@ -159,3 +159,30 @@ def test_nbconvert_exports_show_the_tables(executed):
     page, _ = HTMLExporter(exclude_input=True).from_notebook_node(nb)
     assert "Runs of saved-ok" in page and "first line" in page
     assert not [r for r in REPRS if r in page]
+
+
+def _sparks(page: str) -> dict[str, int]:
+    """Each table row's duration sparkline: the row's job and its number of points."""
+    found = {}
+    for row in re.split(r"<tr[ >]", page)[1:]:
+        spark = re.search(r'class="hc-spark" data-points="(\d+)"', row)
+        name = re.search(r"saved-\w+", row)
+        if spark and name:
+            found[name.group(0)] = int(spark.group(1))
+            line = re.search(r'<polyline [^>]*points="([^"]*)"', row)
+            assert (len(line.group(1).split()) if line else 0) == found[name.group(0)], row
+    return found
+
+
+def test_saved_cards_and_dashboard_keep_their_duration_sparklines(executed):
+    # the run that ended: one point (its duration); the paused job never ran: none
+    assert _sparks(shown(executed, "%cron")["text/html"]) == {"saved-ok": 1, "saved-paused": 0}
+    assert _sparks(shown(executed, "Dashboard()")["text/html"]) == {
+        "saved-ok": 1, "saved-paused": 0}
+    nb = nbformat.from_dict(executed)
+    nb.metadata.pop("widgets", None)
+    from nbconvert import HTMLExporter
+
+    page, _ = HTMLExporter(exclude_input=True).from_notebook_node(nb)
+    assert page.count('class="hc-spark" data-points="1"') == 2  # the cards and the board
+    assert '<svg class="hc-sparkline"' in page

@@ -7,6 +7,10 @@ from __future__ import annotations
 import html
 import pathlib
 
+from hermes_cron_ext.errors import HermesCronError
+from hermes_cron_ext.frontends.render import _svg_sparkline, format_metric
+from hermes_cron_ext.ops import CronClient
+
 try:  # every widget module imports these from here, so a missing one says what to install
     import anywidget
     import ipywidgets as widgets
@@ -16,10 +20,12 @@ except ImportError as exc:  # pragma: no cover - the notebook extra is missing
         "the hermes-cron widgets need ipywidgets and anywidget: "
         "pip install 'hermes-cron-ext[notebook]'") from exc
 
-__all__ = ["OUTCOME_COLOURS", "OUTCOME_MARKS", "STATE_COLOURS", "STATIC", "Static",
-           "anywidget", "html_table", "outcome_html", "pip_html", "traitlets",
-           "widgets"]
+__all__ = ["OUTCOME_COLOURS", "OUTCOME_MARKS", "SPARK_RUNS", "STATE_COLOURS", "STATIC",
+           "Static", "anywidget", "duration_spark_html", "html_table", "outcome_html",
+           "pip_html", "recent_durations", "traitlets", "widgets"]
 
+#: how many of a job's latest ended runs the duration sparklines show
+SPARK_RUNS = 20
 #: the live output's front-end code and style (anywidget's ``_esm`` and ``_css``)
 STATIC = pathlib.Path(__file__).parent / "static"
 STATE_COLOURS = {
@@ -50,6 +56,32 @@ def outcome_html(status: str | None) -> str:
     mark = OUTCOME_MARKS.get(status, "")
     return (f'<span style="color:{colour};font-weight:600">{mark} '
             f'{html.escape(status.replace("_", " "))}</span>')
+
+
+def recent_durations(client: CronClient, job_id: str, limit: int = SPARK_RUNS) -> list[float]:
+    """The ``duration`` of the job's latest *limit* ended runs, oldest first (its metric,
+    ``Operations.metrics``); [] when none has ended or it cannot be read now."""
+    try:
+        answer = client.metrics(job_id, metric="duration", limit=limit)
+    except HermesCronError:  # NotFound: no run of it has ended yet
+        return []
+    series = answer.get("metrics") or [{}]
+    return [float(p["value"]) for p in series[0].get("points", [])]
+
+
+def duration_spark_html(values: list[float], width: int = 100, height: int = 22) -> str:
+    """The durations as %cron metrics draws a metric (render's inline SVG sparkline),
+    with the last one as text; ``-`` for none. Its ``data-points`` counts the runs."""
+    if not values:
+        return '<span class="hc-spark" data-points="0" style="color:#888">-</span>'
+    title = html.escape(f"duration of the last {len(values)} ended runs, oldest first; "
+                        f"min {format_metric(min(values), 's')}, "
+                        f"max {format_metric(max(values), 's')}")
+    return (f'<span class="hc-spark" data-points="{len(values)}" title="{title}" '
+            f'style="display:inline-flex;align-items:center;gap:4px;color:#1565c0">'
+            f"{_svg_sparkline(values, width, height)}"
+            f'<span style="color:#555">{html.escape(format_metric(values[-1], "s"))}</span>'
+            f"</span>")
 
 
 class Static:

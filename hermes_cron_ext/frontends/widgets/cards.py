@@ -9,6 +9,7 @@ import threading
 import time
 import weakref
 
+from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.domain.policy import upstream_note
 from hermes_cron_ext.errors import HermesCronError, NotFound
 from hermes_cron_ext.frontends.render import (
@@ -29,9 +30,11 @@ from hermes_cron_ext.frontends.render import (
 from hermes_cron_ext.frontends.widgets.base import (
     STATE_COLOURS,
     Static,
+    duration_spark_html,
     html_table,
     outcome_html,
     pip_html,
+    recent_durations,
     traitlets,
     widgets,
 )
@@ -44,6 +47,8 @@ __all__ = ["JOB_COLUMNS", "JobCard", "JobCards", "job_cards"]
 
 
 JOB_COLUMNS = ["job", "kind", "state", "schedule", "next run", "last run"]
+#: the HTML table's column after ``JOB_COLUMNS``: the latest ended runs' durations
+SPARK_HEADER = "durations"
 
 
 def _job_cells(job: dict, state: str, now: float) -> list[str]:
@@ -52,7 +57,9 @@ def _job_cells(job: dict, state: str, now: float) -> list[str]:
             next_run_text(job, now, state), last_run_text(job, now)]
 
 
-def _job_html_cells(job: dict, state: str, now: float) -> list[str]:
+def _job_html_cells(job: dict, state: str, now: float,
+                    durations: list[float] | None = None) -> list[str]:
+    """:func:`_job_cells` in HTML; with *durations*, a last cell with their sparkline."""
     cells = [html.escape(c) for c in _job_cells(job, state, now)]
     cells[0] = f"<b>{cells[0]}</b>"
     cells[2] = f"{pip_html(state)}{cells[2]}"
@@ -60,7 +67,17 @@ def _job_html_cells(job: dict, state: str, now: float) -> list[str]:
     if last:
         cells[5] = " &middot; ".join([outcome_html(last.get("status")), *(
             html.escape(part) for part in last_run_parts(last, now)[1:])])
+    if durations is not None:
+        cells.append(duration_spark_html(durations))
     return cells
+
+
+def _ended_key(job: dict) -> tuple | None:
+    """What changes when another run of the job ends (its durations then change)."""
+    last = job.get("last_run")
+    if not last or last.get("status") in ACTIVE_STATUSES:
+        return None
+    return last.get("id"), last.get("status"), last.get("finished_at")
 
 
 
@@ -142,6 +159,8 @@ class JobCard(Static, widgets.VBox):
     seconds_left = traitlets.Float(None, allow_none=True)
     error = traitlets.Unicode("")
     message = traitlets.Unicode("")
+    #: the duration of its latest ended runs (up to ``SPARK_RUNS``), oldest first
+    durations = traitlets.List(traitlets.Float())
 
     def __init__(self, job: dict | str, client: CronClient | None = None, *, clock=time.time,
                  live: bool = True, **kwargs):
@@ -153,7 +172,9 @@ class JobCard(Static, widgets.VBox):
         self._head = widgets.HTML()
         self._info = widgets.HTML()
         self._countdown = widgets.HTML()
+        self._spark = widgets.HTML()
         self._note = widgets.HTML()
+        self._ended: tuple | None = None
         self.run_button = widgets.Button(description="Run now", icon="play",
                                          tooltip="start a run now")
         self.pause_button = widgets.Button(description="Pause", icon="pause")
@@ -176,7 +197,8 @@ class JobCard(Static, widgets.VBox):
         buttons = widgets.HBox([self.run_button, self.params_button, self.pause_button,
                                 self.watch_button, self.history_button])
         super().__init__(
-            [self._head, self._info, self._countdown, buttons, self._note, self.detail],
+            [self._head, self._info, self._spark, self._countdown, buttons, self._note,
+             self.detail],
             layout=widgets.Layout(border="1px solid #ddd", padding="6px 10px",
                                   margin="4px 0"),
             **kwargs)
@@ -184,6 +206,7 @@ class JobCard(Static, widgets.VBox):
         self.observe(self._on_job, names="job")
         self.observe(self._on_countdown, names="countdown")
         self.observe(self._on_note, names=["message", "error"])
+        self.observe(self._on_durations, names="durations")
         self.job = job
         if live:
             _register(self)
@@ -195,6 +218,16 @@ class JobCard(Static, widgets.VBox):
             self.state = card_state(job)
         self._draw()
         self.tick()
+        ended = _ended_key(job)
+        if ended is not None and ended != self._ended:  # a run ended: one more duration
+            self._ended = ended
+            self.durations = recent_durations(self.client, job["id"])
+
+    def _on_durations(self, change=None) -> None:
+        values = self.durations
+        self._spark.value = (
+            f'<div data-role="durations" style="color:#555">durations: '
+            f"{duration_spark_html(values)}</div>" if values else "")
 
     def mark_deleted(self) -> None:
         self.state = "deleted"
@@ -299,8 +332,9 @@ class JobCard(Static, widgets.VBox):
         return text_table(JOB_COLUMNS, [_job_cells(self.job, self.state, self.clock())])
 
     def static_html(self) -> str:
-        return html_table(JOB_COLUMNS, [_job_html_cells(self.job, self.state, self.clock())],
-                          "hc-cards")
+        return html_table(JOB_COLUMNS + [SPARK_HEADER], [
+            _job_html_cells(self.job, self.state, self.clock(), list(self.durations))],
+            "hc-cards")
 
     def _on_note(self, change=None) -> None:
         text = self.error or self.message
@@ -416,8 +450,10 @@ class JobCards(Static, widgets.VBox):
         head = f"<div><b>{html.escape(self._count())}</b> &middot; {html.escape(self.where)}"
         if self.warning:
             head += f'<br><span style="color:#c62828">{html.escape(self.warning)}</span>'
-        rows = [_job_html_cells(c.job, c.state, c.clock()) for c in self.cards]
-        return head + "</div>" + (html_table(JOB_COLUMNS, rows, "hc-cards") if rows else "")
+        rows = [_job_html_cells(c.job, c.state, c.clock(), list(c.durations))
+                for c in self.cards]
+        return head + "</div>" + (
+            html_table(JOB_COLUMNS + [SPARK_HEADER], rows, "hc-cards") if rows else "")
 
 
 def job_cards(client: CronClient | None = None, **kwargs) -> JobCards:

@@ -14,8 +14,10 @@ from hermes_cron_ext.frontends.render import (
 )
 from hermes_cron_ext.frontends.widgets.base import (
     Static,
+    duration_spark_html,
     outcome_html,
     pip_html,
+    recent_durations,
     traitlets,
     widgets,
 )
@@ -26,7 +28,8 @@ __all__ = ["Dashboard", "dashboard_html", "job_health"]
 
 
 def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]:
-    """Every job with its success rate, durations and recent runs; failing jobs first."""
+    """Every job with its success rate, durations and recent runs; failing jobs first.
+    ``durations``: its latest ended runs' (``duration`` metric, oldest first)."""
     client = client or get_client()
     stats = {s["job_id"]: s for s in client.stats()["jobs"]}
     rows = []
@@ -45,6 +48,7 @@ def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]
             "last_status": last.get("status"), "last_finished_at": last.get("finished_at"),
             "consecutive_failures": job.get("consecutive_failures", 0),
             "next_run_at": job.get("next_run_at"), "runs": runs,
+            "durations": recent_durations(client, job["id"]) if last else [],
         })
     rows.sort(key=lambda r: (not r["failing"], -(r["consecutive_failures"] or 0),
                              r["success_rate"] if r["success_rate"] is not None else 2.0,
@@ -73,7 +77,8 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
         out.append(f'<div style="color:#c62828"><b>{failing} failing</b> (listed first)</div>')
     out.append('<table style="border-collapse:collapse;font-size:12px;margin-top:6px">'
                "<thead><tr><th></th><th>job</th><th>success</th><th>runs ok/failed</th>"
-               "<th>mean</th><th>max</th><th>durations over time</th><th>last run</th>"
+               "<th>mean</th><th>max</th><th>durations over time</th><th>latest runs</th>"
+               "<th>last run</th>"
                "</tr></thead><tbody>")
     for r in rows:
         out.append(
@@ -84,6 +89,7 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
             f"<td>{html.escape(format_duration(r['mean_duration']))}</td>"
             f"<td>{html.escape(format_duration(r['max_duration']))}</td>"
             f"<td>{duration_chart(r['runs'], width=200, height=28, axes=False)}</td>"
+            f'<td data-role="durations">{duration_spark_html(r.get("durations", []))}</td>'
             f"<td>{outcome_html(r['last_status'])}</td></tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
