@@ -333,3 +333,50 @@ def parse_rules(texts: Sequence[str]) -> list[Rule]:
     if len(texts) > MAX_RULES:
         raise RuleError(f"a job carries at most {MAX_RULES} alert rules, not {len(texts)}")
     return [parse_rule(t) for t in texts]
+
+
+#: the final statuses whose runs a job's rules are checked for (not a skipped slot, not
+#: a cancelled run: neither says anything about the job's data or time)
+CHECKED_STATUSES = frozenset({"succeeded", "failed", "timed_out", "lost"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a job's rules say of one run: the rules that fired (``{"rule", "message"}``,
+    as the run keeps them) and how many passed; ``unknown`` ones are neither."""
+
+    fired: list[dict[str, str]]
+    passed: int
+
+    @property
+    def recovers(self) -> bool:
+        """After an alerting run, this one ends the alert: none fired, one passed."""
+        return not self.fired and self.passed > 0
+
+
+def usable_rules(texts: Sequence[str]) -> list[Rule]:
+    """A job's stored rules, parsed; one this version cannot read is left out (they were
+    checked when saved), so a run's end never fails on a rule."""
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_rule(text))
+        except RuleError:
+            continue
+    return out
+
+
+def judge(rules: Sequence[Rule], values: dict[str, float],
+          history: dict[tuple[str, int], Sequence[float]]) -> Verdict:
+    """*rules* for one run: *values* are the run's metrics by name, *history* each
+    ``(subject, window)``'s earlier values, newest first (absent: none)."""
+    fired: list[dict[str, str]] = []
+    passed = 0
+    for rule in rules:
+        check = rule.check(values.get(rule.subject),
+                           history.get((rule.subject, rule.window), ()))
+        if check.outcome == "fired":
+            fired.append({"rule": rule.text, "message": check.message})
+        elif check.outcome == "passed":
+            passed += 1
+    return Verdict(fired, passed)

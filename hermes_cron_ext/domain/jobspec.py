@@ -18,6 +18,7 @@ from typing import Any
 
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.access import validate_shares
+from hermes_cron_ext.domain.alerts import RuleError, parse_rules
 from hermes_cron_ext.domain.models import JOB_KINDS, UPSTREAM_ON, Job, Policy, parse_iso
 from hermes_cron_ext.domain.options import (  # noqa: F401 - the fields are declared there
     BY_NAME,
@@ -154,6 +155,8 @@ def policy_value(option: Option, value: Any) -> Any:
         if not isinstance(value, bool):
             raise InvalidInput(f"{key} must be true or false", field=key)
         return value
+    if "array" in types and key == "alerts":
+        return validate_alerts(value)
     if option.unit == "seconds":
         return _seconds(key, value, schema)
     if option.unit == "bytes":
@@ -166,6 +169,21 @@ def policy_value(option: Option, value: Any) -> Any:
             raise InvalidInput(f"{key} must be {words}", field=key)
         return value
     raise TypeError(f"policy option {key}: no check for its schema {schema}")
+
+
+def validate_alerts(value: Any) -> list[str]:
+    """A job's alert rules: a list of rule texts (or one text, a rule a line), each
+    parsed (``alerts.parse_rules``); kept as written, trimmed. An empty list clears them.
+    A bad rule is refused with the message naming it and its problem."""
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput("alerts must be a list of rules, e.g. ['rows < 1000']",
+                           field="alerts")
+    try:
+        return [rule.text for rule in parse_rules(list(value))]
+    except RuleError as exc:
+        raise InvalidInput(str(exc), field="alerts") from None
 
 
 def validate_policy(data: dict[str, Any], base: Policy | None = None) -> Policy:

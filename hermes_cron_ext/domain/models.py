@@ -105,6 +105,8 @@ class Policy:
     keep_runs: int | None = _default("keep_runs")
     keep_failures: int | None = _default("keep_failures")
     max_output: int | None = _default("max_output")
+    #: alert rules (``alerts.py``), checked when a run ends
+    alerts: list[str] = field(default_factory=lambda: list(_default("alerts")))
 
 
 # -- the JSON shapes of jobs, runs, events, tickers, backfills (REST responses, ``--json``) -
@@ -203,6 +205,12 @@ RUN_JSON: dict[str, dict[str, Any]] = {
     "backfill_id": _TEXT_OR_NONE,
     "parameters": {"type": ["object", "null"],
                    "description": "given when the run was asked for (over the job's own)"},
+    "alerts": {"type": ["array", "null"],
+               "description": "the job's alert rules that fired when the run ended, each "
+                              "with what was seen; null: none fired (or none checked)",
+               "items": {"type": "object", "required": ["rule", "message"],
+                         "properties": {"rule": {"type": "string"},
+                                        "message": {"type": "string"}}}},
     "upstream": {"type": ["array", "null"],
                  "description": "the runs whose end triggered this one (pipelines)",
                  "items": {"type": "object", "required": ["job_id", "run_id", "status"],
@@ -385,6 +393,8 @@ class Run:
     backfill_id: str | None = None
     #: parameters given when the run was asked for (over the job's own), if any
     parameters: dict[str, Any] | None = None
+    #: the job's alert rules that fired when it ended (``{"rule", "message"}``), if any
+    alerts: list[dict[str, str]] | None = None
     spec: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -405,7 +415,8 @@ class Run:
             "heartbeat_at": iso(self.heartbeat_at), "pid": self.pid, "host": self.host,
             "phase": self.phase, "progress": self.progress, "reason": self.reason,
             "output_bytes": self.output_bytes, "backfill_id": self.backfill_id,
-            "parameters": self.parameters, "upstream": self.spec.get("upstream"),
+            "parameters": self.parameters, "alerts": self.alerts,
+            "upstream": self.spec.get("upstream"),
             # the slot a run stands for: its payload gets it as HERMES_CRON_LOGICAL_TIME
             "logical_time": iso(self.scheduled_for),
         }

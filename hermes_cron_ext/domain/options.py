@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hermes_cron_ext.domain.access import GROUP_PATTERN, SHARE_LEVELS
+from hermes_cron_ext.domain.alerts import MAX_LENGTH as MAX_RULE_LENGTH
+from hermes_cron_ext.domain.alerts import MAX_RULES
 from hermes_cron_ext.domain.enums import (
     JOB_KINDS,
     MISFIRE_POLICIES,
@@ -97,8 +99,10 @@ def size_text(size: float) -> str:
 
 def value_text(value: Any, unit: str | None = None) -> str:
     """A value as help and forms write it: ``true``, ``10s``, ``10M``, ``forbid``."""
-    if value is None:
+    if value is None or isinstance(value, (list, tuple)) and not value:
         return "none"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if unit == "seconds":
@@ -320,6 +324,17 @@ OPTIONS: tuple[Option, ...] = (
            "output kept per run, its head and tail, e.g. 500k or 50M (default {default})",
            "write", policy=True, flag="--max-output", form=True, unit="bytes",
            label="Output kept", null_means=MAX_OUTPUT),
+    Option("alerts", {"type": "array", "maxItems": MAX_RULES,
+                      "items": {"type": "string", "minLength": 1,
+                                "maxLength": MAX_RULE_LENGTH},
+                      "description": "alert rules checked when a run ends, e.g. "
+                                     "'rows < 1000', 'duration > 2 * median(20)' (a "
+                                     "metric or duration compared with a number or with "
+                                     "a statistic of the job's last N runs); [] clears "
+                                     "them"},
+           "alert when a run's metric is off, e.g. 'rows < 1000' or 'duration > 2 * "
+           "median(20)' (repeatable; '' clears them)", "write", [], policy=True,
+           flag="--alert", pairs=True, metavar="RULE", label="Alert rules"),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -405,6 +420,8 @@ def fields_from_options(args: argparse.Namespace) -> dict[str, Any]:
             value = [dict(zip(("job", "on"), item.rsplit(":", 1), strict=False))
                      if item.rsplit(":", 1)[-1] in UPSTREAM_ON else {"job": item}
                      for item in value]
+        elif o.name == "alerts":  # --alert '' clears them
+            value = [rule for rule in value if rule.strip()]
         elif o.pairs:
             value = name_values(value, o.flag, o.name)
         elif o.schema.get("type") == "boolean":

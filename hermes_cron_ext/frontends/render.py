@@ -33,7 +33,8 @@ from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FAILED_STATUSES, pars
 from hermes_cron_ext.errors import HermesCronError
 
 __all__ = [
-    "BACKFILL_COLUMNS", "IDLE_STATES", "RUN_COLUMNS", "after_text", "backfill_done",
+    "BACKFILL_COLUMNS", "IDLE_STATES", "RUN_COLUMNS", "after_text", "alert_badge",
+    "backfill_done",
     "backfill_head", "backfill_line", "backfill_plan_text", "backfill_rows",
     "backfill_text", "card_state", "command_text", "describe_schedule", "end_text",
     "format_ago", "format_countdown", "format_duration", "format_metric", "held_note",
@@ -320,13 +321,16 @@ def job_text(job: dict, runs: list[dict], note: str | None, now: float) -> str:
     lines.append(f"  policy     overlap={p.get('overlap')} misfire={p.get('misfire')} "
                  f"retries={p.get('retries')} timeout={p.get('timeout') or '-'} "
                  f"max_failures={p.get('max_failures')}")
+    if p.get("alerts"):
+        lines.append("  alerts     " + "; ".join(p["alerts"]))
     if runs:
         lines.append("  recent runs")
         for r in runs:
             code = "-" if r.get("exit_code") is None else r["exit_code"]
             when = local_time(r.get("started_at") or r.get("scheduled_for"), job["timezone"])
             lines.append(f"    {r['id']}  {r['status']:<10} {r['trigger']:<8} {when}  "
-                         f"{format_duration(r.get('duration'))}  exit={code}")
+                         f"{format_duration(r.get('duration'))}  exit={code}"
+                         + (f"  {badge}" if (badge := alert_badge(r)) else ""))
     return "\n".join(lines)
 
 
@@ -346,6 +350,19 @@ RUN_COLUMNS = ["RUN", "STATUS", "TRIGGER", "TRY", "SCHEDULED", "STARTED", "TOOK"
                "REASON"]
 
 
+def alert_badge(run: dict) -> str:
+    """A run whose job's alert rules fired when it ended: ``ALERT rows < 1000`` (the
+    first rule, ``+N`` more); "" for one without."""
+    fired = run.get("alerts") or []
+    if not fired:
+        return ""
+    return f"ALERT {fired[0]['rule']}" + (f" +{len(fired) - 1}" if len(fired) > 1 else "")
+
+
+def _reason_with_badge(run: dict) -> str:
+    return " ".join(t for t in (alert_badge(run), run.get("reason") or "") if t)
+
+
 def runs_text(runs: list[dict]) -> str:
     """Runs, one a line (``RUN_COLUMNS``), times in this machine's zone; ``no runs yet``."""
     if not runs:
@@ -354,7 +371,7 @@ def runs_text(runs: list[dict]) -> str:
              local_time(r.get("scheduled_for")), local_time(r.get("started_at")),
              format_duration(r.get("duration")),
              "-" if r.get("exit_code") is None else str(r["exit_code"]),
-             (r.get("reason") or "")[:50]] for r in runs]
+             _reason_with_badge(r)[:60]] for r in runs]
     return text_table(RUN_COLUMNS, rows)
 
 
@@ -364,8 +381,9 @@ def end_text(run: dict) -> str:
     code, reason = run.get("exit_code"), run.get("reason")
     if reason == f"exit code {code}":
         reason = None
+    badge = alert_badge(run)
     return (run["status"] + (f", exit code {code}" if code is not None else "")
-            + (f": {reason}" if reason else ""))
+            + (f": {reason}" if reason else "") + (f"; {badge}" if badge else ""))
 
 
 # -- backfills ----------------------------------------------------------------------------

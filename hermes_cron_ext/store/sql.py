@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from hermes_cron_ext.domain import access
+from hermes_cron_ext.domain import alerts as alert_rules
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.access import Viewer
@@ -59,7 +60,7 @@ from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.store.base import Store
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 #: the jobs table's columns at schema version 6 (copied as they are by migrations 7 and 9)
 _JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
                 "enabled, next_run_at, last_run, consecutive_failures, running_count, "
@@ -252,6 +253,8 @@ MIGRATIONS: dict[int, list[str]] = {
                ("duration", "finished_at - started_at", "s", " AND started_at IS NOT NULL"),
                ("exit_code", "exit_code", "", " AND exit_code IS NOT NULL"),
                ("output_bytes", "output_bytes", "B", "")))],
+    # alert rules: the rules of its job that fired when a run ended (JSON, NULL: none)
+    11: ["ALTER TABLE runs ADD COLUMN alerts TEXT"],
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -261,7 +264,7 @@ RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
     "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",
     "phase", "progress", "reason", "output_bytes", "cancel_requested", "dispatched_at",
-    "job_name", "payload_pid", "backfill_id", "parameters",
+    "job_name", "payload_pid", "backfill_id", "parameters", "alerts",
 )
 #: lists skip the frozen spec (parsing it per row would dominate a page)
 LIST_COLUMNS = ", ".join(RUN_FIELDS)
@@ -364,6 +367,8 @@ def _row_run(row) -> Run:
     run.cancel_requested = bool(run.cancel_requested)
     if run.parameters is not None:  # the row's JSON text until here
         run.parameters = json.loads(cast(str, run.parameters))
+    if run.alerts is not None:
+        run.alerts = json.loads(cast(str, run.alerts))
     if len(row) > len(RUN_FIELDS):
         run.spec = json.loads(row[len(RUN_FIELDS)])
     return run
@@ -1253,16 +1258,57 @@ class SQLStore(Store):
             self._record_final(db, run, metrics, at)
         jrow = db.execute(f"SELECT * FROM jobs WHERE id = ?{self._lock}",
                           (run.job_id,)).fetchone()
+        job = _row_job(jrow) if jrow is not None else None
         recovered = (status == "succeeded" and jrow is not None
                      and jrow["consecutive_failures"] > 0)
         self._event(db, f"run.{'lost' if status == 'lost' else 'finished'}", run.job_id,
                     run_id, at=at, status=status, exit_code=exit_code, reason=reason,
                     trigger=run.trigger, attempt=run.attempt, recovered=recovered)
-        if jrow is not None and status != "skipped":
-            self._after_run(db, _row_job(jrow), run, status, exit_code, reason, at)
+        if job is not None and job.policy.alerts and status in alert_rules.CHECKED_STATUSES:
+            self._check_alerts(db, job, run, status, at)
+        if job is not None and status != "skipped":
+            self._after_run(db, job, run, status, exit_code, reason, at)
         if run.backfill_id:
             self._backfill_next(db, run.backfill_id, at)
         return _row_run(self._run_row(db, run_id))
+
+    def _check_alerts(self, db, job: Job, run: Run, status: str, at: float) -> None:
+        """The job's alert rules for a run that ended (``at``), in its transaction, its
+        metrics recorded: rules that fire mark the run (``runs.alerts``) and raise
+        ``run.alert``; a run none fire and one passes, after a run that alerted, raises
+        ``run.recovered``. A rule whose statistic has too few earlier runs is unknown:
+        neither."""
+        rules = alert_rules.usable_rules(job.policy.alerts)
+        if not rules:
+            return
+        subjects = sorted({r.subject for r in rules})
+        marks = ", ".join("?" * len(subjects))
+        values = {r[0]: float(r[1]) for r in db.execute(
+            f"SELECT name, value FROM run_metrics WHERE run_id = ? AND name IN ({marks})",
+            (run.id, *subjects)).fetchall()}
+        history: dict[tuple[str, int], Sequence[float]] = {}
+        for rule in rules:
+            key = (rule.subject, rule.window)
+            if rule.window and key not in history:
+                history[key] = [r[2] for r in self._series(
+                    job.id, rule.subject, rule.window, at, run.id, run.id, db=db)]
+        verdict = alert_rules.judge(rules, values, history)
+        if verdict.fired:
+            db.execute("UPDATE runs SET alerts = ? WHERE id = ?",
+                       (json.dumps(verdict.fired), run.id))
+            self._event(db, "run.alert", job.id, run.id, at=at, job=job.name, status=status,
+                        alerts=verdict.fired)
+        elif verdict.recovers:
+            marks = ", ".join("?" * len(alert_rules.CHECKED_STATUSES))
+            prev = db.execute(
+                f"SELECT id, alerts FROM runs WHERE job_id = ? AND id <> ? AND status IN "
+                f"({marks}) AND finished_at IS NOT NULL "
+                f"ORDER BY finished_at DESC, id DESC LIMIT 1",
+                (job.id, run.id, *sorted(alert_rules.CHECKED_STATUSES))).fetchone()
+            if prev is not None and prev[1] is not None:
+                self._event(db, "run.recovered", job.id, run.id, at=at, job=job.name,
+                            status=status, previous_run=prev[0],
+                            rules=[a["rule"] for a in json.loads(prev[1])])
 
     @staticmethod
     def _record_builtins(db, run: Run, status: str, exit_code: int | None, at: float) -> None:
@@ -1440,7 +1486,7 @@ class SQLStore(Store):
         return self._series(job_id, name, limit, before, before_run)
 
     def _series(self, job_id: str, name: str, limit: int, before: float | None,
-                before_run: str | None, other_than: str | None = None
+                before_run: str | None, other_than: str | None = None, db=None
                 ) -> list[tuple[str, float, float, str]]:
         """Keyset over ``(at, run_id)`` descending, the order of ``run_metrics_series``."""
         if limit <= 0:
@@ -1452,7 +1498,7 @@ class SQLStore(Store):
             where, args = " AND at < ?", [before]
         if other_than is not None:
             where, args = where + " AND run_id <> ?", [*args, other_than]
-        rows = self.db.execute(
+        rows = (db or self.db).execute(
             f"SELECT run_id, at, value, unit FROM run_metrics WHERE job_id = ? AND name = ?"
             f"{where} ORDER BY at DESC, run_id DESC LIMIT ?",
             (job_id, name, *args, limit)).fetchall()

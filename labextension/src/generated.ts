@@ -77,6 +77,8 @@ export interface IPolicy {
   keep_failures: number | null;
   /** output kept per run, its head and tail, e.g. 500k or 50M (default 10M) */
   max_output: number | null;
+  /** alert rules checked when a run ends, e.g. 'rows < 1000', 'duration > 2 * median(20)' (a metric or duration compared with a number or with a statistic of the job's last N runs); [] clears them */
+  alerts: string[];
 }
 
 /** a job (Job.to_json, domain/models.py JOB_JSON) */
@@ -164,6 +166,11 @@ export interface IRun {
   backfill_id: string | null;
   /** given when the run was asked for (over the job's own) */
   parameters: { [key: string]: unknown } | null;
+  /** the job's alert rules that fired when the run ended, each with what was seen; null: none fired (or none checked) */
+  alerts: {
+    rule: string;
+    message: string;
+  }[] | null;
   /** the runs whose end triggered this one (pipelines) */
   upstream: {
     job_id: string;
@@ -363,4 +370,5 @@ export const OPTIONS: IOption[] = [
   {"name": "keep_runs", "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}, "help": "runs kept per job (default 50)", "permission": "write", "default": null, "policy": true, "flag": "--keep-runs", "form": true, "label": "Runs kept", "choice_labels": null, "unit": null, "default_text": "50"},
   {"name": "keep_failures", "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000}, "help": "failed runs kept besides (default 10)", "permission": "write", "default": null, "policy": true, "flag": "--keep-failures", "form": true, "label": "Failed runs kept", "choice_labels": null, "unit": null, "default_text": "10"},
   {"name": "max_output", "schema": {"type": ["integer", "null"], "minimum": 4096, "maximum": 1073741824}, "help": "output kept per run, its head and tail, e.g. 500k or 50M (default 10M)", "permission": "write", "default": null, "policy": true, "flag": "--max-output", "form": true, "label": "Output kept", "choice_labels": null, "unit": "bytes", "default_text": "10M"},
+  {"name": "alerts", "schema": {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 200}, "description": "alert rules checked when a run ends, e.g. 'rows < 1000', 'duration > 2 * median(20)' (a metric or duration compared with a number or with a statistic of the job's last N runs); [] clears them"}, "help": "alert when a run's metric is off, e.g. 'rows < 1000' or 'duration > 2 * median(20)' (repeatable; '' clears them)", "permission": "write", "default": [], "policy": true, "flag": "--alert", "form": false, "label": "Alert rules", "choice_labels": null, "unit": null, "default_text": "none"},
 ];

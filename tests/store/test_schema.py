@@ -33,7 +33,9 @@ def _old_sqlite_store(path, version: int, jobs: list[tuple]) -> sqlite3.Connecti
 
 
 def _pg_back_to_v8(conn) -> None:
-    """Undo versions 10 and 9 on a PostgreSQL store made now (no owners, names unique)."""
+    """Undo versions 11, 10 and 9 on a PostgreSQL store made now (no owners, names
+    unique)."""
+    conn.execute("ALTER TABLE runs DROP COLUMN alerts")
     conn.execute("DROP TABLE run_metrics")
     conn.execute("DROP TABLE job_shares")
     conn.execute("ALTER TABLE jobs DROP CONSTRAINT jobs_owner_name_key")
@@ -223,6 +225,7 @@ def test_a_version_9_postgres_store_gets_run_metrics(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN alerts")
         conn.execute("DROP TABLE run_metrics")
         conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
         row = (*JOB_V6, "")  # PostgreSQL added the owner last
@@ -232,5 +235,56 @@ def test_a_version_9_postgres_store_gets_run_metrics(pg_url):
     store = open_store(pg_url)
     try:
         _metrics_v10(store)
+    finally:
+        store.close()
+
+
+def _alerts_v11(store) -> None:
+    """Version 11: a run keeps the alert rules that fired when it ended; the runs of
+    before have none, and are kept as they were."""
+    from hermes_cron_ext.domain.jobspec import validate_changes
+
+    assert store.schema_version() == SCHEMA_VERSION >= 11
+    runs = {r.id: r for r in store.list_runs(JOB_V9[0]).items}
+    assert {r: (runs[r].status, runs[r].alerts) for r in runs} == {
+        run_id: (status, None) for run_id, status, *_ in RUNS_V9}
+    assert store.get_run("r_ok").to_json()["alerts"] is None
+    old = store.get_job(JOB_V9[0])
+    assert old.policy.alerts == []  # a policy stored before: none
+    store.update_job(old.id, validate_changes(old, {"alerts": ["rows < 10"]}))
+    done = store.finish_run("r_queued", "failed", 1, None, None, [["rows", 3, ""]])
+    assert done.alerts == [{"rule": "rows < 10", "message": "rows = 3 < 10"}]
+    assert store.get_run("r_queued").alerts == done.alerts
+
+
+def test_a_version_10_sqlite_store_gets_run_alerts(tmp_path):
+    path = tmp_path / "store" / "cron.db"
+    db = _old_sqlite_store(path, 10, [JOB_V9])
+    for row in _run_rows():
+        db.execute(RUN_INSERT.format("?"), row)
+    db.commit()
+    db.close()
+    store = open_store(str(path))
+    try:
+        _alerts_v11(store)
+        assert store.db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_version_10_postgres_store_gets_run_alerts(pg_url):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN alerts")
+        conn.execute("UPDATE meta SET value = '10' WHERE key = 'schema_version'")
+        row = (*JOB_V6, "")  # PostgreSQL added the owner last
+        conn.execute(f"INSERT INTO jobs VALUES ({', '.join(['%s'] * len(row))})", row)
+        for row in _run_rows():
+            conn.execute(RUN_INSERT.format("%s"), row)
+    store = open_store(pg_url)
+    try:
+        _alerts_v11(store)
     finally:
         store.close()
