@@ -7,7 +7,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IBackfill, IJob, IJobPage, IOption, IRun, IRunPage, IStatus, RunStatus } from './generated';
+import { IBackfill, IJob, IJobPage, IMetrics, IOption, IRun, IRunPage, IStatus, RunStatus } from './generated';
 
 // The shapes of jobs, runs, options, events, tickers, the status and backfills are
 // generated from the server's declarations (hermes_cron_ext/domain/options.py and
@@ -18,6 +18,9 @@ export type {
   IEvent,
   IJob,
   IJobPage,
+  IMetricPoint,
+  IMetrics,
+  IMetricSeries,
   IOption,
   IPolicy,
   IRun,
@@ -219,6 +222,14 @@ export class CronAPI {
       { query: { limit: options.limit ?? 20, cursor: options.cursor } }
     );
     return { items: page.runs, cursor: page.cursor };
+  }
+
+  /** The metrics of the job's ended runs (`GET /jobs/{id}/metrics`): per metric its
+   * newest *limit* points, oldest first, and their summary. */
+  metrics(ref: string, options: { metric?: string; limit?: number } = {}): Promise<IMetrics> {
+    return this.request('GET', `jobs/${encodeURIComponent(ref)}/metrics`, {
+      query: { metric: options.metric, limit: options.limit ?? 30 }
+    });
   }
 
   getRun(id: string): Promise<IRun> {

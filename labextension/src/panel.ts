@@ -27,6 +27,7 @@ import { askBackfill, BackfillProgress } from './backfill';
 import { h } from './dom';
 import { afterText, ago, countdown, describeSchedule, duration, formatTime, scheduleText, seconds, STATUS_LABEL } from './format';
 import { pipelineGraph } from './graph';
+import { metricsSection } from './metrics';
 import { CronModel } from './model';
 import { badgeFor, RunOutput } from './output';
 
@@ -207,6 +208,10 @@ class JobDetail extends Panel {
   private _info = new Widget();
   private _outputBox = new Panel();
   private _history = new Widget();
+  /** The "Metrics" section: a sparkline per metric of the job's ended runs. */
+  private _metrics = new Widget();
+  private _metricsSeq = 0;
+  private _metricsTimer: number | null = null;
   private _more = new Widget();
   private _output: RunOutput | null = null;
   private _job: IJob | null = null;
@@ -233,6 +238,8 @@ class JobDetail extends Panel {
     this.addWidget(this._backfillBox);
     this.addWidget(this._outputBox);
     this._more.addClass('jp-HermesCron-moreFacts');
+    this._metrics.addClass('jp-HermesCron-metricsBox');
+    this.addWidget(this._metrics);
     this.addWidget(this._history);
     this.addWidget(this._more);
     this._nextTimes = h('ol', { class: 'jp-HermesCron-nextTimes', 'data-role': 'next-times' });
@@ -267,6 +274,7 @@ class JobDetail extends Panel {
         h('div', { class: 'jp-HermesCron-empty' }, 'Select a job to see its schedule, runs and live output.')
       );
       this._history.node.replaceChildren();
+      this._metrics.node.replaceChildren();
       this._more.node.replaceChildren();
       this._setOutput(null);
       return;
@@ -283,6 +291,8 @@ class JobDetail extends Panel {
       this._runs = [];
       this._runsCursor = null;
       void this.loadRuns(true);
+      this._metrics.node.replaceChildren();
+      void this.loadMetrics();
     }
     this._maybeFollowActive(job.last_run?.id ?? null, job.last_run?.status ?? null);
   }
@@ -300,6 +310,9 @@ class JobDetail extends Panel {
       return; // the output pane has its own stream
     }
     void this.loadRuns(true);
+    if (event.type === 'run.finished' || event.type === 'run.lost') {
+      this._metricsSoon(); // a run ended: one more point per metric
+    }
     if ((event.type === 'run.started' || event.type === 'run.queued') && event.run_id) {
       this._maybeFollowActive(event.run_id, event.type === 'run.started' ? 'running' : 'queued');
     }
@@ -540,6 +553,42 @@ class JobDetail extends Panel {
       if (this._job) {
         void this._loadPipeline(this._job);
       }
+    }, 150);
+  }
+
+  /** Read the shown job's metrics again and draw them (a sparkline per metric). */
+  async loadMetrics(): Promise<void> {
+    const job = this._job;
+    if (!job) {
+      return;
+    }
+    const seq = ++this._metricsSeq;
+    let content: (HTMLElement | string)[];
+    try {
+      content = metricsSection(await this.api.metrics(job.id, { limit: 30 }));
+    } catch (err: any) {
+      if (err instanceof CronError && err.status === 404) {
+        content = []; // the job is gone (the list says so), or an older server
+      } else {
+        content = [h('div', { class: 'jp-HermesCron-error' }, `metrics: ${err?.message ?? err}`)];
+      }
+    }
+    if (seq !== this._metricsSeq || this._job?.id !== job.id) {
+      return;
+    }
+    this._metrics.node.replaceChildren(
+      ...(content.length ? [h('div', { class: 'jp-HermesCron-sectionTitle' }, 'Metrics'), ...content] : [])
+    );
+  }
+
+  /** Read the metrics soon (a burst of ended runs means one request). */
+  private _metricsSoon(): void {
+    if (this._metricsTimer !== null) {
+      return;
+    }
+    this._metricsTimer = window.setTimeout(() => {
+      this._metricsTimer = null;
+      void this.loadMetrics();
     }, 150);
   }
 

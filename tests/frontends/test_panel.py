@@ -860,3 +860,51 @@ def test_a_hub_jobs_detail_says_whose_it_is_and_who_shares_it(lab, page):
     assert more.locator("[data-role='owner']").count() == 0
     assert more.locator("[data-role='shares']").count() == 0
     page.fill(".jp-HermesCron-filter", "")
+
+
+def _ended(lab, run_id: str) -> bool:
+    return lab.call(f"runs/{run_id}")["status"] not in ("queued", "running")
+
+
+def _points(section, metric: str) -> int:
+    """The points the sparkline of *metric* draws: its polyline's, checked against its
+    ``data-points``."""
+    svg = section.locator(f"[data-metric='{metric}'] svg.jp-HermesCron-sparkline")
+    drawn = svg.evaluate("el => { const l = el.querySelector('polyline');"
+                         " return l ? l.getAttribute('points').trim().split(/\\s+/).length : 0 }")
+    assert drawn == int(svg.get_attribute("data-points")), metric
+    return drawn
+
+
+def test_a_jobs_metrics_are_sparklines_refreshed_as_its_runs_end(lab, page):
+    counter = lab.tmp / "metric-count"
+    # each run reports one more hundred rows (a ::metric line), after its built-ins
+    command = (f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+               'echo "::metric rows=$((n*100)) rows"')
+    job = lab.create("metric-rows", "@yearly", command)
+    for _ in range(3):
+        run_id = lab.call(f"jobs/{job['id']}/run", "POST")["id"]
+        wait_for(lambda rid=run_id: _ended(lab, rid), 30, 0.2, "the run to end")
+    page.fill(".jp-HermesCron-filter", "metric-rows")
+    detail = select(page, "metric-rows")
+    section = detail.locator(".jp-HermesCron-metricsBox")
+    section.locator(".jp-HermesCron-sectionTitle", has_text="Metrics").wait_for(timeout=10_000)
+    section.locator("[data-metric='rows'] svg[data-points='3']").wait_for(timeout=10_000)
+    names = section.locator("[data-metric]").evaluate_all("els => els.map(e => e.dataset.metric)")
+    assert names[0] == "duration" and "rows" in names and "exit_code" in names  # built-ins first
+    assert _points(section, "duration") == 3 and _points(section, "rows") == 3
+    rows = section.locator("[data-metric='rows']")
+    assert rows.locator("[data-role='last']").inner_text() == "300 rows"
+    assert rows.locator("[data-role='range']").inner_text() == \
+        "min 100 rows · median 200 rows · max 300 rows"
+    assert section.locator("[data-metric='duration'] [data-role='last']").inner_text() \
+        .endswith("s")
+    # another run ends while the job is shown: the sparklines gain its point
+    detail.locator("[data-action='run']").click()
+    section.locator("[data-metric='duration'] svg[data-points='4']").wait_for(timeout=30_000)
+    section.locator("[data-metric='rows'] [data-role='last']",
+                    has_text="400 rows").wait_for(timeout=10_000)
+    assert _points(section, "duration") == 4 and _points(section, "rows") == 4
+    section.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "panel-metrics.png"))
+    page.fill(".jp-HermesCron-filter", "")
