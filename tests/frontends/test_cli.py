@@ -306,3 +306,34 @@ def test_what_the_magics_have_the_cli_has_too(cli, tmp_path):
                      f"nb-{run['id']}.ipynb\n")
     executed = nbformat.read(str(tmp_path / f"nb-{run['id']}.ipynb"), as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "from the notebook\n"
+
+
+def test_alert_rules_on_the_command_line(cli):
+    """``--alert RULE`` (repeatable): ``show`` lists the rules; a run they fire for has
+    the ALERT badge in ``runs`` and ``show``; ``--alert ''`` clears them; a bad rule is a
+    one-line error naming it, nothing stored."""
+    cli("add", "counted", "@yearly", "--alert", "rows < 10", "--alert",
+        "duration > 2 * median(20)", "--", "sh", "-c", "echo '::metric rows=5'")
+    shown = cli("show", "counted").stdout
+    assert "  alerts     rows < 10; duration > 2 * median(20)" in shown
+    assert cli.json("show", "counted")["policy"]["alerts"] == [
+        "rows < 10", "duration > 2 * median(20)"]
+    cli("run", "counted", "-f")
+    (run,) = _runs(cli, "counted")
+    assert run["alerts"] == [{"rule": "rows < 10", "message": "rows = 5 < 10"}]
+    lines = cli("runs", "counted").stdout.splitlines()
+    assert lines[0].split()[:3] == ["RUN", "STATUS", "TRIGGER"] and len(lines) == 2
+    assert run["id"] in lines[1] and lines[1].rstrip().endswith("ALERT rows < 10")
+    assert re.search(rf"{run['id']}\s+succeeded .*exit=0  ALERT rows < 10$",
+                     cli("show", "counted").stdout, re.M)
+    cli("edit", "counted", "--alert", "")
+    assert cli.json("show", "counted")["policy"]["alerts"] == []
+    assert "alerts" not in cli("show", "counted").stdout.split("recent runs")[0]
+    for args in (["add", "bad", "@daily", "--alert", "rows < 1 GiB per day", "--", "true"],
+                 ["edit", "counted", "--alert", "rows << 3"]):
+        proc = cli(*args, check=False)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "alert rule 'rows" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert [j["name"] for j in cli.json("list")["jobs"]] == ["counted"]
+    assert cli.json("show", "counted")["policy"]["alerts"] == []

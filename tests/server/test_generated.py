@@ -165,3 +165,13 @@ def test_the_panel_types_have_every_field():
     assert "export const OPTIONS: IOption[] = [\n" in ts
     for option in listed:
         assert f"  {json.dumps(option, ensure_ascii=False)},\n" in ts
+
+
+def test_alerts_reach_the_generated_types():
+    """The ``alerts`` option (a policy: a list of rules) and a run's fired ``alerts``."""
+    with open(openapi.PATH) as f:
+        schemas = json.load(f)["components"]["schemas"]
+    assert schemas["Policy"]["properties"]["alerts"]["type"] == "array"
+    assert schemas["Run"]["properties"]["alerts"]["type"] == ["array", "null"]
+    generated = openapi.TS_PATH.read_text()
+    assert "  alerts: string[];" in generated and '"flag": "--alert"' in generated
