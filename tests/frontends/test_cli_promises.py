@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from hermes_cron_ext.domain.options import OPTIONS, POLICY_FIELDS
+from hermes_cron_ext.domain.options import BY_NAME, OPTIONS, POLICY_FIELDS
 from tests.conftest import CLI, docs_cli_lines, paste_docs_line, wait_for
 
 CLI_PAGE = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
@@ -33,9 +33,12 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
               "misfire": "all", "starting_deadline": "2m", "max_failures": "9",
               "jitter": "1s", "notify_url": "https://example.org/hook",
               "ping_url": "https://hc.example.org/x", "keep_runs": "7", "keep_failures": "3",
-              "max_output": "500k"}
+              "max_output": "500k", "alerts": "rows < 1000"}
     assert set(values) == POLICY_FIELDS
-    options = [a for k, v in values.items() for a in ("--" + k.replace("_", "-"), v)]
+    # the same name, or its singular for a repeatable one (--alert RULE)
+    flags = {k: BY_NAME[k].flag for k in values}
+    assert all(f in ("--" + k.replace("_", "-"), "--" + k[:-1]) for k, f in flags.items())
+    options = [a for k, v in values.items() for a in (flags[k], v)]
     cli("add", "all", "@daily", *options, "--", "true")
     policy = cli.json("show", "all")["policy"]
     assert policy == {"timeout": 300.0, "kill_grace": 3.0, "retries": 2, "retry_delay": 7.0,
@@ -43,7 +46,7 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
                       "misfire": "all", "starting_deadline": 120.0, "max_failures": 9,
                       "jitter": 1.0, "notify_url": "https://example.org/hook",
                       "ping_url": "https://hc.example.org/x", "keep_runs": 7,
-                      "keep_failures": 3, "max_output": 512000}
+                      "keep_failures": 3, "max_output": 512000, "alerts": ["rows < 1000"]}
     cli("edit", "all", "--kill-grace", "9s", "--keep-runs", "70", "--retry-on-timeout", "false")
     policy = cli.json("show", "all")["policy"]
     assert (policy["kill_grace"], policy["keep_runs"], policy["retry_on_timeout"]) == (
@@ -52,7 +55,7 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
     from hermes_cron_ext.frontends.magics import _parsers
 
     parsed = _parsers()["add"].parse_args(["x", "@daily", *options])
-    assert all(getattr(parsed, k) == v for k, v in values.items())
+    assert all(getattr(parsed, k) == (v if k != "alerts" else [v]) for k, v in values.items())
 
 
 def test_edit_takes_the_schedule_as_a_positional_argument(cli):
