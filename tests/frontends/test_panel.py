@@ -37,6 +37,8 @@ if not os.path.exists(CHROMIUM):
                 allow_module_level=True)
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("jupyterlab")
+# Chromium: `make browser` (and .ci/run), so the normal suite keeps under 10 minutes
+pytestmark = pytest.mark.browser
 
 
 def _labextension_installed() -> bool:
