@@ -467,8 +467,13 @@ def test_a_secret_reaches_the_payload_and_no_command_line(world, accounts):
     proc = world.runas.popen(run_id)
     try:
         assert proc.stdout.readline().decode() == f"token={SECRET}\n"
-        with open(f"/proc/{proc.pid}/environ", "rb") as f:
-            assert f"TOKEN={SECRET}".encode() in f.read().split(b"\0")
+
+        def environ() -> list[bytes]:
+            # reads empty while the shell is in the middle of its exec of sleep
+            with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                return [v for v in f.read().split(b"\0") if v]
+        assert f"TOKEN={SECRET}".encode() in wait_for(environ, 10, 0.01,
+                                                      "the payload's environment")
         lines = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
