@@ -16,6 +16,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from hermes_cron_ext.domain import notifications
 from hermes_cron_ext.domain import schedule as sched
 from hermes_cron_ext.domain.access import validate_shares
 from hermes_cron_ext.domain.alerts import RuleError, parse_rules
@@ -157,6 +158,13 @@ def policy_value(option: Option, value: Any) -> Any:
         return value
     if "array" in types and key == "alerts":
         return validate_alerts(value)
+    if "array" in types and key == "notify":
+        return validate_destinations(value)
+    if "array" in types and key == "notify_on":
+        try:
+            return notifications.parse_on(value)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field=key) from None
     if option.unit == "seconds":
         return _seconds(key, value, schema)
     if option.unit == "bytes":
@@ -186,6 +194,27 @@ def validate_alerts(value: Any) -> list[str]:
         raise InvalidInput(str(exc), field="alerts") from None
 
 
+def validate_destinations(value: Any) -> list[str]:
+    """A job's ``notify`` list: URLs ``scheme://...`` (Apprise's; whether Apprise knows
+    the scheme, and where it points, is checked by ops); one text is one URL."""
+    if isinstance(value, str):
+        value = [value] if value.strip() else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput("notify must be a list of URLs, e.g. ['mailto://me@example.com']",
+                           field="notify")
+    urls = [v.strip() for v in value if v.strip()]
+    if len(urls) > notifications.MAX_DESTINATIONS:
+        raise InvalidInput(f"notify takes at most {notifications.MAX_DESTINATIONS} URLs",
+                           field="notify")
+    for url in urls:
+        if len(url) > notifications.MAX_URL or not re.match(
+                r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$", url):
+            raise InvalidInput(f"notify: {notifications.mask_url(url)} is not a URL such "
+                               f"as mailto://user:pass@host or json://host/path",
+                               field="notify")
+    return urls
+
+
 def validate_policy(data: dict[str, Any], base: Policy | None = None) -> Policy:
     """Merge *data* (policy keys only) over *base* and check every value against its
     option (:func:`policy_value`)."""
@@ -194,6 +223,8 @@ def validate_policy(data: dict[str, Any], base: Policy | None = None) -> Policy:
         option = BY_NAME.get(key)
         if option is None or not option.policy:
             raise InvalidInput(f"unknown policy field {key!r}", field=key)
+        if key == "notify" and base is not None and isinstance(value, (list, tuple)):
+            value = notifications.keep_masked(list(value), base.notify)
         setattr(out, key, policy_value(option, value))
     return out
 

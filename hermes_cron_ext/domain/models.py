@@ -30,6 +30,7 @@ from hermes_cron_ext.domain.enums import Misfire as Misfire
 from hermes_cron_ext.domain.enums import Overlap as Overlap
 from hermes_cron_ext.domain.enums import RunStatus as RunStatus
 from hermes_cron_ext.domain.enums import Trigger as Trigger
+from hermes_cron_ext.domain.notifications import mask_url
 from hermes_cron_ext.domain.options import BY_NAME as _OPTIONS
 from hermes_cron_ext.errors import InvalidInput
 
@@ -102,6 +103,12 @@ class Policy:
     jitter: float = _default("jitter")
     notify_url: str | None = _default("notify_url")
     ping_url: str | None = _default("ping_url")
+    #: Apprise URLs the job's notifications go to (secrets: ``to_json`` masks them)
+    notify: list[str] = field(default_factory=lambda: list(_default("notify")))
+    #: the notification kinds its destinations get (``notifications.KINDS``)
+    notify_on: list[str] = field(default_factory=lambda: list(_default("notify_on")))
+    #: ``late`` when a slot has no successful run this long after its time
+    late_after: float | None = _default("late_after")
     keep_runs: int | None = _default("keep_runs")
     keep_failures: int | None = _default("keep_failures")
     max_output: int | None = _default("max_output")
@@ -358,7 +365,9 @@ class Job:
             "next_run_at": None if self.state in ("paused", "blocked", "disabled")
             else iso(self.next_run_at),
             "consecutive_failures": self.consecutive_failures,
-            "policy": dict(vars(self.policy)), "created_at": iso(self.created_at),
+            "policy": dict(vars(self.policy)) | {
+                "notify": [mask_url(u) for u in self.policy.notify]},
+            "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at), "version": self.version,
         }
 

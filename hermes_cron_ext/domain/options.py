@@ -46,6 +46,7 @@ from hermes_cron_ext.domain.enums import (
     OVERLAP_POLICIES,
     UPSTREAM_ON,
 )
+from hermes_cron_ext.domain.notifications import DEFAULT_ON, KINDS, MAX_DESTINATIONS, MAX_URL
 from hermes_cron_ext.errors import InvalidInput
 
 # -- defaults that are not a policy's own value (a job leaves the policy null) ------------
@@ -313,6 +314,26 @@ OPTIONS: tuple[Option, ...] = (
            policy=True, flag="--notify-url", form=True, label="Notify URL"),
     Option("ping_url", _URL, "healthchecks-style ping URL", "execute", policy=True,
            flag="--ping-url", form=True, label="Ping URL"),
+    Option("notify", {"type": "array", "maxItems": MAX_DESTINATIONS,
+                      "items": {"type": "string", "minLength": 1, "maxLength": MAX_URL},
+                      "description": "where the job's notifications go: Apprise URLs "
+                                     "(mailto://, slack://, ntfy://, json://, ... 100+ "
+                                     "services); secrets: shown masked, and a masked "
+                                     "value sent back keeps the URL it stands for; [] "
+                                     "clears them"},
+           "send notifications to this Apprise URL, e.g. mailto://user:pass@host?to=me@x "
+           "or json://host/path (repeatable; '' clears them)", "execute", [], policy=True,
+           flag="--notify", pairs=True, metavar="URL", label="Notify"),
+    Option("notify_on", {"type": "array", "uniqueItems": True,
+                         "items": {"type": "string", "enum": list(KINDS)},
+                         "description": "the events the job's destinations get"},
+           "the events notified: a comma-separated list of " + ", ".join(KINDS) +
+           " (default {default})", "write", list(DEFAULT_ON), policy=True,
+           flag="--notify-on", label="Notify on"),
+    Option("late_after", _SECONDS_OR_NONE,
+           "raise 'late' when a slot has no successful run this long after its time, "
+           "e.g. 30m (the run goes on)", "write", policy=True, flag="--late-after",
+           form=True, unit="seconds", label="Late after"),
     Option("keep_runs", _COUNT_OR_NONE, "runs kept per job (default {default})", "write",
            policy=True, flag="--keep-runs", form=True, label="Runs kept",
            null_means=KEEP_RUNS),
@@ -334,7 +355,7 @@ OPTIONS: tuple[Option, ...] = (
                                      "them"},
            "alert when a run's metric is off, e.g. 'rows < 1000' or 'duration > 2 * "
            "median(20)' (repeatable; '' clears them)", "write", [], policy=True,
-           flag="--alert", pairs=True, metavar="RULE", label="Alert rules"),
+           flag="--alert", pairs=True, metavar="RULE", label="Alert rules", form=True),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -420,8 +441,10 @@ def fields_from_options(args: argparse.Namespace) -> dict[str, Any]:
             value = [dict(zip(("job", "on"), item.rsplit(":", 1), strict=False))
                      if item.rsplit(":", 1)[-1] in UPSTREAM_ON else {"job": item}
                      for item in value]
-        elif o.name == "alerts":  # --alert '' clears them
-            value = [rule for rule in value if rule.strip()]
+        elif o.name in ("alerts", "notify"):  # --alert '' clears them
+            value = [item for item in value if item.strip()]
+        elif o.name == "notify_on":  # failure,lost,late
+            value = [part.strip() for part in value.split(",") if part.strip()]
         elif o.pairs:
             value = name_values(value, o.flag, o.name)
         elif o.schema.get("type") == "boolean":

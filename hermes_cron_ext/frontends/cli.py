@@ -36,6 +36,7 @@ from hermes_cron_ext.frontends.commands import (
     run_to_cancel,
     save_artifact,
 )
+from hermes_cron_ext.frontends.notifications import notifications_text
 from hermes_cron_ext.frontends.render import (
     BACKFILL_COLUMNS,
     backfill_done,
@@ -434,6 +435,18 @@ def cmd_metrics(args, ops: Operations) -> int:
     return 0
 
 
+def cmd_notifications(args, ops: Operations) -> int:
+    answer = ops.notifications(args.name, status=args.status, limit=args.limit,
+                               cursor=args.cursor)
+    if args.json:
+        _print_json(answer)
+        return 0
+    print(notifications_text(answer))
+    if answer["cursor"]:
+        print(f"more: --cursor {answer['cursor']}")
+    return 0
+
+
 def cmd_next(args) -> int:
     schedule = sched.parse(args.schedule, args.tz)
     start = (datetime.fromtimestamp(parse_iso(args.start, "from"), UTC)
@@ -638,6 +651,8 @@ OWN: dict[str, tuple[Arg, ...]] = {
              _JSON),
     "metrics": (arg("--cursor", help="a metric's older runs (as printed: older ...)"),
                 _JSON),
+    "notifications": (arg("--cursor", help="the page after the one that printed it"),
+                      _JSON),
     "logs": (arg("--color", action="store_true", help="keep ANSI colours when piped"), _JSON),
     "backfill": (arg("--no-wait", action="store_true",
                      help="queue it and return (default: show its progress until done)"),
@@ -650,7 +665,7 @@ HANDLERS = {
     "pause": lambda a, s: cmd_pause(a, s, True), "resume": lambda a, s: cmd_pause(a, s, False),
     "run": cmd_run, "runs": cmd_runs, "logs": cmd_logs, "cancel": cmd_cancel,
     "backfill": cmd_backfill, "backfills": cmd_backfills, "graph": cmd_graph, "next": cmd_next,
-    "metrics": cmd_metrics,
+    "metrics": cmd_metrics, "notifications": cmd_notifications,
     "status": cmd_status, "artifact": cmd_artifact,
 }
 NO_STORE = ("next",)

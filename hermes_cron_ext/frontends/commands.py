@@ -148,6 +148,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 arg("--metric", metavar="M", help="that metric alone"),
                 arg("--limit", type=int, default=100, metavar="N", between=(1, 1000),
                     help="the newest N runs of each metric (default 100)"))),
+    Command("notifications", "[NAME] [--status STATUS] [--limit N]",
+            "notifications sent and waiting (the outbox): event, job, run, destination "
+            "(masked), status, tries and the last error", (
+                arg("name", nargs="?", metavar="NAME", help="the job (default: every job)"),
+                arg("--status", help="pending, sending, sent or failed"),
+                arg("--limit", type=int, default=50, metavar="N", between=(1, 500)))),
     Command("graph", "NAME", "the pipeline a job is part of, with last statuses", (_name(),)),
     Command("next", '"SCHEDULE" [--tz ZONE] [--from TIME] [--count N]',
             "preview fire times of a schedule", (

@@ -48,6 +48,7 @@ from hermes_cron_ext.frontends.commands import (
     run_to_cancel,
     save_artifact,
 )
+from hermes_cron_ext.frontends.notifications import notifications_html, notifications_text
 from hermes_cron_ext.frontends.render import (
     BACKFILL_COLUMNS,
     backfill_head,
@@ -357,6 +358,10 @@ class CronMagics(Magics):
     def do_metrics(self, args) -> None:
         answer = self.client.metrics(args.name, args.metric, args.limit)
         display(Rich(metrics_text(answer), metrics_html(answer)))
+
+    def do_notifications(self, args) -> None:
+        answer = self.client.notifications(args.name, status=args.status, limit=args.limit)
+        display(Rich(notifications_text(answer), notifications_html(answer)))
 
     def do_graph(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import PipelineGraph

@@ -144,6 +144,14 @@ class CronClient(ABC):
         metric's newest *limit* points; *metric* alone; *cursor* (a metric's) the
         points before. :raises NotFound: no such job, or no such metric."""
 
+    @abstractmethod
+    def notifications(self, ref: str | None = None, *, status: str | None = None,
+                      limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """``{"notifications": [{"id", "event", "job", "run_id", "destination" (masked),
+        "status", "attempts", "last_error", "next_attempt_at", "created_at", "sent_at",
+        "title", ...}], "cursor", "counts"?}``: the deliveries of the job *ref* (else
+        of every job the caller may read), newest first."""
+
     # -- other ----------------------------------------------------------------------
     @abstractmethod
     def stats(self) -> dict[str, Any]: ...

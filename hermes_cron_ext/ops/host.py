@@ -58,7 +58,9 @@ class Host:
              executor: str = "", executors: list[str] | None = None, lead: float = 2.0,
              poll: float = 1.0, notify_url: str | None = None,
              allow_private_urls: bool = False, default_tz: str | None = None,
-             threads: int = 4, run_as: Sequence[str] | str | None = None) -> Host:
+             threads: int = 4, run_as: Sequence[str] | str | None = None,
+             notify: list[str] | None = None, notify_on: list[str] | None = None,
+             public_url: str | None = None) -> Host:
         """Open the store (:class:`~hermes_cron_ext.errors.HermesCronError` when it is
         unusable: corrupt, unreachable, read-only) and build the rest on it.
 
@@ -79,7 +81,8 @@ class Host:
 
             ticker = Ticker(store.lane(), executor or None, kind=kind, lead=lead,
                             poll=poll, notify_url=notify_url or None, broker=broker,
-                            run_as=run_as)
+                            run_as=run_as, notify=notify, notify_on=notify_on,
+                            public_url=public_url)
             restrict_executors(ticker, allowed)
             ticker.notifier.allow_private_urls = allow_private_urls
         ops = Operations(opened, default_tz=default_tz, executors=allowed,
@@ -219,8 +222,11 @@ async def tick_once(db: str | None, *, executors: list[str] | None = None,
     try:
         await ticker.register()
         runs = await ticker.tick()
+        await store.check_late(time.time())  # slots no ticker fired are late here too
         await store.run(ticker.notifier.pump)
-        ticker.notifier.close(wait=True)
+        # what is due is sent now (half a minute at most); retries wait in the outbox
+        # for the next tick
+        await asyncio.to_thread(ticker.notifier.close, 30.0)
         assert ticker.info is not None  # set by register()
         await store.ticker_heartbeat(ticker.info.id, time.time(), True)
         await store.gc(time.time())

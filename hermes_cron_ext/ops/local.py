@@ -44,6 +44,7 @@ from hermes_cron_ext.domain.models import (
     iso,
     parse_iso,
 )
+from hermes_cron_ext.domain.notifications import KINDS
 from hermes_cron_ext.domain.schedule import backfill_slots
 from hermes_cron_ext.domain.text import utf8_boundary
 from hermes_cron_ext.errors import Forbidden, InvalidInput, NotFound
@@ -51,7 +52,7 @@ from hermes_cron_ext.events import EventBroker
 from hermes_cron_ext.ops.base import CronClient, RunStream
 from hermes_cron_ext.processes import hostname, process_alive
 from hermes_cron_ext.runtime.executor import AllowedExecutors, spawn_supervisor
-from hermes_cron_ext.runtime.notify import check_url
+from hermes_cron_ext.runtime.notify import check_destination, check_url
 from hermes_cron_ext.store import open_store
 from hermes_cron_ext.store.base import Store
 
@@ -60,6 +61,40 @@ if TYPE_CHECKING:
 
 NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
              "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
+
+
+#: what a delivery's status can be (``sending``: pending, leased by a sender now)
+DELIVERY_STATUSES = ("pending", "sending", "sent", "failed")
+_TIME_OR_NONE = {"type": ["string", "null"], "format": "date-time"}
+#: one delivery of the outbox (``store/outbox.py`` ``delivery_json``), field by field
+NOTIFICATION_JSON: dict[str, dict[str, Any]] = {
+    "id": {"type": "integer"},
+    "event": {"type": "string", "enum": list(KINDS),
+              "description": "what it tells (docs/notifications.md)"},
+    "event_seq": {"type": "integer", "description": "the event it was made of"},
+    "job_id": {"type": ["string", "null"]},
+    "job": {"type": ["string", "null"], "description": "the job's name"},
+    "run_id": {"type": ["string", "null"]},
+    "channel": {"type": "string", "enum": ["apprise", "webhook", "ping"],
+                "description": "apprise: a notify URL; webhook: a notify_url; ping: ping_url"},
+    "destination": {"type": "string", "description": "where it goes, masked"},
+    "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+    "attempts": {"type": "integer", "description": "tries so far"},
+    "last_error": {"type": ["string", "null"], "description": "why the last try failed"},
+    "next_attempt_at": {**_TIME_OR_NONE, "description": "the next try, while pending"},
+    "created_at": {"type": "string", "format": "date-time"},
+    "sent_at": _TIME_OR_NONE,
+    "title": {"type": ["string", "null"], "description": "the message's title"},
+}
+NOTIFICATIONS_JSON: dict[str, dict[str, Any]] = {
+    "notifications": {"type": "array",
+                      "items": {"$ref": "#/components/schemas/Notification"},
+                      "description": "newest first"},
+    "cursor": {"type": ["string", "null"], "description": "the next page; null: the last"},
+    "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+               "description": "deliveries per status in the whole store (to an admin, or "
+                              "on a one-user store)"},
+}
 
 
 def _one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
@@ -404,6 +439,9 @@ class Operations(CronClient):
             url = getattr(policy, field)
             if url and url != (getattr(before, field) if before is not None else None):
                 check_url(url, field, allow_private=self.allow_private_urls)
+        for url in policy.notify:  # Apprise destinations (a masked value kept its URL)
+            if before is None or url not in before.notify:
+                check_destination(url, "notify", allow_private=self.allow_private_urls)
 
     def _all_jobs(self, viewer: Viewer | None = None) -> list[Job]:
         """Every job (that *viewer* may read)."""
@@ -683,6 +721,33 @@ class Operations(CronClient):
              status: str | None = None) -> dict[str, Any]:
         page = self.runs_page(ref, limit=limit, cursor=cursor, status=status)
         return {"runs": [r.to_json() for r in page.items], "cursor": page.cursor}
+
+    def notifications(self, ref: str | None = None, *, status: str | None = None,
+                      limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """The outbox, newest first: ``{"notifications": [...], "cursor", "counts"}``
+        (``store/outbox.py``: each delivery's event, job, run, destination masked,
+        status pending/sending/sent/failed, attempts, last error, next try). Of the job
+        *ref*, else of every job the viewer may read; ``counts`` (by status) for the
+        whole store, to an admin or on a one-user store."""
+        _one_of("status", status, DELIVERY_STATUSES)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise InvalidInput("limit must be between 1 and 500", field="limit")
+        below: int | None = None
+        if cursor:
+            if not cursor.isdigit():
+                raise InvalidInput("cursor is not one this list handed out", field="cursor")
+            below = int(cursor)
+        job_ids: list[str] | None = None
+        if ref is not None:
+            job_ids = [self._job(ref).id]
+        elif self.viewer is not None and not self.viewer.admin:
+            job_ids = [j.id for j in self._all_jobs(self.viewer)]
+        page = self.store.list_deliveries(job_ids=job_ids, status=status, limit=limit,
+                                          cursor=below)
+        out: dict[str, Any] = {"notifications": page.items, "cursor": page.cursor}
+        if job_ids is None:
+            out["counts"] = self.store.delivery_counts()
+        return out
 
     def get_run(self, run_id: str) -> Run:
         return self._run_of(run_id)

@@ -272,6 +272,11 @@ class RestClient(CronClient):
         return self._json("GET", f"jobs/{self._q(ref)}/metrics",
                           query={"metric": metric, "limit": limit, "cursor": cursor})
 
+    def notifications(self, ref: str | None = None, *, status: str | None = None,
+                      limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        return self._json("GET", "notifications", query={
+            "job": ref, "status": status, "limit": limit, "cursor": cursor})
+
     def stats(self) -> dict[str, Any]:
         return self._json("GET", "stats")
 

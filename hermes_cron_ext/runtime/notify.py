@@ -1,15 +1,22 @@
-"""Notifications: a JSON webhook on failed, lost, missed, blocked and recovered, and
-healthchecks-style pings on start, success and failure.
+"""Notifications that arrive: Apprise destinations, the JSON webhook, healthchecks pings.
 
-They are derived from the store's events, which tickers claim in batches
-(``Store.claim_events("notify")``): with any number of tickers on one store,
-each notification goes out once. Delivery is off the ticker's path, one queue per
-destination URL with its own thread (in order for that URL, a few retries with
-backoff), so a dead or slow endpoint delays only its own messages, never another
-job's webhook or ping; a failure is logged and never touches a run.
+What is worth a message, and what it says, is ``domain/notifications.py``. Here:
 
-A job's own ``notify_url`` and ``ping_url`` go only to public addresses: a host on
-loopback, link-local, private or other non-global ranges is refused (server-side
+- :class:`Planner` turns the store's new events into deliveries: per event, each
+  destination that wants its kind (a job's ``notify`` Apprise URLs and ``notify_on``;
+  the operator's defaults; the job's and the operator's ``notify_url`` webhook; the
+  job's ``ping_url``). The store writes them in the transaction that takes the events
+  (``Store.plan_deliveries``), so with any number of tickers each is written once and
+  a ticker killed before sending loses none (``store/outbox.py``).
+- :class:`Notifier` sends them off the ticker's path: one worker thread per destination
+  with deliveries due, each leasing its destination's rows from the store, so a slow or
+  dead destination delays only itself, never another destination, a run or the ticker.
+  A failed try is retried by whichever ticker is alive, 5 s doubling to 1 h, for a
+  day (``hermes-cron notifications`` lists them all).
+
+A job's own destinations (``notify``, ``notify_url``, ``ping_url``) go only to public
+addresses: a host on loopback, link-local, private or other non-global ranges is
+refused (server-side
 request forgery: a job must not make the scheduler post run details to
 ``169.254.169.254`` or an internal service) unless the operator allows it
 (``c.HermesCron.allow_private_urls``; ``HERMES_CRON_ALLOW_PRIVATE_URLS=1`` for a
@@ -20,56 +27,26 @@ operator's own webhook (``c.HermesCron.notify_url``, ``--notify-url``) may go an
 
 from __future__ import annotations
 
-import collections
 import http.client
 import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
+from hermes_cron_ext.domain import notifications as notes
 from hermes_cron_ext.domain.models import Event, iso
 from hermes_cron_ext.errors import InvalidInput, NotFound
+from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 
 log = logging.getLogger("hermes_cron")
-
-FAILED = ("failed", "timed_out")
-
-
-def classify(event: Event) -> str | None:
-    """The webhook kind of an event, or None when it is not worth a message."""
-    status = event.data.get("status")
-    if event.type == "run.finished":
-        if status in FAILED:
-            return "failed"
-        if status == "succeeded" and event.data.get("recovered"):
-            return "recovered"
-    elif event.type == "run.lost":
-        return "lost"
-    elif event.type == "run.skipped":
-        reason = event.data.get("reason") or ""
-        if reason.startswith(("missed", "deadline")):
-            return "missed"
-    elif event.type == "job.blocked":
-        return "blocked"
-    return None
-
-
-def ping_suffix(event: Event) -> str | None:
-    """healthchecks.io convention: ``/start``, success on the bare URL, ``/fail``."""
-    status = event.data.get("status")
-    if event.type == "run.started":
-        return "/start"
-    if event.type == "run.finished" and status == "succeeded":
-        return ""
-    if event.type == "run.lost" or (event.type == "run.finished" and status in FAILED):
-        return "/fail"
-    return None
-
 
 # -- where a job may send data ----------------------------------------------------------
 
@@ -157,151 +134,392 @@ def _public_opener() -> urllib.request.OpenerDirector:
                                        _PublicHTTPSHandler)
 
 
-class Notifier:
-    def __init__(self, store, default_url: str | None = None, *, attempts: int = 3,
-                 backoff: float = 1.0, timeout: float = 5.0,
-                 allow_private_urls: bool | None = None):
+#: seconds a sender holds the deliveries it took; another takes them after
+LEASE = 60.0
+#: rows a worker takes at a time from its destination
+BATCH = 10
+#: workers at once (one per destination with something due)
+MAX_WORKERS = 16
+#: the bytes of a run's output read for a message's last lines
+TAIL_READ = 16384
+#: the kinds whose message quotes the run's output
+WITH_OUTPUT = ("failure", "lost", "alert", "late")
+
+
+def _env_list(name: str) -> list[str]:
+    return [u for u in os.environ.get(name, "").split() if u]
+
+
+class Planner:
+    """Which deliveries an event makes, and their messages (see the module docstring).
+
+    *defaults*: Apprise URLs every job's notifications also go to, of the kinds
+    *default_on* (``notifications.DEFAULT_ON``); *default_url*: the operator's legacy
+    JSON webhook; *public_url*: the JupyterLab base URL messages link runs from."""
+
+    def __init__(self, store, *, defaults: list[str] | None = None,
+                 default_on: list[str] | None = None, default_url: str | None = None,
+                 public_url: str | None = None):
         self.store = store
-        self.default_url = default_url or os.environ.get("HERMES_CRON_NOTIFY_URL") or None
+        self.defaults = list(defaults or [])
+        self.default_on = list(default_on) if default_on is not None else None
+        self.default_url = default_url
+        self.public_url = public_url
+
+    def plan(self, events: list[Event]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        jobs: dict[str | None, Any] = {}
+        tails: dict[str, str] = {}
+        for event in events:
+            kind = notes.classify(event.type, event.data)
+            suffix = notes.ping_suffix(event.type, event.data)
+            if kind is None and suffix is None:
+                continue
+            if event.job_id not in jobs:
+                try:
+                    jobs[event.job_id] = (self.store.get_job(event.job_id)
+                                          if event.job_id else None)
+                except NotFound:
+                    jobs[event.job_id] = None
+            job = jobs[event.job_id]
+            policy = job.policy if job else None
+            name = job.name if job else event.data.get("job")
+            common = {"event_seq": event.seq, "kind": kind, "job_id": event.job_id,
+                      "job_name": name, "run_id": event.run_id}
+            if kind is not None:
+                dedupe = (f"{kind}:{event.run_id}" if event.run_id and kind != "late"
+                          else f"late:{event.job_id}:{event.data.get('scheduled_for')}"
+                          if kind == "late" else f"{kind}:e{event.seq}")
+                output = ""
+                if kind in WITH_OUTPUT and event.run_id:
+                    if event.run_id not in tails:
+                        tails[event.run_id] = self._tail(event.run_id)
+                    output = tails[event.run_id]
+                data = dict(event.data)
+                if kind == "recovered" and event.type == "run.finished":
+                    data.setdefault("reason", "succeeded after failing")
+                link = notes.run_link(self.public_url, event.run_id)
+                message: dict[str, Any] = dict(notes.compose(
+                    kind, job=name, run_id=event.run_id, data=data, output=output,
+                    link=link))
+                message["json"] = {  # the webhook's body (notify_url receivers read it)
+                    "event": notes.WEBHOOK_EVENT.get(kind, kind), "at": iso(event.at),
+                    "job_id": event.job_id, "job": name, "run_id": event.run_id,
+                    "status": event.data.get("status"),
+                    "exit_code": event.data.get("exit_code"),
+                    "reason": event.data.get("reason") or (job.state_reason if job else None),
+                    "scheduled_for": event.data.get("scheduled_for"),
+                    "alerts": event.data.get("alerts"), "link": link,
+                }
+                on = policy.notify_on if policy else None
+                targets: list[tuple[str, str, bool]] = []  # (channel, url, a job's own)
+                if notes.wants(on, kind):
+                    targets += [("apprise", u, True) for u in (policy.notify if policy else [])]
+                    if policy and policy.notify_url:
+                        targets.append(("webhook", policy.notify_url, True))
+                if notes.wants(self.default_on, kind):
+                    targets += [("apprise", u, False) for u in self.defaults]
+                    if self.default_url:
+                        targets.append(("webhook", self.default_url, False))
+                seen: set[tuple[str, str]] = set()
+                for channel, url, own in targets:
+                    if (channel, url) in seen:
+                        continue
+                    seen.add((channel, url))
+                    out.append({**common, "dedupe": dedupe, "channel": channel,
+                                "queue": url, "destination": url,
+                                "shown": notes.mask_url(url),
+                                "message": {**message, "guard": own}})
+            if suffix is not None and policy and policy.ping_url:
+                base = policy.ping_url.rstrip("/")
+                out.append({**common, "kind": kind or ("started" if suffix == "/start"
+                                                       else "succeeded" if not suffix
+                                                       else "failure"),
+                            "dedupe": f"ping{suffix}:{event.run_id or event.seq}",
+                            "channel": "ping", "queue": base, "destination": base + suffix,
+                            "shown": notes.mask_url(base + suffix),
+                            "message": {"title": "ping", "guard": True}})
+        return out
+
+    def _tail(self, run_id: str) -> str:
+        try:
+            size = self.store.output_size(run_id)
+            data = self.store.read_output(run_id, max(0, size - TAIL_READ))
+        except Exception:  # output gone (gc) or unreadable: the message says the rest
+            return ""
+        return notes.tail(data.decode("utf-8", errors="replace"))
+
+
+def apprise_host(url: str) -> tuple[Any, str | None]:
+    """Apprise's plugin for *url* (None: a URL Apprise does not know) and the host it
+    connects to when that is one the URL names (``json://host``, ``mailto://...@host``);
+    None for services at their vendor's fixed address (``slack://``, ``tgram://``)."""
+    import apprise  # slow to import (0.2 s): only where notifications are checked or sent
+
+    with apprise.LogCapture(level=logging.ERROR):
+        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    if plugin is None:
+        return None, None
+    host = getattr(plugin, "host", None)
+    if not isinstance(host, str) or not re.match(
+            r"^(localhost|[0-9a-fA-F:.]+|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$", host):
+        return plugin, None
+    return plugin, host
+
+
+def check_destination(url: str, field: str = "notify", *, allow_private: bool = False,
+                      resolve: bool = True) -> None:
+    """Refuse (:class:`InvalidInput` naming *field*, the URL masked) a destination Apprise
+    does not know, or (unless *allow_private*) one whose host is or resolves to a
+    loopback, private or link-local address."""
+    plugin, host = apprise_host(url)
+    shown = notes.mask_url(url)
+    if plugin is None:
+        raise InvalidInput(f"{field}: {shown} is not a notification URL Apprise knows "
+                           f"(e.g. mailto://user:pass@host, slack://..., json://host/path; "
+                           f"https://github.com/caronc/apprise/wiki)", field=field)
+    if host is None or allow_private:
+        return
+    port = getattr(plugin, "port", None)
+    try:
+        check_url(f"http://{host if ':' not in host else f'[{host}]'}"
+                  f"{f':{port}' if port else ''}/", field, resolve=resolve)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message.replace(f"{field}: ", f"{field}: {shown}: ", 1),
+                           field=field) from None
+
+
+class Notifier:
+    """Plans deliveries from events (:meth:`pump`) and sends what is due, a worker per
+    destination (see the module docstring). Thread-safe; a ticker owns one."""
+
+    def __init__(self, store, default_url: str | None = None, *,
+                 defaults: list[str] | None = None, default_on: list[str] | None = None,
+                 public_url: str | None = None, timeout: float = 5.0,
+                 allow_private_urls: bool | None = None, lease: float = LEASE,
+                 clock=time.time):
+        self.store = store
+        default_url = default_url or os.environ.get("HERMES_CRON_NOTIFY_URL") or None
         if allow_private_urls is None:  # a daemon's setting (the server sets it itself)
             allow_private_urls = os.environ.get("HERMES_CRON_ALLOW_PRIVATE_URLS",
                                                 "1") not in ("0", "false", "no", "")
         #: whether jobs' own URLs may reach non-public addresses
         self.allow_private_urls = allow_private_urls
+        if default_on is None and os.environ.get("HERMES_CRON_NOTIFY_ON"):
+            default_on = notes.parse_on(os.environ["HERMES_CRON_NOTIFY_ON"],
+                                        "HERMES_CRON_NOTIFY_ON")
+        self.planner = Planner(
+            store, defaults=defaults if defaults is not None else _env_list(
+                "HERMES_CRON_NOTIFY"), default_on=default_on, default_url=default_url,
+            public_url=public_url or os.environ.get("HERMES_CRON_PUBLIC_URL") or None)
         self._public = _public_opener()
-        self.attempts = attempts
-        self.backoff = backoff
         self.timeout = timeout
-        #: destination -> messages waiting; a thread drains each while it has some
-        self._queues: dict[str, collections.deque] = {}
-        self._threads: set[threading.Thread] = set()
+        self.lease = lease
+        self.clock = clock
+        #: who holds a lease: this process (a dead one's leases are taken back early)
+        self.owner = f"{hostname()}/{os.getpid()}/{proc_start_time(os.getpid()) or 0}"
+        self._workers: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._closed = False
+        self._loop: threading.Thread | None = None
+        self._next_reap = 0.0
         self.sent = 0
         self.failed = 0
 
-    def messages(self, events: list[Event]) -> list[tuple[str, dict | None, bool]]:
-        """``(url, json body or None for a bare ping, whether the URL is a job's own)``
-        for each notification due."""
-        out: list[tuple[str, dict | None, bool]] = []
-        jobs: dict = {}
-        for event in events:
-            kind, suffix = classify(event), ping_suffix(event)
-            if kind is None and suffix is None:
-                continue
-            if event.job_id not in jobs:
-                try:
-                    jobs[event.job_id] = self.store.get_job(event.job_id) if event.job_id else None
-                except NotFound:
-                    jobs[event.job_id] = None
-            job = jobs[event.job_id]
-            policy = job.policy if job else None
-            if kind is not None:
-                body = {
-                    "event": kind, "at": iso(event.at), "job_id": event.job_id,
-                    "job": job.name if job else None, "run_id": event.run_id,
-                    "status": event.data.get("status"), "exit_code": event.data.get("exit_code"),
-                    "reason": event.data.get("reason") or (job.state_reason if job else None),
-                    "scheduled_for": event.data.get("scheduled_for"),
-                }
-                if self.default_url:
-                    out.append((self.default_url, body, False))
-                own = policy.notify_url if policy else None
-                if own and own != self.default_url:
-                    out.append((own, body, True))
-            if suffix is not None and policy and policy.ping_url:
-                out.append((policy.ping_url.rstrip("/") + suffix, None, True))
-        return out
+    @property
+    def default_url(self) -> str | None:
+        """The operator's JSON webhook (``c.HermesCron.notify_url``)."""
+        return self.planner.default_url
 
+    @default_url.setter
+    def default_url(self, url: str | None) -> None:
+        self.planner.default_url = url
+
+    # -- planning (the ticker's pass) --------------------------------------------------
     def pump(self) -> int:
-        """Claim new events and queue their notifications; returns how many were queued."""
-        events = self.store.claim_events("notify")
-        messages = self.messages(events) if events else []
-        for url, body, job_url in messages:
-            self.submit(url, body, job_url)
-        return len(messages)
+        """Plan deliveries of new events (on the caller's store thread) and wake the
+        sender; returns how many were written."""
+        written = self.store.plan_deliveries(self.planner.plan)
+        self.start()
+        if written:
+            self._wake.set()
+        return written
 
-    def submit(self, url: str, body: dict | None, job_url: bool = False) -> None:
-        """Queue one delivery behind the others to the same destination (a ping's
-        ``/start`` and ``/fail`` count as its URL: they stay in order)."""
-        key = url.removesuffix("/start").removesuffix("/fail")
+    def start(self) -> None:
+        """Start the sender thread (once)."""
         with self._lock:
-            if self._closed:
+            if self._loop is not None or self._closed:
                 return
-            queue = self._queues.get(key)
-            fresh = queue is None
-            if queue is None:
-                queue = self._queues[key] = collections.deque()
-            queue.append((url, body, job_url))
-            if fresh:
-                thread = threading.Thread(target=self._drain, args=(key,), daemon=True,
+            self._loop = threading.Thread(target=self._run, daemon=True,
                                           name="hermes-notify")
-                self._threads.add(thread)
-        if fresh:
-            thread.start()
+        self._loop.start()
 
-    def _drain(self, key: str) -> None:
+    # -- sending ---------------------------------------------------------------------
+    def _run(self) -> None:
+        """Start a worker for each destination with deliveries due; wake on new ones,
+        and at least every second for retries and other processes' deliveries."""
+        while not self._closed:
+            try:
+                self._reap()
+                now = self.clock()
+                for queue in self.store.due_queues(now):
+                    with self._lock:
+                        if (self._closed or queue in self._workers
+                                or len(self._workers) >= MAX_WORKERS):
+                            continue
+                        worker = self._workers[queue] = threading.Thread(
+                            target=self._work, args=(queue,), daemon=True,
+                            name="hermes-notify-worker")
+                    worker.start()
+            except Exception as exc:  # the store is away: try again in a second
+                log.warning("hermes-cron: notifications: %s", exc)
+            self._wake.wait(1.0)
+            self._wake.clear()
+
+    def _reap(self) -> None:
+        """Take back, every 10 s, leases held by dead processes of this host (a
+        ticker killed mid-send): their deliveries are due again now, not in a minute."""
+        now = self.clock()
+        if now < self._next_reap:
+            return
+        self._next_reap = now + 10.0
+        host = hostname()
+        for owner in self.store.lease_owners():
+            h, _, rest = owner.partition("/")
+            pid, _, start = rest.partition("/")
+            if h == host and owner != self.owner and pid.isdigit() and not process_alive(
+                    int(pid), int(start) if start.isdigit() and start != "0" else None):
+                self.store.expire_leases(owner)
+
+    def _work(self, queue: str) -> None:
+        """Send one destination's due deliveries in order, then stop."""
         try:
-            while True:
-                with self._lock:
-                    queue = self._queues[key]
-                    if not queue:
-                        del self._queues[key]
-                        return
-                    url, body, job_url = queue[0]
-                self._deliver(url, body, job_url)
-                with self._lock:
-                    queue.popleft()
+            while not self._closed:
+                now = self.clock()
+                batch = self.store.claim_deliveries(queue, self.owner, now, self.lease, BATCH)
+                if not batch:
+                    return
+                for i, row in enumerate(batch):
+                    if self._closed or self.clock() > now + self.lease - 2 * self.timeout - 5:
+                        self.store.release_deliveries(self.owner, [r["id"] for r in batch[i:]])
+                        break
+                    ok, error, final = self._send(row)
+                    status = self.store.delivery_done(row["id"], self.owner, self.clock(),
+                                                      ok=ok, error=error, final=final)
+                    if ok:
+                        self.sent += 1
+                    else:
+                        log.warning("hermes-cron: notification %s to %s %s: %s", row["kind"],
+                                    notes.mask_url(row["destination"]),
+                                    "given up" if status == "failed" else "failed, will retry",
+                                    error)
+                        if status == "failed":
+                            self.failed += 1
+                        return  # the rest of this destination waits for the retry
+        except Exception as exc:
+            log.warning("hermes-cron: notifications to %s: %s", notes.mask_url(queue), exc)
         finally:
             with self._lock:
-                self._threads.discard(threading.current_thread())
+                self._workers.pop(queue, None)
+            self._wake.set()
+
+    def _send(self, row: dict[str, Any]) -> tuple[bool, str | None, bool]:
+        """One try: (sent, error, whether no retry can help)."""
+        message, url = row["message"], row["destination"]
+        guarded = bool(message.get("guard")) and not self.allow_private_urls
+        if row["channel"] == "apprise":
+            return self._apprise(url, message, guarded)
+        body = message.get("json") if row["channel"] == "webhook" else None
+        try:
+            return self._deliver(url, body, job_url=bool(message.get("guard"))), None, False
+        except Refused as exc:
+            return False, str(exc), True
+        except Exception as exc:
+            return False, str(getattr(exc, "reason", exc)), False
+
+    def _apprise(self, url: str, message: dict[str, Any],
+                 guarded: bool) -> tuple[bool, str | None, bool]:
+        import apprise
+
+        if guarded:
+            try:
+                check_destination(url, allow_private=False)
+            except InvalidInput as exc:
+                return False, exc.message, True
+        with apprise.LogCapture(level=logging.WARNING) as logs:
+            ap = apprise.Apprise()
+            if not ap.add(url):
+                return False, "Apprise does not know this URL", True
+            ok = ap.notify(title=message.get("title") or "hermes-cron",
+                           body=message.get("body") or "",
+                           notify_type=message.get("type") or "info")
+        if ok:
+            return True, None, False
+        said = [line.strip() for line in logs.getvalue().splitlines() if line.strip()]
+        return False, (said[-1] if said else "the service refused it")[:500], False
 
     def _deliver(self, url: str, body: dict | None, job_url: bool = False) -> bool:
+        """One POST (a JSON *body*) or GET (a ping): True when answered below 400.
+        *job_url*: a job's own URL, sent only to public addresses unless allowed (checked
+        on the name and again on the connected peer). Raises :class:`Refused` on a
+        refused address, ``OSError`` on any other failure."""
         data = json.dumps(body).encode() if body is not None else None
-        guarded = job_url and not self.allow_private_urls
-        if guarded:
+        job_url = job_url and not self.allow_private_urls
+        if job_url:
             try:  # the literal or resolved host, then the connected peer (DNS can change)
                 check_url(url, "notify_url" if body is not None else "ping_url")
             except InvalidInput as exc:
-                log.warning("hermes-cron: notification to %s not sent: %s", url, exc.message)
-                self.failed += 1
-                return False
-        urlopen = self._public.open if guarded else urllib.request.urlopen
-        for attempt in range(1, self.attempts + 1):
-            req = urllib.request.Request(
-                url, data=data, method="POST" if data is not None else "GET",
-                headers={"Content-Type": "application/json",
-                         "User-Agent": "hermes-cron-ext"})
-            try:
-                with urlopen(req, timeout=self.timeout) as resp:
-                    if resp.status < 400:
-                        self.sent += 1
-                        return True
-            except Exception as exc:  # any network error: log, retry, never raise
-                refused = getattr(exc, "reason", exc)  # urllib wraps it in a URLError
-                if isinstance(refused, PrivateAddress):
-                    log.warning("hermes-cron: notification to %s not sent: %s", url, refused)
-                    self.failed += 1
-                    return False
-                log.warning("hermes-cron: notification to %s failed (attempt %d/%d): %s",
-                            url, attempt, self.attempts, exc)
-            time.sleep(self.backoff * 2 ** (attempt - 1))
-        self.failed += 1
-        return False
+                raise Refused(exc.message) from None
+        urlopen = self._public.open if job_url else urllib.request.urlopen
+        req = urllib.request.Request(
+            url, data=data, method="POST" if data is not None else "GET",
+            headers={"Content-Type": "application/json", "User-Agent": "hermes-cron-ext"})
+        try:
+            with urlopen(req, timeout=self.timeout) as resp:
+                if resp.status < 400:
+                    return True
+                raise OSError(f"HTTP {resp.status}")
+        except urllib.error.HTTPError as exc:
+            raise OSError(f"HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, PrivateAddress):
+                raise Refused(str(exc.reason)) from None
+            raise
 
     def close(self, wait: bool | float = False) -> int:
-        """Take no more; *wait*: until what is queued has been tried (seconds at most,
-        when a number). Returns how many messages were left untried."""
-        with self._lock:
-            self._closed = True
-            threads = list(self._threads)
+        """Stop taking deliveries; *wait*: first send what is due (seconds at most, when
+        a number; ``hermes-cron tick`` does). What is left stays in the outbox for the
+        next ticker. Returns how many deliveries were due and not sent."""
         if wait:
             deadline = None if wait is True else time.monotonic() + float(wait)
-            for thread in threads:
-                thread.join(None if deadline is None else max(0.0, deadline -
-                                                              time.monotonic()))
+            self.start()
+            self._wake.set()
+            while deadline is None or time.monotonic() < deadline:
+                with self._lock:
+                    busy = bool(self._workers)
+                if not busy and not self.store.due_queues(self.clock()):
+                    break
+                time.sleep(0.05)
         with self._lock:
-            left = sum(len(q) for q in self._queues.values())
+            self._closed = True
+            workers = list(self._workers.values())
+        self._wake.set()
+        for worker in workers:
+            worker.join(0.5 if wait else 0.1)
+        try:  # what this process holds and did not try is due again for another
+            self.store.expire_leases(self.owner)
+        except Exception:
+            pass
+        try:
+            left = len(self.store.due_queues(self.clock()))
+        except Exception:
+            left = 0
         if left:
-            log.warning("hermes-cron: %d notification(s) not sent before stopping", left)
+            log.info("hermes-cron: %d destination(s) have notifications waiting in the "
+                     "outbox for the next ticker", left)
         return left
+
+
+class Refused(Exception):
+    """A delivery no retry helps (a refused address)."""

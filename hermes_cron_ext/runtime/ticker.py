@@ -171,7 +171,9 @@ class Ticker:
                  kind: str = "daemon", lead: float = 2.0, poll: float = 1.0,
                  reconcile_every: float = HEARTBEAT_INTERVAL, gc_every: float = 3600.0,
                  notify_url: str | None = None, clock=time.time,
-                 broker: EventBroker | None = None, run_as: Sequence[str] = ()):
+                 broker: EventBroker | None = None, run_as: Sequence[str] = (),
+                 notify: list[str] | None = None, notify_on: list[str] | None = None,
+                 public_url: str | None = None):
         self.store = store
         #: wakes this ticker when another process (or this server's API) changes a job
         self.broker = broker or broker_for(store.sync)
@@ -189,7 +191,12 @@ class Ticker:
         self.reconcile_every = reconcile_every
         self.gc_every = gc_every
         self.clock = clock
-        self.notifier = Notifier(store.sync, notify_url)
+        #: plans and sends notifications (the operator's defaults: *notify* Apprise URLs
+        #: for the kinds *notify_on*, the *notify_url* webhook; *public_url* for links)
+        self.notifier = Notifier(store.sync, notify_url, defaults=notify,
+                                 default_on=notify_on, public_url=public_url)
+        #: when the late watch is next looked at (``Store.check_late``)
+        self._next_late = 0.0
         self.host = hostname()
         #: this ticker's row in the tickers table, from :meth:`register` to :meth:`stop`
         self.info: TickerRow | None = None
@@ -303,8 +310,8 @@ class Ticker:
                 pass
             self._task = None
         await self.close_executors()
-        # what was claimed is sent before this process goes (a few seconds at most, off
-        # the loop): the next ticker would not send it again
+        # what is due is sent before this process goes (a few seconds at most, off the
+        # loop); the rest waits in the outbox for the next ticker
         await asyncio.to_thread(self.notifier.close, NOTIFY_DRAIN)
         if self.info is not None:
             try:
@@ -493,6 +500,16 @@ class Ticker:
             if self._maybe_active and await self.reconcile():
                 lost = read = True  # a lost run's retry may be due; its events wait
             self._next_reconcile = now + self.reconcile_every
+        if read or now >= self._next_late:
+            # the late watch: due now, or the store changed (a job saved with late_after)
+            try:
+                if now >= self._next_late and await self.store.check_late(now):
+                    read = True  # its run.late events wait to be notified
+                due = await self.store.next_late_check()
+            except Exception as exc:
+                self._record_fault(exc)
+                due = now + TICKER_HEARTBEAT
+            self._next_late = due if due is not None else float("inf")
         if read:
             try:
                 await self.store.run(self.notifier.pump)
@@ -523,7 +540,7 @@ class Ticker:
         """Seconds until the next pass: the due slot (less the lead), the heartbeat, a
         reconcile while runs may be active, and at most ``idle_poll``."""
         now = self.clock()
-        until = [self._next_beat]
+        until = [self._next_beat, self._next_late]
         if self._maybe_active:
             until.append(self._next_reconcile)
         if due is not None:

@@ -57,6 +57,20 @@ class HermesCron(ExtensionApp):
         "", config=True,
         help="Webhook (JSON POST) for every job's failed, lost, missed, blocked and recovered "
              "runs, besides each job's own notify_url. Default: $HERMES_CRON_NOTIFY_URL.")
+    notify = List(
+        Unicode(), config=True,
+        help="Apprise URLs (mailto://, slack://, ntfy://, json://, ...) every job's "
+             "notifications go to, besides each job's own 'notify'. Default: "
+             "$HERMES_CRON_NOTIFY (URLs separated by spaces).")
+    notify_on = List(
+        Unicode(), default_value=None, allow_none=True, config=True,
+        help="The events the default destinations get (failure, lost, blocked, missed, "
+             "late, alert, recovered, succeeded, started). Default: $HERMES_CRON_NOTIFY_ON, "
+             "else all but succeeded and started.")
+    public_url = Unicode(
+        "", config=True,
+        help="The JupyterLab URL notifications link runs from (https://host/user/NAME/). "
+             "Default: $HERMES_CRON_PUBLIC_URL, else this server's own URL.")
     allow_private_urls = Bool(
         False, config=True,
         help="Let jobs' own notify_url and ping_url reach hosts on loopback, private, "
@@ -108,7 +122,10 @@ class HermesCron(ExtensionApp):
                 self.db or None, kind="server", tick=self.ticker, executor=self.executor,
                 executors=list(self.executors), lead=self.lead, poll=self.poll,
                 notify_url=self.notify_url or None, allow_private_urls=self.allow_private_urls,
-                default_tz=self.timezone or None, run_as=list(self.run_as))
+                default_tz=self.timezone or None, run_as=list(self.run_as),
+                notify=list(self.notify) or None, notify_on=self._notify_on(),
+                public_url=self.public_url or os.environ.get("HERMES_CRON_PUBLIC_URL")
+                or self._own_url())
         except HermesCronError as exc:  # corrupt file, unreachable server: say so, loudly
             self.unavailable = exc.message
             self.log.error("hermes-cron: the scheduler is off: %s", exc.message)
@@ -118,6 +135,20 @@ class HermesCron(ExtensionApp):
         self.settings["hermes_cron"] = self.service
         self.log.info("hermes-cron %s: store %s, in-server ticker %s", __version__,
                       self.host.display_url, "on" if self.ticker else "off")
+
+    def _notify_on(self) -> list[str] | None:
+        if self.notify_on is None:
+            return None
+        from hermes_cron_ext.domain.notifications import parse_on
+
+        return parse_on(list(self.notify_on), "c.HermesCron.notify_on")
+
+    def _own_url(self) -> str | None:
+        """This server's URL without its token (links in notifications)."""
+        try:
+            return str(self.serverapp.connection_url).split("?", 1)[0]  # type: ignore[union-attr]
+        except Exception:
+            return None
 
     def initialize_handlers(self) -> None:
         if self.forward_to:

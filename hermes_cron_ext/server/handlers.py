@@ -287,6 +287,18 @@ class JobMetricsHandler(CronAPIHandler):
             cursor=self.str_arg("cursor", 2000)))
 
 
+class NotificationsHandler(CronAPIHandler):
+    """The notification outbox: deliveries with their attempts and errors, newest first
+    (``Operations.notifications``); ``?job=`` one job's, ``?status=`` one status."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.notifications(
+            self.str_arg("job", 200), status=self.str_arg("status"),
+            limit=self.int_arg("limit", 50, 1, 500), cursor=self.str_arg("cursor", 40)))
+
+
 class JobRunsHandler(CronAPIHandler):
     @web.authenticated
     @authorized
@@ -600,6 +612,7 @@ def routes() -> list[tuple]:
         (rf"{base}/runs/{ID}/stream", RunStreamHandler),
         (rf"{base}/runs/{ID}/artifact", RunArtifactHandler),
         (rf"{base}/events", EventsHandler),
+        (rf"{base}/notifications", NotificationsHandler),
         (rf"{base}/stats", StatsHandler),
         (rf"{base}/preview", PreviewHandler),
         (rf"{base}/openapi.json", OpenAPIHandler),

@@ -59,6 +59,8 @@ from hermes_cron_ext.ops.local import (
     METRIC_POINT_JSON,
     METRIC_SERIES_JSON,
     METRICS_JSON,
+    NOTIFICATION_JSON,
+    NOTIFICATIONS_JSON,
     STATUS_JSON,
 )
 
@@ -123,6 +125,11 @@ def schemas() -> dict[str, dict]:
                                                     "their summary (METRIC_SERIES_JSON)"),
         "Metrics": _closed(METRICS_JSON, "the metrics of a job's runs (Operations.metrics, "
                                          "ops/local.py METRICS_JSON)"),
+        "Notification": _closed(NOTIFICATION_JSON, "one delivery of the notification "
+                                                   "outbox (ops/local.py NOTIFICATION_JSON)"),
+        "Notifications": {**_closed(NOTIFICATIONS_JSON, "the outbox, newest first "
+                                                        "(Operations.notifications)"),
+                          "required": ["notifications", "cursor"]},
     }
 
 

@@ -183,6 +183,11 @@ class CronService:
         return await self._ops(self.ops.metrics, ref, metric=metric, limit=limit,
                                cursor=cursor)
 
+    async def notifications(self, ref: str | None, *, status: str | None, limit: int,
+                            cursor: str | None) -> dict:
+        return await self._ops(self.ops.notifications, ref, status=status, limit=limit,
+                               cursor=cursor)
+
     async def job_parameters(self, ref: str) -> dict:
         return {"parameters": await self._ops(self.ops.job_parameters, ref)}
 

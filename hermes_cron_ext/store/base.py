@@ -53,7 +53,8 @@ Adding a backend: docs/ARCHITECTURE.md, "Adding a store backend".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.metrics import Metric
@@ -553,8 +554,71 @@ class EventLog(ABC):
         """The newest event's seq (0 when none)."""
 
 
+class Outbox(ABC):
+    """Notifications on their way out, and the watch for late slots (``outbox.py``).
+
+    Deliveries are planned from the event log in the transaction that takes the events
+    (each once, with any number of tickers), leased to one sender at a time per
+    destination, and retried with backoff for a day. Late slots are found by whichever
+    ticker looks first, each raised once (``run.late``)."""
+
+    @abstractmethod
+    def plan_deliveries(self, planner: Callable[[list[Event]], list[dict[str, Any]]],
+                        consumer: str = "notify", limit: int = 500) -> int:
+        """Write the deliveries *planner* makes of the consumer's next events, in the
+        transaction that moves its cursor. Returns how many were written."""
+
+    @abstractmethod
+    def due_queues(self, now: float, limit: int = 200) -> list[str]:
+        """Destinations with a delivery due and not leased."""
+
+    @abstractmethod
+    def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due."""
+
+    @abstractmethod
+    def claim_deliveries(self, queue: str, owner: str, now: float, lease: float,
+                         limit: int = 20) -> list[dict[str, Any]]:
+        """Lease one destination's due deliveries to *owner*, oldest first."""
+
+    @abstractmethod
+    def delivery_done(self, delivery_id: int, owner: str, now: float, *, ok: bool,
+                      error: str | None = None, final: bool = False) -> str | None:
+        """Record a try by the lease holder: the new status (None: not its lease)."""
+
+    @abstractmethod
+    def release_deliveries(self, owner: str, ids: list[int]) -> None:
+        """Give back leased deliveries not tried."""
+
+    @abstractmethod
+    def lease_owners(self) -> list[str]:
+        """The senders holding leases now."""
+
+    @abstractmethod
+    def expire_leases(self, owner: str) -> int:
+        """End a (dead) sender's leases."""
+
+    @abstractmethod
+    def list_deliveries(self, *, job_ids: list[str] | None = None, status: str | None = None,
+                        limit: int = 50, cursor: int | None = None,
+                        now: float | None = None) -> Page[dict[str, Any]]:
+        """Deliveries newest first, of *job_ids* when given."""
+
+    @abstractmethod
+    def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries there are per status."""
+
+    @abstractmethod
+    def next_late_check(self) -> float | None:
+        """When the earliest watched slot becomes late."""
+
+    @abstractmethod
+    def check_late(self, now: float) -> int:
+        """Raise ``run.late`` for watched slots due by *now* with no successful run."""
+
+
 class Store(JobStore, RunLedger, RunMetrics, Backfills, OutputStore, TickerRegistry,
-            EventLog):
+            EventLog, Outbox):
     """Durable state shared by every ticker, supervisor and viewer on one store: every
     interface above, on one database."""
 
@@ -578,4 +642,4 @@ class Store(JobStore, RunLedger, RunMetrics, Backfills, OutputStore, TickerRegis
 
 #: The interfaces ``Store`` combines, in the order the docs list them.
 INTERFACES: tuple[type[ABC], ...] = (JobStore, RunLedger, RunMetrics, Backfills,
-                                     OutputStore, TickerRegistry, EventLog)
+                                     OutputStore, TickerRegistry, EventLog, Outbox)

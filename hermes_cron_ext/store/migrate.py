@@ -25,7 +25,7 @@ from hermes_cron_ext.store.sql import SQLStore
 
 #: copied in this order; tickers are not copied
 COPIED = ("jobs", "runs", "events", "meta", "backfills", "job_after", "job_shares",
-          "run_metrics")
+          "run_metrics", "deliveries", "late_watch")
 
 
 def _count(store: SQLStore, table: str) -> int:

@@ -358,9 +358,11 @@ class PostgresStore(SQLStore):
             yield db
 
     def after_import(self, db) -> None:
-        """Copied events kept their ``seq``: new ones continue after the highest."""
+        """Copied events and deliveries kept their numbers: new ones continue after."""
         db.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), "
                    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events), false)")
+        db.execute("SELECT setval(pg_get_serial_sequence('deliveries', 'id'), "
+                   "(SELECT COALESCE(MAX(id), 0) + 1 FROM deliveries), false)")
 
     def close(self) -> None:
         self._listen_stop.set()

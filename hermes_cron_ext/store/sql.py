@@ -59,8 +59,9 @@ from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F40
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.store.base import Store
+from hermes_cron_ext.store.outbox import MIGRATION_12, OutboxSQL
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 #: the jobs table's columns at schema version 6 (copied as they are by migrations 7 and 9)
 _JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
                 "enabled, next_run_at, last_run, consecutive_failures, running_count, "
@@ -255,6 +256,8 @@ MIGRATIONS: dict[int, list[str]] = {
                ("output_bytes", "output_bytes", "B", "")))],
     # alert rules: the rules of its job that fired when a run ended (JSON, NULL: none)
     11: ["ALTER TABLE runs ADD COLUMN alerts TEXT"],
+    # notifications: the outbox of deliveries and the late-slot watch (store/outbox.py)
+    12: MIGRATION_12,
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -271,7 +274,7 @@ LIST_COLUMNS = ", ".join(RUN_FIELDS)
 RUN_COLUMNS = LIST_COLUMNS + ", spec"
 #: the tables a store holds, in the order a copy inserts them (``migrate.py``)
 TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills", "job_after",
-          "job_shares", "run_metrics")
+          "job_shares", "run_metrics", "deliveries", "late_watch")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
 #: the built-ins the runtime measures (its process tree) and hands over with the final
 #: status (``finish_run(metrics=...)``): accepted there only, never by ``record_metrics``
@@ -383,7 +386,7 @@ def _row_event(r) -> Event:
     return Event(r["seq"], r["at"], r["type"], r["job_id"], r["run_id"], json.loads(r["data"]))
 
 
-class SQLStore(Store):
+class SQLStore(OutboxSQL, Store):
     """Jobs, runs, events and tickers in SQL; subclasses supply the connection and output."""
 
     #: appended to a SELECT that decides inside a write transaction
@@ -567,6 +570,7 @@ class SQLStore(Store):
             )
             self._set_after(db, job_id, fields.get("after"))
             self._set_shares(db, job_id, fields.get("shares"))
+            self._watch_late(db, job_id, fields["policy"].late_after, _next(schedule, now))
             self._event(db, "job.created", job_id, at=now, name=fields["name"])
             return self._named(db, [_row_job(self._job_row(db, job_id))])[0], True
 
@@ -674,6 +678,10 @@ class SQLStore(Store):
             )
             self._set_after(db, job_id, fields.get("after"))
             self._set_shares(db, job_id, fields.get("shares"))
+            late_after = fields["policy"].late_after
+            self._watch_late(db, job_id, late_after, _next(schedule, now),
+                             keep=not timing_changed and late_after == json.loads(
+                                 row["policy"]).get("late_after"))
             self._event(db, "job.updated", job_id, at=now, name=fields["name"])
             if (fields.get("shares") or {}) != (json.loads(row["payload"]).get("shares") or {}):
                 # other users' jobs that run after it and read it through a share it lost
@@ -741,6 +749,7 @@ class SQLStore(Store):
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
             db.execute("DELETE FROM job_shares WHERE job_id = ?", (job.id,))
+            db.execute("DELETE FROM late_watch WHERE job_id = ?", (job.id,))
             # whose it was and who shared it: a feed resumed later tells exactly those
             # who could read it (the job is gone, so its event is all there is to ask)
             self._event(db, "job.deleted", job.id, name=job.name, owner=job.owner,
@@ -1631,6 +1640,9 @@ class SQLStore(Store):
                 db.execute(f"DELETE FROM run_metrics WHERE run_id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM events WHERE run_id IN ({marks})", chunk)
             ev = db.execute("DELETE FROM events WHERE at < ?", (now - max_age,)).rowcount
+            # deliveries tried to the end, as old as the events they told of
+            db.execute("DELETE FROM deliveries WHERE status <> 'pending' AND created_at < ?",
+                       (now - max_age,))
         self._forget_output(doomed)
         return {"runs_deleted": len(doomed), "events_deleted": ev}
 

@@ -92,19 +92,20 @@ def test_delivery_checks_the_address_it_connects_to():
     import urllib.error
     import urllib.request
 
-    from hermes_cron_ext.runtime.notify import Notifier, PrivateAddress
+    from hermes_cron_ext.runtime.notify import Notifier, PrivateAddress, Refused
     from tests.runtime.test_policies import Receiver
 
     receiver = Receiver()
     try:
-        notifier = Notifier(None, allow_private_urls=False, attempts=1, backoff=0)
+        notifier = Notifier(None, allow_private_urls=False)
         with pytest.raises(urllib.error.URLError) as err:
             notifier._public.open(urllib.request.Request(f"{receiver.url}/x"), timeout=5)
         assert isinstance(err.value.reason, PrivateAddress)
-        assert notifier._deliver(f"{receiver.url}/x", {"a": 1}, job_url=True) is False
+        with pytest.raises(Refused, match="loopback, private or link-local"):
+            notifier._deliver(f"{receiver.url}/x", {"a": 1}, job_url=True)
         assert receiver.hits == []
         assert notifier._deliver(f"{receiver.url}/op", {"a": 1}, job_url=False) is True
-        allowed = Notifier(None, allow_private_urls=True, attempts=1, backoff=0)
+        allowed = Notifier(None, allow_private_urls=True)
         assert allowed._deliver(f"{receiver.url}/y", None, job_url=True) is True
         assert [p for m, p, b in receiver.hits] == ["/op", "/y"]
         notifier.close()

@@ -80,6 +80,7 @@ def test_a_version_6_postgres_store_takes_jobs_with_no_schedule(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:  # back to version 6's schema
+        _drop_v12(conn)
         _pg_back_to_v8(conn)
         conn.execute("ALTER TABLE jobs ALTER COLUMN schedule SET NOT NULL")
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
@@ -120,6 +121,7 @@ def test_a_version_7_postgres_store_keeps_jobs_saved_with_a_posix_or_right_zone(
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v12(conn)
         _pg_back_to_v8(conn)
         conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
         for row in (_job_row("j_1", "p", "posix/Europe/Berlin"),
@@ -162,6 +164,7 @@ def test_a_version_8_postgres_store_gives_its_jobs_to_the_stores_own_user(pg_url
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v12(conn)
         _pg_back_to_v8(conn)
         conn.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
         conn.execute(f"INSERT INTO jobs VALUES ({', '.join(['%s'] * len(JOB_V6))})", JOB_V6)
@@ -225,6 +228,7 @@ def test_a_version_9_postgres_store_gets_run_metrics(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v12(conn)
         conn.execute("ALTER TABLE runs DROP COLUMN alerts")
         conn.execute("DROP TABLE run_metrics")
         conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
@@ -273,10 +277,17 @@ def test_a_version_10_sqlite_store_gets_run_alerts(tmp_path):
 
 
 @pytest.mark.postgres
+def _drop_v12(conn) -> None:
+    """Back to before schema 12 (the outbox and the late watch)."""
+    conn.execute("DROP TABLE deliveries")
+    conn.execute("DROP TABLE late_watch")
+
+
 def test_a_version_10_postgres_store_gets_run_alerts(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v12(conn)
         conn.execute("ALTER TABLE runs DROP COLUMN alerts")
         conn.execute("UPDATE meta SET value = '10' WHERE key = 'schema_version'")
         row = (*JOB_V6, "")  # PostgreSQL added the owner last
