@@ -297,7 +297,7 @@ class Notifier:
                  defaults: list[str] | None = None, default_on: list[str] | None = None,
                  public_url: str | None = None, timeout: float = 5.0,
                  allow_private_urls: bool | None = None, lease: float = LEASE,
-                 clock=time.time):
+                 first_delay: float = notes.FIRST_DELAY, clock=time.time):
         self.store = store
         default_url = default_url or os.environ.get("HERMES_CRON_NOTIFY_URL") or None
         if allow_private_urls is None:  # a daemon's setting (the server sets it itself)
@@ -315,6 +315,8 @@ class Notifier:
         self._public = _public_opener()
         self.timeout = timeout
         self.lease = lease
+        #: the first retry's delay (doubled each time up to an hour)
+        self.first_delay = first_delay
         self.clock = clock
         #: who holds a lease: this process (a dead one's leases are taken back early)
         self.owner = f"{hostname()}/{os.getpid()}/{proc_start_time(os.getpid()) or 0}"
@@ -406,7 +408,8 @@ class Notifier:
                         break
                     ok, error, final = self._send(row)
                     status = self.store.delivery_done(row["id"], self.owner, self.clock(),
-                                                      ok=ok, error=error, final=final)
+                                                      ok=ok, error=error, final=final,
+                                                      first_delay=self.first_delay)
                     if ok:
                         self.sent += 1
                     else:

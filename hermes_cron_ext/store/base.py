@@ -59,6 +59,7 @@ from typing import Any
 from hermes_cron_ext.domain.access import Viewer
 from hermes_cron_ext.domain.metrics import Metric
 from hermes_cron_ext.domain.models import Event, Job, Page, Run, Ticker
+from hermes_cron_ext.domain.notifications import FIRST_DELAY
 from hermes_cron_ext.domain.policy import KEEP_FAILURES, KEEP_RUNS, MAX_AGE
 
 
@@ -583,7 +584,8 @@ class Outbox(ABC):
 
     @abstractmethod
     def delivery_done(self, delivery_id: int, owner: str, now: float, *, ok: bool,
-                      error: str | None = None, final: bool = False) -> str | None:
+                      error: str | None = None, final: bool = False,
+                      first_delay: float = FIRST_DELAY) -> str | None:
         """Record a try by the lease holder: the new status (None: not its lease)."""
 
     @abstractmethod

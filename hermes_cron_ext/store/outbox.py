@@ -33,6 +33,7 @@ from typing import Any
 
 from hermes_cron_ext.domain import notifications as notes
 from hermes_cron_ext.domain.models import Event, Page, iso
+from hermes_cron_ext.domain.notifications import FIRST_DELAY
 from hermes_cron_ext.domain.options import duration_words
 
 #: schema 12: the outbox and the late watch (see the module docstring)
@@ -188,10 +189,12 @@ class OutboxSQL:
                 for r in out]
 
     def delivery_done(self, delivery_id: int, owner: str, now: float, *, ok: bool,
-                      error: str | None = None, final: bool = False) -> str | None:
+                      error: str | None = None, final: bool = False,
+                      first_delay: float = FIRST_DELAY) -> str | None:
         """Record one attempt of *owner*'s leased delivery: ``sent``; or failed and
-        ``pending`` again after :func:`notifications.backoff`; or ``failed`` (given up a
-        day after it was made, or *final*: a refusal no retry changes). Returns the
+        ``pending`` again after :func:`notifications.backoff` (from *first_delay*); or
+        ``failed`` (given up a day after it was made, or *final*: a refusal no retry
+        changes). Returns the
         new status, None when the lease was no longer *owner*'s (nothing written)."""
         with self._write() as db:
             row = db.execute(
@@ -205,7 +208,7 @@ class OutboxSQL:
                            "last_error = NULL, lease_owner = NULL, lease_until = NULL "
                            "WHERE id = ?", (attempts, now, delivery_id))
                 return "sent"
-            delay = notes.backoff(attempts)
+            delay = notes.backoff(attempts, first_delay)
             status = ("failed" if final or now + delay > row[1] + notes.GIVE_UP_AFTER
                       else "pending")
             db.execute("UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, "
