@@ -34,6 +34,7 @@ from hermes_cron_ext.errors import HermesCronError
 
 __all__ = [
     "BACKFILL_COLUMNS", "IDLE_STATES", "RUN_COLUMNS", "after_text", "alert_badge",
+    "alert_badge_html",
     "backfill_done",
     "backfill_head", "backfill_line", "backfill_plan_text", "backfill_rows",
     "backfill_text", "card_state", "command_text", "describe_schedule", "end_text",
@@ -357,6 +358,24 @@ def alert_badge(run: dict) -> str:
     if not fired:
         return ""
     return f"ALERT {fired[0]['rule']}" + (f" +{len(fired) - 1}" if len(fired) > 1 else "")
+
+
+def alert_badge_html(run: dict) -> str:
+    """:func:`alert_badge` in HTML, for the widgets and ``%cron``'s tables: ``⚠ ALERT``
+    (``×N`` for several), each fired rule with what was seen as its tooltip
+    (``rows < 1000: rows = 5 < 1000``, one per line, as the side panel's); "" for a run
+    without."""
+    fired = run.get("alerts") or []
+    if not fired:
+        return ""
+    title = "\n".join(f"{a['rule']}: {a['message']}" if a.get("message") else a["rule"]
+                      for a in fired)
+    label = "\u26a0 ALERT" + (f" \u00d7{len(fired)}" if len(fired) > 1 else "")
+    return (f'<span class="hc-alert" data-role="alert-badge" title="{html.escape(title)}" '
+            'style="display:inline-block;margin-left:4px;padding:0 6px;border-radius:8px;'
+            "font-size:11px;font-weight:600;white-space:nowrap;cursor:help;"
+            "color:var(--jp-warn-color0,#e65100);background:var(--jp-warn-color3,#fff3e0);"
+            f'border:1px solid var(--jp-warn-color1,#ef6c00)">{label}</span>')
 
 
 def _reason_with_badge(run: dict) -> str:

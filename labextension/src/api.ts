@@ -143,6 +143,12 @@ export class CronAPI {
     return data as T;
   }
 
+  /** Who the scheduler takes the caller for (`GET /me`): name null in a user's own
+   * server, where every job is theirs. */
+  me(): Promise<{ name: string | null; groups: string[]; admin: boolean }> {
+    return this.request('GET', 'me');
+  }
+
   status(): Promise<IStatus> {
     return this.request('GET', 'status');
   }

@@ -240,6 +240,11 @@ export class JobForm extends Widget {
     const enabled = this._control(OPTION.enabled, job?.enabled);
 
     const policyRows = POLICY_ROWS.map(name => this._builtRow(OPTION[name]));
+    // alert rules, one per line: the server reads each and names the one it refuses
+    const alerts = this._textarea('alerts', job ? (job.policy.alerts ?? []).join('\n') : '', 'rows < 1000\nduration > 2 * median(20)');
+    alerts.classList.add('jp-HermesCron-mono');
+    alerts.rows = 3;
+    alerts.title = `${OPTION.alerts.help.replace(/ \(repeatable.*\)$/, '')}: one rule per line`;
 
     // -- layout ------------------------------------------------------------------
     const kindRow = this._row('kind', el('div', { class: 'jp-HermesCron-inline' }, kind, this._pythonMode));
@@ -266,6 +271,7 @@ export class JobForm extends Widget {
         { class: 'jp-HermesCron-policies', ...(job ? { open: '' } : {}) },
         el('summary', {}, 'Policies'),
         ...policyRows,
+        this._row('alerts', alerts),
         this._moreBox
       ),
       this._row('enabled', el('label', { class: 'jp-HermesCron-check' }, enabled, ' fire on its schedule and after the jobs it runs after'))
@@ -602,6 +608,10 @@ export class JobForm extends Widget {
       if (v !== undefined) {
         (option.policy ? policy : out)[option.name] = v;
       }
+    }
+    const rules = f.alerts.value.split('\n').map(t => t.trim()).filter(t => t);
+    if (rules.length || this._job) {
+      policy.alerts = rules; // an edit that empties it clears the job's rules
     }
     out.policy = policy;
     const after = this._after();

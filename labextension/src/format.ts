@@ -151,3 +151,16 @@ export function seconds(value: number | null | undefined): string {
   }
   return duration(value);
 }
+
+/** The badge of a run whose job's alert rules fired when it ended: its words (`ALERT`,
+ * as `hermes-cron runs` says `ALERT rule`) and its tooltip (each fired rule with what was
+ * seen, one per line: `rows < 10: rows = 5 < 10`); null when none fired. */
+export function alertBadge(alerts: { rule: string; message: string }[] | null | undefined): { label: string; title: string } | null {
+  if (!alerts || !alerts.length) {
+    return null;
+  }
+  return {
+    label: alerts.length > 1 ? `⚠ ALERT ×${alerts.length}` : '⚠ ALERT',
+    title: alerts.map(a => (a.message ? `${a.rule}: ${a.message}` : a.rule)).join('\n')
+  };
+}

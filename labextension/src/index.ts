@@ -5,6 +5,7 @@
  */
 import {
   ILayoutRestorer,
+  IRouter,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
@@ -19,7 +20,12 @@ import { IJob } from './api';
 import { IFormPreset, JobForm } from './form';
 import { CronModel } from './model';
 import { RunOutput } from './output';
+import { RunToasts } from './notify';
 import { CronPanel } from './panel';
+
+/** The query parameter of a link to a run: `<lab url>?hermes-cron-run=RUN_ID` opens the
+ * Cron panel at that run (the backend's notifications carry such links). */
+export const RUN_LINK_PARAM = 'hermes-cron-run';
 
 const CLOCK_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
 <g class="jp-icon3" fill="#616161">
@@ -36,6 +42,8 @@ namespace CommandIDs {
   export const openRun = 'hermes-cron:open-run';
   export const editJob = 'hermes-cron:edit-job';
   export const refresh = 'hermes-cron:refresh';
+  export const showRun = 'hermes-cron:show-run';
+  export const runLink = 'hermes-cron:run-link';
 }
 
 /** The status bar item: quiet when ticking, loud when nothing fires the jobs. */
@@ -83,14 +91,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'hermes-cron-ext:plugin',
   description: 'The Cron side panel of hermes-cron-ext: jobs, runs and live output.',
   autoStart: true,
-  optional: [ICommandPalette, ILayoutRestorer, IStatusBar, IDocumentManager, IDefaultFileBrowser],
+  optional: [ICommandPalette, ILayoutRestorer, IStatusBar, IDocumentManager, IDefaultFileBrowser, IRouter],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
     statusBar: IStatusBar | null,
     docManager: IDocumentManager | null,
-    browser: IDefaultFileBrowser | null
+    browser: IDefaultFileBrowser | null,
+    router: IRouter | null
   ) => {
     const model = new CronModel();
     const forms = new Map<string, MainAreaWidget<JobForm>>();
@@ -204,6 +213,38 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    const showRun = async (runId: string) => {
+      openPanel();
+      await panel.showRun(runId);
+    };
+    app.commands.addCommand(CommandIDs.showRun, {
+      label: 'Show Cron Run',
+      caption: 'Open a run in the Cron panel: its job selected, its output shown',
+      execute: args => showRun(String(args.runId ?? ''))
+    });
+    // <lab url>?hermes-cron-run=RUN_ID: the panel opens at that run
+    app.commands.addCommand(CommandIDs.runLink, {
+      execute: args => {
+        const search = String((args as IRouter.ILocation).search ?? window.location.search);
+        const runId = new URLSearchParams(search).get(RUN_LINK_PARAM);
+        if (!runId) {
+          return;
+        }
+        // not awaited: the layout is restored by a route after this one (statedb's, rank 30)
+        void app.restored.then(() => showRun(runId));
+      }
+    });
+    router?.register({ command: CommandIDs.runLink, pattern: new RegExp(`[?&]${RUN_LINK_PARAM}=[^&#]+`), rank: 20 });
+    new RunToasts(
+      model,
+      runId => void showRun(runId),
+      jobId => {
+        openPanel();
+        void panel.select(jobId);
+      },
+      openPanel
+    );
+
     app.commands.addCommand(CommandIDs.openRun, {
       label: 'Open Cron Run Output',
       execute: args => openRunInTab(String(args.runId), (args.jobName as string) ?? null)

@@ -16,7 +16,7 @@ import { Widget } from '@lumino/widgets';
 import { AnsiUp } from 'ansi_up';
 
 import { CronAPI, IRun, RunStatus } from './api';
-import { duration, formatTime, STATUS_LABEL } from './format';
+import { alertBadge, duration, formatTime, STATUS_LABEL } from './format';
 import { SSEStream } from './sse';
 
 /** Committed lines kept in the DOM; older ones are dropped (the full log stays on the server). */
@@ -208,6 +208,8 @@ export class RunOutput extends Widget {
   private _jump: HTMLButtonElement;
   private _title: HTMLSpanElement;
   private _badge: HTMLSpanElement;
+  /** "⚠ ALERT" when the job's alert rules fired as the run ended (their messages its title). */
+  private _alert: HTMLSpanElement;
   private _meta: HTMLDivElement;
   private _phase: HTMLSpanElement;
   private _bar: HTMLDivElement;
@@ -242,6 +244,10 @@ export class RunOutput extends Widget {
     this._badge.className = 'jp-HermesCron-badge';
     this._badge.dataset.tone = 'muted';
     this._badge.textContent = 'Connecting';
+    this._alert = document.createElement('span');
+    this._alert.className = 'jp-HermesCron-alertBadge';
+    this._alert.dataset.role = 'alert-badge';
+    this._alert.hidden = true;
     this._conn = document.createElement('span');
     this._conn.className = 'jp-HermesCron-conn';
     const actions = document.createElement('span');
@@ -267,7 +273,7 @@ export class RunOutput extends Widget {
       open.onclick = () => options.onOpenInTab?.(this.runId);
       actions.appendChild(open);
     }
-    header.append(this._badge, this._title, this._conn, actions);
+    header.append(this._badge, this._alert, this._title, this._conn, actions);
 
     this._meta = document.createElement('div');
     this._meta.className = 'jp-HermesCron-outputMeta';
@@ -423,6 +429,10 @@ export class RunOutput extends Widget {
       this.hasClass('jp-mod-compact') ? run.id : ''
     ].filter(Boolean);
     this._meta.textContent = bits.join(' · ');
+    const alert = alertBadge(run.alerts);
+    this._alert.hidden = !alert;
+    this._alert.textContent = alert?.label ?? '';
+    this._alert.title = alert?.title ?? '';
     if (run.job_name) {
       this._title.textContent = `${run.job_name} · ${run.id}`;
     }
@@ -463,6 +473,16 @@ export class RunOutput extends Widget {
       this._setProgress(this._phase.textContent || null, this._bar.hidden ? null : 1);
     }
     this.node.dataset.ended = 'true';
+    // the alert rules are checked as the run ends: read them once it has
+    this.api
+      .getRun(this.runId)
+      .then(run => {
+        if (!this.isDisposed) {
+          this._run = run;
+          this._renderMeta(reason ? reason : undefined);
+        }
+      })
+      .catch(() => undefined);
   }
 
   private _afterWrite(): void {

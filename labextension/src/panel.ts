@@ -25,7 +25,7 @@ import { Panel, SplitPanel, Widget } from '@lumino/widgets';
 import { ACTIVE, CronError, FAILED, IBackfill, IEvent, IJob, IParameter, IRun, IStatus } from './api';
 import { askBackfill, BackfillProgress } from './backfill';
 import { h } from './dom';
-import { afterText, ago, countdown, describeSchedule, duration, formatTime, scheduleText, seconds, STATUS_LABEL } from './format';
+import { afterText, ago, alertBadge, countdown, describeSchedule, duration, formatTime, scheduleText, seconds, STATUS_LABEL } from './format';
 import { pipelineGraph } from './graph';
 import { metricsSection } from './metrics';
 import { CronModel } from './model';
@@ -44,6 +44,13 @@ function triggerText(run: IRun): string {
   const given = run.parameters ?? {};
   const parts = Object.entries(given).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
   return parts.length ? `${run.trigger} ${parts.join(', ')}` : run.trigger;
+}
+
+/** The "⚠ ALERT" badge of a run whose job's alert rules fired (the rules' messages as its
+ * tooltip), or nothing. */
+export function alertSpan(alerts: { rule: string; message: string }[] | null | undefined): HTMLSpanElement | null {
+  const a = alertBadge(alerts);
+  return a ? h('span', { class: 'jp-HermesCron-alertBadge', 'data-role': 'alert-badge', title: a.title }, a.label) : null;
 }
 
 function iconButton(
@@ -683,7 +690,7 @@ class JobDetail extends Panel {
           tabindex: '0',
           title: `${run.id}${run.reason ? `: ${run.reason}` : ''}\nclick to show its output`
         },
-        h('td', {}, h('span', { class: 'jp-HermesCron-badge', 'data-tone': b.tone }, b.label)),
+        h('td', {}, h('span', { class: 'jp-HermesCron-badge', 'data-tone': b.tone }, b.label), alertSpan(run.alerts)),
         h('td', { 'data-role': 'trigger' }, triggerText(run)),
         h('td', { title: run.started_at ?? run.scheduled_for ?? '' }, formatTime(run.started_at ?? run.scheduled_for ?? run.queued_at)),
         h('td', { class: 'jp-HermesCron-num' }, run.status === 'skipped' ? '—' : duration(run.duration)),
@@ -1027,6 +1034,22 @@ export class CronPanel extends Panel {
     this._selected = job.id;
     this._render();
     this._detail.showJob(job, fresh);
+  }
+
+  /** Show run *runId* (a toast's "Show run", a `?hermes-cron-run=ID` link): its job
+   * selected, the run in the output pane. */
+  async showRun(runId: string): Promise<void> {
+    let run;
+    try {
+      run = await this.opts.model.api.getRun(runId);
+    } catch (err: any) {
+      Notification.error(`Cron: cannot show run ${runId}: ${err?.message ?? err}`, { autoClose: 8000 });
+      return;
+    }
+    await this.select(run.job_id);
+    if (this._selected === run.job_id) {
+      this._detail.openRun(run.id);
+    }
   }
 
   /** Show a job that was just saved (created or edited). */

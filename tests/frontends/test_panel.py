@@ -910,3 +910,136 @@ def test_a_jobs_metrics_are_sparklines_refreshed_as_its_runs_end(lab, page):
     section.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "panel-metrics.png"))
     page.fill(".jp-HermesCron-filter", "")
+
+
+# -- monitoring: alert badges, the alert rules in the form, toasts, links to a run -------
+
+def _toasts(pg, text: str):
+    """JupyterLab's toasts (Notification) that say *text*."""
+    return pg.locator(".Toastify__toast", has_text=text)
+
+
+def test_a_run_whose_alert_rule_fired_has_the_alert_badge(lab, page):
+    """The run list and the run view show ⚠ ALERT with the rule and what was seen as its
+    tooltip; a run none fired for has no badge. The run.alert, seen live, is a toast."""
+    job = lab.create("alerting", "@yearly", "echo '::metric rows=5'",
+                     policy={"alerts": ["rows < 10"]})
+    run_id = lab.call(f"jobs/{job['id']}/run", "POST")["id"]
+    wait_for(lambda: _ended(lab, run_id), 30, 0.2, "the run to end")
+    assert lab.call(f"runs/{run_id}")["alerts"] == [{"rule": "rows < 10",
+                                                      "message": "rows = 5 < 10"}]
+    page.fill(".jp-HermesCron-filter", "alerting")
+    detail = select(page, "alerting")
+    row = detail.locator(f"tr[data-run-id='{run_id}']")
+    badge = row.locator("[data-role='alert-badge']")
+    badge.wait_for(timeout=10_000)
+    assert badge.inner_text() == "⚠ ALERT"
+    assert badge.get_attribute("title") == "rows < 10: rows = 5 < 10"
+    row.click()
+    head = detail.locator(f".jp-HermesCron-output[data-run-id='{run_id}'] "
+                          ".jp-HermesCron-outputHeader [data-role='alert-badge']")
+    head.wait_for(timeout=10_000)
+    assert head.get_attribute("title") == "rows < 10: rows = 5 < 10"
+    _toasts(page, "alerting ALERT rows < 10 (rows = 5 < 10)").wait_for(timeout=10_000)
+    shot(page, "alert-badge")
+    # a run of a job with no rules: no badge, in the list or the view
+    lab.call(f"jobs/{job['id']}", "PATCH", {"policy": {"alerts": []}})
+    quiet = lab.call(f"jobs/{job['id']}/run", "POST")["id"]
+    wait_for(lambda: _ended(lab, quiet), 30, 0.2, "the run to end")
+    detail.locator(f"tr[data-run-id='{quiet}']").click()
+    detail.locator(f".jp-HermesCron-output[data-run-id='{quiet}'][data-ended]").wait_for(
+        timeout=10_000)
+    assert detail.locator(f"tr[data-run-id='{quiet}'] [data-role='alert-badge']").count() == 0
+    assert not detail.locator(f".jp-HermesCron-output[data-run-id='{quiet}'] "
+                              "[data-role='alert-badge']").is_visible()
+    page.fill(".jp-HermesCron-filter", "")
+
+
+def test_alert_rules_are_edited_in_the_form(lab, page):
+    """One rule per line; the server's refusal of a bad rule is shown under the field,
+    naming the rule, and nothing is saved."""
+    lab.create("ruled", "@yearly", "true")
+    page.fill(".jp-HermesCron-filter", "ruled")
+    detail = select(page, "ruled")
+    detail.locator("[data-action='edit']").click()
+    form = page.locator(".jp-HermesCron-form")
+    field = form.locator("textarea[data-field='alerts']")
+    field.wait_for()
+    assert field.input_value() == ""
+    field.fill("rows < 1000\nduration > 2 * median(20)\n")
+    form.locator("[data-role='save']").click()
+    form.wait_for(state="detached")
+    assert lab.call("jobs/ruled")["policy"]["alerts"] == [
+        "rows < 1000", "duration > 2 * median(20)"]
+
+    detail.locator("[data-action='edit']").click()
+    field = form.locator("textarea[data-field='alerts']")
+    assert field.input_value() == "rows < 1000\nduration > 2 * median(20)"
+    field.fill("rows < 1000\nrows <")
+    form.locator("[data-role='save']").click()
+    error = form.locator("[data-error-for='alerts']")
+    error.wait_for(timeout=10_000)
+    assert "alert rule 'rows <'" in error.inner_text()
+    assert "alert rule 'rows <'" in form.locator("[data-role='form-error']").inner_text()
+    assert lab.call("jobs/ruled")["policy"]["alerts"] == [
+        "rows < 1000", "duration > 2 * median(20)"]
+    shot(page, "alert-rule-error")
+    field.fill("")  # an edit that empties it clears them
+    form.locator("[data-role='save']").click()
+    form.wait_for(state="detached")
+    assert lab.call("jobs/ruled")["policy"]["alerts"] == []
+    page.fill(".jp-HermesCron-filter", "")
+
+
+def test_a_run_failing_live_is_a_toast_whose_button_opens_it(lab, page):
+    """A run that fails while the page is open is a toast; "Show run" opens it in the
+    panel. A burst of failures is a few toasts and one "N more runs failed"."""
+    lab.create("toast-bystander", "@yearly", "true")
+    page.fill(".jp-HermesCron-filter", "toast-")
+    select(page, "toast-bystander")  # another job is shown
+    job = lab.create("toast-fail", "@yearly", "echo oops; exit 3")
+    run_id = lab.call(f"jobs/{job['id']}/run", "POST")["id"]
+    toast = _toasts(page, "Cron: toast-fail failed")
+    toast.wait_for(timeout=30_000)
+    shot(page, "toast")
+    toast.get_by_role("button", name="Show run").click()
+    detail = page.locator(".jp-HermesCron-detail")
+    detail.locator("[data-role='job-name']", has_text="toast-fail").wait_for(timeout=10_000)
+    detail.locator(f".jp-HermesCron-output[data-run-id='{run_id}']").wait_for(timeout=10_000)
+    detail.locator(f"tr[data-run-id='{run_id}'].jp-mod-selected").wait_for(timeout=10_000)
+
+    # a burst: 8 failing runs at once are at most 3 toasts and one summary
+    burst = [lab.create(f"burst-{i}", "@yearly", "exit 1") for i in range(8)]
+    ids = [lab.call(f"jobs/{j['id']}/run", "POST")["id"] for j in burst]
+    for rid in ids:
+        wait_for(lambda rid=rid: _ended(lab, rid), 30, 0.2, "the burst to end")
+    summary = _toasts(page, "more runs failed")
+    summary.wait_for(timeout=10_000)
+    page.wait_for_timeout(600)  # the last batch is read
+    single = _toasts(page, "Cron: burst-").count()
+    more = int(re.search(r"(\d+) more runs failed", summary.inner_text()).group(1))
+    assert single <= 3 and single + more >= 8, (single, more)
+    assert summary.count() == 1
+    page.fill(".jp-HermesCron-filter", "")
+
+
+def test_a_link_to_a_run_opens_the_panel_at_it(lab, browser):
+    """``<lab url>?hermes-cron-run=RUN_ID`` (the backend's notifications link to runs so)
+    opens the Cron panel with the run's job selected and the run shown."""
+    job = lab.create("linked", "@yearly", "echo linked")
+    run_id = lab.call(f"jobs/{job['id']}/run", "POST")["id"]
+    wait_for(lambda: _ended(lab, run_id), 30, 0.2, "the run to end")
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        pg = context.new_page()
+        pg.goto(f"{lab.base}/lab?token={TOKEN}&hermes-cron-run={run_id}",
+                wait_until="domcontentloaded")
+        detail = pg.locator(".jp-HermesCron-detail")
+        detail.locator("[data-role='job-name']", has_text="linked").wait_for(timeout=60_000)
+        output = detail.locator(f".jp-HermesCron-output[data-run-id='{run_id}']")
+        output.wait_for(timeout=10_000)
+        output.locator(".jp-HermesCron-line", has_text="linked").wait_for(timeout=10_000)
+        assert pg.locator(".jp-HermesCron-panel").is_visible()
+        pg.screenshot(path=str(ARTIFACTS / "panel-run-link.png"))
+    finally:
+        context.close()

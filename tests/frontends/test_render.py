@@ -105,3 +105,17 @@ def test_a_hub_jobs_text_says_whose_it_is_and_who_shares_it():
     assert "  shared     analysts (read), ops (execute)\n" in text
     alone = job_text({**job, "owner": "", "shares": {}}, [], None, 0.0)
     assert "owner" not in alone and "shared" not in alone  # a one-user store: as before
+
+
+def test_alert_badge_html_names_the_fired_rules():
+    """The widgets' and ``%cron``'s badge: ``⚠ ALERT`` with each fired rule and what was
+    seen as its tooltip; nothing for a run none fired for."""
+    fired = {"alerts": [{"rule": "rows < 1000", "message": "rows = 5 < 1000"}]}
+    badge = render.alert_badge_html(fired)
+    assert 'data-role="alert-badge"' in badge and ">\u26a0 ALERT</span>" in badge
+    assert 'title="rows &lt; 1000: rows = 5 &lt; 1000"' in badge
+    two = render.alert_badge_html({"alerts": [*fired["alerts"],
+                                              {"rule": "duration > 60", "message": "d"}]})
+    assert "ALERT \u00d72" in two and "rows &lt; 1000: rows = 5 &lt; 1000\nduration" in two
+    assert render.alert_badge_html({"alerts": None}) == ""
+    assert render.alert_badge_html({"alerts": []}) == render.alert_badge_html({}) == ""

@@ -344,6 +344,31 @@ def test_dashboard_lists_failing_jobs_first(cron, clocked):
     assert [r["name"] for r in board.rows] == ["beta", "gamma", "alpha"]
 
 
+
+def test_runs_with_fired_alerts_have_the_badge(cron, clocked):
+    """A run whose job's alert rules fired shows ``⚠ ALERT`` with the rule's message as
+    its tooltip in the run history and the dashboard; a run none fired for has none."""
+    store, clock = clocked
+    make_job(store, "counted", "@daily", policy={"alerts": ["rows < 10"]})
+    make_job(store, "quiet", "@daily", policy={"alerts": ["rows < 10"]})
+    for name, rows in (("counted", 5), ("quiet", 50)):
+        run = store.request_run(name)
+        store.mark_running(run.id, clock(), 0)
+        clock.advance(1)
+        store.finish_run(run.id, "succeeded", 0, metrics=[["rows", rows, ""]])
+    title = 'title="rows &lt; 10: rows = 5 &lt; 10"'
+    counted = RunHistory("counted", cron).table.value
+    assert "\u26a0 ALERT" in counted and title in counted
+    assert "ALERT rows < 10" in RunHistory("counted", cron).plain_text()
+    quiet = RunHistory("quiet", cron).table.value
+    assert "<tr data-run=" in quiet and "alert-badge" not in quiet
+    board = Dashboard(cron)
+    row = re.search(r'<tr data-job="counted">.*?</tr>', board.view.value).group(0)
+    assert title in row
+    quiet_row = re.search(r'<tr data-job="quiet">.*?</tr>', board.view.value).group(0)
+    assert "alert-badge" not in quiet_row
+    assert "succeeded ALERT rows < 10" in board.plain_text()
+
 #: every public name the single ``widgets`` module had before it became a package
 MODULE_NAMES = [
     "BackfillProgress", "Dashboard", "IDLE_STATES", "JOB_COLUMNS", "JobCard", "JobCards",

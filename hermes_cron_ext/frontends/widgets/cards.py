@@ -15,6 +15,7 @@ from hermes_cron_ext.errors import HermesCronError, NotFound
 from hermes_cron_ext.frontends.render import (
     IDLE_STATES,
     after_text,
+    alert_badge_html,
     card_state,
     describe_schedule,
     format_countdown,
@@ -66,7 +67,7 @@ def _job_html_cells(job: dict, state: str, now: float,
     last = job.get("last_run")
     if last:
         cells[5] = " &middot; ".join([outcome_html(last.get("status")), *(
-            html.escape(part) for part in last_run_parts(last, now)[1:])])
+            html.escape(part) for part in last_run_parts(last, now)[1:])]) + alert_badge_html(last)
     if durations is not None:
         cells.append(duration_spark_html(durations))
     return cells
@@ -294,7 +295,8 @@ class JobCard(Static, widgets.VBox):
         if last:  # how it ended, as every front says it (render.last_run_parts)
             bits = [outcome_html(last.get("status")), *(
                 html.escape(part) for part in last_run_parts(last, self.clock())[1:])]
-            lines.append("last run: " + " &middot; ".join(bits))
+            # the badge shows once a job's last_run carries its run's alerts (it does not yet)
+            lines.append("last run: " + " &middot; ".join(bits) + alert_badge_html(last))
             if last.get("reason") and last.get("status") != "succeeded":
                 lines.append(f'<span style="color:#c62828">'
                              f"{html.escape(str(last['reason'])[:200])}</span>")

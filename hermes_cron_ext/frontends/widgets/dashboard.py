@@ -7,6 +7,8 @@ from typing import Any
 
 from hermes_cron_ext.domain.models import FAILED_STATUSES
 from hermes_cron_ext.frontends.render import (
+    alert_badge,
+    alert_badge_html,
     card_state,
     format_duration,
     schedule_text,
@@ -46,6 +48,9 @@ def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]
             "success_rate": s.get("success_rate"),
             "mean_duration": s.get("mean_duration"), "max_duration": s.get("max_duration"),
             "last_status": last.get("status"), "last_finished_at": last.get("finished_at"),
+            # the fired alert rules of its last run (read from its recent runs)
+            "last_alerts": next((r.get("alerts") for r in runs if r["id"] == last.get("id")),
+                                None),
             "consecutive_failures": job.get("consecutive_failures", 0),
             "next_run_at": job.get("next_run_at"), "runs": runs,
             "durations": recent_durations(client, job["id"]) if last else [],
@@ -90,7 +95,8 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
             f"<td>{html.escape(format_duration(r['max_duration']))}</td>"
             f"<td>{duration_chart(r['runs'], width=200, height=28, axes=False)}</td>"
             f'<td data-role="durations">{duration_spark_html(r.get("durations", []))}</td>'
-            f"<td>{outcome_html(r['last_status'])}</td></tr>")
+            f"<td>{outcome_html(r['last_status'])}"
+            f"{alert_badge_html({'alerts': r.get('last_alerts')})}</td></tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
 
@@ -126,7 +132,9 @@ class Dashboard(Static, widgets.VBox):
               "-" if r["success_rate"] is None else f"{r['success_rate'] * 100:.0f}%",
               f"{r['succeeded']} / {r['failed']}", format_duration(r["mean_duration"]),
               format_duration(r["max_duration"]),
-              (r["last_status"] or "-").replace("_", " ")] for r in rows])
+              " ".join(t for t in ((r["last_status"] or "-").replace("_", " "),
+                                   alert_badge({"alerts": r.get("last_alerts")})) if t)]
+             for r in rows])
         return f"{head}\n{table}"
 
     def static_html(self) -> str:

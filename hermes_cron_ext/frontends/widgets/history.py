@@ -8,6 +8,7 @@ from typing import Any
 
 from hermes_cron_ext.domain.models import FINAL_STATUSES
 from hermes_cron_ext.frontends.render import (
+    alert_badge_html,
     format_duration,
     local_time,
     runs_text,
@@ -87,7 +88,8 @@ def runs_table(runs: list[dict]) -> str:
         code = "-" if r.get("exit_code") is None else str(r["exit_code"])
         reason = r.get("reason") or ""
         rows.append(
-            f"<tr data-run=\"{html.escape(r['id'])}\"><td>{outcome_html(r.get('status'))}</td>"
+            f"<tr data-run=\"{html.escape(r['id'])}\"><td>{outcome_html(r.get('status'))}"
+            f"{alert_badge_html(r)}</td>"
             f"<td>{html.escape(trigger_text(r))}</td><td>{r.get('attempt', 1)}</td>"
             f"<td>{html.escape(local_time(timestamp(r.get('started_at'))))}</td>"
             f"<td>{html.escape(format_duration(r.get('duration')))}</td><td>{code}</td>"
