@@ -177,7 +177,12 @@ JOB_JSON: dict[str, dict[str, Any]] = {
                      "duration": {"type": ["number", "null"]},
                      "reason": _TEXT_OR_NONE,
                      "trigger": {"type": "string", "enum": list(TRIGGERS)},
-                     "attempt": {"type": "integer"}}},
+                     "attempt": {"type": "integer"},
+                     "alerts": {"type": ["array", "null"],
+                                "items": {"type": "object", "properties": {
+                                    "rule": {"type": "string"},
+                                    "message": {"type": "string"}}},
+                                "description": "the alert rules that fired (null: none)"}}},
     "next_run_at": {**_TIME_OR_NONE,
                     "description": "null while paused, blocked or disabled, and for a job with "
                                    "no schedule of its own"},

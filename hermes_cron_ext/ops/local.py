@@ -51,8 +51,9 @@ from hermes_cron_ext.errors import Forbidden, InvalidInput, NotFound
 from hermes_cron_ext.events import EventBroker
 from hermes_cron_ext.ops.base import CronClient, RunStream
 from hermes_cron_ext.processes import hostname, process_alive
+from hermes_cron_ext.runtime.destinations import check_destination
 from hermes_cron_ext.runtime.executor import AllowedExecutors, spawn_supervisor
-from hermes_cron_ext.runtime.notify import check_destination, check_url
+from hermes_cron_ext.runtime.notify import check_url
 from hermes_cron_ext.store import open_store
 from hermes_cron_ext.store.base import Store
 

@@ -1273,15 +1273,17 @@ class SQLStore(OutboxSQL, Store):
         self._event(db, f"run.{'lost' if status == 'lost' else 'finished'}", run.job_id,
                     run_id, at=at, status=status, exit_code=exit_code, reason=reason,
                     trigger=run.trigger, attempt=run.attempt, recovered=recovered)
+        fired = None
         if job is not None and job.policy.alerts and status in alert_rules.CHECKED_STATUSES:
-            self._check_alerts(db, job, run, status, at)
+            fired = self._check_alerts(db, job, run, status, at)
         if job is not None and status != "skipped":
-            self._after_run(db, job, run, status, exit_code, reason, at)
+            self._after_run(db, job, run, status, exit_code, reason, at, fired)
         if run.backfill_id:
             self._backfill_next(db, run.backfill_id, at)
         return _row_run(self._run_row(db, run_id))
 
-    def _check_alerts(self, db, job: Job, run: Run, status: str, at: float) -> None:
+    def _check_alerts(self, db, job: Job, run: Run, status: str,
+                      at: float) -> list[dict[str, str]] | None:
         """The job's alert rules for a run that ended (``at``), in its transaction, its
         metrics recorded: rules that fire mark the run (``runs.alerts``) and raise
         ``run.alert``; a run none fire and one passes, after a run that alerted, raises
@@ -1289,7 +1291,7 @@ class SQLStore(OutboxSQL, Store):
         neither."""
         rules = alert_rules.usable_rules(job.policy.alerts)
         if not rules:
-            return
+            return None
         subjects = sorted({r.subject for r in rules})
         marks = ", ".join("?" * len(subjects))
         values = {r[0]: float(r[1]) for r in db.execute(
@@ -1307,6 +1309,7 @@ class SQLStore(OutboxSQL, Store):
                        (json.dumps(verdict.fired), run.id))
             self._event(db, "run.alert", job.id, run.id, at=at, job=job.name, status=status,
                         alerts=verdict.fired)
+            return verdict.fired
         elif verdict.recovers:
             marks = ", ".join("?" * len(alert_rules.CHECKED_STATUSES))
             prev = db.execute(
@@ -1318,6 +1321,7 @@ class SQLStore(OutboxSQL, Store):
                 self._event(db, "run.recovered", job.id, run.id, at=at, job=job.name,
                             status=status, previous_run=prev[0],
                             rules=[a["rule"] for a in json.loads(prev[1])])
+        return None
 
     @staticmethod
     def _record_builtins(db, run: Run, status: str, exit_code: int | None, at: float) -> None:
@@ -1372,7 +1376,8 @@ class SQLStore(OutboxSQL, Store):
             rows.append((run.id, run.job_id, name, value, unit, at))
         db.executemany(METRIC_UPSERT, rows)
 
-    def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at) -> None:
+    def _after_run(self, db, job: Job, run: Run, status: str, exit_code, reason, at,
+                   alerts: list[dict[str, str]] | None = None) -> None:
         """Update the job's summary; schedule a retry and trip the circuit breaker as the
         policy (domain/policy.after_run) says."""
         outcome = rules.after_run(
@@ -1383,7 +1388,8 @@ class SQLStore(OutboxSQL, Store):
         summary = {"id": run.id, "status": status, "started_at": run.started_at,
                    "finished_at": at, "exit_code": exit_code,
                    "duration": (at - run.started_at) if run.started_at else None,
-                   "reason": reason, "trigger": run.trigger, "attempt": run.attempt}
+                   "reason": reason, "trigger": run.trigger, "attempt": run.attempt,
+                   "alerts": alerts}
         if outcome.tripped:
             self._event(db, "job.blocked", job.id, run.id, at=at, reason=outcome.state_reason)
         db.execute("UPDATE jobs SET running_count = ?, last_run = ?, consecutive_failures = ?, "

@@ -135,6 +135,11 @@ export interface IJob {
     reason?: string | null;
     trigger?: Trigger;
     attempt?: number;
+    /** the alert rules that fired (null: none) */
+    alerts?: {
+      rule?: string;
+      message?: string;
+    }[] | null;
   } | null;
   /** null while paused, blocked or disabled, and for a job with no schedule of its own */
   next_run_at: string | null;
