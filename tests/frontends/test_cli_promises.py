@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from hermes_cron_ext.domain.notifications import mask_url
 from hermes_cron_ext.domain.options import BY_NAME, OPTIONS, POLICY_FIELDS
 from tests.conftest import CLI, docs_cli_lines, paste_docs_line, wait_for
 
@@ -26,6 +27,10 @@ def cli(tmp_path):
     return CLI(str(tmp_path / "store" / "cron.db"), str(tmp_path))
 
 
+#: an Apprise destination with no host to look up (Slack's fixed address): nothing sent
+SLACK = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
+
+
 def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
     assert {o.name for o in OPTIONS if o.policy and o.flag} == POLICY_FIELDS
     values = {"timeout": "5m", "kill_grace": "3s", "retries": "2", "retry_delay": "7s",
@@ -33,7 +38,8 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
               "misfire": "all", "starting_deadline": "2m", "max_failures": "9",
               "jitter": "1s", "notify_url": "https://example.org/hook",
               "ping_url": "https://hc.example.org/x", "keep_runs": "7", "keep_failures": "3",
-              "max_output": "500k", "alerts": "rows < 1000"}
+              "max_output": "500k", "alerts": "rows < 1000", "notify": SLACK,
+              "notify_on": "failure,late", "late_after": "30m"}
     assert set(values) == POLICY_FIELDS
     # the same name, or its singular for a repeatable one (--alert RULE)
     flags = {k: BY_NAME[k].flag for k in values}
@@ -46,7 +52,9 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
                       "misfire": "all", "starting_deadline": 120.0, "max_failures": 9,
                       "jitter": 1.0, "notify_url": "https://example.org/hook",
                       "ping_url": "https://hc.example.org/x", "keep_runs": 7,
-                      "keep_failures": 3, "max_output": 512000, "alerts": ["rows < 1000"]}
+                      "keep_failures": 3, "max_output": 512000, "alerts": ["rows < 1000"],
+                      "notify": [mask_url(SLACK)], "notify_on": ["failure", "late"],
+                      "late_after": 1800.0}
     cli("edit", "all", "--kill-grace", "9s", "--keep-runs", "70", "--retry-on-timeout", "false")
     policy = cli.json("show", "all")["policy"]
     assert (policy["kill_grace"], policy["keep_runs"], policy["retry_on_timeout"]) == (
@@ -55,7 +63,8 @@ def test_every_policy_has_an_option_of_the_same_name_on_every_front(cli):
     from hermes_cron_ext.frontends.magics import _parsers
 
     parsed = _parsers()["add"].parse_args(["x", "@daily", *options])
-    assert all(getattr(parsed, k) == (v if k != "alerts" else [v]) for k, v in values.items())
+    assert all(getattr(parsed, k) == (v if k not in ("alerts", "notify") else [v])
+               for k, v in values.items())
 
 
 def test_edit_takes_the_schedule_as_a_positional_argument(cli):
