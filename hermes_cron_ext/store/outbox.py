@@ -11,10 +11,13 @@ planned twice; ``run.finished`` and ``run.recovered`` of one run make one
 "recovered".
 
 Senders take rows with a *lease* (:meth:`~OutboxSQL.claim_deliveries`): rows of one
-destination, due, not leased by a live sender; ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL, SQLite's single writer otherwise. The outcome is written only by the
-lease holder (:meth:`~OutboxSQL.delivery_done`): sent, or tried again after a backoff
-(5 s doubling to 1 h), or given up a day after the event. A sender killed between
+destination in order, from its oldest pending one, as long as they are due and not
+leased by a live sender; ``FOR UPDATE`` on PostgreSQL, SQLite's single writer
+otherwise. A destination whose oldest message waits for its retry (or is being sent)
+waits whole, in every process: one destination's messages arrive in order. The
+outcome is written only by the lease holder (:meth:`~OutboxSQL.delivery_done`): sent,
+or tried again after a backoff (5 s doubling to 1 h), or given up a day after the
+event. A sender killed between
 sending and recording leaves a lease that expires, so that one message may go twice;
 killed anywhere else, it goes once.
 
@@ -150,32 +153,41 @@ class OutboxSQL:
             db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(rows[-1]["seq"]), key))
         return written
 
+    #: each destination's oldest pending delivery (its messages go in order)
+    _HEADS = ("SELECT d.queue, d.next_at, d.lease_until FROM deliveries d JOIN "
+              "(SELECT MIN(id) AS head FROM deliveries WHERE status = 'pending' "
+              "GROUP BY queue) h ON d.id = h.head")
+
     def due_queues(self, now: float, limit: int = 200) -> list[str]:
-        """Destinations (queues) with a delivery due and not leased by a live sender."""
+        """Destinations (queues) whose oldest pending delivery is due and not leased by a
+        live sender."""
         rows = self.db.execute(
-            "SELECT DISTINCT queue FROM deliveries WHERE status = 'pending' AND next_at <= ? "
-            "AND (lease_until IS NULL OR lease_until < ?) LIMIT ?",
-            (now, now, limit)).fetchall()
+            f"{self._HEADS} WHERE d.next_at <= ? AND (d.lease_until IS NULL OR "
+            "d.lease_until <= ?) LIMIT ?", (now, now, limit)).fetchall()
         return [r[0] for r in rows]
 
     def next_delivery_at(self) -> float | None:
-        """When the earliest pending delivery is due (a retry's time), or None."""
-        row = self.db.execute("SELECT MIN(next_at) FROM deliveries "
-                              "WHERE status = 'pending'").fetchone()
+        """When the earliest destination's oldest pending delivery is due (a retry's
+        time), or None."""
+        row = self.db.execute(f"SELECT MIN(next_at) FROM ({self._HEADS}) heads").fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     def claim_deliveries(self, queue: str, owner: str, now: float, lease: float,
                          limit: int = 20) -> list[dict[str, Any]]:
-        """Lease up to *limit* due deliveries of one destination to *owner* until
-        ``now + lease``, oldest first: ``{"id", "kind", "channel", "destination",
-        "message", "attempts", "created_at"}``."""
+        """Lease to *owner* until ``now + lease`` up to *limit* deliveries of one
+        destination, in order from its oldest pending one while they are due and not
+        leased (none while that one waits for a retry or is another sender's):
+        ``{"id", "kind", "channel", "destination", "message", "attempts",
+        "created_at"}``."""
         with self._write() as db:
-            rows = db.execute(
-                "SELECT id FROM deliveries WHERE queue = ? AND status = 'pending' AND "
-                "next_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
-                f"ORDER BY id LIMIT ?{self._lock_skip}",
-                (queue, now, now, limit)).fetchall()
-            ids = [r[0] for r in rows]
+            ids: list[int] = []
+            for r in db.execute(
+                    "SELECT id, next_at, lease_until FROM deliveries WHERE queue = ? AND "
+                    f"status = 'pending' ORDER BY id LIMIT ?{self._lock}",
+                    (queue, limit)).fetchall():
+                if r[1] > now or (r[2] is not None and r[2] > now):
+                    break
+                ids.append(r[0])
             if not ids:
                 return []
             marks = ", ".join("?" * len(ids))
@@ -230,7 +242,7 @@ class OutboxSQL:
         """The senders holding leases now."""
         return [r[0] for r in self.db.execute(
             "SELECT DISTINCT lease_owner FROM deliveries WHERE status = 'pending' "
-            "AND lease_owner IS NOT NULL AND lease_until >= ?", (self.clock(),)).fetchall()]
+            "AND lease_owner IS NOT NULL AND lease_until > ?", (self.clock(),)).fetchall()]
 
     def expire_leases(self, owner: str) -> int:
         """End a dead sender's leases: its deliveries are due again at once."""
@@ -295,8 +307,8 @@ class OutboxSQL:
 
     def check_late(self, now: float) -> int:
         """Raise ``run.late`` for every watched slot due by *now* whose run has not
-        succeeded (at most :data:`LATE_CAP` per job a pass, the newest; the first says
-        how many earlier ones were late too), and move each watch to its next slot.
+        succeeded (at most :data:`LATE_CAP` per job a pass, the newest late ones; the
+        first says how many earlier slots were late too), and move each watch to its next slot.
         Paused and disabled jobs move on silently. Returns how many were raised."""
         if self.db.execute("SELECT 1 FROM late_watch WHERE due_at <= ? LIMIT 1",
                            (now,)).fetchone() is None:
@@ -321,9 +333,9 @@ class OutboxSQL:
                     due.append(nxt)
                     nxt = _next(schedule, nxt)
                 quiet = job.state in ("paused", "disabled") or not job.enabled
-                late = [] if quiet else [s for s in due[-LATE_CAP:]
-                                         if not self._slot_succeeded(db, job_id, s)]
-                earlier = 0 if quiet else len(due) - len(due[-LATE_CAP:])
+                missing = [] if quiet or not due else self._unsucceeded(db, job_id, due)
+                late = missing[-LATE_CAP:]
+                earlier = len(missing) - len(late)
                 for i, s in enumerate(late):
                     run = db.execute(
                         "SELECT id, status FROM runs WHERE job_id = ? AND scheduled_for = ? "
@@ -343,9 +355,13 @@ class OutboxSQL:
         return raised
 
     @staticmethod
-    def _slot_succeeded(db, job_id: str, slot: float) -> bool:
-        return db.execute("SELECT 1 FROM runs WHERE job_id = ? AND scheduled_for = ? AND "
-                          "status = 'succeeded' LIMIT 1", (job_id, slot)).fetchone() is not None
+    def _unsucceeded(db, job_id: str, slots: list[float]) -> list[float]:
+        """The *slots* (ascending) with no successful run, read in one query."""
+        ok = {float(r[0]) for r in db.execute(
+            "SELECT DISTINCT scheduled_for FROM runs WHERE job_id = ? AND status = "
+            "'succeeded' AND scheduled_for >= ? AND scheduled_for <= ?",
+            (job_id, slots[0], slots[-1])).fetchall()}
+        return [s for s in slots if s not in ok]
 
 
 def _late_reason(status: str | None, late_after: float) -> str:

@@ -13,6 +13,7 @@ interface             suite
 ``OutputStore``       ``test_output_store.py``
 ``TickerRegistry``    ``test_tickers.py``
 ``EventLog``          ``test_events.py``
+``Outbox``            ``test_outbox.py``
 ``Store`` (the rest)  ``test_store.py``
 ====================  =========================
 
@@ -30,6 +31,7 @@ from hermes_cron_ext.store.base import (
     Backfills,
     EventLog,
     JobStore,
+    Outbox,
     OutputStore,
     RunLedger,
     RunMetrics,
@@ -50,6 +52,7 @@ SUITES: dict[type, str] = {
     OutputStore: "test_output_store",
     TickerRegistry: "test_tickers",
     EventLog: "test_events",
+    Outbox: "test_outbox",
     Store: "test_store",
 }
 
