@@ -323,13 +323,13 @@ OPTIONS: tuple[Option, ...] = (
                                      "clears them"},
            "send notifications to this Apprise URL, e.g. mailto://user:pass@host?to=me@x "
            "or json://host/path (repeatable; '' clears them)", "execute", [], policy=True,
-           flag="--notify", pairs=True, metavar="URL", label="Notify"),
+           flag="--notify", pairs=True, metavar="URL", form=True, label="Notify"),
     Option("notify_on", {"type": "array", "uniqueItems": True,
                          "items": {"type": "string", "enum": list(KINDS)},
                          "description": "the events the job's destinations get"},
            "the events notified: a comma-separated list of " + ", ".join(KINDS) +
            " (default {default})", "write", list(DEFAULT_ON), policy=True,
-           flag="--notify-on", label="Notify on"),
+           flag="--notify-on", form=True, label="Notify on"),
     Option("late_after", _SECONDS_OR_NONE,
            "raise 'late' when a slot has no successful run this long after its time, "
            "e.g. 30m (the run goes on)", "write", policy=True, flag="--late-after",

@@ -54,6 +54,43 @@ export interface IParameter {
   default: unknown;
 }
 
+/** Why a notification was made (`event` of a delivery; `notify_on` lists them). */
+export type NotifyKind = 'failure' | 'lost' | 'blocked' | 'missed' | 'late' | 'alert' | 'recovered' | 'succeeded' | 'started';
+
+/** Where a delivery stands: `sending` is pending and taken by a sender now. */
+export type DeliveryStatus = 'pending' | 'sending' | 'sent' | 'failed';
+
+export const DELIVERY_STATUSES: DeliveryStatus[] = ['pending', 'sending', 'sent', 'failed'];
+
+/** One delivery of the notification outbox (`GET /notifications`; ops/local.py
+ * NOTIFICATION_JSON). The destination is masked: its secrets never leave the server. */
+export interface INotification {
+  id: number;
+  event: NotifyKind;
+  event_seq: number;
+  job_id: string | null;
+  /** the job's name */
+  job: string | null;
+  run_id: string | null;
+  channel: 'apprise' | 'webhook' | 'ping';
+  destination: string;
+  status: DeliveryStatus;
+  attempts: number;
+  last_error: string | null;
+  next_attempt_at: string | null;
+  created_at: string;
+  sent_at: string | null;
+  title: string | null;
+}
+
+/** A page of the outbox, newest first; `counts` (per status, the whole store) to an admin
+ * or on a one-user store, for the unfiltered list. */
+export interface INotifications {
+  notifications: INotification[];
+  cursor: string | null;
+  counts?: { [status: string]: number };
+}
+
 export interface IPreview {
   schedule: string;
   timezone: string;
@@ -235,6 +272,14 @@ export class CronAPI {
   metrics(ref: string, options: { metric?: string; limit?: number } = {}): Promise<IMetrics> {
     return this.request('GET', `jobs/${encodeURIComponent(ref)}/metrics`, {
       query: { metric: options.metric, limit: options.limit ?? 30 }
+    });
+  }
+
+  /** The notification outbox, newest first: of job *job*, else of every job the caller
+   * may read. */
+  notifications(options: { job?: string | null; status?: string | null; limit?: number; cursor?: string | null } = {}): Promise<INotifications> {
+    return this.request('GET', 'notifications', {
+      query: { job: options.job, status: options.status, limit: options.limit ?? 50, cursor: options.cursor }
     });
   }
 

@@ -47,6 +47,11 @@ const UNIT_EXAMPLES: { [unit: string]: string } = {
   bytes: 'e.g. 500k, 50M'
 };
 
+/** The events a job's notifications may be sent for (`notify_on`'s items). */
+const NOTIFY_KINDS: string[] = OPTION.notify_on.schema.items?.enum?.map(String) ?? [];
+
+const APPRISE_WIKI = 'https://github.com/caronc/apprise/wiki';
+
 /** When an upstream's run triggers a job (`after`'s `on`). */
 const UPSTREAM_ON: string[] = OPTION.after.schema.items?.properties?.on?.enum?.map(String) ?? [];
 
@@ -122,6 +127,8 @@ export class JobForm extends Widget {
   private _save: HTMLButtonElement;
   private _pythonMode: HTMLSelectElement;
   private _job: IJob | null;
+  /** `notify_on`: a checkbox per kind. */
+  private _notifyOn: { [kind: string]: HTMLInputElement } = {};
 
   constructor(private readonly options: IFormOptions) {
     super();
@@ -245,6 +252,30 @@ export class JobForm extends Widget {
     alerts.classList.add('jp-HermesCron-mono');
     alerts.rows = 3;
     alerts.title = `${OPTION.alerts.help.replace(/ \(repeatable.*\)$/, '')}: one rule per line`;
+    // where its notifications go: Apprise URLs, one per line; the server shows a saved one
+    // masked and keeps the URL a masked value stands for, so an untouched line stays as it was
+    const notify = this._textarea('notify', job ? (job.policy.notify ?? []).join('\n') : '', 'mailto://user:pass@example.com?to=me@example.com\nntfy://ntfy.sh/my-topic');
+    notify.classList.add('jp-HermesCron-mono');
+    notify.rows = 2;
+    notify.title = OPTION.notify.schema.description ?? OPTION.notify.help;
+    const wiki = el('a', { href: APPRISE_WIKI, target: '_blank', rel: 'noopener noreferrer' }, 'Apprise URLs');
+    const notifyHelp = el(
+      'div',
+      { class: 'jp-HermesCron-help', 'data-role': 'notify-help' },
+      'One ',
+      wiki,
+      ' per line (mailto://, slack://, ntfy://, json://, … 100+ services). They hold secrets: saved ones show masked (…) and stay as they are when left untouched; an empty box removes them.'
+    );
+    const chosen = (job?.policy.notify_on ?? (OPTION.notify_on.default as string[]) ?? []).map(String);
+    const kinds = el('div', { class: 'jp-HermesCron-checks', 'data-field': 'notify_on' });
+    for (const kind of NOTIFY_KINDS) {
+      const box = el('input', { type: 'checkbox', 'data-notify-on': kind, name: 'notify_on', value: kind });
+      box.checked = chosen.includes(kind);
+      box.addEventListener('change', () => this._clearError('notify_on'));
+      this._notifyOn[kind] = box;
+      kinds.append(el('label', { class: 'jp-HermesCron-check' }, box, ` ${kind}`));
+    }
+    kinds.title = OPTION.notify_on.help;
 
     // -- layout ------------------------------------------------------------------
     const kindRow = this._row('kind', el('div', { class: 'jp-HermesCron-inline' }, kind, this._pythonMode));
@@ -272,6 +303,8 @@ export class JobForm extends Widget {
         el('summary', {}, 'Policies'),
         ...policyRows,
         this._row('alerts', alerts),
+        this._row('notify', notify, notifyHelp),
+        this._row('notify_on', kinds),
         this._moreBox
       ),
       this._row('enabled', el('label', { class: 'jp-HermesCron-check' }, enabled, ' fire on its schedule and after the jobs it runs after'))
@@ -612,6 +645,16 @@ export class JobForm extends Widget {
     const rules = f.alerts.value.split('\n').map(t => t.trim()).filter(t => t);
     if (rules.length || this._job) {
       policy.alerts = rules; // an edit that empties it clears the job's rules
+    }
+    // notify: every line; masked ones stand for the URLs they mask (the server maps them)
+    const urls = f.notify.value.split('\n').map(t => t.trim()).filter(t => t);
+    if (urls.length || this._job) {
+      policy.notify = urls; // an edit that empties it removes the job's destinations
+    }
+    const on = NOTIFY_KINDS.filter(k => this._notifyOn[k].checked);
+    const was = this._job ? this._job.policy.notify_on ?? [] : ((OPTION.notify_on.default as string[]) ?? []);
+    if (on.join(',') !== NOTIFY_KINDS.filter(k => was.includes(k as any)).join(',')) {
+      policy.notify_on = on; // sent when changed: a new job keeps the server's default
     }
     out.policy = policy;
     const after = this._after();

@@ -6,7 +6,9 @@
  *   and says "50+" with a "load more" and a server-side search for big fleets.
  * - The detail shows the schedule with its next 5 fire times, the policies,
  *   the actions (run now, pause/resume, edit, delete), a live output pane for
- *   the running (or picked) run and the run history, newest first, paged.
+ *   the running (or picked) run and the run history, newest first, paged, and
+ *   the job's latest notifications.
+ * - The "Notifications" tab lists every delivery of the outbox (notifications.ts).
  * - Every update comes from the `/events` feed of {@link CronModel}.
  */
 import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
@@ -29,6 +31,7 @@ import { afterText, ago, alertBadge, countdown, describeSchedule, duration, form
 import { pipelineGraph } from './graph';
 import { metricsSection } from './metrics';
 import { CronModel } from './model';
+import { NotificationList, NotificationsView } from './notifications';
 import { badgeFor, RunOutput } from './output';
 
 export const PAGE = 50;
@@ -234,8 +237,17 @@ class JobDetail extends Panel {
   /** The jobs of the shown pipeline: a run event of any of them redraws the graph. */
   private _pipelineIds = new Set<string>();
   private _pipelineTimer: number | null = null;
+  /** The job's latest notifications (a short list; "All…" opens the Notifications tab). */
+  private _notesBox = new Panel();
+  readonly notes: NotificationList;
 
-  constructor(private readonly opts: IPanelOptions & { onDeleted: () => void; selectJob: (ref: string) => void }) {
+  constructor(
+    private readonly opts: IPanelOptions & {
+      onDeleted: () => void;
+      selectJob: (ref: string) => void;
+      openNotifications: (jobId: string, name: string) => void;
+    }
+  ) {
     super();
     this.addClass('jp-HermesCron-detail');
     this._info.addClass('jp-HermesCron-info');
@@ -248,6 +260,22 @@ class JobDetail extends Panel {
     this._metrics.addClass('jp-HermesCron-metricsBox');
     this.addWidget(this._metrics);
     this.addWidget(this._history);
+    this._notesBox.addClass('jp-HermesCron-jobNotifications');
+    this._notesBox.node.dataset.role = 'job-notifications';
+    this.notes = new NotificationList({
+      model: opts.model,
+      limit: 5,
+      compact: true,
+      openJob: id => opts.selectJob(id),
+      openRun: id => this.openRun(id)
+    });
+    this.notes.active = () => this.isVisible && !!this._job;
+    const all = h('button', { class: 'jp-HermesCron-linkButton', type: 'button', 'data-action': 'all-notifications', title: 'Every notification of this job, in the Notifications tab' }, 'All…');
+    all.onclick = () => this._job && opts.openNotifications(this._job.id, this._job.name);
+    const title = new Widget({ node: h('div', { class: 'jp-HermesCron-sectionTitle' }, 'Notifications ', all) });
+    this._notesBox.addWidget(title);
+    this._notesBox.addWidget(this.notes);
+    this.addWidget(this._notesBox);
     this.addWidget(this._more);
     this._nextTimes = h('ol', { class: 'jp-HermesCron-nextTimes', 'data-role': 'next-times' });
     this.showJob(null);
@@ -283,9 +311,11 @@ class JobDetail extends Panel {
       this._history.node.replaceChildren();
       this._metrics.node.replaceChildren();
       this._more.node.replaceChildren();
+      this._notesBox.node.hidden = true;
       this._setOutput(null);
       return;
     }
+    this._notesBox.node.hidden = false;
     this._renderInfo(job);
     void this._loadPipeline(job);
     if (changed || scheduleChanged) {
@@ -300,8 +330,21 @@ class JobDetail extends Panel {
       void this.loadRuns(true);
       this._metrics.node.replaceChildren();
       void this.loadMetrics();
+      if (this.notes.job === job.id) {
+        void this.notes.load(true);
+      } else {
+        this.notes.setFilter({ job: job.id });
+      }
     }
     this._maybeFollowActive(job.last_run?.id ?? null, job.last_run?.status ?? null);
+  }
+
+  /** The panel or its Jobs tab is shown again: read the job's notifications if they
+   * changed meanwhile. */
+  notesShown(): void {
+    if (this._job) {
+      this.notes.showing();
+    }
   }
 
   /** A run event for the shown job: refresh the history, follow a new active run. A run
@@ -873,6 +916,10 @@ export class CronPanel extends Panel {
   private _list = new JobList();
   private _detail: JobDetail;
   private _split = new SplitPanel({ orientation: 'vertical', spacing: 4 });
+  /** The "Notifications" tab: the outbox's deliveries. */
+  private _notifications: NotificationsView;
+  private _tabs: { [tab: string]: HTMLButtonElement } = {};
+  private _tab: 'jobs' | 'notifications' = 'jobs';
 
   constructor(private readonly opts: IPanelOptions) {
     super();
@@ -924,6 +971,7 @@ export class CronPanel extends Panel {
       ),
       this._banner,
       this._conn,
+      this._tabRow(),
       this._filterInput
     );
 
@@ -933,13 +981,28 @@ export class CronPanel extends Panel {
       this._wanted = this._jobs.length + PAGE;
       void this.reload();
     };
-    this._detail = new JobDetail({ ...opts, onDeleted: () => this._onDeleted(), selectJob: ref => void this.select(ref) });
+    this._detail = new JobDetail({
+      ...opts,
+      onDeleted: () => this._onDeleted(),
+      selectJob: ref => void this.select(ref),
+      openNotifications: (id, name) => this.showNotifications(id, name)
+    });
     this._split.addClass('jp-HermesCron-split');
     this._split.addWidget(this._list);
     this._split.addWidget(this._detail);
     this._split.setRelativeSizes([0.4, 0.6]);
+    this._notifications = new NotificationsView({
+      model: opts.model,
+      openJob: id => {
+        this.showTab('jobs');
+        void this.select(id);
+      },
+      openRun: id => void this.showRun(id)
+    });
+    this._notifications.hide();
     this.addWidget(head);
     this.addWidget(this._split);
+    this.addWidget(this._notifications);
 
     const model = opts.model;
     model.statusChanged.connect(this._onStatus, this);
@@ -960,6 +1023,57 @@ export class CronPanel extends Panel {
     return this._detail;
   }
 
+  get notifications(): NotificationsView {
+    return this._notifications;
+  }
+
+  /** "Jobs | Notifications": what the panel shows under its head. */
+  private _tabRow(): HTMLDivElement {
+    const row = h('div', { class: 'jp-HermesCron-tabs', role: 'tablist' });
+    for (const [tab, label, title] of [
+      ['jobs', 'Jobs', 'The jobs, and the selected one'],
+      ['notifications', 'Notifications', 'Where notifications went: each delivery, its attempts and errors']
+    ] as const) {
+      const button = h('button', { class: 'jp-HermesCron-tab', type: 'button', role: 'tab', 'data-tab': tab, title }, label);
+      button.onclick = () => this.showTab(tab);
+      this._tabs[tab] = button;
+      row.append(button);
+    }
+    this._markTabs();
+    return row;
+  }
+
+  private _markTabs(): void {
+    for (const [tab, button] of Object.entries(this._tabs)) {
+      button.classList.toggle('jp-mod-current', tab === this._tab);
+      button.setAttribute('aria-selected', tab === this._tab ? 'true' : 'false');
+    }
+  }
+
+  /** Show the jobs (list and detail) or the notifications. */
+  showTab(tab: 'jobs' | 'notifications'): void {
+    this._tab = tab;
+    this._markTabs();
+    this.node.dataset.tab = tab;
+    this._filterInput.hidden = tab !== 'jobs';
+    if (tab === 'jobs') {
+      this._notifications.hide();
+      this._split.show();
+      this._detail.notesShown();
+    } else {
+      this._split.hide();
+      this._notifications.show();
+    }
+  }
+
+  /** The Notifications tab, of job *jobId* alone when given (else as it was). */
+  showNotifications(jobId?: string | null, name?: string | null): void {
+    if (jobId !== undefined) {
+      this._notifications.filterJob(jobId, name);
+    }
+    this.showTab('notifications');
+  }
+
   get selected(): string | null {
     return this._selected;
   }
@@ -976,6 +1090,9 @@ export class CronPanel extends Panel {
 
   protected onAfterShow(): void {
     this._startTick();
+    if (this._tab === 'jobs') {
+      this._detail.notesShown();
+    }
   }
 
   protected onAfterAttach(): void {
@@ -996,6 +1113,7 @@ export class CronPanel extends Panel {
     if (this._tick === null) {
       this._tick = window.setInterval(() => {
         this._list.tick();
+        this._detail.notes.tick();
         const now = Date.now();
         for (const el of Array.from(this._detail.node.querySelectorAll<HTMLElement>('.jp-HermesCron-info [data-next]'))) {
           if (!el.dataset.next) {
@@ -1039,6 +1157,7 @@ export class CronPanel extends Panel {
   /** Show run *runId* (a toast's "Show run", a `?hermes-cron-run=ID` link): its job
    * selected, the run in the output pane. */
   async showRun(runId: string): Promise<void> {
+    this.showTab('jobs');
     let run;
     try {
       run = await this.opts.model.api.getRun(runId);
