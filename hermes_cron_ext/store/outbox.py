@@ -76,6 +76,8 @@ DELIVERY_COLUMNS = ("id", "event_seq", "kind", "job_id", "job_name", "run_id", "
                     "queue", "destination", "shown", "message", "status", "attempts",
                     "next_at", "lease_owner", "lease_until", "last_error", "created_at",
                     "sent_at")
+#: the most slots of one job a pass reads one by one (a longer outage: the newest only)
+MAX_SCAN = 10000
 #: the most late slots one pass raises per job (a ticker down for a week on a
 #: per-minute job raises these, the newest, and says how many more were late)
 LATE_CAP = 10
@@ -309,11 +311,12 @@ class OutboxSQL:
         """Raise ``run.late`` for every watched slot due by *now* whose run has not
         succeeded (at most :data:`LATE_CAP` per job a pass, the newest late ones; the
         first says how many earlier slots were late too), and move each watch to its next slot.
-        Paused and disabled jobs move on silently. Returns how many were raised."""
+        Paused, disabled and blocked jobs move on silently. Returns how many were
+        raised."""
         if self.db.execute("SELECT 1 FROM late_watch WHERE due_at <= ? LIMIT 1",
                            (now,)).fetchone() is None:
             return 0  # the common case: nothing due, nothing written
-        from hermes_cron_ext.store.sql import _next, _row_job, _schedule
+        from hermes_cron_ext.store.sql import _next, _prev, _row_job, _schedule
         raised = 0
         with self._write() as db:
             for watch in db.execute(
@@ -329,13 +332,29 @@ class OutboxSQL:
                     continue
                 due: list[float] = []
                 nxt: float | None = slot
-                while nxt is not None and nxt + late_after <= now and len(due) < 100000:
+                while nxt is not None and nxt + late_after <= now and len(due) < MAX_SCAN:
                     due.append(nxt)
                     nxt = _next(schedule, nxt)
-                quiet = job.state in ("paused", "disabled") or not job.enabled
+                beyond = 0
+                if nxt is not None and nxt + late_after <= now:
+                    # a long outage of a frequent job: only the newest slots are read, the
+                    # ones between are counted as late without being looked at
+                    newest: list[float] = []
+                    back = _prev(schedule, now - late_after)
+                    while back is not None and back >= nxt and len(newest) < LATE_CAP * 10:
+                        newest.append(back)
+                        back = _prev(schedule, back - 0.5)
+                    if newest:
+                        beyond = (len(self._unsucceeded(db, job_id, due))
+                                  + _count_between(schedule, due[-1], newest[-1]))
+                        due = sorted(newest)
+                        nxt = _next(schedule, due[-1])
+                # a paused, disabled or blocked job is not expected to run: no late (it
+                # said "blocked" once; resuming it starts the watch afresh)
+                quiet = job.state in ("paused", "disabled", "blocked") or not job.enabled
                 missing = [] if quiet or not due else self._unsucceeded(db, job_id, due)
                 late = missing[-LATE_CAP:]
-                earlier = len(missing) - len(late)
+                earlier = len(missing) - len(late) + (beyond if not quiet else 0)
                 for i, s in enumerate(late):
                     run = db.execute(
                         "SELECT id, status FROM runs WHERE job_id = ? AND scheduled_for = ? "
@@ -362,6 +381,19 @@ class OutboxSQL:
             "'succeeded' AND scheduled_for >= ? AND scheduled_for <= ?",
             (job_id, slots[0], slots[-1])).fetchall()}
         return [s for s in slots if s not in ok]
+
+
+def _count_between(schedule, first: float, last: float, limit: int = 10 ** 6) -> int:
+    """How many slots lie strictly between *first* and *last*: by the period of an
+    ``@every`` schedule, else by stepping (at most *limit*)."""
+    from hermes_cron_ext.store.sql import _next
+
+    if schedule.every is not None:
+        return max(0, round((last - first) / schedule.every.total_seconds()) - 1)
+    n, t = 0, _next(schedule, first)
+    while t is not None and t < last and n < limit:
+        n, t = n + 1, _next(schedule, t)
+    return n
 
 
 def _late_reason(status: str | None, late_after: float) -> str:

@@ -681,7 +681,8 @@ class SQLStore(OutboxSQL, Store):
             late_after = fields["policy"].late_after
             self._watch_late(db, job_id, late_after, _next(schedule, now),
                              keep=not timing_changed and late_after == json.loads(
-                                 row["policy"]).get("late_after"))
+                                 row["policy"]).get("late_after")
+                             and not (fields["enabled"] and not row["enabled"]))
             self._event(db, "job.updated", job_id, at=now, name=fields["name"])
             if (fields.get("shares") or {}) != (json.loads(row["payload"]).get("shares") or {}):
                 # other users' jobs that run after it and read it through a share it lost
@@ -779,6 +780,9 @@ class SQLStore(OutboxSQL, Store):
                     "UPDATE jobs SET state = ?, state_reason = NULL, consecutive_failures = 0, "
                     "next_run_at = ?, updated_at = ? WHERE id = ?",
                     (state, _next(schedule, now), now, row["id"]))
+                # its late watch starts afresh: the slots of the pause were not owed
+                self._watch_late(db, row["id"], json.loads(row["policy"]).get("late_after"),
+                                 _next(schedule, now))
                 self._event(db, "job.resumed", row["id"], at=now, was=row["state"])
             return _row_job(self._job_row(db, row["id"]))
 
