@@ -173,7 +173,8 @@ TS_ENUMS: dict[str, tuple] = {
 TS_STATUS_LISTS: dict[str, tuple] = {"ACTIVE": ACTIVE_STATUSES, "FAILED": FAILED_STATUSES}
 #: the interfaces written, each from the component schema of the same name
 TS_INTERFACES = ("Policy", "Job", "Run", "JobPage", "RunPage", "Option", "Event", "Ticker",
-                 "Status", "Backfill", "MetricPoint", "MetricSeries", "Metrics")
+                 "Status", "Backfill", "MetricPoint", "MetricSeries", "Metrics",
+                 "Notification", "Notifications")
 #: fields whose TypeScript type is not their schema's
 TS_OVERRIDES = {("Option", "schema"): "IJSONSchema"}
 

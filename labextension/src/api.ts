@@ -7,7 +7,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IBackfill, IJob, IJobPage, IMetrics, IOption, IRun, IRunPage, IStatus, RunStatus } from './generated';
+import { IBackfill, IJob, IJobPage, IMetrics, INotifications, IOption, IRun, IRunPage, IStatus, RunStatus } from './generated';
+export type { INotification, INotifications } from './generated';
 
 // The shapes of jobs, runs, options, events, tickers, the status and backfills are
 // generated from the server's declarations (hermes_cron_ext/domain/options.py and
@@ -61,35 +62,6 @@ export type NotifyKind = 'failure' | 'lost' | 'blocked' | 'missed' | 'late' | 'a
 export type DeliveryStatus = 'pending' | 'sending' | 'sent' | 'failed';
 
 export const DELIVERY_STATUSES: DeliveryStatus[] = ['pending', 'sending', 'sent', 'failed'];
-
-/** One delivery of the notification outbox (`GET /notifications`; ops/local.py
- * NOTIFICATION_JSON). The destination is masked: its secrets never leave the server. */
-export interface INotification {
-  id: number;
-  event: NotifyKind;
-  event_seq: number;
-  job_id: string | null;
-  /** the job's name */
-  job: string | null;
-  run_id: string | null;
-  channel: 'apprise' | 'webhook' | 'ping';
-  destination: string;
-  status: DeliveryStatus;
-  attempts: number;
-  last_error: string | null;
-  next_attempt_at: string | null;
-  created_at: string;
-  sent_at: string | null;
-  title: string | null;
-}
-
-/** A page of the outbox, newest first; `counts` (per status, the whole store) to an admin
- * or on a one-user store, for the unfiltered list. */
-export interface INotifications {
-  notifications: INotification[];
-  cursor: string | null;
-  counts?: { [status: string]: number };
-}
 
 export interface IPreview {
   schedule: string;

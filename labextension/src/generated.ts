@@ -344,6 +344,44 @@ export interface IMetrics {
   metrics: IMetricSeries[];
 }
 
+/** one delivery of the notification outbox (ops/local.py NOTIFICATION_JSON) */
+export interface INotification {
+  id: number;
+  /** what it tells (docs/notifications.md) */
+  event: 'failure' | 'lost' | 'blocked' | 'missed' | 'late' | 'alert' | 'recovered' | 'succeeded' | 'started';
+  /** the event it was made of */
+  event_seq: number;
+  job_id: string | null;
+  /** the job's name */
+  job: string | null;
+  run_id: string | null;
+  /** apprise: a notify URL; webhook: a notify_url; ping: ping_url */
+  channel: 'apprise' | 'webhook' | 'ping';
+  /** where it goes, masked */
+  destination: string;
+  status: 'pending' | 'sending' | 'sent' | 'failed';
+  /** tries so far */
+  attempts: number;
+  /** why the last try failed */
+  last_error: string | null;
+  /** the next try, while pending */
+  next_attempt_at: string | null;
+  created_at: string;
+  sent_at: string | null;
+  /** the message's title */
+  title: string | null;
+}
+
+/** the outbox, newest first (Operations.notifications) */
+export interface INotifications {
+  /** newest first */
+  notifications: INotification[];
+  /** the next page; null: the last */
+  cursor: string | null;
+  /** deliveries per status in the whole store (to an admin, or on a one-user store) */
+  counts?: { [key: string]: number };
+}
+
 /** Every job option, in the order the fronts list them (as GET /api/cron/options does). */
 export const OPTIONS: IOption[] = [
   {"name": "name", "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}, "help": "the job's name (unique)", "permission": "write", "default": null, "policy": false, "flag": null, "form": true, "label": "Name", "choice_labels": null, "unit": null, "default_text": "none"},
