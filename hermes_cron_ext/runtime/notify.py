@@ -12,7 +12,9 @@ What is worth a message, and what it says, is ``domain/notifications.py``. Here:
   with deliveries due, each leasing its destination's rows from the store, so a slow or
   dead destination delays only itself, never another destination, a run or the ticker.
   A failed try is retried by whichever ticker is alive, 5 s doubling to 1 h, for a
-  day (``hermes-cron notifications`` lists them all).
+  day (``hermes-cron notifications`` lists them all); the destination's later messages
+  wait behind it, in order. A stopping ticker sends what is due for a few seconds at
+  most and leaves the rest in the outbox.
 
 A job's own destinations (``notify``, ``notify_url``, ``ping_url``) go only to public
 addresses: a host on loopback, link-local, private or other non-global ranges is
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -144,6 +147,8 @@ MAX_WORKERS = 16
 TAIL_READ = 16384
 #: the kinds whose message quotes the run's output
 WITH_OUTPUT = ("failure", "lost", "alert", "late")
+#: numbers the senders of this process (see ``Notifier.owner``)
+_SENDERS = itertools.count(1)
 
 
 def _env_list(name: str) -> list[str]:
@@ -318,9 +323,18 @@ class Notifier:
         #: the first retry's delay (doubled each time up to an hour)
         self.first_delay = first_delay
         self.clock = clock
-        #: who holds a lease: this process (a dead one's leases are taken back early)
-        self.owner = f"{hostname()}/{os.getpid()}/{proc_start_time(os.getpid()) or 0}"
+        #: who holds a lease: this sender of this process (a dead process's leases are
+        #: taken back early). Two senders of one process (a ticker stopped and another
+        #: started) are told apart: a worker of the first still stuck on a dead
+        #: destination must not record its outcome on a row the second took since.
+        self.owner = (f"{hostname()}/{os.getpid()}/{proc_start_time(os.getpid()) or 0}"
+                      f"/{next(_SENDERS)}")
         self._workers: dict[str, threading.Thread] = {}
+        #: destinations whose first delivery failed: no worker for them before its
+        #: retry, when it is due; their later deliveries wait behind it, still leased
+        #: (so no sender takes them before it), given back when the retry starts
+        self._held: dict[str, float] = {}
+        self._parked: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -367,6 +381,9 @@ class Notifier:
                 now = self.clock()
                 for queue in self.store.due_queues(now):
                     with self._lock:
+                        if self._held.get(queue, 0.0) > now:
+                            continue
+                        self._held.pop(queue, None)
                         if (self._closed or queue in self._workers
                                 or len(self._workers) >= MAX_WORKERS):
                             continue
@@ -376,8 +393,18 @@ class Notifier:
                     worker.start()
             except Exception as exc:  # the store is away: try again in a second
                 log.warning("hermes-cron: notifications: %s", exc)
-            self._wake.wait(1.0)
+            self._wake.wait(self._idle())
             self._wake.clear()
+
+    def _idle(self) -> float:
+        """Seconds until the next look at the outbox: a second at most (other
+        processes' deliveries), less when one of this sender's retries is due sooner
+        (a short ``first_delay`` is kept)."""
+        with self._lock:
+            held = min(self._held.values(), default=None)
+        if held is None:
+            return 1.0
+        return min(1.0, max(0.02, held - self.clock()))
 
     def _reap(self) -> None:
         """Take back, every 10 s, leases held by dead processes of this host (a
@@ -388,8 +415,7 @@ class Notifier:
         self._next_reap = now + 10.0
         host = hostname()
         for owner in self.store.lease_owners():
-            h, _, rest = owner.partition("/")
-            pid, _, start = rest.partition("/")
+            h, pid, start = (owner.split("/") + ["", ""])[:3]
             if h == host and owner != self.owner and pid.isdigit() and not process_alive(
                     int(pid), int(start) if start.isdigit() and start != "0" else None):
                 self.store.expire_leases(owner)
@@ -397,6 +423,10 @@ class Notifier:
     def _work(self, queue: str) -> None:
         """Send one destination's due deliveries in order, then stop."""
         try:
+            with self._lock:
+                parked = self._parked.pop(queue, [])
+            if parked:  # behind the one now due again: taken again in order with it
+                self.store.release_deliveries(self.owner, parked)
             while not self._closed:
                 now = self.clock()
                 batch = self.store.claim_deliveries(queue, self.owner, now, self.lease, BATCH)
@@ -407,19 +437,28 @@ class Notifier:
                         self.store.release_deliveries(self.owner, [r["id"] for r in batch[i:]])
                         break
                     ok, error, final = self._send(row)
-                    status = self.store.delivery_done(row["id"], self.owner, self.clock(),
+                    done_at = self.clock()
+                    status = self.store.delivery_done(row["id"], self.owner, done_at,
                                                       ok=ok, error=error, final=final,
                                                       first_delay=self.first_delay)
                     if ok:
                         self.sent += 1
-                    else:
-                        log.warning("hermes-cron: notification %s to %s %s: %s", row["kind"],
-                                    notes.mask_url(row["destination"]),
-                                    "given up" if status == "failed" else "failed, will retry",
-                                    error)
-                        if status == "failed":
-                            self.failed += 1
-                        return  # the rest of this destination waits for the retry
+                        continue
+                    log.warning("hermes-cron: notification %s to %s %s: %s", row["kind"],
+                                notes.mask_url(row["destination"]),
+                                "given up" if status == "failed" else "failed, will retry",
+                                error)
+                    if status == "failed":  # nothing to wait for: the next goes on
+                        self.failed += 1
+                        continue
+                    # the rest of this destination waits for the retry, in order: still
+                    # leased (no sender takes them first while the lease lasts), given
+                    # back when the retry starts rather than when the lease ends
+                    with self._lock:
+                        self._held[queue] = done_at + notes.backoff(row["attempts"] + 1,
+                                                                    self.first_delay)
+                        self._parked[queue] = [r["id"] for r in batch[i + 1:]]
+                    return
         except Exception as exc:
             log.warning("hermes-cron: notifications to %s: %s", notes.mask_url(queue), exc)
         finally:
@@ -493,15 +532,25 @@ class Notifier:
     def close(self, wait: bool | float = False) -> int:
         """Stop taking deliveries; *wait*: first send what is due (seconds at most, when
         a number; ``hermes-cron tick`` does). What is left stays in the outbox for the
-        next ticker. Returns how many deliveries were due and not sent."""
+        next ticker. Returns how many destinations have deliveries due and not sent.
+
+        A destination waiting for a retry is not waited for (its new deliveries wait
+        behind the failed one)."""
         if wait:
             deadline = None if wait is True else time.monotonic() + float(wait)
             self.start()
             self._wake.set()
             while deadline is None or time.monotonic() < deadline:
+                now = self.clock()
+                # the outbox first, then the workers: a delivery not due because a worker
+                # leased it has that worker registered until its outcome is written (the
+                # other order could miss a worker that started in between, and go while it
+                # sends: the next ticker would send that message again)
+                due = set(self.store.due_queues(now))
                 with self._lock:
                     busy = bool(self._workers)
-                if not busy and not self.store.due_queues(self.clock()):
+                    held = {q for q, at in self._held.items() if at > now}
+                if not busy and not due - held:
                     break
                 time.sleep(0.05)
         with self._lock:
