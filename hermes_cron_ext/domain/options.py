@@ -87,7 +87,7 @@ def duration_words(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             n = seconds // size
             return f"{n:g} {word}{'s' if n != 1 else ''}"
-    return f"{seconds:g} seconds"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 def size_text(size: float) -> str:

@@ -161,6 +161,13 @@ def take_handoff_lock(db: str | None) -> bool:
     return handoffs.take_lock(resolve_db(db)) is not None
 
 
+def private_urls_allowed() -> bool:
+    """A daemon's and a tick's setting: ``HERMES_CRON_ALLOW_PRIVATE_URLS`` (default: on,
+    the store's own user runs them; a server has ``c.HermesCron.allow_private_urls``)."""
+    return os.environ.get("HERMES_CRON_ALLOW_PRIVATE_URLS", "1") not in ("0", "false",
+                                                                        "no", "")
+
+
 async def serve(db: str | None, *, kind: str = "daemon", executors: list[str] | None = None,
                 lead: float = 2.0, notify_url: str | None = None,
                 on_signals: Callable[[], None] | None = None,
@@ -177,8 +184,7 @@ async def serve(db: str | None, *, kind: str = "daemon", executors: list[str] | 
     specs = executor_specs(executors)
     host = Host.open(db, kind=kind, executor=specs[0] if specs else "",
                      executors=["local", *specs], lead=lead, notify_url=notify_url,
-                     allow_private_urls=os.environ.get("HERMES_CRON_ALLOW_PRIVATE_URLS", "1")
-                     not in ("0", "false", "no", ""), threads=1, run_as=run_as)
+                     allow_private_urls=private_urls_allowed(), threads=1, run_as=run_as)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -216,7 +222,8 @@ async def tick_once(db: str | None, *, executors: list[str] | None = None,
 
     specs = executor_specs(executors)
     host = Host.open(db, kind="tick", executor=specs[0] if specs else "",
-                     executors=["local", *specs], lead=lead, threads=1)
+                     executors=["local", *specs], lead=lead, threads=1,
+                     allow_private_urls=private_urls_allowed())
     assert host.ticker is not None  # Host.open makes one unless told not to
     ticker, store = host.ticker, host.ticker.store
     try:

@@ -35,7 +35,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -142,7 +141,7 @@ LEASE = 60.0
 #: rows a worker takes at a time from its destination
 BATCH = 10
 #: workers at once (one per destination with something due)
-MAX_WORKERS = 16
+MAX_WORKERS = 64
 #: the bytes of a run's output read for a message's last lines
 TAIL_READ = 16384
 #: the kinds whose message quotes the run's output
@@ -253,45 +252,6 @@ class Planner:
         except Exception:  # output gone (gc) or unreadable: the message says the rest
             return ""
         return notes.tail(data.decode("utf-8", errors="replace"))
-
-
-def apprise_host(url: str) -> tuple[Any, str | None]:
-    """Apprise's plugin for *url* (None: a URL Apprise does not know) and the host it
-    connects to when that is one the URL names (``json://host``, ``mailto://...@host``);
-    None for services at their vendor's fixed address (``slack://``, ``tgram://``)."""
-    import apprise  # slow to import (0.2 s): only where notifications are checked or sent
-
-    with apprise.LogCapture(level=logging.ERROR):
-        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    if plugin is None:
-        return None, None
-    host = getattr(plugin, "host", None)
-    if not isinstance(host, str) or not re.match(
-            r"^(localhost|[0-9a-fA-F:.]+|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$", host):
-        return plugin, None
-    return plugin, host
-
-
-def check_destination(url: str, field: str = "notify", *, allow_private: bool = False,
-                      resolve: bool = True) -> None:
-    """Refuse (:class:`InvalidInput` naming *field*, the URL masked) a destination Apprise
-    does not know, or (unless *allow_private*) one whose host is or resolves to a
-    loopback, private or link-local address."""
-    plugin, host = apprise_host(url)
-    shown = notes.mask_url(url)
-    if plugin is None:
-        raise InvalidInput(f"{field}: {shown} is not a notification URL Apprise knows "
-                           f"(e.g. mailto://user:pass@host, slack://..., json://host/path; "
-                           f"https://github.com/caronc/apprise/wiki)", field=field)
-    if host is None or allow_private:
-        return
-    port = getattr(plugin, "port", None)
-    try:
-        check_url(f"http://{host if ':' not in host else f'[{host}]'}"
-                  f"{f':{port}' if port else ''}/", field, resolve=resolve)
-    except InvalidInput as exc:
-        raise InvalidInput(exc.message.replace(f"{field}: ", f"{field}: {shown}: ", 1),
-                           field=field) from None
 
 
 class Notifier:
@@ -484,12 +444,14 @@ class Notifier:
                  guarded: bool) -> tuple[bool, str | None, bool]:
         import apprise
 
+        from hermes_cron_ext.runtime.destinations import check_destination
+
         if guarded:
             try:
                 check_destination(url, allow_private=False)
             except InvalidInput as exc:
                 return False, exc.message, True
-        with apprise.LogCapture(level=logging.WARNING) as logs:
+        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as logs:
             ap = apprise.Apprise()
             if not ap.add(url):
                 return False, "Apprise does not know this URL", True

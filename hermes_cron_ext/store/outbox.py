@@ -70,6 +70,10 @@ MIGRATION_12 = [
         slot REAL NOT NULL,
         due_at REAL NOT NULL)""",
     "CREATE INDEX late_watch_due ON late_watch(due_at)",
+    # the notify cursor starts here (a store's first failure is notified even when it
+    # happens before any ticker ran; an upgraded store keeps the cursor it has)
+    "INSERT INTO meta (key, value) SELECT 'cursor:notify', '' || COALESCE(MAX(seq), 0) "
+    "FROM events WHERE 1 = 1 ON CONFLICT DO NOTHING",  # WHERE: SQLite's parser needs it
 ]
 
 DELIVERY_COLUMNS = ("id", "event_seq", "kind", "job_id", "job_name", "run_id", "channel",
@@ -351,7 +355,10 @@ class OutboxSQL:
                         nxt = _next(schedule, due[-1])
                 # a paused, disabled or blocked job is not expected to run: no late (it
                 # said "blocked" once; resuming it starts the watch afresh)
-                quiet = job.state in ("paused", "disabled", "blocked") or not job.enabled
+                # (a one-shot ``@at`` job is disabled once its one slot fired: that slot
+                # is still owed a successful run)
+                quiet = (job.state in ("paused", "blocked") or (
+                    (job.state == "disabled" or not job.enabled) and schedule.kind != "at"))
                 missing = [] if quiet or not due else self._unsucceeded(db, job_id, due)
                 late = missing[-LATE_CAP:]
                 earlier = len(missing) - len(late) + (beyond if not quiet else 0)

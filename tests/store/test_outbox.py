@@ -89,14 +89,17 @@ def test_a_recovery_told_twice_by_the_log_is_one_message(store):
     assert ("recovered", ok.id) in kinds and kinds.count(("recovered", ok.id)) == 1
 
 
-def test_a_new_consumer_starts_at_the_newest_event(store):
+def test_the_first_failure_is_notified_though_no_ticker_ran_yet(store):
+    """The notify cursor starts with the store (schema 12): a failure before any ticker
+    planned anything is still notified; a new consumer of another name starts at the
+    newest event (history is not replayed to it)."""
     job = notified_job(store)
-    fail(store, job)  # before anyone planned: history is not replayed
-    assert plan(store) == 0
-    assert deliveries(store) == [] and store.next_delivery_at() is None
+    fail(store, job)  # before anyone planned
+    assert plan(store) == 1
+    assert len(deliveries(store)) == 1 and store.next_delivery_at() is not None
     fail(store, job)
     assert plan(store) == 1
-    # another consumer is a cursor of its own, also starting at the newest event
+    # another consumer is a cursor of its own, starting at the newest event
     assert store.plan_deliveries(Planner(store).plan, consumer="other") == 0
     assert store.plan_deliveries(Planner(store).plan, consumer="other") == 0
 
@@ -433,6 +436,21 @@ def test_a_run_still_running_past_the_limit_is_late_and_goes_on(store, clock):
     # it ends well, too late: nothing more for that slot
     store.finish_run(run.id, "succeeded", 0)
     assert store.check_late(T0 + 400) == 0 and len(late_events(store, cursor)) == 1
+
+
+def test_a_one_shot_job_is_late_though_it_is_done_firing(store, clock):
+    """An ``@at`` job is disabled once its one slot fired (no more fire times): that
+    slot still owes a successful run, so it can be late."""
+    job = make_job(store, "once", None, at=iso(T0 + 300), late_after="1s")
+    cursor = store.last_event_seq()
+    clock.now = T0 + 300
+    (run,) = store.claim_due(clock(), clock(), "t")
+    store.attach_run(run.id, 1, None, "h")
+    store.mark_running(run.id, clock(), 2)
+    assert store.check_late(T0 + 301) == 1
+    (event,) = late_events(store, cursor)
+    assert event.job_id == job.id and event.run_id == run.id
+    assert event.data["reason"] == "its run is still running 1 second after the slot"
 
 
 def test_a_failed_run_retrying_past_the_limit_is_late(store, clock):
