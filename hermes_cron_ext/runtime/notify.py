@@ -312,15 +312,22 @@ class Notifier:
     def default_url(self, url: str | None) -> None:
         self.planner.default_url = url
 
-    # -- planning (the ticker's pass) --------------------------------------------------
+    # -- planning --------------------------------------------------------------------
     def pump(self) -> int:
-        """Plan deliveries of new events (on the caller's store thread) and wake the
-        sender; returns how many were written."""
+        """Plan deliveries of new events now, on the caller's thread, and wake the
+        sender; returns how many were written (``hermes-cron tick``, tests)."""
         written = self.store.plan_deliveries(self.planner.plan)
         self.start()
         if written:
             self._wake.set()
         return written
+
+    def wake(self) -> None:
+        """Something changed in the store: plan and send on the sender's own thread,
+        off the caller's (a ticker's pass never waits for a burst of 1,000 messages to
+        be planned)."""
+        self.start()
+        self._wake.set()
 
     def start(self) -> None:
         """Start the sender thread (once)."""
@@ -333,11 +340,13 @@ class Notifier:
 
     # -- sending ---------------------------------------------------------------------
     def _run(self) -> None:
-        """Start a worker for each destination with deliveries due; wake on new ones,
-        and at least every second for retries and other processes' deliveries."""
+        """Plan new events' deliveries, then start a worker for each destination with
+        deliveries due; on a wake, and at least every second (retries, other
+        processes' events)."""
         while not self._closed:
             try:
                 self._reap()
+                self.store.plan_deliveries(self.planner.plan)  # cheap when nothing is new
                 now = self.clock()
                 for queue in self.store.due_queues(now):
                     with self._lock:

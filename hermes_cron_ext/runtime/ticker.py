@@ -266,7 +266,7 @@ class Ticker:
         self._unlisten = self.broker.subscribe(on_notify)
 
     async def register(self) -> None:
-        await self.store.run(self.notifier.pump)  # first call sets the notify cursor
+        self.notifier.wake()  # what waits in the outbox is sent by this ticker too
         others = [t for t in await self.store.list_tickers()
                   if t.alive(self.clock(), TICKER_STALE)]
         # one row per host for one-shot ticks, one per process otherwise
@@ -510,11 +510,8 @@ class Ticker:
                 self._record_fault(exc)
                 due = now + TICKER_HEARTBEAT
             self._next_late = due if due is not None else float("inf")
-        if read:
-            try:
-                await self.store.run(self.notifier.pump)
-            except Exception as exc:  # told once, as a ticker fault (the store cannot write)
-                self._record_fault(exc)
+        if read:  # its new events are planned and sent on the notifier's own thread
+            self.notifier.wake()
         if now >= self._next_gc:
             if self._next_gc:
                 result = await self.store.gc(now)

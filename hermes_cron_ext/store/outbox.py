@@ -2,10 +2,12 @@
 
 **Outbox.** A state change and its event commit together (``SQLStore._write``): the
 event log is where every notification starts. :meth:`OutboxSQL.plan_deliveries`
-turns new events into ``deliveries`` rows, one per (event, destination), in the same
-transaction that moves the ``notify`` consumer's cursor past them: a ticker killed
-anywhere leaves either the events unplanned (the next claim plans them) or the rows
-written, never neither and never both. A unique key (the kind of notification for
+turns new events into ``deliveries`` rows, one per (event, destination), written in
+the same transaction that moves the ``notify`` consumer's cursor past them (a
+compare-and-set: the messages are composed before it, so the transaction is short and
+no ticker waits behind a burst): a ticker killed anywhere leaves either the events
+unplanned (the next planner plans them) or the rows written, never neither and never
+both. A unique key (the kind of notification for
 that run, or the event, and the destination) keeps one row even if an event were
 planned twice; ``run.finished`` and ``run.recovered`` of one run make one
 "recovered".
@@ -80,6 +82,8 @@ DELIVERY_COLUMNS = ("id", "event_seq", "kind", "job_id", "job_name", "run_id", "
                     "queue", "destination", "shown", "message", "status", "attempts",
                     "next_at", "lease_owner", "lease_until", "last_error", "created_at",
                     "sent_at")
+#: events planned per transaction (each batch's rows are written in one short one)
+PLAN_BATCH = 100
 #: the most slots of one job a pass reads one by one (a longer outage: the newest only)
 MAX_SCAN = 10000
 #: the most late slots one pass raises per job (a ticker down for a week on a
@@ -120,43 +124,51 @@ class OutboxSQL:
     # -- the outbox -----------------------------------------------------------------
     def plan_deliveries(self, planner: Callable[[list[Event]], list[Planned]],
                         consumer: str = "notify", limit: int = 500) -> int:
-        """Take the *consumer*'s next batch of events and write the deliveries
-        *planner* makes of them, in the transaction that moves its cursor (see the module
-        docstring). *planner* runs inside it (it may read the store). Returns how many
-        rows were written; a new consumer starts at the newest event."""
-        key = f"cursor:{consumer}"
-        seen = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        newest = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        if seen is not None and int(seen[0]) >= newest:
-            return 0  # nothing new: no write lock taken
+        """Plan the *consumer*'s new events, *limit* at a time: *planner* makes their
+        deliveries outside any transaction (it reads jobs and output), then one short
+        transaction writes them and moves the cursor, if no other planner moved it
+        meanwhile (then this batch is dropped, planned by that one). Returns how many
+        rows were written. A new consumer starts at the newest event; ``notify``
+        starts with the store (schema 12)."""
         from hermes_cron_ext.store.sql import _row_event  # the shared row reader
-        with self._write() as db:
-            row = db.execute(f"SELECT value FROM meta WHERE key = ?{self._lock}",
-                             (key,)).fetchone()
-            if row is None:
-                top = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-                db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                           "ON CONFLICT DO NOTHING", (key, str(top)))
-                return 0
-            rows = db.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                              (int(row[0]), limit)).fetchall()
+        key = f"cursor:{consumer}"
+        written = 0
+        batch = max(1, min(limit, PLAN_BATCH))
+        for _ in range(max(1, limit // batch)):
+            seen = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            newest = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            if seen is None:
+                with self._write() as db:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                               "ON CONFLICT DO NOTHING", (key, str(newest)))
+                return written
+            cursor = int(seen[0])
+            if cursor >= newest:
+                return written  # nothing new: no write lock taken
+            rows = self.db.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                   (cursor, batch)).fetchall()
             if not rows:
-                return 0
+                return written
             planned = planner([_row_event(r) for r in rows])
             now = self.clock()
-            written = 0
-            for p in planned:
-                cur = db.execute(
-                    "INSERT INTO deliveries (event_seq, dedupe, kind, job_id, job_name, "
-                    "run_id, channel, queue, destination, shown, message, status, "
-                    "attempts, next_at, created_at) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    (p["event_seq"], p["dedupe"], p["kind"], p["job_id"], p["job_name"],
-                     p["run_id"], p["channel"], p["queue"], p["destination"], p["shown"],
-                     json.dumps(p["message"]), now, now))
-                written += max(cur.rowcount, 0)
-            db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(rows[-1]["seq"]), key))
+            with self._write() as db:
+                row = db.execute(f"SELECT value FROM meta WHERE key = ?{self._lock}",
+                                 (key,)).fetchone()
+                if row is None or int(row[0]) != cursor:
+                    continue  # another planner took this batch: look again
+                for p in planned:
+                    cur = db.execute(
+                        "INSERT INTO deliveries (event_seq, dedupe, kind, job_id, job_name, "
+                        "run_id, channel, queue, destination, shown, message, status, "
+                        "attempts, next_at, created_at) VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        (p["event_seq"], p["dedupe"], p["kind"], p["job_id"], p["job_name"],
+                         p["run_id"], p["channel"], p["queue"], p["destination"], p["shown"],
+                         json.dumps(p["message"]), now, now))
+                    written += max(cur.rowcount, 0)
+                db.execute("UPDATE meta SET value = ? WHERE key = ?",
+                           (str(rows[-1]["seq"]), key))
         return written
 
     #: each destination's oldest pending delivery (its messages go in order)
