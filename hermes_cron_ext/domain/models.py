@@ -150,6 +150,10 @@ JOB_JSON: dict[str, dict[str, Any]] = {
     "description": {"type": "string"},
     "executor": {"type": ["string", "null"],
                  "description": "'local' or dask://HOST:PORT; null: the ticker's executor"},
+    "managed_by": {"type": ["string", "null"],
+                   "description": "the definitions file the job was last applied from "
+                                  "(hermes-cron apply jobs.yaml); null: made by hand. An edit "
+                                  "from another front keeps it: the next apply undoes the edit"},
     "after": {"type": "array",
               "description": "the jobs whose runs trigger this one: with several, once all of "
                              "them have ended as asked for the same slot",
@@ -234,6 +238,12 @@ RUN_JSON: dict[str, dict[str, Any]] = {
                                           "exit_code": {"type": ["integer", "null"]}}}},
     "logical_time": {**_TIME_OR_NONE,
                      "description": "the slot the run stands for (HERMES_CRON_LOGICAL_TIME)"},
+    "job_version": {"type": ["integer", "null"],
+                    "description": "the job's revision the run ran (its version then); null "
+                                   "in lists, which leave the run's frozen spec out"},
+    "file_sha256": {"type": ["string", "null"],
+                    "description": "the sha256 of the script or notebook file the run ran "
+                                   "(python jobs with a file, notebook jobs); null: none"},
 }
 
 #: what :meth:`Event.to_json` returns, field by field (``GET /events``, the SSE ``data``)
@@ -304,6 +314,8 @@ class Job:
     description: str = ""
     #: where runs execute: None for the ticker's executor, "local", or "dask://HOST:PORT"
     executor: str | None = None
+    #: the definitions file it was last applied from (``apply_definitions``), or None
+    managed_by: str | None = None
     #: the jobs whose runs trigger this one: ``[{"job": JOB_ID, "on": "success"}]`` (as
     #: read for a viewer, each also has the upstream's ``name``)
     after: list[dict[str, Any]] | None = None
@@ -363,7 +375,8 @@ class Job:
             "interpreter": self.interpreter, "cwd": self.cwd, "env": env,
             "secret_env": list(self.secret_env), "parameters": self.parameters,
             "kernel": self.kernel, "description": self.description, "executor": self.executor,
-            "after": self.after or [], "owner": self.owner, "shares": dict(self.shares),
+            "managed_by": self.managed_by, "after": self.after or [], "owner": self.owner,
+            "shares": dict(self.shares),
             "state": self.display_state, "state_reason": self.state_reason,
             "enabled": self.enabled, "last_run": last,
             # a job that does not fire shows no next run (resuming plans one afresh)
@@ -409,6 +422,8 @@ class Run:
     parameters: dict[str, Any] | None = None
     #: the job's alert rules that fired when it ended (``{"rule", "message"}``), if any
     alerts: list[dict[str, str]] | None = None
+    #: the sha256 of the script or notebook file the run executed (``record_file_hash``)
+    file_sha256: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -433,7 +448,49 @@ class Run:
             "upstream": self.spec.get("upstream"),
             # the slot a run stands for: its payload gets it as HERMES_CRON_LOGICAL_TIME
             "logical_time": iso(self.scheduled_for),
+            "job_version": self.spec.get("job_version"), "file_sha256": self.file_sha256,
         }
+
+
+#: the fields of a job's definition (:func:`definition_of`) besides its policy's
+DEFINITION_FIELDS = ("name", "kind", "schedule", "timezone", "enabled", "command", "code",
+                     "interpreter", "cwd", "env", "secret_env", "parameters", "after",
+                     "shares", "kernel", "description", "executor", "managed_by")
+
+
+def definition_of(job: Job) -> dict[str, Any]:
+    """A job's whole definition, flat: :data:`DEFINITION_FIELDS` then every policy field
+    by its own name (what a revision keeps and an audit record hashes).
+
+    Secret values are left out: ``env`` holds the variables that are not secret and
+    ``secret_env`` the names of those that are. Everything else is as stored, notify and
+    ping URLs included, which are secrets too: a definition is never shown raw (fronts
+    mask it, as ``Job.to_json`` does). ``after`` keeps ``job`` and ``on`` (upstream ids)."""
+    secret = set(job.secret_env)
+    out: dict[str, Any] = {
+        "name": job.name, "kind": job.kind, "schedule": job.schedule,
+        "timezone": job.timezone, "enabled": job.enabled, "command": job.command,
+        "code": job.code, "interpreter": job.interpreter, "cwd": job.cwd,
+        "env": {k: v for k, v in sorted(job.env.items()) if k not in secret},
+        "secret_env": sorted(secret),
+        "parameters": dict(job.parameters or {}),
+        "after": [{"job": a["job"], "on": a.get("on")} for a in job.after or []],
+        "shares": dict(sorted((job.shares or {}).items())), "kernel": job.kernel,
+        "description": job.description, "executor": job.executor,
+        "managed_by": job.managed_by,
+    }
+    for name, value in vars(job.policy).items():
+        out[name] = list(value) if isinstance(value, list) else value
+    return out
+
+
+def definition_changes(before: dict[str, Any] | None,
+                       after: dict[str, Any] | None) -> dict[str, list[Any]]:
+    """``{field: [before, after]}`` of the fields of two definitions that differ (a
+    missing definition: every field of the other, against None)."""
+    old, new = before or {}, after or {}
+    return {k: [old.get(k), new.get(k)] for k in dict.fromkeys([*old, *new])
+            if old.get(k) != new.get(k)}
 
 
 @dataclass

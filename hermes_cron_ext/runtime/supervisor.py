@@ -14,6 +14,7 @@ the ticker that started it reaches the run. It:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import selectors
@@ -184,7 +185,48 @@ def payload_launch(store, run, base: Mapping[str, str] | None = None,
         cwd = os.path.expanduser(cwd)  # JupyterLab reports "~/..." roots
     elif cwd == "~" or cwd.startswith("~/"):
         cwd = base.get("HOME", "/") + cwd[1:]
+    if base is None:  # the run-as helper's runs (the owner's files) are not hashed
+        record_payload_file(store, run.id, spec, cwd)
     return payload_argv(spec, store.artifact_path(run.id)), env, cwd
+
+
+def payload_file(spec: dict, cwd: str) -> str | None:
+    """The file a python job given a script, or a notebook job, runs (None: a command,
+    code, or ``python -m``)."""
+    command = spec.get("command")
+    if spec.get("kind") not in ("python", "notebook") or spec.get("code") or not command:
+        return None
+    path = command if isinstance(command, str) else command[0]
+    if not path or path.startswith("-"):
+        return None
+    return os.path.join(cwd, os.path.expanduser(path))
+
+
+def file_sha256(path: str) -> str | None:
+    """The sha256 of a file's bytes; None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def record_payload_file(store, run_id: str, spec: dict, cwd: str) -> None:
+    """Record which file a python or notebook run runs (its sha256), as its payload is
+    prepared, before the instant; nothing for a command, and nothing when the file is
+    missing (the start then says so). A store that cannot record it does not stop the
+    run (nor does a store with no ``record_file_hash``)."""
+    path = payload_file(spec, cwd)
+    digest = file_sha256(path) if path else None
+    if digest is None:
+        return
+    try:
+        store.record_file_hash(run_id, digest)
+    except Exception:  # noqa: BLE001 - which file it ran is worth less than the run
+        pass
 
 
 #: The scheduling process's own credentials and hub settings (a hub service's token, a

@@ -166,6 +166,7 @@ class AsyncStore:
 #: Interface methods ``AsyncStore`` does not mirror, and why.
 NOT_AWAITED = {
     "output_writer": "its writer is used on the supervisor's own thread, call by call",
+    "acting": "it says who acts on the calling thread: a context around sync calls",
 }
 
 

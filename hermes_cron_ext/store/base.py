@@ -14,6 +14,9 @@ interface          what it keeps                                               m
 ``OutputStore``    each run's output log (byte offsets) and notebook artifact   6
 ``TickerRegistry`` which tickers are alive                                      4
 ``EventLog``       the append-only ``events`` table and its cursors             3
+``Outbox``         notifications on their way out; the late-slot watch         12
+``History``        who did what: job revisions, the chained audit log, the      7
+                   file a run ran; definitions applied in one transaction
 ``Store``          all of the above, plus ``close`` and where the store lives   1
 =================  ==========================================================  ========
 
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from hermes_cron_ext.domain.access import Viewer
@@ -354,11 +358,13 @@ class RunLedger(ABC):
 
     @abstractmethod
     def gc(self, now: float, keep_runs: int = KEEP_RUNS, keep_failures: int = KEEP_FAILURES,
-           max_age: float = MAX_AGE) -> dict:
+           max_age: float = MAX_AGE, audit_max_age: float | None = None) -> dict:
         """Prune finished runs, their output and events, and events older than *max_age*,
         by the retention limits (``policy.runs_to_delete`` decides which runs go; a job's
-        own limits win); never an active run. Returns ``{"runs_deleted",
-        "events_deleted"}``."""
+        own limits win); never an active run. The audit log has a retention of its own:
+        left whole unless *audit_max_age* is given, then its records older than that go
+        (the chain stays verifiable: :meth:`History.verify_audit`). Returns
+        ``{"runs_deleted", "events_deleted", "audit_deleted"}``."""
 
     @abstractmethod
     def stats(self, viewer: Viewer | None = None) -> dict:
@@ -619,8 +625,86 @@ class Outbox(ABC):
         """Raise ``run.late`` for watched slots due by *now* with no successful run."""
 
 
+class History(ABC):
+    """Who changed what, and what ran (``history.py``).
+
+    **Who.** Writes made inside :meth:`acting` are recorded as that actor's, from that
+    origin; outside it the actor is ``''`` and the origin ``'store'``.
+
+    **Revisions.** Every change to a job's definition (create, update, delete; a revert
+    is an update; pause and resume are not) appends an immutable revision in the
+    transaction that makes it: ``rev`` is the job's ``version`` after the change (a
+    delete appends ``version + 1``), ``spec`` its whole definition after it
+    (``models.definition_of``: secret values never, secret names and notify URLs as
+    stored, so a revision is never shown raw), ``changes`` ``{field: [before, after]}``.
+    Revisions of a deleted job stay readable by its id.
+
+    **Audit log.** Every action (create, edit, delete, pause, resume, run, cancel,
+    backfill, apply, revert) appends one record in its transaction: ``seq, at, actor,
+    origin, action, job_id, run_id, detail, before_hash, after_hash`` (sha256 of the
+    definition's canonical JSON), ``prev_hash`` and ``hash`` = sha256(prev_hash +
+    the canonical JSON of the other fields), in commit order, so a removed or altered
+    record is found by :meth:`verify_audit`. ``detail`` never holds a secret's value.
+    """
+
+    @abstractmethod
+    def acting(self, actor: str, origin: str, *, action: str | None = None,
+               detail: dict[str, Any] | None = None) -> AbstractContextManager[None]:
+        """A context in which this thread's writes are *actor*'s (a hub user, the CLI's
+        Unix user), from *origin* (``cli``, ``rest``, ``magics``, ``panel``, ``apply``,
+        ``daemon``, ...). *action* names the audit records of the writes inside instead
+        of their own (``revert``: the job update a revert makes), and *detail* is added
+        to theirs (``{"to": rev}``). Contexts nest; not awaited (it is the thread's)."""
+
+    @abstractmethod
+    def job_revisions(self, job_id: str, limit: int = 50,
+                      cursor: int | None = None) -> Page[dict[str, Any]]:
+        """The job's revisions newest first, each ``{"rev", "at", "actor", "origin",
+        "action", "changes"}``; *cursor*: those below that rev (the page's cursor is the
+        last rev shown, as a string). [] for an unknown job."""
+
+    @abstractmethod
+    def job_revision(self, job_id: str, rev: int) -> dict[str, Any]:
+        """One revision, as :meth:`job_revisions` gives it plus ``"spec"``.
+
+        :raises NotFound:
+        """
+
+    @abstractmethod
+    def record_file_hash(self, run_id: str, sha256: str) -> None:
+        """Record the sha256 of the script or notebook file the run executes (an unknown
+        run is ignored)."""
+
+    @abstractmethod
+    def audit_log(self, *, since: float | None = None, job_id: str | None = None,
+                  limit: int = 100, cursor: int | None = None) -> Page[dict[str, Any]]:
+        """Audit records newest first, of *job_id* when given, at or after *since*; each
+        ``{"seq", "at", "actor", "origin", "action", "job_id", "run_id", "detail",
+        "before_hash", "after_hash", "prev_hash", "hash"}``; *cursor*: below that seq."""
+
+    @abstractmethod
+    def verify_audit(self) -> dict[str, Any]:
+        """Recompute the whole chain: ``{"ok", "records", "first_bad", "problem"}``;
+        *first_bad* is the first seq missing or altered, *problem* says how; *records*
+        how many verified before it."""
+
+    @abstractmethod
+    def apply_definitions(self, creates: list[dict[str, Any]],
+                          updates: list[tuple[str, dict[str, Any], int]],
+                          deletes: list[tuple[str, int]], source: str) -> dict[str, list[str]]:
+        """Create, update and delete jobs in one transaction, each job made or changed
+        marked ``managed_by`` = *source*. *creates* are ``validate_new`` fields;
+        *updates* ``(job_id, validate_changes fields, version seen)``; *deletes*
+        ``(job_id, version seen)``. Revisions and audit records (``apply``) as for single
+        changes. Returns ``{"created", "updated", "deleted"}`` job ids.
+
+        :raises Conflict: a job's version is not the one seen (changed meanwhile), a job
+            is gone, or a name is taken; then nothing is changed
+        """
+
+
 class Store(JobStore, RunLedger, RunMetrics, Backfills, OutputStore, TickerRegistry,
-            EventLog, Outbox):
+            EventLog, Outbox, History):
     """Durable state shared by every ticker, supervisor and viewer on one store: every
     interface above, on one database."""
 
@@ -644,4 +728,4 @@ class Store(JobStore, RunLedger, RunMetrics, Backfills, OutputStore, TickerRegis
 
 #: The interfaces ``Store`` combines, in the order the docs list them.
 INTERFACES: tuple[type[ABC], ...] = (JobStore, RunLedger, RunMetrics, Backfills,
-                                     OutputStore, TickerRegistry, EventLog, Outbox)
+                                     OutputStore, TickerRegistry, EventLog, Outbox, History)

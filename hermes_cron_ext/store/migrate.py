@@ -3,7 +3,8 @@
 
 Typically the embedded SQLite store into PostgreSQL when a team outgrows one
 machine. Jobs, runs (with their frozen specs), events (same ``seq``, so event
-cursors held by clients stay valid), notification cursors, run metrics, run output
+cursors held by clients stay valid), notification cursors, run metrics, job revisions,
+the audit log (same ``seq`` and chain: it verifies there too), run output
 (same bytes at the same offsets, streams kept) and notebook artifacts are copied; the
 ticker registry is not (tickers register again when they start on the new store).
 
@@ -25,7 +26,7 @@ from hermes_cron_ext.store.sql import SQLStore
 
 #: copied in this order; tickers are not copied
 COPIED = ("jobs", "runs", "events", "meta", "backfills", "job_after", "job_shares",
-          "run_metrics", "deliveries", "late_watch")
+          "run_metrics", "deliveries", "late_watch", "job_revisions", "audit")
 
 
 def _count(store: SQLStore, table: str) -> int:
@@ -67,6 +68,8 @@ def copy_store(source: Store, target: Store, *, force: bool = False,
     say(f"copying {expected['jobs']} jobs, {expected['runs']} runs, "
         f"{expected['events']} events into {_show(target)}")
     with target._write() as db:
+        # what the new store's migrations wrote (the notify cursor): the source's wins
+        db.execute("DELETE FROM meta WHERE key <> 'schema_version'")
         for table in COPIED:
             cols, rows = tables[table]
             target.import_rows(db, table, cols, rows)

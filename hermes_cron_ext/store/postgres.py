@@ -350,6 +350,11 @@ class PostgresStore(SQLStore):
             db.execute("SELECT pg_notify(?, 'e ' || currval(pg_get_serial_sequence('events', "
                        "'seq')) || ' ' || ?)", (CHANNEL, types))
 
+    def _audit_lock(self, db) -> None:
+        """Audit records are chained in commit order: appended under the events' lock
+        (taken again if the transaction raised no event; it is held to the commit)."""
+        db.execute("SELECT pg_advisory_xact_lock(?)", (EVENTS_LOCK,))
+
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
         db = self.db
@@ -358,11 +363,14 @@ class PostgresStore(SQLStore):
             yield db
 
     def after_import(self, db) -> None:
-        """Copied events and deliveries kept their numbers: new ones continue after."""
+        """Copied events, deliveries and audit records kept their numbers: new ones
+        continue after."""
         db.execute("SELECT setval(pg_get_serial_sequence('events', 'seq'), "
                    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events), false)")
         db.execute("SELECT setval(pg_get_serial_sequence('deliveries', 'id'), "
                    "(SELECT COALESCE(MAX(id), 0) + 1 FROM deliveries), false)")
+        db.execute("SELECT setval(pg_get_serial_sequence('audit', 'seq'), "
+                   "(SELECT COALESCE(MAX(seq), 0) + 1 FROM audit), false)")
 
     def close(self) -> None:
         self._listen_stop.set()

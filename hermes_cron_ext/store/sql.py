@@ -53,15 +53,18 @@ from hermes_cron_ext.domain.models import (
     RunStatus,
     Ticker,
     Trigger,
+    definition_changes,
+    definition_of,
     iso,
 )
 from hermes_cron_ext.domain.policy import MISFIRE_GRACE, MISSED_CAP  # noqa: F401  (re-exported)
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound, StoreError
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.store.base import Store
+from hermes_cron_ext.store.history import MIGRATION_13, HistorySQL
 from hermes_cron_ext.store.outbox import MIGRATION_12, OutboxSQL
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 #: the jobs table's columns at schema version 6 (copied as they are by migrations 7 and 9)
 _JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
                 "enabled, next_run_at, last_run, consecutive_failures, running_count, "
@@ -258,23 +261,26 @@ MIGRATIONS: dict[int, list[str]] = {
     11: ["ALTER TABLE runs ADD COLUMN alerts TEXT"],
     # notifications: the outbox of deliveries and the late-slot watch (store/outbox.py)
     12: MIGRATION_12,
+    # revisions of every job, the chained audit log, the file a run ran (store/history.py)
+    13: MIGRATION_13,
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
                 "after", "shares",
-                "kernel", "description", "executor")
+                "kernel", "description", "executor", "managed_by")
 RUN_FIELDS = (
     "id", "job_id", "status", "trigger", "attempt", "scheduled_for", "fire_at", "queued_at",
     "started_at", "finished_at", "exit_code", "heartbeat_at", "pid", "proc_start", "host",
     "phase", "progress", "reason", "output_bytes", "cancel_requested", "dispatched_at",
-    "job_name", "payload_pid", "backfill_id", "parameters", "alerts",
+    "job_name", "payload_pid", "backfill_id", "parameters", "alerts", "file_sha256",
 )
 #: lists skip the frozen spec (parsing it per row would dominate a page)
 LIST_COLUMNS = ", ".join(RUN_FIELDS)
 RUN_COLUMNS = LIST_COLUMNS + ", spec"
 #: the tables a store holds, in the order a copy inserts them (``migrate.py``)
 TABLES = ("jobs", "runs", "events", "tickers", "meta", "backfills", "job_after",
-          "job_shares", "run_metrics", "deliveries", "late_watch")
+          "job_shares", "run_metrics", "deliveries", "late_watch", "job_revisions",
+          "audit")
 EVENT_INSERT = "INSERT INTO events (at, type, job_id, run_id, data) VALUES (?, ?, ?, ?, ?)"
 #: the built-ins the runtime measures (its process tree) and hands over with the final
 #: status (``finish_run(metrics=...)``): accepted there only, never by ``record_metrics``
@@ -382,11 +388,35 @@ def _real(value) -> float | None:
     return None if value is None else float(value)
 
 
+def _audited(kind: str, audit: dict | None, detail: dict) -> tuple[str, dict]:
+    """The action and detail of the audit record of a job change: *kind* (create, edit,
+    delete), or within an apply (*audit*: its detail) ``apply`` saying which."""
+    if audit is None:
+        return kind, detail
+    return "apply", {**audit, "change": kind, **detail}
+
+
+def _edit_detail(old: Job, new: Job, before: dict, after: dict | None) -> dict:
+    """What an edit changed, for its audit record: the fields' names; shares (the
+    permissions) and the secrets' names before and after; the secrets whose values
+    changed, by name only."""
+    detail: dict = {"name": new.name, "changes": sorted(definition_changes(before, after))}
+    if (old.shares or {}) != (new.shares or {}):
+        detail["shares"] = [dict(old.shares or {}), dict(new.shares or {})]
+    if sorted(old.secret_env) != sorted(new.secret_env):
+        detail["secret_env"] = [sorted(old.secret_env), sorted(new.secret_env)]
+    valued = sorted(k for k in set(old.secret_env) & set(new.secret_env)
+                    if old.env.get(k) != new.env.get(k))
+    if valued:
+        detail["secrets_changed"] = valued
+    return detail
+
+
 def _row_event(r) -> Event:
     return Event(r["seq"], r["at"], r["type"], r["job_id"], r["run_id"], json.loads(r["data"]))
 
 
-class SQLStore(OutboxSQL, Store):
+class SQLStore(OutboxSQL, HistorySQL, Store):
     """Jobs, runs, events and tickers in SQL; subclasses supply the connection and output."""
 
     #: appended to a SELECT that decides inside a write transaction
@@ -447,14 +477,17 @@ class SQLStore(OutboxSQL, Store):
         the disk.
         """
         events: list[tuple] = []
-        self._local.events = events
+        audits: list[dict] = []
+        self._local.events, self._local.audits = events, audits
         try:
             with self._transaction(durable) as db:
                 yield db
                 if events:
                     self._flush_events(db, events)
+                if audits:  # after the events: PostgreSQL holds their lock to the commit
+                    self._flush_audit(db, audits)
         finally:
-            self._local.events = None
+            self._local.events = self._local.audits = None
 
     def _migrate(self) -> None:
         try:  # the common case, read-only: the schema is current
@@ -540,39 +573,52 @@ class SQLStore(OutboxSQL, Store):
         now = self.clock()
         with self._write() as db:
             key = fields.get("idempotency_key")
-            asked = _request_hash(fields) if key else None
-            owner = fields.get("owner") or ""
             if key:
                 row = db.execute("SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?",
-                                 (owner, key)).fetchone()
+                                 (fields.get("owner") or "", key)).fetchone()
                 if row is not None:
-                    if row["idempotency_hash"] not in (None, asked):
+                    if row["idempotency_hash"] not in (None, _request_hash(fields)):
                         raise Conflict(
                             f"idempotency key {key!r} was used for a different job request "
                             f"(job {row['name']!r}); use a new key for a new job",
                             field="idempotency_key")
                     return _row_job(row), False
-            if db.execute("SELECT 1 FROM jobs WHERE owner = ? AND name = ?",
-                          (owner, fields["name"])).fetchone():
-                raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
-            job_id = new_id("j")
-            schedule = _schedule(fields["schedule"], fields["timezone"])
-            nxt = _next(schedule, now)
-            state = "scheduled" if fields["enabled"] else "disabled"
-            db.execute(
-                "INSERT INTO jobs (id, owner, name, kind, schedule, timezone, payload, policy, "
-                "state, enabled, next_run_at, created_at, updated_at, idempotency_key, "
-                "idempotency_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, owner, fields["name"], fields["kind"], _text(schedule), fields["timezone"],
-                 json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
-                 json.dumps(vars(fields["policy"])), state, int(fields["enabled"]), nxt,
-                 now, now, key, asked),
-            )
-            self._set_after(db, job_id, fields.get("after"))
-            self._set_shares(db, job_id, fields.get("shares"))
-            self._watch_late(db, job_id, fields["policy"].late_after, _next(schedule, now))
-            self._event(db, "job.created", job_id, at=now, name=fields["name"])
-            return self._named(db, [_row_job(self._job_row(db, job_id))])[0], True
+            return self._insert_job(db, fields, now), True
+
+    def _insert_job(self, db, fields: dict, now: float, audit: dict | None = None) -> Job:
+        """Insert a job in the caller's transaction: its row, links, shares, late watch,
+        ``job.created``, its first revision and audit record (*audit*: the detail of an
+        ``apply`` record instead of a ``create`` one).
+
+        :raises Conflict: the name is taken
+        """
+        key = fields.get("idempotency_key")
+        owner = fields.get("owner") or ""
+        if db.execute("SELECT 1 FROM jobs WHERE owner = ? AND name = ?",
+                      (owner, fields["name"])).fetchone():
+            raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
+        job_id = new_id("j")
+        schedule = _schedule(fields["schedule"], fields["timezone"])
+        nxt = _next(schedule, now)
+        state = "scheduled" if fields["enabled"] else "disabled"
+        db.execute(
+            "INSERT INTO jobs (id, owner, name, kind, schedule, timezone, payload, policy, "
+            "state, enabled, next_run_at, created_at, updated_at, idempotency_key, "
+            "idempotency_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, owner, fields["name"], fields["kind"], _text(schedule), fields["timezone"],
+             json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
+             json.dumps(vars(fields["policy"])), state, int(fields["enabled"]), nxt,
+             now, now, key, _request_hash(fields) if key else None),
+        )
+        self._set_after(db, job_id, fields.get("after"))
+        self._set_shares(db, job_id, fields.get("shares"))
+        self._watch_late(db, job_id, fields["policy"].late_after, _next(schedule, now))
+        self._event(db, "job.created", job_id, at=now, name=fields["name"])
+        job = _row_job(self._job_row(db, job_id))
+        after = self._revise(db, job, None, "create", now)
+        action, detail = _audited("create", audit, {"name": job.name})
+        self._audit(action, job_id, detail=detail, after=after, at=now)
+        return self._named(db, [job])[0]
 
     def get_job(self, ref: str, owner: str | None = None) -> Job:
         return self._named(self.db, [_row_job(self._job_row(self.db, ref, owner=owner))])[0]
@@ -647,51 +693,68 @@ class SQLStore(OutboxSQL, Store):
     def _update_job(self, ref: str, fields: dict) -> Job:
         now = self.clock()
         with self._write() as db:
-            row = self._job_row(db, ref, lock=True)
-            job_id = row["id"]
-            clash = db.execute("SELECT 1 FROM jobs WHERE owner = ? AND name = ? AND id != ?",
-                               (row["owner"], fields["name"], job_id)).fetchone()
-            if clash:
-                raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
-            schedule = _schedule(fields["schedule"], fields["timezone"])
-            timing_changed = (_text(schedule), fields["timezone"]) != (
-                row["schedule"], row["timezone"])
-            nxt = _next(schedule, now) if timing_changed else row["next_run_at"]
-            state, reason = row["state"], row["state_reason"]
-            kept = _links(row)  # a link given without via keeps what it recorded
-            fields = {**fields, "after": [
-                a if "via" in a or kept.get(a["job"]) is None else {**a, "via": kept[a["job"]]}
-                for a in fields.get("after") or []]}
-            if not fields["enabled"]:
-                state, reason = "disabled", None
-            elif state == "disabled":
-                state, reason = "scheduled", None
-                nxt = _next(schedule, now)
-            db.execute(
-                "UPDATE jobs SET name = ?, kind = ?, schedule = ?, timezone = ?, payload = ?, "
-                "policy = ?, enabled = ?, state = ?, state_reason = ?, next_run_at = ?, "
-                "updated_at = ?, version = version + 1 WHERE id = ?",
-                (fields["name"], fields["kind"], _text(schedule), fields["timezone"],
-                 json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
-                 json.dumps(vars(fields["policy"])), int(fields["enabled"]), state, reason, nxt,
-                 now, job_id),
-            )
-            self._set_after(db, job_id, fields.get("after"))
-            self._set_shares(db, job_id, fields.get("shares"))
-            late_after = fields["policy"].late_after
-            self._watch_late(db, job_id, late_after, _next(schedule, now),
-                             keep=not timing_changed and late_after == json.loads(
-                                 row["policy"]).get("late_after")
-                             and not (fields["enabled"] and not row["enabled"]))
-            self._event(db, "job.updated", job_id, at=now, name=fields["name"])
-            if (fields.get("shares") or {}) != (json.loads(row["payload"]).get("shares") or {}):
-                # other users' jobs that run after it and read it through a share it lost
-                for down in db.execute(
-                        "SELECT * FROM jobs WHERE id IN (SELECT job_id FROM job_after WHERE "
-                        f"upstream_id = ?) AND owner != ? AND state = 'scheduled' ORDER BY id"
-                        f"{self._lock}", (job_id, row["owner"])).fetchall():
-                    self._block_unlinked(db, down, now)
-            return self._named(db, [_row_job(self._job_row(db, job_id))])[0]
+            return self._change_job(db, self._job_row(db, ref, lock=True), fields, now)
+
+    def _change_job(self, db, row, fields: dict, now: float, audit: dict | None = None) -> Job:
+        """Replace the definition of the job of *row* (locked) in the caller's
+        transaction, with ``job.updated``, a revision and an audit record (``edit``, or
+        ``apply`` with *audit* as its detail). ``managed_by`` is kept unless given.
+
+        :raises Conflict: the new name is another job's
+        """
+        job_id = row["id"]
+        clash = db.execute("SELECT 1 FROM jobs WHERE owner = ? AND name = ? AND id != ?",
+                           (row["owner"], fields["name"], job_id)).fetchone()
+        if clash:
+            raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
+        old_payload = json.loads(row["payload"])
+        if "managed_by" not in fields:  # an edit from another front: still the file's
+            fields = {**fields, "managed_by": old_payload.get("managed_by")}
+        schedule = _schedule(fields["schedule"], fields["timezone"])
+        timing_changed = (_text(schedule), fields["timezone"]) != (
+            row["schedule"], row["timezone"])
+        nxt = _next(schedule, now) if timing_changed else row["next_run_at"]
+        state, reason = row["state"], row["state_reason"]
+        kept = _links(row)  # a link given without via keeps what it recorded
+        fields = {**fields, "after": [
+            a if "via" in a or kept.get(a["job"]) is None else {**a, "via": kept[a["job"]]}
+            for a in fields.get("after") or []]}
+        if not fields["enabled"]:
+            state, reason = "disabled", None
+        elif state == "disabled":
+            state, reason = "scheduled", None
+            nxt = _next(schedule, now)
+        db.execute(
+            "UPDATE jobs SET name = ?, kind = ?, schedule = ?, timezone = ?, payload = ?, "
+            "policy = ?, enabled = ?, state = ?, state_reason = ?, next_run_at = ?, "
+            "updated_at = ?, version = version + 1 WHERE id = ?",
+            (fields["name"], fields["kind"], _text(schedule), fields["timezone"],
+             json.dumps({k: fields.get(k) for k in PAYLOAD_KEYS}),
+             json.dumps(vars(fields["policy"])), int(fields["enabled"]), state, reason, nxt,
+             now, job_id),
+        )
+        self._set_after(db, job_id, fields.get("after"))
+        self._set_shares(db, job_id, fields.get("shares"))
+        late_after = fields["policy"].late_after
+        self._watch_late(db, job_id, late_after, _next(schedule, now),
+                         keep=not timing_changed and late_after == json.loads(
+                             row["policy"]).get("late_after")
+                         and not (fields["enabled"] and not row["enabled"]))
+        self._event(db, "job.updated", job_id, at=now, name=fields["name"])
+        if (fields.get("shares") or {}) != (old_payload.get("shares") or {}):
+            # other users' jobs that run after it and read it through a share it lost
+            for down in db.execute(
+                    "SELECT * FROM jobs WHERE id IN (SELECT job_id FROM job_after WHERE "
+                    f"upstream_id = ?) AND owner != ? AND state = 'scheduled' ORDER BY id"
+                    f"{self._lock}", (job_id, row["owner"])).fetchall():
+                self._block_unlinked(db, down, now)
+        old = _row_job(row)
+        job = _row_job(self._job_row(db, job_id))
+        before = definition_of(old)
+        after = self._revise(db, job, before, "update", now)
+        action, detail = _audited("edit", audit, _edit_detail(old, job, before, after))
+        self._audit(action, job_id, detail=detail, before=before, after=after, at=now)
+        return self._named(db, [job])[0]
 
     @staticmethod
     def _set_after(db, job_id: str, after: list[dict] | None) -> None:
@@ -737,26 +800,40 @@ class SQLStore(OutboxSQL, Store):
         return True
 
     def delete_job(self, ref: str) -> Job:
+        now = self.clock()
         with self._write() as db:
-            job = _row_job(self._job_row(db, ref, lock=True))
-            finished = [r[0] for r in db.execute(
-                "SELECT id FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
-                (job.id,)).fetchall()]
-            db.execute("DELETE FROM run_metrics WHERE job_id = ? AND run_id IN (SELECT id FROM "
-                       "runs WHERE job_id = ? AND status NOT IN ('queued', 'running'))",
-                       (job.id, job.id))
-            db.execute("DELETE FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
-                       (job.id,))
-            db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
-            db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
-            db.execute("DELETE FROM job_shares WHERE job_id = ?", (job.id,))
-            db.execute("DELETE FROM late_watch WHERE job_id = ?", (job.id,))
-            # whose it was and who shared it: a feed resumed later tells exactly those
-            # who could read it (the job is gone, so its event is all there is to ask)
-            self._event(db, "job.deleted", job.id, name=job.name, owner=job.owner,
-                        shares=dict(job.shares or {}))
+            job, finished = self._remove_job(db, self._job_row(db, ref, lock=True), now)
         self._forget_output(finished)
         return job
+
+    def _remove_job(self, db, row, now: float, audit: dict | None = None
+                    ) -> tuple[Job, list[str]]:
+        """Delete the job of *row* (locked) and its finished runs in the caller's
+        transaction, with ``job.deleted``, a last revision (``delete``, rev version + 1)
+        and an audit record; returns the job and the runs whose output the caller drops
+        after the commit."""
+        job = _row_job(row)
+        finished = [r[0] for r in db.execute(
+            "SELECT id FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
+            (job.id,)).fetchall()]
+        db.execute("DELETE FROM run_metrics WHERE job_id = ? AND run_id IN (SELECT id FROM "
+                   "runs WHERE job_id = ? AND status NOT IN ('queued', 'running'))",
+                   (job.id, job.id))
+        db.execute("DELETE FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
+                   (job.id,))
+        db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+        db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
+        db.execute("DELETE FROM job_shares WHERE job_id = ?", (job.id,))
+        db.execute("DELETE FROM late_watch WHERE job_id = ?", (job.id,))
+        # whose it was and who shared it: a feed resumed later tells exactly those
+        # who could read it (the job is gone, so its event is all there is to ask)
+        self._event(db, "job.deleted", job.id, name=job.name, owner=job.owner,
+                    shares=dict(job.shares or {}))
+        before = definition_of(job)
+        self._revise(db, job, before, "delete", now, rev=job.version + 1)
+        action, detail = _audited("delete", audit, {"name": job.name})
+        self._audit(action, job.id, detail=detail, before=before, at=now)
+        return job, finished
 
     def set_paused(self, ref: str, paused: bool, reason: str | None = None) -> Job:
         now = self.clock()
@@ -784,6 +861,9 @@ class SQLStore(OutboxSQL, Store):
                 self._watch_late(db, row["id"], json.loads(row["policy"]).get("late_after"),
                                  _next(schedule, now))
                 self._event(db, "job.resumed", row["id"], at=now, was=row["state"])
+            self._audit("pause" if paused else "resume", row["id"],
+                        detail={"name": row["name"], "was": row["state"],
+                                **({"reason": reason} if paused and reason else {})}, at=now)
             return _row_job(self._job_row(db, row["id"]))
 
     # -- scheduling -----------------------------------------------------------
@@ -916,6 +996,9 @@ class SQLStore(OutboxSQL, Store):
                                    now=now, spec=spec, parameters=parameters)
             # a run asked for is outside the slot index (runs_slot): its insert never conflicts
             assert run is not None
+            self._audit("run", job.id, run.id, at=now, detail={
+                "name": job.name, "trigger": trigger,
+                **({"parameters": sorted(parameters)} if parameters else {})})
             return run
 
     # -- backfills: past slots as a whole, a few at a time ------------------------------
@@ -940,6 +1023,9 @@ class SQLStore(OutboxSQL, Store):
                        (backfill_id, job.id, json.dumps(todo), max_parallel, now))
             self._event(db, "backfill.created", job.id, None, at=now, backfill=backfill_id,
                         slots=len(todo), skipped=len(slots) - len(todo))
+            self._audit("backfill", job.id, at=now, detail={
+                "name": job.name, "op": "create", "backfill": backfill_id, "slots": len(todo),
+                "max_parallel": max_parallel})
             self._backfill_next(db, backfill_id, now)
         return self.get_backfill(backfill_id)
 
@@ -1009,6 +1095,8 @@ class SQLStore(OutboxSQL, Store):
                            "WHERE id = ?", (now, backfill_id))
                 self._event(db, "backfill.cancelled", row["job_id"], None, at=now,
                             backfill=backfill_id)
+                self._audit("backfill", row["job_id"], at=now,
+                            detail={"op": "cancel", "backfill": backfill_id})
             for r in db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE backfill_id = ? AND "
                                 "status IN ('queued', 'running')", (backfill_id,)).fetchall():
                 run = _row_run(r)
@@ -1458,6 +1546,8 @@ class SQLStore(OutboxSQL, Store):
                 raise Conflict(f"run {run_id} is {run.status}, not running", field="run")
             db.execute("UPDATE runs SET cancel_requested = 1, reason = COALESCE(?, reason) "
                        "WHERE id = ?", (reason, run_id))
+            self._audit("cancel", run.job_id, run_id,
+                        detail={"status": run.status, **({"reason": reason} if reason else {})})
             self._event(db, "run.cancel_requested", run.job_id, run_id, reason=reason)
         if run.status == "queued" and run.pid is None:
             return self.finish_run(run_id, "cancelled",
@@ -1624,11 +1714,13 @@ class SQLStore(OutboxSQL, Store):
 
     # -- housekeeping -----------------------------------------------------------
     def gc(self, now: float, keep_runs: int = rules.KEEP_RUNS,
-           keep_failures: int = rules.KEEP_FAILURES, max_age: float = rules.MAX_AGE) -> dict:
+           keep_failures: int = rules.KEEP_FAILURES, max_age: float = rules.MAX_AGE,
+           audit_max_age: float | None = None) -> dict:
         """Delete what retention (``policy.runs_to_delete``) does not keep: per job the
         newest *keep_runs* runs plus the newest *keep_failures* failures (a job's own
         ``keep_runs`` / ``keep_failures`` win), none older than *max_age*; never an
-        active run. Runs of deleted jobs go too."""
+        active run. Runs of deleted jobs go too. Audit records older than
+        *audit_max_age*, when given (:meth:`HistorySQL._prune_audit`)."""
         doomed: list[str] = []
         db = self.db
         for job_row in db.execute("SELECT id, policy FROM jobs").fetchall():
@@ -1653,8 +1745,9 @@ class SQLStore(OutboxSQL, Store):
             # deliveries tried to the end, as old as the events they told of
             db.execute("DELETE FROM deliveries WHERE status <> 'pending' AND created_at < ?",
                        (now - max_age,))
+            audited = 0 if audit_max_age is None else self._prune_audit(db, now - audit_max_age)
         self._forget_output(doomed)
-        return {"runs_deleted": len(doomed), "events_deleted": ev}
+        return {"runs_deleted": len(doomed), "events_deleted": ev, "audit_deleted": audited}
 
     def jobs_by_state(self, viewer: Viewer | None = None) -> dict[str, int]:
         where, args = self._visible(viewer)

@@ -108,6 +108,8 @@ export interface IJob {
   description: string;
   /** 'local' or dask://HOST:PORT; null: the ticker's executor */
   executor: string | null;
+  /** the definitions file the job was last applied from (hermes-cron apply jobs.yaml); null: made by hand. An edit from another front keeps it: the next apply undoes the edit */
+  managed_by: string | null;
   /** the jobs whose runs trigger this one: with several, once all of them have ended as asked for the same slot */
   after: {
     /** the upstream job's id */
@@ -192,6 +194,10 @@ export interface IRun {
   }[] | null;
   /** the slot the run stands for (HERMES_CRON_LOGICAL_TIME) */
   logical_time: string | null;
+  /** the job's revision the run ran (its version then); null in lists, which leave the run's frozen spec out */
+  job_version: number | null;
+  /** the sha256 of the script or notebook file the run ran (python jobs with a file, notebook jobs); null: none */
+  file_sha256: string | null;
 }
 
 /** a page of jobs */

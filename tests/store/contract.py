@@ -14,6 +14,7 @@ interface             suite
 ``TickerRegistry``    ``test_tickers.py``
 ``EventLog``          ``test_events.py``
 ``Outbox``            ``test_outbox.py``
+``History``           ``test_history.py``
 ``Store`` (the rest)  ``test_store.py``
 ====================  =========================
 
@@ -30,6 +31,7 @@ import pytest
 from hermes_cron_ext.store.base import (
     Backfills,
     EventLog,
+    History,
     JobStore,
     Outbox,
     OutputStore,
@@ -53,6 +55,7 @@ SUITES: dict[type, str] = {
     TickerRegistry: "test_tickers",
     EventLog: "test_events",
     Outbox: "test_outbox",
+    History: "test_history",
     Store: "test_store",
 }
 

@@ -80,6 +80,7 @@ def test_a_version_6_postgres_store_takes_jobs_with_no_schedule(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:  # back to version 6's schema
+        _drop_v13(conn)
         _drop_v12(conn)
         _pg_back_to_v8(conn)
         conn.execute("ALTER TABLE jobs ALTER COLUMN schedule SET NOT NULL")
@@ -121,6 +122,7 @@ def test_a_version_7_postgres_store_keeps_jobs_saved_with_a_posix_or_right_zone(
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v13(conn)
         _drop_v12(conn)
         _pg_back_to_v8(conn)
         conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
@@ -164,6 +166,7 @@ def test_a_version_8_postgres_store_gives_its_jobs_to_the_stores_own_user(pg_url
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v13(conn)
         _drop_v12(conn)
         _pg_back_to_v8(conn)
         conn.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
@@ -228,6 +231,7 @@ def test_a_version_9_postgres_store_gets_run_metrics(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v13(conn)
         _drop_v12(conn)
         conn.execute("ALTER TABLE runs DROP COLUMN alerts")
         conn.execute("DROP TABLE run_metrics")
@@ -277,6 +281,13 @@ def test_a_version_10_sqlite_store_gets_run_alerts(tmp_path):
 
 
 @pytest.mark.postgres
+def _drop_v13(conn) -> None:
+    """Back to before schema 13 (revisions, the audit log, the file a run ran)."""
+    conn.execute("DROP TABLE job_revisions")
+    conn.execute("DROP TABLE audit")
+    conn.execute("ALTER TABLE runs DROP COLUMN file_sha256")
+
+
 def _drop_v12(conn) -> None:
     """Back to before schema 12 (the outbox and the late watch)."""
     conn.execute("DROP TABLE deliveries")
@@ -287,6 +298,7 @@ def test_a_version_10_postgres_store_gets_run_alerts(pg_url):
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_v13(conn)
         _drop_v12(conn)
         conn.execute("ALTER TABLE runs DROP COLUMN alerts")
         conn.execute("UPDATE meta SET value = '10' WHERE key = 'schema_version'")

@@ -62,7 +62,8 @@ async def test_async_store_awaits_each_call_on_a_store_thread(open_test_store):
         with pytest.raises(Conflict):
             await astore.request_run("a")  # overlap forbid, as the store raises it
         assert (await astore.finish_run(run.id, "succeeded", 0)).status == "succeeded"
-        assert await astore.gc(T0) == {"runs_deleted": 0, "events_deleted": 0}
+        assert await astore.gc(T0) == {"runs_deleted": 0, "events_deleted": 0,
+                                       "audit_deleted": 0}
         assert threads and all(name.startswith("hermes-store") for name in threads)
         assert threading.current_thread().name not in threads
     finally:
