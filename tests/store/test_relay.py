@@ -132,6 +132,8 @@ def test_a_supervisor_runs_a_run_through_the_relay(store, client):
     assert sup.get_run(run.id).pid == os.getpid()
     assert sup.mark_running(run.id, time.time(), os.getpid()) is True
     assert sup.running_others(run.id) == [] and sup.catchup_ahead(run.id) is None
+    sup.record_file_hash(run.id, "ab" * 32)  # the file it runs, relayed too
+    assert store.get_run(run.id).file_sha256 == "ab" * 32
 
     writer = sup.output_writer(run.id)
     writer.write("stdout", b"working\n")
