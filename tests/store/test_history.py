@@ -103,6 +103,12 @@ def test_a_run_records_the_revision_and_the_file_it_ran(store, tmp_path):
     cmd = store.request_run(make_job(store, "cmd").id)
     payload_launch(store, cmd)
     assert store.get_run(cmd.id).file_sha256 is None
+    # a notebook, by a path relative to the job's folder
+    (tmp_path / "nb.ipynb").write_text('{"cells": []}')
+    nb, _ = store.create_job(_new("nb", kind="notebook", command="nb.ipynb", cwd=str(tmp_path)))
+    nb_run = store.request_run(nb.id)
+    payload_launch(store, nb_run)
+    assert store.get_run(nb_run.id).file_sha256 == file_sha256(str(tmp_path / "nb.ipynb"))
     script.unlink()
     missing = store.request_run(job.id)
     payload_launch(store, missing)
