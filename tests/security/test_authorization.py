@@ -107,6 +107,8 @@ EXECUTE_CHANGES = {
     "shares": {"shares": {"analysts": "execute"}},  # who else may run it
     "notify_url": {"notify_url": "https://hooks.example.com/x"},
     "ping_url": {"policy": {"ping_url": "https://hc-ping.example.com/abc"}},
+    # where notifications go (an Apprise URL with no host to look up)
+    "notify": {"notify": ["slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"]},
 }
 
 

@@ -34,19 +34,19 @@ def test_events_are_read_in_seq_order_from_any_cursor(store, clock):
 def test_claim_events_hands_each_batch_to_one_caller(open_test_store, store):
     other = open_test_store(clock=store.clock)  # another process on the same store
     make_job(store, "before")
-    assert store.claim_events("notify") == []  # a new consumer starts at the newest event
+    assert store.claim_events("watcher") == []  # a new consumer starts at the newest event
     make_job(store, "a")
     make_job(other, "b")
-    assert [e.data["name"] for e in store.claim_events("notify")] == ["a", "b"]
-    assert other.claim_events("notify") == [] and store.claim_events("notify") == []
+    assert [e.data["name"] for e in store.claim_events("watcher")] == ["a", "b"]
+    assert other.claim_events("watcher") == [] and store.claim_events("watcher") == []
     make_job(other, "c")
     make_job(other, "d")
-    assert [e.data["name"] for e in other.claim_events("notify", limit=1)] == ["c"]
-    assert [e.data["name"] for e in store.claim_events("notify")] == ["d"]
+    assert [e.data["name"] for e in other.claim_events("watcher", limit=1)] == ["c"]
+    assert [e.data["name"] for e in store.claim_events("watcher")] == ["d"]
     assert store.claim_events("audit") == []  # another consumer: a cursor of its own
     make_job(store, "e")
     assert [e.data["name"] for e in other.claim_events("audit")] == ["e"]
-    assert [e.data["name"] for e in other.claim_events("notify")] == ["e"]
+    assert [e.data["name"] for e in other.claim_events("watcher")] == ["e"]
 
 
 def test_consumers_in_threads_never_claim_an_event_twice(open_test_store, clock):
