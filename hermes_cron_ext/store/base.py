@@ -695,8 +695,9 @@ class History(ABC):
         """Create, update and delete jobs in one transaction, each job made or changed
         marked ``managed_by`` = *source*. *creates* are ``validate_new`` fields;
         *updates* ``(job_id, validate_changes fields, version seen)``; *deletes*
-        ``(job_id, version seen)``. Revisions and audit records (``apply``) as for single
-        changes. Returns ``{"created", "updated", "deleted"}`` job ids.
+        ``(job_id, version seen)``. An ``after`` entry whose ``job`` is the name of a job
+        in *creates* links to that new job. Revisions and audit records (``apply``) as
+        for single changes. Returns ``{"created", "updated", "deleted"}`` job ids.
 
         :raises Conflict: a job's version is not the one seen (changed meanwhile), a job
             is gone, or a name is taken; then nothing is changed

@@ -302,20 +302,32 @@ class HistorySQL:
                                    f"(version {row['version']}, the plan saw "
                                    f"{seen[job_id]}): plan again", field="version")
                 rows[job_id] = row
+            # the ids the new jobs get: an ``after`` naming one of them links to it
+            from hermes_cron_ext.store.sql import new_id  # sql.py imports this module
+
+            ids = {f["name"]: new_id("j") for f in creates}
             for job_id, _ in deletes:
                 job, finished = self._remove_job(db, rows[job_id], now, audit=audit)
                 gone += finished
                 out["deleted"].append(job.id)
             for job_id, fields, _ in updates:
-                job = self._change_job(db, rows[job_id], {**fields, "managed_by": source},
-                                       now, audit=audit)
+                job = self._change_job(db, rows[job_id], _linked(fields, source, ids), now,
+                                       audit=audit)
                 out["updated"].append(job.id)
             for fields in creates:
-                job = self._insert_job(db, {**fields, "managed_by": source}, now,
-                                       audit=audit)
+                job = self._insert_job(db, _linked(fields, source, ids), now, audit=audit,
+                                       job_id=ids[fields["name"]])
                 out["created"].append(job.id)
         self._forget_output(gone)
         return out
+
+
+def _linked(fields: dict[str, Any], source: str, ids: dict[str, str]) -> dict[str, Any]:
+    """An applied job's fields: marked ``managed_by`` *source*, each ``after`` entry that
+    names a job the same apply creates (*ids*: name to id) linked to that job's id."""
+    after = [{**a, "job": ids[a["job"]]} if a.get("job") in ids else a
+             for a in fields.get("after") or []]
+    return {**fields, "managed_by": source, "after": after}
 
 
 def _revision(row) -> dict[str, Any]:

@@ -585,10 +585,12 @@ class SQLStore(OutboxSQL, HistorySQL, Store):
                     return _row_job(row), False
             return self._insert_job(db, fields, now), True
 
-    def _insert_job(self, db, fields: dict, now: float, audit: dict | None = None) -> Job:
+    def _insert_job(self, db, fields: dict, now: float, audit: dict | None = None,
+                    job_id: str | None = None) -> Job:
         """Insert a job in the caller's transaction: its row, links, shares, late watch,
         ``job.created``, its first revision and audit record (*audit*: the detail of an
-        ``apply`` record instead of a ``create`` one).
+        ``apply`` record instead of a ``create`` one). *job_id*: the id it gets (an apply
+        links jobs it creates together), else a new one.
 
         :raises Conflict: the name is taken
         """
@@ -597,7 +599,7 @@ class SQLStore(OutboxSQL, HistorySQL, Store):
         if db.execute("SELECT 1 FROM jobs WHERE owner = ? AND name = ?",
                       (owner, fields["name"])).fetchone():
             raise Conflict(f"a job named {fields['name']!r} already exists", field="name")
-        job_id = new_id("j")
+        job_id = job_id or new_id("j")
         schedule = _schedule(fields["schedule"], fields["timezone"])
         nxt = _next(schedule, now)
         state = "scheduled" if fields["enabled"] else "disabled"

@@ -254,6 +254,24 @@ def test_definitions_are_applied_in_one_transaction(store):
     assert store.audit_log().items[0]["seq"] == before and store.verify_audit()["ok"]
 
 
+def test_jobs_applied_together_link_to_each_other_in_the_same_transaction(store):
+    old = make_job(store, "old")
+    extract = _new("extract")
+    load = validate_new({"name": "load", "after": [{"job": "extract", "on": "success"}],
+                         "timezone": "UTC", "command": "true"}, now=1.7e9)
+    out = store.apply_definitions([load, extract], [], [], "jobs.yaml")
+    made = {store.get_job(i).name: store.get_job(i) for i in out["created"]}
+    assert made["load"].after == [{"job": made["extract"].id, "on": "success",
+                                   "name": "extract"}]
+    assert store.job_revision(made["load"].id, 1)["spec"]["after"] == [
+        {"job": made["extract"].id, "on": "success"}]
+    # an existing job moved after a new one, in the same apply
+    fields = dict(_change(store, old.id, description="after new"))
+    fields["after"] = [{"job": "new", "on": "success"}]
+    out = store.apply_definitions([_new("new")], [(old.id, fields, 1)], [], "jobs.yaml")
+    assert store.get_job(old.id).after[0]["job"] == out["created"][0]
+
+
 def _race(store, other, x, y) -> object:
     """Apply x and y (as seen) while another store edits y; the apply's outcome."""
     fx = _change(store, x.id, description="applied")
