@@ -285,6 +285,26 @@ def _resolve(value: Any, slot: tuple[str, Any], environ: Mapping[str, str],
     return placeholder
 
 
+def references(text: str) -> set[str]:
+    """The environment variables a file's secrets refer to (``${VAR}`` in ``secret_env``
+    and ``notify``); none when it is not a definitions file (:func:`parse` says why)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return set()
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    found = set()
+    for entry in (jobs or {}).values() if isinstance(jobs, dict) else ():
+        if not isinstance(entry, dict):
+            continue
+        secrets = entry.get("secret_env")
+        notify = entry.get("notify")
+        values = [*(secrets.values() if isinstance(secrets, dict) else ()),
+                  *(notify if isinstance(notify, list) else ())]
+        found |= {m[1] for v in values if isinstance(v, str) and (m := _REF.match(v.strip()))}
+    return found
+
+
 # -- the plan -----------------------------------------------------------------------------
 
 def _shown(key: str, value: Any) -> Any:

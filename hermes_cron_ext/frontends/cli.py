@@ -31,8 +31,13 @@ from hermes_cron_ext.frontends.commands import (
     UsageError,
     add_arguments,
     arg,
+    audit_text,
     check,
+    plan_text,
+    read_definitions,
     replace_job,
+    revision_text,
+    revisions_text,
     run_to_cancel,
     save_artifact,
 )
@@ -114,7 +119,9 @@ def cmd_add(args, ops: Operations) -> int:
         _print_json(job)
     else:
         print(saved_text(verb, job, time.time()))
-        if warning:
+        if warning and verb == "updated":  # a job a definitions file manages
+            print(f"warning: {warning}", file=sys.stderr)
+        elif warning:
             _warn_no_ticker()
     return 0
 
@@ -136,6 +143,8 @@ def cmd_edit(args, ops: Operations) -> int:
         _print_json(job)
     else:
         print(saved_text("changed", job, time.time()))
+        if job.get("warning"):  # a job a definitions file manages
+            print(f"warning: {job['warning']}", file=sys.stderr)
     return 0
 
 
@@ -447,6 +456,63 @@ def cmd_notifications(args, ops: Operations) -> int:
     return 0
 
 
+def cmd_export(args, ops: Operations) -> int:
+    sys.stdout.write(ops.export(args.names or None))
+    return 0
+
+
+def cmd_apply(args, ops: Operations) -> int:
+    text, source = read_definitions(args.file, args.source)
+    plan = ops.apply(text, source=source, dry_run=args.dry_run, prune=args.prune)
+    if args.json:
+        _print_json(plan)
+    else:
+        print(plan_text(plan))
+    return 0
+
+
+def cmd_revisions(args, ops: Operations) -> int:
+    if args.rev is not None:
+        rev = ops.revision(args.name, args.rev)
+        if args.json:
+            _print_json(rev)
+        else:
+            print(revision_text(rev))
+        return 0
+    page = ops.revisions(args.name, limit=args.limit, cursor=args.cursor)
+    if args.json:
+        _print_json(page)
+        return 0
+    print(revisions_text(page))
+    if page["cursor"]:
+        print(f"more: --cursor {page['cursor']}")
+    return 0
+
+
+def cmd_revert(args, ops: Operations) -> int:
+    job = ops.revert(args.name, args.rev)
+    warning = job.pop("warning", None)
+    if args.json:
+        _print_json(job)
+    else:
+        print(saved_text(f"reverted to revision {args.rev}", job, time.time()))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_audit(args, ops: Operations) -> int:
+    answer = ops.audit(args.since, args.job, args.limit, args.cursor, args.verify)
+    if args.json:
+        _print_json(answer)
+    else:
+        print(audit_text(answer))
+        if answer["cursor"]:
+            print(f"more: --cursor {answer['cursor']}")
+    check = answer.get("verify")
+    return EXIT_ERROR if check is not None and not check["ok"] else 0
+
+
 def cmd_next(args) -> int:
     schedule = sched.parse(args.schedule, args.tz)
     start = (datetime.fromtimestamp(parse_iso(args.start, "from"), UTC)
@@ -654,6 +720,10 @@ OWN: dict[str, tuple[Arg, ...]] = {
     "notifications": (arg("--cursor", help="the page after the one that printed it"),
                       _JSON),
     "logs": (arg("--color", action="store_true", help="keep ANSI colours when piped"), _JSON),
+    "apply": (_JSON,),
+    "revisions": (arg("--cursor", help="the page after the one that printed it"), _JSON),
+    "revert": (_JSON,),
+    "audit": (arg("--cursor", help="the page after the one that printed it"), _JSON),
     "backfill": (arg("--no-wait", action="store_true",
                      help="queue it and return (default: show its progress until done)"),
                  _JSON),
@@ -666,7 +736,8 @@ HANDLERS = {
     "run": cmd_run, "runs": cmd_runs, "logs": cmd_logs, "cancel": cmd_cancel,
     "backfill": cmd_backfill, "backfills": cmd_backfills, "graph": cmd_graph, "next": cmd_next,
     "metrics": cmd_metrics, "notifications": cmd_notifications,
-    "status": cmd_status, "artifact": cmd_artifact,
+    "status": cmd_status, "artifact": cmd_artifact, "export": cmd_export,
+    "apply": cmd_apply, "revisions": cmd_revisions, "revert": cmd_revert, "audit": cmd_audit,
 }
 NO_STORE = ("next",)
 #: the CLI's own commands that need the store itself, never a server's API
@@ -787,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
             ops: CronClient = Operations(args.db)
         else:
             ops = for_cli(args.db)
+        if isinstance(ops, Operations):  # revisions record the Unix user, from the CLI
+            ops.actor, ops.origin = None, "cli"
         try:
             return args.func(args, ops)
         finally:

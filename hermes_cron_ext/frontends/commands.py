@@ -19,16 +19,24 @@ argument both fronts read alike.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES
 from hermes_cron_ext.domain.options import add_options
 from hermes_cron_ext.errors import Conflict, InvalidInput, NotFound
+from hermes_cron_ext.frontends.render import text_table
 
 __all__ = ["COMMANDS", "Arg", "Command", "UsageError", "add_arguments", "arg",
-           "check", "help_text", "replace_job", "run_to_cancel", "save_artifact"]
+           "audit_text", "check", "help_text", "plan_text", "read_definitions",
+           "replace_job", "revision_text", "revisions_text", "run_to_cancel",
+           "save_artifact"]
 
 
 class UsageError(InvalidInput):
@@ -164,6 +172,38 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 arg("--count", type=int, default=5, metavar="N", between=(1, 100)))),
     Command("status", "[NAME]", "which tickers are alive; with NAME, that job (as show)",
             (arg("name", nargs="?", metavar="NAME"),)),
+    Command("export", "[NAME...]",
+            "write jobs as a definitions file (YAML; secrets by reference), e.g. > jobs.yaml",
+            (arg("names", nargs="*", metavar="NAME",
+                 help="these jobs (default: every job)"),)),
+    Command("apply", "FILE [--dry-run] [--prune]",
+            "create and change jobs to match a definitions file, in one transaction; "
+            "prints the plan", (
+                arg("file", metavar="FILE", help="the definitions file ('-': stdin)"),
+                arg("--dry-run", action="store_true", help="print the plan, change nothing"),
+                arg("--prune", action="store_true",
+                    help="also delete the jobs this file applied before that left it"),
+                arg("--source", metavar="NAME",
+                    help="the name the jobs are managed by (default: FILE's name)"))),
+    Command("revisions", "NAME [--limit N]",
+            "a job's revisions, newest first: who, when, from where, what changed", (
+                _name(),
+                arg("--limit", type=int, default=20, metavar="N", between=(1, 500)),
+                arg("--rev", type=int, metavar="REV",
+                    help="that revision in full, with the job's definition then"))),
+    Command("revert", "NAME --to REV", "change a job back to a revision's definition", (
+        _name(),
+        arg("--to", dest="rev", type=int, required=True, metavar="REV",
+            help="the revision (see revisions NAME)"))),
+    Command("audit", "[--since 7d] [--job NAME] [--verify]",
+            "the audit log: every action, who, when, from where; --verify checks its hash "
+            "chain", (
+                arg("--since", metavar="AGE", help="a duration back from now (7d, 12h) or "
+                                                   "an ISO 8601 time"),
+                arg("--job", metavar="NAME", help="one job's records"),
+                arg("--limit", type=int, default=100, metavar="N", between=(1, 1000)),
+                arg("--verify", action="store_true",
+                    help="check the hash chain (exit 1 when it is broken)"))),
     Command("artifact", "RUN_OR_JOB [PATH]", "save a notebook run's executed notebook", (
         arg("ref", metavar="RUN_OR_JOB"),
         arg("path", nargs="?", metavar="PATH",
@@ -260,3 +300,99 @@ def save_artifact(client, ref: str, path: str | None) -> str:
     with open(path, "wb") as f:
         f.write(data)
     return f"saved the executed notebook of run {run['id']} to {path}"
+
+
+# -- definitions as code, revisions, audit ------------------------------------------------
+
+def read_definitions(path: str, source: str | None = None) -> tuple[str, str]:
+    """``apply FILE``: the file's text and the name its jobs are managed by (*source*,
+    else the file's own name; ``-``: stdin, ``stdin``)."""
+    if path == "-":
+        return sys.stdin.read(), source or "stdin"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}", field="file") from None
+    return text, source or os.path.basename(path)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return repr(value) if not value or value != value.strip() else value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """A plan as ``apply`` prints it: ``+ create``, ``~ change`` with ``field: before ->
+    after`` lines, ``- delete``, the jobs left as they were; then what was done."""
+    lines = [f"+ create {c['name']}" for c in plan["create"]]
+    for c in plan["change"]:
+        lines.append(f"~ change {c['name']}")
+        lines += [f"    {x['field']}: {_value(x['before'])} -> {_value(x['after'])}"
+                  for x in c["changes"]]
+    lines += [f"- delete {d['name']}" for d in plan["delete"]]
+    if plan["unchanged"]:
+        lines.append(f"= unchanged: {', '.join(plan['unchanged'])}")
+    if plan["kept"]:
+        lines.append(f"  not in the file, kept: {', '.join(plan['kept'])}")
+    if not (plan["create"] or plan["change"] or plan["delete"]):
+        lines.append(f"nothing to change: the jobs match {plan['source']}")
+    elif plan["dry_run"]:
+        lines.append("dry run: nothing changed")
+    elif plan["applied"]:
+        n = len(plan["create"]), len(plan["change"]), len(plan["delete"])
+        lines.append(f"applied: {n[0]} created, {n[1]} changed, {n[2]} deleted")
+    return "\n".join(lines)
+
+
+def _when(at: Any) -> str:
+    if isinstance(at, (int, float)):
+        return datetime.fromtimestamp(at, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    return str(at or "-")
+
+
+def revisions_text(page: dict[str, Any]) -> str:
+    """``revisions NAME``: one line per revision, newest first."""
+    rows = [[str(r["rev"]), _when(r["at"]), r.get("actor") or "-", r.get("origin") or "-",
+             r.get("action") or "-",
+             "-" if r.get("action") in ("create", "delete")
+             else ", ".join(r.get("changes") or {}) or "-"]
+            for r in page["revisions"]]
+    if not rows:
+        return f"{page['job_name']} has no revisions"
+    return text_table(["rev", "at", "actor", "origin", "action", "changed"], rows)
+
+
+def revision_text(rev: dict[str, Any]) -> str:
+    """``revisions NAME --rev N``: what changed, then the definition then."""
+    lines = [f"{rev['job_name']} revision {rev['rev']}: {rev.get('action')} by "
+             f"{rev.get('actor') or '-'} from {rev.get('origin') or '-'} at {_when(rev['at'])}"]
+    for name, pair in (rev.get("changes") or {}).items():
+        before, after = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
+        lines.append(f"    {name}: {_value(before)} -> {_value(after)}")
+    spec = rev.get("spec")
+    if isinstance(spec, dict):
+        lines.append("definition:")
+        lines += [f"    {k}: {_value(v)}" for k, v in spec.items()
+                  if v not in (None, "", [], {})]
+    return "\n".join(lines)
+
+
+def audit_text(answer: dict[str, Any]) -> str:
+    """``audit``: one line per record, newest first, and the chain's check."""
+    rows = [[str(r.get("seq")), _when(r.get("at")), r.get("actor") or "-",
+             r.get("origin") or "-", r.get("action") or "-",
+             r.get("job") or r.get("job_id") or "-", r.get("run_id") or "-"]
+            for r in answer["records"]]
+    lines = [text_table(["seq", "at", "actor", "origin", "action", "job", "run"], rows)
+             if rows else "no audit records"]
+    check = answer.get("verify")
+    if check is not None:
+        if check["ok"]:
+            lines.append(f"verified: {check['records']} records, the hash chain is intact")
+        else:
+            lines.append(f"BROKEN at record {check['first_bad']}: {check['problem']}")
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ magics' own::
     %cron watch NAME|RUN                      live output of the running (or last) run
     %cron connect [URL [TOKEN] | --local [DB]]
     %%cron NAME "SCHEDULE" [options] [--run]  the cell body becomes a python job
+    %%cron apply [--dry-run] [--prune]        the cell body is a definitions file
 
 Bad input (a bad schedule, an unknown job, a missing ``--``, an unknown verb)
 is one line, IPython's ``UsageError``, never a traceback. The magics are clients
@@ -42,9 +43,14 @@ from hermes_cron_ext.frontends.commands import (
     Command,
     add_arguments,
     arg,
+    audit_text,
     check,
     help_text,
+    plan_text,
+    read_definitions,
     replace_job,
+    revision_text,
+    revisions_text,
     run_to_cancel,
     save_artifact,
 )
@@ -84,6 +90,8 @@ OWN_COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("help", "", "these commands"),
 )}
 CELL = Command("", 'NAME "SCHEDULE" [options] [--run]', "the cell body becomes a python job")
+CELL_APPLY = Command("apply", "[--dry-run] [--prune] [--source NAME]",
+                     "the cell body is a definitions file: apply it (the plan is printed)")
 VERBS = (*COMMANDS, *(name for name in OWN_COMMANDS if name))
 _DASHES = re.compile(r"(?<!\S)--(?!\S)")
 
@@ -180,13 +188,16 @@ class CronMagics(Magics):
 
     @property
     def client(self) -> cron_client.CronClient:
-        return cron_client.get_client()
+        """The kernel's client, acting from ``magics`` (what revisions record)."""
+        return cron_client.as_origin(cron_client.get_client(), "magics")
 
     @line_cell_magic
     def cron(self, line: str = "", cell: str | None = None):
         """Schedule and watch jobs: ``%cron help`` lists the commands."""
         try:
-            if cell is not None:
+            if cell is not None and _split(line)[:1] == ["apply"]:
+                self.cell_apply(line, cell)
+            elif cell is not None:
                 self.cell_job(line, cell)
             else:
                 self.dispatch(line)
@@ -295,7 +306,10 @@ class CronMagics(Magics):
         if not data:
             raise UsageError("nothing to change: give options such as --schedule, or "
                              "-- COMMAND")
-        print(saved_text("changed", self.client.edit(job["id"], data), time.time()))
+        job = self.client.edit(job["id"], data)
+        print(saved_text("changed", job, time.time()))
+        if job.get("warning"):  # a job a definitions file manages
+            print(f"warning: {job['warning']}", file=sys.stderr)
 
     def do_rm(self, args) -> None:
         for name in args.names:
@@ -441,6 +455,31 @@ class CronMagics(Magics):
     def do_artifact(self, args) -> None:
         print(save_artifact(self.client, args.ref, args.path))
 
+    def do_export(self, args) -> None:
+        print(self.client.export(args.names or None), end="")
+
+    def do_apply(self, args) -> None:
+        text, source = read_definitions(args.file, args.source)
+        print(plan_text(self.client.apply(text, source=source, dry_run=args.dry_run,
+                                          prune=args.prune)))
+
+    def do_revisions(self, args) -> None:
+        if args.rev is not None:
+            print(revision_text(self.client.revision(args.name, args.rev)))
+            return
+        page = self.client.revisions(args.name, limit=args.limit)
+        print(revisions_text(page))
+
+    def do_revert(self, args) -> None:
+        job = self.client.revert(args.name, args.rev)
+        print(saved_text(f"reverted to revision {args.rev}", job, time.time()))
+        if job.get("warning"):
+            print(f"warning: {job['warning']}", file=sys.stderr)
+
+    def do_audit(self, args) -> None:
+        print(audit_text(self.client.audit(args.since, args.job, args.limit,
+                                           verify=args.verify)))
+
     def do_connect(self, args) -> None:
         if args.local:
             client = cron_client.connect(local=True, db=args.url or None)
@@ -478,11 +517,19 @@ class CronMagics(Magics):
                                            form=False))
 
 
+    def cell_apply(self, line: str, cell: str) -> None:
+        """``%%cron apply [--dry-run] [--prune] [--source NAME]``: the cell is the file."""
+        args = self.parsers["apply"].parse_args(["-", *_split(line)[1:]])
+        plan = self.client.apply(cell, source=args.source or "notebook", dry_run=args.dry_run,
+                                 prune=args.prune)
+        print(plan_text(plan))
+
+
 def usage() -> str:
     """``%cron help``: every command, the shared ones from their one declaration."""
     return "%cron commands:\n" + help_text("%cron", [
         OWN_COMMANDS[""], *COMMANDS.values(), *(c for n, c in OWN_COMMANDS.items() if n)]) + (
-        "\n" + help_text("%%cron", [CELL]))
+        "\n" + help_text("%%cron", [CELL, CELL_APPLY]))
 
 
 def load_ipython_extension(ipython) -> None:

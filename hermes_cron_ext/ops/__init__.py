@@ -11,7 +11,7 @@
 """
 
 from hermes_cron_ext.ops.base import ConnectionFailed, CronClient, RunStream
-from hermes_cron_ext.ops.connect import connect, discover, get_client, set_client
+from hermes_cron_ext.ops.connect import as_origin, connect, discover, get_client, set_client
 from hermes_cron_ext.ops.local import NO_TICKER, Operations, status_report
 from hermes_cron_ext.ops.rest import RestClient
 
@@ -22,6 +22,7 @@ __all__ = [
     "Operations",
     "RestClient",
     "RunStream",
+    "as_origin",
     "connect",
     "discover",
     "get_client",

@@ -152,6 +152,40 @@ class CronClient(ABC):
         "title", ...}], "cursor", "counts"?}``: the deliveries of the job *ref* (else
         of every job the caller may read), newest first."""
 
+    # -- definitions as code, revisions, audit ------------------------------------------
+    @abstractmethod
+    def export(self, names: list[str] | None = None) -> str:
+        """The canonical definitions file (YAML) of the jobs *names*, else of all the
+        caller's jobs; secrets by reference (``docs/definitions.md``)."""
+
+    @abstractmethod
+    def apply(self, text: str, *, source: str = "jobs.yaml", dry_run: bool = False,
+              prune: bool = False) -> dict[str, Any]:
+        """Apply a definitions file: ``{"source", "create", "change", "delete",
+        "unchanged", "kept", "dry_run", "applied"}``; in one transaction unless
+        *dry_run*. :raises InvalidInput: naming the line, job and field; :raises
+        Conflict: a job changed since the plan (nothing changed)."""
+
+    @abstractmethod
+    def revisions(self, ref: str, limit: int = 50,
+                  cursor: str | None = None) -> dict[str, Any]:
+        """``{"job_id", "job_name", "revisions": [{"rev", "at", "actor", "origin",
+        "action", "changes"}], "cursor"}``, newest first."""
+
+    @abstractmethod
+    def revision(self, ref: str, rev: int) -> dict[str, Any]:
+        """One revision with ``spec``, the job's definition then (destinations masked)."""
+
+    @abstractmethod
+    def revert(self, ref: str, rev: int) -> dict[str, Any]:
+        """Change the job back to revision *rev*'s definition (a new revision); the job."""
+
+    @abstractmethod
+    def audit(self, since: str | None = None, job: str | None = None, limit: int = 100,
+              cursor: str | None = None, verify: bool = False) -> dict[str, Any]:
+        """``{"records", "cursor", "verify"?}``: the audit log, newest first (admins only
+        on a hub store); *verify*: the hash chain checked."""
+
     # -- other ----------------------------------------------------------------------
     @abstractmethod
     def stats(self) -> dict[str, Any]: ...

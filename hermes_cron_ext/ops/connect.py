@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from typing import Any
@@ -112,6 +113,18 @@ def connect(url: str | None = None, token: str | None = None, *, local: bool = F
     else:
         client = discover()
     set_client(client)
+    return client
+
+
+def as_origin(client: CronClient, origin: str) -> CronClient:
+    """*client* acting from *origin* (``magics``): what revisions and the audit log record
+    (a server records the request's user and, from a ``RestClient``, this origin)."""
+    if isinstance(client, Operations):
+        return client.as_origin(client.actor, origin)
+    if isinstance(client, RestClient):
+        view = copy.copy(client)
+        view.origin = origin
+        return view
     return client
 
 

@@ -14,7 +14,9 @@ Answers are the REST API's JSON shapes (``Job.to_json()``, ``Run.to_json()``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
+import getpass
 import json
 import os
 import signal
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hermes_cron_ext import __version__
+from hermes_cron_ext.domain import definitions as defs
 from hermes_cron_ext.domain import parameters as params
 from hermes_cron_ext.domain import policy as rules
 from hermes_cron_ext.domain import schedule as sched
@@ -44,7 +47,7 @@ from hermes_cron_ext.domain.models import (
     iso,
     parse_iso,
 )
-from hermes_cron_ext.domain.notifications import KINDS
+from hermes_cron_ext.domain.notifications import KINDS, mask_url
 from hermes_cron_ext.domain.schedule import backfill_slots
 from hermes_cron_ext.domain.text import utf8_boundary
 from hermes_cron_ext.errors import Forbidden, InvalidInput, NotFound
@@ -59,6 +62,11 @@ from hermes_cron_ext.store.base import Store
 
 if TYPE_CHECKING:
     from hermes_cron_ext.runtime import ticker as ticking
+
+def managed_warning(source: str) -> str:
+    """What an edit of a job a definitions file manages is told."""
+    return f"managed by {source}: the next apply will undo this edit"
+
 
 NO_TICKER = ("no ticker is alive on this store: scheduled runs will not fire until one starts "
              "(the Jupyter server's own ticker, hermes-cron daemon, or a systemd timer)")
@@ -296,6 +304,10 @@ class Operations(CronClient):
         self.poll = poll
         #: who asks (None: the store's own user, who may do everything)
         self.viewer: Viewer | None = None
+        #: who acts, as revisions and the audit log record it (a hub viewer's name wins;
+        #: else the Jupyter identity a server passes; else the Unix user), and from where
+        self.actor: str | None = None
+        self.origin = "cli"
 
     def as_user(self, viewer: Viewer | None) -> Operations:
         """These operations as *viewer* may use them (same store, ticker and broker)."""
@@ -303,6 +315,33 @@ class Operations(CronClient):
         view.owns_store = False
         view.viewer = viewer
         return view
+
+    def as_origin(self, actor: str | None, origin: str) -> Operations:
+        """These operations acting for *actor* (None: the Unix user) from *origin*
+        (``cli``, ``rest``, ``magics``, ``panel``): what revisions and the audit log record."""
+        view = copy.copy(self)
+        view.owns_store = False
+        view.actor = actor
+        view.origin = origin
+        return view
+
+    @property
+    def actor_name(self) -> str:
+        if self.viewer is not None:
+            return self.viewer.name
+        if self.actor:
+            return self.actor
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a container)
+            return f"uid:{os.getuid()}"
+
+    def _acting(self, origin: str | None = None, *, action: str | None = None,
+                detail: dict[str, Any] | None = None) -> contextlib.AbstractContextManager[None]:
+        """The store records who and where (and, for a revert, what) for the writes
+        made inside."""
+        return self.store.acting(self.actor_name, origin or self.origin, action=action,
+                                 detail=detail)
 
     def me(self) -> dict[str, Any]:
         """Who the operations act for: ``{"name", "groups", "admin"}`` (name None: the
@@ -558,7 +597,8 @@ class Operations(CronClient):
         if self.viewer is None:  # a hub user's paths are theirs: not looked at as the service
             self._check_paths(fields)
         self._check_urls(fields["policy"])
-        job, created = self.store.create_job(fields)
+        with self._acting():
+            job, created = self.store.create_job(fields)
         self._changed()
         out = job.to_json()
         if self.ticker is None and not self.alive_tickers():
@@ -588,12 +628,19 @@ class Operations(CronClient):
         if self.viewer is None:
             self._check_paths(fields, job)
         self._check_urls(fields["policy"], job.policy)
-        job = self.store.update_job(job.id, fields)
+        with self._acting():
+            job = self.store.update_job(job.id, fields)
         self._changed()
-        return job.to_json()
+        out = job.to_json()
+        source = defs.managed_by(job)
+        if source:
+            out["warning"] = managed_warning(source)
+        return out
 
     def remove(self, ref: str) -> dict[str, Any]:
-        job = self.store.delete_job(self._job(ref, "change").id)
+        target = self._job(ref, "change")
+        with self._acting():
+            job = self.store.delete_job(target.id)
         self._changed()
         return job.to_json()
 
@@ -604,7 +651,9 @@ class Operations(CronClient):
         return self._set_paused(ref, False)
 
     def _set_paused(self, ref: str, paused: bool) -> dict[str, Any]:
-        job = self.store.set_paused(self._job(ref, "change").id, paused)
+        target = self._job(ref, "change")
+        with self._acting():
+            job = self.store.set_paused(target.id, paused)
         self._changed()
         return job.to_json()
 
@@ -649,7 +698,8 @@ class Operations(CronClient):
             parameters = params.check(parameters, self.job_parameters(ref))
         elif parameters is not None and not isinstance(parameters, dict):
             raise InvalidInput("parameters must be an object", field="parameters")
-        run = self.store.request_run(ref, parameters=parameters or None)
+        with self._acting():
+            run = self.store.request_run(ref, parameters=parameters or None)
         self._changed()
         if self.ticker is None and not self.alive_tickers() and self.store.dispatch(run.id):
             spawn_supervisor(self.store.url, run.id)
@@ -675,7 +725,8 @@ class Operations(CronClient):
         if dry_run:
             return {"id": None, "job_id": job.id, "state": "dry-run", "slots": len(slots),
                     "next": [iso(s) for s in slots], "max_parallel": max_parallel}
-        out = self.store.create_backfill(job.id, slots, max_parallel)
+        with self._acting():
+            out = self.store.create_backfill(job.id, slots, max_parallel)
         self._changed()
         if self.ticker is None and not self.alive_tickers():
             # no ticker to start them: the first slots' supervisors start from here, and
@@ -704,7 +755,8 @@ class Operations(CronClient):
 
     def cancel_backfill(self, backfill_id: str) -> dict[str, Any]:
         self._backfill(backfill_id, "change")
-        out = self.store.cancel_backfill(backfill_id)
+        with self._acting():
+            out = self.store.cancel_backfill(backfill_id)
         self._changed()
         return out
 
@@ -768,7 +820,8 @@ class Operations(CronClient):
         """Ask the run to stop: recorded at once; its supervisor, when it runs on this
         host, is told now (elsewhere it sees the request at its next heartbeat)."""
         self._run_of(run_id, "run")
-        run = self.store.request_cancel(run_id)
+        with self._acting():
+            run = self.store.request_cancel(run_id)
         if (run.status in ACTIVE_STATUSES and run.pid and run.host == hostname()
                 and process_alive(run.pid, run.proc_start)):
             os.kill(run.pid, signal.SIGTERM)
@@ -910,3 +963,219 @@ class Operations(CronClient):
                 "description": sched.describe(parsed),
                 "next": [t.isoformat().replace("+00:00", "Z") for t in times]}
 
+
+    # -- definitions as code, revisions, audit ---------------------------------------------
+    def _own_jobs(self) -> list[Job]:
+        """The jobs a file's names refer to: the viewer's own (every job for the store's
+        own user)."""
+        jobs = self._all_jobs(self.viewer)
+        if self.viewer is None:
+            return jobs
+        return [j for j in jobs if j.owner == self.viewer.name]
+
+    def export(self, names: list[str] | None = None) -> str:
+        """The canonical definitions file (``domain/definitions.py``) of the jobs *names*
+        (default: every job of the caller's); secrets by reference, never their values."""
+        everyone = self._all_jobs(self.viewer)
+        ids = {j.id: j.name for j in everyone}
+        if names:
+            jobs = [self._job(n) for n in dict.fromkeys(names)]
+        else:
+            jobs = self._own_jobs()
+        return defs.export(jobs, ids)
+
+    def apply(self, text: str, *, source: str = "jobs.yaml", dry_run: bool = False,
+              prune: bool = False, environ: dict[str, str] | None = None) -> dict[str, Any]:
+        """Apply a definitions file: the plan (``Plan.to_json`` with ``applied``); unless
+        *dry_run*, carried out in one transaction with the versions the plan saw (a job
+        changed since: :class:`Conflict` naming it, nothing changed). ``${VAR}``
+        references are read from *environ* (None: this process's environment)."""
+        if not isinstance(text, str):
+            raise InvalidInput("text must be the file's text", field="text")
+        if not isinstance(source, str) or not source.strip() or len(source) > 500:
+            raise InvalidInput("source must name the file (e.g. jobs.yaml)", field="source")
+        env = dict(os.environ) if environ is None else environ
+        tz = self.default_tz or sched.local_zone()
+        parsed = defs.parse(text, env, now=time.time(), default_tz=tz)
+        current = self._own_jobs()
+        plan = defs.plan(current, parsed, source=source, prune=prune,
+                         defaults={"timezone": tz, "interpreter": sys.executable})
+        out = plan.to_json() | {"dry_run": dry_run, "applied": False}
+        if plan.empty:
+            return out
+        # every job checked as a create or an edit is (a dry run too: it says what fails)
+        owner = self.viewer.name if self.viewer is not None else ""
+        creates = []
+        new_names = {c.name for c in plan.creates}
+        for fj in plan.creates:
+            fields = dict(fj.fields)
+            fields["owner"] = owner
+            fields["interpreter"] = fields.get("interpreter") or sys.executable
+            fields["after"] = self._apply_after(fields["after"], None, fj.name, owner,
+                                                new_names)
+            self._check_definition(fields, None)
+            creates.append(fields)
+        updates = []
+        for u in plan.updates:
+            fields = validate_changes(u.job, defs.change_body(u.fields), now=time.time())
+            if "secret_env" in u.fields:
+                defs.set_secrets(fields, u.fields["secret_env"])
+            if "after" in u.fields:
+                fields["after"] = self._apply_after(fields["after"], u.job.id, u.job.name,
+                                                    u.job.owner, new_names)
+            self._check_definition(fields, u.job)
+            updates.append((u.job.id, fields, u.job.version))
+        deletes = [(j.id, j.version) for j in plan.deletes]
+        if dry_run:
+            return out
+        with self._acting("apply"):
+            self.store.apply_definitions(creates, updates, deletes, source)
+        self._changed()
+        out["applied"] = True
+        return out
+
+    def _apply_after(self, after: list[dict[str, Any]], job_id: str | None, name: str,
+                     owner: str, new_names: set[str]) -> list[dict[str, Any]]:
+        """``after`` of a file's job: upstreams the store has resolved to ids; one the same
+        apply creates is left by name (``apply_definitions`` links it to the new job)."""
+        known = [a for a in after if a["job"] not in new_names]
+        resolved = iter(self._resolve_after(known, job_id, name, owner))
+        return [a if a["job"] in new_names else next(resolved) for a in after]
+
+    def _check_definition(self, fields: dict[str, Any], before: Job | None) -> None:
+        if before is None or fields["executor"] != before.executor:
+            self._check_executor(fields["executor"])
+        if self.viewer is None:
+            self._check_paths(fields, before)
+        self._check_urls(fields["policy"], before.policy if before else None)
+
+    @staticmethod
+    def _masked(name: str, value: Any) -> Any:
+        """A definition's value as shown: destinations masked (secret values are never
+        in a revision)."""
+        if name == "notify" and isinstance(value, list):
+            return [mask_url(u) if isinstance(u, str) else u for u in value]
+        if name in ("notify_url", "ping_url") and isinstance(value, str):
+            return mask_url(value)
+        return value
+
+    def _masked_revision(self, rev: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+        out = dict(rev)
+        if isinstance(out.get("changes"), dict):
+            out["changes"] = {k: [self._masked(k, v) for v in pair]
+                              if isinstance(pair, list) else pair
+                              for k, pair in out["changes"].items()}
+        spec = out.get("spec")
+        if isinstance(spec, dict):
+            spec = {k: self._masked(k, v) for k, v in spec.items()}
+            if isinstance(spec.get("after"), list):  # upstreams by name too
+                spec["after"] = [a | {"name": names[a["job"]]} if isinstance(a, dict)
+                                 and a.get("job") in names else a for a in spec["after"]]
+            out["spec"] = spec
+        return out
+
+    def revisions(self, ref: str, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """``{"job_id", "job_name", "revisions": [{"rev", "at", "actor", "origin",
+        "action", "changes"}], "cursor"}``, newest first, secrets masked."""
+        job = self._job(ref)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise InvalidInput("limit must be between 1 and 500", field="limit")
+        page = self.store.job_revisions(job.id, limit=limit,
+                                        cursor=_int_cursor(cursor, "cursor"))
+        return {"job_id": job.id, "job_name": job.name,
+                "revisions": [self._masked_revision(r, {}) for r in page.items],
+                "cursor": page.cursor}
+
+    def revision(self, ref: str, rev: int) -> dict[str, Any]:
+        """One revision, with ``spec``: the job's definition then (destinations masked,
+        secret values never kept)."""
+        job = self._job(ref)
+        found = self.store.job_revision(job.id, _revision_number(rev))
+        names = {j.id: j.name for j in self._all_jobs(self.viewer)}
+        return self._masked_revision(found, names) | {"job_id": job.id,
+                                                       "job_name": job.name}
+
+    def revert(self, ref: str, rev: int) -> dict[str, Any]:
+        """Change the job back to its definition at revision *rev*: an edit like any
+        other (checked as one), recorded as a new revision."""
+        job = self._job(ref, "change")
+        number = _revision_number(rev)
+        found = self.store.job_revision(job.id, number)
+        spec = found.get("spec")
+        if not isinstance(spec, dict):
+            raise NotFound(f"revision {number} of {job.name} keeps no definition",
+                           field="rev")
+        change = revert_change(spec)
+        fields = validate_changes(job, change, now=time.time())
+        # secret values are never kept: the names the revision had keep today's values
+        defs.set_secrets(fields, {k: v for k, v in job.env.items()
+                                  if k in job.secret_env and k in spec.get("secret_env", [])})
+        if "after" in change:
+            fields["after"] = self._resolve_after(fields["after"], job.id, fields["name"],
+                                                  job.owner)
+        self._check_definition(fields, job)
+        with self._acting(self.origin, action="revert", detail={"to": number}):
+            updated = self.store.update_job(job.id, fields)
+        self._changed()
+        out = updated.to_json()
+        out["reverted_to"] = number
+        source = defs.managed_by(updated)
+        if source:
+            out["warning"] = managed_warning(source)
+        return out
+
+    def audit(self, since: str | None = None, job: str | None = None, limit: int = 100,
+              cursor: str | None = None, verify: bool = False) -> dict[str, Any]:
+        """The audit log, newest first (``{"records", "cursor"}``; each record also has
+        ``job``, its job's name when the job is still there), and with *verify* the
+        hash chain's check (``{"ok", "records", "first_bad", "problem"}``). Admins only
+        on a hub store. *since*: a duration back from now (``7d``) or an ISO time."""
+        self._admin_only("the audit log")
+        start = None
+        if since:
+            try:
+                start = time.time() - sched.parse_duration(since, field="since").total_seconds()
+            except InvalidInput:
+                start = parse_iso(since, "since")
+        job_id = self._job(job).id if job else None
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000", field="limit")
+        page = self.store.audit_log(since=start, job_id=job_id, limit=limit,
+                                    cursor=_int_cursor(cursor, "cursor"))
+        names = {j.id: j.name for j in self._all_jobs(self.viewer)}
+        # each with its job's name today (not part of what the chain hashes)
+        out: dict[str, Any] = {"records": [r | {"job": names.get(r.get("job_id") or "")}
+                                           for r in page.items], "cursor": page.cursor}
+        if verify:
+            out["verify"] = self.store.verify_audit()
+        return out
+
+
+def _revision_number(rev: Any) -> int:
+    if isinstance(rev, str) and rev.strip().isdigit():
+        rev = int(rev)
+    if isinstance(rev, bool) or not isinstance(rev, int) or rev < 1:
+        raise InvalidInput("rev must be a revision number (1, 2, ...)", field="rev")
+    return rev
+
+
+def _int_cursor(cursor: Any, name: str) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        return int(cursor)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be one a page gave", field=name) from None
+
+
+def revert_change(spec: dict[str, Any]) -> dict[str, Any]:
+    """A change (PATCH fields) that gives a job the definition *spec* (a revision's,
+    ``models.definition_of``: flat, secret names without values, ``after`` by id)."""
+    change = {k: v for k, v in spec.items()
+              if k in defs.FILE_FIELDS and k != "secret_env" or k == "name"}
+    if isinstance(change.get("after"), list):
+        change["after"] = [{"job": a["job"], "on": a.get("on") or "success"}
+                           for a in change["after"] if isinstance(a, dict)]
+    if change.get("schedule") is None and not change.get("after"):
+        change.pop("schedule", None)
+    return change

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
 import urllib.error
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
+from hermes_cron_ext.domain.definitions import references
 from hermes_cron_ext.errors import Conflict, HermesCronError, InvalidInput, NotFound
 from hermes_cron_ext.ops.base import ConnectionFailed, CronClient, RunStream
 
@@ -119,13 +121,18 @@ class RestClient(CronClient):
         self.ssl_context = None if verify else ssl._create_unverified_context()
         #: the HTTP status of the last request (201 or 200 tells a create from a replay)
         self.last_status = 0
+        #: where the calls come from (``magics``), told to the server for its records
+        self.origin: str | None = None
 
     @property
     def display_url(self) -> str:
         return self.base
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"} if self.token else {}
+        out = {"Authorization": f"token {self.token}"} if self.token else {}
+        if self.origin:
+            out["X-Hermes-Cron-Origin"] = self.origin
+        return out
 
     @staticmethod
     def raise_for(status: int, body: bytes) -> NoReturn:
@@ -276,6 +283,38 @@ class RestClient(CronClient):
                       limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
         return self._json("GET", "notifications", query={
             "job": ref, "status": status, "limit": limit, "cursor": cursor})
+
+    def export(self, names: list[str] | None = None) -> str:
+        query = urllib.parse.urlencode([("job", n) for n in names or []])
+        data: bytes = self.request("GET", "export" + (f"?{query}" if query else ""),
+                                   raw=True)[0]
+        return data.decode("utf-8")
+
+    def apply(self, text: str, *, source: str = "jobs.yaml", dry_run: bool = False,
+              prune: bool = False) -> dict[str, Any]:
+        # the file's ${VAR} references are read here, from this process's environment
+        # (the server never reads its own for a request)
+        environ = {k: os.environ[k] for k in sorted(references(text)) if k in os.environ}
+        return self._json("POST", "apply", {"text": text, "source": source,
+                                            "dry_run": dry_run, "prune": prune,
+                                            "environ": environ})
+
+    def revisions(self, ref: str, limit: int = 50,
+                  cursor: str | None = None) -> dict[str, Any]:
+        return self._json("GET", f"jobs/{self._q(ref)}/revisions",
+                          query={"limit": limit, "cursor": cursor})
+
+    def revision(self, ref: str, rev: int) -> dict[str, Any]:
+        return self._json("GET", f"jobs/{self._q(ref)}/revisions/{self._q(str(rev))}")
+
+    def revert(self, ref: str, rev: int) -> dict[str, Any]:
+        return self._json("POST", f"jobs/{self._q(ref)}/revert", {"rev": rev})
+
+    def audit(self, since: str | None = None, job: str | None = None, limit: int = 100,
+              cursor: str | None = None, verify: bool = False) -> dict[str, Any]:
+        return self._json("GET", "audit", query={
+            "since": since, "job": job, "limit": limit, "cursor": cursor,
+            "verify": "1" if verify else None})
 
     def stats(self) -> dict[str, Any]:
         return self._json("GET", "stats")

@@ -40,6 +40,8 @@ MAX_BODY = 1024 * 1024
 STATUS = {InvalidInput: 400, Forbidden: 403, NotFound: 404, Conflict: 409}
 HEARTBEAT = 15.0
 ID = r"(?P<ref>[A-Za-z0-9][A-Za-z0-9._-]{0,99})"
+#: where a request may say it comes from (``X-Hermes-Cron-Origin``)
+ORIGINS = ("rest", "panel", "magics")
 
 
 class CronAPIHandler(APIHandler):
@@ -53,8 +55,23 @@ class CronAPIHandler(APIHandler):
 
     @property
     def cron(self) -> CronService:
-        """The service as this request's user may use it."""
-        return self.settings["hermes_cron"].as_user(self.viewer)
+        """The service as this request's user may use it, acting as them (revisions and
+        the audit log record who and from where: ``rest``, or ``panel`` / ``magics`` when
+        the client says so in ``X-Hermes-Cron-Origin``)."""
+        origin = self.request.headers.get("X-Hermes-Cron-Origin")
+        return self.settings["hermes_cron"].as_user(self.viewer).as_origin(
+            self.actor, origin if origin in ORIGINS else "rest")
+
+    @property
+    def actor(self) -> str | None:
+        """Who asks, by name: the hub user; else the Jupyter user; None for the server's
+        own token (the server's Unix user is recorded)."""
+        if self.viewer is not None:
+            return self.viewer.name
+        if self.token_authenticated:
+            return None
+        name = getattr(self.current_user, "username", None)
+        return name if isinstance(name, str) and name else None
 
     # -- errors -------------------------------------------------------------------
     def send_error(self, status_code: int = 500, **kwargs) -> None:
@@ -297,6 +314,75 @@ class NotificationsHandler(CronAPIHandler):
         self.reply(await self.cron.notifications(
             self.str_arg("job", 200), status=self.str_arg("status"),
             limit=self.int_arg("limit", 50, 1, 500), cursor=self.str_arg("cursor", 40)))
+
+
+class ExportHandler(CronAPIHandler):
+    """The canonical definitions file (YAML) of the jobs ``?job=`` (repeatable), else of
+    all the caller's; secrets by reference (docs/definitions.md)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        names = self.get_query_arguments("job")
+        if any(len(n) > 200 for n in names):
+            raise InvalidInput("job is too long", field="job")
+        text = await self.cron.export(names)
+        self.finish(text.encode(), set_content_type="application/yaml; charset=utf-8")
+
+
+class ApplyHandler(CronAPIHandler):
+    """Apply a definitions file (``{"text", "source", "dry_run", "prune", "environ"}``):
+    the plan, carried out in one transaction unless ``dry_run``. Creating and changing
+    jobs from a file needs ``execute``, as a create does."""
+
+    @web.authenticated
+    @authorized(action="execute")
+    async def post(self):
+        self.reply(await self.cron.apply(self.json_body()))
+
+
+class JobRevisionsHandler(CronAPIHandler):
+    """The job's revisions, newest first: who, when, from where, what changed."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron.revisions(ref, limit=self.int_arg("limit", 50, 1, 500),
+                                             cursor=self.str_arg("cursor", 40)))
+
+
+class JobRevisionHandler(CronAPIHandler):
+    """One revision, with the job's definition then (``spec``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str, rev: str):
+        self.reply(await self.cron.revision(ref, rev))
+
+
+class JobRevertHandler(CronAPIHandler):
+    """Change the job back to a revision's definition (``{"rev"}``): a new revision.
+    It may change what runs, so it needs ``execute``."""
+
+    @web.authenticated
+    @authorized(action="execute")
+    async def post(self, ref: str):
+        self.reply(await self.cron.revert(ref, self.json_body()))
+
+
+class AuditHandler(CronAPIHandler):
+    """The audit log, newest first (``?since=7d&job=&verify=1``); admins only in a hub."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        verify = self.get_query_argument("verify", "0")
+        if verify not in ("0", "1", "true", "false"):
+            raise InvalidInput("verify must be 1 or 0", field="verify")
+        self.reply(await self.cron.audit(
+            since=self.str_arg("since", 64), job=self.str_arg("job"),
+            limit=self.int_arg("limit", 100, 1, 1000), cursor=self.str_arg("cursor", 40),
+            verify=verify in ("1", "true")))
 
 
 class JobRunsHandler(CronAPIHandler):
@@ -604,6 +690,12 @@ def routes() -> list[tuple]:
         (rf"{base}/jobs/{ID}/parameters", JobParametersHandler),
         (rf"{base}/jobs/{ID}/pipeline", JobPipelineHandler),
         (rf"{base}/jobs/{ID}/metrics", JobMetricsHandler),
+        (rf"{base}/jobs/{ID}/revisions", JobRevisionsHandler),
+        (rf"{base}/jobs/{ID}/revisions/(?P<rev>[0-9]{{1,12}})", JobRevisionHandler),
+        (rf"{base}/jobs/{ID}/revert", JobRevertHandler),
+        (rf"{base}/export", ExportHandler),
+        (rf"{base}/apply", ApplyHandler),
+        (rf"{base}/audit", AuditHandler),
         (rf"{base}/backfills/{ID}", BackfillHandler),
         (rf"{base}/backfills/{ID}/cancel", BackfillCancelHandler),
         (rf"{base}/runs/{ID}", RunHandler),

@@ -23,6 +23,7 @@ import asyncio
 import copy
 import functools
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,8 +82,15 @@ class CronService:
         self.bus.add_interest(self.feeds.watching)  # a run's feed learns its end from events
         self._bus_task: asyncio.Task | None = None
         self._unlisten: Callable[[], None] | None = None
-        self.closing = False
+        #: set once by close(): shared with the views as_user and as_origin make (their
+        #: streams end with the server's)
+        self._closed = threading.Event()
         self.log = log
+
+    @property
+    def closing(self) -> bool:
+        """The server is stopping: every stream ends."""
+        return self._closed.is_set()
 
     def as_user(self, viewer: Viewer | None) -> CronService:
         """This service as one hub user uses it: the same feeds, bus and threads, the
@@ -91,6 +99,14 @@ class CronService:
             return self
         view = copy.copy(self)
         view.ops = self.ops.as_user(viewer)
+        return view
+
+    def as_origin(self, actor: str | None, origin: str) -> CronService:
+        """This service acting for *actor* (a Jupyter user's name; None: the server's
+        Unix user) from *origin* (``rest``, ``panel``): what revisions and the audit log
+        record (``Operations.as_origin``)."""
+        view = copy.copy(self)
+        view.ops = self.ops.as_origin(actor, origin)
         return view
 
     async def me(self) -> dict:
@@ -119,7 +135,7 @@ class CronService:
 
     async def close(self) -> None:
         """Wake and end every stream (server shutdown)."""
-        self.closing = True
+        self._closed.set()
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -213,6 +229,50 @@ class CronService:
 
     async def cancel_backfill(self, backfill_id: str) -> dict:
         return await self._ops(self.ops.cancel_backfill, backfill_id)
+
+    # -- definitions as code, revisions, audit ------------------------------------------
+    async def export(self, names: list[str]) -> str:
+        return await self._ops(self.ops.export, names or None)
+
+    async def apply(self, body: dict) -> dict:
+        unknown = set(body) - {"text", "source", "dry_run", "prune", "environ"}
+        if unknown:
+            field = sorted(unknown)[0]
+            raise InvalidInput(f"unknown field {field!r}", field=field)
+        if not isinstance(body.get("text"), str):
+            raise InvalidInput("text is required: the definitions file's text", field="text")
+        for key in ("dry_run", "prune"):
+            if not isinstance(body.get(key, False), bool):
+                raise InvalidInput(f"{key} must be true or false", field=key)
+        environ = body.get("environ") or {}
+        if not isinstance(environ, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in environ.items()):
+            raise InvalidInput("environ must be an object of string values", field="environ")
+        # ${VAR} references are read from the body alone: never from the server's own
+        # environment (a hub service's holds its secrets, not its users')
+        return await self._ops(self.ops.apply, body["text"],
+                               source=body.get("source") or "jobs.yaml",
+                               dry_run=body.get("dry_run", False),
+                               prune=body.get("prune", False), environ=environ)
+
+    async def revisions(self, ref: str, *, limit: int, cursor: str | None) -> dict:
+        return await self._ops(self.ops.revisions, ref, limit, cursor)
+
+    async def revision(self, ref: str, rev: str) -> dict:
+        return await self._ops(self.ops.revision, ref, rev)
+
+    async def revert(self, ref: str, body: dict) -> dict:
+        unknown = set(body) - {"rev"}
+        if unknown:
+            field = sorted(unknown)[0]
+            raise InvalidInput(f"unknown field {field!r}", field=field)
+        if "rev" not in body:
+            raise InvalidInput("rev is required: the revision to go back to", field="rev")
+        return await self._ops(self.ops.revert, ref, body["rev"])
+
+    async def audit(self, *, since: str | None, job: str | None, limit: int,
+                    cursor: str | None, verify: bool) -> dict:
+        return await self._ops(self.ops.audit, since, job, limit, cursor, verify)
 
     # -- runs ---------------------------------------------------------------------------
     async def list_runs(self, ref: str | None, *, limit: int, cursor: str | None,
