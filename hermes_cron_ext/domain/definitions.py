@@ -417,6 +417,7 @@ def plan(current: list[Job], file_jobs: list[FileJob], *, source: str, prune: bo
                                                       if c.field != "managed_by"}))
         else:
             out.unchanged.append(job.name)
+    _no_cycle(current, file_jobs, names)
     for job in current:
         if job.name in seen:
             continue
@@ -425,6 +426,29 @@ def plan(current: list[Job], file_jobs: list[FileJob], *, source: str, prune: bo
         else:
             out.kept.append(job.name)
     return out
+
+
+def _no_cycle(current: list[Job], file_jobs: list[FileJob], names: Mapping[str, str]) -> None:
+    """The jobs' ``after`` links once the file is applied must not run in a circle.
+
+    :raises InvalidInput: naming the circle"""
+    links = {j.name: [names.get(a["job"], a["job"]) for a in j.after or []] for j in current}
+    links |= {fj.name: [a["job"] for a in fj.fields.get("after") or []] for fj in file_jobs}
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            circle = [*path[path.index(node):], node]
+            raise InvalidInput(f"job {path[-1]}: after: the jobs would run after each other "
+                               f"in a circle: {' -> '.join(circle)}", field="after")
+        if node in done:
+            return
+        for upstream in links.get(node, ()):
+            visit(upstream, [*path, node])
+        done.add(node)
+
+    for name in links:
+        visit(name, [])
 
 
 def change_body(fields: dict[str, Any]) -> dict[str, Any]:

@@ -281,3 +281,15 @@ def test_the_file_schema_covers_every_option_and_rejects_unknown_fields():
 def test_the_shipped_schema_is_current():
     from hermes_cron_ext.ops import definitions as generator
     assert generator.main(["--check"]) == 0, "run python -m hermes_cron_ext.ops.definitions --write"
+
+
+def test_jobs_that_would_run_after_each_other_in_a_circle_are_refused():
+    text = ("jobs:\n  a:\n    command: 'true'\n    after: [b]\n"
+            "  b:\n    command: 'true'\n    after: [{job: a, 'on': failure}]\n")
+    with pytest.raises(InvalidInput, match="in a circle: (a -> b -> a|b -> a -> b)"):
+        defs.plan([], defs.parse(text, now=NOW), source="f")
+    store = filled()  # every-option runs after upstream: upstream may not follow it
+    text = ("jobs:\n  upstream:\n    schedule: '@hourly'\n    command: 'true'\n"
+            "    after: [every-option]\n")
+    with pytest.raises(InvalidInput, match="circle"):
+        defs.plan(list(store.jobs.values()), defs.parse(text, now=NOW), source="f")
