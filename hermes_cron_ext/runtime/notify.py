@@ -527,7 +527,12 @@ class Notifier:
         with self._lock:
             self._closed = True
             workers = list(self._workers.values())
+            loop = self._loop
         self._wake.set()
+        # the planning loop is joined: its store calls must be over before the caller
+        # closes the store's connections (one closed under a running query crashes)
+        if loop is not None and loop is not threading.current_thread():
+            loop.join(5.0)
         for worker in workers:
             worker.join(0.5 if wait else 0.1)
         try:  # what this process holds and did not try is due again for another

@@ -347,7 +347,7 @@ async def test_openapi_document_matches_routes(cron, jp_fetch):
         paths = ([path.replace("(?P<action>run|pause|resume)", a) for a in
                   ("run", "pause", "resume")] if "action" in path else [path])
         for p in paths:
-            p = re.sub(r"\(\?P<ref>.*?\)", "X", p)
+            p = re.sub(r"\(\?P<\w+>.*?\)", "X", p)
             for method in ("GET", "POST", "PATCH", "DELETE"):
                 if method.lower() in handler.__dict__ or any(
                         method.lower() in k.__dict__ for k in handler.__mro__[1:3]
