@@ -113,12 +113,14 @@ export class CronAPI {
   async request<T>(
     method: string,
     path: string,
-    options: { query?: { [key: string]: string | number | null | undefined }; body?: unknown } = {}
+    options: { query?: { [key: string]: string | number | null | undefined }; body?: unknown; raw?: boolean } = {}
   ): Promise<T> {
-    const init: RequestInit = { method };
+    // revisions and the audit log record where a change came from: the panel
+    const headers: { [key: string]: string } = { 'X-Hermes-Cron-Origin': 'panel' };
+    const init: RequestInit = { method, headers };
     if (options.body !== undefined) {
       init.body = JSON.stringify(options.body);
-      init.headers = { 'Content-Type': 'application/json' };
+      headers['Content-Type'] = 'application/json';
     }
     let response: Response;
     try {
@@ -132,6 +134,9 @@ export class CronAPI {
     }
     const text = await response.text();
     let data: any = null;
+    if (options.raw && response.ok) {
+      return text as unknown as T;
+    }
     if (text) {
       try {
         data = JSON.parse(text);
@@ -272,4 +277,63 @@ export class CronAPI {
     const answer = await this.request<{ options: IOption[] }>('GET', 'options');
     return answer.options;
   }
+
+  /** The definitions file (YAML) of job *job*, else of every job of the caller's. */
+  exportDefinitions(job?: string | null): Promise<string> {
+    return this.request('GET', 'export', { query: { job }, raw: true });
+  }
+
+  /** Apply a definitions file: the plan, carried out unless *dry_run*. */
+  applyDefinitions(body: { text: string; source: string; dry_run: boolean; prune: boolean }): Promise<IPlan> {
+    return this.request('POST', 'apply', { body });
+  }
+
+  /** The job's revisions, newest first. */
+  revisions(ref: string, options: { limit?: number; cursor?: string | null } = {}): Promise<IRevisions> {
+    return this.request('GET', `jobs/${encodeURIComponent(ref)}/revisions`, {
+      query: { limit: options.limit ?? 50, cursor: options.cursor }
+    });
+  }
+
+  /** One revision, with the job's definition then (`spec`). */
+  revision(ref: string, rev: number): Promise<IRevision & { spec?: { [key: string]: unknown } }> {
+    return this.request('GET', `jobs/${encodeURIComponent(ref)}/revisions/${rev}`);
+  }
+
+  /** Change the job back to revision *rev* (a new revision). */
+  revert(ref: string, rev: number): Promise<IJob & { reverted_to?: number }> {
+    return this.request('POST', `jobs/${encodeURIComponent(ref)}/revert`, { body: { rev } });
+  }
+}
+
+/** What applying a definitions file does (`POST /apply`). */
+export interface IPlan {
+  source: string;
+  create: { name: string; fields: { [key: string]: unknown } }[];
+  change: { name: string; id: string; changes: { field: string; before: unknown; after: unknown }[] }[];
+  delete: { name: string; id: string }[];
+  unchanged: string[];
+  kept: string[];
+  dry_run: boolean;
+  applied: boolean;
+}
+
+/** One revision of a job: who changed what, when, from where. */
+export interface IRevision {
+  rev: number;
+  /** when: seconds since the epoch (or ISO 8601) */
+  at: number | string;
+  actor: string | null;
+  origin: string | null;
+  action: string;
+  /** field: [before, after] */
+  changes: { [field: string]: [unknown, unknown] } | null;
+  detail?: { [key: string]: unknown } | null;
+}
+
+export interface IRevisions {
+  job_id: string;
+  job_name: string;
+  revisions: IRevision[];
+  cursor: string | null;
 }

@@ -281,8 +281,17 @@ export class JobForm extends Widget {
     const kindRow = this._row('kind', el('div', { class: 'jp-HermesCron-inline' }, kind, this._pythonMode));
     const paramsRow = this._row('parameters', params);
     paramsRow.querySelector('label')!.textContent += ' (JSON)';
+    // a job a definitions file manages: the next apply of that file undoes an edit made here
+    const managed = job?.managed_by
+      ? el(
+          'div',
+          { class: 'jp-HermesCron-managedWarning', 'data-role': 'managed-warning', role: 'note' },
+          `⚠ Managed by ${job.managed_by}: the next apply of that file will undo this edit. Change the file to keep it.`
+        )
+      : '';
     form.append(
       title,
+      managed,
       this._formError,
       this._row('name', name),
       kindRow,

@@ -9,7 +9,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import { ICommandPalette, MainAreaWidget, Notification, WidgetTracker } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -133,6 +133,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         preset,
         browse,
         onSaved: saved => {
+          if (saved.warning) {
+            // a job a definitions file manages: the next apply undoes this edit
+            Notification.warning(`${saved.name}: ${saved.warning}`, { autoClose: 10000 });
+          }
           panel.showSaved(saved);
           app.shell.activateById(panel.id);
           main.dispose();

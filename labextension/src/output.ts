@@ -215,6 +215,11 @@ export class RunOutput extends Widget {
   private _bar: HTMLDivElement;
   private _barFill: HTMLDivElement;
   private _conn: HTMLSpanElement;
+  /** "rev 3 · sha256 1a2b3c4d…": the job's revision the run ran, and its file's hash */
+  private _rev: HTMLSpanElement;
+  /** the job's current version, read once when the run's is known (no jobVersion given) */
+  private _currentVersion: number | null = null;
+  private _versionAsked = false;
   private _cancel: HTMLButtonElement;
   private _run: IRun | null = null;
   private _offset = 0;
@@ -224,7 +229,13 @@ export class RunOutput extends Widget {
   constructor(
     private readonly api: CronAPI,
     runId: string,
-    options: { jobName?: string | null; onOpenInTab?: (runId: string) => void; compact?: boolean } = {}
+    private readonly options: {
+      jobName?: string | null;
+      onOpenInTab?: (runId: string) => void;
+      compact?: boolean;
+      /** the job's current version (its revision), to say a run ran an older one */
+      jobVersion?: () => number | null;
+    } = {}
   ) {
     super();
     this.runId = runId;
@@ -250,6 +261,10 @@ export class RunOutput extends Widget {
     this._alert.hidden = true;
     this._conn = document.createElement('span');
     this._conn.className = 'jp-HermesCron-conn';
+    this._rev = document.createElement('span');
+    this._rev.className = 'jp-HermesCron-runRevision';
+    this._rev.dataset.role = 'run-revision';
+    this._rev.hidden = true;
     const actions = document.createElement('span');
     actions.className = 'jp-HermesCron-outputActions';
     this._cancel = document.createElement('button');
@@ -273,7 +288,7 @@ export class RunOutput extends Widget {
       open.onclick = () => options.onOpenInTab?.(this.runId);
       actions.appendChild(open);
     }
-    header.append(this._badge, this._alert, this._title, this._conn, actions);
+    header.append(this._badge, this._alert, this._title, this._rev, this._conn, actions);
 
     this._meta = document.createElement('div');
     this._meta.className = 'jp-HermesCron-outputMeta';
@@ -436,6 +451,69 @@ export class RunOutput extends Widget {
     if (run.job_name) {
       this._title.textContent = `${run.job_name} · ${run.id}`;
     }
+    this._renderRevision();
+  }
+
+  /** The job changed (its version): say again whether the run ran an older revision. */
+  refreshRevision(): void {
+    this._renderRevision();
+  }
+
+  /** The revision the run ran, its file's short sha256, and "older revision" when the
+   * job has changed since. */
+  private _renderRevision(): void {
+    const run = this._run;
+    const version = run?.job_version ?? null;
+    const sha = run?.file_sha256 ?? null;
+    if (!run || (version === null && !sha)) {
+      this._rev.hidden = true;
+      return;
+    }
+    let current = this.options.jobVersion?.() ?? null;
+    if (current === null && version !== null && !this.options.jobVersion) {
+      current = this._currentVersion;
+      if (!this._versionAsked) {
+        this._versionAsked = true;
+        this.api
+          .getJob(run.job_id)
+          .then(job => {
+            this._currentVersion = job.version;
+            if (!this.isDisposed) {
+              this._renderRevision();
+            }
+          })
+          .catch(() => undefined);
+      }
+    }
+    const parts: HTMLElement[] = [];
+    if (version !== null) {
+      const rev = document.createElement('span');
+      rev.dataset.role = 'run-rev';
+      rev.textContent = `rev ${version}`;
+      rev.title = `the job's revision this run ran`;
+      parts.push(rev);
+    }
+    if (sha) {
+      const hash = document.createElement('span');
+      hash.dataset.role = 'run-sha';
+      hash.className = 'jp-HermesCron-mono';
+      hash.textContent = `sha256 ${sha.slice(0, 8)}…`;
+      hash.title = `sha256 of the file it ran: ${sha}`;
+      parts.push(hash);
+    }
+    if (version !== null && current !== null && current > version) {
+      const older = document.createElement('span');
+      older.dataset.role = 'run-older';
+      older.className = 'jp-HermesCron-olderRevision';
+      older.textContent = 'older revision';
+      older.title = `the job is at rev ${current} now`;
+      parts.push(older);
+    }
+    const items: (HTMLElement | string)[] = [];
+    parts.forEach((p, i) => items.push(...(i ? [' · ', p] : [p])));
+    this._rev.replaceChildren(...items);
+    this._rev.hidden = false;
+    this.node.dataset.jobVersion = version !== null ? String(version) : '';
   }
 
   private _setStatus(status: RunStatus | string): void {

@@ -33,6 +33,7 @@ import { metricsSection } from './metrics';
 import { CronModel } from './model';
 import { NotificationList, NotificationsView } from './notifications';
 import { badgeFor, RunOutput } from './output';
+import { RevisionsSection, showExport, showImport } from './definitions';
 
 export const PAGE = 50;
 
@@ -180,7 +181,14 @@ class JobList extends Widget {
       h(
         'span',
         { class: 'jp-HermesCron-jobMain' },
-        h('span', { class: 'jp-HermesCron-jobName' }, job.name),
+        h(
+          'span',
+          { class: 'jp-HermesCron-jobName' },
+          job.name,
+          job.managed_by
+            ? h('span', { class: 'jp-HermesCron-managed', 'data-role': 'managed', title: `managed by ${job.managed_by}: edits made here are undone by its next apply` }, job.managed_by)
+            : ''
+        ),
         // a job with no schedule of its own runs after its upstreams: "after extract, load"
         h('span', { class: 'jp-HermesCron-jobSchedule' }, job.schedule ? describeSchedule(job.schedule) : scheduleText(job))
       ),
@@ -223,6 +231,8 @@ class JobDetail extends Panel {
   private _metricsSeq = 0;
   private _metricsTimer: number | null = null;
   private _more = new Widget();
+  /** The job's revisions: who changed what, when, from where; revert. */
+  private _revisions: RevisionsSection;
   private _output: RunOutput | null = null;
   private _job: IJob | null = null;
   private _runs: IRun[] = [];
@@ -244,6 +254,7 @@ class JobDetail extends Panel {
   constructor(
     private readonly opts: IPanelOptions & {
       onDeleted: () => void;
+      onSaved: (job: IJob) => void;
       selectJob: (ref: string) => void;
       openNotifications: (jobId: string, name: string) => void;
     }
@@ -276,6 +287,13 @@ class JobDetail extends Panel {
     this._notesBox.addWidget(title);
     this._notesBox.addWidget(this.notes);
     this.addWidget(this._notesBox);
+    this._revisions = new RevisionsSection(opts.model.api, job => {
+      if (this._job?.id === job.id) {
+        this.showJob(job, false);
+      }
+      opts.onSaved(job);
+    });
+    this.addWidget(this._revisions);
     this.addWidget(this._more);
     this._nextTimes = h('ol', { class: 'jp-HermesCron-nextTimes', 'data-role': 'next-times' });
     this.showJob(null);
@@ -312,11 +330,14 @@ class JobDetail extends Panel {
       this._metrics.node.replaceChildren();
       this._more.node.replaceChildren();
       this._notesBox.node.hidden = true;
+      this._revisions.setJob(null);
       this._setOutput(null);
       return;
     }
     this._notesBox.node.hidden = false;
     this._renderInfo(job);
+    this._revisions.setJob(job);
+    this._output?.refreshRevision();
     void this._loadPipeline(job);
     if (changed || scheduleChanged) {
       void this._loadPreview(job);
@@ -403,6 +424,7 @@ class JobDetail extends Panel {
     }
     this._output = new RunOutput(this.api, runId, {
       jobName: this._job?.name,
+      jobVersion: () => this._job?.version ?? null,
       compact: true,
       onOpenInTab: id => this.opts.openRunInTab(id, this._job?.name)
     });
@@ -471,6 +493,15 @@ class JobDetail extends Panel {
         h('span', { class: 'jp-HermesCron-stateLabel', 'data-role': 'job-state', 'data-state': job.state }, job.state)
       ),
       job.state_reason ? h('div', { class: 'jp-HermesCron-reason', 'data-role': 'state-reason' }, job.state_reason) : '',
+      job.managed_by
+        ? h(
+            'div',
+            { class: 'jp-HermesCron-managedNote', 'data-role': 'managed-by', title: 'Edits made here are undone by the next apply of that file' },
+            'managed by ',
+            h('code', {}, job.managed_by)
+          )
+        : '',
+      job.warning ? h('div', { class: 'jp-HermesCron-reason', 'data-role': 'job-warning' }, `⚠ ${job.warning}`) : '',
       job.description ? h('div', { class: 'jp-HermesCron-description' }, job.description) : '',
       actions,
       h(
@@ -931,6 +962,10 @@ export class CronPanel extends Panel {
     head.addClass('jp-HermesCron-head');
     this._badge = h('span', { class: 'jp-HermesCron-count', 'data-role': 'count', title: 'jobs' }, '0');
     const newButton = iconButton(addIcon, 'New job', 'new', () => this.opts.openForm(null), 'Create a cron job');
+    const exportButton = h('button', { class: 'jp-HermesCron-linkButton', type: 'button', 'data-action': 'export', title: 'The YAML of every job, or of the selected one' }, 'Export…');
+    exportButton.onclick = () => void showExport(this.opts.model.api, this._detail.job);
+    const importButton = h('button', { class: 'jp-HermesCron-linkButton', type: 'button', 'data-action': 'import', title: 'Apply a definitions file (YAML): see the plan first' }, 'Import…');
+    importButton.onclick = () => void showImport(this.opts.model.api, () => this.reloadSoon());
     const refresh = h('button', { class: 'jp-HermesCron-iconOnly', title: 'Reload', type: 'button', 'data-action': 'refresh' });
     refresh.append(refreshIcon.element({ tag: 'span' }));
     refresh.onclick = () => {
@@ -967,6 +1002,8 @@ export class CronPanel extends Panel {
         this._badge,
         h('span', { class: 'jp-HermesCron-spacer' }),
         newButton,
+        importButton,
+        exportButton,
         refresh
       ),
       this._banner,
@@ -984,6 +1021,7 @@ export class CronPanel extends Panel {
     this._detail = new JobDetail({
       ...opts,
       onDeleted: () => this._onDeleted(),
+      onSaved: job => this.showSaved(job),
       selectJob: ref => void this.select(ref),
       openNotifications: (id, name) => this.showNotifications(id, name)
     });

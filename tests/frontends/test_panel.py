@@ -1225,3 +1225,149 @@ def test_the_notifications_tab_lists_deliveries(lab, page):
         sink.close()
         if busy:  # no retries left going
             lab.call(f"jobs/{busy['id']}", "DELETE")
+
+
+# -- definitions as code (issue 33) ----------------------------------------------------------
+
+DEFS_YAML = textwrap.dedent("""\
+    jobs:
+      defs-one:
+        schedule: '@yearly'
+        timezone: UTC
+        command: echo one
+      defs-two:
+        schedule: '@yearly'
+        timezone: UTC
+        command: echo two
+    """)
+
+
+def _close_dialog(pg) -> None:
+    pg.locator(".jp-Dialog .jp-Dialog-button", has_text="Close").click()
+    pg.locator(".jp-Dialog").wait_for(state="detached")
+
+
+def test_import_definitions_plans_then_applies_and_marks_jobs_managed(lab, page):
+    """Import…: the dry-run plan (+ create, ~ change field before → after), then Apply;
+    the jobs are listed with the "managed by" badge; a bad file's error names the field;
+    the edit form of a managed job warns that the next apply undoes the edit."""
+    page.locator("[data-action='import']").click()
+    dialog = page.locator(".jp-HermesCron-import")
+    dialog.locator("[data-role='import-text']").fill(DEFS_YAML)
+    dialog.locator("[data-action='plan']").click()
+    plan = dialog.locator("[data-role='plan']")
+    plan.locator("li[data-op='create'][data-job='defs-one']").wait_for(timeout=10_000)
+    assert plan.locator("li[data-op='create']").count() == 2
+    assert "+ create defs-two" in plan.inner_text()
+    # a dry run: nothing created yet
+    assert lab.error("jobs/defs-one")["code"] == "not_found"
+    shot(page, "import-plan")
+    dialog.locator("[data-action='apply']").click()
+    dialog.locator("[data-role='applied']").wait_for(timeout=10_000)
+    assert lab.call("jobs/defs-one")["managed_by"] == "jobs.yaml"
+
+    # the same file, changed: the plan shows the field before -> after
+    dialog.locator("[data-role='import-text']").fill(DEFS_YAML.replace("echo one", "echo uno"))
+    assert dialog.locator("[data-action='apply']").is_disabled()  # the text changed: plan again
+    dialog.locator("[data-action='plan']").click()
+    change = plan.locator("li[data-op='change'][data-job='defs-one'] li[data-field='command']")
+    change.wait_for(timeout=10_000)
+    assert change.locator(".jp-HermesCron-diffBefore").inner_text() == "echo one"
+    assert change.locator(".jp-HermesCron-diffAfter").inner_text() == "echo uno"
+    assert "unchanged: defs-two" in dialog.locator("[data-role='plan-notes']").inner_text()
+    # the server's refusal, in the dialog
+    dialog.locator("[data-role='import-text']").fill(
+        "jobs:\n  defs-bad:\n    schedule: 'not a schedule'\n    command: echo\n")
+    dialog.locator("[data-action='plan']").click()
+    error = dialog.locator("[data-role='import-error']")
+    error.wait_for(timeout=10_000)
+    assert "defs-bad" in error.inner_text(), error.inner_text()
+    _close_dialog(page)
+
+    for name in ("defs-one", "defs-two"):
+        badge = job_item(page, name).locator("[data-role='managed']")
+        badge.wait_for(timeout=10_000)
+        assert badge.inner_text() == "jobs.yaml"
+    detail = select(page, "defs-two")
+    assert detail.locator("[data-role='managed-by']").inner_text() == "managed by jobs.yaml"
+    # Export…: every job's YAML, or the selected job's alone
+    page.locator("[data-action='export']").click()
+    text = page.locator(".jp-HermesCron-export [data-role='export-text'][data-loaded='true']")
+    text.wait_for(timeout=10_000)
+    assert "defs-one:" in text.input_value() and "defs-two:" in text.input_value()
+    page.locator(".jp-HermesCron-export [data-role='export-scope']").select_option("defs-two")
+    text.wait_for(timeout=10_000)
+    wait_for(lambda: "defs-one:" not in text.input_value(), 10, what="the job's export")
+    assert "defs-two:" in text.input_value()
+    _close_dialog(page)
+    detail.locator("[data-action='edit']").click()
+    form = page.locator(".jp-HermesCron-form")
+    warning = form.locator("[data-role='managed-warning']")
+    warning.wait_for()
+    assert "next apply" in warning.inner_text()
+    form.locator("[data-field='description']").fill("edited by hand")
+    form.locator("[data-role='save']").dispatch_event("click")
+    form.wait_for(state="detached")
+    _toasts(page, "managed by jobs.yaml: the next apply will undo this edit").first.wait_for(
+        timeout=10_000)
+    shot(page, "managed")
+
+
+def test_revisions_list_a_diff_and_revert(lab, page):
+    """The Revisions section lists who changed what from where; a revision shows its
+    diff; "Revert to this" (confirmed) restores the old value as a new revision."""
+    job = lab.create("revised", "@yearly", "echo before")
+    lab.call(f"jobs/{job['id']}", "PATCH", {"command": "echo after"})
+    page.fill(".jp-HermesCron-filter", "revised")
+    detail = select(page, "revised")
+    section = detail.locator("[data-role='revisions']")
+    section.locator("tr[data-rev='2']").wait_for(timeout=10_000)
+    assert section.locator("tr[data-rev]").count() == 2
+    row = section.locator("tr[data-rev='2']")
+    assert row.locator("[data-role='origin']").inner_text() == "rest"
+    row.click()
+    diff = section.locator("[data-detail-rev='2'] li[data-field='command']")
+    diff.wait_for()
+    assert diff.locator(".jp-HermesCron-diffBefore").inner_text() == "echo before"
+    assert diff.locator(".jp-HermesCron-diffAfter").inner_text() == "echo after"
+    section.locator("tr[data-rev='1']").click()
+    section.locator("[data-detail-rev='1'] [data-action='revert']").click()
+    page.locator(".jp-Dialog .jp-Dialog-button", has_text="Revert").click()
+    new = section.locator("tr[data-rev='3']")
+    new.wait_for(timeout=10_000)
+    assert new.locator("[data-role='origin']").inner_text() == "panel"
+    assert "revert" in new.locator("[data-role='action']").inner_text()
+    assert lab.call(f"jobs/{job['id']}")["command"] == job["command"]
+    shot(page, "revisions")
+    page.fill(".jp-HermesCron-filter", "")
+
+
+def test_a_run_header_shows_its_revision(lab, page):
+    """The run view says which revision the run ran, the file's short sha256 (full in
+    its title), and "older revision" once the job has changed since."""
+    script = lab.root / "versioned.py"
+    script.write_text("print('hi')\n")
+    job = lab.create("versioned", "@yearly", str(script), kind="python")
+    run_id = lab.call(f"jobs/{job['id']}/run", "POST")["id"]
+    wait_for(lambda: _ended(lab, run_id), 30, 0.2, "the run to end")
+    run = lab.call(f"runs/{run_id}")
+    assert run["job_version"] == 1
+    page.fill(".jp-HermesCron-filter", "versioned")
+    detail = select(page, "versioned")
+    detail.locator(f"tr[data-run-id='{run_id}']").click()
+    head = detail.locator(f".jp-HermesCron-output[data-run-id='{run_id}'] [data-role='run-revision']")
+    head.locator("[data-role='run-rev']").wait_for(timeout=10_000)
+    assert head.locator("[data-role='run-rev']").inner_text() == "rev 1"
+    if run["file_sha256"]:
+        sha = head.locator("[data-role='run-sha']")
+        assert sha.inner_text() == f"sha256 {run['file_sha256'][:8]}…"
+        assert run["file_sha256"] in sha.get_attribute("title")
+    assert head.locator("[data-role='run-older']").count() == 0
+    # the job changes: the run now ran an older revision (the shown header says so)
+    lab.call(f"jobs/{job['id']}", "PATCH", {"description": "v2"})
+    older = head.locator("[data-role='run-older']")
+    older.wait_for(timeout=10_000)
+    assert older.inner_text() == "older revision"
+    assert run["file_sha256"], "a python file's run records its sha256"
+    shot(page, "run-revision")
+    page.fill(".jp-HermesCron-filter", "")
