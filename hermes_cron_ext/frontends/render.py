@@ -313,6 +313,11 @@ def job_text(job: dict, runs: list[dict], note: str | None, now: float) -> str:
         lines.append(f"  cwd        {job['cwd']}")
     if job.get("executor"):
         lines.append(f"  executor   {job['executor']}")
+    if job.get("version"):
+        lines.append(f"  revision   {job['version']}  (hermes-cron revisions {job['name']})")
+    if job.get("managed_by"):  # applied from a file: an edit made here is undone by the next
+        lines.append(f"  managed by {job['managed_by']} (the next apply undoes edits made "
+                     f"elsewhere)")
     if job.get("owner"):  # a JupyterHub service's job: whose it is, who else sees it
         lines.append(f"  owner      {job['owner']}")
     if job.get("shares"):

@@ -107,6 +107,19 @@ def test_a_hub_jobs_text_says_whose_it_is_and_who_shares_it():
     assert "owner" not in alone and "shared" not in alone  # a one-user store: as before
 
 
+def test_a_jobs_text_names_its_revision_and_the_file_that_manages_it():
+    from hermes_cron_ext.frontends.render import job_text
+
+    job = {"id": "j_1", "name": "report", "kind": "command", "command": "true",
+           "schedule": "@daily", "timezone": "UTC", "state": "scheduled", "enabled": True,
+           "next_run_at": None, "last_run": None, "policy": {}, "after": [], "version": 3,
+           "managed_by": "jobs.yaml"}
+    text = job_text(job, [], None, 0.0)
+    assert "  revision   3  (hermes-cron revisions report)\n" in text
+    assert "  managed by jobs.yaml (the next apply undoes edits made elsewhere)\n" in text
+    assert "managed" not in job_text({**job, "managed_by": None}, [], None, 0.0)
+
+
 def test_alert_badge_html_names_the_fired_rules():
     """The widgets' and ``%cron``'s badge: ``⚠ ALERT`` with each fired rule and what was
     seen as its tooltip; nothing for a run none fired for."""
