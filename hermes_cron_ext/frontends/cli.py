@@ -562,11 +562,15 @@ def cmd_status(args, ops: Operations) -> int:
 
 def cmd_gc(args, ops: Operations) -> int:
     max_age = sched.parse_duration(args.max_age).total_seconds()
-    result = ops.gc(args.keep_runs, args.keep_failures, max_age)
+    audit_age = (sched.parse_duration(args.audit_max_age).total_seconds()
+                 if args.audit_max_age else None)
+    result = ops.gc(args.keep_runs, args.keep_failures, max_age, audit_max_age=audit_age)
     if args.json:
         _print_json(result)
     else:
-        print(f"removed {result['runs_deleted']} runs and {result['events_deleted']} events")
+        print(f"removed {result['runs_deleted']} runs and {result['events_deleted']} events"
+              + (f", and {result.get('audit_deleted', 0)} audit records"
+                 if audit_age is not None else ""))
     return 0
 
 
@@ -770,6 +774,9 @@ def build_parser() -> Parser:
                    help=f"per job, failed runs kept beyond those (default {KEEP_FAILURES})")
     p.add_argument("--max-age", default=f"{int(MAX_AGE // 86400)}d",
                    help=f"runs older than this go (default {int(MAX_AGE // 86400)}d)")
+    p.add_argument("--audit-max-age", metavar="AGE",
+                   help="audit records older than this go too, e.g. 400d (default: the "
+                        "audit log is kept whole; its chain still verifies after)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_gc)
 

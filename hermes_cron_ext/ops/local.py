@@ -920,10 +920,14 @@ class Operations(CronClient):
         return report
 
     def gc(self, keep_runs: int = rules.KEEP_RUNS, keep_failures: int = rules.KEEP_FAILURES,
-           max_age: float = rules.MAX_AGE) -> dict[str, Any]:
-        """Prune finished runs by the retention limits (the tickers also do, hourly)."""
+           max_age: float = rules.MAX_AGE, *,
+           audit_max_age: float | None = None) -> dict[str, Any]:
+        """Prune finished runs by the retention limits (the tickers also do, hourly), and
+        audit records older than *audit_max_age* when given (only then: the audit log's
+        retention is its own)."""
         self._admin_only("gc")
-        return self.store.gc(time.time(), keep_runs, keep_failures, max_age)
+        return self.store.gc(time.time(), keep_runs, keep_failures, max_age,
+                             audit_max_age=audit_max_age)
 
     def migrate(self, to: str, *, force: bool = False, owner: str | None = None,
                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:

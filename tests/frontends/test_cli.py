@@ -206,8 +206,16 @@ def test_gc_command(cli):
     for _ in range(3):
         cli("run", "g", "-f")
     out = json.loads(cli("gc", "--keep-runs", "1", "--keep-failures", "0", "--json").stdout)
-    assert out["runs_deleted"] == 2
+    assert out["runs_deleted"] == 2 and out["audit_deleted"] == 0  # the audit is kept
     assert len(_runs(cli, "g")) == 1
+    # the audit log's retention is its own: pruned only when asked, still verifiable
+    kept = len(cli.json("audit")["records"])
+    assert kept >= 4  # the create and the three runs
+    time.sleep(1.1)  # every record is now more than a second old
+    assert cli("gc", "--audit-max-age", "1s").stdout.endswith(
+        f", and {kept} audit records\n")
+    audit = cli.json("audit", "--verify")
+    assert audit["records"] == [] and audit["verify"]["ok"]
 
 
 def test_tick_is_quiet_and_registers(cli):

@@ -1355,7 +1355,8 @@ def test_a_run_header_shows_its_revision(lab, page):
     page.fill(".jp-HermesCron-filter", "versioned")
     detail = select(page, "versioned")
     detail.locator(f"tr[data-run-id='{run_id}']").click()
-    head = detail.locator(f".jp-HermesCron-output[data-run-id='{run_id}'] [data-role='run-revision']")
+    head = detail.locator(
+        f".jp-HermesCron-output[data-run-id='{run_id}'] [data-role='run-revision']")
     head.locator("[data-role='run-rev']").wait_for(timeout=10_000)
     assert head.locator("[data-role='run-rev']").inner_text() == "rev 1"
     if run["file_sha256"]:
