@@ -160,11 +160,12 @@ class CronClient(ABC):
 
     @abstractmethod
     def apply(self, text: str, *, source: str = "jobs.yaml", dry_run: bool = False,
-              prune: bool = False) -> dict[str, Any]:
+              prune: bool = False, plan_id: str | None = None) -> dict[str, Any]:
         """Apply a definitions file: ``{"source", "create", "change", "delete",
-        "unchanged", "kept", "dry_run", "applied"}``; in one transaction unless
-        *dry_run*. :raises InvalidInput: naming the line, job and field; :raises
-        Conflict: a job changed since the plan (nothing changed)."""
+        "unchanged", "kept", "dry_run", "applied", "plan_id"}``; in one transaction
+        unless *dry_run*; with *plan_id* (a dry run's), only that plan. :raises
+        InvalidInput: naming the line, job and field; :raises Conflict: a job changed
+        since the plan (nothing changed)."""
 
     @abstractmethod
     def revisions(self, ref: str, limit: int = 50,

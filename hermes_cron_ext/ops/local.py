@@ -14,6 +14,7 @@ Answers are the REST API's JSON shapes (``Job.to_json()``, ``Run.to_json()``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import contextlib
 import copy
 import getpass
@@ -50,7 +51,7 @@ from hermes_cron_ext.domain.models import (
 from hermes_cron_ext.domain.notifications import KINDS, mask_url
 from hermes_cron_ext.domain.schedule import backfill_slots
 from hermes_cron_ext.domain.text import utf8_boundary
-from hermes_cron_ext.errors import Forbidden, InvalidInput, NotFound
+from hermes_cron_ext.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hermes_cron_ext.events import EventBroker
 from hermes_cron_ext.ops.base import CronClient, RunStream
 from hermes_cron_ext.processes import hostname, process_alive
@@ -989,11 +990,15 @@ class Operations(CronClient):
         return defs.export(jobs, ids)
 
     def apply(self, text: str, *, source: str = "jobs.yaml", dry_run: bool = False,
-              prune: bool = False, environ: dict[str, str] | None = None) -> dict[str, Any]:
-        """Apply a definitions file: the plan (``Plan.to_json`` with ``applied``); unless
-        *dry_run*, carried out in one transaction with the versions the plan saw (a job
-        changed since: :class:`Conflict` naming it, nothing changed). ``${VAR}``
-        references are read from *environ* (None: this process's environment)."""
+              prune: bool = False, environ: dict[str, str] | None = None,
+              plan_id: str | None = None) -> dict[str, Any]:
+        """Apply a definitions file: the plan (``Plan.to_json`` with ``applied`` and
+        ``plan_id``); unless *dry_run*, carried out in one transaction with the versions
+        the plan saw (a job changed since: :class:`Conflict` naming it, nothing changed).
+        *plan_id* (a dry run's): apply only if the plan is still that one, the jobs at
+        the versions it saw (else :class:`Conflict`, nothing changed): a plan shown to a
+        person is the plan applied. ``${VAR}`` references are read from *environ* (None:
+        this process's environment)."""
         if not isinstance(text, str):
             raise InvalidInput("text must be the file's text", field="text")
         if not isinstance(source, str) or not source.strip() or len(source) > 500:
@@ -1004,7 +1009,15 @@ class Operations(CronClient):
         current = self._own_jobs()
         plan = defs.plan(current, parsed, source=source, prune=prune,
                          defaults={"timezone": tz, "interpreter": sys.executable})
-        out = plan.to_json() | {"dry_run": dry_run, "applied": False}
+        shown = plan.to_json()
+        out = shown | {"dry_run": dry_run, "applied": False}
+        seen = sorted([(u.job.id, u.job.version) for u in plan.updates]
+                      + [(j.id, j.version) for j in plan.deletes])
+        out["plan_id"] = hashlib.sha256(json.dumps([shown, seen], sort_keys=True,
+                                                   default=str).encode()).hexdigest()[:16]
+        if plan_id is not None and plan_id != out["plan_id"]:
+            raise Conflict("the jobs or the file changed since that plan was made: nothing "
+                           "was applied; plan again", field="plan_id")
         if plan.empty:
             return out
         # every job checked as a create or an edit is (a dry run too: it says what fails)

@@ -291,13 +291,15 @@ class RestClient(CronClient):
         return data.decode("utf-8")
 
     def apply(self, text: str, *, source: str = "jobs.yaml", dry_run: bool = False,
-              prune: bool = False) -> dict[str, Any]:
+              prune: bool = False, plan_id: str | None = None) -> dict[str, Any]:
         # the file's ${VAR} references are read here, from this process's environment
         # (the server never reads its own for a request)
         environ = {k: os.environ[k] for k in sorted(references(text)) if k in os.environ}
-        return self._json("POST", "apply", {"text": text, "source": source,
-                                            "dry_run": dry_run, "prune": prune,
-                                            "environ": environ})
+        body = {"text": text, "source": source, "dry_run": dry_run, "prune": prune,
+                "environ": environ}
+        if plan_id is not None:
+            body["plan_id"] = plan_id
+        return self._json("POST", "apply", body)
 
     def revisions(self, ref: str, limit: int = 50,
                   cursor: str | None = None) -> dict[str, Any]:

@@ -235,7 +235,7 @@ class CronService:
         return await self._ops(self.ops.export, names or None)
 
     async def apply(self, body: dict) -> dict:
-        unknown = set(body) - {"text", "source", "dry_run", "prune", "environ"}
+        unknown = set(body) - {"text", "source", "dry_run", "prune", "environ", "plan_id"}
         if unknown:
             field = sorted(unknown)[0]
             raise InvalidInput(f"unknown field {field!r}", field=field)
@@ -253,7 +253,8 @@ class CronService:
         return await self._ops(self.ops.apply, body["text"],
                                source=body.get("source") or "jobs.yaml",
                                dry_run=body.get("dry_run", False),
-                               prune=body.get("prune", False), environ=environ)
+                               prune=body.get("prune", False), environ=environ,
+                               plan_id=_plan_id(body.get("plan_id")))
 
     async def revisions(self, ref: str, *, limit: int, cursor: str | None) -> dict:
         return await self._ops(self.ops.revisions, ref, limit, cursor)
@@ -313,3 +314,12 @@ class CronService:
     async def preview(self, schedule: str | None, tz: str | None, count: int,
                       start: str | None) -> dict:
         return await self._ops(self.ops.preview, schedule, tz, count, start)
+
+
+def _plan_id(value) -> str | None:
+    """A dry run's ``plan_id``, checked (an apply of exactly that plan), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidInput("plan_id must be the plan_id a dry run answered", field="plan_id")
+    return value

@@ -284,7 +284,7 @@ export class CronAPI {
   }
 
   /** Apply a definitions file: the plan, carried out unless *dry_run*. */
-  applyDefinitions(body: { text: string; source: string; dry_run: boolean; prune: boolean }): Promise<IPlan> {
+  applyDefinitions(body: { text: string; source: string; dry_run: boolean; prune: boolean; plan_id?: string }): Promise<IPlan> {
     return this.request('POST', 'apply', { body });
   }
 
@@ -316,6 +316,8 @@ export interface IPlan {
   kept: string[];
   dry_run: boolean;
   applied: boolean;
+  /** this plan's fingerprint: sent back, the server applies exactly this plan (409 else) */
+  plan_id: string;
 }
 
 /** One revision of a job: who changed what, when, from where. */

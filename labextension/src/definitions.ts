@@ -248,7 +248,8 @@ export async function showImport(api: CronAPI, onApplied: (plan: IPlan) => void)
         applyButton.disabled = false;
         return;
       }
-      const result = await api.applyDefinitions({ ...req, dry_run: false });
+      // the server applies only the plan shown (its plan_id), else 409: plan again
+      const result = await api.applyDefinitions({ ...req, dry_run: false, plan_id: shown.plan.plan_id });
       showPlan(result);
       out.prepend(h('div', { class: 'jp-HermesCron-applied', 'data-role': 'applied' }, result.applied ? '✓ Applied.' : 'Nothing to apply.'));
       planned = null;

@@ -182,6 +182,27 @@ def test_the_audit_log_records_the_actions(ops, names, tmp_path):
 
 # -- the store's own: a race, a hub user, a tampered log ---------------------------------
 
+def test_an_apply_with_a_dry_runs_plan_id_applies_only_that_plan(ops, names, tmp_path):
+    """What a person was shown is what is applied: a plan_id of a dry run is refused
+    once the jobs changed since (409, nothing changed), and accepted while they did not."""
+    up, down, _ = names
+    _make(ops, names, tmp_path)
+    source = f"{up}.yaml"
+    text = ops.export([up])
+    ops.apply(text, source=source)
+    edited = text.replace("0 3 * * *", "0 4 * * *")
+    shown = ops.apply(edited, source=source, dry_run=True)
+    ops.edit(up, {"retries": 3})  # someone else, after the plan was shown
+    with pytest.raises(Conflict, match="plan again"):
+        ops.apply(edited, source=source, plan_id=shown["plan_id"])
+    assert ops.job(up)["schedule"] == "0 3 * * *"
+    again = ops.apply(edited, source=source, dry_run=True)
+    assert again["plan_id"] != shown["plan_id"]
+    done = ops.apply(edited, source=source, plan_id=again["plan_id"])
+    assert done["applied"] and done["plan_id"] == again["plan_id"]
+    assert ops.job(up)["schedule"] == "0 4 * * *"
+
+
 def test_a_job_changed_between_plan_and_apply_is_a_conflict(tmp_path, monkeypatch):
     db = str(tmp_path / "s.db")
     ops, other = Operations(db), Operations(db)
