@@ -14,10 +14,10 @@ Answers are the REST API's JSON shapes (``Job.to_json()``, ``Run.to_json()``).
 from __future__ import annotations
 
 import base64
-import hashlib
 import contextlib
 import copy
 import getpass
+import hashlib
 import json
 import os
 import signal
