@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8888
 ARGS ?=
 
-.PHONY: venv install test frontdoor browser accounts demo lint bench clean-venv
+.PHONY: venv install test frontdoor browser delivery accounts demo lint bench clean-venv
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("hermes-cron-ext needs Python >= 3.11, not " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -34,6 +34,11 @@ frontdoor: install
 # the side panel and the widgets in a real browser (Chromium: apt-get install chromium)
 browser: install
 	$(PY) -m pytest -q -m browser tests/frontends/test_panel.py tests/frontends/test_widgets_browser.py
+
+# notifications end to end: real daemons killed with -9, two daemons on one store, a real
+# SMTP server, late slots found by hermes-cron tick (about 40 s)
+delivery: install
+	$(PY) -m pytest -q -m delivery tests/runtime/test_notify_delivery.py
 
 # runs as their owners: makes Unix accounts and a sudoers entry, runs jobs as them, and
 # removes them after (root; the tests skip, saying why, when not root); and the other

@@ -104,7 +104,8 @@ def test_a_dead_destination_does_not_delay_another_and_each_stays_in_order(real_
                  notify=[f"json://127.0.0.1:{receiver.port}/apprise"])
         runs = [_fail(store, "live") for _ in range(3)]
         started = time.monotonic()
-        assert notifier.pump() == 4 * 2 * 2 + 3 * 2
+        notifier.pump()  # (its own thread may plan some first: the outbox is what counts)
+        assert len(store.list_deliveries(limit=500).items) == 4 * 2 * 2 + 3 * 2
         wait_for(lambda: len(receiver.got) == 6, 10, what="the live job's six messages")
         # none waited for a dead destination's timeout (5 s, and Apprise's 4 s)
         assert max(at for _, _, at in receiver.got) - started < 2.0
@@ -140,7 +141,8 @@ def test_a_stopping_sender_does_not_hang_and_the_next_sends_what_it_left(real_st
         stuck.pump()
         make_job(store, "job", schedule="@yearly", notify_url=f"http://127.0.0.1:{port}/hook")
         runs = [_fail(store, "job") for _ in range(2)]
-        assert stuck.pump() == 2
+        stuck.pump()  # (its own thread may plan them first: the outbox is what counts)
+        assert len(store.list_deliveries().items) == 2
         wait_for(lambda: store.list_deliveries(status="sending").items, 10,
                  what="the sender to take the dead destination's deliveries")
 
@@ -154,7 +156,8 @@ def test_a_stopping_sender_does_not_hang_and_the_next_sends_what_it_left(real_st
         dead.close()
         receiver = _Receiver(port)
         after = Notifier(store, allow_private_urls=True, timeout=5.0)
-        assert after.pump() == 0  # nothing new to plan: the outbox holds them
+        after.pump()  # nothing new to plan: the outbox holds them
+        assert len(store.list_deliveries().items) == 2
         wait_for(lambda: len(receiver.got) == 2, 10, what="the two messages left")
         assert [body["run_id"] for _, body, _ in receiver.got] == runs
         _join(stuck)  # the stuck try ended: it records nothing on rows no longer its own
