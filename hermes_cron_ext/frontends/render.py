@@ -287,10 +287,15 @@ def jobs_table(jobs: list[dict], now: float) -> str:
     for j in jobs:
         last = j.get("last_run") or {}
         waiting = j["state"] in ("paused", "blocked", "disabled")  # no countdown
-        rows.append([j["name"], j["state"], schedule_text(j),
+        rows.append([j["name"] + (" *" if j.get("managed_by") else ""), j["state"],
+                     schedule_text(j),
                      "-" if waiting else relative_time(j.get("next_run_at"), now),
                      last.get("status", "-"), command_text(j)[:40]])
-    return text_table(["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"], rows)
+    table = text_table(["NAME", "STATE", "SCHEDULE", "NEXT", "LAST", "COMMAND"], rows)
+    managed = sorted({j["managed_by"] for j in jobs if j.get("managed_by")})
+    if managed:  # which file a starred job is applied from
+        table += f"\n* managed by {', '.join(managed)}: the next apply undoes edits made here"
+    return table
 
 
 def job_text(job: dict, runs: list[dict], note: str | None, now: float) -> str:
@@ -381,6 +386,18 @@ def alert_badge_html(run: dict) -> str:
             "font-size:11px;font-weight:600;white-space:nowrap;cursor:help;"
             "color:var(--jp-warn-color0,#e65100);background:var(--jp-warn-color3,#fff3e0);"
             f'border:1px solid var(--jp-warn-color1,#ef6c00)">{label}</span>')
+
+
+def managed_html(job: dict) -> str:
+    """A badge on a job applied from a definitions file (``managed_by``): an edit made
+    here is undone by the next apply."""
+    source = job.get("managed_by")
+    if not source:
+        return ""
+    return (f' <span class="hc-managed" data-role="managed" title="applied from '
+            f'{html.escape(source)}: the next apply undoes edits made here" '
+            f'style="font-size:85%;color:#555;border:1px solid #bbb;border-radius:3px;'
+            f'padding:0 3px">managed by {html.escape(source)}</span>')
 
 
 def _reason_with_badge(run: dict) -> str:

@@ -369,6 +369,24 @@ def test_runs_with_fired_alerts_have_the_badge(cron, clocked):
     assert "alert-badge" not in quiet_row
     assert "succeeded ALERT rows < 10" in board.plain_text()
 
+def test_a_job_applied_from_a_file_says_so_on_its_card_and_in_the_list(cron, tmp_path):
+    cron.add({"name": "mine", "schedule": "@daily", "command": "true", "cwd": str(tmp_path)})
+    cron.add({"name": "filed", "schedule": "@daily", "command": "true", "cwd": str(tmp_path)})
+    cron.apply(cron.export(["filed"]), source="jobs.yaml")
+    card = JobCard("filed", client=cron, live=False)
+    assert 'data-role="managed"' in card._head.value
+    assert "managed by jobs.yaml" in card._head.value
+    assert "managed" not in JobCard("mine", client=cron, live=False)._head.value
+    board = Dashboard(cron)
+    row = re.search(r'<tr data-job="filed">.*?</tr>', board.view.value).group(0)
+    assert "managed by jobs.yaml" in row
+    from hermes_cron_ext.frontends.render import jobs_table
+
+    table = jobs_table(cron.jobs(), time.time()).splitlines()
+    assert [line.split()[:2] for line in table[1:3]] == [["filed", "*"], ["mine", "scheduled"]]
+    assert table[-1] == "* managed by jobs.yaml: the next apply undoes edits made here"
+
+
 #: every public name the single ``widgets`` module had before it became a package
 MODULE_NAMES = [
     "BackfillProgress", "Dashboard", "IDLE_STATES", "JOB_COLUMNS", "JobCard", "JobCards",

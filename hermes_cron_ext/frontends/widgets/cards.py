@@ -22,6 +22,7 @@ from hermes_cron_ext.frontends.render import (
     last_run_parts,
     last_run_text,
     local_time,
+    managed_html,
     next_run_text,
     schedule_text,
     schedule_words,
@@ -62,7 +63,7 @@ def _job_html_cells(job: dict, state: str, now: float,
                     durations: list[float] | None = None) -> list[str]:
     """:func:`_job_cells` in HTML; with *durations*, a last cell with their sparkline."""
     cells = [html.escape(c) for c in _job_cells(job, state, now)]
-    cells[0] = f"<b>{cells[0]}</b>"
+    cells[0] = f"<b>{cells[0]}</b>" + managed_html(job)
     cells[2] = f"{pip_html(state)}{cells[2]}"
     last = job.get("last_run")
     if last:
@@ -272,7 +273,7 @@ class JobCard(Static, widgets.VBox):
         self._head.value = (
             f'<div style="display:flex;align-items:center;gap:4px">{pip_html(state)}'
             f'<b style="font-size:1.1em">{name}</b>'
-            f'<span style="color:#888;margin-left:6px">{kind}</span>'
+            f'<span style="color:#888;margin-left:6px">{kind}</span>{managed_html(job)}'
             f'<span style="margin-left:auto;color:{STATE_COLOURS.get(state, "#888")}">'
             f"{html.escape(state)}</span></div>")
         schedule, tz = job.get("schedule", ""), job.get("timezone")
@@ -295,7 +296,6 @@ class JobCard(Static, widgets.VBox):
         if last:  # how it ended, as every front says it (render.last_run_parts)
             bits = [outcome_html(last.get("status")), *(
                 html.escape(part) for part in last_run_parts(last, self.clock())[1:])]
-            # the badge shows once a job's last_run carries its run's alerts (it does not yet)
             lines.append("last run: " + " &middot; ".join(bits) + alert_badge_html(last))
             if last.get("reason") and last.get("status") != "succeeded":
                 lines.append(f'<span style="color:#c62828">'

@@ -11,6 +11,7 @@ from hermes_cron_ext.frontends.render import (
     alert_badge_html,
     card_state,
     format_duration,
+    managed_html,
     schedule_text,
     text_table,
 )
@@ -43,6 +44,7 @@ def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]
         failing = state in ("blocked", "failing") or last.get("status") in FAILED_STATUSES
         rows.append({
             "id": job["id"], "name": job["name"], "state": state, "failing": failing,
+            "managed_by": job.get("managed_by"),
             "schedule": schedule_text(job), "timezone": job["timezone"],
             "succeeded": s.get("succeeded", 0), "failed": s.get("failed", 0),
             "success_rate": s.get("success_rate"),
@@ -88,7 +90,8 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
     for r in rows:
         out.append(
             f'<tr data-job="{html.escape(r["name"])}"><td>{pip_html(r["state"])}</td>'
-            f'<td><b>{html.escape(r["name"])}</b><br><code>{html.escape(r["schedule"])}</code>'
+            f'<td><b>{html.escape(r["name"])}</b>{managed_html(r)}'
+            f'<br><code>{html.escape(r["schedule"])}</code>'
             f"</td><td>{_rate_bar(r['success_rate'])}</td>"
             f"<td>{r['succeeded']} / {r['failed']}</td>"
             f"<td>{html.escape(format_duration(r['mean_duration']))}</td>"
