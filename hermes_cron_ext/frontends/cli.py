@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -420,15 +421,20 @@ def cmd_logs(args, ops: Operations) -> int:
     return 0
 
 
-def cmd_runs(args, ops: Operations) -> int:
-    page = ops.runs(args.name, limit=args.limit, cursor=args.cursor, status=args.status)
+def _print_page(args, page: dict, text: Callable[[], str]) -> int:
+    """A keyset page: its JSON with ``--json``, else its *text* and how to get the next."""
     if args.json:
         _print_json(page)
         return 0
-    print(runs_text(page["runs"]))
+    print(text())
     if page["cursor"]:
         print(f"more: --cursor {page['cursor']}")
     return 0
+
+
+def cmd_runs(args, ops: Operations) -> int:
+    page = ops.runs(args.name, limit=args.limit, cursor=args.cursor, status=args.status)
+    return _print_page(args, page, lambda: runs_text(page["runs"]))
 
 
 def cmd_metrics(args, ops: Operations) -> int:
@@ -447,13 +453,7 @@ def cmd_metrics(args, ops: Operations) -> int:
 def cmd_notifications(args, ops: Operations) -> int:
     answer = ops.notifications(args.name, status=args.status, limit=args.limit,
                                cursor=args.cursor)
-    if args.json:
-        _print_json(answer)
-        return 0
-    print(notifications_text(answer))
-    if answer["cursor"]:
-        print(f"more: --cursor {answer['cursor']}")
-    return 0
+    return _print_page(args, answer, lambda: notifications_text(answer))
 
 
 def cmd_export(args, ops: Operations) -> int:
@@ -480,13 +480,7 @@ def cmd_revisions(args, ops: Operations) -> int:
             print(revision_text(rev))
         return 0
     page = ops.revisions(args.name, limit=args.limit, cursor=args.cursor)
-    if args.json:
-        _print_json(page)
-        return 0
-    print(revisions_text(page))
-    if page["cursor"]:
-        print(f"more: --cursor {page['cursor']}")
-    return 0
+    return _print_page(args, page, lambda: revisions_text(page))
 
 
 def cmd_revert(args, ops: Operations) -> int:
