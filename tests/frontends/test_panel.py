@@ -1197,7 +1197,9 @@ def test_the_notifications_tab_lists_deliveries(lab, page):
         # the status filter asks the server for those alone
         view.locator("[data-role='status-filter']").select_option("sent")
         view.locator(".jp-HermesCron-delivery[data-status='pending']").wait_for(state="detached")
-        assert view.locator(".jp-HermesCron-delivery[data-status='sent']").count() >= 1
+        # (the list is read again: wait for it, not for its first instant)
+        view.locator(".jp-HermesCron-delivery[data-status='sent']").first.wait_for(
+            timeout=10_000)
         view.locator("[data-role='status-filter']").select_option("")
 
         # a delivery's run opens the run in the Jobs tab
@@ -1225,6 +1227,8 @@ def test_the_notifications_tab_lists_deliveries(lab, page):
         sink.close()
         if busy:  # no retries left going
             lab.call(f"jobs/{busy['id']}", "DELETE")
+        # the next tests start on the Jobs tab, whatever happened here
+        page.locator(".jp-HermesCron-tab[data-tab='jobs']").click()
 
 
 # -- definitions as code (issue 33) ----------------------------------------------------------
