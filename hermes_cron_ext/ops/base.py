@@ -152,6 +152,43 @@ class CronClient(ABC):
         "title", ...}], "cursor", "counts"?}``: the deliveries of the job *ref* (else
         of every job the caller may read), newest first."""
 
+    # -- across runs (issue 34; docs/across-runs.md) -------------------------------------
+    @abstractmethod
+    def search(self, q: str, *, job: str | None = None, since: str | None = None,
+               status: str | None = None, limit: int = 20, cursor: str | None = None,
+               context: int = 2) -> dict[str, Any]:
+        """Runs whose logs have a line with every term of *q* (``domain/search.py``),
+        newest first: ``{"query", "hits": [{"run_id", "job_id", "job_name", "status",
+        "trigger", "fire_at", "started_at", "finished_at", "matches": [{"offset" (byte
+        offset of the line), "line", "before": [str], "after": [str]}] (at most 5),
+        "more": bool}], "cursor"}``. *since*: ``7d`` or ISO 8601; only the jobs the
+        caller may read. :raises InvalidInput: bad q, since, status, limit or cursor."""
+
+    @abstractmethod
+    def timeline(self, start: str | None = None, end: str | None = None, *,
+                 job: str | None = None, status: str | None = None, limit: int = 1000,
+                 cursor: str | None = None) -> dict[str, Any]:
+        """Runs overlapping [start, end), oldest first, and the coming slots:
+        ``{"from", "to", "now", "runs": [{"id", "job_id", "job_name", "status",
+        "trigger", "fire_at", "scheduled_for", "started_at", "finished_at", "reason",
+        "missed"}], "slots": [{"job_id", "job_name", "at"}] (first page only), "cursor"}``.
+        *start*: ISO 8601 or a duration back from now (default ``24h``); *end*: ISO 8601
+        or a duration ahead of now (default ``6h``; ``-1h``: back)."""
+
+    @abstractmethod
+    def calendar(self, ref: str, days: int = 90) -> dict[str, Any]:
+        """A job's runs per day of its time zone: ``{"job_id", "job_name", "tz",
+        "days": [{"day": "YYYY-MM-DD", "total", "succeeded", "failed" (failed,
+        timed_out, lost), "cancelled", "skipped", "running" (queued, running)}]}``,
+        oldest first, every one of the last *days* (1..366) days, zeros included."""
+
+    @abstractmethod
+    def diff(self, run_a: str, run_b: str) -> dict[str, Any]:
+        """What differs between two runs (``ops/diff.py``): ``{"a", "b", "fields":
+        [{"field", "a", "b"}], "metrics": [{"name", "unit", "a", "b"}], "output":
+        {"same", "unified", "added", "removed", "truncated"}, "notebook": None |
+        {"same", "cells": [...]}}``. Both runs must be readable by the caller."""
+
     # -- definitions as code, revisions, audit ------------------------------------------
     @abstractmethod
     def export(self, names: list[str] | None = None) -> str:

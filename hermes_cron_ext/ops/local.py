@@ -53,6 +53,7 @@ from hermes_cron_ext.domain.schedule import backfill_slots
 from hermes_cron_ext.domain.text import utf8_boundary
 from hermes_cron_ext.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hermes_cron_ext.events import EventBroker
+from hermes_cron_ext.ops import across
 from hermes_cron_ext.ops.base import CronClient, RunStream
 from hermes_cron_ext.processes import hostname, process_alive
 from hermes_cron_ext.runtime.destinations import check_destination
@@ -908,6 +909,25 @@ class Operations(CronClient):
                 "points": points, "summary": metric_summary([r[2] for r in rows]),
                 "cursor": _metric_cursor(name, rows[0][1], rows[0][0]) if more else None})
         return {"job_id": job.id, "job_name": job.name, "metrics": out}
+
+    # -- across runs (the logic: ops/across.py) ----------------------------------------
+    def search(self, q: str, *, job: str | None = None, since: str | None = None,
+               status: str | None = None, limit: int = 20, cursor: str | None = None,
+               context: int = 2) -> dict[str, Any]:
+        return across.search(self, q, job=job, since=since, status=status, limit=limit,
+                             cursor=cursor, context=context)
+
+    def timeline(self, start: str | None = None, end: str | None = None, *,
+                 job: str | None = None, status: str | None = None, limit: int = 1000,
+                 cursor: str | None = None) -> dict[str, Any]:
+        return across.timeline(self, start, end, job=job, status=status, limit=limit,
+                               cursor=cursor)
+
+    def calendar(self, ref: str, days: int = 90) -> dict[str, Any]:
+        return across.calendar(self, ref, days)
+
+    def diff(self, run_a: str, run_b: str) -> dict[str, Any]:
+        return across.diff(self, run_a, run_b)
 
     # -- other ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

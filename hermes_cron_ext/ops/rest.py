@@ -284,6 +284,26 @@ class RestClient(CronClient):
         return self._json("GET", "notifications", query={
             "job": ref, "status": status, "limit": limit, "cursor": cursor})
 
+    def search(self, q: str, *, job: str | None = None, since: str | None = None,
+               status: str | None = None, limit: int = 20, cursor: str | None = None,
+               context: int = 2) -> dict[str, Any]:
+        return self._json("GET", "search", query={
+            "q": q, "job": job, "since": since, "status": status, "limit": limit,
+            "cursor": cursor, "context": context})
+
+    def timeline(self, start: str | None = None, end: str | None = None, *,
+                 job: str | None = None, status: str | None = None, limit: int = 1000,
+                 cursor: str | None = None) -> dict[str, Any]:
+        return self._json("GET", "timeline", query={
+            "from": start, "to": end, "job": job, "status": status, "limit": limit,
+            "cursor": cursor})
+
+    def calendar(self, ref: str, days: int = 90) -> dict[str, Any]:
+        return self._json("GET", f"jobs/{self._q(ref)}/calendar", query={"days": days})
+
+    def diff(self, run_a: str, run_b: str) -> dict[str, Any]:
+        return self._json("GET", "diff", query={"a": run_a, "b": run_b})
+
     def export(self, names: list[str] | None = None) -> str:
         query = urllib.parse.urlencode([("job", n) for n in names or []])
         data: bytes = self.request("GET", "export" + (f"?{query}" if query else ""),

@@ -436,6 +436,50 @@ class RunArtifactHandler(CronAPIHandler):
         self.finish(data)
 
 
+class SearchHandler(CronAPIHandler):
+    """Runs whose logs have a line with every term of ``?q=``, newest first, with the
+    matching lines and their context (``Operations.search``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.search(
+            self.str_arg("q", 200), job=self.str_arg("job"), since=self.str_arg("since", 64),
+            status=self.str_arg("status"), limit=self.int_arg("limit", 20, 1, 100),
+            cursor=self.str_arg("cursor", 2000), context=self.int_arg("context", 2, 0, 10)))
+
+
+class TimelineHandler(CronAPIHandler):
+    """The runs overlapping ``?from=&to=`` (ISO 8601 or durations from now), oldest
+    first, and the coming slots (``Operations.timeline``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.timeline(
+            self.str_arg("from", 64), self.str_arg("to", 64), job=self.str_arg("job"),
+            status=self.str_arg("status"), limit=self.int_arg("limit", 1000, 1, 5000),
+            cursor=self.str_arg("cursor", 2000)))
+
+
+class JobCalendarHandler(CronAPIHandler):
+    """A job's runs per day of its time zone (``Operations.calendar``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, ref: str):
+        self.reply(await self.cron.calendar(ref, self.int_arg("days", 90, 1, 366)))
+
+
+class DiffHandler(CronAPIHandler):
+    """What differs between the runs ``?a=`` and ``?b=`` (``Operations.diff``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply(await self.cron.diff(self.str_arg("a", 100), self.str_arg("b", 100)))
+
+
 class StatsHandler(CronAPIHandler):
     @web.authenticated
     @authorized
@@ -705,6 +749,10 @@ def routes() -> list[tuple]:
         (rf"{base}/runs/{ID}/artifact", RunArtifactHandler),
         (rf"{base}/events", EventsHandler),
         (rf"{base}/notifications", NotificationsHandler),
+        (rf"{base}/search", SearchHandler),
+        (rf"{base}/timeline", TimelineHandler),
+        (rf"{base}/jobs/{ID}/calendar", JobCalendarHandler),
+        (rf"{base}/diff", DiffHandler),
         (rf"{base}/stats", StatsHandler),
         (rf"{base}/preview", PreviewHandler),
         (rf"{base}/openapi.json", OpenAPIHandler),

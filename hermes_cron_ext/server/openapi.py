@@ -12,7 +12,8 @@ Every shape a job has is declared once and generated here:
   that builds it: ``Backfill`` (``BACKFILL_JSON``, ``domain/models.py``: the store's
   ``get_backfill`` and a dry run) and ``Status`` (``STATUS_JSON``, ``ops/local.py``:
   ``status_report``), and ``Metrics`` with its ``MetricSeries`` and ``MetricPoint``
-  (``METRICS_JSON``..., ``ops/local.py``: ``Operations.metrics``);
+  (``METRICS_JSON``..., ``ops/local.py``: ``Operations.metrics``), and ``Search``,
+  ``Timeline`` and ``Calendar`` with their parts (``SEARCH_JSON``..., ``ops/across.py``);
 - ``labextension/src/generated.ts``: the same shapes as TypeScript (``IJob``,
   ``IPolicy``, ``IRun``, ``IOption``, ``IStatus``, ...) and the options themselves
   (``OPTIONS``), which the panel's form is built from.
@@ -55,6 +56,16 @@ from hermes_cron_ext.domain.models import (
     UPSTREAM_ON,
 )
 from hermes_cron_ext.domain.options import OPTION_JSON, OPTIONS, json_properties
+from hermes_cron_ext.ops.across import (
+    CALENDAR_DAY_JSON,
+    CALENDAR_JSON,
+    SEARCH_HIT_JSON,
+    SEARCH_JSON,
+    SEARCH_MATCH_JSON,
+    SLOT_JSON,
+    TIMELINE_JSON,
+    TIMELINE_RUN_JSON,
+)
 from hermes_cron_ext.ops.local import (
     METRIC_POINT_JSON,
     METRIC_SERIES_JSON,
@@ -130,6 +141,21 @@ def schemas() -> dict[str, dict]:
         "Notifications": {**_closed(NOTIFICATIONS_JSON, "the outbox, newest first "
                                                         "(Operations.notifications)"),
                           "required": ["notifications", "cursor"]},
+        "SearchMatch": _closed(SEARCH_MATCH_JSON, "one matching line of a run's log "
+                                                  "(ops/across.py SEARCH_MATCH_JSON)"),
+        "SearchHit": _closed(SEARCH_HIT_JSON, "a run whose log matches "
+                                              "(ops/across.py SEARCH_HIT_JSON)"),
+        "Search": _closed(SEARCH_JSON, "runs whose logs match, newest first "
+                                       "(Operations.search, ops/across.py)"),
+        "TimelineRun": _closed(TIMELINE_RUN_JSON, "a run on the timeline "
+                                                  "(ops/across.py TIMELINE_RUN_JSON)"),
+        "Slot": _closed(SLOT_JSON, "a coming fire time (ops/across.py SLOT_JSON)"),
+        "Timeline": _closed(TIMELINE_JSON, "runs over a time range and the coming slots "
+                                           "(Operations.timeline, ops/across.py)"),
+        "CalendarDay": _closed(CALENDAR_DAY_JSON, "a job's runs on one day, by outcome "
+                                                  "(ops/across.py CALENDAR_DAY_JSON)"),
+        "Calendar": _closed(CALENDAR_JSON, "a job's runs per day of its time zone "
+                                           "(Operations.calendar, ops/across.py)"),
     }
 
 

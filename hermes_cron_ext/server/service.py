@@ -307,6 +307,29 @@ class CronService:
     async def log_size(self, run_id: str) -> int:
         return await self._io(self.ops.log_size, run_id)
 
+    # -- across runs (ops/across.py) ----------------------------------------------------
+    async def search(self, q: str | None, *, job: str | None, since: str | None,
+                     status: str | None, limit: int, cursor: str | None,
+                     context: int) -> dict:
+        if q is None:
+            raise InvalidInput("q is required: what to look for", field="q")
+        return await self._ops(self.ops.search, q, job=job, since=since, status=status,
+                               limit=limit, cursor=cursor, context=context)
+
+    async def timeline(self, start: str | None, end: str | None, *, job: str | None,
+                       status: str | None, limit: int, cursor: str | None) -> dict:
+        return await self._ops(self.ops.timeline, start, end, job=job, status=status,
+                               limit=limit, cursor=cursor)
+
+    async def calendar(self, ref: str, days: int) -> dict:
+        return await self._ops(self.ops.calendar, ref, days)
+
+    async def diff(self, run_a: str | None, run_b: str | None) -> dict:
+        for name, value in (("a", run_a), ("b", run_b)):
+            if not value:
+                raise InvalidInput(f"{name} is required: a run id", field=name)
+        return await self._ops(self.ops.diff, run_a, run_b)
+
     # -- other -----------------------------------------------------------------------
     async def stats(self) -> dict:
         return await self._ops(self.ops.stats)
