@@ -286,6 +286,29 @@ function revisionTime(at: number | string): string {
 
 /** The Revisions section of a job: newest first; a click shows the revision's changes,
  * with "Revert to this". */
+/** A revision's action; a revert says what it restored: the revision it went back to
+ * when the server says (`detail.to`), else the fields it changed back. */
+export function actionText(r: IRevision): string {
+  if (r.action !== 'revert') {
+    return r.action;
+  }
+  const to = r.detail?.to;
+  if (typeof to === 'number' || typeof to === 'string') {
+    return `revert to rev ${to}`;
+  }
+  const fields = Object.keys(r.changes ?? {});
+  return fields.length ? `revert: ${fields.join(', ')}` : 'revert';
+}
+
+function actionTitle(r: IRevision): string {
+  if (r.action !== 'revert') {
+    return '';
+  }
+  return Object.entries(r.changes ?? {})
+    .map(([field, pair]) => `${field}: ${JSON.stringify(Array.isArray(pair) ? pair[0] : null)} → ${JSON.stringify(Array.isArray(pair) ? pair[1] : pair)}`)
+    .join('\n');
+}
+
 export class RevisionsSection extends Widget {
   private _job: IJob | null = null;
   private _loadedVersion: number | null = null;
@@ -360,7 +383,7 @@ export class RevisionsSection extends Widget {
         h('td', { title: formatTime(when) }, ago(when)),
         h('td', { 'data-role': 'actor' }, r.actor ?? '—'),
         h('td', { 'data-role': 'origin' }, r.origin ?? '—'),
-        h('td', { 'data-role': 'action' }, r.detail && r.action === 'revert' && r.detail.to ? `revert to ${r.detail.to}` : r.action)
+        h('td', { 'data-role': 'action', title: actionTitle(r) }, actionText(r))
       );
       const toggle = () => {
         this._open = this._open === r.rev ? null : r.rev;

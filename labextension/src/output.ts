@@ -90,6 +90,9 @@ export class TerminalText {
   private _count = 0;
   private _dropped = 0;
   private _droppedNode: HTMLDivElement | null = null;
+  /** the byte offset in the run's log of the next byte written */
+  private _pos = 0;
+  private static _utf8 = new TextEncoder();
 
   constructor() {
     this.node = document.createElement('pre');
@@ -110,14 +113,40 @@ export class TerminalText {
     this._count = 0;
     this._dropped = 0;
     this._droppedNode = null;
+    this._pos = 0;
     this._lineNode = this._newLine();
   }
 
-  write(text: string, stream = 'stdout'): void {
+  /** The line holding byte *offset* of the log (each line knows where it starts). */
+  lineAt(offset: number): HTMLElement | null {
+    let found: HTMLElement | null = null;
+    for (const el of Array.from(this.node.children) as HTMLElement[]) {
+      const start = el.dataset.offset;
+      if (start === undefined) {
+        continue;
+      }
+      if (Number(start) > offset) {
+        break;
+      }
+      found = el;
+    }
+    return found;
+  }
+
+  /** *text* written from byte *offset* of the log on (when known): lines keep where
+   * they start, so a search hit's offset finds its line. */
+  write(text: string, stream = 'stdout', offset?: number): void {
+    if (offset !== undefined && !isNaN(offset)) {
+      this._pos = offset;
+      if (!this._line.length && !this._crPending) {
+        this._lineNode.dataset.offset = String(offset);
+      }
+    }
     // \r\n and \n end a line; a bare \r goes back to the start of the line
     const pieces = text.split(/(\r\n|\n|\r)/);
     let dirty = false;
     for (const piece of pieces) {
+      this._pos += !/[^\x00-\x7f]/.test(piece) ? piece.length : TerminalText._utf8.encode(piece).length;
       if (piece === '\n' || piece === '\r\n') {
         this._commit();
         dirty = false;
@@ -145,6 +174,7 @@ export class TerminalText {
   private _newLine(): HTMLDivElement {
     const div = document.createElement('div');
     div.className = 'jp-HermesCron-line';
+    div.dataset.offset = String(this._pos);
     this.node.appendChild(div);
     return div;
   }
@@ -224,6 +254,8 @@ export class RunOutput extends Widget {
   private _run: IRun | null = null;
   private _offset = 0;
   private _ended = false;
+  /** the byte offset to show once its line has arrived (a search hit) */
+  private _at: number | null = null;
   runId: string;
 
   constructor(
@@ -235,10 +267,16 @@ export class RunOutput extends Widget {
       compact?: boolean;
       /** the job's current version (its revision), to say a run ran an older one */
       jobVersion?: () => number | null;
+      /** open at this byte offset of the log: its line scrolled to and marked */
+      at?: number | null;
     } = {}
   ) {
     super();
     this.runId = runId;
+    this._at = options.at ?? null;
+    if (this._at !== null) {
+      this._follow = false;
+    }
     this.addClass('jp-HermesCron-output');
     if (options.compact) {
       this.addClass('jp-mod-compact');
@@ -381,7 +419,8 @@ export class RunOutput extends Widget {
         if (!isNaN(end) && end <= this._offset) {
           return; // already shown (a resumed stream never repeats, but be safe)
         }
-        this._term.write(String(data.text ?? ''), String(data.stream ?? 'stdout'));
+        const start = data.offset !== undefined && data.offset !== null ? Number(data.offset) : undefined;
+        this._term.write(String(data.text ?? ''), String(data.stream ?? 'stdout'), start);
         if (!isNaN(end)) {
           this._offset = end;
         }
@@ -551,6 +590,7 @@ export class RunOutput extends Widget {
       this._setProgress(this._phase.textContent || null, this._bar.hidden ? null : 1);
     }
     this.node.dataset.ended = 'true';
+    this._maybeReveal();
     // the alert rules are checked as the run ends: read them once it has
     this.api
       .getRun(this.runId)
@@ -567,6 +607,43 @@ export class RunOutput extends Widget {
     if (this._follow) {
       this._scrollToEnd();
     }
+    this._maybeReveal();
+  }
+
+  /** Scroll to the line holding byte *offset* of the log and mark it (now, or once it
+   * has arrived). */
+  revealOffset(offset: number): void {
+    this._at = offset;
+    this._follow = false;
+    this._maybeReveal();
+  }
+
+  private _maybeReveal(): void {
+    const at = this._at;
+    if (at === null) {
+      return;
+    }
+    // the line is whole once the next one has started (or the run's output ended)
+    if (!this._ended && !(this._offset > at && this._term.lineAt(this._offset) !== this._term.lineAt(at))) {
+      return;
+    }
+    const line = this._term.lineAt(at);
+    if (!line) {
+      return;
+    }
+    this._at = null;
+    for (const old of Array.from(this._term.node.querySelectorAll('.jp-mod-target'))) {
+      old.classList.remove('jp-mod-target');
+    }
+    line.classList.add('jp-mod-target');
+    line.dataset.role = 'target-line';
+    this.node.dataset.target = String(at);
+    this._follow = false;
+    this._jump.hidden = false;
+    this.node.dataset.follow = 'false';
+    const s = this._scroller;
+    const delta = line.getBoundingClientRect().top - s.getBoundingClientRect().top;
+    s.scrollTop += delta - s.clientHeight / 3;
   }
 
   private _scrollToEnd(): void {

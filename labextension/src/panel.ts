@@ -9,6 +9,9 @@
  *   the running (or picked) run and the run history, newest first, paged, and
  *   the job's latest notifications.
  * - The "Notifications" tab lists every delivery of the outbox (notifications.ts).
+ * - "Timeline" (timeline.ts), "Search" (search.ts) and, for admins, "Audit" (audit.ts)
+ *   look across runs and jobs; a job's detail has its 90-day calendar (calendar.ts) and
+ *   compares two of its runs (diff.ts).
  * - Every update comes from the `/events` feed of {@link CronModel}.
  */
 import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
@@ -34,6 +37,14 @@ import { CronModel } from './model';
 import { NotificationList, NotificationsView } from './notifications';
 import { badgeFor, RunOutput } from './output';
 import { RevisionsSection, showExport, showImport } from './definitions';
+import { AuditView } from './audit';
+import { CalendarSection } from './calendar';
+import { DiffView } from './diff';
+import { SearchView } from './search';
+import { TimelineView } from './timeline';
+
+/** What the panel shows under its head. */
+export type Tab = 'jobs' | 'timeline' | 'search' | 'notifications' | 'audit';
 
 export const PAGE = 50;
 
@@ -230,6 +241,12 @@ class JobDetail extends Panel {
   private _metrics = new Widget();
   private _metricsSeq = 0;
   private _metricsTimer: number | null = null;
+  /** The last 90 days, a cell per day. */
+  private _calendar: CalendarSection;
+  /** Two runs compared ("Compare" on one, then on another). */
+  private _diffBox = new Panel();
+  private _diff: DiffView | null = null;
+  private _compareA: string | null = null;
   private _more = new Widget();
   /** The job's revisions: who changed what, when, from where; revert. */
   private _revisions: RevisionsSection;
@@ -267,9 +284,13 @@ class JobDetail extends Panel {
     this.addWidget(this._info);
     this.addWidget(this._backfillBox);
     this.addWidget(this._outputBox);
+    this._diffBox.addClass('jp-HermesCron-diffBox');
+    this.addWidget(this._diffBox);
     this._more.addClass('jp-HermesCron-moreFacts');
     this._metrics.addClass('jp-HermesCron-metricsBox');
     this.addWidget(this._metrics);
+    this._calendar = new CalendarSection(opts.model.api);
+    this.addWidget(this._calendar);
     this.addWidget(this._history);
     this._notesBox.addClass('jp-HermesCron-jobNotifications');
     this._notesBox.node.dataset.role = 'job-notifications';
@@ -331,7 +352,9 @@ class JobDetail extends Panel {
       this._more.node.replaceChildren();
       this._notesBox.node.hidden = true;
       this._revisions.setJob(null);
+      this._calendar.setJob(null);
       this._setOutput(null);
+      this._showDiff(null);
       return;
     }
     this._notesBox.node.hidden = false;
@@ -342,10 +365,13 @@ class JobDetail extends Panel {
     if (changed || scheduleChanged) {
       void this._loadPreview(job);
     }
+    this._calendar.setJob(job.id);
     if (changed) {
       void this._loadBackfill(job);
       this._pinnedRun = false;
       this._setOutput(null);
+      this._compareA = null;
+      this._showDiff(null);
       this._runs = [];
       this._runsCursor = null;
       void this.loadRuns(true);
@@ -381,6 +407,7 @@ class JobDetail extends Panel {
       return; // the output pane has its own stream
     }
     void this.loadRuns(true);
+    this._calendar.refreshSoon();
     if (event.type === 'run.finished' || event.type === 'run.lost') {
       this._metricsSoon(); // a run ended: one more point per metric
     }
@@ -389,14 +416,44 @@ class JobDetail extends Panel {
     }
   }
 
-  /** Open *runId* in the pane (a user's pick stays until they pick another). */
-  openRun(runId: string, pinned = true): void {
+  /** Open *runId* in the pane (a user's pick stays until they pick another); *at*: a
+   * byte offset of its log to scroll to and mark (a search hit's line). */
+  openRun(runId: string, pinned = true, at: number | null = null): void {
     this._pinnedRun = pinned;
     if (this._output?.runId === runId) {
+      if (at !== null) {
+        this._output.revealOffset(at);
+      }
       return;
     }
-    this._setOutput(runId);
+    this._setOutput(runId, at);
     this._markSelectedRun();
+  }
+
+  /** "Compare" on a run: the first pick waits for a second, the second shows the diff. */
+  private _compare(runId: string): void {
+    if (this._compareA === null || this._compareA === runId) {
+      this._compareA = this._compareA === runId ? null : runId;
+      this._renderHistory();
+      return;
+    }
+    const a = this._compareA;
+    this._compareA = null;
+    this._renderHistory();
+    this._showDiff([a, runId]);
+  }
+
+  private _showDiff(pair: [string, string] | null): void {
+    this._diff?.dispose();
+    this._diff = null;
+    this._diffBox.node.hidden = !pair;
+    if (!pair) {
+      return;
+    }
+    this._diff = new DiffView(this.api, pair[0], pair[1], () => this._showDiff(null));
+    this._diffBox.addWidget(this._diff);
+    const node = this._diffBox.node;
+    window.requestAnimationFrame(() => node.scrollIntoView?.({ block: 'nearest' }));
   }
 
   private _maybeFollowActive(runId: string | null, status: string | null): void {
@@ -413,7 +470,7 @@ class JobDetail extends Panel {
     this._markSelectedRun();
   }
 
-  private _setOutput(runId: string | null): void {
+  private _setOutput(runId: string | null, at: number | null = null): void {
     if (this._output) {
       this._output.dispose();
       this._output = null;
@@ -426,6 +483,7 @@ class JobDetail extends Panel {
       jobName: this._job?.name,
       jobVersion: () => this._job?.version ?? null,
       compact: true,
+      at,
       onOpenInTab: id => this.opts.openRunInTab(id, this._job?.name)
     });
     this._outputBox.addWidget(this._output);
@@ -753,8 +811,24 @@ class JobDetail extends Panel {
   }
 
   private _renderHistory(): void {
+    const picking = this._compareA;
     const rows = this._runs.map(run => {
       const b = badgeFor(run.status);
+      const first = picking === run.id;
+      const compare = h(
+        'button',
+        {
+          class: `jp-HermesCron-linkButton jp-HermesCron-compare${first ? ' jp-mod-current' : ''}`,
+          type: 'button',
+          'data-action': 'compare',
+          title: first ? 'Cancel the comparison' : picking ? 'Compare the picked run with this one' : 'Compare this run with another one (pick it next)'
+        },
+        first ? 'Cancel' : picking ? 'With this' : 'Compare'
+      );
+      compare.onclick = (ev: MouseEvent) => {
+        ev.stopPropagation();
+        this._compare(run.id);
+      };
       const tr = h(
         'tr',
         {
@@ -768,7 +842,8 @@ class JobDetail extends Panel {
         h('td', { 'data-role': 'trigger' }, triggerText(run)),
         h('td', { title: run.started_at ?? run.scheduled_for ?? '' }, formatTime(run.started_at ?? run.scheduled_for ?? run.queued_at)),
         h('td', { class: 'jp-HermesCron-num' }, run.status === 'skipped' ? '—' : duration(run.duration)),
-        h('td', { class: 'jp-HermesCron-num' }, run.exit_code === null || run.exit_code === undefined ? '' : String(run.exit_code))
+        h('td', { class: 'jp-HermesCron-num' }, run.exit_code === null || run.exit_code === undefined ? '' : String(run.exit_code)),
+        h('td', {}, compare)
       );
       tr.onclick = () => this.openRun(run.id);
       tr.onkeydown = (ev: KeyboardEvent) => {
@@ -784,7 +859,7 @@ class JobDetail extends Panel {
       h(
         'thead',
         {},
-        h('tr', {}, h('th', {}, 'Status'), h('th', {}, 'Trigger'), h('th', {}, 'Started'), h('th', {}, 'Took'), h('th', {}, 'Exit'))
+        h('tr', {}, h('th', {}, 'Status'), h('th', {}, 'Trigger'), h('th', {}, 'Started'), h('th', {}, 'Took'), h('th', {}, 'Exit'), h('th', {}, ''))
       ),
       h('tbody', {}, ...rows)
     );
@@ -793,6 +868,7 @@ class JobDetail extends Panel {
       : null;
     this._history.node.replaceChildren(
       h('div', { class: 'jp-HermesCron-sectionTitle' }, 'Runs'),
+      picking ? h('div', { class: 'jp-HermesCron-muted', 'data-role': 'compare-hint' }, `Comparing ${picking}: pick the run to compare it with (“With this”).`) : '',
       this._runs.length ? table : h('div', { class: 'jp-HermesCron-muted' }, 'No runs yet.'),
       more ?? ''
     );
@@ -950,7 +1026,13 @@ export class CronPanel extends Panel {
   /** The "Notifications" tab: the outbox's deliveries. */
   private _notifications: NotificationsView;
   private _tabs: { [tab: string]: HTMLButtonElement } = {};
-  private _tab: 'jobs' | 'notifications' = 'jobs';
+  private _tab: Tab = 'jobs';
+  /** Every job's runs on one time axis. */
+  private _timeline: TimelineView;
+  /** Full-text search of the runs' output. */
+  private _search: SearchView;
+  /** The audit log (admins: its tab shows once /me says so). */
+  private _audit: AuditView;
 
   constructor(private readonly opts: IPanelOptions) {
     super();
@@ -1038,9 +1120,30 @@ export class CronPanel extends Panel {
       openRun: id => void this.showRun(id)
     });
     this._notifications.hide();
+    this._timeline = new TimelineView({ api: opts.model.api, openRun: id => void this.showRun(id) });
+    this._search = new SearchView({
+      api: opts.model.api,
+      openRunAt: (id, offset) => void this.showRun(id, offset),
+      openJob: id => {
+        this.showTab('jobs');
+        void this.select(id);
+      }
+    });
+    this._audit = new AuditView(opts.model.api, id => {
+      this.showTab('jobs');
+      void this.select(id);
+    });
     this.addWidget(head);
     this.addWidget(this._split);
-    this.addWidget(this._notifications);
+    for (const view of [this._timeline, this._search, this._notifications, this._audit]) {
+      view.hide();
+      this.addWidget(view);
+    }
+    this._tabs.audit.hidden = true;
+    opts.model.api
+      .me()
+      .then(me => (this._tabs.audit.hidden = !me.admin))
+      .catch(() => undefined);
 
     const model = opts.model;
     model.statusChanged.connect(this._onStatus, this);
@@ -1065,12 +1168,23 @@ export class CronPanel extends Panel {
     return this._notifications;
   }
 
-  /** "Jobs | Notifications": what the panel shows under its head. */
+  get timeline(): TimelineView {
+    return this._timeline;
+  }
+
+  get search(): SearchView {
+    return this._search;
+  }
+
+  /** "Jobs | Timeline | Search | Notifications | Audit": what the panel shows under its head. */
   private _tabRow(): HTMLDivElement {
     const row = h('div', { class: 'jp-HermesCron-tabs', role: 'tablist' });
     for (const [tab, label, title] of [
       ['jobs', 'Jobs', 'The jobs, and the selected one'],
-      ['notifications', 'Notifications', 'Where notifications went: each delivery, its attempts and errors']
+      ['timeline', 'Timeline', 'Every job’s runs on one time axis'],
+      ['search', 'Search', 'Search the output of every run'],
+      ['notifications', 'Notifications', 'Where notifications went: each delivery, its attempts and errors'],
+      ['audit', 'Audit', 'Who changed what, when and from where (admins); verify the chain']
     ] as const) {
       const button = h('button', { class: 'jp-HermesCron-tab', type: 'button', role: 'tab', 'data-tab': tab, title }, label);
       button.onclick = () => this.showTab(tab);
@@ -1088,19 +1202,32 @@ export class CronPanel extends Panel {
     }
   }
 
-  /** Show the jobs (list and detail) or the notifications. */
-  showTab(tab: 'jobs' | 'notifications'): void {
+  /** Show the jobs (list and detail), the timeline, the search, the notifications or
+   * the audit log. */
+  showTab(tab: Tab): void {
     this._tab = tab;
     this._markTabs();
     this.node.dataset.tab = tab;
     this._filterInput.hidden = tab !== 'jobs';
+    const views: [Tab, Widget][] = [
+      ['jobs', this._split],
+      ['timeline', this._timeline],
+      ['search', this._search],
+      ['notifications', this._notifications],
+      ['audit', this._audit]
+    ];
+    for (const [name, view] of views) {
+      if (name !== tab) {
+        view.hide();
+      }
+    }
+    for (const [name, view] of views) {
+      if (name === tab) {
+        view.show();
+      }
+    }
     if (tab === 'jobs') {
-      this._notifications.hide();
-      this._split.show();
       this._detail.notesShown();
-    } else {
-      this._split.hide();
-      this._notifications.show();
     }
   }
 
@@ -1192,9 +1319,10 @@ export class CronPanel extends Panel {
     this._detail.showJob(job, fresh);
   }
 
-  /** Show run *runId* (a toast's "Show run", a `?hermes-cron-run=ID` link): its job
-   * selected, the run in the output pane. */
-  async showRun(runId: string): Promise<void> {
+  /** Show run *runId* (a toast's "Show run", a `?hermes-cron-run=ID` link, a bar of
+   * the timeline, a search hit at byte *at* of its log): its job selected, the run in
+   * the output pane. */
+  async showRun(runId: string, at: number | null = null): Promise<void> {
     this.showTab('jobs');
     let run;
     try {
@@ -1205,7 +1333,7 @@ export class CronPanel extends Panel {
     }
     await this.select(run.job_id);
     if (this._selected === run.job_id) {
-      this._detail.openRun(run.id);
+      this._detail.openRun(run.id, true, at);
     }
   }
 
@@ -1282,6 +1410,10 @@ export class CronPanel extends Panel {
 
   private _onEvent(_: CronModel, event: IEvent): void {
     const t = event.type;
+    this._timeline.onEvent(event);
+    if (t.startsWith('job.') && !this._tabs.audit.hidden) {
+      this._audit.changed();
+    }
     if (t === 'job.created' || t === 'job.deleted') {
       if (t === 'job.deleted' && event.job_id === this._selected) {
         this._onDeleted();
