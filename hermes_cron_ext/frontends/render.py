@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import shlex
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -45,6 +46,9 @@ __all__ = [
     "progress_text", "relative_time", "runs_text", "saved_text", "schedule_text",
     "schedule_words", "sparkline", "state_line", "status_text", "text_table", "timestamp",
     "trigger_text", "unicode_ok", "when_text",
+    "OUTCOME_COLOURS", "TIMELINE_MARKS", "calendar_html", "calendar_text", "diff_html",
+    "diff_text", "highlight_html", "revision_parts", "search_html", "search_text",
+    "timeline_html", "timeline_text",
 ]
 
 
@@ -642,3 +646,473 @@ def metrics_html(answer: dict) -> str:
                     f'<td title="{title}">{_svg_sparkline(values)}</td></tr>')
     return (f'<table class="hc-metrics" data-job="{html.escape(answer["job_id"])}">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+# -- across runs: timeline, calendar, search, diff, revisions (issue 34) -----------------
+
+#: a run's status colour, for every front that draws runs (the widgets' OUTCOME_COLOURS)
+OUTCOME_COLOURS = {
+    "succeeded": "#2e7d32", "failed": "#c62828", "timed_out": "#ad1457", "lost": "#6a1b9a",
+    "cancelled": "#757575", "skipped": "#bdbdbd", "running": "#1565c0", "queued": "#64b5f6",
+}
+#: the timeline's text marks, as ``hermes-cron timeline`` draws them; the first of a
+#: bucket's runs in this order wins (a failure is never hidden by a success)
+TIMELINE_MARKS = {"failed": "X", "running": ">", "succeeded": "#", "missed": "m",
+                  "skipped": "s", "slot": "."}
+TIMELINE_LEGEND = ("# succeeded  X failed  > running  s skipped  m missed  . coming slot")
+MISSED_COLOUR = "#ef6c00"
+
+
+def _mark(run: dict) -> str:
+    status = run.get("status") or ""
+    if status in FAILED_STATUSES:
+        return "failed"
+    if status in ACTIVE_STATUSES:
+        return "running"
+    if status == "skipped":
+        return "missed" if run.get("missed") else "skipped"
+    return "succeeded" if status == "succeeded" else "skipped"
+
+
+def timeline_rows(answer: dict) -> list[tuple[str, list[dict], list[float]]]:
+    """``(job name, its runs, its coming slots (epoch))`` per job shown, by name."""
+    jobs: dict[str, tuple[list[dict], list[float]]] = {}
+    for r in answer.get("runs") or []:
+        jobs.setdefault(r.get("job_name") or r.get("job_id") or "?", ([], []))[0].append(r)
+    for s in answer.get("slots") or []:
+        at = timestamp(s.get("at"))
+        if at is not None:
+            jobs.setdefault(s.get("job_name") or s.get("job_id") or "?", ([], []))[1].append(at)
+    return [(name, *jobs[name]) for name in sorted(jobs)]
+
+
+def run_span(run: dict, now: float) -> tuple[float, float]:
+    """Where a run sits on the time axis: from its start (else its fire time) to its end
+    (``now`` while it runs; a run that never started is an instant)."""
+    start = timestamp(run.get("started_at")) or timestamp(run.get("fire_at")) or \
+        timestamp(run.get("scheduled_for")) or now
+    end = timestamp(run.get("finished_at"))
+    if end is None:
+        end = now if run.get("status") in ACTIVE_STATUSES and run.get("started_at") else start
+    return start, max(start, end)
+
+
+def _axis(answer: dict) -> tuple[float, float, float]:
+    """The timeline's ``(from, to, now)`` in epoch seconds."""
+    start, end = timestamp(answer["from"]), timestamp(answer["to"])
+    if start is None or end is None:
+        raise ValueError("a timeline needs its from and to")
+    return start, end, timestamp(answer.get("now")) or end
+
+
+def timeline_text(answer: dict, width: int = 72) -> str:
+    """The timeline as text: one row per job over a fixed-width axis, one character per
+    bucket (:data:`TIMELINE_MARKS`), the axis's ends and now, and the legend."""
+    start, end, now = _axis(answer)
+    span = max(end - start, 1.0)
+    rows = timeline_rows(answer)
+    if not rows:
+        return f"no runs from {local_time(start)} to {local_time(end)}"
+    label = min(24, max(len(name) for name, _, _ in rows))
+    order = list(TIMELINE_MARKS)
+
+    def col(t: float) -> int:
+        return min(width - 1, max(0, int((t - start) / span * width)))
+
+    lines = []
+    for name, runs, slots in rows:
+        cells = [" "] * width
+        rank = [len(order)] * width
+        for kind, a, b in ([(_mark(r), *run_span(r, now)) for r in runs]
+                           + [("slot", t, t) for t in slots]):
+            if b < start or a >= end:
+                continue
+            for i in range(col(a), col(b) + 1):
+                if order.index(kind) < rank[i]:
+                    rank[i], cells[i] = order.index(kind), TIMELINE_MARKS[kind]
+        lines.append(f"{name[:label].ljust(label)} |{''.join(cells)}|")
+    axis = [" "] * width
+    if start <= now < end:
+        axis[col(now)] = "^"
+    lines.append(f"{''.ljust(label)}  {''.join(axis).rstrip()}")
+    lines.append(f"{local_time(start)} .. {local_time(end)} (^ now, "
+                 f"{format_duration(span / width)} a column)")
+    lines.append(TIMELINE_LEGEND)
+    if answer.get("cursor"):
+        lines.append("(more runs in this range than shown: narrow it with --since/--until "
+                     "or --job)")
+    return "\n".join(lines)
+
+
+def timeline_html(answer: dict, width: int = 720, row_h: int = 18) -> str:
+    """The timeline as an SVG (what a notebook without widgets shows): runs as bars
+    coloured by status, skipped and missed runs as marks, coming slots as ticks, now as a
+    line; each bar's title says which run it is."""
+    start, end, now = _axis(answer)
+    span = max(end - start, 1.0)
+    rows = timeline_rows(answer)
+    if not rows:
+        return (f'<div class="hc-timeline" style="color:#888">no runs from '
+                f"{html.escape(local_time(start))} to {html.escape(local_time(end))}</div>")
+    left, top = 140, 16
+    plot = width - left - 8
+    height = top + row_h * len(rows) + 18
+
+    def x(t: float) -> float:
+        return left + (min(max(t, start), end) - start) / span * plot
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="hc-timeline" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    for i, (name, runs, slots) in enumerate(rows):
+        y = top + i * row_h
+        parts.append(f'<text x="{left - 6}" y="{y + row_h * 0.7:.1f}" text-anchor="end" '
+                     f'font-size="11" fill="#333">{html.escape(name[:22])}</text>'
+                     f'<line x1="{left}" x2="{left + plot}" y1="{y + row_h - 0.5}" '
+                     f'y2="{y + row_h - 0.5}" stroke="#eee"/>')
+        for r in runs:
+            a, b = run_span(r, now)
+            if b < start or a >= end:
+                continue
+            kind = _mark(r)
+            tip = html.escape(f"{name} \u00b7 run {r.get('id')} \u00b7 "
+                              f"{(r.get('status') or '').replace('_', ' ')}"
+                              f"{' (missed)' if r.get('missed') else ''} \u00b7 "
+                              f"{local_time(a)}"
+                              + (f" \u00b7 {r['reason']}" if r.get("reason") else ""))
+            if kind in ("skipped", "missed"):
+                colour = MISSED_COLOUR if kind == "missed" else OUTCOME_COLOURS["skipped"]
+                parts.append(f'<text x="{x(a):.1f}" y="{y + row_h * 0.72:.1f}" '
+                             f'text-anchor="middle" font-size="11" fill="{colour}" '
+                             f'data-run="{html.escape(str(r.get("id")))}" data-status="{kind}">'
+                             f'{"m" if kind == "missed" else "s"}<title>{tip}</title></text>')
+                continue
+            colour = OUTCOME_COLOURS.get(r.get("status") or "", "#757575")
+            w = max(2.0, x(b) - x(a))
+            parts.append(f'<rect x="{x(a):.1f}" y="{y + 3}" width="{w:.1f}" '
+                         f'height="{row_h - 6}" fill="{colour}" '
+                         f'data-run="{html.escape(str(r.get("id")))}" '
+                         f'data-status="{html.escape(r.get("status") or "")}">'
+                         f"<title>{tip}</title></rect>")
+        for t in slots:
+            if start <= t < end:
+                parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y + 4}" '
+                             f'y2="{y + row_h - 4}" stroke="#888" stroke-dasharray="2,1" '
+                             f'data-role="slot"><title>{html.escape(name)} \u00b7 next at '
+                             f"{html.escape(local_time(t))}</title></line>")
+    bottom = top + row_h * len(rows)
+    if start <= now <= end:
+        parts.append(f'<line x1="{x(now):.1f}" x2="{x(now):.1f}" y1="{top - 4}" '
+                     f'y2="{bottom}" stroke="#1565c0" data-role="now"/>')
+    parts.append(f'<text x="{left}" y="{bottom + 13}" font-size="10" fill="#666">'
+                 f"{html.escape(local_time(start))}</text>"
+                 f'<text x="{left + plot}" y="{bottom + 13}" text-anchor="end" font-size="10" '
+                 f'fill="#666">{html.escape(local_time(end))}</text></svg>')
+    return "".join(parts)
+
+
+def calendar_cell(day: dict) -> tuple[str, str]:
+    """A day's colour and title: green when every ended run succeeded, red shades by the
+    share failed, grey with none; ``2026-12-01: 24 runs, 2 failed``."""
+    total, failed, ok = day.get("total", 0), day.get("failed", 0), day.get("succeeded", 0)
+    title = f"{day['day']}: {total} run{'s' if total != 1 else ''}"
+    extra = [f"{day[k]} {k}" for k in ("failed", "cancelled", "skipped", "running")
+             if day.get(k)]
+    if extra:
+        title += ", " + ", ".join(extra)
+    if failed:
+        share = failed / max(1, failed + ok)
+        colour = "#ffcdd2" if share < 0.25 else "#ef5350" if share < 0.6 else "#b71c1c"
+    elif ok:
+        colour = "#43a047"
+    elif total:
+        colour = "#cfd8dc"  # only cancelled, skipped or still running
+    else:
+        colour = "#eeeeee"
+    return colour, title
+
+
+def _calendar_weeks(days: list[dict]) -> list[list[dict | None]]:
+    """The days as week columns, Monday on top (None before the first / after the last)."""
+    from datetime import date
+
+    weeks: list[list[dict | None]] = []
+    for d in days:
+        weekday = date.fromisoformat(d["day"]).weekday()
+        if not weeks or weekday == 0:
+            weeks.append([None] * 7)
+        weeks[-1][weekday] = d
+    return weeks
+
+
+def calendar_html(cal: dict, cell: int = 11) -> str:
+    """A job's days as a heatmap: weeks as columns, Monday on top, a title per day."""
+    days = cal.get("days") or []
+    weeks = _calendar_weeks(days)
+    gap = 2
+    width, height = len(weeks) * (cell + gap), 7 * (cell + gap)
+    rects = []
+    for w, week in enumerate(weeks):
+        for d, day in enumerate(week):
+            if day is None:
+                continue
+            colour, title = calendar_cell(day)
+            rects.append(f'<rect x="{w * (cell + gap)}" y="{d * (cell + gap)}" width="{cell}" '
+                         f'height="{cell}" rx="2" fill="{colour}" data-day="{day["day"]}" '
+                         f'data-total="{day.get("total", 0)}" '
+                         f'data-failed="{day.get("failed", 0)}">'
+                         f"<title>{html.escape(title)}</title></rect>")
+    runs = sum(d.get("total", 0) for d in days)
+    failed = sum(d.get("failed", 0) for d in days)
+    head = (f"{len(days)} days of {html.escape(str(cal.get('job_name', '')))}: {runs} runs"
+            + (f", {failed} failed" if failed else "")
+            + (f" ({html.escape(cal['tz'])})" if cal.get("tz") else ""))
+    return (f'<div class="hc-calendar" data-job="{html.escape(str(cal.get("job_name", "")))}">'
+            f'<div style="font-size:11px;color:#555">{head}</div>'
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img">{"".join(rects)}</svg></div>')
+
+
+def calendar_text(cal: dict) -> str:
+    """The heatmap as text: weeks as columns, a row per weekday (``#`` all succeeded,
+    ``X`` some failed, ``o`` runs none ended well or badly, ``.`` none)."""
+    weeks = _calendar_weeks(cal.get("days") or [])
+    rows = []
+    for d, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")):
+        marks = []
+        for week in weeks:
+            day = week[d]
+            if day is None:
+                marks.append(" ")
+            elif day.get("failed"):
+                marks.append("X")
+            elif day.get("succeeded"):
+                marks.append("#")
+            else:
+                marks.append("o" if day.get("total") else ".")
+        rows.append(f"{name} {''.join(marks)}")
+    days = cal.get("days") or []
+    runs = sum(d.get("total", 0) for d in days)
+    failed = sum(d.get("failed", 0) for d in days)
+    head = f"{cal.get('job_name', '')}: {len(days)} days, {runs} runs, {failed} failed"
+    if days:
+        head += f" ({days[0]['day']} .. {days[-1]['day']}, {cal.get('tz') or 'UTC'})"
+    return "\n".join([head, *rows, "# all succeeded  X some failed  o none ended  . no runs"])
+
+
+_QUERY_WORD = re.compile(r'"[^"]*"|\S+')
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+def query_tokens(q: str) -> list[tuple[str, bool]]:
+    """The query's tokens to highlight: ``(token casefolded, is a prefix)``."""
+    out = []
+    for word in _QUERY_WORD.findall(q or ""):
+        prefix = word.endswith("*") and not word.startswith('"')
+        out += [(t.casefold(), prefix) for t in _TOKEN.findall(word.strip('"*'))]
+    return out
+
+
+def highlight_html(line: str, q: str) -> str:
+    """*line* escaped, the query's tokens in ``<mark>`` (whole tokens; prefixes)."""
+    terms = query_tokens(q)
+    spans = []
+    for m in _TOKEN.finditer(line):
+        word = m.group().casefold()
+        if any(word == t or (p and word.startswith(t)) for t, p in terms):
+            spans.append((m.start(), m.end()))
+    out, at = [], 0
+    for a, b in spans:
+        out.append(html.escape(line[at:a]) + f"<mark>{html.escape(line[a:b])}</mark>")
+        at = b
+    return "".join(out) + html.escape(line[at:])
+
+
+def search_text(answer: dict) -> str:
+    """``search``: per hit its run, job, status and time, then the matching lines with
+    their context (the matching line marked ``>``, each with its byte offset)."""
+    hits = answer.get("hits") or []
+    if not hits:
+        return f"no runs' output matches {answer.get('query', '')!r}"
+    out = []
+    for h in hits:
+        when = local_time(h.get("fire_at") or h.get("started_at"))
+        out.append(f"run {h['run_id']} of {h.get('job_name') or h.get('job_id')} \u00b7 "
+                   f"{h.get('status')} \u00b7 {when}")
+        for m in h.get("matches") or []:
+            out += [f"            {line}" for line in m.get("before") or []]
+            out.append(f"> {m['offset']:>9}  {m['line']}")
+            out += [f"            {line}" for line in m.get("after") or []]
+            out.append("  --")
+        if h.get("more"):
+            out.append(f"  (more matches in this run: %cron logs {h['run_id']})")
+    if answer.get("cursor"):
+        out.append(f"(more runs match: pass --cursor {answer['cursor']})")
+    return "\n".join(out)
+
+
+def search_hit_html(hit: dict, q: str) -> str:
+    """One hit: its run's head, then each match's lines with the terms marked."""
+    when = local_time(hit.get("fire_at") or hit.get("started_at"))
+    head = (f'<div><b>{html.escape(str(hit.get("job_name") or hit.get("job_id")))}</b> '
+            f'&middot; <code>{html.escape(hit["run_id"])}</code> &middot; '
+            f'<span style="color:{OUTCOME_COLOURS.get(hit.get("status") or "", "#757575")};'
+            f'font-weight:600">{html.escape((hit.get("status") or "").replace("_", " "))}'
+            f"</span> &middot; {html.escape(when)}"
+            "</div>")
+    blocks = []
+    for m in hit.get("matches") or []:
+        lines = [f'<span style="color:#888">{html.escape(x)}</span>' for x in m.get("before") or []]
+        lines.append(f'<span data-role="match" data-offset="{m["offset"]}" '
+                     f'title="byte {m["offset"]}">{highlight_html(m["line"], q)}</span>')
+        lines += [f'<span style="color:#888">{html.escape(x)}</span>' for x in m.get("after") or []]
+        blocks.append('<pre class="hc-search-match" style="margin:2px 0;padding:2px 6px;'
+                      'background:#f7f7f7;border-left:3px solid #ccc;white-space:pre-wrap">'
+                      + "\n".join(lines) + "</pre>")
+    more = ('<div style="color:#888;font-size:11px">more matches in this run</div>'
+            if hit.get("more") else "")
+    return (f'<div class="hc-search-hit" data-run="{html.escape(hit["run_id"])}">'
+            f"{head}{''.join(blocks)}{more}</div>")
+
+
+def search_html(answer: dict) -> str:
+    hits = answer.get("hits") or []
+    if not hits:
+        return (f'<div class="hc-search" style="color:#888">no runs\' output matches '
+                f"{html.escape(repr(answer.get('query', '')))}</div>")
+    more = ('<div style="color:#888">more runs match (the next page: its cursor)</div>'
+            if answer.get("cursor") else "")
+    return ('<div class="hc-search">' + "".join(
+        search_hit_html(h, answer.get("query", "")) for h in hits) + more + "</div>")
+
+
+def _short(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:79] + "\u2026"
+
+
+def diff_text(answer: dict) -> str:
+    """``diff A B``: the fields and metrics that differ, the unified output diff, and a
+    notebook's changed cells."""
+    a, b = answer["a"], answer["b"]
+    out = [f"a: run {a.get('id')} of {a.get('job_name')} ({a.get('status')})",
+           f"b: run {b.get('id')} of {b.get('job_name')} ({b.get('status')})"]
+    if answer.get("fields"):
+        out.append(text_table(["FIELD", "A", "B"], [[f["field"], _short(f["a"]), _short(f["b"])]
+                                                    for f in answer["fields"]]))
+    if answer.get("metrics"):
+        out.append(text_table(["METRIC", "A", "B"], [
+            [m["name"], format_metric(m.get("a"), m.get("unit") or ""),
+             format_metric(m.get("b"), m.get("unit") or "")] for m in answer["metrics"]]))
+    output = answer.get("output") or {}
+    if output.get("same"):
+        out.append("output: the same")
+    else:
+        out.append(f"output: +{output.get('added', 0)} -{output.get('removed', 0)} lines"
+                   + (" (diff truncated)" if output.get("truncated") else ""))
+        out.append((output.get("unified") or "").rstrip("\n"))
+    nb = answer.get("notebook")
+    if nb is not None:
+        if nb.get("same"):
+            out.append("notebook: no cell changed")
+        for c in nb.get("cells") or []:
+            out.append(f"cell {c.get('index') if c.get('index') is not None else c.get('index_a')}"
+                       f" ({c.get('cell_type')}): {c.get('change')}")
+            if c.get("source"):
+                out.append(c["source"].rstrip("\n"))
+            for o in c.get("outputs") or []:
+                what = "image" if (o.get("mime") or "").startswith("image/") else "output"
+                out.append(f"  {what} {o.get('mime')}: {o.get('change')}")
+    return "\n".join(out)
+
+
+def unified_html(text: str) -> str:
+    """A unified diff, its added lines green, removed red, hunks blue."""
+    lines = []
+    for line in (text or "").splitlines():
+        colour = ("#1565c0" if line.startswith("@@") else "#777" if line.startswith(("+++", "---"))
+                  else "#2e7d32" if line.startswith("+") else "#c62828" if line.startswith("-")
+                  else "#333")
+        back = ("#e8f5e9" if colour == "#2e7d32" else "#ffebee" if colour == "#c62828"
+                else "transparent")
+        lines.append(f'<span style="color:{colour};background:{back}">{html.escape(line)}</span>')
+    return ('<pre class="hc-diff" style="max-height:400px;overflow:auto;font-size:12px">'
+            + "\n".join(lines) + "</pre>")
+
+
+def _output_side(o: dict, side: str) -> str:
+    value = o.get(side)
+    if value is None:
+        return '<i style="color:#888">none</i>'
+    mime = o.get("mime") or "text/plain"
+    if mime.startswith("image/"):
+        return (f'<img data-side="{side}" style="max-width:100%" '
+                f'src="data:{html.escape(mime)};base64,{html.escape(value)}"/>')
+    return f'<pre style="margin:0;white-space:pre-wrap">{html.escape(value)}</pre>'
+
+
+def diff_html(answer: dict) -> str:
+    a, b = answer["a"], answer["b"]
+    out = ['<div class="hc-run-diff">',
+           f"<div>a: <code>{html.escape(str(a.get('id')))}</code> "
+           f"{html.escape(str(a.get('job_name')))} ({html.escape(str(a.get('status')))}) "
+           f"&nbsp; b: <code>{html.escape(str(b.get('id')))}</code> "
+           f"{html.escape(str(b.get('job_name')))} ({html.escape(str(b.get('status')))})</div>"]
+
+    def table(head: list[str], rows: list[list[str]], role: str) -> str:
+        return (f'<table data-role="{role}" style="border-collapse:collapse;font-size:12px">'
+                "<tr>" + "".join(f'<th style="text-align:left;padding:2px 8px">{h}</th>'
+                                 for h in head) + "</tr>"
+                + "".join("<tr>" + "".join(f'<td style="padding:2px 8px">{c}</td>' for c in r)
+                          + "</tr>" for r in rows) + "</table>")
+
+    if answer.get("fields"):
+        out.append(table(["field", "a", "b"], [[html.escape(f["field"]),
+                                                html.escape(_short(f["a"])),
+                                                html.escape(_short(f["b"]))]
+                                               for f in answer["fields"]], "fields"))
+    if answer.get("metrics"):
+        out.append(table(["metric", "a", "b"], [[
+            html.escape(m["name"]), html.escape(format_metric(m.get("a"), m.get("unit") or "")),
+            html.escape(format_metric(m.get("b"), m.get("unit") or ""))]
+            for m in answer["metrics"]], "metrics"))
+    output = answer.get("output") or {}
+    if output.get("same"):
+        out.append('<div data-role="output">output: the same</div>')
+    else:
+        out.append(f'<div data-role="output">output: <span style="color:#2e7d32">'
+                   f"+{output.get('added', 0)}</span> <span style=\"color:#c62828\">"
+                   f"-{output.get('removed', 0)}</span>"
+                   + (" (truncated)" if output.get("truncated") else "") + "</div>"
+                   + unified_html(output.get("unified") or ""))
+    nb = answer.get("notebook")
+    if nb is not None:
+        if nb.get("same"):
+            out.append('<div data-role="notebook">notebook: no cell changed</div>')
+        for c in nb.get("cells") or []:
+            index = c.get("index") if c.get("index") is not None else c.get("index_a")
+            out.append(f'<div data-role="cell" data-change="{html.escape(str(c.get("change")))}">'
+                       f"<b>cell {index}</b> ({html.escape(str(c.get('cell_type')))}): "
+                       f"{html.escape(str(c.get('change')))}</div>")
+            if c.get("source"):
+                out.append(unified_html(c["source"]))
+            for o in c.get("outputs") or []:
+                out.append(
+                    f'<div data-role="cell-output" style="display:flex;gap:8px">'
+                    f'<div style="flex:1"><small>a</small>{_output_side(o, "a")}</div>'
+                    f'<div style="flex:1"><small>b</small>{_output_side(o, "b")}</div></div>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def revision_parts(run: dict, current: int | None = None) -> list[str]:
+    """``rev 3``, ``sha256 1a2b3c4d…`` and ``older revision (the job is at rev 5 now)``:
+    which revision of its job a run ran, as the side panel's run view says it."""
+    parts = []
+    version, sha = run.get("job_version"), run.get("file_sha256")
+    if version is not None:
+        parts.append(f"rev {version}")
+    if sha:
+        parts.append(f"sha256 {sha[:8]}\u2026")
+    if version is not None and current is not None and current > version:
+        parts.append(f"older revision (the job is at rev {current} now)")
+    return parts

@@ -24,6 +24,10 @@ One module per widget, over a shared base:
   status, live;
 - ``forms``: :class:`ParametersForm`: a typed form that runs a job once with parameters;
 - ``backfill``: :class:`BackfillProgress`: a backfill's progress bar, counts and Cancel;
+- ``across``: :class:`Timeline` (every job's runs on one time axis, zoom and pan, a
+  click opens a run), :class:`SearchResults` (runs whose output matches),
+  :class:`RunDiff` (two runs compared), :class:`CalendarView` (a job's days as a
+  heatmap, also on each card and in the Dashboard);
 - ``base``: what they share: the install hint when ipywidgets or anywidget is missing,
   colours, and :class:`~hermes_cron_ext.frontends.widgets.base.Static`.
 
@@ -36,6 +40,13 @@ when its run ends, so the saved notebook keeps the run's outcome and output.
 
 from __future__ import annotations
 
+from hermes_cron_ext.frontends.widgets.across import (
+    CalendarView,
+    RunDiff,
+    SearchResults,
+    Timeline,
+    TimelineChart,
+)
 from hermes_cron_ext.frontends.widgets.backfill import BackfillProgress
 from hermes_cron_ext.frontends.widgets.cards import JobCard, JobCards, job_cards
 from hermes_cron_ext.frontends.widgets.dashboard import Dashboard, job_health
@@ -46,13 +57,18 @@ from hermes_cron_ext.frontends.widgets.live_output import LiveOutput
 
 __all__ = [
     "BackfillProgress",
+    "CalendarView",
     "Dashboard",
     "JobCard",
     "JobCards",
     "LiveOutput",
     "ParametersForm",
     "PipelineGraph",
+    "RunDiff",
     "RunHistory",
+    "SearchResults",
+    "Timeline",
+    "TimelineChart",
     "duration_chart",
     "job_cards",
     "job_health",

@@ -8,7 +8,7 @@ import html
 import pathlib
 
 from hermes_cron_ext.errors import HermesCronError
-from hermes_cron_ext.frontends.render import _svg_sparkline, format_metric
+from hermes_cron_ext.frontends.render import OUTCOME_COLOURS, _svg_sparkline, format_metric
 from hermes_cron_ext.ops import CronClient
 
 try:  # every widget module imports these from here, so a missing one says what to install
@@ -31,10 +31,6 @@ STATIC = pathlib.Path(__file__).parent / "static"
 STATE_COLOURS = {
     "scheduled": "#2e7d32", "running": "#1565c0", "paused": "#9e9e9e", "blocked": "#c62828",
     "failing": "#ef6c00", "disabled": "#bdbdbd", "deleted": "#616161",
-}
-OUTCOME_COLOURS = {
-    "succeeded": "#2e7d32", "failed": "#c62828", "timed_out": "#ad1457", "lost": "#6a1b9a",
-    "cancelled": "#757575", "skipped": "#bdbdbd", "running": "#1565c0", "queued": "#64b5f6",
 }
 OUTCOME_MARKS = {"succeeded": "\u2714", "failed": "\u2718", "timed_out": "\u231b",
                  "lost": "?", "cancelled": "\u25a0", "skipped": "\u21b7", "running": "\u25b6",

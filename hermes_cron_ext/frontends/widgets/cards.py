@@ -16,6 +16,7 @@ from hermes_cron_ext.frontends.render import (
     IDLE_STATES,
     after_text,
     alert_badge_html,
+    calendar_html,
     card_state,
     describe_schedule,
     format_countdown,
@@ -29,6 +30,7 @@ from hermes_cron_ext.frontends.render import (
     text_table,
     timestamp,
 )
+from hermes_cron_ext.frontends.widgets.across import calendar_of
 from hermes_cron_ext.frontends.widgets.base import (
     STATE_COLOURS,
     Static,
@@ -51,6 +53,9 @@ __all__ = ["JOB_COLUMNS", "JobCard", "JobCards", "job_cards"]
 JOB_COLUMNS = ["job", "kind", "state", "schedule", "next run", "last run"]
 #: the HTML table's column after ``JOB_COLUMNS``: the latest ended runs' durations
 SPARK_HEADER = "durations"
+#: and the one after it: the job's last CALENDAR_DAYS days as a heatmap
+CALENDAR_HEADER = "last 90 days"
+CALENDAR_DAYS = 90
 
 
 def _job_cells(job: dict, state: str, now: float) -> list[str]:
@@ -60,8 +65,10 @@ def _job_cells(job: dict, state: str, now: float) -> list[str]:
 
 
 def _job_html_cells(job: dict, state: str, now: float,
-                    durations: list[float] | None = None) -> list[str]:
-    """:func:`_job_cells` in HTML; with *durations*, a last cell with their sparkline."""
+                    durations: list[float] | None = None,
+                    calendar: dict | None = None) -> list[str]:
+    """:func:`_job_cells` in HTML; with *durations*, a cell with their sparkline, then
+    one with the calendar heatmap (empty without one)."""
     cells = [html.escape(c) for c in _job_cells(job, state, now)]
     cells[0] = f"<b>{cells[0]}</b>" + managed_html(job)
     cells[2] = f"{pip_html(state)}{cells[2]}"
@@ -71,6 +78,7 @@ def _job_html_cells(job: dict, state: str, now: float,
             html.escape(part) for part in last_run_parts(last, now)[1:])]) + alert_badge_html(last)
     if durations is not None:
         cells.append(duration_spark_html(durations))
+        cells.append(calendar_html(calendar) if calendar else "")
     return cells
 
 
@@ -163,6 +171,9 @@ class JobCard(Static, widgets.VBox):
     message = traitlets.Unicode("")
     #: the duration of its latest ended runs (up to ``SPARK_RUNS``), oldest first
     durations = traitlets.List(traitlets.Float())
+    #: its days (``CronClient.calendar``, :data:`CALENDAR_DAYS`): read when the card is
+    #: made and again when one of its runs ends, one call each time; {}: not readable
+    calendar = traitlets.Dict()
 
     def __init__(self, job: dict | str, client: CronClient | None = None, *, clock=time.time,
                  live: bool = True, **kwargs):
@@ -175,6 +186,8 @@ class JobCard(Static, widgets.VBox):
         self._info = widgets.HTML()
         self._countdown = widgets.HTML()
         self._spark = widgets.HTML()
+        self._calendar = widgets.HTML()
+        self._calendar_read = False
         self._note = widgets.HTML()
         self._ended: tuple | None = None
         self.run_button = widgets.Button(description="Run now", icon="play",
@@ -199,7 +212,8 @@ class JobCard(Static, widgets.VBox):
         buttons = widgets.HBox([self.run_button, self.params_button, self.pause_button,
                                 self.watch_button, self.history_button])
         super().__init__(
-            [self._head, self._info, self._spark, self._countdown, buttons, self._note,
+            [self._head, self._info, self._spark, self._calendar, self._countdown, buttons,
+             self._note,
              self.detail],
             layout=widgets.Layout(border="1px solid #ddd", padding="6px 10px",
                                   margin="4px 0"),
@@ -209,6 +223,7 @@ class JobCard(Static, widgets.VBox):
         self.observe(self._on_countdown, names="countdown")
         self.observe(self._on_note, names=["message", "error"])
         self.observe(self._on_durations, names="durations")
+        self.observe(self._on_calendar, names="calendar")
         self.job = job
         if live:
             _register(self)
@@ -224,6 +239,18 @@ class JobCard(Static, widgets.VBox):
         if ended is not None and ended != self._ended:  # a run ended: one more duration
             self._ended = ended
             self.durations = recent_durations(self.client, job["id"])
+            self._read_calendar()
+        elif not self._calendar_read and self.state != "deleted":
+            self._read_calendar()
+
+    def _read_calendar(self) -> None:
+        self._calendar_read = True
+        self.calendar = calendar_of(self.client, self.job["id"], CALENDAR_DAYS) or {}
+
+    def _on_calendar(self, change=None) -> None:
+        cal = self.calendar
+        self._calendar.value = (f'<div data-role="calendar">{calendar_html(cal)}</div>'
+                                if cal else "")
 
     def _on_durations(self, change=None) -> None:
         values = self.durations
@@ -334,9 +361,9 @@ class JobCard(Static, widgets.VBox):
         return text_table(JOB_COLUMNS, [_job_cells(self.job, self.state, self.clock())])
 
     def static_html(self) -> str:
-        return html_table(JOB_COLUMNS + [SPARK_HEADER], [
-            _job_html_cells(self.job, self.state, self.clock(), list(self.durations))],
-            "hc-cards")
+        return html_table(JOB_COLUMNS + [SPARK_HEADER, CALENDAR_HEADER], [
+            _job_html_cells(self.job, self.state, self.clock(), list(self.durations),
+                            self.calendar)], "hc-cards")
 
     def _on_note(self, change=None) -> None:
         text = self.error or self.message
@@ -452,10 +479,11 @@ class JobCards(Static, widgets.VBox):
         head = f"<div><b>{html.escape(self._count())}</b> &middot; {html.escape(self.where)}"
         if self.warning:
             head += f'<br><span style="color:#c62828">{html.escape(self.warning)}</span>'
-        rows = [_job_html_cells(c.job, c.state, c.clock(), list(c.durations))
+        rows = [_job_html_cells(c.job, c.state, c.clock(), list(c.durations), c.calendar)
                 for c in self.cards]
         return head + "</div>" + (
-            html_table(JOB_COLUMNS + [SPARK_HEADER], rows, "hc-cards") if rows else "")
+            html_table(JOB_COLUMNS + [SPARK_HEADER, CALENDAR_HEADER], rows, "hc-cards")
+            if rows else "")
 
 
 def job_cards(client: CronClient | None = None, **kwargs) -> JobCards:

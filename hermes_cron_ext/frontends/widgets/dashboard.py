@@ -9,12 +9,14 @@ from hermes_cron_ext.domain.models import FAILED_STATUSES
 from hermes_cron_ext.frontends.render import (
     alert_badge,
     alert_badge_html,
+    calendar_html,
     card_state,
     format_duration,
     managed_html,
     schedule_text,
     text_table,
 )
+from hermes_cron_ext.frontends.widgets.across import calendar_of
 from hermes_cron_ext.frontends.widgets.base import (
     Static,
     duration_spark_html,
@@ -30,9 +32,12 @@ from hermes_cron_ext.ops import CronClient, get_client
 __all__ = ["Dashboard", "dashboard_html", "job_health"]
 
 
-def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]:
+def job_health(client: CronClient | None = None, recent: int = 30,
+               calendar_days: int = 90) -> list[dict]:
     """Every job with its success rate, durations and recent runs; failing jobs first.
-    ``durations``: its latest ended runs' (``duration`` metric, oldest first)."""
+    ``durations``: its latest ended runs' (``duration`` metric, oldest first);
+    ``calendar``: its last *calendar_days* days (``CronClient.calendar``; None when it
+    cannot be read; 0 days: not read)."""
     client = client or get_client()
     stats = {s["job_id"]: s for s in client.stats()["jobs"]}
     rows = []
@@ -56,6 +61,8 @@ def job_health(client: CronClient | None = None, recent: int = 30) -> list[dict]
             "consecutive_failures": job.get("consecutive_failures", 0),
             "next_run_at": job.get("next_run_at"), "runs": runs,
             "durations": recent_durations(client, job["id"]) if last else [],
+            "calendar": calendar_of(client, job["id"], calendar_days) if calendar_days
+            else None,
         })
     rows.sort(key=lambda r: (not r["failing"], -(r["consecutive_failures"] or 0),
                              r["success_rate"] if r["success_rate"] is not None else 2.0,
@@ -85,7 +92,7 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
     out.append('<table style="border-collapse:collapse;font-size:12px;margin-top:6px">'
                "<thead><tr><th></th><th>job</th><th>success</th><th>runs ok/failed</th>"
                "<th>mean</th><th>max</th><th>durations over time</th><th>latest runs</th>"
-               "<th>last run</th>"
+               "<th>last run</th><th>last 90 days</th>"
                "</tr></thead><tbody>")
     for r in rows:
         out.append(
@@ -99,7 +106,9 @@ def dashboard_html(rows: list[dict], stats: dict) -> str:
             f"<td>{duration_chart(r['runs'], width=200, height=28, axes=False)}</td>"
             f'<td data-role="durations">{duration_spark_html(r.get("durations", []))}</td>'
             f"<td>{outcome_html(r['last_status'])}"
-            f"{alert_badge_html({'alerts': r.get('last_alerts')})}</td></tr>")
+            f"{alert_badge_html({'alerts': r.get('last_alerts')})}</td>"
+            f'<td data-role="calendar">'
+            f"{calendar_html(r['calendar']) if r.get('calendar') else ''}</td></tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
 

@@ -11,6 +11,7 @@ from hermes_cron_ext.frontends.render import (
     alert_badge_html,
     format_duration,
     local_time,
+    revision_parts,
     runs_text,
     timestamp,
     trigger_text,
@@ -80,7 +81,22 @@ def duration_chart(runs: list[dict], width: int = 560, height: int = 120,
     return "".join(parts)
 
 
-def runs_table(runs: list[dict]) -> str:
+def _revision_html(run: dict, current: int | None) -> str:
+    """Under a run's id: the job's revision it ran and its file's short sha256, and
+    "older revision" when the job has changed since (as the panel's run view)."""
+    parts = revision_parts(run, current)
+    if not parts:
+        return ""
+    older = current is not None and (run.get("job_version") or current) < current
+    colour = "#ef6c00" if older else "#888"
+    return (f'<br><small data-role="run-rev" style="color:{colour}" '
+            f'title="{html.escape(run.get("file_sha256") or "")}">'
+            f'{html.escape(" · ".join(parts))}</small>')
+
+
+def runs_table(runs: list[dict], current: int | None = None) -> str:
+    """The runs as a table; *current*: their job's version now (to mark the runs of an
+    older revision)."""
     head = ("<tr><th>status</th><th>trigger</th><th>try</th><th>started</th>"
             "<th>duration</th><th>exit</th><th>run</th><th>reason</th></tr>")
     rows = []
@@ -93,7 +109,7 @@ def runs_table(runs: list[dict]) -> str:
             f"<td>{html.escape(trigger_text(r))}</td><td>{r.get('attempt', 1)}</td>"
             f"<td>{html.escape(local_time(timestamp(r.get('started_at'))))}</td>"
             f"<td>{html.escape(format_duration(r.get('duration')))}</td><td>{code}</td>"
-            f"<td><code>{html.escape(r['id'])}</code></td>"
+            f"<td><code>{html.escape(r['id'])}</code>{_revision_html(r, current)}</td>"
             f"<td title=\"{html.escape(reason)}\">{html.escape(reason[:60])}</td></tr>")
     if not rows:
         rows.append('<tr><td colspan="8" style="color:#888">no runs yet</td></tr>')
@@ -157,10 +173,14 @@ class RunHistory(Static, widgets.VBox):
         self._title.value = f"<b>{html.escape(self._title_text())}</b>" + (
             f" &middot; {rate}" if rate else "")
         self.chart.value = duration_chart(runs)
-        self.table.value = runs_table(runs)
+        self.table.value = runs_table(runs, self._version())
         self._page_label.value = f"page {self.page + 1}"
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = not self.has_next
+
+    def _version(self) -> int | None:
+        """The job's version now (None for every job's runs)."""
+        return self.job.get("version") if self.job else None
 
     def next_page(self) -> None:
         if self._next is None:
@@ -196,4 +216,5 @@ class RunHistory(Static, widgets.VBox):
 
     def static_html(self) -> str:
         return (f'<div class="hc-history"><b>{html.escape(self._heading())}</b>'
-                f"<div>{duration_chart(self.runs)}</div>{runs_table(self.runs)}</div>")
+                f"<div>{duration_chart(self.runs)}</div>"
+                f"{runs_table(self.runs, self._version())}</div>")

@@ -12,7 +12,12 @@ import weakref
 
 from hermes_cron_ext.domain.models import ACTIVE_STATUSES, FINAL_STATUSES
 from hermes_cron_ext.errors import HermesCronError
-from hermes_cron_ext.frontends.render import format_duration, next_run_text, progress_text
+from hermes_cron_ext.frontends.render import (
+    format_duration,
+    next_run_text,
+    progress_text,
+    revision_parts,
+)
 from hermes_cron_ext.frontends.terminal import Terminal
 from hermes_cron_ext.frontends.widgets.base import (
     OUTCOME_COLOURS,
@@ -61,6 +66,9 @@ class LiveOutput(Static, anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
     pinned = traitlets.Bool(True).tag(sync=True)  # False while the reader has scrolled up
     artifact_url = traitlets.Unicode("").tag(sync=True)
+    #: ``rev 3 · sha256 1a2b3c4d… · older revision (the job is at rev 5 now)``: the
+    #: job's revision the run ran, as the side panel's run view says it ("" without one)
+    revision = traitlets.Unicode("").tag(sync=True)
 
     #: a log longer than this is shown from its last bytes only
     tail_bytes = 512 * 1024
@@ -83,6 +91,7 @@ class LiveOutput(Static, anywidget.AnyWidget):
         self._timer: threading.Timer | None = None
         self._display_id: str | None = None
         self._display_lock = threading.Lock()
+        self._jobs: dict[str, dict | None] = {}  # the job of each run shown, read once
         _following.add(self)
         if run_id:
             self.follow(run_id)
@@ -106,6 +115,26 @@ class LiveOutput(Static, anywidget.AnyWidget):
         self.run_id = run["id"]
         self.job_name = run.get("job_name") or self.job_name
         self.status = run["status"]
+        self._show_revision(run)
+
+    def _job_of(self, run: dict) -> dict | None:
+        """The run's job as it is now (read once per job), None when gone."""
+        job_id = run.get("job_id")
+        if not job_id:
+            return None
+        if job_id not in self._jobs:
+            try:
+                self._jobs[job_id] = self.client.job(job_id)
+            except HermesCronError:
+                self._jobs[job_id] = None
+        return self._jobs[job_id]
+
+    def _show_revision(self, run: dict) -> None:
+        if run.get("job_version") is None and not run.get("file_sha256"):
+            self.revision = ""
+            return
+        job = self._job_of(run) if run.get("job_version") is not None else None
+        self.revision = " \u00b7 ".join(revision_parts(run, (job or {}).get("version")))
 
     def watch_job(self, ref: str) -> LiveOutput:
         """Follow the job's running run; else show its last run; else wait for its first."""
@@ -217,6 +246,8 @@ class LiveOutput(Static, anywidget.AnyWidget):
     def plain_text(self) -> str:
         notes, bar, _, text_lines = self._static_parts()
         head = [self.headline()]
+        if self.revision:
+            head.append(self.revision)
         if bar:
             head.append(bar)
         if self.reason and self.status != "succeeded":
@@ -229,7 +260,10 @@ class LiveOutput(Static, anywidget.AnyWidget):
         notes, bar, html_lines, _ = self._static_parts()
         colour = OUTCOME_COLOURS.get(self.status, "#757575")
         out = [f'<div class="hc-live-static"><div><span style="color:{colour};'
-               f'font-weight:600">{html.escape(self.headline())}</span></div>']
+               f'font-weight:600">{html.escape(self.headline())}</span>'
+               + (f' <span data-role="run-rev" style="color:#666">'
+                  f"{html.escape(self.revision)}</span>" if self.revision else "")
+               + "</div>"]
         if self.progress is not None:
             out.append(f'<div><progress max="1" value="{self.progress:.3f}"></progress> '
                        f"{self.progress * 100:.0f}% {html.escape(self.phase or '')}</div>")
@@ -346,16 +380,15 @@ class LiveOutput(Static, anywidget.AnyWidget):
         self.reason = run.get("reason")
         if run.get("duration") is not None and run["status"] not in ACTIVE_STATUSES:
             self.took = format_duration(run["duration"])
+        if ("job_version" in run or "file_sha256" in run) and run.get("job_id"):
+            self._show_revision(run)
         url = getattr(self.client, "artifact_url", None)
         if (url is not None and not self.artifact_url and run["status"] not in ACTIVE_STATUSES
                 and self._is_notebook(run)):
             self.artifact_url = url(run["id"])
 
     def _is_notebook(self, run: dict) -> bool:
-        try:
-            return self.client.job(run["job_id"]).get("kind") == "notebook"
-        except HermesCronError:
-            return False
+        return (self._job_of(run) or {}).get("kind") == "notebook"
 
     def _handle(self, event: dict) -> bool:
         """Apply one stream event; True when the run is over."""

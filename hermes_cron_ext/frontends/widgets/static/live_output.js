@@ -38,7 +38,10 @@ function render({ model, el: root }) {
   const badge = el("span", "hc-badge");
   const link = el("a", "hc-live-artifact", "executed notebook");
   link.target = "_blank";
-  header.append(badge, title, bar, percent, phase, link);
+  // "rev 3 · sha256 1a2b3c4d… · older revision": the job's revision the run ran
+  const rev = el("span", "hc-live-rev");
+  rev.dataset.role = "run-rev";
+  header.append(badge, title, rev, bar, percent, phase, link);
 
   const term = el("pre", "hc-term");
   const cut = el("div", "hc-cut");
@@ -123,6 +126,10 @@ function render({ model, el: root }) {
     error.style.display = err ? "" : "none";
     const reason = model.get("reason");
     badge.title = reason || "";
+    const revision = model.get("revision") || "";
+    rev.textContent = revision;
+    rev.style.display = revision ? "" : "none";
+    rev.classList.toggle("hc-live-older", revision.includes("older revision"));
   }
 
   term.addEventListener("scroll", () => {
@@ -150,7 +157,7 @@ function render({ model, el: root }) {
   model.on("change:lines", onLines);
   model.on("change:dropped", onLines);
   const headerTraits = ["status", "phase", "progress", "exit_code", "done", "job_name",
-                        "run_id", "error", "took", "artifact_url", "reason"];
+                        "run_id", "error", "took", "artifact_url", "reason", "revision"];
   for (const name of headerTraits) {
     model.on(`change:${name}`, onHeader);
   }

@@ -1,0 +1,199 @@
+"""Across runs in a notebook (issue 34): the timeline, calendar, search and diff as
+render.py writes them (text and HTML, from answers shaped as the ops contract says), the
+widgets, and ``%cron timeline / search / calendar / diff`` on a real store with real runs."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from hermes_cron_ext.frontends.render import (
+    calendar_cell,
+    calendar_html,
+    calendar_text,
+    diff_html,
+    diff_text,
+    highlight_html,
+    revision_parts,
+    search_html,
+    search_text,
+    timeline_html,
+    timeline_text,
+)
+from hermes_cron_ext.frontends.widgets import TimelineChart
+from hermes_cron_ext.frontends.widgets.across import timeline_model_rows
+
+T0 = "2026-12-07T00:00:00Z"
+
+
+def _iso(hours: float) -> str:
+    """A time *hours* after T0, as the API writes it."""
+    at = datetime(2026, 12, 7, tzinfo=UTC) + timedelta(hours=hours)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _run(rid: str, job: str, status: str, start: float, end: float | None, **more) -> dict:
+    return {"id": rid, "job_id": f"j_{job}", "job_name": job, "status": status,
+            "trigger": "schedule", "fire_at": _iso(start), "scheduled_for": _iso(start),
+            "started_at": None if status == "skipped" else _iso(start),
+            "finished_at": None if end is None else _iso(end), "reason": more.get("reason"),
+            "missed": more.get("missed", False)}
+
+
+TIMELINE = {
+    "from": T0, "to": _iso(24), "now": _iso(18),
+    "runs": [
+        _run("r_1", "etl", "succeeded", 1, 2),
+        _run("r_2", "etl", "failed", 6, 7, reason="exit code 1"),
+        _run("r_3", "etl", "running", 17, None),
+        _run("r_4", "report", "skipped", 3, 3, reason="missed: the ticker was down",
+             missed=True),
+        _run("r_5", "report", "skipped", 9, 9, reason="overlap"),
+    ],
+    "slots": [{"job_id": "j_etl", "job_name": "etl", "at": _iso(21)},
+              {"job_id": "j_report", "job_name": "report", "at": _iso(22)}],
+    "cursor": None,
+}
+
+
+def test_timeline_text_has_a_row_per_job_and_the_marks_of_the_cli():
+    lines = timeline_text(TIMELINE, width=24).splitlines()  # one column an hour
+    assert lines[0].startswith("etl    |") and lines[1].startswith("report |")
+    etl = lines[0][len("etl    |"):-1]
+    report = lines[1][len("report |"):-1]
+    assert len(etl) == len(report) == 24
+    assert etl[1] == "#" and etl[6] == "X" and etl[17] == ">" and etl[21] == "."
+    assert report[3] == "m" and report[9] == "s" and report[22] == "."
+    assert lines[2].index("^") - 2 - len("report") == 18  # now, under its hour
+    assert "# succeeded  X failed  > running  s skipped  m missed  . coming slot" in lines
+
+
+def test_timeline_html_draws_bars_marks_slots_and_now():
+    page = timeline_html(TIMELINE)
+    assert page.count("<rect") == 3  # succeeded, failed, running: bars
+    assert 'data-run="r_2" data-status="failed"' in page and "#c62828" in page
+    assert 'data-status="missed"' in page and 'data-status="skipped"' in page
+    assert page.count('data-role="slot"') == 2 and 'data-role="now"' in page
+    assert "run r_2" in page and "exit code 1" in page  # each bar's title
+    rows = timeline_model_rows(TIMELINE)
+    assert [r["name"] for r in rows] == ["etl", "report"]
+    running = rows[0]["runs"][2]
+    assert running["kind"] == "running" and running["b"] > running["a"]  # until now
+    assert [r["kind"] for r in rows[1]["runs"]] == ["missed", "skipped"]
+
+
+def test_timeline_chart_zooms_and_pans():
+    chart = TimelineChart(start=0.0, end=1000.0, now=500.0, window=[0.0, 1000.0])
+    chart.zoom(0.5)
+    assert chart.window == [250.0, 750.0]
+    chart.pan(-0.5)
+    assert chart.window == [0.0, 500.0]
+    chart.close()
+
+
+def _days(n: int = 90, end: date = date(2026, 12, 7)) -> list[dict]:
+    out = []
+    for i in range(n):
+        day = end - timedelta(days=n - 1 - i)
+        out.append({"day": day.isoformat(), "total": 0, "succeeded": 0, "failed": 0,
+                    "cancelled": 0, "skipped": 0, "running": 0})
+    return out
+
+
+def test_calendar_heatmap_weeks_as_columns_coloured_by_outcome():
+    days = _days()
+    days[-1].update(total=24, succeeded=22, failed=2)  # some failed: a light red
+    days[-2].update(total=10, succeeded=10)  # all green
+    days[-3].update(total=4, succeeded=1, failed=3)  # mostly failed: dark red
+    cal = {"job_id": "j_1", "job_name": "etl", "tz": "Europe/Paris", "days": days}
+    page = calendar_html(cal)
+    assert page.count("<rect") == 90
+    assert "<title>2026-12-07: 24 runs, 2 failed</title>" in page
+    assert calendar_cell(days[-2]) == ("#43a047", "2026-12-06: 10 runs")
+    assert calendar_cell(days[0])[0] == "#eeeeee"
+    assert calendar_cell(days[-1])[0] != calendar_cell(days[-3])[0]  # shades by share
+    xs = {int(m) for m in re.findall(r'<rect x="(\d+)"', page)}
+    assert len(xs) == 14  # 90 days from a Tuesday to a Monday: 14 week columns
+    ys = re.findall(r'<rect x="\d+" y="(\d+)"[^>]*data-day="2026-12-07"', page)
+    assert ys == ["0"]  # 2026-12-07 is a Monday: the top row
+    text = calendar_text(cal).splitlines()
+    assert text[0].startswith("etl: 90 days, 38 runs, 5 failed")
+    assert text[1].startswith("Mon ") and text[1].endswith("X")
+    assert text[7] == "Sun " + "." * 12 + "# "  # Sunday the 6th, its week's last day
+
+
+SEARCH = {
+    "query": "KeyError user*",
+    "hits": [{"run_id": "r_9", "job_id": "j_1", "job_name": "etl", "status": "failed",
+              "trigger": "schedule", "fire_at": T0, "started_at": T0, "finished_at": T0,
+              "matches": [{"offset": 1234, "line": "KeyError: 'username' <b>",
+                           "before": ["Traceback (most recent call last):"],
+                           "after": ["exit 1"]}],
+              "more": True}],
+    "cursor": "c1",
+}
+
+
+def test_search_marks_the_terms_and_keeps_the_context():
+    assert highlight_html("KeyError: 'username' <b>", "KeyError user*") == (
+        "<mark>KeyError</mark>: &#x27;<mark>username</mark>&#x27; &lt;b&gt;")
+    assert highlight_html("keyerrors", "KeyError") == "keyerrors"  # whole tokens
+    text = search_text(SEARCH).splitlines()
+    assert text[0].startswith("run r_9 of etl \u00b7 failed \u00b7 ")
+    assert text[1].strip() == "Traceback (most recent call last):"
+    assert re.match(r"^>\s+1234  KeyError: 'username' <b>$", text[2])
+    assert "more matches in this run" in text[-2] and "--cursor c1" in text[-1]
+    page = search_html(SEARCH)
+    assert 'data-role="match" data-offset="1234"' in page and "<mark>KeyError</mark>" in page
+    assert "<b>" not in page.replace("<b>etl</b>", "")
+    assert "no runs' output matches" in search_text({"query": "x", "hits": []})
+
+
+DIFF = {
+    "a": {"id": "r_a", "job_name": "nb", "status": "succeeded"},
+    "b": {"id": "r_b", "job_name": "nb", "status": "failed"},
+    "fields": [{"field": "status", "a": "succeeded", "b": "failed"},
+               {"field": "exit_code", "a": 0, "b": 1}],
+    "metrics": [{"name": "rows", "unit": "", "a": 10.0, "b": 12.0}],
+    "output": {"same": False, "unified": "--- a\n+++ b\n@@ -1 +1 @@\n-rows 10\n+rows 12\n",
+               "added": 1, "removed": 1, "truncated": False},
+    "notebook": {"same": False, "cells": [
+        {"index": 2, "index_a": 2, "cell_type": "code", "change": "modified",
+         "source": "@@ -1 +1 @@\n-x = 1\n+x = 2\n",
+         "outputs": [{"change": "modified", "mime": "image/png", "a": "QUFB", "b": "QkJC"},
+                     {"change": "modified", "mime": "text/plain", "a": "1", "b": "2"}]}]},
+}
+
+
+def test_diff_shows_fields_metrics_output_and_changed_cells():
+    text = diff_text(DIFF)
+    assert re.search(r"status\s+succeeded\s+failed", text)
+    assert re.search(r"exit_code\s+0\s+1", text) and re.search(r"rows\s+10\s+12", text)
+    assert "output: +1 -1 lines" in text and "-rows 10\n+rows 12" in text
+    assert "cell 2 (code): modified" in text and "-x = 1\n+x = 2" in text
+    assert "image image/png: modified" in text
+    page = diff_html(DIFF)
+    assert '<span style="color:#2e7d32;background:#e8f5e9">+rows 12</span>' in page
+    assert '<span style="color:#c62828;background:#ffebee">-rows 10</span>' in page
+    # the images side by side, a then b
+    a, b = page.index('data-side="a" style="max-width:100%" src="data:image/png;base64,QUFB"'), \
+        page.index('src="data:image/png;base64,QkJC"')
+    assert a < b and 'data-role="cell-output" style="display:flex' in page
+    same = dict(DIFF, fields=[], metrics=[], notebook=None,
+                output={"same": True, "unified": "", "added": 0, "removed": 0})
+    assert "output: the same" in diff_text(same)
+
+
+def test_revision_parts_say_an_older_revision():
+    run = {"job_version": 3, "file_sha256": "1a2b3c4d5e6f" + "0" * 52}
+    assert revision_parts(run, 3) == ["rev 3", "sha256 1a2b3c4d\u2026"]
+    assert revision_parts(run, 5)[-1] == "older revision (the job is at rev 5 now)"
+    assert revision_parts({}, 5) == []
+
+
+@pytest.mark.parametrize("bad", [{"from": None, "to": T0}])
+def test_a_timeline_without_its_range_is_refused(bad):
+    with pytest.raises(ValueError):
+        timeline_text(bad)
