@@ -51,6 +51,8 @@ from hermes_cron_ext.frontends.render import (
     backfill_plan_text,
     backfill_rows,
     backfill_text,
+    calendar_text,
+    diff_text,
     end_text,
     job_text,
     jobs_table,
@@ -62,11 +64,14 @@ from hermes_cron_ext.frontends.render import (
     progress_bar,
     progress_text,
     relative_time,
+    revision_parts,
     runs_text,
     saved_text,
+    search_text,
     state_line,
     status_text,
     text_table,
+    timeline_text,
     unicode_ok,
 )
 from hermes_cron_ext.ops import Operations, host
@@ -161,7 +166,43 @@ def cmd_list(args, ops: Operations) -> int:
     return 0
 
 
+def run_view(run: dict, current: int | None = None) -> str:
+    """``show RUN_ID``: one run, field by field, with the revision of its job it ran and
+    the sha256 of the file it executed (when it has them)."""
+    rows = [("run", run["id"]), ("job", f"{run.get('job_name') or '-'} ({run['job_id']})"),
+            ("status", end_text(run)), ("trigger", run.get("trigger") or "-"),
+            ("attempt", str(run.get("attempt", 1))),
+            ("scheduled", local_time(run.get("scheduled_for"))),
+            ("started", local_time(run.get("started_at"))),
+            ("finished", local_time(run.get("finished_at")))]
+    if run.get("parameters"):
+        rows.append(("parameters", json.dumps(run["parameters"], ensure_ascii=False)))
+    revision = revision_parts(run, current)
+    if revision:
+        rows.append(("revision", ", ".join(revision)))
+    if run.get("file_sha256"):
+        rows.append(("file sha256", run["file_sha256"]))
+    if run.get("host"):
+        rows.append(("host", run["host"]))
+    return "\n".join(f"{k + ':':<12} {v}" for k, v in rows)
+
+
 def cmd_show(args, ops: Operations) -> int:
+    if args.name.startswith("r_"):  # a run id: that run (a job so named: the job)
+        try:
+            run = ops.run(args.name)
+        except NotFound:
+            run = None
+        if run is not None:
+            if args.json:
+                _print_json(run)
+                return 0
+            try:
+                current = ops.job(run["job_id"]).get("version")
+            except NotFound:  # its job was deleted
+                current = None
+            print(run_view(run, current))
+            return 0
     job = ops.job(args.name)
     runs = ops.runs(job["id"], limit=5)["runs"]
     if args.json:
@@ -435,6 +476,55 @@ def _print_page(args, page: dict, text: Callable[[], str]) -> int:
 def cmd_runs(args, ops: Operations) -> int:
     page = ops.runs(args.name, limit=args.limit, cursor=args.cursor, status=args.status)
     return _print_page(args, page, lambda: runs_text(page["runs"]))
+
+
+def cmd_search(args, ops: Operations) -> int:
+    """Runs whose output has a line with every term, newest first, the lines shown."""
+    answer = ops.search(args.q, job=args.job, since=args.since, status=args.status,
+                        limit=args.limit, cursor=args.cursor)
+    if args.json:
+        _print_json(answer)
+        return 0
+    print(search_text(answer).replace("%cron logs", "hermes-cron logs"))
+    return 0
+
+
+def cmd_timeline(args, ops: Operations) -> int:
+    """Every job's runs on one time axis (all pages of the range), and the coming slots."""
+    answer = ops.timeline(args.since, args.until, job=args.job, status=args.status)
+    pages = 1
+    while answer["cursor"] and pages < 20 and not args.json:
+        more = ops.timeline(answer["from"], answer["to"], job=args.job, status=args.status,
+                            cursor=answer["cursor"])
+        answer = {**answer, "runs": answer["runs"] + more["runs"], "cursor": more["cursor"]}
+        pages += 1
+    if args.json:
+        _print_json(answer)
+        return 0
+    width = shutil.get_terminal_size((100, 24)).columns
+    print(timeline_text(answer, max(20, min(120, width - 30))))
+    return 0
+
+
+def cmd_calendar(args, ops: Operations) -> int:
+    """A job's runs per day of its time zone: a heatmap, weeks as columns."""
+    answer = ops.calendar(args.name, args.days)
+    if args.json:
+        _print_json(answer)
+    else:
+        print(calendar_text(answer))
+    return 0
+
+
+def cmd_diff(args, ops: Operations) -> int:
+    """Two runs compared (a job's name means its latest run)."""
+    a, b = ops.resolve_run(args.run_a)["id"], ops.resolve_run(args.run_b)["id"]
+    answer = ops.diff(a, b)
+    if args.json:
+        _print_json(answer)
+    else:
+        print(diff_text(answer))
+    return 0
 
 
 def cmd_metrics(args, ops: Operations) -> int:
@@ -722,6 +812,8 @@ OWN: dict[str, tuple[Arg, ...]] = {
     "revisions": (arg("--cursor", help="the page after the one that printed it"), _JSON),
     "revert": (_JSON,),
     "audit": (arg("--cursor", help="the page after the one that printed it"), _JSON),
+    "search": (arg("--cursor", help="the page after the one that printed it"), _JSON),
+    **{name: (_JSON,) for name in ("timeline", "calendar", "diff")},
     "backfill": (arg("--no-wait", action="store_true",
                      help="queue it and return (default: show its progress until done)"),
                  _JSON),
@@ -736,6 +828,7 @@ HANDLERS = {
     "metrics": cmd_metrics, "notifications": cmd_notifications,
     "status": cmd_status, "artifact": cmd_artifact, "export": cmd_export,
     "apply": cmd_apply, "revisions": cmd_revisions, "revert": cmd_revert, "audit": cmd_audit,
+    "search": cmd_search, "timeline": cmd_timeline, "calendar": cmd_calendar, "diff": cmd_diff,
 }
 NO_STORE = ("next",)
 #: the CLI's own commands that need the store itself, never a server's API

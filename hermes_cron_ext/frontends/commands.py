@@ -204,6 +204,28 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 arg("--limit", type=int, default=100, metavar="N", between=(1, 1000)),
                 arg("--verify", action="store_true",
                     help="check the hash chain (exit 1 when it is broken)"))),
+    # across runs (issue 34; docs/across-runs.md)
+    Command("search", "TEXT [--job NAME] [--since 7d] [--status STATUS] [--limit N]",
+            "runs whose output has a line with every word of TEXT, the lines with context", (
+                arg("q", metavar="TEXT", help='words, "a phrase", a prefix*'),
+                arg("--job", metavar="NAME", help="one job's runs"),
+                arg("--since", metavar="AGE", help="a duration back from now (7d) or ISO 8601"),
+                arg("--status", help="runs in that status only"),
+                arg("--limit", type=int, default=20, metavar="N", between=(1, 100)))),
+    Command("timeline", "[--since 24h] [--until 6h] [--job NAME]",
+            "every job's runs on one time axis, marked by status, and the coming slots", (
+                arg("--since", metavar="AGE", help="from this long ago (24h) or ISO 8601"),
+                arg("--until", metavar="AGE",
+                    help="to this long ahead of now (6h) or ISO 8601"),
+                arg("--job", metavar="NAME", help="that job alone"),
+                arg("--status", help="runs in that status only"))),
+    Command("calendar", "NAME [--days 90]",
+            "a job's days as a heatmap (weeks as columns): all succeeded, some failed, none", (
+                arg("name", metavar="NAME"),
+                arg("--days", type=int, default=90, metavar="N", between=(1, 366)))),
+    Command("diff", "RUN_A RUN_B",
+            "two runs compared: fields, metrics, the output diff, a notebook's changed cells",
+            (arg("run_a", metavar="RUN_A"), arg("run_b", metavar="RUN_B"))),
     Command("artifact", "RUN_OR_JOB [PATH]", "save a notebook run's executed notebook", (
         arg("ref", metavar="RUN_OR_JOB"),
         arg("path", nargs="?", metavar="PATH",
