@@ -17,6 +17,8 @@ interface          what it keeps                                               m
 ``Outbox``         notifications on their way out; the late-slot watch         12
 ``History``        who did what: job revisions, the chained audit log, the      7
                    file a run ran; definitions applied in one transaction
+``RunViews``       across runs: each run's output indexed line-aligned and      4
+                   searched; the runs of a time range; run counts per bucket
 ``Store``          all of the above, plus ``close`` and where the store lives   1
 =================  ==========================================================  ========
 
@@ -704,8 +706,57 @@ class History(ABC):
         """
 
 
+class RunViews(ABC):
+    """Views across runs (``views.py``): output search, the timeline, counts per bucket.
+
+    **The output index.** :meth:`index_output` takes line-aligned pieces of a run's log
+    as the supervisor writes them (``OutputWriter.index_pending``), never a rescan; each
+    is kept with its byte offset and goes with its run (gc, retention, job delete).
+    Tokens and the meaning of a query are ``domain/search.py``'s: SQLite indexes them
+    with FTS5, PostgreSQL with a ``tsvector`` built from the same tokens.
+    """
+
+    @abstractmethod
+    def index_output(self, run_id: str, chunks: list[tuple[int, str]]) -> None:
+        """Index pieces of *run_id*'s log: ``(byte offset of the first byte, text)``, each
+        whole lines (a line over 8 KiB split), at most 8 KiB, decoded UTF-8 "replace".
+        One short transaction; a piece already indexed (same offset) is skipped."""
+
+    @abstractmethod
+    def search_output(self, query: Any, *, job_ids: list[str] | None = None,
+                      since: float | None = None, status: str | None = None,
+                      limit: int = 20, cursor: str | None = None) -> Page[dict[str, Any]]:
+        """Runs whose output has a piece matching *query* (a ``search.Query``), newest
+        first (``fire_at DESC, id DESC`` keyset): ``{"run_id", "job_id", "job_name",
+        "status", "trigger", "fire_at", "started_at", "finished_at", "chunks":
+        [[offset, text], ...]}`` with at most 20 matching pieces, by offset. The match is
+        the index's (every term in the piece): the caller keeps the lines that
+        ``Query.matches``. *job_ids* None: every job; *since*: fire_at at or after.
+
+        :raises InvalidInput: a bad cursor or status
+        """
+
+    @abstractmethod
+    def timeline_runs(self, start: float, end: float, *, job_ids: list[str] | None = None,
+                      status: str | None = None, limit: int = 1000,
+                      cursor: str | None = None) -> Page[dict[str, Any]]:
+        """Runs overlapping ``[start, end)`` (fired before *end*, and finished at or after
+        *start* or not finished), oldest first (``fire_at, id`` keyset): ``{"id",
+        "job_id", "job_name", "status", "trigger", "fire_at", "scheduled_for",
+        "started_at", "finished_at", "reason"}``, no spec.
+
+        :raises InvalidInput: a bad cursor or status
+        """
+
+    @abstractmethod
+    def run_counts(self, job_ids: list[str], start: float, end: float,
+                   bucket: int = 900) -> list[tuple[str, float, str, int]]:
+        """``(job_id, bucket start (epoch s), status, count)`` of the runs of *job_ids*
+        with fire_at in ``[start, end)``, per bucket of *bucket* seconds from the epoch."""
+
+
 class Store(JobStore, RunLedger, RunMetrics, Backfills, OutputStore, TickerRegistry,
-            EventLog, Outbox, History):
+            EventLog, Outbox, History, RunViews):
     """Durable state shared by every ticker, supervisor and viewer on one store: every
     interface above, on one database."""
 
@@ -729,4 +780,5 @@ class Store(JobStore, RunLedger, RunMetrics, Backfills, OutputStore, TickerRegis
 
 #: The interfaces ``Store`` combines, in the order the docs list them.
 INTERFACES: tuple[type[ABC], ...] = (JobStore, RunLedger, RunMetrics, Backfills,
-                                     OutputStore, TickerRegistry, EventLog, Outbox, History)
+                                     OutputStore, TickerRegistry, EventLog, Outbox, History,
+                                     RunViews)

@@ -9,6 +9,10 @@ reader that sees the bytes also sees their stream.
 The log is capped: past ``max_bytes`` the middle is cut (head kept on disk as it
 was written, the last ``tail_bytes`` kept in memory and appended when the run
 ends, with a line that says how much was cut).
+
+The writer also keeps what it appended since the supervisor last asked
+(:meth:`OutputWriter.index_pending`), as line-aligned pieces for the store's output
+index: what the log holds is indexed as it is written, never by reading it again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,40 @@ STREAM_NAMES = {v: k for k, v in STREAMS.items()}
 _IDX = struct.Struct("<QB")
 DEFAULT_MAX_BYTES = MAX_OUTPUT  # a job's max_output when it sets none (domain/options.py)
 DEFAULT_TAIL_BYTES = 2 * 1024 * 1024
+#: the longest piece handed to the output index (a longer line is split)
+PIECE = 8192
+
+
+def _utf8_cut(data: bytes | bytearray, at: int) -> int:
+    """*at*, moved back (by at most 3) so as not to split a UTF-8 character."""
+    cut = at
+    while cut > at - 3 and cut > 0 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > 0 else at
+
+
+def pieces(data: bytes | bytearray, start: int, final: bool
+           ) -> tuple[list[tuple[int, str]], int]:
+    """Line-aligned pieces of *data* (whose first byte is at offset *start*), each at
+    most :data:`PIECE` bytes (a longer line split there), decoded UTF-8 "replace":
+    ``([(offset, text)], bytes used)``. An unfinished last line is left (unused) unless
+    *final* or it is already a whole piece long."""
+    out: list[tuple[int, str]] = []
+    pos, n = 0, len(data)
+    while pos < n:
+        end = min(n, pos + PIECE)
+        if end - pos == PIECE and end < n:
+            nl = data.rfind(b"\n", pos, end)
+            end = nl + 1 if nl >= 0 else _utf8_cut(data, end)
+        else:  # the rest fits in one piece: up to its last newline, or all of it
+            nl = data.rfind(b"\n", pos, end)
+            if nl + 1 != end and not final:
+                if nl < pos:
+                    break
+                end = nl + 1
+        out.append((start + pos, bytes(data[pos:end]).decode("utf-8", "replace")))
+        pos = end
+    return out, pos
 
 
 def cap(max_bytes: int | None) -> tuple[int, int]:
@@ -53,6 +91,24 @@ class OutputWriter:
         #: the first write that failed (disk full, ...): nothing more is written, and the
         #: supervisor ends the run failed with it
         self.error: OSError | None = None
+        self._pending = bytearray()  # appended, not yet handed to the output index
+        self._pending_at = self.size
+
+    def _collect(self, offset: int, data: bytes) -> None:
+        """Keep appended bytes for :meth:`index_pending` (a gap restarts the pieces)."""
+        if offset != self._pending_at + len(self._pending):
+            self._pending = bytearray()
+            self._pending_at = offset
+        self._pending += data
+
+    def index_pending(self, final: bool = False) -> list[tuple[int, str]]:
+        """What was appended since the last call, as pieces for ``Store.index_output``:
+        ``[(offset, text)]``, whole lines of at most 8 KiB; an unfinished last line is
+        kept for the next call, unless *final* (the log is closed)."""
+        out, used = pieces(self._pending, self._pending_at, final)
+        del self._pending[:used]
+        self._pending_at += used
+        return out
 
     def _append(self, stream: int, data: bytes) -> None:
         if self.error is not None:
@@ -63,6 +119,7 @@ class OutputWriter:
                 self._stream = stream
             while data:
                 n = os.write(self._log, data)
+                self._collect(self.size, data[:n])
                 self.size += n
                 data = data[n:]
         except OSError as exc:

@@ -57,6 +57,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 from hermes_cron_ext.errors import StoreError
 from hermes_cron_ext.store import output
 from hermes_cron_ext.store.sql import _SHARES_V9, SQLStore
+from hermes_cron_ext.store.views import PG_MIGRATION_14
 
 log = logging.getLogger("hermes_cron")
 
@@ -89,6 +90,7 @@ PG_REPLACED: dict[int, list[str]] = {
         "ALTER TABLE jobs ADD CONSTRAINT jobs_owner_name_key UNIQUE (owner, name)",
         "ALTER TABLE jobs ADD CONSTRAINT jobs_owner_idempotency_key_key "
         "UNIQUE (owner, idempotency_key)"],
+    14: PG_MIGRATION_14,  # a tsvector column and GIN index where SQLite has FTS5
 }
 _END = 1 << 62
 
@@ -234,6 +236,7 @@ class PostgresStore(SQLStore):
     _lock = " FOR UPDATE"
     _lock_skip = " FOR UPDATE SKIP LOCKED"
     _like = "ILIKE"
+    _text_search = "tsvector"
     _integrity_errors = (pg_errors.UniqueViolation,)
     _missing_table_errors = (pg_errors.UndefinedTable,)
     #: claim lead per due run (ticker.py): measured, 1,000 supervisors forked and attached
@@ -569,11 +572,14 @@ class PGOutputWriter(output.OutputWriter):
         self.cutting = False
         self._unsent: list[tuple[int, int, bytes]] = []
         self._closed = False
+        self._pending = bytearray()  # for index_pending, as OutputWriter's
+        self._pending_at = self.size
 
     def _append(self, stream: int, data: bytes) -> None:
         if not data:  # an empty chunk would take the position of the next one (ON CONFLICT)
             return
         self._unsent.append((self.size, stream, bytes(data)))
+        self._collect(self.size, bytes(data))
         self.size += len(data)
         self._send()
 

@@ -38,7 +38,7 @@ log = logging.getLogger("hermes_cron")
 RELAYED = frozenset({"attach_run", "get_run", "check_start", "check_starts", "running_others",
                      "catchup_ahead", "turn_ahead", "run_secrets", "mark_running", "heartbeat_run",
                      "finish_run", "output_size", "_append_chunk", "import_artifact",
-                     "take_next", "record_file_hash"})
+                     "take_next", "record_file_hash", "index_output"})
 #: Answered first (lowest first): what stands between a run's instant and its payload.
 URGENT = {"check_start": 0, "check_starts": 0, "attach_run": 1, "get_run": 1}
 _FRAME = struct.Struct("!I")

@@ -63,8 +63,9 @@ from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
 from hermes_cron_ext.store.base import Store
 from hermes_cron_ext.store.history import MIGRATION_13, HistorySQL
 from hermes_cron_ext.store.outbox import MIGRATION_12, OutboxSQL
+from hermes_cron_ext.store.views import MIGRATION_14, RunViewsSQL
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 #: the jobs table's columns at schema version 6 (copied as they are by migrations 7 and 9)
 _JOB_COLUMNS = ("id, name, kind, schedule, timezone, payload, policy, state, state_reason, "
                 "enabled, next_run_at, last_run, consecutive_failures, running_count, "
@@ -263,6 +264,8 @@ MIGRATIONS: dict[int, list[str]] = {
     12: MIGRATION_12,
     # revisions of every job, the chained audit log, the file a run ran (store/history.py)
     13: MIGRATION_13,
+    # the output index searched across runs, the indexes the timeline reads (views.py)
+    14: MIGRATION_14,
 }
 
 PAYLOAD_KEYS = ("command", "code", "interpreter", "cwd", "env", "secret_env", "parameters",
@@ -416,7 +419,7 @@ def _row_event(r) -> Event:
     return Event(r["seq"], r["at"], r["type"], r["job_id"], r["run_id"], json.loads(r["data"]))
 
 
-class SQLStore(OutboxSQL, HistorySQL, Store):
+class SQLStore(RunViewsSQL, OutboxSQL, HistorySQL, Store):
     """Jobs, runs, events and tickers in SQL; subclasses supply the connection and output."""
 
     #: appended to a SELECT that decides inside a write transaction
@@ -823,6 +826,7 @@ class SQLStore(OutboxSQL, HistorySQL, Store):
                    (job.id, job.id))
         db.execute("DELETE FROM runs WHERE job_id = ? AND status NOT IN ('queued', 'running')",
                    (job.id,))
+        self._drop_index(db, finished)
         db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
         db.execute("DELETE FROM job_after WHERE job_id = ?", (job.id,))
         db.execute("DELETE FROM job_shares WHERE job_id = ?", (job.id,))
@@ -1743,6 +1747,7 @@ class SQLStore(OutboxSQL, HistorySQL, Store):
                 db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM run_metrics WHERE run_id IN ({marks})", chunk)
                 db.execute(f"DELETE FROM events WHERE run_id IN ({marks})", chunk)
+                self._drop_index(db, chunk)
             ev = db.execute("DELETE FROM events WHERE at < ?", (now - max_age,)).rowcount
             # deliveries tried to the end, as old as the events they told of
             db.execute("DELETE FROM deliveries WHERE status <> 'pending' AND created_at < ?",

@@ -15,6 +15,7 @@ interface             suite
 ``EventLog``          ``test_events.py``
 ``Outbox``            ``test_outbox.py``
 ``History``           ``test_history.py``
+``RunViews``          ``test_views.py``
 ``Store`` (the rest)  ``test_store.py``
 ====================  =========================
 
@@ -37,6 +38,7 @@ from hermes_cron_ext.store.base import (
     OutputStore,
     RunLedger,
     RunMetrics,
+    RunViews,
     Store,
     TickerRegistry,
 )
@@ -56,6 +58,7 @@ SUITES: dict[type, str] = {
     EventLog: "test_events",
     Outbox: "test_outbox",
     History: "test_history",
+    RunViews: "test_views",
     Store: "test_store",
 }
 
