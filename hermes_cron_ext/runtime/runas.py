@@ -57,8 +57,10 @@ store holds. ``allow_groups`` narrows it to the hub's users.
   the read end of a go pipe: the payload is *primed* (``agent.GO_SCRIPT``: a shell as
   the owner that execs the payload when a line arrives, and exits at end of file), so
   the run-as step happens ahead of the instant and the instant costs one write.
-  Answer: ``{"n": N, "ok": true, "pid": PID}`` once the payload has exec'd (its group
-  is PID), or ``{"n": N, "ok": false, "reason": "..."}``.
+  Answer: ``{"n": N, "ok": true, "pid": PID, "file_sha256": HEX}`` once the payload
+  has exec'd (its group is PID; *file_sha256*: the script or notebook it runs, read by
+  the child once it is the owner, before its exec; null for a command or a file the
+  owner cannot read), or ``{"n": N, "ok": false, "reason": "..."}``.
 - A notebook run (the job's ``kind`` in the store is ``notebook``) must add
   ``"artifact": true`` (and no other run may) and pass one more descriptor, last: the
   write end of a pipe (a FIFO, nothing else), the *artifact pipe*. The runner
@@ -517,11 +519,14 @@ class Helper:
         go, artifact = request.get("go", False), request.get("artifact", False)
         if not isinstance(go, bool) or not isinstance(artifact, bool):
             raise Refused("'go' and 'artifact' are true or false")
-        return {"ok": True, "pid": self.start(run_id, fds, go, channel, artifact)}
+        pid, digest = self.start(run_id, fds, go, channel, artifact)
+        return {"ok": True, "pid": pid, "file_sha256": digest}
 
     # -- start ------------------------------------------------------------------------
-    def prepare(self, run_id: str) -> tuple[Account, list[str], dict[str, str], str, str]:
-        """The account, argv, environment, folder and kind of *run_id*'s payload, from
+    def prepare(self, run_id: str
+                ) -> tuple[Account, list[str], dict[str, str], str, str, str | None]:
+        """The account, argv, environment, folder and kind of *run_id*'s payload, and
+        the file it runs (a python script, a notebook: :func:`owner_payload_file`), from
         the store alone.
 
         :raises Refused: the run or its owner may not run through this helper."""
@@ -559,14 +564,17 @@ class Helper:
                                             login_env(account, self.path), account.uid)
         except ValueError as exc:
             raise Refused(f"run {run_id}: {exc}") from None
-        return account, argv, env, os.path.join(account.home, cwd), kind
+        cwd = os.path.join(account.home, cwd)
+        return account, argv, env, cwd, kind, owner_payload_file(run.spec, cwd, account.home)
 
     def start(self, run_id: str, fds: list[int], go: bool,
-              channel: socket.socket | None = None, artifact: bool = False) -> int:
+              channel: socket.socket | None = None, artifact: bool = False
+              ) -> tuple[int, str | None]:
         """Start *run_id*'s payload as its owner, its output on *fds* (stdout, stderr,
         with *go* the read end of its go pipe, with *artifact* (a notebook run) the
-        write end of its artifact pipe); its pid once it has exec'd. Its exit is told on
-        *channel*."""
+        write end of its artifact pipe); its pid once it has exec'd, and the sha256 of
+        the file it runs as its owner read it (None: a command, or a file they cannot
+        read). Its exit is told on *channel*."""
         names = ["stdout", "stderr"] + (["go"] if go else []) + \
             (["artifact"] if artifact else [])
         if len(fds) != len(names):
@@ -576,7 +584,7 @@ class Helper:
             _check_fd(fd, "r" if name == "go" else "w", pipe=name == "artifact")
         if run_id in self.groups or run_id in self.ended:  # before its end is recorded
             raise Refused(f"run {run_id} was started already by this helper")
-        account, argv, env, cwd, kind = self.prepare(run_id)
+        account, argv, env, cwd, kind, path = self.prepare(run_id)
         if (kind == "notebook") != artifact:
             raise Refused(f"run {run_id} is a {kind} run: a notebook run, and only one, "
                           "passes its artifact pipe (\"artifact\": true)")
@@ -597,17 +605,21 @@ class Helper:
             program, argv = argv[0], ["/bin/sh", "-c", GO_SCRIPT, "sh", *argv]
             stdin = fds[2]
         err_r, err_w = os.pipe()
+        sha_r, sha_w = os.pipe()
         try:
             pid = os.fork()
             if pid == 0:
                 _become(account, argv, env, cwd, stdin, fds[0], fds[1], err_w, program,
-                        extra)
+                        extra, (path, sha_w))
         finally:
             os.close(err_w)
+            os.close(sha_w)
         try:
             why = _read_failure(err_r, pid)
-        finally:
+            digest = os.read(sha_r, 128).decode("ascii", "replace") or None  # written
+        finally:  # before the exec: there by now (or never)
             os.close(err_r)
+            os.close(sha_r)
         if why is not None:
             try:
                 os.waitpid(pid, 0)
@@ -616,7 +628,7 @@ class Helper:
             raise Refused(why)
         group = _Group(run_id, pid, channel)
         self.groups[run_id] = self.by_pid[pid] = group
-        return pid
+        return pid, digest if digest and len(digest) == 64 else None
 
     # -- signal, exits ----------------------------------------------------------------
     def signal(self, run_id: str, sig: Any) -> dict[str, Any]:
@@ -822,10 +834,13 @@ def _read_failure(err_r: int, pid: int) -> str | None:
 
 def _become(account: Account, argv: list[str], env: dict[str, str], cwd: str,
             stdin: int | None, stdout: int, stderr: int, err_w: int,
-            program: str | None, extra: Sequence[int] = ()) -> NoReturn:
+            program: str | None, extra: Sequence[int] = (),
+            payload: tuple[str | None, int] | None = None) -> NoReturn:
     """In the forked child: become *account*, checking each step, and exec, with
     *stdin*, *stdout*, *stderr* as 0, 1, 2 and *extra* as 3, 4, ... What fails is
-    written to *err_w* (close-on-exec: end of file means the exec worked)."""
+    written to *err_w* (close-on-exec: end of file means the exec worked). *payload*:
+    the file the payload runs and a pipe to write its sha256 to, read once the child is
+    the owner (so the helper, root, reads nothing the owner could not)."""
     import fcntl
 
     step = "setsid"
@@ -854,6 +869,8 @@ def _become(account: Account, argv: list[str], env: dict[str, str], cwd: str,
         os.umask(0o077)
         step = "chdir"
         os.chdir(cwd)  # as the owner: a folder they may not enter is not entered
+        if payload is not None:
+            _write_sha256(*payload)
         step = "exec"
         null = os.open(os.devnull, os.O_RDONLY) if stdin is None else stdin
         # above every target first, so no dup2 overwrites a source (or err_w) yet to use
@@ -877,6 +894,42 @@ def _become(account: Account, argv: list[str], env: dict[str, str], cwd: str,
         finally:
             os._exit(127)
     os._exit(127)  # execvpe does not return
+
+
+def owner_payload_file(spec: dict[str, Any], cwd: str, home: str) -> str | None:
+    """The file a run of *spec* runs (``supervisor.payload_file``), with ``~`` the
+    owner's *home* (this process's own HOME is root's)."""
+    from hermes_cron_ext.runtime.supervisor import payload_file
+
+    command = spec.get("command")
+    if isinstance(command, str) and (command == "~" or command.startswith("~/")):
+        command = home + command[1:]
+    elif isinstance(command, list) and command and isinstance(command[0], str) \
+            and (command[0] == "~" or command[0].startswith("~/")):
+        command = [home + command[0][1:], *command[1:]]
+    path: str | None = payload_file({**spec, "command": command}, cwd)
+    return path
+
+
+def _write_sha256(path: str | None, out: int) -> None:
+    """In the child, as the owner: the sha256 of *path* to *out*, if it is a regular
+    file they can read (nothing otherwise: a FIFO or a device is never read, the start
+    then says what is wrong). *out* is closed either way."""
+    import hashlib
+
+    try:
+        if path is not None:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+            with open(fd, "rb") as f:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    digest = hashlib.sha256()
+                    while chunk := f.read(1 << 20):
+                        digest.update(chunk)
+                    os.write(out, digest.hexdigest().encode())
+    except OSError:
+        pass
+    finally:
+        os.close(out)
 
 
 def _findable(program: str, env: dict[str, str], cwd: str) -> bool:
@@ -1041,6 +1094,10 @@ class Process:
     artifact: IO[bytes] | None = None
     #: what the helper told of its end (its CPU time and peak memory with it)
     exit: Exit | None = None
+    #: the sha256 of the script or notebook it runs, read by the helper as its owner
+    #: (None: a command, code, a file the owner cannot read, an older helper); the
+    #: service records it (``store.record_file_hash``), as it hashes its own runs' files
+    file_sha256: str | None = None
 
     def poll(self) -> int | None:
         self.runas.events(keep=True)
@@ -1128,12 +1185,17 @@ class RunAs:
         is also its process group.
 
         :raises RunAsError: with the helper's reason (refused, cannot start)."""
+        return int(self._start(run_id, stdout, stderr, go, artifact)["pid"])
+
+    def _start(self, run_id: str, stdout: int, stderr: int, go: int | None,
+               artifact: int | None) -> dict[str, Any]:
+        """:meth:`launch`'s answer: ``pid``, and ``file_sha256`` (see :class:`Process`)."""
         fds = [stdout, stderr] + ([] if go is None else [go]) + \
             ([] if artifact is None else [artifact])
         request: dict[str, Any] = {"op": "start", "run": run_id, "go": go is not None}
         if artifact is not None:
             request["artifact"] = True
-        return int(self._call(request, fds)["pid"])
+        return self._call(request, fds)
 
     def popen(self, run_id: str, go: bool = False, artifact: bool = False) -> Process:
         """:meth:`launch` with pipes made here: a :class:`Process` to read and wait on
@@ -1144,7 +1206,7 @@ class RunAs:
         go_r, go_w = os.pipe() if go else (None, None)
         art_r, art_w = os.pipe() if artifact else (None, None)
         try:
-            pid = self.launch(run_id, out_w, err_w, go_r, art_w)
+            answer = self._start(run_id, out_w, err_w, go_r, art_w)
         except BaseException:
             for fd in (out_r, err_r, go_w, art_r):
                 if fd is not None:
@@ -1154,9 +1216,11 @@ class RunAs:
             for fd in (out_w, err_w, go_r, art_w):
                 if fd is not None:
                     os.close(fd)
+        pid, digest = int(answer["pid"]), answer.get("file_sha256")
         proc = Process(self, run_id, pid, open(out_r, "rb", buffering=0),  # noqa: SIM115
                        open(err_r, "rb", buffering=0), go_w,  # noqa: SIM115
-                       artifact=None if art_r is None else open(art_r, "rb", buffering=0))
+                       artifact=None if art_r is None else open(art_r, "rb", buffering=0),
+                       file_sha256=digest if isinstance(digest, str) else None)
         told = next((e for e in self._events if e.pid == pid), None)
         if told is None:  # its exit may have come in with the answer
             self._procs[pid] = proc

@@ -185,7 +185,7 @@ def payload_launch(store, run, base: Mapping[str, str] | None = None,
         cwd = os.path.expanduser(cwd)  # JupyterLab reports "~/..." roots
     elif cwd == "~" or cwd.startswith("~/"):
         cwd = base.get("HOME", "/") + cwd[1:]
-    if base is None:  # the run-as helper's runs (the owner's files) are not hashed
+    if base is None:  # the run-as helper hashes its runs' files as their owner reads them
         record_payload_file(store, run.id, spec, cwd)
     return payload_argv(spec, store.artifact_path(run.id)), env, cwd
 
@@ -747,6 +747,11 @@ class Supervisor:
         except OSError as exc:  # RunAsError: the helper's reason
             return exc
         go_w, proc.go = proc.go, None  # the Payload's to write and close
+        if proc.file_sha256 is not None:  # what it runs, as its owner read it (the helper)
+            try:
+                self.store.record_file_hash(run.id, proc.file_sha256)
+            except Exception:  # noqa: BLE001 - which file it ran is worth less than the run
+                pass
         sink = None
         if proc.artifact is not None:
             sink = ArtifactSink(proc.artifact, self.store.artifact_path(run.id))

@@ -21,6 +21,7 @@ alive runs as the owner too; with run-as off, owned jobs run as they always did.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import pwd
@@ -378,6 +379,35 @@ def test_an_owned_notebooks_cells_run_as_its_owner_and_the_service_gets_its_arti
     assert f"uid={alice.pw_uid}\nuser={ALICE}\n" in nb.cells[0].outputs[0]["text"]
     assert nb.cells[1].outputs[0]["data"]["text/plain"] == "42"
     assert TOKEN not in json.dumps(nb)
+
+
+def test_an_owned_runs_script_and_notebook_are_hashed_as_their_owner_reads_them(
+        hub, accounts, owners_python):
+    """The helper's child hashes the file an owned run runs once it is the owner, and
+    the supervisor records it: alice's private script and notebook (0600 in her home)
+    have the hash of their bytes. Bob's job naming her script records none (the helper
+    reads nothing for him that he could not) and fails as he cannot read it."""
+    alice = accounts[ALICE]
+    script = os.path.join(alice.pw_dir, "hashed.py")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write("print('hashed')\n")
+    os.chown(script, alice.pw_uid, alice.pw_gid)
+    os.chmod(script, 0o600)
+    notebook = _notebook(alice, "hashed.ipynb", "print('hashed')")
+
+    def sha256(path: str) -> str:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    py = hub.run_of(hub.job(ALICE, script, kind="python", overlap="queue"))
+    assert not handles(py)  # a supervisor's
+    assert (py.status, py.file_sha256) == ("succeeded", sha256(script)), (
+        py.reason, hub.output(py))
+    nb = hub.run_of(hub.job(ALICE, notebook, kind="notebook"), timeout=120)
+    assert (nb.status, nb.file_sha256) == ("succeeded", sha256(notebook)), nb.reason
+    bobs = hub.run_of(hub.job(BOB, script, kind="python", overlap="queue"))
+    assert (bobs.status, bobs.file_sha256) == ("failed", None)
+    assert "Permission denied" in hub.output(bobs)
 
 
 def test_an_owned_notebook_cannot_read_a_file_in_bobs_home(hub, accounts, owners_python):
