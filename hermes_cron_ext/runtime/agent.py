@@ -78,6 +78,7 @@ from hermes_cron_ext.runtime.supervisor import (
     exit_fd,
     exit_status,
     foreign,
+    index_output,
     metric_rows,
     outcome,
     owned,
@@ -636,6 +637,7 @@ class Agent:
             writer = store.output_writer(watch.id, watch.run.spec.get("max_output"))
             writer.system(f"[hermes-cron: cannot start the job: {exc}]\n")
             writer.close()
+            index_output(store, watch.id, writer, True)
         except Exception as err:  # noqa: BLE001 - the status matters more than the line
             _complain(f"run {watch.id}: its failure to start not written: {err}")
         self._record(watch.id, "failed", 127, f"cannot start: {exc}")
@@ -732,6 +734,7 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - a missed beat is no reason to stop the run
             _complain(f"heartbeat of run {watch.id} not recorded: {exc}")
             cancel = False
+        index_output(self.store, watch.id, writer, False)
         now = time.monotonic()
         watch.last_beat = now
         watch.next_beat = now + self.heartbeat
@@ -812,6 +815,7 @@ class Agent:
             _wait(watch.proc)
         if watch.writer is not None:
             watch.writer.close()
+            index_output(self.store, watch.id, watch.writer, True)
         self._record(watch.id, "failed", None, reason, metric_rows(watch.metrics, None))
 
     def _done(self, watch: Watch) -> None:
@@ -832,6 +836,7 @@ class Agent:
         status, exit_code, reason = ("failed", None, rc) if isinstance(rc, str) else outcome(
             rc, watch.stopping, watch.run.spec.get("timeout"), writer, watch.last_err)
         writer.close()
+        index_output(store, watch.id, writer, True)
         try:
             store.heartbeat_run(watch.id, time.time(), watch.progress.phase,
                                 watch.progress.fraction, writer.size)

@@ -446,6 +446,18 @@ def patiently(call, *args, limit: float):
         pause = min(pause * 2, 5.0)
 
 
+def index_output(store, run_id: str, writer, final: bool) -> None:
+    """Hand what *writer* appended since last time to the store's output index (at
+    each heartbeat, and once the writer is closed with *final*). Search is a view: a
+    store that cannot index is complained about, and the run goes on regardless."""
+    try:
+        chunks = writer.index_pending(final)
+        if chunks:
+            store.index_output(run_id, chunks)
+    except Exception as exc:
+        _complain(f"output not indexed for search: {exc}")
+
+
 def outcome(rc: int, stopping: str | None, timeout: float | None,
             writer: output.OutputWriter, last_err: bytes) -> tuple[str, int, str | None]:
     """``(status, exit_code, reason)`` of a payload that exited with *rc* (negative: the
@@ -768,6 +780,7 @@ class Supervisor:
             writer = store.output_writer(run.id, spec.get("max_output"))
             writer.system(f"[hermes-cron: cannot start the job: {payload}]\n")
             writer.close()
+            index_output(store, run.id, writer, True)
             store.finish_run(run.id, "failed", 127, reason=f"cannot start: {payload}")
             return 0
         proc = payload.proc
@@ -795,6 +808,7 @@ class Supervisor:
         finally:
             payload.close()
             writer.close()
+            index_output(store, run.id, writer, True)
             try:
                 store.heartbeat_run(run.id, time.time(), self._progress.phase,
                                     self._progress.fraction, writer.size)
@@ -901,6 +915,7 @@ class Supervisor:
                 except Exception as exc:  # a missed beat is no reason to stop the run
                     _complain(f"heartbeat not recorded: {exc}")
                     cancel = False
+                index_output(self.store, self.run_id, writer, False)
                 if cancel and not self.stop_reason:
                     self.stop_reason = "cancelled"
                     continue
