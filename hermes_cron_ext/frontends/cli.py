@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -478,10 +479,26 @@ def cmd_runs(args, ops: Operations) -> int:
     return _print_page(args, page, lambda: runs_text(page["runs"]))
 
 
+@contextlib.contextmanager
+def _as_options(options: dict[str, str]) -> Iterator[None]:
+    """An answer's complaint about a field, in the words of the option the user typed
+    (``from`` is ``--since`` on the command line)."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.field not in options:
+            raise
+        message = exc.message
+        for name, flag in options.items():
+            message = re.sub(rf"\b(?<!-){name}\b", flag, message)
+        raise InvalidInput(message, field=exc.field) from None
+
+
 def cmd_search(args, ops: Operations) -> int:
     """Runs whose output has a line with every term, newest first, the lines shown."""
-    answer = ops.search(args.q, job=args.job, since=args.since, status=args.status,
-                        limit=args.limit, cursor=args.cursor)
+    with _as_options({"since": "--since"}):
+        answer = ops.search(args.q, job=args.job, since=args.since, status=args.status,
+                            limit=args.limit, cursor=args.cursor)
     if args.json:
         _print_json(answer)
         return 0
@@ -491,7 +508,8 @@ def cmd_search(args, ops: Operations) -> int:
 
 def cmd_timeline(args, ops: Operations) -> int:
     """Every job's runs on one time axis (all pages of the range), and the coming slots."""
-    answer = ops.timeline(args.since, args.until, job=args.job, status=args.status)
+    with _as_options({"from": "--since", "to": "--until"}):
+        answer = ops.timeline(args.since, args.until, job=args.job, status=args.status)
     pages = 1
     while answer["cursor"] and pages < 20 and not args.json:
         more = ops.timeline(answer["from"], answer["to"], job=args.job, status=args.status,
