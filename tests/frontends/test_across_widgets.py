@@ -8,6 +8,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 from hermes_cron_ext.frontends.render import (
     calendar_cell,
@@ -24,6 +25,11 @@ from hermes_cron_ext.frontends.render import (
 )
 from hermes_cron_ext.frontends.widgets import TimelineChart
 from hermes_cron_ext.frontends.widgets.across import timeline_model_rows
+from hermes_cron_ext.store import SQLiteStore
+from tests.conftest import wait_for
+from tests.frontends.test_magics import Cell
+
+pytest_plugins = ("tests.notebook_fixtures",)
 
 T0 = "2026-12-07T00:00:00Z"
 
@@ -197,3 +203,142 @@ def test_revision_parts_say_an_older_revision():
 def test_a_timeline_without_its_range_is_refused(bad):
     with pytest.raises(ValueError):
         timeline_text(bad)
+
+
+# -- %cron, on a real store with real runs ----------------------------------------------
+
+@pytest.fixture
+def ip(local_env):
+    shell = InteractiveShell.instance()
+    if "hermes_cron_ext" not in shell.extension_manager.loaded:
+        shell.run_line_magic("load_ext", "hermes_cron_ext")
+    return shell
+
+
+@pytest.fixture
+def db(local_env):
+    s = SQLiteStore(local_env)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def cell(ip, capsys):
+    return Cell(ip, capsys)
+
+
+def _two_runs(cell, db) -> tuple[str, str]:
+    """Two ended runs of ``flaky`` whose output differs in one line."""
+    cell.ok('%cron add flaky "@yearly" -- echo start; echo "value $$-$RANDOM"; '
+            'echo "KeyError: user_id"; echo end')
+    ids = []
+    for _ in range(2):
+        run_id = cell.ok("%cron run flaky").split()[1]
+        wait_for(lambda r=run_id: db.get_run(r).status == "succeeded", 30, what="the run")
+        ids.append(run_id)
+    return ids[0], ids[1]
+
+
+def test_cron_timeline_search_calendar_diff_of_real_runs(cell, db):
+    first, second = _two_runs(cell, db)
+    lines = cell.ok("%cron timeline --since 1h --until 1h").splitlines()
+    row = next(ln for ln in lines if ln.startswith("flaky "))
+    assert "#" in row and "X" not in row
+    assert "# succeeded  X failed  > running  s skipped  m missed  . coming slot" in lines
+
+    found = cell.ok("%cron search 'keyerror user' --job flaky").splitlines()
+    heads = [ln for ln in found if ln.startswith("run ")]
+    assert [h.split()[1] for h in heads] == [second, first]  # newest first
+    assert all(" of flaky \u00b7 succeeded \u00b7 " in h for h in heads)
+    marked = [ln for ln in found if ln.startswith(">")]
+    assert len(marked) == 2 and all(ln.endswith("KeyError: user_id") for ln in marked)
+    offset = int(marked[0].split()[1])
+    assert db.read_output(second, offset, 17) == b"KeyError: user_id"  # its byte offset
+    assert "no runs' output matches" in cell.ok("%cron search 'nothing-like-this'")
+
+    cal = cell.ok("%cron calendar flaky").splitlines()
+    assert cal[0].startswith("flaky: 90 days, 2 runs, 0 failed")
+    assert len(cal) == 9 and cal[-1].startswith("# all succeeded")
+
+    diff = cell.ok(f"%cron diff {first} {second}")
+    assert f"a: run {first} of flaky (succeeded)" in diff
+    assert "output: +1 -1 lines" in diff and "\n-value " in diff and "\n+value " in diff
+
+
+def test_across_bad_input_is_one_line(cell, db):
+    cell.ok('%cron add quiet "@yearly" -- echo quiet')
+    cell.fails("%cron search ''", "the search is empty")
+    cell.fails("%cron search x --since yesterday-ish")
+    cell.fails("%cron search x --limit 0", "--limit must be between 1 and 100")
+    cell.fails("%cron timeline --since soon")
+    cell.fails("%cron calendar quiet --days 400", "--days must be between 1 and 366")
+    cell.fails("%cron calendar nobody")
+    cell.fails("%cron diff r_nope r_none")
+    cell.fails("%cron diff r_nope", "RUN_B")
+
+
+def test_widgets_open_the_run_a_search_hit_or_a_bar_names(cell, db):
+    from hermes_cron_ext import ops as cron_client
+    from hermes_cron_ext.frontends.widgets import SearchResults, Timeline
+
+    first, second = _two_runs(cell, db)
+    client = cron_client.get_client()
+    found = SearchResults("KeyError", client=client, job="flaky")
+    assert [h["run_id"] for h in found.answer["hits"]] == [second, first]
+    out = found.show_run(first)
+    assert out.run_id == first and "KeyError: user_id" in out.text
+    timeline = Timeline(client, since="1h", until="1h", job="flaky")
+    assert [r["name"] for r in timeline.chart.rows] == ["flaky"]
+    timeline.chart.selected = second  # what a click on its bar does
+    shown = timeline.detail.children[0]
+    assert shown.run_id == second and "KeyError: user_id" in shown.text
+    assert 'data-run="' + second + '"' in timeline.static_html()
+    timeline.chart.zoom(0.5)
+    assert timeline.chart.window[1] - timeline.chart.window[0] == pytest.approx(3600.0)
+
+
+def test_cards_and_dashboard_show_the_calendar(cell, db):
+    from hermes_cron_ext import ops as cron_client
+    from hermes_cron_ext.frontends.widgets import Dashboard, JobCard
+
+    _two_runs(cell, db)
+    client = cron_client.get_client()
+    card = JobCard("flaky", client=client, live=False)
+    assert card.calendar["job_name"] == "flaky"
+    assert sum(d["succeeded"] for d in card.calendar["days"]) == 2
+    assert 'data-role="calendar"' in card._calendar.value
+    today = card.calendar["days"][-1]["day"]
+    assert f"<title>{today}: 2 runs</title>" in card.static_html()
+    board = Dashboard(client)
+    assert f"<title>{today}: 2 runs</title>" in board.static_html()
+
+
+def test_run_views_say_the_revision_a_run_ran(cell, db):
+    from hermes_cron_ext import ops as cron_client
+    from hermes_cron_ext.frontends.widgets import LiveOutput, RunHistory
+    from hermes_cron_ext.frontends.widgets.history import runs_table
+
+    cell.ok('%cron add versioned "@yearly" -- echo one')
+    run_id = cell.ok("%cron run versioned").split()[1]
+    wait_for(lambda: db.get_run(run_id).status == "succeeded", 30, what="the run")
+    client = cron_client.get_client()
+    ran = client.run(run_id)["job_version"]
+    assert ran is not None
+    out = LiveOutput(run_id, client=client)
+    assert out.revision == f"rev {ran}"
+    assert out.plain_text().splitlines()[0].endswith(f" \u00b7 rev {ran}")
+    cell.ok("%cron edit versioned -- echo two")
+    now = client.job("versioned")["version"]
+    assert now > ran
+    out = LiveOutput(run_id, client=client)
+    assert out.revision == f"rev {ran} \u00b7 older revision (the job is at rev {now} now)"
+    # the run history says it of the runs its page carries it for (a listing leaves the
+    # frozen spec out: the runs read one by one do)
+    table = runs_table([client.run(run_id)], current=now)
+    assert f"rev {ran} \u00b7 older revision (the job is at rev {now} now)" in table
+    assert 'data-role="run-rev"' not in RunHistory("versioned", client=client).static_html() \
+        or "older revision" in RunHistory("versioned", client=client).static_html()
+    # and the revisions %cron made say they came from the magics
+    revisions = client.revisions("versioned")["revisions"]
+    assert len(revisions) == 2
+    assert {r["origin"] for r in revisions} == {"magics"}

@@ -106,8 +106,9 @@ def test_run_watch_follows_the_run_it_started_to_its_end(executed):
     data = shown(executed, "%cron run saved-ok --watch")
     plain = data["text/plain"].splitlines()
     # the display was replaced when the run ended: the outcome and the whole output
-    assert re.fullmatch(rf"run {run_id} of saved-ok: succeeded \u00b7 exit 0 \u00b7 .+ s",
-                        plain[0]), plain
+    # ... and the job's revision it ran (issue 33)
+    assert re.fullmatch(rf"run {run_id} of saved-ok: succeeded \u00b7 exit 0 \u00b7 .+ s"
+                        r" \u00b7 rev \d+", plain[0]), plain
     assert plain[1].startswith("[##############################] 100% halfway")
     assert plain[2:] == ["first line", "green end"]  # the ::progress:: line is the bar
     page = data["text/html"]

@@ -103,7 +103,7 @@ class Timeline(Static, widgets.VBox):
         super().__init__([widgets.HBox([self.refresh_button, self._head]), self.chart,
                           self.detail], **kwargs)
         self.add_class("hc-timeline")
-        self.chart.observe(lambda change: self.open(change["new"]), names="selected")
+        self.chart.observe(lambda change: self.show_run(change["new"]), names="selected")
         self.refresh()
 
     def refresh(self) -> None:
@@ -122,7 +122,7 @@ class Timeline(Static, widgets.VBox):
             if not self.chart.window:
                 self.chart.window = [start, end]
 
-    def open(self, run_id: str) -> LiveOutput | None:
+    def show_run(self, run_id: str) -> LiveOutput | None:
         """Show the run *run_id* below the chart (its output, live while it runs)."""
         for old in self.detail.children:
             old.close()
@@ -160,14 +160,14 @@ class SearchResults(Static, widgets.VBox):
             button = widgets.Button(description="Open", icon="external-link",
                                     tooltip=f"the output of run {hit['run_id']}",
                                     layout=widgets.Layout(width="auto"))
-            button.on_click(lambda _, h=hit: self.open(h["run_id"]))
+            button.on_click(lambda _, h=hit: self.show_run(h["run_id"]))
             items.append(widgets.VBox([widgets.HTML(search_hit_html(hit, q)), button]))
         if not items:
             items.append(widgets.HTML(search_html(self.answer)))
         super().__init__([*items, self.detail])
         self.add_class("hc-search")
 
-    def open(self, run_id: str, offset: int | None = None) -> LiveOutput:
+    def show_run(self, run_id: str) -> LiveOutput:
         """The run's output under the results."""
         for old in self.detail.children:
             old.close()

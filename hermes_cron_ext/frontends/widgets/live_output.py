@@ -203,7 +203,7 @@ class LiveOutput(Static, anywidget.AnyWidget):
         return f"LiveOutput({self.headline()})"
 
     def headline(self) -> str:
-        """``run r_1 of etl: failed · exit 3 · 1.20 s``"""
+        """``run r_1 of etl: failed · exit 3 · 1.20 s · rev 3``"""
         what = f"run {self.run_id}" if self.run_id else "no run yet"
         job = f" of {self.job_name}" if self.job_name else ""
         status = {"waiting": "waiting for a run"}.get(self.status,
@@ -213,6 +213,8 @@ class LiveOutput(Static, anywidget.AnyWidget):
             bits.append(f"exit {self.exit_code}")
         if self.took:
             bits.append(self.took)
+        if self.revision:  # rev 3 · sha256 1a2b3c4d… (· older revision …)
+            bits.append(self.revision)
         return f"{what}{job}: " + " \u00b7 ".join(bits)
 
     def _screen(self) -> tuple[list[str], list[str]]:
@@ -246,8 +248,6 @@ class LiveOutput(Static, anywidget.AnyWidget):
     def plain_text(self) -> str:
         notes, bar, _, text_lines = self._static_parts()
         head = [self.headline()]
-        if self.revision:
-            head.append(self.revision)
         if bar:
             head.append(bar)
         if self.reason and self.status != "succeeded":
@@ -260,10 +260,7 @@ class LiveOutput(Static, anywidget.AnyWidget):
         notes, bar, html_lines, _ = self._static_parts()
         colour = OUTCOME_COLOURS.get(self.status, "#757575")
         out = [f'<div class="hc-live-static"><div><span style="color:{colour};'
-               f'font-weight:600">{html.escape(self.headline())}</span>'
-               + (f' <span data-role="run-rev" style="color:#666">'
-                  f"{html.escape(self.revision)}</span>" if self.revision else "")
-               + "</div>"]
+               f'font-weight:600">{html.escape(self.headline())}</span></div>']
         if self.progress is not None:
             out.append(f'<div><progress max="1" value="{self.progress:.3f}"></progress> '
                        f"{self.progress * 100:.0f}% {html.escape(self.phase or '')}</div>")
