@@ -285,8 +285,11 @@ def test_widgets_open_the_run_a_search_hit_or_a_bar_names(cell, db):
     client = cron_client.get_client()
     found = SearchResults("KeyError", client=client, job="flaky")
     assert [h["run_id"] for h in found.answer["hits"]] == [second, first]
-    out = found.show_run(first)
-    assert out.run_id == first and "KeyError: user_id" in out.text
+    offset = found.answer["hits"][1]["matches"][0]["offset"]
+    out = found.show_run(first, offset)  # what the match's "Open at byte N" does
+    assert out.run_id == first
+    assert out.text.splitlines()[1:] == ["KeyError: user_id", "end"]  # from that line on
+    assert out.text.splitlines()[0].startswith(f"[\u2026 from byte {offset:,}: ")
     timeline = Timeline(client, since="1h", until="1h", job="flaky")
     assert [r["name"] for r in timeline.chart.rows] == ["flaky"]
     timeline.chart.selected = second  # what a click on its bar does

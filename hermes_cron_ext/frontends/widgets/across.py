@@ -146,9 +146,8 @@ class Timeline(Static, widgets.VBox):
 
 
 class SearchResults(Static, widgets.VBox):
-    """The runs whose output matches; each match's Open shows the run's output
-    around that line (its :class:`LiveOutput`, scrolled at the line's byte offset in the
-    static view: the widget follows from the start)."""
+    """The runs whose output matches; each match's button opens the run's output at that
+    line (a :class:`LiveOutput` from the line's byte offset on, live if it still runs)."""
 
     def __init__(self, q: str, client: CronClient | None = None, **options: Any):
         self.client = client or get_client()
@@ -157,21 +156,27 @@ class SearchResults(Static, widgets.VBox):
         self.detail = widgets.VBox()
         items: list[widgets.Widget] = []
         for hit in self.answer.get("hits") or []:
-            button = widgets.Button(description="Open", icon="external-link",
-                                    tooltip=f"the output of run {hit['run_id']}",
-                                    layout=widgets.Layout(width="auto"))
-            button.on_click(lambda _, h=hit: self.show_run(h["run_id"]))
-            items.append(widgets.VBox([widgets.HTML(search_hit_html(hit, q)), button]))
+            buttons = []
+            for m in hit.get("matches") or []:
+                button = widgets.Button(
+                    description=f"Open at byte {m['offset']:,}", icon="external-link",
+                    tooltip=f"the output of run {hit['run_id']} from this line on",
+                    layout=widgets.Layout(width="auto"))
+                button.on_click(lambda _, r=hit["run_id"], at=m["offset"]:
+                                self.show_run(r, at))
+                buttons.append(button)
+            items.append(widgets.VBox([widgets.HTML(search_hit_html(hit, q)),
+                                       widgets.HBox(buttons)]))
         if not items:
             items.append(widgets.HTML(search_html(self.answer)))
         super().__init__([*items, self.detail])
         self.add_class("hc-search")
 
-    def show_run(self, run_id: str) -> LiveOutput:
-        """The run's output under the results."""
+    def show_run(self, run_id: str, offset: int = 0) -> LiveOutput:
+        """The run's output under the results, from byte *offset* on (a match's line)."""
         for old in self.detail.children:
             old.close()
-        out = LiveOutput(run_id, client=self.client)
+        out = LiveOutput(run_id, client=self.client, start=offset)
         self.detail.children = (out,)
         return out
 

@@ -76,11 +76,13 @@ class LiveOutput(Static, anywidget.AnyWidget):
     rate = 10.0
 
     def __init__(self, run_id: str | None = None, *, client: CronClient | None = None,
-                 max_lines: int = 2000, **kwargs):
+                 max_lines: int = 2000, start: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.client = client or get_client()
         self.term = Terminal(max_lines=max_lines)
         self.offset = 0
+        #: where the output shown begins (a search hit's line: its byte offset); 0: the start
+        self.start = max(0, start)
         self._lock = threading.RLock()  # the screen, and publishing it in order
         self._stop = threading.Event()
         self._finished = threading.Event()
@@ -340,7 +342,12 @@ class LiveOutput(Static, anywidget.AnyWidget):
         self._apply_run(run)
         self.job_name = run.get("job_name") or self.job_name
         self.run_id = run["id"]
-        if (run.get("output_bytes") or 0) > self.tail_bytes:
+        if self.start:  # from that line on (a search hit), the bytes before it left out
+            self.offset = self.start
+            with self._lock:
+                self.term.feed(f"[\u2026 from byte {self.start:,}: %cron logs {run['id']} "
+                               "prints the bytes before]\n", "system")
+        elif (run.get("output_bytes") or 0) > self.tail_bytes:
             _, start, size = self.client.log(run["id"], tail=self.tail_bytes, limit=0)
             self.offset = start
             with self._lock:
