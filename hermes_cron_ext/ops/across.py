@@ -349,7 +349,7 @@ def timeline(ops: Operations, start: str | None = None, end: str | None = None, 
             "missed": r["status"] == "skipped"
             and str(r.get("reason") or "").startswith("missed")})
     slots: list[dict[str, Any]] = []
-    if not cursor:
+    if not cursor and max(now, begin) < finish:  # (a range in the past: no job is read)
         if job is not None:
             jobs = [ops._job(job)]
         else:
