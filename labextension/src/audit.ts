@@ -10,19 +10,19 @@ import { h } from './dom';
 import { ago, formatTime } from './format';
 
 function detailText(r: IAuditRecord): string {
-  const d = r.detail ?? {};
   const bits: string[] = [];
-  if (typeof d.to === 'number') {
-    bits.push(`to rev ${d.to}`);
-  }
-  if (Array.isArray(d.fields)) {
-    bits.push(d.fields.join(', '));
-  } else if (d.changes && typeof d.changes === 'object') {
-    bits.push(Object.keys(d.changes as object).join(', '));
-  }
-  for (const [k, v] of Object.entries(d)) {
-    if (!['to', 'fields', 'changes'].includes(k) && (typeof v === 'string' || typeof v === 'number')) {
+  for (const [k, v] of Object.entries(r.detail ?? {})) {
+    if (k === 'name' && v === r.job) {
+      continue; // the Job column says it
+    }
+    if (k === 'to' && typeof v === 'number') {
+      bits.push(`to rev ${v}`);
+    } else if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') {
       bits.push(`${k} ${v}`);
+    } else if (Array.isArray(v) && v.every(x => typeof x === 'string' || typeof x === 'number')) {
+      bits.push(`${k === 'changes' ? 'changed' : k}: ${v.join(', ') || '—'}`);
+    } else if (v && typeof v === 'object') {
+      bits.push(`${k}: ${Object.keys(v).join(', ')}`);
     }
   }
   return bits.join(' · ');
@@ -97,7 +97,7 @@ export class AuditView extends Widget {
           h('td', { 'data-role': 'origin' }, r.origin ?? '—'),
           h('td', { 'data-role': 'action' }, r.action),
           h('td', {}, job),
-          h('td', { class: 'jp-HermesCron-muted' }, detailText(r))
+          h('td', { class: 'jp-HermesCron-muted', 'data-role': 'detail' }, detailText(r))
         );
       });
       if (fresh) {

@@ -1376,3 +1376,227 @@ def test_a_run_header_shows_its_revision(lab, page):
     assert run["file_sha256"], "a python file's run records its sha256"
     shot(page, "run-revision")
     page.fill(".jp-HermesCron-filter", "")
+
+
+# -- across runs (issue 34) ------------------------------------------------------------------
+
+
+def _run_and_wait(lab, job_id: str) -> str:
+    run_id = lab.call(f"jobs/{job_id}/run", "POST")["id"]
+    wait_for(lambda: _ended(lab, run_id), 30, 0.2, "the run to end")
+    return run_id
+
+
+def _tab(pg, name: str):
+    pg.locator(f".jp-HermesCron-tab[data-tab='{name}']").click()
+
+
+def _left(bar) -> float:
+    return float(bar.evaluate("el => parseFloat(el.style.left)"))
+
+
+def test_the_timeline_draws_runs_as_bars_and_a_bar_opens_its_run(lab, page):
+    """The Timeline tab: a row per job, a bar per run coloured by its outcome, the coming
+    slots as ticks; the wheel zooms around the pointer and ‹ pans, each reading the
+    visible range again; clicking a bar opens that run in the job's detail."""
+    ok = lab.create("tl-ok", "0 * * * *", "echo timeline ok")
+    bad = lab.create("tl-bad", "@yearly", "echo timeline bad; exit 3")
+    try:
+        ok_run = _run_and_wait(lab, ok["id"])
+        bad_run = _run_and_wait(lab, bad["id"])
+        _tab(page, "timeline")
+        view = page.locator("[data-role='timeline-view']")
+        bar = view.locator(f".jp-HermesCron-tlRow[data-job='tl-ok'] "
+                           f".jp-HermesCron-tlBar[data-run-id='{ok_run}']")
+        bar.wait_for(timeout=15_000)
+        assert bar.get_attribute("data-status") == "succeeded"
+        assert bar.get_attribute("data-tone") == "ok"
+        failed = view.locator(f".jp-HermesCron-tlRow[data-job='tl-bad'] "
+                              f".jp-HermesCron-tlBar[data-run-id='{bad_run}']")
+        assert failed.get_attribute("data-status") == "failed"
+        assert failed.get_attribute("data-tone") == "bad"
+        # an hourly job's coming slots (the next 6 hours are shown)
+        slots = view.locator(".jp-HermesCron-tlRow[data-job='tl-ok'] [data-role='slot']")
+        assert slots.count() >= 5, slots.count()
+
+        # the wheel over the bar zooms in around it: it stays, the range is read again
+        before = bar.bounding_box()
+        span0 = view.evaluate("el => Number(el.dataset.to) - Number(el.dataset.from)")
+        page.mouse.move(before["x"] + 1, before["y"] + before["height"] / 2)
+        for _ in range(4):
+            page.mouse.wheel(0, -120)
+        wait_for(lambda: view.evaluate(
+            "el => Number(el.dataset.to) - Number(el.dataset.from)") < span0 / 2, 10,
+            what="the zoom")
+        wait_for(lambda: view.get_attribute("data-loaded") == "true" and view.get_attribute(
+            "data-loaded-from") == view.get_attribute("data-from"), 10,
+            what="the zoomed range read again")
+        bar.wait_for()
+        shot(page, "timeline")
+        # ‹ pans to earlier times: the bar moves right
+        x0 = _left(bar)
+        view.locator("[data-action='pan-left']").click()
+        wait_for(lambda: _left(bar) > x0, 10, what="the bar to move right")
+        wait_for(lambda: view.get_attribute("data-loaded") == "true" and view.get_attribute(
+            "data-loaded-from") == view.get_attribute("data-from"), 10,
+            what="the panned range read again")
+        # a status filter asks the server for those runs alone
+        view.locator("[data-role='timeline-status']").select_option("failed")
+        view.locator(f".jp-HermesCron-tlBar[data-run-id='{ok_run}']").wait_for(
+            state="detached", timeout=10_000)
+        view.locator("[data-role='timeline-status']").select_option("")
+        view.locator("[data-action='now']").click()
+        bar.wait_for(timeout=10_000)
+        bar.click()
+        detail = page.locator(".jp-HermesCron-detail")
+        detail.locator("[data-role='job-name']", has_text="tl-ok").wait_for(timeout=10_000)
+        detail.locator(f".jp-HermesCron-output[data-run-id='{ok_run}']").wait_for(
+            timeout=10_000)
+        assert page.locator(".jp-HermesCron-panel").get_attribute("data-tab") == "jobs"
+    finally:
+        page.locator(".jp-HermesCron-tab[data-tab='jobs']").click()
+        for job in (ok, bad):
+            lab.call(f"jobs/{job['id']}", "DELETE")
+
+
+def test_search_finds_a_line_and_opens_the_output_at_it(lab, page):
+    """A word printed by one run, in the middle of 400 lines: the Search tab finds that
+    run alone, the line with its context and the word marked; clicking it opens the
+    run's output scrolled to that line, marked."""
+    job = lab.create("searched", "@yearly",
+                     "seq 1 300; echo 'found needle-zebra-42 here'; seq 301 400")
+    run_id = _run_and_wait(lab, job["id"])
+    offset = len("".join(f"{i}\n" for i in range(1, 301)).encode())
+    try:
+        _tab(page, "search")
+        view = page.locator("[data-role='search-view']")
+        view.locator("[data-role='search-query']").fill("zebra")
+        view.locator("[data-role='search-query']").press("Enter")
+        hit = view.locator(f".jp-HermesCron-hit[data-run-id='{run_id}']")
+        hit.wait_for(timeout=15_000)
+        assert view.locator(".jp-HermesCron-hit").count() == 1
+        match = hit.locator("[data-role='match']").first
+        assert int(match.get_attribute("data-offset")) == offset
+        assert match.locator("[data-role='match-line']").inner_text() == \
+            "found needle-zebra-42 here"
+        assert match.locator("mark").all_inner_texts() == ["zebra"]
+        assert "300" in match.inner_text() and "301" in match.inner_text()  # context
+        shot(page, "search")
+        match.click()
+        detail = page.locator(".jp-HermesCron-detail")
+        output = detail.locator(f".jp-HermesCron-output[data-run-id='{run_id}']")
+        target = output.locator("[data-role='target-line']")
+        target.wait_for(timeout=15_000)
+        assert target.inner_text() == "found needle-zebra-42 here"
+        assert target.get_attribute("data-offset") == str(offset)
+        # scrolled to: the line is inside the output's visible box
+        wait_for(lambda: _inside(target, output.locator(".jp-HermesCron-scroller")), 5,
+                 what="the line scrolled into view")
+        shot(page, "search-opened")
+        # nothing matches: says so
+        _tab(page, "search")
+        view.locator("[data-role='search-query']").fill("nosuchwordanywhere")
+        view.locator("[data-role='search-query']").press("Enter")
+        view.locator("[data-role='search-empty']").wait_for(timeout=10_000)
+    finally:
+        page.locator(".jp-HermesCron-tab[data-tab='jobs']").click()
+        lab.call(f"jobs/{job['id']}", "DELETE")
+
+
+def _inside(el, box) -> bool:
+    a, b = el.bounding_box(), box.bounding_box()
+    return bool(a and b and a["y"] >= b["y"] and a["y"] + a["height"] <= b["y"] + b["height"])
+
+
+def test_a_jobs_calendar_shows_todays_runs(lab, page):
+    """A job's detail has its last 90 days, a cell per day: today's has its two runs
+    (one failed) in its title and colour."""
+    job = lab.create("calendared", "@yearly",
+                     f"test -f {lab.tmp}/cal-once && exit 1; touch {lab.tmp}/cal-once")
+    _run_and_wait(lab, job["id"])
+    _run_and_wait(lab, job["id"])
+    page.fill(".jp-HermesCron-filter", "calendared")
+    try:
+        detail = select(page, "calendared")
+        cal = detail.locator("[data-role='calendar']")
+        grid = cal.locator("[data-role='calendar-grid']")
+        grid.wait_for(timeout=10_000)
+        assert grid.locator(".jp-HermesCron-calDay").count() == 90
+        today = lab.call(f"jobs/{job['id']}/calendar", days=1)["days"][0]["day"]
+        cell = grid.locator(f"[data-day='{today}']")
+        wait_for(lambda: cell.get_attribute("data-total") == "2", 10, what="today's 2 runs")
+        assert cell.get_attribute("data-outcome") == "mixed"
+        assert cell.get_attribute("title") == f"{today}: 2 runs (1 succeeded, 1 failed)"
+        # today is the last cell: every other day is empty
+        assert grid.locator("[data-total='0']").count() == 89
+        cal.scroll_into_view_if_needed()
+        shot(page, "calendar")
+    finally:
+        page.fill(".jp-HermesCron-filter", "")
+        lab.call(f"jobs/{job['id']}", "DELETE")
+
+
+def test_compare_two_runs_shows_the_changed_line(lab, page):
+    """"Compare" on a run, then "With this" on another: the diff view says which fields
+    differ and shows the output's changed line, removed and added."""
+    marker = lab.tmp / "cmp-once"
+    job = lab.create("compared", "@yearly",
+                     f"echo start; if test -f {marker}; then echo colour=blue; c=4; "
+                     f"else touch {marker}; echo colour=red; c=0; fi; echo end; exit $c")
+    first = _run_and_wait(lab, job["id"])
+    second = _run_and_wait(lab, job["id"])
+    page.fill(".jp-HermesCron-filter", "compared")
+    try:
+        detail = select(page, "compared")
+        detail.locator(f"tr[data-run-id='{second}']").wait_for(timeout=10_000)
+        detail.locator(f"tr[data-run-id='{first}'] [data-action='compare']").click()
+        detail.locator("[data-role='compare-hint']").wait_for()
+        with_this = detail.locator(f"tr[data-run-id='{second}'] [data-action='compare']")
+        assert with_this.inner_text() == "With this"
+        with_this.click()
+        view = detail.locator(f"[data-role='run-diff'][data-a='{first}'][data-b='{second}']")
+        view.locator("[data-role='diff-body']").wait_for(timeout=15_000)
+        assert view.locator("[data-role='run-a']").get_attribute("data-run-id") == first
+        status = view.locator("[data-role='diff-fields'] tr[data-field='status']")
+        assert status.locator(".jp-HermesCron-diffAfter").inner_text() == "failed"
+        lines = "[data-role='unified'] .jp-HermesCron-diffLine"
+        dels = view.locator(f"{lines}[data-kind='del']").all_inner_texts()
+        adds = view.locator(f"{lines}[data-kind='add']").all_inner_texts()
+        assert "-colour=red" in dels and "+colour=blue" in adds, (dels, adds)
+        assert not [x for x in dels + adds if "start" in x or x.endswith("end")]
+        assert view.locator("[data-role='diff-counts']").inner_text().startswith("+")
+        view.scroll_into_view_if_needed()
+        shot(page, "diff")
+        view.locator("[data-action='close-diff']").click()
+        view.wait_for(state="detached")
+    finally:
+        page.fill(".jp-HermesCron-filter", "")
+        lab.call(f"jobs/{job['id']}", "DELETE")
+
+
+def test_the_audit_view_lists_an_edit_and_verifies_the_chain(lab, page):
+    """The Audit tab (the server's own user is its admin): newest first, an edit made
+    over REST with who, where from, what and which job; Verify says the chain is ok."""
+    job = lab.create("audited", "@yearly", "echo audited")
+    lab.call(f"jobs/{job['id']}", "PATCH", {"description": "changed for the audit"})
+    try:
+        tab = page.locator(".jp-HermesCron-tab[data-tab='audit']")
+        assert tab.is_visible()
+        tab.click()
+        view = page.locator("[data-role='audit-view']")
+        edit = view.locator(".jp-HermesCron-auditRecord[data-action='edit']",
+                            has=page.locator("[data-role='audit-job']", has_text="audited"))
+        edit.first.wait_for(timeout=10_000)
+        assert edit.first.locator("[data-role='origin']").inner_text() == "rest"
+        assert "changed: description" in edit.first.locator("[data-role='detail']").inner_text()
+        seqs = [int(s) for s in view.locator(".jp-HermesCron-auditRecord").evaluate_all(
+            "els => els.map(e => e.dataset.seq)")]
+        assert seqs == sorted(seqs, reverse=True) and len(seqs) >= 2
+        view.locator("[data-action='verify']").click()
+        result = view.locator("[data-role='verify-result'][data-ok='true']")
+        result.wait_for(timeout=10_000)
+        assert result.inner_text().startswith("✓ ok")
+        shot(page, "audit")
+    finally:
+        page.locator(".jp-HermesCron-tab[data-tab='jobs']").click()
+        lab.call(f"jobs/{job['id']}", "DELETE")
