@@ -177,7 +177,7 @@ export function highlighted(line: string, terms: { token: string; prefix: boolea
     if (terms.some(t => (t.prefix ? word.startsWith(t.token) : word === t.token))) {
       parts.push(line.slice(last, m.index));
       const mark = document.createElement('mark');
-      mark.className = 'jp-HermesCron-hit';
+      mark.className = 'jp-HermesCron-mark';
       mark.textContent = m[0];
       parts.push(mark);
       last = m.index + m[0].length;

@@ -220,6 +220,8 @@ export class TimelineView extends Widget {
     }
     this._runs = runs;
     this._slots = slots;
+    this.node.dataset.loadedFrom = String(Date.parse(query.from));
+    this.node.dataset.loadedTo = String(Date.parse(query.to));
     this._note.textContent = cursor ? ` · the first ${runs.length} runs: zoom in to see every one` : ` · ${runs.length} run${runs.length === 1 ? '' : 's'}`;
     this._render();
     this.node.dataset.loaded = 'true';
@@ -230,6 +232,8 @@ export class TimelineView extends Widget {
   }
 
   private _render(): void {
+    this.node.dataset.from = String(this._from);
+    this.node.dataset.to = String(this._to);
     this._range.textContent = `${formatTime(new Date(this._from).toISOString())} → ${formatTime(new Date(this._to).toISOString())}`;
     const rows = new Map<string, { name: string; runs: ITimelineRun[]; slots: string[] }>();
     const row = (id: string, name: string) => {
