@@ -349,7 +349,9 @@ def timeline(ops: Operations, start: str | None = None, end: str | None = None, 
             "missed": r["status"] == "skipped"
             and str(r.get("reason") or "").startswith("missed")})
     slots: list[dict[str, Any]] = []
-    if not cursor and max(now, begin) < finish:  # (a range in the past: no job is read)
+    # no job is read when none can fire before the end (a range in the past; yearly
+    # jobs): the store counts the enabled jobs due by then from its next_run_at index
+    if not cursor and max(now, begin) < finish and ops.store.count_due(finish)[0]:
         if job is not None:
             jobs = [ops._job(job)]
         else:
