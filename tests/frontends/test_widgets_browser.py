@@ -251,3 +251,80 @@ def test_live_output_widget_streams_and_stays_pinned(lab, page):
     assert plain[-2:] == ["line 60", "careful"] and "::progress::" not in data["text/plain"]
     assert "line 60" in data["text/html"] and "application/vnd.jupyter.widget-view+json" in data
     assert not [e for e in page.errors if "hc-" in e or "hermes" in e.lower()], page.errors
+
+
+TIMELINE_CELLS = (
+    "%load_ext hermes_cron_ext",
+    '%cron add quick "@yearly" -- echo "quick output"',
+    textwrap.dedent("""\
+        import time
+        from hermes_cron_ext import ops
+        c = ops.get_client()
+        rid = c.run_now("quick")["id"]
+        while c.run(rid)["status"] not in ("succeeded", "failed"):
+            time.sleep(0.2)
+        print("ran", rid)"""),
+    "%cron timeline --since 1h --until 1h",
+)
+
+
+def test_timeline_widget_zooms_pans_and_opens_a_run(lab, page):
+    """``%cron timeline``: the run is a bar in its job's row; +, - and the arrows change
+    the window shown; a click on the bar opens the run's output under the chart."""
+    base, call, root = lab
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in TIMELINE_CELLS]
+    nbformat.write(nb, str(root / "timeline.ipynb"))
+    page.goto(f"{base}/lab/tree/timeline.ipynb?token={TOKEN}", wait_until="domcontentloaded")
+    page.locator(".jp-Notebook").wait_for(timeout=60_000)
+    select = page.locator(".jp-Dialog button", has_text="Select")
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").or_(select).first \
+        .wait_for(timeout=60_000)
+    if select.is_visible():
+        select.click()
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
+    chart = page.locator(".hc-timeline-widget")
+    for _ in range(5):  # a freshly opened notebook may ignore the first command
+        page.locator(".jp-Cell").first.click()
+        page.keyboard.press("Escape")
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:
+            chart.wait_for(timeout=30_000)
+            break
+        except Exception:
+            continue
+    try:
+        bar = chart.locator("rect.hc-tl-run[data-status='succeeded']")
+        bar.wait_for(timeout=30_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "timeline-failed.png"))
+        raise
+    run_id = bar.get_attribute("data-run")
+    assert call(f"runs/{run_id}")["job_name"] == "quick"
+    assert chart.locator("text", has_text="quick").count() == 1  # its row
+    page.screenshot(path=str(ARTIFACTS / "timeline.png"))
+
+    span = chart.locator(".hc-tl-range")
+    whole = span.inner_text()
+    chart.locator("button", has_text="+").click()  # zoom in: the range narrows
+    wait_for(lambda: span.inner_text() != whole, 10, what="the zoom")
+    zoomed = span.inner_text()
+    x = float(bar.get_attribute("x"))
+    chart.locator("button", has_text="\u2190").click()  # earlier: the run moves right
+    wait_for(lambda: span.inner_text() != zoomed, 10, what="the pan")
+    wait_for(lambda: float(bar.get_attribute("x")) > x + 50, 10, what="the bar to move")
+    chart.locator("button", has_text="reset").click()
+    wait_for(lambda: span.inner_text() == whole, 10, what="the reset")
+
+    bar.click()  # the run opens under the chart
+    live = page.locator(".hc-live")
+    live.wait_for(timeout=30_000)
+    wait_for(lambda: run_id in live.locator(".hc-live-title").inner_text(), 20,
+             what="the run's output")
+    live.locator(".hc-line", has_text="quick output").wait_for(timeout=30_000)
+    assert live.locator(".hc-live-rev").inner_text().startswith("rev ")
+    page.screenshot(path=str(ARTIFACTS / "timeline-opened.png"))
+    assert not [e for e in page.errors if "hc-" in e or "hermes" in e.lower()], page.errors
