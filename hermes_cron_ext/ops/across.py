@@ -31,6 +31,9 @@ MAX_MATCHES = 5
 MAX_LINE = 500
 #: bytes read either side of an indexed chunk, for the lines around a match
 MARGIN = 8192
+#: how far back a matching line's start is looked for (a line longer than this is
+#: shown from where its piece begins)
+MAX_LINE_BACK = 1024 * 1024
 #: the coming slots of a timeline: per job, and in all
 SLOTS_PER_JOB, MAX_SLOTS = 50, 2000
 #: the longest timeline one request may ask for
@@ -231,8 +234,17 @@ def run_matches(ops: Operations, run_id: str, query: Query, chunks: list[list[An
     found: dict[int, dict[str, Any]] = {}
     more = False
     for lo, hi in _windows(spans, MARGIN):
-        read_from = lo - 1 if lo > 0 else 0
-        data = ops.store.read_output(run_id, read_from, hi - read_from)
+        first = min(a for a, _ in spans if lo <= a < hi)
+        while True:
+            read_from = lo - 1 if lo > 0 else 0
+            data = ops.store.read_output(run_id, read_from, hi - read_from)
+            # a piece that begins inside a line (one over 8 KiB, split): read back to
+            # the line's start, so its offset is the line's (within MAX_LINE_BACK)
+            newline = data.find(b"\n")
+            if read_from == 0 or (newline != -1 and read_from + newline < first) or (
+                    first - lo >= MAX_LINE_BACK):
+                break
+            lo = max(0, first - 2 * (first - lo))
         lines = _window_lines(data, read_from, len(data) < hi - read_from)
         for i, (pos, raw) in enumerate(lines):
             if pos in found:

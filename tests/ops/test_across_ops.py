@@ -266,6 +266,8 @@ def _ended_run(store, job_id: str, text: str, status: str = "succeeded",
     return run.id
 
 
+@pytest.mark.parametrize("store_backend", ["sqlite", pytest.param("postgres", marks=(
+    pytest.mark.postgres,))], indirect=True)
 def test_each_user_sees_only_the_runs_of_jobs_they_may_read(real_store):
     ops = Operations(real_store)
     alice, bob = Viewer("alice"), Viewer("bob")
@@ -292,6 +294,8 @@ def test_each_user_sees_only_the_runs_of_jobs_they_may_read(real_store):
     assert shared.diff(runs["alice"], runs["bob"])["output"]["same"] is False
 
 
+@pytest.mark.parametrize("store_backend", ["sqlite", pytest.param("postgres", marks=(
+    pytest.mark.postgres,))], indirect=True)
 def test_a_missed_slot_is_marked_on_the_timeline(real_store):
     ops = Operations(real_store)
     job = ops.create({"name": "nightly", "schedule": "@yearly", "command": "true",
@@ -302,3 +306,45 @@ def test_a_missed_slot_is_marked_on_the_timeline(real_store):
     assert got == {missed: True, other: False}
     day = ops.calendar("nightly", 1)["days"][0]
     assert (day["total"], day["skipped"]) == (2, 2)
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite", pytest.param("postgres", marks=(
+    pytest.mark.postgres,))], indirect=True)
+def test_search_is_grep_on_either_backend(real_store):
+    """A log written in small appends (index pieces end wherever the writes did), with
+    invalid UTF-8 and a line over 8 KiB: the lines, offsets and context are grep's."""
+    ops = Operations(real_store)
+    job = ops.create({"name": "etl", "schedule": "@yearly", "command": "true",
+                      "timezone": "UTC"})[0]
+    lines = [f"row {i:04d} some filler words here".encode() for i in range(600)]
+    for i in (0, 150, 151, 299, 300, 450):
+        lines[i] += b" ERROR: disk \xff\xfe full"
+    lines[200] = b"x" * 9000 + b" ERROR disk full at the end of a long line"
+    log = b"\n".join(lines) + b"\n"
+    run = real_store.request_run(job["id"])
+    real_store.attach_run(run.id, 1, None, "h")
+    real_store.mark_running(run.id, time.time(), 2)
+    writer = real_store.output_writer(run.id)
+    for k in range(0, len(log), 1000):  # appends that end mid-line
+        writer.write("stdout", log[k:k + 1000])
+        real_store.index_output(run.id, writer.index_pending(False))
+    real_store.index_output(run.id, writer.index_pending(True))
+    writer.close()
+    real_store.finish_run(run.id, "succeeded", 0)
+    assert real_store.read_output(run.id) == log
+    for q in ("error disk full", '"disk full"', "ERR*", "full"):
+        want = grep(log, q)
+        (hit,) = ops.search(q)["hits"]
+        assert hit["matches"] == want[:5], q
+        assert hit["more"] is (len(want) > 5), q
+    # a line of 30 KiB (indexed as four pieces): found by its end, at its own offset
+    long = b"head\n" + b"y" * 30000 + b" lonely needle\ntail\n"
+    run = real_store.request_run(job["id"])
+    writer = real_store.output_writer(run.id)
+    writer.write("stdout", long)
+    real_store.index_output(run.id, writer.index_pending(True))
+    writer.close()
+    real_store.finish_run(run.id, "succeeded", 0)
+    (hit,) = ops.search("lonely needle")["hits"]
+    assert hit["matches"] == grep(long, "lonely needle") == [
+        {"offset": 5, "line": "y" * 500, "before": ["head"], "after": ["tail"]}]
