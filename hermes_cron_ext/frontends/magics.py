@@ -93,33 +93,7 @@ OWN_COMMANDS: dict[str, Command] = {c.name: c for c in (
                 arg("--local", action="store_true", help="use a store file directly"))),
     Command("help", "", "these commands"),
 )}
-#: across runs (issue 34): declared here while frontends/commands.py does not (the CLI's
-#: words and options); a declaration there takes over (:data:`ACROSS` keeps the others)
-_ACROSS = (
-    Command("search", "TEXT [--job NAME] [--since 7d] [--status STATUS] [--limit N]",
-            "runs whose output has a line with every word of TEXT, the lines with context", (
-                arg("q", metavar="TEXT", help='words, "a phrase", a prefix*'),
-                arg("--job", metavar="NAME", help="one job's runs"),
-                arg("--since", metavar="AGE", help="a duration back from now (7d) or ISO 8601"),
-                arg("--status", help="runs in that status only"),
-                arg("--limit", type=int, default=20, metavar="N", between=(1, 100)))),
-    Command("timeline", "[--since 24h] [--until 6h] [--job NAME]",
-            "every job's runs on one time axis, coloured by status, coming slots as ticks", (
-                arg("--since", metavar="AGE", help="from this long ago (24h) or ISO 8601"),
-                arg("--until", metavar="AGE",
-                    help="to this long ahead of now (6h) or ISO 8601"),
-                arg("--job", metavar="NAME", help="that job alone"),
-                arg("--status", help="runs in that status only"))),
-    Command("calendar", "NAME [--days 90]",
-            "a job's days as a heatmap: green all succeeded, red some failed, grey none", (
-                arg("name", metavar="NAME"),
-                arg("--days", type=int, default=90, metavar="N", between=(1, 366)))),
-    Command("diff", "RUN_A RUN_B",
-            "two runs compared: fields, metrics, the output diff, a notebook's changed cells",
-            (arg("run_a", metavar="RUN_A"), arg("run_b", metavar="RUN_B"))),
-)
-ACROSS: dict[str, Command] = {c.name: c for c in _ACROSS if c.name not in COMMANDS}
-OWN_COMMANDS.update(ACROSS)
+
 CELL = Command("", 'NAME "SCHEDULE" [options] [--run]', "the cell body becomes a python job")
 CELL_APPLY = Command("apply", "[--dry-run] [--prune] [--source NAME]",
                      "the cell body is a definitions file: apply it (the plan is printed)")
@@ -193,15 +167,6 @@ def _command(kind: str | None, command: str) -> str | list[str]:
                              "(parameters go in -p NAME=VALUE)")
         return os.path.abspath(os.path.expanduser(path[0]))
     return command
-
-
-def _opt(args: argparse.Namespace, *names: str) -> Any:
-    """The first of *names* the parsed arguments have (a shared declaration in
-    commands.py may name a dest otherwise than the magics' own)."""
-    for name in names:
-        if getattr(args, name, None) is not None:
-            return getattr(args, name)
-    return None
 
 
 class Rich:
@@ -278,8 +243,8 @@ class CronMagics(Magics):
             raise UsageError("missing '--' before the command: "
                              '%cron add NAME "SCHEDULE" [options] -- COMMAND')
         args = self.parsers[verb].parse_args(rest)
-        if shared is not None or verb in ACROSS:
-            check(shared or ACROSS[verb], args)  # ranges, exclusive options (every front)
+        if shared is not None:
+            check(shared, args)  # ranges, options that exclude each other (every front)
         return getattr(self, f"do_{verb}")(args, command) if takes_command else \
             getattr(self, f"do_{verb}")(args)
 
@@ -421,28 +386,24 @@ class CronMagics(Magics):
     def do_timeline(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import Timeline
 
-        display(Timeline(self.client, since=_opt(args, "since", "start"),
-                         until=_opt(args, "until", "end"), job=_opt(args, "job")))
+        display(Timeline(self.client, since=args.since, until=args.until, job=args.job,
+                         status=args.status))
 
     def do_search(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import SearchResults
 
-        options = {k: v for k, v in (("job", _opt(args, "job")),
-                                     ("since", _opt(args, "since")),
-                                     ("status", _opt(args, "status")),
-                                     ("limit", _opt(args, "limit")),
-                                     ("cursor", _opt(args, "cursor"))) if v is not None}
-        display(SearchResults(_opt(args, "q", "query", "text"), client=self.client, **options))
+        display(SearchResults(args.q, client=self.client, job=args.job, since=args.since,
+                              status=args.status, limit=args.limit))
 
     def do_calendar(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import CalendarView
 
-        display(CalendarView(args.name, client=self.client, days=_opt(args, "days") or 90))
+        display(CalendarView(args.name, client=self.client, days=args.days))
 
     def do_diff(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import RunDiff
 
-        display(RunDiff(_opt(args, "run_a", "a"), _opt(args, "run_b", "b"), client=self.client))
+        display(RunDiff(args.run_a, args.run_b, client=self.client))
 
     def do_graph(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import PipelineGraph

@@ -74,6 +74,11 @@ def test_timeline_text_has_a_row_per_job_and_the_marks_of_the_cli():
     assert report[3] == "m" and report[9] == "s" and report[22] == "."
     assert lines[2].index("^") - 2 - len("report") == 18  # now, under its hour
     assert "# succeeded  X failed  > running  s skipped  m missed  . coming slot" in lines
+    assert cell.ok("%cron timeline --since 1h --until 1h --status failed").startswith(
+        "no runs from ")
+    helped = cell.ok("%cron help")
+    for verb in ("search TEXT", "timeline [--since 24h]", "calendar NAME", "diff RUN_A RUN_B"):
+        assert f"%cron {verb}" in helped
 
 
 def test_timeline_html_draws_bars_marks_slots_and_now():

@@ -91,9 +91,10 @@ class Timeline(Static, widgets.VBox):
     opens its output below (:class:`LiveOutput`, live when it still runs)."""
 
     def __init__(self, client: CronClient | None = None, *, since: str | None = None,
-                 until: str | None = None, job: str | None = None, **kwargs):
+                 until: str | None = None, job: str | None = None,
+                 status: str | None = None, **kwargs):
         self.client = client or get_client()
-        self.since, self.until, self.job = since, until, job
+        self.since, self.until, self.job, self.status = since, until, job, status
         self.chart = TimelineChart()
         self.detail = widgets.VBox()
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
@@ -108,7 +109,8 @@ class Timeline(Static, widgets.VBox):
 
     def refresh(self) -> None:
         """Read the range again (its end stays ``--until`` from now)."""
-        self.answer = self.client.timeline(self.since, self.until, job=self.job)
+        self.answer = self.client.timeline(self.since, self.until, job=self.job,
+                                           status=self.status)
         start, end, now = _axis(self.answer)
         n = len(self.answer.get("runs") or [])
         self._head.value = (f"{n} run{'s' if n != 1 else ''} from "
