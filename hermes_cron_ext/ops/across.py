@@ -258,6 +258,8 @@ def run_matches(ops: Operations, run_id: str, query: Query, chunks: list[list[An
                 "offset": pos, "line": _shown(raw),
                 "before": [_shown(b) for _, b in lines[max(0, i - context):i]],
                 "after": [_shown(b) for _, b in lines[i + 1:i + 1 + context]]}
+        if len(found) > MAX_MATCHES:
+            break  # (windows come in log order: the later ones' lines come after these)
     ordered = [found[k] for k in sorted(found)]
     if len(ordered) > MAX_MATCHES:
         more = True
