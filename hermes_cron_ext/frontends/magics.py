@@ -81,6 +81,7 @@ from hermes_cron_ext.frontends.render import (
 OWN: dict[str, tuple[Arg, ...]] = {
     "run": (arg("--form", action="store_true",
                 help="show a typed form of the job's parameters; its Run button runs it"),),
+    "search": (arg("--cursor", help="the page after the one that printed it"),),
 }
 #: the magics' own commands (and ``%cron`` alone; ``%%cron`` is the cell magic)
 OWN_COMMANDS: dict[str, Command] = {c.name: c for c in (
@@ -393,7 +394,7 @@ class CronMagics(Magics):
         from hermes_cron_ext.frontends.widgets import SearchResults
 
         display(SearchResults(args.q, client=self.client, job=args.job, since=args.since,
-                              status=args.status, limit=args.limit))
+                              status=args.status, limit=args.limit, cursor=args.cursor))
 
     def do_calendar(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import CalendarView
@@ -403,7 +404,9 @@ class CronMagics(Magics):
     def do_diff(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import RunDiff
 
-        display(RunDiff(args.run_a, args.run_b, client=self.client))
+        # a job's name means its latest run, as hermes-cron diff says
+        a, b = (self.client.resolve_run(ref)["id"] for ref in (args.run_a, args.run_b))
+        display(RunDiff(a, b, client=self.client))
 
     def do_graph(self, args) -> None:
         from hermes_cron_ext.frontends.widgets import PipelineGraph

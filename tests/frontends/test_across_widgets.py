@@ -74,11 +74,6 @@ def test_timeline_text_has_a_row_per_job_and_the_marks_of_the_cli():
     assert report[3] == "m" and report[9] == "s" and report[22] == "."
     assert lines[2].index("^") - 2 - len("report") == 18  # now, under its hour
     assert "# succeeded  X failed  > running  s skipped  m missed  . coming slot" in lines
-    assert cell.ok("%cron timeline --since 1h --until 1h --status failed").startswith(
-        "no runs from ")
-    helped = cell.ok("%cron help")
-    for verb in ("search TEXT", "timeline [--since 24h]", "calendar NAME", "diff RUN_A RUN_B"):
-        assert f"%cron {verb}" in helped
 
 
 def test_timeline_html_draws_bars_marks_slots_and_now():
@@ -250,6 +245,11 @@ def test_cron_timeline_search_calendar_diff_of_real_runs(cell, db):
     row = next(ln for ln in lines if ln.startswith("flaky "))
     assert "#" in row and "X" not in row
     assert "# succeeded  X failed  > running  s skipped  m missed  . coming slot" in lines
+    assert cell.ok("%cron timeline --since 1h --until 1h --status failed").startswith(
+        "no runs from ")
+    helped = cell.ok("%cron help")
+    for verb in ("search TEXT", "timeline [--since 24h]", "calendar NAME", "diff RUN_A RUN_B"):
+        assert f"%cron {verb}" in helped
 
     found = cell.ok("%cron search 'keyerror user' --job flaky").splitlines()
     heads = [ln for ln in found if ln.startswith("run ")]
@@ -260,6 +260,10 @@ def test_cron_timeline_search_calendar_diff_of_real_runs(cell, db):
     offset = int(marked[0].split()[1])
     assert db.read_output(second, offset, 17) == b"KeyError: user_id"  # its byte offset
     assert "no runs' output matches" in cell.ok("%cron search 'nothing-like-this'")
+    page = cell.ok("%cron search KeyError --limit 1")
+    cursor = re.search(r"--cursor (\S+)\)", page).group(1)
+    assert page.split()[1] == second
+    assert cell.ok(f"%cron search KeyError --limit 1 --cursor {cursor}").split()[1] == first
 
     cal = cell.ok("%cron calendar flaky").splitlines()
     assert cal[0].startswith("flaky: 90 days, 2 runs, 0 failed")
@@ -267,6 +271,7 @@ def test_cron_timeline_search_calendar_diff_of_real_runs(cell, db):
 
     diff = cell.ok(f"%cron diff {first} {second}")
     assert f"a: run {first} of flaky (succeeded)" in diff
+    assert f"b: run {second} of flaky" in cell.ok(f"%cron diff {first} flaky")  # its latest
     assert "output: +1 -1 lines" in diff and "\n-value " in diff and "\n+value " in diff
 
 

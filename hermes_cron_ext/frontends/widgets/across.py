@@ -88,7 +88,10 @@ class TimelineChart(anywidget.AnyWidget):
 
 class Timeline(Static, widgets.VBox):
     """Every job's runs (or one's) in a time range, one row per job; a click on a run
-    opens its output below (:class:`LiveOutput`, live when it still runs)."""
+    opens its output below (:class:`LiveOutput`, live when it still runs). Reads up to
+    *pages* pages of the range (as ``hermes-cron timeline``)."""
+
+    pages = 20
 
     def __init__(self, client: CronClient | None = None, *, since: str | None = None,
                  until: str | None = None, job: str | None = None,
@@ -109,8 +112,16 @@ class Timeline(Static, widgets.VBox):
 
     def refresh(self) -> None:
         """Read the range again (its end stays ``--until`` from now)."""
-        self.answer = self.client.timeline(self.since, self.until, job=self.job,
-                                           status=self.status)
+        answer = self.client.timeline(self.since, self.until, job=self.job,
+                                      status=self.status)
+        for _ in range(self.pages - 1):
+            if not answer.get("cursor"):
+                break
+            more = self.client.timeline(answer["from"], answer["to"], job=self.job,
+                                        status=self.status, cursor=answer["cursor"])
+            answer = {**answer, "runs": answer["runs"] + more["runs"],
+                      "cursor": more["cursor"]}
+        self.answer = answer
         start, end, now = _axis(self.answer)
         n = len(self.answer.get("runs") or [])
         self._head.value = (f"{n} run{'s' if n != 1 else ''} from "
