@@ -50,6 +50,7 @@ from api import (  # noqa: E402
     create_jobs,
     environment,
     run_job,
+    split_rows,
     stream_lines,
     table,
     wait_status,
@@ -716,6 +717,8 @@ def fig_live(args) -> Result:
             "the README's p50 6.0 ms, p99 10.8 ms hold (+20 %)", spread(lat["busy"]),
             bool(lat["busy"]) and pct(lat["busy"], 50) <= 0.0072
             and pct(lat["busy"], 99) <= 0.013))
+        res.rows += split_rows("3 (busy)", busy["triples"])
+        res.rows += split_rows("3 (control)", control["triples"])
         res.notes.append(
             f"3: server ready in {ready:.1f} s; the printers' runs: "
             f"{', '.join(r['status'] for r in finals)}, {mib(printed)} of output (the plain "
