@@ -129,8 +129,11 @@ CALENDAR_JSON: dict[str, dict[str, Any]] = {
 
 
 def _int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+    if isinstance(value, str):  # (from a query string: the REST handlers parse theirs)
+        try:
+            value = int(value.strip())
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise InvalidInput(f"{name} must be between {lo} and {hi}", field=name)
     return value
