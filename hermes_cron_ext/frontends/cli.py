@@ -169,7 +169,7 @@ def cmd_list(args, ops: Operations) -> int:
 
 def run_view(run: dict, current: int | None = None) -> str:
     """``show RUN_ID``: one run, field by field, with the revision of its job it ran and
-    the sha256 of the file it executed (when it has them)."""
+    the sha256 of the file it executed, short (when it has them; ``--json``: in full)."""
     rows = [("run", run["id"]), ("job", f"{run.get('job_name') or '-'} ({run['job_id']})"),
             ("status", end_text(run)), ("trigger", run.get("trigger") or "-"),
             ("attempt", str(run.get("attempt", 1))),
@@ -181,8 +181,6 @@ def run_view(run: dict, current: int | None = None) -> str:
     revision = revision_parts(run, current)
     if revision:
         rows.append(("revision", ", ".join(revision)))
-    if run.get("file_sha256"):
-        rows.append(("file sha256", run["file_sha256"]))
     if run.get("host"):
         rows.append(("host", run["host"]))
     return "\n".join(f"{k + ':':<12} {v}" for k, v in rows)
