@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from hermes_cron_ext.store import SQLiteStore
 from tests.conftest import wait_for
 
 
@@ -62,6 +63,13 @@ def test_show_a_run_with_its_revision(cli, two_runs):
     assert "failed, exit code 3" in out
     assert "rev 2" in out
     assert cli.json("show", second)["job_version"] == 2
+    store = SQLiteStore(cli.db)  # a run-as run records its file's hash: as it does
+    try:
+        store.record_file_hash(second, "ab12" * 16)
+    finally:
+        store.close()
+    assert "revision:    rev 2, sha256 ab12ab12\u2026" in cli("show", second).stdout
+    assert cli.json("show", second)["file_sha256"] == "ab12" * 16
 
 
 def test_bad_input_is_one_line(cli):
