@@ -47,7 +47,7 @@ export class AuditView extends Widget {
     this._verify = h('div', { class: 'jp-HermesCron-verify', 'data-role': 'verify-result' });
     this._verify.hidden = true;
     this._body = h('tbody', {});
-    this._footer = h('div', { class: 'jp-HermesCron-listFooter' });
+    this._footer = h('div', { class: 'jp-HermesCron-viewFooter' });
     this.node.append(
       h('div', { class: 'jp-HermesCron-searchBar' }, verify, reload),
       this._verify,

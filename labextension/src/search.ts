@@ -63,7 +63,7 @@ export class SearchView extends Widget {
     }
     this._status.onchange = this._since.onchange = () => this._q.value.trim() && this.run();
     this._results = h('div', { class: 'jp-HermesCron-searchResults', 'data-role': 'search-results' });
-    this._footer = h('div', { class: 'jp-HermesCron-listFooter' });
+    this._footer = h('div', { class: 'jp-HermesCron-viewFooter' });
     this.node.append(
       h('div', { class: 'jp-HermesCron-searchBar' }, this._q, go),
       h('div', { class: 'jp-HermesCron-searchBar' }, this._job, this._status, this._since),

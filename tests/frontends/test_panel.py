@@ -1420,6 +1420,7 @@ def test_the_timeline_draws_runs_as_bars_and_a_bar_opens_its_run(lab, page):
         assert slots.count() >= 5, slots.count()
 
         # the wheel over the bar zooms in around it: it stays, the range is read again
+        bar.scroll_into_view_if_needed()
         before = bar.bounding_box()
         span0 = view.evaluate("el => Number(el.dataset.to) - Number(el.dataset.from)")
         page.mouse.move(before["x"] + 1, before["y"] + before["height"] / 2)
