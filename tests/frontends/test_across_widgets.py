@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.frontends.render import (
     calendar_cell,
     calendar_html,
@@ -23,8 +24,9 @@ from hermes_cron_ext.frontends.render import (
     timeline_html,
     timeline_text,
 )
-from hermes_cron_ext.frontends.widgets import TimelineChart
+from hermes_cron_ext.frontends.widgets import JobCard, TimelineChart
 from hermes_cron_ext.frontends.widgets.across import timeline_model_rows
+from hermes_cron_ext.ops import Operations
 from hermes_cron_ext.store import SQLiteStore
 from tests.conftest import wait_for
 from tests.frontends.test_magics import Cell
@@ -355,3 +357,52 @@ def test_run_views_say_the_revision_a_run_ran(cell, db):
     revisions = client.revisions("versioned")["revisions"]
     assert len(revisions) == 2
     assert {r["origin"] for r in revisions} == {"magics"}
+
+
+class _Counting(Operations):
+    """Operations that count their calendar calls (a card must make one)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calendars: list[str] = []
+
+    def calendar(self, ref: str, days: int = 90) -> dict:
+        self.calendars.append(ref)
+        return super().calendar(ref, days)
+
+
+class _OldServer(Operations):
+    """A server from before issue 34: no calendar to read."""
+
+    def calendar(self, ref: str, days: int = 90) -> dict:
+        raise NotFound("no such route: /api/cron/jobs/x/calendar")
+
+
+def test_a_card_reads_its_calendar_once_and_again_when_a_run_ends(local_env, db):
+    from hermes_cron_ext.frontends.widgets import JobCards
+
+    client = _Counting(local_env)
+    try:
+        for name in ("one", "two"):
+            client.add({"name": name, "schedule": "@yearly", "command": "echo hi"})
+        cards = JobCards(client, live=False)
+        assert sorted(client.calendars) == sorted(c.job["id"] for c in cards.cards)
+        run = client.run_now("one")
+        wait_for(lambda: db.get_run(run["id"]).status == "succeeded", 30, what="the run")
+        one = next(c for c in cards.cards if c.job["name"] == "one")
+        one.refresh()
+        assert len(client.calendars) == 3 and client.calendars[-1] == one.job["id"]
+        assert one.calendar["days"][-1]["succeeded"] == 1
+        one.refresh()  # nothing ended since: no new call
+        assert len(client.calendars) == 3
+        cards.close()
+    finally:
+        client.close()
+    old = _OldServer(local_env)
+    try:
+        card = JobCard("one", client=old, live=False)
+        assert card.calendar == {} and card._calendar.value == ""
+        assert "<b>one</b>" in card.static_html()
+        card.close()
+    finally:
+        old.close()
