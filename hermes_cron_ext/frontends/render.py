@@ -655,10 +655,11 @@ OUTCOME_COLOURS = {
     "succeeded": "#2e7d32", "failed": "#c62828", "timed_out": "#ad1457", "lost": "#6a1b9a",
     "cancelled": "#757575", "skipped": "#bdbdbd", "running": "#1565c0", "queued": "#64b5f6",
 }
-#: the timeline's text marks, as ``hermes-cron timeline`` draws them; the first of a
-#: bucket's runs in this order wins (a failure is never hidden by a success)
-TIMELINE_MARKS = {"failed": "X", "running": ">", "succeeded": "#", "missed": "m",
-                  "skipped": "s", "slot": "."}
+#: the timeline's text marks, as ``hermes-cron timeline`` draws them; a column shows the
+#: worst of what happened in it, in this order (a failure is never hidden by a success;
+#: docs/across-runs.md)
+TIMELINE_MARKS = {"failed": "X", "running": ">", "missed": "m", "skipped": "s",
+                  "succeeded": "#", "slot": "."}
 TIMELINE_LEGEND = ("# succeeded  X failed  > running  s skipped  m missed  . coming slot")
 MISSED_COLOUR = "#ef6c00"
 
