@@ -211,7 +211,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 arg("--job", metavar="NAME", help="one job's runs"),
                 arg("--since", metavar="AGE", help="a duration back from now (7d) or ISO 8601"),
                 arg("--status", help="runs in that status only"),
-                arg("--limit", type=int, default=20, metavar="N", between=(1, 100)))),
+                arg("--limit", type=int, default=20, metavar="N", between=(1, 100)),
+                arg("--cursor", help="the page after the one that printed it"))),
     Command("timeline", "[--since 24h] [--until 6h] [--job NAME]",
             "every job's runs on one time axis, marked by status, and the coming slots", (
                 arg("--since", metavar="AGE", help="from this long ago (24h) or ISO 8601"),
@@ -237,7 +238,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: Command, own: Iterab
                   *, leave_out: tuple[str, ...] = ()) -> None:
     """The command's arguments on *parser*, then the front's *own*; *leave_out* names
     dests (arguments or job options) a front does not take."""
-    for a in (*command.args, *own):
+    declared = {f for a in command.args for f in a.flags}
+    # a front's own option the table declares now is the table's (its copy, to be dropped)
+    mine = [a for a in own if not declared & set(a.flags)]
+    for a in (*command.args, *mine):
         if a.dest not in leave_out:
             parser.add_argument(*a.flags, **a.options)
     if command.job_options:
