@@ -60,6 +60,12 @@ function outputSide(out: IDiffOutput, value: string | null): HTMLElement {
   return h('div', { class: 'jp-HermesCron-diffSide' }, h('pre', {}, value));
 }
 
+const MIME_LABEL: { [mime: string]: string } = {
+  'application/vnd.jupyter.stdout': 'stdout',
+  'application/vnd.jupyter.stderr': 'stderr',
+  'application/vnd.jupyter.error': 'error'
+};
+
 function cellView(cell: IDiffCell): HTMLElement {
   const where = cell.index !== null && cell.index !== undefined ? `cell ${cell.index}` : `cell ${cell.index_a} (of A)`;
   return h(
@@ -71,7 +77,7 @@ function cellView(cell: IDiffCell): HTMLElement {
       h(
         'div',
         { class: 'jp-HermesCron-diffOutput', 'data-change': o.change, 'data-mime': o.mime },
-        h('div', { class: 'jp-HermesCron-muted' }, `output ${o.change} · ${o.mime}`),
+        h('div', { class: 'jp-HermesCron-muted' }, `output ${o.change} · ${MIME_LABEL[o.mime] ?? o.mime}`),
         h('div', { class: 'jp-HermesCron-diffSides' }, outputSide(o, o.a), outputSide(o, o.b))
       )
     )

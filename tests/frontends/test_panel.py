@@ -1396,14 +1396,20 @@ def _left(bar) -> float:
 
 
 def test_the_timeline_draws_runs_as_bars_and_a_bar_opens_its_run(lab, page):
-    """The Timeline tab: a row per job, a bar per run coloured by its outcome, the coming
-    slots as ticks; the wheel zooms around the pointer and ‹ pans, each reading the
-    visible range again; clicking a bar opens that run in the job's detail."""
+    """The Timeline tab: a row per job, a bar per run coloured by its outcome, a skipped
+    run as a point, the coming slots as ticks; the wheel zooms around the pointer and ‹
+    pans, each reading the visible range again; clicking a bar opens that run in the
+    job's detail."""
+    # every second, each run 2 s: under "forbid" the slots in between are skipped
+    busy = lab.create("tl-skip", "@every 1s", "sleep 2")
     ok = lab.create("tl-ok", "0 * * * *", "echo timeline ok")
     bad = lab.create("tl-bad", "@yearly", "echo timeline bad; exit 3")
     try:
         ok_run = _run_and_wait(lab, ok["id"])
         bad_run = _run_and_wait(lab, bad["id"])
+        skipped = wait_for(lambda: lab.call(f"jobs/{busy['id']}/runs", status="skipped")[
+            "runs"], 30, 0.2, "a skipped slot")[0]
+        lab.call(f"jobs/{busy['id']}/pause", "POST")
         _tab(page, "timeline")
         view = page.locator("[data-role='timeline-view']")
         bar = view.locator(f".jp-HermesCron-tlRow[data-job='tl-ok'] "
@@ -1415,6 +1421,12 @@ def test_the_timeline_draws_runs_as_bars_and_a_bar_opens_its_run(lab, page):
                               f".jp-HermesCron-tlBar[data-run-id='{bad_run}']")
         assert failed.get_attribute("data-status") == "failed"
         assert failed.get_attribute("data-tone") == "bad"
+        point = view.locator(f".jp-HermesCron-tlRow[data-job='tl-skip'] "
+                             f".jp-HermesCron-tlBar[data-run-id='{skipped['id']}']")
+        point.wait_for(timeout=10_000)
+        assert point.get_attribute("data-status") == "skipped"
+        assert "jp-mod-point" in point.get_attribute("class")
+        assert "skipped" in point.get_attribute("title").lower()
         # an hourly job's coming slots (the next 6 hours are shown)
         slots = view.locator(".jp-HermesCron-tlRow[data-job='tl-ok'] [data-role='slot']")
         assert slots.count() >= 5, slots.count()
@@ -1424,7 +1436,7 @@ def test_the_timeline_draws_runs_as_bars_and_a_bar_opens_its_run(lab, page):
         before = bar.bounding_box()
         span0 = view.evaluate("el => Number(el.dataset.to) - Number(el.dataset.from)")
         page.mouse.move(before["x"] + 1, before["y"] + before["height"] / 2)
-        for _ in range(4):
+        for _ in range(12):
             page.mouse.wheel(0, -120)
         wait_for(lambda: view.evaluate(
             "el => Number(el.dataset.to) - Number(el.dataset.from)") < span0 / 2, 10,
@@ -1456,7 +1468,7 @@ def test_the_timeline_draws_runs_as_bars_and_a_bar_opens_its_run(lab, page):
         assert page.locator(".jp-HermesCron-panel").get_attribute("data-tab") == "jobs"
     finally:
         page.locator(".jp-HermesCron-tab[data-tab='jobs']").click()
-        for job in (ok, bad):
+        for job in (ok, bad, busy):
             lab.call(f"jobs/{job['id']}", "DELETE")
 
 
@@ -1574,6 +1586,73 @@ def test_compare_two_runs_shows_the_changed_line(lab, page):
         page.fill(".jp-HermesCron-filter", "")
         lab.call(f"jobs/{job['id']}", "DELETE")
 
+
+
+def _png(rgb: tuple[int, int, int]) -> str:
+    """A 4x4 PNG of one colour, base64."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    rows = b"".join(b"\0" + bytes(rgb) * 4 for _ in range(4))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
+def test_compare_two_notebook_runs_shows_their_changed_cells(lab, page):
+    """Two runs of a notebook given different parameters: Compare shows the changed
+    cells, the printed line and the image of each run side by side."""
+    pngs = {1: _png((200, 0, 0)), 2: _png((0, 0, 200))}
+    cells = [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": None,
+         "outputs": [], "source": "n = 1\n"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": "print('shade', n)"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": ("import base64\nfrom IPython.display import Image, display\n"
+                    f"PNGS = {pngs!r}\ndisplay(Image(data=base64.b64decode(PNGS[n])))")},
+    ]
+    (lab.root / "shades.ipynb").write_text(json.dumps({
+        "cells": cells, "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}}}))
+    job = lab.create("shades-nb", "@yearly", str(lab.root / "shades.ipynb"), kind="notebook")
+    runs = []
+    for n in (1, 2):
+        run_id = lab.call(f"jobs/{job['id']}/run", "POST", {"parameters": {"n": n}})["id"]
+        wait_for(lambda r=run_id: _ended(lab, r), 90, 0.2, "the notebook run to end")
+        done = lab.call(f"runs/{run_id}")
+        assert done["status"] == "succeeded", done
+        runs.append(run_id)
+    page.fill(".jp-HermesCron-filter", "shades-nb")
+    try:
+        detail = select(page, "shades-nb")
+        detail.locator(f"tr[data-run-id='{runs[1]}']").wait_for(timeout=10_000)
+        detail.locator(f"tr[data-run-id='{runs[0]}'] [data-action='compare']").click()
+        detail.locator(f"tr[data-run-id='{runs[1]}'] [data-action='compare']").click()
+        view = detail.locator("[data-role='run-diff'] [data-role='diff-body']")
+        view.wait_for(timeout=20_000)
+        cells_view = view.locator("[data-role='diff-cells']")
+        # the injected parameters: the source diff
+        adds = cells_view.locator(".jp-HermesCron-diffLine[data-kind='add']").all_inner_texts()
+        assert "+n = 2" in adds, adds
+        printed = cells_view.locator(".jp-HermesCron-diffOutput[data-mime$='stdout']")
+        sides = printed.locator(".jp-HermesCron-diffSide").all_inner_texts()
+        assert [x.strip() for x in sides] == ["shade 1", "shade 2"]
+        image = cells_view.locator(".jp-HermesCron-diffOutput[data-mime='image/png']")
+        assert image.count() == 1
+        srcs = image.locator("img").evaluate_all("els => els.map(e => e.src)")
+        assert srcs == [f"data:image/png;base64,{pngs[1]}", f"data:image/png;base64,{pngs[2]}"]
+        assert image.locator("img").first.evaluate("el => el.naturalWidth") == 4
+        image.scroll_into_view_if_needed()
+        shot(page, "diff-notebook")
+    finally:
+        page.fill(".jp-HermesCron-filter", "")
+        lab.call(f"jobs/{job['id']}", "DELETE")
 
 def test_the_audit_view_lists_an_edit_and_verifies_the_chain(lab, page):
     """The Audit tab (the server's own user is its admin): newest first, an edit made
