@@ -1340,7 +1340,9 @@ def test_revisions_list_a_diff_and_revert(lab, page):
     new = section.locator("tr[data-rev='3']")
     new.wait_for(timeout=10_000)
     assert new.locator("[data-role='origin']").inner_text() == "panel"
-    assert "revert" in new.locator("[data-role='action']").inner_text()
+    # what the revert restored: the revision (when the server says) or the fields
+    assert new.locator("[data-role='action']").inner_text() in (
+        "revert to rev 1", "revert: command")
     assert lab.call(f"jobs/{job['id']}")["command"] == job["command"]
     shot(page, "revisions")
     page.fill(".jp-HermesCron-filter", "")
@@ -1506,8 +1508,16 @@ def test_search_finds_a_line_and_opens_the_output_at_it(lab, page):
         wait_for(lambda: _inside(target, output.locator(".jp-HermesCron-scroller")), 5,
                  what="the line scrolled into view")
         shot(page, "search-opened")
-        # nothing matches: says so
+        # the status filter: the run succeeded, so no failed run prints it
         _tab(page, "search")
+        view.locator("[data-role='search-status']").select_option("failed")
+        view.locator("[data-role='search-empty']").wait_for(timeout=10_000)
+        view.locator("[data-role='search-status']").select_option("")
+        view.locator("[data-role='search-job']").fill("searched")
+        view.locator("[data-role='search-query']").press("Enter")
+        hit.wait_for(timeout=10_000)
+        view.locator("[data-role='search-job']").fill("")
+        # nothing matches: says so
         view.locator("[data-role='search-query']").fill("nosuchwordanywhere")
         view.locator("[data-role='search-query']").press("Enter")
         view.locator("[data-role='search-empty']").wait_for(timeout=10_000)
