@@ -736,6 +736,22 @@ def fig_live(args) -> Result:
 
 # -- report ----------------------------------------------------------------------------------
 
+def code_version() -> str:
+    """Which code was measured: the commit, and the package files changed in the tree
+    (others edit it while a run goes; the server and supervisors read it when they start)."""
+    import hermes_cron_ext
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(hermes_cron_ext.__file__)))
+    git = ["git", "-C", where]
+    head = subprocess.run([*git, "describe", "--always", "--dirty"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--short", "--", "hermes_cron_ext"],
+                           capture_output=True, text=True).stdout.split("\n")
+    changed = [ln[3:] for ln in dirty if ln.strip()]
+    return (f"Code: `hermes_cron_ext` at {head or 'unknown'}"
+            + (f"; changed in the tree: {', '.join(changed)}" if changed else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -756,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n\nMode: {'full' if full else 'partial'}{' --quick' if args.quick else ''}"
         f"{' --only ' + args.only if args.only else ''}{' --no-pg' if args.no_pg else ''}"
         f"{f' --pg-runs {args.pg_runs}' if args.pg_runs else ''}")
+    header += "\n\n" + code_version()
     result = Result()
     for name in FIGURES:
         if name not in only:
