@@ -446,12 +446,18 @@ def patiently(call, *args, limit: float):
         pause = min(pause * 2, 5.0)
 
 
+#: bytes of output a heartbeat hands to the output index at most (the rest waits for
+#: the next beat or the end), so indexing never keeps the payload's pipes unread long
+INDEX_PER_BEAT = 1 << 20
+
+
 def index_output(store, run_id: str, writer, final: bool) -> None:
     """Hand what *writer* appended since last time to the store's output index (at
-    each heartbeat, and once the writer is closed with *final*). Search is a view: a
-    store that cannot index is complained about, and the run goes on regardless."""
+    each heartbeat, a share of it, and all of it once the writer is closed: *final*).
+    Search is a view: a store that cannot index is complained about, and the run goes
+    on regardless."""
     try:
-        chunks = writer.index_pending(final)
+        chunks = writer.index_pending(final, None if final else INDEX_PER_BEAT)
         if chunks:
             store.index_output(run_id, chunks)
     except Exception as exc:

@@ -40,15 +40,16 @@ def _utf8_cut(data: bytes | bytearray, at: int) -> int:
     return cut if cut > 0 else at
 
 
-def pieces(data: bytes | bytearray, start: int, final: bool
+def pieces(data: bytes | bytearray, start: int, final: bool, most: int | None = None
            ) -> tuple[list[tuple[int, str]], int]:
     """Line-aligned pieces of *data* (whose first byte is at offset *start*), each at
     most :data:`PIECE` bytes (a longer line split there), decoded UTF-8 "replace":
     ``([(offset, text)], bytes used)``. An unfinished last line is left (unused) unless
-    *final* or it is already a whole piece long."""
+    *final* or it is already a whole piece long; with *most*, pieces stop once that many
+    bytes are used (the rest is left for later)."""
     out: list[tuple[int, str]] = []
     pos, n = 0, len(data)
-    while pos < n:
+    while pos < n and (most is None or pos < most):
         end = min(n, pos + PIECE)
         if end - pos == PIECE and end < n:
             nl = data.rfind(b"\n", pos, end)
@@ -101,11 +102,13 @@ class OutputWriter:
             self._pending_at = offset
         self._pending += data
 
-    def index_pending(self, final: bool = False) -> list[tuple[int, str]]:
+    def index_pending(self, final: bool = False, most: int | None = None
+                      ) -> list[tuple[int, str]]:
         """What was appended since the last call, as pieces for ``Store.index_output``:
         ``[(offset, text)]``, whole lines of at most 8 KiB; an unfinished last line is
-        kept for the next call, unless *final* (the log is closed)."""
-        out, used = pieces(self._pending, self._pending_at, final)
+        kept for the next call, unless *final* (the log is closed). *most*: about that
+        many bytes at most, the rest kept for the next call (a heartbeat's share)."""
+        out, used = pieces(self._pending, self._pending_at, final and most is None, most)
         del self._pending[:used]
         self._pending_at += used
         return out

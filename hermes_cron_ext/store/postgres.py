@@ -530,6 +530,9 @@ class PostgresStore(SQLStore):
         with self._write() as db:
             db.executemany("INSERT INTO run_output (run_id, pos, stream, data) "
                            "VALUES (?, ?, ?, ?)", rows)
+        if rows:  # searchable here too
+            data = b"".join(r[3] for r in rows)
+            self.index_output(run_id, output.pieces(data, rows[0][1], True)[0])
         return size
 
     def _forget_output(self, run_ids: list[str]) -> None:

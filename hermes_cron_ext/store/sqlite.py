@@ -167,6 +167,7 @@ class SQLiteStore(SQLStore):
                 size += len(data)
         finally:
             writer.close()
+        self.index_output(run_id, writer.index_pending(True))  # searchable here too
         return size
 
     def import_artifact(self, run_id: str, data: bytes) -> None:

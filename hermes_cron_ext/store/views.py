@@ -73,6 +73,10 @@ TIMELINE_FIELDS = ("id", "job_id", "job_name", "status", "trigger", "fire_at",
                    "scheduled_for", "started_at", "finished_at", "reason")
 
 
+def _prefixed(query: text_search.Query) -> bool:
+    return any(t.prefix for t in query.terms)
+
+
 def _real(v: Any) -> float | None:
     return None if v is None else float(v)
 
@@ -134,17 +138,32 @@ class RunViewsSQL:
             arg = query.tsquery()
         return [int(r[0]) for r in self.db.execute(sql, (arg, n)).fetchall()]
 
-    def _run_chunks(self, run_id: str, query: text_search.Query) -> list[list[Any]]:
-        if self._text_search == "fts5":
-            rows = self.db.execute(
-                "SELECT c.pos, f.text FROM output_chunks c CROSS JOIN output_fts f "
-                "WHERE c.run_id = ? AND f.rowid = c.id AND output_fts MATCH ? "
-                "ORDER BY c.pos LIMIT ?", (run_id, query.fts5(), CHUNKS_PER_RUN)).fetchall()
-        else:
-            rows = self.db.execute(
-                "SELECT pos, text FROM output_chunks WHERE run_id = ? AND tsv @@ ?::tsquery "
-                "ORDER BY pos LIMIT ?", (run_id, query.tsquery(), CHUNKS_PER_RUN)).fetchall()
-        return [[int(r[0]), r[1]] for r in rows]
+    def _run_chunks(self, run_ids: list[str], query: text_search.Query
+                    ) -> dict[str, list[list[Any]]]:
+        """The matching chunks of each of *run_ids* (at most 20 each, by offset)."""
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        if self._text_search != "fts5":
+            sql = ("SELECT run_id, pos, text FROM output_chunks WHERE run_id IN "
+                   f"({marks}) AND tsv @@ ?::tsquery ORDER BY run_id, pos")
+            args: list[Any] = [*run_ids, query.tsquery()]
+        elif _prefixed(query):  # one pass over the matches: FTS5 merges a prefix's terms
+            sql = ("SELECT c.run_id, c.pos, f.text FROM output_fts f JOIN output_chunks c "
+                   "ON c.id = f.rowid WHERE output_fts MATCH ? AND f.rowid IN (SELECT id "
+                   f"FROM output_chunks WHERE run_id IN ({marks})) ORDER BY c.run_id, c.pos")
+            args = [query.fts5(), *run_ids]
+        else:  # each chunk of the runs looked up in the index by rowid
+            sql = ("SELECT c.run_id, c.pos, f.text FROM output_chunks c CROSS JOIN output_fts f "
+                   f"WHERE c.run_id IN ({marks}) AND f.rowid = c.id AND output_fts MATCH ? "
+                   "ORDER BY c.run_id, c.pos")
+            args = [*run_ids, query.fts5()]
+        out: dict[str, list[list[Any]]] = {}
+        for r in self.db.execute(sql, args).fetchall():
+            got = out.setdefault(r[0], [])
+            if len(got) < CHUNKS_PER_RUN:
+                got.append([int(r[1]), r[2]])
+        return out
 
     @staticmethod
     def _filters(job_ids: list[str] | None, status: str | None,
@@ -183,6 +202,11 @@ class RunViewsSQL:
             found = ("r.id IN (SELECT c.run_id FROM output_chunks c WHERE c.id IN "
                      f"({','.join('?' * len(ids))}))")
             found_args: list[Any] = list(ids)
+        elif self._text_search == "fts5" and _prefixed(query):
+            # FTS5 merges every term a prefix covers on each lookup: match once instead
+            found = ("r.id IN (SELECT c.run_id FROM output_chunks c WHERE c.id IN "
+                     "(SELECT rowid FROM output_fts WHERE output_fts MATCH ?))")
+            found_args = [query.fts5()]
         else:  # common: the newest runs first, each asked whether it has a match
             match, arg = self._match(query)
             found = f"EXISTS (SELECT 1 FROM output_chunks c WHERE c.run_id = r.id AND {match})"
@@ -191,13 +215,14 @@ class RunViewsSQL:
             f"SELECT {cols} FROM runs r WHERE {found}{where} "
             "ORDER BY r.fire_at DESC, r.id DESC LIMIT ?",
             (*found_args, *args, limit + 1)).fetchall()
+        chunks = self._run_chunks([r["id"] for r in rows[:limit]], query)
         items = []
         for r in rows[:limit]:
             items.append({
                 "run_id": r["id"], "job_id": r["job_id"], "job_name": r["job_name"],
                 "status": r["status"], "trigger": r["trigger"], "fire_at": _real(r["fire_at"]),
                 "started_at": _real(r["started_at"]), "finished_at": _real(r["finished_at"]),
-                "chunks": self._run_chunks(r["id"], query)})
+                "chunks": chunks.get(r["id"], [])})
         more = len(rows) > limit
         return Page(items, _encode_cursor(items[-1]["fire_at"], items[-1]["run_id"])
                     if more else None)

@@ -147,6 +147,11 @@ def test_a_common_word_is_answered_from_the_newest_runs(store, clock, monkeypatc
     rest = store.search_output(q, limit=10, cursor=common.cursor)
     assert [h["run_id"] for h in rest.items] == [r.id for r in runs[::-1][3:]]
     assert rest.cursor is None
+    prefix = parse_query("comm*")  # matched once, not run by run (FTS5 merges prefixes)
+    monkeypatch.setattr(views, "FEW", 2000)
+    rare = store.search_output(prefix, limit=3)
+    monkeypatch.setattr(views, "FEW", 2)
+    assert store.search_output(prefix, limit=3).items == rare.items == common.items
 
 
 def test_index_rows_go_with_their_runs(store, clock):
@@ -272,3 +277,20 @@ def pg_url_or_none(store_backend, request):
     if store_backend == "postgres":
         return request.getfixturevalue("store_url")
     return None
+
+
+def test_a_copied_store_can_search_the_runs_it_copied(store, clock, tmp_path):
+    """``hermes-cron migrate`` copies each log whole: the copy indexes what it imports."""
+    from hermes_cron_ext.store.migrate import copy_store
+
+    make_job(store, "moved", "@yearly")
+    run = _ran(store, clock, "moved", LOGS[0])
+    target = open_store(str(tmp_path / "copy" / "cron.db"))
+    try:
+        copy_store(store, target)
+        q = parse_query("KeyError:")
+        hits = target.search_output(q).items
+        assert [h["run_id"] for h in hits] == [run.id]
+        assert _found(target, hits, q) == _grep(target, [run.id], q) != {}
+    finally:
+        target.close()
