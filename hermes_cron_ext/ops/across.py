@@ -334,6 +334,29 @@ def coming_slots(jobs: list[Job], begin: float, end: float) -> list[dict[str, An
             for at, job_id in itertools.islice(merged, MAX_SLOTS)]
 
 
+def due_jobs(ops: Operations, job_ids: list[str] | None, begin: float,
+             end: float) -> list[Job]:
+    """The jobs whose slots in [begin, end) can be among the first MAX_SLOTS, from the
+    store's ``jobs_due`` index (never every job: 10,000 jobs took 0.7 s): the MAX_SLOTS
+    soonest due at or after *begin*, and every one due before it.
+
+    Why that is enough: a job's schedule does not fire between its last slot and its
+    ``next_run_at``, so a job due at t >= begin has its first slot in the range at t,
+    and one left out (due at or after the last one read, t_max) has none before t_max.
+    The MAX_SLOTS jobs read that are due in [begin, t_max] have a slot each by t_max:
+    no slot of a job left out can be among the first MAX_SLOTS merged (at t_max, the
+    store orders by id as the merge does). A job due before *begin* (a range that
+    starts ahead; the ticker behind) fires at *begin* or later, in no order its
+    ``next_run_at`` tells: all of those are read."""
+    limit = MAX_SLOTS
+    while True:
+        jobs = ops.store.due_jobs(end, limit, job_ids)
+        early = sum(1 for j in jobs if (j.next_run_at or 0) < begin)
+        if len(jobs) < limit or len(jobs) - early >= MAX_SLOTS:
+            return jobs
+        limit = early + MAX_SLOTS
+
+
 def timeline(ops: Operations, start: str | None = None, end: str | None = None, *,
              job: str | None = None, status: str | None = None, limit: int = 1000,
              cursor: str | None = None) -> dict[str, Any]:
@@ -366,14 +389,9 @@ def timeline(ops: Operations, start: str | None = None, end: str | None = None, 
             "missed": r["status"] == "skipped"
             and str(r.get("reason") or "").startswith("missed")})
     slots: list[dict[str, Any]] = []
-    # no job is read when none can fire before the end (a range in the past; yearly
-    # jobs): the store counts the enabled jobs due by then from its next_run_at index
-    if not cursor and max(now, begin) < finish and ops.store.count_due(finish)[0]:
-        if job is not None:
-            jobs = [ops._job(job)]
-        else:
-            jobs = ops._all_jobs(ops.viewer)
-        slots = coming_slots(jobs, max(now, begin), finish)
+    if not cursor and max(now, begin) < finish:
+        slots = coming_slots(due_jobs(ops, job_ids, max(now, begin), finish),
+                             max(now, begin), finish)
     return {"from": iso(begin), "to": iso(finish), "now": iso(now), "runs": runs,
             "slots": slots, "cursor": page.cursor}
 

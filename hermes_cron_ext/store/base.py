@@ -749,6 +749,14 @@ class RunViews(ABC):
         """
 
     @abstractmethod
+    def due_jobs(self, before: float, limit: int,
+                 job_ids: list[str] | None = None) -> list[Job]:
+        """The enabled scheduled jobs (of *job_ids*; None: every job) whose
+        ``next_run_at`` is before *before*, soonest first (then by id), at most *limit*:
+        read from the ``jobs_due`` index, so the timeline's coming slots never read
+        every job. Reads only."""
+
+    @abstractmethod
     def run_counts(self, job_ids: list[str], start: float, end: float,
                    bucket: int = 900) -> list[tuple[str, float, str, int]]:
         """``(job_id, bucket start (epoch s), status, count)`` of the runs of *job_ids*

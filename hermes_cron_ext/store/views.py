@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hermes_cron_ext.domain import search as text_search
-from hermes_cron_ext.domain.models import RUN_STATUSES, Page
+from hermes_cron_ext.domain.models import RUN_STATUSES, Job, Page
 from hermes_cron_ext.errors import InvalidInput
 
 #: schema 14: the output index, and the indexes the timeline reads ("IF NOT EXISTS":
@@ -88,6 +88,7 @@ class RunViewsSQL:
 
     db: Any
     _write: Callable[..., Any]
+    _named: Callable[..., list[Job]]
     #: "fts5" (SQLite) or "tsvector" (PostgreSQL)
     _text_search = "fts5"
 
@@ -271,6 +272,27 @@ class RunViewsSQL:
                   for k in TIMELINE_FIELDS} for r in rows[:limit]]
         return Page(items, _encode_cursor(items[-1]["fire_at"], items[-1]["id"])
                     if len(rows) > limit else None)
+
+    def due_jobs(self, before: float, limit: int,
+                 job_ids: list[str] | None = None) -> list[Job]:
+        from hermes_cron_ext.store.sql import _row_job
+
+        if job_ids is not None and not job_ids:
+            return []
+        where, args = "", list[Any]()
+        if job_ids is not None:
+            # many ids (a viewer's every job): SQLite walks jobs_due and tests each id
+            # (``+id``: not by the primary key, which would read them all, then sort)
+            col = "+id" if self._text_search == "fts5" and len(job_ids) > 64 else "id"
+            where = f" AND {col} IN ({','.join('?' * len(job_ids))})"
+            args = list(job_ids)
+        # the WHERE repeats jobs_due's own (enabled = 1 AND state = 'scheduled') so the
+        # partial index serves it, in next_run_at order: no sort, *limit* rows read
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE enabled = 1 AND state = 'scheduled' "
+            f"AND next_run_at < ?{where} ORDER BY next_run_at, id LIMIT ?",
+            (before, *args, max(0, int(limit)))).fetchall()
+        return self._named(self.db, [_row_job(r) for r in rows])
 
     def run_counts(self, job_ids: list[str], start: float, end: float,
                    bucket: int = 900) -> list[tuple[str, float, str, int]]:

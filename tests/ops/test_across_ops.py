@@ -348,3 +348,42 @@ def test_search_is_grep_on_either_backend(real_store):
     (hit,) = ops.search("lonely needle")["hits"]
     assert hit["matches"] == grep(long, "lonely needle") == [
         {"offset": 5, "line": "y" * 500, "before": ["head"], "after": ["tail"]}]
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite", pytest.param("postgres", marks=(
+    pytest.mark.postgres,))], indirect=True)
+def test_coming_slots_read_only_the_soonest_due_jobs(real_store, monkeypatch):
+    """The slots come from the store's due index (the soonest-due jobs), yet are the ones
+    every job's schedule gives: with the cap met (MAX_SLOTS made 2), for a range from
+    now and for one that starts ahead (every job due before it), and for one job."""
+    from hermes_cron_ext.ops import across
+
+    ops = Operations(real_store)
+    # hourly at 0, 10, ... 50: from half an hour ahead, their order is not their
+    # next_run_at's (the store's), so a range ahead needs every job due before it
+    for i, schedule in enumerate([f"{m} * * * *" for m in range(0, 60, 10)] + [
+            "*/7 * * * *", "@yearly"]):
+        ops.create({"name": f"s{i}", "schedule": schedule, "command": "true",
+                    "timezone": "UTC"})
+    ops.create({"name": "held", "schedule": "* * * * *", "command": "true",
+                "timezone": "UTC"})
+    ops.pause("held")
+    ops.create({"name": "off", "schedule": "* * * * *", "command": "true",
+                "timezone": "UTC", "enabled": False})
+    every = ops._all_jobs()
+    now = time.time()
+    ahead = datetime.fromtimestamp(now + 3.5 * 3600, UTC)
+    for cap in (across.MAX_SLOTS, 2):
+        capped = cap < across.MAX_SLOTS
+        monkeypatch.setattr(across, "MAX_SLOTS", cap)
+        for start, end in ((None, "3h"), (ahead.isoformat(),
+                                          (ahead + timedelta(hours=5)).isoformat())):
+            got = ops.timeline(start, end)
+            begin = max(parse_iso(got["now"]), parse_iso(got["from"]))
+            want = across.coming_slots(every, begin, parse_iso(got["to"]))
+            assert got["slots"] == want and want, (cap, start)
+            assert len(want) == cap if capped else len(want) < cap
+            assert not {s["job_name"] for s in want} & {"held", "off"}
+        one = ops.timeline(None, "3h", job="s1")
+        assert one["slots"] == across.coming_slots(
+            [ops._job("s1")], parse_iso(one["now"]), parse_iso(one["to"]))

@@ -217,6 +217,39 @@ def test_timeline_runs_overlapping_a_range_oldest_first(store, clock):
         store.timeline_runs(start, end, cursor="zzz")
 
 
+def test_due_jobs_soonest_first_from_the_due_index(store, clock):
+    hourly = make_job(store, "hourly", "0 * * * *")  # due within the hour
+    fives = make_job(store, "fives", "*/5 * * * *")  # due within 5 minutes
+    daily = make_job(store, "daily", "0 0 * * *")
+    make_job(store, "yearly", "@yearly")
+    paused = make_job(store, "paused", "*/5 * * * *")
+    store.set_paused("paused", True)
+    make_job(store, "off", "*/5 * * * *", enabled=False)
+    horizon = clock() + 86400 + 1
+    got = store.due_jobs(horizon, 10)
+    assert [j.name for j in got] == ["fives", "hourly", "daily"]
+    assert [j.next_run_at for j in got] == sorted(j.next_run_at for j in got)
+    assert [j.name for j in store.due_jobs(horizon, 2)] == ["fives", "hourly"]
+    assert store.due_jobs(horizon, 0) == []
+    assert [j.name for j in store.due_jobs(horizon, 10, [daily.id, hourly.id, paused.id])
+            ] == ["hourly", "daily"]
+    many = [daily.id, hourly.id, paused.id] + [f"j-gone-{i}" for i in range(70)]
+    assert [j.name for j in store.due_jobs(horizon, 10, many)] == ["hourly", "daily"]
+    assert store.due_jobs(horizon, 10, []) == []
+    assert [j.id for j in store.due_jobs(fives.next_run_at + 1, 10)] == [fives.id]
+    assert store.due_jobs(fives.next_run_at, 10) == []  # before: strictly
+    if store_kind(store) == "sqlite":  # the partial index, in its order: no sort
+        plan = " ".join(str(tuple(r)) for r in store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE enabled = 1 AND state = "
+            "'scheduled' AND next_run_at < ? ORDER BY next_run_at, id LIMIT ?",
+            (horizon, 10)).fetchall())
+        assert "jobs_due" in plan, plan
+
+
+def store_kind(store) -> str:
+    return "postgres" if "Postgres" in type(store).__name__ else "sqlite"
+
+
 def test_run_counts_per_bucket(store, clock):
     clock.now = 1_800_000_000.0  # a multiple of 900
     make_job(store, "c", "@yearly")
