@@ -41,6 +41,19 @@ def test_bad_queries_are_refused_with_field_q(q):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("q, word", [("w*", "w*"), ("error W*", "W*"), ('"w"*', '"w"*'),
+                                     ("foo.b*", "foo.b*"), ("7*", "7*")])
+def test_a_prefix_needs_two_letters_or_digits(q, word):
+    """One character would make the index merge most of its words (about 1 s per 1,000
+    runs): refused, naming the term."""
+    with pytest.raises(InvalidInput) as exc:
+        parse_query(q)
+    assert exc.value.field == "q"
+    assert str(exc.value) == f"a prefix needs at least 2 letters or digits before *: {word}"
+    assert parse_query("wo*").matches("World") and parse_query("foo.ba*").matches("foo bar")
+    assert parse_query("x * y").matches("y x")  # a lone * is no prefix
+
+
 def test_expressions_for_fts5_and_tsquery():
     q = parse_query('KeyError: "a b" pre*')
     assert q.fts5() == '"keyerror" AND "a b" AND "pre" *'
