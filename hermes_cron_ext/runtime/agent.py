@@ -658,6 +658,13 @@ class Agent:
             proc.stderr.close()
             return
         self.running[watch.id] = watch
+        if isinstance(proc, Process) and proc.file_sha256 is not None:
+            # what an owned run runs, as its owner read it (the helper's answer), as the
+            # supervisor records it for the runs it starts itself
+            try:
+                store.record_file_hash(watch.id, proc.file_sha256)
+            except Exception as exc:  # noqa: BLE001 - which file it ran is worth less than the run
+                _complain(f"run {watch.id}: its file's sha256 not recorded: {exc}")
         watch.writer = store.output_writer(watch.id, watch.run.spec.get("max_output"))
         for name, f in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             os.set_blocking(f.fileno(), False)

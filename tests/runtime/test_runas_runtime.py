@@ -384,8 +384,9 @@ def test_an_owned_notebooks_cells_run_as_its_owner_and_the_service_gets_its_arti
 def test_an_owned_runs_script_and_notebook_are_hashed_as_their_owner_reads_them(
         hub, accounts, owners_python):
     """The helper's child hashes the file an owned run runs once it is the owner, and
-    the supervisor records it: alice's private script and notebook (0600 in her home)
-    have the hash of their bytes. Bob's job naming her script records none (the helper
+    the supervisor or the host agent (overlap ``forbid``) records it: alice's private
+    script and notebook (0600 in her home) have the hash of their bytes; a command has
+    none. Bob's job naming her script records none (the helper
     reads nothing for him that he could not) and fails as he cannot read it."""
     alice = accounts[ALICE]
     script = os.path.join(alice.pw_dir, "hashed.py")
@@ -403,6 +404,12 @@ def test_an_owned_runs_script_and_notebook_are_hashed_as_their_owner_reads_them(
     assert not handles(py)  # a supervisor's
     assert (py.status, py.file_sha256) == ("succeeded", sha256(script)), (
         py.reason, hub.output(py))
+    by_agent = hub.run_of(hub.job(ALICE, script, kind="python", overlap="forbid"))
+    assert handles(by_agent)  # the host agent's: it records the helper's hash too
+    assert (by_agent.status, by_agent.file_sha256) == ("succeeded", sha256(script)), (
+        by_agent.reason, hub.output(by_agent))
+    command = hub.run_of(hub.job(ALICE, f"cat {script}", overlap="forbid"))
+    assert handles(command) and (command.status, command.file_sha256) == ("succeeded", None)
     nb = hub.run_of(hub.job(ALICE, notebook, kind="notebook"), timeout=120)
     assert (nb.status, nb.file_sha256) == ("succeeded", sha256(notebook)), nb.reason
     bobs = hub.run_of(hub.job(BOB, script, kind="python", overlap="queue"))
