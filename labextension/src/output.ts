@@ -11,7 +11,13 @@
  *   they scroll back down (or press "Jump to latest").
  * - A header with the run's status, phase and progress, and a
  *   Completed / Failed badge when the `end` event arrives.
+ * - Opened at a byte offset (a search hit), it reads from the start of a line a little
+ *   before it (CONTEXT_LINES, CONTEXT_BYTES; `GET /runs/{id}/log`), marks and scrolls to
+ *   its line, loads earlier output on demand ("Load earlier output") and the rest a
+ *   page at a time ("Load more"), every byte (`?lossless=1`) until "Jump to latest"
+ *   follows the run live as usual.
  */
+import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 import { AnsiUp } from 'ansi_up';
 
@@ -21,6 +27,31 @@ import { SSEStream } from './sse';
 
 /** Committed lines kept in the DOM; older ones are dropped (the full log stays on the server). */
 const MAX_LINES = 5000;
+
+/** Opened at a byte offset (a search hit): how much comes before its line, at most. */
+const CONTEXT_LINES = 200;
+const CONTEXT_BYTES = 64 * 1024;
+/** Opened at an offset: lines read past the start before the pane waits for "Load more". */
+const AT_PAGE = 2000;
+/** "Load earlier output": lines read at most per click (and bytes, CONTEXT_BYTES). */
+const EARLIER_LINES = 1000;
+
+/** Where in *bytes* (the log from byte *from*, up to a line start) to begin so that at most
+ * *lines* whole lines come before the end: a line start (byte offset of the log). */
+export function lineStartBefore(bytes: Uint8Array, from: number, lines: number): number {
+  let n = 0;
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    if (bytes[i] === 10 && ++n > lines) {
+      return from + i + 1;
+    }
+  }
+  if (from === 0) {
+    return 0;
+  }
+  // the window began mid-line: from the first whole line in it (else all of it)
+  const nl = bytes.indexOf(10);
+  return nl >= 0 && nl < bytes.length - 1 ? from + nl + 1 : from;
+}
 
 /** A progress marker line of the supervisor's protocol (shown as the header's bar instead). */
 const MARKER = /^\s*::(progress|phase)::/;
@@ -88,10 +119,12 @@ export class TerminalText {
   private _lineNode: HTMLDivElement;
   private _crPending = false;
   private _count = 0;
+  private _total = 0;
   private _dropped = 0;
   private _droppedNode: HTMLDivElement | null = null;
   /** the byte offset in the run's log of the next byte written */
   private _pos = 0;
+  private _trimming = true;
   private static _utf8 = new TextEncoder();
 
   constructor() {
@@ -104,6 +137,55 @@ export class TerminalText {
     return this._count;
   }
 
+  /** Lines committed since the last clear (dropped ones too). */
+  get total(): number {
+    return this._total;
+  }
+
+  /** The byte offset in the log of the next byte written. */
+  get position(): number {
+    return this._pos;
+  }
+
+  /** Lines dropped from the top (MAX_LINES). */
+  get dropped(): number {
+    return this._dropped;
+  }
+
+  /** Drop the oldest lines past MAX_LINES (off: keep them all, e.g. while a search hit is
+   * shown; on again trims at once). */
+  set trimming(on: boolean) {
+    this._trimming = on;
+    if (on) {
+      this._trim();
+    }
+  }
+
+  /** Empty, the next byte written being byte *offset* of the log. */
+  startAt(offset: number): void {
+    this.clear();
+    this._pos = offset;
+    this._lineNode.dataset.offset = String(offset);
+  }
+
+  /** Lines of the log that come before the ones shown: *text* (whole lines) from byte
+   * *offset* on, put above them. */
+  prepend(text: string, offset: number): void {
+    const earlier = new TerminalText();
+    earlier.write(text, 'stdout', offset);
+    const nodes = Array.from(earlier.node.children) as HTMLElement[];
+    const last = nodes[nodes.length - 1];
+    if (last && !last.textContent) {
+      nodes.pop(); // the empty line after the last newline
+    }
+    const before = this._droppedNode ?? this.node.firstChild;
+    for (const el of nodes) {
+      el.dataset.earlier = 'true';
+      this.node.insertBefore(el, before);
+    }
+    this._count += nodes.length;
+  }
+
   clear(): void {
     this.node.textContent = '';
     this._ansi = newAnsi();
@@ -111,6 +193,7 @@ export class TerminalText {
     this._line = [];
     this._crPending = false;
     this._count = 0;
+    this._total = 0;
     this._dropped = 0;
     this._droppedNode = null;
     this._pos = 0;
@@ -202,13 +285,14 @@ export class TerminalText {
     this._line = [];
     this._crPending = false;
     this._count++;
+    this._total++;
     this._lineNode = this._newLine();
     this._trim();
   }
 
   private _trim(): void {
     const excess = this._count - MAX_LINES;
-    if (excess <= 0) {
+    if (excess <= 0 || !this._trimming) {
       return;
     }
     if (!this._droppedNode) {
@@ -256,6 +340,19 @@ export class RunOutput extends Widget {
   private _ended = false;
   /** the byte offset to show once its line has arrived (a search hit) */
   private _at: number | null = null;
+  /** the byte offset of the log the pane starts at (> 0: opened at a search hit) */
+  private _start = 0;
+  /** "… N bytes before · Load earlier output" above the first line shown */
+  private _earlier: HTMLDivElement;
+  /** "Load more ↓": opened at an offset, the pane stops after AT_PAGE lines */
+  private _more: HTMLDivElement;
+  /** lines committed (TerminalText.total) at which to stop reading, or null: read on */
+  private _pauseAt: number | null = null;
+  private _paused = false;
+  /** read every byte at the reader's pace (opened at an offset), not live with gaps */
+  private _lossless = false;
+  /** bumps on each (re)opening, so a late log read of an earlier one is ignored */
+  private _gen = 0;
   runId: string;
 
   constructor(
@@ -344,7 +441,21 @@ export class RunOutput extends Widget {
 
     this._scroller = document.createElement('div');
     this._scroller.className = 'jp-HermesCron-scroller jp-RenderedText';
-    this._scroller.appendChild(this._term.node);
+    this._earlier = document.createElement('div');
+    this._earlier.className = 'jp-HermesCron-dropped jp-HermesCron-earlier';
+    this._earlier.dataset.role = 'earlier-output';
+    this._earlier.hidden = true;
+    this._more = document.createElement('div');
+    this._more.className = 'jp-HermesCron-dropped jp-HermesCron-more';
+    this._more.dataset.role = 'more-output';
+    this._more.hidden = true;
+    const more = document.createElement('button');
+    more.className = 'jp-HermesCron-linkButton';
+    more.dataset.action = 'load-more';
+    more.textContent = 'Load more ↓';
+    more.onclick = () => this._resume();
+    this._more.append('… the output goes on · ', more);
+    this._scroller.append(this._earlier, this._term.node, this._more);
     this._scroller.addEventListener('scroll', () => this._onScroll(), { passive: true });
 
     this._jump = document.createElement('button');
@@ -352,6 +463,9 @@ export class RunOutput extends Widget {
     this._jump.textContent = 'Jump to latest ↓';
     this._jump.hidden = true;
     this._jump.onclick = () => {
+      if (this._paused || this._lossless) {
+        this._goLive();
+      }
       this._follow = true;
       this._jump.hidden = true;
       this.node.dataset.follow = 'true';
@@ -362,7 +476,11 @@ export class RunOutput extends Widget {
     body.className = 'jp-HermesCron-outputBody';
     body.append(this._scroller, this._jump);
     this.node.append(header, this._meta, progress, body);
-    this._connect();
+    if (this._at !== null) {
+      void this._openAt(this._at);
+    } else {
+      this._connect();
+    }
   }
 
   get status(): string {
@@ -382,9 +500,162 @@ export class RunOutput extends Widget {
     super.dispose();
   }
 
+  /** *limit* bytes of the run's log from byte *offset* (`GET /runs/{id}/log`). */
+  private async _readLog(offset: number, limit: number): Promise<Uint8Array> {
+    const response = await ServerConnection.makeRequest(
+      this.api.url(`runs/${encodeURIComponent(this.runId)}/log`, { offset, limit }),
+      { method: 'GET' },
+      this.api.settings
+    );
+    if (!response.ok) {
+      throw new Error(`HTTP ${response.status}`);
+    }
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  /** Show the log from a little before byte *at* (its line then marked and scrolled to):
+   * from the start of the line CONTEXT_LINES lines (at most CONTEXT_BYTES) before it,
+   * "Load earlier output" above, and AT_PAGE lines on before "Load more". */
+  private async _openAt(at: number): Promise<void> {
+    const gen = ++this._gen;
+    this._stream?.close();
+    this._stream = null;
+    this._at = at;
+    this._follow = false;
+    this.node.dataset.follow = 'false';
+    let start = 0;
+    if (at > 0) {
+      const from = Math.max(0, at - CONTEXT_BYTES);
+      try {
+        start = lineStartBefore(await this._readLog(from, at - from), from, CONTEXT_LINES);
+      } catch {
+        start = 0; // read it all from the start, as without an offset
+      }
+      if (gen !== this._gen || this.isDisposed) {
+        return;
+      }
+    }
+    this._start = Math.min(start, at);
+    this._offset = this._start;
+    this._ended = false;
+    delete this.node.dataset.ended;
+    this._term.startAt(this._start);
+    this._term.trimming = false;
+    this._lossless = true;
+    this._paused = false;
+    this._pauseAt = AT_PAGE;
+    this._more.hidden = true;
+    this.node.dataset.start = String(this._start);
+    this._renderEarlier();
+    this._connect();
+  }
+
+  private _renderEarlier(): void {
+    this._earlier.hidden = this._start <= 0;
+    if (this._start <= 0) {
+      return;
+    }
+    const load = document.createElement('button');
+    load.className = 'jp-HermesCron-linkButton';
+    load.dataset.action = 'load-earlier';
+    load.textContent = 'Load earlier output ↑';
+    load.onclick = () => void this._loadEarlier(load);
+    this._earlier.replaceChildren(`… ${this._start.toLocaleString()} bytes before · `, load);
+  }
+
+  /** Put up to EARLIER_LINES lines (CONTEXT_BYTES) of the log above the first one shown,
+   * keeping what is on screen where it is. */
+  private async _loadEarlier(button: HTMLButtonElement): Promise<void> {
+    const gen = this._gen;
+    const to = this._start;
+    const from = Math.max(0, to - CONTEXT_BYTES);
+    button.disabled = true;
+    let bytes: Uint8Array;
+    try {
+      bytes = await this._readLog(from, to - from);
+    } catch (err: any) {
+      button.disabled = false;
+      this._conn.textContent = `cannot read the log (${err?.message ?? err})`;
+      return;
+    }
+    if (gen !== this._gen || this.isDisposed || this._start !== to) {
+      return;
+    }
+    const start = lineStartBefore(bytes, from, EARLIER_LINES);
+    const text = new TextDecoder('utf-8').decode(bytes.subarray(start - from));
+    // what is on screen stays where it is: the first line shown so far, as the anchor
+    const s = this._scroller;
+    const anchor = this._term.node.firstElementChild;
+    const y = () => (anchor ? anchor.getBoundingClientRect().top : 0);
+    const before = y();
+    this._term.prepend(text, start);
+    this._start = start;
+    this.node.dataset.start = String(start);
+    this._renderEarlier();
+    s.scrollTop += y() - before;
+  }
+
+  /** Where to cut *text* so that it ends after its *lines*-th line (-1: all of it): not
+   * before the line of a search hit still to show. */
+  private _cutAt(text: string, lines: number, from?: number): number {
+    let i = -1;
+    for (let n = 0; n < Math.max(lines, 1); n++) {
+      i = text.indexOf('\n', i + 1);
+      if (i < 0) {
+        return -1;
+      }
+    }
+    const cut = i + 1;
+    if (cut >= text.length) {
+      return -1;
+    }
+    if (this._at !== null && (from ?? this._term.position) + new TextEncoder().encode(text.slice(0, cut)).length <= this._at) {
+      return -1; // the hit's line comes later in this text: read on to it
+    }
+    return cut;
+  }
+
+  /** Stop reading (opened at an offset, AT_PAGE lines in): "Load more" reads on. */
+  private _pause(): void {
+    this._paused = true;
+    this._stream?.close();
+    this._stream = null;
+    this._more.hidden = false;
+    this.node.dataset.paused = 'true';
+  }
+
+  private _resume(): void {
+    if (!this._paused) {
+      return;
+    }
+    this._paused = false;
+    this._more.hidden = true;
+    this._pauseAt = this._term.total + AT_PAGE;
+    delete this.node.dataset.paused;
+    this._connect();
+  }
+
+  /** From reading page by page to following the run live, as when opened without an offset. */
+  private _goLive(): void {
+    this._pauseAt = null;
+    this._lossless = false;
+    this._term.trimming = true;
+    if (this._paused) {
+      this._paused = false;
+      this._more.hidden = true;
+      delete this.node.dataset.paused;
+    }
+    if (!this._ended) {
+      this._stream?.close();
+      this._connect();
+    }
+  }
+
   private _connect(): void {
     this._stream = new SSEStream({
-      url: this.api.url(`runs/${encodeURIComponent(this.runId)}/stream`),
+      url: this.api.url(`runs/${encodeURIComponent(this.runId)}/stream`, {
+        lossless: this._lossless ? 1 : undefined
+      }),
       settings: this.api.settings,
       lastEventId: this._offset ? String(this._offset) : null,
       onOpen: () => {
@@ -415,13 +686,23 @@ export class RunOutput extends Widget {
     }
     switch (event) {
       case 'output': {
+        if (this._paused) {
+          return; // read on from here once asked ("Load more")
+        }
         const end = id !== null ? Number(id) : NaN;
         if (!isNaN(end) && end <= this._offset) {
           return; // already shown (a resumed stream never repeats, but be safe)
         }
         const start = data.offset !== undefined && data.offset !== null ? Number(data.offset) : undefined;
-        this._term.write(String(data.text ?? ''), String(data.stream ?? 'stdout'), start);
-        if (!isNaN(end)) {
+        let text = String(data.text ?? '');
+        const cut = this._pauseAt !== null ? this._cutAt(text, this._pauseAt - this._term.total, start) : -1;
+        if (cut >= 0) {
+          text = text.slice(0, cut); // a page read: the rest from here on "Load more"
+        }
+        this._term.write(text, String(data.stream ?? 'stdout'), start);
+        if (cut >= 0) {
+          this._offset = this._term.position;
+        } else if (!isNaN(end)) {
           this._offset = end;
         }
         this.node.dataset.offset = String(this._offset);
@@ -608,14 +889,23 @@ export class RunOutput extends Widget {
       this._scrollToEnd();
     }
     this._maybeReveal();
+    if (this._pauseAt !== null && !this._paused && this._at === null && this._term.total >= this._pauseAt) {
+      this._pause();
+    }
   }
 
   /** Scroll to the line holding byte *offset* of the log and mark it (now, or once it
    * has arrived). */
   revealOffset(offset: number): void {
-    this._at = offset;
-    this._follow = false;
-    this._maybeReveal();
+    // shown (or coming next): scroll to it; else read the log again from a little before it
+    const shown = offset >= this._start && !this._term.dropped && this._term.lineAt(offset) !== null;
+    if (shown && (offset < this._offset || (!this._paused && !this._ended))) {
+      this._at = offset;
+      this._follow = false;
+      this._maybeReveal();
+      return;
+    }
+    void this._openAt(offset);
   }
 
   private _maybeReveal(): void {

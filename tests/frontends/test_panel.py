@@ -1526,6 +1526,87 @@ def test_search_finds_a_line_and_opens_the_output_at_it(lab, page):
         lab.call(f"jobs/{job['id']}", "DELETE")
 
 
+def test_a_search_hit_in_a_long_log_opens_the_output_at_its_line(lab, page):
+    """A word near the start (line 50) of a 20,500-line log: opened from the search hit,
+    the pane reads from a little before the line (not from the start, whose last 5,000
+    lines would have dropped it), marks it and scrolls to it; the earlier output loads on
+    demand and the line stays put; the rest is read a page at a time ("Load more"), and
+    "Jump to latest" reads on to the end."""
+    program = ('awk \'BEGIN{p=sprintf("%2000s",""); gsub(/ /,"x",p); '
+               'for(i=1;i<=20500;i++){ if(i==50) print "found needle-walrus-77 here"; '
+               'else if(i<50) print i, p; else print i }}\'')
+    job = lab.create("long-searched", "@yearly", program)
+    run_id = _run_and_wait(lab, job["id"])
+    offset = len("".join(f"{i} {'x' * 2000}\n" for i in range(1, 50)).encode())
+    try:
+        _tab(page, "search")
+        view = page.locator("[data-role='search-view']")
+        view.locator("[data-role='search-query']").fill("walrus")
+        view.locator("[data-role='search-query']").press("Enter")
+        hit = view.locator(f".jp-HermesCron-hit[data-run-id='{run_id}']")
+        hit.wait_for(timeout=15_000)
+        match = hit.locator("[data-role='match']").first
+        assert int(match.get_attribute("data-offset")) == offset
+        match.click()
+        output = page.locator(f".jp-HermesCron-detail .jp-HermesCron-output[data-run-id='{run_id}']")
+        scroller = output.locator(".jp-HermesCron-scroller")
+        target = output.locator("[data-role='target-line']")
+        target.wait_for(timeout=15_000)
+        assert target.inner_text() == "found needle-walrus-77 here"
+        assert target.get_attribute("data-offset") == str(offset)
+        wait_for(lambda: _inside(target, scroller), 5, what="the line scrolled into view")
+        # read from a line start at most 64 KiB before the hit: some long lines, not all
+        start = int(output.get_attribute("data-start"))
+        assert 0 < start < offset and offset - start <= 64 * 1024
+        lines = output.locator(".jp-HermesCron-line")
+        first = lines.first.inner_text()
+        assert first.endswith("x" * 2000) and int(first.split()[0]) > 1
+        earlier = output.locator("[data-role='earlier-output']")
+        assert earlier.is_visible()
+        assert f"{start:,} bytes before" in earlier.inner_text()
+        # a page of lines, not the whole log: the rest waits for "Load more"
+        more = output.locator("[data-role='more-output']")
+        more.wait_for(timeout=10_000)
+        shown = lines.count()
+        assert 2000 <= shown < 5000
+        assert output.locator(".jp-HermesCron-line", has_text="20500").count() == 0
+        shot(page, "search-long-opened")
+        # the earlier output, on demand: down to line 1, what was on screen staying put
+        scroller.evaluate("s => { s.scrollTop = 0; }")
+        old_first = output.locator(f".jp-HermesCron-line[data-offset='{start}']")
+        y = old_first.bounding_box()["y"]
+        earlier.locator("[data-action='load-earlier']").click()
+        wait_for(lambda: output.get_attribute("data-start") == "0", 10,
+                 what="the earlier output loaded")
+        assert earlier.is_hidden()
+        assert lines.first.inner_text() == "1 " + "x" * 2000
+        assert lines.nth(48).inner_text().startswith("49 ")
+        assert lines.nth(49).inner_text() == "found needle-walrus-77 here"
+        assert output.locator("[data-role='target-line']").count() == 1
+        assert abs(old_first.bounding_box()["y"] - y) < 2
+        assert old_first.inner_text().startswith(first.split()[0] + " ")
+        # "Load more" reads another page
+        before = lines.count()
+        more.locator("[data-action='load-more']").click()
+        wait_for(lambda: lines.count() >= before + 2000, 10, what="another page")
+        # "Jump to latest": on to the end of the log, followed
+        output.locator(".jp-HermesCron-jump").click()
+        output.locator(".jp-HermesCron-line", has_text="20500").first.wait_for(timeout=20_000)
+        wait_for(lambda: output.get_attribute("data-ended") == "true", 10, what="the end")
+        assert more.is_hidden()
+        assert output.locator("[data-role='target-line']").count() == 0  # dropped (5,000 kept)
+        # the hit again, in the same pane: its line is read once more and marked
+        _tab(page, "search")
+        match.click()
+        target.wait_for(timeout=15_000)
+        assert target.inner_text() == "found needle-walrus-77 here"
+        wait_for(lambda: _inside(target, scroller), 5, what="the line scrolled into view again")
+        assert int(output.get_attribute("data-start")) == start
+    finally:
+        page.locator(".jp-HermesCron-tab[data-tab='jobs']").click()
+        lab.call(f"jobs/{job['id']}", "DELETE")
+
+
 def _inside(el, box) -> bool:
     a, b = el.bounding_box(), box.bounding_box()
     return bool(a and b and a["y"] >= b["y"] and a["y"] + a["height"] <= b["y"] + b["height"])
