@@ -238,10 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: Command, own: Iterab
                   *, leave_out: tuple[str, ...] = ()) -> None:
     """The command's arguments on *parser*, then the front's *own*; *leave_out* names
     dests (arguments or job options) a front does not take."""
-    declared = {f for a in command.args for f in a.flags}
-    # a front's own option the table declares now is the table's (its copy, to be dropped)
-    mine = [a for a in own if not declared & set(a.flags)]
-    for a in (*command.args, *mine):
+    for a in (*command.args, *own):
         if a.dest not in leave_out:
             parser.add_argument(*a.flags, **a.options)
     if command.job_options:

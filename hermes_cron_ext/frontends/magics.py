@@ -81,7 +81,6 @@ from hermes_cron_ext.frontends.render import (
 OWN: dict[str, tuple[Arg, ...]] = {
     "run": (arg("--form", action="store_true",
                 help="show a typed form of the job's parameters; its Run button runs it"),),
-    "search": (arg("--cursor", help="the page after the one that printed it"),),
 }
 #: the magics' own commands (and ``%cron`` alone; ``%%cron`` is the cell magic)
 OWN_COMMANDS: dict[str, Command] = {c.name: c for c in (
