@@ -306,10 +306,10 @@ def search(ops: Operations, q: str, *, job: str | None = None, since: str | None
 
 # -- timeline ----------------------------------------------------------------------------
 
-def _fires(job: Job, begin: float, end: float) -> Iterator[tuple[float, str]]:
-    """The job's coming fire times in [begin, end), at most SLOTS_PER_JOB."""
+def _times(schedule: str, zone: str, begin: float, end: float) -> Iterator[float]:
+    """A schedule's fire times in [begin, end), at most SLOTS_PER_JOB."""
     try:
-        parsed = sched.parse(job.schedule or "", job.timezone)
+        parsed = sched.parse(schedule, zone)
     except InvalidInput:
         return
     moment: datetime | None = datetime.fromtimestamp(begin, UTC) - timedelta(microseconds=1)
@@ -318,7 +318,24 @@ def _fires(job: Job, begin: float, end: float) -> Iterator[tuple[float, str]]:
         moment = parsed.next_fire(moment)
         if moment is None or moment.timestamp() >= end:
             return
-        yield moment.timestamp(), job.id
+        yield moment.timestamp()
+
+
+class _Shared:
+    """One schedule's fire times, computed once and as far as asked, for every job that
+    has it (10,000 jobs share far fewer schedules: ``*/5 * * * *``, ``0 * * * *``...)."""
+
+    def __init__(self, times: Iterator[float]) -> None:
+        self.times, self.got = times, list[float]()
+
+    def fires(self, job_id: str) -> Iterator[tuple[float, str]]:
+        for i in itertools.count():
+            if i == len(self.got):
+                at = next(self.times, None)
+                if at is None:
+                    return
+                self.got.append(at)
+            yield self.got[i], job_id
 
 
 def coming_slots(jobs: list[Job], begin: float, end: float) -> list[dict[str, Any]]:
@@ -329,7 +346,13 @@ def coming_slots(jobs: list[Job], begin: float, end: float) -> list[dict[str, An
     firing = [j for j in jobs if j.schedule and j.enabled and j.state not in _IDLE_STATES
               and (j.next_run_at is None or j.next_run_at < end)]
     names = {j.id: j.name for j in firing}
-    merged = heapq.merge(*(_fires(j, begin, end) for j in firing))
+    shared: dict[tuple[str, str], _Shared] = {}
+    for j in firing:
+        key = (j.schedule or "", j.timezone)
+        if key not in shared:
+            shared[key] = _Shared(_times(*key, begin, end))
+    merged = heapq.merge(*(shared[(j.schedule or "", j.timezone)].fires(j.id)
+                           for j in firing))
     return [{"job_id": job_id, "job_name": names[job_id], "at": iso(at)}
             for at, job_id in itertools.islice(merged, MAX_SLOTS)]
 
