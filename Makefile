@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8888
 ARGS ?=
 
-.PHONY: venv install test frontdoor browser delivery crash accounts demo lint bench clean-venv
+.PHONY: venv install test frontdoor browser delivery slow accounts demo lint bench clean-venv
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("hermes-cron-ext needs Python >= 3.11, not " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -41,12 +41,13 @@ browser: install
 delivery: install
 	$(PY) -m pytest -q -m delivery tests/runtime/test_notify_delivery.py
 
-# the slowest crash tests (kill -9 of daemons, agents and supervisors; a full disk; a server
-# handing its jobs to a daemon and back): about 90 s, kept out of `make test` for its 10 minutes
-crash: install
-	$(PY) -m pytest -q -m crash tests/server/test_app.py tests/frontends/test_cli.py \
+# the slowest end-to-end tests (kill -9 of daemons, agents and supervisors; a full disk; a
+# server handing its jobs to a daemon and back; pipelines across daemons on both stores; a
+# stream nobody reads): about 2.5 min, kept out of `make test` for its 10 minutes
+slow: install
+	$(PY) -m pytest -q -m slow tests/server/test_app.py tests/frontends/test_cli.py \
 		tests/runtime/test_policies.py tests/test_faults.py tests/runtime/test_agent.py \
-		tests/store/test_postgres.py
+		tests/store/test_postgres.py tests/runtime/test_pipelines.py tests/server/test_proxy.py
 
 # runs as their owners: makes Unix accounts and a sudoers entry, runs jobs as them, and
 # removes them after (root; the tests skip, saying why, when not root); and the other

@@ -36,7 +36,7 @@ def hermes(env, *args):
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_with_the_real_reason_and_loses_nothing(small_disk):
     db = small_disk / "store" / "cron.db"
     env = {**os.environ, "HERMES_CRON_DB": str(db), "HERMES_CRON_HEARTBEAT": "0.5"}

@@ -96,7 +96,7 @@ def _status(cli, run_id):
         store.close()
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_two_daemons_and_ticks_fire_every_slot_exactly_once(cli, tmp_path):
     ledger = tmp_path / "ledger.txt"
     for i in range(3):
@@ -127,7 +127,7 @@ def test_two_daemons_and_ticks_fire_every_slot_exactly_once(cli, tmp_path):
     store.close()
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_kill9_daemon_runs_finish_and_are_not_rerun(cli, tmp_path):
     ledger = tmp_path / "ledger.txt"
     cli("add", "long", "@every 1s", "--overlap", "allow", "--", "sh", "-c",

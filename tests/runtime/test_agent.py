@@ -145,7 +145,7 @@ def test_a_primed_payload_of_a_run_refused_at_its_instant_never_runs(sqlite, tmp
     assert processes_with(f"HERMES_CRON_RUN_ID={run.id}".encode()) == {}
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_kill9_of_the_agents_mid_burst_loses_nothing_silently_and_runs_nothing_twice(
         sqlite, tmp_path):
     """1,000 runs: 500 due at one instant (half end at once, half run 30 s), 500 due a

@@ -12,6 +12,9 @@ import pytest
 from hermes_cron_ext.store import open_store
 from tests.conftest import CLI, wait_for
 
+# about a minute of daemons and supervisors on both stores: `make slow`, not `make test`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_cli(request, tmp_path):

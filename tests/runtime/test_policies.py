@@ -71,7 +71,7 @@ def test_overlap_policies_with_a_long_running_job(real_store, policy):
         assert c.status == "skipped" and c.reason == f"overlap: run {b.id} is already waiting"
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_kill9_supervisor_marks_lost_then_one_retry(cli):
     cli("add", "victim", "@yearly", "--retries", "1", "--retry-delay", "0.2", "--", "sh", "-c",
         "echo attempt $HERMES_CRON_RUN_ID; sleep 3")
@@ -97,7 +97,7 @@ def test_kill9_supervisor_marks_lost_then_one_retry(cli):
     store.close()
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_kill9_everything_then_restart_leaves_nothing_running(cli, tmp_path):
     ledger = tmp_path / "ledger"
     cli("add", "tick", "@every 1s", "--overlap", "allow", "--", "sh", "-c",

@@ -130,7 +130,7 @@ def _alive_kinds(db: str) -> list[str]:
         store.close()
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_handoff_keeps_firing_and_hands_back(tmp_path):
     db = str(tmp_path / "cron.db")
     ledger = tmp_path / "ledger"
@@ -168,7 +168,7 @@ def test_handoff_keeps_firing_and_hands_back(tmp_path):
     assert len(slots) >= 8
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_sigint_from_a_spawner_hands_off_and_jobs_keep_firing(tmp_path):
     """JupyterHub and its idle culler stop a user server with SIGINT, with no terminal on
     its stdin: the jobs keep firing through the handoff within one period, each slot

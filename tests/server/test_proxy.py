@@ -174,6 +174,7 @@ def _slow_client(url: str, token: str) -> socket.socket:
     return sock
 
 
+@pytest.mark.slow
 def test_a_client_that_does_not_read_holds_the_stream_back_not_the_servers_memory(
         user_server, cron_server):
     """The user's server forwards what the service sends only as fast as its browser takes

@@ -285,7 +285,7 @@ TICKER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.crash
+@pytest.mark.slow
 def test_three_tickers_in_three_processes_fire_every_slot_exactly_once(pg, pg_url):
     """1,000 ``@every 1s`` jobs, three ticker processes claiming together at each step of a
     shared fake clock (0.25 s steps over 8 s): 9,000 slots, each claimed once, none
