@@ -8,7 +8,6 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.frontends.render import (
@@ -27,9 +26,8 @@ from hermes_cron_ext.frontends.render import (
 from hermes_cron_ext.frontends.widgets import JobCard, TimelineChart
 from hermes_cron_ext.frontends.widgets.across import timeline_model_rows
 from hermes_cron_ext.ops import Operations
-from hermes_cron_ext.store import SQLiteStore
 from tests.conftest import wait_for
-from tests.frontends.test_magics import Cell
+from tests.frontends.test_magics import Cell, db, ip  # noqa: F401 (fixtures)
 
 pytest_plugins = ("tests.notebook_fixtures",)
 
@@ -210,26 +208,11 @@ def test_a_timeline_without_its_range_is_refused(bad):
 # -- %cron, on a real store with real runs ----------------------------------------------
 
 @pytest.fixture
-def ip(local_env):
-    shell = InteractiveShell.instance()
-    if "hermes_cron_ext" not in shell.extension_manager.loaded:
-        shell.run_line_magic("load_ext", "hermes_cron_ext")
-    return shell
-
-
-@pytest.fixture
-def db(local_env):
-    s = SQLiteStore(local_env)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def cell(ip, capsys):
+def cell(ip, capsys):  # noqa: F811
     return Cell(ip, capsys)
 
 
-def _two_runs(cell, db) -> tuple[str, str]:
+def _two_runs(cell, db) -> tuple[str, str]:  # noqa: F811
     """Two ended runs of ``flaky`` whose output differs in one line."""
     cell.ok('%cron add flaky "@yearly" -- echo start; echo "value $$-$RANDOM"; '
             'echo "KeyError: user_id"; echo end')
@@ -241,7 +224,7 @@ def _two_runs(cell, db) -> tuple[str, str]:
     return ids[0], ids[1]
 
 
-def test_cron_timeline_search_calendar_diff_of_real_runs(cell, db):
+def test_cron_timeline_search_calendar_diff_of_real_runs(cell, db):  # noqa: F811
     first, second = _two_runs(cell, db)
     lines = cell.ok("%cron timeline --since 1h --until 1h").splitlines()
     row = next(ln for ln in lines if ln.startswith("flaky "))
@@ -277,7 +260,7 @@ def test_cron_timeline_search_calendar_diff_of_real_runs(cell, db):
     assert "output: +1 -1 lines" in diff and "\n-value " in diff and "\n+value " in diff
 
 
-def test_across_bad_input_is_one_line(cell, db):
+def test_across_bad_input_is_one_line(cell, db):  # noqa: F811
     cell.ok('%cron add quiet "@yearly" -- echo quiet')
     cell.fails("%cron search ''", "the search is empty")
     cell.fails("%cron search x --since yesterday-ish")
@@ -289,7 +272,7 @@ def test_across_bad_input_is_one_line(cell, db):
     cell.fails("%cron diff r_nope", "RUN_B")
 
 
-def test_widgets_open_the_run_a_search_hit_or_a_bar_names(cell, db):
+def test_widgets_open_the_run_a_search_hit_or_a_bar_names(cell, db):  # noqa: F811
     from hermes_cron_ext import ops as cron_client
     from hermes_cron_ext.frontends.widgets import SearchResults, Timeline
 
@@ -312,7 +295,7 @@ def test_widgets_open_the_run_a_search_hit_or_a_bar_names(cell, db):
     assert timeline.chart.window[1] - timeline.chart.window[0] == pytest.approx(3600.0)
 
 
-def test_cards_and_dashboard_show_the_calendar(cell, db):
+def test_cards_and_dashboard_show_the_calendar(cell, db):  # noqa: F811
     from hermes_cron_ext import ops as cron_client
     from hermes_cron_ext.frontends.widgets import Dashboard, JobCard
 
@@ -328,7 +311,7 @@ def test_cards_and_dashboard_show_the_calendar(cell, db):
     assert f"<title>{today}: 2 runs</title>" in board.static_html()
 
 
-def test_run_views_say_the_revision_a_run_ran(cell, db):
+def test_run_views_say_the_revision_a_run_ran(cell, db):  # noqa: F811
     from hermes_cron_ext import ops as cron_client
     from hermes_cron_ext.frontends.widgets import LiveOutput, RunHistory
     from hermes_cron_ext.frontends.widgets.history import runs_table
@@ -378,7 +361,7 @@ class _OldServer(Operations):
         raise NotFound("no such route: /api/cron/jobs/x/calendar")
 
 
-def test_a_card_reads_its_calendar_once_and_again_when_a_run_ends(local_env, db):
+def test_a_card_reads_its_calendar_once_and_again_when_a_run_ends(local_env, db):  # noqa: F811
     from hermes_cron_ext.frontends.widgets import JobCards
 
     client = _Counting(local_env)
