@@ -196,8 +196,8 @@ class RunViewsSQL:
             args.append(since)
         if cursor is not None:
             at, rid = _decode_cursor(cursor, 2)
-            where += " AND (r.fire_at < ? OR (r.fire_at = ? AND r.id < ?))"
-            args += [at, at, rid]
+            where += " AND r.fire_at <= ? AND (r.fire_at < ? OR (r.fire_at = ? AND r.id < ?))"
+            args += [at, at, at, rid]
         cols = ", ".join(f"r.{f}" for f in SEARCH_FIELDS)
         ids = self._matching_ids(query, FEW + 1)
         if len(ids) <= FEW:  # rare: join the few matches to their runs
@@ -261,8 +261,10 @@ class RunViewsSQL:
         if len(rows) <= limit:
             sql, a = f"SELECT {cols} FROM runs WHERE fire_at < ?", list[Any]([end])
             if after is not None and after[0] >= start:
-                sql += " AND (fire_at > ? OR (fire_at = ? AND id > ?))"
-                a += [after[0], after[0], after[1]]
+                # ``fire_at >= ?`` besides the OR: with bound values SQLite seeks to the
+                # cursor only on a plain range (else it walks the day from its start)
+                sql += " AND fire_at >= ? AND (fire_at > ? OR (fire_at = ? AND id > ?))"
+                a += [after[0], after[0], after[0], after[1]]
             else:
                 sql += " AND fire_at >= ?"
                 a.append(start)
