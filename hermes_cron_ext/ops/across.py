@@ -234,6 +234,10 @@ def run_matches(ops: Operations, run_id: str, query: Query, chunks: list[list[An
     for offset, text in chunks:
         # the chunk's bytes: exact, or (a replacement character) an upper bound
         spans.append((int(offset), int(offset) + len(str(text).encode("utf-8")) + 1))
+    # every token of the query is in a matching line's lower-cased text (``tokens``
+    # finds them there): a substring test skips most lines without tokenizing them
+    needles = sorted({tok for term in query.terms for tok in term.tokens}, key=len,
+                     reverse=True)
     found: dict[int, dict[str, Any]] = {}
     more = False
     for lo, hi in _windows(spans, MARGIN):
@@ -252,15 +256,21 @@ def run_matches(ops: Operations, run_id: str, query: Query, chunks: list[list[An
         for i, (pos, raw) in enumerate(lines):
             if pos in found:
                 continue
+            text = raw.decode("utf-8", "replace")
+            low = text.lower()
+            if not all(n in low for n in needles):
+                continue
             end = pos + len(raw)
             if not any(a <= end and pos < b for a, b in spans):
                 continue
-            if not query.matches(raw.decode("utf-8", "replace")):
+            if not query.matches(text):
                 continue
             found[pos] = {
                 "offset": pos, "line": _shown(raw),
                 "before": [_shown(b) for _, b in lines[max(0, i - context):i]],
                 "after": [_shown(b) for _, b in lines[i + 1:i + 1 + context]]}
+            if len(found) > MAX_MATCHES:
+                break  # (lines in log order: the later ones come after these)
         if len(found) > MAX_MATCHES:
             break  # (windows come in log order: the later ones' lines come after these)
     ordered = [found[k] for k in sorted(found)]
