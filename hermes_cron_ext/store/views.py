@@ -11,9 +11,11 @@ skipped, so a repeated call is harmless. Rows go with their runs (gc, job delete
 
 **Searching.** Results are runs, newest first (``fire_at DESC, id DESC`` keyset). A rare
 query takes its matching chunk ids from the index (at most :data:`FEW` of them) and
-joins them to the runs; a common one walks the runs newest first through their index
-and asks the text index about each run's chunks, so a page of 20 stops after about 20
-runs instead of reading every match. Either way the answer is the same.
+joins them to the runs (and its chunks are those ids); a common one walks the runs newest
+first through their index and asks the text index about their chunks, so a page of 20
+stops after about 20 runs instead of reading every match: PostgreSQL run by run, SQLite
+in growing batches of runs, FTS5 asked once per batch for the matches in the range of
+its chunk ids. Either way the answer is the same.
 
 **The timeline.** Runs overlapping ``[start, end)``, oldest first: those that fired in
 the range (the ``fire_at`` indexes), after those that fired before it and were still
@@ -62,6 +64,9 @@ PG_MIGRATION_14 = [
 ]
 #: a query with at most this many matching chunks is answered from the index's list
 FEW = 2000
+#: SQLite asks FTS5 for the matches in the range of some runs' chunk ids when the range
+#: is at most this many times as wide as their own chunks (else chunk by chunk)
+SPAN = 50
 #: matching chunks returned per run
 CHUNKS_PER_RUN = 20
 #: a piece of a log is at most this long (bytes)
@@ -150,33 +155,103 @@ class RunViewsSQL:
                                    f"{_tsquery(query)} LIMIT {int(n)}").fetchall()
         return [int(r[0]) for r in rows]
 
-    def _run_chunks(self, run_ids: list[str], query: text_search.Query
-                    ) -> dict[str, list[list[Any]]]:
-        """The matching chunks of each of *run_ids* (at most 20 each, by offset)."""
+    def _fts_rows(self, run_ids: list[str], query: text_search.Query
+                  ) -> list[tuple[str, int, int]]:
+        """SQLite: ``(run_id, pos, chunk id)`` of the matching chunks of *run_ids*. Their
+        chunk ids span a range (a run's pieces are numbered as they are indexed, and runs
+        near in time are near in it): FTS5 is asked once for the matches in that range,
+        a seek in each term's list, as long as there are at most :data:`SPAN` times as
+        many as the runs' own chunks; else (a long run or runs far apart in time, a
+        common word) each chunk is looked up by rowid, or for a prefix the whole list of
+        matches read once (FTS5 merges every term a prefix covers on each lookup)."""
+        marks = ",".join("?" * len(run_ids))
+        lo, hi, n = self.db.execute(
+            f"SELECT MIN(id), MAX(id), COUNT(*) FROM output_chunks WHERE run_id IN ({marks})",
+            run_ids).fetchone()
+        if not n:
+            return []
+        cap = SPAN * n
+        got = self.db.execute(
+            "SELECT m.id, c.run_id, c.pos FROM (SELECT rowid AS id FROM output_fts WHERE "
+            "output_fts MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?) m LEFT JOIN output_chunks c "
+            f"ON c.id = m.id AND c.run_id IN ({marks})",
+            (query.fts5(), lo, hi, cap + 1, *run_ids)).fetchall()
+        if len(got) <= cap:
+            return [(r[1], int(r[2]), int(r[0])) for r in got if r[1] is not None]
+        if _prefixed(query):
+            # (``+rowid``: an IN on the rowid would be one lookup, so one merge, per id)
+            sql = ("SELECT c.run_id, c.pos, c.id FROM output_fts f JOIN output_chunks c "
+                   "ON c.id = +f.rowid WHERE output_fts MATCH ? AND +f.rowid IN (SELECT id "
+                   f"FROM output_chunks WHERE run_id IN ({marks}))")
+            args: list[Any] = [query.fts5(), *run_ids]
+        else:
+            sql = ("SELECT c.run_id, c.pos, c.id FROM output_chunks c CROSS JOIN output_fts f "
+                   f"WHERE c.run_id IN ({marks}) AND f.rowid = c.id AND output_fts MATCH ?")
+            args = [*run_ids, query.fts5()]
+        return [(r[0], int(r[1]), int(r[2])) for r in self.db.execute(sql, args).fetchall()]
+
+    def _run_chunks(self, run_ids: list[str], query: text_search.Query,
+                    ids: list[int] | None = None) -> dict[str, list[list[Any]]]:
+        """The matching chunks of each of *run_ids* (at most 20 each, by offset); *ids*:
+        every matching chunk id, when known."""
         if not run_ids:
             return {}
         marks = ",".join("?" * len(run_ids))
-        if self._text_search != "fts5":
-            sql = ("SELECT run_id, pos, text FROM output_chunks WHERE run_id IN "
-                   f"({marks}) AND tsv @@ {_tsquery(query)} ORDER BY run_id, pos")
-            args: list[Any] = list(run_ids)
-        elif _prefixed(query):  # one pass over the matches: FTS5 merges a prefix's terms
-            # (``+rowid``: an IN on the rowid would be one lookup, so one merge, per id)
-            sql = ("SELECT c.run_id, c.pos, f.text FROM output_fts f JOIN output_chunks c "
-                   "ON c.id = +f.rowid WHERE output_fts MATCH ? AND +f.rowid IN (SELECT id "
-                   f"FROM output_chunks WHERE run_id IN ({marks})) ORDER BY c.run_id, c.pos")
-            args = [query.fts5(), *run_ids]
-        else:  # each chunk of the runs looked up in the index by rowid
-            sql = ("SELECT c.run_id, c.pos, f.text FROM output_chunks c CROSS JOIN output_fts f "
-                   f"WHERE c.run_id IN ({marks}) AND f.rowid = c.id AND output_fts MATCH ? "
-                   "ORDER BY c.run_id, c.pos")
-            args = [*run_ids, query.fts5()]
+        if ids is not None:
+            text = "f.text" if self._text_search == "fts5" else "c.text"
+            join = (" JOIN output_fts f ON f.rowid = c.id" if self._text_search == "fts5"
+                    else "")
+            rows = self.db.execute(
+                f"SELECT c.run_id, c.pos, {text} FROM output_chunks c{join} WHERE c.id IN "
+                f"({','.join('?' * len(ids))}) AND c.run_id IN ({marks})",
+                (*ids, *run_ids)).fetchall()
+        elif self._text_search != "fts5":
+            rows = self.db.execute(
+                f"SELECT run_id, pos, text FROM output_chunks WHERE run_id IN ({marks}) "
+                f"AND tsv @@ {_tsquery(query)}", run_ids).fetchall()
+        else:
+            found = sorted(self._fts_rows(run_ids, query), key=lambda r: (r[0], r[1]))
+            keep: list[tuple[str, int, int]] = []
+            count: dict[str, int] = {}
+            for r in found:
+                count[r[0]] = count.get(r[0], 0) + 1
+                if count[r[0]] <= CHUNKS_PER_RUN:
+                    keep.append(r)
+            texts = dict(self.db.execute(
+                "SELECT rowid, text FROM output_fts WHERE rowid IN "
+                f"({','.join('?' * len(keep))})", [r[2] for r in keep]).fetchall()
+                ) if keep else {}
+            rows = [(r[0], r[1], texts[r[2]]) for r in keep]
         out: dict[str, list[list[Any]]] = {}
-        for r in self.db.execute(sql, args).fetchall():
+        for r in sorted(rows, key=lambda r: (r[0], int(r[1]))):
             got = out.setdefault(r[0], [])
             if len(got) < CHUNKS_PER_RUN:
                 got.append([int(r[1]), r[2]])
         return out
+
+    def _walk_fts(self, query: text_search.Query, cols: str, where: str, args: list[Any],
+                  keyset: tuple[Any, str] | None, want: int) -> list[Any]:
+        """SQLite, a common query: the runs newest first (after *keyset*), in growing
+        batches, each batch's matches asked of FTS5 at once (:meth:`_fts_rows`), until
+        *want* runs match."""
+        out: list[Any] = []
+        batch = 64
+        while len(out) < want:
+            sql, a = f"SELECT {cols} FROM runs r WHERE 1 = 1{where}", list(args)
+            if keyset is not None:
+                sql += " AND r.fire_at <= ? AND (r.fire_at < ? OR (r.fire_at = ? AND r.id < ?))"
+                a += [keyset[0], keyset[0], keyset[0], keyset[1]]
+            runs = self.db.execute(f"{sql} ORDER BY r.fire_at DESC, r.id DESC LIMIT ?",
+                                   (*a, batch)).fetchall()
+            if not runs:
+                break
+            hit = {r[0] for r in self._fts_rows([r["id"] for r in runs], query)}
+            out += [r for r in runs if r["id"] in hit]
+            if len(runs) < batch:
+                break
+            keyset = (runs[-1]["fire_at"], runs[-1]["id"])
+            batch = min(batch * 4, 1024)
+        return out[:want]
 
     @staticmethod
     def _filters(job_ids: list[str] | None, status: str | None,
@@ -197,29 +272,30 @@ class RunViewsSQL:
     def search_output(self, query: text_search.Query, *, job_ids: list[str] | None = None,
                       since: float | None = None, status: str | None = None,
                       limit: int = 20, cursor: str | None = None) -> Page[dict[str, Any]]:
-        from hermes_cron_ext.store.sql import _decode_cursor, _encode_cursor
+        from hermes_cron_ext.store.sql import _decode_cursor
 
         where, args = self._filters(job_ids, status)
         if since is not None:
             where += " AND r.fire_at >= ?"
             args.append(since)
+        keyset: tuple[Any, str] | None = None
         if cursor is not None:
             at, rid = _decode_cursor(cursor, 2)
-            where += " AND r.fire_at <= ? AND (r.fire_at < ? OR (r.fire_at = ? AND r.id < ?))"
-            args += [at, at, at, rid]
+            keyset = (at, str(rid))
         cols = ", ".join(f"r.{f}" for f in SEARCH_FIELDS)
         ids = self._matching_ids(query, FEW + 1)
+        if len(ids) > FEW and self._text_search == "fts5":
+            rows = self._walk_fts(query, cols, where, args, keyset, limit + 1)
+            return self._search_page(rows, query, limit)
+        if keyset is not None:
+            where += " AND r.fire_at <= ? AND (r.fire_at < ? OR (r.fire_at = ? AND r.id < ?))"
+            args += [keyset[0], keyset[0], keyset[0], keyset[1]]
         if len(ids) <= FEW:  # rare: join the few matches to their runs
             if not ids:
                 return Page([], None)
             found = ("r.id IN (SELECT c.run_id FROM output_chunks c WHERE c.id IN "
                      f"({','.join('?' * len(ids))}))")
             found_args: list[Any] = list(ids)
-        elif self._text_search == "fts5" and _prefixed(query):
-            # FTS5 merges every term a prefix covers on each lookup: match once instead
-            found = ("r.id IN (SELECT c.run_id FROM output_chunks c WHERE c.id IN "
-                     "(SELECT rowid FROM output_fts WHERE output_fts MATCH ?))")
-            found_args = [query.fts5()]
         else:  # common: the newest runs first, each asked whether it has a match
             match, found_args = self._match(query)
             found = f"EXISTS (SELECT 1 FROM output_chunks c WHERE c.run_id = r.id AND {match})"
@@ -227,7 +303,13 @@ class RunViewsSQL:
             f"SELECT {cols} FROM runs r WHERE {found}{where} "
             "ORDER BY r.fire_at DESC, r.id DESC LIMIT ?",
             (*found_args, *args, limit + 1)).fetchall()
-        chunks = self._run_chunks([r["id"] for r in rows[:limit]], query)
+        return self._search_page(rows, query, limit, ids if len(ids) <= FEW else None)
+
+    def _search_page(self, rows: list[Any], query: text_search.Query, limit: int,
+                     ids: list[int] | None = None) -> Page[dict[str, Any]]:
+        from hermes_cron_ext.store.sql import _encode_cursor
+
+        chunks = self._run_chunks([r["id"] for r in rows[:limit]], query, ids)
         items = []
         for r in rows[:limit]:
             items.append({
