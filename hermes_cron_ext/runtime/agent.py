@@ -67,6 +67,7 @@ from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.errors import NotFound
 from hermes_cron_ext.processes import hostname, proc_start_time
+from hermes_cron_ext.runtime.indexer import FINISH_WAIT, Indexer
 from hermes_cron_ext.runtime.runas import Process, RunAs, RunAsError
 from hermes_cron_ext.runtime.supervisor import (
     EXIT_DRAIN,
@@ -78,7 +79,6 @@ from hermes_cron_ext.runtime.supervisor import (
     exit_fd,
     exit_status,
     foreign,
-    index_output,
     metric_rows,
     outcome,
     owned,
@@ -204,6 +204,11 @@ class Agent:
         #: runs this agent holds at most (5 descriptors each); the rest get supervisors
         self.capacity = capacity
         self._hushed_until: float | None = None  # monotonic; the inbox unread till then
+        #: writes the output index of every run here off this loop (a thread of its own)
+        self.indexer = Indexer(store)
+        #: ended runs whose last output is being indexed before their final status:
+        #: run id -> (the watch, status, exit code, reason, monotonic deadline)
+        self._indexing: dict[str, tuple[Watch, str, int | None, str | None, float]] = {}
 
     # -- the loop ---------------------------------------------------------------------
     def serve(self) -> int:
@@ -219,7 +224,8 @@ class Agent:
         if self.runas is not None:  # the exits it tells: read as they come
             self.sel.register(self.runas.fileno(), selectors.EVENT_READ, ("runas", None))
         try:
-            while self.inbox is not None or self.waiting or self.running or self._owed:
+            while (self.inbox is not None or self.waiting or self.running or self._owed
+                   or self._indexing):
                 timeout = self._timeout()
                 try:
                     self._pass(timeout)
@@ -227,6 +233,7 @@ class Agent:
                     _complain(f"agent pass failed: {exc!r}")
                     time.sleep(0.1)
         finally:
+            self.indexer.close()
             self.store.close()
         return 0
 
@@ -246,6 +253,8 @@ class Agent:
                 self._on_wake()
         self._fire_due()
         self._run_timers()
+        if self._indexing:
+            self._settle_indexed()
         if self._owed and time.monotonic() >= self._owed_at:
             self._settle_owed()
         if self._hushed_until is not None and time.monotonic() >= self._hushed_until:
@@ -267,6 +276,8 @@ class Agent:
             waits.append(self._hushed_until - time.monotonic())
         if self._owed:
             waits.append(self._owed_at - time.monotonic())
+        if self._indexing:
+            waits.append(0.02)  # their output being indexed: looked at again
         return min(waits) if waits else None
 
     def _on_signal(self, signum, frame) -> None:
@@ -447,9 +458,10 @@ class Agent:
         its own to the run-as helper, while run-as is on)."""
         from hermes_cron_ext.runtime.supervisor import _before_fork, supervise
 
-        _before_fork(self.store)
-        channel, why = child_channel(self.runas, self.runas_error)
-        pid = os.fork()
+        with self.indexer.paused():  # no SQLite lock or transaction across the fork
+            _before_fork(self.store)
+            channel, why = child_channel(self.runas, self.runas_error)
+            pid = os.fork()
         if pid:
             if channel is not None:
                 channel.forget()
@@ -637,7 +649,7 @@ class Agent:
             writer = store.output_writer(watch.id, watch.run.spec.get("max_output"))
             writer.system(f"[hermes-cron: cannot start the job: {exc}]\n")
             writer.close()
-            index_output(store, watch.id, writer, True)
+            self.indexer.hand(watch.id, writer, final=True)
         except Exception as err:  # noqa: BLE001 - the status matters more than the line
             _complain(f"run {watch.id}: its failure to start not written: {err}")
         self._record(watch.id, "failed", 127, f"cannot start: {exc}")
@@ -735,13 +747,11 @@ class Agent:
         writer, progress = watch.writer, watch.progress
         assert writer is not None
         progress.changed = False
-        try:
-            cancel = self.store.heartbeat_run(watch.id, time.time(), progress.phase,
-                                              progress.fraction, writer.size)
-        except Exception as exc:  # noqa: BLE001 - a missed beat is no reason to stop the run
-            _complain(f"heartbeat of run {watch.id} not recorded: {exc}")
-            cancel = False
-        index_output(self.store, watch.id, writer, False)
+        # both written by the indexer's thread: this loop never waits for the store's
+        # write lock (the beat's answer, cancel, comes at the next beat)
+        cancel = self.indexer.beat(watch.id, time.time(), progress.phase,
+                                   progress.fraction, writer.size)
+        self.indexer.hand(watch.id, writer)
         now = time.monotonic()
         watch.last_beat = now
         watch.next_beat = now + self.heartbeat
@@ -822,7 +832,7 @@ class Agent:
             _wait(watch.proc)
         if watch.writer is not None:
             watch.writer.close()
-            index_output(self.store, watch.id, watch.writer, True)
+            self.indexer.hand(watch.id, watch.writer, final=True)
         self._record(watch.id, "failed", None, reason, metric_rows(watch.metrics, None))
 
     def _done(self, watch: Watch) -> None:
@@ -833,7 +843,7 @@ class Agent:
             self.sel.unregister(fd)
             f.close()
         watch.streams.clear()
-        proc, writer, store = watch.proc, watch.writer, self.store
+        proc, writer = watch.proc, watch.writer
         assert proc is not None and writer is not None
         if not isinstance(proc, Process) and proc.returncode is None:
             watch.usage = reap(proc)
@@ -843,7 +853,31 @@ class Agent:
         status, exit_code, reason = ("failed", None, rc) if isinstance(rc, str) else outcome(
             rc, watch.stopping, watch.run.spec.get("timeout"), writer, watch.last_err)
         writer.close()
-        index_output(store, watch.id, writer, True)
+        # its final status once the rest of its output is indexed (a finished run is
+        # searchable), FINISH_WAIT s at most; the loop goes on meanwhile
+        self.indexer.hand(watch.id, writer, final=True)
+        self._indexing[watch.id] = (watch, status, exit_code, reason,
+                                    time.monotonic() + FINISH_WAIT)
+        self._settle_indexed()
+
+    def _settle_indexed(self) -> None:
+        """The final status of the ended runs whose output is indexed (or whose wait
+        for it is over)."""
+        now = time.monotonic()
+        for run_id, (watch, status, exit_code, reason, until) in list(
+                self._indexing.items()):
+            if not self.indexer.wait(run_id, 0):
+                if now < until:
+                    continue
+                _complain(f"run {run_id}: its output is still being indexed after "
+                          f"{FINISH_WAIT:g} s; its final status is recorded meanwhile")
+            del self._indexing[run_id]
+            self._guard(watch, self._finish, watch, status, exit_code, reason)
+
+    def _finish(self, watch: Watch, status: str, exit_code: int | None,
+                reason: str | None) -> None:
+        writer, store = watch.writer, self.store
+        assert writer is not None
         try:
             store.heartbeat_run(watch.id, time.time(), watch.progress.phase,
                                 watch.progress.fraction, writer.size)

@@ -32,6 +32,7 @@ from hermes_cron_ext.domain.models import RunStatus, iso
 from hermes_cron_ext.domain.policy import OverlapAction
 from hermes_cron_ext.domain.progress import Progress
 from hermes_cron_ext.processes import hostname, proc_start_time, process_alive
+from hermes_cron_ext.runtime.indexer import Indexer
 from hermes_cron_ext.runtime.notebook import (  # not at the instant
     GO_FD_ENV,
     PARAMETERS_ENV,
@@ -446,24 +447,6 @@ def patiently(call, *args, limit: float):
         pause = min(pause * 2, 5.0)
 
 
-#: bytes of output a heartbeat hands to the output index at most (the rest waits for
-#: the next beat or the end), so indexing never keeps the payload's pipes unread long
-INDEX_PER_BEAT = 1 << 20
-
-
-def index_output(store, run_id: str, writer, final: bool) -> None:
-    """Hand what *writer* appended since last time to the store's output index (at
-    each heartbeat, a share of it, and all of it once the writer is closed: *final*).
-    Search is a view: a store that cannot index is complained about, and the run goes
-    on regardless."""
-    try:
-        chunks = writer.index_pending(final, None if final else INDEX_PER_BEAT)
-        if chunks:
-            store.index_output(run_id, chunks)
-    except Exception as exc:
-        _complain(f"output not indexed for search: {exc}")
-
-
 def outcome(rc: int, stopping: str | None, timeout: float | None,
             writer: output.OutputWriter, last_err: bytes) -> tuple[str, int, str | None]:
     """``(status, exit_code, reason)`` of a payload that exited with *rc* (negative: the
@@ -598,8 +581,12 @@ class Supervisor:
     none while run-as is on (such runs are then recorded failed with it)."""
 
     def __init__(self, store, run_id: str, heartbeat: float = HEARTBEAT_INTERVAL,
-                 runas: RunAs | None = None, runas_error: str | None = None):
+                 runas: RunAs | None = None, runas_error: str | None = None,
+                 indexer: Indexer | None = None):
         self.store = store
+        #: writes the output index off the read loop (``supervise``'s, for all its runs)
+        self.indexer = indexer if indexer is not None else Indexer(store)
+        self._own_indexer = indexer is None
         self.run_id = run_id
         self.heartbeat = heartbeat
         self.runas, self.runas_error = runas, runas_error
@@ -619,6 +606,13 @@ class Supervisor:
             pass
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            if self._own_indexer:
+                self.indexer.close()
+
+    def _run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -786,7 +780,7 @@ class Supervisor:
             writer = store.output_writer(run.id, spec.get("max_output"))
             writer.system(f"[hermes-cron: cannot start the job: {payload}]\n")
             writer.close()
-            index_output(store, run.id, writer, True)
+            self.indexer.finish(run.id, writer)
             store.finish_run(run.id, "failed", 127, reason=f"cannot start: {payload}")
             return 0
         proc = payload.proc
@@ -814,7 +808,9 @@ class Supervisor:
         finally:
             payload.close()
             writer.close()
-            index_output(store, run.id, writer, True)
+            # the rest of the index written (waited for, 30 s at most) before the final
+            # status, so a finished run is searchable
+            self.indexer.finish(run.id, writer)
             try:
                 store.heartbeat_run(run.id, time.time(), self._progress.phase,
                                     self._progress.fraction, writer.size)
@@ -914,14 +910,11 @@ class Supervisor:
                 kill_at = None if exited_at is not None else now + grace
             if now >= next_beat or (progress.changed and now - last_beat >= 0.5):
                 progress.changed = False
-                try:
-                    cancel = self.store.heartbeat_run(
-                        self.run_id, time.time(), progress.phase, progress.fraction,
-                        writer.size)
-                except Exception as exc:  # a missed beat is no reason to stop the run
-                    _complain(f"heartbeat not recorded: {exc}")
-                    cancel = False
-                index_output(self.store, self.run_id, writer, False)
+                # both written by the indexer's thread: this loop never waits for the
+                # store's write lock (the beat's answer, cancel, comes at the next beat)
+                cancel = self.indexer.beat(self.run_id, time.time(), progress.phase,
+                                           progress.fraction, writer.size)
+                self.indexer.hand(self.run_id, writer)
                 if cancel and not self.stop_reason:
                     self.stop_reason = "cancelled"
                     continue
@@ -968,20 +961,25 @@ def supervise(db: str, run_id: str, relay: str | None = None, runas: RunAs | Non
     else:
         store = open_store(db)
     forked: list[int] = []
+    indexer = Indexer(store)  # one thread for the output index of every run here
     try:
-        code = Supervisor(store, run_id, runas=runas, runas_error=runas_error).run()
+        code = Supervisor(store, run_id, runas=runas, runas_error=runas_error,
+                          indexer=indexer).run()
         # a pipeline or a backfill: this warm process goes on as the supervisor of a run
         # its run's end queued (a ticker would start it at its next pass, up to a second
         # later, if one is alive at all); other runs it queued (fan-out) go to forks of it
         while taken := store.take_next(run_id):
             run_id, *others = taken
             if others:
-                _before_fork(store)
-            forked += [_fork_supervisor(db, other, relay, runas, runas_error)
-                       for other in others]
-            code = Supervisor(store, run_id, runas=runas, runas_error=runas_error).run()
+                with indexer.paused():  # no SQLite lock or transaction across the fork
+                    _before_fork(store)
+                    forked += [_fork_supervisor(db, other, relay, runas, runas_error)
+                               for other in others]
+            code = Supervisor(store, run_id, runas=runas, runas_error=runas_error,
+                              indexer=indexer).run()
         return code
     finally:
+        indexer.close()
         store.close()
         if runas is not None:
             runas.close(timeout=2.0)
