@@ -6,11 +6,14 @@ it holds, and a store that cannot index never stops a run."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+
+import pytest
 
 from hermes_cron_ext.domain.search import parse_query
 from hermes_cron_ext.runtime.indexer import Indexer
@@ -167,3 +170,41 @@ def test_output_reaches_the_log_while_another_process_holds_the_write_lock(real_
         proc.wait(30)
     assert real_store.get_run(run.id).status == "succeeded"
     assert _hits(real_store, "held_marker") == [run.id]
+
+
+@pytest.mark.postgres
+def test_through_a_relay_the_thread_has_a_client_of_its_own(pg_url, tmp_path):
+    """A RelayClient is one socket: the indexer's thread talks through a client of its
+    own, while the loop's client goes on making its calls."""
+    pytest.importorskip("psycopg")
+    from hermes_cron_ext.store import open_store
+    from hermes_cron_ext.store.relay import RelayClient, start_relay
+    from tests.store.test_relay import queued_run
+
+    store = open_store(pg_url)
+    path, pid = start_relay(pg_url)
+    sup = RelayClient(pg_url, path)
+    try:
+        run = queued_run(store)
+        assert sup.attach_run(run.id, os.getpid(), None, "here") is True
+        assert sup.mark_running(run.id, time.time(), os.getpid()) is True
+        indexer = Indexer(sup, group_bytes=2048)
+        writer = sup.output_writer(run.id)
+        for i in range(2000):
+            writer.write("stdout", f"relayed_line {i:05d}\n".encode())
+            if i % 100 == 0:
+                indexer.hand(run.id, writer)
+                assert indexer.beat(run.id, time.time(), None, None, writer.size) is False
+                assert sup.get_run(run.id).status == "running"  # the loop's own calls
+        writer.close()
+        assert indexer.finish(run.id, writer, timeout=30)
+        assert indexer._store is not sup and isinstance(indexer._store, RelayClient)
+        indexer.close()
+        assert sup.finish_run(run.id, "succeeded", 0).status == "succeeded"
+        assert [h["run_id"] for h in store.search_output(parse_query("relayed_line")).items
+                ] == [run.id]
+    finally:
+        sup.close()
+        store.close()
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
