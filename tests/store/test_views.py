@@ -334,3 +334,13 @@ def test_a_copied_store_can_search_the_runs_it_copied(store, clock, tmp_path):
         assert _found(target, hits, q) == _grep(target, [run.id], q) != {}
     finally:
         target.close()
+
+
+def test_postgres_text_index_has_no_pending_list(store):
+    """New entries go into the GIN index at once: a pending list is read by every search
+    and makes the planner scan the table instead (0.3 s at 2,000 runs x 100 KB)."""
+    if store_kind(store) != "postgres":
+        pytest.skip("PostgreSQL's GIN index")
+    options = store.db.execute(
+        "SELECT reloptions FROM pg_class WHERE relname = 'output_chunks_tsv'").fetchone()[0]
+    assert "fastupdate=off" in options
