@@ -1548,7 +1548,8 @@ def test_a_search_hit_in_a_long_log_opens_the_output_at_its_line(lab, page):
         match = hit.locator("[data-role='match']").first
         assert int(match.get_attribute("data-offset")) == offset
         match.click()
-        output = page.locator(f".jp-HermesCron-detail .jp-HermesCron-output[data-run-id='{run_id}']")
+        output = page.locator(
+            f".jp-HermesCron-detail .jp-HermesCron-output[data-run-id='{run_id}']")
         scroller = output.locator(".jp-HermesCron-scroller")
         target = output.locator("[data-role='target-line']")
         target.wait_for(timeout=15_000)
