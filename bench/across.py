@@ -580,6 +580,9 @@ def fig_search_pg(args, n: int, size: int, reps: int) -> Result:
     res = Result()
     n = args.pg_runs or n
     tmp = tempfile.mkdtemp(prefix="hermes-bench-across-pg-", dir="/tmp")
+    # the PostgreSQL store keeps a spool folder in Jupyter's data dir: the temp dir's,
+    # not the user's (a test session checks that nothing wrote into the user's)
+    os.environ["JUPYTER_DATA_DIR"] = os.path.join(tmp, "jupyter-data")
     server = PostgresServer.start(tmp)
     store = None
     try:
